@@ -1,0 +1,252 @@
+"""Venue-neutral, immutable event types: what every plugin sees, whatever the venue.
+
+Every event carries the venue name, the account id it belongs to, the local receive time
+(``time.time()``) and the raw frame it came from (``None`` for events qfexbot makes itself).
+Money and quantities are ``Decimal``: QFEX floats are converted with ``Decimal(str(x))``,
+Finery integers are scaled by 1e8 exactly.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "Event",
+    "PRIVATE_EVENTS",
+    "BalanceEvent",
+    "PositionEvent",
+    "OrderUpdateEvent",
+    "FillEvent",
+    "BookEvent",
+    "TradeEvent",
+    "MarkPriceEvent",
+    "ConnectionState",
+    "ConnectionStateEvent",
+    "ResyncEvent",
+    "TransferOutcomeEvent",
+    "TimerEvent",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every event. ``kind`` is a short stable name used in logs, metrics and recordings."""
+
+    venue: str
+    account_id: str
+    received_at: float
+    raw: Any = field(default=None, repr=False, compare=False)
+
+    kind = "event"
+
+    @property
+    def is_private(self) -> bool:
+        """Private events are never dropped or conflated; market data may be."""
+        return True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BalanceEvent(Event):
+    """Account balance snapshot (QFEX ``balance_response`` pulse, REST resync, Finery limits)."""
+
+    available: Decimal
+    deposit: Decimal = Decimal(0)
+    realised_pnl: Decimal = Decimal(0)
+    unrealised_pnl: Decimal = Decimal(0)
+    order_margin: Decimal = Decimal(0)
+    position_margin: Decimal = Decimal(0)
+    net_funding: Decimal = Decimal(0)
+    currency: str = "USD"
+
+    kind = "balance"
+
+    @property
+    def equity(self) -> Decimal:
+        """Available balance plus margin in use plus unrealised PnL."""
+        return self.available + self.order_margin + self.position_margin + self.unrealised_pnl
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionEvent(Event):
+    """Position in one symbol; ``size`` is signed (long > 0)."""
+
+    symbol: str
+    size: Decimal
+    average_price: Decimal = Decimal(0)
+    realised_pnl: Decimal = Decimal(0)
+    unrealised_pnl: Decimal = Decimal(0)
+    net_funding: Decimal = Decimal(0)
+    leverage: Decimal = Decimal(0)
+    open_orders: int = 0
+    open_quantity: Decimal = Decimal(0)
+
+    kind = "position"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderUpdateEvent(Event):
+    """A change in one order's life (ACK, FILLED, CANCELLED, a reject status, ...)."""
+
+    order_id: str
+    client_order_id: str
+    symbol: str
+    status: str
+    side: str
+    order_type: str
+    time_in_force: str
+    price: Decimal
+    quantity: Decimal
+    remaining: Decimal
+    trade_id: str | None = None
+    update_time: float | None = None
+    terminal: bool = False
+
+    kind = "order"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillEvent(Event):
+    """One execution of this account's order."""
+
+    trade_id: str
+    order_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal = Decimal(0)
+    is_taker: bool = False
+    remaining: Decimal = Decimal(0)
+    realised_pnl: Decimal = Decimal(0)
+    timestamp: float | None = None
+
+    kind = "fill"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookEvent(Event):
+    """Order book snapshot (full replacement), best price first on each side."""
+
+    symbol: str
+    bids: tuple[tuple[Decimal, Decimal], ...]
+    asks: tuple[tuple[Decimal, Decimal], ...]
+    sequence: int | None = None
+    channel: str = "level2"
+
+    kind = "book"
+
+    @property
+    def is_private(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradeEvent(Event):
+    """A public trade print; ``side`` is the aggressor side."""
+
+    symbol: str
+    trade_id: str
+    price: Decimal
+    size: Decimal
+    side: str
+
+    kind = "trade"
+
+    @property
+    def is_private(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarkPriceEvent(Event):
+    """Mark price of one symbol."""
+
+    symbol: str
+    price: Decimal
+
+    kind = "mark_price"
+
+    @property
+    def is_private(self) -> bool:
+        return False
+
+
+class ConnectionState(enum.Enum):
+    """States of a supervised session (see docs/architecture.md)."""
+
+    CONNECTING = "connecting"
+    AUTHENTICATING = "authenticating"
+    SUBSCRIBING = "subscribing"
+    RESYNCING = "resyncing"
+    LIVE = "live"
+    STALE = "stale"
+    BACKOFF = "backoff"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionStateEvent(Event):
+    """A session changed state; ``reason`` says why (operator-readable, never a secret)."""
+
+    state: ConnectionState
+    previous: ConnectionState | None = None
+    reason: str = ""
+    attempt: int = 0
+
+    kind = "connection"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResyncEvent(Event):
+    """State re-read from the venue after (re)connecting; published before LIVE.
+
+    Plugins should treat it as the authoritative snapshot: anything they inferred from events
+    during a gap is replaced by it.
+    """
+
+    balance: BalanceEvent | None
+    positions: tuple[PositionEvent, ...] = ()
+    open_orders: tuple[OrderUpdateEvent, ...] = ()
+
+    kind = "resync"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferOutcomeEvent(Event):
+    """A journaled transfer reached a state (sent, done, failed, unknown, refused, dry_run)."""
+
+    entry_id: str
+    src: str
+    dst: str
+    amount: Decimal
+    state: str
+    detail: str = ""
+
+    kind = "transfer"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerEvent(Event):
+    """A scheduled tick that a plugin asked for (see the ``qfexbot_schedules`` hook)."""
+
+    name: str
+    interval: float
+
+    kind = "timer"
+
+
+PRIVATE_EVENTS: tuple[type[Event], ...] = (
+    BalanceEvent,
+    PositionEvent,
+    OrderUpdateEvent,
+    FillEvent,
+    ConnectionStateEvent,
+    ResyncEvent,
+    TransferOutcomeEvent,
+    TimerEvent,
+)
