@@ -4,27 +4,123 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "bots.toml"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their flags."""
-    parser = argparse.ArgumentParser(prog="qfexbot", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="qfexbot", description="Event-driven bots for QFEX subaccounts."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the bots declared in CONFIG")
+    run.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help="bots.toml path")
+    run.add_argument("--duration", type=float, help="stop gracefully after this many seconds")
+    run.add_argument("--log-format", choices=["text", "json"], help="override runtime.log_format")
+    run.add_argument("--log-level", help="override runtime.log_level")
+
+    check = sub.add_parser("check", help="validate CONFIG and its plugins")
+    check.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+
+    plugins = sub.add_parser("plugins", help="list discovered plugins and their hooks")
+    plugins.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
 
     sim = sub.add_parser("sim", help="run the local exchange simulator")
     sim.add_argument("--config", help="SIM.toml (default: built-in demo configuration)")
     sim.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sim.add_argument("--venue", default="qfex", choices=["qfex"], help="which venue to simulate")
+    sim.add_argument("--venue", default="qfex", choices=["qfex", "finery"], help="venue to simulate")
+
+    journal = sub.add_parser(
+        "journal",
+        help="list journal entries (or: journal resolve ID --applied|--not-applied)",
+        epilog="To resolve an unknown transfer by hand: "
+        "qfexbot journal resolve ID --applied|--not-applied [--config CONFIG]",
+    )
+    journal.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    journal.add_argument("--state", help="only entries in this state (e.g. unknown)")
+    journal.add_argument("--json", action="store_true", help="one JSON object per line")
+    # argparse cannot mix an optional positional with a subcommand, so `journal resolve ...`
+    # is routed to this parser by main() before parsing.
+    resolve = sub.add_parser("journal-resolve", help=argparse.SUPPRESS)
+    resolve.add_argument("entry_id")
+    how = resolve.add_mutually_exclusive_group(required=True)
+    how.add_argument("--applied", dest="applied", action="store_true")
+    how.add_argument("--not-applied", dest="applied", action="store_false")
+    resolve.add_argument("--config", default=DEFAULT_CONFIG)
+
+    pause = sub.add_parser("pause", help="pause all money movement (kill switch)")
+    pause.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    pause.add_argument("--reason", default="paused by operator")
+    resume = sub.add_parser("resume", help="resume money movement")
+    resume.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
     return parser
 
 
+def _load(path: str):
+    from qfexbot.config import ConfigError, load_config
+
+    try:
+        return load_config(Path(path))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["journal", "resolve"]:
+        argv = ["journal-resolve", *argv[2:]]
     args = build_parser().parse_args(argv)
     if args.command == "sim":
+        if args.venue == "finery":
+            from qfexbot.sim.finery.command import run_finery_sim_command
+
+            return run_finery_sim_command(config=args.config, host=args.host)
         from qfexbot.sim.command import run_sim_command
 
         return run_sim_command(config=args.config, host=args.host, venue=args.venue)
+    if args.command == "run":
+        from qfexbot.runtime import run_command
+
+        return run_command(
+            _load(args.config),
+            duration=args.duration,
+            log_format=args.log_format,
+            log_level=args.log_level,
+        )
+    if args.command == "check":
+        from qfexbot.runtime import check_command
+
+        return check_command(_load(args.config))
+    if args.command == "plugins":
+        from qfexbot.runtime import plugins_command
+
+        return plugins_command(_load(args.config))
+    if args.command == "journal":
+        from qfexbot import journal_cli
+
+        app = _load(args.config)
+        print(journal_cli.journal_list(app.runtime.journal, state=args.state, as_json=args.json))
+        return 0
+    if args.command == "journal-resolve":
+        from qfexbot import journal_cli
+
+        app = _load(args.config)
+        print(journal_cli.journal_resolve(app.runtime.journal, args.entry_id, args.applied))
+        return 0
+    if args.command in ("pause", "resume"):
+        from qfexbot import journal_cli
+
+        app = _load(args.config)
+        if args.command == "pause":
+            print(journal_cli.pause(app.runtime.kill_switch_file, args.reason))
+        else:
+            print(journal_cli.resume(app.runtime.kill_switch_file))
+        return 0
     raise AssertionError(f"unhandled command {args.command}")
 
 
