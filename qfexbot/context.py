@@ -1,0 +1,191 @@
+"""BotContext: what a plugin gets as ``ctx`` in every hook (config, logger, accounts, actions).
+
+One context exists per (bot, plugin instance). Actions are forwarded, with the bot and plugin
+names, to an ``ActionsBackend`` supplied by the runtime (policy checks and the journal live
+there, not here).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Protocol
+
+__all__ = ["ActionsBackend", "BotContext", "UnknownAccountError"]
+
+
+class UnknownAccountError(LookupError):
+    """An account alias or id that the bot's venue does not know."""
+
+
+class ActionsBackend(Protocol):
+    """What the runtime implements so plugins can act. Every method gets the bot and plugin
+    instance names first, so it can apply the bot's policy and journal who asked.
+
+    Accounts are passed exactly as the plugin gave them (an alias or an account id)."""
+
+    def alias_of(self, account_id: str) -> str:
+        """The venue alias of ``account_id`` (the first one if several), or the id itself if
+        it has none: for readable logs."""
+        return self._aliases.get(account_id, account_id)
+
+    async def transfer(
+        self, bot: str, plugin: str, src: str, dst: str, amount: Decimal, reason: str
+    ) -> Any: ...
+
+    async def add_order(
+        self,
+        bot: str,
+        plugin: str,
+        account: str,
+        *,
+        symbol: str,
+        side: str,
+        order_type: str,
+        quantity: Decimal,
+        price: Decimal | None = None,
+        time_in_force: str = "GTC",
+        client_order_id: str | None = None,
+        reduce_only: bool = False,
+    ) -> None: ...
+
+    async def cancel_order(
+        self, bot: str, plugin: str, account: str, *, symbol: str, order_id: str
+    ) -> None: ...
+
+    async def positions(self, bot: str, plugin: str, account: str) -> Any: ...
+
+    async def account_equity(
+        self, bot: str, plugin: str, account: str, duration: str = "1w"
+    ) -> list[tuple[Any, Decimal]]: ...
+
+
+class BotContext:
+    """The plugin's view of its bot.
+
+    Attributes:
+      bot, plugin, venue: names (plugin = the instance name from bots.toml).
+      config: the plugin's validated options (read-only mapping).
+      log: a logger for this plugin (``plugins.<bot>.<plugin>``); lines logged from hooks also
+        carry bot and plugin in their context.
+      accounts: alias -> account id of this bot's own accounts (the ones it has sessions and
+        buses for), in bots.toml order.
+      venue_accounts: alias -> account id of every account of the venue (e.g. a treasury that
+        the bot moves money from without listening to it).
+      state: a dict shared by all plugins of this bot (plugins of other bots never see it).
+    """
+
+    __slots__ = (
+        "_actions",
+        "_aliases",
+        "accounts",
+        "bot",
+        "config",
+        "log",
+        "plugin",
+        "state",
+        "venue",
+        "venue_accounts",
+    )
+
+    def __init__(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        config: Mapping[str, Any],
+        accounts: Mapping[str, str],
+        venue_accounts: Mapping[str, str],
+        state: dict[str, Any],
+        actions: ActionsBackend,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.bot = bot
+        self.plugin = plugin
+        self.venue = venue
+        if not isinstance(config, MappingProxyType):
+            config = MappingProxyType(dict(config))
+        self.config = config
+        self.accounts: Mapping[str, str] = MappingProxyType(dict(accounts))
+        self.venue_accounts: Mapping[str, str] = MappingProxyType(dict(venue_accounts))
+        self.state = state
+        self.log = log or logging.getLogger(f"plugins.{bot}.{plugin}")
+        self._actions = actions
+        self._aliases = {v: k for k, v in reversed(self.venue_accounts.items())}
+
+    def __repr__(self) -> str:
+        # Names only: config values and the backend stay out of reprs and tracebacks.
+        return f"BotContext(bot={self.bot!r}, plugin={self.plugin!r}, venue={self.venue!r})"
+
+    def account_id(self, alias_or_id: str) -> str:
+        """The account id for an alias of the venue (an account id is returned as is).
+
+        Raises:
+          UnknownAccountError: neither an alias nor an id of this venue.
+        """
+        found = self.venue_accounts.get(alias_or_id)
+        if found is not None:
+            return found
+        if alias_or_id in self._aliases:
+            return alias_or_id
+        known = ", ".join(sorted(self.venue_accounts)) or "none"
+        raise UnknownAccountError(
+            f"bot {self.bot!r}: unknown account {alias_or_id!r} (known aliases: {known})"
+        )
+
+    def alias_of(self, account_id: str) -> str:
+        """The venue alias of ``account_id`` (the first one if several), or the id itself if
+        it has none: for readable logs."""
+        return self._aliases.get(account_id, account_id)
+
+    async def transfer(self, src: str, dst: str, amount: Decimal, reason: str) -> Any:
+        """Move ``amount`` from ``src`` to ``dst`` (aliases or ids), subject to the bot's
+        limits; returns the backend's transfer result (journal entry and outcome)."""
+        if not isinstance(amount, Decimal):
+            raise TypeError(f"amount must be a Decimal, got {type(amount).__name__}")
+        return await self._actions.transfer(self.bot, self.plugin, src, dst, amount, reason)
+
+    async def add_order(
+        self,
+        account: str,
+        *,
+        symbol: str,
+        side: str,
+        order_type: str,
+        quantity: Decimal,
+        price: Decimal | None = None,
+        time_in_force: str = "GTC",
+        client_order_id: str | None = None,
+        reduce_only: bool = False,
+    ) -> None:
+        """Send an order for ``account``; its fate arrives as order/fill events."""
+        await self._actions.add_order(
+            self.bot,
+            self.plugin,
+            account,
+            symbol=symbol,
+            side=side,
+            order_type=order_type,
+            quantity=quantity,
+            price=price,
+            time_in_force=time_in_force,
+            client_order_id=client_order_id,
+            reduce_only=reduce_only,
+        )
+
+    async def cancel_order(self, account: str, *, symbol: str, order_id: str) -> None:
+        """Ask the venue to cancel one order of ``account``."""
+        await self._actions.cancel_order(
+            self.bot, self.plugin, account, symbol=symbol, order_id=order_id
+        )
+
+    async def positions(self, account: str) -> Any:
+        """A fresh snapshot (balance and positions) of ``account`` read from the venue."""
+        return await self._actions.positions(self.bot, self.plugin, account)
+
+    async def account_equity(self, account: str, duration: str = "1w") -> list[tuple[Any, Decimal]]:
+        """Equity history of ``account`` over ``duration`` as ``[(time, equity), ...]``."""
+        return await self._actions.account_equity(self.bot, self.plugin, account, duration)
