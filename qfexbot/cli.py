@@ -71,6 +71,13 @@ def _load(path: str):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["journal", "resolve"]:
         argv = ["journal-resolve", *argv[2:]]
@@ -100,28 +107,31 @@ def main(argv: list[str] | None = None) -> int:
         from qfexbot.runtime import plugins_command
 
         return plugins_command(_load(args.config))
-    if args.command == "journal":
-        from qfexbot import journal_cli
+    if args.command in ("journal", "journal-resolve", "pause", "resume"):
+        from qfexbot.journal_cli import JournalCommandError
 
-        app = _load(args.config)
-        print(journal_cli.journal_list(app.runtime.journal, state=args.state, as_json=args.json))
-        return 0
-    if args.command == "journal-resolve":
-        from qfexbot import journal_cli
-
-        app = _load(args.config)
-        print(journal_cli.journal_resolve(app.runtime.journal, args.entry_id, args.applied))
-        return 0
-    if args.command in ("pause", "resume"):
-        from qfexbot import journal_cli
-
-        app = _load(args.config)
-        if args.command == "pause":
-            print(journal_cli.pause(app.runtime.kill_switch_file, args.reason))
-        else:
-            print(journal_cli.resume(app.runtime.kill_switch_file))
-        return 0
+        try:
+            return _journal_command(args)
+        except JournalCommandError as exc:
+            print(f"qfexbot {args.command.replace('-', ' ')}: {exc}", file=sys.stderr)
+            return 1
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _journal_command(args: argparse.Namespace) -> int:
+    """journal, journal resolve, pause, resume: operator commands on the journal and kill switch."""
+    from qfexbot import journal_cli
+
+    app = _load(args.config)
+    if args.command == "journal":
+        print(journal_cli.journal_list(app.runtime.journal, state=args.state, as_json=args.json))
+    elif args.command == "journal-resolve":
+        print(journal_cli.journal_resolve(app.runtime.journal, args.entry_id, args.applied))
+    elif args.command == "pause":
+        print(journal_cli.pause(app.runtime.kill_switch_file, args.reason))
+    else:
+        print(journal_cli.resume(app.runtime.kill_switch_file))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,971 @@
+"""The action journal: every transfer, order and refusal, written before it happens, as an audit trail.
+
+A transfer's row is committed *before* its request is sent, so after any crash we know which
+transfers may have moved money. States of a transfer::
+
+    pending ──> sent ──> done
+       │          ├────> failed
+       │          └────> unknown ──> done | failed   (resolve: reconciliation or operator)
+       ├──> failed    (definitely not sent)
+       └──> unknown   (crashed or cancelled around the send)
+
+A ``pending`` or ``sent`` row that nobody is working on (found at start-up or by reconciliation)
+must be treated as ``unknown``: the request may or may not have reached the venue.
+Every state change is also appended to the ``events`` table (append-only, enforced by triggers).
+
+``Journal`` is the interface callers use; ``SqliteJournal`` is the SQLite backend (WAL,
+``synchronous=FULL``), doing all database work on one dedicated thread that owns the connection,
+so the trio event loop never waits on the disk. A PostgreSQL backend implements the same
+``Journal`` protocol. Secrets are never written: callers pass ids, amounts and reasons only, and
+``data`` must be JSON made of plain values (a ``Secret`` is rejected, not stringified).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol, Self, TypeVar, runtime_checkable
+
+import outcome
+import trio
+
+__all__ = [
+    "UNRESOLVED",
+    "Entry",
+    "EntryKind",
+    "EntryNotFound",
+    "InvalidTransition",
+    "Journal",
+    "JournalClosed",
+    "SqliteJournal",
+    "SqliteStore",
+    "TransferState",
+]
+
+T = TypeVar("T")
+
+
+class EntryKind:
+    """Values of ``Entry.kind``."""
+
+    TRANSFER = "transfer"
+    ORDER = "order"
+    CANCEL = "cancel"
+    REFUSAL = "refusal"
+    DRY_RUN = "dry_run"
+
+
+class TransferState:
+    """Values of ``Entry.state`` (transfers use the first five; the rest are final records)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DONE = "done"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    REFUSED = "refused"  # kind refusal
+    DRY_RUN = "dry_run"  # kind dry_run: "would transfer"
+    SUBMITTED = "submitted"  # kind order / cancel: handed to the venue
+
+
+UNRESOLVED: tuple[str, ...] = (TransferState.PENDING, TransferState.SENT, TransferState.UNKNOWN)
+"""Transfer states in which the money may or may not have moved."""
+
+# Transfers that may have been applied: these count against the rolling daily limit.
+_POSSIBLY_APPLIED = (*UNRESOLVED, TransferState.DONE)
+
+_TRANSITIONS: dict[str, frozenset[str]] = {
+    TransferState.PENDING: frozenset(
+        {TransferState.SENT, TransferState.FAILED, TransferState.UNKNOWN}
+    ),
+    TransferState.SENT: frozenset(
+        {TransferState.DONE, TransferState.FAILED, TransferState.UNKNOWN}
+    ),
+    TransferState.UNKNOWN: frozenset({TransferState.DONE, TransferState.FAILED}),
+}
+
+
+class InvalidTransition(ValueError):
+    """A state change the transfer state machine does not allow (e.g. done -> failed)."""
+
+
+class EntryNotFound(KeyError):
+    """No journal entry has this id."""
+
+
+class JournalClosed(RuntimeError):
+    """The journal was used after ``close()``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal row. ``amount`` is exact; balances ``*_before`` are the available balances
+    read just before the transfer was sent (used by reconciliation)."""
+
+    id: str
+    kind: str
+    bot: str
+    plugin: str
+    venue: str
+    src: str | None
+    dst: str | None
+    amount: Decimal | None
+    reason: str
+    created_at: float
+    updated_at: float
+    state: str
+    detail: str = ""
+    attempts: int = 0
+    sent_at: float | None = None
+    resolved_by: str | None = None
+    src_before: Decimal | None = None
+    dst_before: Decimal | None = None
+    data: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def unresolved(self) -> bool:
+        """True for a transfer whose money may or may not have moved."""
+        return self.kind == EntryKind.TRANSFER and self.state in UNRESOLVED
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (Decimals as strings)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "bot": self.bot,
+            "plugin": self.plugin,
+            "venue": self.venue,
+            "src": self.src,
+            "dst": self.dst,
+            "amount": None if self.amount is None else str(self.amount),
+            "reason": self.reason,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "state": self.state,
+            "detail": self.detail,
+            "attempts": self.attempts,
+            "sent_at": self.sent_at,
+            "resolved_by": self.resolved_by,
+            "src_before": None if self.src_before is None else str(self.src_before),
+            "dst_before": None if self.dst_before is None else str(self.dst_before),
+            "data": None if self.data is None else dict(self.data),
+        }
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """What callers need from a journal backend. Every write is committed before it returns."""
+
+    async def record_intent(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        src: str,
+        dst: str,
+        amount: Decimal,
+        reason: str,
+        src_before: Decimal | None = None,
+        dst_before: Decimal | None = None,
+    ) -> Entry:
+        """Write a ``pending`` transfer row (call before sending the request)."""
+        ...
+
+    async def mark_sent(self, entry_id: str) -> Entry:
+        """pending -> sent (the request is about to be handed to the transport)."""
+        ...
+
+    async def mark_done(self, entry_id: str, detail: str = "") -> Entry:
+        """sent -> done (the venue confirmed)."""
+        ...
+
+    async def mark_failed(self, entry_id: str, detail: str) -> Entry:
+        """pending|sent -> failed (definitely not applied; ``detail`` says why)."""
+        ...
+
+    async def mark_unknown(self, entry_id: str, detail: str) -> Entry:
+        """pending|sent -> unknown (may have been applied)."""
+        ...
+
+    async def resolve(self, entry_id: str, applied: bool, by: str, detail: str = "") -> Entry:
+        """pending|sent|unknown -> done (applied) or failed, recording who decided."""
+        ...
+
+    async def annotate(self, entry_id: str, detail: str) -> Entry:
+        """Replace the detail and add an audit event without changing state."""
+        ...
+
+    async def get(self, entry_id: str) -> Entry | None:
+        """The entry, or None."""
+        ...
+
+    async def list(
+        self, state: str | None = None, limit: int = 100, kind: str | None = None
+    ) -> list[Entry]:
+        """Newest first."""
+        ...
+
+    async def unresolved(self, venue: str | None = None) -> list[Entry]:
+        """Transfers in pending/sent/unknown, oldest first."""
+        ...
+
+    async def unresolved_for_pair(self, venue: str, a: str, b: str) -> list[Entry]:
+        """Unresolved transfers between ``a`` and ``b`` in either direction."""
+        ...
+
+    async def unresolved_for_accounts(self, venue: str, accounts: Iterable[str]) -> list[Entry]:
+        """Unresolved transfers touching any of ``accounts`` (as src or dst)."""
+        ...
+
+    async def transfers_since(self, bot: str, since: float) -> list[Entry]:
+        """Transfers of ``bot`` created at or after ``since`` that may have moved money
+        (pending, sent, unknown, done)."""
+        ...
+
+    async def last_transfer_at(self, venue: str, a: str, b: str) -> float | None:
+        """Creation time of the newest transfer row on the pair (either direction, any state)."""
+        ...
+
+    async def events(self, entry_id: str) -> list[dict[str, Any]]:
+        """The audit trail of one entry, oldest first."""
+        ...
+
+    async def record_refusal(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        action: str,
+        code: str,
+        detail: str,
+        reason: str = "",
+        src: str | None = None,
+        dst: str | None = None,
+        amount: Decimal | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Entry:
+        """An action refused by policy (state ``refused``)."""
+        ...
+
+    async def record_dry_run(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        detail: str,
+        reason: str = "",
+        src: str | None = None,
+        dst: str | None = None,
+        amount: Decimal | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Entry:
+        """An action that would have been taken (state ``dry_run``); nothing was sent."""
+        ...
+
+    async def record_order(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        account: str,
+        data: Mapping[str, Any],
+        kind: str = EntryKind.ORDER,
+        reason: str = "",
+        detail: str = "",
+    ) -> Entry:
+        """An order or cancel command handed to the venue (state ``submitted``)."""
+        ...
+
+    async def close(self) -> None:
+        """Finish pending writes and release the backend."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# SQLite backend: a synchronous store used by exactly one thread
+# ---------------------------------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    bot TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    venue TEXT NOT NULL,
+    src TEXT,
+    dst TEXT,
+    amount TEXT,
+    reason TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    sent_at REAL,
+    resolved_by TEXT CHECK (resolved_by IN ('reconcile', 'operator')),
+    src_before TEXT,
+    dst_before TEXT,
+    data TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_kind_state ON entries (kind, state);
+CREATE INDEX IF NOT EXISTS entries_bot_created ON entries (bot, created_at);
+CREATE INDEX IF NOT EXISTS entries_pair ON entries (venue, src, dst, created_at);
+CREATE INDEX IF NOT EXISTS entries_created ON entries (created_at);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry_id TEXT NOT NULL REFERENCES entries (id),
+    at REAL NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    by TEXT
+);
+CREATE INDEX IF NOT EXISTS events_entry ON events (entry_id, seq);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
+"""
+
+_COLUMNS = (
+    "id, kind, bot, plugin, venue, src, dst, amount, reason, created_at, updated_at, state, "
+    "detail, attempts, sent_at, resolved_by, src_before, dst_before, data"
+)
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _money(value: Decimal | int | str | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float):
+        raise TypeError("money must be Decimal, int or str, not float")
+    return str(Decimal(value))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(
+        f"journal data may hold only plain JSON values and Decimal, not {type(value).__name__}"
+    )
+
+
+def _row_to_entry(row: Sequence[Any]) -> Entry:
+    return Entry(
+        id=row[0],
+        kind=row[1],
+        bot=row[2],
+        plugin=row[3],
+        venue=row[4],
+        src=row[5],
+        dst=row[6],
+        amount=_dec(row[7]),
+        reason=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+        state=row[11],
+        detail=row[12],
+        attempts=row[13],
+        sent_at=row[14],
+        resolved_by=row[15],
+        src_before=_dec(row[16]),
+        dst_before=_dec(row[17]),
+        data=None if row[18] is None else json.loads(row[18]),
+    )
+
+
+class SqliteStore:
+    """Synchronous SQLite journal store; one instance is used by one thread only.
+
+    ``SqliteJournal`` runs one of these on its worker thread; the CLI uses one directly (no
+    event loop there). Each method is one transaction, committed before it returns.
+    """
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self._db.close()
+
+    # -- transactions ------------------------------------------------------------------------
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(self._db)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return result
+
+    def _fetch(self, db: sqlite3.Connection, entry_id: str) -> Entry:
+        row = db.execute(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        if row is None:
+            raise EntryNotFound(entry_id)
+        return _row_to_entry(row)
+
+    def _insert(
+        self, db: sqlite3.Connection, values: dict[str, Any], by: str | None = None
+    ) -> Entry:
+        now = self._clock()
+        values = {"id": str(uuid.uuid4()), "created_at": now, "updated_at": now, **values}
+        names = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        db.execute(f"INSERT INTO entries ({names}) VALUES ({marks})", tuple(values.values()))
+        db.execute(
+            "INSERT INTO events (entry_id, at, from_state, to_state, detail, by) VALUES (?, ?, NULL, ?, ?, ?)",
+            (values["id"], now, values["state"], values.get("detail", ""), by),
+        )
+        return self._fetch(db, values["id"])
+
+    def _transition(
+        self,
+        entry_id: str,
+        to_state: str,
+        detail: str | None,
+        *,
+        allowed_from: Iterable[str] | None = None,
+        by: str | None = None,
+    ) -> Entry:
+        def run(db: sqlite3.Connection) -> Entry:
+            entry = self._fetch(db, entry_id)
+            if entry.kind != EntryKind.TRANSFER:
+                raise InvalidTransition(f"entry {entry_id} is a {entry.kind}, not a transfer")
+            legal = _TRANSITIONS.get(entry.state, frozenset())
+            if allowed_from is not None and entry.state not in allowed_from:
+                legal = frozenset()
+            if to_state not in legal:
+                raise InvalidTransition(
+                    f"transfer {entry_id} cannot go from {entry.state} to {to_state}"
+                )
+            now = self._clock()
+            sets = ["state = ?", "updated_at = ?"]
+            params: list[Any] = [to_state, now]
+            if detail is not None:
+                sets.append("detail = ?")
+                params.append(detail)
+            if to_state == TransferState.SENT:
+                sets += ["attempts = attempts + 1", "sent_at = ?"]
+                params.append(now)
+            if by is not None:
+                sets.append("resolved_by = ?")
+                params.append(by)
+            db.execute(f"UPDATE entries SET {', '.join(sets)} WHERE id = ?", (*params, entry_id))
+            db.execute(
+                "INSERT INTO events (entry_id, at, from_state, to_state, detail, by) VALUES (?, ?, ?, ?, ?, ?)",
+                (entry_id, now, entry.state, to_state, detail or "", by),
+            )
+            return self._fetch(db, entry_id)
+
+        return self._write(run)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def record_intent(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        src: str,
+        dst: str,
+        amount: Decimal,
+        reason: str,
+        src_before: Decimal | None = None,
+        dst_before: Decimal | None = None,
+    ) -> Entry:
+        if Decimal(amount) <= 0:
+            raise ValueError(f"transfer amount must be positive, got {amount}")
+        values = {
+            "kind": EntryKind.TRANSFER,
+            "bot": bot,
+            "plugin": plugin,
+            "venue": venue,
+            "src": src,
+            "dst": dst,
+            "amount": _money(amount),
+            "reason": reason,
+            "state": TransferState.PENDING,
+            "src_before": _money(src_before),
+            "dst_before": _money(dst_before),
+        }
+        return self._write(lambda db: self._insert(db, values))
+
+    def mark_sent(self, entry_id: str) -> Entry:
+        return self._transition(entry_id, TransferState.SENT, None)
+
+    def mark_done(self, entry_id: str, detail: str = "") -> Entry:
+        return self._transition(
+            entry_id, TransferState.DONE, detail, allowed_from=(TransferState.SENT,)
+        )
+
+    def mark_failed(self, entry_id: str, detail: str) -> Entry:
+        return self._transition(
+            entry_id,
+            TransferState.FAILED,
+            detail,
+            allowed_from=(TransferState.PENDING, TransferState.SENT),
+        )
+
+    def mark_unknown(self, entry_id: str, detail: str) -> Entry:
+        return self._transition(entry_id, TransferState.UNKNOWN, detail)
+
+    def resolve(self, entry_id: str, applied: bool, by: str, detail: str = "") -> Entry:
+        if by not in ("reconcile", "operator"):
+            raise ValueError(f"resolved_by must be 'reconcile' or 'operator', got {by!r}")
+        entry = self.get(entry_id)
+        if entry is None:
+            raise EntryNotFound(entry_id)
+        if not entry.unresolved:
+            raise InvalidTransition(
+                f"transfer {entry_id} is {entry.state}; only pending, sent or unknown can be resolved"
+            )
+        if entry.state != TransferState.UNKNOWN:
+            # A pending/sent row being resolved means nobody is working on it: it is in doubt.
+            self.mark_unknown(entry_id, f"found {entry.state} at resolution: outcome unknown")
+        to_state = TransferState.DONE if applied else TransferState.FAILED
+        text = detail or f"resolved by {by}: {'applied' if applied else 'not applied'}"
+        return self._transition(entry_id, to_state, text, by=by)
+
+    def annotate(self, entry_id: str, detail: str) -> Entry:
+        def run(db: sqlite3.Connection) -> Entry:
+            entry = self._fetch(db, entry_id)
+            now = self._clock()
+            db.execute(
+                "UPDATE entries SET detail = ?, updated_at = ? WHERE id = ?",
+                (detail, now, entry_id),
+            )
+            db.execute(
+                "INSERT INTO events (entry_id, at, from_state, to_state, detail, by) VALUES (?, ?, ?, ?, ?, NULL)",
+                (entry_id, now, entry.state, entry.state, detail),
+            )
+            return self._fetch(db, entry_id)
+
+        return self._write(run)
+
+    def _record_final(
+        self,
+        kind: str,
+        state: str,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        detail: str,
+        reason: str,
+        src: str | None,
+        dst: str | None,
+        amount: Decimal | None,
+        data: Mapping[str, Any] | None,
+    ) -> Entry:
+        values = {
+            "kind": kind,
+            "bot": bot,
+            "plugin": plugin,
+            "venue": venue,
+            "src": src,
+            "dst": dst,
+            "amount": _money(amount),
+            "reason": reason,
+            "state": state,
+            "detail": detail,
+            "data": None if data is None else json.dumps(dict(data), default=_json_default),
+        }
+        return self._write(lambda db: self._insert(db, values))
+
+    def record_refusal(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        action: str,
+        code: str,
+        detail: str,
+        reason: str = "",
+        src: str | None = None,
+        dst: str | None = None,
+        amount: Decimal | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Entry:
+        merged = {"action": action, "code": code, **(data or {})}
+        return self._record_final(
+            EntryKind.REFUSAL, TransferState.REFUSED, bot=bot, plugin=plugin, venue=venue,
+            detail=detail, reason=reason, src=src, dst=dst, amount=amount, data=merged,
+        )  # fmt: skip
+
+    def record_dry_run(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        detail: str,
+        reason: str = "",
+        src: str | None = None,
+        dst: str | None = None,
+        amount: Decimal | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Entry:
+        return self._record_final(
+            EntryKind.DRY_RUN, TransferState.DRY_RUN, bot=bot, plugin=plugin, venue=venue,
+            detail=detail, reason=reason, src=src, dst=dst, amount=amount, data=data,
+        )  # fmt: skip
+
+    def record_order(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        account: str,
+        data: Mapping[str, Any],
+        kind: str = EntryKind.ORDER,
+        reason: str = "",
+        detail: str = "",
+    ) -> Entry:
+        if kind not in (EntryKind.ORDER, EntryKind.CANCEL):
+            raise ValueError(f"record_order kind must be 'order' or 'cancel', got {kind!r}")
+        return self._record_final(
+            kind, TransferState.SUBMITTED, bot=bot, plugin=plugin, venue=venue, detail=detail,
+            reason=reason, src=account, dst=None, amount=None, data=data,
+        )  # fmt: skip
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _select(
+        self, where: str, params: Sequence[Any], order: str, limit: int | None = None
+    ) -> list[Entry]:
+        sql = f"SELECT {_COLUMNS} FROM entries WHERE {where} ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_row_to_entry(row) for row in self._db.execute(sql, tuple(params))]
+
+    def get(self, entry_id: str) -> Entry | None:
+        rows = self._select("id = ?", (entry_id,), "id")
+        return rows[0] if rows else None
+
+    def list(
+        self, state: str | None = None, limit: int = 100, kind: str | None = None
+    ) -> list[Entry]:
+        clauses, params = ["1 = 1"], []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        return self._select(" AND ".join(clauses), params, "created_at DESC, rowid DESC", limit)
+
+    def unresolved(self, venue: str | None = None) -> list[Entry]:
+        where = f"kind = 'transfer' AND state IN ({', '.join('?' for _ in UNRESOLVED)})"
+        params: list[Any] = list(UNRESOLVED)
+        if venue is not None:
+            where += " AND venue = ?"
+            params.append(venue)
+        return self._select(where, params, "created_at, rowid")
+
+    def unresolved_for_pair(self, venue: str, a: str, b: str) -> list[Entry]:
+        return [e for e in self.unresolved(venue) if {e.src, e.dst} == {a, b}]
+
+    def unresolved_for_accounts(self, venue: str, accounts: Iterable[str]) -> list[Entry]:
+        wanted = set(accounts)
+        return [e for e in self.unresolved(venue) if e.src in wanted or e.dst in wanted]
+
+    def transfers_since(self, bot: str, since: float) -> list[Entry]:
+        marks = ", ".join("?" for _ in _POSSIBLY_APPLIED)
+        return self._select(
+            f"kind = 'transfer' AND bot = ? AND created_at >= ? AND state IN ({marks})",
+            (bot, since, *_POSSIBLY_APPLIED),
+            "created_at, rowid",
+        )
+
+    def last_transfer_at(self, venue: str, a: str, b: str) -> float | None:
+        row = self._db.execute(
+            "SELECT MAX(created_at) FROM entries WHERE kind = 'transfer' AND venue = ? "
+            "AND ((src = ? AND dst = ?) OR (src = ? AND dst = ?))",
+            (venue, a, b, b, a),
+        ).fetchone()
+        return row[0]
+
+    def events(self, entry_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT at, from_state, to_state, detail, by FROM events WHERE entry_id = ? ORDER BY seq",
+            (entry_id,),
+        )
+        return [
+            {"at": at, "from_state": f, "to_state": t, "detail": d, "by": by}
+            for at, f, t, d, by in rows
+        ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The async facade: one worker thread owns the store
+# ---------------------------------------------------------------------------------------------
+
+_STOP = object()
+
+
+class SqliteJournal:
+    """The SQLite ``Journal``: async methods, all database work on one dedicated thread.
+
+    Use ``async with await SqliteJournal.open(path) as journal`` (or call ``close()``). A call
+    that was submitted always completes on the worker thread and its result is awaited even if
+    the caller is cancelled meanwhile (the cancellation is delivered at the caller's next
+    checkpoint), so a committed write is never silently lost to its caller.
+
+    Args:
+      path: the SQLite file (parent directories are created).
+      clock: wall-clock seconds for ``created_at``/``updated_at`` (tests inject one).
+
+    Raises:
+      sqlite3.Error: from ``open()`` if the file cannot be opened or migrated.
+    """
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._opened = threading.Event()
+        self._open_error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, args=(clock,), name=f"qfexbot-journal:{self.path.name}", daemon=True
+        )
+        self._thread.start()
+
+    @classmethod
+    async def open(
+        cls, path: str | Path, *, clock: Callable[[], float] = time.time
+    ) -> SqliteJournal:
+        """Create the journal and wait until the file is open and migrated."""
+        journal = cls(path, clock=clock)
+        await trio.to_thread.run_sync(journal._opened.wait)
+        if journal._open_error is not None:
+            await journal.close()
+            raise journal._open_error
+        return journal
+
+    def _run(self, clock: Callable[[], float]) -> None:
+        try:
+            store = SqliteStore(self.path, clock=clock)
+        except BaseException as exc:  # noqa: BLE001 -- reported by open() and every call
+            self._open_error = exc
+            self._opened.set()
+            store = None
+        else:
+            self._opened.set()
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is _STOP:
+                    return
+                job(store)
+        finally:
+            if store is not None:
+                store.close()
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self._closed:
+            raise JournalClosed(f"journal {self.path} is closed")
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        box: list[outcome.Outcome[Any]] = []
+
+        def job(store: SqliteStore | None) -> None:
+            if store is None:
+                box.append(
+                    outcome.Error(
+                        JournalClosed(f"journal {self.path} failed to open: {self._open_error!r}")
+                    )
+                )
+            else:
+                box.append(outcome.capture(getattr(store, method), *args, **kwargs))
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:
+                pass
+
+        self._jobs.put(job)
+        with trio.CancelScope(shield=True):
+            await done.wait()
+        return box[0].unwrap()
+
+    async def close(self) -> None:
+        """Finish queued work, close the connection and join the worker thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(_STOP)
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._thread.join)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- Journal protocol --------------------------------------------------------------------
+
+    async def record_intent(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        src: str,
+        dst: str,
+        amount: Decimal,
+        reason: str,
+        src_before: Decimal | None = None,
+        dst_before: Decimal | None = None,
+    ) -> Entry:
+        """See ``Journal.record_intent``."""
+        return await self._call(
+            "record_intent", bot=bot, plugin=plugin, venue=venue, src=src, dst=dst, amount=amount,
+            reason=reason, src_before=src_before, dst_before=dst_before,
+        )  # fmt: skip
+
+    async def mark_sent(self, entry_id: str) -> Entry:
+        """See ``Journal.mark_sent``."""
+        return await self._call("mark_sent", entry_id)
+
+    async def mark_done(self, entry_id: str, detail: str = "") -> Entry:
+        """See ``Journal.mark_done``."""
+        return await self._call("mark_done", entry_id, detail)
+
+    async def mark_failed(self, entry_id: str, detail: str) -> Entry:
+        """See ``Journal.mark_failed``."""
+        return await self._call("mark_failed", entry_id, detail)
+
+    async def mark_unknown(self, entry_id: str, detail: str) -> Entry:
+        """See ``Journal.mark_unknown``."""
+        return await self._call("mark_unknown", entry_id, detail)
+
+    async def resolve(self, entry_id: str, applied: bool, by: str, detail: str = "") -> Entry:
+        """See ``Journal.resolve``."""
+        return await self._call("resolve", entry_id, applied, by, detail)
+
+    async def annotate(self, entry_id: str, detail: str) -> Entry:
+        """See ``Journal.annotate``."""
+        return await self._call("annotate", entry_id, detail)
+
+    async def get(self, entry_id: str) -> Entry | None:
+        """See ``Journal.get``."""
+        return await self._call("get", entry_id)
+
+    async def list(
+        self, state: str | None = None, limit: int = 100, kind: str | None = None
+    ) -> list[Entry]:
+        """See ``Journal.list``."""
+        return await self._call("list", state, limit, kind)
+
+    async def unresolved(self, venue: str | None = None) -> list[Entry]:
+        """See ``Journal.unresolved``."""
+        return await self._call("unresolved", venue)
+
+    async def unresolved_for_pair(self, venue: str, a: str, b: str) -> list[Entry]:
+        """See ``Journal.unresolved_for_pair``."""
+        return await self._call("unresolved_for_pair", venue, a, b)
+
+    async def unresolved_for_accounts(self, venue: str, accounts: Iterable[str]) -> list[Entry]:
+        """See ``Journal.unresolved_for_accounts``."""
+        return await self._call("unresolved_for_accounts", venue, tuple(accounts))
+
+    async def transfers_since(self, bot: str, since: float) -> list[Entry]:
+        """See ``Journal.transfers_since``."""
+        return await self._call("transfers_since", bot, since)
+
+    async def last_transfer_at(self, venue: str, a: str, b: str) -> float | None:
+        """See ``Journal.last_transfer_at``."""
+        return await self._call("last_transfer_at", venue, a, b)
+
+    async def events(self, entry_id: str) -> list[dict[str, Any]]:
+        """See ``Journal.events``."""
+        return await self._call("events", entry_id)
+
+    async def record_refusal(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        action: str,
+        code: str,
+        detail: str,
+        reason: str = "",
+        src: str | None = None,
+        dst: str | None = None,
+        amount: Decimal | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Entry:
+        """See ``Journal.record_refusal``."""
+        return await self._call(
+            "record_refusal", bot=bot, plugin=plugin, venue=venue, action=action, code=code,
+            detail=detail, reason=reason, src=src, dst=dst, amount=amount, data=data,
+        )  # fmt: skip
+
+    async def record_dry_run(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        detail: str,
+        reason: str = "",
+        src: str | None = None,
+        dst: str | None = None,
+        amount: Decimal | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Entry:
+        """See ``Journal.record_dry_run``."""
+        return await self._call(
+            "record_dry_run", bot=bot, plugin=plugin, venue=venue, detail=detail, reason=reason,
+            src=src, dst=dst, amount=amount, data=data,
+        )  # fmt: skip
+
+    async def record_order(
+        self,
+        *,
+        bot: str,
+        plugin: str,
+        venue: str,
+        account: str,
+        data: Mapping[str, Any],
+        kind: str = EntryKind.ORDER,
+        reason: str = "",
+        detail: str = "",
+    ) -> Entry:
+        """See ``Journal.record_order``."""
+        return await self._call(
+            "record_order", bot=bot, plugin=plugin, venue=venue, account=account, data=data,
+            kind=kind, reason=reason, detail=detail,
+        )  # fmt: skip

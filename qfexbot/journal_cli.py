@@ -1,0 +1,118 @@
+"""Operator commands on the journal and the kill switch: list, resolve by hand, pause, resume.
+
+Plain synchronous functions returning the text to print; ``qfexbot.cli`` wires them to
+``qfexbot journal``, ``qfexbot journal resolve``, ``qfexbot pause`` and ``qfexbot resume``.
+They open the journal file directly (no event loop in the CLI); SQLite's WAL mode lets them run
+beside a live ``qfexbot run``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from qfexbot import policy
+from qfexbot.journal import EntryKind, EntryNotFound, InvalidTransition, SqliteStore
+
+__all__ = ["JournalCommandError", "journal_list", "journal_resolve", "pause", "resume"]
+
+
+class JournalCommandError(Exception):
+    """An operator command could not be carried out; the message says why (exit status 1)."""
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + "Z"
+
+
+def journal_list(
+    journal_path: str | Path, state: str | None = None, as_json: bool = False, limit: int = 100
+) -> str:
+    """The newest entries (optionally only one state) as a table, or as JSON lines."""
+    path = Path(journal_path)
+    if not path.exists():
+        raise JournalCommandError(f"no journal at {path}")
+    store = SqliteStore(path)
+    try:
+        entries = store.list(state=state, limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        return "\n".join(json.dumps(e.to_json(), sort_keys=True) for e in entries)
+    if not entries:
+        return "no entries" + (f" in state {state}" if state else "")
+    header = (
+        "created (UTC)",
+        "id",
+        "kind",
+        "state",
+        "bot/plugin",
+        "src -> dst",
+        "amount",
+        "detail",
+    )
+    rows = [header]
+    for e in entries:
+        move = f"{e.src or '-'} -> {e.dst or '-'}" if e.kind != EntryKind.ORDER else (e.src or "-")
+        detail = e.detail if not e.resolved_by else f"{e.detail} [resolved by {e.resolved_by}]"
+        rows.append(
+            (
+                _when(e.created_at),
+                e.id,
+                e.kind,
+                e.state,
+                f"{e.bot}/{e.plugin}",
+                move,
+                "" if e.amount is None else str(e.amount),
+                detail,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def journal_resolve(journal_path: str | Path, entry_id: str, applied: bool) -> str:
+    """Operator resolution of a transfer in doubt: ``applied`` -> done, else failed.
+
+    Refuses unless the entry is a transfer in pending, sent or unknown. Check the venue (balances,
+    account history) before answering: ``--not-applied`` unblocks the pair and allows a new
+    transfer, which would double the money if the old one did land.
+
+    Raises:
+      JournalCommandError: no journal, no such entry, or the entry is not in doubt.
+    """
+    path = Path(journal_path)
+    if not path.exists():
+        raise JournalCommandError(f"no journal at {path}")
+    store = SqliteStore(path)
+    try:
+        verdict = "applied" if applied else "not applied"
+        entry = store.resolve(entry_id, applied, "operator", f"resolved by operator: {verdict}")
+    except EntryNotFound:
+        raise JournalCommandError(f"no journal entry {entry_id}") from None
+    except InvalidTransition as exc:
+        raise JournalCommandError(str(exc)) from None
+    finally:
+        store.close()
+    return (
+        f"transfer {entry.id} ({entry.src} -> {entry.dst}, {entry.amount}) marked {entry.state} "
+        f"by operator"
+    )
+
+
+def pause(kill_switch_path: str | Path, reason: str) -> str:
+    """Pause all money movement (creates the kill switch file)."""
+    policy.pause(kill_switch_path, reason)
+    return f"paused: money movement stops ({kill_switch_path}): {reason}"
+
+
+def resume(kill_switch_path: str | Path) -> str:
+    """Resume money movement (removes the kill switch file)."""
+    if policy.resume(kill_switch_path):
+        return f"resumed: kill switch {kill_switch_path} removed"
+    return f"not paused: no kill switch at {kill_switch_path}"

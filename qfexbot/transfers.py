@@ -1,0 +1,494 @@
+"""The one way money moves: policy, journal intent, a single send, the outcome, and reconciliation.
+
+``TransferService.transfer`` is the only function that sends a transfer. In order it:
+
+1. takes the locks of both accounts (so no two transfers touching an account run at once —
+   this also covers "two transfers on one pair never race");
+2. refuses while any transfer touching either account is unresolved (pending/sent/unknown);
+3. runs the policy checks (``qfexbot.policy``): kill switch, amount, allowed pair, per-transfer
+   and rolling 24 h maximum, minimum interval, then reads the available balances of both
+   accounts afresh and checks ``min_remaining``;
+4. dry run: journals "would transfer" and returns; nothing is sent;
+5. journals the intent (``pending``, committed), marks it ``sent`` and calls ``send`` exactly
+   once — never retried;
+6. records the outcome: success -> ``done``; ``TransferRejected`` / ``TransferNotSent`` ->
+   ``failed``; ``TransferAmbiguous``, any other error or a cancellation -> ``unknown``.
+
+Refusals and dry runs are journaled too, and every outcome is reported through ``on_outcome``
+as a ``TransferOutcomeEvent``.
+
+Reconciliation (why balance deltas). QFEX's ``POST /user/transfer`` carries no client id and
+there is no transfer history endpoint, so the only evidence of whether a transfer landed is the
+balances. At intent time we store the available balances of src and dst as read just before the
+send (``src_before``/``dst_before``). ``reconcile()`` reads both again and decides, with a small
+``tolerance``:
+
+* ``src_now = src_before - amount`` and ``dst_now = dst_before + amount``  -> applied -> ``done``
+* both unchanged                                                            -> not applied -> ``failed``
+* anything else (trading PnL, fees, funding or a foreign transfer moved a balance), or no
+  recorded "before" balances, or a balance that cannot be read -> stays ``unknown`` with a note,
+  the accounts stay blocked, and an operator resolves it with
+  ``qfexbot journal resolve ID --applied|--not-applied``.
+
+This is sound because step 1-2 guarantee that while a transfer is unresolved nothing else in
+this process moves money on either of its accounts, so a clean delta of exactly ±amount (or
+none) can only be explained one way. Blocking per *account* rather than per pair is what makes
+this hold: two transfers in doubt sharing the treasury would make its delta ambiguous.
+"Not applied" is the dangerous verdict (it re-enables a transfer that might double a late
+landing request), so it is only given once the entry has been quiet for ``settle_seconds``
+(set it to at least the REST request timeout); "applied" is safe at any time.
+
+A ``pending`` or ``sent`` row found by ``reconcile()`` (it holds the account locks, so no
+transfer of this process is working on it) is left over from a crash or a cancellation: it is
+first marked ``unknown`` — we cannot know whether the request went out — and then reconciled
+like any other. Call ``reconcile()`` at start-up before any bot acts, and periodically.
+A journal file belongs to one running process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from qfexbot.events import TransferOutcomeEvent
+from qfexbot.journal import Entry, Journal, TransferState
+from qfexbot.logs import get_logger, log_context, log_event
+from qfexbot.policy import (
+    DAY,
+    PolicyDecision,
+    check_remaining,
+    check_transfer,
+    daily_spent,
+    dry_run_decision,
+    kill_switch_reason,
+)
+
+__all__ = [
+    "ReadAvailable",
+    "ReconcileResult",
+    "SendTransfer",
+    "TransferAmbiguous",
+    "TransferNotSent",
+    "TransferRejected",
+    "TransferResult",
+    "TransferService",
+    "classify_reconciliation",
+]
+
+log = get_logger(__name__)
+
+SendTransfer = Callable[[str, str, Decimal], Awaitable[Any]]
+"""``await send(src, dst, amount)``: returns on success, raises one of the three errors below."""
+
+ReadAvailable = Callable[[str], Awaitable[Decimal]]
+"""``await read_available(account_id) -> Decimal``: a fresh read of the available balance."""
+
+OutcomeCallback = Callable[[TransferOutcomeEvent], Awaitable[None] | None]
+
+
+class TransferRejected(Exception):
+    """The venue definitely rejected the transfer (e.g. problem+json 4xx): nothing was applied."""
+
+
+class TransferNotSent(Exception):
+    """The request definitely never left (connect refused, auth not built): nothing was applied."""
+
+
+class TransferAmbiguous(Exception):
+    """The request may have been applied (timeout, reset, 5xx after sending): outcome unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """What happened to one ``transfer()`` call.
+
+    ``state`` is ``done``, ``failed``, ``unknown``, ``refused`` or ``dry_run``; ``code`` is the
+    policy code for refusals and dry runs (see ``PolicyDecision``), else empty. ``entry_id`` is
+    the journal row.
+    """
+
+    entry_id: str
+    state: str
+    detail: str
+    code: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the venue confirmed the transfer."""
+        return self.state == TransferState.DONE
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    """The state of one unresolved entry after a reconciliation pass."""
+
+    entry_id: str
+    state: str
+    detail: str
+
+
+def classify_reconciliation(
+    amount: Decimal,
+    src_before: Decimal,
+    dst_before: Decimal,
+    src_now: Decimal,
+    dst_now: Decimal,
+    tolerance: Decimal = Decimal("0.000001"),
+) -> str:
+    """``"applied"``, ``"not_applied"`` or ``"unclear"`` from the balance deltas (see module doc)."""
+    d_src, d_dst = src_now - src_before, dst_now - dst_before
+    applied = abs(d_src + amount) <= tolerance and abs(d_dst - amount) <= tolerance
+    untouched = abs(d_src) <= tolerance and abs(d_dst) <= tolerance
+    if applied and not untouched:
+        return "applied"
+    if untouched and not applied:
+        return "not_applied"
+    return "unclear"
+
+
+class TransferService:
+    """Every transfer of one venue goes through ``transfer()``; ``reconcile()`` settles doubts.
+
+    Args:
+      journal: the journal (shared by all venues; entries carry the venue).
+      send: the venue transfer call; must raise ``TransferRejected``, ``TransferNotSent`` or
+        ``TransferAmbiguous`` as documented (anything else counts as ambiguous).
+      read_available: fresh available balance of an account id.
+      venue: venue name written into every entry.
+      limits: bot name -> limits object (see ``qfexbot.policy``); a bot without one is refused.
+      accounts: alias -> account id of this venue (resolves ``allowed_pairs``; makes reasons readable).
+      kill_switch: path of the kill switch file, or None.
+      dry_run: global dry run (a bot may also ask per call).
+      on_outcome: called with a ``TransferOutcomeEvent`` for every outcome (sync or async);
+        its errors are logged, never raised.
+      clock: wall clock (``time.time``), used for policy windows.
+      tolerance: balance difference still counted as equal by reconciliation.
+      settle_seconds: minimum quiet time before reconciliation may declare "not applied".
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        send: SendTransfer,
+        read_available: ReadAvailable,
+        *,
+        venue: str,
+        limits: Mapping[str, Any],
+        accounts: Mapping[str, str] | None = None,
+        kill_switch: str | Path | None = None,
+        dry_run: bool = False,
+        on_outcome: OutcomeCallback | None = None,
+        clock: Callable[[], float] = time.time,
+        tolerance: Decimal = Decimal("0.000001"),
+        settle_seconds: float = 0.0,
+    ) -> None:
+        self.journal = journal
+        self.venue = venue
+        self._send = send
+        self._read = read_available
+        self._limits = dict(limits)
+        self._accounts = dict(accounts or {})
+        self._names = {account_id: alias for alias, account_id in self._accounts.items()}
+        self._kill_switch = kill_switch
+        self._dry_run = dry_run
+        self._on_outcome = on_outcome
+        self._clock = clock
+        self._tolerance = tolerance
+        self._settle = settle_seconds
+        self._locks: dict[str, trio.Lock] = {}
+
+    def _name(self, account_id: str | None) -> str:
+        return self._names.get(account_id or "", account_id or "?")
+
+    @contextlib.asynccontextmanager
+    async def _hold(self, *accounts: str) -> AsyncIterator[None]:
+        """Hold the locks of these accounts, taken in sorted order so two callers never deadlock."""
+        async with contextlib.AsyncExitStack() as stack:
+            for account in sorted(set(accounts)):
+                await stack.enter_async_context(self._locks.setdefault(account, trio.Lock()))
+            yield
+
+    # -- the transfer path -------------------------------------------------------------------
+
+    async def transfer(
+        self,
+        bot: str,
+        plugin: str,
+        src: str,
+        dst: str,
+        amount: Decimal,
+        reason: str,
+        *,
+        dry_run: bool = False,
+    ) -> TransferResult:
+        """Move ``amount`` of available balance from account ``src`` to ``dst`` (ids), at most once.
+
+        Returns:
+          A ``TransferResult``; refusals, dry runs and failures are results, not exceptions.
+
+        Raises:
+          TypeError: ``amount`` is a float (money is Decimal).
+          trio.Cancelled: if cancelled; a transfer cancelled around its send is left ``unknown``.
+          Journal errors (e.g. sqlite3.Error) propagate: without a journal nothing is sent.
+        """
+        if isinstance(amount, float):
+            raise TypeError("transfer amount must be a Decimal, not a float")
+        amount = Decimal(amount)
+        with log_context(bot=bot, plugin=plugin, venue=self.venue):
+            async with self._hold(src, dst):
+                decision, src_before, dst_before = await self._check(bot, src, dst, amount)
+                args = (bot, plugin, src, dst, amount, reason)
+                if decision.allowed and (dry_run or self._dry_run):
+                    return await self._record_dry_run(*args)
+                if not decision.allowed:
+                    return await self._refuse(*args, decision)
+                return await self._send_once(*args, src_before, dst_before)
+
+    async def _check(
+        self, bot: str, src: str, dst: str, amount: Decimal
+    ) -> tuple[PolicyDecision, Decimal | None, Decimal | None]:
+        blocking = await self.journal.unresolved_for_accounts(self.venue, (src, dst))
+        if blocking:
+            e = blocking[0]
+            return (
+                PolicyDecision(
+                    False,
+                    f"transfer {e.id} ({self._name(e.src)} -> {self._name(e.dst)}, {e.amount}) is "
+                    f"{e.state}: no transfer touching {self._name(e.src)} or {self._name(e.dst)} "
+                    f"until it is reconciled or an operator runs "
+                    f"`qfexbot journal resolve {e.id} --applied|--not-applied`",
+                    "unresolved",
+                ),
+                None,
+                None,
+            )
+        limits = self._limits.get(bot)
+        if limits is None:
+            return (
+                PolicyDecision(False, f"no transfer limits configured for bot {bot}", "no_limits"),
+                None,
+                None,
+            )
+        paused = await trio.to_thread.run_sync(kill_switch_reason, self._kill_switch)
+        now = self._clock()
+        spent = daily_spent(
+            e.amount for e in await self.journal.transfers_since(bot, now - DAY) if e.amount
+        )
+        decision = check_transfer(
+            limits,
+            src=src,
+            dst=dst,
+            amount=amount,
+            spent_24h=spent,
+            last_transfer_at=await self.journal.last_transfer_at(self.venue, src, dst),
+            now=now,
+            paused_reason=paused,
+            accounts=self._accounts,
+            names=self._names,
+        )
+        if not decision.allowed:
+            return decision, None, None
+        try:
+            src_before = Decimal(await self._read(src))
+            dst_before = Decimal(await self._read(dst))
+        except Exception as exc:  # noqa: BLE001 -- a failed read refuses: never move money blind
+            log_event(log, logging.WARNING, "balance read failed before transfer", error=repr(exc))
+            return (
+                PolicyDecision(
+                    False,
+                    f"could not read the available balances of {self._name(src)} and "
+                    f"{self._name(dst)} ({type(exc).__name__}: {exc}); not moving money blind",
+                    "balance_unknown",
+                ),
+                None,
+                None,
+            )
+        decision = check_remaining(
+            limits, src=src, amount=amount, src_available=src_before, names=self._names
+        )
+        return decision, src_before, dst_before
+
+    async def _refuse(
+        self,
+        bot: str,
+        plugin: str,
+        src: str,
+        dst: str,
+        amount: Decimal,
+        reason: str,
+        decision: PolicyDecision,
+    ) -> TransferResult:
+        entry = await self.journal.record_refusal(
+            bot=bot, plugin=plugin, venue=self.venue, action="transfer", code=decision.code,
+            detail=decision.reason, reason=reason, src=src, dst=dst, amount=amount,
+        )  # fmt: skip
+        log_event(log, logging.WARNING, "transfer refused", entry=entry.id, code=decision.code,
+                  detail=decision.reason)  # fmt: skip
+        await self._emit(entry)
+        return TransferResult(entry.id, entry.state, decision.reason, decision.code)
+
+    async def _record_dry_run(
+        self, bot: str, plugin: str, src: str, dst: str, amount: Decimal, reason: str
+    ) -> TransferResult:
+        decision = dry_run_decision(src, dst, amount, self._names)
+        entry = await self.journal.record_dry_run(
+            bot=bot, plugin=plugin, venue=self.venue, detail=decision.reason, reason=reason,
+            src=src, dst=dst, amount=amount,
+        )  # fmt: skip
+        log_event(log, logging.INFO, "dry-run transfer", entry=entry.id, detail=decision.reason)
+        await self._emit(entry)
+        return TransferResult(entry.id, entry.state, decision.reason, decision.code)
+
+    async def _send_once(
+        self,
+        bot: str,
+        plugin: str,
+        src: str,
+        dst: str,
+        amount: Decimal,
+        reason: str,
+        src_before: Decimal | None,
+        dst_before: Decimal | None,
+    ) -> TransferResult:
+        entry = await self.journal.record_intent(
+            bot=bot, plugin=plugin, venue=self.venue, src=src, dst=dst, amount=amount,
+            reason=reason, src_before=src_before, dst_before=dst_before,
+        )  # fmt: skip
+        entry_id = entry.id
+        try:
+            await self.journal.mark_sent(entry_id)
+            await self._send(src, dst, amount)
+        except TransferRejected as exc:
+            entry = await self.journal.mark_failed(entry_id, f"rejected by the venue: {exc}")
+        except TransferNotSent as exc:
+            entry = await self.journal.mark_failed(entry_id, f"not sent: {exc}")
+        except TransferAmbiguous as exc:
+            entry = await self.journal.mark_unknown(entry_id, f"outcome unknown: {exc}")
+        except Exception as exc:
+            log.exception("unexpected error from the transfer call; treating it as ambiguous")
+            entry = await self.journal.mark_unknown(
+                entry_id, f"outcome unknown: unexpected {type(exc).__name__}: {exc}"
+            )
+        except BaseException:  # cancellation (or a group of it): we cannot know whether it went out
+            with trio.CancelScope(shield=True):
+                await self.journal.mark_unknown(
+                    entry_id,
+                    "outcome unknown: cancelled while sending; reconcile before moving again",
+                )
+            raise
+        else:
+            entry = await self.journal.mark_done(entry_id, "venue confirmed")
+        level = logging.INFO if entry.state == TransferState.DONE else logging.WARNING
+        log_event(log, level, "transfer " + entry.state, entry=entry_id, src=self._name(src),
+                  dst=self._name(dst), amount=str(amount), detail=entry.detail)  # fmt: skip
+        await self._emit(entry)
+        return TransferResult(entry_id, entry.state, entry.detail)
+
+    async def _emit(self, entry: Entry) -> None:
+        if self._on_outcome is None:
+            return
+        event = TransferOutcomeEvent(
+            venue=self.venue,
+            account_id=entry.src or "",
+            received_at=self._clock(),
+            entry_id=entry.id,
+            src=entry.src or "",
+            dst=entry.dst or "",
+            amount=entry.amount if entry.amount is not None else Decimal(0),
+            state=entry.state,
+            detail=entry.detail,
+        )
+        try:
+            result = self._on_outcome(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("transfer outcome callback failed")
+
+    # -- reconciliation ----------------------------------------------------------------------
+
+    async def reconcile(self, read_available: ReadAvailable | None = None) -> list[ReconcileResult]:
+        """Resolve every unresolved transfer of this venue from balance deltas (see module doc).
+
+        Args:
+          read_available: balance reader to use (default: the service's).
+
+        Returns:
+          One ``ReconcileResult`` per entry examined; ``unknown`` ones need another pass or an
+          operator.
+        """
+        reader = read_available or self._read
+        results = []
+        for entry in await self.journal.unresolved(self.venue):
+            async with self._hold(entry.src or "", entry.dst or ""):
+                current = await self.journal.get(entry.id)
+                if current is None or not current.unresolved:
+                    continue
+                if current.state != TransferState.UNKNOWN:
+                    current = await self.journal.mark_unknown(
+                        current.id,
+                        f"found {current.state} with no transfer in progress (crash or "
+                        f"cancellation around the send): it may or may not have been sent",
+                    )
+                with log_context(bot=current.bot, plugin=current.plugin, venue=self.venue):
+                    results.append(await self._reconcile_one(current, reader))
+        return results
+
+    async def _reconcile_one(self, entry: Entry, reader: ReadAvailable) -> ReconcileResult:
+        src, dst, amount = entry.src or "", entry.dst or "", entry.amount or Decimal(0)
+        if entry.src_before is None or entry.dst_before is None:
+            return await self._still_unknown(
+                entry, "cannot reconcile: balances before the transfer were not recorded"
+            )
+        try:
+            src_now = Decimal(await reader(src))
+            dst_now = Decimal(await reader(dst))
+        except Exception as exc:  # noqa: BLE001 -- any read failure leaves it unknown
+            return await self._still_unknown(
+                entry, f"cannot reconcile yet: balance read failed ({type(exc).__name__}: {exc})"
+            )
+        numbers = (
+            f"{self._name(src)} {entry.src_before} -> {src_now}, "
+            f"{self._name(dst)} {entry.dst_before} -> {dst_now}, amount {amount}"
+        )
+        verdict = classify_reconciliation(
+            amount, entry.src_before, entry.dst_before, src_now, dst_now, self._tolerance
+        )
+        if verdict == "applied":
+            resolved = await self.journal.resolve(
+                entry.id, True, "reconcile", f"reconciled as applied: {numbers}"
+            )
+        elif verdict == "not_applied":
+            quiet = self._clock() - (entry.sent_at or entry.created_at)
+            if quiet < self._settle:
+                return await self._still_unknown(
+                    entry, f"balances unchanged, but sent less than {self._settle:g} s ago; "
+                    f"not declaring it not applied yet: {numbers}",
+                )  # fmt: skip
+            resolved = await self.journal.resolve(
+                entry.id, False, "reconcile", f"reconciled as not applied: {numbers}"
+            )
+        else:
+            return await self._still_unknown(
+                entry, f"cannot reconcile: balances moved by something else ({numbers})"
+            )
+        log_event(log, logging.INFO, "transfer reconciled", entry=entry.id, state=resolved.state,
+                  detail=resolved.detail)  # fmt: skip
+        await self._emit(resolved)
+        return ReconcileResult(resolved.id, resolved.state, resolved.detail)
+
+    async def _still_unknown(self, entry: Entry, why: str) -> ReconcileResult:
+        detail = f"{why}; operator: `qfexbot journal resolve {entry.id} --applied|--not-applied`"
+        if entry.detail != detail:
+            entry = await self.journal.annotate(entry.id, detail)
+            log_event(log, logging.WARNING, "transfer still unknown", entry=entry.id, detail=detail)
+        return ReconcileResult(entry.id, entry.state, entry.detail)

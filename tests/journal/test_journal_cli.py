@@ -1,0 +1,97 @@
+"""Operator commands: journal list / resolve, pause / resume."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from journal_helpers import DESK_A, TREASURY
+
+from qfexbot.journal import SqliteStore
+from qfexbot.journal_cli import JournalCommandError, journal_list, journal_resolve, pause, resume
+from qfexbot.policy import kill_switch_reason
+
+
+@pytest.fixture
+def filled(tmp_path):
+    """A journal file with one done, one unknown and one refused entry; returns (path, ids)."""
+    path = tmp_path / "journal.sqlite"
+    store = SqliteStore(path)
+    try:
+        done = store.record_intent(bot="keep-funded", plugin="rebalancer", venue="demo", src=TREASURY,
+                                   dst=DESK_A, amount=Decimal("250.00"), reason="top-up")  # fmt: skip
+        store.mark_sent(done.id)
+        store.mark_done(done.id, "venue confirmed")
+        unknown = store.record_intent(bot="keep-funded", plugin="rebalancer", venue="demo",
+                                      src=DESK_A, dst=TREASURY, amount=Decimal(10), reason="sweep")  # fmt: skip
+        store.mark_sent(unknown.id)
+        store.mark_unknown(unknown.id, "outcome unknown: read timeout")
+        refused = store.record_refusal(bot="keep-funded", plugin="rebalancer", venue="demo",
+                                       action="transfer", code="max_transfer",
+                                       detail="amount 5000 exceeds max_transfer 1000")  # fmt: skip
+    finally:
+        store.close()
+    return path, {"done": done.id, "unknown": unknown.id, "refused": refused.id}
+
+
+def test_list_table(filled):
+    path, ids = filled
+    text = journal_list(path)
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["created", "(UTC)", "id"]
+    assert len(lines) == 4
+    assert any(ids["done"] in line and "done" in line and "250.00" in line for line in lines)
+    assert "outcome unknown: read timeout" in text
+    only_unknown = journal_list(path, state="unknown")
+    assert ids["unknown"] in only_unknown and ids["done"] not in only_unknown
+    assert journal_list(path, state="pending") == "no entries in state pending"
+
+
+def test_list_json_lines(filled):
+    path, ids = filled
+    rows = [json.loads(line) for line in journal_list(path, as_json=True).splitlines()]
+    assert {r["id"]: r["state"] for r in rows} == {
+        ids["done"]: "done",
+        ids["unknown"]: "unknown",
+        ids["refused"]: "refused",
+    }
+    assert next(r for r in rows if r["id"] == ids["done"])["amount"] == "250.00"
+
+
+def test_resolve_by_operator(filled):
+    path, ids = filled
+    assert "marked failed by operator" in journal_resolve(path, ids["unknown"], applied=False)
+    store = SqliteStore(path)
+    try:
+        entry = store.get(ids["unknown"])
+        assert (entry.state, entry.resolved_by) == ("failed", "operator")
+        assert store.events(entry.id)[-1]["by"] == "operator"
+    finally:
+        store.close()
+    assert "[resolved by operator]" in journal_list(path)
+
+
+@pytest.mark.parametrize("which", ["done", "refused"])
+def test_resolve_refuses_entries_not_in_doubt(filled, which):
+    path, ids = filled
+    with pytest.raises(JournalCommandError, match="only pending, sent or unknown"):
+        journal_resolve(path, ids[which], applied=True)
+
+
+def test_resolve_and_list_report_missing_things(tmp_path, filled):
+    path, _ = filled
+    with pytest.raises(JournalCommandError, match="no journal entry nope"):
+        journal_resolve(path, "nope", applied=True)
+    with pytest.raises(JournalCommandError, match="no journal at"):
+        journal_list(tmp_path / "missing.sqlite")
+    assert not (tmp_path / "missing.sqlite").exists()  # listing never creates a journal
+
+
+def test_pause_and_resume(tmp_path):
+    path = tmp_path / "var" / "PAUSED"
+    assert "paused" in pause(path, "desk review")
+    assert kill_switch_reason(path).startswith("desk review")
+    assert "resumed" in resume(path)
+    assert kill_switch_reason(path) is None
+    assert "not paused" in resume(path)
