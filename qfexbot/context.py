@@ -26,11 +26,6 @@ class ActionsBackend(Protocol):
 
     Accounts are passed exactly as the plugin gave them (an alias or an account id)."""
 
-    def alias_of(self, account_id: str) -> str:
-        """The venue alias of ``account_id`` (the first one if several), or the id itself if
-        it has none: for readable logs."""
-        return self._aliases.get(account_id, account_id)
-
     async def transfer(
         self, bot: str, plugin: str, src: str, dst: str, amount: Decimal, reason: str
     ) -> Any: ...

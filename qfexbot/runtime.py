@@ -1,0 +1,409 @@
+"""Wires config, simulators, venues, sessions, buses and plugin hosts in one root nursery.
+
+Start-up order matters for safety: plugins are loaded and validated first (a broken config
+never connects anything), then embedded simulators start, then the journal is reconciled
+before any bot acts, then plugins start, then sessions connect. Shutdown reverses it: stop
+intake (sessions), drain inboxes and call shutdown hooks, then close REST clients and the
+journal. A second SIGINT/SIGTERM cancels everything at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import trio
+
+from qfexbot.actions import RuntimeActions, rest_available_reader, rest_transfer_sender
+from qfexbot.bus import Bus
+from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig
+from qfexbot.dispatch import Dispatcher
+from qfexbot.events import Event
+from qfexbot.journal import SqliteJournal
+from qfexbot.logs import configure_logging, get_logger, log_context, log_event
+from qfexbot.plugins import PluginHost, PluginLoadError, build_plugin_host, discover_plugins
+from qfexbot.session import MarketDataSession, Supervisor
+from qfexbot.transfers import TransferService
+from qfexbot.venues.qfex.stream import QfexVenue
+
+__all__ = ["Runtime", "run_command", "check_command", "plugins_command", "sim_config_for"]
+
+log = get_logger("qfexbot.runtime")
+
+RECONCILE_EVERY = 15.0
+"""Seconds between reconciliation passes over unknown transfers while running."""
+
+
+def sim_config_for(venue: VenueConfig, credentials: Credentials) -> Any:
+    """The simulator configuration for a ``simulator = true`` venue: its user and accounts."""
+    from qfexbot.sim import parse_sim_config
+
+    if credentials.public_key is None or credentials.secret is None:
+        raise ConfigError(
+            [f"venues.{venue.name}: the embedded simulator needs public_key and secret"]
+        )
+    deposits = {venue.accounts[alias]: str(amount) for alias, amount in venue.sim.get("deposits", {}).items()}
+    sim_table = {key: value for key, value in venue.sim.items() if key != "deposits"}
+    user = {
+        "public_key": credentials.public_key,
+        "secret": credentials.secret.reveal(),
+        "account_id": venue.user_id,
+        "subaccounts": sorted({a for a in venue.accounts.values() if a != venue.user_id}),
+        "deposits": deposits,
+    }
+    return parse_sim_config({"users": [user], "sim": sim_table})
+
+
+@dataclass
+class _VenueRun:
+    """What the runtime holds for one venue while it runs."""
+
+    config: VenueConfig
+    venue: QfexVenue
+    transfers: TransferService
+    buses: dict[str, Bus] = field(default_factory=dict)
+    sessions: dict[str, Supervisor] = field(default_factory=dict)
+    channels: dict[str, set[str]] = field(default_factory=dict)
+
+
+class Runtime:
+    """One running qfexbot process: build with a loaded config, then ``await run()``.
+
+    Args:
+      app: the validated configuration.
+      environ: where ``{env = ...}`` secret references are looked up (default: os.environ).
+    """
+
+    def __init__(self, app: AppConfig, *, environ: Mapping[str, str] | None = None) -> None:
+        self.app = app
+        self._environ = environ
+        self._stop = trio.Event()
+        self.venues: dict[str, _VenueRun] = {}
+        self.hosts: dict[str, PluginHost] = {}
+        self.dispatchers: dict[str, Dispatcher] = {}
+        self.simulators: dict[str, Any] = {}
+        self.journal: SqliteJournal | None = None
+        self.market_data: dict[str, MarketDataSession] = {}
+
+    def __repr__(self) -> str:
+        return f"Runtime(config={str(self.app.path)!r}, bots={sorted(self.app.bots)})"
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (idempotent)."""
+        self._stop.set()
+
+    async def publish(self, venue: str, account_id: str, event: Event) -> None:
+        """Put ``event`` on an account's bus (no-op for accounts no bot listens to)."""
+        bus = self.venues[venue].buses.get(account_id)
+        if bus is not None:
+            await bus.publish(event)
+
+    def _credentials(self) -> dict[str, Credentials]:
+        creds: dict[str, Credentials] = {}
+        errors: list[str] = []
+        for name, venue in self.app.venues.items():
+            try:
+                creds[name] = venue.resolve_credentials(self._environ)
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+        if errors:
+            raise ConfigError(errors, self.app.path)
+        return creds
+
+    def _venues_in_use(self) -> list[str]:
+        return sorted({bot.venue for bot in self.app.bots.values()})
+
+    async def run(
+        self, *, duration: float | None = None, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run every bot until :meth:`stop`, a signal-driven stop, or ``duration`` seconds.
+
+        ``task_status.started(self)`` is called once every session has been started.
+
+        Raises:
+          ConfigError: credentials could not be resolved.
+          PluginLoadError: a bot's plugins failed to load or validate.
+        """
+        creds = self._credentials()
+        actions = RuntimeActions(
+            self.app,
+            journal=_LateJournal(self),
+            transfers=_LateMap(self, "transfers"),
+            rests=_LateMap(self, "rests"),
+            sessions=_LateMap(self, "sessions"),
+            publish=self.publish,
+        )
+        self._build_hosts(actions)
+        async with trio.open_nursery() as root:
+            for name in self._venues_in_use():
+                config = self.app.venues[name]
+                if config.simulator:
+                    from qfexbot.sim import QfexSimulator
+
+                    sim = QfexSimulator(sim_config_for(config, creds[name]))
+                    urls = await root.start(sim.serve, "127.0.0.1")
+                    self.simulators[name] = sim
+                    log_event(log, logging.INFO, "embedded simulator started", venue=name, **urls.as_dict())
+            self.journal = await SqliteJournal.open(self.app.runtime.journal)
+            try:
+                await self._run_venues(root, creds, actions, duration, task_status)
+            finally:
+                await self.journal.close()
+                root.cancel_scope.cancel()
+
+    def _build_hosts(self, actions: RuntimeActions) -> None:
+        errors: list[str] = []
+        for name, bot in self.app.bots.items():
+            try:
+                self.hosts[name] = build_plugin_host(
+                    bot,
+                    self.app.venues[bot.venue],
+                    plugin_dirs=self.app.runtime.plugin_dirs,
+                    actions=actions,
+                )
+            except PluginLoadError as exc:
+                errors.extend(exc.errors)
+        if errors:
+            raise PluginLoadError(errors)
+
+    async def _run_venues(
+        self,
+        root: trio.Nursery,
+        creds: Mapping[str, Credentials],
+        actions: RuntimeActions,
+        duration: float | None,
+        task_status: Any,
+    ) -> None:
+        assert self.journal is not None
+        for name in self._venues_in_use():
+            self.venues[name] = self._open_venue(name, creds[name], actions)
+        try:
+            for name, run in self.venues.items():
+                with log_context(venue=name):
+                    results = await run.transfers.reconcile()
+                for result in results:
+                    log_event(log, logging.WARNING, "journal entry reconciled at start-up",
+                              venue=name, entry=result.entry_id, state=result.state, detail=result.detail)
+            self._wire_buses()
+            async with trio.open_nursery() as plugins_nursery:
+                for name, dispatcher in self.dispatchers.items():
+                    with log_context(bot=name):
+                        await plugins_nursery.start(dispatcher.run)
+                async with trio.open_nursery() as sessions_nursery:
+                    await self._start_sessions(sessions_nursery)
+                    sessions_nursery.start_soon(self._reconcile_loop)
+                    log_event(log, logging.INFO, "all bots started",
+                              bots=",".join(sorted(self.app.bots)), sessions=sum(len(v.sessions) for v in self.venues.values()))
+                    task_status.started(self)
+                    with trio.move_on_after(duration if duration is not None else float("inf")):
+                        await self._stop.wait()
+                    log_event(log, logging.INFO, "stopping: closing sessions, draining plugins")
+                    sessions_nursery.cancel_scope.cancel()
+                for dispatcher in self.dispatchers.values():
+                    dispatcher.stop()
+        finally:
+            with trio.CancelScope(shield=True):
+                for run in self.venues.values():
+                    await run.venue.aclose()
+        log_event(log, logging.INFO, "stopped")
+
+    def _open_venue(self, name: str, cred: Credentials, actions: RuntimeActions) -> _VenueRun:
+        config = self.app.venues[name]
+        if config.kind != "qfex":
+            raise ConfigError([f"venues.{name}.kind: {config.kind!r} is not supported by the runtime yet"])
+        urls = self.simulators[name].urls if name in self.simulators else config
+        venue = QfexVenue(
+            name,
+            trade_url=urls.trade_url,
+            mds_url=urls.mds_url,
+            rest_url=urls.rest_url,
+            user_id=config.user_id,
+            settings=config.session,
+            public_key=cred.public_key,
+            secret=cred.secret,
+            jwt=cred.jwt,
+        )
+        limits = {bot.name: bot.limits for bot in self.app.bots.values() if bot.venue == name}
+        assert self.journal is not None
+        transfers = TransferService(
+            self.journal,
+            rest_transfer_sender(venue.rest),
+            rest_available_reader(venue.rest),
+            venue=name,
+            limits=limits,
+            accounts=config.accounts,
+            kill_switch=self.app.runtime.kill_switch_file,
+            on_outcome=actions.on_transfer_outcome,
+            settle_seconds=config.session.request_timeout,
+        )
+        return _VenueRun(config=config, venue=venue, transfers=transfers)
+
+    def _wire_buses(self) -> None:
+        """One bus per account in use; each bot's plugins subscribe to its accounts' buses."""
+        for name, bot in self.app.bots.items():
+            run = self.venues[bot.venue]
+            host = self.hosts[name]
+            for alias in bot.accounts:
+                account_id = run.config.accounts[alias]
+                bus = run.buses.get(account_id)
+                if bus is None:
+                    bus = run.buses[account_id] = Bus(account_id, venue=bot.venue)
+                host.subscribe(bus)
+                run.channels.setdefault(account_id, set()).update(bot.channels)
+            self.dispatchers[name] = Dispatcher(host)
+
+    async def _start_sessions(self, nursery: trio.Nursery) -> None:
+        for venue_name, run in self.venues.items():
+            for account_id, channels in run.channels.items():
+                session = run.venue.private_session(
+                    account_id,
+                    channels=sorted(channels),
+                    publish=run.buses[account_id].publish,
+                )
+                run.sessions[account_id] = session
+                nursery.start_soon(self._run_session, venue_name, account_id, session)
+            wanted = [
+                (name, bot) for name, bot in self.app.bots.items()
+                if bot.venue == venue_name and bot.market_data.channels and bot.market_data.symbols
+            ]
+            if wanted:
+                md = run.venue.market_data()
+                self.market_data[venue_name] = md
+                for name, bot in wanted:
+                    bus = Bus("", venue=venue_name)
+                    self.hosts[name].subscribe(bus)
+                    await md.subscribe(bot.market_data.channels, bot.market_data.symbols, bus.publish)
+                nursery.start_soon(md.run)
+
+    async def _run_session(self, venue: str, account_id: str, session: Supervisor) -> None:
+        alias = next((a for a, i in self.venues[venue].config.accounts.items() if i == account_id), account_id)
+        with log_context(venue=venue, account=alias):
+            await session.run()
+
+    async def _reconcile_loop(self) -> None:
+        """Settle transfers whose outcome is unknown, so blocked accounts unblock on their own."""
+        while True:
+            await trio.sleep(RECONCILE_EVERY)
+            for name, run in self.venues.items():
+                try:
+                    with log_context(venue=name):
+                        for result in await run.transfers.reconcile():
+                            log_event(log, logging.WARNING, "journal entry reconciled",
+                                      venue=name, entry=result.entry_id, state=result.state, detail=result.detail)
+                except Exception as exc:  # a venue outage must not stop the bots
+                    log_event(log, logging.WARNING, "reconciliation pass failed; will retry",
+                              venue=name, error=f"{type(exc).__name__}: {exc}")
+
+
+class _LateMap(Mapping[str, Any]):
+    """A read-only view of per-venue objects that exist only once the runtime is running."""
+
+    def __init__(self, runtime: Runtime, attr: str) -> None:
+        self._runtime = runtime
+        self._attr = attr
+
+    def _value(self, run: _VenueRun) -> Any:
+        if self._attr == "rests":
+            return run.venue.rest
+        return getattr(run, self._attr)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._value(self._runtime.venues[key])
+
+    def __iter__(self):
+        return iter(self._runtime.venues)
+
+    def __len__(self) -> int:
+        return len(self._runtime.venues)
+
+
+class _LateJournal:
+    """Forwards to the runtime's journal once it is open (plugins act only after that)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def __getattr__(self, name: str) -> Any:
+        if self._runtime.journal is None:
+            raise RuntimeError("journal is not open yet")
+        return getattr(self._runtime.journal, name)
+
+
+async def _serve_signals(runtime: Runtime, cancel_scope: trio.CancelScope) -> None:
+    """First SIGINT/SIGTERM: graceful stop. Second: cancel everything now."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        count = 0
+        async for signum in signals:
+            count += 1
+            if count == 1:
+                log_event(log, logging.WARNING, "signal received: stopping gracefully (again to force)",
+                          signal=signal.Signals(signum).name)
+                runtime.stop()
+            else:
+                log_event(log, logging.ERROR, "second signal: forcing exit")
+                cancel_scope.cancel()
+
+
+def run_command(
+    app: AppConfig,
+    *,
+    duration: float | None = None,
+    log_format: str | None = None,
+    log_level: str | None = None,
+) -> int:
+    """``qfexbot run``: run the bots; exit 0 after a graceful stop, 1 on a config problem."""
+    configure_logging(log_level or app.runtime.log_level, log_format or app.runtime.log_format)
+    runtime = Runtime(app)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_serve_signals, runtime, nursery.cancel_scope)
+            await runtime.run(duration=duration)
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except (ConfigError, PluginLoadError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    return 0
+
+
+def check_command(app: AppConfig) -> int:
+    """``qfexbot check``: load and validate every bot's plugins without connecting anything."""
+    runtime = Runtime(app)
+    errors: list[str] = []
+    try:
+        runtime._credentials()
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+    try:
+        runtime._build_hosts(actions=None)  # type: ignore[arg-type]  # no hook runs in check
+    except PluginLoadError as exc:
+        errors.extend(exc.errors)
+    if errors:
+        print(f"{app.path}: {len(errors)} problem(s)", file=sys.stderr)
+        for line in errors:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    plugins = sum(len(host.slots) for host in runtime.hosts.values())
+    print(f"{app.path}: OK ({len(app.bots)} bots, {len(app.venues)} venues, {plugins} plugins)")
+    return 0
+
+
+def plugins_command(app: AppConfig) -> int:
+    """``qfexbot plugins``: every discoverable plugin, where it comes from, and its hooks."""
+    for info in discover_plugins(app.runtime.plugin_dirs):
+        hooks = ", ".join(info.hooks) if info.hooks else "-"
+        line = f"{info.name:<24} {info.source:<40} hooks: {hooks}"
+        if info.error:
+            line += f"  ERROR: {info.error}"
+        if info.shadowed_by:
+            line += f"  (shadowed by {info.shadowed_by})"
+        print(line)
+    return 0
