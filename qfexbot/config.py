@@ -206,7 +206,9 @@ def _is_int(value: Any) -> bool:
 
 
 def _to_decimal(value: Any) -> Decimal | None:
-    """A finite Decimal from a TOML int/float or a decimal string; None if it is not one."""
+    """A finite Decimal from a TOML int/float, a decimal string, or a Decimal (schema defaults)."""
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
     if _is_int(value):
         return Decimal(value)
     if isinstance(value, float):

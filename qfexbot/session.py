@@ -1,0 +1,594 @@
+"""Supervised venue connections: private sessions per account and one shared market-data feed.
+
+:class:`Supervisor` is venue-neutral. It runs a driver's steps (``qfexbot.venues.base``) on
+every connection: CONNECTING → AUTHENTICATING → SUBSCRIBING → RESYNCING → LIVE, and on close,
+error or a stale stream goes STALE/BACKOFF and reconnects with capped exponential backoff and
+full jitter (reset after ``healthy_after`` seconds LIVE). Credentials rejected
+``max_auth_failures`` times in a row → FAILED: the session stops with an operator error and
+returns normally, so sibling sessions in the same nursery carry on. Every state change is a
+:class:`ConnectionStateEvent` given to ``publish``.
+
+:class:`MarketDataSession` runs one public connection per venue through the same supervisor and
+fans events out by (channel, symbol), re-subscribing everything after a reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+
+from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
+from qfexbot.logs import get_logger, log_context, log_event
+from qfexbot.venues.base import (
+    AuthRejected,
+    MarketDataDriver,
+    ParseError,
+    Publish,
+    SessionDriver,
+    SessionSettingsLike,
+)
+
+__all__ = [
+    "MESSAGE_QUEUE_SIZE",
+    "MarketDataSession",
+    "SessionNotLive",
+    "SessionStats",
+    "Supervisor",
+    "backoff_delay",
+]
+
+log = get_logger(__name__)
+
+MESSAGE_QUEUE_SIZE = 4096
+"""Frames trio-websocket may buffer. Bounded, but large enough that a reader busy publishing
+(or waiting on a REST resync) never stalls the library's pong replies."""
+
+_STATE_LOG_LEVEL = {
+    ConnectionState.LIVE: logging.INFO,
+    ConnectionState.STALE: logging.WARNING,
+    ConnectionState.BACKOFF: logging.WARNING,
+    ConnectionState.FAILED: logging.ERROR,
+    ConnectionState.STOPPED: logging.INFO,
+}
+
+
+class SessionNotLive(RuntimeError):
+    """A command could not be sent because the session is not LIVE (or the socket closed)."""
+
+
+def backoff_delay(
+    attempt: int, initial: float, maximum: float, rng: random.Random | None = None
+) -> float:
+    """Capped exponential backoff with full jitter: uniform(0, min(maximum, initial·2^attempt))."""
+    ceiling = min(maximum, initial * 2.0 ** min(attempt, 62))
+    return (rng or random).uniform(0.0, ceiling)
+
+
+@dataclass
+class SessionStats:
+    """Live counters of one supervised connection (read them; the supervisor writes them)."""
+
+    state: ConnectionState = ConnectionState.STOPPED
+    reconnects: int = 0
+    frames: int = 0
+    parse_errors: int = 0
+    auth_failures: int = 0
+    """Consecutive rejections; reset by a successful authentication."""
+    last_frame_at: float | None = None
+    """Wall-clock time of the last frame read."""
+    last_error: str = ""
+
+
+@dataclass
+class _Outcome:
+    """How one connection ended."""
+
+    reason: str = "connection ended"
+    auth_rejected: bool = False
+    stale: bool = False
+    live_for: float = 0.0
+
+
+@dataclass
+class _Handshake:
+    """The :class:`~qfexbot.venues.base.FrameConnection` given to a driver's steps."""
+
+    ws: WebSocketConnection
+    supervisor: Supervisor
+    deferred: list[Event] = field(default_factory=list)
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        await self.ws.send_message(self.supervisor.driver.encode(message))
+
+    async def receive(self) -> list[Any]:
+        sup = self.supervisor
+        while True:
+            frame = await self.ws.get_message()
+            now = time.time()
+            sup.stats.frames += 1
+            sup.stats.last_frame_at = now
+            try:
+                items = sup.driver.parse(frame, now)
+            except ParseError as exc:
+                sup._malformed(exc)
+                continue
+            controls = []
+            for item in items:
+                if isinstance(item, Event):
+                    self.deferred.append(item)
+                else:
+                    controls.append(item)
+            if controls:
+                return controls
+
+
+class Supervisor:
+    """Keeps one venue connection alive and publishes what it receives, in order.
+
+    Args:
+      driver: the venue-specific steps (see :class:`~qfexbot.venues.base.SessionDriver`).
+      venue, account_id: stamped on state events and log lines.
+      settings: any object with the :class:`~qfexbot.venues.base.SessionSettingsLike` fields.
+      publish: awaited with every event, one at a time, in order.
+      rng: random source for the backoff jitter (tests pass a seeded one).
+
+    Resource handling: each connection's socket is closed when it ends, also when the server
+    closed first. Cancel the task running :meth:`run` to stop; it then publishes STOPPED.
+    """
+
+    def __init__(
+        self,
+        driver: SessionDriver,
+        *,
+        venue: str,
+        account_id: str,
+        settings: SessionSettingsLike,
+        publish: Publish,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.driver = driver
+        self.venue = venue
+        self.account_id = account_id
+        self.settings = settings
+        self.stats = SessionStats()
+        self._publish = publish
+        self._rng = rng or random.Random()
+        self._ws: WebSocketConnection | None = None
+        self._idle_since: float | None = None
+        self._changed = trio.Event()
+        self._running = False
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(venue={self.venue!r}, account_id={self.account_id!r}, "
+            f"state={self.state.value})"
+        )
+
+    @property
+    def state(self) -> ConnectionState:
+        """The current state."""
+        return self.stats.state
+
+    async def wait_for(self, *states: ConnectionState) -> ConnectionState:
+        """Wait until the session is in one of ``states`` (bound it with a timeout)."""
+        while self.stats.state not in states:
+            await self._changed.wait()
+        return self.stats.state
+
+    async def send(self, command: Mapping[str, Any]) -> None:
+        """Send one command (e.g. ``add_order``) on the live socket.
+
+        Raises:
+          SessionNotLive: not LIVE, or the socket closed while sending (then the command may
+            or may not have reached the venue: reconcile, e.g. by ``client_order_id``).
+        """
+        ws = self._ws
+        if ws is None or self.stats.state is not ConnectionState.LIVE:
+            raise SessionNotLive(
+                f"{self.venue} session for {self.account_id} is {self.stats.state.value}, "
+                f"not live; command {command.get('type')!r} not sent"
+            )
+        try:
+            await ws.send_message(self.driver.encode(command))
+        except ConnectionClosed as exc:
+            raise SessionNotLive(
+                f"{self.venue} session for {self.account_id} closed while sending "
+                f"{command.get('type')!r} ({exc.reason})"
+            ) from None
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect and keep connecting until cancelled or FAILED. Returns at once to ``start``."""
+        if self._running:
+            raise RuntimeError("this session is already running")
+        self._running = True
+        task_status.started()
+        with log_context(venue=self.venue, account=self.account_id):
+            try:
+                await self._supervise()
+            finally:
+                if self.stats.state is not ConnectionState.FAILED:
+                    with trio.CancelScope(shield=True) as scope:
+                        scope.deadline = trio.current_time() + 1.0
+                        try:
+                            await self._set_state(ConnectionState.STOPPED, reason="stopped")
+                        except Exception:  # the sink may be closed at shutdown
+                            log.debug("could not publish STOPPED", exc_info=True)
+                self._running = False
+
+    async def _supervise(self) -> None:
+        attempt = 0
+        while True:
+            outcome = await self._connection(attempt)
+            self.stats.last_error = outcome.reason
+            if outcome.auth_rejected:
+                self.stats.auth_failures += 1
+                limit = self.settings.max_auth_failures
+                if self.stats.auth_failures >= limit:
+                    reason = (
+                        f"credentials rejected {self.stats.auth_failures} times in a row "
+                        f"({outcome.reason}); session stopped: fix the credentials for "
+                        f"venue {self.venue!r} and restart"
+                    )
+                    await self._set_state(ConnectionState.FAILED, reason=reason, attempt=attempt)
+                    return
+            if outcome.live_for >= self.settings.healthy_after:
+                attempt = 0
+            if outcome.stale:
+                await self._set_state(ConnectionState.STALE, reason=outcome.reason, attempt=attempt)
+            delay = backoff_delay(
+                attempt, self.settings.backoff_initial, self.settings.backoff_max, self._rng
+            )
+            attempt += 1
+            await self._set_state(
+                ConnectionState.BACKOFF,
+                reason=f"{outcome.reason}; reconnecting in {delay:.2f}s",
+                attempt=attempt,
+            )
+            await trio.sleep(delay)
+            self.stats.reconnects += 1
+
+    async def _connection(self, attempt: int) -> _Outcome:
+        """One connection from connect to close; never raises for network or venue errors."""
+        outcome = _Outcome()
+        settings = self.settings
+        await self._set_state(ConnectionState.CONNECTING, attempt=attempt)
+        ws: WebSocketConnection | None = None
+        try:
+            async with open_websocket_url(
+                self.driver.url,
+                extra_headers=self.driver.handshake_headers(),
+                message_queue_size=MESSAGE_QUEUE_SIZE,
+                connect_timeout=settings.connect_timeout,
+                disconnect_timeout=min(settings.connect_timeout, 5.0),
+            ) as ws:
+                await self._serve(ws, outcome)
+        except HandshakeError as exc:
+            if ws is None:
+                cause = exc.__cause__ or exc
+                outcome.reason = f"connect failed: {type(cause).__name__}: {cause}"
+            # else: the close handshake timed out after the connection had ended: keep reason
+        except (ConnectionClosed, trio.BrokenResourceError, OSError) as exc:
+            outcome.reason = f"connection lost while closing: {type(exc).__name__}"
+        finally:
+            self._ws = None
+            if ws is not None:
+                # trio-websocket leaves the TCP stream open when the server closed first.
+                await ws._stream.aclose()
+        return outcome
+
+    async def _serve(self, ws: WebSocketConnection, outcome: _Outcome) -> None:
+        """Handshake steps, snapshot, then the live loop. Records why it ended in ``outcome``."""
+        driver, settings = self.driver, self.settings
+        conn = _Handshake(ws, self)
+        live_at: float | None = None
+        try:
+            if driver.authenticates:
+                await self._set_state(ConnectionState.AUTHENTICATING)
+                with trio.fail_after(settings.auth_timeout):
+                    await driver.authenticate(conn)
+                self.stats.auth_failures = 0
+            await self._set_state(ConnectionState.SUBSCRIBING)
+            with trio.fail_after(settings.auth_timeout):
+                await driver.subscribe(conn)
+            snapshot: Sequence[Event] = ()
+            if driver.resyncs:
+                await self._set_state(ConnectionState.RESYNCING)
+                # REST retries are bounded by the client; this is a backstop.
+                with trio.fail_after(settings.request_timeout * 4 + settings.auth_timeout):
+                    snapshot = await driver.resync(conn)
+            for event in snapshot:
+                await self._publish(event)
+            self._ws = ws
+            live_at = trio.current_time()
+            await self._set_state(ConnectionState.LIVE)
+            for event in conn.deferred:
+                await self._publish(event)
+            conn.deferred.clear()
+            await self._live(ws, outcome)
+        except Exception as exc:  # noqa: BLE001 - a supervisor: any failure means reconnect
+            self._record_failure(outcome, exc)
+        finally:
+            self._ws = None
+            self._idle_since = None
+            if live_at is not None:
+                outcome.live_for = trio.current_time() - live_at
+
+    async def _live(self, ws: WebSocketConnection, outcome: _Outcome) -> None:
+        async with trio.open_nursery() as nursery:
+            if self.driver.watch_stale:
+                nursery.start_soon(self._watchdog, nursery.cancel_scope, outcome)
+            try:
+                await self._read_loop(ws)
+            except Exception as exc:  # noqa: BLE001 - a supervisor: any failure means reconnect
+                self._record_failure(outcome, exc)
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _read_loop(self, ws: WebSocketConnection) -> None:
+        # Hot path: one parse per frame, events published in order, nothing else.
+        parse = self.driver.parse
+        on_control = self.driver.on_control
+        publish = self._publish
+        stats = self.stats
+        clock = trio.current_time
+        while True:
+            self._idle_since = clock()
+            frame = await ws.get_message()
+            self._idle_since = None
+            now = time.time()
+            stats.frames += 1
+            stats.last_frame_at = now
+            try:
+                items = parse(frame, now)
+            except ParseError as exc:
+                self._malformed(exc)
+                continue
+            for item in items:
+                if isinstance(item, Event):
+                    await publish(item)
+                else:
+                    await on_control(item)
+
+    async def _watchdog(self, scope: trio.CancelScope, outcome: _Outcome) -> None:
+        """Ends the connection when the reader has waited ``stale_after`` s for a frame."""
+        stale_after = self.settings.stale_after
+        while True:
+            idle_since = self._idle_since
+            if idle_since is None:  # reader busy publishing: not the stream's fault
+                await trio.sleep(stale_after / 4)
+                continue
+            deadline = idle_since + stale_after
+            if trio.current_time() >= deadline:
+                outcome.stale = True
+                outcome.reason = f"no frame for {stale_after:g}s"
+                scope.cancel()
+                return
+            await trio.sleep_until(deadline)
+
+    def _record_failure(self, outcome: _Outcome, exc: Exception) -> None:
+        if isinstance(exc, AuthRejected):
+            outcome.auth_rejected = True
+            outcome.reason = f"authentication rejected: {exc}"
+        elif isinstance(exc, trio.TooSlowError):
+            outcome.reason = f"{self.stats.state.value} step timed out"
+        elif isinstance(exc, ConnectionClosed):
+            reason = exc.reason
+            outcome.reason = (
+                f"connection closed (code {reason.code}, {reason.reason or 'no reason'})"
+            )
+        elif isinstance(exc, (trio.BrokenResourceError, OSError)):
+            outcome.reason = f"connection error: {type(exc).__name__}: {exc}"
+        else:
+            # A venue error in a step (e.g. REST failure in resync) or a bug: reconnect.
+            outcome.reason = f"{self.stats.state.value} failed: {type(exc).__name__}: {exc}"
+            log_event(
+                log,
+                logging.WARNING,
+                "session step failed",
+                state=self.stats.state.value,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            log.debug("session step failure traceback", exc_info=exc)
+
+    def _malformed(self, exc: ParseError) -> None:
+        self.stats.parse_errors += 1
+        log_event(
+            log,
+            logging.WARNING,
+            "malformed frame ignored",
+            reason=exc.reason,
+            frame=exc.preview,
+            parse_errors=self.stats.parse_errors,
+        )
+
+    async def _set_state(
+        self, state: ConnectionState, *, reason: str = "", attempt: int = 0
+    ) -> None:
+        previous = self.stats.state
+        self.stats.state = state
+        self._changed.set()
+        self._changed = trio.Event()
+        log_event(
+            log,
+            _STATE_LOG_LEVEL.get(state, logging.DEBUG),
+            f"session {state.value}",
+            previous=previous.value,
+            reason=reason,
+            attempt=attempt,
+        )
+        await self._publish(
+            ConnectionStateEvent(
+                venue=self.venue,
+                account_id=self.account_id,
+                received_at=time.time(),
+                state=state,
+                previous=previous,
+                reason=reason,
+                attempt=attempt,
+            )
+        )
+
+
+# ---------------------------------------------------------------- market data
+
+
+class _MarketDataSteps:
+    """Adapts a :class:`MarketDataDriver` to the supervisor: no auth, no resync."""
+
+    authenticates = False
+    resyncs = False
+
+    def __init__(self, session: MarketDataSession) -> None:
+        self._session = session
+        self._driver = session.driver
+        self.url = session.driver.url
+
+    @property
+    def watch_stale(self) -> bool:
+        pulsed = self._driver.pulsed_channels
+        return any(channel in pulsed for channel, _ in self._session.pairs())
+
+    def handshake_headers(self) -> list[tuple[bytes, bytes]]:
+        return self._driver.handshake_headers()
+
+    async def authenticate(self, conn: Any) -> None:  # pragma: no cover - authenticates=False
+        raise AssertionError("market data is public")
+
+    async def subscribe(self, conn: Any) -> None:
+        self._session._unsent.clear()  # this step sends the full set
+        for message in self._driver.subscribe_messages(self._session.pairs()):
+            await conn.send(message)
+
+    async def resync(self, conn: Any) -> Sequence[Event]:  # pragma: no cover - resyncs=False
+        return ()
+
+    def parse(self, frame: str | bytes, now: float) -> list[Any]:
+        return self._driver.parse(frame, now)
+
+    async def on_control(self, item: Any) -> None:
+        log_event(log, logging.DEBUG, "market-data control message ignored", item=repr(item))
+
+    def encode(self, message: Mapping[str, Any]) -> str:
+        return self._driver.encode(message)
+
+
+class MarketDataSession:
+    """One public market-data connection per venue, shared by every bot.
+
+    Subscribers register ``(channels, symbols, publish)``; each event goes to the subscribers
+    of its (channel, symbol) and of (channel, ``"*"``). Connection state events go to every
+    subscriber. Subscriptions are re-sent after each reconnect.
+    """
+
+    def __init__(
+        self,
+        driver: MarketDataDriver,
+        *,
+        venue: str,
+        settings: SessionSettingsLike,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.driver = driver
+        self.venue = venue
+        self._routes: dict[tuple[str, str], list[Publish]] = {}
+        self._subscribers: list[Publish] = []
+        self._unsent: set[tuple[str, str]] = set()
+        """Pairs added after the last subscribe step, sent as soon as the session is LIVE."""
+        self.supervisor = Supervisor(
+            _MarketDataSteps(self),
+            venue=venue,
+            account_id="",
+            settings=settings,
+            publish=self._fan_out,
+            rng=rng,
+        )
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.supervisor.state
+
+    @property
+    def stats(self) -> SessionStats:
+        return self.supervisor.stats
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (channel, symbol) pairs currently subscribed."""
+        return list(self._routes)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the shared connection until cancelled (see :meth:`Supervisor.run`)."""
+        await self.supervisor.run(task_status=task_status)
+
+    async def subscribe(
+        self, channels: Iterable[str], symbols: Iterable[str], publish: Publish
+    ) -> None:
+        """Deliver events of these channels × symbols to ``publish`` (``"*"`` = all symbols)."""
+        # Route lists are replaced, never mutated, so a fan-out in progress is unaffected.
+        new: list[tuple[str, str]] = []
+        symbols = list(symbols)
+        for channel in channels:
+            for symbol in symbols:
+                targets = self._routes.get((channel, symbol), [])
+                if not targets:
+                    new.append((channel, symbol))
+                if publish not in targets:
+                    self._routes[(channel, symbol)] = [*targets, publish]
+        if publish not in self._subscribers:
+            self._subscribers = [*self._subscribers, publish]
+        if new:
+            if self.state is ConnectionState.LIVE:
+                await self._send_if_live(self.driver.subscribe_messages(new))
+            else:
+                self._unsent.update(new)
+
+    async def unsubscribe(self, publish: Publish) -> None:
+        """Stop delivering to ``publish``; pairs nobody needs any more are unsubscribed."""
+        gone: list[tuple[str, str]] = []
+        for pair, targets in list(self._routes.items()):
+            if publish in targets:
+                remaining = [t for t in targets if t is not publish]
+                if remaining:
+                    self._routes[pair] = remaining
+                else:
+                    del self._routes[pair]
+                    self._unsent.discard(pair)
+                    gone.append(pair)
+        self._subscribers = [p for p in self._subscribers if p is not publish]
+        await self._send_if_live(self.driver.unsubscribe_messages(gone) if gone else [])
+
+    async def _send_if_live(self, messages: list[Mapping[str, Any]]) -> None:
+        # Lost the connection meanwhile: the next connection's subscribe step sends the full set.
+        for message in messages:
+            try:
+                await self.supervisor.send(message)
+            except SessionNotLive:
+                return
+
+    async def _fan_out(self, event: Event) -> None:
+        if isinstance(event, ConnectionStateEvent):
+            if event.state is ConnectionState.LIVE and self._unsent:
+                # Subscribed while the handshake was running: send them now.
+                pairs = sorted(self._unsent)
+                self._unsent.clear()
+                await self._send_if_live(self.driver.subscribe_messages(pairs))
+            for publish in self._subscribers:
+                await publish(event)
+            return
+        channel, symbol = self.driver.route(event)
+        routes = self._routes
+        targets = routes.get((channel, symbol))
+        if targets:
+            for publish in targets:
+                await publish(event)
+        wildcard = routes.get((channel, "*"))
+        if wildcard:
+            for publish in wildcard:
+                if not targets or publish not in targets:
+                    await publish(event)

@@ -1,0 +1,567 @@
+"""QFEX wire format: pure functions from frames to events or control messages, and back.
+
+Each parse function does one ``json.loads`` and builds events directly (this is the hot path).
+Every documented reply variant is accepted (protocol §2, §3, §6): both auth-success shapes,
+nested and flat error frames, ``ack``/``ack_response``, both user-trades replies, the legacy
+``v4_balances``/``v4_positions``/``balance_update``/``position_update`` envelope, JSON arrays of
+messages, and numbers sent as strings. Floats become ``Decimal(str(x))``. Anything malformed
+raises :class:`ParseError` carrying the raw frame, never another exception type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from qfexbot.events import (
+    BalanceEvent,
+    BookEvent,
+    Event,
+    FillEvent,
+    MarkPriceEvent,
+    OrderUpdateEvent,
+    PositionEvent,
+    ResyncEvent,
+    TradeEvent,
+)
+from qfexbot.venues.base import ParseError
+
+__all__ = [
+    "Ack",
+    "AuthResult",
+    "Control",
+    "OrdersSnapshot",
+    "ParseError",
+    "Reply",
+    "Subscribed",
+    "TradesSnapshot",
+    "Unsubscribed",
+    "VenueError",
+    "encode_json",
+    "is_terminal",
+    "parse_mds_frame",
+    "parse_positions_snapshot",
+    "parse_trade_frame",
+]
+
+_ZERO = Decimal(0)
+
+
+# ---------------------------------------------------------------- control messages
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """A non-event message from the trade socket (replies, acks, errors)."""
+
+    raw: Any = field(default=None, repr=False, compare=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult(Control):
+    """``{"authenticated": bool}`` or the older ``{"type":"auth","result":"success"}``."""
+
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed(Control):
+    """Subscription ack for one channel."""
+
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribed(Control):
+    """Unsubscription ack for one channel."""
+
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueError(Control):
+    """An ``err`` frame (nested) or the older flat ``{"type":"error",...}`` form."""
+
+    code: str
+    message: str
+    incoming: Any = None
+
+    @property
+    def incoming_type(self) -> str:
+        """The ``type`` of the command the venue is complaining about, if it echoed it."""
+        if isinstance(self.incoming, dict):
+            return str(self.incoming.get("type", ""))
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Control):
+    """``{"ack":{"incoming_message":...}}`` or ``{"ack_response": true}``."""
+
+    incoming: Any = None
+    ok: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersSnapshot(Control):
+    """Reply to get_order / get_user_orders: the open orders (not live updates)."""
+
+    orders: tuple[OrderUpdateEvent, ...]
+    twaps: tuple[Any, ...] = ()
+    stop_orders: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TradesSnapshot(Control):
+    """Reply to get_user_trades (either documented shape), as fills."""
+
+    fills: tuple[FillEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(Control):
+    """Any other well-formed reply (leverage, TWAP, stop order, or a kind not known yet)."""
+
+    kind: str
+    payload: Any = None
+
+
+# ---------------------------------------------------------------- value helpers
+
+
+def _dec(value: Any) -> Decimal:
+    """A JSON number or numeric string as Decimal (floats via ``str``); ``None`` is zero."""
+    kind = type(value)
+    if kind is float:
+        result = Decimal(repr(value))
+    elif kind is str:
+        result = Decimal(value)
+    elif kind is int:
+        return Decimal(value)
+    elif value is None:
+        return _ZERO
+    else:
+        raise TypeError(f"expected a number, got {value!r}")
+    if not result.is_finite():
+        raise ValueError(f"non-finite number {value!r}")
+    return result
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None or type(value) is bool:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None  # e.g. an ISO date string on stop orders: keep it in raw only
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+_NOT_TERMINAL = frozenset(
+    {"ACK", "MODIFIED", "CANNOT_MODIFY_PARTIAL_FILL", "CANNOT_MODIFY_NO_SUCH_ORDER"}
+)
+
+
+def is_terminal(status: str, remaining: Decimal) -> bool:
+    """Whether the order is gone after this status (protocol §2.5).
+
+    ``FILLED`` with quantity left is a partial fill; failed modifications leave the original
+    order as it was, so they are not terminal either.
+    """
+    if status == "FILLED":
+        return remaining <= 0
+    return status not in _NOT_TERMINAL
+
+
+# ---------------------------------------------------------------- builders
+
+
+def _order(d: dict, venue: str, account_id: str, now: float, raw: Any) -> OrderUpdateEvent:
+    status = d["status"]
+    remaining = _dec(d.get("quantity_remaining"))
+    return OrderUpdateEvent(
+        venue=venue,
+        account_id=account_id,
+        received_at=now,
+        raw=raw,
+        order_id=str(d["order_id"]),
+        client_order_id=d.get("client_order_id") or "",
+        symbol=d["symbol"],
+        status=status,
+        side=d.get("side") or "",
+        order_type=d.get("type") or d.get("order_type") or "",
+        time_in_force=d.get("time_in_force") or d.get("tif") or "",
+        price=_dec(d.get("price")),
+        quantity=_dec(d.get("quantity")),
+        remaining=remaining,
+        trade_id=_str_or_none(d.get("trade_id")),
+        update_time=_float_or_none(d.get("update_time")),
+        terminal=is_terminal(status, remaining),
+    )
+
+
+def _fill(d: dict, venue: str, account_id: str, now: float, raw: Any) -> FillEvent:
+    aggressor = d.get("aggressor_side")
+    side = d.get("side") or aggressor or ""
+    return FillEvent(
+        venue=venue,
+        account_id=account_id,
+        received_at=now,
+        raw=raw,
+        trade_id=str(d["trade_id"]),
+        order_id=str(d.get("order_id") or ""),
+        client_order_id=d.get("client_order_id") or "",
+        symbol=d["symbol"],
+        side=side,
+        price=_dec(d["price"]),
+        quantity=_dec(d["quantity"]),
+        fee=_dec(d.get("fee")),
+        is_taker=bool(aggressor) and "side" in d and aggressor == d["side"],
+        remaining=_dec(d.get("remaining_quantity")),
+        realised_pnl=_dec(d.get("realised_pnl")),
+        timestamp=_float_or_none(d.get("timestamp")),
+    )
+
+
+def _position(d: dict, venue: str, account_id: str, now: float, raw: Any) -> PositionEvent:
+    return PositionEvent(
+        venue=venue,
+        account_id=account_id,
+        received_at=now,
+        raw=raw,
+        symbol=d["symbol"],
+        size=_dec(d["position"]),
+        average_price=_dec(d.get("average_price")),
+        realised_pnl=_dec(d.get("realised_pnl")),
+        unrealised_pnl=_dec(d.get("unrealised_pnl")),
+        net_funding=_dec(d.get("net_funding")),
+        leverage=_dec(d.get("leverage")),
+        open_orders=int(_dec(d.get("open_orders"))),
+        open_quantity=_dec(d.get("open_quantity")),
+    )
+
+
+def _balance(d: dict, venue: str, account_id: str, now: float, raw: Any) -> BalanceEvent:
+    return BalanceEvent(
+        venue=venue,
+        account_id=account_id,
+        received_at=now,
+        raw=raw,
+        available=_dec(d["available_balance"]),
+        deposit=_dec(d.get("deposit")),
+        realised_pnl=_dec(d.get("realised_pnl")),
+        unrealised_pnl=_dec(d.get("unrealised_pnl")),
+        order_margin=_dec(d.get("order_margin")),
+        position_margin=_dec(d.get("position_margin")),
+        net_funding=_dec(d.get("net_funding")),
+    )
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return [value]
+    raise TypeError(f"expected a list or an object, got {value!r}")
+
+
+# ---------------------------------------------------------------- trade socket
+
+_Handler = Callable[[Any, dict, str, str, float, Any], list]
+
+
+def _h_order(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [_order(v, venue, acct, now, raw)]
+
+
+def _h_fill(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [_fill(v, venue, acct, now, raw)]
+
+
+def _h_position(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [_position(v, venue, acct, now, raw)]
+
+
+def _h_balance(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [_balance(v, venue, acct, now, raw)]
+
+
+def _h_authenticated(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [AuthResult(v is True, raw=raw)]
+
+
+def _h_subscribed(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [Subscribed(str(v), raw=raw)]
+
+
+def _h_unsubscribed(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [Unsubscribed(str(v), raw=raw)]
+
+
+def _error(d: Any, raw: Any) -> VenueError:
+    if isinstance(d, dict):
+        return VenueError(
+            str(d.get("error_code") or d.get("code") or "Unknown"),
+            str(d.get("message") or ""),
+            d.get("incoming_message"),
+            raw=raw,
+        )
+    return VenueError(str(d), "", None, raw=raw)
+
+
+def _h_err(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [_error(v, raw)]
+
+
+def _h_ack(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    incoming = v.get("incoming_message") if isinstance(v, dict) else None
+    return [Ack(incoming, raw=raw)]
+
+
+def _h_ack_response(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [Ack(None, ok=v is not False, raw=raw)]
+
+
+def _h_all_orders(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    orders = tuple(_order(o, venue, acct, now, raw) for o in _as_list(v.get("orders")))
+    return [
+        OrdersSnapshot(
+            orders,
+            tuple(_as_list(v.get("twaps"))),
+            tuple(_as_list(v.get("stop_orders"))),
+            raw=raw,
+        )
+    ]
+
+
+def _h_user_trades(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [TradesSnapshot(tuple(_fill(t, venue, acct, now, raw) for t in _as_list(v)), raw=raw)]
+
+
+def _reply(kind: str) -> _Handler:
+    def handler(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+        return [Reply(kind, v, raw=raw)]
+
+    return handler
+
+
+_TRADE_HANDLERS: dict[str, _Handler] = {
+    "order_response": _h_order,
+    "fill_response": _h_fill,
+    "position_response": _h_position,
+    "balance_response": _h_balance,
+    "authenticated": _h_authenticated,
+    "subscribed": _h_subscribed,
+    "unsubscribed": _h_unsubscribed,
+    "err": _h_err,
+    "ack": _h_ack,
+    "ack_response": _h_ack_response,
+    "all_orders_response": _h_all_orders,
+    "user_trades_response": _h_user_trades,
+    "user_trades": _h_user_trades,
+    "user_leverage_response": _reply("user_leverage_response"),
+    "available_leverage_levels_response": _reply("available_leverage_levels_response"),
+    "twap_response": _reply("twap_response"),
+    "stop_order_response": _reply("stop_order_response"),
+}
+
+# Legacy envelope channels / types (protocol §2.1) -> builder of one payload object.
+_ENVELOPE_BUILDERS: dict[str, Callable[[dict, str, str, float, Any], Event]] = {
+    "v4_balances": _balance,
+    "balances": _balance,
+    "balance_update": _balance,
+    "v4_positions": _position,
+    "positions": _position,
+    "position_update": _position,
+}
+
+_FLAT_ERROR_TYPES = frozenset({"error", "Error", "err", "Err"})
+
+
+def _trade_typed(kind: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    """Messages tagged by a ``type`` field: old auth reply, flat errors, legacy envelopes."""
+    if kind == "auth":
+        return [AuthResult(obj.get("result") == "success", raw=raw)]
+    if kind in _FLAT_ERROR_TYPES:
+        return [_error(obj, raw)]
+    if "contents" in obj:
+        build = _ENVELOPE_BUILDERS.get(obj.get("channel") or "") or _ENVELOPE_BUILDERS.get(kind)
+        if build is not None:
+            return [build(c, venue, acct, now, raw) for c in _as_list(obj["contents"])]
+    return [Reply(str(kind), obj, raw=raw)]
+
+
+def _trade_obj(obj: Any, venue: str, acct: str, now: float, raw: Any) -> list:
+    if type(obj) is not dict or not obj:
+        raise TypeError("expected a non-empty JSON object")
+    for key in obj:
+        handler = _TRADE_HANDLERS.get(key)
+        if handler is not None:
+            return handler(obj[key], obj, venue, acct, now, raw)
+    kind = obj.get("type")
+    if kind is not None:
+        return _trade_typed(kind, obj, venue, acct, now, raw)
+    return [Reply(next(iter(obj)), obj, raw=raw)]
+
+
+def parse_trade_frame(
+    data: str | bytes, venue: str, account_id: str, now: float
+) -> list[Event | Control]:
+    """Parse one trade-socket frame into events (in frame order) and control messages.
+
+    Events are stamped with ``account_id`` (the account the connection is bound to) and
+    ``received_at=now``; ``raw`` is the frame. Raises :class:`ParseError` on anything malformed.
+    """
+    try:
+        obj = json.loads(data)
+        if type(obj) is list:
+            out: list[Event | Control] = []
+            for item in obj:
+                out.extend(_trade_obj(item, venue, account_id, now, data))
+            return out
+        return _trade_obj(obj, venue, account_id, now, data)
+    except ParseError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, InvalidOperation) as exc:
+        raise ParseError(data, f"bad trade frame ({type(exc).__name__}: {exc})") from None
+
+
+def parse_positions_snapshot(body: Any, venue: str, account_id: str, now: float) -> ResyncEvent:
+    """The REST ``GET /user/positions`` body as a :class:`ResyncEvent` (balance + positions)."""
+    try:
+        balance = body.get("balance")
+        return ResyncEvent(
+            venue=venue,
+            account_id=account_id,
+            received_at=now,
+            raw=body,
+            balance=_balance(balance, venue, account_id, now, body) if balance else None,
+            positions=tuple(
+                _position(p, venue, account_id, now, body) for p in _as_list(body.get("positions"))
+            ),
+        )
+    except (ValueError, TypeError, KeyError, AttributeError, InvalidOperation) as exc:
+        raise ParseError(body, f"bad positions body ({type(exc).__name__}: {exc})") from None
+
+
+# ---------------------------------------------------------------- market-data socket
+
+_MDS_ACCOUNT = ""  # market data belongs to no account
+
+
+def _levels(levels: Any) -> tuple[tuple[Decimal, Decimal], ...]:
+    return tuple((_dec(level[0]), _dec(level[1])) for level in (levels or ()))
+
+
+def _m_book(d: dict, kind: str, venue: str, now: float, raw: Any) -> Event:
+    seq = d.get("sequence")
+    return BookEvent(
+        venue=venue,
+        account_id=_MDS_ACCOUNT,
+        received_at=now,
+        raw=raw,
+        symbol=d["symbol"],
+        bids=_levels(d.get("bid")),
+        asks=_levels(d.get("ask")),
+        sequence=int(seq) if seq is not None else None,
+        channel=kind,
+    )
+
+
+def _m_trade(d: dict, kind: str, venue: str, now: float, raw: Any) -> Event:
+    return TradeEvent(
+        venue=venue,
+        account_id=_MDS_ACCOUNT,
+        received_at=now,
+        raw=raw,
+        symbol=d["symbol"],
+        trade_id=str(d.get("trade_id") or ""),
+        price=_dec(d["price"]),
+        size=_dec(d["size"]),
+        side=str(d.get("side") or "").upper(),
+    )
+
+
+def _m_mark(d: dict, kind: str, venue: str, now: float, raw: Any) -> Event:
+    return MarkPriceEvent(
+        venue=venue,
+        account_id=_MDS_ACCOUNT,
+        received_at=now,
+        raw=raw,
+        symbol=d["symbol"],
+        price=_dec(d["price"]),
+    )
+
+
+_MDS_BUILDERS: dict[str, Callable[[dict, str, str, float, Any], Event]] = {
+    "level2": _m_book,
+    "bbo": _m_book,
+    "trade": _m_trade,
+    "mark_price": _m_mark,
+}
+
+
+def _mds_obj(obj: Any, venue: str, now: float, raw: Any, out: list[Event]) -> None:
+    if type(obj) is list:
+        for item in obj:
+            _mds_obj(item, venue, now, raw, out)
+        return
+    if type(obj) is not dict:
+        raise TypeError("expected a JSON object")
+    kind = obj.get("type")
+    if "contents" in obj:  # envelope form: {"type","channel","contents":[...]}
+        channel = obj.get("channel") or kind
+        for item in _as_list(obj["contents"]):
+            if type(item) is dict and "type" not in item:
+                item = {**item, "type": channel}
+            _mds_obj(item, venue, now, raw, out)
+        return
+    build = _MDS_BUILDERS.get(kind)  # type: ignore[arg-type]
+    if build is not None:
+        out.append(build(obj, kind, venue, now, raw))
+    elif kind is None and "err" not in obj:
+        raise TypeError("message without a type")
+    # Other channels (candle, funding, market_stats, ...) and error frames: no event type.
+
+
+def parse_mds_frame(data: str | bytes, venue: str, now: float) -> list[Event]:
+    """Parse one market-data frame (object, array, or envelope) into events.
+
+    ``level2``/``bbo`` → :class:`BookEvent`, ``trade`` → :class:`TradeEvent`, ``mark_price`` →
+    :class:`MarkPriceEvent`; other channels (candle, funding, underlier, open_interest,
+    minmax_price, market_stats) are accepted and produce no events yet.
+    """
+    try:
+        out: list[Event] = []
+        _mds_obj(json.loads(data), venue, now, data, out)
+        return out
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, InvalidOperation) as exc:
+        raise ParseError(data, f"bad market-data frame ({type(exc).__name__}: {exc})") from None
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def encode_json(obj: Any) -> str:
+    """Compact JSON where ``Decimal`` is written as an exact JSON number (no float rounding)."""
+    if isinstance(obj, Decimal):
+        if not obj.is_finite():
+            raise ValueError(f"cannot send a non-finite number: {obj}")
+        return format(obj, "f")
+    if isinstance(obj, dict):
+        return (
+            "{" + ",".join(f"{json.dumps(str(k))}:{encode_json(v)}" for k, v in obj.items()) + "}"
+        )
+    if isinstance(obj, (list, tuple)):
+        return "[" + ",".join(encode_json(v) for v in obj) + "]"
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)

@@ -1,0 +1,439 @@
+"""QFEX REST client: typed calls, problem+json errors, retries for idempotent GETs only.
+
+Error handling:
+  * ``application/problem+json`` (and any other error status) → :class:`QfexApiError`.
+  * GET: 429 (honouring ``Retry-After``), 5xx and transport errors are retried with capped
+    exponential backoff and full jitter, a bounded number of times.
+  * POST is never retried. Connection never established (nothing sent) →
+    :class:`QfexNotSentError`; sent but the outcome is unknown (timeout or reset after sending,
+    or a 5xx) → :class:`QfexAmbiguousError`, so the journal can record ``unknown``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any, Self
+
+import httpx
+import trio
+
+from qfexbot.events import ResyncEvent
+from qfexbot.logs import get_logger, log_event
+from qfexbot.session import backoff_delay
+from qfexbot.venues.base import ParseError
+from qfexbot.venues.qfex.auth import REQUESTED_ACCOUNT_HEADER
+from qfexbot.venues.qfex.parse import _dec, encode_json, parse_positions_snapshot
+
+__all__ = [
+    "QfexAmbiguousError",
+    "QfexApiError",
+    "QfexError",
+    "QfexNotSentError",
+    "QfexResponseError",
+    "QfexRest",
+    "QfexUnavailableError",
+    "SymbolInfo",
+]
+
+log = get_logger(__name__)
+
+_BODY_PREVIEW = 200
+_USER_AGENT = "qfexbot/0.1 (+https://github.com/qfexbot)"
+
+
+class QfexError(Exception):
+    """Base of every error from the QFEX REST client (messages never contain secrets)."""
+
+
+class QfexApiError(QfexError):
+    """The venue answered with an error status (problem+json, or a non-JSON error page)."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+        *,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = list(errors or [])
+        self.method = method
+        self.path = path
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        text = f"{self.method} {self.path} -> {self.status} {self.title}".strip()
+        if self.detail:
+            text += f": {self.detail}"
+        for err in self.errors:
+            if isinstance(err, dict):
+                where = err.get("location") or ""
+                text += (
+                    f" [{where}: {err.get('message', '')}]"
+                    if where
+                    else f" [{err.get('message', err)}]"
+                )
+        return text
+
+
+class QfexNotSentError(QfexError):
+    """The request never reached the venue (connection failed): safe to try again later."""
+
+
+class QfexAmbiguousError(QfexError):
+    """A POST may or may not have been applied: reconcile from venue state before retrying.
+
+    ``status`` is set when the venue answered with a 5xx (``api_error`` then has the body).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        path: str,
+        status: int | None = None,
+        api_error: QfexApiError | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.api_error = api_error
+        super().__init__(message)
+
+
+class QfexUnavailableError(QfexError):
+    """A GET failed at the transport level on every attempt."""
+
+
+class QfexResponseError(QfexError):
+    """A success status with a body that is not what the endpoint documents."""
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolInfo:
+    """One ``/refdata`` symbol with the fields order sizing needs; ``raw`` has the rest."""
+
+    symbol: str
+    status: str
+    tick_size: Decimal
+    lot_size: Decimal
+    min_quantity: Decimal
+    max_quantity: Decimal
+    min_price: Decimal
+    max_price: Decimal
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _preview_body(response: httpx.Response) -> str:
+    text = response.text.strip()
+    if not text:
+        return "empty body"
+    kind = response.headers.get("content-type", "unknown content type").split(";")[0]
+    snippet = " ".join(text[:_BODY_PREVIEW].split())
+    return f"non-JSON body ({kind}): {snippet}{'...' if len(text) > _BODY_PREVIEW else ''}"
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "HTTP error"
+
+
+def api_error_from(response: httpx.Response) -> QfexApiError:
+    """The :class:`QfexApiError` for an error response, whatever its body."""
+    request = response.request
+    method, path = request.method, request.url.path
+    status = response.status_code
+    title = response.reason_phrase or _status_phrase(status)
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        return QfexApiError(
+            int(body.get("status") or status),
+            str(body.get("title") or title),
+            str(body.get("detail") or body.get("message") or ""),
+            errors if isinstance(errors, list) else [],
+            method=method,
+            path=path,
+        )
+    return QfexApiError(status, title, _preview_body(response), [], method=method, path=path)
+
+
+class QfexRest:
+    """Async client for the QFEX REST API (one per venue and ``trio.run``).
+
+    Args:
+      base_url: e.g. ``https://api.qfex.com`` or the simulator's ``rest_url``.
+      auth: a :class:`~qfexbot.venues.qfex.auth.QfexAuth` (or ``None`` for public calls only).
+      timeout: per-request timeout in seconds.
+      client: an existing ``httpx.AsyncClient`` to use (not closed by :meth:`aclose`);
+        ``auth`` is then passed per request.
+      max_retries: extra attempts for GETs; retry_after_max caps a venue's ``Retry-After``.
+      user_id: the primary account id (= user id); calls for it omit the requested-account
+        header, as the vendor CLI does.
+
+    Account-scoped calls take ``account_id``: it is sent as ``x-qfex-requested-account-id``
+    (``None`` or ``user_id`` = the primary account). Transfers and subaccount management act
+    at user level and never send it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: httpx.Auth | None,
+        *,
+        timeout: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+        max_retries: int = 3,
+        backoff_initial: float = 0.25,
+        backoff_max: float = 5.0,
+        retry_after_max: float = 30.0,
+        venue: str = "qfex",
+        user_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.venue = venue
+        self.user_id = user_id
+        self._base_url = base_url.rstrip("/")
+        self._auth = auth
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=timeout,
+            headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
+        )
+        self.max_retries = max_retries
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.retry_after_max = retry_after_max
+        self._rng = rng or random.Random()
+
+    def __repr__(self) -> str:
+        return f"QfexRest(base_url={self._base_url!r}, venue={self.venue!r})"
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------ typed calls
+
+    async def subaccounts(self) -> list[str]:
+        """Ids of the user's subaccounts (the primary account is not listed)."""
+        body = await self._get_json("/user/subaccounts")
+        ids = body.get("account_ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list):
+            raise QfexResponseError(f"GET /user/subaccounts: unexpected body {body!r:.200}")
+        return [str(i) for i in ids]
+
+    async def create_subaccount(self) -> str:
+        """Create a subaccount and return its id. Never retried (see :class:`QfexAmbiguousError`)."""
+        response = await self._post("/user/subaccounts", "{}")
+        try:
+            return str(response.json()["account_id"])
+        except (ValueError, KeyError, TypeError):
+            raise QfexResponseError(
+                f"POST /user/subaccounts: unexpected body: {_preview_body(response)}"
+            ) from None
+
+    async def transfer(self, src: str, dst: str, amount: Decimal) -> None:
+        """Move ``amount`` USD of available balance from ``src`` to ``dst`` (account ids).
+
+        Sent exactly once, never retried. The amount goes out as an exact JSON number.
+
+        Raises:
+          QfexApiError: the venue refused it (e.g. 422 insufficient balance, 403 not owned).
+          QfexNotSentError: the request never left (connection failed): nothing happened.
+          QfexAmbiguousError: it may have been applied (timeout/reset after sending, or 5xx).
+        """
+        if not isinstance(amount, (Decimal, int)) or isinstance(amount, bool):
+            raise TypeError(f"amount must be a Decimal, got {type(amount).__name__}")
+        body = encode_json({"amount": Decimal(amount)})
+        await self._post(
+            "/user/transfer", body, params={"src_account_id": src, "dst_account_id": dst}
+        )
+
+    async def positions(self, account_id: str | None = None) -> ResyncEvent:
+        """Balance and positions of one account as a :class:`ResyncEvent` snapshot.
+
+        The events are stamped with ``account_id`` (``None`` → ``user_id``).
+        """
+        body = await self._get_json("/user/positions", account_id=account_id)
+        try:
+            return parse_positions_snapshot(
+                body, self.venue, account_id or self.user_id or "", time.time()
+            )
+        except ParseError as exc:
+            raise QfexResponseError(f"GET /user/positions: {exc.reason}") from None
+
+    async def account_equity(
+        self, account_id: str | None = None, duration: str = "1w"
+    ) -> list[tuple[str, Decimal]]:
+        """Equity history as ``(window_start, value)`` pairs, oldest first."""
+        body = await self._get_json(
+            "/user/account-equity", account_id=account_id, params={"duration": duration}
+        )
+        try:
+            return [(str(p["window_start"]), _dec(p["value"])) for p in body.get("data") or ()]
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
+            raise QfexResponseError(
+                f"GET /user/account-equity: unexpected body {body!r:.200}"
+            ) from None
+
+    async def refdata(self) -> list[SymbolInfo]:
+        """Reference data of every symbol (public)."""
+        body = await self._get_json("/refdata", public=True)
+        try:
+            return [
+                SymbolInfo(
+                    symbol=s["symbol"],
+                    status=str(s.get("status") or ""),
+                    tick_size=_dec(s.get("tick_size")),
+                    lot_size=_dec(s.get("lot_size")),
+                    min_quantity=_dec(s.get("min_quantity")),
+                    max_quantity=_dec(s.get("max_quantity")),
+                    min_price=_dec(s.get("min_price")),
+                    max_price=_dec(s.get("max_price")),
+                    raw=s,
+                )
+                for s in body.get("data") or ()
+            ]
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
+            raise QfexResponseError(f"GET /refdata: unexpected body {body!r:.200}") from None
+
+    # ------------------------------------------------------------ transport
+
+    def _auth_for(self, public: bool) -> Any:
+        if public:
+            return None  # no signing: public endpoints need no nonce
+        return self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT
+
+    def _account_headers(self, account_id: str | None) -> dict[str, str] | None:
+        if not account_id or account_id == self.user_id:
+            return None
+        return {REQUESTED_ACCOUNT_HEADER: account_id}
+
+    async def _get_json(
+        self,
+        path: str,
+        *,
+        account_id: str | None = None,
+        params: Mapping[str, str] | None = None,
+        public: bool = False,
+    ) -> Any:
+        """GET with bounded retries on 429 / 5xx / transport errors; returns the JSON body."""
+        headers = self._account_headers(account_id)
+        attempt = 0
+        while True:
+            delay: float | None = None
+            try:
+                response = await self._client.get(
+                    self._base_url + path,
+                    params=params,
+                    headers=headers,
+                    auth=self._auth_for(public),
+                )
+            except httpx.TransportError as exc:
+                if attempt >= self.max_retries:
+                    raise QfexUnavailableError(
+                        f"GET {path}: {type(exc).__name__} after {attempt + 1} attempts"
+                    ) from exc
+                reason = type(exc).__name__
+            else:
+                status = response.status_code
+                if status < 400:
+                    try:
+                        return response.json()
+                    except (ValueError, UnicodeDecodeError):
+                        raise QfexResponseError(f"GET {path}: {_preview_body(response)}") from None
+                if (status != 429 and status < 500) or attempt >= self.max_retries:
+                    raise api_error_from(response)
+                reason = f"HTTP {status}"
+                if status == 429:
+                    hinted = _retry_after(response)
+                    if hinted is not None:
+                        delay = min(hinted, self.retry_after_max)
+            if delay is None:
+                delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max, self._rng)
+            attempt += 1
+            log_event(
+                log,
+                logging.INFO,
+                "retrying GET",
+                path=path,
+                reason=reason,
+                attempt=attempt,
+                delay=round(delay, 3),
+            )
+            await trio.sleep(delay)
+
+    async def _post(
+        self, path: str, body: str, *, params: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """One POST, never retried; failures classified as not-sent / ambiguous / refused."""
+        try:
+            response = await self._client.post(
+                self._base_url + path,
+                content=body.encode(),
+                params=params,
+                headers={"Content-Type": "application/json"},
+                auth=self._auth_for(False),
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise QfexNotSentError(f"POST {path}: not sent ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise QfexAmbiguousError(
+                f"POST {path}: outcome unknown ({type(exc).__name__} after the request may "
+                f"have been sent)",
+                method="POST",
+                path=path,
+            ) from exc
+        if response.status_code >= 500:
+            error = api_error_from(response)
+            raise QfexAmbiguousError(
+                f"POST {path}: outcome unknown (server error {error})",
+                method="POST",
+                path=path,
+                status=response.status_code,
+                api_error=error,
+            )
+        if response.status_code >= 400:
+            raise api_error_from(response)
+        return response

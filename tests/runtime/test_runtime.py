@@ -1,0 +1,134 @@
+"""The runtime end to end: embedded simulator → sessions → bus → a real plugin, and back."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from decimal import Decimal
+
+import pytest
+import trio
+
+from qfexbot.events import BalanceEvent, ConnectionState, ConnectionStateEvent, ResyncEvent, TransferOutcomeEvent
+from qfexbot.runtime import Runtime, check_command
+from runtime_helpers import DESK_A, PRIMARY, DESK_B, recorder, wait_until, write_config
+
+
+def states(events, account_id):
+    return [e.state for e in events if isinstance(e, ConnectionStateEvent) and e.account_id == account_id]
+
+
+async def test_events_reach_plugin_in_order_for_every_account(tmp_path, nursery):
+    runtime = Runtime(write_config(tmp_path))
+    await nursery.start(runtime.run)
+    plugin = recorder(runtime)
+    for account in (DESK_A, DESK_B):
+        await wait_until(
+            lambda: sum(1 for e in plugin.events if isinstance(e, BalanceEvent) and e.account_id == account) >= 3,
+            what=f"balance pulses of {account}",
+        )
+    for account in (DESK_A, DESK_B):
+        mine = [e for e in plugin.events if e.account_id == account]
+        assert states(mine, account)[:5] == [
+            ConnectionState.CONNECTING,
+            ConnectionState.AUTHENTICATING,
+            ConnectionState.SUBSCRIBING,
+            ConnectionState.RESYNCING,
+            ConnectionState.LIVE,
+        ]
+        resync = next(i for i, e in enumerate(mine) if isinstance(e, ResyncEvent))
+        live = next(i for i, e in enumerate(mine) if getattr(e, "state", None) is ConnectionState.LIVE)
+        assert resync < live, "the resync snapshot is delivered before the session is LIVE"
+        times = [e.received_at for e in mine]
+        assert times == sorted(times), "events arrive in the order they were received"
+    balances = {e.account_id: e.available for e in plugin.events if isinstance(e, BalanceEvent)}
+    assert balances == {DESK_A: Decimal(50), DESK_B: Decimal(5000)}
+    runtime.stop()
+
+
+async def test_reconnect_after_drop_resyncs_and_events_keep_flowing(tmp_path, nursery):
+    runtime = Runtime(write_config(tmp_path))
+    await nursery.start(runtime.run)
+    plugin = recorder(runtime)
+    await wait_until(lambda: ConnectionState.LIVE in states(plugin.events, DESK_A), what="first LIVE")
+    sim = runtime.simulators["demo"]
+    sim.faults.drop_connections(DESK_A)
+    await wait_until(lambda: states(plugin.events, DESK_A).count(ConnectionState.LIVE) >= 2, what="LIVE again")
+    resyncs = [e for e in plugin.events if isinstance(e, ResyncEvent) and e.account_id == DESK_A]
+    assert len(resyncs) >= 2, "state is re-read from REST after the reconnect"
+    # Money moved while reconnected shows up in later balance events.
+    sim.engine.transfer(PRIMARY, PRIMARY, DESK_A, Decimal("25"))
+    await wait_until(
+        lambda: any(isinstance(e, BalanceEvent) and e.account_id == DESK_A and e.available == Decimal(75)
+                    for e in plugin.events),
+        what="balance after the reconnect",
+    )
+    # desk-b was never dropped: one LIVE only.
+    assert states(plugin.events, DESK_B).count(ConnectionState.LIVE) == 1
+    runtime.stop()
+
+
+async def test_plugin_transfer_is_journaled_sent_once_and_reported(tmp_path):
+    app = write_config(tmp_path, recorder_options="transfer_amount = 100")
+    runtime = Runtime(app)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            plugin = recorder(runtime)
+            await wait_until(lambda: plugin.results, what="the plugin's transfer")
+            assert plugin.results[0].state == "done"
+            sim = runtime.simulators["demo"]
+            assert [(e.dst, e.amount) for e in sim.ledger] == [(DESK_A, Decimal(100))]
+            await wait_until(
+                lambda: any(isinstance(e, BalanceEvent) and e.account_id == DESK_A
+                            and e.available == Decimal(150) for e in plugin.events),
+                what="desk-a balance after the transfer",
+            )
+            runtime.stop()
+    outcomes = [e for e in plugin.events if isinstance(e, TransferOutcomeEvent) and e.state == "done"]
+    assert outcomes and outcomes[0].amount == Decimal(100)
+    with sqlite3.connect(app.runtime.journal) as db:
+        rows = db.execute("select state, amount from entries where kind = 'transfer'").fetchall()
+    assert rows == [("done", "100")]
+
+
+async def test_graceful_stop_runs_shutdown_and_closes_everything(tmp_path):
+    runtime = Runtime(write_config(tmp_path))
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            await wait_until(lambda: ConnectionState.LIVE in states(recorder(runtime).events, DESK_B))
+            runtime.stop()
+    # run() returned on its own: every session reported STOPPED to the plugin.
+    events = recorder(runtime).events
+    assert states(events, DESK_A)[-1] is ConnectionState.STOPPED
+    assert states(events, DESK_B)[-1] is ConnectionState.STOPPED
+
+
+async def test_secrets_never_appear_in_logs_reprs_or_journal(tmp_path, caplog):
+    sentinel = "qfex_secret_SENTINEL_5f1d2c9e"
+    caplog.set_level(logging.DEBUG)
+    app = write_config(tmp_path, secret=sentinel, recorder_options="transfer_amount = 10")
+    runtime = Runtime(app)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            await wait_until(lambda: recorder(runtime).results)
+            texts = [repr(runtime), repr(app), repr(app.venues["demo"]), str(app.venues["demo"].secret)]
+            texts += [repr(e) for e in recorder(runtime).events]
+            runtime.stop()
+    logged = "\n".join(r.getMessage() + repr(getattr(r, "fields", "")) for r in caplog.records)
+    assert "session live" in logged  # we did capture the run's logs
+    journal = (tmp_path / "var" / "journal.sqlite").read_bytes()
+    for text in [logged, *texts]:
+        assert sentinel not in text
+    assert sentinel.encode() not in journal
+
+
+def test_check_accepts_a_good_config_and_lists_bad_plugin_options(tmp_path, capsys):
+    assert check_command(write_config(tmp_path)) == 0
+    assert "OK" in capsys.readouterr().out
+    bad = write_config(tmp_path, recorder_options='transfer_amount = "lots"')
+    assert check_command(bad) == 1
+    err = capsys.readouterr().err
+    assert 'bots.watch.plugins.recorder.transfer_amount: expected a non-negative number, got "lots"' in err
