@@ -1,0 +1,363 @@
+"""Simulator configuration: SIM.toml users, tunables and symbols, validated with key-path errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import tomli
+
+__all__ = [
+    "SimConfig",
+    "SimConfigError",
+    "SimSymbol",
+    "SimUser",
+    "default_symbols",
+    "demo_sim_config",
+    "load_sim_config",
+    "parse_sim_config",
+]
+
+
+class SimConfigError(ValueError):
+    """SIM.toml is invalid; ``errors`` lists every problem, each naming its key path."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("invalid simulator configuration:\n  " + "\n  ".join(self.errors))
+
+
+@dataclass(frozen=True)
+class SimSymbol:
+    """One perpetual: reference data plus the synthetic market around it."""
+
+    symbol: str
+    price: Decimal
+    tick_size: Decimal = Decimal("0.01")
+    lot_size: Decimal = Decimal("0.001")
+    min_price: Decimal = Decimal("0.01")
+    max_price: Decimal = Decimal(1000000)
+    min_quantity: Decimal = Decimal("0.001")
+    max_quantity: Decimal = Decimal(1000)
+    leverage: int = 10
+    volatility: Decimal = Decimal("0.0005")
+    spread_ticks: int = 2
+    depth: Decimal = Decimal(5)
+    price_band: Decimal = Decimal("0.1")
+    max_position_notional: Decimal = Decimal(2500000)
+    product_category: str = "equity"
+
+
+@dataclass(frozen=True)
+class SimUser:
+    """A user: API key pair, primary account (= user id), subaccounts and initial deposits."""
+
+    public_key: str
+    secret: str = field(repr=False)
+    account_id: str
+    subaccounts: list[str] = field(default_factory=list)
+    deposits: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def accounts(self) -> list[str]:
+        """Primary first, then subaccounts."""
+        return [self.account_id, *self.subaccounts]
+
+
+def default_symbols() -> dict[str, SimSymbol]:
+    """The built-in instruments (one per asset class the venue lists)."""
+    return {
+        "AAPL-USD": SimSymbol("AAPL-USD", Decimal("200.00")),
+        "US500-USD": SimSymbol(
+            "US500-USD", Decimal("5000.0"), tick_size=Decimal("0.1"), leverage=30,
+            depth=Decimal(1), max_position_notional=Decimal(10000000),
+            product_category="index",
+        ),
+        "EUR-USD": SimSymbol(
+            "EUR-USD", Decimal("1.10000"), tick_size=Decimal("0.00001"), lot_size=Decimal(1),
+            min_price=Decimal("0.00001"), max_price=Decimal(100), min_quantity=Decimal(1),
+            max_quantity=Decimal(10000000), leverage=50, volatility=Decimal("0.0001"),
+            depth=Decimal(100000), max_position_notional=Decimal(50000000),
+            product_category="fx",
+        ),
+        "CL-USD": SimSymbol(
+            "CL-USD", Decimal("70.00"), lot_size=Decimal("0.01"), min_quantity=Decimal("0.01"),
+            max_quantity=Decimal(100000), leverage=20, depth=Decimal(50),
+            max_position_notional=Decimal(5000000), product_category="commodity",
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything the simulator needs; every tunable has the venue-like default."""
+
+    users: list[SimUser]
+    symbols: dict[str, SimSymbol] = field(default_factory=default_symbols)
+    seed: int = 1
+    pulse_interval: float = 1.0
+    auth_deadline: float = 60.0
+    ping_interval: float = 30.0
+    pong_timeout: float = 60.0
+    rate_limit_budget: Decimal = Decimal(12000)
+    rate_limit_window: float = 60.0
+    mds_interval: float = 0.5
+    price_interval: float = 0.5
+    equity_interval: float = 60.0
+    nonce_window: float = 900.0
+    max_skew: float = 300.0
+    taker_fee: Decimal = Decimal("0.0002")
+    maker_fee: Decimal = Decimal("0.0001")
+    trade_port: int = 0
+    mds_port: int = 0
+    rest_port: int = 0
+
+    def replace(self, **changes: Any) -> SimConfig:
+        """A copy with some fields changed (tests use this to shorten intervals)."""
+        return dataclasses.replace(self, **changes)
+
+
+_SIM_FLOATS = (
+    "pulse_interval", "auth_deadline", "ping_interval", "pong_timeout", "rate_limit_window",
+    "mds_interval", "price_interval", "equity_interval", "nonce_window", "max_skew",
+)
+_SIM_DECIMALS = ("rate_limit_budget", "taker_fee", "maker_fee")
+_SIM_INTS = ("seed", "trade_port", "mds_port", "rest_port")
+_SYMBOL_DECIMALS = (
+    "price", "tick_size", "lot_size", "min_price", "max_price", "min_quantity", "max_quantity",
+    "volatility", "depth", "price_band", "max_position_notional",
+)
+_SYMBOL_INTS = ("leverage", "spread_ticks")
+_SYMBOL_STRS = ("product_category",)
+
+
+def demo_sim_config() -> SimConfig:
+    """The built-in configuration of ``qfexbot sim`` without ``--config`` (docs/simulator.md)."""
+    primary = "00000000-0000-4000-8000-000000000001"
+    desk_a = "11111111-1111-4111-8111-111111111111"
+    desk_b = "22222222-2222-4222-8222-222222222222"
+    return SimConfig(
+        users=[
+            SimUser(
+                public_key="qfex_pub_demo",
+                secret="qfex_secret_demo",
+                account_id=primary,
+                subaccounts=[desk_a, desk_b],
+                deposits={primary: Decimal(100000), desk_a: Decimal(50), desk_b: Decimal(0)},
+            )
+        ]
+    )
+
+
+def load_sim_config(path: str | Path) -> SimConfig:
+    """Read and validate a SIM.toml file.
+
+    Raises:
+        SimConfigError: unreadable file, TOML syntax error or any invalid key (all listed).
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise SimConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = tomli.loads(raw.decode("utf-8"))
+    except (tomli.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SimConfigError([f"{path}: {exc}"]) from None
+    return parse_sim_config(data)
+
+
+def parse_sim_config(data: Mapping[str, Any]) -> SimConfig:
+    """Validate a parsed SIM.toml document; the ``[finery]`` table is left alone.
+
+    Raises:
+        SimConfigError: listing every problem as ``<key.path>: <what is wrong>``.
+    """
+    errors: list[str] = []
+    for key in data:
+        if key not in ("users", "sim", "finery"):
+            errors.append(f"{key}: unknown key")
+    users = _parse_users(data.get("users"), errors)
+    kwargs: dict[str, Any] = {}
+    sim = data.get("sim", {})
+    if not isinstance(sim, Mapping):
+        errors.append(f"sim: expected a table, got {sim!r}")
+        sim = {}
+    for key, value in sim.items():
+        path = f"sim.{key}"
+        if key in _SIM_FLOATS:
+            number = _number(value, path, errors, positive=True)
+            if number is not None:
+                kwargs[key] = float(number)
+        elif key in _SIM_DECIMALS:
+            number = _number(value, path, errors, positive=key == "rate_limit_budget")
+            if number is not None:
+                kwargs[key] = number
+        elif key in _SIM_INTS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                errors.append(f"{path}: expected a non-negative integer, got {value!r}")
+            elif key.endswith("_port") and value > 65535:
+                errors.append(f"{path}: expected a port number, got {value!r}")
+            else:
+                kwargs[key] = value
+        elif key == "symbols":
+            symbols = _parse_symbols(value, errors)
+            if symbols is not None:
+                kwargs["symbols"] = symbols
+        else:
+            errors.append(f"{path}: unknown key")
+    if errors:
+        raise SimConfigError(errors)
+    return SimConfig(users=users, **kwargs)
+
+
+def _parse_users(value: Any, errors: list[str]) -> list[SimUser]:
+    if value is None:
+        errors.append("users: at least one [[users]] entry is required")
+        return []
+    if not isinstance(value, list) or not value:
+        errors.append(f"users: expected a non-empty array of tables, got {value!r}")
+        return []
+    users: list[SimUser] = []
+    seen_accounts: set[str] = set()
+    seen_keys: set[str] = set()
+    for index, entry in enumerate(value):
+        path = f"users[{index}]"
+        if not isinstance(entry, Mapping):
+            errors.append(f"{path}: expected a table, got {entry!r}")
+            continue
+        for key in entry:
+            if key not in ("public_key", "secret", "account_id", "subaccounts", "deposits"):
+                errors.append(f"{path}.{key}: unknown key")
+        public_key = _string(entry.get("public_key"), f"{path}.public_key", errors)
+        secret = _string(entry.get("secret"), f"{path}.secret", errors, show=False)
+        account_id = _uuid(entry.get("account_id"), f"{path}.account_id", errors)
+        subaccounts: list[str] = []
+        raw_subs = entry.get("subaccounts", [])
+        if not isinstance(raw_subs, list):
+            errors.append(f"{path}.subaccounts: expected an array of UUIDs, got {raw_subs!r}")
+        else:
+            for i, sub in enumerate(raw_subs):
+                sub_id = _uuid(sub, f"{path}.subaccounts[{i}]", errors)
+                if sub_id is not None:
+                    subaccounts.append(sub_id)
+        owned = {a for a in [account_id, *subaccounts] if a is not None}
+        for account in [account_id, *subaccounts]:
+            if account is None:
+                continue
+            if account in seen_accounts:
+                errors.append(f"{path}: account {account} is declared twice")
+            seen_accounts.add(account)
+        if public_key is not None:
+            if public_key in seen_keys:
+                errors.append(f"{path}.public_key: {public_key!r} is used by another user")
+            seen_keys.add(public_key)
+        deposits: dict[str, Decimal] = {}
+        raw_deposits = entry.get("deposits", {})
+        if not isinstance(raw_deposits, Mapping):
+            errors.append(f"{path}.deposits: expected a table, got {raw_deposits!r}")
+        else:
+            for raw_account, amount in raw_deposits.items():
+                key_path = f'{path}.deposits."{raw_account}"'
+                account = _normalise_uuid(raw_account)
+                if account not in owned:
+                    errors.append(f"{key_path}: not an account of this user")
+                    continue
+                number = _number(amount, key_path, errors, positive=False)
+                if number is not None:
+                    deposits[account] = number
+        if public_key is not None and secret is not None and account_id is not None:
+            users.append(SimUser(public_key, secret, account_id, subaccounts, deposits))
+    return users
+
+
+def _parse_symbols(value: Any, errors: list[str]) -> dict[str, SimSymbol] | None:
+    if not isinstance(value, Mapping) or not value:
+        errors.append(f"sim.symbols: expected a non-empty table of symbols, got {value!r}")
+        return None
+    builtin = default_symbols()
+    symbols: dict[str, SimSymbol] = {}
+    for name, table in value.items():
+        path = f'sim.symbols."{name}"'
+        if not isinstance(table, Mapping):
+            errors.append(f"{path}: expected a table, got {table!r}")
+            continue
+        base = builtin.get(name)
+        if base is None and "price" not in table:
+            errors.append(f"{path}.price: required for a symbol that is not built in")
+            continue
+        changes: dict[str, Any] = {}
+        for key, raw in table.items():
+            key_path = f"{path}.{key}"
+            if key in _SYMBOL_DECIMALS:
+                number = _number(raw, key_path, errors, positive=key != "volatility")
+                if number is not None:
+                    changes[key] = number
+            elif key in _SYMBOL_INTS:
+                if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+                    errors.append(f"{key_path}: expected a positive integer, got {raw!r}")
+                else:
+                    changes[key] = raw
+            elif key in _SYMBOL_STRS:
+                text = _string(raw, key_path, errors)
+                if text is not None:
+                    changes[key] = text
+            else:
+                errors.append(f"{key_path}: unknown key")
+        try:
+            symbol = (
+                dataclasses.replace(base, **changes) if base else SimSymbol(symbol=name, **changes)
+            )
+        except TypeError as exc:
+            errors.append(f"{path}: {exc}")
+            continue
+        if symbol.price % symbol.tick_size != 0:
+            errors.append(f"{path}.price: {symbol.price} is not a multiple of tick_size")
+        if not symbol.min_price <= symbol.price <= symbol.max_price:
+            errors.append(f"{path}.price: {symbol.price} outside min_price..max_price")
+        symbols[name] = symbol
+    return symbols
+
+
+def _string(value: Any, path: str, errors: list[str], *, show: bool = True) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    got = repr(value) if show else type(value).__name__
+    errors.append(f"{path}: expected a non-empty string, got {got}")
+    return None
+
+
+def _uuid(value: Any, path: str, errors: list[str]) -> str | None:
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    errors.append(f"{path}: expected a UUID string, got {value!r}")
+    return None
+
+
+def _normalise_uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value
+
+
+def _number(value: Any, path: str, errors: list[str], *, positive: bool) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        number = None
+    else:
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            number = None
+    if number is None or not number.is_finite() or number < 0 or (positive and number == 0):
+        what = "a positive number" if positive else "a non-negative number"
+        errors.append(f"{path}: expected {what}, got {value!r}")
+        return None
+    return number

@@ -1,0 +1,203 @@
+"""Exactly-once transfers against the simulator's faults: real REST client, real SQLite journal.
+
+Each test builds the production pieces (QfexVenue's REST client, SqliteJournal, TransferService
+with the runtime's sender/reader adapters) against a real simulator on 127.0.0.1, injects a
+fault, and checks the journal against the simulator's ledger.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import trio
+
+from qfexbot.actions import rest_available_reader, rest_transfer_sender
+from qfexbot.config import Limits, SessionSettings
+from qfexbot.journal import SqliteJournal
+from qfexbot.secrets import Secret
+from qfexbot.sim import QfexSimulator, SimConfig, SimUser
+from qfexbot.transfers import TransferService
+from qfexbot.venues.qfex import QfexVenue
+from runtime_helpers import DESK_A, DESK_B, PRIMARY
+
+ACCOUNTS = {"treasury": PRIMARY, "desk-a": DESK_A, "desk-b": DESK_B}
+LIMITS = Limits(
+    max_transfer=Decimal(500),
+    max_daily=Decimal(800),
+    allowed_pairs=frozenset({("treasury", "desk-a"), ("desk-a", "treasury")}),
+    min_interval=0.0,
+    min_remaining=Decimal(100),
+)
+
+
+class World:
+    """A simulator, a REST client, a journal file and a transfer service over them."""
+
+    def __init__(self, sim: QfexSimulator, venue: QfexVenue, path: Path) -> None:
+        self.sim = sim
+        self.venue = venue
+        self.path = path
+        self.journal: SqliteJournal | None = None
+
+    async def service(self, *, limits: Limits = LIMITS, kill_switch: Path | None = None,
+                      send=None) -> TransferService:
+        if self.journal is not None:
+            await self.journal.close()
+        self.journal = await SqliteJournal.open(self.path)
+        return TransferService(
+            self.journal,
+            send or rest_transfer_sender(self.venue.rest),
+            rest_available_reader(self.venue.rest),
+            venue="demo",
+            limits={"bot": limits},
+            accounts=ACCOUNTS,
+            kill_switch=kill_switch,
+        )
+
+    def rows(self) -> list[tuple[str, str]]:
+        with sqlite3.connect(self.path) as db:
+            return db.execute(
+                "select state, amount from entries where kind = 'transfer' order by created_at"
+            ).fetchall()
+
+
+@pytest.fixture
+async def world(nursery, tmp_path):
+    sim = QfexSimulator(SimConfig(
+        users=[SimUser(public_key="qfex_pub_t", secret="qfex_secret_transfer_tests", account_id=PRIMARY,
+                       subaccounts=[DESK_A, DESK_B],
+                       deposits={PRIMARY: Decimal(10000), DESK_A: Decimal(200), DESK_B: Decimal(0)})],
+        pulse_interval=0.2,
+    ))
+    urls = await nursery.start(sim.serve, "127.0.0.1")
+    venue = QfexVenue(
+        "demo", trade_url=urls.trade_url, mds_url=urls.mds_url, rest_url=urls.rest_url,
+        user_id=PRIMARY, settings=SessionSettings(request_timeout=1.0),
+        public_key="qfex_pub_t", secret=Secret("qfex_secret_transfer_tests"),
+    )
+    w = World(sim, venue, tmp_path / "journal.sqlite")
+    yield w
+    if w.journal is not None:
+        await w.journal.close()
+    await venue.aclose()
+
+
+async def test_applied_transfer_whose_response_is_lost_is_reconciled_to_done_once(world):
+    service = await world.service()
+    world.sim.faults.drop_transfer_response(mode="timeout")
+    result = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "top-up")
+    assert result.state == "unknown"
+    # While unknown, nothing else may move on those accounts.
+    refused = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "again")
+    assert refused.state == "refused" and refused.code == "unresolved"
+    settled = await service.reconcile()
+    assert [r.state for r in settled] == ["done"]
+    assert [(e.dst, e.amount) for e in world.sim.ledger] == [(DESK_A, Decimal(100))]
+    assert world.rows() == [("done", "100")]
+    # Unblocked: the next transfer goes through.
+    assert (await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(50), "more")).state == "done"
+    assert len(world.sim.ledger) == 2
+
+
+async def test_connection_reset_after_applying_is_reconciled_to_done(world):
+    service = await world.service()
+    world.sim.faults.drop_transfer_response(mode="reset")
+    assert (await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "x")).state == "unknown"
+    assert [r.state for r in await service.reconcile()] == ["done"]
+    assert len(world.sim.ledger) == 1
+
+
+async def test_rejected_transfer_fails_and_is_not_retried(world):
+    service = await world.service()
+    # A definite 4xx problem+json answer from the venue: nothing moved.
+    world.sim.faults.fail_next_rest(1, status=422, path="/user/transfer")
+    result = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "top-up")
+    assert result.state == "failed"
+    assert "422" in result.detail
+    assert world.sim.ledger == []
+    assert world.rows() == [("failed", "100")]
+    assert await service.reconcile() == []  # nothing left in doubt, nothing re-sent
+    assert world.sim.ledger == []
+
+
+async def test_unreadable_destination_balance_refuses_before_journaling_a_send(world):
+    foreign = "99999999-9999-4999-8999-999999999999"  # not owned by this key: REST read is 403
+    service = await world.service(limits=Limits(
+        max_transfer=Decimal(500), max_daily=Decimal(10**6),
+        allowed_pairs=frozenset({(PRIMARY, foreign)}), min_interval=0.0))
+    result = await service.transfer("bot", "p", PRIMARY, foreign, Decimal(100), "x")
+    assert (result.state, result.code) == ("refused", "balance_unknown")
+    assert world.sim.ledger == []
+
+
+async def test_5xx_before_applying_is_reconciled_to_failed_and_may_be_retried(world):
+    service = await world.service()
+    world.sim.faults.fail_next_rest(1, status=503, path="/user/transfer")
+    assert (await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "x")).state == "unknown"
+    assert [r.state for r in await service.reconcile()] == ["failed"]
+    assert world.sim.ledger == []
+    retry = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "retry")
+    assert retry.state == "done"
+    assert len(world.sim.ledger) == 1
+    assert world.rows() == [("failed", "100"), ("done", "100")]
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["killed-before-send", "killed-after-send"])
+async def test_process_killed_mid_transfer_is_reconciled_on_restart_without_duplicate(world, applied):
+    real_send = rest_transfer_sender(world.venue.rest)
+
+    async def send_then_die(src, dst, amount):
+        if applied:
+            await real_send(src, dst, amount)
+        await trio.sleep_forever()  # the "process" dies here: cancelled below
+
+    service = await world.service(send=send_then_die)
+    with trio.move_on_after(1.0):
+        await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "x")
+    assert world.rows()[0][0] in ("pending", "sent", "unknown")  # in doubt, never "done"
+    # Restart: a fresh journal handle and service over the same file, reconciled before acting.
+    restarted = await world.service()
+    [settled] = await restarted.reconcile()
+    assert settled.state == ("done" if applied else "failed")
+    assert len(world.sim.ledger) == (1 if applied else 0)
+    assert world.rows() == [("done" if applied else "failed", "100")]
+
+
+async def test_policy_refusals_for_each_limit_send_nothing(world, tmp_path):
+    service = await world.service()
+    cases = [
+        (PRIMARY, DESK_A, Decimal(501), "max_transfer"),
+        (PRIMARY, DESK_B, Decimal(10), "pair_not_allowed"),
+        (DESK_A, PRIMARY, Decimal(150), "min_remaining"),  # desk-a has 200, must keep 100
+    ]
+    for src, dst, amount, code in cases:
+        result = await service.transfer("bot", "p", src, dst, amount, "t")
+        assert (result.state, result.code) == ("refused", code), result.detail
+    assert (await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(500), "t")).state == "done"
+    daily = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(400), "t")
+    assert (daily.state, daily.code) == ("refused", "max_daily")
+    switch = tmp_path / "PAUSED"
+    switch.write_text("maintenance")
+    paused = await (await world.service(kill_switch=switch)).transfer("bot", "p", PRIMARY, DESK_A, Decimal(1), "t")
+    assert (paused.state, paused.code) == ("refused", "paused")
+    interval = await (await world.service(limits=Limits(
+        max_transfer=Decimal(500), max_daily=Decimal(10**6), allowed_pairs=LIMITS.allowed_pairs,
+        min_interval=3600.0))).transfer("bot", "p", PRIMARY, DESK_A, Decimal(1), "t")
+    assert (interval.state, interval.code) == ("refused", "min_interval")
+    assert len(world.sim.ledger) == 1
+    with sqlite3.connect(world.path) as db:
+        kinds = dict(db.execute("select kind, count(*) from entries group by kind").fetchall())
+    assert kinds["refusal"] == 6
+
+
+async def test_dry_run_sends_nothing_and_is_journaled(world):
+    service = await world.service()
+    result = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "t", dry_run=True)
+    assert result.state == "dry_run"
+    await trio.sleep(0.3)
+    assert world.sim.ledger == []
+    with sqlite3.connect(world.path) as db:
+        assert db.execute("select count(*) from entries where kind = 'dry_run'").fetchone() == (1,)
