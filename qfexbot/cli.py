@@ -1,4 +1,4 @@
-"""The ``qfexbot`` command line: run, check, plugins, sim, journal, pause, resume."""
+"""The ``qfexbot`` command line: run, check, plugins, sim, journal, pause, resume, new-plugin."""
 
 from __future__ import annotations
 
@@ -56,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     pause.add_argument("--reason", default="paused by operator")
     resume = sub.add_parser("resume", help="resume money movement")
     resume.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+
+    new_plugin = sub.add_parser(
+        "new-plugin", help="scaffold a plugin module (or --package) and a passing test"
+    )
+    new_plugin.add_argument("name", help="plugin name: lower-case letters, digits, underscores")
+    new_plugin.add_argument(
+        "--dir", help="where to write: plugin module dir (default plugins), or with --package "
+        "the parent of the package directory (default .)"
+    )
+    new_plugin.add_argument("--tests", default="tests", help="test directory (default tests)")
+    new_plugin.add_argument(
+        "--package", action="store_true",
+        help="an installable package (src layout, qfexbot.plugins entry point)",
+    )
     return parser
 
 
@@ -99,6 +113,12 @@ def _main(argv: list[str] | None) -> int:
             log_format=args.log_format,
             log_level=args.log_level,
         )
+    if args.command == "new-plugin":
+        from qfexbot.scaffold import new_plugin_command
+
+        return new_plugin_command(
+            args.name, directory=args.dir, tests=args.tests, package=args.package
+        )
     if args.command == "check":
         from qfexbot.runtime import check_command
 
@@ -124,7 +144,12 @@ def _journal_command(args: argparse.Namespace) -> int:
 
     app = _load(args.config)
     if args.command == "journal":
-        print(journal_cli.journal_list(app.runtime.journal, state=args.state, as_json=args.json))
+        names = {i: a for v in app.venues.values() for a, i in reversed(list(v.accounts.items()))}
+        print(
+            journal_cli.journal_list(
+                app.runtime.journal, state=args.state, as_json=args.json, names=names
+            )
+        )
     elif args.command == "journal-resolve":
         print(journal_cli.journal_resolve(app.runtime.journal, args.entry_id, args.applied))
     elif args.command == "pause":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from qfexbot import policy
@@ -27,9 +28,16 @@ def _when(ts: float) -> str:
 
 
 def journal_list(
-    journal_path: str | Path, state: str | None = None, as_json: bool = False, limit: int = 100
+    journal_path: str | Path,
+    state: str | None = None,
+    as_json: bool = False,
+    limit: int = 100,
+    names: Mapping[str, str] | None = None,
 ) -> str:
-    """The newest entries (optionally only one state) as a table, or as JSON lines."""
+    """The newest entries (optionally only one state) as a table, or as JSON lines.
+
+    ``names`` maps account ids to aliases for the table (JSON keeps the ids, for scripts).
+    """
     path = Path(journal_path)
     if not path.exists():
         raise JournalCommandError(f"no journal at {path}")
@@ -54,7 +62,8 @@ def journal_list(
     )
     rows = [header]
     for e in entries:
-        move = f"{e.src or '-'} -> {e.dst or '-'}" if e.kind != EntryKind.ORDER else (e.src or "-")
+        src, dst = (names or {}).get(e.src, e.src), (names or {}).get(e.dst, e.dst)
+        move = f"{src or '-'} -> {dst or '-'}" if e.kind != EntryKind.ORDER else (src or "-")
         detail = e.detail if not e.resolved_by else f"{e.detail} [resolved by {e.resolved_by}]"
         rows.append(
             (
