@@ -10,8 +10,10 @@ journal. A second SIGINT/SIGTERM cancels everything at once.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,8 +28,11 @@ from qfexbot.dispatch import Dispatcher
 from qfexbot.events import Event
 from qfexbot.journal import SqliteJournal
 from qfexbot.logs import configure_logging, get_logger, log_context, log_event
+from qfexbot.metrics import RuntimeMetrics
 from qfexbot.plugins import PluginHost, PluginLoadError, build_plugin_host, discover_plugins
+from qfexbot.recorder import Recorder
 from qfexbot.session import MarketDataSession, Supervisor
+from qfexbot.status import AccountsView, report_connect_progress
 from qfexbot.transfers import TransferService
 from qfexbot.venues.qfex.stream import QfexVenue
 
@@ -89,6 +94,12 @@ class Runtime:
         self.simulators: dict[str, Any] = {}
         self.journal: SqliteJournal | None = None
         self.market_data: dict[str, MarketDataSession] = {}
+        # Ops: metrics registry, balances/last-event view, recorder, ops endpoint URL.
+        self.started_at: float | None = None
+        self.metrics = RuntimeMetrics(self)
+        self.accounts_view = AccountsView()
+        self.recorder: Recorder | None = None
+        self.ops_url: str | None = None
 
     def __repr__(self) -> str:
         return f"Runtime(config={str(self.app.path)!r}, bots={sorted(self.app.bots)})"
@@ -138,8 +149,20 @@ class Runtime:
             sessions=_LateMap(self, "sessions"),
             publish=self.publish,
         )
-        self._build_hosts(actions)
+        record = self.app.runtime.record
+        if record is not None:
+            self.recorder = Recorder(record.dir, record.max_bytes)
+        self._build_hosts(self.recorder.decisions(actions) if self.recorder else actions)
+        self.started_at = time.time()
         async with trio.open_nursery() as root:
+            if self.recorder is not None:
+                self.recorder.open()
+                await root.start(self.recorder.run)
+            if self.app.runtime.ops_listen is not None:
+                from qfexbot.ops import serve_ops
+
+                self.ops_url = await root.start(serve_ops, self, *self.app.runtime.ops_listen)
+                log_event(log, logging.INFO, "ops endpoint listening", url=self.ops_url)
             for name in self._venues_in_use():
                 config = self.app.venues[name]
                 if config.simulator:
@@ -185,17 +208,17 @@ class Runtime:
         try:
             for name, run in self.venues.items():
                 with log_context(venue=name):
-                    results = await run.transfers.reconcile()
-                for result in results:
-                    log_event(log, logging.WARNING, "journal entry reconciled at start-up",
-                              venue=name, entry=result.entry_id, state=result.state, detail=result.detail)
+                    _log_reconciled(name, await run.transfers.reconcile(), "at start-up")
             self._wire_buses()
             async with trio.open_nursery() as plugins_nursery:
                 for name, dispatcher in self.dispatchers.items():
                     with log_context(bot=name):
                         await plugins_nursery.start(dispatcher.run)
                 async with trio.open_nursery() as sessions_nursery:
+                    if self.recorder is not None:
+                        self.recorder.start()
                     await self._start_sessions(sessions_nursery)
+                    sessions_nursery.start_soon(report_connect_progress, self)
                     sessions_nursery.start_soon(self._reconcile_loop)
                     log_event(log, logging.INFO, "all bots started",
                               bots=",".join(sorted(self.app.bots)), sessions=sum(len(v.sessions) for v in self.venues.values()))
@@ -232,13 +255,13 @@ class Runtime:
         assert self.journal is not None
         transfers = TransferService(
             self.journal,
-            rest_transfer_sender(venue.rest),
+            self.metrics.timed_sender(name, rest_transfer_sender(venue.rest)),
             rest_available_reader(venue.rest),
             venue=name,
             limits=limits,
             accounts=config.accounts,
             kill_switch=self.app.runtime.kill_switch_file,
-            on_outcome=actions.on_transfer_outcome,
+            on_outcome=self.metrics.outcome_observer(actions.on_transfer_outcome),
             settle_seconds=config.session.request_timeout,
         )
         return _VenueRun(config=config, venue=venue, transfers=transfers)
@@ -263,8 +286,10 @@ class Runtime:
                 session = run.venue.private_session(
                     account_id,
                     channels=sorted(channels),
-                    publish=run.buses[account_id].publish,
+                    publish=self._observed("trade", run.buses[account_id].publish),
                 )
+                if self.recorder is not None:
+                    self.recorder.tap(session, venue_name, account_id, "trade")
                 run.sessions[account_id] = session
                 nursery.start_soon(self._run_session, venue_name, account_id, session)
             wanted = [
@@ -274,11 +299,20 @@ class Runtime:
             if wanted:
                 md = run.venue.market_data()
                 self.market_data[venue_name] = md
-                for name, bot in wanted:
+                if self.recorder is not None:
+                    self.recorder.tap(md.supervisor, venue_name, "", "mds")
+                for index, (name, bot) in enumerate(wanted):
                     bus = Bus("", venue=venue_name)
                     self.hosts[name].subscribe(bus)
-                    await md.subscribe(bot.market_data.channels, bot.market_data.symbols, bus.publish)
+                    # State events reach every subscriber: observe them through the first only.
+                    publish = self._observed("mds", bus.publish) if index == 0 else bus.publish
+                    await md.subscribe(bot.market_data.channels, bot.market_data.symbols, publish)
                 nursery.start_soon(md.run)
+
+    def _observed(self, channel: str, publish: Any) -> Any:
+        """A session's publish, seen by the status view and (if recording) the recorder."""
+        publish = self.accounts_view.observe(publish)
+        return self.recorder.observe(channel, publish) if self.recorder is not None else publish
 
     async def _run_session(self, venue: str, account_id: str, session: Supervisor) -> None:
         alias = next((a for a, i in self.venues[venue].config.accounts.items() if i == account_id), account_id)
@@ -292,12 +326,25 @@ class Runtime:
             for name, run in self.venues.items():
                 try:
                     with log_context(venue=name):
-                        for result in await run.transfers.reconcile():
-                            log_event(log, logging.WARNING, "journal entry reconciled",
-                                      venue=name, entry=result.entry_id, state=result.state, detail=result.detail)
+                        _log_reconciled(name, await run.transfers.reconcile(), "")
                 except Exception as exc:  # a venue outage must not stop the bots
                     log_event(log, logging.WARNING, "reconciliation pass failed; will retry",
                               venue=name, error=f"{type(exc).__name__}: {exc}")
+
+
+def _log_reconciled(venue: str, results: list[Any], when: str) -> None:
+    """One line per journal entry that reconciliation settled (or could not settle yet)."""
+    for result in results:
+        settled = result.state in ("done", "failed")
+        log_event(
+            log,
+            logging.WARNING,
+            ("journal entry reconciled " if settled else "journal entry still in doubt ") + when,
+            venue=venue,
+            entry=result.entry_id,
+            state=result.state,
+            detail=result.detail,
+        )
 
 
 class _LateMap(Mapping[str, Any]):
@@ -334,7 +381,7 @@ class _LateJournal:
         return getattr(self._runtime.journal, name)
 
 
-async def _serve_signals(runtime: Runtime, cancel_scope: trio.CancelScope) -> None:
+async def _serve_signals(runtime: Runtime) -> None:
     """First SIGINT/SIGTERM: graceful stop. Second: cancel everything now."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         count = 0
@@ -345,8 +392,13 @@ async def _serve_signals(runtime: Runtime, cancel_scope: trio.CancelScope) -> No
                           signal=signal.Signals(signum).name)
                 runtime.stop()
             else:
+                # Shutdown hooks run shielded, so cancelling cannot stop a hung one: exit now.
+                # Safe for money: the journal commits intent before sending, and the next start
+                # reconciles whatever this leaves in doubt.
                 log_event(log, logging.ERROR, "second signal: forcing exit")
-                cancel_scope.cancel()
+                for handler in logging.getLogger("qfexbot").handlers:
+                    handler.flush()
+                os._exit(128 + signum)
 
 
 def run_command(
@@ -362,16 +414,19 @@ def run_command(
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_serve_signals, runtime, nursery.cancel_scope)
+            nursery.start_soon(_serve_signals, runtime)
             await runtime.run(duration=duration)
             nursery.cancel_scope.cancel()
 
+    problems: list[str] = []
     try:
         trio.run(main)
-    except (ConfigError, PluginLoadError) as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    return 0
+    except* (ConfigError, PluginLoadError) as group:
+        # Raised inside trio's nurseries, so they arrive grouped: show each, no traceback.
+        problems.extend(str(exc) for exc in group.exceptions)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
 
 
 def check_command(app: AppConfig) -> int:

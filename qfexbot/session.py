@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    wrap_client_stream,
+)
 
 from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 from qfexbot.logs import get_logger, log_context, log_event
@@ -49,6 +57,9 @@ log = get_logger(__name__)
 MESSAGE_QUEUE_SIZE = 4096
 """Frames trio-websocket may buffer. Bounded, but large enough that a reader busy publishing
 (or waiting on a REST resync) never stalls the library's pong replies."""
+
+_DRAIN_BATCH = 64
+"""Frames the read loop may take from trio-websocket's queue between two waits on the socket."""
 
 _STATE_LOG_LEVEL = {
     ConnectionState.LIVE: logging.INFO,
@@ -84,6 +95,24 @@ class SessionStats:
     last_frame_at: float | None = None
     """Wall-clock time of the last frame read."""
     last_error: str = ""
+
+
+async def _open_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
+    """TCP stream for a ws:// URL, TLS (certificate verified) for wss://; plus Host and path."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise OSError(f"not a WebSocket URL: {url!r}")
+    secure = parts.scheme == "wss"
+    port = parts.port or (443 if secure else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    if secure:
+        stream: trio.abc.Stream = await trio.open_ssl_over_tcp_stream(
+            parts.hostname, port, ssl_context=ssl.create_default_context()
+        )
+    else:
+        stream = await trio.open_tcp_stream(parts.hostname, port)
+    return stream, host, resource
 
 
 @dataclass
@@ -255,32 +284,53 @@ class Supervisor:
             self.stats.reconnects += 1
 
     async def _connection(self, attempt: int) -> _Outcome:
-        """One connection from connect to close; never raises for network or venue errors."""
+        """One connection from connect to close; never raises for network or venue errors.
+
+        We open the TCP (or verified TLS) stream ourselves and close it in ``finally``:
+        trio-websocket's own connect leaks the stream when the handshake is rejected or
+        cancelled, and leaves it open when the server closes first.
+        """
         outcome = _Outcome()
         settings = self.settings
         await self._set_state(ConnectionState.CONNECTING, attempt=attempt)
+        stream: trio.abc.Stream | None = None
         ws: WebSocketConnection | None = None
         try:
-            async with open_websocket_url(
-                self.driver.url,
-                extra_headers=self.driver.handshake_headers(),
-                message_queue_size=MESSAGE_QUEUE_SIZE,
-                connect_timeout=settings.connect_timeout,
-                disconnect_timeout=min(settings.connect_timeout, 5.0),
-            ) as ws:
-                await self._serve(ws, outcome)
-        except HandshakeError as exc:
-            if ws is None:
-                cause = exc.__cause__ or exc
-                outcome.reason = f"connect failed: {type(cause).__name__}: {cause}"
-            # else: the close handshake timed out after the connection had ended: keep reason
-        except (ConnectionClosed, trio.BrokenResourceError, OSError) as exc:
-            outcome.reason = f"connection lost while closing: {type(exc).__name__}"
+            with trio.fail_after(settings.connect_timeout):
+                stream, host, resource = await _open_stream(self.driver.url)
+            async with trio.open_nursery() as ws_nursery:
+                try:
+                    with trio.fail_after(settings.connect_timeout):
+                        ws = await wrap_client_stream(
+                            ws_nursery,
+                            stream,
+                            host,
+                            resource,
+                            extra_headers=self.driver.handshake_headers(),
+                            message_queue_size=MESSAGE_QUEUE_SIZE,
+                        )
+                    await self._serve(ws, outcome)
+                finally:
+                    if ws is not None:
+                        with trio.move_on_after(min(settings.connect_timeout, 5.0)) as scope:
+                            scope.shield = True
+                            await ws.aclose()
+                    ws_nursery.cancel_scope.cancel()
+        except* ConnectionRejected as group:
+            exc = group.exceptions[0]
+            body = (exc.body or b"")[:200].decode("utf-8", "replace")
+            outcome.reason = f"upgrade rejected with HTTP {exc.status_code}: {body}".rstrip(": ")
+            outcome.auth_rejected = exc.status_code in (401, 403)
+        except* trio.TooSlowError:
+            outcome.reason = f"connect timed out after {settings.connect_timeout:g}s"
+        except* (HandshakeError, ConnectionClosed, trio.BrokenResourceError, OSError) as group:
+            cause = group.exceptions[0].__cause__ or group.exceptions[0]
+            verb = "connect failed" if ws is None else "connection lost while closing"
+            outcome.reason = f"{verb}: {type(cause).__name__}: {cause}"
         finally:
             self._ws = None
-            if ws is not None:
-                # trio-websocket leaves the TCP stream open when the server closed first.
-                await ws._stream.aclose()
+            if stream is not None:
+                await stream.aclose()
         return outcome
 
     async def _serve(self, ws: WebSocketConnection, outcome: _Outcome) -> None:
@@ -333,15 +383,30 @@ class Supervisor:
 
     async def _read_loop(self, ws: WebSocketConnection) -> None:
         # Hot path: one parse per frame, events published in order, nothing else.
+        # Frames trio-websocket has already queued are taken without a checkpoint (publishing
+        # is one); at least every _DRAIN_BATCH frames the loop waits on get_message as usual.
         parse = self.driver.parse
         on_control = self.driver.on_control
         publish = self._publish
         stats = self.stats
         clock = trio.current_time
+        get_message = ws.get_message
+        queue = getattr(ws, "_recv_channel", None)  # trio-websocket's private message queue
+        receive_nowait = queue.receive_nowait if queue is not None else None
+        drain = 0
         while True:
-            self._idle_since = clock()
-            frame = await ws.get_message()
-            self._idle_since = None
+            frame = None
+            if drain and receive_nowait is not None:
+                drain -= 1
+                try:
+                    frame = receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    frame = None  # get_message waits, or raises ConnectionClosed
+            if frame is None:
+                self._idle_since = clock()
+                frame = await get_message()
+                self._idle_since = None
+                drain = _DRAIN_BATCH
             now = time.time()
             stats.frames += 1
             stats.last_frame_at = now
