@@ -1,4 +1,5 @@
-"""The ``qfexbot`` command line: run, check, plugins, sim, journal, pause, resume, new-plugin."""
+"""The ``qfexbot`` command line: run, check, plugins, sim, journal, pause, resume, new-plugin,
+status, replay."""
 
 from __future__ import annotations
 
@@ -21,6 +22,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="stop gracefully after this many seconds")
     run.add_argument("--log-format", choices=["text", "json"], help="override runtime.log_format")
     run.add_argument("--log-level", help="override runtime.log_level")
+    run.add_argument("--record", metavar="DIR",
+                     help="record every raw frame into DIR (overrides runtime.record.dir)")
+
+    status = sub.add_parser("status", help="sessions, bots, balances and transfers of the "
+                            "running process (asks its ops endpoint)")
+    status.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    status.add_argument("--url", help="status URL (default: from runtime.ops_listen)")
+    status.add_argument("--json", action="store_true", help="print the status document as JSON")
+
+    replay = sub.add_parser("replay", help="feed a recording through the bots of CONFIG, "
+                            "actions dry, and compare decisions with the live run")
+    replay.add_argument("recording", help="a recording file, or a directory of rotated files")
+    replay.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    replay.add_argument("--speed", choices=["max", "recorded"], default="max",
+                        help="max: virtual clock, as fast as possible (default); "
+                        "recorded: real time")
+    replay.add_argument("--decisions", metavar="FILE",
+                        help="write decisions as JSON lines to FILE instead of stdout")
+    replay.add_argument("--log-format", choices=["text", "json"], help="override runtime.log_format")
+    replay.add_argument("--log-level", help="override runtime.log_level")
 
     check = sub.add_parser("check", help="validate CONFIG and its plugins")
     check.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
@@ -105,10 +126,12 @@ def _main(argv: list[str] | None) -> int:
 
         return run_sim_command(config=args.config, host=args.host, venue=args.venue)
     if args.command == "run":
+        from qfexbot.recorder import with_recording
         from qfexbot.runtime import run_command
 
+        app = _load(args.config)
         return run_command(
-            _load(args.config),
+            with_recording(app, args.record) if args.record else app,
             duration=args.duration,
             log_format=args.log_format,
             log_level=args.log_level,
@@ -119,6 +142,19 @@ def _main(argv: list[str] | None) -> int:
         return new_plugin_command(
             args.name, directory=args.dir, tests=args.tests, package=args.package
         )
+    if args.command == "status":
+        from qfexbot.status import status_command
+
+        return status_command(_load(args.config), url=args.url, as_json=args.json)
+    if args.command == "replay":
+        from qfexbot.logs import configure_logging
+        from qfexbot.replay import replay_command
+
+        app = _load(args.config)
+        configure_logging(args.log_level or app.runtime.log_level,
+                          args.log_format or app.runtime.log_format)
+        return replay_command(app, args.recording, speed=args.speed,
+                              decisions_out=args.decisions)
     if args.command == "check":
         from qfexbot.runtime import check_command
 

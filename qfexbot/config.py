@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 import tomli
 
@@ -40,6 +42,7 @@ __all__ = [
     "LOG_LEVELS",
     "MARKET_DATA_CHANNELS",
     "PRIVATE_CHANNELS",
+    "RECORD_MAX_BYTES",
     "REQUIRED",
     "VENUE_DEFAULT_URLS",
     "AppConfig",
@@ -50,6 +53,7 @@ __all__ = [
     "Limits",
     "MarketData",
     "PluginConfig",
+    "RecordSettings",
     "RuntimeConfig",
     "SecretRef",
     "SessionSettings",
@@ -62,6 +66,8 @@ __all__ = [
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+RECORD_MAX_BYTES = 64 * 1024 * 1024
+"""Default size at which a recording file is rotated (``[runtime] record.max_bytes``)."""
 PRIVATE_CHANNELS = ("order_responses", "fills", "positions", "balances", "stop_orders")
 DEFAULT_PRIVATE_CHANNELS = ("order_responses", "fills", "positions", "balances")
 MARKET_DATA_CHANNELS = (
@@ -170,6 +176,16 @@ def _key(path: str, key: str) -> str:
     return f"{path}.{shown}" if path else shown
 
 
+_CREDENTIAL_KEY_RE = re.compile(r"secret|jwt|token|password|passphrase|private", re.IGNORECASE)
+
+
+def _names_a_credential(path: str) -> bool:
+    """Whether the last key of ``path`` looks like a credential (e.g. a ``secret = ...`` line
+    pasted into the wrong table): its value is then never shown in an error."""
+    last = re.split(r"[.\[]", path)[-1]
+    return bool(_CREDENTIAL_KEY_RE.search(last))
+
+
 class _Errors:
     """Collects problems while the whole document is walked."""
 
@@ -181,7 +197,8 @@ class _Errors:
         return _INVALID
 
     def expected(self, path: str, what: str, value: Any) -> Any:
-        return self.add(path, f"expected {what}, got {_show(value)}")
+        shown = _type_name(value) if _names_a_credential(path) else _show(value)
+        return self.add(path, f"expected {what}, got {shown}")
 
     def missing(self, path: str, what: str) -> Any:
         return self.add(path, f"missing required key (expected {what})")
@@ -512,8 +529,20 @@ def _secret_ref(base_dir: Path, *, allow_inline: bool, inline_hint: str = "") ->
 
 
 @dataclass(frozen=True)
+class RecordSettings:
+    """Raw-frame recording (``[runtime] record``): where, and the size that rotates a file."""
+
+    dir: Path
+    max_bytes: int = RECORD_MAX_BYTES
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
-    """Process-wide settings (``[runtime]``); paths are absolute."""
+    """Process-wide settings (``[runtime]``); paths are absolute.
+
+    ``record`` is None unless recording is configured; ``ops_listen`` is the loopback
+    ``(host, port)`` of the ops HTTP endpoint (``/healthz``, ``/status``, ``/metrics``) or None.
+    """
 
     journal: Path
     log_level: str
@@ -521,6 +550,8 @@ class RuntimeConfig:
     plugin_dirs: tuple[Path, ...]
     kill_switch_file: Path
     dry_run: bool
+    record: RecordSettings | None = None
+    ops_listen: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -674,7 +705,10 @@ class AppConfig:
 # Parsing
 
 _TOP_KEYS = ("runtime", "venues", "bots")
-_RUNTIME_KEYS = ("journal", "log_level", "log_format", "plugin_dirs", "kill_switch_file", "dry_run")
+_RUNTIME_KEYS = ("journal", "log_level", "log_format", "plugin_dirs", "kill_switch_file", "dry_run",
+                 "record", "ops_listen")
+_RECORD_KEYS = ("dir", "max_bytes")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _VENUE_KEYS = ("kind", "simulator", "trade_url", "mds_url", "rest_url", "user_id", "public_key",
                "secret", "jwt", "accounts", "session", "sim")
 _SESSION_KEYS = tuple(f.name for f in dataclasses.fields(SessionSettings))
@@ -757,7 +791,37 @@ def _parse_runtime(err: _Errors, data: Any, base: Path) -> RuntimeConfig:
         plugin_dirs=table.get("plugin_dirs", _list(as_path, "paths"), (base / "plugins",)),
         kill_switch_file=table.get("kill_switch_file", as_path, base / "var" / "PAUSED"),
         dry_run=table.get("dry_run", _bool, False),
+        record=table.get("record", _record(base), None),
+        ops_listen=table.get("ops_listen", _loopback_address, None),
     )
+
+
+def _record(base: Path) -> Callable[[_Errors, Any, str], Any]:
+    """``record = {dir = "...", max_bytes = N}`` (``max_bytes`` optional, at least 4096)."""
+
+    def check(err: _Errors, value: Any, path: str) -> Any:
+        table = _Table(err, value, path, _RECORD_KEYS)
+        if not table.valid:
+            return _INVALID
+        directory = table.get("dir", _path(base), what="a directory path")
+        max_bytes = table.get("max_bytes", _int, RECORD_MAX_BYTES)
+        if _is_int(max_bytes) and max_bytes < 4096:
+            err.expected(_key(path, "max_bytes"), "an integer of at least 4096", max_bytes)
+        return RecordSettings(directory, max_bytes)
+
+    return check
+
+
+def _loopback_address(err: _Errors, value: Any, path: str) -> Any:
+    """``"127.0.0.1:9187"`` (or ``"[::1]:9187"``, ``"localhost:9187"``) as ``(host, port)``."""
+    match = re.fullmatch(r"\[?([^\[\]]+?)\]?:(\d{1,5})", value) if isinstance(value, str) else None
+    if match is None or int(match.group(2)) > 65535:
+        return err.expected(path, 'a "host:port" address such as "127.0.0.1:9187"', value)
+    host = match.group(1)
+    if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
+        return err.add(path, f"the ops endpoint is unauthenticated and must listen on a loopback "
+                             f"address (127.0.0.1, ::1 or localhost), got {_show(host)}")
+    return host, int(match.group(2))
 
 
 def _named_tables(err: _Errors, top: _Table, key: str, what: str) -> dict[str, Any]:
@@ -793,6 +857,23 @@ def _parse_venues(err: _Errors, top: _Table, base: Path
     return venues, aliases
 
 
+def _secure_or_loopback(url: str) -> bool:
+    """True for wss:// and https:// URLs, and for plain ones whose host is a loopback address."""
+    parts = urlsplit(url)
+    if parts.scheme in ("wss", "https"):
+        return True
+    try:
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _uuid(err: _Errors, value: Any, path: str) -> Any:
     if isinstance(value, str) and _UUID_RE.fullmatch(value):
         return value.lower()
@@ -812,6 +893,12 @@ def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
         for key, schemes in (("trade_url", ("ws", "wss")), ("mds_url", ("ws", "wss")),
                              ("rest_url", ("http", "https")))
     }
+    if simulator is not True:
+        for key, url in urls.items():
+            if isinstance(url, str) and not _secure_or_loopback(url):
+                err.add(_key(path, key), f"expected a {url.split(':', 1)[0]}s:// URL (TLS) for a"
+                        f" real venue, got {_show(url)}; plain ws:// and http:// are only allowed"
+                        " for loopback hosts (127.0.0.1, ::1, localhost)")
     user_id = table.get("user_id", _uuid, what="the primary account UUID, which is the user id")
     allow_inline = simulator is True
     hint = " unless simulator = true"

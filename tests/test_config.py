@@ -95,7 +95,7 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
      ['bot: unknown key (did you mean "bots"?)']),
     ("unknown key without suggestion", setting(("runtime/colour", "red")),
      [("runtime.colour: unknown key (allowed: dry_run, journal, kill_switch_file, log_format,"
-      " log_level, plugin_dirs)")]),
+      " log_level, ops_listen, plugin_dirs, record)")]),
     ("wrong type bool", setting(("runtime/dry_run", "yes")),
      ['runtime.dry_run: expected a boolean, got "yes"']),
     ("log level enum", setting(("runtime/log_level", "verbose")),
