@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import sqlite3
 from decimal import Decimal
 
@@ -132,3 +133,28 @@ def test_check_accepts_a_good_config_and_lists_bad_plugin_options(tmp_path, caps
     assert check_command(bad) == 1
     err = capsys.readouterr().err
     assert 'bots.watch.plugins.recorder.transfer_amount: expected a non-negative number, got "lots"' in err
+
+
+async def test_journal_left_in_doubt_is_reconciled_before_any_bot_acts(tmp_path):
+    app = write_config(tmp_path)
+    from qfexbot.journal import SqliteJournal
+
+    # A previous run died a minute ago after sending; the venue never applied it (balances are
+    # as before). Recent entries are left unknown a little longer: a late request could land.
+    journal = await SqliteJournal.open(app.runtime.journal, clock=lambda: time.time() - 60)
+    entry = await journal.record_intent(bot="watch", plugin="recorder", venue="demo", src=PRIMARY,
+                                        dst=DESK_A, amount=Decimal(30), reason="crashed run",
+                                        src_before=Decimal(100000), dst_before=Decimal(50))
+    await journal.mark_sent(entry.id)
+    await journal.close()
+    runtime = Runtime(app)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            settled = await runtime.journal.get(entry.id)
+            # Settled by the time run() reports started, i.e. before sessions feed any plugin.
+            assert (settled.state, settled.resolved_by) == ("failed", "reconcile")
+            first_live = [e for e in recorder(runtime).events if getattr(e, "state", None) is ConnectionState.LIVE]
+            assert first_live == []
+            runtime.stop()
+    assert runtime.simulators["demo"].ledger == []
