@@ -21,12 +21,12 @@ import httpx
 from qfexbot.secrets import Secret
 
 __all__ = [
+    "FineryAuth",
     "NonceSource",
-    "sign",
-    "ws_auth_headers",
     "rest_body",
     "rest_method_of",
-    "FineryAuth",
+    "sign",
+    "ws_auth_headers",
 ]
 
 

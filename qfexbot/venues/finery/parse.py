@@ -29,25 +29,25 @@ from qfexbot.venues.base import ParseError as _BaseParseError
 from qfexbot.venues.finery.numbers import from_units
 
 __all__ = [
+    "CANCEL_REASONS",
     "ERROR_MESSAGES",
     "ORDER_TYPES",
     "TAKER_ORDER_TYPES",
-    "CANCEL_REASONS",
-    "ParseError",
-    "FineryError",
-    "error_message",
-    "decode",
-    "feed_key",
     "Book",
-    "StatusMessage",
-    "FeedError",
-    "Unbound",
-    "RequestReply",
-    "ReferenceData",
-    "FeedMessage",
     "Bound",
+    "FeedError",
+    "FeedMessage",
+    "FineryError",
     "FineryParser",
+    "ParseError",
+    "ReferenceData",
+    "RequestReply",
+    "StatusMessage",
+    "Unbound",
+    "decode",
+    "error_message",
     "events_only",
+    "feed_key",
 ]
 
 ERROR_MESSAGES: dict[int, str] = {
@@ -314,8 +314,11 @@ class Book:
         """``(bids, asks)`` best first, as Decimals."""
         bids = sorted(self.bids.items(), key=lambda kv: -kv[0])[:depth]
         asks = sorted(self.asks.items())[:depth]
-        conv = lambda items: tuple((from_units(p), from_units(s)) for p, s in items)  # noqa: E731
-        return conv(bids), conv(asks)
+        return _decimal_levels(bids), _decimal_levels(asks)
+
+
+def _decimal_levels(items: list[tuple[int, int]]) -> tuple[tuple[Decimal, Decimal], ...]:
+    return tuple((from_units(price), from_units(size)) for price, size in items)
 
 
 def _int(value: Any) -> int:
@@ -444,7 +447,7 @@ class FineryParser:
         error = obj.get("error", 0)
         reply = obj.get("reply")
         if isinstance(reply, dict) and reply.get("error"):
-            error = reply["error"]  # mod's special error form: {"reply": {"error": 74, "origId"...}}
+            error = reply["error"]  # mod's special form: {"reply": {"error": 74, ...}}
         req_id = obj.get("reqId")
         if req_id is not None:
             req_id = _int(req_id)
@@ -468,7 +471,8 @@ class FineryParser:
         seq = self._book_seq[key] = self._book_seq.get(key, 0) + 1
         bids, asks = book.levels()
         return [BookEvent(
-            venue=self.venue, account_id=self._account_for(feed_id), received_at=self._clock_now(),
+            venue=self.venue, account_id=self._account_for(feed_id),
+            received_at=self._clock_now(),
             raw=raw, symbol=self.instrument_name(feed_id), bids=bids, asks=asks, sequence=seq,
             channel=_BOOK_CHANNELS[feed],
         )]

@@ -11,7 +11,7 @@ from qfexbot.venues.finery.auth import FineryAuth, NonceSource, rest_body
 from qfexbot.venues.finery.methods import FineryMethods
 from qfexbot.venues.finery.parse import FineryError, ParseError, decode
 
-__all__ = ["FineryRest", "FineryHttpError"]
+__all__ = ["FineryHttpError", "FineryRest"]
 
 
 class FineryHttpError(Exception):

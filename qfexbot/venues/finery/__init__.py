@@ -1,0 +1,1 @@
+"""Finery Markets (EFX) venue adapter: auth, exact amounts, parsers, REST and WebSocket clients."""
