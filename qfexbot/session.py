@@ -312,8 +312,10 @@ class Supervisor:
                     await self._serve(ws, outcome)
                 finally:
                     if ws is not None:
-                        with trio.move_on_after(min(settings.connect_timeout, 5.0)) as scope:
-                            scope.shield = True
+                        # Not shielded: when we are being cancelled the reader task that would
+                        # receive the server's close reply is gone, so waiting is pointless;
+                        # the stream itself is closed below either way.
+                        with trio.move_on_after(min(settings.connect_timeout, 5.0)):
                             await ws.aclose()
                     ws_nursery.cancel_scope.cancel()
         except* ConnectionRejected as group:
