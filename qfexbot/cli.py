@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     journal.add_argument("--json", action="store_true", help="one JSON object per line")
     # argparse cannot mix an optional positional with a subcommand, so `journal resolve ...`
     # is routed to this parser by main() before parsing.
-    resolve = sub.add_parser("journal-resolve", help=argparse.SUPPRESS)
+    resolve = sub.add_parser("journal-resolve")  # no help=: not listed
     resolve.add_argument("entry_id")
     how = resolve.add_mutually_exclusive_group(required=True)
     how.add_argument("--applied", dest="applied", action="store_true")
