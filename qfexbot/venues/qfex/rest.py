@@ -168,6 +168,11 @@ def _status_phrase(status: int) -> str:
         return "HTTP error"
 
 
+def _body_status(value: Any, status: int) -> int:
+    """A problem+json ``status`` if it is a plausible HTTP status, else the response's."""
+    return value if type(value) is int and 100 <= value <= 599 else status
+
+
 def api_error_from(response: httpx.Response) -> QfexApiError:
     """The :class:`QfexApiError` for an error response, whatever its body."""
     request = response.request
@@ -181,7 +186,7 @@ def api_error_from(response: httpx.Response) -> QfexApiError:
     if isinstance(body, dict):
         errors = body.get("errors")
         return QfexApiError(
-            int(body.get("status") or status),
+            _body_status(body.get("status"), status),
             str(body.get("title") or title),
             str(body.get("detail") or body.get("message") or ""),
             errors if isinstance(errors, list) else [],
