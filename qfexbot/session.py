@@ -107,9 +107,16 @@ async def _open_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
     if secure:
-        stream: trio.abc.Stream = await trio.open_ssl_over_tcp_stream(
+        tls = await trio.open_ssl_over_tcp_stream(
             parts.hostname, port, ssl_context=ssl.create_default_context()
         )
+        try:
+            # Handshake now, so a bad certificate is reported as such, not as a timeout.
+            await tls.do_handshake()
+        except BaseException:
+            await tls.aclose()
+            raise
+        stream: trio.abc.Stream = tls
     else:
         stream = await trio.open_tcp_stream(parts.hostname, port)
     return stream, host, resource
@@ -220,9 +227,10 @@ class Supervisor:
         """
         ws = self._ws
         if ws is None or self.stats.state is not ConnectionState.LIVE:
+            state = "reconnecting" if ws is None else self.stats.state.value
             raise SessionNotLive(
-                f"{self.venue} session for {self.account_id} is {self.stats.state.value}, "
-                f"not live; command {command.get('type')!r} not sent"
+                f"{self.venue} session for {self.account_id} is {state}, not live; "
+                f"command {command.get('type')!r} not sent"
             )
         try:
             await ws.send_message(self.driver.encode(command))
