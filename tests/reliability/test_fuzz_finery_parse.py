@@ -75,15 +75,10 @@ def test_sequences_of_feed_frames_through_one_parser(frames: list[Any]) -> None:
         run(parser, json.dumps(frame, allow_nan=True))
 
 
-FINERY_BUG = pytest.mark.xfail(strict=True, reason=(
-    "reported to the FINERY worker: decode() passes no parse_constant, so NaN/Infinity become "
-    "floats, and it lets RecursionError (deep nesting) escape instead of raising ParseError"))
-
-
 @pytest.mark.parametrize("text", [
     '["B", 1, "S", [[[1, NaN]], []]]',
     '["K", 1, "S", [["USD", 1, Infinity]]]',
-    pytest.param('{"reply": NaN}', marks=FINERY_BUG),
+    '{"reply": NaN}',
     '["X", 0, "Z", -Infinity]',
 ])
 def test_nan_and_infinity_are_refused_like_floats(text: str) -> None:
@@ -91,8 +86,7 @@ def test_nan_and_infinity_are_refused_like_floats(text: str) -> None:
         new_parser().parse(text, 1.0)
 
 
-@pytest.mark.parametrize("depth", [100, pytest.param(5000, marks=FINERY_BUG),
-                                   pytest.param(100_000, marks=FINERY_BUG)])
+@pytest.mark.parametrize("depth", [100, 5000, 100_000])
 def test_deeply_nested_frames(depth: int) -> None:
     for text in (nested(depth), deep_object(depth), '["B", ' + nested(depth) + ', "S", []]',
                  '["zz", 1, "S", ' + nested(depth) + "]"):

@@ -165,11 +165,12 @@ def decode(data: str | bytes) -> Any:
     def no_float(text: str) -> Any:
         raise ParseError(data, f"non-integer number {text!r} (Finery numbers are integers)")
     try:
-        return json.loads(data, parse_float=no_float)
+        # NaN/Infinity are refused like any other float; deep nesting is not JSON we accept.
+        return json.loads(data, parse_float=no_float, parse_constant=no_float)
     except ParseError:
         raise
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ParseError(data, f"not JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ParseError(data, f"not JSON: {type(exc).__name__}: {exc}"[:300]) from None
 
 
 def feed_key(feed_id: Any) -> str:
@@ -388,8 +389,11 @@ class FineryParser:
             return self.interpret(message, now)
         except ParseError:
             raise
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
-            raise ParseError(data, str(exc) or type(exc).__name__) from None
+        except (
+            ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError,
+            RecursionError,
+        ) as exc:
+            raise ParseError(data, str(exc)[:300] or type(exc).__name__) from None
 
     def interpret(self, message: Any, now: float | None = None) -> list[Event | Control]:
         """Interpret an already-decoded frame (see :meth:`parse`)."""
