@@ -4,6 +4,11 @@ Transfers go through the venue's :class:`~qfexbot.transfers.TransferService` (po
 exactly-once send, reconciliation); orders go over the account's live trade session and are
 journaled as an audit trail; reads go to the venue's REST API. Dry-run bots journal "would do"
 records and send nothing.
+
+Per venue kind: QFEX orders are ``add_order``/``cancel_order`` commands on the trade socket;
+Finery orders are ``add``/``del`` requests on the account's socket (qfexbot's order vocabulary
+mapped by :func:`finery_order`), and a Finery transfer is refused and journaled as a refusal:
+the venue has no transfers, value moves by bilateral settlement.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from qfexbot.transfers import (
     TransferResult,
     TransferService,
 )
+from qfexbot.venues.finery.venue import FinerySession
 from qfexbot.venues.qfex.rest import (
     QfexAmbiguousError,
     QfexApiError,
@@ -35,13 +41,81 @@ from qfexbot.venues.qfex.rest import (
     QfexRest,
 )
 
-__all__ = ["RuntimeActions", "ActionError", "rest_transfer_sender", "rest_available_reader"]
+__all__ = [
+    "RuntimeActions",
+    "ActionError",
+    "finery_order",
+    "rest_transfer_sender",
+    "rest_available_reader",
+]
 
 log = get_logger("qfexbot.actions")
 
 
 class ActionError(RuntimeError):
     """An action a plugin asked for cannot be carried out (no session for the account, ...)."""
+
+
+FINERY_TRANSFER_REFUSAL = (
+    "finery has no transfers: value moves between counterparties by bilateral settlement, "
+    "which qfexbot does not drive"
+)
+"""The refusal reason journaled for ``ctx.transfer`` on a Finery venue."""
+
+_FINERY_TYPES: dict[tuple[str, str], str] = {
+    ("LIMIT", "GTC"): "limit",
+    ("ALO", "GTC"): "postOnly",
+    ("LIMIT", "IOC"): "limitIOC",
+    ("LIMIT", "FOK"): "limitFOK",
+    ("MARKET", "IOC"): "marketIOC",
+    ("MARKET", "FOK"): "marketFOK",
+}
+_FINERY_SIDES = {"BUY": "bid", "SELL": "ask"}
+
+
+def finery_order(
+    *,
+    symbol: str,
+    side: str,
+    order_type: str,
+    quantity: Decimal,
+    price: Decimal | None,
+    time_in_force: str,
+    client_order_id: str | None,
+    reduce_only: bool,
+) -> dict[str, Any]:
+    """qfexbot's order vocabulary as ``FinerySession.add_order`` arguments.
+
+    Raises:
+      ActionError: a combination Finery does not have (e.g. MARKET + GTC, reduce_only, a
+        non-numeric client order id), with the reason.
+    """
+    kind = _FINERY_TYPES.get((order_type.upper(), time_in_force.upper()))
+    if kind is None:
+        known = ", ".join(f"{t}+{f}" for t, f in _FINERY_TYPES)
+        raise ActionError(f"finery has no {order_type}+{time_in_force} orders (known: {known})")
+    if side.upper() not in _FINERY_SIDES:
+        raise ActionError(f"order side must be BUY or SELL, got {side!r}")
+    if reduce_only:
+        raise ActionError("finery has no reduce-only orders")
+    if kind.startswith("market"):
+        price = None
+    elif price is None:
+        raise ActionError(f"a {order_type} order needs a price")
+    cloid = None
+    if client_order_id is not None:
+        if not client_order_id.isdigit() or not 0 < int(client_order_id) < 2**63:
+            raise ActionError("a finery client_order_id is an integer 1 .. 2^63-1, "
+                              f"got {client_order_id!r}")
+        cloid = int(client_order_id)
+    return {
+        "instrument": symbol,
+        "side": _FINERY_SIDES[side.upper()],
+        "order_type": kind,
+        "size": Decimal(quantity),
+        "price": Decimal(price) if price is not None else None,
+        "client_order_id": cloid,
+    }
 
 
 def rest_transfer_sender(rest: QfexRest) -> Callable[[str, str, Decimal], Awaitable[None]]:
@@ -88,6 +162,8 @@ class RuntimeActions:
       rests: venue name → its REST client.
       sessions: venue name → {account id → trade session}.
       publish: ``publish(venue, account_id, event)`` puts an event on an account's bus.
+      venues: venue name → its adapter (``QfexVenue`` / ``FineryVenue``), for reads that are
+        venue-specific; needed only for Finery venues.
     """
 
     def __init__(
@@ -99,8 +175,10 @@ class RuntimeActions:
         rests: Mapping[str, QfexRest],
         sessions: Mapping[str, Mapping[str, Supervisor]],
         publish: Callable[[str, str, Event], Awaitable[None]],
+        venues: Mapping[str, Any] | None = None,
     ) -> None:
         self._app = app
+        self._venues = venues if venues is not None else {}
         self._journal = journal
         self._transfers = transfers
         self._rests = rests
@@ -114,6 +192,9 @@ class RuntimeActions:
     def _venue(self, bot: str) -> VenueConfig:
         return self._app.venues[self._app.bots[bot].venue]
 
+    def _is_finery(self, bot: str) -> bool:
+        return self._venue(bot).kind == "finery"
+
     def _account(self, bot: str, alias_or_id: str) -> str:
         venue = self._venue(bot)
         if alias_or_id in venue.accounts:
@@ -125,7 +206,7 @@ class RuntimeActions:
             f"(known: {', '.join(sorted(venue.accounts)) or 'none'})"
         )
 
-    def _session(self, bot: str, account_id: str) -> Supervisor:
+    def _session(self, bot: str, account_id: str) -> Supervisor | FinerySession:
         venue = self._app.bots[bot].venue
         session = self._sessions.get(venue, {}).get(account_id)
         if session is None:
@@ -146,10 +227,24 @@ class RuntimeActions:
     ) -> TransferResult:
         """Move funds between two accounts of the bot's venue, exactly once, under policy."""
         src_id, dst_id = self._account(bot, src), self._account(bot, dst)
+        if self._is_finery(bot):
+            return await self._refuse_transfer(bot, plugin, src_id, dst_id, amount, reason)
         service = self._transfers[self._app.bots[bot].venue]
         return await service.transfer(
             bot, plugin, src_id, dst_id, amount, reason, dry_run=self._app.effective_dry_run(bot)
         )
+
+    async def _refuse_transfer(
+        self, bot: str, plugin: str, src: str, dst: str, amount: Decimal, reason: str
+    ) -> TransferResult:
+        venue = self._app.bots[bot].venue
+        entry = await self._journal.record_refusal(
+            bot=bot, plugin=plugin, venue=venue, action="transfer", code="not_supported",
+            detail=FINERY_TRANSFER_REFUSAL, reason=reason, src=src, dst=dst, amount=amount,
+        )  # fmt: skip
+        log_event(log, logging.WARNING, "transfer refused", entry=entry.id, code="not_supported",
+                  detail=FINERY_TRANSFER_REFUSAL)  # fmt: skip
+        return TransferResult(entry.id, entry.state, FINERY_TRANSFER_REFUSAL, "not_supported")
 
     async def add_order(
         self,
@@ -166,8 +261,21 @@ class RuntimeActions:
         client_order_id: str | None = None,
         reduce_only: bool = False,
     ) -> None:
-        """Send ``add_order`` on the account's session; the journal records it first."""
+        """Send ``add_order`` on the account's session; the journal records it first.
+
+        On Finery the order is an ``add`` request; the venue's refusal (e.g. error 76, no
+        liquidity for an IOC) raises ``FineryError`` here, as Finery emits no feed message
+        for a rejected order.
+        """
         account_id = self._account(bot, account)
+        if self._is_finery(bot):
+            order = finery_order(
+                symbol=symbol, side=side, order_type=order_type, quantity=quantity, price=price,
+                time_in_force=time_in_force, client_order_id=client_order_id,
+                reduce_only=reduce_only,
+            )  # fmt: skip
+            await self._send_finery(bot, plugin, account_id, "add", order, kind="order")
+            return
         params: dict[str, Any] = {
             "symbol": symbol,
             "side": side,
@@ -187,6 +295,13 @@ class RuntimeActions:
     ) -> None:
         """Send ``cancel_order`` (by venue order id) on the account's session."""
         account_id = self._account(bot, account)
+        if self._is_finery(bot):
+            if not order_id.isdigit():
+                raise ActionError(f"a finery order id is an integer, got {order_id!r}")
+            await self._send_finery(
+                bot, plugin, account_id, "del", {"order_id": int(order_id)}, kind="cancel"
+            )
+            return
         params = {"symbol": symbol, "order_id": order_id, "cancel_order_id_type": "order_id"}
         await self._send_command(bot, plugin, account_id, "cancel_order", params, kind="cancel")
 
@@ -207,9 +322,36 @@ class RuntimeActions:
         )
         await session.send({"type": command, "params": params})
 
+    async def _send_finery(
+        self, bot: str, plugin: str, account_id: str, method: str, args: dict[str, Any], *,
+        kind: str,
+    ) -> None:
+        """Journal, then send one Finery request (``add``/``del``) on the account's session."""
+        venue = self._app.bots[bot].venue
+        data = {"type": method, "params": {k: _jsonable(v) for k, v in args.items()}}
+        if self._app.effective_dry_run(bot):
+            await self._journal.record_dry_run(
+                bot=bot, plugin=plugin, venue=venue, detail=f"would send {method}", data=data
+            )
+            log_event(log, logging.INFO, "dry-run: order not sent", command=method, account=account_id)
+            return
+        session = self._session(bot, account_id)
+        await self._journal.record_order(
+            bot=bot, plugin=plugin, venue=venue, account=account_id, data=data, kind=kind
+        )
+        if method == "add":
+            await session.add_order(**args)
+        else:
+            await session.cancel_order(**args)
+
     async def positions(self, bot: str, plugin: str, account: str) -> ResyncEvent:
         """Balance and positions of an account, read from REST now."""
         venue = self._app.bots[bot].venue
+        if self._is_finery(bot):
+            try:
+                return await self._venues[venue].snapshot(self._account(bot, account))
+            except ValueError as exc:
+                raise ActionError(str(exc)) from None
         return await self._rests[venue].positions(self._account(bot, account))
 
     async def account_equity(
@@ -217,6 +359,8 @@ class RuntimeActions:
     ) -> list[tuple[Any, Decimal]]:
         """The venue's sampled equity history of an account."""
         venue = self._app.bots[bot].venue
+        if self._is_finery(bot):
+            raise ActionError("finery has no account equity history")
         return await self._rests[venue].account_equity(self._account(bot, account), duration)
 
 

@@ -37,6 +37,9 @@ from qfexbot.secrets import Secret
 
 __all__ = [
     "DEFAULT_PRIVATE_CHANNELS",
+    "FINERY_MARKET_DATA_CHANNELS",
+    "FINERY_PRIVATE_CHANNELS",
+    "FINERY_SIM_KEYS",
     "INSECURE_SECRET_FILES_ENV",
     "LOG_FORMATS",
     "LOG_LEVELS",
@@ -80,7 +83,19 @@ VENUE_DEFAULT_URLS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "mds_url": "wss://mds.qfex.com/",
         "rest_url": "https://api.qfex.com",
     }),
+    # Finery has one WebSocket for everything: mds_url is the same socket and not configurable.
+    "finery": MappingProxyType({
+        "trade_url": "wss://trade.finerymarkets.com/ws",
+        "mds_url": "wss://trade.finerymarkets.com/ws",
+        "rest_url": "https://trade.finerymarkets.com",
+    }),
 })
+FINERY_PRIVATE_CHANNELS = ("order_responses", "fills", "positions", "balances")
+"""Private channels a ``kind = "finery"`` venue supports (its feeds O, O, K and L)."""
+FINERY_MARKET_DATA_CHANNELS = ("level2",)
+"""Market-data channels a ``kind = "finery"`` venue supports (``level2`` = the ``F`` book)."""
+FINERY_SIM_KEYS = ("pulse_interval", "seed")
+"""``[venues.X.sim]`` keys a ``kind = "finery"`` embedded simulator reads."""
 INSECURE_SECRET_FILES_ENV = "QFEXBOT_ALLOW_INSECURE_SECRET_FILES"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -573,7 +588,9 @@ class VenueConfig:
     """One venue connection (``[venues.X]``): URLs, credential references and named accounts.
 
     ``accounts`` maps alias -> lower-case account UUID (``"primary"`` already resolved to
-    ``user_id``). ``sim`` holds the ``[venues.X.sim]`` settings given (empty unless
+    ``user_id``); for ``kind = "finery"`` ``user_id`` and the account ids are Finery client ids
+    as decimal text (e.g. ``"10"``) and ``trade_url`` is the venue's one WebSocket (``mds_url``
+    equals it). ``sim`` holds the ``[venues.X.sim]`` settings given (empty unless
     ``simulator``): ``pulse_interval`` (float s), ``seed`` (int), ``deposits`` (alias -> Decimal),
     ``symbols`` (table passed through as written).
     """
@@ -874,6 +891,17 @@ def _secure_or_loopback(url: str) -> bool:
         return False
 
 
+def _is_client_id(value: Any) -> bool:
+    return _is_int(value) and 0 < value < 2**32
+
+
+def _client_id(err: _Errors, value: Any, path: str) -> Any:
+    """A Finery client id (uint32, > 0), kept as decimal text like every account id."""
+    if _is_client_id(value):
+        return str(value)
+    return err.expected(path, "a Finery client id (a positive integer)", value)
+
+
 def _uuid(err: _Errors, value: Any, path: str) -> Any:
     if isinstance(value, str) and _UUID_RE.fullmatch(value):
         return value.lower()
@@ -899,7 +927,16 @@ def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
                 err.add(_key(path, key), f"expected a {url.split(':', 1)[0]}s:// URL (TLS) for a"
                         f" real venue, got {_show(url)}; plain ws:// and http:// are only allowed"
                         " for loopback hosts (127.0.0.1, ::1, localhost)")
-    user_id = table.get("user_id", _uuid, what="the primary account UUID, which is the user id")
+    finery = kind == "finery"
+    if finery and table.has("mds_url"):
+        err.add(_key(path, "mds_url"), 'not used by kind "finery" (one WebSocket, trade_url,'
+                " carries market data too)")
+    if finery:
+        urls["mds_url"] = urls["trade_url"]
+    account = _client_id if finery else _uuid
+    user_id = table.get("user_id", account, what=(
+        "the Finery client id of the API key (a positive integer)" if finery
+        else "the primary account UUID, which is the user id"))
     allow_inline = simulator is True
     hint = " unless simulator = true"
     credential = _secret_ref(base, allow_inline=allow_inline, inline_hint=hint)
@@ -908,7 +945,10 @@ def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
     jwt = table.get("jwt", credential, None)
     if table.valid:
         present = {k for k in ("public_key", "secret", "jwt") if k in table.data}
-        if "jwt" in present and present & {"public_key", "secret"}:
+        if finery and "jwt" in present:
+            err.add(_key(path, "jwt"), 'not available for kind "finery" (use public_key = the'
+                    " EFX key, and secret)")
+        elif "jwt" in present and present & {"public_key", "secret"}:
             err.add(_key(path, "jwt"), "expected either jwt or public_key/secret, not both")
         elif present == {"public_key"}:
             err.missing(_key(path, "secret"), 'the API secret, e.g. {env = "QFEX_SECRET"}')
@@ -916,24 +956,28 @@ def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
             err.missing(_key(path, "public_key"), "the API public key")
         elif not present:
             err.add(path, "missing credentials (expected public_key and secret, or jwt)")
-    accounts = _parse_accounts(err, table, user_id)
+    accounts = _parse_accounts(err, table, user_id, account)
     session = _parse_session(err, table.data.get("session", {}), _key(path, "session"))
     sim: Mapping[str, Any] = MappingProxyType({})
     if table.has("sim"):
         if simulator is False:
             err.add(_key(path, "sim"), "only allowed when simulator = true")
         else:
-            sim = _parse_sim(err, table.data["sim"], _key(path, "sim"), accounts)
+            sim = _parse_sim(err, table.data["sim"], _key(path, "sim"), accounts,
+                             FINERY_SIM_KEYS if finery else _SIM_KEYS)
     return VenueConfig(name, kind, simulator, urls["trade_url"], urls["mds_url"], urls["rest_url"],
                        user_id, public_key, secret, jwt, MappingProxyType(accounts), session, sim)
 
 
-def _parse_accounts(err: _Errors, venue: _Table, user_id: Any) -> dict[str, Any]:
-    """alias -> UUID (or _INVALID when the value was bad: the alias still counts as declared)."""
+def _parse_accounts(err: _Errors, venue: _Table, user_id: Any,
+                    account_id: Callable[[_Errors, Any, str], Any] = _uuid) -> dict[str, Any]:
+    """alias -> account id (or _INVALID when the value was bad: the alias still counts as
+    declared). ``account_id`` converts one id (a UUID, or a Finery client id)."""
     path = _key(venue.path, "accounts")
     data = venue.data.get("accounts", {})
+    what = "account UUID" if account_id is _uuid else "client id"
     if not isinstance(data, dict):
-        err.expected(path, "a table of alias = account UUID or \"primary\"", data)
+        err.expected(path, f"a table of alias = {what} or \"primary\"", data)
         return {}
     accounts: dict[str, Any] = {}
     owner: dict[str, str] = {}
@@ -943,10 +987,13 @@ def _parse_accounts(err: _Errors, venue: _Table, user_id: Any) -> dict[str, Any]
             continue
         if value == "primary":
             account = user_id
-        elif isinstance(value, str) and _UUID_RE.fullmatch(value):
+        elif account_id is _uuid and isinstance(value, str) and _UUID_RE.fullmatch(value):
             account = value.lower()
+        elif account_id is _client_id and _is_client_id(value):
+            account = str(value)
         else:
-            account = err.expected(alias_path, 'an account UUID or "primary"', value)
+            shown = "an account UUID" if account_id is _uuid else "a Finery client id (integer)"
+            account = err.expected(alias_path, f'{shown} or "primary"', value)
         if account is not _INVALID:
             if account in owner:
                 account = err.add(alias_path, f"expected a unique account, got {_show(value)}"
@@ -971,15 +1018,15 @@ def _parse_session(err: _Errors, data: Any, path: str) -> SessionSettings:
     return SessionSettings(**values)
 
 
-def _parse_sim(err: _Errors, data: Any, path: str,
-               accounts: Mapping[str, Any]) -> Mapping[str, Any]:
-    table = _Table(err, data, path, _SIM_KEYS)
+def _parse_sim(err: _Errors, data: Any, path: str, accounts: Mapping[str, Any],
+               allowed: tuple[str, ...] = _SIM_KEYS) -> Mapping[str, Any]:
+    table = _Table(err, data, path, allowed)
     sim: dict[str, Any] = {}
     if table.has("pulse_interval"):
         sim["pulse_interval"] = table.get("pulse_interval", _positive_duration)
     if table.has("seed"):
         sim["seed"] = table.get("seed", _int)
-    if table.has("deposits"):
+    if "deposits" in allowed and table.has("deposits"):
         deposits_path = _key(path, "deposits")
         raw = table.data["deposits"]
         if isinstance(raw, dict):
@@ -993,7 +1040,7 @@ def _parse_sim(err: _Errors, data: Any, path: str,
             sim["deposits"] = MappingProxyType(deposits)
         else:
             err.expected(deposits_path, "a table of alias = amount", raw)
-    if table.has("symbols"):
+    if "symbols" in allowed and table.has("symbols"):
         symbols = table.data["symbols"]
         if isinstance(symbols, dict):
             sim["symbols"] = symbols
@@ -1064,7 +1111,26 @@ def _parse_bot(err: _Errors, name: str, data: Any, venues: Mapping[str, VenueCon
     limits = _parse_limits(err, table.data.get("limits", {}), _key(path, "limits"), accounts,
                            aliases)
     plugins = _parse_plugins(err, table, _key(path, "plugins"))
+    if venues is not None and venue in venues and venues[venue].kind == "finery":
+        _check_finery_bot(err, table, channels, market_data)
     return BotConfig(name, venue, accounts, channels, market_data, dry_run, limits, plugins)
+
+
+def _check_finery_bot(err: _Errors, table: _Table, channels: Any,
+                      market_data: MarketData) -> None:
+    """Channels that exist on QFEX but not on Finery are errors for a finery bot."""
+    checks = [("channels", channels, FINERY_PRIVATE_CHANNELS)]
+    md_channels = market_data.channels
+    if isinstance(md_channels, tuple) and table.has("market_data"):
+        checks.append(("market_data.channels", md_channels, FINERY_MARKET_DATA_CHANNELS))
+    for key, values, supported in checks:
+        if not isinstance(values, tuple) or not table.has(key.split(".")[0]):
+            continue
+        for index, value in enumerate(values):
+            if value is not _INVALID and value not in supported:
+                err.add(f"{table.path}.{key}[{index}]",
+                        f'{_show(value)} is not available on a kind = "finery" venue'
+                        f" (supported: {', '.join(_show(c) for c in supported)})")
 
 
 def _parse_market_data(err: _Errors, data: Any, path: str) -> MarketData:

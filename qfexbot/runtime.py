@@ -9,6 +9,7 @@ journal. A second SIGINT/SIGTERM cancels everything at once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ from qfexbot.recorder import Recorder
 from qfexbot.session import MarketDataSession, Supervisor
 from qfexbot.status import AccountsView, report_connect_progress
 from qfexbot.transfers import TransferService
+from qfexbot.venues.finery.venue import FineryVenue
 from qfexbot.venues.qfex.stream import QfexVenue
 
 __all__ = ["Runtime", "run_command", "check_command", "plugins_command", "sim_config_for"]
@@ -64,13 +66,44 @@ def sim_config_for(venue: VenueConfig, credentials: Credentials) -> Any:
     return parse_sim_config({"users": [user], "sim": sim_table})
 
 
+async def _start_simulator(root: trio.Nursery, config: VenueConfig,
+                           credentials: Credentials) -> tuple[Any, Any]:
+    """Start the embedded simulator of a ``simulator = true`` venue: ``(simulator, urls)``.
+
+    A Finery simulator also gets its house maker (quotes every instrument, see
+    ``qfexbot.sim.finery.embedded``), running until the root nursery is cancelled.
+    """
+    if config.kind == "finery":
+        from qfexbot.sim.finery import FinerySimulator
+        from qfexbot.sim.finery.embedded import HouseMaker, embedded_config
+
+        assert credentials.public_key is not None and credentials.secret is not None
+        sim_config, house = embedded_config(config.user_id, config.accounts.values(),
+                                            credentials.public_key, credentials.secret.reveal())
+        sim = FinerySimulator(sim_config)
+        urls = await root.start(sim.serve, "127.0.0.1")
+        maker = HouseMaker(house, sim_config, interval=config.sim.get("pulse_interval", 1.0),
+                           seed=config.sim.get("seed", 1))
+        await root.start(maker.run, urls.rest_url)
+        return sim, urls
+    from qfexbot.sim import QfexSimulator
+
+    sim = QfexSimulator(sim_config_for(config, credentials))
+    return sim, await root.start(sim.serve, "127.0.0.1")
+
+
+Venue = QfexVenue | FineryVenue
+"""The venue adapters the runtime can build (``VenueConfig.kind`` picks one)."""
+
+
 @dataclass
 class _VenueRun:
-    """What the runtime holds for one venue while it runs."""
+    """What the runtime holds for one venue while it runs (``transfers`` is None on a venue
+    without transfers, i.e. Finery)."""
 
     config: VenueConfig
-    venue: QfexVenue
-    transfers: TransferService
+    venue: Venue
+    transfers: TransferService | None
     buses: dict[str, Bus] = field(default_factory=dict)
     sessions: dict[str, Supervisor] = field(default_factory=dict)
     channels: dict[str, set[str]] = field(default_factory=dict)
@@ -92,6 +125,7 @@ class Runtime:
         self.hosts: dict[str, PluginHost] = {}
         self.dispatchers: dict[str, Dispatcher] = {}
         self.simulators: dict[str, Any] = {}
+        self.simulator_urls: dict[str, Any] = {}
         self.journal: SqliteJournal | None = None
         self.market_data: dict[str, MarketDataSession] = {}
         # Ops: metrics registry, balances/last-event view, recorder, ops endpoint URL.
@@ -148,6 +182,7 @@ class Runtime:
             rests=_LateMap(self, "rests"),
             sessions=_LateMap(self, "sessions"),
             publish=self.publish,
+            venues=_LateMap(self, "venue"),
         )
         record = self.app.runtime.record
         if record is not None:
@@ -166,12 +201,11 @@ class Runtime:
             for name in self._venues_in_use():
                 config = self.app.venues[name]
                 if config.simulator:
-                    from qfexbot.sim import QfexSimulator
-
-                    sim = QfexSimulator(sim_config_for(config, creds[name]))
-                    urls = await root.start(sim.serve, "127.0.0.1")
+                    sim, urls = await _start_simulator(root, config, creds[name])
                     self.simulators[name] = sim
-                    log_event(log, logging.INFO, "embedded simulator started", venue=name, **urls.as_dict())
+                    self.simulator_urls[name] = urls
+                    log_event(log, logging.INFO, "embedded simulator started", venue=name,
+                              **dataclasses.asdict(urls))
             self.journal = await SqliteJournal.open(self.app.runtime.journal)
             try:
                 await self._run_venues(root, creds, actions, duration, task_status)
@@ -207,6 +241,8 @@ class Runtime:
             self.venues[name] = self._open_venue(name, creds[name], actions)
         try:
             for name, run in self.venues.items():
+                if run.transfers is None:
+                    continue
                 with log_context(venue=name):
                     _log_reconciled(name, await run.transfers.reconcile(), "at start-up")
             self._wire_buses()
@@ -237,9 +273,16 @@ class Runtime:
 
     def _open_venue(self, name: str, cred: Credentials, actions: RuntimeActions) -> _VenueRun:
         config = self.app.venues[name]
-        if config.kind != "qfex":
-            raise ConfigError([f"venues.{name}.kind: {config.kind!r} is not supported by the runtime yet"])
-        urls = self.simulators[name].urls if name in self.simulators else config
+        if config.kind == "finery":
+            # No transfers on Finery (value moves by settlement): actions refuse them.
+            ws_url, rest_url = config.trade_url, config.rest_url
+            if name in self.simulator_urls:
+                ws_url, rest_url = self.simulator_urls[name].ws_url, self.simulator_urls[name].rest_url
+            assert cred.public_key is not None and cred.secret is not None  # config requires both
+            finery = FineryVenue(name, ws_url=ws_url, rest_url=rest_url, user_id=config.user_id,
+                                 settings=config.session, key=cred.public_key, secret=cred.secret)
+            return _VenueRun(config=config, venue=finery, transfers=None)
+        urls = self.simulator_urls.get(name, config)
         venue = QfexVenue(
             name,
             trade_url=urls.trade_url,
@@ -324,6 +367,8 @@ class Runtime:
         while True:
             await trio.sleep(RECONCILE_EVERY)
             for name, run in self.venues.items():
+                if run.transfers is None:
+                    continue
                 try:
                     with log_context(venue=name):
                         _log_reconciled(name, await run.transfers.reconcile(), "")

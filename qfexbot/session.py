@@ -97,6 +97,11 @@ class SessionStats:
     last_error: str = ""
 
 
+def _command_name(command: Mapping[str, Any]) -> Any:
+    """What to call a command in messages (QFEX ``type``, Finery ``method``/``event``)."""
+    return command.get("type") or command.get("method") or command.get("event")
+
+
 async def _open_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
     """TCP stream for a ws:// URL, TLS (certificate verified) for wss://; plus Host and path."""
     parts = urlsplit(url)
@@ -230,14 +235,14 @@ class Supervisor:
             state = "reconnecting" if ws is None else self.stats.state.value
             raise SessionNotLive(
                 f"{self.venue} session for {self.account_id} is {state}, not live; "
-                f"command {command.get('type')!r} not sent"
+                f"command {_command_name(command)!r} not sent"
             )
         try:
             await ws.send_message(self.driver.encode(command))
         except ConnectionClosed as exc:
             raise SessionNotLive(
                 f"{self.venue} session for {self.account_id} closed while sending "
-                f"{command.get('type')!r} ({exc.reason})"
+                f"{_command_name(command)!r} ({exc.reason})"
             ) from None
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
