@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
+from typing import ClassVar
 
-from qfexbot import BotContext, Field, TimerEvent, hookimpl
+from qfexbot import ActionUnavailable, BotContext, Field, TimerEvent, hookimpl
 
 
 class DemoTrader:
     """Random-walk trader: one market order per tick on a random account of the bot."""
 
-    config_schema = {
+    config_schema: ClassVar[dict[str, Field]] = {
         "symbol": Field("str", default="AAPL-USD", doc="symbol to trade"),
         "quantity": Field("positive_number", default=Decimal("1"), doc="order size"),
         "interval": Field("duration", default=2.0, doc="seconds between orders"),
@@ -38,12 +39,17 @@ class DemoTrader:
             return
         alias = self.rng.choice(sorted(ctx.accounts))
         side = self.rng.choice(("BUY", "SELL"))
-        await ctx.add_order(
-            alias,
-            symbol=self.config["symbol"],
-            side=side,
-            order_type="MARKET",
-            quantity=self.config["quantity"],
-            time_in_force="IOC",
-        )
+        try:
+            await ctx.add_order(
+                alias,
+                symbol=self.config["symbol"],
+                side=side,
+                order_type="MARKET",
+                quantity=self.config["quantity"],
+                time_in_force="IOC",
+            )
+        except ActionUnavailable as exc:
+            # Expected while the account's session reconnects: skip this tick.
+            ctx.log.info("demo order skipped account=%s: %s", alias, exc)
+            return
         ctx.log.info("demo order account=%s side=%s quantity=%s", alias, side, self.config["quantity"])

@@ -1,10 +1,11 @@
 """qfexbot: event-driven bots for QFEX and Finery Markets subaccounts.
 
 This module is the plugin author's API and nothing else: ``hookimpl``, the event types,
-``BotContext`` and ``Field`` (plugin config schemas). Everything else is internal.
+``BotContext``, ``ActionUnavailable`` and ``Field`` (plugin config schemas). Everything else is internal.
 """
 
 from qfexbot.config import Field as Field
+from qfexbot.context import ActionUnavailable as ActionUnavailable
 from qfexbot.context import BotContext as BotContext
 from qfexbot.events import BalanceEvent as BalanceEvent
 from qfexbot.events import BookEvent as BookEvent
@@ -24,6 +25,7 @@ from qfexbot.hookspecs import hookimpl as hookimpl
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActionUnavailable",
     "BalanceEvent",
     "BookEvent",
     "BotContext",

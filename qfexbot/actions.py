@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from qfexbot.config import AppConfig, VenueConfig
-from qfexbot.context import UnknownAccountError
+from qfexbot.context import ActionUnavailable, UnknownAccountError
 from qfexbot.events import Event, ResyncEvent, TransferOutcomeEvent
 from qfexbot.journal import Journal
 from qfexbot.logs import get_logger, log_event
@@ -317,10 +317,15 @@ class RuntimeActions:
             log_event(log, logging.INFO, "dry-run: order not sent", command=command, account=account_id)
             return
         session = self._session(bot, account_id)
-        await self._journal.record_order(
+        entry = await self._journal.record_order(
             bot=bot, plugin=plugin, venue=venue, account=account_id, data=data, kind=kind
         )
-        await session.send({"type": command, "params": params})
+        try:
+            await session.send({"type": command, "params": params})
+        except ActionUnavailable as exc:
+            # Keep the audit trail true: this intent never reached (or may not have reached) the venue.
+            await self._journal.annotate(entry.id, ("maybe sent: " if exc.maybe_sent else "not sent: ") + str(exc))
+            raise
 
     async def _send_finery(
         self, bot: str, plugin: str, account_id: str, method: str, args: dict[str, Any], *,

@@ -32,6 +32,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
+from qfexbot.context import ActionUnavailable
 from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 from qfexbot.logs import get_logger, log_context, log_event
 from qfexbot.venues.base import (
@@ -70,8 +71,10 @@ _STATE_LOG_LEVEL = {
 }
 
 
-class SessionNotLive(RuntimeError):
-    """A command could not be sent because the session is not LIVE (or the socket closed)."""
+class SessionNotLive(ActionUnavailable):
+    """A command could not be sent because the session is not LIVE (or the socket closed).
+
+    Plugins see it as :class:`qfexbot.ActionUnavailable`."""
 
 
 def backoff_delay(
@@ -242,7 +245,8 @@ class Supervisor:
         except ConnectionClosed as exc:
             raise SessionNotLive(
                 f"{self.venue} session for {self.account_id} closed while sending "
-                f"{_command_name(command)!r} ({exc.reason})"
+                f"{_command_name(command)!r} ({exc.reason}); it may have reached the venue",
+                maybe_sent=True,
             ) from None
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
