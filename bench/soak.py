@@ -8,6 +8,9 @@ runs three bots over many subaccounts:
   fill events flow), plus the shared market-data feed (mark prices);
 * ``mover``: a transferring plugin moves money round a ring of vault accounts every 50 ms
   (vaults do not trade, so a transfer in doubt is always reconcilable from balance deltas);
+  with ``trading_transfers`` (``--trading-transfers``) the ring also runs through the trading
+  desks, whose transfers in doubt can only be reconciled from their ``deposit`` balances
+  (see ``qfexbot/transfers.py``);
 * ``audit``: records every private event of every desk and vault, for the gap check.
 
 Faults, one every ~0.6 s at random: connection drops (one account or all), rejected auths,
@@ -156,7 +159,8 @@ class SoakReport:
         return json.dumps(data, indent=2, default=str)
 
 
-def write_config(directory: Path, *, desks: int, vaults: int, seed: int) -> Path:
+def write_config(directory: Path, *, desks: int, vaults: int, seed: int,
+                 trading_transfers: bool = False) -> Path:
     """bots.toml + soak plugins in ``directory``."""
     plugins = directory / "plugins"
     plugins.mkdir(parents=True, exist_ok=True)
@@ -168,7 +172,7 @@ def write_config(directory: Path, *, desks: int, vaults: int, seed: int) -> Path
     accounts = "\n".join(f'{name} = "{_uuid(i + 1)}"'
                          for i, name in enumerate(desk_names + vault_names))
     deposits = ", ".join([f"{n} = 1000000" for n in desk_names] + [f"{n} = 5000" for n in vault_names])
-    ring = json.dumps(["treasury", *vault_names])
+    ring = json.dumps(["treasury", *vault_names, *(desk_names if trading_transfers else ())])
     text = textwrap.dedent(f"""\
         [runtime]
         journal = "var/journal.sqlite"
@@ -195,6 +199,8 @@ def write_config(directory: Path, *, desks: int, vaults: int, seed: int) -> Path
         backoff_max = 0.5
         healthy_after = 5.0
         request_timeout = {REQUEST_TIMEOUT}
+        # delay_rest holds requests up to 2 x request_timeout; "not applied" waits longer.
+        transfer_settle = {REQUEST_TIMEOUT * 3}
 
         [venues.demo.sim]
         pulse_interval = 0.2
@@ -412,11 +418,12 @@ class _ErrorLog(logging.Handler):
 
 
 async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int = 4,
-                   vaults: int = 3) -> SoakReport:
+                   vaults: int = 3, trading_transfers: bool = False) -> SoakReport:
     """Run the soak in ``directory`` for ``seconds`` of faults; returns the report."""
     report = SoakReport(accounts=1 + desks + vaults)
     rng = random.Random(seed)
-    app = load_config(write_config(directory, desks=desks, vaults=vaults, seed=seed))
+    app = load_config(write_config(directory, desks=desks, vaults=vaults, seed=seed,
+                                   trading_transfers=trading_transfers))
     runtime = Runtime(app)
     errors = _ErrorLog()
     for name in ("qfexbot", "plugins"):
@@ -556,13 +563,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--desks", type=int, default=6, help="trading subaccounts")
     parser.add_argument("--vaults", type=int, default=4, help="transferring subaccounts")
+    parser.add_argument("--trading-transfers", action="store_true",
+                        help="move money between trading desks too (deposit reconciliation)")
     parser.add_argument("--dir", help="work directory (default: a temporary one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="qfexbot-soak-") as tmp:
         directory = Path(args.dir) if args.dir else Path(tmp)
         report = trio.run(partial(run_soak, directory, args.minutes * 60, seed=args.seed,
-                                  desks=args.desks, vaults=args.vaults))
+                                  desks=args.desks, vaults=args.vaults,
+                                  trading_transfers=args.trading_transfers))
     print(report.summary())
     return 1 if report.problems else 0
 

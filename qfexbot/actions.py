@@ -27,6 +27,7 @@ from qfexbot.journal import Journal
 from qfexbot.logs import get_logger, log_event
 from qfexbot.session import Supervisor
 from qfexbot.transfers import (
+    BalanceReading,
     TransferAmbiguous,
     TransferNotSent,
     TransferRejected,
@@ -140,16 +141,17 @@ def rest_transfer_sender(rest: QfexRest) -> Callable[[str, str, Decimal], Awaita
     return send
 
 
-def rest_available_reader(rest: QfexRest) -> Callable[[str], Awaitable[Decimal]]:
-    """A fresh REST read of one account's available balance (for policy and reconciliation)."""
+def rest_available_reader(rest: QfexRest) -> Callable[[str], Awaitable[BalanceReading]]:
+    """A fresh REST read of one account's available and ``deposit`` balances (for policy and
+    reconciliation; see ``qfexbot.transfers`` on why deposit)."""
 
-    async def read_available(account_id: str) -> Decimal:
+    async def read_balance(account_id: str) -> BalanceReading:
         snapshot = await rest.positions(account_id)
         if snapshot.balance is None:
             raise ActionError(f"venue returned no balance for account {account_id}")
-        return snapshot.balance.available
+        return BalanceReading(snapshot.balance.available, snapshot.balance.deposit)
 
-    return read_available
+    return read_balance
 
 
 class RuntimeActions:

@@ -581,6 +581,16 @@ class SessionSettings:
     healthy_after: float = 30.0
     max_auth_failures: int = 3
     request_timeout: float = 10.0
+    transfer_settle: float | None = None
+    """Quiet time before a doubtful transfer may be declared "not applied"; None = default."""
+
+    @property
+    def settle_seconds(self) -> float:
+        """``transfer_settle``, or a generous default: a request the venue holds past our
+        timeout can still be applied later, and "not applied" must not be concluded before."""
+        if self.transfer_settle is not None:
+            return self.transfer_settle
+        return max(3 * self.request_timeout, 30.0)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,11 @@ Every state change is also appended to the ``events`` table (append-only, enforc
 so the trio event loop never waits on the disk. A PostgreSQL backend implements the same
 ``Journal`` protocol. Secrets are never written: callers pass ids, amounts and reasons only, and
 ``data`` must be JSON made of plain values (a ``Secret`` is rejected, not stringified).
+
+The ``meta`` table holds small durable facts keyed by name (``get_meta``/``set_meta``), e.g.
+whether a venue has been seen to reflect transfers in its ``deposit`` balance (see
+``qfexbot.transfers``). Files written by older versions open unchanged: missing columns and
+tables are added at open.
 """
 
 from __future__ import annotations
@@ -107,8 +112,9 @@ class JournalClosed(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One journal row. ``amount`` is exact; balances ``*_before`` are the available balances
-    read just before the transfer was sent (used by reconciliation)."""
+    """One journal row. ``amount`` is exact; ``src_before``/``dst_before`` are the available
+    balances and ``*_deposit_before`` the ``deposit`` balances read just before the transfer was
+    sent (the evidence reconciliation compares against; None when not read)."""
 
     id: str
     kind: str
@@ -128,6 +134,8 @@ class Entry:
     resolved_by: str | None = None
     src_before: Decimal | None = None
     dst_before: Decimal | None = None
+    src_deposit_before: Decimal | None = None
+    dst_deposit_before: Decimal | None = None
     data: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
@@ -156,6 +164,8 @@ class Entry:
             "resolved_by": self.resolved_by,
             "src_before": None if self.src_before is None else str(self.src_before),
             "dst_before": None if self.dst_before is None else str(self.dst_before),
+            "src_deposit_before": _str_or_none(self.src_deposit_before),
+            "dst_deposit_before": _str_or_none(self.dst_deposit_before),
             "data": None if self.data is None else dict(self.data),
         }
 
@@ -176,8 +186,18 @@ class Journal(Protocol):
         reason: str,
         src_before: Decimal | None = None,
         dst_before: Decimal | None = None,
+        src_deposit_before: Decimal | None = None,
+        dst_deposit_before: Decimal | None = None,
     ) -> Entry:
         """Write a ``pending`` transfer row (call before sending the request)."""
+        ...
+
+    async def get_meta(self, key: str) -> str | None:
+        """The value stored under ``key`` in the meta table, or None."""
+        ...
+
+    async def set_meta(self, key: str, value: str, detail: str = "") -> None:
+        """Store ``value`` under ``key`` (replacing any earlier value), with a note why."""
         ...
 
     async def mark_sent(self, entry_id: str) -> Entry:
@@ -333,6 +353,12 @@ CREATE TABLE IF NOT EXISTS events (
     by TEXT
 );
 CREATE INDEX IF NOT EXISTS events_entry ON events (entry_id, seq);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
@@ -341,8 +367,16 @@ BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
 
 _COLUMNS = (
     "id, kind, bot, plugin, venue, src, dst, amount, reason, created_at, updated_at, state, "
-    "detail, attempts, sent_at, resolved_by, src_before, dst_before, data"
+    "detail, attempts, sent_at, resolved_by, src_before, dst_before, data, "
+    "src_deposit_before, dst_deposit_before"
 )
+
+# Columns added after the first release: (name, type), added with ALTER TABLE when missing.
+_ADDED_COLUMNS = (("src_deposit_before", "TEXT"), ("dst_deposit_before", "TEXT"))
+
+
+def _str_or_none(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _dec(value: str | None) -> Decimal | None:
@@ -386,6 +420,8 @@ def _row_to_entry(row: Sequence[Any]) -> Entry:
         src_before=_dec(row[16]),
         dst_before=_dec(row[17]),
         data=None if row[18] is None else json.loads(row[18]),
+        src_deposit_before=_dec(row[19]),
+        dst_deposit_before=_dec(row[20]),
     )
 
 
@@ -406,6 +442,7 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            self._migrate()
         except BaseException:
             self._db.close()
             raise
@@ -413,6 +450,13 @@ class SqliteStore:
     def close(self) -> None:
         """Close the connection (idempotent)."""
         self._db.close()
+
+    def _migrate(self) -> None:
+        """Add the columns a file written by an older version lacks (tables: ``_SCHEMA``)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE entries ADD COLUMN {name} {kind}")
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -501,6 +545,8 @@ class SqliteStore:
         reason: str,
         src_before: Decimal | None = None,
         dst_before: Decimal | None = None,
+        src_deposit_before: Decimal | None = None,
+        dst_deposit_before: Decimal | None = None,
     ) -> Entry:
         if Decimal(amount) <= 0:
             raise ValueError(f"transfer amount must be positive, got {amount}")
@@ -516,8 +562,25 @@ class SqliteStore:
             "state": TransferState.PENDING,
             "src_before": _money(src_before),
             "dst_before": _money(dst_before),
+            "src_deposit_before": _money(src_deposit_before),
+            "dst_deposit_before": _money(dst_deposit_before),
         }
         return self._write(lambda db: self._insert(db, values))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str, detail: str = "") -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO meta (key, value, detail, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "detail = excluded.detail, updated_at = excluded.updated_at",
+                (key, value, detail, self._clock()),
+            )
+
+        self._write(run)
 
     def mark_sent(self, entry_id: str) -> Entry:
         return self._transition(entry_id, TransferState.SENT, None)
@@ -847,12 +910,23 @@ class SqliteJournal:
         reason: str,
         src_before: Decimal | None = None,
         dst_before: Decimal | None = None,
+        src_deposit_before: Decimal | None = None,
+        dst_deposit_before: Decimal | None = None,
     ) -> Entry:
         """See ``Journal.record_intent``."""
         return await self._call(
             "record_intent", bot=bot, plugin=plugin, venue=venue, src=src, dst=dst, amount=amount,
             reason=reason, src_before=src_before, dst_before=dst_before,
+            src_deposit_before=src_deposit_before, dst_deposit_before=dst_deposit_before,
         )  # fmt: skip
+
+    async def get_meta(self, key: str) -> str | None:
+        """See ``Journal.get_meta``."""
+        return await self._call("get_meta", key)
+
+    async def set_meta(self, key: str, value: str, detail: str = "") -> None:
+        """See ``Journal.set_meta``."""
+        await self._call("set_meta", key, value, detail)
 
     async def mark_sent(self, entry_id: str) -> Entry:
         """See ``Journal.mark_sent``."""

@@ -10,6 +10,7 @@ journal. A second SIGINT/SIGTERM cancels everything at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -43,7 +44,8 @@ __all__ = ["Runtime", "run_command", "check_command", "plugins_command", "sim_co
 log = get_logger("qfexbot.runtime")
 
 RECONCILE_EVERY = 15.0
-"""Seconds between reconciliation passes over unknown transfers while running."""
+"""Seconds between reconciliation passes over unknown transfers while running (a transfer that
+ends unknown also triggers a pass at once: ``TransferService.run_reconciler``)."""
 
 
 def sim_config_for(venue: VenueConfig, credentials: Credentials) -> Any:
@@ -255,7 +257,7 @@ class Runtime:
                         self.recorder.start()
                     await self._start_sessions(sessions_nursery)
                     sessions_nursery.start_soon(report_connect_progress, self)
-                    sessions_nursery.start_soon(self._reconcile_loop)
+                    self._start_reconcilers(sessions_nursery)
                     log_event(log, logging.INFO, "all bots started",
                               bots=",".join(sorted(self.app.bots)), sessions=sum(len(v.sessions) for v in self.venues.values()))
                     task_status.started(self)
@@ -305,7 +307,7 @@ class Runtime:
             accounts=config.accounts,
             kill_switch=self.app.runtime.kill_switch_file,
             on_outcome=self.metrics.outcome_observer(actions.on_transfer_outcome),
-            settle_seconds=config.session.request_timeout,
+            settle_seconds=config.session.settle_seconds,
         )
         return _VenueRun(config=config, venue=venue, transfers=transfers)
 
@@ -362,19 +364,19 @@ class Runtime:
         with log_context(venue=venue, account=alias):
             await session.run()
 
-    async def _reconcile_loop(self) -> None:
-        """Settle transfers whose outcome is unknown, so blocked accounts unblock on their own."""
-        while True:
-            await trio.sleep(RECONCILE_EVERY)
-            for name, run in self.venues.items():
-                if run.transfers is None:
-                    continue
-                try:
-                    with log_context(venue=name):
-                        _log_reconciled(name, await run.transfers.reconcile(), "")
-                except Exception as exc:  # a venue outage must not stop the bots
-                    log_event(log, logging.WARNING, "reconciliation pass failed; will retry",
-                              venue=name, error=f"{type(exc).__name__}: {exc}")
+    def _start_reconcilers(self, nursery: trio.Nursery) -> None:
+        """Settle transfers whose outcome is unknown, so blocked accounts unblock on their own:
+        one reconciler per venue with transfers, woken early by every unknown outcome."""
+        for name, run in self.venues.items():
+            if run.transfers is not None:
+                nursery.start_soon(self._reconcile_venue, name, run.transfers)
+
+    async def _reconcile_venue(self, name: str, transfers: TransferService) -> None:
+        """Run one venue's reconciler; its passes are logged by ``_log_reconciled``."""
+        with log_context(venue=name):
+            await transfers.run_reconciler(
+                interval=RECONCILE_EVERY, report=functools.partial(_log_reconciled, name, when="")
+            )
 
 
 def _log_reconciled(venue: str, results: list[Any], when: str) -> None:

@@ -19,29 +19,59 @@ as a ``TransferOutcomeEvent``.
 
 Reconciliation (why balance deltas). QFEX's ``POST /user/transfer`` carries no client id and
 there is no transfer history endpoint, so the only evidence of whether a transfer landed is the
-balances. At intent time we store the available balances of src and dst as read just before the
-send (``src_before``/``dst_before``). ``reconcile()`` reads both again and decides, with a small
-``tolerance``:
+balances. Just before the send we read both accounts (``BalanceReading``: available balance and
+``deposit``) and store them with the intent (``src_before``/``dst_before``,
+``src_deposit_before``/``dst_deposit_before``). ``reconcile()`` reads both again and decides
+(``classify_evidence``, with a small ``tolerance``; "moved by ±amount" means src −amount and
+dst +amount):
 
-* ``src_now = src_before - amount`` and ``dst_now = dst_before + amount``  -> applied -> ``done``
-* both unchanged                                                            -> not applied -> ``failed``
-* anything else (trading PnL, fees, funding or a foreign transfer moved a balance), or no
-  recorded "before" balances, or a balance that cannot be read -> stays ``unknown`` with a note,
-  the accounts stay blocked, and an operator resolves it with
-  ``qfexbot journal resolve ID --applied|--not-applied``.
+1. both deposits moved by ±amount -> applied -> ``done`` (unless the available balances are
+   exactly unchanged, which contradicts it -> unclear);
+2. both deposits unchanged and this venue is *verified* to reflect transfers in ``deposit`` ->
+   not applied -> ``failed`` (unless the available balances moved by exactly ±amount -> unclear);
+   deposits moved some other way on a verified venue (a foreign deposit or transfer) -> unclear;
+3. otherwise the available balances decide (the only rule before deposits were used):
+   moved by ±amount -> applied; both unchanged -> not applied;
+4. anything else, no recorded "before" balances, or a balance that cannot be read -> stays
+   ``unknown`` with a note, the accounts stay blocked, and an operator resolves it with
+   ``qfexbot journal resolve ID --applied|--not-applied``.
 
-This is sound because step 1-2 guarantee that while a transfer is unresolved nothing else in
-this process moves money on either of its accounts, so a clean delta of exactly ±amount (or
-none) can only be explained one way. Blocking per *account* rather than per pair is what makes
-this hold: two transfers in doubt sharing the treasury would make its delta ambiguous.
+Reconciling on accounts that trade. Trading moves the available balance (realised PnL, fees,
+funding, order and position margin), so on a desk that trades rule 3 is almost never clean.
+``deposit`` is different: trading never moves it, transfers do (protocol §6 #15/#16). A clean
+±amount on *both* deposits is strong evidence on its own — trading cannot produce it, a
+coincidence on two accounts at once is implausible, and no other transfer of this process can
+touch either account while this one is unresolved (steps 1-2 above) — so rule 1 needs no
+verification. "Not applied" from unchanged deposits is only sound if the venue really does
+reflect transfers in ``deposit`` (a venue that leaves it at zero or updates it later would make
+every lost transfer look not applied, and a retry would move the money twice). So rule 2 is
+only used once the venue has been *verified*: the journal's ``meta`` table holds, per venue, the
+key ``deposit_reflects_transfers:<venue>``:
+
+* unset (unverified): after a transfer the venue confirmed (``done``: a 2xx answer), the service
+  reads both balances once more while still holding the account locks and compares the deposits
+  with those recorded at intent. Exactly ±amount -> ``true``. Both unchanged -> ``false`` (logged
+  as an error). Anything else -> inconclusive, left unset; the next confirmed transfer tries
+  again. So the extra REST reads are two per confirmed transfer, only until the venue is
+  verified either way, and never on a failed or unknown transfer.
+* ``true``: rule 2 applies. ``false``: never set back automatically; deposit evidence is still
+  used for "applied" (rule 1) but never for "not applied". An operator who knows the venue
+  changed can delete the row (``DELETE FROM meta WHERE key = ...``) to verify again.
+
 "Not applied" is the dangerous verdict (it re-enables a transfer that might double a late
 landing request), so it is only given once the entry has been quiet for ``settle_seconds``
-(set it to at least the REST request timeout); "applied" is safe at any time.
+(set it to at least the REST request timeout), whichever rule gave it; "applied" is safe at
+any time.
 
 A ``pending`` or ``sent`` row found by ``reconcile()`` (it holds the account locks, so no
 transfer of this process is working on it) is left over from a crash or a cancellation: it is
 first marked ``unknown`` — we cannot know whether the request went out — and then reconciled
-like any other. Call ``reconcile()`` at start-up before any bot acts, and periodically.
+like any other. Call ``reconcile()`` at start-up before any bot acts; while running,
+``run_reconciler()`` runs a pass every ``interval`` seconds and also right after any transfer
+ends ``unknown``. That early pass may only declare "applied" (so a lost response on a desk is
+settled within seconds); "not applied" waits for a periodic pass, because a venue can apply a
+request after the client timed out (the simulator's delayed-REST fault does), and
+``settle_seconds`` alone (= the request timeout in the runtime) does not cover that.
 A journal file belongs to one running process.
 """
 
@@ -73,7 +103,8 @@ from qfexbot.policy import (
 )
 
 __all__ = [
-    "ReadAvailable",
+    "BalanceReading",
+    "ReadBalance",
     "ReconcileResult",
     "SendTransfer",
     "TransferAmbiguous",
@@ -81,7 +112,9 @@ __all__ = [
     "TransferRejected",
     "TransferResult",
     "TransferService",
+    "classify_evidence",
     "classify_reconciliation",
+    "deposit_meta_key",
 ]
 
 log = get_logger(__name__)
@@ -89,8 +122,22 @@ log = get_logger(__name__)
 SendTransfer = Callable[[str, str, Decimal], Awaitable[Any]]
 """``await send(src, dst, amount)``: returns on success, raises one of the three errors below."""
 
-ReadAvailable = Callable[[str], Awaitable[Decimal]]
-"""``await read_available(account_id) -> Decimal``: a fresh read of the available balance."""
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceReading:
+    """One fresh read of an account: available balance and ``deposit`` (None: not reported)."""
+
+    available: Decimal
+    deposit: Decimal | None = None
+
+
+ReadBalance = Callable[[str], Awaitable["BalanceReading | Decimal"]]
+"""``await read_balance(account_id)``: a fresh ``BalanceReading``; a bare Decimal is read as the
+available balance with no deposit (then only available-balance evidence is used)."""
+
+Quad = tuple[Decimal, Decimal, Decimal, Decimal]
+"""Balances of one kind as ``(src_before, dst_before, src_now, dst_now)``."""
 
 OutcomeCallback = Callable[[TransferOutcomeEvent], Awaitable[None] | None]
 
@@ -144,7 +191,8 @@ def classify_reconciliation(
     dst_now: Decimal,
     tolerance: Decimal = Decimal("0.000001"),
 ) -> str:
-    """``"applied"``, ``"not_applied"`` or ``"unclear"`` from the balance deltas (see module doc)."""
+    """One kind of balance (available or deposit): ``"applied"`` if src moved by −amount and dst
+    by +amount, ``"not_applied"`` if both are unchanged, else ``"unclear"`` (within ``tolerance``)."""
     d_src, d_dst = src_now - src_before, dst_now - dst_before
     applied = abs(d_src + amount) <= tolerance and abs(d_dst - amount) <= tolerance
     untouched = abs(d_src) <= tolerance and abs(d_dst) <= tolerance
@@ -155,6 +203,55 @@ def classify_reconciliation(
     return "unclear"
 
 
+def classify_evidence(
+    amount: Decimal,
+    available: Quad,
+    deposit: Quad | None,
+    *,
+    deposit_verified: bool | None,
+    tolerance: Decimal = Decimal("0.000001"),
+) -> tuple[str, str]:
+    """``(verdict, basis)`` from available and deposit balances (rules 1-4 of the module doc).
+
+    ``verdict`` is ``"applied"``, ``"not_applied"`` or ``"unclear"``; ``basis`` says which
+    evidence decided (``"deposit"``, ``"available"``, or why it is unclear). ``deposit`` is None
+    when deposits were not read; ``deposit_verified`` is the venue's verification state
+    (None: unverified, True, False).
+    """
+    by_available = classify_reconciliation(amount, *available, tolerance)
+    by_deposit = None
+    if deposit is not None:
+        by_deposit = classify_reconciliation(amount, *deposit, tolerance)
+        if by_deposit == "applied":
+            if by_available == "not_applied":
+                return "unclear", "deposits moved by the amount but available balances are unchanged"
+            return "applied", "deposit"
+        if deposit_verified is True:
+            if by_deposit == "not_applied":
+                if by_available == "applied":
+                    return "unclear", "deposits unchanged but available balances moved by the amount"
+                return "not_applied", "deposit"
+            return "unclear", "deposits moved by something else"
+    if by_available != "unclear":
+        return by_available, "available"
+    why = "balances moved by something else"
+    if by_deposit == "not_applied":
+        state = "not verified" if deposit_verified is None else "known NOT"
+        why += f"; deposits unchanged, but this venue is {state} to reflect transfers in deposit"
+    return "unclear", why
+
+
+def deposit_meta_key(venue: str) -> str:
+    """The journal meta key of a venue's deposit verification state (``"true"``/``"false"``)."""
+    return f"deposit_reflects_transfers:{venue}"
+
+
+def _reading(value: BalanceReading | Decimal) -> BalanceReading:
+    if isinstance(value, BalanceReading):
+        return value
+    return BalanceReading(Decimal(value))
+
+
 class TransferService:
     """Every transfer of one venue goes through ``transfer()``; ``reconcile()`` settles doubts.
 
@@ -162,7 +259,7 @@ class TransferService:
       journal: the journal (shared by all venues; entries carry the venue).
       send: the venue transfer call; must raise ``TransferRejected``, ``TransferNotSent`` or
         ``TransferAmbiguous`` as documented (anything else counts as ambiguous).
-      read_available: fresh available balance of an account id.
+      read_balance: fresh ``BalanceReading`` (or bare available Decimal) of an account id.
       venue: venue name written into every entry.
       limits: bot name -> limits object (see ``qfexbot.policy``); a bot without one is refused.
       accounts: alias -> account id of this venue (resolves ``allowed_pairs``; makes reasons readable).
@@ -173,13 +270,15 @@ class TransferService:
       clock: wall clock (``time.time``), used for policy windows.
       tolerance: balance difference still counted as equal by reconciliation.
       settle_seconds: minimum quiet time before reconciliation may declare "not applied".
+
+    Deposit verification (module doc) is read from and written to ``journal``'s meta table.
     """
 
     def __init__(
         self,
         journal: Journal,
         send: SendTransfer,
-        read_available: ReadAvailable,
+        read_balance: ReadBalance,
         *,
         venue: str,
         limits: Mapping[str, Any],
@@ -194,7 +293,7 @@ class TransferService:
         self.journal = journal
         self.venue = venue
         self._send = send
-        self._read = read_available
+        self._read = read_balance
         self._limits = dict(limits)
         self._accounts = dict(accounts or {})
         self._names = {account_id: alias for alias, account_id in self._accounts.items()}
@@ -205,9 +304,75 @@ class TransferService:
         self._tolerance = tolerance
         self._settle = settle_seconds
         self._locks: dict[str, trio.Lock] = {}
+        self._wake = trio.Event()  # set when a transfer ends unknown: reconcile soon
+        self._verified: bool | None = None
+        self._verified_loaded = False
 
     def _name(self, account_id: str | None) -> str:
         return self._names.get(account_id or "", account_id or "?")
+
+    async def _read_both(
+        self, src: str, dst: str, reader: ReadBalance | None = None
+    ) -> tuple[BalanceReading, BalanceReading]:
+        read = reader or self._read
+        return _reading(await read(src)), _reading(await read(dst))
+
+    # -- deposit verification ----------------------------------------------------------------
+
+    async def deposit_verified(self) -> bool | None:
+        """Whether this venue reflects transfers in ``deposit``: True, False, or None (unknown)."""
+        if not self._verified_loaded:
+            value = await self.journal.get_meta(deposit_meta_key(self.venue))
+            self._verified = None if value is None else value == "true"
+            self._verified_loaded = True
+        return self._verified
+
+    async def _set_verified(self, value: bool, detail: str) -> None:
+        await self.journal.set_meta(deposit_meta_key(self.venue), "true" if value else "false", detail)
+        self._verified, self._verified_loaded = value, True
+        if value:
+            log_event(log, logging.INFO, "venue verified: transfers move deposit; deposit "
+                      "evidence may now settle transfers in doubt", detail=detail)  # fmt: skip
+        else:
+            log_event(log, logging.ERROR, "venue does NOT reflect transfers in deposit: deposit "
+                      "evidence will never declare a transfer not applied on this venue",
+                      detail=detail)  # fmt: skip
+
+    async def _observe_deposits(self, entry: Entry) -> None:
+        """After a venue-confirmed transfer on an unverified venue: did both deposits move?
+
+        Called with the account locks held, so nothing else of ours moved these accounts.
+        Read failures and inconclusive deltas leave the venue unverified (next time).
+        """
+        if entry.src_deposit_before is None or entry.dst_deposit_before is None:
+            return
+        if await self.deposit_verified() is not None:
+            return
+        src, dst, amount = entry.src or "", entry.dst or "", entry.amount or Decimal(0)
+        try:
+            src_now, dst_now = await self._read_both(src, dst)
+        except Exception as exc:  # noqa: BLE001 -- verification can wait for the next transfer
+            log_event(log, logging.INFO, "deposit check after transfer skipped: read failed",
+                      entry=entry.id, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            return
+        if src_now.deposit is None or dst_now.deposit is None:
+            return
+        numbers = (
+            f"transfer {entry.id} of {amount} confirmed by the venue; deposits "
+            f"{self._name(src)} {entry.src_deposit_before} -> {src_now.deposit}, "
+            f"{self._name(dst)} {entry.dst_deposit_before} -> {dst_now.deposit}"
+        )
+        verdict = classify_reconciliation(
+            amount, entry.src_deposit_before, entry.dst_deposit_before, src_now.deposit,
+            dst_now.deposit, self._tolerance,
+        )  # fmt: skip
+        if verdict == "applied":
+            await self._set_verified(True, numbers)
+        elif verdict == "not_applied":
+            await self._set_verified(False, numbers)
+        else:
+            log_event(log, logging.WARNING, "deposit check after transfer inconclusive; "
+                      "will check the next confirmed transfer", detail=numbers)  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def _hold(self, *accounts: str) -> AsyncIterator[None]:
@@ -255,7 +420,7 @@ class TransferService:
 
     async def _check(
         self, bot: str, src: str, dst: str, amount: Decimal
-    ) -> tuple[PolicyDecision, Decimal | None, Decimal | None]:
+    ) -> tuple[PolicyDecision, BalanceReading | None, BalanceReading | None]:
         blocking = await self.journal.unresolved_for_accounts(self.venue, (src, dst))
         if blocking:
             e = blocking[0]
@@ -298,8 +463,7 @@ class TransferService:
         if not decision.allowed:
             return decision, None, None
         try:
-            src_before = Decimal(await self._read(src))
-            dst_before = Decimal(await self._read(dst))
+            src_before, dst_before = await self._read_both(src, dst)
         except Exception as exc:  # noqa: BLE001 -- a failed read refuses: never move money blind
             log_event(log, logging.WARNING, "balance read failed before transfer", error=repr(exc))
             return (
@@ -313,7 +477,7 @@ class TransferService:
                 None,
             )
         decision = check_remaining(
-            limits, src=src, amount=amount, src_available=src_before, names=self._names
+            limits, src=src, amount=amount, src_available=src_before.available, names=self._names
         )
         return decision, src_before, dst_before
 
@@ -356,12 +520,16 @@ class TransferService:
         dst: str,
         amount: Decimal,
         reason: str,
-        src_before: Decimal | None,
-        dst_before: Decimal | None,
+        src_before: BalanceReading | None,
+        dst_before: BalanceReading | None,
     ) -> TransferResult:
         entry = await self.journal.record_intent(
             bot=bot, plugin=plugin, venue=self.venue, src=src, dst=dst, amount=amount,
-            reason=reason, src_before=src_before, dst_before=dst_before,
+            reason=reason,
+            src_before=src_before.available if src_before else None,
+            dst_before=dst_before.available if dst_before else None,
+            src_deposit_before=src_before.deposit if src_before else None,
+            dst_deposit_before=dst_before.deposit if dst_before else None,
         )  # fmt: skip
         entry_id = entry.id
         try:
@@ -384,12 +552,17 @@ class TransferService:
                     entry_id,
                     "outcome unknown: cancelled while sending; reconcile before moving again",
                 )
+            self._wake.set()
             raise
         else:
             entry = await self.journal.mark_done(entry_id, "venue confirmed")
         level = logging.INFO if entry.state == TransferState.DONE else logging.WARNING
         log_event(log, level, "transfer " + entry.state, entry=entry_id, src=self._name(src),
                   dst=self._name(dst), amount=str(amount), detail=entry.detail)  # fmt: skip
+        if entry.state == TransferState.DONE:
+            await self._observe_deposits(entry)
+        elif entry.state == TransferState.UNKNOWN:
+            self._wake.set()
         await self._emit(entry)
         return TransferResult(entry_id, entry.state, entry.detail)
 
@@ -416,17 +589,49 @@ class TransferService:
 
     # -- reconciliation ----------------------------------------------------------------------
 
-    async def reconcile(self, read_available: ReadAvailable | None = None) -> list[ReconcileResult]:
+    async def run_reconciler(
+        self,
+        *,
+        interval: float,
+        report: Callable[[list[ReconcileResult]], None] | None = None,
+    ) -> None:
+        """Reconcile every ``interval`` seconds and soon after any transfer ends ``unknown``.
+
+        A transfer ending unknown wakes it for a pass at once that may only declare "applied"
+        (safe at any time); "not applied" is left to the periodic passes, so a request the venue
+        applies late (after the client gave up) has at least ``interval`` to show up, on top of
+        ``settle_seconds``. ``report`` gets each pass's results. A failed pass (e.g. a journal
+        error) is logged and retried at the next wake-up. Runs until cancelled.
+        """
+        while True:
+            with trio.move_on_after(interval):
+                await self._wake.wait()
+            woken = self._wake.is_set()
+            self._wake = trio.Event()
+            try:
+                results = await self.reconcile(allow_not_applied=not woken)
+            except Exception as exc:  # noqa: BLE001 -- a venue or disk hiccup must not stop bots
+                log_event(log, logging.WARNING, "reconciliation pass failed; will retry",
+                          venue=self.venue, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+                continue
+            if report is not None:
+                report(results)
+
+    async def reconcile(
+        self, read_balance: ReadBalance | None = None, *, allow_not_applied: bool = True
+    ) -> list[ReconcileResult]:
         """Resolve every unresolved transfer of this venue from balance deltas (see module doc).
 
         Args:
-          read_available: balance reader to use (default: the service's).
+          read_balance: balance reader to use (default: the service's).
+          allow_not_applied: False: only "applied" verdicts are acted on; an entry that looks
+            not applied is left as it is (no annotation), for a later full pass.
 
         Returns:
           One ``ReconcileResult`` per entry examined; ``unknown`` ones need another pass or an
           operator.
         """
-        reader = read_available or self._read
+        reader = read_balance or self._read
         results = []
         for entry in await self.journal.unresolved(self.venue):
             async with self._hold(entry.src or "", entry.dst or ""):
@@ -440,34 +645,54 @@ class TransferService:
                         f"cancellation around the send): it may or may not have been sent",
                     )
                 with log_context(bot=current.bot, plugin=current.plugin, venue=self.venue):
-                    results.append(await self._reconcile_one(current, reader))
+                    results.append(
+                        await self._reconcile_one(current, reader, allow_not_applied)
+                    )
         return results
 
-    async def _reconcile_one(self, entry: Entry, reader: ReadAvailable) -> ReconcileResult:
+    async def _reconcile_one(
+        self, entry: Entry, reader: ReadBalance, allow_not_applied: bool = True
+    ) -> ReconcileResult:
         src, dst, amount = entry.src or "", entry.dst or "", entry.amount or Decimal(0)
         if entry.src_before is None or entry.dst_before is None:
             return await self._still_unknown(
                 entry, "cannot reconcile: balances before the transfer were not recorded"
             )
         try:
-            src_now = Decimal(await reader(src))
-            dst_now = Decimal(await reader(dst))
+            src_now, dst_now = await self._read_both(src, dst, reader)
         except Exception as exc:  # noqa: BLE001 -- any read failure leaves it unknown
             return await self._still_unknown(
                 entry, f"cannot reconcile yet: balance read failed ({type(exc).__name__}: {exc})"
             )
         numbers = (
-            f"{self._name(src)} {entry.src_before} -> {src_now}, "
-            f"{self._name(dst)} {entry.dst_before} -> {dst_now}, amount {amount}"
+            f"available {self._name(src)} {entry.src_before} -> {src_now.available}, "
+            f"{self._name(dst)} {entry.dst_before} -> {dst_now.available}"
         )
-        verdict = classify_reconciliation(
-            amount, entry.src_before, entry.dst_before, src_now, dst_now, self._tolerance
+        deposit: Quad | None = None
+        if None not in (entry.src_deposit_before, entry.dst_deposit_before,
+                        src_now.deposit, dst_now.deposit):  # fmt: skip
+            deposit = (entry.src_deposit_before, entry.dst_deposit_before,  # type: ignore[assignment]
+                       src_now.deposit, dst_now.deposit)  # fmt: skip
+            numbers += (
+                f"; deposit {self._name(src)} {entry.src_deposit_before} -> {src_now.deposit}, "
+                f"{self._name(dst)} {entry.dst_deposit_before} -> {dst_now.deposit}"
+            )
+        verified = await self.deposit_verified()
+        numbers += f"; amount {amount}"
+        verdict, basis = classify_evidence(
+            amount,
+            (entry.src_before, entry.dst_before, src_now.available, dst_now.available),
+            deposit,
+            deposit_verified=verified,
+            tolerance=self._tolerance,
         )
         if verdict == "applied":
             resolved = await self.journal.resolve(
-                entry.id, True, "reconcile", f"reconciled as applied: {numbers}"
+                entry.id, True, "reconcile", f"reconciled as applied (by {basis}): {numbers}"
             )
         elif verdict == "not_applied":
+            if not allow_not_applied:
+                return ReconcileResult(entry.id, entry.state, entry.detail)
             quiet = self._clock() - (entry.sent_at or entry.created_at)
             if quiet < self._settle:
                 return await self._still_unknown(
@@ -475,12 +700,10 @@ class TransferService:
                     f"not declaring it not applied yet: {numbers}",
                 )  # fmt: skip
             resolved = await self.journal.resolve(
-                entry.id, False, "reconcile", f"reconciled as not applied: {numbers}"
+                entry.id, False, "reconcile", f"reconciled as not applied (by {basis}): {numbers}"
             )
         else:
-            return await self._still_unknown(
-                entry, f"cannot reconcile: balances moved by something else ({numbers})"
-            )
+            return await self._still_unknown(entry, f"cannot reconcile: {basis} ({numbers})")
         log_event(log, logging.INFO, "transfer reconciled", entry=entry.id, state=resolved.state,
                   detail=resolved.detail)  # fmt: skip
         await self._emit(resolved)

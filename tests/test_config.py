@@ -709,3 +709,11 @@ def test_docs_examples_are_valid() -> None:
     assert len(examples) == 2
     for example in examples:
         assert isinstance(parse_config(tomli.loads(example), None, "/srv"), AppConfig)
+
+
+def test_transfer_settle_defaults_to_a_generous_multiple_of_the_request_timeout():
+    from qfexbot.config import SessionSettings
+
+    assert SessionSettings().settle_seconds == 30.0
+    assert SessionSettings(request_timeout=20.0).settle_seconds == 60.0
+    assert SessionSettings(transfer_settle=2.0).settle_seconds == 2.0

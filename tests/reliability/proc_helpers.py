@@ -116,6 +116,7 @@ def venue_table(*, simulator: bool, urls: dict[str, str] | None = None,
         backoff_initial = 0.05
         backoff_max = 0.5
         request_timeout = 2.0
+        transfer_settle = 2.0   # no delayed-REST faults here, so one timeout is enough
 
         """) + tail
 

@@ -35,7 +35,7 @@ from proc_helpers import (
 
 RUNS = 5
 SECRET = "qfex_secret_restart_safety_3c9d"
-SETTLE = 2.0  # = session.request_timeout: quiet time before "not applied" may be declared
+SETTLE = 2.0  # = session.transfer_settle: quiet time before "not applied" may be declared
 
 
 def bot_table(transferring: bool) -> str:
