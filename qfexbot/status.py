@@ -84,8 +84,10 @@ def alias_of(runtime: Runtime, venue: str, account: str) -> str:
 def iter_sessions(runtime: Runtime) -> Iterator[tuple[str, str, str, Supervisor]]:
     """(venue, account id, alias, supervisor) of every session, market data included."""
     for venue, run in runtime.venues.items():
+        # One map per call: alias_of is a linear scan, and this runs for every session.
+        aliases = {i: a for a, i in reversed(list(runtime.app.venues[venue].accounts.items()))}
         for account, session in run.sessions.items():
-            yield venue, account, alias_of(runtime, venue, account), session
+            yield venue, account, aliases.get(account, account), session
     for venue, md in runtime.market_data.items():
         yield venue, "", MARKET_DATA, md.supervisor
 

@@ -48,6 +48,10 @@ _BODY_PREVIEW = 200
 _USER_AGENT = "qfexbot/0.1 (+https://github.com/qfexbot)"
 
 
+GETS_IN_FLIGHT = 32
+"""REST GETs one client sends at once (measured in docs/performance.md)."""
+
+
 class QfexError(Exception):
     """Base of every error from the QFEX REST client (messages never contain secrets)."""
 
@@ -242,6 +246,9 @@ class QfexRest:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
+        # httpcore rescans its whole queue on every pool event, which is quadratic when ~1,000
+        # sessions resync at once: keep GETs in flight bounded; POSTs (transfers) bypass this.
+        self._get_slots = trio.Semaphore(GETS_IN_FLIGHT)
         self._rng = rng or random.Random()
 
     def __repr__(self) -> str:
@@ -369,12 +376,13 @@ class QfexRest:
         while True:
             delay: float | None = None
             try:
-                response = await self._client.get(
-                    self._base_url + path,
-                    params=params,
-                    headers=headers,
-                    auth=self._auth_for(public),
-                )
+                async with self._get_slots:
+                    response = await self._client.get(
+                        self._base_url + path,
+                        params=params,
+                        headers=headers,
+                        auth=self._auth_for(public),
+                    )
             except httpx.TransportError as exc:
                 if attempt >= self.max_retries:
                     raise QfexUnavailableError(
