@@ -18,7 +18,7 @@ class DemoTrader:
 
     config_schema: ClassVar[dict[str, Field]] = {
         "symbol": Field("str", default="AAPL-USD", doc="symbol to trade"),
-        "quantity": Field("positive_number", default=Decimal("1"), doc="order size"),
+        "quantity": Field("positive_number", default=Decimal(1), doc="order size"),
         "interval": Field("duration", default=2.0, doc="seconds between orders"),
         "seed": Field("int", default=7, doc="random seed, so runs repeat"),
     }

@@ -43,11 +43,11 @@ from qfexbot.venues.qfex.rest import (
 )
 
 __all__ = [
-    "RuntimeActions",
     "ActionError",
+    "RuntimeActions",
     "finery_order",
-    "rest_transfer_sender",
     "rest_available_reader",
+    "rest_transfer_sender",
 ]
 
 log = get_logger("qfexbot.actions")

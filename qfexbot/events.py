@@ -14,20 +14,20 @@ from decimal import Decimal
 from typing import Any
 
 __all__ = [
-    "Event",
     "PRIVATE_EVENTS",
     "BalanceEvent",
-    "PositionEvent",
-    "OrderUpdateEvent",
-    "FillEvent",
     "BookEvent",
-    "TradeEvent",
-    "MarkPriceEvent",
     "ConnectionState",
     "ConnectionStateEvent",
+    "Event",
+    "FillEvent",
+    "MarkPriceEvent",
+    "OrderUpdateEvent",
+    "PositionEvent",
     "ResyncEvent",
-    "TransferOutcomeEvent",
     "TimerEvent",
+    "TradeEvent",
+    "TransferOutcomeEvent",
 ]
 
 

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
-    "get_logger",
-    "log_event",
-    "log_context",
     "configure_logging",
+    "get_logger",
+    "log_context",
+    "log_event",
     "register_secret",
 ]
 

@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import trio
@@ -39,7 +38,7 @@ from qfexbot.transfers import TransferService
 from qfexbot.venues.finery.venue import FineryVenue
 from qfexbot.venues.qfex.stream import QfexVenue
 
-__all__ = ["Runtime", "run_command", "check_command", "plugins_command", "sim_config_for"]
+__all__ = ["Runtime", "check_command", "plugins_command", "run_command", "sim_config_for"]
 
 log = get_logger("qfexbot.runtime")
 
