@@ -34,7 +34,7 @@ from trio_websocket import (
 
 from qfexbot.context import ActionUnavailable
 from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
-from qfexbot.logs import get_logger, log_context, log_event
+from qfexbot.logs import current_context, get_logger, log_context, log_event
 from qfexbot.venues.base import (
     AuthRejected,
     MarketDataDriver,
@@ -255,7 +255,9 @@ class Supervisor:
             raise RuntimeError("this session is already running")
         self._running = True
         task_status.started()
-        with log_context(venue=self.venue, account=self.account_id):
+        # Keep a caller's readable alias (the runtime sets account=<alias>); the id goes along.
+        named = current_context().get("account") or self.account_id
+        with log_context(venue=self.venue, account=named, account_id=self.account_id):
             try:
                 await self._supervise()
             finally:

@@ -30,7 +30,8 @@ def test_json_logs_record_flag_and_replay_command(tmp_path):
     for line in lines:
         assert {"ts", "level", "logger", "msg"} <= set(line)
     live = [line for line in lines if line["msg"] == "session live"]
-    assert {line["account"] for line in live} == {DESK_A, "22222222-2222-4222-8222-222222222222"}
+    assert {line["account_id"] for line in live} == {DESK_A, "22222222-2222-4222-8222-222222222222"}
+    assert {line["account"] for line in live} == {"desk-a", "desk-b"}  # operators read aliases
     assert all(line["venue"] == "demo" and line["level"] == "info" for line in live)
     assert any(line["msg"] == "recording raw frames" for line in lines)
     assert any(line["msg"] == "all sessions live" for line in lines)

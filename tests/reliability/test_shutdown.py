@@ -80,7 +80,7 @@ def test_signal_stops_gracefully(tmp_path: Path, signum: int) -> None:
     assert not [line for line in lines if line.get("level") in ("error", "critical")
                 or "Traceback" in line.get("text", "") or "exc" in line]
     # Intake stopped: both sessions reported STOPPED; the shutdown hook ran to its end.
-    stopped = {line.get("account") for line in lines if line.get("msg") == "session stopped"}
+    stopped = {line.get("account_id") for line in lines if line.get("msg") == "session stopped"}
     assert {DESK_A, DESK_B} <= stopped
     assert (tmp_path / "marker.stopped").exists()
     # Journal writes finished: no transfer left pending/sent, file consistent, WAL checkpointed.
