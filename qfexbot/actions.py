@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
+
+import trio
 
 from qfexbot.config import AppConfig, VenueConfig
 from qfexbot.context import ActionUnavailable, UnknownAccountError
@@ -186,6 +189,11 @@ class RuntimeActions:
         self._rests = rests
         self._sessions = sessions
         self._publish = publish
+        # Unbounded on purpose: outcomes are few (one per transfer), and a bound could block
+        # the transfer service while it holds locks.
+        self._outcomes_in, self._outcomes_out = trio.open_memory_channel[TransferOutcomeEvent](
+            math.inf
+        )
 
     def __repr__(self) -> str:
         return f"RuntimeActions(venues={sorted(self._transfers)})"
@@ -218,10 +226,20 @@ class RuntimeActions:
             )
         return session
 
-    async def on_transfer_outcome(self, event: TransferOutcomeEvent) -> None:
-        """Deliver a transfer outcome to the buses of both accounts."""
-        await self._publish(event.venue, event.src, dataclasses.replace(event, account_id=event.src))
-        await self._publish(event.venue, event.dst, dataclasses.replace(event, account_id=event.dst))
+    def on_transfer_outcome(self, event: TransferOutcomeEvent) -> None:
+        """Queue a transfer outcome for the buses of both accounts; never waits.
+
+        The transfer service reports outcomes while it holds the accounts' locks, and a plugin
+        waiting in ``ctx.transfer`` cannot drain its inbox: publishing here could deadlock on a
+        full inbox. :meth:`deliver_outcomes` publishes them from its own task instead.
+        """
+        self._outcomes_in.send_nowait(event)
+
+    async def deliver_outcomes(self) -> None:
+        """Publish queued transfer outcomes, in order, until cancelled (a runtime task)."""
+        async for event in self._outcomes_out:
+            for account in (event.src, event.dst):
+                await self._publish(event.venue, account, dataclasses.replace(event, account_id=account))
 
     # -- ActionsBackend ------------------------------------------------------------------
     async def transfer(

@@ -71,14 +71,15 @@ class RuntimeMetrics:
         return timed
 
     def outcome_observer(
-        self, callback: Callable[[TransferOutcomeEvent], Awaitable[None]]
-    ) -> Callable[[TransferOutcomeEvent], Awaitable[None]]:
-        """A transfer-outcome callback that counts the outcome, then calls ``callback``."""
+        self, callback: Callable[[TransferOutcomeEvent], None]
+    ) -> Callable[[TransferOutcomeEvent], None]:
+        """A transfer-outcome callback that counts the outcome, then calls ``callback``
+        (synchronous: outcomes are reported while the transfer service holds locks)."""
         counter = self.transfer_outcomes
 
-        async def observed(event: TransferOutcomeEvent) -> None:
+        def observed(event: TransferOutcomeEvent) -> None:
             counter.labels(event.venue, event.state).inc()
-            await callback(event)
+            callback(event)
 
         return observed
 

@@ -257,6 +257,7 @@ class Runtime:
                     await self._start_sessions(sessions_nursery)
                     sessions_nursery.start_soon(report_connect_progress, self)
                     self._start_reconcilers(sessions_nursery)
+                    sessions_nursery.start_soon(actions.deliver_outcomes)
                     log_event(log, logging.INFO, "all bots started",
                               bots=",".join(sorted(self.app.bots)), sessions=sum(len(v.sessions) for v in self.venues.values()))
                     task_status.started(self)

@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from qfexbot.events import BalanceEvent, ConnectionState, ConnectionStateEvent, ResyncEvent, TransferOutcomeEvent
+from qfexbot.config import load_config
 from qfexbot.runtime import Runtime, check_command
 from runtime_helpers import DESK_A, PRIMARY, DESK_B, recorder, wait_until, write_config
 
@@ -158,3 +159,23 @@ async def test_journal_left_in_doubt_is_reconciled_before_any_bot_acts(tmp_path)
             assert first_live == []
             runtime.stop()
     assert runtime.simulators["demo"].ledger == []
+
+
+async def test_transfer_from_a_plugin_with_a_full_inbox_does_not_deadlock(tmp_path):
+    # While the plugin waits in ctx.transfer its one-slot inbox fills with balance pulses;
+    # the transfer's outcome must not be published into that inbox under the accounts' locks.
+    app = write_config(tmp_path, recorder_options="transfer_amount = 100\n        inbox_size = 1")
+    text = app.path.read_text().replace("pulse_interval = 0.1", "pulse_interval = 0.01")
+    app.path.write_text(text)
+    runtime = Runtime(load_config(app.path))
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            plugin = recorder(runtime)
+            await wait_until(lambda: plugin.results, what="the transfer to return")
+            assert plugin.results[0].state == "done"
+            await wait_until(
+                lambda: any(isinstance(e, TransferOutcomeEvent) for e in plugin.events),
+                what="the outcome event, delivered after the transfer returned",
+            )
+            runtime.stop()
