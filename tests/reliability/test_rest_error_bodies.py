@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -132,3 +133,23 @@ async def test_429_on_every_attempt_ends_in_a_clear_error(nursery: trio.Nursery)
     assert info.value.status == 429
     assert "non-JSON body (text/plain): rate limited" in str(info.value)
     assert len(app.times) == 3  # 1 + 2 retries, then give up
+
+
+async def test_redirected_transfer_is_a_rejection_not_a_success(nursery: trio.Nursery) -> None:
+    # httpx does not follow redirects: a 307 means the venue never processed the transfer.
+    app = Always([(307, [(b"location", b"https://api.example/user/transfer")], b"")])
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("tests.reliability.hypercorn")
+    config.graceful_timeout = 0.5
+    binds = await nursery.start(partial(hypercorn_serve, app, config))
+    rest = QfexRest(binds[0], QfexAuth("pk", Secret("sk")), timeout=2.0)
+    try:
+        with trio.fail_after(10), pytest.raises(QfexApiError) as raised:
+            await rest.transfer("0020ce8e-eaee-480e-8d7f-b9241d756ee5",
+                                "11111111-1111-4111-8111-111111111111", Decimal("1"))
+    finally:
+        await rest.aclose()
+    assert raised.value.status == 307 and "redirect" in raised.value.detail
+    assert len(app.times) == 1  # never retried

@@ -197,6 +197,10 @@ def api_error_from(response: httpx.Response) -> QfexApiError:
             method=method,
             path=path,
         )
+    if 300 <= status < 400:
+        where = response.headers.get("location", "?")
+        detail = f"unexpected redirect to {where!r}: the request was not processed; check rest_url"
+        return QfexApiError(status, title, detail, [], method=method, path=path)
     return QfexApiError(status, title, _preview_body(response), [], method=method, path=path)
 
 
@@ -447,6 +451,7 @@ class QfexRest:
                 status=response.status_code,
                 api_error=error,
             )
-        if response.status_code >= 400:
+        if not 200 <= response.status_code < 300:
+            # 3xx included: httpx does not follow redirects, so the venue did not process it.
             raise api_error_from(response)
         return response
