@@ -4,6 +4,7 @@ status, replay."""
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -110,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt:
         return 130
+    except (sqlite3.Error, OSError) as exc:
+        # A journal that is not a database, a path under a file, a recording dir that exists:
+        # the operator needs the path and the reason, not a traceback.
+        command = " ".join(sys.argv[1:2]) or "qfexbot"
+        print(f"qfexbot {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _main(argv: list[str] | None) -> int:

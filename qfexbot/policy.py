@@ -248,6 +248,9 @@ def kill_switch_reason(path: str | Path | None) -> str | None:
         return None
     except IsADirectoryError:
         return f"kill switch path {path} is a directory"
+    except (OSError, UnicodeDecodeError) as exc:
+        # Fail closed: a kill switch that exists but cannot be read still pauses.
+        return f"paused (kill switch {path} unreadable: {type(exc).__name__})"
     return text.splitlines()[0] if text else "paused"
 
 

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Mapping
@@ -207,7 +208,12 @@ class Runtime:
                     self.simulator_urls[name] = urls
                     log_event(log, logging.INFO, "embedded simulator started", venue=name,
                               **dataclasses.asdict(urls))
-            self.journal = await SqliteJournal.open(self.app.runtime.journal)
+            try:
+                self.journal = await SqliteJournal.open(self.app.runtime.journal)
+            except (sqlite3.Error, OSError) as exc:
+                raise ConfigError(
+                    [f"runtime.journal: cannot open {self.app.runtime.journal}: {exc}"]
+                ) from None
             try:
                 await self._run_venues(root, creds, actions, duration, task_status)
             finally:
@@ -238,9 +244,9 @@ class Runtime:
         task_status: Any,
     ) -> None:
         assert self.journal is not None
-        for name in self._venues_in_use():
-            self.venues[name] = self._open_venue(name, creds[name], actions)
         try:
+            for name in self._venues_in_use():
+                self.venues[name] = self._open_venue(name, creds[name], actions)
             for name, run in self.venues.items():
                 if run.transfers is None:
                     continue
@@ -470,10 +476,20 @@ def run_command(
         trio.run(main)
     except* (ConfigError, PluginLoadError) as group:
         # Raised inside trio's nurseries, so they arrive grouped: show each, no traceback.
-        problems.extend(str(exc) for exc in group.exceptions)
+        problems.extend(str(exc) for exc in _leaves(group))
+    except* (sqlite3.Error, OSError) as group:
+        problems.extend(f"qfexbot run: {type(exc).__name__}: {exc}" for exc in _leaves(group))
     for problem in problems:
         print(problem, file=sys.stderr)
     return 1 if problems else 0
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    """The exceptions inside ``group``, however deeply nurseries nested it."""
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
 
 
 def check_command(app: AppConfig) -> int:

@@ -132,3 +132,11 @@ def test_kill_switch(tmp_path):
     path.write_text("")
     assert kill_switch_reason(path) == "paused"
     os.remove(path)
+
+
+def test_unreadable_kill_switch_still_pauses(tmp_path):
+    from qfexbot.policy import kill_switch_reason
+
+    switch = tmp_path / "PAUSED"
+    switch.write_bytes(b"\xff\xfe not utf-8")
+    assert kill_switch_reason(switch).startswith("paused (kill switch")
