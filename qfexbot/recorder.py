@@ -31,6 +31,7 @@ import base64
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
@@ -79,6 +80,27 @@ def decision_args(**kwargs: Any) -> dict[str, Any]:
     return {key: _jsonable(kwargs[key]) for key in sorted(kwargs)}
 
 
+def redact_auth_echo(frame: str) -> str:
+    """``frame`` with any echoed ``auth`` request blanked out.
+
+    A venue error frame echoes the request it answers in ``incoming_message``; for an ``auth``
+    request that is our signature (or JWT), which must never be written to disk.
+    """
+    if "incoming_message" not in frame or "auth" not in frame:
+        return frame
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return frame
+    changed = False
+    for holder in (message, message.get("err")) if isinstance(message, dict) else ():
+        echo = holder.get("incoming_message") if isinstance(holder, dict) else None
+        if echo is not None and "auth" in json.dumps(echo):
+            holder["incoming_message"] = {"type": "auth", "params": "<redacted>"}
+            changed = True
+    return json.dumps(message, separators=(",", ":")) if changed else frame
+
+
 class Recorder:
     """Writes a recording into ``directory``; ``open()`` it, run ``run()`` in a nursery.
 
@@ -115,7 +137,7 @@ class Recorder:
 
     def open(self) -> None:
         """Create the directory and the first file of a new recording."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
         self._segment = 0
         self._rotate()
@@ -126,7 +148,9 @@ class Recorder:
             self._file.close()
         self._segment += 1
         path = self.directory / f"qfexbot-{self._id}-{self._segment:04d}.jsonl"
-        self._file = path.open("x", encoding="utf-8")
+        # Owner-only: recordings hold account activity (the auth echo is redacted, see frame()).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file = os.fdopen(fd, "w", encoding="utf-8")
         self.files.append(path)
         self._size = 0
         self._write({"type": "header", "t": self._clock(), "version": FORMAT_VERSION,
@@ -174,7 +198,7 @@ class Recorder:
         if isinstance(frame, bytes):
             record["data_b64"] = base64.b64encode(frame).decode("ascii")
         else:
-            record["data"] = frame
+            record["data"] = redact_auth_echo(frame)
         self._write(record)
 
     def state(self, channel: str, event: ConnectionStateEvent) -> None:

@@ -127,3 +127,23 @@ def test_compare_decisions_reports_the_first_difference_per_plugin():
     assert compare_decisions(a, changed) == [
         'b/p decision #1: recorded transfer {"amount": "1"}, replayed transfer {"amount": "2"}']
     assert compare_decisions(a, a[:1]) == ["b/q: recorded 1 decisions, replayed 0"]
+
+
+def test_recorded_frames_never_hold_an_echoed_auth_request(tmp_path):
+    # A venue error frame echoes the request it answers; for auth that is our signature.
+    import os
+    import stat
+
+    from qfexbot.recorder import Recorder
+
+    recorder = Recorder(tmp_path / "rec", max_bytes=1 << 20)
+    recorder.open()
+    echo = ('{"err":{"error_code":"ServerError","message":null,"incoming_message":{"type":"auth",'
+            '"params":{"hmac":{"public_key":"qfex_pub_x","nonce":"ab","unix_ts":1,'
+            '"signature":"SIGNATURE_SENTINEL_7d1"}}}}}')
+    recorder.frame("demo", "acct", "trade", echo, 1.0)
+    recorder.close()
+    [path] = recorder.files
+    text = path.read_text()
+    assert "SIGNATURE_SENTINEL_7d1" not in text and "<redacted>" in text
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
