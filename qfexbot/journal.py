@@ -27,7 +27,9 @@ tables are added at open.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -108,6 +110,56 @@ class EntryNotFound(KeyError):
 
 class JournalClosed(RuntimeError):
     """The journal was used after ``close()``."""
+
+
+class JournalLocked(RuntimeError):
+    """Another process holds this journal: one running qfexbot per journal file."""
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def acquire_journal_lock(path: str | Path) -> int:
+    """Take the journal's exclusive lock (a ``.lock`` file beside it) and return its fd.
+
+    Two processes moving money from one journal would each reconcile the other's in-flight
+    transfers as doubtful and act independently; the lock makes the second one refuse to start.
+    Closing the fd (or the process dying, even by SIGKILL) releases it.
+
+    Raises:
+      JournalLocked: another process holds it (its pid is in the message).
+    """
+    lock = _lock_path(Path(path))
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise JournalLocked(
+            f"journal {path} is in use by another qfexbot process (pid {holder}); "
+            "one running qfexbot per journal"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+    return fd
+
+
+def journal_holder(path: str | Path) -> str | None:
+    """The pid of the running process holding the journal, or None if none holds it."""
+    lock = _lock_path(Path(path))
+    if not lock.exists():
+        return None
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+    finally:
+        os.close(fd)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -814,6 +866,7 @@ class SqliteJournal:
     """
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self._lock_fd: int | None = None
         self.path = Path(path)
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._opened = threading.Event()
@@ -829,7 +882,13 @@ class SqliteJournal:
         cls, path: str | Path, *, clock: Callable[[], float] = time.time
     ) -> SqliteJournal:
         """Create the journal and wait until the file is open and migrated."""
-        journal = cls(path, clock=clock)
+        lock_fd = acquire_journal_lock(path)
+        try:
+            journal = cls(path, clock=clock)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        journal._lock_fd = lock_fd
         await trio.to_thread.run_sync(journal._opened.wait)
         if journal._open_error is not None:
             await journal.close()
@@ -889,6 +948,9 @@ class SqliteJournal:
         self._jobs.put(_STOP)
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(self._thread.join)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     async def __aenter__(self) -> Self:
         return self

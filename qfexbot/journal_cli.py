@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from qfexbot import policy
-from qfexbot.journal import EntryKind, EntryNotFound, InvalidTransition, SqliteStore
+from qfexbot.journal import (
+    EntryKind,
+    EntryNotFound,
+    InvalidTransition,
+    SqliteStore,
+    journal_holder,
+)
 
 __all__ = ["JournalCommandError", "journal_list", "journal_resolve", "pause", "resume"]
 
@@ -100,6 +106,14 @@ def journal_resolve(journal_path: str | Path, entry_id: str, applied: bool) -> s
         raise JournalCommandError(f"no journal at {path}")
     store = SqliteStore(path)
     try:
+        current = store.get(entry_id)
+        holder = journal_holder(path)
+        if current is not None and holder and current.state in ("pending", "sent"):
+            raise JournalCommandError(
+                f"transfer {entry_id} is {current.state} in a running qfexbot (pid {holder}): "
+                "it may be being sent right now; wait for its outcome or reconciliation, or stop "
+                "that process first"
+            )
         verdict = "applied" if applied else "not applied"
         entry = store.resolve(entry_id, applied, "operator", f"resolved by operator: {verdict}")
     except EntryNotFound:

@@ -28,7 +28,7 @@ from qfexbot.bus import Bus
 from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig
 from qfexbot.dispatch import Dispatcher
 from qfexbot.events import Event
-from qfexbot.journal import SqliteJournal
+from qfexbot.journal import JournalLocked, SqliteJournal
 from qfexbot.logs import configure_logging, get_logger, log_context, log_event
 from qfexbot.metrics import RuntimeMetrics
 from qfexbot.plugins import PluginHost, PluginLoadError, build_plugin_host, discover_plugins
@@ -210,7 +210,7 @@ class Runtime:
                               **dataclasses.asdict(urls))
             try:
                 self.journal = await SqliteJournal.open(self.app.runtime.journal)
-            except (sqlite3.Error, OSError) as exc:
+            except (sqlite3.Error, OSError, JournalLocked) as exc:
                 raise ConfigError(
                     [f"runtime.journal: cannot open {self.app.runtime.journal}: {exc}"]
                 ) from None

@@ -90,7 +90,7 @@ from typing import Any
 import trio
 
 from qfexbot.events import TransferOutcomeEvent
-from qfexbot.journal import Entry, Journal, TransferState
+from qfexbot.journal import Entry, InvalidTransition, Journal, TransferState
 from qfexbot.logs import get_logger, log_context, log_event
 from qfexbot.policy import (
     DAY,
@@ -645,9 +645,14 @@ class TransferService:
                         f"cancellation around the send): it may or may not have been sent",
                     )
                 with log_context(bot=current.bot, plugin=current.plugin, venue=self.venue):
-                    results.append(
-                        await self._reconcile_one(current, reader, allow_not_applied)
-                    )
+                    try:
+                        results.append(
+                            await self._reconcile_one(current, reader, allow_not_applied)
+                        )
+                    except InvalidTransition:
+                        # An operator resolved it meanwhile (qfexbot journal resolve): theirs stands.
+                        log_event(log, logging.INFO, "journal entry resolved elsewhere meanwhile",
+                                  entry=current.id)
         return results
 
     async def _reconcile_one(

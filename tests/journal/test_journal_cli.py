@@ -95,3 +95,29 @@ def test_pause_and_resume(tmp_path):
     assert "resumed" in resume(path)
     assert kill_switch_reason(path) is None
     assert "not paused" in resume(path)
+
+
+async def test_one_process_per_journal_and_no_operator_resolution_mid_send(tmp_path):
+    from decimal import Decimal
+
+    import pytest
+
+    from qfexbot.journal import JournalLocked, SqliteJournal, journal_holder
+    from qfexbot.journal_cli import JournalCommandError, journal_resolve
+
+    path = tmp_path / "journal.sqlite"
+    running = await SqliteJournal.open(path)
+    try:
+        assert journal_holder(path) is not None  # this process holds it
+        with pytest.raises(JournalLocked, match="in use by another qfexbot process"):
+            await SqliteJournal.open(path)
+        entry = await running.record_intent(bot="b", plugin="p", venue="v", src="a", dst="c",
+                                            amount=Decimal(5), reason="r")
+        await running.mark_sent(entry.id)
+        with pytest.raises(JournalCommandError, match="running qfexbot"):
+            journal_resolve(path, entry.id, applied=False)
+    finally:
+        await running.close()
+    assert journal_holder(path) is None
+    # Once the process is gone the operator may settle it.
+    assert "marked failed" in journal_resolve(path, entry.id, applied=False)
