@@ -260,6 +260,22 @@ class _Pending:
     delta: Decimal  # expected net change of the available balance
     done_at: float  # wall clock (like ``event.received_at``) when the transfer completed
     deadline: float  # trio clock: after this the balance is read afresh with ctx.positions
+    deposit_before: Decimal | None = None  # last deposit seen (a transfer moves it by delta)
+
+
+def _shows(pending: _Pending, event: BalanceEvent) -> bool:
+    """Whether a balance event reflects the pending transfer(s).
+
+    Trading never moves ``deposit`` and a transfer moves it by exactly its amount, so when the
+    deposit is known that is the test: an event produced before the transfer (but delivered
+    after its HTTP response) cannot pass it. Without a deposit, any change of the available
+    balance counts, as before.
+    """
+    if pending.delta == 0:
+        return True
+    if pending.deposit_before is not None and event.deposit != 0:
+        return abs(event.deposit - pending.deposit_before - pending.delta) <= Decimal("0.000001")
+    return pending.before is None or event.available != pending.before
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +386,7 @@ class Rebalancer:
         self.polled: set[str] = set()  # accounts without a bus: balances read with positions()
         # Run-time state, keyed by account id.
         self.balances: dict[str, Decimal] = {}
+        self.deposits: dict[str, Decimal] = {}
         self.pending: dict[str, _Pending] = {}
         self.holds: dict[str, _Hold] = {}
         self.drawdown: dict[str, Decimal] = {}
@@ -452,12 +469,9 @@ class Rebalancer:
         if account != self.treasury and account not in self.bands:
             return
         self.balances[account] = event.available
+        self.deposits[account] = event.deposit
         pending = self.pending.get(account)
-        if (
-            pending is not None
-            and event.received_at >= pending.done_at
-            and (pending.delta == 0 or pending.before is None or event.available != pending.before)
-        ):
+        if pending is not None and event.received_at >= pending.done_at and _shows(pending, event):
             del self.pending[account]
             ctx.log.debug(
                 "%s balance %s reflects the last transfer", ctx.alias_of(account), event.available
@@ -656,7 +670,7 @@ class Rebalancer:
             pending = self.pending.get(account)
             if pending is None:
                 self.pending[account] = _Pending(
-                    self.balances.get(account), delta, done_at, deadline
+                    self.balances.get(account), delta, done_at, deadline, self.deposits.get(account)
                 )
             else:
                 pending.delta += delta
