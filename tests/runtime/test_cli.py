@@ -76,3 +76,13 @@ async def test_journal_list_resolve_pause_resume(tmp_path):
     assert paused.returncode == 0 and "incident 42" in (tmp_path / "var" / "PAUSED").read_text()
     resumed = await trio.to_thread.run_sync(run, "resume")
     assert resumed.returncode == 0 and not (tmp_path / "var" / "PAUSED").exists()
+
+
+def test_a_journal_that_is_not_a_database_is_reported_without_a_traceback(tmp_path):
+    write_config(tmp_path)
+    (tmp_path / "var" / "journal.sqlite").write_text("not a database")
+    for args in (("journal",), ("run", "--duration", "1")):
+        result = qfexbot(*args, cwd=tmp_path)
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and "Exceptions from Trio" not in result.stderr
+        assert "not a database" in result.stderr.splitlines()[-1]
