@@ -112,6 +112,7 @@ async def test_faults_reach_the_plugin_as_a_reconnect(tmp_path):
 
         await bot.wait_for(lambda: len(lives()) == 2, what="LIVE again")
         await bot.wait_live()
+        assert len(lives()) == 2
 
 
 async def test_without_tmp_path_uses_a_temporary_directory():

@@ -107,13 +107,15 @@ async def test_stop_and_resume_pulses(running: Sim) -> None:
         await ws.recv_until(lambda f: "balance_response" in f)
         running.sim.faults.stop_pulses()
         await trio.sleep(0.1)  # let frames already queued drain
-        while True:
-            with trio.move_on_after(0.3) as quiet:
-                await ws.recv()
-            if quiet.cancelled_caught:
-                break
+        with trio.fail_after(5):  # pulses must actually stop
+            while True:
+                with trio.move_on_after(0.3) as quiet:
+                    await ws.recv()
+                if quiet.cancelled_caught:
+                    break
         running.sim.faults.resume_pulses()
-        await ws.recv_until(lambda f: "balance_response" in f, timeout=1)
+        frame = await ws.recv_until(lambda f: "balance_response" in f, timeout=1)
+        assert "balance_response" in frame
 
 
 async def test_admin_routes(running: Sim) -> None:

@@ -136,6 +136,7 @@ async def test_rearm_commands_are_sent_on_every_connection(simenv: SimEnv, venue
     with trio.fail_after(WAIT):
         while sum(1 for c in controls if type(c).__name__ == "Ack") < 2:
             await trio.sleep(0.02)
+    assert sum(1 for c in controls if type(c).__name__ == "Ack") >= 2  # one per connection
 
 
 async def test_unknown_channel_is_refused_early(venue: QfexVenue) -> None:
@@ -170,5 +171,6 @@ async def test_settings_object_is_duck_typed(simenv: SimEnv, nursery) -> None:
         session = venue.private_session(SUB2, channels=["balances"], publish=rec, settings=Plain())
         await nursery.start(session.run)
         await rec.wait_state(S.LIVE)
+        assert session.state is S.LIVE
     finally:
         await venue.aclose()
