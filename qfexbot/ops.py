@@ -17,10 +17,9 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from qfexbot.logs import get_logger
+from qfexbot.asgi import answer_lifespan, hypercorn_config
 from qfexbot.metrics import CONTENT_TYPE_LATEST
 from qfexbot.status import health, status_snapshot
 
@@ -40,13 +39,8 @@ class OpsApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         if scope["method"] not in ("GET", "HEAD"):
@@ -80,11 +74,7 @@ async def serve_ops(runtime: Runtime, host: str, port: int, *,
                     task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Serve :class:`OpsApp` on ``host:port`` until cancelled; ``task_status.started(url)``
     gives the base URL actually bound (``port`` 0 picks a free one)."""
-    config = HypercornConfig()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = get_logger("qfexbot.ops.hypercorn")
-    config.graceful_timeout = 1.0
+    config = hypercorn_config(host, port, logger="qfexbot.ops.hypercorn")
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(hypercorn_serve, OpsApp(runtime), config)
         task_status.started(binds[0])

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 import trio
 
+from qfexbot.asgi import answer_lifespan
 from qfexbot.logs import get_logger, log_event
 from qfexbot.sim.auth import AuthFailure
 from qfexbot.sim.config import SimUser
@@ -83,7 +84,7 @@ class RestApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await answer_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -337,16 +338,6 @@ def _abort_connection(client: tuple[str, int] | None, server: tuple[str, int] | 
         except OSError:
             continue
         return
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 async def _respond(send: Send, status: int, payload: Any) -> None:

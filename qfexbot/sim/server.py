@@ -11,10 +11,10 @@ from functools import partial
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import serve_websocket
 
+from qfexbot.asgi import hypercorn_config
 from qfexbot.logs import get_logger, log_event
 from qfexbot.sim.auth import Authenticator
 from qfexbot.sim.config import SimConfig
@@ -137,7 +137,7 @@ class QfexSimulator:
             mds_server = await nursery.start(partial(
                 serve_websocket, self.mds.handle, host, config.mds_port, **ws_options))
             rest_binds = await nursery.start(partial(
-                hypercorn_serve, self.rest, _hypercorn_config(host, config.rest_port)))
+                hypercorn_serve, self.rest, hypercorn_config(host, config.rest_port, logger="qfexbot.sim.hypercorn")))
             nursery.start_soon(self._every, config.pulse_interval, self._pulse)
             nursery.start_soon(self._every, config.mds_interval, self.mds.pulse)
             nursery.start_soon(self._every, config.price_interval, self._step_prices)
@@ -169,10 +169,3 @@ def _authority(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _hypercorn_config(host: str, port: int) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [f"{_authority(host)}:{port}"]
-    config.accesslog = None
-    config.errorlog = get_logger("qfexbot.sim.hypercorn")
-    config.graceful_timeout = 1.0
-    return config

@@ -18,10 +18,10 @@ from functools import partial
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
+from qfexbot.asgi import answer_lifespan, hypercorn_config
 from qfexbot.logs import get_logger, log_event
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice
@@ -151,11 +151,7 @@ class FinerySimulator:
             ws_server = await nursery.start(partial(
                 serve_websocket, self._handle_ws, host, ws_port, None,
                 handler_nursery=nursery, message_queue_size=256))
-            cfg = HypercornConfig()
-            cfg.bind = [f"{host}:{rest_port}"]
-            cfg.accesslog = None
-            cfg.errorlog = None
-            cfg.graceful_timeout = 0.1
+            cfg = hypercorn_config(host, rest_port, logger=None, graceful_timeout=0.1)
             binds = await nursery.start(partial(hypercorn_serve, self._asgi, cfg, mode="asgi"))
             ws_port_bound = ws_server.port
             urls = FineryUrls(ws_url=f"ws://{host}:{ws_port_bound}/ws", rest_url=binds[0])
@@ -438,13 +434,8 @@ class FinerySimulator:
     async def _asgi(self, scope: dict[str, Any], receive: Callable[..., Any],
                     send: Callable[..., Any]) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         body = b""
