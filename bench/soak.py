@@ -448,6 +448,10 @@ async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int
                     await trio.sleep(1.0)  # quiet traffic on healthy connections, still sampled
                     helpers.cancel_scope.cancel()
             windows.finish()
+            # The windows end at the sim's current event number; the last of those frames may
+            # still be in the socket. Let them arrive before intake stops (events emitted after
+            # this point are outside every window and not expected).
+            await trio.sleep(1.0)
             _collect(runtime, sim, windows, report)
             runtime.stop()
     finally:
