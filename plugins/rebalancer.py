@@ -206,7 +206,9 @@ EQUITY_WINDOWS = ("1d", "1w", "1m", "3m", "ytd", "all")
 
 _GLOBAL = "*"  # key of a hold that stops every transfer (kill switch, daily budget, no limits)
 _GLOBAL_REFUSALS = frozenset({"paused", "max_daily", "no_limits"})
-_BOTH_REFUSALS = frozenset({"unresolved"})  # the journal blocks both accounts, treasury included
+# The journal blocks both accounts (treasury included): a transfer in doubt, or an account hold
+# (late landing, unexplained deposits) that only an operator lifts.
+_BOTH_REFUSALS = frozenset({"unresolved", "account_held"})
 _BAND_RE = re.compile(r"\s*([^:\s]+)\s*:(.*)")
 
 
@@ -285,6 +287,9 @@ class _Hold:
     until: float
     why: str
     entry: str = ""  # journal entry whose resolution lifts the hold early (unknown outcomes)
+    # Deposits seen just before that transfer was sent, so a later "done" from reconciliation
+    # is measured from them, not from balances that may already show it.
+    deposits_before: tuple[tuple[str, Decimal | None], ...] = ()
 
 
 class Rebalancer:
@@ -593,6 +598,7 @@ class Rebalancer:
         src, dst = ctx.alias_of(p.src), ctx.alias_of(p.dst)
         desk = p.dst if p.src == self.treasury else p.src
         ctx.log.info("moving %s from %s to %s: %s", p.amount, src, dst, p.reason)
+        deposits_before = tuple((a, self.deposits.get(a)) for a in (p.src, p.dst))
         try:
             result = await ctx.transfer(p.src, p.dst, p.amount, p.reason)
             state = str(result.state)
@@ -660,17 +666,36 @@ class Rebalancer:
                 "transfer %s %s -> %s %s ended %s (%s); no action on %s or %s until the "
                 "journal resolves it", entry, src, dst, p.amount, state, detail, src, dst,
             )  # fmt: skip
-            hold = _Hold(until, f"transfer {entry} outcome {state}", entry)
+            hold = _Hold(until, f"transfer {entry} outcome {state}", entry, deposits_before)
             self.holds[p.src] = self.holds[p.dst] = hold
 
-    def _expect(self, src: str, dst: str, amount: Decimal, done_at: float) -> None:
-        """Mark both accounts as waiting for a balance event that shows this transfer."""
+    def _expect(
+        self,
+        src: str,
+        dst: str,
+        amount: Decimal,
+        done_at: float,
+        deposits_before: Mapping[str, Decimal | None] | None = None,
+    ) -> None:
+        """Mark both accounts as waiting for a balance event that shows this transfer.
+
+        ``deposits_before``: the deposits seen before it was sent, for a transfer settled later
+        by reconciliation; an account whose last balance already shows it waits for nothing.
+        """
         deadline = trio.current_time() + self.settle_timeout
         for account, delta in ((src, -amount), (dst, amount)):
             pending = self.pending.get(account)
             if pending is None:
+                deposit = self.deposits.get(account)
+                if deposits_before is not None:
+                    deposit = deposits_before.get(account)
+                    seen = self.deposits.get(account)
+                    if deposit is not None and seen is not None and seen != 0 and (
+                        abs(seen - deposit - delta) <= Decimal("0.000001")
+                    ):
+                        continue  # its balance event already arrived
                 self.pending[account] = _Pending(
-                    self.balances.get(account), delta, done_at, deadline, self.deposits.get(account)
+                    self.balances.get(account), delta, done_at, deadline, deposit
                 )
             else:
                 pending.delta += delta
@@ -683,6 +708,7 @@ class Rebalancer:
         freed = [a for a, hold in self.holds.items() if hold.entry == event.entry_id]
         if not freed:
             return
+        before = dict(self.holds[freed[0]].deposits_before)
         for account in freed:
             del self.holds[account]
         ctx.log.info(
@@ -692,7 +718,7 @@ class Rebalancer:
             " and ".join(ctx.alias_of(a) for a in freed),
         )
         if event.state == "done":
-            self._expect(event.src, event.dst, event.amount, event.received_at)
+            self._expect(event.src, event.dst, event.amount, event.received_at, before)
 
     # -- drawdown ---------------------------------------------------------------------------
 

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--applied", dest="applied", action="store_true")
     how.add_argument("--not-applied", dest="applied", action="store_false")
     resolve.add_argument("--config", default=DEFAULT_CONFIG)
+    release = sub.add_parser("journal-release")  # `journal release ACCOUNT`: lift account holds
+    release.add_argument("account", help="account alias or id")
+    release.add_argument("--config", default=DEFAULT_CONFIG)
 
     pause = sub.add_parser("pause", help="pause all money movement (kill switch)")
     pause.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
@@ -123,6 +126,8 @@ def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["journal", "resolve"]:
         argv = ["journal-resolve", *argv[2:]]
+    if argv[:2] == ["journal", "release"]:
+        argv = ["journal-release", *argv[2:]]
     args = build_parser().parse_args(argv)
     if args.command == "sim":
         if args.venue == "finery":
@@ -170,7 +175,7 @@ def _main(argv: list[str] | None) -> int:
         from qfexbot.runtime import plugins_command
 
         return plugins_command(_load(args.config))
-    if args.command in ("journal", "journal-resolve", "pause", "resume"):
+    if args.command in ("journal", "journal-resolve", "journal-release", "pause", "resume"):
         from qfexbot.journal_cli import JournalCommandError
 
         try:
@@ -195,6 +200,9 @@ def _journal_command(args: argparse.Namespace) -> int:
         )
     elif args.command == "journal-resolve":
         print(journal_cli.journal_resolve(app.runtime.journal, args.entry_id, args.applied))
+    elif args.command == "journal-release":
+        aliases = {a: i for v in app.venues.values() for a, i in v.accounts.items()}
+        print(journal_cli.journal_release(app.runtime.journal, args.account, aliases))
     elif args.command == "pause":
         print(journal_cli.pause(app.runtime.kill_switch_file, args.reason))
     else:

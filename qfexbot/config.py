@@ -569,6 +569,10 @@ class RuntimeConfig:
     ops_listen: tuple[str, int] | None = None
 
 
+DEFAULT_TRANSFER_SETTLE = 600.0
+"""Default quiet time (s) before a transfer in doubt may be concluded "not applied"."""
+
+
 @dataclass(frozen=True)
 class SessionSettings:
     """Connection tunables of a venue (``[venues.X.session]``), in seconds unless noted."""
@@ -586,11 +590,12 @@ class SessionSettings:
 
     @property
     def settle_seconds(self) -> float:
-        """``transfer_settle``, or a generous default: a request the venue holds past our
-        timeout can still be applied later, and "not applied" must not be concluded before."""
+        """``transfer_settle``, or a conservative default of minutes: a request the venue holds
+        past our timeout can still be applied later, and "not applied" must not be concluded
+        before (a 30 s default was shown to double a request held 40 s)."""
         if self.transfer_settle is not None:
             return self.transfer_settle
-        return max(3 * self.request_timeout, 30.0)
+        return max(3 * self.request_timeout, DEFAULT_TRANSFER_SETTLE)
 
 
 @dataclass(frozen=True)

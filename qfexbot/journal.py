@@ -23,6 +23,10 @@ The ``meta`` table holds small durable facts keyed by name (``get_meta``/``set_m
 whether a venue has been seen to reflect transfers in its ``deposit`` balance (see
 ``qfexbot.transfers``). Files written by older versions open unchanged: missing columns and
 tables are added at open.
+
+Two tables serve the money edges of ``qfexbot.transfers``: ``holds`` (durable per-account pauses
+of money movement that only an operator releases) and ``watches`` (transfers reconciled "not
+applied", watched for a late landing from the deposits read at that verdict).
 """
 
 from __future__ import annotations
@@ -222,6 +226,40 @@ class Entry:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A durable pause of money movement on one account, until an operator releases it."""
+
+    seq: int
+    venue: str
+    account: str
+    code: str
+    reason: str
+    entry_id: str | None
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"seq": self.seq, "venue": self.venue, "account": self.account, "code": self.code,
+                "reason": self.reason, "entry_id": self.entry_id, "created_at": self.created_at}
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A transfer reconciled "not applied", watched for a late landing from its deposits then."""
+
+    entry_id: str
+    venue: str
+    src: str
+    dst: str
+    amount: Decimal
+    src_deposit: Decimal
+    dst_deposit: Decimal
+    started_at: float
+    last_src: Decimal
+    last_dst: Decimal
+
+
 @runtime_checkable
 class Journal(Protocol):
     """What callers need from a journal backend. Every write is committed before it returns."""
@@ -364,6 +402,50 @@ class Journal(Protocol):
         """Finish pending writes and release the backend."""
         ...
 
+    # -- account holds and the late-landing watch (see qfexbot.transfers) --------------------
+
+    async def place_hold(
+        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None
+    ) -> Hold:
+        """Pause all money movement on ``account`` until an operator releases it (durable)."""
+        ...
+
+    async def active_holds(self, venue: str | None = None) -> list[Hold]:
+        """Holds not released yet, oldest first."""
+        ...
+
+    async def release_holds(self, venue: str | None, account: str, by: str, note: str = "") -> int:
+        """Release every active hold on ``account`` (of ``venue``; None: any); returns how many."""
+        ...
+
+    async def add_watch(
+        self, entry_id: str, venue: str, src: str, dst: str, amount: Decimal,
+        src_deposit: Decimal, dst_deposit: Decimal,
+    ) -> None:
+        """Watch a transfer concluded "not applied" for a late landing, from these deposits."""
+        ...
+
+    async def watches(self, venue: str) -> list[Watch]:
+        """Active watches of ``venue``, oldest first."""
+        ...
+
+    async def update_watch(
+        self, entry_id: str, state: str, last_src: Decimal, last_dst: Decimal
+    ) -> None:
+        """Record a watch's state and the unexplained deposit changes it saw last."""
+        ...
+
+    async def transfers_after(
+        self, entry_id: str, venue: str, accounts: Iterable[str]
+    ) -> list[Entry]:
+        """Transfers of ``venue`` touching ``accounts`` written after ``entry_id`` (row order,
+        not clock order: a clock step cannot reorder them)."""
+        ...
+
+    async def remark_applied(self, entry_id: str, by: str, detail: str) -> Entry:
+        """failed -> done: a transfer concluded "not applied" was later seen to land."""
+        ...
+
 
 # ---------------------------------------------------------------------------------------------
 # SQLite backend: a synchronous store used by exactly one thread
@@ -415,6 +497,33 @@ CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
+CREATE TABLE IF NOT EXISTS holds (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    venue TEXT NOT NULL,
+    account TEXT NOT NULL,
+    code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    entry_id TEXT,
+    created_at REAL NOT NULL,
+    released_at REAL,
+    released_by TEXT,
+    release_note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS holds_active ON holds (venue, account, released_at);
+CREATE TABLE IF NOT EXISTS watches (
+    entry_id TEXT PRIMARY KEY REFERENCES entries (id),
+    venue TEXT NOT NULL,
+    src TEXT NOT NULL,
+    dst TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    src_deposit TEXT NOT NULL,
+    dst_deposit TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'watching',
+    last_src TEXT NOT NULL DEFAULT '0',
+    last_dst TEXT NOT NULL DEFAULT '0',
+    updated_at REAL NOT NULL
+);
 """
 
 _COLUMNS = (
@@ -841,6 +950,121 @@ class SqliteStore:
             for at, f, t, d, by in rows
         ]
 
+    # -- account holds and the late-landing watch --------------------------------------------
+
+    def place_hold(
+        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None
+    ) -> Hold:
+        def run(db: sqlite3.Connection) -> Hold:
+            now = self._clock()
+            cursor = db.execute(
+                "INSERT INTO holds (venue, account, code, reason, entry_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (venue, account, code, reason, entry_id, now),
+            )
+            return Hold(int(cursor.lastrowid or 0), venue, account, code, reason, entry_id, now)
+
+        return self._write(run)
+
+    def active_holds(self, venue: str | None = None) -> list[Hold]:
+        sql = ("SELECT seq, venue, account, code, reason, entry_id, created_at FROM holds "
+               "WHERE released_at IS NULL")  # fmt: skip
+        params: tuple[Any, ...] = ()
+        if venue is not None:
+            sql += " AND venue = ?"
+            params = (venue,)
+        return [Hold(*row) for row in self._db.execute(sql + " ORDER BY seq", params)]
+
+    def release_holds(self, venue: str | None, account: str, by: str, note: str = "") -> int:
+        def run(db: sqlite3.Connection) -> int:
+            sql = ("UPDATE holds SET released_at = ?, released_by = ?, release_note = ? "
+                   "WHERE released_at IS NULL AND account = ?")  # fmt: skip
+            params: list[Any] = [self._clock(), by, note, account]
+            if venue is not None:
+                sql += " AND venue = ?"
+                params.append(venue)
+            return db.execute(sql, tuple(params)).rowcount
+
+        return self._write(run)
+
+    def add_watch(
+        self, entry_id: str, venue: str, src: str, dst: str, amount: Decimal,
+        src_deposit: Decimal, dst_deposit: Decimal,
+    ) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            now = self._clock()
+            db.execute(
+                "INSERT OR REPLACE INTO watches (entry_id, venue, src, dst, amount, src_deposit, "
+                "dst_deposit, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (entry_id, venue, src, dst, _money(amount), _money(src_deposit),
+                 _money(dst_deposit), now, now),
+            )  # fmt: skip
+
+        self._write(run)
+
+    def watches(self, venue: str) -> list[Watch]:
+        rows = self._db.execute(
+            "SELECT entry_id, venue, src, dst, amount, src_deposit, dst_deposit, started_at, "
+            "last_src, last_dst FROM watches WHERE venue = ? AND state = 'watching' "
+            "ORDER BY started_at, rowid",
+            (venue,),
+        )
+        return [
+            Watch(e, v, s, d, Decimal(a), Decimal(sd), Decimal(dd), at, Decimal(ls), Decimal(ld))
+            for e, v, s, d, a, sd, dd, at, ls, ld in rows
+        ]
+
+    def update_watch(
+        self, entry_id: str, state: str, last_src: Decimal, last_dst: Decimal
+    ) -> None:
+        if state not in ("watching", "landed", "expired"):
+            raise ValueError(f"watch state must be watching, landed or expired, got {state!r}")
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE watches SET state = ?, last_src = ?, last_dst = ?, updated_at = ? "
+                "WHERE entry_id = ?",
+                (state, _money(last_src), _money(last_dst), self._clock(), entry_id),
+            )
+
+        self._write(run)
+
+    def transfers_after(self, entry_id: str, venue: str, accounts: Iterable[str]) -> list[Entry]:
+        wanted = tuple(accounts)
+        marks = ", ".join("?" for _ in wanted)
+        return self._select(
+            f"kind = 'transfer' AND venue = ? AND rowid > (SELECT rowid FROM entries WHERE id = ?) "
+            f"AND (src IN ({marks}) OR dst IN ({marks}))",
+            (venue, entry_id, *wanted, *wanted),
+            "rowid",
+        )
+
+    def remark_applied(self, entry_id: str, by: str, detail: str) -> Entry:
+        if by not in ("reconcile", "operator"):
+            raise ValueError(f"resolved_by must be 'reconcile' or 'operator', got {by!r}")
+
+        def run(db: sqlite3.Connection) -> Entry:
+            entry = self._fetch(db, entry_id)
+            if entry.kind != EntryKind.TRANSFER or entry.state != TransferState.FAILED:
+                raise InvalidTransition(
+                    f"transfer {entry_id} is {entry.state}; only a failed transfer can be "
+                    f"re-marked applied"
+                )
+            now = self._clock()
+            db.execute(
+                "UPDATE entries SET state = ?, updated_at = ?, detail = ?, resolved_by = ? "
+                "WHERE id = ?",
+                (TransferState.DONE, now, detail, by, entry_id),
+            )
+            db.execute(
+                "INSERT INTO events (entry_id, at, from_state, to_state, detail, by) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (entry_id, now, TransferState.FAILED, TransferState.DONE, detail, by),
+            )
+            return self._fetch(db, entry_id)
+
+        return self._write(run)
+
 
 # ---------------------------------------------------------------------------------------------
 # The async facade: one worker thread owns the store
@@ -1105,3 +1329,46 @@ class SqliteJournal:
             "record_order", bot=bot, plugin=plugin, venue=venue, account=account, data=data,
             kind=kind, reason=reason, detail=detail,
         )  # fmt: skip
+
+    # -- account holds and the late-landing watch --------------------------------------------
+
+    async def place_hold(
+        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None
+    ) -> Hold:
+        """See ``Journal.place_hold``."""
+        return await self._call("place_hold", venue, account, code, reason, entry_id)
+
+    async def active_holds(self, venue: str | None = None) -> list[Hold]:
+        """See ``Journal.active_holds``."""
+        return await self._call("active_holds", venue)
+
+    async def release_holds(self, venue: str | None, account: str, by: str, note: str = "") -> int:
+        """See ``Journal.release_holds``."""
+        return await self._call("release_holds", venue, account, by, note)
+
+    async def add_watch(
+        self, entry_id: str, venue: str, src: str, dst: str, amount: Decimal,
+        src_deposit: Decimal, dst_deposit: Decimal,
+    ) -> None:
+        """See ``Journal.add_watch``."""
+        await self._call("add_watch", entry_id, venue, src, dst, amount, src_deposit, dst_deposit)
+
+    async def watches(self, venue: str) -> list[Watch]:
+        """See ``Journal.watches``."""
+        return await self._call("watches", venue)
+
+    async def update_watch(
+        self, entry_id: str, state: str, last_src: Decimal, last_dst: Decimal
+    ) -> None:
+        """See ``Journal.update_watch``."""
+        await self._call("update_watch", entry_id, state, last_src, last_dst)
+
+    async def transfers_after(
+        self, entry_id: str, venue: str, accounts: Iterable[str]
+    ) -> list[Entry]:
+        """See ``Journal.transfers_after``."""
+        return await self._call("transfers_after", entry_id, venue, tuple(accounts))
+
+    async def remark_applied(self, entry_id: str, by: str, detail: str) -> Entry:
+        """See ``Journal.remark_applied``."""
+        return await self._call("remark_applied", entry_id, by, detail)

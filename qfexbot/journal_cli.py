@@ -18,11 +18,13 @@ from qfexbot.journal import (
     EntryKind,
     EntryNotFound,
     InvalidTransition,
+    Hold,
     SqliteStore,
     journal_holder,
 )
 
-__all__ = ["JournalCommandError", "journal_list", "journal_resolve", "pause", "resume"]
+__all__ = ["JournalCommandError", "journal_list", "journal_release", "journal_resolve", "pause",
+           "resume"]
 
 
 class JournalCommandError(Exception):
@@ -50,12 +52,13 @@ def journal_list(
     store = SqliteStore(path)
     try:
         entries = store.list(state=state, limit=limit)
+        holds = store.active_holds()
     finally:
         store.close()
     if as_json:
         return "\n".join(json.dumps(e.to_json(), sort_keys=True) for e in entries)
     if not entries:
-        return "no entries" + (f" in state {state}" if state else "")
+        return "no entries" + (f" in state {state}" if state else "") + _holds_text(holds, names)
     header = (
         "created (UTC)",
         "id",
@@ -88,7 +91,7 @@ def journal_list(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
         for row in rows
     ]
-    return "\n".join(line.rstrip() for line in lines)
+    return "\n".join(line.rstrip() for line in lines) + _holds_text(holds, names)
 
 
 def journal_resolve(journal_path: str | Path, entry_id: str, applied: bool) -> str:
@@ -139,3 +142,45 @@ def resume(kill_switch_path: str | Path) -> str:
     if policy.resume(kill_switch_path):
         return f"resumed: kill switch {kill_switch_path} removed"
     return f"not paused: no kill switch at {kill_switch_path}"
+
+
+def _holds_text(holds: list[Hold], names: Mapping[str, str] | None) -> str:
+    """The account holds block of ``qfexbot journal`` (empty when there are none)."""
+    if not holds:
+        return ""
+    lines = ["", f"ACCOUNT HOLDS: money movement is paused on {len(holds)} account hold(s) until "
+             "an operator checks the venue and runs `qfexbot journal release ACCOUNT`:"]
+    for h in holds:
+        name = (names or {}).get(h.account, h.account)
+        entry = f" (transfer {h.entry_id})" if h.entry_id else ""
+        lines.append(f"  {_when(h.created_at)}  {h.venue}  {name}  [{h.code}]{entry}: {h.reason}")
+    return "\n".join(lines)
+
+
+def journal_release(
+    journal_path: str | Path,
+    account: str,
+    accounts: Mapping[str, str] | None = None,
+    note: str = "released by operator",
+) -> str:
+    """Release the holds on an account (id, or alias through ``accounts``: alias -> id).
+
+    Holds are placed by reconciliation after a late landing or deposits it cannot explain; see
+    docs/reliability.md "Money edges". Resolve any transfer still in doubt on the account
+    first (``qfexbot journal resolve``): releasing only lets money move again.
+
+    Raises:
+      JournalCommandError: no journal, or no active hold on that account.
+    """
+    path = Path(journal_path)
+    if not path.exists():
+        raise JournalCommandError(f"no journal at {path}")
+    account_id = (accounts or {}).get(account, account)
+    store = SqliteStore(path)
+    try:
+        released = store.release_holds(None, account_id, "operator", note)
+    finally:
+        store.close()
+    if not released:
+        raise JournalCommandError(f"no active hold on account {account}")
+    return f"released {released} hold(s) on {account}: money may move on it again"

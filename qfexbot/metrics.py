@@ -46,6 +46,7 @@ class RuntimeMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self._runtime = runtime
         self._unresolved: dict[tuple[str, str], int] = {}
+        self._holds: dict[str, int] = {}
         self.transfer_outcomes = Counter(
             "qfexbot_transfer_outcomes", "Transfers by final outcome (done, failed, unknown, "
             "refused, dry_run).", ["venue", "state"], registry=self.registry)
@@ -94,6 +95,10 @@ class RuntimeMetrics:
                 key = (entry.venue, entry.state)
                 counts[key] = counts.get(key, 0) + 1
             self._unresolved = counts
+            holds: dict[str, int] = {}
+            for hold in await journal.active_holds():
+                holds[hold.venue] = holds.get(hold.venue, 0) + 1
+            self._holds = holds
 
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every metric (prometheus-client renders it)."""
@@ -102,6 +107,10 @@ class RuntimeMetrics:
     def unresolved(self) -> dict[tuple[str, str], int]:
         """(venue, state) -> unresolved journal entries, as of the last :meth:`refresh`."""
         return dict(self._unresolved)
+
+    def holds(self) -> dict[str, int]:
+        """venue -> active account holds, as of the last :meth:`refresh`."""
+        return dict(self._holds)
 
 
 class _RuntimeCollector:
@@ -174,6 +183,19 @@ class _RuntimeCollector:
             for s in ("pending", "sent", "unknown"):
                 unresolved.add_metric([venue, s], counts.get((venue, s), 0))
         yield unresolved
+
+        late = CounterMetricFamily("qfexbot_transfer_late_landings", "Transfers reconciled not "
+                                   "applied that later landed (re-marked done, accounts held).",
+                                   labels=["venue"])
+        holds = GaugeMetricFamily("qfexbot_account_holds", "Account holds no operator has "
+                                  "released yet (money movement paused on them).", labels=["venue"])
+        held = self._metrics.holds()
+        for venue, run in rt.venues.items():
+            if run.transfers is not None:
+                late.add_metric([venue], run.transfers.late_landings)
+            holds.add_metric([venue], held.get(venue, 0))
+        yield late
+        yield holds
 
         balance = GaugeMetricFamily("qfexbot_account_available", "Available balance of the "
                                     "account's last balance event (for dashboards, not money "

@@ -49,15 +49,22 @@ __all__ = [
 DAY = 24 * 60 * 60.0
 """The rolling window of ``max_daily``, in seconds."""
 
+MIN_TRANSFER = Decimal("0.01")
+"""The smallest amount qfexbot moves (one cent). QFEX documents no transfer precision (the
+amount is a JSON double, balances are floats), so cents are the documented minimum; it is far
+above the reconciliation tolerance (0.000001), so a transfer's balance delta can always be told
+from float noise and no transfer is too small to be reconciled."""
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyDecision:
     """The outcome of a policy check.
 
-    ``code`` is stable for programs: ``ok``, ``paused``, ``invalid_amount``, ``same_account``,
-    ``pair_not_allowed``, ``max_transfer``, ``max_daily``, ``min_interval``, ``min_remaining``,
-    ``balance_unknown``, ``unresolved`` (set by the transfer service) or ``dry_run``. A dry-run
-    decision is not ``allowed``: nothing may be sent, but every check passed.
+    ``code`` is stable for programs: ``ok``, ``paused``, ``invalid_amount``, ``below_minimum``,
+    ``same_account``, ``pair_not_allowed``, ``max_transfer``, ``max_daily``, ``min_interval``,
+    ``min_remaining``, ``balance_unknown``, ``unresolved``, ``account_held`` (set by the
+    transfer service) or ``dry_run``. A dry-run decision is not ``allowed``: nothing may be
+    sent, but every check passed.
     """
 
     allowed: bool
@@ -155,6 +162,13 @@ def check_transfer(
     if not amount.is_finite() or amount <= 0:
         return PolicyDecision(
             False, f"transfer amount must be positive, got {amount}", "invalid_amount"
+        )
+    if amount < MIN_TRANSFER:
+        return PolicyDecision(
+            False,
+            f"amount {_fmt(amount)} is below the minimum transfer {_fmt(MIN_TRANSFER)} (too "
+            f"small to tell apart from balance rounding, so it could never be reconciled)",
+            "below_minimum",
         )
     if src == dst:
         return PolicyDecision(

@@ -61,7 +61,17 @@ key ``deposit_reflects_transfers:<venue>``:
 "Not applied" is the dangerous verdict (it re-enables a transfer that might double a late
 landing request), so it is only given once the entry has been quiet for ``settle_seconds``
 (set it to at least the REST request timeout), whichever rule gave it; "applied" is safe at
-any time.
+any time. Quiet time is counted on trio's clock from when this process first saw the entry in
+doubt: a wall-clock step is no evidence, and a restart starts the quiet period again.
+
+Money edges (docs/reliability.md). Deposits that move by anything but 0 or exactly ±amount
+while an entry is in doubt cannot be explained by this journal (another mover on the
+accounts): the entry stays unknown and both accounts get a durable *hold* (journal ``holds``
+table). A transfer reconciled "not applied" is *watched* for ``late_watch`` (24 h): if its exact
+±amount later appears on both deposits, beyond what this journal's later transfers explain, it
+is re-marked ``done`` (a late landing), logged at ERROR, counted in ``late_landings`` and both
+accounts are held. A held account refuses every transfer (code ``account_held``) and gets no
+automatic verdict until an operator runs ``qfexbot journal release ACCOUNT``.
 
 A ``pending`` or ``sent`` row found by ``reconcile()`` (it holds the account locks, so no
 transfer of this process is working on it) is left over from a crash or a cancellation: it is
@@ -90,7 +100,7 @@ from typing import Any
 import trio
 
 from qfexbot.events import TransferOutcomeEvent
-from qfexbot.journal import Entry, InvalidTransition, Journal, TransferState
+from qfexbot.journal import Entry, InvalidTransition, Journal, TransferState, Watch
 from qfexbot.logs import get_logger, log_context, log_event
 from qfexbot.policy import (
     DAY,
@@ -269,7 +279,9 @@ class TransferService:
         its errors are logged, never raised.
       clock: wall clock (``time.time``), used for policy windows.
       tolerance: balance difference still counted as equal by reconciliation.
-      settle_seconds: minimum quiet time before reconciliation may declare "not applied".
+      settle_seconds: minimum quiet time before reconciliation may declare "not applied",
+        measured on trio's clock from when this process first saw the outcome in doubt.
+      late_watch: how long a transfer reconciled "not applied" is watched for a late landing.
 
     Deposit verification (module doc) is read from and written to ``journal``'s meta table.
     """
@@ -289,6 +301,7 @@ class TransferService:
         clock: Callable[[], float] = time.time,
         tolerance: Decimal = Decimal("0.000001"),
         settle_seconds: float = 0.0,
+        late_watch: float = DAY,
     ) -> None:
         self.journal = journal
         self.venue = venue
@@ -307,6 +320,13 @@ class TransferService:
         self._wake = trio.Event()  # set when a transfer ends unknown: reconcile soon
         self._verified: bool | None = None
         self._verified_loaded = False
+        self._late_watch = late_watch
+        # trio time at which this process saw each entry in doubt / began watching it: quiet
+        # time never comes from the wall clock, and restarts (a fresh process) start it again.
+        self._doubt_since: dict[str, float] = {}
+        self._watch_since: dict[str, float] = {}
+        self.late_landings = 0
+        """Transfers reconciled "not applied" that were later seen to land (re-marked done)."""
 
     def _name(self, account_id: str | None) -> str:
         return self._names.get(account_id or "", account_id or "?")
@@ -436,6 +456,9 @@ class TransferService:
                 None,
                 None,
             )
+        held = await self._held_decision(src, dst)
+        if held is not None:
+            return held, None, None
         limits = self._limits.get(bot)
         if limits is None:
             return (
@@ -552,6 +575,7 @@ class TransferService:
                     entry_id,
                     "outcome unknown: cancelled while sending; reconcile before moving again",
                 )
+            self._doubt_since[entry_id] = trio.current_time()
             self._wake.set()
             raise
         else:
@@ -562,6 +586,7 @@ class TransferService:
         if entry.state == TransferState.DONE:
             await self._observe_deposits(entry)
         elif entry.state == TransferState.UNKNOWN:
+            self._doubt_since[entry_id] = trio.current_time()
             self._wake.set()
         await self._emit(entry)
         return TransferResult(entry_id, entry.state, entry.detail)
@@ -653,6 +678,7 @@ class TransferService:
                         # An operator resolved it meanwhile (qfexbot journal resolve): theirs stands.
                         log_event(log, logging.INFO, "journal entry resolved elsewhere meanwhile",
                                   entry=current.id)
+        results.extend(await self._check_watches(reader))
         return results
 
     async def _reconcile_one(
@@ -663,6 +689,13 @@ class TransferService:
             return await self._still_unknown(
                 entry, "cannot reconcile: balances before the transfer were not recorded"
             )
+        self._doubt_since.setdefault(entry.id, trio.current_time())
+        held = [h for h in await self.journal.active_holds(self.venue) if h.account in (src, dst)]
+        if held:
+            return await self._still_unknown(
+                entry, f"not reconciling automatically: {self._name(held[0].account)} is held "
+                f"({held[0].reason})",
+            )  # fmt: skip
         try:
             src_now, dst_now = await self._read_both(src, dst, reader)
         except Exception as exc:  # noqa: BLE001 -- any read failure leaves it unknown
@@ -684,6 +717,10 @@ class TransferService:
             )
         verified = await self.deposit_verified()
         numbers += f"; amount {amount}"
+        if deposit is not None and classify_reconciliation(
+            amount, *deposit, self._tolerance
+        ) == "unclear":
+            return await self._unexplained(entry, numbers)
         verdict, basis = classify_evidence(
             amount,
             (entry.src_before, entry.dst_before, src_now.available, dst_now.available),
@@ -698,17 +735,20 @@ class TransferService:
         elif verdict == "not_applied":
             if not allow_not_applied:
                 return ReconcileResult(entry.id, entry.state, entry.detail)
-            quiet = self._clock() - (entry.sent_at or entry.created_at)
+            quiet = trio.current_time() - self._doubt_since[entry.id]
             if quiet < self._settle:
                 return await self._still_unknown(
-                    entry, f"balances unchanged, but sent less than {self._settle:g} s ago; "
-                    f"not declaring it not applied yet: {numbers}",
+                    entry, f"balances unchanged, but in doubt for less than {self._settle:g} s "
+                    f"(transfer_settle, counted by this process); not declaring it not applied "
+                    f"yet: {numbers}",
                 )  # fmt: skip
             resolved = await self.journal.resolve(
                 entry.id, False, "reconcile", f"reconciled as not applied (by {basis}): {numbers}"
             )
+            await self._watch(resolved, src_now, dst_now)
         else:
             return await self._still_unknown(entry, f"cannot reconcile: {basis} ({numbers})")
+        self._doubt_since.pop(entry.id, None)
         log_event(log, logging.INFO, "transfer reconciled", entry=entry.id, state=resolved.state,
                   detail=resolved.detail)  # fmt: skip
         await self._emit(resolved)
@@ -719,4 +759,143 @@ class TransferService:
         if entry.detail != detail:
             entry = await self.journal.annotate(entry.id, detail)
             log_event(log, logging.WARNING, "transfer still unknown", entry=entry.id, detail=detail)
+        return ReconcileResult(entry.id, entry.state, entry.detail)
+
+    # -- account holds: durable pauses only an operator lifts --------------------------------
+
+    async def _held_decision(self, src: str, dst: str) -> PolicyDecision | None:
+        """A refusal if an account hold (late landing, unexplained deposits) covers src or dst."""
+        for hold in await self.journal.active_holds(self.venue):
+            if hold.account in (src, dst):
+                return PolicyDecision(
+                    False,
+                    f"{self._name(hold.account)} is held since {hold.code}: {hold.reason}; no "
+                    f"money moves on it until an operator checks the venue and runs "
+                    f"`qfexbot journal release {self._name(hold.account)}`",
+                    "account_held",
+                )
+        return None
+
+    async def _place_holds(self, entry: Entry, code: str, reason: str) -> None:
+        """Hold both accounts of ``entry`` (once per entry and code), logged at ERROR."""
+        active = await self.journal.active_holds(self.venue)
+        have = {(h.account, h.entry_id, h.code) for h in active}
+        for account in (entry.src or "", entry.dst or ""):
+            if (account, entry.id, code) not in have:
+                await self.journal.place_hold(self.venue, account, code, reason, entry.id)
+                log_event(log, logging.ERROR, "account held: money movement on it is paused",
+                          account=self._name(account), entry=entry.id, code=code, detail=reason,
+                          operator="check the venue's balances and history; resolve the entry "
+                          f"if it is in doubt (`qfexbot journal resolve {entry.id} "
+                          "--applied|--not-applied`), then `qfexbot journal release "
+                          f"{self._name(account)}`")  # fmt: skip
+
+    async def _unexplained(self, entry: Entry, numbers: str) -> ReconcileResult:
+        """Deposits moved by something this journal cannot explain while ``entry`` is in doubt.
+
+        Another mover (a second process, a human in the web app) may have moved these accounts:
+        then no balance reading can tell whether ``entry`` landed, so no verdict is ever drawn
+        from them: it stays unknown and both accounts are held until an operator looks.
+        """
+        why = (
+            f"deposits moved by something other than this transfer while it was in doubt "
+            f"(another mover on these accounts?): {numbers}"
+        )
+        await self._place_holds(entry, "unexplained_deposits", why)
+        return await self._still_unknown(entry, f"cannot conclude: {why}")
+
+    # -- the late-landing watch ----------------------------------------------------------------
+
+    async def _watch(self, entry: Entry, src_now: BalanceReading, dst_now: BalanceReading) -> None:
+        """Watch a transfer just reconciled "not applied" for ``late_watch`` from these deposits."""
+        if src_now.deposit is None or dst_now.deposit is None:
+            log_event(log, logging.WARNING, "no deposits reported: a late landing of this "
+                      "transfer could not be detected", entry=entry.id)  # fmt: skip
+            return
+        await self.journal.add_watch(
+            entry.id, self.venue, entry.src or "", entry.dst or "", entry.amount or Decimal(0),
+            src_now.deposit, dst_now.deposit,
+        )  # fmt: skip
+        self._watch_since[entry.id] = trio.current_time()
+
+    async def _check_watches(self, reader: ReadBalance) -> list[ReconcileResult]:
+        """One pass over the watched "not applied" transfers: expire old ones, catch landings.
+
+        A watch ends after ``late_watch`` both on the wall clock (since it began) and on trio's
+        clock (since this process began watching it), so a clock step never ends one early.
+        Watches on held accounts wait: an operator is already looking at those.
+        """
+        results = []
+        now = trio.current_time()
+        held = {h.account for h in await self.journal.active_holds(self.venue)}
+        for watch in await self.journal.watches(self.venue):
+            since = self._watch_since.setdefault(watch.entry_id, now)
+            wall_age = self._clock() - watch.started_at
+            if now - since >= self._late_watch and wall_age >= self._late_watch:
+                await self.journal.update_watch(watch.entry_id, "expired", watch.last_src,
+                                                watch.last_dst)  # fmt: skip
+                self._watch_since.pop(watch.entry_id, None)
+                continue
+            if watch.src in held or watch.dst in held:
+                continue
+            async with self._hold(watch.src, watch.dst):
+                try:
+                    result = await self._check_watch(watch, reader)
+                except InvalidTransition:
+                    continue  # an operator changed the entry meanwhile
+            if result is not None:
+                held.update((watch.src, watch.dst))
+                results.append(result)
+        return results
+
+    async def _check_watch(self, watch: Watch, reader: ReadBalance) -> ReconcileResult | None:
+        """Did the watched transfer land late? Deposits since the watch began, less what this
+        journal's later transfers on those accounts explain, equal to exactly ±amount."""
+        explained = {watch.src: Decimal(0), watch.dst: Decimal(0)}
+        for later in await self.journal.transfers_after(
+            watch.entry_id, self.venue, (watch.src, watch.dst)
+        ):
+            if later.unresolved:
+                return None  # its own reconciliation goes first
+            if later.state == TransferState.DONE and later.amount is not None:
+                if later.src in explained:
+                    explained[later.src] -= later.amount
+                if later.dst in explained:
+                    explained[later.dst] += later.amount
+        try:
+            src_now, dst_now = await self._read_both(watch.src, watch.dst, reader)
+        except Exception:  # noqa: BLE001 -- the next pass reads again
+            return None
+        if src_now.deposit is None or dst_now.deposit is None:
+            return None
+        u_src = src_now.deposit - watch.src_deposit - explained[watch.src]
+        u_dst = dst_now.deposit - watch.dst_deposit - explained[watch.dst]
+        tol, amount = self._tolerance, watch.amount
+
+        def landed(d_src: Decimal, d_dst: Decimal) -> bool:
+            return abs(d_src + amount) <= tol and abs(d_dst - amount) <= tol
+
+        if not (landed(u_src, u_dst) or landed(u_src - watch.last_src, u_dst - watch.last_dst)):
+            if abs(u_src - watch.last_src) > tol or abs(u_dst - watch.last_dst) > tol:
+                log_event(log, logging.WARNING, "deposits moved in a way this journal does not "
+                          "explain (another mover on these accounts?)", entry=watch.entry_id,
+                          src=self._name(watch.src), dst=self._name(watch.dst),
+                          unexplained=f"{u_src} / {u_dst}")  # fmt: skip
+                await self.journal.update_watch(watch.entry_id, "watching", u_src, u_dst)
+            return None
+        detail = (
+            f"late landing: reconciled not applied, then deposits moved by exactly the amount "
+            f"with no transfer of ours to explain it (unexplained since then: "
+            f"{self._name(watch.src)} {u_src}, {self._name(watch.dst)} {u_dst}; amount {amount}); "
+            f"a later transfer on these accounts may have moved the money a second time"
+        )
+        entry = await self.journal.remark_applied(watch.entry_id, "reconcile", detail)
+        await self.journal.update_watch(watch.entry_id, "landed", u_src, u_dst)
+        self._watch_since.pop(watch.entry_id, None)
+        self.late_landings += 1
+        log_event(log, logging.ERROR, "LATE LANDING: a transfer reconciled not applied was "
+                  "applied by the venue after all", entry=entry.id, src=self._name(watch.src),
+                  dst=self._name(watch.dst), amount=str(amount), detail=detail)  # fmt: skip
+        await self._place_holds(entry, "late_landing", detail)
+        await self._emit(entry)
         return ReconcileResult(entry.id, entry.state, entry.detail)

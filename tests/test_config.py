@@ -714,6 +714,8 @@ def test_docs_examples_are_valid() -> None:
 def test_transfer_settle_defaults_to_a_generous_multiple_of_the_request_timeout():
     from qfexbot.config import SessionSettings
 
-    assert SessionSettings().settle_seconds == 30.0
-    assert SessionSettings(request_timeout=20.0).settle_seconds == 60.0
+    # Minutes, not 30 s: a request the venue held 40 s was doubled by the old default.
+    assert SessionSettings().settle_seconds == 600.0
+    assert SessionSettings(request_timeout=20.0).settle_seconds == 600.0
+    assert SessionSettings(request_timeout=300.0).settle_seconds == 900.0
     assert SessionSettings(transfer_settle=2.0).settle_seconds == 2.0

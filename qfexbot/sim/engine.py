@@ -72,6 +72,8 @@ class LedgerEntry:
     amount: Decimal
     applied_at: float
     response_dropped: bool = False
+    outside: bool = False  # moved by another client (Faults.outside_transfer), not qfexbot
+    held_for: float = 0.0  # seconds the request was held before applying (hold_transfers)
 
 
 @dataclass(frozen=True)
@@ -214,8 +216,12 @@ class Engine:
         self.accounts[account_id] = Account(account_id, user_id)
         return account_id
 
-    def transfer(self, user_id: str, src: str, dst: str, amount: Decimal) -> LedgerEntry:
+    def transfer(self, user_id: str, src: str, dst: str, amount: Decimal, *,
+                 outside: bool = False, held_for: float = 0.0) -> LedgerEntry:
         """Move available balance between two accounts of one user, instantly (§6 #16).
+
+        ``outside`` marks a move made by another client (the web app, a second bot) and
+        ``held_for`` a request the venue held before applying; both only label the ledger.
 
         Raises:
             TransferError: 403 not owned, 400 src == dst, 422 amount <= 0 or > available.
@@ -240,7 +246,8 @@ class Engine:
             )
         self.accounts[src].deposit -= amount
         self.accounts[dst].deposit += amount
-        entry = LedgerEntry(str(uuid.uuid4()), src, dst, amount, self.clock())
+        entry = LedgerEntry(str(uuid.uuid4()), src, dst, amount, self.clock(),
+                            outside=outside, held_for=held_for)
         self.ledger.append(entry)
         return entry
 

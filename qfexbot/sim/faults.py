@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from qfexbot.sim.engine import TransferError
 
 if TYPE_CHECKING:
     from qfexbot.sim.server import QfexSimulator
@@ -31,6 +34,7 @@ class Faults:
         self._rest_failures: deque[RestFailure] = deque()
         self._rest_delays: deque[float] = deque()
         self._transfer_drops: deque[str] = deque()
+        self._transfer_holds: deque[float] = deque()
         self.pulses_stopped = False
 
     def drop_connections(self, account_id: str | None = None) -> int:
@@ -67,6 +71,32 @@ class Faults:
             raise ValueError(f"mode must be one of {DROP_MODES}, got {mode!r}")
         self._transfer_drops.extend(mode for _ in range(_count(n)))
 
+    def hold_transfers(self, seconds: float, n: int = 1) -> None:
+        """Hold the next ``n`` POST /user/transfer ``seconds`` (trio time), then APPLY them.
+
+        The client has normally timed out by then: a late landing. The validation (ownership,
+        amount, balance) runs when the hold ends, as the venue would apply it then; a response
+        is still attempted afterwards and is lost if the client has gone.
+        """
+        if float(seconds) < 0:
+            raise ValueError("seconds must be >= 0")
+        self._transfer_holds.extend(float(seconds) for _ in range(_count(n)))
+
+    def outside_transfer(self, src: str, dst: str, amount: Any) -> dict[str, Any]:
+        """Move ``amount`` between two accounts of one user as another client would (the web
+        app, a second qfexbot): balances and deposits change and the ledger row is marked
+        ``outside``. Returns that ledger row; raises ValueError if the venue would refuse it."""
+        engine = self._sim.engine
+        owner = next((u for u, ids in engine.user_accounts.items() if src in ids), None)
+        if owner is None:
+            raise ValueError(f"no user owns account {src!r}")
+        try:
+            entry = engine.transfer(owner, src, dst, Decimal(str(amount)), outside=True)
+        except TransferError as exc:
+            raise ValueError(f"outside transfer refused: {exc.detail}") from None
+        return {"id": entry.id, "src": entry.src, "dst": entry.dst, "amount": str(entry.amount),
+                "outside": True}
+
     def send_malformed_frame(self, account_id: str | None = None) -> int:
         """Send a truncated JSON frame on every trade connection (of one account)."""
         return self._sim.trade.send_raw(MALFORMED_FRAME, account_id)
@@ -90,6 +120,9 @@ class Faults:
     def take_rest_delay(self) -> float:
         return self._rest_delays.popleft() if self._rest_delays else 0.0
 
+    def take_transfer_hold(self) -> float | None:
+        return self._transfer_holds.popleft() if self._transfer_holds else None
+
     def take_transfer_drop(self) -> str | None:
         return self._transfer_drops.popleft() if self._transfer_drops else None
 
@@ -100,6 +133,7 @@ class Faults:
             "rest_failures": [asdict(f) for f in self._rest_failures],
             "rest_delays": list(self._rest_delays),
             "transfer_drops": list(self._transfer_drops),
+            "transfer_holds": list(self._transfer_holds),
             "pulses_stopped": self.pulses_stopped,
         }
 

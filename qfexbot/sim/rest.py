@@ -42,7 +42,8 @@ SCHEMA_BASE = "https://api.qfex.com/schemas"
 DURATIONS = {"1d": 86400, "1w": 7 * 86400, "1m": 30 * 86400, "3m": 90 * 86400}
 TIMEOUT_HOLD = 300.0
 FAULTS = ("drop_connections", "reject_next_auths", "fail_next_rest", "delay_rest",
-          "drop_transfer_response", "send_malformed_frame", "stop_pulses", "resume_pulses")
+          "drop_transfer_response", "send_malformed_frame", "stop_pulses", "resume_pulses",
+          "hold_transfers", "outside_transfer")
 
 
 class HttpError(Exception):
@@ -66,6 +67,7 @@ class Request:
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                         for k, v in scope["headers"]}
         self.body = body
+        self.held_for = 0.0  # set by the hold_transfers fault
 
     def json(self) -> Any:
         if not self.body:
@@ -108,6 +110,11 @@ class RestApp:
                 delay = faults.take_rest_delay()
                 if delay:
                     await trio.sleep(delay)
+                if (request.method, request.path) == ("POST", "/user/transfer"):
+                    held = faults.take_transfer_hold()
+                    if held is not None:
+                        request.held_for = held
+                        await trio.sleep(held)
                 status, payload = self._route(request)
         except HttpError as exc:
             await _problem(send, exc)
@@ -196,7 +203,7 @@ class RestApp:
         assert src is not None and dst is not None
         try:
             entry = self.sim.engine.transfer(user.account_id, src.lower(), dst.lower(),
-                                             Decimal(amount))
+                                             Decimal(amount), held_for=request.held_for)
         except TransferError as exc:
             raise HttpError(exc.status, exc.detail, exc.location) from None
         log_event(log, logging.INFO, "transfer applied", id=entry.id, src=entry.src,

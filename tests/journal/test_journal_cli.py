@@ -9,7 +9,15 @@ import pytest
 from journal_helpers import DESK_A, TREASURY
 
 from qfexbot.journal import SqliteStore
-from qfexbot.journal_cli import JournalCommandError, journal_list, journal_resolve, pause, resume
+from qfexbot.cli import main
+from qfexbot.journal_cli import (
+    JournalCommandError,
+    journal_list,
+    journal_release,
+    journal_resolve,
+    pause,
+    resume,
+)
 from qfexbot.policy import kill_switch_reason
 
 
@@ -121,3 +129,54 @@ async def test_one_process_per_journal_and_no_operator_resolution_mid_send(tmp_p
     assert journal_holder(path) is None
     # Once the process is gone the operator may settle it.
     assert "marked failed" in journal_resolve(path, entry.id, applied=False)
+
+
+def test_account_holds_are_listed_and_released_by_the_operator(filled, tmp_path, capsys):
+    path, ids = filled
+    store = SqliteStore(path)
+    try:
+        store.place_hold("demo", DESK_A, "late_landing", "late landing of 250.00", ids["done"])
+    finally:
+        store.close()
+    text = journal_list(path, names={DESK_A: "desk-a"})
+    assert "ACCOUNT HOLDS" in text and "qfexbot journal release ACCOUNT" in text
+    assert f"desk-a  [late_landing] (transfer {ids['done']}): late landing of 250.00" in text
+    assert "ACCOUNT HOLDS" in journal_list(path, state="pending")  # shown even with no entries
+    with pytest.raises(JournalCommandError, match="no active hold on account treasury"):
+        journal_release(path, "treasury", {"treasury": TREASURY})
+    assert journal_release(path, "desk-a", {"desk-a": DESK_A}) == (
+        "released 1 hold(s) on desk-a: money may move on it again")
+    assert "ACCOUNT HOLDS" not in journal_list(path)
+    # Through the command line, as an operator types it: `qfexbot journal release ALIAS`.
+    store = SqliteStore(path)
+    try:
+        store.place_hold("demo", DESK_A, "unexplained_deposits", "another mover?", ids["unknown"])
+    finally:
+        store.close()
+    config = tmp_path / "bots.toml"
+    config.write_text(f"""
+[runtime]
+journal = "{path}"
+
+[venues.demo]
+kind = "qfex"
+simulator = true
+user_id = "{TREASURY}"
+public_key = "qfex_pub_t"
+secret = "qfex_secret_t"
+accounts = {{ treasury = "primary", desk-a = "{DESK_A}" }}
+
+[bots.b]
+venue = "demo"
+accounts = ["desk-a"]
+[bots.b.plugins.p]
+""")
+    assert main(["journal", "release", "desk-a", "--config", str(config)]) == 0
+    assert "released 1 hold(s) on desk-a" in capsys.readouterr().out
+    assert main(["journal", "release", "desk-a", "--config", str(config)]) == 1
+    assert "no active hold on account desk-a" in capsys.readouterr().err
+    store = SqliteStore(path)
+    try:
+        assert store.active_holds() == []
+    finally:
+        store.close()

@@ -41,6 +41,8 @@ def test_allowed():
         ({"amount": "0"}, "invalid_amount", ["positive", "0"]),
         ({"amount": "-5"}, "invalid_amount", ["-5"]),
         ({"amount": "NaN"}, "invalid_amount", ["NaN"]),
+        ({"amount": "0.0000005"}, "below_minimum", ["0.0000005", "minimum transfer 0.01"]),
+        ({"amount": "0.009"}, "below_minimum", ["0.009"]),
         ({"dst": TREASURY}, "same_account", ["treasury"]),
         (
             {"src": DESK_A, "dst": DESK_B},

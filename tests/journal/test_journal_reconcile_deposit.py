@@ -218,7 +218,7 @@ async def test_lost_response_on_a_trading_desk_is_applied_by_deposit(journal, dv
 
 
 async def test_failure_before_apply_on_a_trading_desk_needs_a_verified_venue(
-    journal, dvenue, clock
+    journal, dvenue, clock, autojump_clock
 ):
     svc = service(journal, dvenue, clock, settle_seconds=10.0)
     dvenue.outcomes = ["fail_before_apply"]
@@ -234,8 +234,8 @@ async def test_failure_before_apply_on_a_trading_desk_needs_a_verified_venue(
     result = await move(svc, "40")
     dvenue.trade(DESK_A, "2.5")
     [early] = await svc.reconcile()  # the quiet-time rule holds for deposit evidence too
-    assert early.state == "unknown" and "less than 10 s ago" in early.detail
-    clock.advance(11)
+    assert early.state == "unknown" and "in doubt for less than 10 s" in early.detail
+    await trio.sleep(11)
     [late] = await svc.reconcile()
     assert late.state == "failed" and "not applied (by deposit)" in late.detail
     assert (late.entry_id, dvenue.ledger) == (result.entry_id, [(TREASURY, DESK_A, d(5))])

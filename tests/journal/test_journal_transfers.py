@@ -133,16 +133,39 @@ async def test_unclear_balances_stay_unknown_until_an_operator_resolves(
     assert len(venue.ledger) == 2
 
 
-async def test_settle_time_guards_the_not_applied_verdict(journal, venue, clock):
+async def test_settle_time_guards_the_not_applied_verdict(journal, venue, clock, autojump_clock):
     svc = service(journal, venue, clock, settle_seconds=10)
     venue.outcomes = ["fail_before_apply"]
     await move(svc, "40")
-    clock.advance(5)
+    await trio.sleep(5)
     [early] = await svc.reconcile()
-    assert early.state == "unknown" and "less than 10 s ago" in early.detail
-    clock.advance(6)
+    assert early.state == "unknown" and "in doubt for less than 10 s" in early.detail
+    await trio.sleep(6)
     [late] = await svc.reconcile()
     assert late.state == "failed"
+
+
+async def test_a_wall_clock_step_is_no_evidence_of_quiet_time(
+    journal, journal_path, venue, clock, autojump_clock
+):
+    # The test failed before this change: quiet time was the wall clock minus sent_at, so a
+    # forward step of the clock "settled" the transfer at once and allowed a second one.
+    svc = service(journal, venue, clock, settle_seconds=10)
+    venue.outcomes = ["fail_before_apply"]
+    entry = (await move(svc, "40")).entry_id
+    clock.advance(3600)  # NTP step, VM resume, operator: the wall clock leaps an hour
+    [stepped] = await svc.reconcile()
+    assert stepped.state == "unknown"
+    clock.advance(-7200)  # and back, past the send: still nothing either way
+    assert [r.state for r in await svc.reconcile()] == ["unknown"]
+    # A restart never carries quiet time over on wall-clock stamps: it starts again.
+    await trio.sleep(9)
+    restarted = service(journal, venue, clock, settle_seconds=10)
+    clock.advance(10**6)
+    assert [r.state for r in await restarted.reconcile()] == ["unknown"]
+    await trio.sleep(10)
+    assert [r.state for r in await restarted.reconcile()] == ["failed"]
+    assert (await journal.get(entry)).state == "failed" and venue.ledger == []
 
 
 async def test_balance_read_failure_keeps_it_unknown(journal, venue, clock):

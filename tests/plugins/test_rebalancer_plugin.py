@@ -105,12 +105,13 @@ BASE = {"min": 500, "target": 1000, "max": 2000, "interval": "10s", "settle_time
 
 @asynccontextmanager
 async def running(
-    balances: dict[str, Decimal], *, pulse_every: float | None = 1.0, **options: Any
+    balances: dict[str, Decimal], *, pulse_every: float | None = 1.0,
+    venue_type: type[Venue] | None = None, **options: Any
 ) -> AsyncIterator[Venue]:
     """Run the rebalancer of bot ``b`` against a ``Venue``; time starts at 0 (autojump)."""
     app = app_config({**BASE, **options})
     buses = {DESK_A: Bus(DESK_A, "v"), DESK_B: Bus(DESK_B, "v")}
-    venue = Venue(balances, buses)
+    venue = (venue_type or Venue)(balances, buses)
     host = build_plugin_host(
         app.bots["b"], app.venues["v"], plugin_dirs=app.runtime.plugin_dirs, actions=venue
     )
@@ -313,3 +314,60 @@ def test_config_errors_name_the_problem(options, message):
         build_plugin_host(app.bots["b"], app.venues["v"], plugin_dirs=app.runtime.plugin_dirs,
                           actions=Venue({}, {}))  # fmt: skip
     assert message in str(info.value)
+
+
+class DepositVenue(Venue):
+    """A venue double whose balance events also carry ``deposit``: transfers move it (as on
+    QFEX), trading moves only the available balance."""
+
+    def __init__(self, balances: dict[str, Decimal], buses: dict[str, Bus]) -> None:
+        super().__init__(balances, buses)
+        self.initial = dict(balances)
+
+    def deposit(self, account: str) -> Decimal:
+        moved = sum((a if dst == account else -a for _, src, dst, a in self.ledger
+                     if account in (src, dst)), D(0))  # fmt: skip
+        return self.initial[account] + moved
+
+    def apply(self, src: str, dst: str, amount: Decimal) -> None:
+        """Apply a transfer without answering it (its response is lost)."""
+        self.balances[src] -= amount
+        self.balances[dst] += amount
+        self.ledger.append((trio.current_time(), src, dst, amount))
+
+    def balance_event(self, account: str, available: Decimal | None = None) -> BalanceEvent:
+        value = self.balances[account] if available is None else available
+        return BalanceEvent(venue="v", account_id=account, received_at=time.time(),
+                            available=value, deposit=self.deposit(account))  # fmt: skip
+
+
+async def test_a_transfer_reconciled_done_after_its_balance_event_is_seen_at_once(
+    autojump_clock, caplog
+):
+    # The test failed before this change: the rebalancer took the balance that already showed
+    # the transfer as "before", waited settle_timeout (60 s) for a change that had happened,
+    # and only topped desk-a up again after reading it afresh at 80 s.
+    caplog.set_level(logging.INFO)
+    unknown = TransferResult("u1", "unknown", "outcome unknown: timeout")
+
+    def lose_response(src: str, dst: str, amount: Decimal) -> TransferResult | None:
+        if len(venue.calls) == 1:
+            venue.apply(src, dst, amount)  # the venue applied it; the response was lost
+            return unknown
+        return None
+
+    async with running(start(50, 1000), venue_type=DepositVenue) as venue:
+        venue.script = lose_response
+        await until(15)  # top-up at 10 s; the pulses since show desk-a at 1000 (deposit moved)
+        assert venue.moves() == [(TREASURY, DESK_A, D(950))]
+        # Reconciliation settles it applied (the balance events already showed it).
+        await venue.buses[DESK_A].publish(TransferOutcomeEvent(
+            venue="v", account_id=TREASURY, received_at=time.time(), entry_id="u1",
+            src=TREASURY, dst=DESK_A, amount=D(950), state="done"))  # fmt: skip
+        await until(16)
+        venue.balances[DESK_A] = D(100)  # a trading loss: out of band again, deposit unchanged
+        await until(35)
+        assert venue.moves() == [(TREASURY, DESK_A, D(950)), (TREASURY, DESK_A, D(900))]
+        assert [t for t, *_ in venue.ledger][1] in (20, 30)
+    assert "no balance event for" not in caplog.text
+

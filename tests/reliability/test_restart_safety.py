@@ -120,6 +120,14 @@ def test_sigkill_during_transfers_never_loses_or_doubles_money(tmp_path: Path, s
     proc = start_run(quiet_config, log, env)
     try:
         wait_for_log(log, "all bots started", proc)
+        # "Not applied" needs transfer_settle of quiet time seen by this process (time before a
+        # restart is no evidence), so entries still in doubt settle at a periodic pass.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            _, states = journal_transfers(journal)
+            if not states["pending"] + states["sent"] + states["unknown"]:
+                break
+            time.sleep(0.2)
     finally:
         proc.send_signal(2)
         assert wait_exit(proc, 15) == 0, log.read_text()[-3000:]
@@ -128,9 +136,12 @@ def test_sigkill_during_transfers_never_loses_or_doubles_money(tmp_path: Path, s
     assert sum(landed.values()) >= RUNS, "the runs should have moved money"
     assert states["pending"] == states["sent"] == states["unknown"] == 0, states
     assert done == landed, (done - landed, landed - done)
-    in_doubt = [line for line in log_lines(log) if str(line.get("msg", "")).startswith(
-        "journal entry still in doubt")]
-    assert in_doubt == []
+    quiet_lines = log_lines(log)
+    in_doubt = {line.get("entry") for line in quiet_lines if str(line.get("msg", "")).startswith(
+        "journal entry still in doubt")}
+    settled = {line.get("entry") for line in quiet_lines if str(line.get("msg", "")).startswith(
+        "journal entry reconciled")}
+    assert in_doubt <= settled, in_doubt - settled
     reconciled_at_start = sum(
         1 for run in range(RUNS) for line in log_lines(tmp_path / f"run{run}.log")
         if str(line.get("msg", "")).startswith("journal entry reconciled"))

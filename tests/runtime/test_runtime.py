@@ -141,7 +141,9 @@ async def test_journal_left_in_doubt_is_reconciled_before_any_bot_acts(tmp_path)
     from qfexbot.journal import SqliteJournal
 
     # A previous run died a minute ago after sending; the venue never applied it (balances are
-    # as before). Recent entries are left unknown a little longer: a late request could land.
+    # as before). "Not applied" needs transfer_settle of quiet time counted by this process (a
+    # wall-clock stamp from before the restart is no evidence), so it is examined before any
+    # bot acts and stays unknown, blocking its accounts, until then.
     journal = await SqliteJournal.open(app.runtime.journal, clock=lambda: time.time() - 60)
     entry = await journal.record_intent(bot="watch", plugin="recorder", venue="demo", src=PRIMARY,
                                         dst=DESK_A, amount=Decimal(30), reason="crashed run",
@@ -153,8 +155,8 @@ async def test_journal_left_in_doubt_is_reconciled_before_any_bot_acts(tmp_path)
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             settled = await runtime.journal.get(entry.id)
-            # Settled by the time run() reports started, i.e. before sessions feed any plugin.
-            assert (settled.state, settled.resolved_by) == ("failed", "reconcile")
+            # Examined by the time run() reports started, i.e. before sessions feed any plugin.
+            assert settled.state == "unknown" and "in doubt for less than" in settled.detail
             first_live = [e for e in recorder(runtime).events if getattr(e, "state", None) is ConnectionState.LIVE]
             assert first_live == []
             runtime.stop()

@@ -7,7 +7,9 @@ fault, and checks the journal against the simulator's ledger.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -43,7 +45,7 @@ class World:
         self.journal: SqliteJournal | None = None
 
     async def service(self, *, limits: Limits = LIMITS, kill_switch: Path | None = None,
-                      send=None) -> TransferService:
+                      send=None, settle: float = 0.0, clock=time.time) -> TransferService:
         if self.journal is not None:
             await self.journal.close()
         self.journal = await SqliteJournal.open(self.path)
@@ -55,6 +57,8 @@ class World:
             limits={"bot": limits},
             accounts=ACCOUNTS,
             kill_switch=kill_switch,
+            settle_seconds=settle,
+            clock=clock,
         )
 
     def rows(self) -> list[tuple[str, str]]:
@@ -201,3 +205,148 @@ async def test_dry_run_sends_nothing_and_is_journaled(world):
     assert world.sim.ledger == []
     with sqlite3.connect(world.path) as db:
         assert db.execute("select count(*) from entries where kind = 'dry_run'").fetchone() == (1,)
+
+
+# -- money edges (docs/reliability.md "Money edges") -----------------------------------------
+
+
+async def until_ledger(world: World, n: int) -> None:
+    with trio.fail_after(15):
+        while len(world.sim.ledger) < n:
+            await trio.sleep(0.05)
+
+
+async def reconcile_until(service: TransferService, state: str) -> list:
+    with trio.fail_after(15):
+        while True:
+            results = await service.reconcile()
+            if [r.state for r in results] == [state]:
+                return results
+            await trio.sleep(0.2)
+
+
+async def test_a_late_landing_is_re_marked_applied_counted_and_holds_the_accounts(world, caplog):
+    # The test failed before this change: the first transfer stayed "failed" after it landed,
+    # so the journal showed one transfer where the venue had moved the money twice, silently.
+    # settle (2 s) is set shorter than the venue's hold (5 s) on purpose, to force the verdict.
+    service = await world.service(settle=2.0)
+    world.sim.faults.hold_transfers(5.0)
+    first = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "top-up")
+    assert first.state == "unknown"
+    await reconcile_until(service, "failed")
+    retry = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "retry")
+    assert retry.state == "done"
+    await until_ledger(world, 2)  # the held first request lands now: the money moved twice
+    [late] = await service.reconcile()
+    assert (late.entry_id, late.state) == (first.entry_id, "done")
+    assert "late landing" in late.detail
+    trail = await world.journal.events(first.entry_id)
+    assert (trail[-1]["from_state"], trail[-1]["to_state"], trail[-1]["by"]) == (
+        "failed", "done", "reconcile")
+    assert service.late_landings == 1
+    # Loud, and the two accounts are paused until an operator looks (durable: in the journal).
+    assert any(r.levelno == logging.ERROR and "LATE LANDING" in r.getMessage()
+               for r in caplog.records)
+    held = await world.journal.active_holds("demo")
+    assert sorted(h.account for h in held) == sorted([PRIMARY, DESK_A])
+    again = await service.transfer("bot", "p", DESK_A, PRIMARY, Decimal(10), "sweep")
+    assert (again.state, again.code) == ("refused", "account_held")
+    assert "qfexbot journal release" in again.detail
+    # Journal and venue agree again: two transfers done, two in the ledger; no third one.
+    assert world.rows() == [("done", "100"), ("done", "100")]
+    assert len(world.sim.ledger) == 2
+    assert await service.reconcile() == []  # landed once, re-marked once
+    restarted = await world.service(settle=2.0)
+    blocked = await restarted.transfer("bot", "p", PRIMARY, DESK_A, Decimal(10), "after restart")
+    assert blocked.code == "account_held"
+    assert await world.journal.release_holds("demo", PRIMARY, "operator") == 1
+    assert await world.journal.release_holds("demo", DESK_A, "operator") == 1
+    assert (await restarted.transfer("bot", "p", PRIMARY, DESK_A, Decimal(10), "x")).state == "done"
+
+
+async def test_a_wall_clock_step_while_in_doubt_does_not_settle_the_transfer(world):
+    # The test failed before this change: the quiet time was wall clock minus sent_at, so the
+    # hour-long step declared the held transfer "not applied" and allowed a second one.
+    wall = [time.time()]
+    service = await world.service(settle=2.0, clock=lambda: wall[0])
+    world.sim.faults.hold_transfers(4.0)
+    first = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "top-up")
+    assert first.state == "unknown"
+    wall[0] += 3600.0
+    assert [r.state for r in await service.reconcile()] == ["unknown"]
+    refused = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "retry")
+    assert refused.code == "unresolved"
+    await until_ledger(world, 1)
+    assert [r.state for r in await service.reconcile()] == ["done"]
+    assert world.rows() == [("done", "100")] and len(world.sim.ledger) == 1
+
+
+async def verified(world: World, service: TransferService) -> None:
+    """One confirmed transfer: the venue is seen to reflect transfers in deposit."""
+    assert (await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(1), "verify")).ok
+    assert await service.deposit_verified() is True
+
+
+async def test_an_outside_mover_never_makes_a_failed_transfer_look_applied(world, caplog):
+    # The test failed before this change: after the outside mover's second step the deposits
+    # showed exactly the amount, and the transfer the venue had refused was journaled done.
+    service = await world.service()
+    await verified(world, service)
+    world.sim.faults.fail_next_rest(1, status=503, path="/user/transfer")
+    lost = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "top-up")
+    assert lost.state == "unknown"
+    world.sim.faults.outside_transfer(PRIMARY, DESK_A, Decimal(60))  # the web app, say
+    [first] = await service.reconcile()
+    assert first.state == "unknown"
+    world.sim.faults.outside_transfer(PRIMARY, DESK_A, Decimal(40))
+    [second] = await service.reconcile()
+    assert second.state == "unknown"  # deposits now show ±100, but that is no evidence
+    assert "cannot conclude" in first.detail and "held" in second.detail
+    assert [e.outside for e in world.sim.ledger] == [False, True, True]
+    held = await world.journal.active_holds("demo")
+    assert {(h.account, h.code, h.entry_id) for h in held} == {
+        (PRIMARY, "unexplained_deposits", lost.entry_id),
+        (DESK_A, "unexplained_deposits", lost.entry_id),
+    }
+    assert any(r.levelno == logging.ERROR and "account held" in r.getMessage()
+               for r in caplog.records)
+    # The operator checks the venue, resolves it, and must still release the accounts.
+    await world.journal.resolve(lost.entry_id, False, "operator")
+    refused = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(10), "x")
+    assert (refused.state, refused.code) == ("refused", "account_held")
+
+
+async def test_an_outside_mover_never_makes_an_applied_transfer_look_not_applied(world):
+    # The test failed before this change: the outside mover put the deposits back where they
+    # were, the applied transfer was reconciled "not applied", and the retry doubled it.
+    service = await world.service(settle=1.0)
+    await verified(world, service)
+    world.sim.faults.hold_transfers(3.0)
+    ours = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "top-up")
+    assert ours.state == "unknown"
+    world.sim.faults.outside_transfer(DESK_A, PRIMARY, Decimal(30))
+    assert [r.state for r in await service.reconcile()] == ["unknown"]
+    await until_ledger(world, 3)  # ours lands
+    world.sim.faults.outside_transfer(DESK_A, PRIMARY, Decimal(70))  # deposits back as before
+    await trio.sleep(1.2)  # past settle
+    [after] = await service.reconcile()
+    assert after.state == "unknown"
+    retry = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "retry")
+    assert retry.state == "refused"
+    assert [e.amount for e in world.sim.ledger if not e.outside] == [Decimal(1), Decimal(100)]
+
+
+async def test_dust_is_refused_before_anything_is_sent_and_blocks_nothing(world):
+    # The test failed before this change: 0.0000005 was sent; with its response lost it could
+    # never be reconciled (its delta is within the tolerance) and blocked both accounts forever.
+    service = await world.service()
+    world.sim.faults.drop_transfer_response(mode="timeout")
+    dust = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal("0.0000005"), "dust")
+    assert (dust.state, dust.code) == ("refused", "below_minimum")
+    assert "minimum transfer 0.01" in dust.detail
+    assert world.sim.ledger == [] and world.rows() == []
+    # The smallest allowed amount is far above the tolerance: it reconciles like any other.
+    cent = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal("0.01"), "cent")
+    assert cent.state == "unknown"  # the dropped response is consumed by this one
+    assert [r.state for r in await service.reconcile()] == ["done"]
+    assert [e.amount for e in world.sim.ledger] == [Decimal("0.01")]

@@ -144,3 +144,47 @@ async def test_admin_routes(running: Sim) -> None:
         assert [e["seq"] for e in events["events"]] == [1, 2, 3]
         assert [e["channel"] for e in events["events"]] == [
             "order_responses", "order_responses", "fills"]
+
+
+async def test_hold_transfers_applies_the_request_after_the_client_gave_up(running: Sim) -> None:
+    running.sim.faults.hold_transfers(0.6, n=1)
+    async with httpx.AsyncClient(base_url=running.urls.rest_url) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await post_transfer(client, 7, timeout=0.2)
+        assert running.sim.ledger == []  # held: nothing applied when the client gives up
+        with trio.fail_after(5):
+            while not running.sim.ledger:
+                await trio.sleep(0.05)
+        [entry] = running.sim.ledger
+        assert (entry.amount, entry.held_for, entry.outside) == (Decimal(7), 0.6, False)
+        assert running.sim.available_balance(SUB1) == Decimal(57)
+        # Only the next n transfer requests are held; other routes never are.
+        assert (await client.post("/_sim/faults/hold_transfers",
+                                  json={"seconds": 0.3, "n": 1})).status_code == 200
+        started = trio.current_time()
+        assert (await client.get("/refdata")).status_code == 200
+        assert trio.current_time() - started < 0.3
+        assert (await client.get("/_sim/state")).json()["faults"]["transfer_holds"] == [0.3]
+        assert (await post_transfer(client, 1)).status_code == 204  # held 0.3 s, then answered
+        assert trio.current_time() - started >= 0.3
+        bad = await client.post("/_sim/faults/hold_transfers", json={"seconds": -1})
+        assert bad.status_code == 422
+
+
+async def test_outside_transfer_moves_deposits_and_is_marked_in_the_ledger(running: Sim) -> None:
+    row = running.sim.faults.outside_transfer(PRIMARY, SUB1, Decimal("12.5"))
+    assert (row["amount"], row["outside"]) == ("12.5", True)
+    assert running.sim.engine.accounts[SUB1].deposit == Decimal("62.5")
+    async with httpx.AsyncClient(base_url=running.urls.rest_url) as client:
+        response = await client.post("/_sim/faults/outside_transfer",
+                                     json={"src": SUB1, "dst": PRIMARY, "amount": 2.5})
+        assert response.status_code == 200 and response.json()["result"]["outside"] is True
+        assert (await post_transfer(client, 1)).status_code == 204
+        ledger = (await client.get("/_sim/ledger")).json()["data"]
+        # The soak tells qfexbot's own transfers from other movers' by this flag.
+        assert [(e["amount"], e["outside"]) for e in ledger] == [
+            ("12.5", True), ("2.5", True), ("1", False)]
+        refused = await client.post("/_sim/faults/outside_transfer",
+                                    json={"src": SUB1, "dst": PRIMARY, "amount": 10**9})
+        assert refused.status_code == 422 and "exceeds available" in refused.text
+    assert running.sim.engine.accounts[SUB1].deposit == Decimal(61)
