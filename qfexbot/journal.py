@@ -23,6 +23,19 @@ The ``meta`` table holds small durable facts keyed by name (``get_meta``/``set_m
 whether a venue has been seen to reflect transfers in its ``deposit`` balance (see
 ``qfexbot.transfers``). Files written by older versions open unchanged: missing columns and
 tables are added at open.
+
+Identity. A transfer row carries ``owner``: the venue user id the accounts belong to (QFEX
+subaccount ids are UUIDs under one user id). ``venue`` is the configured venue *name*, kept for
+display and compatibility only; everything that decides whether money may move — blocking,
+reconciliation, ``min_interval`` and the rolling 24 h total — is keyed by ``(owner, account
+ids)``, so renaming a venue, an account alias or a bot changes nothing. Rows written before the
+column existed have ``owner`` NULL: we cannot know their user id, so they match by account ids
+alone, under *every* owner (an old unresolved row blocks its accounts whatever the venue is
+called now, and counts against every limit on its pair) — never forgotten, at worst too strict.
+
+The rolling 24 h budget is checked and the intent inserted in one transaction
+(``record_intent(..., budget=DailyBudget(...))``), so two concurrent transfers can never both
+pass a budget only one of them fits in.
 """
 
 from __future__ import annotations
@@ -46,6 +59,8 @@ import trio
 
 __all__ = [
     "UNRESOLVED",
+    "BudgetExceeded",
+    "DailyBudget",
     "Entry",
     "EntryKind",
     "EntryNotFound",
@@ -116,8 +131,37 @@ class JournalLocked(RuntimeError):
     """Another process holds this journal: one running qfexbot per journal file."""
 
 
+class BudgetExceeded(Exception):
+    """``record_intent`` refused: the transfer would take the rolling 24 h total over its limit.
+
+    ``spent`` is what the window already holds (possibly applied transfers), ``limit`` the limit.
+    Nothing was written.
+    """
+
+    def __init__(self, spent: Decimal, limit: Decimal, amount: Decimal) -> None:
+        super().__init__(f"amount {amount} would bring the rolling 24 h total to {spent + amount}, "
+                         f"over max_daily {limit} (already {spent} in the last 24 h)")
+        self.spent, self.limit, self.amount = spent, limit, amount
+
+
+@dataclass(frozen=True, slots=True)
+class DailyBudget:
+    """The rolling-window limit a transfer intent must fit in, checked atomically with its insert.
+
+    Counted: transfer rows of ``owner`` (and ownerless legacy rows) created at or after ``since``
+    that may have moved money (pending, sent, unknown, done) whose unordered account pair is in
+    ``pairs`` (sets of two account ids; None: every pair). Which bot wrote them does not matter.
+    """
+
+    limit: Decimal
+    since: float
+    pairs: frozenset[frozenset[str]] | None
+
+
 def _lock_path(path: Path) -> Path:
-    return path.with_name(path.name + ".lock")
+    # Keyed by the real path: a symlink (or a relative path) to the journal finds the same lock.
+    real = Path(os.path.realpath(path))
+    return real.with_name(real.name + ".lock")
 
 
 def acquire_journal_lock(path: str | Path) -> int:
@@ -189,6 +233,8 @@ class Entry:
     src_deposit_before: Decimal | None = None
     dst_deposit_before: Decimal | None = None
     data: Mapping[str, Any] | None = field(default=None, compare=False)
+    owner: str | None = None
+    """The venue user id the accounts belong to; None on rows written before it was recorded."""
 
     @property
     def unresolved(self) -> bool:
@@ -219,6 +265,7 @@ class Entry:
             "src_deposit_before": _str_or_none(self.src_deposit_before),
             "dst_deposit_before": _str_or_none(self.dst_deposit_before),
             "data": None if self.data is None else dict(self.data),
+            "owner": self.owner,
         }
 
 
@@ -240,8 +287,18 @@ class Journal(Protocol):
         dst_before: Decimal | None = None,
         src_deposit_before: Decimal | None = None,
         dst_deposit_before: Decimal | None = None,
+        owner: str | None = None,
+        budget: DailyBudget | None = None,
     ) -> Entry:
-        """Write a ``pending`` transfer row (call before sending the request)."""
+        """Write a ``pending`` transfer row (call before sending the request).
+
+        ``owner`` is the venue user id of the accounts. With ``budget``, the window sum is
+        checked and the row inserted in one transaction (a backend shared by several processes
+        must serialise it, e.g. PostgreSQL SERIALIZABLE or an advisory lock on ``owner``).
+
+        Raises:
+          BudgetExceeded: the transfer does not fit in ``budget``; nothing was written.
+        """
         ...
 
     async def get_meta(self, key: str) -> str | None:
@@ -286,16 +343,30 @@ class Journal(Protocol):
         """Newest first."""
         ...
 
-    async def unresolved(self, venue: str | None = None) -> list[Entry]:
-        """Transfers in pending/sent/unknown, oldest first."""
+    async def unresolved(
+        self,
+        venue: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> list[Entry]:
+        """Transfers in pending/sent/unknown, oldest first.
+
+        With ``owner`` (reconciliation): that user id's rows whatever their venue name, plus
+        ownerless (legacy) rows whose venue name is ``venue`` (all of them when it is None): a
+        legacy row is only reconciled with the balances of the venue that wrote it. Without
+        ``owner``: every row, or those whose venue name is ``venue``.
+        """
         ...
 
     async def unresolved_for_pair(self, venue: str, a: str, b: str) -> list[Entry]:
         """Unresolved transfers between ``a`` and ``b`` in either direction."""
         ...
 
-    async def unresolved_for_accounts(self, venue: str, accounts: Iterable[str]) -> list[Entry]:
-        """Unresolved transfers touching any of ``accounts`` (as src or dst)."""
+    async def unresolved_for_accounts(
+        self, venue: str, accounts: Iterable[str], *, owner: str | None = None
+    ) -> list[Entry]:
+        """Unresolved transfers touching any of ``accounts`` (as src or dst); with ``owner``,
+        those of that user id or ownerless, whatever their venue name."""
         ...
 
     async def transfers_since(self, bot: str, since: float) -> list[Entry]:
@@ -303,8 +374,17 @@ class Journal(Protocol):
         (pending, sent, unknown, done)."""
         ...
 
-    async def last_transfer_at(self, venue: str, a: str, b: str) -> float | None:
-        """Creation time of the newest transfer row on the pair (either direction, any state)."""
+    async def last_transfer_at(
+        self, venue: str, a: str, b: str, *, owner: str | None = None
+    ) -> float | None:
+        """Creation time of the newest transfer row on the pair (either direction, any state);
+        with ``owner``, rows of that user id or ownerless, whatever their venue name."""
+        ...
+
+    async def window_transfers(
+        self, owner: str, pairs: frozenset[frozenset[str]] | None, since: float
+    ) -> list[Entry]:
+        """The transfers ``DailyBudget(limit, since, pairs)`` of ``owner`` counts (see there)."""
         ...
 
     async def events(self, entry_id: str) -> list[dict[str, Any]]:
@@ -420,11 +500,13 @@ BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
 _COLUMNS = (
     "id, kind, bot, plugin, venue, src, dst, amount, reason, created_at, updated_at, state, "
     "detail, attempts, sent_at, resolved_by, src_before, dst_before, data, "
-    "src_deposit_before, dst_deposit_before"
+    "src_deposit_before, dst_deposit_before, owner"
 )
 
 # Columns added after the first release: (name, type), added with ALTER TABLE when missing.
-_ADDED_COLUMNS = (("src_deposit_before", "TEXT"), ("dst_deposit_before", "TEXT"))
+_ADDED_COLUMNS = (
+    ("src_deposit_before", "TEXT"), ("dst_deposit_before", "TEXT"), ("owner", "TEXT"),
+)
 
 
 def _str_or_none(value: Decimal | None) -> str | None:
@@ -474,6 +556,7 @@ def _row_to_entry(row: Sequence[Any]) -> Entry:
         data=None if row[18] is None else json.loads(row[18]),
         src_deposit_before=_dec(row[19]),
         dst_deposit_before=_dec(row[20]),
+        owner=row[21],
     )
 
 
@@ -509,6 +592,8 @@ class SqliteStore:
         for name, kind in _ADDED_COLUMNS:
             if name not in have:
                 self._db.execute(f"ALTER TABLE entries ADD COLUMN {name} {kind}")
+        # Pair lookups keyed by account ids whatever the venue name (min_interval).
+        self._db.execute("CREATE INDEX IF NOT EXISTS entries_accounts ON entries (src, dst, created_at)")
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -599,9 +684,13 @@ class SqliteStore:
         dst_before: Decimal | None = None,
         src_deposit_before: Decimal | None = None,
         dst_deposit_before: Decimal | None = None,
+        owner: str | None = None,
+        budget: DailyBudget | None = None,
     ) -> Entry:
         if Decimal(amount) <= 0:
             raise ValueError(f"transfer amount must be positive, got {amount}")
+        if budget is not None and owner is None:
+            raise ValueError("a budget is counted per owner: pass owner with budget")
         values = {
             "kind": EntryKind.TRANSFER,
             "bot": bot,
@@ -616,8 +705,22 @@ class SqliteStore:
             "dst_before": _money(dst_before),
             "src_deposit_before": _money(src_deposit_before),
             "dst_deposit_before": _money(dst_deposit_before),
+            "owner": owner,
         }
-        return self._write(lambda db: self._insert(db, values))
+
+        def run(db: sqlite3.Connection) -> Entry:
+            if budget is not None:
+                assert owner is not None
+                spent = sum(
+                    (e.amount or Decimal(0) for e in self._window(db, owner, budget.pairs, budget.since)),
+                    Decimal(0),
+                )
+                if spent + Decimal(amount) > budget.limit:
+                    raise BudgetExceeded(spent, budget.limit, Decimal(amount))
+            return self._insert(db, values)
+
+        # BEGIN IMMEDIATE: the window read and the insert are one write transaction.
+        return self._write(run)
 
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -800,9 +903,18 @@ class SqliteStore:
             params.append(kind)
         return self._select(" AND ".join(clauses), params, "created_at DESC, rowid DESC", limit)
 
-    def unresolved(self, venue: str | None = None) -> list[Entry]:
+    def unresolved(
+        self,
+        venue: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> list[Entry]:
         where = f"kind = 'transfer' AND state IN ({', '.join('?' for _ in UNRESOLVED)})"
         params: list[Any] = list(UNRESOLVED)
+        if owner is not None:
+            rows = self._select(where + " AND (owner = ? OR owner IS NULL)",
+                                (*params, owner), "created_at, rowid")  # fmt: skip
+            return [e for e in rows if e.owner is not None or venue is None or e.venue == venue]
         if venue is not None:
             where += " AND venue = ?"
             params.append(venue)
@@ -811,9 +923,12 @@ class SqliteStore:
     def unresolved_for_pair(self, venue: str, a: str, b: str) -> list[Entry]:
         return [e for e in self.unresolved(venue) if {e.src, e.dst} == {a, b}]
 
-    def unresolved_for_accounts(self, venue: str, accounts: Iterable[str]) -> list[Entry]:
+    def unresolved_for_accounts(
+        self, venue: str, accounts: Iterable[str], *, owner: str | None = None
+    ) -> list[Entry]:
         wanted = set(accounts)
-        return [e for e in self.unresolved(venue) if e.src in wanted or e.dst in wanted]
+        rows = self.unresolved(owner=owner) if owner is not None else self.unresolved(venue)
+        return [e for e in rows if e.src in wanted or e.dst in wanted]
 
     def transfers_since(self, bot: str, since: float) -> list[Entry]:
         marks = ", ".join("?" for _ in _POSSIBLY_APPLIED)
@@ -823,13 +938,40 @@ class SqliteStore:
             "created_at, rowid",
         )
 
-    def last_transfer_at(self, venue: str, a: str, b: str) -> float | None:
+    def last_transfer_at(
+        self, venue: str, a: str, b: str, *, owner: str | None = None
+    ) -> float | None:
+        if owner is not None:
+            row = self._db.execute(
+                "SELECT MAX(created_at) FROM entries WHERE kind = 'transfer' "
+                "AND (owner = ? OR owner IS NULL) AND ((src = ? AND dst = ?) OR (src = ? AND dst = ?))",
+                (owner, a, b, b, a),
+            ).fetchone()
+            return row[0]
         row = self._db.execute(
             "SELECT MAX(created_at) FROM entries WHERE kind = 'transfer' AND venue = ? "
             "AND ((src = ? AND dst = ?) OR (src = ? AND dst = ?))",
             (venue, a, b, b, a),
         ).fetchone()
         return row[0]
+
+    def _window(
+        self,
+        db: sqlite3.Connection,
+        owner: str,
+        pairs: frozenset[frozenset[str]] | None,
+        since: float,
+    ) -> list[Entry]:
+        marks = ", ".join("?" for _ in _POSSIBLY_APPLIED)
+        sql = (f"SELECT {_COLUMNS} FROM entries WHERE kind = 'transfer' AND created_at >= ? "
+               f"AND state IN ({marks}) AND (owner = ? OR owner IS NULL) ORDER BY created_at, rowid")
+        rows = [_row_to_entry(r) for r in db.execute(sql, (since, *_POSSIBLY_APPLIED, owner))]
+        return [e for e in rows if pairs is None or frozenset((e.src, e.dst)) in pairs]
+
+    def window_transfers(
+        self, owner: str, pairs: frozenset[frozenset[str]] | None, since: float
+    ) -> list[Entry]:
+        return self._window(self._db, owner, pairs, since)
 
     def events(self, entry_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -974,12 +1116,15 @@ class SqliteJournal:
         dst_before: Decimal | None = None,
         src_deposit_before: Decimal | None = None,
         dst_deposit_before: Decimal | None = None,
+        owner: str | None = None,
+        budget: DailyBudget | None = None,
     ) -> Entry:
         """See ``Journal.record_intent``."""
         return await self._call(
             "record_intent", bot=bot, plugin=plugin, venue=venue, src=src, dst=dst, amount=amount,
             reason=reason, src_before=src_before, dst_before=dst_before,
             src_deposit_before=src_deposit_before, dst_deposit_before=dst_deposit_before,
+            owner=owner, budget=budget,
         )  # fmt: skip
 
     async def get_meta(self, key: str) -> str | None:
@@ -1024,25 +1169,40 @@ class SqliteJournal:
         """See ``Journal.list``."""
         return await self._call("list", state, limit, kind)
 
-    async def unresolved(self, venue: str | None = None) -> list[Entry]:
+    async def unresolved(
+        self,
+        venue: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> list[Entry]:
         """See ``Journal.unresolved``."""
-        return await self._call("unresolved", venue)
+        return await self._call("unresolved", venue, owner=owner)
 
     async def unresolved_for_pair(self, venue: str, a: str, b: str) -> list[Entry]:
         """See ``Journal.unresolved_for_pair``."""
         return await self._call("unresolved_for_pair", venue, a, b)
 
-    async def unresolved_for_accounts(self, venue: str, accounts: Iterable[str]) -> list[Entry]:
+    async def unresolved_for_accounts(
+        self, venue: str, accounts: Iterable[str], *, owner: str | None = None
+    ) -> list[Entry]:
         """See ``Journal.unresolved_for_accounts``."""
-        return await self._call("unresolved_for_accounts", venue, tuple(accounts))
+        return await self._call("unresolved_for_accounts", venue, tuple(accounts), owner=owner)
 
     async def transfers_since(self, bot: str, since: float) -> list[Entry]:
         """See ``Journal.transfers_since``."""
         return await self._call("transfers_since", bot, since)
 
-    async def last_transfer_at(self, venue: str, a: str, b: str) -> float | None:
+    async def last_transfer_at(
+        self, venue: str, a: str, b: str, *, owner: str | None = None
+    ) -> float | None:
         """See ``Journal.last_transfer_at``."""
-        return await self._call("last_transfer_at", venue, a, b)
+        return await self._call("last_transfer_at", venue, a, b, owner=owner)
+
+    async def window_transfers(
+        self, owner: str, pairs: frozenset[frozenset[str]] | None, since: float
+    ) -> list[Entry]:
+        """See ``Journal.window_transfers``."""
+        return await self._call("window_transfers", owner, pairs, since)
 
     async def events(self, entry_id: str) -> list[dict[str, Any]]:
         """See ``Journal.events``."""

@@ -9,13 +9,24 @@
    and rolling 24 h maximum, minimum interval, then reads the available balances of both
    accounts afresh and checks ``min_remaining``;
 4. dry run: journals "would transfer" and returns; nothing is sent;
-5. journals the intent (``pending``, committed), marks it ``sent`` and calls ``send`` exactly
-   once — never retried;
+5. checks the kill switch again (a balance read can take seconds) and journals the intent
+   (``pending``, committed) in the same journal transaction as the final rolling 24 h check
+   (so two concurrent transfers cannot both fit in one budget); checks the kill switch once
+   more — if it appeared meanwhile the row is marked ``failed`` (never sent) — then marks it
+   ``sent`` and calls ``send`` exactly once — never retried;
 6. records the outcome: success -> ``done``; ``TransferRejected`` / ``TransferNotSent`` ->
    ``failed``; ``TransferAmbiguous``, any other error or a cancellation -> ``unknown``.
 
 Refusals and dry runs are journaled too, and every outcome is reported through ``on_outcome``
 as a ``TransferOutcomeEvent``.
+
+Identity and limits. Every decision is keyed by the venue user id (``user_id``, the journal's
+``owner``) and account ids, never by a name: blocking on unresolved transfers, reconciliation,
+``min_interval`` (the newest transfer on the unordered pair) and the rolling 24 h total. A bot's
+``max_daily`` counts every possibly-applied transfer (pending, sent, unknown, done) of the last
+24 h between any pair its ``allowed_pairs`` governs, whichever bot wrote it: renaming the bot,
+the venue or an alias resets nothing, and two bots sharing a treasury with their own desks
+(``treasury <-> desk-a`` and ``treasury <-> desk-b``) do not eat each other's budget.
 
 Reconciliation (why balance deltas). QFEX's ``POST /user/transfer`` carries no client id and
 there is no transfer history endpoint, so the only evidence of whether a transfer landed is the
@@ -90,7 +101,14 @@ from typing import Any
 import trio
 
 from qfexbot.events import TransferOutcomeEvent
-from qfexbot.journal import Entry, InvalidTransition, Journal, TransferState
+from qfexbot.journal import (
+    BudgetExceeded,
+    DailyBudget,
+    Entry,
+    InvalidTransition,
+    Journal,
+    TransferState,
+)
 from qfexbot.logs import get_logger, log_context, log_event
 from qfexbot.policy import (
     DAY,
@@ -100,6 +118,7 @@ from qfexbot.policy import (
     daily_spent,
     dry_run_decision,
     kill_switch_reason,
+    resolve_pairs,
 )
 
 __all__ = [
@@ -260,7 +279,7 @@ class TransferService:
       send: the venue transfer call; must raise ``TransferRejected``, ``TransferNotSent`` or
         ``TransferAmbiguous`` as documented (anything else counts as ambiguous).
       read_balance: fresh ``BalanceReading`` (or bare available Decimal) of an account id.
-      venue: venue name written into every entry.
+      venue: venue name written into every entry (display only; nothing is keyed by it).
       limits: bot name -> limits object (see ``qfexbot.policy``); a bot without one is refused.
       accounts: alias -> account id of this venue (resolves ``allowed_pairs``; makes reasons readable).
       kill_switch: path of the kill switch file, or None.
@@ -270,6 +289,9 @@ class TransferService:
       clock: wall clock (``time.time``), used for policy windows.
       tolerance: balance difference still counted as equal by reconciliation.
       settle_seconds: minimum quiet time before reconciliation may declare "not applied".
+      user_id: the venue user id the accounts belong to; entries, blocking, reconciliation and
+        limits are keyed by it (default: ``venue``, for callers without one — the runtime always
+        passes the configured ``user_id``).
 
     Deposit verification (module doc) is read from and written to ``journal``'s meta table.
     """
@@ -289,9 +311,11 @@ class TransferService:
         clock: Callable[[], float] = time.time,
         tolerance: Decimal = Decimal("0.000001"),
         settle_seconds: float = 0.0,
+        user_id: str | None = None,
     ) -> None:
         self.journal = journal
         self.venue = venue
+        self.owner = user_id or venue
         self._send = send
         self._read = read_balance
         self._limits = dict(limits)
@@ -421,7 +445,9 @@ class TransferService:
     async def _check(
         self, bot: str, src: str, dst: str, amount: Decimal
     ) -> tuple[PolicyDecision, BalanceReading | None, BalanceReading | None]:
-        blocking = await self.journal.unresolved_for_accounts(self.venue, (src, dst))
+        blocking = await self.journal.unresolved_for_accounts(
+            self.venue, (src, dst), owner=self.owner
+        )
         if blocking:
             e = blocking[0]
             return (
@@ -443,18 +469,19 @@ class TransferService:
                 None,
                 None,
             )
-        paused = await trio.to_thread.run_sync(kill_switch_reason, self._kill_switch)
+        paused = await self._paused()
         now = self._clock()
-        spent = daily_spent(
-            e.amount for e in await self.journal.transfers_since(bot, now - DAY) if e.amount
-        )
+        window = await self.journal.window_transfers(self.owner, self._pairs(limits), now - DAY)
+        spent = daily_spent(e.amount for e in window if e.amount)
         decision = check_transfer(
             limits,
             src=src,
             dst=dst,
             amount=amount,
             spent_24h=spent,
-            last_transfer_at=await self.journal.last_transfer_at(self.venue, src, dst),
+            last_transfer_at=await self.journal.last_transfer_at(
+                self.venue, src, dst, owner=self.owner
+            ),
             now=now,
             paused_reason=paused,
             accounts=self._accounts,
@@ -480,6 +507,24 @@ class TransferService:
             limits, src=src, amount=amount, src_available=src_before.available, names=self._names
         )
         return decision, src_before, dst_before
+
+    async def _paused(self) -> str | None:
+        """The kill switch text if money movement is paused now, else None."""
+        if self._kill_switch is None:
+            return None
+        return await trio.to_thread.run_sync(kill_switch_reason, self._kill_switch)
+
+    def _pairs(self, limits: Any) -> frozenset[frozenset[str]] | None:
+        """The unordered account-id pairs whose transfers count against ``limits.max_daily``."""
+        return resolve_pairs(getattr(limits, "allowed_pairs", None), self._accounts)
+
+    def _budget(self, bot: str) -> DailyBudget | None:
+        """The rolling 24 h budget the intent must fit in (checked in the journal, atomically)."""
+        limits = self._limits.get(bot)
+        max_daily = None if limits is None else getattr(limits, "max_daily", None)
+        if max_daily is None:
+            return None
+        return DailyBudget(Decimal(str(max_daily)), self._clock() - DAY, self._pairs(limits))
 
     async def _refuse(
         self,
@@ -523,15 +568,42 @@ class TransferService:
         src_before: BalanceReading | None,
         dst_before: BalanceReading | None,
     ) -> TransferResult:
-        entry = await self.journal.record_intent(
-            bot=bot, plugin=plugin, venue=self.venue, src=src, dst=dst, amount=amount,
-            reason=reason,
-            src_before=src_before.available if src_before else None,
-            dst_before=dst_before.available if dst_before else None,
-            src_deposit_before=src_before.deposit if src_before else None,
-            dst_deposit_before=dst_before.deposit if dst_before else None,
-        )  # fmt: skip
+        args = (bot, plugin, src, dst, amount, reason)
+        # The balance read before this can take seconds: a pause meanwhile must still stop it.
+        paused = await self._paused()
+        if paused is not None:
+            return await self._refuse(*args, PolicyDecision(
+                False, f"money movement is paused (kill switch): {paused}", "paused"))  # fmt: skip
+        try:
+            entry = await self.journal.record_intent(
+                bot=bot, plugin=plugin, venue=self.venue, src=src, dst=dst, amount=amount,
+                reason=reason,
+                src_before=src_before.available if src_before else None,
+                dst_before=dst_before.available if dst_before else None,
+                src_deposit_before=src_before.deposit if src_before else None,
+                dst_deposit_before=dst_before.deposit if dst_before else None,
+                owner=self.owner, budget=self._budget(bot),
+            )  # fmt: skip
+        except BudgetExceeded as exc:
+            # Another transfer of this budget was journaled since the policy check read it.
+            return await self._refuse(*args, PolicyDecision(False, str(exc), "max_daily"))
         entry_id = entry.id
+        try:
+            paused = await self._paused()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.journal.mark_failed(entry_id, "not sent: cancelled before sending")
+            raise
+        if paused is not None:
+            entry = await self.journal.mark_failed(
+                entry_id, f"not sent: money movement was paused (kill switch) after the intent "
+                f"was journaled and before the request: {paused}",
+            )  # fmt: skip
+            log_event(log, logging.WARNING, "transfer not sent: paused", entry=entry_id,
+                      src=self._name(src), dst=self._name(dst), amount=str(amount),
+                      detail=entry.detail)  # fmt: skip
+            await self._emit(entry)
+            return TransferResult(entry_id, entry.state, entry.detail)
         try:
             await self.journal.mark_sent(entry_id)
             await self._send(src, dst, amount)
@@ -633,7 +705,7 @@ class TransferService:
         """
         reader = read_balance or self._read
         results = []
-        for entry in await self.journal.unresolved(self.venue):
+        for entry in await self.journal.unresolved(self.venue, owner=self.owner):
             async with self._hold(entry.src or "", entry.dst or ""):
                 current = await self.journal.get(entry.id)
                 if current is None or not current.unresolved:
