@@ -593,7 +593,9 @@ class SqliteStore:
             if name not in have:
                 self._db.execute(f"ALTER TABLE entries ADD COLUMN {name} {kind}")
         # Pair lookups keyed by account ids whatever the venue name (min_interval).
-        self._db.execute("CREATE INDEX IF NOT EXISTS entries_accounts ON entries (src, dst, created_at)")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS entries_accounts ON entries (src, dst, created_at)"
+        )
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -711,10 +713,8 @@ class SqliteStore:
         def run(db: sqlite3.Connection) -> Entry:
             if budget is not None:
                 assert owner is not None
-                spent = sum(
-                    (e.amount or Decimal(0) for e in self._window(db, owner, budget.pairs, budget.since)),
-                    Decimal(0),
-                )
+                window = self._window(db, owner, budget.pairs, budget.since)
+                spent = sum((e.amount or Decimal(0) for e in window), Decimal(0))
                 if spent + Decimal(amount) > budget.limit:
                     raise BudgetExceeded(spent, budget.limit, Decimal(amount))
             return self._insert(db, values)
@@ -943,8 +943,8 @@ class SqliteStore:
     ) -> float | None:
         if owner is not None:
             row = self._db.execute(
-                "SELECT MAX(created_at) FROM entries WHERE kind = 'transfer' "
-                "AND (owner = ? OR owner IS NULL) AND ((src = ? AND dst = ?) OR (src = ? AND dst = ?))",
+                "SELECT MAX(created_at) FROM entries WHERE kind = 'transfer' AND (owner = ? OR "
+                "owner IS NULL) AND ((src = ? AND dst = ?) OR (src = ? AND dst = ?))",
                 (owner, a, b, b, a),
             ).fetchone()
             return row[0]
@@ -964,7 +964,8 @@ class SqliteStore:
     ) -> list[Entry]:
         marks = ", ".join("?" for _ in _POSSIBLY_APPLIED)
         sql = (f"SELECT {_COLUMNS} FROM entries WHERE kind = 'transfer' AND created_at >= ? "
-               f"AND state IN ({marks}) AND (owner = ? OR owner IS NULL) ORDER BY created_at, rowid")
+               f"AND state IN ({marks}) AND (owner = ? OR owner IS NULL) "
+               "ORDER BY created_at, rowid")
         rows = [_row_to_entry(r) for r in db.execute(sql, (since, *_POSSIBLY_APPLIED, owner))]
         return [e for e in rows if pairs is None or frozenset((e.src, e.dst)) in pairs]
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import trio
+from runtime_helpers import DESK_A, DESK_B, PRIMARY
 
 from qfexbot.actions import rest_available_reader, rest_transfer_sender
 from qfexbot.config import Limits, SessionSettings
@@ -25,7 +26,6 @@ from qfexbot.secrets import Secret
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 from qfexbot.transfers import TransferAmbiguous, TransferService
 from qfexbot.venues.qfex import QfexVenue
-from runtime_helpers import DESK_A, DESK_B, PRIMARY
 
 DESK_C = "33333333-3333-4333-8333-333333333333"
 ACCOUNTS = {"treasury": PRIMARY, "desk-a": DESK_A, "desk-b": DESK_B, "desk-c": DESK_C}
@@ -33,8 +33,8 @@ RENAMED = {"main": PRIMARY, "alpha": DESK_A, "beta": DESK_B, "gamma": DESK_C}
 
 
 def limits(pairs=(("treasury", "desk-a"),), **kw: Any) -> Limits:
-    values: dict[str, Any] = dict(max_transfer=Decimal(1000), max_daily=Decimal(1000),
-                                  min_interval=0.0, min_remaining=Decimal(0))  # fmt: skip
+    values: dict[str, Any] = {"max_transfer": Decimal(1000), "max_daily": Decimal(1000),
+                              "min_interval": 0.0, "min_remaining": Decimal(0)}
     values.update(kw)
     return Limits(allowed_pairs=frozenset(pairs), **values)
 
