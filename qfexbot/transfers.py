@@ -514,6 +514,16 @@ class TransferService:
             return None
         return await trio.to_thread.run_sync(kill_switch_reason, self._kill_switch)
 
+    async def _unresolved_here(self) -> list[Entry]:
+        """The unresolved transfers this service reconciles: its user id's rows between two
+        accounts it names (another venue table of the same user reconciles its own, under its
+        own locks), and rows an older version wrote under this venue's name."""
+        named = set(self._accounts.values())
+        return [
+            e for e in await self.journal.unresolved(self.venue, owner=self.owner)
+            if e.owner is None or not named or (e.src in named and e.dst in named)
+        ]  # fmt: skip
+
     def _pairs(self, limits: Any) -> frozenset[frozenset[str]] | None:
         """The unordered account-id pairs whose transfers count against ``limits.max_daily``."""
         return resolve_pairs(getattr(limits, "allowed_pairs", None), self._accounts)
@@ -705,7 +715,7 @@ class TransferService:
         """
         reader = read_balance or self._read
         results = []
-        for entry in await self.journal.unresolved(self.venue, owner=self.owner):
+        for entry in await self._unresolved_here():
             async with self._hold(entry.src or "", entry.dst or ""):
                 current = await self.journal.get(entry.id)
                 if current is None or not current.unresolved:

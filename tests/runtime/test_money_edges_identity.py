@@ -182,7 +182,8 @@ async def test_daily_total_survives_renaming_the_bot_and_the_venue(world):
     assert (await first.transfer("bot", "p", PRIMARY, DESK_A, Decimal(500), "x")).state == "done"
     await world.restart()
     renamed = world.service(venue="prod", accounts=RENAMED,
-                            bots={"other": limits(pairs=(("main", "alpha"),), max_daily=Decimal(800))})
+                            bots={"other": limits(pairs=(("main", "alpha"),),
+                                                  max_daily=Decimal(800))})
     result = await renamed.transfer("other", "p", PRIMARY, DESK_A, Decimal(400), "x")
     assert (result.state, result.code) == ("refused", "max_daily")
     assert "already 500" in result.detail
@@ -203,7 +204,7 @@ async def test_two_bots_sharing_a_treasury_do_not_eat_each_others_budget(world):
     assert len(world.moved()) == 2
 
 
-# -- 6. the max_daily race --------------------------------------------------------------------------
+# -- 6. the max_daily race ---------------------------------------------------------------------
 
 
 async def test_concurrent_transfers_on_disjoint_pairs_cannot_both_fit_one_max_daily(world):
@@ -286,3 +287,38 @@ async def test_pause_after_the_intent_is_written_marks_it_failed_and_never_sends
     switch.unlink()
     assert (await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "x")).ok
     assert len(world.moved()) == 1
+
+
+async def test_another_venue_table_of_the_same_user_leaves_its_transfer_in_flight_alone(world):
+    # Keyed by user id, reconciliation must still take only the rows of accounts it names: the
+    # other table's transfer in flight is held by the other service's locks, not ours.
+    await world.restart()
+    treasury_side = world.service(accounts={"treasury": PRIMARY, "desk-a": DESK_A})
+    sending, release = trio.Event(), trio.Event()
+    real_send = rest_transfer_sender(world.venue.rest)
+
+    async def slow_send(src: str, dst: str, amount: Decimal) -> None:
+        sending.set()
+        await release.wait()
+        await real_send(src, dst, amount)
+
+    desks = TransferService(
+        world.journal, slow_send, rest_available_reader(world.venue.rest), venue="desks",
+        limits={"bot": limits(pairs=(("desk-b", "desk-c"),))},
+        accounts={"desk-b": DESK_B, "desk-c": DESK_C}, user_id=PRIMARY,
+    )  # fmt: skip
+    results = []
+
+    async def move() -> None:
+        results.append(await desks.transfer("bot", "p", DESK_B, DESK_C, Decimal(300), "x"))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(move)
+            await sending.wait()
+            assert await treasury_side.reconcile() == []
+            release.set()
+    [result] = results
+    assert result.state == "done"
+    assert world.moved() == [(DESK_B, DESK_C, Decimal(300))]
+    assert [r.state for r in await desks.reconcile()] == []

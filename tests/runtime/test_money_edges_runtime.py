@@ -91,8 +91,10 @@ async def _entry_in_doubt(journal_path: Path, *, owner: str | None, venue: str =
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    return [leaf for exc in group.exceptions
-            for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])]  # fmt: skip
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
 
 
 async def _start_up_problems(app) -> list[str]:
