@@ -11,7 +11,8 @@ The files live in one directory for the whole machine: ``$QFEXBOT_LOCK_DIR`` if 
 ``/run/lock/qfexbot`` (a tmpfs that age-based cleaners leave alone) when ``/run/lock`` is
 writable, else ``<tempdir>/qfexbot-locks``. Every qfexbot on the machine must use the same
 directory for the locks to mean anything. File names are a hash of the key (ids do not leak
-into names); the content says which process holds it.
+into names); the content says which process holds it. The runtime does not lock the accounts of
+an embedded simulator (``simulator = true``): they exist only inside their own process.
 """
 
 from __future__ import annotations

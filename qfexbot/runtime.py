@@ -236,7 +236,8 @@ class Runtime:
 
     def _lock_accounts(self) -> AccountLocks:
         """Take the machine-wide lock of every account a bot of this process may move money on
-        (the accounts of its ``allowed_pairs``), before anything moves.
+        (the accounts of its ``allowed_pairs``), before anything moves. An embedded simulator's
+        accounts exist only inside this process, so they are not locked.
 
         Raises:
           ConfigError: another qfexbot process holds one of them, or the lock directory fails.
@@ -244,7 +245,7 @@ class Runtime:
         keys = []
         for venue in self._transfer_venues():
             for bot in self.app.bots.values():
-                if bot.venue != venue.name:
+                if bot.venue != venue.name or venue.simulator:
                     continue
                 for alias in sorted({a for pair in bot.limits.allowed_pairs for a in pair}):
                     account_id = venue.accounts.get(alias, alias)

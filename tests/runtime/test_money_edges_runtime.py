@@ -4,11 +4,7 @@ config no longer names."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,64 +15,88 @@ from qfexbot.config import ConfigError
 from qfexbot.journal import SqliteJournal
 from qfexbot.runtime import Runtime
 
-REPO = Path(__file__).parents[2]
+sys.path.insert(0, str(Path(__file__).parents[1] / "reliability"))
+from proc_helpers import (
+    DESK_A,
+    SimProcess,
+    kill_group,
+    runtime_table,
+    start_run,
+    venue_table,
+    wait_exit,
+    wait_for_log,
+    write_plugins,
+)
+
+SECRET = "qfex_secret_account_locks_7e1f"
+BOT = """
+[bots.mover]
+venue = "demo"
+accounts = ["treasury", "desk-a"]
+channels = ["balances"]
+
+[bots.mover.limits]
+min_interval = 0
+
+[bots.mover.plugins.slowstop]
+use = "slowstop:SlowStop"
+marker = "marker"
+"""
 
 
-def _start(config: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}  # QFEXBOT_LOCK_DIR: the suite's (conftest)
-    with log.open("wb") as handle:
-        return subprocess.Popen(
-            [sys.executable, "-m", "qfexbot.cli", "run", str(config), "--log-format", "json"],
-            cwd=config.parent, stdout=handle, stderr=handle, env=env, start_new_session=True,
-        )  # fmt: skip
-
-
-def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in log.read_text(errors="replace"):
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"exited {proc.returncode} before {text!r}:\n{log.read_text()}")
-        time.sleep(0.05)
-    raise AssertionError(f"no {text!r} within {timeout} s:\n{log.read_text()}")
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+def _config(directory: Path, urls: dict[str, str]) -> Path:
+    directory.mkdir()
+    write_plugins(directory)
+    (directory / "var").mkdir()
+    config = directory / "bots.toml"
+    config.write_text(runtime_table() + venue_table(simulator=False, urls=urls) + BOT)
+    return config
 
 
 def test_a_second_process_on_the_same_accounts_refuses_until_the_first_dies(tmp_path):
-    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
-    first_dir.mkdir()
-    second_dir.mkdir()
-    # Two configs, two journals, same user id and accounts: only the account locks can tell.
-    first_cfg = write_config(first_dir).path
-    second_cfg = write_config(second_dir).path
-    first = _start(first_cfg, first_dir / "log")
+    # Two configs, two journals, one real venue (an external simulator process), the same user
+    # id and accounts: only the machine-wide account locks can tell. QFEXBOT_LOCK_DIR is the
+    # test session's (tests/conftest.py); subprocesses inherit it.
+    sim = SimProcess(tmp_path, SECRET, {PRIMARY: "100000", DESK_A: "500"})
+    env = {"QFEX_TEST_SECRET": SECRET}
+    first_cfg = _config(tmp_path / "first", sim.urls)
+    second_cfg = _config(tmp_path / "second", sim.urls)
+    first = start_run(first_cfg, tmp_path / "first.log", env)
     try:
-        _wait_for(first_dir / "log", "all bots started", first)
-        second = _start(second_cfg, second_dir / "log")
+        wait_for_log(tmp_path / "first.log", "all bots started", first)
+        second = start_run(second_cfg, tmp_path / "second.log", env)
         try:
-            assert second.wait(timeout=30) == 1
+            assert wait_exit(second, 30) == 1
         finally:
-            _kill(second)
-        out = (second_dir / "log").read_text()
+            kill_group(second)
+        out = (tmp_path / "second.log").read_text()
         assert "being moved by another qfexbot process" in out
         assert f"pid {first.pid}" in out and str(first_cfg) in out
+        assert "venue demo account treasury" in out and PRIMARY in out
         assert "all bots started" not in out
-        # The lock dies with its process (SIGKILL: nothing is cleaned up by hand).
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=10)
-        again = _start(second_cfg, second_dir / "log2")
+        # The locks die with their process (SIGKILL: nothing is cleaned up by hand).
+        kill_group(first)
+        again = start_run(second_cfg, tmp_path / "again.log", env)
         try:
-            _wait_for(second_dir / "log2", "all bots started", again)
+            wait_for_log(tmp_path / "again.log", "all bots started", again)
         finally:
-            _kill(again)
+            kill_group(again)
     finally:
-        _kill(first)
+        kill_group(first)
+        sim.close()
+
+
+async def test_embedded_simulator_accounts_are_not_locked(tmp_path, nursery):
+    # A simulator = true venue's accounts exist only inside its own process: two demo runs with
+    # the same ids on one machine are no conflict.
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one, two = Runtime(write_config(tmp_path / "one")), Runtime(write_config(tmp_path / "two"))
+    with trio.fail_after(30):
+        await nursery.start(one.run)
+        await nursery.start(two.run)
+    one.stop()
+    two.stop()
 
 
 async def _entry_in_doubt(journal_path: Path, *, owner: str | None, venue: str = "demo") -> str:
