@@ -133,6 +133,8 @@ class Runtime:
         self.simulators: dict[str, Any] = {}
         self.simulator_urls: dict[str, Any] = {}
         self.journal: SqliteJournal | None = None
+        # user id -> account id -> lock: every venue table of one user shares its account locks.
+        self._money_locks: dict[str, dict[str, trio.Lock]] = {}
         self.market_data: dict[str, MarketDataSession] = {}
         # Ops: metrics registry, balances/last-event view, recorder, ops endpoint URL.
         self.started_at: float | None = None
@@ -372,6 +374,7 @@ class Runtime:
             on_outcome=self.metrics.outcome_observer(actions.on_transfer_outcome),
             settle_seconds=config.session.settle_seconds,
             user_id=config.user_id,
+            locks=self._money_locks.setdefault(config.user_id, {}),
         )
         return _VenueRun(config=config, venue=venue, transfers=transfers)
 

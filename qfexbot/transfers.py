@@ -92,7 +92,7 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -292,6 +292,9 @@ class TransferService:
       user_id: the venue user id the accounts belong to; entries, blocking, reconciliation and
         limits are keyed by it (default: ``venue``, for callers without one — the runtime always
         passes the configured ``user_id``).
+      locks: account id -> lock, shared by every service of one process moving accounts of the
+        same user id (the runtime passes one mapping per user id), so two venue tables naming
+        one account still never touch it at once; default: this service's own.
 
     Deposit verification (module doc) is read from and written to ``journal``'s meta table.
     """
@@ -312,6 +315,7 @@ class TransferService:
         tolerance: Decimal = Decimal("0.000001"),
         settle_seconds: float = 0.0,
         user_id: str | None = None,
+        locks: MutableMapping[str, trio.Lock] | None = None,
     ) -> None:
         self.journal = journal
         self.venue = venue
@@ -327,7 +331,7 @@ class TransferService:
         self._clock = clock
         self._tolerance = tolerance
         self._settle = settle_seconds
-        self._locks: dict[str, trio.Lock] = {}
+        self._locks: MutableMapping[str, trio.Lock] = {} if locks is None else locks
         self._wake = trio.Event()  # set when a transfer ends unknown: reconcile soon
         self._verified: bool | None = None
         self._verified_loaded = False

@@ -322,3 +322,46 @@ async def test_another_venue_table_of_the_same_user_leaves_its_transfer_in_fligh
     assert result.state == "done"
     assert world.moved() == [(DESK_B, DESK_C, Decimal(300))]
     assert [r.state for r in await desks.reconcile()] == []
+
+
+async def test_venue_tables_of_one_user_naming_one_account_share_its_lock(world):
+    # Two tables of one user id both name desk-b (config should refuse the overlap; the money
+    # path must not depend on it): the runtime gives them one lock mapping, so one service's
+    # reconciliation waits for the other's transfer instead of judging it mid-flight.
+    await world.restart()
+    shared: dict[str, trio.Lock] = {}
+    sending, release = trio.Event(), trio.Event()
+    real_send = rest_transfer_sender(world.venue.rest)
+
+    async def slow_send(src: str, dst: str, amount: Decimal) -> None:
+        sending.set()
+        await release.wait()
+        await real_send(src, dst, amount)
+
+    def table(venue: str, send, pairs) -> TransferService:
+        return TransferService(
+            world.journal, send, rest_available_reader(world.venue.rest), venue=venue,
+            limits={"bot": limits(pairs=pairs)}, accounts=ACCOUNTS, user_id=PRIMARY, locks=shared,
+        )  # fmt: skip
+
+    mover = table("one", slow_send, (("desk-b", "desk-c"),))
+    other = table("two", real_send, (("treasury", "desk-b"),))
+    results, reconciled = [], []
+
+    async def move() -> None:
+        results.append(await mover.transfer("bot", "p", DESK_B, DESK_C, Decimal(300), "x"))
+
+    async def reconcile() -> None:
+        reconciled.append(await other.reconcile())
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(move)
+            await sending.wait()
+            nursery.start_soon(reconcile)
+            await trio.sleep(0.2)
+            assert reconciled == []  # waiting for desk-b's lock, not judging the row
+            release.set()
+    assert [r.state for r in results] == ["done"]
+    assert reconciled == [[]]  # by the time it held the lock, the row was done
+    assert world.moved() == [(DESK_B, DESK_C, Decimal(300))]
