@@ -520,8 +520,8 @@ class TransferService:
 
     async def _unresolved_here(self) -> list[Entry]:
         """The unresolved transfers this service reconciles: its user id's rows between two
-        accounts it names (another venue table of the same user reconciles its own, under its
-        own locks), and rows an older version wrote under this venue's name."""
+        accounts it names (another venue table of the same user reconciles its own), and rows
+        an older version wrote under this venue's name."""
         named = set(self._accounts.values())
         return [
             e for e in await self.journal.unresolved(self.venue, owner=self.owner)
