@@ -27,6 +27,19 @@ tables are added at open.
 Two tables serve the money edges of ``qfexbot.transfers``: ``holds`` (durable per-account pauses
 of money movement that only an operator releases) and ``watches`` (transfers reconciled "not
 applied", watched for a late landing from the deposits read at that verdict).
+
+Identity. A transfer row carries ``owner``: the venue user id the accounts belong to (QFEX
+subaccount ids are UUIDs under one user id). ``venue`` is the configured venue *name*, kept for
+display and compatibility only; everything that decides whether money may move — blocking,
+reconciliation, ``min_interval`` and the rolling 24 h total — is keyed by ``(owner, account
+ids)``, so renaming a venue, an account alias or a bot changes nothing. Rows written before the
+column existed have ``owner`` NULL: we cannot know their user id, so they match by account ids
+alone, under *every* owner (an old unresolved row blocks its accounts whatever the venue is
+called now, and counts against every limit on its pair) — never forgotten, at worst too strict.
+
+The rolling 24 h budget is checked and the intent inserted in one transaction
+(``record_intent(..., budget=DailyBudget(...))``), so two concurrent transfers can never both
+pass a budget only one of them fits in.
 """
 
 from __future__ import annotations
@@ -50,6 +63,8 @@ import trio
 
 __all__ = [
     "UNRESOLVED",
+    "BudgetExceeded",
+    "DailyBudget",
     "Entry",
     "EntryKind",
     "EntryNotFound",
@@ -120,8 +135,37 @@ class JournalLocked(RuntimeError):
     """Another process holds this journal: one running qfexbot per journal file."""
 
 
+class BudgetExceeded(Exception):
+    """``record_intent`` refused: the transfer would take the rolling 24 h total over its limit.
+
+    ``spent`` is what the window already holds (possibly applied transfers), ``limit`` the limit.
+    Nothing was written.
+    """
+
+    def __init__(self, spent: Decimal, limit: Decimal, amount: Decimal) -> None:
+        super().__init__(f"amount {amount} would bring the rolling 24 h total to {spent + amount}, "
+                         f"over max_daily {limit} (already {spent} in the last 24 h)")
+        self.spent, self.limit, self.amount = spent, limit, amount
+
+
+@dataclass(frozen=True, slots=True)
+class DailyBudget:
+    """The rolling-window limit a transfer intent must fit in, checked atomically with its insert.
+
+    Counted: transfer rows of ``owner`` (and ownerless legacy rows) created at or after ``since``
+    that may have moved money (pending, sent, unknown, done) whose unordered account pair is in
+    ``pairs`` (sets of two account ids; None: every pair). Which bot wrote them does not matter.
+    """
+
+    limit: Decimal
+    since: float
+    pairs: frozenset[frozenset[str]] | None
+
+
 def _lock_path(path: Path) -> Path:
-    return path.with_name(path.name + ".lock")
+    # Keyed by the real path: a symlink (or a relative path) to the journal finds the same lock.
+    real = Path(os.path.realpath(path))
+    return real.with_name(real.name + ".lock")
 
 
 def acquire_journal_lock(path: str | Path) -> int:
@@ -193,6 +237,8 @@ class Entry:
     src_deposit_before: Decimal | None = None
     dst_deposit_before: Decimal | None = None
     data: Mapping[str, Any] | None = field(default=None, compare=False)
+    owner: str | None = None
+    """The venue user id the accounts belong to; None on rows written before it was recorded."""
 
     @property
     def unresolved(self) -> bool:
@@ -223,6 +269,7 @@ class Entry:
             "src_deposit_before": _str_or_none(self.src_deposit_before),
             "dst_deposit_before": _str_or_none(self.dst_deposit_before),
             "data": None if self.data is None else dict(self.data),
+            "owner": self.owner,
         }
 
 
@@ -278,8 +325,18 @@ class Journal(Protocol):
         dst_before: Decimal | None = None,
         src_deposit_before: Decimal | None = None,
         dst_deposit_before: Decimal | None = None,
+        owner: str | None = None,
+        budget: DailyBudget | None = None,
     ) -> Entry:
-        """Write a ``pending`` transfer row (call before sending the request)."""
+        """Write a ``pending`` transfer row (call before sending the request).
+
+        ``owner`` is the venue user id of the accounts. With ``budget``, the window sum is
+        checked and the row inserted in one transaction (a backend shared by several processes
+        must serialise it, e.g. PostgreSQL SERIALIZABLE or an advisory lock on ``owner``).
+
+        Raises:
+          BudgetExceeded: the transfer does not fit in ``budget``; nothing was written.
+        """
         ...
 
     async def get_meta(self, key: str) -> str | None:
@@ -324,16 +381,30 @@ class Journal(Protocol):
         """Newest first."""
         ...
 
-    async def unresolved(self, venue: str | None = None) -> list[Entry]:
-        """Transfers in pending/sent/unknown, oldest first."""
+    async def unresolved(
+        self,
+        venue: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> list[Entry]:
+        """Transfers in pending/sent/unknown, oldest first.
+
+        With ``owner`` (reconciliation): that user id's rows whatever their venue name, plus
+        ownerless (legacy) rows whose venue name is ``venue`` (all of them when it is None): a
+        legacy row is only reconciled with the balances of the venue that wrote it. Without
+        ``owner``: every row, or those whose venue name is ``venue``.
+        """
         ...
 
     async def unresolved_for_pair(self, venue: str, a: str, b: str) -> list[Entry]:
         """Unresolved transfers between ``a`` and ``b`` in either direction."""
         ...
 
-    async def unresolved_for_accounts(self, venue: str, accounts: Iterable[str]) -> list[Entry]:
-        """Unresolved transfers touching any of ``accounts`` (as src or dst)."""
+    async def unresolved_for_accounts(
+        self, venue: str, accounts: Iterable[str], *, owner: str | None = None
+    ) -> list[Entry]:
+        """Unresolved transfers touching any of ``accounts`` (as src or dst); with ``owner``,
+        those of that user id or ownerless, whatever their venue name."""
         ...
 
     async def transfers_since(self, bot: str, since: float) -> list[Entry]:
@@ -341,8 +412,17 @@ class Journal(Protocol):
         (pending, sent, unknown, done)."""
         ...
 
-    async def last_transfer_at(self, venue: str, a: str, b: str) -> float | None:
-        """Creation time of the newest transfer row on the pair (either direction, any state)."""
+    async def last_transfer_at(
+        self, venue: str, a: str, b: str, *, owner: str | None = None
+    ) -> float | None:
+        """Creation time of the newest transfer row on the pair (either direction, any state);
+        with ``owner``, rows of that user id or ownerless, whatever their venue name."""
+        ...
+
+    async def window_transfers(
+        self, owner: str, pairs: frozenset[frozenset[str]] | None, since: float
+    ) -> list[Entry]:
+        """The transfers ``DailyBudget(limit, since, pairs)`` of ``owner`` counts (see there)."""
         ...
 
     async def events(self, entry_id: str) -> list[dict[str, Any]]:
@@ -405,13 +485,18 @@ class Journal(Protocol):
     # -- account holds and the late-landing watch (see qfexbot.transfers) --------------------
 
     async def place_hold(
-        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None
+        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None,
+        owner: str | None = None,
     ) -> Hold:
-        """Pause all money movement on ``account`` until an operator releases it (durable)."""
+        """Pause all money movement on ``account`` (of venue user ``owner``) until an operator
+        releases it (durable); ``venue`` is the display name of the venue table that placed it."""
         ...
 
-    async def active_holds(self, venue: str | None = None) -> list[Hold]:
-        """Holds not released yet, oldest first."""
+    async def active_holds(
+        self, venue: str | None = None, owner: str | None = None
+    ) -> list[Hold]:
+        """Holds not released yet, oldest first (of ``owner`` when given: keyed by the venue
+        user id, so a renamed venue table still sees them)."""
         ...
 
     async def release_holds(self, venue: str | None, account: str, by: str, note: str = "") -> int:
@@ -420,13 +505,14 @@ class Journal(Protocol):
 
     async def add_watch(
         self, entry_id: str, venue: str, src: str, dst: str, amount: Decimal,
-        src_deposit: Decimal, dst_deposit: Decimal,
+        src_deposit: Decimal, dst_deposit: Decimal, owner: str | None = None,
     ) -> None:
         """Watch a transfer concluded "not applied" for a late landing, from these deposits."""
         ...
 
-    async def watches(self, venue: str) -> list[Watch]:
-        """Active watches of ``venue``, oldest first."""
+    async def watches(self, venue: str, owner: str | None = None) -> list[Watch]:
+        """Active watches of ``venue`` (of venue user ``owner`` instead, when given), oldest
+        first."""
         ...
 
     async def update_watch(
@@ -436,10 +522,11 @@ class Journal(Protocol):
         ...
 
     async def transfers_after(
-        self, entry_id: str, venue: str, accounts: Iterable[str]
+        self, entry_id: str, venue: str, accounts: Iterable[str], owner: str | None = None
     ) -> list[Entry]:
-        """Transfers of ``venue`` touching ``accounts`` written after ``entry_id`` (row order,
-        not clock order: a clock step cannot reorder them)."""
+        """Transfers of ``venue`` (of venue user ``owner`` instead, when given; rows without an
+        owner match any) touching ``accounts`` written after ``entry_id`` (row order, not clock
+        order: a clock step cannot reorder them)."""
         ...
 
     async def remark_applied(self, entry_id: str, by: str, detail: str) -> Entry:
@@ -500,6 +587,7 @@ BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
 CREATE TABLE IF NOT EXISTS holds (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     venue TEXT NOT NULL,
+    owner TEXT,
     account TEXT NOT NULL,
     code TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -513,6 +601,7 @@ CREATE INDEX IF NOT EXISTS holds_active ON holds (venue, account, released_at);
 CREATE TABLE IF NOT EXISTS watches (
     entry_id TEXT PRIMARY KEY REFERENCES entries (id),
     venue TEXT NOT NULL,
+    owner TEXT,
     src TEXT NOT NULL,
     dst TEXT NOT NULL,
     amount TEXT NOT NULL,
@@ -529,11 +618,13 @@ CREATE TABLE IF NOT EXISTS watches (
 _COLUMNS = (
     "id, kind, bot, plugin, venue, src, dst, amount, reason, created_at, updated_at, state, "
     "detail, attempts, sent_at, resolved_by, src_before, dst_before, data, "
-    "src_deposit_before, dst_deposit_before"
+    "src_deposit_before, dst_deposit_before, owner"
 )
 
 # Columns added after the first release: (name, type), added with ALTER TABLE when missing.
-_ADDED_COLUMNS = (("src_deposit_before", "TEXT"), ("dst_deposit_before", "TEXT"))
+_ADDED_COLUMNS = (
+    ("src_deposit_before", "TEXT"), ("dst_deposit_before", "TEXT"), ("owner", "TEXT"),
+)
 
 
 def _str_or_none(value: Decimal | None) -> str | None:
@@ -583,6 +674,7 @@ def _row_to_entry(row: Sequence[Any]) -> Entry:
         data=None if row[18] is None else json.loads(row[18]),
         src_deposit_before=_dec(row[19]),
         dst_deposit_before=_dec(row[20]),
+        owner=row[21],
     )
 
 
@@ -618,6 +710,10 @@ class SqliteStore:
         for name, kind in _ADDED_COLUMNS:
             if name not in have:
                 self._db.execute(f"ALTER TABLE entries ADD COLUMN {name} {kind}")
+        # Pair lookups keyed by account ids whatever the venue name (min_interval).
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS entries_accounts ON entries (src, dst, created_at)"
+        )
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -708,9 +804,13 @@ class SqliteStore:
         dst_before: Decimal | None = None,
         src_deposit_before: Decimal | None = None,
         dst_deposit_before: Decimal | None = None,
+        owner: str | None = None,
+        budget: DailyBudget | None = None,
     ) -> Entry:
         if Decimal(amount) <= 0:
             raise ValueError(f"transfer amount must be positive, got {amount}")
+        if budget is not None and owner is None:
+            raise ValueError("a budget is counted per owner: pass owner with budget")
         values = {
             "kind": EntryKind.TRANSFER,
             "bot": bot,
@@ -725,8 +825,20 @@ class SqliteStore:
             "dst_before": _money(dst_before),
             "src_deposit_before": _money(src_deposit_before),
             "dst_deposit_before": _money(dst_deposit_before),
+            "owner": owner,
         }
-        return self._write(lambda db: self._insert(db, values))
+
+        def run(db: sqlite3.Connection) -> Entry:
+            if budget is not None:
+                assert owner is not None
+                window = self._window(db, owner, budget.pairs, budget.since)
+                spent = sum((e.amount or Decimal(0) for e in window), Decimal(0))
+                if spent + Decimal(amount) > budget.limit:
+                    raise BudgetExceeded(spent, budget.limit, Decimal(amount))
+            return self._insert(db, values)
+
+        # BEGIN IMMEDIATE: the window read and the insert are one write transaction.
+        return self._write(run)
 
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -909,9 +1021,18 @@ class SqliteStore:
             params.append(kind)
         return self._select(" AND ".join(clauses), params, "created_at DESC, rowid DESC", limit)
 
-    def unresolved(self, venue: str | None = None) -> list[Entry]:
+    def unresolved(
+        self,
+        venue: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> list[Entry]:
         where = f"kind = 'transfer' AND state IN ({', '.join('?' for _ in UNRESOLVED)})"
         params: list[Any] = list(UNRESOLVED)
+        if owner is not None:
+            rows = self._select(where + " AND (owner = ? OR owner IS NULL)",
+                                (*params, owner), "created_at, rowid")  # fmt: skip
+            return [e for e in rows if e.owner is not None or venue is None or e.venue == venue]
         if venue is not None:
             where += " AND venue = ?"
             params.append(venue)
@@ -920,9 +1041,12 @@ class SqliteStore:
     def unresolved_for_pair(self, venue: str, a: str, b: str) -> list[Entry]:
         return [e for e in self.unresolved(venue) if {e.src, e.dst} == {a, b}]
 
-    def unresolved_for_accounts(self, venue: str, accounts: Iterable[str]) -> list[Entry]:
+    def unresolved_for_accounts(
+        self, venue: str, accounts: Iterable[str], *, owner: str | None = None
+    ) -> list[Entry]:
         wanted = set(accounts)
-        return [e for e in self.unresolved(venue) if e.src in wanted or e.dst in wanted]
+        rows = self.unresolved(owner=owner) if owner is not None else self.unresolved(venue)
+        return [e for e in rows if e.src in wanted or e.dst in wanted]
 
     def transfers_since(self, bot: str, since: float) -> list[Entry]:
         marks = ", ".join("?" for _ in _POSSIBLY_APPLIED)
@@ -932,13 +1056,41 @@ class SqliteStore:
             "created_at, rowid",
         )
 
-    def last_transfer_at(self, venue: str, a: str, b: str) -> float | None:
+    def last_transfer_at(
+        self, venue: str, a: str, b: str, *, owner: str | None = None
+    ) -> float | None:
+        if owner is not None:
+            row = self._db.execute(
+                "SELECT MAX(created_at) FROM entries WHERE kind = 'transfer' AND (owner = ? OR "
+                "owner IS NULL) AND ((src = ? AND dst = ?) OR (src = ? AND dst = ?))",
+                (owner, a, b, b, a),
+            ).fetchone()
+            return row[0]
         row = self._db.execute(
             "SELECT MAX(created_at) FROM entries WHERE kind = 'transfer' AND venue = ? "
             "AND ((src = ? AND dst = ?) OR (src = ? AND dst = ?))",
             (venue, a, b, b, a),
         ).fetchone()
         return row[0]
+
+    def _window(
+        self,
+        db: sqlite3.Connection,
+        owner: str,
+        pairs: frozenset[frozenset[str]] | None,
+        since: float,
+    ) -> list[Entry]:
+        marks = ", ".join("?" for _ in _POSSIBLY_APPLIED)
+        sql = (f"SELECT {_COLUMNS} FROM entries WHERE kind = 'transfer' AND created_at >= ? "
+               f"AND state IN ({marks}) AND (owner = ? OR owner IS NULL) "
+               "ORDER BY created_at, rowid")
+        rows = [_row_to_entry(r) for r in db.execute(sql, (since, *_POSSIBLY_APPLIED, owner))]
+        return [e for e in rows if pairs is None or frozenset((e.src, e.dst)) in pairs]
+
+    def window_transfers(
+        self, owner: str, pairs: frozenset[frozenset[str]] | None, since: float
+    ) -> list[Entry]:
+        return self._window(self._db, owner, pairs, since)
 
     def events(self, entry_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -953,24 +1105,28 @@ class SqliteStore:
     # -- account holds and the late-landing watch --------------------------------------------
 
     def place_hold(
-        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None
+        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None,
+        owner: str | None = None,
     ) -> Hold:
         def run(db: sqlite3.Connection) -> Hold:
             now = self._clock()
             cursor = db.execute(
-                "INSERT INTO holds (venue, account, code, reason, entry_id, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (venue, account, code, reason, entry_id, now),
+                "INSERT INTO holds (venue, owner, account, code, reason, entry_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (venue, owner or venue, account, code, reason, entry_id, now),
             )
             return Hold(int(cursor.lastrowid or 0), venue, account, code, reason, entry_id, now)
 
         return self._write(run)
 
-    def active_holds(self, venue: str | None = None) -> list[Hold]:
+    def active_holds(self, venue: str | None = None, owner: str | None = None) -> list[Hold]:
         sql = ("SELECT seq, venue, account, code, reason, entry_id, created_at FROM holds "
                "WHERE released_at IS NULL")  # fmt: skip
         params: tuple[Any, ...] = ()
-        if venue is not None:
+        if owner is not None:
+            sql += " AND (owner = ? OR owner IS NULL)"
+            params = (owner,)
+        elif venue is not None:
             sql += " AND venue = ?"
             params = (venue,)
         return [Hold(*row) for row in self._db.execute(sql + " ORDER BY seq", params)]
@@ -989,25 +1145,27 @@ class SqliteStore:
 
     def add_watch(
         self, entry_id: str, venue: str, src: str, dst: str, amount: Decimal,
-        src_deposit: Decimal, dst_deposit: Decimal,
+        src_deposit: Decimal, dst_deposit: Decimal, owner: str | None = None,
     ) -> None:
         def run(db: sqlite3.Connection) -> None:
             now = self._clock()
             db.execute(
-                "INSERT OR REPLACE INTO watches (entry_id, venue, src, dst, amount, src_deposit, "
-                "dst_deposit, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (entry_id, venue, src, dst, _money(amount), _money(src_deposit),
+                "INSERT OR REPLACE INTO watches (entry_id, venue, owner, src, dst, amount, "
+                "src_deposit, dst_deposit, started_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (entry_id, venue, owner or venue, src, dst, _money(amount), _money(src_deposit),
                  _money(dst_deposit), now, now),
             )  # fmt: skip
 
         self._write(run)
 
-    def watches(self, venue: str) -> list[Watch]:
+    def watches(self, venue: str, owner: str | None = None) -> list[Watch]:
+        key = "owner" if owner is not None else "venue"
         rows = self._db.execute(
             "SELECT entry_id, venue, src, dst, amount, src_deposit, dst_deposit, started_at, "
-            "last_src, last_dst FROM watches WHERE venue = ? AND state = 'watching' "
+            f"last_src, last_dst FROM watches WHERE {key} = ? AND state = 'watching' "
             "ORDER BY started_at, rowid",
-            (venue,),
+            (owner if owner is not None else venue,),
         )
         return [
             Watch(e, v, s, d, Decimal(a), Decimal(sd), Decimal(dd), at, Decimal(ls), Decimal(ld))
@@ -1029,13 +1187,16 @@ class SqliteStore:
 
         self._write(run)
 
-    def transfers_after(self, entry_id: str, venue: str, accounts: Iterable[str]) -> list[Entry]:
+    def transfers_after(
+        self, entry_id: str, venue: str, accounts: Iterable[str], owner: str | None = None
+    ) -> list[Entry]:
         wanted = tuple(accounts)
         marks = ", ".join("?" for _ in wanted)
+        scope = "venue = ?" if owner is None else "(owner = ? OR owner IS NULL)"
         return self._select(
-            f"kind = 'transfer' AND venue = ? AND rowid > (SELECT rowid FROM entries WHERE id = ?) "
+            f"kind = 'transfer' AND {scope} AND rowid > (SELECT rowid FROM entries WHERE id = ?) "
             f"AND (src IN ({marks}) OR dst IN ({marks}))",
-            (venue, entry_id, *wanted, *wanted),
+            (venue if owner is None else owner, entry_id, *wanted, *wanted),
             "rowid",
         )
 
@@ -1198,12 +1359,15 @@ class SqliteJournal:
         dst_before: Decimal | None = None,
         src_deposit_before: Decimal | None = None,
         dst_deposit_before: Decimal | None = None,
+        owner: str | None = None,
+        budget: DailyBudget | None = None,
     ) -> Entry:
         """See ``Journal.record_intent``."""
         return await self._call(
             "record_intent", bot=bot, plugin=plugin, venue=venue, src=src, dst=dst, amount=amount,
             reason=reason, src_before=src_before, dst_before=dst_before,
             src_deposit_before=src_deposit_before, dst_deposit_before=dst_deposit_before,
+            owner=owner, budget=budget,
         )  # fmt: skip
 
     async def get_meta(self, key: str) -> str | None:
@@ -1248,25 +1412,40 @@ class SqliteJournal:
         """See ``Journal.list``."""
         return await self._call("list", state, limit, kind)
 
-    async def unresolved(self, venue: str | None = None) -> list[Entry]:
+    async def unresolved(
+        self,
+        venue: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> list[Entry]:
         """See ``Journal.unresolved``."""
-        return await self._call("unresolved", venue)
+        return await self._call("unresolved", venue, owner=owner)
 
     async def unresolved_for_pair(self, venue: str, a: str, b: str) -> list[Entry]:
         """See ``Journal.unresolved_for_pair``."""
         return await self._call("unresolved_for_pair", venue, a, b)
 
-    async def unresolved_for_accounts(self, venue: str, accounts: Iterable[str]) -> list[Entry]:
+    async def unresolved_for_accounts(
+        self, venue: str, accounts: Iterable[str], *, owner: str | None = None
+    ) -> list[Entry]:
         """See ``Journal.unresolved_for_accounts``."""
-        return await self._call("unresolved_for_accounts", venue, tuple(accounts))
+        return await self._call("unresolved_for_accounts", venue, tuple(accounts), owner=owner)
 
     async def transfers_since(self, bot: str, since: float) -> list[Entry]:
         """See ``Journal.transfers_since``."""
         return await self._call("transfers_since", bot, since)
 
-    async def last_transfer_at(self, venue: str, a: str, b: str) -> float | None:
+    async def last_transfer_at(
+        self, venue: str, a: str, b: str, *, owner: str | None = None
+    ) -> float | None:
         """See ``Journal.last_transfer_at``."""
-        return await self._call("last_transfer_at", venue, a, b)
+        return await self._call("last_transfer_at", venue, a, b, owner=owner)
+
+    async def window_transfers(
+        self, owner: str, pairs: frozenset[frozenset[str]] | None, since: float
+    ) -> list[Entry]:
+        """See ``Journal.window_transfers``."""
+        return await self._call("window_transfers", owner, pairs, since)
 
     async def events(self, entry_id: str) -> list[dict[str, Any]]:
         """See ``Journal.events``."""
@@ -1333,14 +1512,17 @@ class SqliteJournal:
     # -- account holds and the late-landing watch --------------------------------------------
 
     async def place_hold(
-        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None
+        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None,
+        owner: str | None = None,
     ) -> Hold:
         """See ``Journal.place_hold``."""
-        return await self._call("place_hold", venue, account, code, reason, entry_id)
+        return await self._call("place_hold", venue, account, code, reason, entry_id, owner)
 
-    async def active_holds(self, venue: str | None = None) -> list[Hold]:
+    async def active_holds(
+        self, venue: str | None = None, owner: str | None = None
+    ) -> list[Hold]:
         """See ``Journal.active_holds``."""
-        return await self._call("active_holds", venue)
+        return await self._call("active_holds", venue, owner)
 
     async def release_holds(self, venue: str | None, account: str, by: str, note: str = "") -> int:
         """See ``Journal.release_holds``."""
@@ -1348,14 +1530,16 @@ class SqliteJournal:
 
     async def add_watch(
         self, entry_id: str, venue: str, src: str, dst: str, amount: Decimal,
-        src_deposit: Decimal, dst_deposit: Decimal,
+        src_deposit: Decimal, dst_deposit: Decimal, owner: str | None = None,
     ) -> None:
         """See ``Journal.add_watch``."""
-        await self._call("add_watch", entry_id, venue, src, dst, amount, src_deposit, dst_deposit)
+        await self._call(
+            "add_watch", entry_id, venue, src, dst, amount, src_deposit, dst_deposit, owner
+        )
 
-    async def watches(self, venue: str) -> list[Watch]:
+    async def watches(self, venue: str, owner: str | None = None) -> list[Watch]:
         """See ``Journal.watches``."""
-        return await self._call("watches", venue)
+        return await self._call("watches", venue, owner)
 
     async def update_watch(
         self, entry_id: str, state: str, last_src: Decimal, last_dst: Decimal
@@ -1364,10 +1548,10 @@ class SqliteJournal:
         await self._call("update_watch", entry_id, state, last_src, last_dst)
 
     async def transfers_after(
-        self, entry_id: str, venue: str, accounts: Iterable[str]
+        self, entry_id: str, venue: str, accounts: Iterable[str], owner: str | None = None
     ) -> list[Entry]:
         """See ``Journal.transfers_after``."""
-        return await self._call("transfers_after", entry_id, venue, tuple(accounts))
+        return await self._call("transfers_after", entry_id, venue, tuple(accounts), owner)
 
     async def remark_applied(self, entry_id: str, by: str, detail: str) -> Entry:
         """See ``Journal.remark_applied``."""

@@ -1,8 +1,11 @@
 """Wires config, simulators, venues, sessions, buses and plugin hosts in one root nursery.
 
 Start-up order matters for safety: plugins are loaded and validated first (a broken config
-never connects anything), then embedded simulators start, then the journal is reconciled
-before any bot acts, then plugins start, then sessions connect. Shutdown reverses it: stop
+never connects anything), then embedded simulators start, then the journal is opened, the
+machine-wide locks of every account this process may move money on are taken
+(``qfexbot.account_locks``), start-up is refused while the journal holds an unresolved transfer
+on accounts this config no longer names, the journal is reconciled before any bot acts, then
+plugins start, then sessions connect. Shutdown reverses it: stop
 intake (sessions), drain inboxes and call shutdown hooks, then close REST clients and the
 journal. A second SIGINT/SIGTERM cancels everything at once.
 """
@@ -23,12 +26,13 @@ from typing import Any
 
 import trio
 
+from qfexbot.account_locks import AccountLocks, AccountsLocked, acquire_account_locks
 from qfexbot.actions import RuntimeActions, rest_available_reader, rest_transfer_sender
 from qfexbot.bus import Bus
 from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig
 from qfexbot.dispatch import Dispatcher
 from qfexbot.events import Event
-from qfexbot.journal import JournalLocked, SqliteJournal
+from qfexbot.journal import Entry, JournalLocked, SqliteJournal
 from qfexbot.logs import configure_logging, get_logger, log_context, log_event
 from qfexbot.metrics import RuntimeMetrics
 from qfexbot.plugins import PluginHost, PluginLoadError, build_plugin_host, discover_plugins
@@ -129,6 +133,8 @@ class Runtime:
         self.simulators: dict[str, Any] = {}
         self.simulator_urls: dict[str, Any] = {}
         self.journal: SqliteJournal | None = None
+        # user id -> account id -> lock: every venue table of one user shares its account locks.
+        self._money_locks: dict[str, dict[str, trio.Lock]] = {}
         self.market_data: dict[str, MarketDataSession] = {}
         # Ops: metrics registry, balances/last-event view, recorder, ops endpoint URL.
         self.started_at: float | None = None
@@ -214,11 +220,64 @@ class Runtime:
                 raise ConfigError(
                     [f"runtime.journal: cannot open {self.app.runtime.journal}: {exc}"]
                 ) from None
+            locks: AccountLocks | None = None
             try:
+                locks = self._lock_accounts()
+                await self._refuse_unnamed_entries()
                 await self._run_venues(root, creds, actions, duration, task_status)
             finally:
                 await self.journal.close()
+                if locks is not None:
+                    locks.release()
                 root.cancel_scope.cancel()
+
+    def _transfer_venues(self) -> list[VenueConfig]:
+        """The venues in use that move money (QFEX; Finery has no transfers)."""
+        venues = (self.app.venues[name] for name in self._venues_in_use())
+        return [venue for venue in venues if venue.kind != "finery"]
+
+    def _lock_accounts(self) -> AccountLocks:
+        """Take the machine-wide lock of every account a bot of this process may move money on
+        (the accounts of its ``allowed_pairs``), before anything moves. An embedded simulator's
+        accounts exist only inside this process, so they are not locked.
+
+        Raises:
+          ConfigError: another qfexbot process holds one of them, or the lock directory fails.
+        """
+        keys = []
+        for venue in self._transfer_venues():
+            for bot in self.app.bots.values():
+                if bot.venue != venue.name or venue.simulator:
+                    continue
+                for alias in sorted({a for pair in bot.limits.allowed_pairs for a in pair}):
+                    account_id = venue.accounts.get(alias, alias)
+                    keys.append((venue.user_id, account_id, f"venue {venue.name} account {alias}"))
+        try:
+            return acquire_account_locks(
+                keys, holder=f"config {self.app.path}, journal {self.app.runtime.journal}"
+            )
+        except (AccountsLocked, OSError) as exc:
+            raise ConfigError([f"cannot take the account locks: {exc}"], self.app.path) from None
+
+    async def _refuse_unnamed_entries(self) -> None:
+        """Refuse to start while the journal holds an unresolved transfer on accounts that no
+        venue of this config names: nothing here could reconcile it, and the accounts (maybe
+        under a new name) could otherwise move again.
+
+        An entry is named when a venue in use has its user id and both account ids; an entry
+        written before entries carried the user id needs its venue's name and both ids.
+
+        Raises:
+          ConfigError: one line per such entry, saying how to resolve it.
+        """
+        assert self.journal is not None
+        venues = self._transfer_venues()
+        problems = []
+        for entry in await self.journal.unresolved():
+            if not any(_names_entry(venue, entry) for venue in venues):
+                problems.append(_unnamed_entry_problem(entry))
+        if problems:
+            raise ConfigError(problems, self.app.path)
 
     def _build_hosts(self, actions: RuntimeActions) -> None:
         errors: list[str] = []
@@ -314,6 +373,8 @@ class Runtime:
             kill_switch=self.app.runtime.kill_switch_file,
             on_outcome=self.metrics.outcome_observer(actions.on_transfer_outcome),
             settle_seconds=config.session.settle_seconds,
+            user_id=config.user_id,
+            locks=self._money_locks.setdefault(config.user_id, {}),
         )
         return _VenueRun(config=config, venue=venue, transfers=transfers)
 
@@ -383,6 +444,30 @@ class Runtime:
             await transfers.run_reconciler(
                 interval=RECONCILE_EVERY, report=functools.partial(_log_reconciled, name, when="")
             )
+
+
+def _names_entry(venue: VenueConfig, entry: Entry) -> bool:
+    """Whether ``venue`` names both accounts of ``entry`` under the entry's user id (or, for an
+    entry written before entries carried one, under the entry's venue name)."""
+    if entry.owner is None and entry.venue != venue.name:
+        return False
+    if entry.owner is not None and entry.owner != venue.user_id:
+        return False
+    ids = set(venue.accounts.values())
+    return entry.src in ids and entry.dst in ids
+
+
+def _unnamed_entry_problem(entry: Entry) -> str:
+    """The start-up refusal for an unresolved entry on accounts the config no longer names."""
+    owner = entry.owner or "not recorded (written by an older qfexbot)"
+    return (
+        f"journal entry {entry.id} (transfer of {entry.amount} from account {entry.src} to "
+        f"account {entry.dst}, venue {entry.venue!r} at the time, user id {owner}, bot "
+        f"{entry.bot}) is {entry.state}: its money may or may not have moved, and no venue of "
+        f"this config names both accounts under that user id, so nothing can reconcile it. "
+        f"Check both balances at the venue, then run `qfexbot journal resolve {entry.id} "
+        f"--applied` or `--not-applied`; or restore the venue and its accounts in bots.toml"
+    )
 
 
 def _log_reconciled(venue: str, results: list[Any], when: str) -> None:

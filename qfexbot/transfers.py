@@ -9,13 +9,24 @@
    and rolling 24 h maximum, minimum interval, then reads the available balances of both
    accounts afresh and checks ``min_remaining``;
 4. dry run: journals "would transfer" and returns; nothing is sent;
-5. journals the intent (``pending``, committed), marks it ``sent`` and calls ``send`` exactly
-   once — never retried;
+5. checks the kill switch again (a balance read can take seconds) and journals the intent
+   (``pending``, committed) in the same journal transaction as the final rolling 24 h check
+   (so two concurrent transfers cannot both fit in one budget); checks the kill switch once
+   more — if it appeared meanwhile the row is marked ``failed`` (never sent) — then marks it
+   ``sent`` and calls ``send`` exactly once — never retried;
 6. records the outcome: success -> ``done``; ``TransferRejected`` / ``TransferNotSent`` ->
    ``failed``; ``TransferAmbiguous``, any other error or a cancellation -> ``unknown``.
 
 Refusals and dry runs are journaled too, and every outcome is reported through ``on_outcome``
 as a ``TransferOutcomeEvent``.
+
+Identity and limits. Every decision is keyed by the venue user id (``user_id``, the journal's
+``owner``) and account ids, never by a name: blocking on unresolved transfers, reconciliation,
+``min_interval`` (the newest transfer on the unordered pair) and the rolling 24 h total. A bot's
+``max_daily`` counts every possibly-applied transfer (pending, sent, unknown, done) of the last
+24 h between any pair its ``allowed_pairs`` governs, whichever bot wrote it: renaming the bot,
+the venue or an alias resets nothing, and two bots sharing a treasury with their own desks
+(``treasury <-> desk-a`` and ``treasury <-> desk-b``) do not eat each other's budget.
 
 Reconciliation (why balance deltas). QFEX's ``POST /user/transfer`` carries no client id and
 there is no transfer history endpoint, so the only evidence of whether a transfer landed is the
@@ -91,7 +102,7 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -100,7 +111,15 @@ from typing import Any
 import trio
 
 from qfexbot.events import TransferOutcomeEvent
-from qfexbot.journal import Entry, InvalidTransition, Journal, TransferState, Watch
+from qfexbot.journal import (
+    BudgetExceeded,
+    DailyBudget,
+    Entry,
+    InvalidTransition,
+    Journal,
+    TransferState,
+    Watch,
+)
 from qfexbot.logs import get_logger, log_context, log_event
 from qfexbot.policy import (
     DAY,
@@ -110,6 +129,7 @@ from qfexbot.policy import (
     daily_spent,
     dry_run_decision,
     kill_switch_reason,
+    resolve_pairs,
 )
 
 __all__ = [
@@ -270,7 +290,7 @@ class TransferService:
       send: the venue transfer call; must raise ``TransferRejected``, ``TransferNotSent`` or
         ``TransferAmbiguous`` as documented (anything else counts as ambiguous).
       read_balance: fresh ``BalanceReading`` (or bare available Decimal) of an account id.
-      venue: venue name written into every entry.
+      venue: venue name written into every entry (display only; nothing is keyed by it).
       limits: bot name -> limits object (see ``qfexbot.policy``); a bot without one is refused.
       accounts: alias -> account id of this venue (resolves ``allowed_pairs``; makes reasons readable).
       kill_switch: path of the kill switch file, or None.
@@ -282,6 +302,12 @@ class TransferService:
       settle_seconds: minimum quiet time before reconciliation may declare "not applied",
         measured on trio's clock from when this process first saw the outcome in doubt.
       late_watch: how long a transfer reconciled "not applied" is watched for a late landing.
+      user_id: the venue user id the accounts belong to; entries, blocking, reconciliation and
+        limits are keyed by it (default: ``venue``, for callers without one — the runtime always
+        passes the configured ``user_id``).
+      locks: account id -> lock, shared by every service of one process moving accounts of the
+        same user id (the runtime passes one mapping per user id), so two venue tables naming
+        one account still never touch it at once; default: this service's own.
 
     Deposit verification (module doc) is read from and written to ``journal``'s meta table.
     """
@@ -302,9 +328,12 @@ class TransferService:
         tolerance: Decimal = Decimal("0.000001"),
         settle_seconds: float = 0.0,
         late_watch: float = DAY,
+        user_id: str | None = None,
+        locks: MutableMapping[str, trio.Lock] | None = None,
     ) -> None:
         self.journal = journal
         self.venue = venue
+        self.owner = user_id or venue
         self._send = send
         self._read = read_balance
         self._limits = dict(limits)
@@ -316,7 +345,7 @@ class TransferService:
         self._clock = clock
         self._tolerance = tolerance
         self._settle = settle_seconds
-        self._locks: dict[str, trio.Lock] = {}
+        self._locks: MutableMapping[str, trio.Lock] = {} if locks is None else locks
         self._wake = trio.Event()  # set when a transfer ends unknown: reconcile soon
         self._verified: bool | None = None
         self._verified_loaded = False
@@ -441,7 +470,9 @@ class TransferService:
     async def _check(
         self, bot: str, src: str, dst: str, amount: Decimal
     ) -> tuple[PolicyDecision, BalanceReading | None, BalanceReading | None]:
-        blocking = await self.journal.unresolved_for_accounts(self.venue, (src, dst))
+        blocking = await self.journal.unresolved_for_accounts(
+            self.venue, (src, dst), owner=self.owner
+        )
         if blocking:
             e = blocking[0]
             return (
@@ -466,18 +497,19 @@ class TransferService:
                 None,
                 None,
             )
-        paused = await trio.to_thread.run_sync(kill_switch_reason, self._kill_switch)
+        paused = await self._paused()
         now = self._clock()
-        spent = daily_spent(
-            e.amount for e in await self.journal.transfers_since(bot, now - DAY) if e.amount
-        )
+        window = await self.journal.window_transfers(self.owner, self._pairs(limits), now - DAY)
+        spent = daily_spent(e.amount for e in window if e.amount)
         decision = check_transfer(
             limits,
             src=src,
             dst=dst,
             amount=amount,
             spent_24h=spent,
-            last_transfer_at=await self.journal.last_transfer_at(self.venue, src, dst),
+            last_transfer_at=await self.journal.last_transfer_at(
+                self.venue, src, dst, owner=self.owner
+            ),
             now=now,
             paused_reason=paused,
             accounts=self._accounts,
@@ -503,6 +535,34 @@ class TransferService:
             limits, src=src, amount=amount, src_available=src_before.available, names=self._names
         )
         return decision, src_before, dst_before
+
+    async def _paused(self) -> str | None:
+        """The kill switch text if money movement is paused now, else None."""
+        if self._kill_switch is None:
+            return None
+        return await trio.to_thread.run_sync(kill_switch_reason, self._kill_switch)
+
+    async def _unresolved_here(self) -> list[Entry]:
+        """The unresolved transfers this service reconciles: its user id's rows between two
+        accounts it names (another venue table of the same user reconciles its own), and rows
+        an older version wrote under this venue's name."""
+        named = set(self._accounts.values())
+        return [
+            e for e in await self.journal.unresolved(self.venue, owner=self.owner)
+            if e.owner is None or not named or (e.src in named and e.dst in named)
+        ]  # fmt: skip
+
+    def _pairs(self, limits: Any) -> frozenset[frozenset[str]] | None:
+        """The unordered account-id pairs whose transfers count against ``limits.max_daily``."""
+        return resolve_pairs(getattr(limits, "allowed_pairs", None), self._accounts)
+
+    def _budget(self, bot: str) -> DailyBudget | None:
+        """The rolling 24 h budget the intent must fit in (checked in the journal, atomically)."""
+        limits = self._limits.get(bot)
+        max_daily = None if limits is None else getattr(limits, "max_daily", None)
+        if max_daily is None:
+            return None
+        return DailyBudget(Decimal(str(max_daily)), self._clock() - DAY, self._pairs(limits))
 
     async def _refuse(
         self,
@@ -546,15 +606,42 @@ class TransferService:
         src_before: BalanceReading | None,
         dst_before: BalanceReading | None,
     ) -> TransferResult:
-        entry = await self.journal.record_intent(
-            bot=bot, plugin=plugin, venue=self.venue, src=src, dst=dst, amount=amount,
-            reason=reason,
-            src_before=src_before.available if src_before else None,
-            dst_before=dst_before.available if dst_before else None,
-            src_deposit_before=src_before.deposit if src_before else None,
-            dst_deposit_before=dst_before.deposit if dst_before else None,
-        )  # fmt: skip
+        args = (bot, plugin, src, dst, amount, reason)
+        # The balance read before this can take seconds: a pause meanwhile must still stop it.
+        paused = await self._paused()
+        if paused is not None:
+            return await self._refuse(*args, PolicyDecision(
+                False, f"money movement is paused (kill switch): {paused}", "paused"))  # fmt: skip
+        try:
+            entry = await self.journal.record_intent(
+                bot=bot, plugin=plugin, venue=self.venue, src=src, dst=dst, amount=amount,
+                reason=reason,
+                src_before=src_before.available if src_before else None,
+                dst_before=dst_before.available if dst_before else None,
+                src_deposit_before=src_before.deposit if src_before else None,
+                dst_deposit_before=dst_before.deposit if dst_before else None,
+                owner=self.owner, budget=self._budget(bot),
+            )  # fmt: skip
+        except BudgetExceeded as exc:
+            # Another transfer of this budget was journaled since the policy check read it.
+            return await self._refuse(*args, PolicyDecision(False, str(exc), "max_daily"))
         entry_id = entry.id
+        try:
+            paused = await self._paused()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.journal.mark_failed(entry_id, "not sent: cancelled before sending")
+            raise
+        if paused is not None:
+            entry = await self.journal.mark_failed(
+                entry_id, f"not sent: money movement was paused (kill switch) after the intent "
+                f"was journaled and before the request: {paused}",
+            )  # fmt: skip
+            log_event(log, logging.WARNING, "transfer not sent: paused", entry=entry_id,
+                      src=self._name(src), dst=self._name(dst), amount=str(amount),
+                      detail=entry.detail)  # fmt: skip
+            await self._emit(entry)
+            return TransferResult(entry_id, entry.state, entry.detail)
         try:
             await self.journal.mark_sent(entry_id)
             await self._send(src, dst, amount)
@@ -658,7 +745,7 @@ class TransferService:
         """
         reader = read_balance or self._read
         results = []
-        for entry in await self.journal.unresolved(self.venue):
+        for entry in await self._unresolved_here():
             async with self._hold(entry.src or "", entry.dst or ""):
                 current = await self.journal.get(entry.id)
                 if current is None or not current.unresolved:
@@ -690,7 +777,7 @@ class TransferService:
                 entry, "cannot reconcile: balances before the transfer were not recorded"
             )
         self._doubt_since.setdefault(entry.id, trio.current_time())
-        held = [h for h in await self.journal.active_holds(self.venue) if h.account in (src, dst)]
+        held = [h for h in await self.journal.active_holds(owner=self.owner) if h.account in (src, dst)]
         if held:
             return await self._still_unknown(
                 entry, f"not reconciling automatically: {self._name(held[0].account)} is held "
@@ -765,7 +852,7 @@ class TransferService:
 
     async def _held_decision(self, src: str, dst: str) -> PolicyDecision | None:
         """A refusal if an account hold (late landing, unexplained deposits) covers src or dst."""
-        for hold in await self.journal.active_holds(self.venue):
+        for hold in await self.journal.active_holds(owner=self.owner):
             if hold.account in (src, dst):
                 return PolicyDecision(
                     False,
@@ -778,11 +865,13 @@ class TransferService:
 
     async def _place_holds(self, entry: Entry, code: str, reason: str) -> None:
         """Hold both accounts of ``entry`` (once per entry and code), logged at ERROR."""
-        active = await self.journal.active_holds(self.venue)
+        active = await self.journal.active_holds(owner=self.owner)
         have = {(h.account, h.entry_id, h.code) for h in active}
         for account in (entry.src or "", entry.dst or ""):
             if (account, entry.id, code) not in have:
-                await self.journal.place_hold(self.venue, account, code, reason, entry.id)
+                await self.journal.place_hold(
+                    self.venue, account, code, reason, entry.id, owner=self.owner
+                )
                 log_event(log, logging.ERROR, "account held: money movement on it is paused",
                           account=self._name(account), entry=entry.id, code=code, detail=reason,
                           operator="check the venue's balances and history; resolve the entry "
@@ -814,7 +903,7 @@ class TransferService:
             return
         await self.journal.add_watch(
             entry.id, self.venue, entry.src or "", entry.dst or "", entry.amount or Decimal(0),
-            src_now.deposit, dst_now.deposit,
+            src_now.deposit, dst_now.deposit, owner=self.owner,
         )  # fmt: skip
         self._watch_since[entry.id] = trio.current_time()
 
@@ -827,8 +916,11 @@ class TransferService:
         """
         results = []
         now = trio.current_time()
-        held = {h.account for h in await self.journal.active_holds(self.venue)}
-        for watch in await self.journal.watches(self.venue):
+        held = {h.account for h in await self.journal.active_holds(owner=self.owner)}
+        named = set(self._accounts.values())
+        for watch in await self.journal.watches(self.venue, owner=self.owner):
+            if named and not (watch.src in named and watch.dst in named):
+                continue  # another venue table of this user watches it
             since = self._watch_since.setdefault(watch.entry_id, now)
             wall_age = self._clock() - watch.started_at
             if now - since >= self._late_watch and wall_age >= self._late_watch:
@@ -853,7 +945,7 @@ class TransferService:
         journal's later transfers on those accounts explain, equal to exactly ±amount."""
         explained = {watch.src: Decimal(0), watch.dst: Decimal(0)}
         for later in await self.journal.transfers_after(
-            watch.entry_id, self.venue, (watch.src, watch.dst)
+            watch.entry_id, self.venue, (watch.src, watch.dst), owner=self.owner
         ):
             if later.unresolved:
                 return None  # its own reconciliation goes first
