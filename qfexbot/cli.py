@@ -57,9 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     journal = sub.add_parser(
         "journal",
-        help="list journal entries (or: journal resolve ID --applied|--not-applied)",
+        help="list journal entries (or: journal resolve|backup|accept-restore ...)",
         epilog="To resolve an unknown transfer by hand: "
-        "qfexbot journal resolve ID --applied|--not-applied [--config CONFIG]",
+        "qfexbot journal resolve ID --applied|--not-applied [--config CONFIG]. "
+        "To back the journal up (online, consistent): qfexbot journal backup PATH [CONFIG] "
+        "[--force]. After restoring an older journal: qfexbot journal accept-restore [CONFIG] "
+        "[--reason TEXT].",
     )
     journal.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
     journal.add_argument("--state", help="only entries in this state (e.g. unknown)")
@@ -72,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--applied", dest="applied", action="store_true")
     how.add_argument("--not-applied", dest="applied", action="store_false")
     resolve.add_argument("--config", default=DEFAULT_CONFIG)
+    backup = sub.add_parser("journal-backup")  # `journal backup PATH [CONFIG]`, routed by main()
+    backup.add_argument("path", help="where to write the backup (a new file, mode 0600)")
+    backup.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    accept = sub.add_parser("journal-accept-restore")  # `journal accept-restore [CONFIG]`
+    accept.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    accept.add_argument("--reason", default="restored journal checked by operator",
+                        help="why the restored journal is accepted (kept in its meta table)")
 
     pause = sub.add_parser("pause", help="pause all money movement (kill switch)")
     pause.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
@@ -121,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["journal", "resolve"]:
-        argv = ["journal-resolve", *argv[2:]]
+    if argv[:1] == ["journal"] and argv[1:2] in (["resolve"], ["backup"], ["accept-restore"]):
+        argv = [f"journal-{argv[1]}", *argv[2:]]
     args = build_parser().parse_args(argv)
     if args.command == "sim":
         if args.venue == "finery":
@@ -170,7 +181,8 @@ def _main(argv: list[str] | None) -> int:
         from qfexbot.runtime import plugins_command
 
         return plugins_command(_load(args.config))
-    if args.command in ("journal", "journal-resolve", "pause", "resume"):
+    if args.command in ("journal", "journal-resolve", "journal-backup", "journal-accept-restore",
+                        "pause", "resume"):
         from qfexbot.journal_cli import JournalCommandError
 
         try:
@@ -182,7 +194,8 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _journal_command(args: argparse.Namespace) -> int:
-    """journal, journal resolve, pause, resume: operator commands on the journal and kill switch."""
+    """journal, journal resolve|backup|accept-restore, pause, resume: operator commands on the
+    journal and kill switch."""
     from qfexbot import journal_cli
 
     app = _load(args.config)
@@ -195,6 +208,10 @@ def _journal_command(args: argparse.Namespace) -> int:
         )
     elif args.command == "journal-resolve":
         print(journal_cli.journal_resolve(app.runtime.journal, args.entry_id, args.applied))
+    elif args.command == "journal-backup":
+        print(journal_cli.journal_backup(app.runtime.journal, args.path, overwrite=args.force))
+    elif args.command == "journal-accept-restore":
+        print(journal_cli.journal_accept_restore(app.runtime.journal, args.reason))
     elif args.command == "pause":
         print(journal_cli.pause(app.runtime.kill_switch_file, args.reason))
     else:

@@ -28,7 +28,7 @@ from qfexbot.bus import Bus
 from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig
 from qfexbot.dispatch import Dispatcher
 from qfexbot.events import Event
-from qfexbot.journal import JournalLocked, SqliteJournal
+from qfexbot.journal import STATE_DIR_ENV, JournalLocked, JournalRolledBack, SqliteJournal
 from qfexbot.logs import configure_logging, get_logger, log_context, log_event
 from qfexbot.metrics import RuntimeMetrics
 from qfexbot.plugins import PluginHost, PluginLoadError, build_plugin_host, discover_plugins
@@ -215,6 +215,7 @@ class Runtime:
                     [f"runtime.journal: cannot open {self.app.runtime.journal}: {exc}"]
                 ) from None
             try:
+                await _refuse_rolled_back_journal(self.journal, self.app)
                 await self._run_venues(root, creds, actions, duration, task_status)
             finally:
                 await self.journal.close()
@@ -383,6 +384,23 @@ class Runtime:
             await transfers.run_reconciler(
                 interval=RECONCILE_EVERY, report=functools.partial(_log_reconciled, name, when="")
             )
+
+
+async def _refuse_rolled_back_journal(journal: SqliteJournal, app: AppConfig) -> None:
+    """Before anything moves money: the journal must not be older than the last state seen
+    (restored from an older copy, replaced, copied while live). See docs/operations.md."""
+    try:
+        mark = await journal.check_continuity()
+    except JournalRolledBack as exc:
+        log_event(log, logging.ERROR, "journal rolled back: not starting", journal=str(exc.path),
+                  problem=exc.problem)
+        raise ConfigError([f"runtime.journal: {exc}"], app.path) from None
+    except OSError as exc:
+        problem = (f"runtime.journal: cannot write the journal's mark ({exc}); set "
+                   f"{STATE_DIR_ENV} to a writable directory")
+        raise ConfigError([problem], app.path) from None
+    log_event(log, logging.INFO, "journal continuity checked", journal=str(journal.path),
+              journal_id=mark.journal_id, last_event=mark.seq)
 
 
 def _log_reconciled(venue: str, results: list[Any], when: str) -> None:
