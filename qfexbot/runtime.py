@@ -25,7 +25,7 @@ import trio
 
 from qfexbot.actions import RuntimeActions, rest_available_reader, rest_transfer_sender
 from qfexbot.bus import Bus
-from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig
+from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig, money_mover_conflicts
 from qfexbot.dispatch import Dispatcher
 from qfexbot.events import Event
 from qfexbot.journal import STATE_DIR_ENV, JournalLocked, JournalRolledBack, SqliteJournal
@@ -233,6 +233,10 @@ class Runtime:
                 )
             except PluginLoadError as exc:
                 errors.extend(exc.errors)
+        if not errors:  # plugins moving money on one account would fight: check and run refuse
+            errors.extend(money_mover_conflicts(self.app, {
+                name: [(s.name, getattr(s.plugin, "config_schema", None), s.ctx.config)
+                       for s in host.slots] for name, host in self.hosts.items()}))
         if errors:
             raise PluginLoadError(errors)
 
