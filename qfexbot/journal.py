@@ -23,6 +23,11 @@ The ``meta`` table holds small durable facts keyed by name (``get_meta``/``set_m
 whether a venue has been seen to reflect transfers in its ``deposit`` balance (see
 ``qfexbot.transfers``). Files written by older versions open unchanged: missing columns and
 tables are added at open.
+
+``SqliteStore.backup`` makes a consistent online copy (SQLite's backup API; a file copy of a
+live WAL journal is not a backup). ``check_continuity`` refuses a journal older than the last
+state seen (``JournalMark``: journal id + newest audit-event sequence number, kept beside the
+journal and in the state directory) until an operator accepts it (``accept_restore``).
 """
 
 from __future__ import annotations
