@@ -211,7 +211,8 @@ def _journal_command(args: argparse.Namespace) -> int:
     elif args.command == "journal-backup":
         print(journal_cli.journal_backup(app.runtime.journal, args.path, overwrite=args.force))
     elif args.command == "journal-accept-restore":
-        print(journal_cli.journal_accept_restore(app.runtime.journal, args.reason))
+        print(journal_cli.journal_accept_restore(app.runtime.journal, args.reason,
+                                                 app.runtime.state_dir))
     elif args.command == "pause":
         print(journal_cli.pause(app.runtime.kill_switch_file, args.reason))
     else:

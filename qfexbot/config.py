@@ -568,6 +568,9 @@ class RuntimeConfig:
     dry_run: bool
     record: RecordSettings | None = None
     ops_listen: tuple[str, int] | None = None
+    state_dir: Path | None = None
+    """Where the journal's second rollback mark lives; None: ``$QFEXBOT_STATE_DIR``, else the
+    XDG state directory (see ``qfexbot.journal.mark_paths``)."""
 
 
 @dataclass(frozen=True)
@@ -734,7 +737,7 @@ class AppConfig:
 
 _TOP_KEYS = ("runtime", "venues", "bots")
 _RUNTIME_KEYS = ("journal", "log_level", "log_format", "plugin_dirs", "kill_switch_file", "dry_run",
-                 "record", "ops_listen")
+                 "record", "ops_listen", "state_dir")
 _RECORD_KEYS = ("dir", "max_bytes")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _VENUE_KEYS = ("kind", "simulator", "trade_url", "mds_url", "rest_url", "user_id", "public_key",
@@ -823,6 +826,7 @@ def _parse_runtime(err: _Errors, data: Any, base: Path) -> RuntimeConfig:
         dry_run=table.get("dry_run", _bool, False),
         record=table.get("record", _record(base), None),
         ops_listen=table.get("ops_listen", _loopback_address, None),
+        state_dir=table.get("state_dir", as_path, None),
     )
 
 

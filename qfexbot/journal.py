@@ -872,17 +872,18 @@ class SqliteStore:
         """The sequence number of the newest audit event (0 for an empty journal)."""
         return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
-    def check_continuity(self) -> JournalMark:
+    def check_continuity(self, state_dir: str | Path | None = None) -> JournalMark:
         """Refuse a journal older than the last state seen; then keep the mark current.
 
         A journal without an id and no mark anywhere is new: it gets an id. Otherwise the
         file must carry the mark's journal id and at least its event sequence number.
+        ``state_dir``: where the second mark lives (``runtime.state_dir``; see ``mark_paths``).
 
         Raises:
           JournalRolledBack: the file is an older copy, another journal, or has lost its id.
           OSError: a mark file cannot be written (qfexbot must not run without its mark).
         """
-        marks = mark_paths(self.path)
+        marks = mark_paths(self.path, state_dir)
         found = self.identity()
         seen, problem = _first_problem(read_marks(marks), found, self.last_seq())
         if seen is not None:
@@ -895,13 +896,13 @@ class SqliteStore:
         self._marks, self._marked_id = marks, found.journal_id
         return found
 
-    def accept_restore(self, reason: str, by: str) -> str:
+    def accept_restore(self, reason: str, by: str, state_dir: str | Path | None = None) -> str:
         """Make this file the reference after an operator checked it (``accept-restore``).
 
         Records the acceptance in the meta table (key ``journal.restore_accepted.<time>``) and
         rewrites the mark. Returns what was accepted, for the operator.
         """
-        marks = mark_paths(self.path)
+        marks = mark_paths(self.path, state_dir)
         found = self.identity()
         seen, problem = _first_problem(read_marks(marks), found, self.last_seq())
         if seen is None:
@@ -1252,9 +1253,9 @@ class SqliteJournal:
             kind=kind, reason=reason, detail=detail,
         )  # fmt: skip
 
-    async def check_continuity(self) -> JournalMark:
+    async def check_continuity(self, state_dir: str | Path | None = None) -> JournalMark:
         """See ``SqliteStore.check_continuity`` (runs on the journal's worker thread)."""
-        return await self._call("check_continuity")
+        return await self._call("check_continuity", state_dir)
 
     async def backup(self, dest: str | Path, *, overwrite: bool = False) -> BackupInfo:
         """See ``SqliteStore.backup`` (runs on the journal's worker thread)."""
@@ -1270,9 +1271,9 @@ JOURNAL_ID_KEY = "journal.id"
 RESTORE_ACCEPTED_KEY = "journal.restore_accepted"
 """Meta key prefix of the records ``qfexbot journal accept-restore`` leaves."""
 STATE_DIR_ENV = "QFEXBOT_STATE_DIR"
-"""Directory of the second mark copy (default ``$XDG_STATE_HOME/qfexbot``, else
-``~/.local/state/qfexbot``): outside the journal's directory, so restoring that directory
-does not roll the mark back with it."""
+"""Directory of the second mark copy when ``runtime.state_dir`` is not set (default
+``$XDG_STATE_HOME/qfexbot``, else ``~/.local/state/qfexbot``): outside the journal's directory,
+so restoring that directory does not roll the mark back with it."""
 
 _log = get_logger("qfexbot.journal")
 
@@ -1343,11 +1344,12 @@ def _rollback_problem(seen: JournalMark, found: JournalMark | None, last_seq: in
     return ""
 
 
-def mark_paths(journal_path: str | Path) -> tuple[Path, Path]:
-    """Where the journal's mark is kept: beside the journal and in the state directory."""
+def mark_paths(journal_path: str | Path, state_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Where the journal's mark is kept: beside the journal and in the state directory
+    (``state_dir``, else ``$QFEXBOT_STATE_DIR``, else the XDG state directory)."""
     path = Path(journal_path).absolute()
     beside = path.with_name(path.name + ".mark")
-    base = os.environ.get(STATE_DIR_ENV)
+    base = str(state_dir) if state_dir is not None else os.environ.get(STATE_DIR_ENV)
     if not base:
         xdg = os.environ.get("XDG_STATE_HOME")
         base = str(Path(xdg) / "qfexbot") if xdg else str(Path.home() / ".local/state/qfexbot")

@@ -167,11 +167,14 @@ def journal_backup(journal_path: str | Path, dest: str | Path, overwrite: bool =
     )
 
 
-def journal_accept_restore(journal_path: str | Path, reason: str) -> str:
+def journal_accept_restore(
+    journal_path: str | Path, reason: str, state_dir: str | Path | None = None
+) -> str:
     """Accept a journal that qfexbot refused as rolled back, after the operator checked it.
 
     Takes the journal's lock (so no ``qfexbot run`` is using it), records who accepted it and
-    why in the journal's meta table, and makes its current state the new mark.
+    why in the journal's meta table, and makes its current state the new mark (``state_dir``:
+    ``runtime.state_dir``).
 
     Raises:
       JournalCommandError: no journal, or a running qfexbot holds it.
@@ -186,7 +189,7 @@ def journal_accept_restore(journal_path: str | Path, reason: str) -> str:
     try:
         store = SqliteStore(path)
         try:
-            return store.accept_restore(reason, by=f"operator {_user()}")
+            return store.accept_restore(reason, by=f"operator {_user()}", state_dir=state_dir)
         finally:
             store.close()
     finally:

@@ -394,14 +394,14 @@ async def _refuse_rolled_back_journal(journal: SqliteJournal, app: AppConfig) ->
     """Before anything moves money: the journal must not be older than the last state seen
     (restored from an older copy, replaced, copied while live). See docs/operations.md."""
     try:
-        mark = await journal.check_continuity()
+        mark = await journal.check_continuity(app.runtime.state_dir)
     except JournalRolledBack as exc:
         log_event(log, logging.ERROR, "journal rolled back: not starting", journal=str(exc.path),
                   problem=exc.problem)
         raise ConfigError([f"runtime.journal: {exc}"], app.path) from None
     except OSError as exc:
         problem = (f"runtime.journal: cannot write the journal's mark ({exc}); set "
-                   f"{STATE_DIR_ENV} to a writable directory")
+                   f"runtime.state_dir (or {STATE_DIR_ENV}) to a writable directory")
         raise ConfigError([problem], app.path) from None
     log_event(log, logging.INFO, "journal continuity checked", journal=str(journal.path),
               journal_id=mark.journal_id, last_event=mark.seq)

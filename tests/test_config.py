@@ -95,7 +95,7 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
      ['bot: unknown key (did you mean "bots"?)']),
     ("unknown key without suggestion", setting(("runtime/colour", "red")),
      [("runtime.colour: unknown key (allowed: dry_run, journal, kill_switch_file, log_format,"
-      " log_level, ops_listen, plugin_dirs, record)")]),
+      " log_level, ops_listen, plugin_dirs, record, state_dir)")]),
     ("wrong type bool", setting(("runtime/dry_run", "yes")),
      ['runtime.dry_run: expected a boolean, got "yes"']),
     ("log level enum", setting(("runtime/log_level", "verbose")),
@@ -769,10 +769,20 @@ def test_moves_money_only_on_account_fields_with_a_known_role() -> None:
         "treasury": Field("account", default="treasury", moves_money="shared"),
     }
     values, errors = validate_plugin_config(schema, {}, "bots.b.plugins.p", ("desk-a", "treasury"))
+    needs = 'needs an "account" or "accounts" field and "own" or "shared"'
     assert errors == [
-        'bots.b.plugins.p.name: plugin schema error: moves_money=\'own\' needs an "account" or '
-        '"accounts" field and "own" or "shared"',
-        'bots.b.plugins.p.desk: plugin schema error: moves_money=\'mine\' needs an "account" or '
-        '"accounts" field and "own" or "shared"',
+        f"bots.b.plugins.p.name: plugin schema error: moves_money='own' {needs}",
+        f"bots.b.plugins.p.desk: plugin schema error: moves_money='mine' {needs}",
     ]
     assert values["treasury"] == "treasury"
+
+
+def test_runtime_state_dir_is_a_path_relative_to_the_config(tmp_path: Path) -> None:
+    data = base()
+    assert parse_config(data, base_dir=tmp_path).runtime.state_dir is None
+    data["runtime"] = {"state_dir": "state/qfexbot"}
+    assert parse_config(data, base_dir=tmp_path).runtime.state_dir == tmp_path / "state/qfexbot"
+    data["runtime"] = {"state_dir": 3}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data, base_dir=tmp_path)
+    assert exc.value.errors == ["runtime.state_dir: expected a path (string), got 3"]

@@ -228,3 +228,35 @@ async def test_accept_restore_refuses_while_a_process_holds_the_journal(tmp_path
             await journal.check_continuity()
     finally:
         await journal.close()
+
+
+def test_state_dir_setting_moves_the_second_mark_and_is_used_by_accept_restore(tmp_path):
+    path = tmp_path / "var" / "journal.sqlite"
+    path.parent.mkdir()
+    state = tmp_path / "elsewhere"
+    store = SqliteStore(path)
+    try:
+        store.check_continuity(state)
+        backup = tmp_path / "backup.sqlite"
+        store.backup(backup)
+        _transfer(store, 5)
+    finally:
+        store.close()
+    beside, second = mark_paths(path, state)
+    assert second.parent == state / "marks" and second.exists()
+    assert not mark_paths(path)[1].exists()  # nothing written to $QFEXBOT_STATE_DIR
+    beside.unlink()  # only the mark in state_dir is left
+    _restore(backup, path)
+    store = SqliteStore(path)
+    try:
+        store.check_continuity()  # looking elsewhere, it cannot know
+        with pytest.raises(JournalRolledBack):
+            store.check_continuity(state)
+    finally:
+        store.close()
+    assert "accepted" in journal_accept_restore(path, "checked", state)
+    store = SqliteStore(path)
+    try:
+        store.check_continuity(state)
+    finally:
+        store.close()

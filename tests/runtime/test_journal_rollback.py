@@ -16,9 +16,12 @@ from pathlib import Path
 import trio
 from runtime_helpers import DESK_A, recorder, wait_until, write_config
 
+from qfexbot import hookimpl
 from qfexbot.config import AppConfig, ConfigError
+from qfexbot.journal import STATE_DIR_ENV, mark_paths
 from qfexbot.journal_cli import journal_accept_restore, journal_backup
 from qfexbot.runtime import Runtime
+from qfexbot.testing import run_bot
 
 
 def _entries(path: Path) -> int:
@@ -101,3 +104,21 @@ async def test_restored_plain_copy_and_older_backup_are_refused_until_accepted(t
     assert plugin.results[0].state == "done"
     assert [(e.dst, e.amount) for e in runtime.simulators["demo"].ledger] == [(DESK_A, Decimal(10))]
     assert _entries(journal) == 2
+
+
+class _Quiet:
+    """A plugin that only needs to load."""
+
+    @hookimpl
+    async def qfexbot_event(self, ctx, event):
+        pass
+
+
+async def test_plugin_test_harness_keeps_the_journal_mark_in_its_own_directory(tmp_path,
+                                                                               monkeypatch):
+    home_state = tmp_path / "home-state"  # stands for ~/.local/state of a plugin author
+    monkeypatch.setenv(STATE_DIR_ENV, str(home_state))
+    async with run_bot(_Quiet, tmp_path=tmp_path / "bot", wait_live=False) as bot:
+        journal = bot.runtime.app.runtime.journal
+    assert mark_paths(journal, tmp_path / "bot" / "var" / "state")[1].exists()
+    assert not home_state.exists()
