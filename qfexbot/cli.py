@@ -75,11 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--applied", dest="applied", action="store_true")
     how.add_argument("--not-applied", dest="applied", action="store_false")
     resolve.add_argument("--config", default=DEFAULT_CONFIG)
-    backup = sub.add_parser("journal-backup")  # `journal backup PATH [CONFIG]`, routed by main()
+    # `journal backup PATH [CONFIG]` and `journal accept-restore [CONFIG]`, routed by main()
+    backup = sub.add_parser("journal-backup", prog="qfexbot journal backup")
     backup.add_argument("path", help="where to write the backup (a new file, mode 0600)")
-    backup.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    backup.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help="bots.toml path")
     backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
-    accept = sub.add_parser("journal-accept-restore")  # `journal accept-restore [CONFIG]`
+    accept = sub.add_parser("journal-accept-restore", prog="qfexbot journal accept-restore")
     accept.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
     accept.add_argument("--reason", default="restored journal checked by operator",
                         help="why the restored journal is accepted (kept in its meta table)")
