@@ -10,9 +10,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
-from runtime_helpers import DESK_A, write_config
+from runtime_helpers import DESK_A, PRIMARY, write_config
 
 from qfexbot.runtime import check_command
 
@@ -90,3 +91,39 @@ def test_shared_treasury_with_disjoint_desks_and_a_dry_twin_are_allowed(tmp_path
                   _rebalancer_bot("shadow-a", ["desk-a"], dry_run=True))
     assert check_command(app) == 0, capsys.readouterr().err
     assert "OK (4 bots, 1 venues, 4 plugins)" in capsys.readouterr().out
+
+
+def test_two_venue_tables_sharing_an_account_are_refused_by_check_and_run(tmp_path):
+    """Case 3b through the command line: both key paths, from `check` and from `run`."""
+    write_config(tmp_path)
+    config = tmp_path / "bots.toml"
+    config.write_text(config.read_text() + textwrap.dedent(f'''
+    [venues.live]
+    kind = "qfex"
+    trade_url = "ws://127.0.0.1:9/"
+    mds_url = "ws://127.0.0.1:9/"
+    rest_url = "http://127.0.0.1:9"
+    user_id = "{PRIMARY}"
+    public_key = "qfex_pub_live"
+    secret = {{env = "QFEX_SECRET"}}
+    accounts = {{ main = "primary", desk = "{DESK_A}" }}
+
+    [venues.live-too]
+    kind = "qfex"
+    trade_url = "ws://127.0.0.1:9/"
+    mds_url = "ws://127.0.0.1:9/"
+    rest_url = "http://127.0.0.1:9"
+    user_id = "{PRIMARY}"
+    public_key = "qfex_pub_live"
+    secret = {{env = "QFEX_SECRET"}}
+    accounts = {{ desk2 = "{DESK_A}" }}
+    '''))
+    for command in ("check", "run"):
+        result = subprocess.run(
+            [sys.executable, "-m", "qfexbot.cli", command, "bots.toml"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 1, command
+        assert (f"venues.live-too.accounts.desk2: expected an account no other venue table "
+                f"declares, got account {DESK_A} of user {PRIMARY}, also declared as "
+                "venues.live.accounts.desk") in result.stderr, (command, result.stderr)
+        assert "Traceback" not in result.stderr
