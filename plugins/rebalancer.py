@@ -306,12 +306,14 @@ class Rebalancer:
 
     config_schema: ClassVar[dict[str, Field]] = {
         "treasury": Field(
-            "account", default="treasury", doc="account that funds top-ups and receives sweeps"
+            "account", default="treasury", doc="account that funds top-ups and receives sweeps",
+            moves_money="shared",
         ),
         "accounts": Field(
             "accounts",
             default=None,
             doc="accounts to manage (default: the bot's accounts but the treasury)",
+            moves_money="own",
         ),
         "min": Field("non_negative_number", doc="default band: top up below this"),
         "target": Field("non_negative_number", doc="default band: restore to this"),

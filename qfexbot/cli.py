@@ -57,9 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     journal = sub.add_parser(
         "journal",
-        help="list journal entries (or: journal resolve ID --applied|--not-applied)",
+        help="list journal entries (or: journal resolve|backup|accept-restore ...)",
         epilog="To resolve an unknown transfer by hand: "
-        "qfexbot journal resolve ID --applied|--not-applied [--config CONFIG]",
+        "qfexbot journal resolve ID --applied|--not-applied [--config CONFIG]. "
+        "To back the journal up (online, consistent): qfexbot journal backup PATH [CONFIG] "
+        "[--force]. After restoring an older journal: qfexbot journal accept-restore [CONFIG] "
+        "[--reason TEXT].",
     )
     journal.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
     journal.add_argument("--state", help="only entries in this state (e.g. unknown)")
@@ -75,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     release = sub.add_parser("journal-release")  # `journal release ACCOUNT`: lift account holds
     release.add_argument("account", help="account alias or id")
     release.add_argument("--config", default=DEFAULT_CONFIG)
+    # `journal backup PATH [CONFIG]` and `journal accept-restore [CONFIG]`, routed by main()
+    backup = sub.add_parser("journal-backup", prog="qfexbot journal backup")
+    backup.add_argument("path", help="where to write the backup (a new file, mode 0600)")
+    backup.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help="bots.toml path")
+    backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    accept = sub.add_parser("journal-accept-restore", prog="qfexbot journal accept-restore")
+    accept.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    accept.add_argument("--reason", default="restored journal checked by operator",
+                        help="why the restored journal is accepted (kept in its meta table)")
 
     pause = sub.add_parser("pause", help="pause all money movement (kill switch)")
     pause.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
@@ -124,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["journal", "resolve"]:
-        argv = ["journal-resolve", *argv[2:]]
-    if argv[:2] == ["journal", "release"]:
-        argv = ["journal-release", *argv[2:]]
+    if argv[:1] == ["journal"] and argv[1:2] in (
+        ["resolve"], ["release"], ["backup"], ["accept-restore"]
+    ):
+        argv = [f"journal-{argv[1]}", *argv[2:]]
     args = build_parser().parse_args(argv)
     if args.command == "sim":
         if args.venue == "finery":
@@ -175,7 +187,8 @@ def _main(argv: list[str] | None) -> int:
         from qfexbot.runtime import plugins_command
 
         return plugins_command(_load(args.config))
-    if args.command in ("journal", "journal-resolve", "journal-release", "pause", "resume"):
+    if args.command in ("journal", "journal-resolve", "journal-release", "journal-backup",
+                        "journal-accept-restore", "pause", "resume"):
         from qfexbot.journal_cli import JournalCommandError
 
         try:
@@ -187,7 +200,8 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _journal_command(args: argparse.Namespace) -> int:
-    """journal, journal resolve, pause, resume: operator commands on the journal and kill switch."""
+    """journal, journal resolve|backup|accept-restore, pause, resume: operator commands on the
+    journal and kill switch."""
     from qfexbot import journal_cli
 
     app = _load(args.config)
@@ -203,6 +217,11 @@ def _journal_command(args: argparse.Namespace) -> int:
     elif args.command == "journal-release":
         aliases = {a: i for v in app.venues.values() for a, i in v.accounts.items()}
         print(journal_cli.journal_release(app.runtime.journal, args.account, aliases))
+    elif args.command == "journal-backup":
+        print(journal_cli.journal_backup(app.runtime.journal, args.path, overwrite=args.force))
+    elif args.command == "journal-accept-restore":
+        print(journal_cli.journal_accept_restore(app.runtime.journal, args.reason,
+                                                 app.runtime.state_dir))
     elif args.command == "pause":
         print(journal_cli.pause(app.runtime.kill_switch_file, args.reason))
     else:

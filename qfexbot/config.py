@@ -63,6 +63,7 @@ __all__ = [
     "VenueConfig",
     "format_errors",
     "load_config",
+    "money_mover_conflicts",
     "parse_config",
     "validate_plugin_config",
 ]
@@ -567,6 +568,9 @@ class RuntimeConfig:
     dry_run: bool
     record: RecordSettings | None = None
     ops_listen: tuple[str, int] | None = None
+    state_dir: Path | None = None
+    """Where the journal's second rollback mark lives; None: ``$QFEXBOT_STATE_DIR``, else the
+    XDG state directory (see ``qfexbot.journal.mark_paths``)."""
 
 
 DEFAULT_TRANSFER_SETTLE = 600.0
@@ -738,7 +742,7 @@ class AppConfig:
 
 _TOP_KEYS = ("runtime", "venues", "bots")
 _RUNTIME_KEYS = ("journal", "log_level", "log_format", "plugin_dirs", "kill_switch_file", "dry_run",
-                 "record", "ops_listen")
+                 "record", "ops_listen", "state_dir")
 _RECORD_KEYS = ("dir", "max_bytes")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _VENUE_KEYS = ("kind", "simulator", "trade_url", "mds_url", "rest_url", "user_id", "public_key",
@@ -806,6 +810,8 @@ def parse_config(data: dict[str, Any], path: str | os.PathLike[str] | None = Non
         err.items[-1] = f"(top level): expected a table, got {_show(data)}"
     runtime = _parse_runtime(err, top.data.get("runtime", {}), base)
     venues, venue_aliases = _parse_venues(err, top, base)
+    if venues is not None:
+        _check_shared_accounts(err, venues)
     bots = _parse_bots(err, top, venues, venue_aliases)
     if err.items:
         raise ConfigError(err.items, file)
@@ -825,6 +831,7 @@ def _parse_runtime(err: _Errors, data: Any, base: Path) -> RuntimeConfig:
         dry_run=table.get("dry_run", _bool, False),
         record=table.get("record", _record(base), None),
         ops_listen=table.get("ops_listen", _loopback_address, None),
+        state_dir=table.get("state_dir", as_path, None),
     )
 
 
@@ -982,6 +989,31 @@ def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
                              FINERY_SIM_KEYS if finery else _SIM_KEYS)
     return VenueConfig(name, kind, simulator, urls["trade_url"], urls["mds_url"], urls["rest_url"],
                        user_id, public_key, secret, jwt, MappingProxyType(accounts), session, sim)
+
+
+def _check_shared_accounts(err: _Errors, venues: Mapping[str, VenueConfig]) -> None:
+    """Two venue tables of one kind and one ``user_id`` must not declare the same account.
+
+    Each table gets its own transfer service, which reconciles a transfer in doubt from balances
+    alone: the other table's transfers on a shared account look like evidence, and one process
+    duplicates a transfer. Tables of one user with disjoint accounts are fine (a transfer only
+    moves between the accounts of one table). A ``simulator = true`` table runs its own exchange,
+    so it shares nothing with any other table.
+    """
+    owners: dict[tuple[str, str, str], str] = {}
+    for name, venue in venues.items():
+        if venue.simulator is not False or _INVALID in (venue.kind, venue.user_id):
+            continue
+        for alias, account in venue.accounts.items():
+            if account is _INVALID:
+                continue
+            path = _key(_key(_key("venues", name), "accounts"), alias)
+            first = owners.setdefault((venue.kind, venue.user_id, account), path)
+            if first != path:
+                err.add(path, f"expected an account no other venue table declares, got account "
+                        f"{account} of user {venue.user_id}, also declared as {first}: two tables "
+                        "would each move and reconcile money on it and can repeat a transfer;"
+                        " declare each account in one table only")
 
 
 def _parse_accounts(err: _Errors, venue: _Table, user_id: Any,
@@ -1282,11 +1314,19 @@ class Field:
     like "90s"), "account" (an alias of the bot's venue), "accounts" (array of aliases),
     "str_list", or ``("choice", (value, ...))``. ``default`` is ``REQUIRED`` for a key that must be
     given; a ``None`` default means optional with no value.
+
+    ``moves_money`` (only on "account"/"accounts" fields) declares the accounts this plugin moves
+    money on, so two plugins cannot fight over them (see ``money_mover_conflicts``):
+    ``"own"``: only this plugin instance may move money on them; when the field is left unset
+    (``None``), the plugin owns the bot's accounts except its ``"shared"`` ones. ``"shared"``: a
+    counterparty, e.g. a treasury, that several plugins may move money from and to, as long as
+    it is no plugin's own account.
     """
 
     kind: str | tuple[str, tuple[Any, ...]]
     default: Any = REQUIRED
     doc: str = ""
+    moves_money: Literal["own", "shared"] | None = None
 
 
 def _field_checker(kind: Any, accounts: Collection[str]) -> tuple[str, Callable[..., Any]] | None:
@@ -1334,6 +1374,12 @@ def validate_plugin_config(
             err.add(key_path, f"plugin schema error: unknown field kind {kind!r}")
             continue
         what, check = checker
+        if spec.moves_money is not None and (
+            spec.moves_money not in _MONEY_ROLES or spec.kind not in ("account", "accounts")
+        ):
+            err.add(key_path, f"plugin schema error: moves_money={spec.moves_money!r} needs "
+                    'an "account" or "accounts" field and "own" or "shared"')
+            continue
         if key in options:
             values[key] = check(err, options[key], key_path)
         elif spec.default is REQUIRED:
@@ -1346,3 +1392,88 @@ def validate_plugin_config(
             if probe.items:
                 err.add(key_path, f"plugin schema error: default {spec.default!r} is not {what}")
     return MappingProxyType(values), err.items
+
+
+_MONEY_ROLES = ("own", "shared")
+
+
+@dataclass(frozen=True)
+class _MoneyClaim:
+    """One account a plugin instance moves money on, as its schema declares it."""
+
+    plugin: str  # the plugin table's key path
+    path: str  # the key path that names the account
+    role: str  # "own" or "shared"
+
+
+def money_mover_conflicts(
+    app: AppConfig,
+    plugins: Mapping[str, Iterable[tuple[str, Mapping[str, Any] | None, Mapping[str, Any]]]],
+) -> list[str]:
+    """Two plugin instances that would move money on one account (one line each, key paths).
+
+    Two rebalancers on overlapping desks fight each other up to ``max_daily``; so do any two
+    plugins whose ``moves_money`` fields overlap, unless both only share the account (a
+    treasury funding disjoint desks). Bots that run dry move nothing and are left out.
+
+    Args:
+      app: the configuration.
+      plugins: bot name -> ``(plugin instance name, config_schema, validated values)`` of each
+        loaded plugin instance (see ``validate_plugin_config``).
+    """
+    claims: dict[tuple[str, str], list[_MoneyClaim]] = {}
+    names: dict[tuple[str, str], str] = {}
+    for bot_name, loaded in plugins.items():
+        bot = app.bots[bot_name]
+        if app.effective_dry_run(bot_name):
+            continue
+        venue = app.venues[bot.venue]
+        where = venue.name if venue.simulator else f"{venue.kind}:{venue.user_id}"
+        paths = {pc.name: pc.path for pc in bot.plugins}
+        for plugin_name, schema, values in loaded:
+            plugin_path = paths.get(plugin_name, _key(_key("bots", bot_name), plugin_name))
+            for account, path, role in _claims_of(bot, venue, plugin_path, schema, values):
+                claims.setdefault((where, account), []).append(_MoneyClaim(plugin_path, path, role))
+                names.setdefault((where, account), next(
+                    (a for a, i in venue.accounts.items() if i == account), account))
+    errors: list[str] = []
+    for key, found in claims.items():
+        for i, first in enumerate(found):
+            for second in found[i + 1:]:
+                if first.plugin == second.plugin or first.role == second.role == "shared":
+                    continue
+                errors.append(
+                    f"{second.path}: account {names[key]} ({key[1]}) is also moved by "
+                    f"{first.plugin} ({first.path}, {first.role}) and this plugin "
+                    f"({second.role}): two plugins moving money on one account fight each other "
+                    "up to max_daily; give each its own accounts (only a treasury may be shared)"
+                )
+    return errors
+
+
+def _claims_of(
+    bot: BotConfig, venue: VenueConfig, plugin_path: str, schema: Mapping[str, Any] | None,
+    values: Mapping[str, Any],
+) -> list[tuple[str, str, str]]:
+    """``(account id, key path, role)`` for every account the plugin's schema declares."""
+    fields = [(k, f) for k, f in (schema or {}).items()
+              if isinstance(f, Field) and f.moves_money in _MONEY_ROLES]
+    out: list[tuple[str, str, str]] = []
+    default_own = False
+    for key, spec in fields:
+        value = values.get(key)
+        if value is None:
+            default_own = default_own or spec.moves_money == "own"
+            continue
+        aliases = (value,) if isinstance(value, str) else tuple(value)
+        for index, alias in enumerate(aliases):
+            path = _key(plugin_path, key) + ("" if isinstance(value, str) else f"[{index}]")
+            if alias in venue.accounts:
+                out.append((venue.accounts[alias], path, spec.moves_money))
+    if default_own:
+        shared = {account for account, _, role in out if role == "shared"}
+        for index, alias in enumerate(bot.accounts):
+            account = venue.accounts.get(alias)
+            if account is not None and account not in shared:
+                out.append((account, f"{_key('bots', bot.name)}.accounts[{index}]", "own"))
+    return out

@@ -40,12 +40,19 @@ called now, and counts against every limit on its pair) — never forgotten, at 
 The rolling 24 h budget is checked and the intent inserted in one transaction
 (``record_intent(..., budget=DailyBudget(...))``), so two concurrent transfers can never both
 pass a budget only one of them fits in.
+
+``SqliteStore.backup`` makes a consistent online copy (SQLite's backup API; a file copy of a
+live WAL journal is not a backup). ``check_continuity`` refuses a journal older than the last
+state seen (``JournalMark``: journal id + newest audit-event sequence number, kept beside the
+journal and in the state directory) until an operator accepts it (``accept_restore``).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import logging
 import os
 import queue
 import sqlite3
@@ -61,16 +68,21 @@ from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 import outcome
 import trio
 
+from qfexbot.logs import get_logger, log_event
+
 __all__ = [
     "UNRESOLVED",
     "BudgetExceeded",
     "DailyBudget",
+    "BackupInfo",
     "Entry",
     "EntryKind",
     "EntryNotFound",
     "InvalidTransition",
     "Journal",
     "JournalClosed",
+    "JournalMark",
+    "JournalRolledBack",
     "SqliteJournal",
     "SqliteStore",
     "TransferState",
@@ -725,6 +737,7 @@ class SqliteStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self._after_commit()
         return result
 
     def _fetch(self, db: sqlite3.Connection, entry_id: str) -> Entry:
@@ -1226,6 +1239,140 @@ class SqliteStore:
 
         return self._write(run)
 
+    # -- identity, high-water mark and backup (see ``JournalMark``) --------------------------
+
+    _marks: tuple[Path, ...] = ()
+    """Mark files rewritten after every commit once ``check_continuity`` has passed."""
+    _marked_id: str = ""
+    _mark_failed: bool = False
+
+    def identity(self) -> JournalMark | None:
+        """This file's journal id and last audit-event sequence number; None if it has no id."""
+        journal_id = self.get_meta(JOURNAL_ID_KEY)
+        if journal_id is None:
+            return None
+        return JournalMark(journal_id, self.last_seq(), self._clock())
+
+    def last_seq(self) -> int:
+        """The sequence number of the newest audit event (0 for an empty journal)."""
+        return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+
+    def check_continuity(self, state_dir: str | Path | None = None) -> JournalMark:
+        """Refuse a journal older than the last state seen; then keep the mark current.
+
+        A journal without an id and no mark anywhere is new: it gets an id. Otherwise the
+        file must carry the mark's journal id and at least its event sequence number.
+        ``state_dir``: where the second mark lives (``runtime.state_dir``; see ``mark_paths``).
+
+        Raises:
+          JournalRolledBack: the file is an older copy, another journal, or has lost its id.
+          OSError: a mark file cannot be written (qfexbot must not run without its mark).
+        """
+        marks = mark_paths(self.path, state_dir)
+        found = self.identity()
+        seen, problem = _first_problem(read_marks(marks), found, self.last_seq())
+        if seen is not None:
+            raise JournalRolledBack(self.path, seen, problem)
+        if found is None:
+            self._new_identity()
+            found = self.identity()
+            assert found is not None
+        write_mark(marks, found)
+        self._marks, self._marked_id = marks, found.journal_id
+        return found
+
+    def accept_restore(self, reason: str, by: str, state_dir: str | Path | None = None) -> str:
+        """Make this file the reference after an operator checked it (``accept-restore``).
+
+        Records the acceptance in the meta table (key ``journal.restore_accepted.<time>``) and
+        rewrites the mark. Returns what was accepted, for the operator.
+        """
+        marks = mark_paths(self.path, state_dir)
+        found = self.identity()
+        seen, problem = _first_problem(read_marks(marks), found, self.last_seq())
+        if seen is None:
+            return f"nothing to accept: journal {self.path} continues the last state seen"
+        if found is None:
+            self._new_identity()
+        now = self._clock()
+        record = {
+            "by": by, "reason": reason, "problem": problem, "seen_journal_id": seen.journal_id,
+            "seen_seq": seen.seq, "seen_at": seen.at, "found_seq": self.last_seq(),
+        }  # fmt: skip
+        key = f"{RESTORE_ACCEPTED_KEY}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}"
+        self.set_meta(key, json.dumps(record, sort_keys=True), f"accepted by {by}: {reason}")
+        accepted = self.identity()
+        assert accepted is not None
+        write_mark(marks, accepted)
+        return (
+            f"journal {self.path} accepted as the reference (journal id {accepted.journal_id}, "
+            f"last event {accepted.seq}; before: {problem}); recorded in its meta as {key}"
+        )
+
+    def backup(self, dest: str | Path, *, overwrite: bool = False) -> BackupInfo:
+        """A consistent copy of the journal at ``dest`` (mode 0600), taken online.
+
+        Uses SQLite's backup API from this connection, so it sees one committed snapshot even
+        while another process writes; the copy is one self-contained file (not WAL), checked
+        with ``integrity_check``, then moved into place. A plain file copy of a live WAL journal
+        is *not* a backup: its commits may still be in ``-wal``.
+
+        Raises:
+          FileExistsError: ``dest`` exists and ``overwrite`` is false.
+          ValueError: ``dest`` is the journal itself.
+          sqlite3.Error, OSError: the copy could not be written (nothing is left at ``dest``).
+        """
+        dest = Path(dest)
+        if dest.resolve() == self.path.resolve():
+            raise ValueError(f"backup target {dest} is the journal itself")
+        if dest.exists() and not overwrite:
+            raise FileExistsError(f"{dest} exists; pass --force to overwrite it")
+        partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.chmod(partial, 0o600)
+        try:
+            copy = sqlite3.connect(partial, isolation_level=None)
+            try:
+                self._db.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE")
+                status = copy.execute("PRAGMA integrity_check").fetchone()[0]
+                if status != "ok":
+                    raise sqlite3.DatabaseError(f"backup failed integrity_check: {status}")
+                info = _backup_info(copy, dest)
+            finally:
+                copy.close()
+            _fsync_path(partial)
+            if overwrite:
+                os.replace(partial, dest)
+            else:
+                os.link(partial, dest)  # fails if dest appeared meanwhile: never overwrite
+                os.unlink(partial)
+            _fsync_path(dest.parent)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return info
+
+    def _new_identity(self) -> None:
+        self.set_meta(JOURNAL_ID_KEY, str(uuid.uuid4()), "journal identity, for rollback checks")
+
+    def _after_commit(self) -> None:
+        """Move the mark up to the newest event (after a commit, so it never runs ahead).
+
+        A mark that cannot be written is logged once and does not fail the committed write:
+        detection then works from the last mark written (older, so no false alarm).
+        """
+        if not self._marks:
+            return
+        try:
+            update_mark(self._marks, JournalMark(self._marked_id, self.last_seq(), self._clock()))
+        except OSError as exc:
+            if not self._mark_failed:
+                self._mark_failed = True
+                log_event(_log, logging.ERROR, "journal mark cannot be written: a later restore "
+                          "of an older journal copy may go unnoticed", journal=str(self.path),
+                          error=str(exc))
+
 
 # ---------------------------------------------------------------------------------------------
 # The async facade: one worker thread owns the store
@@ -1556,3 +1703,191 @@ class SqliteJournal:
     async def remark_applied(self, entry_id: str, by: str, detail: str) -> Entry:
         """See ``Journal.remark_applied``."""
         return await self._call("remark_applied", entry_id, by, detail)
+
+    async def check_continuity(self, state_dir: str | Path | None = None) -> JournalMark:
+        """See ``SqliteStore.check_continuity`` (runs on the journal's worker thread)."""
+        return await self._call("check_continuity", state_dir)
+
+    async def backup(self, dest: str | Path, *, overwrite: bool = False) -> BackupInfo:
+        """See ``SqliteStore.backup`` (runs on the journal's worker thread)."""
+        return await self._call("backup", dest, overwrite=overwrite)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollback detection: the journal's identity and a high-water mark kept outside it
+# ---------------------------------------------------------------------------------------------
+
+JOURNAL_ID_KEY = "journal.id"
+"""Meta key of the journal's identity (a UUID given when the file is first checked)."""
+RESTORE_ACCEPTED_KEY = "journal.restore_accepted"
+"""Meta key prefix of the records ``qfexbot journal accept-restore`` leaves."""
+STATE_DIR_ENV = "QFEXBOT_STATE_DIR"
+"""Directory of the second mark copy when ``runtime.state_dir`` is not set (default
+``$XDG_STATE_HOME/qfexbot``, else ``~/.local/state/qfexbot``): outside the journal's directory,
+so restoring that directory does not roll the mark back with it."""
+
+_log = get_logger("qfexbot.journal")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalMark:
+    """The newest state of a journal that this machine's qfexbot processes saw: its id, its
+    last audit-event sequence number (events are append-only, so this only grows) and when."""
+
+    journal_id: str
+    seq: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    """What a backup holds: where, journal id, entries, transfers in doubt, last event."""
+
+    path: Path
+    journal_id: str | None
+    entries: int
+    unresolved: int
+    last_seq: int
+
+
+class JournalRolledBack(RuntimeError):
+    """The journal is older than the last state seen: restored, replaced or copied while live.
+
+    Money must not move from it until an operator checks it and runs
+    ``qfexbot journal accept-restore``.
+    """
+
+    def __init__(self, path: Path, seen: JournalMark, problem: str) -> None:
+        self.path = path
+        self.seen = seen
+        self.problem = problem
+        super().__init__(
+            f"journal {path} is older than the last state qfexbot saw: {problem}. It was restored "
+            "from an older copy, replaced, or copied while qfexbot was running: transfers in doubt "
+            "and the 24 h history it lacks are forgotten, so qfexbot refuses to move money from "
+            "it. Check the venue's balances against `qfexbot journal`, then run "
+            "`qfexbot journal accept-restore [CONFIG]` to make this file the reference"
+        )
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + "Z"
+
+
+def _rollback_problem(seen: JournalMark, found: JournalMark | None, last_seq: int) -> str:
+    """Why a journal does not continue ``seen`` ("" when it does)."""
+    if found is None:
+        return (
+            f"it has no journal id and {last_seq} audit events (a new or emptied file, or a plain "
+            f"copy of a live journal whose -wal was left behind), while journal "
+            f"{seen.journal_id} with {seen.seq} events was seen at {_when(seen.at)}"
+        )
+    if found.journal_id != seen.journal_id:
+        return (
+            f"it is journal {found.journal_id}, but journal {seen.journal_id} "
+            f"({seen.seq} events) was seen here at {_when(seen.at)}"
+        )
+    if found.seq < seen.seq:
+        return (
+            f"it ends at audit event {found.seq}, but event {seen.seq} of this journal "
+            f"({seen.journal_id}) was seen at {_when(seen.at)}"
+        )
+    return ""
+
+
+def mark_paths(journal_path: str | Path, state_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Where the journal's mark is kept: beside the journal and in the state directory
+    (``state_dir``, else ``$QFEXBOT_STATE_DIR``, else the XDG state directory)."""
+    path = Path(journal_path).absolute()
+    beside = path.with_name(path.name + ".mark")
+    base = str(state_dir) if state_dir is not None else os.environ.get(STATE_DIR_ENV)
+    if not base:
+        xdg = os.environ.get("XDG_STATE_HOME")
+        base = str(Path(xdg) / "qfexbot") if xdg else str(Path.home() / ".local/state/qfexbot")
+    digest = hashlib.sha256(str(path).encode("utf-8")).hexdigest()[:32]
+    return beside, Path(base) / "marks" / f"{digest}.json"
+
+
+def _first_problem(
+    marks: Iterable[JournalMark], found: JournalMark | None, last_seq: int
+) -> tuple[JournalMark | None, str]:
+    """The first mark the journal does not continue, and why; ``(None, "")`` if none.
+
+    Every mark must agree: the two copies are written together, so one that differs was
+    restored (or could not be written, and is then older: harmless)."""
+    for mark in marks:
+        problem = _rollback_problem(mark, found, last_seq)
+        if problem:
+            return mark, problem
+    return None, ""
+
+
+def read_marks(paths: Iterable[Path]) -> list[JournalMark]:
+    """The marks stored at ``paths`` (missing or unreadable files are skipped)."""
+    marks: list[JournalMark] = []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text("utf-8"))
+            marks.append(JournalMark(str(data["journal_id"]), int(data["seq"]), float(data["at"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return marks
+
+
+_MARK_BYTES = 240
+
+
+def _mark_record(mark: JournalMark) -> bytes:
+    """A mark as fixed-width JSON, so an update rewrites it in place without truncating."""
+    text = json.dumps({"journal_id": mark.journal_id, "seq": mark.seq, "at": mark.at})
+    return text.encode("utf-8").ljust(_MARK_BYTES - 1) + b"\n"
+
+
+def write_mark(paths: Iterable[Path], mark: JournalMark) -> None:
+    """Replace every mark file with ``mark`` atomically (mode 0600), creating directories."""
+    record = _mark_record(mark)
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, record)
+        finally:
+            os.close(fd)
+        os.replace(partial, path)
+
+
+def update_mark(paths: Iterable[Path], mark: JournalMark) -> None:
+    """Rewrite existing mark files in place: one small write each, cheap enough for every
+    commit (a rename per commit would make ext4 flush each time). A torn write leaves that
+    copy unreadable, which counts as no mark; the other copy still holds."""
+    record = _mark_record(mark)
+    for path in paths:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, record, 0)
+        finally:
+            os.close(fd)
+
+
+def _backup_info(db: sqlite3.Connection, path: Path) -> BackupInfo:
+    marks = ", ".join("?" for _ in UNRESOLVED)
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (JOURNAL_ID_KEY,)).fetchone()
+    return BackupInfo(
+        path=path,
+        journal_id=None if row is None else row[0],
+        entries=db.execute("SELECT COUNT(*) FROM entries").fetchone()[0],
+        unresolved=db.execute(
+            f"SELECT COUNT(*) FROM entries WHERE kind = 'transfer' AND state IN ({marks})",
+            UNRESOLVED,
+        ).fetchone()[0],
+        last_seq=db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0],
+    )
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,14 +1,18 @@
-"""Operator commands on the journal and the kill switch: list, resolve by hand, pause, resume.
+"""Operator commands on the journal and the kill switch: list, resolve by hand, back up, accept a
+restored journal, pause, resume.
 
 Plain synchronous functions returning the text to print; ``qfexbot.cli`` wires them to
-``qfexbot journal``, ``qfexbot journal resolve``, ``qfexbot pause`` and ``qfexbot resume``.
+``qfexbot journal``, ``qfexbot journal resolve|backup|accept-restore``, ``qfexbot pause`` and
+``qfexbot resume``.
 They open the journal file directly (no event loop in the CLI); SQLite's WAL mode lets them run
 beside a live ``qfexbot run``.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,12 +23,22 @@ from qfexbot.journal import (
     EntryNotFound,
     InvalidTransition,
     Hold,
+    JournalLocked,
     SqliteStore,
+    acquire_journal_lock,
     journal_holder,
 )
 
-__all__ = ["JournalCommandError", "journal_list", "journal_release", "journal_resolve", "pause",
-           "resume"]
+__all__ = [
+    "JournalCommandError",
+    "journal_accept_restore",
+    "journal_backup",
+    "journal_list",
+    "journal_release",
+    "journal_resolve",
+    "pause",
+    "resume",
+]
 
 
 class JournalCommandError(Exception):
@@ -129,6 +143,68 @@ def journal_resolve(journal_path: str | Path, entry_id: str, applied: bool) -> s
         f"transfer {entry.id} ({entry.src} -> {entry.dst}, {entry.amount}) marked {entry.state} "
         f"by operator"
     )
+
+
+def journal_backup(journal_path: str | Path, dest: str | Path, overwrite: bool = False) -> str:
+    """A consistent online copy of the journal at ``dest`` (0600), safe beside ``qfexbot run``.
+
+    Raises:
+      JournalCommandError: no journal, ``dest`` exists (without ``overwrite``) or is the journal.
+    """
+    path = Path(journal_path)
+    if not path.exists():
+        raise JournalCommandError(f"no journal at {path}")
+    store = SqliteStore(path)
+    try:
+        info = store.backup(dest, overwrite=overwrite)
+    except FileExistsError:
+        raise JournalCommandError(f"{dest} exists; pass --force to overwrite it") from None
+    except ValueError as exc:
+        raise JournalCommandError(str(exc)) from None
+    finally:
+        store.close()
+    return (
+        f"journal {path} backed up to {info.path} (mode 0600): {info.entries} entries, "
+        f"{info.unresolved} transfers in doubt, last audit event {info.last_seq}, journal id "
+        f"{info.journal_id or 'not assigned yet'}"
+    )
+
+
+def journal_accept_restore(
+    journal_path: str | Path, reason: str, state_dir: str | Path | None = None
+) -> str:
+    """Accept a journal that qfexbot refused as rolled back, after the operator checked it.
+
+    Takes the journal's lock (so no ``qfexbot run`` is using it), records who accepted it and
+    why in the journal's meta table, and makes its current state the new mark (``state_dir``:
+    ``runtime.state_dir``).
+
+    Raises:
+      JournalCommandError: no journal, or a running qfexbot holds it.
+    """
+    path = Path(journal_path)
+    if not path.exists():
+        raise JournalCommandError(f"no journal at {path}")
+    try:
+        lock = acquire_journal_lock(path)
+    except JournalLocked as exc:
+        raise JournalCommandError(f"{exc}; stop it before accepting a restored journal") from None
+    try:
+        store = SqliteStore(path)
+        try:
+            return store.accept_restore(reason, by=f"operator {_user()}", state_dir=state_dir)
+        finally:
+            store.close()
+    finally:
+        os.close(lock)
+
+
+def _user() -> str:
+    """Who runs this command, for the journal's record (the uid if there is no user name)."""
+    try:
+        return getpass.getuser()
+    except OSError:
+        return f"uid {os.getuid()}"
 
 
 def pause(kill_switch_path: str | Path, reason: str) -> str:

@@ -29,10 +29,10 @@ import trio
 from qfexbot.account_locks import AccountLocks, AccountsLocked, acquire_account_locks
 from qfexbot.actions import RuntimeActions, rest_available_reader, rest_transfer_sender
 from qfexbot.bus import Bus
-from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig
+from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig, money_mover_conflicts
 from qfexbot.dispatch import Dispatcher
 from qfexbot.events import Event
-from qfexbot.journal import Entry, JournalLocked, SqliteJournal
+from qfexbot.journal import STATE_DIR_ENV, Entry, JournalLocked, JournalRolledBack, SqliteJournal
 from qfexbot.logs import configure_logging, get_logger, log_context, log_event
 from qfexbot.metrics import RuntimeMetrics
 from qfexbot.plugins import PluginHost, PluginLoadError, build_plugin_host, discover_plugins
@@ -222,6 +222,7 @@ class Runtime:
                 ) from None
             locks: AccountLocks | None = None
             try:
+                await _refuse_rolled_back_journal(self.journal, self.app)
                 locks = self._lock_accounts()
                 await self._refuse_unnamed_entries()
                 await self._run_venues(root, creds, actions, duration, task_status)
@@ -291,6 +292,10 @@ class Runtime:
                 )
             except PluginLoadError as exc:
                 errors.extend(exc.errors)
+        if not errors:  # plugins moving money on one account would fight: check and run refuse
+            errors.extend(money_mover_conflicts(self.app, {
+                name: [(s.name, getattr(s.plugin, "config_schema", None), s.ctx.config)
+                       for s in host.slots] for name, host in self.hosts.items()}))
         if errors:
             raise PluginLoadError(errors)
 
@@ -468,6 +473,23 @@ def _unnamed_entry_problem(entry: Entry) -> str:
         f"Check both balances at the venue, then run `qfexbot journal resolve {entry.id} "
         f"--applied` or `--not-applied`; or restore the venue and its accounts in bots.toml"
     )
+
+
+async def _refuse_rolled_back_journal(journal: SqliteJournal, app: AppConfig) -> None:
+    """Before anything moves money: the journal must not be older than the last state seen
+    (restored from an older copy, replaced, copied while live). See docs/operations.md."""
+    try:
+        mark = await journal.check_continuity(app.runtime.state_dir)
+    except JournalRolledBack as exc:
+        log_event(log, logging.ERROR, "journal rolled back: not starting", journal=str(exc.path),
+                  problem=exc.problem)
+        raise ConfigError([f"runtime.journal: {exc}"], app.path) from None
+    except OSError as exc:
+        problem = (f"runtime.journal: cannot write the journal's mark ({exc}); set "
+                   f"runtime.state_dir (or {STATE_DIR_ENV}) to a writable directory")
+        raise ConfigError([problem], app.path) from None
+    log_event(log, logging.INFO, "journal continuity checked", journal=str(journal.path),
+              journal_id=mark.journal_id, last_event=mark.seq)
 
 
 def _log_reconciled(venue: str, results: list[Any], when: str) -> None:

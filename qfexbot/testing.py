@@ -376,6 +376,7 @@ def write_bots_toml(
         "[runtime]",
         'journal = "var/journal.sqlite"',
         'kill_switch_file = "var/PAUSED"',
+        'state_dir = "var/state"',  # the journal's rollback mark stays in the test's directory
         f"plugin_dirs = {_toml([str(Path(d).resolve()) for d in plugin_dirs])}",
         "",
         f"[venues.{VENUE}]",

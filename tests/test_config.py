@@ -95,7 +95,7 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
      ['bot: unknown key (did you mean "bots"?)']),
     ("unknown key without suggestion", setting(("runtime/colour", "red")),
      [("runtime.colour: unknown key (allowed: dry_run, journal, kill_switch_file, log_format,"
-      " log_level, ops_listen, plugin_dirs, record)")]),
+      " log_level, ops_listen, plugin_dirs, record, state_dir)")]),
     ("wrong type bool", setting(("runtime/dry_run", "yes")),
      ['runtime.dry_run: expected a boolean, got "yes"']),
     ("log level enum", setting(("runtime/log_level", "verbose")),
@@ -719,3 +719,72 @@ def test_transfer_settle_defaults_to_a_generous_multiple_of_the_request_timeout(
     assert SessionSettings(request_timeout=20.0).settle_seconds == 600.0
     assert SessionSettings(request_timeout=300.0).settle_seconds == 900.0
     assert SessionSettings(transfer_settle=2.0).settle_seconds == 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Venue tables sharing accounts (issue 11, case 3b)
+
+C = "33333333-3333-4333-8333-333333333333"
+
+
+def _two_tables(second_accounts: dict[str, str], *, simulator: bool = False) -> dict[str, Any]:
+    """``base()`` with two real venue tables on one user and a bot on each."""
+    data = base()
+    first = data["venues"]["demo"]
+    first.update(simulator=False, secret={"env": "QFEX_SECRET"})
+    second = copy.deepcopy(first)
+    second.update(accounts=second_accounts, simulator=simulator)
+    if simulator:
+        second["secret"] = "qfex_secret_t"
+    data["venues"]["other"] = second
+    return data
+
+
+def test_two_venue_tables_of_one_user_sharing_an_account_are_refused_with_both_paths() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_two_tables({"desk": A, "desk-c": C}))
+    assert exc.value.errors == [(
+        f"venues.other.accounts.desk: expected an account no other venue table declares, got "
+        f"account {A} of user {UID}, also declared as venues.demo.accounts.desk-a: two tables "
+        "would each move and reconcile money on it and can repeat a transfer; declare each "
+        "account in one table only"
+    )]
+
+
+def test_primary_in_two_tables_of_one_user_is_one_shared_account() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_two_tables({"main": "primary", "desk-c": C}))
+    [error] = exc.value.errors
+    assert error.startswith("venues.other.accounts.main: ")
+    assert f"account {UID} of user {UID}, also declared as venues.demo.accounts.treasury" in error
+
+
+def test_tables_of_one_user_with_disjoint_accounts_or_simulated_are_accepted() -> None:
+    parse_config(_two_tables({"desk-c": C}))  # disjoint: each transfer stays inside one table
+    parse_config(_two_tables({"desk": A}, simulator=True))  # its own in-process exchange
+
+
+def test_moves_money_only_on_account_fields_with_a_known_role() -> None:
+    schema = {
+        "name": Field("str", default="x", moves_money="own"),
+        "desk": Field("account", default="desk-a", moves_money="mine"),  # type: ignore[arg-type]
+        "treasury": Field("account", default="treasury", moves_money="shared"),
+    }
+    values, errors = validate_plugin_config(schema, {}, "bots.b.plugins.p", ("desk-a", "treasury"))
+    needs = 'needs an "account" or "accounts" field and "own" or "shared"'
+    assert errors == [
+        f"bots.b.plugins.p.name: plugin schema error: moves_money='own' {needs}",
+        f"bots.b.plugins.p.desk: plugin schema error: moves_money='mine' {needs}",
+    ]
+    assert values["treasury"] == "treasury"
+
+
+def test_runtime_state_dir_is_a_path_relative_to_the_config(tmp_path: Path) -> None:
+    data = base()
+    assert parse_config(data, base_dir=tmp_path).runtime.state_dir is None
+    data["runtime"] = {"state_dir": "state/qfexbot"}
+    assert parse_config(data, base_dir=tmp_path).runtime.state_dir == tmp_path / "state/qfexbot"
+    data["runtime"] = {"state_dir": 3}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data, base_dir=tmp_path)
+    assert exc.value.errors == ["runtime.state_dir: expected a path (string), got 3"]

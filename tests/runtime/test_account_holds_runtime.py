@@ -23,7 +23,9 @@ def metric(text: str, name: str, venue: str) -> float:
 async def test_a_hold_left_by_an_earlier_run_refuses_transfers_and_is_exposed(tmp_path):
     app = write_config(tmp_path)
     journal = await SqliteJournal.open(app.runtime.journal)
-    await journal.place_hold("demo", DESK_A, "late_landing", "late landing of 30 (test)")
+    # Keyed by the venue user id (here the primary account id), as the runtime places them.
+    await journal.place_hold("demo", DESK_A, "late_landing", "late landing of 30 (test)",
+                             owner=PRIMARY)
     await journal.close()
     runtime = Runtime(app)
     with trio.fail_after(20):
