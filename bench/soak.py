@@ -66,8 +66,7 @@ from qfexbot.config import load_config
 from qfexbot.events import ConnectionState
 from qfexbot.runtime import Runtime
 from qfexbot.session import SessionNotLive
-from qfexbot.sim import QfexSimulator, SimConfig, SimUser
-from qfexbot.sim import netproxy
+from qfexbot.sim import QfexSimulator, SimConfig, SimUser, netproxy
 from qfexbot.sim.connection import WsPeer, dumps
 from qfexbot.sim.netproxy import FaultProxy
 from qfexbot.sim.trade_ws import TradeConnection
@@ -475,11 +474,19 @@ def _network_fault(sim: Any, proxy: FaultProxy, windows: _Windows, kind: str,
         return proxy.inject(kind, duration=duration, target="mds")
     chosen = [rng.choice(accounts)] if where == "one" else list(accounts)
     # The sim sees each link from the proxy's upstream address: that finds the account's link.
-    ports = {conn.ws.remote.port for conn in list(sim.trade.connections)
+    ports = {_peer_port(conn) for conn in list(sim.trade.connections)
              if conn.account_id in chosen}
     links = [link for link in proxy.links_of("trade") if link.upstream_local[1] in ports]
     windows.cut_now(chosen, in_flight_lost=True)
     return proxy.inject(kind, duration=duration, links=links)
+
+
+def _peer_port(conn: TradeConnection) -> int | None:
+    """The port the sim sees a trade connection come from (None once its socket is closed)."""
+    try:
+        return conn.ws.remote.port  # type: ignore[union-attr]
+    except OSError:
+        return None
 
 
 async def _resume_pulses(sim: Any, after: float) -> None:
