@@ -346,7 +346,7 @@ class Supervisor:
         except* trio.TooSlowError:
             outcome.reason = f"connect timed out after {settings.connect_timeout:g}s"
         except* LocalProtocolError:
-            # Only once our close frame is out: a ping that was held up in the network (a stall
+            # After our close frame is out: a ping that was held up in the network (a stall
             # that healed) arrives, trio-websocket's reader answers it, wsproto refuses a pong
             # while closing and the reader dies. The connection was ending anyway; keep why.
             log.debug("ping answered while closing", exc_info=True)

@@ -38,7 +38,7 @@ async def test_soak_under_faults_loses_nothing(tmp_path: Path) -> None:
     assert report.transfers_landed >= 20, REPRODUCE
     assert report.private_events_emitted >= 100, REPRODUCE
     # Most private events fall inside checked windows (cut only around faults).
-    assert report.private_events_checked >= report.private_events_emitted // 3, REPRODUCE
+    assert report.private_events_checked >= report.private_events_emitted // 2, REPRODUCE
     assert report.rss_start_kib > 0 and report.rss_end_kib > 0, REPRODUCE
 
 
