@@ -31,6 +31,7 @@ from trio_websocket import (
     WebSocketConnection,
     wrap_client_stream,
 )
+from wsproto.utilities import LocalProtocolError
 
 from qfexbot.context import ActionUnavailable
 from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
@@ -344,6 +345,11 @@ class Supervisor:
             outcome.auth_rejected = exc.status_code in (401, 403)
         except* trio.TooSlowError:
             outcome.reason = f"connect timed out after {settings.connect_timeout:g}s"
+        except* LocalProtocolError:
+            # After our close frame is out: a ping that was held up in the network (a stall
+            # that healed) arrives, trio-websocket's reader answers it, wsproto refuses a pong
+            # while closing and the reader dies. The connection was ending anyway; keep why.
+            log.debug("ping answered while closing", exc_info=True)
         except* (HandshakeError, ConnectionClosed, trio.BrokenResourceError, OSError) as group:
             cause = group.exceptions[0].__cause__ or group.exceptions[0]
             verb = "connect failed" if ws is None else "connection lost while closing"

@@ -1,0 +1,228 @@
+"""Faults the network makes, one test per kind: a LIVE session detects it within its bounds,
+reconnects, resyncs, and every private event the simulator emitted is delivered or falls in
+the gap the session reported (a non-LIVE state, then a resync)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+import trio
+
+from qfexbot.events import (
+    ConnectionState,
+    ConnectionStateEvent,
+    Event,
+    FillEvent,
+    OrderUpdateEvent,
+    ResyncEvent,
+)
+from qfexbot.secrets import Secret
+from qfexbot.session import SessionNotLive, Supervisor
+from qfexbot.sim import QfexSimulator, SimConfig, SimUser
+from qfexbot.sim.connection import dumps
+from qfexbot.sim.netproxy import FAULT_KINDS, FaultProxy
+from qfexbot.venues.qfex.stream import QfexVenue
+
+PRIMARY = "00000000-0000-4000-8000-0000000000a1"
+DESK = "11111111-1111-4111-8111-1111111111a1"
+PUB, SECRET = "qfex_pub_net_tests", "qfex_secret_net_tests"
+WAIT = 15.0
+SLACK = 1.0  # scheduling slack on a loaded 2-core machine, on top of each bound
+PULSE, PING_INTERVAL, PONG_TIMEOUT = 0.1, 0.5, 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Session tunables of these tests (duck-types config.SessionSettings)."""
+
+    connect_timeout: float = 1.0
+    auth_timeout: float = 2.0
+    stale_after: float = 1.0
+    backoff_initial: float = 0.05
+    backoff_max: float = 0.2
+    healthy_after: float = 30.0
+    max_auth_failures: int = 3
+    request_timeout: float = 2.0
+
+
+SETTINGS = Settings()
+
+# After the watchdog fires, the session tries a close handshake (at most connect_timeout)
+# before it publishes STALE; the peer of a silent socket never answers it.
+SILENT = SETTINGS.stale_after + SETTINGS.connect_timeout
+
+# kind -> (who detects it, what the session says, seconds from the fault to leaving LIVE)
+EXPECTED = {
+    # Silent but open sockets: only the session's stale watchdog can tell.
+    "stall": ("stale watchdog", "no frame for 1s", SILENT),
+    "half_open": ("stale watchdog", "no frame for 1s", SILENT),
+    # Pings are still answered here (client→server flows): the watchdog again.
+    "partial_then_silence": ("stale watchdog", "no frame for 1s", SILENT),
+    # The next server frame (a pulse) carries the reset.
+    "reset_mid_frame": ("socket error", "", PULSE),
+    # The client's pongs trickle behind its orders: the venue's ping times out and closes.
+    "slow_reads": ("venue ping", "pong timeout", PING_INTERVAL + PONG_TIMEOUT),
+}
+
+
+class Recorder:
+    """The session's ``publish``: keeps every event, with the time it arrived."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, Event]] = []
+
+    async def __call__(self, event: Event) -> None:
+        self.events.append((trio.current_time(), event))
+
+    def raw_frames(self) -> list[str]:
+        return [e.raw for _, e in self.events if isinstance(e, (OrderUpdateEvent, FillEvent))]
+
+
+def left_live(rec: Recorder, mark: int) -> list[tuple[float, ConnectionStateEvent]]:
+    """State changes away from LIVE recorded after index ``mark``, with their times."""
+    return [(t, e) for t, e in rec.events[mark:]
+            if isinstance(e, ConnectionStateEvent) and e.state is not ConnectionState.LIVE]
+
+
+def order(n: int) -> dict:
+    return {"type": "add_order", "params": {
+        "symbol": "AAPL-USD", "side": "BUY" if n % 2 else "SELL", "order_type": "MARKET",
+        "order_time_in_force": "IOC", "quantity": Decimal("0.01"), "price": 0,
+        "client_order_id": f"net-{n}", "take_profit": 0, "stop_loss": 0}}
+
+
+async def keep_ordering(session: Supervisor, first: int) -> None:
+    """An order every 50 ms (private events, and client→server traffic) until cancelled."""
+    n = first
+    while True:
+        n += 1
+        with contextlib.suppress(SessionNotLive):
+            await session.send(order(n))
+        await trio.sleep(0.05)
+
+
+def emitted(sim: QfexSimulator, after: int, upto: int) -> dict[int, str]:
+    """The desk's private events numbered after+1..upto, as the sim wrote them."""
+    return {e.seq: dumps(e.frame) for e in sim.engine.accounts[DESK].events
+            if after < e.seq <= upto}
+
+
+async def wait_delivered(sim: QfexSimulator, rec: Recorder, upto: int) -> None:
+    with trio.fail_after(WAIT):
+        while set(emitted(sim, 0, upto).values()) - set(rec.raw_frames()):
+            await trio.sleep(0.02)
+
+
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+async def test_session_detects_network_fault_and_recovers(kind: str, nursery: trio.Nursery
+                                                          ) -> None:
+    sim = QfexSimulator(SimConfig(
+        users=[SimUser(public_key=PUB, secret=SECRET, account_id=PRIMARY, subaccounts=[DESK],
+                       deposits={PRIMARY: Decimal(1000), DESK: Decimal(100000)})],
+        pulse_interval=PULSE, mds_interval=0.1, price_interval=0.1, seed=3,
+        ping_interval=PING_INTERVAL, pong_timeout=PONG_TIMEOUT))
+    urls = await nursery.start(sim.serve, "127.0.0.1")
+    proxy = FaultProxy()
+    trade_url = await nursery.start(proxy.front, "trade", urls.trade_url)
+    venue = QfexVenue("net", trade_url=trade_url, mds_url=urls.mds_url, rest_url=urls.rest_url,
+                      user_id=PRIMARY, settings=SETTINGS, public_key=PUB, secret=Secret(SECRET))
+    try:
+        rec = Recorder()
+        session = venue.private_session(
+            DESK, channels=["order_responses", "fills", "balances"], publish=rec)
+        await nursery.start(session.run)
+        with trio.fail_after(WAIT):
+            await session.wait_for(ConnectionState.LIVE)
+        # Quiet before the fault: everything emitted so far was delivered.
+        for n in range(3):
+            await session.send(order(n))
+        await wait_delivered(sim, rec, sim.event_seq(DESK))
+        seq_at_fault, mark = sim.event_seq(DESK), len(rec.events)
+        assert seq_at_fault >= 6
+
+        async with trio.open_nursery() as traffic:
+            traffic.start_soon(keep_ordering, session, 100)
+            await trio.sleep(0.3)  # orders in flight when the fault hits
+            faulted_at = trio.current_time()
+            assert proxy.inject(kind, duration=4.0, target="trade") == 1
+            with trio.fail_after(WAIT):
+                while not left_live(rec, mark):
+                    await trio.sleep(0.01)
+            detected_at, _ = left_live(rec, mark)[0]
+            with trio.fail_after(WAIT):
+                while not (session.state is ConnectionState.LIVE and session.stats.reconnects):
+                    await trio.sleep(0.01)
+            seq_at_live = sim.event_seq(DESK)
+            await trio.sleep(0.5)  # orders on the new connection
+            traffic.cancel_scope.cancel()
+        seq_end = sim.event_seq(DESK)
+        with trio.move_on_after(2.0):  # the last frames in flight
+            while set(emitted(sim, seq_at_live, seq_end).values()) - set(rec.raw_frames()):
+                await trio.sleep(0.02)
+
+        who, reason, bound = EXPECTED[kind]
+        after = [e for _, e in rec.events[mark:]]
+        states = [e for e in after if isinstance(e, ConnectionStateEvent)]
+        left = next(e for e in states if e.state is not ConnectionState.LIVE)
+        message = f"{kind} ({who}): states {[(e.state.value, e.reason) for e in states]}"
+        print(f"{kind}: left LIVE after {detected_at - faulted_at:.2f}s (bound {bound:g}s"
+              f" + {SLACK:g}s slack): {left.state.value} {left.reason!r}")
+        assert reason in left.reason, message
+        assert detected_at - faulted_at <= bound + SLACK, message
+        assert session.stats.reconnects == 1, message
+        # The gap is reported: left LIVE, then resynced (balances, positions, open orders)
+        # before LIVE again on the new connection.
+        kinds = [type(e).__name__ if not isinstance(e, ConnectionStateEvent) else e.state.value
+                 for e in after if isinstance(e, (ConnectionStateEvent, ResyncEvent))]
+        assert kinds[-3:] == ["resyncing", "ResyncEvent", "live"], kinds
+        # Delivered or in the gap: nothing emitted on the healthy connections is missing.
+        delivered = set(rec.raw_frames())
+        missing = {seq for seq, frame in emitted(sim, 0, seq_end).items()
+                   if frame not in delivered}
+        assert seq_end > seq_at_live > seq_at_fault, (seq_at_fault, seq_at_live, seq_end)
+        print(f"{kind}: {seq_end} private events, {len(missing)} in the reported gap "
+              f"{seq_at_fault + 1}..{seq_at_live}")
+        assert all(seq_at_fault < seq <= seq_at_live for seq in missing), (
+            f"{kind}: events lost outside the reported gap: {sorted(missing)} "
+            f"(gap {seq_at_fault + 1}..{seq_at_live})")
+    finally:
+        await venue.aclose()
+
+
+@pytest.mark.parametrize("kind", ["stall", "partial_then_silence"])
+async def test_fault_that_heals_while_the_session_closes(kind: str, nursery: trio.Nursery
+                                                         ) -> None:
+    """The fault ends while the stale session waits for the close reply: the frames held
+    meanwhile (pulses, the venue's pings) arrive on a socket whose close frame is sent. A
+    ping then must not kill the session (trio-websocket answers it with a pong that wsproto
+    refuses once closing); it reconnects like after any stale stream."""
+    sim = QfexSimulator(SimConfig(
+        users=[SimUser(public_key=PUB, secret=SECRET, account_id=PRIMARY, subaccounts=[DESK],
+                       deposits={PRIMARY: Decimal(1000), DESK: Decimal(1000)})],
+        pulse_interval=PULSE, mds_interval=0.1, price_interval=0.1, seed=4,
+        ping_interval=0.2, pong_timeout=5.0))
+    urls = await nursery.start(sim.serve, "127.0.0.1")
+    proxy = FaultProxy()
+    trade_url = await nursery.start(proxy.front, "trade", urls.trade_url)
+    settings = Settings(connect_timeout=2.0)
+    venue = QfexVenue("net", trade_url=trade_url, mds_url=urls.mds_url, rest_url=urls.rest_url,
+                      user_id=PRIMARY, settings=settings, public_key=PUB, secret=Secret(SECRET))
+    try:
+        rec = Recorder()
+        session = venue.private_session(DESK, channels=["balances"], publish=rec)
+        await nursery.start(session.run)
+        with trio.fail_after(WAIT):
+            await session.wait_for(ConnectionState.LIVE)
+        # Heal half-way through the close wait: stale at 1 s, close reply awaited up to 3 s.
+        proxy.inject(kind, duration=settings.stale_after + settings.connect_timeout / 2)
+        with trio.fail_after(WAIT):
+            while not (session.state is ConnectionState.LIVE and session.stats.reconnects):
+                await trio.sleep(0.01)
+        stale = next(e for _, e in rec.events if isinstance(e, ConnectionStateEvent)
+                     and e.state is ConnectionState.STALE)
+        assert stale.reason == "no frame for 1s"
+    finally:
+        await venue.aclose()
