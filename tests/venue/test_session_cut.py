@@ -24,6 +24,9 @@ S = ConnectionState
 QUEUE = 16
 """trio-websocket's message queue in these tests: small, so a burst overflows it."""
 BURST = QUEUE + 8
+"""Frames beyond the queue stay in our socket. Kept small so the whole burst fits the socket
+buffers while the reader is held: a tail still in the simulator's send buffer would be thrown
+away by its kernel when our command arrives at the closed socket (it answers with a reset)."""
 
 
 def _resting_order(client_order_id: str) -> dict[str, object]:
