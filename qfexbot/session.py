@@ -19,6 +19,7 @@ import random
 import ssl
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -131,6 +132,52 @@ async def _open_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
     return stream, host, resource
 
 
+class _CommandNotWritten(Exception):
+    """A command's write failed because the peer has gone (see :class:`_ReadToTheEnd`)."""
+
+
+_WRITING_COMMAND: ContextVar[bool] = ContextVar("qfexbot_writing_command", default=False)
+"""True in the task writing a plugin's command (:meth:`Supervisor.send`)."""
+
+
+class _ReadToTheEnd(trio.abc.Stream):
+    """The connection's stream as trio-websocket sees it: a failed write never ends the reads.
+
+    trio-websocket takes a failed write (``BrokenResourceError``) as the end of the connection:
+    it stops its reader and drops every frame not yet in its queue, although those frames
+    reached our socket before the peer closed (issue 12: a plugin's order sent just after the
+    venue's close lost the order responses written before it). Here a failed write raises
+    :class:`_CommandNotWritten` to the command that made it, and is ignored for the library's
+    own writes (close reply, pong, handshake steps): the reader then reads on to the venue's
+    close frame, or to the end of the stream the kernel reports after the last byte received.
+    (Over TLS the stream itself is broken after a failed write, so reads end there.)
+    """
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self._write_error: trio.BrokenResourceError | None = None
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._write_error is None:
+            try:
+                await self._stream.send_all(data)
+                return
+            except trio.BrokenResourceError as exc:
+                self._write_error = exc
+        if _WRITING_COMMAND.get():
+            cause = self._write_error.__cause__ or self._write_error
+            raise _CommandNotWritten(f"{type(cause).__name__}: {cause}") from self._write_error
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
 @dataclass
 class _Outcome:
     """How one connection ended."""
@@ -241,14 +288,18 @@ class Supervisor:
                 f"{self.venue} session for {self.account_id} is {state}, not live; "
                 f"command {_command_name(command)!r} not sent"
             )
+        writing = _WRITING_COMMAND.set(True)
         try:
             await ws.send_message(self.driver.encode(command))
-        except ConnectionClosed as exc:
+        except (ConnectionClosed, _CommandNotWritten) as exc:
+            why = exc.reason if isinstance(exc, ConnectionClosed) else f"connection lost: {exc}"
             raise SessionNotLive(
                 f"{self.venue} session for {self.account_id} closed while sending "
-                f"{_command_name(command)!r} ({exc.reason}); it may have reached the venue",
+                f"{_command_name(command)!r} ({why}); it may have reached the venue",
                 maybe_sent=True,
             ) from None
+        finally:
+            _WRITING_COMMAND.reset(writing)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Connect and keep connecting until cancelled or FAILED. Returns at once to ``start``."""
@@ -323,7 +374,7 @@ class Supervisor:
                     with trio.fail_after(settings.connect_timeout):
                         ws = await wrap_client_stream(
                             ws_nursery,
-                            stream,
+                            _ReadToTheEnd(stream),
                             host,
                             resource,
                             extra_headers=self.driver.handshake_headers(),

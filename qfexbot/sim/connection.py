@@ -39,6 +39,18 @@ class _Close:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Numbered:
+    """A private event's frame and its number (see :meth:`WsPeer.written`)."""
+
+    text: str
+    seq: int
+
+
+_Item = str | _Numbered | _Close
+"""What the outbox holds: a frame, a numbered private event's frame, or the close."""
+
+
 class WsPeer:
     """Frames leave in the order they were queued; a close is queued behind them.
 
@@ -48,21 +60,28 @@ class WsPeer:
 
     def __init__(self, ws: WebSocketConnection) -> None:
         self.ws = ws
-        self._outbox_send, self._outbox_recv = trio.open_memory_channel[str | _Close](OUTBOX_SIZE)
+        self._outbox_send, self._outbox_recv = trio.open_memory_channel[_Item](OUTBOX_SIZE)
         self.cancel_scope = trio.CancelScope()
         self.server_closed = False
 
-    def send(self, frame: dict[str, Any] | str) -> None:
-        """Queue a frame (a dict is JSON-encoded; a str is sent verbatim)."""
+    def send(self, frame: dict[str, Any] | str, *, seq: int | None = None) -> None:
+        """Queue a frame (a dict is JSON-encoded; a str is sent verbatim).
+
+        ``seq``: the number of the private event it carries; :meth:`written` is called with it
+        once the frame is written to the socket (never for a frame queued behind the close or
+        still queued when the connection ended)."""
         text = frame if isinstance(frame, str) else dumps(frame)
-        self._queue(text)
+        self._queue(text if seq is None else _Numbered(text, seq))
 
     def close(self, code: int, reason: str) -> None:
         """Close after the frames already queued have been sent."""
         self.server_closed = True
         self._queue(_Close(code, reason))
 
-    def _queue(self, item: str | _Close) -> None:
+    def written(self, seq: int) -> None:
+        """Called with a private event's number once its frame is written (subclasses record)."""
+
+    def _queue(self, item: _Item) -> None:
         try:
             self._outbox_send.send_nowait(item)
         except trio.WouldBlock:
@@ -80,7 +99,11 @@ class WsPeer:
                     with trio.move_on_after(CLOSE_TIMEOUT):
                         await self.ws.aclose(item.code, item.reason)
                     break
-                await self.ws.send_message(item)
+                if isinstance(item, _Numbered):
+                    await self.ws.send_message(item.text)
+                    self.written(item.seq)
+                else:
+                    await self.ws.send_message(item)
         except ConnectionClosed:
             pass
         self.cancel_scope.cancel()

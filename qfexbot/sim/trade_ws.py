@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections import deque
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,7 +17,7 @@ from qfexbot.logs import get_logger, log_event
 from qfexbot.sim.auth import AuthFailure
 from qfexbot.sim.config import SimUser
 from qfexbot.sim.connection import WsPeer, dumps
-from qfexbot.sim.engine import CommandError, PrivateEvent
+from qfexbot.sim.engine import EVENT_HISTORY, CommandError, PrivateEvent
 
 if TYPE_CHECKING:
     from qfexbot.sim.server import QfexSimulator
@@ -35,7 +36,7 @@ UNSUPPORTED = frozenset({
 class TradeConnection(WsPeer):
     """One trade socket: its auth state, bound account, channels and cancel-on-disconnect flag."""
 
-    def __init__(self, ws: Any, api_key: str | None) -> None:
+    def __init__(self, ws: Any, api_key: str | None, record: dict[str, deque[int]]) -> None:
         super().__init__(ws)
         self.api_key = api_key
         self.user: SimUser | None = None
@@ -43,6 +44,16 @@ class TradeConnection(WsPeer):
         self.channels: set[str] = set()
         self.cancel_on_disconnect = False
         self.nursery: trio.Nursery | None = None
+        self._record = record
+        """The gateway's per-account record of written private events (``written_seqs``)."""
+
+    def written(self, seq: int) -> None:
+        """Record that the bound account's private event ``seq`` reached this socket."""
+        if self.account_id is not None:
+            record = self._record.get(self.account_id)
+            if record is None:
+                record = self._record[self.account_id] = deque(maxlen=EVENT_HISTORY)
+            record.append(seq)
 
 
 class TradeGateway:
@@ -51,6 +62,17 @@ class TradeGateway:
     def __init__(self, sim: QfexSimulator) -> None:
         self.sim = sim
         self.connections: set[TradeConnection] = set()
+        self._written: dict[str, deque[int]] = {}
+
+    def written_seqs(self, account_id: str) -> list[int]:
+        """Numbers of the account's private events written to one of its trade sockets, in write
+        order (the last ``EVENT_HISTORY``; an event written to two sockets appears twice).
+
+        An event is numbered when the engine makes it, but only these reached a socket before
+        that socket's close: frames queued behind the close, or still queued when the client
+        closed or vanished, are never written. QFEX does not replay private events, so a client
+        can only be expected to receive these (bench/soak.py's delivery check)."""
+        return list(self._written.get(account_id, ()))
 
     # ------------------------------------------------------------ connection lifecycle
 
@@ -62,7 +84,7 @@ class TradeGateway:
             ws = await request.accept()
         except ConnectionClosed:
             return
-        conn = TradeConnection(ws, api_key)
+        conn = TradeConnection(ws, api_key, self._written)
         self.connections.add(conn)
         config = self.sim.config
         try:
@@ -110,7 +132,7 @@ class TradeGateway:
         for conn in self.connections:
             if conn.account_id == event.account_id and event.channel in conn.channels:
                 text = text or dumps(event.frame)
-                conn.send(text)
+                conn.send(text, seq=event.seq)
 
     def pulse(self) -> None:
         """Send balances and positions snapshots to their subscribers (one per symbol)."""
