@@ -4,7 +4,6 @@ older copy restored in place and opened through a symlink or another spelling st
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
