@@ -184,6 +184,7 @@ async def test_an_entry_of_a_renamed_venue_with_the_same_user_and_accounts_does_
     sim = SimProcess(tmp_path, SECRET, {PRIMARY: "100000", DESK_A: "500"})
     try:
         app = load_config(_config(tmp_path / "renamed", sim.urls))
+        monkeypatch.chdir(app.path.parent)  # its plugin writes marker files relative to cwd
         await _entry_in_doubt(app.runtime.journal, owner=PRIMARY, venue="old-name")
         assert await _start_up_problems(app) == []
     finally:
