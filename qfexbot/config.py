@@ -632,6 +632,14 @@ class VenueConfig:
         """The account UUID of an alias (KeyError if the venue does not declare it)."""
         return self.accounts[alias]
 
+    @property
+    def owner(self) -> str:
+        """Whose money this table moves, as the journal keys it: the ``user_id`` of a real venue;
+        for ``simulator = true`` a key of its own, ``simulator:<table>:<user_id>`` (no real user
+        id has that form), so simulated transfers never block, count against the limits of, or
+        get reconciled by a real table, nor the other way round."""
+        return f"simulator:{self.name}:{self.user_id}" if self.simulator else self.user_id
+
     def resolve_credentials(self, environ: Mapping[str, str] | None = None) -> Credentials:
         """Read the credential references now (environment, files, inline).
 
@@ -992,28 +1000,30 @@ def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
 
 
 def _check_shared_accounts(err: _Errors, venues: Mapping[str, VenueConfig]) -> None:
-    """Two venue tables of one kind and one ``user_id`` must not declare the same account.
+    """Two real venue tables of one kind must not declare the same account id.
 
     Each table gets its own transfer service, which reconciles a transfer in doubt from balances
     alone: the other table's transfers on a shared account look like evidence, and one process
-    duplicates a transfer. Tables of one user with disjoint accounts are fine (a transfer only
-    moves between the accounts of one table). A ``simulator = true`` table runs its own exchange,
-    so it shares nothing with any other table.
+    duplicates a transfer. The check is by account id alone, whatever the ``user_id``: QFEX
+    subaccount ids are UUIDs unique across users (``primary`` is the user id itself), and a
+    mistyped ``user_id`` must not hide the overlap. Tables with disjoint accounts are fine (a
+    transfer only moves between the accounts of one table). A ``simulator = true`` table runs
+    its own exchange under its own journal owner (``VenueConfig.owner``): it shares nothing.
     """
-    owners: dict[tuple[str, str, str], str] = {}
+    owners: dict[tuple[str, str], str] = {}
     for name, venue in venues.items():
-        if venue.simulator is not False or _INVALID in (venue.kind, venue.user_id):
+        if venue.simulator is not False or venue.kind is _INVALID:
             continue
         for alias, account in venue.accounts.items():
             if account is _INVALID:
                 continue
             path = _key(_key(_key("venues", name), "accounts"), alias)
-            first = owners.setdefault((venue.kind, venue.user_id, account), path)
+            first = owners.setdefault((venue.kind, account), path)
             if first != path:
                 err.add(path, f"expected an account no other venue table declares, got account "
-                        f"{account} of user {venue.user_id}, also declared as {first}: two tables "
-                        "would each move and reconcile money on it and can repeat a transfer;"
-                        " declare each account in one table only")
+                        f"{account}, also declared as {first} (whatever each table's user_id):"
+                        " two tables would each move and reconcile money on it and can repeat"
+                        " a transfer; declare each account in one table only")
 
 
 def _parse_accounts(err: _Errors, venue: _Table, user_id: Any,

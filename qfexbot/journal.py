@@ -1797,8 +1797,10 @@ def _rollback_problem(seen: JournalMark, found: JournalMark | None, last_seq: in
 
 def mark_paths(journal_path: str | Path, state_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Where the journal's mark is kept: beside the journal and in the state directory
-    (``state_dir``, else ``$QFEXBOT_STATE_DIR``, else the XDG state directory)."""
-    path = Path(journal_path).absolute()
+    (``state_dir``, else ``$QFEXBOT_STATE_DIR``, else the XDG state directory). Keyed by the
+    journal's real path, as its lock is: a copy opened through a symlink or another spelling
+    of the path still finds its marks."""
+    path = Path(os.path.realpath(journal_path))
     beside = path.with_name(path.name + ".mark")
     base = str(state_dir) if state_dir is not None else os.environ.get(STATE_DIR_ENV)
     if not base:

@@ -2,7 +2,7 @@
 
 Start-up order matters for safety: plugins are loaded and validated first (a broken config
 never connects anything), then embedded simulators start, then the journal is opened, the
-machine-wide locks of every account this process may move money on are taken
+machine-wide locks of every account this process may move money on or reconcile are taken
 (``qfexbot.account_locks``), start-up is refused while the journal holds an unresolved transfer
 on accounts this config no longer names, the journal is reconciled before any bot acts, then
 plugins start, then sessions connect. Shutdown reverses it: stop
@@ -133,7 +133,8 @@ class Runtime:
         self.simulators: dict[str, Any] = {}
         self.simulator_urls: dict[str, Any] = {}
         self.journal: SqliteJournal | None = None
-        # user id -> account id -> lock: every venue table of one user shares its account locks.
+        # scope -> account id -> lock: every real venue table shares one mapping (account ids
+        # are unique across users); each simulator table has its own (``VenueConfig.owner``).
         self._money_locks: dict[str, dict[str, trio.Lock]] = {}
         self.market_data: dict[str, MarketDataSession] = {}
         # Ops: metrics registry, balances/last-event view, recorder, ops endpoint URL.
@@ -223,7 +224,7 @@ class Runtime:
             locks: AccountLocks | None = None
             try:
                 await _refuse_rolled_back_journal(self.journal, self.app)
-                locks = self._lock_accounts()
+                locks = await self._lock_accounts()
                 await self._refuse_unnamed_entries()
                 await self._run_venues(root, creds, actions, duration, task_status)
             finally:
@@ -237,22 +238,42 @@ class Runtime:
         venues = (self.app.venues[name] for name in self._venues_in_use())
         return [venue for venue in venues if venue.kind != "finery"]
 
-    def _lock_accounts(self) -> AccountLocks:
-        """Take the machine-wide lock of every account a bot of this process may move money on
-        (the accounts of its ``allowed_pairs``), before anything moves. An embedded simulator's
-        accounts exist only inside this process, so they are not locked.
+    async def _lock_accounts(self) -> AccountLocks:
+        """Take the machine-wide lock of every account this process may move money on or read
+        as evidence, before anything moves: the accounts of its bots' ``allowed_pairs``, and
+        those of every unresolved entry, active late-landing watch and active hold in the
+        journal that a real venue table of this config reconciles or checks (a pair taken out
+        of ``allowed_pairs`` while in doubt is still judged from its balances here, so no other
+        process may move it). An embedded simulator's accounts exist only inside this process,
+        so they are not locked.
 
         Raises:
           ConfigError: another qfexbot process holds one of them, or the lock directory fails.
         """
-        keys = []
-        for venue in self._transfer_venues():
+        assert self.journal is not None
+        keys: list[tuple[str, str]] = []
+        real = [venue for venue in self._transfer_venues() if not venue.simulator]
+        for venue in real:
+            names = {account_id: alias for alias, account_id in venue.accounts.items()}
+            why: dict[str, str] = {}  # account id -> why it is locked (for the refusal message)
             for bot in self.app.bots.values():
-                if bot.venue != venue.name or venue.simulator:
-                    continue
-                for alias in sorted({a for pair in bot.limits.allowed_pairs for a in pair}):
-                    account_id = venue.accounts.get(alias, alias)
-                    keys.append((venue.user_id, account_id, f"venue {venue.name} account {alias}"))
+                if bot.venue == venue.name:
+                    for alias in sorted({a for pair in bot.limits.allowed_pairs for a in pair}):
+                        why.setdefault(venue.accounts.get(alias, alias), "")
+            for entry in await self.journal.unresolved():
+                if _names_entry(venue, entry):
+                    for account in (entry.src or "", entry.dst or ""):
+                        why.setdefault(account, f" (journal entry {entry.id} is in doubt)")
+            for watch in await self.journal.watches(venue.name, owner=venue.owner):
+                if watch.src in names and watch.dst in names:
+                    for account in (watch.src, watch.dst):
+                        why.setdefault(account, f" (entry {watch.entry_id} is watched for a "
+                                       "late landing)")
+            for hold in await self.journal.active_holds(owner=venue.owner):
+                if hold.account in names:
+                    why.setdefault(hold.account, " (held)")
+            keys += [(account, f"venue {venue.name} account {names.get(account, account)}{note}")
+                     for account, note in why.items()]
         try:
             return acquire_account_locks(
                 keys, holder=f"config {self.app.path}, journal {self.app.runtime.journal}"
@@ -265,8 +286,10 @@ class Runtime:
         venue of this config names: nothing here could reconcile it, and the accounts (maybe
         under a new name) could otherwise move again.
 
-        An entry is named when a venue in use has its user id and both account ids; an entry
-        written before entries carried the user id needs its venue's name and both ids.
+        An entry is named when a venue in use has its owner (user id, or a simulator table's own
+        key) and both account ids; an entry written before entries carried an owner needs its
+        venue's name and both ids. A changed or mistyped ``user_id`` therefore refuses here (the
+        safe side): the message says which table names the accounts under another owner.
 
         Raises:
           ConfigError: one line per such entry, saying how to resolve it.
@@ -276,7 +299,7 @@ class Runtime:
         problems = []
         for entry in await self.journal.unresolved():
             if not any(_names_entry(venue, entry) for venue in venues):
-                problems.append(_unnamed_entry_problem(entry))
+                problems.append(_unnamed_entry_problem(entry, venues))
         if problems:
             raise ConfigError(problems, self.app.path)
 
@@ -378,8 +401,8 @@ class Runtime:
             kill_switch=self.app.runtime.kill_switch_file,
             on_outcome=self.metrics.outcome_observer(actions.on_transfer_outcome),
             settle_seconds=config.session.settle_seconds,
-            user_id=config.user_id,
-            locks=self._money_locks.setdefault(config.user_id, {}),
+            user_id=config.owner,
+            locks=self._money_locks.setdefault(config.owner if config.simulator else "", {}),
         )
         return _VenueRun(config=config, venue=venue, transfers=transfers)
 
@@ -452,20 +475,21 @@ class Runtime:
 
 
 def _names_entry(venue: VenueConfig, entry: Entry) -> bool:
-    """Whether ``venue`` names both accounts of ``entry`` under the entry's user id (or, for an
-    entry written before entries carried one, under the entry's venue name)."""
+    """Whether ``venue`` names both accounts of ``entry`` under the entry's owner (the user id,
+    or a simulator table's own key: ``VenueConfig.owner``; for an entry written before entries
+    carried one, under the entry's venue name)."""
     if entry.owner is None and entry.venue != venue.name:
         return False
-    if entry.owner is not None and entry.owner != venue.user_id:
+    if entry.owner is not None and entry.owner != venue.owner:
         return False
     ids = set(venue.accounts.values())
     return entry.src in ids and entry.dst in ids
 
 
-def _unnamed_entry_problem(entry: Entry) -> str:
+def _unnamed_entry_problem(entry: Entry, venues: list[VenueConfig]) -> str:
     """The start-up refusal for an unresolved entry on accounts the config no longer names."""
     owner = entry.owner or "not recorded (written by an older qfexbot)"
-    return (
+    problem = (
         f"journal entry {entry.id} (transfer of {entry.amount} from account {entry.src} to "
         f"account {entry.dst}, venue {entry.venue!r} at the time, user id {owner}, bot "
         f"{entry.bot}) is {entry.state}: its money may or may not have moved, and no venue of "
@@ -473,6 +497,15 @@ def _unnamed_entry_problem(entry: Entry) -> str:
         f"Check both balances at the venue, then run `qfexbot journal resolve {entry.id} "
         f"--applied` or `--not-applied`; or restore the venue and its accounts in bots.toml"
     )
+    others = [venue for venue in venues if {entry.src, entry.dst} <= set(venue.accounts.values())]
+    for venue in others:
+        if venue.simulator:
+            problem += (f". venues.{venue.name} names both accounts, but it is an embedded "
+                        "simulator (simulator = true): its balances are no evidence for this entry")
+        else:
+            problem += (f". venues.{venue.name} names both accounts, but under user_id "
+                        f"{venue.user_id}: if a user_id was changed or mistyped, set it back")
+    return problem
 
 
 async def _refuse_rolled_back_journal(journal: SqliteJournal, app: AppConfig) -> None:

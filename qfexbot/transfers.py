@@ -20,11 +20,11 @@
 Refusals and dry runs are journaled too, and every outcome is reported through ``on_outcome``
 as a ``TransferOutcomeEvent``.
 
-Identity and limits. Every decision is keyed by the venue user id (``user_id``, the journal's
-``owner``) and account ids, never by a name: blocking on unresolved transfers, reconciliation,
-``min_interval`` (the newest transfer on the unordered pair) and the rolling 24 h total. A bot's
-``max_daily`` counts every possibly-applied transfer (pending, sent, unknown, done) of the last
-24 h between any pair its ``allowed_pairs`` governs, whichever bot wrote it: renaming the bot,
+Identity and limits. Every decision is keyed by the journal's ``owner`` (the venue user id; a
+``simulator = true`` table's own key, ``VenueConfig.owner``) and account ids, never by a name:
+blocking on unresolved transfers, reconciliation, ``min_interval`` (the newest transfer on the
+unordered pair) and the rolling 24 h total. A bot's ``max_daily`` counts every possibly-applied
+transfer (pending, sent, unknown, done) of the last 24 h between any pair its ``allowed_pairs`` governs, whichever bot wrote it: renaming the bot,
 the venue or an alias resets nothing, and two bots sharing a treasury with their own desks
 (``treasury <-> desk-a`` and ``treasury <-> desk-b``) do not eat each other's budget.
 
@@ -56,8 +56,11 @@ touch either account while this one is unresolved (steps 1-2 above) — so rule 
 verification. "Not applied" from unchanged deposits is only sound if the venue really does
 reflect transfers in ``deposit`` (a venue that leaves it at zero or updates it later would make
 every lost transfer look not applied, and a retry would move the money twice). So rule 2 is
-only used once the venue has been *verified*: the journal's ``meta`` table holds, per venue, the
-key ``deposit_reflects_transfers:<venue>``:
+only used once the venue has been *verified*: the journal's ``meta`` table holds, per owner (the
+venue user id, or a simulator table's own key: ``VenueConfig.owner``), never per venue name, the
+key ``deposit_reflects_transfers:<owner>``. Renaming a table, or switching it from the
+simulator to a real venue, therefore starts unverified (the simulator's verdict says nothing
+about the real venue):
 
 * unset (unverified): after a transfer the venue confirmed (``done``: a 2xx answer), the service
   reads both balances once more while still holding the account locks and compares the deposits
@@ -271,9 +274,10 @@ def classify_evidence(
     return "unclear", why
 
 
-def deposit_meta_key(venue: str) -> str:
-    """The journal meta key of a venue's deposit verification state (``"true"``/``"false"``)."""
-    return f"deposit_reflects_transfers:{venue}"
+def deposit_meta_key(owner: str) -> str:
+    """The journal meta key of an owner's deposit verification state (``"true"``/``"false"``):
+    keyed by the journal owner (user id, or a simulator table's own key), never a venue name."""
+    return f"deposit_reflects_transfers:{owner}"
 
 
 def _reading(value: BalanceReading | Decimal) -> BalanceReading:
@@ -302,12 +306,14 @@ class TransferService:
       settle_seconds: minimum quiet time before reconciliation may declare "not applied",
         measured on trio's clock from when this process first saw the outcome in doubt.
       late_watch: how long a transfer reconciled "not applied" is watched for a late landing.
-      user_id: the venue user id the accounts belong to; entries, blocking, reconciliation and
-        limits are keyed by it (default: ``venue``, for callers without one — the runtime always
-        passes the configured ``user_id``).
-      locks: account id -> lock, shared by every service of one process moving accounts of the
-        same user id (the runtime passes one mapping per user id), so two venue tables naming
-        one account still never touch it at once; default: this service's own.
+      user_id: the journal owner of the accounts: entries, blocking, reconciliation, limits and
+        deposit verification are keyed by it (default: ``venue``, for callers without one). The
+        runtime passes ``VenueConfig.owner``: the venue user id, or for a simulator table a key
+        of its own, so simulated and real money never share an identity.
+      locks: account id -> lock, shared by every service of one process that may name the same
+        accounts (the runtime passes one mapping for all real tables, since account ids are
+        unique across users, and one per simulator table), so two venue tables naming one
+        account still never touch it at once; default: this service's own.
 
     Deposit verification (module doc) is read from and written to ``journal``'s meta table.
     """
@@ -369,15 +375,18 @@ class TransferService:
     # -- deposit verification ----------------------------------------------------------------
 
     async def deposit_verified(self) -> bool | None:
-        """Whether this venue reflects transfers in ``deposit``: True, False, or None (unknown)."""
+        """Whether this owner's venue reflects transfers in ``deposit``: True, False, or None
+        (unknown)."""
         if not self._verified_loaded:
-            value = await self.journal.get_meta(deposit_meta_key(self.venue))
+            value = await self.journal.get_meta(deposit_meta_key(self.owner))
             self._verified = None if value is None else value == "true"
             self._verified_loaded = True
         return self._verified
 
     async def _set_verified(self, value: bool, detail: str) -> None:
-        await self.journal.set_meta(deposit_meta_key(self.venue), "true" if value else "false", detail)
+        await self.journal.set_meta(
+            deposit_meta_key(self.owner), "true" if value else "false", detail
+        )
         self._verified, self._verified_loaded = value, True
         if value:
             log_event(log, logging.INFO, "venue verified: transfers move deposit; deposit "

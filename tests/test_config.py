@@ -745,9 +745,9 @@ def test_two_venue_tables_of_one_user_sharing_an_account_are_refused_with_both_p
         parse_config(_two_tables({"desk": A, "desk-c": C}))
     assert exc.value.errors == [(
         f"venues.other.accounts.desk: expected an account no other venue table declares, got "
-        f"account {A} of user {UID}, also declared as venues.demo.accounts.desk-a: two tables "
-        "would each move and reconcile money on it and can repeat a transfer; declare each "
-        "account in one table only"
+        f"account {A}, also declared as venues.demo.accounts.desk-a (whatever each table's "
+        "user_id): two tables would each move and reconcile money on it and can repeat a "
+        "transfer; declare each account in one table only"
     )]
 
 
@@ -756,7 +756,19 @@ def test_primary_in_two_tables_of_one_user_is_one_shared_account() -> None:
         parse_config(_two_tables({"main": "primary", "desk-c": C}))
     [error] = exc.value.errors
     assert error.startswith("venues.other.accounts.main: ")
-    assert f"account {UID} of user {UID}, also declared as venues.demo.accounts.treasury" in error
+    assert f"account {UID}, also declared as venues.demo.accounts.treasury" in error
+
+
+def test_two_tables_naming_one_subaccount_under_different_user_ids_are_refused() -> None:
+    # Subaccount ids are UUIDs unique across users: a mistyped user_id must not hide the overlap
+    # (the transfer POST does not carry the user id, so both tables would move the same money).
+    data = _two_tables({"desk": A, "desk-c": C})
+    data["venues"]["other"]["user_id"] = C.replace("3", "4")
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    [error] = exc.value.errors
+    assert error.startswith("venues.other.accounts.desk: ")
+    assert f"account {A}, also declared as venues.demo.accounts.desk-a" in error
 
 
 def test_tables_of_one_user_with_disjoint_accounts_or_simulated_are_accepted() -> None:

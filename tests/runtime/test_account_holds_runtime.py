@@ -23,9 +23,10 @@ def metric(text: str, name: str, venue: str) -> float:
 async def test_a_hold_left_by_an_earlier_run_refuses_transfers_and_is_exposed(tmp_path):
     app = write_config(tmp_path)
     journal = await SqliteJournal.open(app.runtime.journal)
-    # Keyed by the venue user id (here the primary account id), as the runtime places them.
+    # Keyed by the table's journal owner, as the runtime places them (a simulator table's own
+    # key: VenueConfig.owner).
     await journal.place_hold("demo", DESK_A, "late_landing", "late landing of 30 (test)",
-                             owner=PRIMARY)
+                             owner=app.venues["demo"].owner)
     await journal.close()
     runtime = Runtime(app)
     with trio.fail_after(20):

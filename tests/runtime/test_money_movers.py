@@ -124,6 +124,6 @@ def test_two_venue_tables_sharing_an_account_are_refused_by_check_and_run(tmp_pa
             cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 1, command
         assert (f"venues.live-too.accounts.desk2: expected an account no other venue table "
-                f"declares, got account {DESK_A} of user {PRIMARY}, also declared as "
+                f"declares, got account {DESK_A}, also declared as "
                 "venues.live.accounts.desk") in result.stderr, (command, result.stderr)
         assert "Traceback" not in result.stderr
