@@ -15,6 +15,7 @@ fans events out by (channel, symbol), re-subscribing everything after a reconnec
 from __future__ import annotations
 
 import logging
+import math
 import random
 import ssl
 import time
@@ -32,6 +33,8 @@ from trio_websocket import (
     WebSocketConnection,
     wrap_client_stream,
 )
+from wsproto import ConnectionState as WsState
+from wsproto.events import CloseConnection, Pong
 from wsproto.utilities import LocalProtocolError
 
 from qfexbot.context import ActionUnavailable
@@ -178,10 +181,36 @@ class _ReadToTheEnd(trio.abc.Stream):
         await self._stream.aclose()
 
 
+class _NoPongWhileClosing:
+    """The connection's wsproto state machine as trio-websocket drives it, minus the pong it
+    must not send once our close frame is out.
+
+    trio-websocket answers every ping; after our close frame wsproto refuses a pong
+    (``LocalProtocolError``) and the library's reader task dies, dropping every frame behind
+    the ping. A stale stream that heals while we close delivers the venue's held pings first,
+    then the frames we still publish (issue 12). RFC 6455 lets a closing endpoint leave pings
+    unanswered, so the pong is dropped instead; everything else goes to wsproto unchanged.
+    """
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    def send(self, event: Any) -> bytes:
+        if isinstance(event, Pong) and self._protocol.state is not WsState.OPEN:
+            return b""
+        data: bytes = self._protocol.send(event)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._protocol, name)
+
+
 @dataclass
 class _Outcome:
     """How one connection ended."""
 
+    attempt: int = 0
+    """Reconnect attempts before this connection (stamped on its state events)."""
     reason: str = "connection ended"
     auth_rejected: bool = False
     stale: bool = False
@@ -253,7 +282,6 @@ class Supervisor:
         self._publish = publish
         self._rng = rng or random.Random()
         self._ws: WebSocketConnection | None = None
-        self._idle_since: float | None = None
         self._changed = trio.Event()
         self._running = False
 
@@ -283,7 +311,8 @@ class Supervisor:
         """
         ws = self._ws
         if ws is None or self.stats.state is not ConnectionState.LIVE:
-            state = "reconnecting" if ws is None else self.stats.state.value
+            live = self.stats.state is ConnectionState.LIVE  # but the socket is gone already
+            state = "reconnecting" if live else self.stats.state.value
             raise SessionNotLive(
                 f"{self.venue} session for {self.account_id} is {state}, not live; "
                 f"command {_command_name(command)!r} not sent"
@@ -340,8 +369,6 @@ class Supervisor:
                     return
             if outcome.live_for >= self.settings.healthy_after:
                 attempt = 0
-            if outcome.stale:
-                await self._set_state(ConnectionState.STALE, reason=outcome.reason, attempt=attempt)
             delay = backoff_delay(
                 attempt, self.settings.backoff_initial, self.settings.backoff_max, self._rng
             )
@@ -361,7 +388,7 @@ class Supervisor:
         trio-websocket's own connect leaks the stream when the handshake is rejected or
         cancelled, and leaves it open when the server closes first.
         """
-        outcome = _Outcome()
+        outcome = _Outcome(attempt=attempt)
         settings = self.settings
         await self._set_state(ConnectionState.CONNECTING, attempt=attempt)
         stream: trio.abc.Stream | None = None
@@ -380,9 +407,12 @@ class Supervisor:
                             extra_headers=self.driver.handshake_headers(),
                             message_queue_size=MESSAGE_QUEUE_SIZE,
                         )
+                    # trio-websocket's private state machine, read on every use.
+                    ws._wsproto = _NoPongWhileClosing(ws._wsproto)  # type: ignore[assignment]
                     await self._serve(ws, outcome)
                 finally:
-                    if ws is not None:
+                    if ws is not None and not outcome.stale:
+                        # A stale connection was closed by _close_reading already.
                         # Not shielded: when we are being cancelled the reader task that would
                         # receive the server's close reply is gone, so waiting is pointless;
                         # the stream itself is closed below either way.
@@ -397,10 +427,10 @@ class Supervisor:
         except* trio.TooSlowError:
             outcome.reason = f"connect timed out after {settings.connect_timeout:g}s"
         except* LocalProtocolError:
-            # After our close frame is out: a ping that was held up in the network (a stall
-            # that healed) arrives, trio-websocket's reader answers it, wsproto refuses a pong
-            # while closing and the reader dies. The connection was ending anyway; keep why.
-            log.debug("ping answered while closing", exc_info=True)
+            # A write trio-websocket's reader makes after our close frame, which wsproto
+            # refuses (pongs are dropped by _NoPongWhileClosing; e.g. its 1009 close for an
+            # oversized message). The connection was ending anyway; keep why.
+            log.debug("write refused while closing", exc_info=True)
         except* (HandshakeError, ConnectionClosed, trio.BrokenResourceError, OSError) as group:
             cause = group.exceptions[0].__cause__ or group.exceptions[0]
             verb = "connect failed" if ws is None else "connection lost while closing"
@@ -444,22 +474,52 @@ class Supervisor:
             self._record_failure(outcome, exc)
         finally:
             self._ws = None
-            self._idle_since = None
             if live_at is not None:
                 outcome.live_for = trio.current_time() - live_at
 
     async def _live(self, ws: WebSocketConnection, outcome: _Outcome) -> None:
-        async with trio.open_nursery() as nursery:
-            if self.driver.watch_stale:
-                nursery.start_soon(self._watchdog, nursery.cancel_scope, outcome)
-            try:
-                await self._read_loop(ws)
-            except Exception as exc:  # noqa: BLE001 - a supervisor: any failure means reconnect
-                self._record_failure(outcome, exc)
-            finally:
-                nursery.cancel_scope.cancel()
+        """Publish frames until the connection ends; a stale stream is reported, then closed."""
+        stale_after = self.settings.stale_after if self.driver.watch_stale else math.inf
+        try:
+            await self._read_loop(ws, stale_after)
+            # Returned: no frame for stale_after s. Say so now, not after the close attempt.
+            outcome.stale = True
+            outcome.reason = f"no frame for {stale_after:g}s"
+            self._ws = None
+            await self._set_state(
+                ConnectionState.STALE, reason=outcome.reason, attempt=outcome.attempt
+            )
+            await self._close_reading(ws)
+        except Exception as exc:  # noqa: BLE001 - a supervisor: any failure means reconnect
+            self._record_failure(outcome, exc)
 
-    async def _read_loop(self, ws: WebSocketConnection) -> None:
+    async def _close_reading(self, ws: WebSocketConnection) -> None:
+        """Close a stale connection and publish every frame that arrives before the reply.
+
+        trio-websocket's ``aclose`` discards the frames it has queued and those still to come
+        (issue 12); a stream that heals while we close delivers what the venue wrote meanwhile,
+        up to its close reply. So our close frame goes out through the library's writer and
+        the read loop goes on to the reply; it stops waiting ``connect_timeout`` (capped at
+        5 s) from now, but never cuts a publish short. Those frames come after STALE: a
+        plugin has been told of the gap and gets them too.
+        """
+        give_up_at = trio.current_time() + min(self.settings.connect_timeout, 5.0)
+        try:
+            with trio.move_on_at(give_up_at):
+                await ws._send(CloseConnection(code=1000, reason="stale stream"))
+            await self._read_loop(ws, math.inf, give_up_at)
+        except ConnectionClosed:
+            pass  # the venue's close reply, after every frame before it was published
+
+    async def _read_loop(
+        self, ws: WebSocketConnection, stale_after: float, give_up_at: float = math.inf
+    ) -> None:
+        """Parse and publish each frame in order; returns after ``stale_after`` s without a
+        frame, or when a wait would pass ``give_up_at`` (trio clock).
+
+        The deadlines are on the wait for a frame (cancel-safe there: a frame is either
+        handed over or left queued), never on a publish in progress.
+        """
         # Hot path: one parse per frame, events published in order, nothing else.
         # Frames trio-websocket has already queued are taken without a checkpoint (publishing
         # is one); at least every _DRAIN_BATCH frames the loop waits on get_message as usual.
@@ -481,9 +541,10 @@ class Supervisor:
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     frame = None  # get_message waits, or raises ConnectionClosed
             if frame is None:
-                self._idle_since = clock()
-                frame = await get_message()
-                self._idle_since = None
+                with trio.move_on_at(min(clock() + stale_after, give_up_at)):
+                    frame = await get_message()
+                if frame is None:
+                    return
                 drain = _DRAIN_BATCH
             now = time.time()
             stats.frames += 1
@@ -498,22 +559,6 @@ class Supervisor:
                     await publish(item)
                 else:
                     await on_control(item)
-
-    async def _watchdog(self, scope: trio.CancelScope, outcome: _Outcome) -> None:
-        """Ends the connection when the reader has waited ``stale_after`` s for a frame."""
-        stale_after = self.settings.stale_after
-        while True:
-            idle_since = self._idle_since
-            if idle_since is None:  # reader busy publishing: not the stream's fault
-                await trio.sleep(stale_after / 4)
-                continue
-            deadline = idle_since + stale_after
-            if trio.current_time() >= deadline:
-                outcome.stale = True
-                outcome.reason = f"no frame for {stale_after:g}s"
-                scope.cancel()
-                return
-            await trio.sleep_until(deadline)
 
     def _record_failure(self, outcome: _Outcome, exc: Exception) -> None:
         if isinstance(exc, AuthRejected):

@@ -5,6 +5,7 @@ the gap the session reported (a non-LIVE state, then a resync)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -50,9 +51,9 @@ class Settings:
 
 SETTINGS = Settings()
 
-# After the watchdog fires, the session tries a close handshake (at most connect_timeout)
-# before it publishes STALE; the peer of a silent socket never answers it.
-SILENT = SETTINGS.stale_after + SETTINGS.connect_timeout
+# The session publishes STALE when it decides (no frame for stale_after), before its close
+# attempt (up to connect_timeout) that the peer of a silent socket never answers.
+SILENT = SETTINGS.stale_after
 
 # kind -> (who detects it, what the session says, seconds from the fault to leaving LIVE)
 EXPECTED = {
@@ -226,3 +227,131 @@ async def test_fault_that_heals_while_the_session_closes(kind: str, nursery: tri
         assert stale.reason == "no frame for 1s"
     finally:
         await venue.aclose()
+
+
+# ------------------------------------------------------------ the session's own stale close
+
+# A close attempt long enough to tell "STALE at the decision" from "STALE after the close",
+# and to heal the stall while the session still waits for the venue's close reply.
+CLOSING = Settings(connect_timeout=3.0)
+BURST = 20
+
+
+def resting_order(client_order_id: str) -> dict:
+    """A buy far below the market: it rests, so the venue answers with one ACK each."""
+    return {"symbol": "AAPL-USD", "side": "BUY", "order_type": "LIMIT",
+            "order_time_in_force": "GTC", "quantity": Decimal("0.01"), "price": Decimal(1),
+            "client_order_id": client_order_id, "take_profit": 0, "stop_loss": 0}
+
+
+@contextlib.asynccontextmanager
+async def stalling_venue(nursery: trio.Nursery, *, ping_interval: float
+                         ) -> AsyncIterator[tuple[QfexSimulator, FaultProxy, QfexVenue]]:
+    """A simulator behind the fault proxy and a venue on it with the CLOSING settings."""
+    sim = QfexSimulator(SimConfig(
+        users=[SimUser(public_key=PUB, secret=SECRET, account_id=PRIMARY, subaccounts=[DESK],
+                       deposits={PRIMARY: Decimal(1000), DESK: Decimal(1000)})],
+        pulse_interval=PULSE, mds_interval=0.1, price_interval=0.1, seed=5,
+        ping_interval=ping_interval, pong_timeout=10.0))
+    urls = await nursery.start(sim.serve, "127.0.0.1")
+    proxy = FaultProxy()
+    trade_url = await nursery.start(proxy.front, "trade", urls.trade_url)
+    venue = QfexVenue("net", trade_url=trade_url, mds_url=urls.mds_url, rest_url=urls.rest_url,
+                      user_id=PRIMARY, settings=CLOSING, public_key=PUB, secret=Secret(SECRET))
+    try:
+        yield sim, proxy, venue
+    finally:
+        await venue.aclose()
+
+
+def first_state(rec: Recorder, state: ConnectionState, mark: int
+                ) -> tuple[int, float, ConnectionStateEvent] | None:
+    """Index, time and event of the first ``state`` change after index ``mark``."""
+    for i, (t, e) in enumerate(rec.events[mark:], mark):
+        if isinstance(e, ConnectionStateEvent) and e.state is state:
+            return i, t, e
+    return None
+
+
+async def wait_state(rec: Recorder, state: ConnectionState, mark: int
+                     ) -> tuple[int, float, ConnectionStateEvent]:
+    with trio.fail_after(WAIT):
+        while (found := first_state(rec, state, mark)) is None:
+            await trio.sleep(0.005)
+    return found
+
+
+async def test_stale_is_reported_when_decided_not_after_the_close_attempt(
+        nursery: trio.Nursery) -> None:
+    """STALE is published (and ``state`` reads it) within ``stale_after`` of the last frame,
+    not after the close handshake a silent peer never answers (up to ``connect_timeout``)."""
+    async with stalling_venue(nursery, ping_interval=30.0) as (_sim, proxy, venue):
+        rec = Recorder()
+        session = venue.private_session(DESK, channels=["balances"], publish=rec)
+        await nursery.start(session.run)
+        with trio.fail_after(WAIT):
+            await session.wait_for(ConnectionState.LIVE)
+        mark = len(rec.events)
+        stalled_at = trio.current_time()
+        assert proxy.inject("stall", duration=10.0, target="trade") == 1
+        _, stale_at, stale = await wait_state(rec, ConnectionState.STALE, mark)
+        took = stale_at - stalled_at
+        print(f"stall: STALE after {took:.2f}s (stale_after {CLOSING.stale_after:g}s, "
+              f"close attempt up to {CLOSING.connect_timeout:g}s)")
+        assert took <= CLOSING.stale_after + SLACK
+        assert stale.reason == "no frame for 1s"
+        # Visible at once: the state reads STALE and commands are refused as such.
+        assert session.state is ConnectionState.STALE
+        with pytest.raises(SessionNotLive, match="is stale, not live"):
+            await session.send(order(1))
+        # The close attempt follows, bounded; then the usual reconnect on a new link.
+        _, backoff_at, _ = await wait_state(rec, ConnectionState.BACKOFF, mark)
+        assert backoff_at - stale_at <= CLOSING.connect_timeout + SLACK
+        with trio.fail_after(WAIT):
+            while not (session.state is ConnectionState.LIVE and session.stats.reconnects):
+                await trio.sleep(0.01)
+
+
+async def test_stale_close_delivers_frames_the_venue_flushes_before_its_close_reply(
+        nursery: trio.Nursery) -> None:
+    """A stall that heals while the stale session waits for the venue's close reply: the
+    venue's pings and a burst of order responses it wrote meanwhile arrive, then its close
+    reply. Every private frame the venue wrote on that connection is delivered, once, in
+    order, after STALE (the gap is reported) and before BACKOFF."""
+    async with stalling_venue(nursery, ping_interval=0.2) as (sim, proxy, venue):
+        rec = Recorder()
+        session = venue.private_session(DESK, channels=["order_responses"], publish=rec)
+        await nursery.start(session.run)
+        with trio.fail_after(WAIT):
+            await session.wait_for(ConnectionState.LIVE)
+        mark = len(rec.events)
+        assert proxy.inject("stall", duration=30.0, target="trade") == 1
+        # The session decides STALE after 1 s and sends its close frame (the stall holds it);
+        # the close attempt lasts up to 3 s. The venue writes a burst, then the stall heals.
+        stale_i, _, _ = await wait_state(rec, ConnectionState.STALE, mark)
+        first = sim.event_seq(DESK)
+        for n in range(BURST):
+            sim.deliver(sim.engine.add_order(DESK, resting_order(f"burst-{n}")))
+        burst = list(range(first + 1, first + BURST + 1))
+        with trio.fail_after(WAIT):  # in the socket buffers behind the stall
+            while not set(burst) <= set(sim.trade.written_seqs(DESK)):
+                await trio.sleep(0.01)
+        proxy.heal()
+        backoff_i, _, _ = await wait_state(rec, ConnectionState.BACKOFF, mark)
+
+        frames = emitted(sim, 0, sim.event_seq(DESK))
+        delivered = rec.raw_frames()
+        assert len(delivered) == len(set(delivered)), "an event was delivered twice"
+        written = sim.trade.written_seqs(DESK)
+        missing = [seq for seq in written if frames[seq] not in delivered]
+        assert not missing, f"written by the venue, never delivered: {missing}"
+        order_ids = [e.client_order_id for _, e in rec.events[mark:backoff_i]
+                     if isinstance(e, OrderUpdateEvent)]
+        assert order_ids == [f"burst-{n}" for n in range(BURST)]
+        # Delivered while closing: after the gap was reported, before BACKOFF.
+        first_burst = next(i for i, (_, e) in enumerate(rec.events)
+                           if isinstance(e, OrderUpdateEvent))
+        assert stale_i < first_burst < backoff_i
+        with trio.fail_after(WAIT):
+            while not (session.state is ConnectionState.LIVE and session.stats.reconnects):
+                await trio.sleep(0.01)
