@@ -24,10 +24,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reliability_helpers import JSON_VALUES
 
-from qfexbot.secrets import Secret
-from qfexbot.venues.qfex.auth import QfexAuth
 from qfexbot.actions import rest_transfer_sender
+from qfexbot.secrets import Secret
 from qfexbot.transfers import TransferAmbiguous
+from qfexbot.venues.qfex.auth import QfexAuth
 from qfexbot.venues.qfex.rest import QfexAmbiguousError, QfexApiError, QfexRest, api_error_from
 
 REQUEST = httpx.Request("GET", "http://127.0.0.1:1/user/positions")
