@@ -125,8 +125,9 @@ def finery_order(
 def rest_transfer_sender(rest: QfexRest) -> Callable[[str, str, Decimal], Awaitable[None]]:
     """Adapt ``QfexRest.transfer`` to the transfer service's outcome taxonomy.
 
-    A definite 4xx answer is a rejection; a 5xx is treated as ambiguous because the venue may
-    have applied the transfer before failing; an error before anything was sent is not-sent.
+    A definite 4xx answer is a rejection; a 5xx or a 3xx (``QfexRest`` raises
+    ``QfexAmbiguousError`` for both) is ambiguous because the venue may have applied the
+    transfer before answering; an error before anything was sent is not-sent.
     """
 
     async def send(src: str, dst: str, amount: Decimal) -> None:

@@ -215,8 +215,10 @@ def _journal_command(args: argparse.Namespace) -> int:
     elif args.command == "journal-resolve":
         print(journal_cli.journal_resolve(app.runtime.journal, args.entry_id, args.applied))
     elif args.command == "journal-release":
-        aliases = {a: i for v in app.venues.values() for a, i in v.accounts.items()}
-        print(journal_cli.journal_release(app.runtime.journal, args.account, aliases))
+        tables = {name: dict(v.accounts) for name, v in app.venues.items()}
+        account_id = journal_cli.account_for_release(args.account, tables)
+        print(journal_cli.journal_release(app.runtime.journal, args.account,
+                                          {args.account: account_id}))
     elif args.command == "journal-backup":
         print(journal_cli.journal_backup(app.runtime.journal, args.path, overwrite=args.force))
     elif args.command == "journal-accept-restore":

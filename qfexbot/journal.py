@@ -120,6 +120,10 @@ UNRESOLVED: tuple[str, ...] = (TransferState.PENDING, TransferState.SENT, Transf
 # Transfers that may have been applied: these count against the rolling daily limit.
 _POSSIBLY_APPLIED = (*UNRESOLVED, TransferState.DONE)
 
+_WATCH_STATES = ("watching", "landed", "expired", "closed")
+"""A late-landing watch: still watching; saw the landing; ran its time; or closed because
+its entry was settled some other way (an operator)."""
+
 _TRANSITIONS: dict[str, frozenset[str]] = {
     TransferState.PENDING: frozenset(
         {TransferState.SENT, TransferState.FAILED, TransferState.UNKNOWN}
@@ -296,11 +300,14 @@ class Hold:
     reason: str
     entry_id: str | None
     created_at: float
+    released_at: float | None = None
+    """When an operator released it (None: still active)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {"seq": self.seq, "venue": self.venue, "account": self.account, "code": self.code,
-                "reason": self.reason, "entry_id": self.entry_id, "created_at": self.created_at}
+                "reason": self.reason, "entry_id": self.entry_id, "created_at": self.created_at,
+                "released_at": self.released_at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,8 +382,16 @@ class Journal(Protocol):
         """pending|sent -> unknown (may have been applied)."""
         ...
 
-    async def resolve(self, entry_id: str, applied: bool, by: str, detail: str = "") -> Entry:
-        """pending|sent|unknown -> done (applied) or failed, recording who decided."""
+    async def resolve(
+        self, entry_id: str, applied: bool, by: str, detail: str = "",
+        watch_from: tuple[Decimal, Decimal] | None = None,
+    ) -> Entry:
+        """pending|sent|unknown -> done (applied) or failed, recording who decided.
+
+        "Not applied" also starts the late-landing watch in the same transaction, from the
+        deposits ``watch_from`` (src, dst), else from the deposits recorded at intent (no
+        watch if neither is known): whoever decided, a late landing is never missed.
+        """
         ...
 
     async def annotate(self, entry_id: str, detail: str) -> Entry:
@@ -515,11 +530,9 @@ class Journal(Protocol):
         """Release every active hold on ``account`` (of ``venue``; None: any); returns how many."""
         ...
 
-    async def add_watch(
-        self, entry_id: str, venue: str, src: str, dst: str, amount: Decimal,
-        src_deposit: Decimal, dst_deposit: Decimal, owner: str | None = None,
-    ) -> None:
-        """Watch a transfer concluded "not applied" for a late landing, from these deposits."""
+    async def entry_holds(self, entry_id: str) -> list[Hold]:
+        """Every hold ever placed because of ``entry_id``, released ones included, oldest
+        first: a durable mark that reconciliation once could not explain its accounts."""
         ...
 
     async def watches(self, venue: str, owner: str | None = None) -> list[Watch]:
@@ -530,7 +543,8 @@ class Journal(Protocol):
     async def update_watch(
         self, entry_id: str, state: str, last_src: Decimal, last_dst: Decimal
     ) -> None:
-        """Record a watch's state and the unexplained deposit changes it saw last."""
+        """Record a watch's state (``watching``, ``landed``, ``expired``, or ``closed``: the
+        entry was settled some other way) and the unexplained deposit changes it saw last."""
         ...
 
     async def transfers_after(
@@ -541,8 +555,13 @@ class Journal(Protocol):
         order: a clock step cannot reorder them)."""
         ...
 
-    async def remark_applied(self, entry_id: str, by: str, detail: str) -> Entry:
-        """failed -> done: a transfer concluded "not applied" was later seen to land."""
+    async def record_late_landing(
+        self, entry_id: str, by: str, detail: str, venue: str, owner: str | None,
+        last_src: Decimal, last_dst: Decimal,
+    ) -> tuple[Entry, list[Hold]]:
+        """One transaction: failed -> done (a transfer concluded "not applied" was later seen
+        to land), a ``late_landing`` hold on both its accounts (unless one is active) and its
+        watch marked ``landed``. Returns the entry and the holds it placed."""
         ...
 
 
@@ -769,37 +788,48 @@ class SqliteStore:
         allowed_from: Iterable[str] | None = None,
         by: str | None = None,
     ) -> Entry:
-        def run(db: sqlite3.Connection) -> Entry:
-            entry = self._fetch(db, entry_id)
-            if entry.kind != EntryKind.TRANSFER:
-                raise InvalidTransition(f"entry {entry_id} is a {entry.kind}, not a transfer")
-            legal = _TRANSITIONS.get(entry.state, frozenset())
-            if allowed_from is not None and entry.state not in allowed_from:
-                legal = frozenset()
-            if to_state not in legal:
-                raise InvalidTransition(
-                    f"transfer {entry_id} cannot go from {entry.state} to {to_state}"
-                )
-            now = self._clock()
-            sets = ["state = ?", "updated_at = ?"]
-            params: list[Any] = [to_state, now]
-            if detail is not None:
-                sets.append("detail = ?")
-                params.append(detail)
-            if to_state == TransferState.SENT:
-                sets += ["attempts = attempts + 1", "sent_at = ?"]
-                params.append(now)
-            if by is not None:
-                sets.append("resolved_by = ?")
-                params.append(by)
-            db.execute(f"UPDATE entries SET {', '.join(sets)} WHERE id = ?", (*params, entry_id))
-            db.execute(
-                "INSERT INTO events (entry_id, at, from_state, to_state, detail, by) VALUES (?, ?, ?, ?, ?, ?)",
-                (entry_id, now, entry.state, to_state, detail or "", by),
-            )
-            return self._fetch(db, entry_id)
+        return self._write(lambda db: self._transition_in(
+            db, entry_id, to_state, detail, allowed_from=allowed_from, by=by))
 
-        return self._write(run)
+    def _transition_in(
+        self,
+        db: sqlite3.Connection,
+        entry_id: str,
+        to_state: str,
+        detail: str | None,
+        *,
+        allowed_from: Iterable[str] | None = None,
+        by: str | None = None,
+    ) -> Entry:
+        """One state change and its audit event, inside the caller's transaction."""
+        entry = self._fetch(db, entry_id)
+        if entry.kind != EntryKind.TRANSFER:
+            raise InvalidTransition(f"entry {entry_id} is a {entry.kind}, not a transfer")
+        legal = _TRANSITIONS.get(entry.state, frozenset())
+        if allowed_from is not None and entry.state not in allowed_from:
+            legal = frozenset()
+        if to_state not in legal:
+            raise InvalidTransition(
+                f"transfer {entry_id} cannot go from {entry.state} to {to_state}"
+            )
+        now = self._clock()
+        sets = ["state = ?", "updated_at = ?"]
+        params: list[Any] = [to_state, now]
+        if detail is not None:
+            sets.append("detail = ?")
+            params.append(detail)
+        if to_state == TransferState.SENT:
+            sets += ["attempts = attempts + 1", "sent_at = ?"]
+            params.append(now)
+        if by is not None:
+            sets.append("resolved_by = ?")
+            params.append(by)
+        db.execute(f"UPDATE entries SET {', '.join(sets)} WHERE id = ?", (*params, entry_id))
+        db.execute(
+            "INSERT INTO events (entry_id, at, from_state, to_state, detail, by) VALUES (?, ?, ?, ?, ?, ?)",
+            (entry_id, now, entry.state, to_state, detail or "", by),
+        )
+        return self._fetch(db, entry_id)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -887,22 +917,35 @@ class SqliteStore:
     def mark_unknown(self, entry_id: str, detail: str) -> Entry:
         return self._transition(entry_id, TransferState.UNKNOWN, detail)
 
-    def resolve(self, entry_id: str, applied: bool, by: str, detail: str = "") -> Entry:
+    def resolve(
+        self, entry_id: str, applied: bool, by: str, detail: str = "",
+        watch_from: tuple[Decimal, Decimal] | None = None,
+    ) -> Entry:
         if by not in ("reconcile", "operator"):
             raise ValueError(f"resolved_by must be 'reconcile' or 'operator', got {by!r}")
-        entry = self.get(entry_id)
-        if entry is None:
-            raise EntryNotFound(entry_id)
-        if not entry.unresolved:
-            raise InvalidTransition(
-                f"transfer {entry_id} is {entry.state}; only pending, sent or unknown can be resolved"
-            )
-        if entry.state != TransferState.UNKNOWN:
-            # A pending/sent row being resolved means nobody is working on it: it is in doubt.
-            self.mark_unknown(entry_id, f"found {entry.state} at resolution: outcome unknown")
-        to_state = TransferState.DONE if applied else TransferState.FAILED
-        text = detail or f"resolved by {by}: {'applied' if applied else 'not applied'}"
-        return self._transition(entry_id, to_state, text, by=by)
+
+        def run(db: sqlite3.Connection) -> Entry:
+            entry = self._fetch(db, entry_id)
+            if entry.kind != EntryKind.TRANSFER or not entry.unresolved:
+                raise InvalidTransition(
+                    f"transfer {entry_id} is {entry.state}; only pending, sent or unknown can be "
+                    f"resolved"
+                )
+            if entry.state != TransferState.UNKNOWN:
+                # A pending/sent row being resolved means nobody is working on it: in doubt.
+                self._transition_in(
+                    db, entry_id, TransferState.UNKNOWN,
+                    f"found {entry.state} at resolution: outcome unknown",
+                )  # fmt: skip
+            to_state = TransferState.DONE if applied else TransferState.FAILED
+            text = detail or f"resolved by {by}: {'applied' if applied else 'not applied'}"
+            resolved = self._transition_in(db, entry_id, to_state, text, by=by)
+            baseline = watch_from or (entry.src_deposit_before, entry.dst_deposit_before)
+            if not applied and None not in baseline:
+                self._add_watch(db, resolved, baseline[0], baseline[1])  # type: ignore[arg-type]
+            return resolved
+
+        return self._write(run)
 
     def annotate(self, entry_id: str, detail: str) -> Entry:
         def run(db: sqlite3.Connection) -> Entry:
@@ -1093,10 +1136,12 @@ class SqliteStore:
         pairs: frozenset[frozenset[str]] | None,
         since: float,
     ) -> list[Entry]:
+        # A row reconciled "not applied" and still watched may yet land: it counts too.
         marks = ", ".join("?" for _ in _POSSIBLY_APPLIED)
         sql = (f"SELECT {_COLUMNS} FROM entries WHERE kind = 'transfer' AND created_at >= ? "
-               f"AND state IN ({marks}) AND (owner = ? OR owner IS NULL) "
-               "ORDER BY created_at, rowid")
+               f"AND (state IN ({marks}) OR (state = 'failed' AND id IN "
+               "(SELECT entry_id FROM watches WHERE state = 'watching'))) "
+               "AND (owner = ? OR owner IS NULL) ORDER BY created_at, rowid")
         rows = [_row_to_entry(r) for r in db.execute(sql, (since, *_POSSIBLY_APPLIED, owner))]
         return [e for e in rows if pairs is None or frozenset((e.src, e.dst)) in pairs]
 
@@ -1121,16 +1166,29 @@ class SqliteStore:
         self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None,
         owner: str | None = None,
     ) -> Hold:
-        def run(db: sqlite3.Connection) -> Hold:
-            now = self._clock()
-            cursor = db.execute(
-                "INSERT INTO holds (venue, owner, account, code, reason, entry_id, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (venue, owner or venue, account, code, reason, entry_id, now),
-            )
-            return Hold(int(cursor.lastrowid or 0), venue, account, code, reason, entry_id, now)
+        return self._write(
+            lambda db: self._place_hold(db, venue, account, code, reason, entry_id, owner)
+        )
 
-        return self._write(run)
+    def _place_hold(
+        self, db: sqlite3.Connection, venue: str, account: str, code: str, reason: str,
+        entry_id: str | None, owner: str | None,
+    ) -> Hold:
+        now = self._clock()
+        cursor = db.execute(
+            "INSERT INTO holds (venue, owner, account, code, reason, entry_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (venue, owner or venue, account, code, reason, entry_id, now),
+        )
+        return Hold(int(cursor.lastrowid or 0), venue, account, code, reason, entry_id, now)
+
+    def entry_holds(self, entry_id: str) -> list[Hold]:
+        rows = self._db.execute(
+            "SELECT seq, venue, account, code, reason, entry_id, created_at, released_at "
+            "FROM holds WHERE entry_id = ? ORDER BY seq",
+            (entry_id,),
+        )
+        return [Hold(*row) for row in rows]
 
     def active_holds(self, venue: str | None = None, owner: str | None = None) -> list[Hold]:
         sql = ("SELECT seq, venue, account, code, reason, entry_id, created_at FROM holds "
@@ -1156,21 +1214,19 @@ class SqliteStore:
 
         return self._write(run)
 
-    def add_watch(
-        self, entry_id: str, venue: str, src: str, dst: str, amount: Decimal,
-        src_deposit: Decimal, dst_deposit: Decimal, owner: str | None = None,
+    def _add_watch(
+        self, db: sqlite3.Connection, entry: Entry, src_deposit: Decimal, dst_deposit: Decimal
     ) -> None:
-        def run(db: sqlite3.Connection) -> None:
-            now = self._clock()
-            db.execute(
-                "INSERT OR REPLACE INTO watches (entry_id, venue, owner, src, dst, amount, "
-                "src_deposit, dst_deposit, started_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (entry_id, venue, owner or venue, src, dst, _money(amount), _money(src_deposit),
-                 _money(dst_deposit), now, now),
-            )  # fmt: skip
-
-        self._write(run)
+        """Watch ``entry`` (just concluded "not applied") for a late landing from these
+        deposits, inside the caller's transaction."""
+        now = self._clock()
+        db.execute(
+            "INSERT OR REPLACE INTO watches (entry_id, venue, owner, src, dst, amount, "
+            "src_deposit, dst_deposit, started_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.id, entry.venue, entry.owner or entry.venue, entry.src, entry.dst,
+             _money(entry.amount), _money(src_deposit), _money(dst_deposit), now, now),
+        )  # fmt: skip
 
     def watches(self, venue: str, owner: str | None = None) -> list[Watch]:
         key = "owner" if owner is not None else "venue"
@@ -1188,17 +1244,21 @@ class SqliteStore:
     def update_watch(
         self, entry_id: str, state: str, last_src: Decimal, last_dst: Decimal
     ) -> None:
-        if state not in ("watching", "landed", "expired"):
-            raise ValueError(f"watch state must be watching, landed or expired, got {state!r}")
+        self._write(lambda db: self._update_watch(db, entry_id, state, last_src, last_dst))
 
-        def run(db: sqlite3.Connection) -> None:
-            db.execute(
-                "UPDATE watches SET state = ?, last_src = ?, last_dst = ?, updated_at = ? "
-                "WHERE entry_id = ?",
-                (state, _money(last_src), _money(last_dst), self._clock(), entry_id),
+    def _update_watch(
+        self, db: sqlite3.Connection, entry_id: str, state: str, last_src: Decimal,
+        last_dst: Decimal,
+    ) -> None:
+        if state not in _WATCH_STATES:
+            raise ValueError(
+                f"watch state must be one of {', '.join(_WATCH_STATES)}, got {state!r}"
             )
-
-        self._write(run)
+        db.execute(
+            "UPDATE watches SET state = ?, last_src = ?, last_dst = ?, updated_at = ? "
+            "WHERE entry_id = ?",
+            (state, _money(last_src), _money(last_dst), self._clock(), entry_id),
+        )
 
     def transfers_after(
         self, entry_id: str, venue: str, accounts: Iterable[str], owner: str | None = None
@@ -1213,11 +1273,14 @@ class SqliteStore:
             "rowid",
         )
 
-    def remark_applied(self, entry_id: str, by: str, detail: str) -> Entry:
+    def record_late_landing(
+        self, entry_id: str, by: str, detail: str, venue: str, owner: str | None,
+        last_src: Decimal, last_dst: Decimal,
+    ) -> tuple[Entry, list[Hold]]:
         if by not in ("reconcile", "operator"):
             raise ValueError(f"resolved_by must be 'reconcile' or 'operator', got {by!r}")
 
-        def run(db: sqlite3.Connection) -> Entry:
+        def run(db: sqlite3.Connection) -> tuple[Entry, list[Hold]]:
             entry = self._fetch(db, entry_id)
             if entry.kind != EntryKind.TRANSFER or entry.state != TransferState.FAILED:
                 raise InvalidTransition(
@@ -1235,9 +1298,24 @@ class SqliteStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (entry_id, now, TransferState.FAILED, TransferState.DONE, detail, by),
             )
-            return self._fetch(db, entry_id)
+            active = {(h.account, h.code) for h in self._entry_active_holds(db, entry_id)}
+            placed = [
+                self._place_hold(db, venue, account, "late_landing", detail, entry_id, owner)
+                for account in dict.fromkeys((entry.src or "", entry.dst or ""))
+                if (account, "late_landing") not in active
+            ]
+            self._update_watch(db, entry_id, "landed", last_src, last_dst)
+            return self._fetch(db, entry_id), placed
 
         return self._write(run)
+
+    def _entry_active_holds(self, db: sqlite3.Connection, entry_id: str) -> list[Hold]:
+        rows = db.execute(
+            "SELECT seq, venue, account, code, reason, entry_id, created_at, released_at "
+            "FROM holds WHERE entry_id = ? AND released_at IS NULL ORDER BY seq",
+            (entry_id,),
+        )
+        return [Hold(*row) for row in rows]
 
     # -- identity, high-water mark and backup (see ``JournalMark``) --------------------------
 
@@ -1541,9 +1619,12 @@ class SqliteJournal:
         """See ``Journal.mark_unknown``."""
         return await self._call("mark_unknown", entry_id, detail)
 
-    async def resolve(self, entry_id: str, applied: bool, by: str, detail: str = "") -> Entry:
+    async def resolve(
+        self, entry_id: str, applied: bool, by: str, detail: str = "",
+        watch_from: tuple[Decimal, Decimal] | None = None,
+    ) -> Entry:
         """See ``Journal.resolve``."""
-        return await self._call("resolve", entry_id, applied, by, detail)
+        return await self._call("resolve", entry_id, applied, by, detail, watch_from)
 
     async def annotate(self, entry_id: str, detail: str) -> Entry:
         """See ``Journal.annotate``."""
@@ -1675,14 +1756,9 @@ class SqliteJournal:
         """See ``Journal.release_holds``."""
         return await self._call("release_holds", venue, account, by, note)
 
-    async def add_watch(
-        self, entry_id: str, venue: str, src: str, dst: str, amount: Decimal,
-        src_deposit: Decimal, dst_deposit: Decimal, owner: str | None = None,
-    ) -> None:
-        """See ``Journal.add_watch``."""
-        await self._call(
-            "add_watch", entry_id, venue, src, dst, amount, src_deposit, dst_deposit, owner
-        )
+    async def entry_holds(self, entry_id: str) -> list[Hold]:
+        """See ``Journal.entry_holds``."""
+        return await self._call("entry_holds", entry_id)
 
     async def watches(self, venue: str, owner: str | None = None) -> list[Watch]:
         """See ``Journal.watches``."""
@@ -1700,9 +1776,14 @@ class SqliteJournal:
         """See ``Journal.transfers_after``."""
         return await self._call("transfers_after", entry_id, venue, tuple(accounts), owner)
 
-    async def remark_applied(self, entry_id: str, by: str, detail: str) -> Entry:
-        """See ``Journal.remark_applied``."""
-        return await self._call("remark_applied", entry_id, by, detail)
+    async def record_late_landing(
+        self, entry_id: str, by: str, detail: str, venue: str, owner: str | None,
+        last_src: Decimal, last_dst: Decimal,
+    ) -> tuple[Entry, list[Hold]]:
+        """See ``Journal.record_late_landing``."""
+        return await self._call(
+            "record_late_landing", entry_id, by, detail, venue, owner, last_src, last_dst
+        )
 
     async def check_continuity(self, state_dir: str | Path | None = None) -> JournalMark:
         """See ``SqliteStore.check_continuity`` (runs on the journal's worker thread)."""

@@ -31,6 +31,7 @@ from qfexbot.journal import (
 
 __all__ = [
     "JournalCommandError",
+    "account_for_release",
     "journal_accept_restore",
     "journal_backup",
     "journal_list",
@@ -113,7 +114,10 @@ def journal_resolve(journal_path: str | Path, entry_id: str, applied: bool) -> s
 
     Refuses unless the entry is a transfer in pending, sent or unknown. Check the venue (balances,
     account history) before answering: ``--not-applied`` unblocks the pair and allows a new
-    transfer, which would double the money if the old one did land.
+    transfer, which would double the money if the old one did land. So ``--not-applied`` also
+    starts the late-landing watch (in the same journal transaction) from the deposits recorded
+    just before the send: if the transfer had in fact landed, the next reconciliation pass
+    re-marks it done and holds both accounts.
 
     Raises:
       JournalCommandError: no journal, no such entry, or the entry is not in doubt.
@@ -139,9 +143,20 @@ def journal_resolve(journal_path: str | Path, entry_id: str, applied: bool) -> s
         raise JournalCommandError(str(exc)) from None
     finally:
         store.close()
-    return (
+    text = (
         f"transfer {entry.id} ({entry.src} -> {entry.dst}, {entry.amount}) marked {entry.state} "
         f"by operator"
+    )
+    if applied:
+        return text
+    if None in (entry.src_deposit_before, entry.dst_deposit_before):
+        return text + (
+            "; WARNING: no deposits were recorded before its send, so a late landing of it "
+            "cannot be detected: check the venue's history before moving money on this pair"
+        )
+    return text + (
+        f"; watched for a late landing from the deposits before its send "
+        f"({entry.src_deposit_before} / {entry.dst_deposit_before})"
     )
 
 
@@ -233,6 +248,24 @@ def _holds_text(holds: list[Hold], names: Mapping[str, str] | None) -> str:
     return "\n".join(lines)
 
 
+def account_for_release(account: str, tables: Mapping[str, Mapping[str, str]]) -> str:
+    """The account id ``account`` names: itself, or the alias's id in the venue tables
+    (``tables``: venue name -> alias -> id) that define it.
+
+    Raises:
+      JournalCommandError: the alias names different account ids in different venue tables.
+    """
+    found = {name: aliases[account] for name, aliases in tables.items() if account in aliases}
+    ids = set(found.values())
+    if len(ids) > 1:
+        named = ", ".join(f"[venues.{name}] {found[name]}" for name in sorted(found))
+        raise JournalCommandError(
+            f"alias {account!r} names different accounts in different venue tables ({named}); "
+            f"pass the account id instead"
+        )
+    return ids.pop() if ids else account
+
+
 def journal_release(
     journal_path: str | Path,
     account: str,
@@ -246,7 +279,8 @@ def journal_release(
     first (``qfexbot journal resolve``): releasing only lets money move again.
 
     Raises:
-      JournalCommandError: no journal, or no active hold on that account.
+      JournalCommandError: no journal, a transfer touching the account is still in doubt
+        (resolve it first), or no active hold on that account.
     """
     path = Path(journal_path)
     if not path.exists():
@@ -254,6 +288,14 @@ def journal_release(
     account_id = (accounts or {}).get(account, account)
     store = SqliteStore(path)
     try:
+        doubt = [e for e in store.unresolved() if account_id in (e.src, e.dst)]
+        if doubt:
+            listed = ", ".join(f"{e.id} ({e.src} -> {e.dst}, {e.amount}, {e.state})" for e in doubt)
+            raise JournalCommandError(
+                f"not releasing {account}: transfer(s) touching it are still in doubt: {listed}. "
+                f"Check the venue's balances and history, resolve each first with `qfexbot "
+                f"journal resolve ID --applied|--not-applied`, then release"
+            )
         released = store.release_holds(None, account_id, "operator", note)
     finally:
         store.close()

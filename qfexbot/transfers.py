@@ -39,7 +39,8 @@ dst +amount):
 1. both deposits moved by ±amount -> applied -> ``done`` (unless the available balances are
    exactly unchanged, which contradicts it -> unclear);
 2. both deposits unchanged and this venue is *verified* to reflect transfers in ``deposit`` ->
-   not applied -> ``failed`` (unless the available balances moved by exactly ±amount -> unclear);
+   not applied -> ``failed`` (unless either available balance moved by exactly its part of
+   ±amount -> unclear);
    deposits moved some other way on a verified venue (a foreign deposit or transfer) -> unclear;
 3. otherwise the available balances decide (the only rule before deposits were used):
    moved by ±amount -> applied; both unchanged -> not applied;
@@ -84,8 +85,14 @@ accounts): the entry stays unknown and both accounts get a durable *hold* (journ
 table). A transfer reconciled "not applied" is *watched* for ``late_watch`` (24 h): if its exact
 ±amount later appears on both deposits, beyond what this journal's later transfers explain, it
 is re-marked ``done`` (a late landing), logged at ERROR, counted in ``late_landings`` and both
-accounts are held. A held account refuses every transfer (code ``account_held``) and gets no
-automatic verdict until an operator runs ``qfexbot journal release ACCOUNT``.
+accounts are held (re-mark, holds and closing the watch are one journal transaction, as are a
+"not applied" verdict and its watch). An operator's ``journal resolve --not-applied`` is
+watched too, from the deposits recorded at intent; a pass that finds "applied" evidence for an
+entry an operator just resolved "not applied" logs at ERROR and leaves it to that watch (holds
+both accounts when there is none). A held account refuses every transfer (code
+``account_held``) and gets no automatic verdict until an operator runs ``qfexbot journal
+release ACCOUNT``; an entry that ever got a hold never gets an automatic verdict again, even
+after the release. Rows reconciled "not applied" count against ``max_daily`` while watched.
 
 A ``pending`` or ``sent`` row found by ``reconcile()`` (it holds the account locks, so no
 transfer of this process is working on it) is left over from a crash or a cancellation: it is
@@ -118,6 +125,7 @@ from qfexbot.journal import (
     BudgetExceeded,
     DailyBudget,
     Entry,
+    Hold,
     InvalidTransition,
     Journal,
     TransferState,
@@ -261,8 +269,9 @@ def classify_evidence(
             return "applied", "deposit"
         if deposit_verified is True:
             if by_deposit == "not_applied":
-                if by_available == "applied":
-                    return "unclear", "deposits unchanged but available balances moved by the amount"
+                if _either_moved_by(amount, available, tolerance):
+                    return "unclear", ("deposits unchanged but an available balance moved by "
+                                       "exactly the amount")  # fmt: skip
                 return "not_applied", "deposit"
             return "unclear", "deposits moved by something else"
     if by_available != "unclear":
@@ -272,6 +281,14 @@ def classify_evidence(
         state = "not verified" if deposit_verified is None else "known NOT"
         why += f"; deposits unchanged, but this venue is {state} to reflect transfers in deposit"
     return "unclear", why
+
+
+def _either_moved_by(amount: Decimal, available: Quad, tolerance: Decimal) -> bool:
+    """True if src moved by exactly −amount or dst by exactly +amount: on one account alone
+    that already contradicts "not applied" (a non-trading account moves only by transfers)."""
+    src_before, dst_before, src_now, dst_now = available
+    return (abs(src_now - src_before + amount) <= tolerance
+            or abs(dst_now - dst_before - amount) <= tolerance)  # fmt: skip
 
 
 def deposit_meta_key(owner: str) -> str:
@@ -792,6 +809,15 @@ class TransferService:
                 entry, f"not reconciling automatically: {self._name(held[0].account)} is held "
                 f"({held[0].reason})",
             )  # fmt: skip
+        marked = await self.journal.entry_holds(entry.id)
+        if marked:
+            # Released or not: once its accounts moved unexplained, no balance reading can
+            # tell whether this transfer landed (a later "clean" one may be two moves netting).
+            return await self._still_unknown(
+                entry, f"not reconciling automatically: {self._name(marked[0].account)} was held "
+                f"because of this transfer ({marked[0].code}: {marked[0].reason}); balances "
+                f"can no longer settle it",
+            )  # fmt: skip
         try:
             src_now, dst_now = await self._read_both(src, dst, reader)
         except Exception as exc:  # noqa: BLE001 -- any read failure leaves it unknown
@@ -825,9 +851,12 @@ class TransferService:
             tolerance=self._tolerance,
         )
         if verdict == "applied":
-            resolved = await self.journal.resolve(
-                entry.id, True, "reconcile", f"reconciled as applied (by {basis}): {numbers}"
-            )
+            try:
+                resolved = await self.journal.resolve(
+                    entry.id, True, "reconcile", f"reconciled as applied (by {basis}): {numbers}"
+                )
+            except InvalidTransition:
+                return await self._resolved_meanwhile(entry, verdict, numbers)
         elif verdict == "not_applied":
             if not allow_not_applied:
                 return ReconcileResult(entry.id, entry.state, entry.detail)
@@ -838,10 +867,23 @@ class TransferService:
                     f"(transfer_settle, counted by this process); not declaring it not applied "
                     f"yet: {numbers}",
                 )  # fmt: skip
-            resolved = await self.journal.resolve(
-                entry.id, False, "reconcile", f"reconciled as not applied (by {basis}): {numbers}"
-            )
-            await self._watch(resolved, src_now, dst_now)
+            # The verdict and its late-landing watch are one journal transaction.
+            watch_from = None
+            if src_now.deposit is not None and dst_now.deposit is not None:
+                watch_from = (src_now.deposit, dst_now.deposit)
+            try:
+                resolved = await self.journal.resolve(
+                    entry.id, False, "reconcile",
+                    f"reconciled as not applied (by {basis}): {numbers}", watch_from=watch_from,
+                )  # fmt: skip
+            except InvalidTransition:
+                return await self._resolved_meanwhile(entry, verdict, numbers)
+            if watch_from is None and None in (entry.src_deposit_before,
+                                               entry.dst_deposit_before):  # fmt: skip
+                log_event(log, logging.WARNING, "no deposits reported: a late landing of this "
+                          "transfer could not be detected", entry=entry.id)  # fmt: skip
+            else:
+                self._watch_since[entry.id] = trio.current_time()
         else:
             return await self._still_unknown(entry, f"cannot reconcile: {basis} ({numbers})")
         self._doubt_since.pop(entry.id, None)
@@ -849,6 +891,42 @@ class TransferService:
                   detail=resolved.detail)  # fmt: skip
         await self._emit(resolved)
         return ReconcileResult(resolved.id, resolved.state, resolved.detail)
+
+    async def _resolved_meanwhile(
+        self, entry: Entry, verdict: str, numbers: str
+    ) -> ReconcileResult:
+        """An operator resolved ``entry`` while this pass read its balances: theirs stands, but
+        evidence that contradicts a "not applied" is never dropped (a retry would double it)."""
+        self._doubt_since.pop(entry.id, None)
+        current = await self.journal.get(entry.id)
+        if current is None:
+            raise InvalidTransition(f"transfer {entry.id} vanished from the journal")
+        if verdict == "applied" and current.state == TransferState.FAILED:
+            watches = await self.journal.watches(self.venue, owner=self.owner)
+            watched = any(w.entry_id == current.id for w in watches)
+            log_event(log, logging.ERROR, "an operator resolved a transfer NOT applied while "
+                      "reconciliation found it APPLIED", entry=current.id,
+                      src=self._name(current.src), dst=self._name(current.dst),
+                      amount=str(current.amount), detail=numbers,
+                      operator="check the venue's balances and history now; do not move this "
+                      "money again by hand; "
+                      + ("its late-landing watch re-checks it and re-marks it done if the "
+                         "deposits show it" if watched else
+                         "no watch can check it (no deposits recorded), so both accounts are "
+                         "held until you release them"))  # fmt: skip
+            if not watched:
+                await self._place_holds(
+                    current, "contradicted_resolution",
+                    f"resolved not applied by an operator, but reconciliation found it applied: "
+                    f"{numbers}",
+                )  # fmt: skip
+        else:
+            agrees = (verdict == "applied") == (current.state == TransferState.DONE)
+            log_event(log, logging.INFO if agrees else logging.WARNING,
+                      "journal entry resolved elsewhere meanwhile; that verdict stands",
+                      entry=current.id, state=current.state,
+                      evidence=f"{verdict}: {numbers}")  # fmt: skip
+        return ReconcileResult(current.id, current.state, current.detail)
 
     async def _still_unknown(self, entry: Entry, why: str) -> ReconcileResult:
         detail = f"{why}; operator: `qfexbot journal resolve {entry.id} --applied|--not-applied`"
@@ -878,15 +956,18 @@ class TransferService:
         have = {(h.account, h.entry_id, h.code) for h in active}
         for account in (entry.src or "", entry.dst or ""):
             if (account, entry.id, code) not in have:
-                await self.journal.place_hold(
+                self._log_hold(await self.journal.place_hold(
                     self.venue, account, code, reason, entry.id, owner=self.owner
-                )
-                log_event(log, logging.ERROR, "account held: money movement on it is paused",
-                          account=self._name(account), entry=entry.id, code=code, detail=reason,
-                          operator="check the venue's balances and history; resolve the entry "
-                          f"if it is in doubt (`qfexbot journal resolve {entry.id} "
-                          "--applied|--not-applied`), then `qfexbot journal release "
-                          f"{self._name(account)}`")  # fmt: skip
+                ))  # fmt: skip
+
+    def _log_hold(self, hold: Hold) -> None:
+        """The ERROR an operator sees for every hold placed, with what to do."""
+        log_event(log, logging.ERROR, "account held: money movement on it is paused",
+                  account=self._name(hold.account), entry=hold.entry_id, code=hold.code,
+                  detail=hold.reason, operator="check the venue's balances and history; "
+                  f"resolve the entry if it is in doubt (`qfexbot journal resolve {hold.entry_id} "
+                  "--applied|--not-applied`), then `qfexbot journal release "
+                  f"{self._name(hold.account)}`")  # fmt: skip
 
     async def _unexplained(self, entry: Entry, numbers: str) -> ReconcileResult:
         """Deposits moved by something this journal cannot explain while ``entry`` is in doubt.
@@ -904,24 +985,13 @@ class TransferService:
 
     # -- the late-landing watch ----------------------------------------------------------------
 
-    async def _watch(self, entry: Entry, src_now: BalanceReading, dst_now: BalanceReading) -> None:
-        """Watch a transfer just reconciled "not applied" for ``late_watch`` from these deposits."""
-        if src_now.deposit is None or dst_now.deposit is None:
-            log_event(log, logging.WARNING, "no deposits reported: a late landing of this "
-                      "transfer could not be detected", entry=entry.id)  # fmt: skip
-            return
-        await self.journal.add_watch(
-            entry.id, self.venue, entry.src or "", entry.dst or "", entry.amount or Decimal(0),
-            src_now.deposit, dst_now.deposit, owner=self.owner,
-        )  # fmt: skip
-        self._watch_since[entry.id] = trio.current_time()
-
     async def _check_watches(self, reader: ReadBalance) -> list[ReconcileResult]:
         """One pass over the watched "not applied" transfers: expire old ones, catch landings.
 
         A watch ends after ``late_watch`` both on the wall clock (since it began) and on trio's
         clock (since this process began watching it), so a clock step never ends one early.
-        Watches on held accounts wait: an operator is already looking at those.
+        Watches on held accounts wait: an operator is already looking at those. A watch whose
+        entry is no longer ``failed`` is closed (``_close_settled_watch``), never skipped forever.
         """
         results = []
         now = trio.current_time()
@@ -940,10 +1010,14 @@ class TransferService:
             if watch.src in held or watch.dst in held:
                 continue
             async with self._hold(watch.src, watch.dst):
-                try:
-                    result = await self._check_watch(watch, reader)
-                except InvalidTransition:
-                    continue  # an operator changed the entry meanwhile
+                entry = await self.journal.get(watch.entry_id)
+                if entry is None or entry.state != TransferState.FAILED:
+                    result = await self._close_settled_watch(watch, entry)
+                else:
+                    try:
+                        result = await self._check_watch(watch, reader)
+                    except InvalidTransition:
+                        continue  # settled meanwhile: the next pass closes the watch
             if result is not None:
                 held.update((watch.src, watch.dst))
                 results.append(result)
@@ -990,13 +1064,45 @@ class TransferService:
             f"{self._name(watch.src)} {u_src}, {self._name(watch.dst)} {u_dst}; amount {amount}); "
             f"a later transfer on these accounts may have moved the money a second time"
         )
-        entry = await self.journal.remark_applied(watch.entry_id, "reconcile", detail)
-        await self.journal.update_watch(watch.entry_id, "landed", u_src, u_dst)
+        # Re-marked done, both accounts held and the watch closed: one journal transaction,
+        # so a crash cannot leave a recorded late landing without its holds.
+        entry, placed = await self.journal.record_late_landing(
+            watch.entry_id, "reconcile", detail, self.venue, self.owner, u_src, u_dst
+        )
         self._watch_since.pop(watch.entry_id, None)
         self.late_landings += 1
         log_event(log, logging.ERROR, "LATE LANDING: a transfer reconciled not applied was "
                   "applied by the venue after all", entry=entry.id, src=self._name(watch.src),
                   dst=self._name(watch.dst), amount=str(amount), detail=detail)  # fmt: skip
-        await self._place_holds(entry, "late_landing", detail)
+        for hold in placed:
+            self._log_hold(hold)
         await self._emit(entry)
+        return ReconcileResult(entry.id, entry.state, entry.detail)
+
+    async def _close_settled_watch(
+        self, watch: Watch, entry: Entry | None
+    ) -> ReconcileResult | None:
+        """A watch whose entry is no longer ``failed``: close it. If a late landing was
+        recorded on it (``failed -> done`` by reconcile) make sure both accounts are held: a
+        journal written by an older version may hold the landing without its holds."""
+        self._watch_since.pop(watch.entry_id, None)
+        trail = [] if entry is None else await self.journal.events(entry.id)
+        landed = entry is not None and entry.state == TransferState.DONE and any(
+            (e["from_state"], e["to_state"], e["by"]) == ("failed", "done", "reconcile")
+            for e in trail
+        )
+        if entry is None or not landed:
+            await self.journal.update_watch(watch.entry_id, "closed", watch.last_src,
+                                            watch.last_dst)  # fmt: skip
+            log_event(log, logging.WARNING, "late-landing watch closed: its transfer was "
+                      "settled some other way", entry=watch.entry_id,
+                      state=entry.state if entry else "missing")  # fmt: skip
+            return None
+        self.late_landings += 1
+        log_event(log, logging.ERROR, "LATE LANDING recorded earlier without its account holds "
+                  "(interrupted pass): holding the accounts now", entry=entry.id,
+                  src=self._name(watch.src), dst=self._name(watch.dst),
+                  amount=str(watch.amount), detail=entry.detail)  # fmt: skip
+        await self._place_holds(entry, "late_landing", entry.detail)
+        await self.journal.update_watch(watch.entry_id, "landed", watch.last_src, watch.last_dst)
         return ReconcileResult(entry.id, entry.state, entry.detail)

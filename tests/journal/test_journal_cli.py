@@ -142,6 +142,10 @@ def test_account_holds_are_listed_and_released_by_the_operator(filled, tmp_path,
     assert "ACCOUNT HOLDS" in text and "qfexbot journal release ACCOUNT" in text
     assert f"desk-a  [late_landing] (transfer {ids['done']}): late landing of 250.00" in text
     assert "ACCOUNT HOLDS" in journal_list(path, state="pending")  # shown even with no entries
+    # A transfer in doubt touches both accounts: it is resolved first (release refuses before).
+    with pytest.raises(JournalCommandError, match=f"still in doubt: {ids['unknown']}"):
+        journal_release(path, "desk-a", {"desk-a": DESK_A})
+    journal_resolve(path, ids["unknown"], applied=True)
     with pytest.raises(JournalCommandError, match="no active hold on account treasury"):
         journal_release(path, "treasury", {"treasury": TREASURY})
     assert journal_release(path, "desk-a", {"desk-a": DESK_A}) == (

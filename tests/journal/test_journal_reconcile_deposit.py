@@ -93,7 +93,7 @@ NOT_VERIFIED = ("balances moved by something else; deposits unchanged, but this 
         (TRADED, UNTOUCHED, True, ("not_applied", "deposit")),
         (UNTOUCHED, UNTOUCHED, True, ("not_applied", "deposit")),
         (APPLIED, UNTOUCHED, True,
-         ("unclear", "deposits unchanged but available balances moved by the amount")),
+         ("unclear", "deposits unchanged but an available balance moved by exactly the amount")),
         (TRADED, ODD, True, ("unclear", "deposits moved by something else")),
         (UNTOUCHED, ODD, True, ("unclear", "deposits moved by something else")),
         # rule 3: otherwise the available balances decide

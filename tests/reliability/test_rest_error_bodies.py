@@ -24,9 +24,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reliability_helpers import JSON_VALUES
 
+from qfexbot.actions import rest_transfer_sender
 from qfexbot.secrets import Secret
+from qfexbot.transfers import TransferAmbiguous
 from qfexbot.venues.qfex.auth import QfexAuth
-from qfexbot.venues.qfex.rest import QfexApiError, QfexRest, api_error_from
+from qfexbot.venues.qfex.rest import QfexAmbiguousError, QfexApiError, QfexRest, api_error_from
 
 REQUEST = httpx.Request("GET", "http://127.0.0.1:1/user/positions")
 STATUSES = st.sampled_from([400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504, 599])
@@ -135,9 +137,13 @@ async def test_429_on_every_attempt_ends_in_a_clear_error(nursery: trio.Nursery)
     assert len(app.times) == 3  # 1 + 2 retries, then give up
 
 
-async def test_redirected_transfer_is_a_rejection_not_a_success(nursery: trio.Nursery) -> None:
-    # httpx does not follow redirects: a 307 means the venue never processed the transfer.
-    app = Always([(307, [(b"location", b"https://api.example/user/transfer")], b"")])
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_redirected_transfer_is_ambiguous_not_a_rejection(
+    nursery: trio.Nursery, status: int
+) -> None:
+    # httpx does not follow redirects, but a 3xx does not say the venue did not process the
+    # POST (303 See Other is the usual answer after processing it): outcome unknown, reconciled.
+    app = Always([(status, [(b"location", b"https://api.example/user/transfer/result/1")], b"")])
     config = HypercornConfig()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
@@ -145,11 +151,14 @@ async def test_redirected_transfer_is_a_rejection_not_a_success(nursery: trio.Nu
     config.graceful_timeout = 0.5
     binds = await nursery.start(partial(hypercorn_serve, app, config))
     rest = QfexRest(binds[0], QfexAuth("pk", Secret("sk")), timeout=2.0)
+    send = rest_transfer_sender(rest)
     try:
-        with trio.fail_after(10), pytest.raises(QfexApiError) as raised:
-            await rest.transfer("0020ce8e-eaee-480e-8d7f-b9241d756ee5",
-                                "11111111-1111-4111-8111-111111111111", Decimal("1"))
+        with trio.fail_after(10), pytest.raises(TransferAmbiguous) as raised:
+            await send("0020ce8e-eaee-480e-8d7f-b9241d756ee5",
+                       "11111111-1111-4111-8111-111111111111", Decimal("1"))
     finally:
         await rest.aclose()
-    assert raised.value.status == 307 and "redirect" in raised.value.detail
+    cause = raised.value.__cause__
+    assert isinstance(cause, QfexAmbiguousError) and cause.status == status
+    assert "outcome unknown" in str(raised.value) and "redirect" in str(raised.value)
     assert len(app.times) == 1  # never retried

@@ -247,9 +247,8 @@ async def test_locks_cover_accounts_in_doubt_watched_and_held_outside_allowed_pa
     async with await SqliteJournal.open(journal_path) as journal:
         old = await journal.record_intent(bot="keeper", plugin="p", venue="live", src=DESK_A,
                                           dst=DESK_C, amount=Decimal(5), reason="x", owner=PRIMARY)
-        await journal.mark_failed(old.id, "reconciled not applied")
-        await journal.add_watch(old.id, "live", DESK_A, DESK_C, Decimal(5), Decimal(50),
-                                Decimal(0), owner=PRIMARY)
+        await journal.resolve(old.id, False, "reconcile", "reconciled not applied",
+                              watch_from=(Decimal(50), Decimal(0)))
         await journal.place_hold("live", DESK_D, "unexplained_deposits", "test", owner=PRIMARY)
     runtime = Runtime(app, environ=ENV)
     second = (f'desk-b = "{DESK_B}"\ndesk-c = "{DESK_C}"\ndesk-d = "{DESK_D}"\n'

@@ -6,7 +6,8 @@ Error handling:
     exponential backoff and full jitter, a bounded number of times.
   * POST is never retried. Connection never established (nothing sent) →
     :class:`QfexNotSentError`; sent but the outcome is unknown (timeout or reset after sending,
-    or a 5xx) → :class:`QfexAmbiguousError`, so the journal can record ``unknown``.
+    a 5xx, or any 3xx: redirects are not followed, and a 303 is the usual answer after a POST
+    was processed) → :class:`QfexAmbiguousError`, so the journal can record ``unknown``.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class QfexNotSentError(QfexError):
 class QfexAmbiguousError(QfexError):
     """A POST may or may not have been applied: reconcile from venue state before retrying.
 
-    ``status`` is set when the venue answered with a 5xx (``api_error`` then has the body).
+    ``status`` is set when the venue answered with a 5xx or a 3xx (``api_error`` then has the
+    body).
     """
 
     def __init__(
@@ -199,7 +201,10 @@ def api_error_from(response: httpx.Response) -> QfexApiError:
         )
     if 300 <= status < 400:
         where = response.headers.get("location", "?")
-        detail = f"unexpected redirect to {where!r}: the request was not processed; check rest_url"
+        detail = (
+            f"unexpected redirect to {where!r} (not followed; a POST may have been processed "
+            f"before it); check rest_url"
+        )
         return QfexApiError(status, title, detail, [], method=method, path=path)
     return QfexApiError(status, title, _preview_body(response), [], method=method, path=path)
 
@@ -451,7 +456,17 @@ class QfexRest:
                 status=response.status_code,
                 api_error=error,
             )
+        if 300 <= response.status_code < 400:
+            # httpx follows no redirect, but a 3xx says nothing about whether the POST was
+            # processed (303 See Other is the standard answer AFTER processing it): ambiguous.
+            error = api_error_from(response)
+            raise QfexAmbiguousError(
+                f"POST {path}: outcome unknown (redirect {error})",
+                method="POST",
+                path=path,
+                status=response.status_code,
+                api_error=error,
+            )
         if not 200 <= response.status_code < 300:
-            # 3xx included: httpx does not follow redirects, so the venue did not process it.
             raise api_error_from(response)
         return response
