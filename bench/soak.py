@@ -513,19 +513,22 @@ async def _faults(sim: Any, proxy: FaultProxy, windows: _Windows, accounts: list
                   kinds: Sequence[str], money: _Money) -> None:
     """Inject one random fault of ``kinds`` every ~0.6 s for ``seconds``.
 
-    Every kind comes at least once, early; ``late_landing`` first, so that its POST lands
-    within the run, and never in the last ``LATE_HOLD`` s (the recovery waits for it)."""
+    Every kind comes at least once, early; the money edges last in that first round (the
+    accounts they hold stop the mover, so money flows first); after its first time
+    ``late_landing`` never comes in the last ``LATE_HOLD`` s (the recovery waits for every held
+    POST to land)."""
     faults = sim.faults
     end = trio.current_time() + seconds
     first = rng.sample(list(kinds), len(kinds))  # every kind at least once, early
-    first.sort(key=lambda k: k == "late_landing")  # stable: the rest stay shuffled
+    first.sort(key=lambda k: k not in MONEY_FAULTS)  # popped from the end: money edges last
     others = [k for k in kinds if k != "late_landing"]
     while trio.current_time() < end:
         await trio.sleep(rng.uniform(0.3, 0.9))
         if not kinds:
             continue
         kind = first.pop() if first else rng.choice(kinds)
-        if kind == "late_landing" and end - trio.current_time() < LATE_HOLD[1] and others:
+        if (kind == "late_landing" and report.faults[kind] and others
+                and end - trio.current_time() < LATE_HOLD[1]):
             kind = rng.choice(others)
         report.faults[kind] += 1
         if kind in NET_FAULTS:
