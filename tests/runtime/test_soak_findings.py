@@ -40,7 +40,7 @@ async def test_a_late_landing_hidden_by_an_outside_move_holds_the_accounts(world
     assert again.code == "account_held"
 
 
-async def test_a_late_landing_during_a_neighbours_doubt_holds_both_its_accounts(world):  # noqa: F811
+async def test_a_late_landing_in_a_neighbours_doubt_holds_both_its_accounts(world):  # noqa: F811
     # The test failed before this change: the late landing (treasury -> desk-a) moved desk-a
     # while desk-a -> desk-b was in doubt; that transfer's accounts were held, but the watch
     # of the landed one waits on held desk-a for good, and treasury, which the landing debited,
