@@ -17,21 +17,28 @@ WebSockets go through it; REST goes straight to the simulator):
 
 Faults, one every ~0.6 s at random: connection drops (one account or all), rejected auths,
 failed (5xx/429) and delayed REST calls, lost transfer responses (timeout and reset), stalled
-pulses (stale streams), malformed frames, and the network's own (``net_*``: a stall with no
+pulses (stale streams), malformed frames, the network's own (``net_*``: a stall with no
 FIN, a half-open link, a reset mid-frame, slow reads, a partial frame then silence; on one
-account's trade link, on all of them, or on the market-data link). Then the faults stop and
-the checks run:
+account's trade link, on all of them, or on the market-data link), and two money edges:
+``late_landing`` (the next transfer POST is held ``LATE_HOLD`` s, past the request timeout,
+``transfer_settle`` and a periodic reconciliation pass, then applied) and ``outside_mover``
+(another client moves a few cents between two ring accounts, half the time those of a
+transfer in doubt). Then the faults stop and the checks run:
 
 1. no unhandled exception, no ERROR log line, no plugin disabled;
 2. every session (and the market-data feed) LIVE again;
 3. no gap: every private event the sim numbered while a session was observed LIVE on one and
    the same connection (and before any fault cut it) reached the audit plugin;
-4. after reconciliation the journal's ``done`` transfers equal the sim's ledger exactly (same
-   count, pairs and amounts; no duplicate) and no transfer is left pending/sent/unknown.
+4. after reconciliation (``check_money``), per account pair, the journal's ``done`` transfers
+   equal the sim's ledger of qfexbot's own moves exactly (same count and amounts; no
+   duplicate), or both accounts are held (journal ``holds``) and the difference is reported as
+   an *explained* line; every hold has a reason, an ERROR alert and a cause the soak injected;
+   nothing is left pending/sent, and an ``unknown`` only on a held account.
 
 The checks are checked: ``run_soak(..., drop_event=True)`` removes one delivered private event
-before the gap check and ``duplicate_transfer=True`` sends one journaled transfer a second time
-straight to the simulator; each must make the report name a problem. The report also carries
+before the gap check, ``duplicate_transfer=True`` sends one journaled transfer a second time
+straight to the simulator and ``unmarked_outside=True`` makes an outside move labelled as
+qfexbot's own; each must make the report name a problem. The report also carries
 the process RSS at the start and end of each run (``--runs``: of the whole run too).
 """
 
@@ -49,12 +56,13 @@ import tempfile
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import trio
 
@@ -62,6 +70,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import qfexbot.runtime as runtime_module
 from qfexbot.config import load_config
 from qfexbot.events import ConnectionState
 from qfexbot.runtime import Runtime
@@ -71,8 +80,8 @@ from qfexbot.sim.connection import WsPeer, dumps
 from qfexbot.sim.netproxy import FaultProxy
 from qfexbot.sim.trade_ws import TradeConnection
 
-__all__ = ["FAULT_KINDS", "NET_FAULTS", "SoakReport", "check_delivery", "rss_kib", "run_soak",
-           "total_line"]
+__all__ = ["FAULT_KINDS", "MONEY_FAULTS", "NET_FAULTS", "SoakReport", "check_delivery",
+           "check_money", "rss_kib", "run_soak", "total_line"]
 
 PRIMARY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
 PUBLIC_KEY = "qfex_pub_soak"
@@ -81,8 +90,20 @@ SECRET_ENV = "QFEXBOT_SOAK_SECRET"  # a real (not embedded) venue reads its secr
 REQUEST_TIMEOUT = 1.0
 NET_FAULTS = {f"net_{kind}": kind for kind in netproxy.FAULT_KINDS}
 """Soak fault kind -> :data:`qfexbot.sim.netproxy.FAULT_KINDS` kind, injected by the proxy."""
+MONEY_FAULTS = ["late_landing", "outside_mover"]
+"""Money-edge faults (docs/reliability.md "Money edges" 1 and 3c): they may hold accounts."""
 FAULT_KINDS = ["drop_one", "drop_all", "reject_auth", "fail_rest", "delay_rest",
-               "lose_transfer_response", "stall_pulses", "malformed", *NET_FAULTS]
+               "lose_transfer_response", "stall_pulses", "malformed", *NET_FAULTS, *MONEY_FAULTS]
+TRANSFER_SETTLE = REQUEST_TIMEOUT * 3
+"""The soak's ``transfer_settle``: far below the 600 s default, so that "not applied" can be
+concluded within a run (delay_rest holds requests up to 2 x request_timeout, less than this)."""
+RECONCILE_EVERY = 2.0
+"""The runtime's periodic (full) reconciliation pass in the soak (15 s in production)."""
+LATE_HOLD = (TRANSFER_SETTLE + 2 * RECONCILE_EVERY + 1.0,
+             TRANSFER_SETTLE + 2 * RECONCILE_EVERY + 3.0)
+"""late_landing holds one transfer POST this long (s): past the request timeout, the settle time
+and a periodic pass, so reconciliation may conclude "not applied" before it lands."""
+HOLD_CODES = ("late_landing", "unexplained_deposits")
 DESK_DEPOSIT, VAULT_DEPOSIT, TREASURY_DEPOSIT = 1000000, 5000, 1000000
 
 AUDIT = '''
@@ -166,6 +187,13 @@ class SoakReport:
     private_events_delivered: int = 0
     events_seen_by_audit: int = 0
     transfers_landed: int = 0
+    held_posts_landed: int = 0
+    outside_moves: int = 0
+    outside_moves_in_doubt: int = 0
+    late_landings: int = 0
+    holds: Counter[str] = field(default_factory=Counter)
+    unknown_at_end: int = 0
+    explained: list[str] = field(default_factory=list)
     journal_states: Counter[str] = field(default_factory=Counter)
     reconciled_at_end: int = 0
     orders: int = 0
@@ -183,12 +211,16 @@ class SoakReport:
                 f"reconnects={self.reconnects} private events emitted="
                 f"{self.private_events_emitted} checked={self.private_events_checked} "
                 f"missing={self.private_events_missing} transfers={self.transfers_landed} "
+                f"outside={self.outside_moves} late_landings={self.late_landings} "
+                f"holds={sum(self.holds.values())} unknown={self.unknown_at_end} "
+                f"explained={len(self.explained)} "
                 f"rss={self.rss_start_kib}->{self.rss_end_kib} KiB")
 
     def summary(self) -> str:
         data = asdict(self)
         data["faults"] = dict(self.faults)
         data["journal_states"] = dict(self.journal_states)
+        data["holds"] = dict(self.holds)
         data["sim_closes"] = dict(self.sim_closes)
         return json.dumps(data, indent=2, default=str)
 
@@ -212,6 +244,12 @@ def sim_config(*, desks: int, vaults: int, seed: int) -> SimConfig:
                      pong_timeout=2.0)
 
 
+def _ring(desks: int, vaults: int, trading_transfers: bool) -> list[str]:
+    """The aliases the mover moves money round, in order."""
+    desk_names, vault_names = _names(desks, vaults)
+    return ["treasury", *vault_names, *(desk_names if trading_transfers else ())]
+
+
 def write_config(directory: Path, *, desks: int, vaults: int, seed: int, urls: dict[str, str],
                  trading_transfers: bool = False) -> Path:
     """bots.toml + soak plugins in ``directory``; the venue is at ``urls`` (trade_url, mds_url,
@@ -224,7 +262,7 @@ def write_config(directory: Path, *, desks: int, vaults: int, seed: int, urls: d
     desk_names, vault_names = _names(desks, vaults)
     accounts = "\n".join(f'{name} = "{_uuid(i + 1)}"'
                          for i, name in enumerate(desk_names + vault_names))
-    ring = json.dumps(["treasury", *vault_names, *(desk_names if trading_transfers else ())])
+    ring = json.dumps(_ring(desks, vaults, trading_transfers))
     text = textwrap.dedent(f"""\
         [runtime]
         journal = "var/journal.sqlite"
@@ -253,8 +291,9 @@ def write_config(directory: Path, *, desks: int, vaults: int, seed: int, urls: d
         backoff_max = 0.5
         healthy_after = 5.0
         request_timeout = {REQUEST_TIMEOUT}
-        # delay_rest holds requests up to 2 x request_timeout; "not applied" waits longer.
-        transfer_settle = {REQUEST_TIMEOUT * 3}
+        # delay_rest holds requests up to 2 x request_timeout; "not applied" waits longer,
+        # but less than a late_landing hold (LATE_HOLD), so a late landing can really happen.
+        transfer_settle = {TRANSFER_SETTLE}
 
         [bots.trader]
         venue = "demo"
@@ -417,18 +456,80 @@ async def _sample_forever(windows: _Windows) -> None:
         await trio.sleep(0.01)
 
 
+@dataclass
+class _Money:
+    """What the money-edge faults need and leave behind: the accounts the mover moves (ids),
+    the journal (to find a transfer in doubt) and, per held transfer POST, when it lands."""
+
+    ring: list[str]
+    journal: Any
+    landings: list[float] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _watch_transfer_holds(sim: Any, money: _Money) -> Iterator[None]:
+    """Record when each held transfer POST (late_landing) will be applied, in trio time: the
+    recovery waits for every one of them before the money check, so the ledger is final."""
+    faults = sim.faults
+    original = faults.take_transfer_hold
+
+    def take() -> float | None:
+        held = original()
+        if held is not None:
+            money.landings.append(trio.current_time() + held)
+        return held
+
+    faults.take_transfer_hold = take
+    try:
+        yield
+    finally:
+        del faults.take_transfer_hold  # the class's method again
+
+
+async def _outside_move(sim: Any, money: _Money, rng: random.Random, report: SoakReport) -> None:
+    """Move 0.01-0.09 between two accounts the mover moves, as another client would: half the
+    time there is a transfer of ours in doubt, between its two accounts; else two neighbours in
+    the ring. The amount is below any the mover sends (1.00-1.96), so the move never imitates
+    one of ours (no balance could tell such a move apart: docs/reliability.md 3c, "Limit")."""
+    ring = set(money.ring)
+    doubt = [e for e in await money.journal.unresolved() if e.src in ring and e.dst in ring]
+    in_doubt = bool(doubt) and rng.random() < 0.5
+    if in_doubt:
+        entry = rng.choice(doubt)
+        src, dst = rng.sample([entry.src, entry.dst], 2)
+    else:
+        i = rng.randrange(len(money.ring))
+        src, dst = money.ring[i], money.ring[(i + 1) % len(money.ring)]
+    try:
+        sim.faults.outside_transfer(src, dst, Decimal(rng.randint(1, 9)) / 100)
+    except ValueError:
+        return  # the venue refused it (balance): nothing moved
+    report.outside_moves += 1
+    report.outside_moves_in_doubt += in_doubt
+
+
 async def _faults(sim: Any, proxy: FaultProxy, windows: _Windows, accounts: list[str],
                   seconds: float, rng: random.Random, report: SoakReport, nursery: trio.Nursery,
-                  kinds: Sequence[str] = FAULT_KINDS) -> None:
-    """Inject one random fault of ``kinds`` every ~0.6 s for ``seconds``."""
+                  kinds: Sequence[str], money: _Money) -> None:
+    """Inject one random fault of ``kinds`` every ~0.6 s for ``seconds``.
+
+    Every kind comes at least once, early; the money edges last in that first round (the
+    accounts they hold stop the mover, so money flows first); after its first time
+    ``late_landing`` never comes in the last ``LATE_HOLD`` s (the recovery waits for every held
+    POST to land)."""
     faults = sim.faults
     end = trio.current_time() + seconds
     first = rng.sample(list(kinds), len(kinds))  # every kind at least once, early
+    first.sort(key=lambda k: k not in MONEY_FAULTS)  # popped from the end: money edges last
+    others = [k for k in kinds if k != "late_landing"]
     while trio.current_time() < end:
         await trio.sleep(rng.uniform(0.3, 0.9))
         if not kinds:
             continue
         kind = first.pop() if first else rng.choice(kinds)
+        if (kind == "late_landing" and report.faults[kind] and others
+                and end - trio.current_time() < LATE_HOLD[1]):
+            kind = rng.choice(others)
         report.faults[kind] += 1
         if kind in NET_FAULTS:
             report.net_links_faulted += _network_fault(sim, proxy, windows, NET_FAULTS[kind],
@@ -452,6 +553,11 @@ async def _faults(sim: Any, proxy: FaultProxy, windows: _Windows, accounts: list
             faults.delay_rest(rng.uniform(0.2, REQUEST_TIMEOUT * 2), n=rng.randint(1, 3))
         elif kind == "lose_transfer_response":
             faults.drop_transfer_response(1, mode=rng.choice(["timeout", "reset"]))
+        elif kind == "late_landing":
+            # The next transfer POST times out (unknown) and is applied LATE_HOLD s later.
+            faults.hold_transfers(rng.uniform(*LATE_HOLD), 1)
+        elif kind == "outside_mover":
+            await _outside_move(sim, money, rng, report)
         elif kind == "stall_pulses" and not faults.pulses_stopped:
             # Quiet accounts go stale: the client closes after stale_after s without a frame,
             # so nothing is in flight then; the sampler closes their windows.
@@ -494,40 +600,53 @@ async def _resume_pulses(sim: Any, after: float) -> None:
     sim.faults.resume_pulses()
 
 
+MONEY_ALERTS = ("LATE LANDING", "account held")
+"""How qfexbot's ERROR lines about a late landing and an account hold begin."""
+
+
 class _ErrorLog(logging.Handler):
     """Collects ERROR records and any record carrying a traceback.
 
     ``SessionNotLive`` raised into ``demo_trader`` (an order sent while its session
     reconnects) is counted apart: a known issue of that plugin, reported, not a runtime fault.
+    The money alerts (``LATE LANDING``, ``account held``) are kept apart in ``alerts`` (their
+    fields): the money check matches each against the journal's holds.
     """
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.records: list[str] = []
+        self.alerts: list[dict[str, Any]] = []
         self.not_live_orders = 0
 
     def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR and message.startswith(MONEY_ALERTS):
+            self.alerts.append({**getattr(record, "fields", {}), "message": message})
+            return
         if record.levelno >= logging.ERROR or record.exc_info:
             if record.exc_info and isinstance(record.exc_info[1], SessionNotLive):
                 self.not_live_orders += 1
                 return
             exc = record.exc_info[1] if record.exc_info else None
             detail = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
-            self.records.append(f"{record.name}: {record.getMessage()}{detail}")
+            self.records.append(f"{record.name}: {message}{detail}")
 
 
 async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int = 4,
                    vaults: int = 3, trading_transfers: bool = False,
                    fault_kinds: Sequence[str] = FAULT_KINDS, drop_event: bool = False,
-                   duplicate_transfer: bool = False) -> SoakReport:
+                   duplicate_transfer: bool = False, unmarked_outside: bool = False
+                   ) -> SoakReport:
     """Run the soak in ``directory`` for ``seconds`` of faults; returns the report.
 
     Args:
       seed: drives the fault schedule, the trader and the simulator (the report carries it).
       fault_kinds: the kinds drawn from (default: all of ``FAULT_KINDS``; ``[]``: none).
-      drop_event, duplicate_transfer: test-only hooks that break what the checks guard (one
-        delivered private event forgotten; one journaled transfer sent again straight to the
-        simulator), to show the checks report it.
+      drop_event, duplicate_transfer, unmarked_outside: test-only hooks that break what the
+        checks guard (one delivered private event forgotten; one journaled transfer sent again
+        straight to the simulator; one outside move while nothing is in doubt, labelled in the
+        ledger as qfexbot's own), to show the checks report it.
     """
     report = SoakReport(seed=seed, accounts=1 + desks + vaults, rss_start_kib=rss_kib())
     rng = random.Random(seed)
@@ -537,6 +656,8 @@ async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int
     for name in ("qfexbot", "plugins"):
         logging.getLogger(name).addHandler(errors)
     started = time.monotonic()
+    reconcile_every = mock.patch.object(runtime_module, "RECONCILE_EVERY", RECONCILE_EVERY)
+    reconcile_every.start()
     try:
         async with trio.open_nursery() as venue_side:
             sim_urls = await venue_side.start(sim.serve, "127.0.0.1")
@@ -546,24 +667,29 @@ async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int
             app = load_config(write_config(directory, desks=desks, vaults=vaults, seed=seed,
                                            urls=urls, trading_transfers=trading_transfers))
             runtime = Runtime(app, environ={SECRET_ENV: SECRET})
+            ids = app.venues["demo"].accounts
+            money = _Money([ids[a] for a in _ring(desks, vaults, trading_transfers)], None)
             async with trio.open_nursery() as nursery:
                 await nursery.start(runtime.run)
                 run = runtime.venues["demo"]
+                money.journal = runtime.journal
                 accounts = list(run.sessions)
                 windows = _Windows(runtime, sim)
-                with _watch_sim_closes(windows, report):
+                with _watch_sim_closes(windows, report), _watch_transfer_holds(sim, money):
                     async with trio.open_nursery() as helpers:
                         helpers.start_soon(_sample_forever, windows)
                         with trio.fail_after(30):
                             for session in run.sessions.values():
                                 await session.wait_for(ConnectionState.LIVE)
                         await _faults(sim, proxy, windows, accounts, seconds, rng, report,
-                                      helpers, fault_kinds)
+                                      helpers, fault_kinds, money)
                         sim.faults.resume_pulses()
                         proxy.heal()
-                        await _recover(runtime, report)
+                        await _recover(runtime, report, money)
                         if duplicate_transfer:
                             await _send_one_again(app.runtime.journal, run.venue)
+                        if unmarked_outside:
+                            _outside_as_own(sim, money.ring)
                         await trio.sleep(1.0)  # quiet traffic on healthy connections, sampled
                         helpers.cancel_scope.cancel()
                 windows.finish()
@@ -575,6 +701,7 @@ async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int
                 runtime.stop()
             venue_side.cancel_scope.cancel()
     finally:
+        reconcile_every.stop()
         for name in ("qfexbot", "plugins"):
             logging.getLogger(name).removeHandler(errors)
     report.seconds = round(time.monotonic() - started, 1)
@@ -586,7 +713,12 @@ async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int
     for account, trace in windows.trace.items():
         if any(p.startswith(account) for p in report.problems):
             report.problems.append(f"{account}: trace (time, state, reconnects, seq): {trace}")
-    _check_money(app.runtime.journal, sim, report)
+    check_money(app.runtime.journal, sim.ledger, report, alerts=errors.alerts,
+                names={i: a for a, i in ids.items()})
+    if report.late_landings != run.transfers.late_landings:
+        report.problems.append(
+            f"the journal has {report.late_landings} late landings (failed -> done by reconcile), "
+            f"the transfer service counted {run.transfers.late_landings}")
     report.problems.extend(f"error log: {line}" for line in errors.records)
     report.orders_refused_not_live = errors.not_live_orders
     report.mover_outcomes = dict(runtime.hosts["mover"].slots[0].plugin.outcomes)
@@ -632,8 +764,21 @@ async def _send_one_again(journal: Path, venue: Any) -> None:
     await venue.rest.transfer(src, dst, Decimal(amount))
 
 
-async def _recover(runtime: Runtime, report: SoakReport) -> None:
-    """Wait for every session LIVE, then reconcile until nothing is left in doubt."""
+def _outside_as_own(sim: Any, ring: list[str]) -> None:
+    """Test hook: an outside move while nothing is in doubt, labelled as qfexbot's own in the
+    ledger: a silent difference (no hold can explain it), which the money check must report."""
+    row = sim.faults.outside_transfer(ring[0], ring[1], Decimal("0.05"))
+    next(e for e in sim.ledger if e.id == row["id"]).outside = False
+
+
+async def _recover(runtime: Runtime, report: SoakReport, money: _Money) -> None:
+    """Wait for every session LIVE, stop the mover, wait until every held transfer POST has
+    landed, then reconcile until nothing is left in doubt but on held accounts.
+
+    Holds are never released here: only an operator lifts one (``qfexbot journal release``),
+    and the money check accepts a ledger/journal difference only on held accounts. So a
+    transfer in doubt on a held account stays ``unknown`` (reconciliation draws no automatic
+    verdict there) and is counted, not resolved."""
     run = runtime.venues["demo"]
     with trio.move_on_after(30) as scope:
         for session in run.sessions.values():
@@ -648,15 +793,23 @@ async def _recover(runtime: Runtime, report: SoakReport) -> None:
     with trio.move_on_after(15):
         while mover.busy:
             await trio.sleep(0.05)
-    assert runtime.journal is not None
+    journal = runtime.journal
+    assert journal is not None
+    # A held POST lands by itself (the runtime's reconciler may meanwhile declare it "not
+    # applied": a late landing); the ledger is final only once every one of them is applied.
+    with trio.move_on_after(max(LATE_HOLD) + 5):
+        while trio.current_time() < max(money.landings, default=0) + 0.5:
+            await trio.sleep(0.1)
     with trio.move_on_after(30):
         while True:
             await trio.sleep(REQUEST_TIMEOUT + 0.2)  # settle: "not applied" needs quiet time
-            results = await run.transfers.reconcile()
+            results = await run.transfers.reconcile()  # also checks the late-landing watches
             report.reconciled_at_end += sum(1 for r in results if r.state != "unknown")
-            if not await runtime.journal.unresolved():
+            held = {h.account for h in await journal.active_holds()}
+            if not [e for e in await journal.unresolved() if not {e.src, e.dst} & held]:
                 return
-    report.problems.append("transfers still unresolved 30 s after the faults stopped")
+    report.problems.append("transfers still unresolved 30 s after the faults stopped (on "
+                           "accounts that are not held)")
 
 
 def _collect(runtime: Runtime, sim: Any, windows: _Windows, report: SoakReport) -> None:
@@ -707,36 +860,111 @@ Transfer = tuple[str, str, Decimal]
 """(source account, destination account, amount): how the journal and the ledger are compared."""
 
 
-def _check_money(journal: Path, sim: Any, report: SoakReport,
-                 outside: Counter[Transfer] | None = None) -> None:
-    """The journal's ``done`` transfers must be the sim's ledger exactly, and none unresolved.
+def check_money(journal: Path, ledger: Sequence[Any], report: SoakReport, *,
+                alerts: Sequence[Mapping[str, Any]], names: Mapping[str, str] | None = None,
+                settle: float = TRANSFER_SETTLE, now: float | None = None) -> None:
+    """Compare the sim's ``ledger`` with the ``journal`` file, per account pair; add the
+    figures and every problem to ``report``.
 
-    ``outside``: transfers the soak itself made behind qfexbot's back on purpose (a fault that
-    models another mover); they are expected in the ledger and not in the journal."""
-    with sqlite3.connect(journal) as db:
-        rows = db.execute("select src, dst, amount, state from entries where kind = 'transfer'"
-                          ).fetchall()
+    Per unordered pair, the ledger's own moves (not ``outside``) must equal the journal's
+    ``done`` transfers exactly (count and amounts; a late landing re-marked done counts), or
+    both accounts are held and the difference is an *explained* line (which entries, accounts,
+    amounts). Every active hold needs a reason, its ERROR alert (``alerts``: the fields of the
+    ``LATE LANDING``/``account held`` log lines) and a cause the soak injected (a held POST
+    with its amount for ``late_landing``; an outside move or a held POST on one of its accounts
+    for ``unexplained_deposits``). An ``unknown`` left must touch a held account or be younger
+    than ``settle`` s (``now``: the wall clock); nothing may be left pending or sent."""
+    name = (names or {}).get
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        rows = db.execute("select id, src, dst, amount, state from entries where kind = "
+                          "'transfer' order by rowid").fetchall()
+        holds = db.execute("select account, code, reason, entry_id from holds where "
+                           "released_at is null order by seq").fetchall()
+        report.late_landings = db.execute(
+            "select count(*) from events where from_state = 'failed' and to_state = 'done' "
+            "and by = 'reconcile'").fetchone()[0]
+        unknown_since = dict(db.execute("select entry_id, max(at) from events where to_state = "
+                                        "'unknown' group by entry_id").fetchall())
+    entries = {row[0]: row for row in rows}
     report.journal_states = Counter(state for *_, state in rows)
+    held: dict[str, list[str]] = {}
+    for account, code, _, _ in holds:
+        held.setdefault(account, []).append(code)
+        report.holds[code] += 1
+    own: Counter[Transfer] = Counter((e.src, e.dst, e.amount) for e in ledger if not e.outside)
     done: Counter[Transfer] = Counter(
-        (s, d, Decimal(a)) for s, d, a, state in rows if state == "done")
-    landed: Counter[Transfer] = Counter((e.src, e.dst, e.amount) for e in sim.ledger)
-    report.transfers_landed = sum(landed.values())
-    landed.subtract(outside or Counter())
-    landed = +landed
-    if done != landed:
-        report.problems.append(f"journal done != ledger: only in journal {dict(done - landed)}, "
-                               f"only in ledger {dict(landed - done)}")
-    left = {s: n for s, n in report.journal_states.items() if s in ("pending", "sent", "unknown")}
-    if left:
-        report.problems.append(f"journal entries left unresolved: {left}")
+        (s, d, Decimal(a)) for _, s, d, a, state in rows if state == "done")
+    report.transfers_landed = sum(own.values())
+    report.held_posts_landed = sum(1 for e in ledger if e.held_for)
+
+    def show(moves: Counter[Transfer]) -> str:
+        return "[" + ", ".join(f"{name(s, s)}->{name(d, d)} {a}" + (f" x{n}" if n > 1 else "")
+                               for (s, d, a), n in sorted(moves.items())) + "]"
+
+    for pair in sorted({frozenset(key[:2]) for key in own | done}, key=sorted):
+        mine, booked = (Counter({k: n for k, n in c.items() if frozenset(k[:2]) == pair})
+                        for c in (own, done))
+        if mine == booked:
+            continue
+        differ = set(mine - booked) | set(booked - mine)
+        named = [f"{i} {name(s, s)}->{name(d, d)} {a} {state}" for i, s, d, a, state in rows
+                 if (s, d, Decimal(a)) in differ and state not in ("refused", "dry_run")]
+        shown = sorted(name(a, a) for a in pair)
+        text = (f"{' <-> '.join(shown)}: only in the ledger "
+                f"{show(mine - booked)}, only in the journal {show(booked - mine)}; journal "
+                f"entries {named[:10]}")
+        if all(account in held for account in pair):
+            codes = sorted({code for account in pair for code in held[account]})
+            report.explained.append(f"{text}; both accounts held ({', '.join(codes)})")
+        else:
+            loose = sorted(name(a, a) for a in pair if a not in held)
+            report.problems.append(f"journal done != ledger on {text}; not held: {loose}")
+
+    alerted = {(a.get("entry"), a.get("code")) for a in alerts
+               if str(a.get("message", "")).startswith("account held")}
+    caught = sum(1 for a in alerts if str(a.get("message", "")).startswith("LATE LANDING"))
+    if caught != report.late_landings:
+        report.problems.append(f"{report.late_landings} late landings in the journal, "
+                               f"{caught} LATE LANDING alerts logged")
+    outside_touched = {a for e in ledger if e.outside for a in (e.src, e.dst)}
+    held_landed = {(e.src, e.dst, e.amount) for e in ledger if e.held_for}
+    held_touched = {a for s, d, _ in held_landed for a in (s, d)}
+    for account, code, reason, entry_id in holds:
+        what = f"hold on {name(account, account)} ({code}, entry {entry_id})"
+        entry = entries.get(entry_id)
+        if not reason.strip() or entry is None:
+            report.problems.append(f"{what} names no reason or no journal entry: {reason!r}")
+        elif (entry_id, code) not in alerted:
+            report.problems.append(f"{what} was placed with no ERROR alert")
+        elif code == "late_landing" and (entry[1], entry[2], Decimal(entry[3])) not in held_landed:
+            report.problems.append(f"{what}: no held transfer POST of that amount landed")
+        elif code == "unexplained_deposits" and not (
+                {entry[1], entry[2]} & (outside_touched | held_touched)):
+            report.problems.append(f"{what}: no outside move and no held POST touched them")
+        elif code not in HOLD_CODES:
+            report.problems.append(f"{what}: a hold code the soak does not cause")
+
+    now = time.time() if now is None else now
+    for entry_id, src, dst, amount, state in rows:
+        move = f"transfer {entry_id} ({name(src, src)} -> {name(dst, dst)}, {amount})"
+        if state in ("pending", "sent"):
+            report.problems.append(f"{move} left {state}")
+        elif state == "unknown":
+            report.unknown_at_end += 1
+            age = now - unknown_since.get(entry_id, now)
+            if src not in held and dst not in held and age >= settle:
+                report.problems.append(f"{move} unknown for {age:.1f} s on accounts that are "
+                                       f"not held")
 
 
 def total_line(reports: list[SoakReport], rss_start: int, rss_end: int) -> str:
     """The figures of several runs added up, with the process RSS before the first and after
     the last (it must not grow without bound from run to run)."""
     faults: Counter[str] = Counter()
+    holds: Counter[str] = Counter()
     for report in reports:
         faults.update(report.faults)
+        holds.update(report.holds)
     problems = sum(len(r.problems) for r in reports)
     seeds = ",".join(str(r.seed) for r in reports)
     return (f"TOTAL {len(reports)} runs (seeds {seeds}): "
@@ -748,6 +976,11 @@ def total_line(reports: list[SoakReport], rss_start: int, rss_end: int) -> str:
             f"checked={sum(r.private_events_checked for r in reports)} "
             f"missing={sum(r.private_events_missing for r in reports)} "
             f"transfers={sum(r.transfers_landed for r in reports)} "
+            f"outside={sum(r.outside_moves for r in reports)} "
+            f"late_landings={sum(r.late_landings for r in reports)} "
+            f"holds={sum(holds.values())} {json.dumps(dict(sorted(holds.items())))} "
+            f"unknown={sum(r.unknown_at_end for r in reports)} "
+            f"explained={sum(len(r.explained) for r in reports)} "
             f"rss={rss_start}->{rss_end} KiB")
 
 

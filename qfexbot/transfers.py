@@ -86,13 +86,16 @@ table). A transfer reconciled "not applied" is *watched* for ``late_watch`` (24 
 ±amount later appears on both deposits, beyond what this journal's later transfers explain, it
 is re-marked ``done`` (a late landing), logged at ERROR, counted in ``late_landings`` and both
 accounts are held (re-mark, holds and closing the watch are one journal transaction, as are a
-"not applied" verdict and its watch). An operator's ``journal resolve --not-applied`` is
-watched too, from the deposits recorded at intent; a pass that finds "applied" evidence for an
-entry an operator just resolved "not applied" logs at ERROR and leaves it to that watch (holds
-both accounts when there is none). A held account refuses every transfer (code
-``account_held``) and gets no automatic verdict until an operator runs ``qfexbot journal
-release ACCOUNT``; an entry that ever got a hold never gets an automatic verdict again, even
-after the release. Rows reconciled "not applied" count against ``max_daily`` while watched.
+"not applied" verdict and its watch). Deposits of a watched pair that move in any other
+unexplained way hold both accounts too (the landing may hide in that movement), and so does an
+unexplained-deposits hold on a neighbour (the watched transfer's landing may be what moved it).
+An operator's ``journal resolve --not-applied`` is watched too, from the deposits recorded at
+intent; a pass that finds "applied" evidence for an entry an operator just resolved "not
+applied" logs at ERROR and leaves it to that watch (holds both accounts when there is none). A
+held account refuses every transfer (code ``account_held``) and gets no automatic verdict until
+an operator runs ``qfexbot journal release ACCOUNT``; an entry that ever got a hold never gets
+an automatic verdict again, even after the release. Rows reconciled "not applied" count against
+``max_daily`` while watched.
 
 A ``pending`` or ``sent`` row found by ``reconcile()`` (it holds the account locks, so no
 transfer of this process is working on it) is left over from a crash or a cancellation: it is
@@ -981,7 +984,26 @@ class TransferService:
             f"(another mover on these accounts?): {numbers}"
         )
         await self._place_holds(entry, "unexplained_deposits", why)
+        await self._hold_watched_near(entry, why)
         return await self._still_unknown(entry, f"cannot conclude: {why}")
+
+    async def _hold_watched_near(self, entry: Entry, why: str) -> None:
+        """A watched "not applied" transfer on one of ``entry``'s accounts may be what moved
+        them (landing late); its watch now waits on a held account, so hold its accounts too."""
+        touched = {entry.src, entry.dst}
+        named = set(self._accounts.values())
+        for watch in await self.journal.watches(self.venue, owner=self.owner):
+            if watch.entry_id == entry.id or not {watch.src, watch.dst} & touched:
+                continue
+            if named and not (watch.src in named and watch.dst in named):
+                continue  # another venue table of this user watches it
+            watched = await self.journal.get(watch.entry_id)
+            if watched is not None:
+                await self._place_holds(watched, "unexplained_deposits", (
+                    f"transfer {watch.entry_id} ({self._name(watch.src)} -> "
+                    f"{self._name(watch.dst)}, {watch.amount}) was reconciled not applied and is "
+                    f"watched for a late landing; deposits it touches moved unexplained while "
+                    f"{entry.id} was in doubt, so it may have landed: {why}"))
 
     # -- the late-landing watch ----------------------------------------------------------------
 
@@ -1052,11 +1074,16 @@ class TransferService:
 
         if not (landed(u_src, u_dst) or landed(u_src - watch.last_src, u_dst - watch.last_dst)):
             if abs(u_src - watch.last_src) > tol or abs(u_dst - watch.last_dst) > tol:
-                log_event(log, logging.WARNING, "deposits moved in a way this journal does not "
-                          "explain (another mover on these accounts?)", entry=watch.entry_id,
-                          src=self._name(watch.src), dst=self._name(watch.dst),
-                          unexplained=f"{u_src} / {u_dst}")  # fmt: skip
+                # The landing may hide inside that movement: no reading can tell any more.
                 await self.journal.update_watch(watch.entry_id, "watching", u_src, u_dst)
+                watched = await self.journal.get(watch.entry_id)
+                if watched is not None:
+                    await self._place_holds(watched, "unexplained_deposits", (
+                        f"deposits moved in a way this journal does not explain (another mover "
+                        f"on these accounts?) while transfer {watch.entry_id}, reconciled not "
+                        f"applied, is watched for a late landing: unexplained since then "
+                        f"{self._name(watch.src)} {u_src}, {self._name(watch.dst)} {u_dst}; "
+                        f"amount {amount}; it may have landed within that movement"))
             return None
         detail = (
             f"late landing: reconciled not applied, then deposits moved by exactly the amount "

@@ -12,11 +12,24 @@ import os
 import random
 import sys
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
 
-from soak import FAULT_KINDS, NET_FAULTS, SoakReport, check_delivery, run_soak, total_line
+from soak import (
+    FAULT_KINDS,
+    MONEY_FAULTS,
+    NET_FAULTS,
+    SoakReport,
+    check_delivery,
+    check_money,
+    run_soak,
+    total_line,
+)
+
+from qfexbot.journal import SqliteJournal
+from qfexbot.sim.engine import LedgerEntry
 
 CI_SECONDS = 20.0
 SEED = int(os.environ.get("QFEXBOT_SOAK_SEED") or random.SystemRandom().randrange(1, 2**31))
@@ -36,6 +49,9 @@ async def test_soak_under_faults_loses_nothing(tmp_path: Path) -> None:
     assert report.reconnects >= report.faults["drop_one"] + report.faults["drop_all"], REPRODUCE
     assert report.parse_errors >= 1, REPRODUCE
     assert report.transfers_landed >= 20, REPRODUCE
+    # The money edges really happened: a held POST applied late, another client's moves.
+    assert report.held_posts_landed >= 1 and report.outside_moves >= 1, REPRODUCE
+    assert set(report.holds) <= {"late_landing", "unexplained_deposits"}, REPRODUCE
     assert report.private_events_emitted >= 100, REPRODUCE
     # Most private events fall inside checked windows (cut only around faults).
     assert report.private_events_checked >= report.private_events_emitted // 2, REPRODUCE
@@ -55,10 +71,114 @@ async def test_soak_reports_a_dropped_event(tmp_path: Path) -> None:
 async def test_soak_reports_a_duplicated_transfer(tmp_path: Path) -> None:
     report = await run_soak(tmp_path, 3.0, seed=SEED, desks=2, vaults=2, fault_kinds=[],
                             duplicate_transfer=True)
-    assert [p for p in report.problems if p.startswith("journal done != ledger")] == \
-        report.problems, f"{REPRODUCE}: {report.problems}"
-    assert len(report.problems) == 1 and "only in ledger {('" in report.problems[0], (
+    assert len(report.problems) == 1, f"{REPRODUCE}: {report.problems}"
+    assert report.problems[0].startswith("journal done != ledger on "), REPRODUCE
+    assert "only in the journal []" in report.problems[0], report.problems
+    assert "not held: [" in report.problems[0] and report.explained == [], report.problems
+
+
+async def test_soak_reports_an_outside_move_labelled_as_ours(tmp_path: Path) -> None:
+    # Nothing in doubt, no hold: a ledger move the journal never made is a silent difference.
+    report = await run_soak(tmp_path, 3.0, seed=SEED, desks=2, vaults=2, fault_kinds=[],
+                            unmarked_outside=True)
+    assert len(report.problems) == 1, f"{REPRODUCE}: {report.problems}"
+    assert report.problems[0].startswith("journal done != ledger on treasury <-> vault-1: "
+                                         "only in the ledger [treasury->vault-1 0.05]"), (
         f"{REPRODUCE}: {report.problems}")
+    assert "not held: ['treasury', 'vault-1']" in report.problems[0], report.problems
+    assert report.holds == Counter() and report.explained == [], REPRODUCE
+
+
+A, B, C = "acct-a", "acct-b", "acct-c"
+NAMES = {A: "a", B: "b", C: "c"}
+
+
+async def journal_with(path: Path, rows: list[tuple[str, str, str, str]],
+                       holds: list[tuple[str, str, int]] = ()) -> list[str]:
+    """A real journal file: transfers (src, dst, amount, final state), then holds (account,
+    code, index of the entry). Returns the entry ids."""
+    journal = await SqliteJournal.open(path)
+    try:
+        ids = []
+        for src, dst, amount, state in rows:
+            entry = await journal.record_intent(bot="mover", plugin="p", venue="demo", src=src,
+                                                dst=dst, amount=Decimal(amount), reason="t")
+            await journal.mark_sent(entry.id)
+            if state == "done":
+                await journal.mark_done(entry.id, "venue confirmed")
+            elif state == "failed":
+                await journal.mark_unknown(entry.id, "timeout")
+                await journal.resolve(entry.id, False, "reconcile", "not applied")
+            elif state == "unknown":
+                await journal.mark_unknown(entry.id, "timeout")
+            ids.append(entry.id)
+        for account, code, index in holds:
+            await journal.place_hold("demo", account, code, f"{code}: why", ids[index])
+        return ids
+    finally:
+        await journal.close()
+
+
+def move(src: str, dst: str, amount: str, **labels: object) -> LedgerEntry:
+    return LedgerEntry(f"{src}{dst}{amount}", src, dst, Decimal(amount), 0.0, **labels)
+
+
+def alert(entry: str, code: str) -> dict[str, str]:
+    return {"message": "account held: money movement on it is paused", "entry": entry,
+            "code": code}
+
+
+async def test_money_check_explains_a_difference_only_on_held_accounts(tmp_path: Path) -> None:
+    # A late landing after a retry in doubt: the held POST (1.5) landed, the journal says
+    # failed; the retry (1.6) is unknown; an outside move (0.05) is not ours. Both held.
+    ids = await journal_with(tmp_path / "j.sqlite", [
+        (A, B, "1.5", "failed"), (A, B, "1.6", "unknown"), (B, C, "1.2", "done")],
+        holds=[(A, "unexplained_deposits", 1), (B, "unexplained_deposits", 1)])
+    ledger = [move(A, B, "1.5", held_for=9.0), move(B, C, "1.2"), move(A, B, "0.05", outside=True)]
+    report = SoakReport()
+    alerts = [alert(ids[1], "unexplained_deposits")] * 2
+    check_money(tmp_path / "j.sqlite", ledger, report, alerts=alerts, names=NAMES, now=0.0)
+    assert report.problems == []
+    [line] = report.explained
+    assert line.startswith("a <-> b: only in the ledger [a->b 1.5], only in the journal []")
+    assert f"{ids[0]} a->b 1.5 failed" in line
+    assert line.endswith("both accounts held (unexplained_deposits)")
+    assert report.holds == Counter(unexplained_deposits=2) and report.unknown_at_end == 1
+    assert (report.transfers_landed, report.held_posts_landed) == (2, 1)
+    # The same difference with b not held (its hold released) is a problem naming b.
+    unheld = tmp_path / "k.sqlite"
+    ids = await journal_with(unheld, [
+        (A, B, "1.5", "failed"), (A, B, "1.6", "unknown"), (B, C, "1.2", "done")],
+        holds=[(A, "unexplained_deposits", 1)])
+    report = SoakReport()
+    check_money(unheld, ledger, report, alerts=[alert(ids[1], "unexplained_deposits")],
+                names=NAMES, now=1e12)
+    assert report.explained == [] and len(report.problems) == 1, report.problems
+    assert report.problems[0].startswith("journal done != ledger on a <-> b: only in the ledger")
+    assert report.problems[0].endswith("not held: ['b']")
+
+
+async def test_money_check_reports_holds_without_cause_or_alert_and_stale_unknowns(
+        tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    ids = await journal_with(path, [(A, B, "1.5", "done"), (B, C, "1.2", "unknown")],
+                             holds=[(A, "late_landing", 0), (B, "unexplained_deposits", 0)])
+    ledger = [move(A, B, "1.5")]  # b -> c not applied; no POST held, no outside move
+    report = SoakReport()
+    check_money(path, ledger, report, alerts=[alert(ids[0], "late_landing")], names=NAMES,
+                now=1e12)
+    assert report.problems == [
+        f"hold on a (late_landing, entry {ids[0]}): no held transfer POST of that amount landed",
+        f"hold on b (unexplained_deposits, entry {ids[0]}) was placed with no ERROR alert",
+    ], report.problems
+    # An unknown on accounts that are not held, past the settle time, is a problem too.
+    stale = tmp_path / "k.sqlite"
+    [unknown] = await journal_with(stale, [(B, C, "1.2", "unknown")])
+    report = SoakReport()
+    check_money(stale, [], report, alerts=[], names=NAMES, now=1e12)
+    assert report.unknown_at_end == 1 and len(report.problems) == 1, report.problems
+    assert report.problems[0].startswith(f"transfer {unknown} (b -> c, 1.2) unknown for ")
+    assert report.problems[0].endswith("on accounts that are not held")
 
 
 def test_gap_check_reports_a_missing_event() -> None:
@@ -76,16 +196,20 @@ def test_gap_check_reports_a_missing_event() -> None:
 def test_per_seed_and_total_lines_carry_the_figures() -> None:
     one = SoakReport(seed=7, seconds=60, faults=Counter({"drop_one": 2, "net_stall": 1}),
                      reconnects=5, private_events_emitted=100, private_events_checked=90,
-                     transfers_landed=12, rss_start_kib=1000, rss_end_kib=1100)
+                     transfers_landed=12, outside_moves=2, late_landings=1,
+                     holds=Counter(late_landing=2), unknown_at_end=1, explained=["x"],
+                     rss_start_kib=1000, rss_end_kib=1100)
     two = SoakReport(seed=8, seconds=60, faults=Counter({"net_stall": 3}), reconnects=1,
                      private_events_emitted=50, private_events_checked=40,
                      private_events_missing=1, problems=["x"], rss_start_kib=1100,
                      rss_end_kib=1150)
     assert one.line() == ("seed=7 ok 60s faults=3 reconnects=5 private events emitted=100 "
-                          "checked=90 missing=0 transfers=12 rss=1000->1100 KiB")
+                          "checked=90 missing=0 transfers=12 outside=2 late_landings=1 "
+                          "holds=2 unknown=1 explained=1 rss=1000->1100 KiB")
     assert two.line().startswith("seed=8 1 PROBLEMS")
     total = total_line([one, two], 900, 1200)
     assert total.startswith("TOTAL 2 runs (seeds 7,8): 1 PROBLEMS 120s faults=6 ")
     assert '{"drop_one": 2, "net_stall": 4}' in total
-    assert "checked=130 missing=1 transfers=12 rss=900->1200 KiB" in total
-    assert set(NET_FAULTS) <= set(FAULT_KINDS)
+    assert ("checked=130 missing=1 transfers=12 outside=2 late_landings=1 holds=2 "
+            '{"late_landing": 2} unknown=1 explained=1 rss=900->1200 KiB') in total
+    assert set(NET_FAULTS) | set(MONEY_FAULTS) <= set(FAULT_KINDS)
