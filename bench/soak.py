@@ -71,6 +71,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import qfexbot.runtime as runtime_module
+from qfexbot.account_locks import ENV as LOCK_DIR_ENV
 from qfexbot.config import load_config
 from qfexbot.events import ConnectionState
 from qfexbot.runtime import Runtime
@@ -185,6 +186,7 @@ class SoakReport:
     private_events_checked: int = 0
     private_events_missing: int = 0
     private_events_delivered: int = 0
+    private_events_not_written: int = 0
     events_seen_by_audit: int = 0
     transfers_landed: int = 0
     held_posts_landed: int = 0
@@ -266,6 +268,7 @@ def write_config(directory: Path, *, desks: int, vaults: int, seed: int, urls: d
     text = textwrap.dedent(f"""\
         [runtime]
         journal = "var/journal.sqlite"
+        state_dir = "var/state"
         plugin_dirs = ["plugins", "{REPO / 'plugins'}"]
         kill_switch_file = "var/PAUSED"
         log_level = "info"
@@ -338,7 +341,10 @@ def write_config(directory: Path, *, desks: int, vaults: int, seed: int, urls: d
 class _Windows:
     """Per account: seq ranges in which one connection was observed LIVE and not cut by a fault.
 
-    Every private event the sim numbered inside a range must have been delivered. The range
+    Every private event the sim numbered inside a range and wrote to a socket must have been
+    delivered (QFEX does not replay private events: the contract covers what the venue sent
+    before its close; an event numbered but still queued behind the close, or when the client
+    went away, never left the sim, and is counted as ``private_events_not_written``). The range
     opens at the first observation of LIVE (events after it were sent on a subscribed socket)
     and closes at the last observation on the same connection, or at a fault that cut it.
     """
@@ -352,6 +358,8 @@ class _Windows:
         self.cut: dict[str, int] = {}  # account -> reconnects count of the cut connection
         self.closed: dict[str, list[tuple[int, int]]] = {a: [] for a in self.sessions}
         self.history: dict[str, dict[int, str]] = {a: {} for a in self.sessions}
+        # Seqs the sim wrote to a socket; its record keeps the last events only, so sampled.
+        self.written: dict[str, set[int]] = {a: set() for a in self.sessions}
         self.trace: dict[str, list[tuple[float, str, int, int]]] = {a: [] for a in self.sessions}
 
     def _close(self, account: str, end: int | None = None) -> None:
@@ -397,6 +405,7 @@ class _Windows:
             seen = self.history[account]
             for event in engine.accounts[account].events:
                 seen.setdefault(event.seq, dumps(event.frame))
+            self.written[account].update(self.sim.trade.written_seqs(account))
             rc, seq = session.stats.reconnects, self.sim.event_seq(account)
             live = session.state is ConnectionState.LIVE
             trace = self.trace[account]
@@ -658,6 +667,10 @@ async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int
     started = time.monotonic()
     reconcile_every = mock.patch.object(runtime_module, "RECONCILE_EVERY", RECONCILE_EVERY)
     reconcile_every.start()
+    # The soak's accounts exist only in its own simulator: their machine-wide account locks
+    # live in the run's directory, so soaks (and a real qfexbot) on one machine never collide.
+    lock_dir = mock.patch.dict("os.environ", {LOCK_DIR_ENV: str(directory / "var" / "locks")})
+    lock_dir.start()
     try:
         async with trio.open_nursery() as venue_side:
             sim_urls = await venue_side.start(sim.serve, "127.0.0.1")
@@ -701,6 +714,7 @@ async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int
                 runtime.stop()
             venue_side.cancel_scope.cancel()
     finally:
+        lock_dir.stop()
         reconcile_every.stop()
         for name in ("qfexbot", "plugins"):
             logging.getLogger(name).removeHandler(errors)
@@ -708,7 +722,7 @@ async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int
     audit = runtime.hosts["audit"].slots[0].plugin
     if drop_event:
         _forget_one_delivered(audit.frames, windows.closed, windows.history)
-    check_delivery(audit.frames, windows.closed, windows.history, report)
+    check_delivery(audit.frames, windows.closed, windows.history, report, windows.written)
     report.events_seen_by_audit = audit.events
     for account, trace in windows.trace.items():
         if any(p.startswith(account) for p in report.problems):
@@ -829,15 +843,20 @@ def _collect(runtime: Runtime, sim: Any, windows: _Windows, report: SoakReport) 
 
 
 def check_delivery(frames: dict[str, Counter[str]], windows: dict[str, list[tuple[int, int]]],
-                   history: dict[str, dict[int, str]], report: SoakReport) -> None:
-    """Every event numbered inside a window (seq start+1..end) must be among the delivered
-    ``frames`` of its account; a missing one is a problem in ``report``."""
+                   history: dict[str, dict[int, str]], report: SoakReport,
+                   written: dict[str, set[int]] | None = None) -> None:
+    """Every event numbered inside a window (seq start+1..end) that the sim wrote to a socket
+    (``written``; None: every numbered event counts) must be among the delivered ``frames`` of
+    its account; a missing one is a problem in ``report``."""
     for account, ranges in windows.items():
         delivered = Counter(frames.get(account, {}))
         report.private_events_delivered += sum(delivered.values())
         expected: Counter[str] = Counter()
         for start, end in ranges:
             for seq in range(start + 1, end + 1):
+                if written is not None and seq not in written.get(account, ()):
+                    report.private_events_not_written += 1
+                    continue
                 frame = history[account].get(seq)
                 if frame is None:
                     report.problems.append(f"{account}: sim event {seq} fell out of its history")
