@@ -105,6 +105,8 @@ LATE_HOLD = (TRANSFER_SETTLE + 2 * RECONCILE_EVERY + 1.0,
 """late_landing holds one transfer POST this long (s): past the request timeout, the settle time
 and a periodic pass, so reconciliation may conclude "not applied" before it lands."""
 HOLD_CODES = ("late_landing", "unexplained_deposits")
+LATE_TAKEN_WITHIN = 10.0
+"""The first late_landing waits at most this long (s) for a transfer POST to hold."""
 DESK_DEPOSIT, VAULT_DEPOSIT, TREASURY_DEPOSIT = 1000000, 5000, 1000000
 
 AUDIT = '''
@@ -529,7 +531,9 @@ async def _faults(sim: Any, proxy: FaultProxy, windows: _Windows, accounts: list
     faults = sim.faults
     end = trio.current_time() + seconds
     first = rng.sample(list(kinds), len(kinds))  # every kind at least once, early
-    first.sort(key=lambda k: k not in MONEY_FAULTS)  # popped from the end: money edges last
+    # Popped from the end: the money edges last, the outside mover after the late landing (its
+    # holds can stop the mover for good, and a held POST needs a transfer to hold).
+    first.sort(key=lambda k: (k not in MONEY_FAULTS, k != "outside_mover"))
     others = [k for k in kinds if k != "late_landing"]
     while trio.current_time() < end:
         await trio.sleep(rng.uniform(0.3, 0.9))
@@ -563,8 +567,14 @@ async def _faults(sim: Any, proxy: FaultProxy, windows: _Windows, accounts: list
         elif kind == "lose_transfer_response":
             faults.drop_transfer_response(1, mode=rng.choice(["timeout", "reset"]))
         elif kind == "late_landing":
-            # The next transfer POST times out (unknown) and is applied LATE_HOLD s later.
+            # The next transfer POST times out (unknown) and is applied LATE_HOLD s later. The
+            # first one waits (bounded) until the mover's next POST took it, so every run has
+            # one, whatever holds come later.
             faults.hold_transfers(rng.uniform(*LATE_HOLD), 1)
+            if report.faults[kind] == 1:
+                with trio.move_on_after(LATE_TAKEN_WITHIN):
+                    while faults.snapshot()["transfer_holds"]:
+                        await trio.sleep(0.05)
         elif kind == "outside_mover":
             await _outside_move(sim, money, rng, report)
         elif kind == "stall_pulses" and not faults.pulses_stopped:
