@@ -438,7 +438,11 @@ class Supervisor:
         finally:
             self._ws = None
             if stream is not None:
-                await stream.aclose()
+                # Bounded: over TLS a close_notify waits for the stream's send lock, which a
+                # plugin's command blocked on a full send buffer may hold for as long as TCP
+                # retransmits. Cancelled, trio closes the socket at once.
+                with trio.move_on_after(min(settings.connect_timeout, 5.0)):
+                    await stream.aclose()
         return outcome
 
     async def _serve(self, ws: WebSocketConnection, outcome: _Outcome) -> None:
@@ -505,8 +509,12 @@ class Supervisor:
         """
         give_up_at = trio.current_time() + min(self.settings.connect_timeout, 5.0)
         try:
-            with trio.move_on_at(give_up_at):
-                await ws._send(CloseConnection(code=1000, reason="stale stream"))
+            # The venue may have closed (or the stream ended) while STALE was published: then
+            # wsproto refuses a close frame, and the frames queued before it are still ours.
+            # No checkpoint between this check and trio-websocket's wsproto.send.
+            if ws._wsproto.state is WsState.OPEN:
+                with trio.move_on_at(give_up_at):
+                    await ws._send(CloseConnection(code=1000, reason="stale stream"))
             await self._read_loop(ws, math.inf, give_up_at)
         except ConnectionClosed:
             pass  # the venue's close reply, after every frame before it was published
@@ -515,10 +523,13 @@ class Supervisor:
         self, ws: WebSocketConnection, stale_after: float, give_up_at: float = math.inf
     ) -> None:
         """Parse and publish each frame in order; returns after ``stale_after`` s without a
-        frame, or when a wait would pass ``give_up_at`` (trio clock).
+        frame, or once ``give_up_at`` (trio clock) has passed and the frames already queued
+        are published.
 
         The deadlines are on the wait for a frame (cancel-safe there: a frame is either
-        handed over or left queued), never on a publish in progress.
+        handed over or left queued), never on a publish in progress. Past ``give_up_at`` the
+        queue is still drained without waiting (trio's ``receive`` would refuse a queued frame
+        to an expired scope), at most ``MESSAGE_QUEUE_SIZE`` frames.
         """
         # Hot path: one parse per frame, events published in order, nothing else.
         # Frames trio-websocket has already queued are taken without a checkpoint (publishing
@@ -532,6 +543,7 @@ class Supervisor:
         queue = getattr(ws, "_recv_channel", None)  # trio-websocket's private message queue
         receive_nowait = queue.receive_nowait if queue is not None else None
         drain = 0
+        leftover = MESSAGE_QUEUE_SIZE  # frames still taken once give_up_at has passed
         while True:
             frame = None
             if drain and receive_nowait is not None:
@@ -541,11 +553,22 @@ class Supervisor:
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     frame = None  # get_message waits, or raises ConnectionClosed
             if frame is None:
-                with trio.move_on_at(min(clock() + stale_after, give_up_at)):
-                    frame = await get_message()
-                if frame is None:
-                    return
-                drain = _DRAIN_BATCH
+                if clock() >= give_up_at:
+                    if receive_nowait is None or leftover <= 0:
+                        return
+                    leftover -= 1
+                    try:
+                        frame = receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                        return
+                else:
+                    with trio.move_on_at(min(clock() + stale_after, give_up_at)):
+                        frame = await get_message()
+                    if frame is None:
+                        if clock() < give_up_at:
+                            return
+                        continue  # gave up waiting: publish what is queued already
+                    drain = _DRAIN_BATCH
             now = time.time()
             stats.frames += 1
             stats.last_frame_at = now
