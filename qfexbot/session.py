@@ -181,6 +181,10 @@ class _ReadToTheEnd(trio.abc.Stream):
         await self._stream.aclose()
 
 
+_CLOSE_SENT = (WsState.LOCAL_CLOSING, WsState.CLOSED)
+"""wsproto states in which a close frame has gone out already."""
+
+
 class _NoPongWhileClosing:
     """The connection's wsproto state machine as trio-websocket drives it, minus the pong it
     must not send once our close frame is out.
@@ -189,14 +193,21 @@ class _NoPongWhileClosing:
     (``LocalProtocolError``) and the library's reader task dies, dropping every frame behind
     the ping. A stale stream that heals while we close delivers the venue's held pings first,
     then the frames we still publish (issue 12). RFC 6455 lets a closing endpoint leave pings
-    unanswered, so the pong is dropped instead; everything else goes to wsproto unchanged.
+    unanswered, so the pong is dropped instead. Likewise a second close frame (the library's
+    1009 for an oversized message, or 1002 for a protocol error, after ours): wsproto refuses
+    it, the reader's crash would cancel a publish in progress, and one close frame is all a
+    peer gets. The library still ends the connection with that code. Everything else goes to
+    wsproto unchanged.
     """
 
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
 
     def send(self, event: Any) -> bytes:
-        if isinstance(event, Pong) and self._protocol.state is not WsState.OPEN:
+        state = self._protocol.state
+        if isinstance(event, Pong) and state is not WsState.OPEN:
+            return b""
+        if isinstance(event, CloseConnection) and state in _CLOSE_SENT:
             return b""
         data: bytes = self._protocol.send(event)
         return data
@@ -428,8 +439,8 @@ class Supervisor:
             outcome.reason = f"connect timed out after {settings.connect_timeout:g}s"
         except* LocalProtocolError:
             # A write trio-websocket's reader makes after our close frame, which wsproto
-            # refuses (pongs are dropped by _NoPongWhileClosing; e.g. its 1009 close for an
-            # oversized message). The connection was ending anyway; keep why.
+            # refuses (pongs and second close frames are dropped by _NoPongWhileClosing, so
+            # not expected). The connection was ending anyway; keep why.
             log.debug("write refused while closing", exc_info=True)
         except* (HandshakeError, ConnectionClosed, trio.BrokenResourceError, OSError) as group:
             cause = group.exceptions[0].__cause__ or group.exceptions[0]
@@ -493,11 +504,11 @@ class Supervisor:
             await self._set_state(
                 ConnectionState.STALE, reason=outcome.reason, attempt=outcome.attempt
             )
-            await self._close_reading(ws)
+            await self._close_reading(ws, outcome)
         except Exception as exc:  # noqa: BLE001 - a supervisor: any failure means reconnect
             self._record_failure(outcome, exc)
 
-    async def _close_reading(self, ws: WebSocketConnection) -> None:
+    async def _close_reading(self, ws: WebSocketConnection, outcome: _Outcome) -> None:
         """Close a stale connection and publish every frame that arrives before the reply.
 
         trio-websocket's ``aclose`` discards the frames it has queued and those still to come
@@ -516,8 +527,11 @@ class Supervisor:
                 with trio.move_on_at(give_up_at):
                     await ws._send(CloseConnection(code=1000, reason="stale stream"))
             await self._read_loop(ws, math.inf, give_up_at)
-        except ConnectionClosed:
-            pass  # the venue's close reply, after every frame before it was published
+        except ConnectionClosed as exc:
+            # Normally the venue's close reply, after every frame before it was published.
+            # The library's own 1009/1002 (a frame we refused) is worth telling the operator.
+            if exc.reason.code in (1002, 1009):
+                outcome.reason += f"; then closed with code {exc.reason.code}: {exc.reason.reason}"
 
     async def _read_loop(
         self, ws: WebSocketConnection, stale_after: float, give_up_at: float = math.inf

@@ -178,7 +178,7 @@ async def test_frames_queued_when_the_close_gives_up_are_all_delivered(
     assert rec.items.index(f"f{burst}") < rec.items.index(rec.backoff())
 
 
-# ------------------------------------------------------------ TLS: a command blocked on a full buffer
+# ------------------------------------------------------------ TLS: a command blocked on send
 
 
 def _certificate(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
@@ -210,7 +210,8 @@ def _certificate(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
 
 
 class _StopsReading(trio.abc.Stream):
-    """The venue's side of the stream; once ``stalled`` it reads nothing more (a blackhole)."""
+    """The venue's side of the stream; once ``stalled`` it takes in nothing more (a blackhole
+    for what we send, the kernel's buffers filling up)."""
 
     def __init__(self, stream: trio.abc.Stream, stalled: trio.Event) -> None:
         self._stream = stream
@@ -223,9 +224,10 @@ class _StopsReading(trio.abc.Stream):
         await self._stream.wait_send_all_might_not_block()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        if self._stalled.is_set():
+        data = b"" if self._stalled.is_set() else await self._stream.receive_some(max_bytes)
+        if self._stalled.is_set():  # also what a read already waiting gets: never handed over
             await trio.sleep_forever()
-        return await self._stream.receive_some(max_bytes)
+        return data
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -289,3 +291,51 @@ async def test_stale_close_over_tls_is_bounded_while_a_command_is_blocked(
     # stale_after + the close's give-up (2 s) + the stream close's deadline (2 s), plus slack.
     assert took < 0.5 + 2.0 + 2.0 + 2.0, took
     assert refused[0].maybe_sent, "the blocked command may have reached the venue"
+
+
+# ------------------------------------------------------------ an oversized frame while closing
+
+
+async def test_an_oversized_frame_while_closing_does_not_cut_a_publish_short(
+    nursery: trio.Nursery,
+) -> None:
+    """After our close frame, a frame over trio-websocket's size limit makes the library send
+    its own 1009 close, which wsproto refuses. The reader's crash must not cancel the publish
+    in progress, and the operator is told why the connection ended."""
+    stale_seen = trio.Event()
+    stalled = trio.Event()  # the venue never reads our close frame, so never replies
+
+    async def handler(tcp: trio.SocketStream) -> None:
+        async with trio.open_nursery() as server_nursery:
+            request = await wrap_server_stream(server_nursery, _StopsReading(tcp, stalled))
+            ws = await request.accept()
+            await ws.send_message("f0")
+            await stale_seen.wait()
+            stalled.set()
+            await ws.send_message("f1")
+            await ws.send_message("x" * (2**20 + 1))  # over the default max_message_size
+            await trio.sleep_forever()
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    rec = _Recorder()
+
+    async def publish(event: Event) -> None:
+        if isinstance(event, ConnectionStateEvent):
+            rec.items.append(event)
+            if event.state is S.STALE:
+                stale_seen.set()
+        else:
+            rec.items.append(event.raw)
+            if event.raw == "f1":
+                await trio.sleep(0.5)  # a busy subscriber: the big frame arrives meanwhile
+                rec.items.append("f1 published")
+
+    supervisor = Supervisor(_EchoDriver(f"ws://127.0.0.1:{port}/"), venue="test",
+                            account_id="acct", settings=_settings(stale_after=0.3),
+                            publish=publish)
+    await _run_to_backoff(supervisor)
+    assert rec.frames()[:3] == ["f0", "f1", "f1 published"], rec.frames()
+    reason = rec.backoff().reason
+    assert reason.startswith("no frame for 0.3s"), reason
+    assert "code 1009" in reason and "maximum message size" in reason, reason
