@@ -529,7 +529,8 @@ class Supervisor:
             await self._read_loop(ws, math.inf, give_up_at)
         except ConnectionClosed as exc:
             # Normally the venue's close reply, after every frame before it was published.
-            # The library's own 1009/1002 (a frame we refused) is worth telling the operator.
+            # A 1009/1002 (the library's for a frame it refused, or the venue's) is worth
+            # telling the operator.
             if exc.reason.code in (1002, 1009):
                 outcome.reason += f"; then closed with code {exc.reason.code}: {exc.reason.reason}"
 
@@ -543,7 +544,7 @@ class Supervisor:
         The deadlines are on the wait for a frame (cancel-safe there: a frame is either
         handed over or left queued), never on a publish in progress. Past ``give_up_at`` the
         queue is still drained without waiting (trio's ``receive`` would refuse a queued frame
-        to an expired scope), at most ``MESSAGE_QUEUE_SIZE`` frames.
+        to an expired scope): the batch in progress, then at most ``MESSAGE_QUEUE_SIZE``.
         """
         # Hot path: one parse per frame, events published in order, nothing else.
         # Frames trio-websocket has already queued are taken without a checkpoint (publishing
