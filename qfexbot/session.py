@@ -181,6 +181,10 @@ class _ReadToTheEnd(trio.abc.Stream):
         await self._stream.aclose()
 
 
+_CLOSE_SENT = (WsState.LOCAL_CLOSING, WsState.CLOSED)
+"""wsproto states in which a close frame has gone out already."""
+
+
 class _NoPongWhileClosing:
     """The connection's wsproto state machine as trio-websocket drives it, minus the pong it
     must not send once our close frame is out.
@@ -189,14 +193,21 @@ class _NoPongWhileClosing:
     (``LocalProtocolError``) and the library's reader task dies, dropping every frame behind
     the ping. A stale stream that heals while we close delivers the venue's held pings first,
     then the frames we still publish (issue 12). RFC 6455 lets a closing endpoint leave pings
-    unanswered, so the pong is dropped instead; everything else goes to wsproto unchanged.
+    unanswered, so the pong is dropped instead. Likewise a second close frame (the library's
+    1009 for an oversized message, or 1002 for a protocol error, after ours): wsproto refuses
+    it, the reader's crash would cancel a publish in progress, and one close frame is all a
+    peer gets. The library still ends the connection with that code. Everything else goes to
+    wsproto unchanged.
     """
 
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
 
     def send(self, event: Any) -> bytes:
-        if isinstance(event, Pong) and self._protocol.state is not WsState.OPEN:
+        state = self._protocol.state
+        if isinstance(event, Pong) and state is not WsState.OPEN:
+            return b""
+        if isinstance(event, CloseConnection) and state in _CLOSE_SENT:
             return b""
         data: bytes = self._protocol.send(event)
         return data
@@ -428,8 +439,8 @@ class Supervisor:
             outcome.reason = f"connect timed out after {settings.connect_timeout:g}s"
         except* LocalProtocolError:
             # A write trio-websocket's reader makes after our close frame, which wsproto
-            # refuses (pongs are dropped by _NoPongWhileClosing; e.g. its 1009 close for an
-            # oversized message). The connection was ending anyway; keep why.
+            # refuses (pongs and second close frames are dropped by _NoPongWhileClosing, so
+            # not expected). The connection was ending anyway; keep why.
             log.debug("write refused while closing", exc_info=True)
         except* (HandshakeError, ConnectionClosed, trio.BrokenResourceError, OSError) as group:
             cause = group.exceptions[0].__cause__ or group.exceptions[0]
@@ -438,7 +449,11 @@ class Supervisor:
         finally:
             self._ws = None
             if stream is not None:
-                await stream.aclose()
+                # Bounded: over TLS a close_notify waits for the stream's send lock, which a
+                # plugin's command blocked on a full send buffer may hold for as long as TCP
+                # retransmits. Cancelled, trio closes the socket at once.
+                with trio.move_on_after(min(settings.connect_timeout, 5.0)):
+                    await stream.aclose()
         return outcome
 
     async def _serve(self, ws: WebSocketConnection, outcome: _Outcome) -> None:
@@ -489,11 +504,11 @@ class Supervisor:
             await self._set_state(
                 ConnectionState.STALE, reason=outcome.reason, attempt=outcome.attempt
             )
-            await self._close_reading(ws)
+            await self._close_reading(ws, outcome)
         except Exception as exc:  # noqa: BLE001 - a supervisor: any failure means reconnect
             self._record_failure(outcome, exc)
 
-    async def _close_reading(self, ws: WebSocketConnection) -> None:
+    async def _close_reading(self, ws: WebSocketConnection, outcome: _Outcome) -> None:
         """Close a stale connection and publish every frame that arrives before the reply.
 
         trio-websocket's ``aclose`` discards the frames it has queued and those still to come
@@ -505,20 +520,31 @@ class Supervisor:
         """
         give_up_at = trio.current_time() + min(self.settings.connect_timeout, 5.0)
         try:
-            with trio.move_on_at(give_up_at):
-                await ws._send(CloseConnection(code=1000, reason="stale stream"))
+            # The venue may have closed (or the stream ended) while STALE was published: then
+            # wsproto refuses a close frame, and the frames queued before it are still ours.
+            # No checkpoint between this check and trio-websocket's wsproto.send.
+            if ws._wsproto.state is WsState.OPEN:
+                with trio.move_on_at(give_up_at):
+                    await ws._send(CloseConnection(code=1000, reason="stale stream"))
             await self._read_loop(ws, math.inf, give_up_at)
-        except ConnectionClosed:
-            pass  # the venue's close reply, after every frame before it was published
+        except ConnectionClosed as exc:
+            # Normally the venue's close reply, after every frame before it was published.
+            # A 1009/1002 (the library's for a frame it refused, or the venue's) is worth
+            # telling the operator.
+            if exc.reason.code in (1002, 1009):
+                outcome.reason += f"; then closed with code {exc.reason.code}: {exc.reason.reason}"
 
     async def _read_loop(
         self, ws: WebSocketConnection, stale_after: float, give_up_at: float = math.inf
     ) -> None:
         """Parse and publish each frame in order; returns after ``stale_after`` s without a
-        frame, or when a wait would pass ``give_up_at`` (trio clock).
+        frame, or once ``give_up_at`` (trio clock) has passed and the frames already queued
+        are published.
 
         The deadlines are on the wait for a frame (cancel-safe there: a frame is either
-        handed over or left queued), never on a publish in progress.
+        handed over or left queued), never on a publish in progress. Past ``give_up_at`` the
+        queue is still drained without waiting (trio's ``receive`` would refuse a queued frame
+        to an expired scope): the batch in progress, then at most ``MESSAGE_QUEUE_SIZE``.
         """
         # Hot path: one parse per frame, events published in order, nothing else.
         # Frames trio-websocket has already queued are taken without a checkpoint (publishing
@@ -532,6 +558,7 @@ class Supervisor:
         queue = getattr(ws, "_recv_channel", None)  # trio-websocket's private message queue
         receive_nowait = queue.receive_nowait if queue is not None else None
         drain = 0
+        leftover = MESSAGE_QUEUE_SIZE  # frames still taken once give_up_at has passed
         while True:
             frame = None
             if drain and receive_nowait is not None:
@@ -541,11 +568,22 @@ class Supervisor:
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     frame = None  # get_message waits, or raises ConnectionClosed
             if frame is None:
-                with trio.move_on_at(min(clock() + stale_after, give_up_at)):
-                    frame = await get_message()
-                if frame is None:
-                    return
-                drain = _DRAIN_BATCH
+                if clock() >= give_up_at:
+                    if receive_nowait is None or leftover <= 0:
+                        return
+                    leftover -= 1
+                    try:
+                        frame = receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                        return
+                else:
+                    with trio.move_on_at(min(clock() + stale_after, give_up_at)):
+                        frame = await get_message()
+                    if frame is None:
+                        if clock() < give_up_at:
+                            return
+                        continue  # gave up waiting: publish what is queued already
+                    drain = _DRAIN_BATCH
             now = time.time()
             stats.frames += 1
             stats.last_frame_at = now
