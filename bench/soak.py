@@ -897,8 +897,10 @@ def check_money(journal: Path, ledger: Sequence[Any], report: SoakReport, *,
 
     Per unordered pair, the ledger's own moves (not ``outside``) must equal the journal's
     ``done`` transfers exactly (count and amounts; a late landing re-marked done counts), or
-    both accounts are held and the difference is an *explained* line (which entries, accounts,
-    amounts). Every active hold needs a reason, its ERROR alert (``alerts``: the fields of the
+    both accounts are paused and the difference is an *explained* line (which entries, accounts,
+    amounts). Paused: held, or touched by an ``unknown`` entry next to a held account (no
+    automatic verdict is drawn while the hold stands, and an entry in doubt refuses every
+    transfer on both its accounts until an operator resolves it). Every active hold needs a reason, its ERROR alert (``alerts``: the fields of the
     ``LATE LANDING``/``account held`` log lines) and a cause the soak injected (a held POST
     with its amount for ``late_landing``; an outside move or a held POST on one of its accounts
     for ``unexplained_deposits``). An ``unknown`` left must touch a held account or be younger
@@ -930,6 +932,11 @@ def check_money(journal: Path, ledger: Sequence[Any], report: SoakReport, *,
         return "[" + ", ".join(f"{name(s, s)}->{name(d, d)} {a}" + (f" x{n}" if n > 1 else "")
                                for (s, d, a), n in sorted(moves.items())) + "]"
 
+    # An unknown entry touching a held account is never settled automatically while the hold
+    # stands, and it refuses every transfer on both its accounts: those are paused too.
+    blocked = {account: f"blocked by unknown entry {i} next to a held account"
+               for i, s, d, _, state in rows if state == "unknown" and (s in held or d in held)
+               for account in (s, d) if account not in held}
     for pair in sorted({frozenset(key[:2]) for key in own | done}, key=sorted):
         mine, booked = (Counter({k: n for k, n in c.items() if frozenset(k[:2]) == pair})
                         for c in (own, done))
@@ -942,12 +949,14 @@ def check_money(journal: Path, ledger: Sequence[Any], report: SoakReport, *,
         text = (f"{' <-> '.join(shown)}: only in the ledger "
                 f"{show(mine - booked)}, only in the journal {show(booked - mine)}; journal "
                 f"entries {named[:10]}")
-        if all(account in held for account in pair):
-            codes = sorted({code for account in pair for code in held[account]})
-            report.explained.append(f"{text}; both accounts held ({', '.join(codes)})")
+        if all(account in held or account in blocked for account in pair):
+            codes = sorted({code for account in pair for code in held.get(account, ())})
+            also = sorted({blocked[a] for a in pair if a in blocked})
+            report.explained.append(f"{text}; both accounts paused (held: {', '.join(codes)}"
+                                    + (f"; {'; '.join(also)}" if also else "") + ")")
         else:
-            loose = sorted(name(a, a) for a in pair if a not in held)
-            report.problems.append(f"journal done != ledger on {text}; not held: {loose}")
+            loose = sorted(name(a, a) for a in pair if a not in held and a not in blocked)
+            report.problems.append(f"journal done != ledger on {text}; not paused: {loose}")
 
     alerted = {(a.get("entry"), a.get("code")) for a in alerts
                if str(a.get("message", "")).startswith("account held")}
