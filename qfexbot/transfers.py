@@ -991,19 +991,29 @@ class TransferService:
         """A watched "not applied" transfer on one of ``entry``'s accounts may be what moved
         them (landing late); its watch now waits on a held account, so hold its accounts too."""
         touched = {entry.src, entry.dst}
-        named = set(self._accounts.values())
-        for watch in await self.journal.watches(self.venue, owner=self.owner):
+        for watch in await self._watches_here():
             if watch.entry_id == entry.id or not {watch.src, watch.dst} & touched:
                 continue
-            if named and not (watch.src in named and watch.dst in named):
-                continue  # another venue table of this user watches it
-            watched = await self.journal.get(watch.entry_id)
-            if watched is not None:
-                await self._place_holds(watched, "unexplained_deposits", (
-                    f"transfer {watch.entry_id} ({self._name(watch.src)} -> "
-                    f"{self._name(watch.dst)}, {watch.amount}) was reconciled not applied and is "
-                    f"watched for a late landing; deposits it touches moved unexplained while "
-                    f"{entry.id} was in doubt, so it may have landed: {why}"))
+            await self._hold_watched(watch, (
+                f"transfer {watch.entry_id} ({self._name(watch.src)} -> "
+                f"{self._name(watch.dst)}, {watch.amount}) was reconciled not applied and is "
+                f"watched for a late landing; deposits it touches moved unexplained while "
+                f"{entry.id} was in doubt, so it may have landed: {why}"))
+
+    async def _watches_here(self) -> list[Watch]:
+        """The active watches this service checks: its owner's, between accounts it names
+        (another venue table of the same user checks its own)."""
+        named = set(self._accounts.values())
+        return [
+            w for w in await self.journal.watches(self.venue, owner=self.owner)
+            if not named or (w.src in named and w.dst in named)
+        ]  # fmt: skip
+
+    async def _hold_watched(self, watch: Watch, reason: str) -> None:
+        """Hold both accounts of a watched transfer whose landing can no longer be told apart."""
+        watched = await self.journal.get(watch.entry_id)
+        if watched is not None:
+            await self._place_holds(watched, "unexplained_deposits", reason)
 
     # -- the late-landing watch ----------------------------------------------------------------
 
@@ -1018,10 +1028,7 @@ class TransferService:
         results = []
         now = trio.current_time()
         held = {h.account for h in await self.journal.active_holds(owner=self.owner)}
-        named = set(self._accounts.values())
-        for watch in await self.journal.watches(self.venue, owner=self.owner):
-            if named and not (watch.src in named and watch.dst in named):
-                continue  # another venue table of this user watches it
+        for watch in await self._watches_here():
             since = self._watch_since.setdefault(watch.entry_id, now)
             wall_age = self._clock() - watch.started_at
             if now - since >= self._late_watch and wall_age >= self._late_watch:
@@ -1076,14 +1083,12 @@ class TransferService:
             if abs(u_src - watch.last_src) > tol or abs(u_dst - watch.last_dst) > tol:
                 # The landing may hide inside that movement: no reading can tell any more.
                 await self.journal.update_watch(watch.entry_id, "watching", u_src, u_dst)
-                watched = await self.journal.get(watch.entry_id)
-                if watched is not None:
-                    await self._place_holds(watched, "unexplained_deposits", (
-                        f"deposits moved in a way this journal does not explain (another mover "
-                        f"on these accounts?) while transfer {watch.entry_id}, reconciled not "
-                        f"applied, is watched for a late landing: unexplained since then "
-                        f"{self._name(watch.src)} {u_src}, {self._name(watch.dst)} {u_dst}; "
-                        f"amount {amount}; it may have landed within that movement"))
+                await self._hold_watched(watch, (
+                    f"deposits moved in a way this journal does not explain (another mover on "
+                    f"these accounts?) while transfer {watch.entry_id}, reconciled not applied, "
+                    f"is watched for a late landing: unexplained since then "
+                    f"{self._name(watch.src)} {u_src}, {self._name(watch.dst)} {u_dst}; "
+                    f"amount {amount}; it may have landed within that movement"))
             return None
         detail = (
             f"late landing: reconciled not applied, then deposits moved by exactly the amount "
