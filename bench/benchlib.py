@@ -314,7 +314,9 @@ class StubRest:
         from qfexbot.events import ResyncEvent
 
         return ResyncEvent(
-            venue=self.venue, account_id=account_id or PRIMARY, received_at=time.time(),
+            venue=self.venue,
+            account_id=account_id or PRIMARY,
+            received_at=time.time(),
             balance=None,
         )
 

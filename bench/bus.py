@@ -28,9 +28,19 @@ DEADLINE = 120.0
 
 def _events(n: int, account: str) -> list[OrderUpdateEvent]:
     one = OrderUpdateEvent(
-        venue="bench", account_id=account, received_at=time.time(), order_id="o-1",
-        client_order_id="c-1", symbol="AAPL-USD", status="ACK", side="BUY", order_type="LIMIT",
-        time_in_force="GTC", price=Decimal(200), quantity=Decimal(1), remaining=Decimal(1),
+        venue="bench",
+        account_id=account,
+        received_at=time.time(),
+        order_id="o-1",
+        client_order_id="c-1",
+        symbol="AAPL-USD",
+        status="ACK",
+        side="BUY",
+        order_type="LIMIT",
+        time_in_force="GTC",
+        price=Decimal(200),
+        quantity=Decimal(1),
+        remaining=Decimal(1),
     )
     return [one] * n
 
@@ -38,11 +48,15 @@ def _events(n: int, account: str) -> list[OrderUpdateEvent]:
 async def run_bus(n: int, plugins: int, base_dir: Path) -> float:
     """Seconds to publish ``n`` events and have every plugin handle them."""
     account = account_ids(1)[0]
-    app = app_config([account], plugins={f"p{i}": "benchlib:CountingPlugin" for i in range(plugins)},
-                     trade_url="ws://127.0.0.1:9/", mds_url="ws://127.0.0.1:9/",
-                     rest_url="http://127.0.0.1:9", base_dir=base_dir)
-    host = build_plugin_host(app.bots["bench"], app.venues["bench"], plugin_dirs=[],
-                             actions=None)  # type: ignore[arg-type]  # no action is taken
+    app = app_config(
+        [account],
+        plugins={f"p{i}": "benchlib:CountingPlugin" for i in range(plugins)},
+        trade_url="ws://127.0.0.1:9/",
+        mds_url="ws://127.0.0.1:9/",
+        rest_url="http://127.0.0.1:9",
+        base_dir=base_dir,
+    )
+    host = build_plugin_host(app.bots["bench"], app.venues["bench"], plugin_dirs=[], actions=None)  # type: ignore[arg-type]  # no action is taken
     bus = Bus(account, venue="bench")
     host.subscribe(bus)
     dispatcher = Dispatcher(host)
@@ -101,14 +115,20 @@ async def main(n: int, rounds: int) -> None:
             }
             for key, value in rates.items():
                 best[key] = max(best.get(key, 0.0), value)
-            print(f"round {r}: " + ", ".join(f"{k} {fmt_rate(v)} ev/s" for k, v in rates.items()),
-                  flush=True)
-    print(f"{n} events per run, best of {rounds} rounds; bus_10 counts events published "
-          f"(each delivered to 10 plugins); channel_10 sends each event into 10 channels")
-    print(f"RESULT bus_1_eps={best['bus_1']:.0f} bus_10_eps={best['bus_10']:.0f} "
-          f"channel_eps={best['channel_1']:.0f} channel_10_eps={best['channel_10']:.0f} "
-          f"ratio_1={best['bus_1'] / best['channel_1']:.3f} "
-          f"ratio_10={best['bus_10'] / best['channel_10']:.3f}")
+            print(
+                f"round {r}: " + ", ".join(f"{k} {fmt_rate(v)} ev/s" for k, v in rates.items()),
+                flush=True,
+            )
+    print(
+        f"{n} events per run, best of {rounds} rounds; bus_10 counts events published "
+        f"(each delivered to 10 plugins); channel_10 sends each event into 10 channels"
+    )
+    print(
+        f"RESULT bus_1_eps={best['bus_1']:.0f} bus_10_eps={best['bus_10']:.0f} "
+        f"channel_eps={best['channel_1']:.0f} channel_10_eps={best['channel_10']:.0f} "
+        f"ratio_1={best['bus_1'] / best['channel_1']:.3f} "
+        f"ratio_10={best['bus_10'] / best['channel_10']:.3f}"
+    )
 
 
 if __name__ == "__main__":

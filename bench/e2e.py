@@ -35,24 +35,38 @@ DEADLINE = 120.0
 
 
 def _urls(port: int, n_trade: int, n_l2: int) -> tuple[str, str]:
-    return (f"ws://127.0.0.1:{port}/trade?mode=flood&n={n_trade}",
-            f"ws://127.0.0.1:{port}/mds?mode=flood&n={n_l2}")
+    return (
+        f"ws://127.0.0.1:{port}/trade?mode=flood&n={n_trade}",
+        f"ws://127.0.0.1:{port}/mds?mode=flood&n={n_l2}",
+    )
 
 
 async def run_qfexbot(port: int, n_trade: int, n_l2: int, base_dir: Path) -> tuple[float, dict]:
     """Seconds from connecting to the plugin having been given every frame's events."""
     account = account_ids(1)[0]
     trade_url, mds_url = _urls(port, n_trade, n_l2)
-    app = app_config([account], plugins={"noop": "benchlib:CountingPlugin"},
-                     trade_url=trade_url, mds_url=mds_url, rest_url="http://127.0.0.1:9",
-                     base_dir=base_dir)
-    host = build_plugin_host(app.bots["bench"], app.venues["bench"], plugin_dirs=[],
-                             actions=None)  # type: ignore[arg-type]  # no action is taken
+    app = app_config(
+        [account],
+        plugins={"noop": "benchlib:CountingPlugin"},
+        trade_url=trade_url,
+        mds_url=mds_url,
+        rest_url="http://127.0.0.1:9",
+        base_dir=base_dir,
+    )
+    host = build_plugin_host(app.bots["bench"], app.venues["bench"], plugin_dirs=[], actions=None)  # type: ignore[arg-type]  # no action is taken
     vc = app.venues["bench"]
     creds = vc.resolve_credentials(None)
-    venue = QfexVenue("bench", trade_url=trade_url, mds_url=mds_url, rest_url=vc.rest_url,
-                      user_id=PRIMARY, settings=vc.session, public_key=creds.public_key,
-                      secret=creds.secret, rest=StubRest("bench"))  # type: ignore[arg-type]
+    venue = QfexVenue(
+        "bench",
+        trade_url=trade_url,
+        mds_url=mds_url,
+        rest_url=vc.rest_url,
+        user_id=PRIMARY,
+        settings=vc.session,
+        public_key=creds.public_key,
+        secret=creds.secret,
+        rest=StubRest("bench"),
+    )  # type: ignore[arg-type]
     bus, md_bus = Bus(account, venue="bench"), Bus("", venue="bench")
     host.subscribe(bus)
     host.subscribe(md_bus)
@@ -68,15 +82,21 @@ async def run_qfexbot(port: int, n_trade: int, n_l2: int, base_dir: Path) -> tup
             async with trio.open_nursery() as sessions:
                 sessions.start_soon(session.run)
                 sessions.start_soon(md.run)
-                while not (session.stats.frames >= n_trade + HANDSHAKE_FRAMES
-                           and md.stats.frames >= n_l2 and slot.inbox.depth == 0):
+                while not (
+                    session.stats.frames >= n_trade + HANDSHAKE_FRAMES
+                    and md.stats.frames >= n_l2
+                    and slot.inbox.depth == 0
+                ):
                     await trio.sleep(0.002)
                 elapsed = time.perf_counter() - t0
                 sessions.cancel_scope.cancel()
             dispatcher.stop()
-    stats = {"events_handled": slot.events_handled, "conflated": slot.inbox.conflated,
-             "parse_errors": session.stats.parse_errors + md.stats.parse_errors,
-             "reconnects": session.stats.reconnects + md.stats.reconnects}
+    stats = {
+        "events_handled": slot.events_handled,
+        "conflated": slot.inbox.conflated,
+        "parse_errors": session.stats.parse_errors + md.stats.parse_errors,
+        "reconnects": session.stats.reconnects + md.stats.reconnects,
+    }
     return elapsed, stats
 
 
@@ -92,8 +112,16 @@ async def run_baseline(port: int, n_trade: int, n_l2: int) -> float:
         async with open_websocket_url(trade_url, message_queue_size=MESSAGE_QUEUE_SIZE) as ws:
             await ws.send_message('{"type":"auth","params":{}}')
             await ws.get_message()
-            await ws.send_message(json.dumps({"type": "subscribe", "params": {"channels": [
-                "balances", "positions", "order_responses", "fills"]}}))
+            await ws.send_message(
+                json.dumps(
+                    {
+                        "type": "subscribe",
+                        "params": {
+                            "channels": ["balances", "positions", "order_responses", "fills"]
+                        },
+                    }
+                )
+            )
             for _ in range(4):
                 await ws.get_message()
             for _ in range(n_trade):
@@ -102,7 +130,9 @@ async def run_baseline(port: int, n_trade: int, n_l2: int) -> float:
 
     async def mds() -> None:
         async with open_websocket_url(mds_url, message_queue_size=MESSAGE_QUEUE_SIZE) as ws:
-            await ws.send_message('{"type":"subscribe","channels":["level2"],"symbols":["AAPL-USD"]}')
+            await ws.send_message(
+                '{"type":"subscribe","channels":["level2"],"symbols":["AAPL-USD"]}'
+            )
             for _ in range(n_l2):
                 on_message(json.loads(await ws.get_message()))
             done.append(time.perf_counter())
@@ -130,15 +160,22 @@ async def main(frames: int, rounds: int) -> None:
                 bot_s, stats = await run_qfexbot(port, n_trade, n_l2, Path(tmp))
                 base_fps, bot_fps = frames / base_s, frames / bot_s
                 best_base, best_bot = max(best_base, base_fps), max(best_bot, bot_fps)
-                print(f"round {r}: baseline {fmt_rate(base_fps)} frames/s ({base_s:.2f} s), "
-                      f"qfexbot {fmt_rate(bot_fps)} frames/s ({bot_s:.2f} s), "
-                      f"ratio {bot_fps / base_fps:.2f}  {stats}", flush=True)
+                print(
+                    f"round {r}: baseline {fmt_rate(base_fps)} frames/s ({base_s:.2f} s), "
+                    f"qfexbot {fmt_rate(bot_fps)} frames/s ({bot_s:.2f} s), "
+                    f"ratio {bot_fps / base_fps:.2f}  {stats}",
+                    flush=True,
+                )
     finally:
         server.stop()
-    print(f"frames per round: {frames} ({n_trade} private: order/fill/balance 2:1:1, "
-          f"{n_l2} level2 with 5 levels a side); best of {rounds} rounds")
-    print(f"RESULT e2e_fps={best_bot:.0f} baseline_fps={best_base:.0f} "
-          f"ratio={best_bot / best_base:.3f}")
+    print(
+        f"frames per round: {frames} ({n_trade} private: order/fill/balance 2:1:1, "
+        f"{n_l2} level2 with 5 levels a side); best of {rounds} rounds"
+    )
+    print(
+        f"RESULT e2e_fps={best_bot:.0f} baseline_fps={best_base:.0f} "
+        f"ratio={best_bot / best_base:.3f}"
+    )
 
 
 if __name__ == "__main__":

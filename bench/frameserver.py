@@ -68,8 +68,9 @@ async def _handshake_trade(ws) -> None:
         # anything else (rearm commands) is ignored
 
 
-async def _flood(stream: trio.abc.Stream, n: int, frames: tuple[bytes, ...],
-                 chunk: tuple[bytes, int]) -> None:
+async def _flood(
+    stream: trio.abc.Stream, n: int, frames: tuple[bytes, ...], chunk: tuple[bytes, int]
+) -> None:
     data, per_chunk = chunk
     sent = 0
     while n - sent >= per_chunk:
@@ -117,8 +118,12 @@ async def _handler(request: WebSocketRequest) -> None:
             await _flood(ws._stream, int(query.get("n", 0)), _L2, _L2_CHUNK)
         while True:  # until the client closes
             await ws.get_message()
-    except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError,
-            trio.BusyResourceError):
+    except (
+        ConnectionClosed,
+        trio.BrokenResourceError,
+        trio.ClosedResourceError,
+        trio.BusyResourceError,
+    ):
         pass
     finally:
         await ws._stream.aclose()
@@ -128,9 +133,7 @@ async def main() -> None:
     with trio.move_on_after(MAX_LIFETIME):
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                server = await nursery.start(
-                    serve_websocket, _handler, "127.0.0.1", 0, None
-                )
+                server = await nursery.start(serve_websocket, _handler, "127.0.0.1", 0, None)
                 print("READY " + json.dumps({"port": server.port}), flush=True)
                 async for _ in signals:
                     break

@@ -32,27 +32,43 @@ from qfexbot.venues.qfex.stream import QfexVenue
 
 
 def _url(port: int, run: str, group: int, rate: float, seconds: float) -> str:
-    return (f"ws://127.0.0.1:{port}/trade?mode=paced&run={run}&group={group}&rate={rate}"
-            f"&seconds={seconds}")
+    return (
+        f"ws://127.0.0.1:{port}/trade?mode=paced&run={run}&group={group}&rate={rate}"
+        f"&seconds={seconds}"
+    )
 
 
 def _latencies_us(samples: list[tuple[int, str]]) -> list[float]:
     return sorted((at - int(sent)) / 1000 for at, sent in samples)
 
 
-async def run_qfexbot(port: int, accounts: int, rate: float, seconds: float,
-                      base_dir: Path) -> list[float]:
+async def run_qfexbot(
+    port: int, accounts: int, rate: float, seconds: float, base_dir: Path
+) -> list[float]:
     ids = account_ids(accounts)
     url = _url(port, "qfexbot", accounts, rate, seconds)
-    app = app_config(ids, plugins={"latency": "benchlib:LatencyPlugin"}, trade_url=url,
-                     mds_url=url, rest_url="http://127.0.0.1:9", base_dir=base_dir)
-    host = build_plugin_host(app.bots["bench"], app.venues["bench"], plugin_dirs=[],
-                             actions=None)  # type: ignore[arg-type]  # no action is taken
+    app = app_config(
+        ids,
+        plugins={"latency": "benchlib:LatencyPlugin"},
+        trade_url=url,
+        mds_url=url,
+        rest_url="http://127.0.0.1:9",
+        base_dir=base_dir,
+    )
+    host = build_plugin_host(app.bots["bench"], app.venues["bench"], plugin_dirs=[], actions=None)  # type: ignore[arg-type]  # no action is taken
     vc = app.venues["bench"]
     creds = vc.resolve_credentials(None)
-    venue = QfexVenue("bench", trade_url=url, mds_url=url, rest_url=vc.rest_url,
-                      user_id=PRIMARY, settings=vc.session, public_key=creds.public_key,
-                      secret=creds.secret, rest=StubRest("bench"))  # type: ignore[arg-type]
+    venue = QfexVenue(
+        "bench",
+        trade_url=url,
+        mds_url=url,
+        rest_url=vc.rest_url,
+        user_id=PRIMARY,
+        settings=vc.session,
+        public_key=creds.public_key,
+        secret=creds.secret,
+        rest=StubRest("bench"),
+    )  # type: ignore[arg-type]
     plugin = host.slots[0].plugin
     expected = int(rate * seconds)
     dispatcher = Dispatcher(host)
@@ -106,9 +122,11 @@ async def run_baseline(port: int, accounts: int, rate: float, seconds: float) ->
 
 
 def _summary(name: str, lat: list[float]) -> str:
-    return (f"{name}: n={len(lat)} p50={percentile(lat, 0.5):.0f}us "
-            f"p99={percentile(lat, 0.99):.0f}us p99.9={percentile(lat, 0.999):.0f}us "
-            f"max={lat[-1]:.0f}us")
+    return (
+        f"{name}: n={len(lat)} p50={percentile(lat, 0.5):.0f}us "
+        f"p99={percentile(lat, 0.99):.0f}us p99.9={percentile(lat, 0.999):.0f}us "
+        f"max={lat[-1]:.0f}us"
+    )
 
 
 async def main(rate: float, accounts: int, seconds: float) -> None:
@@ -122,14 +140,18 @@ async def main(rate: float, accounts: int, seconds: float) -> None:
             print(_summary("qfexbot ", bot), flush=True)
     finally:
         server.stop()
-    print(f"{rate:g} frames/s over {accounts} accounts for {seconds:g} s; latency from the "
-          f"server's write to hook entry (us)")
-    print(f"RESULT rate={rate:g} accounts={accounts} "
-          f"p50_us={percentile(bot, 0.5):.0f} p99_us={percentile(bot, 0.99):.0f} "
-          f"p999_us={percentile(bot, 0.999):.0f} "
-          f"baseline_p50_us={percentile(base, 0.5):.0f} "
-          f"baseline_p99_us={percentile(base, 0.99):.0f} "
-          f"baseline_p999_us={percentile(base, 0.999):.0f}")
+    print(
+        f"{rate:g} frames/s over {accounts} accounts for {seconds:g} s; latency from the "
+        f"server's write to hook entry (us)"
+    )
+    print(
+        f"RESULT rate={rate:g} accounts={accounts} "
+        f"p50_us={percentile(bot, 0.5):.0f} p99_us={percentile(bot, 0.99):.0f} "
+        f"p999_us={percentile(bot, 0.999):.0f} "
+        f"baseline_p50_us={percentile(base, 0.5):.0f} "
+        f"baseline_p99_us={percentile(base, 0.99):.0f} "
+        f"baseline_p999_us={percentile(base, 0.999):.0f}"
+    )
 
 
 if __name__ == "__main__":

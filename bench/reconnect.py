@@ -42,9 +42,15 @@ async def main(n: int, rounds: int, backoff_initial: float, backoff_max: float) 
         sim = start_child(sim_argv(config))
         urls = sim.info
         session = {"backoff_initial": backoff_initial, "backoff_max": backoff_max}
-        app = app_config(ids, plugins={"recorder": "benchlib:StateRecorder"},
-                         trade_url=urls["trade_url"], mds_url=urls["mds_url"],
-                         rest_url=urls["rest_url"], base_dir=base, session=session)
+        app = app_config(
+            ids,
+            plugins={"recorder": "benchlib:StateRecorder"},
+            trade_url=urls["trade_url"],
+            mds_url=urls["mds_url"],
+            rest_url=urls["rest_url"],
+            base_dir=base,
+            session=session,
+        )
         runtime = Runtime(app)
         try:
             async with trio.open_nursery() as nursery:
@@ -62,24 +68,34 @@ async def main(n: int, rounds: int, backoff_initial: float, backoff_max: float) 
                     ready = time.perf_counter() - restart
                     with trio.fail_after(120):
                         while True:
-                            live_at = {acct: at for at, acct, state in recorder.states
-                                       if state == "live" and at > restart}
+                            live_at = {
+                                acct: at
+                                for at, acct, state in recorder.states
+                                if state == "live" and at > restart
+                            }
                             if len(live_at) == n:
                                 break
                             await trio.sleep(0.005)
                     total = max(live_at.values()) - restart
                     totals.append(total)
-                    print(f"round {r}: simulator READY after {ready:.2f} s, all {n} sessions "
-                          f"LIVE and resynced {total:.2f} s after the restart "
-                          f"(first {min(live_at.values()) - restart:.2f} s)", flush=True)
+                    print(
+                        f"round {r}: simulator READY after {ready:.2f} s, all {n} sessions "
+                        f"LIVE and resynced {total:.2f} s after the restart "
+                        f"(first {min(live_at.values()) - restart:.2f} s)",
+                        flush=True,
+                    )
                     await trio.sleep(1.0)
                 runtime.stop()
         finally:
             sim.stop()
-    print(f"backoff_initial={backoff_initial} s, backoff_max={backoff_max} s "
-          f"(full jitter); sim killed with SIGKILL and restarted on the same ports")
-    print(f"RESULT sessions={n} reconnect_median_s={statistics.median(totals):.2f} "
-          f"reconnect_max_s={max(totals):.2f}")
+    print(
+        f"backoff_initial={backoff_initial} s, backoff_max={backoff_max} s "
+        f"(full jitter); sim killed with SIGKILL and restarted on the same ports"
+    )
+    print(
+        f"RESULT sessions={n} reconnect_median_s={statistics.median(totals):.2f} "
+        f"reconnect_max_s={max(totals):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,15 @@ async def main(n: int, idle: float, live_timeout: float) -> None:
         sim = start_child(sim_argv(base / "SIM.toml"))
         try:
             urls = sim.info
-            app = app_config(ids, plugins={"noop": "benchlib:CountingPlugin"},
-                             trade_url=urls["trade_url"], mds_url=urls["mds_url"],
-                             rest_url=urls["rest_url"], base_dir=base, session=SESSION_SETTINGS)
+            app = app_config(
+                ids,
+                plugins={"noop": "benchlib:CountingPlugin"},
+                trade_url=urls["trade_url"],
+                mds_url=urls["mds_url"],
+                rest_url=urls["rest_url"],
+                base_dir=base,
+                session=SESSION_SETTINGS,
+            )
             runtime = Runtime(app)
             gc.collect()
             rss_before = rss_bytes()
@@ -71,22 +77,34 @@ async def main(n: int, idle: float, live_timeout: float) -> None:
     sim_per_min = (sim1 - sim0) / window * 60
     per_session_kb = (rss_live - rss_before) / n / 1024
     verb = "LIVE in" if live == n else "LIVE (not all) after"
-    print(f"{live}/{n} sessions {verb} {all_live:.2f} s; reconnects during the run: {reconnects}; "
-          f"frames read: {frames}")
-    print(f"RSS before runtime {rss_before / 2**20:.1f} MB, all LIVE {rss_live / 2**20:.1f} MB, "
-          f"{per_session_kb:.1f} KB per session")
-    print(f"idle CPU over {window:.1f} s scaled to a minute: qfexbot {cpu_per_min:.2f} s/min, "
-          f"simulator {sim_per_min:.2f} s/min (1 s balance pulses to every session)")
-    print(f"RESULT sessions={live} of={n} live_s={all_live:.2f} rss_mb={rss_live / 2**20:.1f} "
-          f"kb_per_session={per_session_kb:.1f} cpu_s_per_min={cpu_per_min:.2f}")
+    print(
+        f"{live}/{n} sessions {verb} {all_live:.2f} s; reconnects during the run: {reconnects}; "
+        f"frames read: {frames}"
+    )
+    print(
+        f"RSS before runtime {rss_before / 2**20:.1f} MB, all LIVE {rss_live / 2**20:.1f} MB, "
+        f"{per_session_kb:.1f} KB per session"
+    )
+    print(
+        f"idle CPU over {window:.1f} s scaled to a minute: qfexbot {cpu_per_min:.2f} s/min, "
+        f"simulator {sim_per_min:.2f} s/min (1 s balance pulses to every session)"
+    )
+    print(
+        f"RESULT sessions={live} of={n} live_s={all_live:.2f} rss_mb={rss_live / 2**20:.1f} "
+        f"kb_per_session={per_session_kb:.1f} cpu_s_per_min={cpu_per_min:.2f}"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=500)
     parser.add_argument("--idle", type=float, default=10.0, help="idle CPU window, seconds")
-    parser.add_argument("--live-timeout", type=float, default=120.0,
-                        help="stop waiting for all sessions LIVE after this many seconds "
-                             "(the RESULT line then says how many were)")
+    parser.add_argument(
+        "--live-timeout",
+        type=float,
+        default=120.0,
+        help="stop waiting for all sessions LIVE after this many seconds "
+        "(the RESULT line then says how many were)",
+    )
     args = parser.parse_args()
     trio.run(main, args.sessions, args.idle, args.live_timeout)

@@ -81,8 +81,17 @@ from qfexbot.sim.connection import WsPeer, dumps
 from qfexbot.sim.netproxy import FaultProxy
 from qfexbot.sim.trade_ws import TradeConnection
 
-__all__ = ["FAULT_KINDS", "MONEY_FAULTS", "NET_FAULTS", "SoakReport", "check_delivery",
-           "check_money", "rss_kib", "run_soak", "total_line"]
+__all__ = [
+    "FAULT_KINDS",
+    "MONEY_FAULTS",
+    "NET_FAULTS",
+    "SoakReport",
+    "check_delivery",
+    "check_money",
+    "rss_kib",
+    "run_soak",
+    "total_line",
+]
 
 PRIMARY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
 PUBLIC_KEY = "qfex_pub_soak"
@@ -93,15 +102,27 @@ NET_FAULTS = {f"net_{kind}": kind for kind in netproxy.FAULT_KINDS}
 """Soak fault kind -> :data:`qfexbot.sim.netproxy.FAULT_KINDS` kind, injected by the proxy."""
 MONEY_FAULTS = ["late_landing", "outside_mover"]
 """Money-edge faults (docs/reliability.md "Money edges" 1 and 3c): they may hold accounts."""
-FAULT_KINDS = ["drop_one", "drop_all", "reject_auth", "fail_rest", "delay_rest",
-               "lose_transfer_response", "stall_pulses", "malformed", *NET_FAULTS, *MONEY_FAULTS]
+FAULT_KINDS = [
+    "drop_one",
+    "drop_all",
+    "reject_auth",
+    "fail_rest",
+    "delay_rest",
+    "lose_transfer_response",
+    "stall_pulses",
+    "malformed",
+    *NET_FAULTS,
+    *MONEY_FAULTS,
+]
 TRANSFER_SETTLE = REQUEST_TIMEOUT * 3
 """The soak's ``transfer_settle``: far below the 600 s default, so that "not applied" can be
 concluded within a run (delay_rest holds requests up to 2 x request_timeout, less than this)."""
 RECONCILE_EVERY = 2.0
 """The runtime's periodic (full) reconciliation pass in the soak (15 s in production)."""
-LATE_HOLD = (TRANSFER_SETTLE + 2 * RECONCILE_EVERY + 1.0,
-             TRANSFER_SETTLE + 2 * RECONCILE_EVERY + 3.0)
+LATE_HOLD = (
+    TRANSFER_SETTLE + 2 * RECONCILE_EVERY + 1.0,
+    TRANSFER_SETTLE + 2 * RECONCILE_EVERY + 3.0,
+)
 """late_landing holds one transfer POST this long (s): past the request timeout, the settle time
 and a periodic pass, so reconciliation may conclude "not applied" before it lands."""
 HOLD_CODES = ("late_landing", "unexplained_deposits")
@@ -211,14 +232,16 @@ class SoakReport:
     def line(self) -> str:
         """One line per seed: the figures docs/reliability.md records, and the verdict."""
         verdict = "ok" if not self.problems else f"{len(self.problems)} PROBLEMS"
-        return (f"seed={self.seed} {verdict} {self.seconds:g}s faults={sum(self.faults.values())} "
-                f"reconnects={self.reconnects} private events emitted="
-                f"{self.private_events_emitted} checked={self.private_events_checked} "
-                f"missing={self.private_events_missing} transfers={self.transfers_landed} "
-                f"outside={self.outside_moves} late_landings={self.late_landings} "
-                f"holds={sum(self.holds.values())} unknown={self.unknown_at_end} "
-                f"explained={len(self.explained)} "
-                f"rss={self.rss_start_kib}->{self.rss_end_kib} KiB")
+        return (
+            f"seed={self.seed} {verdict} {self.seconds:g}s faults={sum(self.faults.values())} "
+            f"reconnects={self.reconnects} private events emitted="
+            f"{self.private_events_emitted} checked={self.private_events_checked} "
+            f"missing={self.private_events_missing} transfers={self.transfers_landed} "
+            f"outside={self.outside_moves} late_landings={self.late_landings} "
+            f"holds={sum(self.holds.values())} unknown={self.unknown_at_end} "
+            f"explained={len(self.explained)} "
+            f"rss={self.rss_start_kib}->{self.rss_end_kib} KiB"
+        )
 
     def summary(self) -> str:
         data = asdict(self)
@@ -242,10 +265,12 @@ def sim_config(*, desks: int, vaults: int, seed: int) -> SimConfig:
     deposits = {PRIMARY: Decimal(TREASURY_DEPOSIT)}
     deposits.update({account: Decimal(DESK_DEPOSIT) for account in ids[:desks]})
     deposits.update({account: Decimal(VAULT_DEPOSIT) for account in ids[desks:]})
-    user = SimUser(public_key=PUBLIC_KEY, secret=SECRET, account_id=PRIMARY, subaccounts=ids,
-                   deposits=deposits)
-    return SimConfig(users=[user], seed=seed, pulse_interval=0.2, ping_interval=2.0,
-                     pong_timeout=2.0)
+    user = SimUser(
+        public_key=PUBLIC_KEY, secret=SECRET, account_id=PRIMARY, subaccounts=ids, deposits=deposits
+    )
+    return SimConfig(
+        users=[user], seed=seed, pulse_interval=0.2, ping_interval=2.0, pong_timeout=2.0
+    )
 
 
 def _ring(desks: int, vaults: int, trading_transfers: bool) -> list[str]:
@@ -254,8 +279,15 @@ def _ring(desks: int, vaults: int, trading_transfers: bool) -> list[str]:
     return ["treasury", *vault_names, *(desk_names if trading_transfers else ())]
 
 
-def write_config(directory: Path, *, desks: int, vaults: int, seed: int, urls: dict[str, str],
-                 trading_transfers: bool = False) -> Path:
+def write_config(
+    directory: Path,
+    *,
+    desks: int,
+    vaults: int,
+    seed: int,
+    urls: dict[str, str],
+    trading_transfers: bool = False,
+) -> Path:
     """bots.toml + soak plugins in ``directory``; the venue is at ``urls`` (trade_url, mds_url,
     rest_url: the proxy's and the simulator's), its secret in ``$QFEXBOT_SOAK_SECRET``."""
     plugins = directory / "plugins"
@@ -264,29 +296,33 @@ def write_config(directory: Path, *, desks: int, vaults: int, seed: int, urls: d
     (plugins / "soak_mover.py").write_text(MOVER)
     (directory / "var").mkdir(exist_ok=True)
     desk_names, vault_names = _names(desks, vaults)
-    accounts = "\n".join(f'{name} = "{_uuid(i + 1)}"'
-                         for i, name in enumerate(desk_names + vault_names))
+    accounts = "\n".join(
+        f'{name} = "{_uuid(i + 1)}"' for i, name in enumerate(desk_names + vault_names)
+    )
     ring = json.dumps(_ring(desks, vaults, trading_transfers))
-    text = textwrap.dedent(f"""\
+    text = (
+        textwrap.dedent(f"""\
         [runtime]
         journal = "var/journal.sqlite"
         state_dir = "var/state"
-        plugin_dirs = ["plugins", "{REPO / 'plugins'}"]
+        plugin_dirs = ["plugins", "{REPO / "plugins"}"]
         kill_switch_file = "var/PAUSED"
         log_level = "info"
 
         [venues.demo]
         kind = "qfex"
-        trade_url = "{urls['trade_url']}"
-        mds_url = "{urls['mds_url']}"
-        rest_url = "{urls['rest_url']}"
+        trade_url = "{urls["trade_url"]}"
+        mds_url = "{urls["mds_url"]}"
+        rest_url = "{urls["rest_url"]}"
         user_id = "{PRIMARY}"
         public_key = "{PUBLIC_KEY}"
         secret = {{ env = "{SECRET_ENV}" }}
 
         [venues.demo.accounts]
         treasury = "primary"
-        """) + accounts + textwrap.dedent(f"""
+        """)
+        + accounts
+        + textwrap.dedent(f"""
 
         [venues.demo.session]
         connect_timeout = 2.0
@@ -335,6 +371,7 @@ def write_config(directory: Path, *, desks: int, vaults: int, seed: int, urls: d
         [bots.audit.plugins.audit]
         use = "soak_audit:Audit"
         """)
+    )
     path = directory / "bots.toml"
     path.write_text(text)
     return path
@@ -371,8 +408,7 @@ class _Windows:
             if last > start:
                 self.closed[account].append((start, last))
 
-    def cut_now(self, accounts: list[str] | None = None, *, in_flight_lost: bool = False
-                ) -> None:
+    def cut_now(self, accounts: list[str] | None = None, *, in_flight_lost: bool = False) -> None:
         """A fault is about to end the current connection of these accounts (None: all).
 
         A sim close is queued behind the frames already queued, so the window ends at the sim's
@@ -383,8 +419,14 @@ class _Windows:
             end = self.delivered_seq(account) if in_flight_lost else self.sim.event_seq(account)
             self._close(account, end)
             self.cut[account] = self.sessions[account].stats.reconnects
-            self.trace[account].append((round(trio.current_time(), 3), "CUT",
-                                        self.cut[account], self.sim.event_seq(account)))
+            self.trace[account].append(
+                (
+                    round(trio.current_time(), 3),
+                    "CUT",
+                    self.cut[account],
+                    self.sim.event_seq(account),
+                )
+            )
 
     def delivered_seq(self, account: str) -> int:
         """Number of the account's latest private event the audit plugin has received."""
@@ -398,8 +440,9 @@ class _Windows:
         """The sim dropped this account's queued frames (slow consumer): forget the window."""
         self.open.pop(account, None)
         self.cut[account] = self.sessions[account].stats.reconnects
-        self.trace[account].append((round(trio.current_time(), 3), "LOST",
-                                    self.cut[account], self.sim.event_seq(account)))
+        self.trace[account].append(
+            (round(trio.current_time(), 3), "LOST", self.cut[account], self.sim.event_seq(account))
+        )
 
     def sample(self) -> None:
         engine = self.sim.engine
@@ -449,8 +492,12 @@ def _watch_sim_closes(windows: _Windows, report: SoakReport) -> Iterator[None]:
         before = self.server_closed
         original_queue(self, item)
         account = getattr(self, "account_id", None)
-        if (not before and self.server_closed and isinstance(self, TradeConnection)
-                and account in windows.sessions):
+        if (
+            not before
+            and self.server_closed
+            and isinstance(self, TradeConnection)
+            and account in windows.sessions
+        ):
             report.sim_closes["slow consumer"] += 1
             windows.lose_now(account)
 
@@ -519,9 +566,18 @@ async def _outside_move(sim: Any, money: _Money, rng: random.Random, report: Soa
     report.outside_moves_in_doubt += in_doubt
 
 
-async def _faults(sim: Any, proxy: FaultProxy, windows: _Windows, accounts: list[str],
-                  seconds: float, rng: random.Random, report: SoakReport, nursery: trio.Nursery,
-                  kinds: Sequence[str], money: _Money) -> None:
+async def _faults(
+    sim: Any,
+    proxy: FaultProxy,
+    windows: _Windows,
+    accounts: list[str],
+    seconds: float,
+    rng: random.Random,
+    report: SoakReport,
+    nursery: trio.Nursery,
+    kinds: Sequence[str],
+    money: _Money,
+) -> None:
     """Inject one random fault of ``kinds`` every ~0.6 s for ``seconds``.
 
     Every kind comes at least once, early; the money edges last in that first round (the
@@ -540,13 +596,18 @@ async def _faults(sim: Any, proxy: FaultProxy, windows: _Windows, accounts: list
         if not kinds:
             continue
         kind = first.pop() if first else rng.choice(kinds)
-        if (kind == "late_landing" and report.faults[kind] and others
-                and end - trio.current_time() < LATE_HOLD[1]):
+        if (
+            kind == "late_landing"
+            and report.faults[kind]
+            and others
+            and end - trio.current_time() < LATE_HOLD[1]
+        ):
             kind = rng.choice(others)
         report.faults[kind] += 1
         if kind in NET_FAULTS:
-            report.net_links_faulted += _network_fault(sim, proxy, windows, NET_FAULTS[kind],
-                                                       accounts, rng)
+            report.net_links_faulted += _network_fault(
+                sim, proxy, windows, NET_FAULTS[kind], accounts, rng
+            )
         elif kind == "drop_one":
             account = rng.choice(accounts)
             windows.cut_now([account])
@@ -560,8 +621,11 @@ async def _faults(sim: Any, proxy: FaultProxy, windows: _Windows, accounts: list
             windows.cut_now([account])
             faults.drop_connections(account)
         elif kind == "fail_rest":
-            faults.fail_next_rest(rng.randint(1, 3), status=rng.choice([429, 500, 502, 503]),
-                                  path=rng.choice([None, "/user/positions", "/user/transfer"]))
+            faults.fail_next_rest(
+                rng.randint(1, 3),
+                status=rng.choice([429, 500, 502, 503]),
+                path=rng.choice([None, "/user/positions", "/user/transfer"]),
+            )
         elif kind == "delay_rest":
             faults.delay_rest(rng.uniform(0.2, REQUEST_TIMEOUT * 2), n=rng.randint(1, 3))
         elif kind == "lose_transfer_response":
@@ -586,8 +650,14 @@ async def _faults(sim: Any, proxy: FaultProxy, windows: _Windows, accounts: list
             faults.send_malformed_frame(rng.choice([None, *accounts]))
 
 
-def _network_fault(sim: Any, proxy: FaultProxy, windows: _Windows, kind: str,
-                   accounts: list[str], rng: random.Random) -> int:
+def _network_fault(
+    sim: Any,
+    proxy: FaultProxy,
+    windows: _Windows,
+    kind: str,
+    accounts: list[str],
+    rng: random.Random,
+) -> int:
     """Apply network fault ``kind`` for 0.5-4 s to one account's trade link (3 in 5), to all
     trade links, or to the market-data link; returns how many links it hit.
 
@@ -599,8 +669,7 @@ def _network_fault(sim: Any, proxy: FaultProxy, windows: _Windows, kind: str,
         return proxy.inject(kind, duration=duration, target="mds")
     chosen = [rng.choice(accounts)] if where == "one" else list(accounts)
     # The sim sees each link from the proxy's upstream address: that finds the account's link.
-    ports = {_peer_port(conn) for conn in list(sim.trade.connections)
-             if conn.account_id in chosen}
+    ports = {_peer_port(conn) for conn in list(sim.trade.connections) if conn.account_id in chosen}
     links = [link for link in proxy.links_of("trade") if link.upstream_local[1] in ports]
     windows.cut_now(chosen, in_flight_lost=True)
     return proxy.inject(kind, duration=duration, links=links)
@@ -652,11 +721,19 @@ class _ErrorLog(logging.Handler):
             self.records.append(f"{record.name}: {message}{detail}")
 
 
-async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int = 4,
-                   vaults: int = 3, trading_transfers: bool = False,
-                   fault_kinds: Sequence[str] = FAULT_KINDS, drop_event: bool = False,
-                   duplicate_transfer: bool = False, unmarked_outside: bool = False
-                   ) -> SoakReport:
+async def run_soak(
+    directory: Path,
+    seconds: float,
+    *,
+    seed: int = 1,
+    desks: int = 4,
+    vaults: int = 3,
+    trading_transfers: bool = False,
+    fault_kinds: Sequence[str] = FAULT_KINDS,
+    drop_event: bool = False,
+    duplicate_transfer: bool = False,
+    unmarked_outside: bool = False,
+) -> SoakReport:
     """Run the soak in ``directory`` for ``seconds`` of faults; returns the report.
 
     Args:
@@ -684,11 +761,21 @@ async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int
     try:
         async with trio.open_nursery() as venue_side:
             sim_urls = await venue_side.start(sim.serve, "127.0.0.1")
-            urls = {"trade_url": await venue_side.start(proxy.front, "trade", sim_urls.trade_url),
-                    "mds_url": await venue_side.start(proxy.front, "mds", sim_urls.mds_url),
-                    "rest_url": sim_urls.rest_url}
-            app = load_config(write_config(directory, desks=desks, vaults=vaults, seed=seed,
-                                           urls=urls, trading_transfers=trading_transfers))
+            urls = {
+                "trade_url": await venue_side.start(proxy.front, "trade", sim_urls.trade_url),
+                "mds_url": await venue_side.start(proxy.front, "mds", sim_urls.mds_url),
+                "rest_url": sim_urls.rest_url,
+            }
+            app = load_config(
+                write_config(
+                    directory,
+                    desks=desks,
+                    vaults=vaults,
+                    seed=seed,
+                    urls=urls,
+                    trading_transfers=trading_transfers,
+                )
+            )
             runtime = Runtime(app, environ={SECRET_ENV: SECRET})
             ids = app.venues["demo"].accounts
             money = _Money([ids[a] for a in _ring(desks, vaults, trading_transfers)], None)
@@ -704,8 +791,18 @@ async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int
                         with trio.fail_after(30):
                             for session in run.sessions.values():
                                 await session.wait_for(ConnectionState.LIVE)
-                        await _faults(sim, proxy, windows, accounts, seconds, rng, report,
-                                      helpers, fault_kinds, money)
+                        await _faults(
+                            sim,
+                            proxy,
+                            windows,
+                            accounts,
+                            seconds,
+                            rng,
+                            report,
+                            helpers,
+                            fault_kinds,
+                            money,
+                        )
                         sim.faults.resume_pulses()
                         proxy.heal()
                         await _recover(runtime, report, money)
@@ -737,12 +834,18 @@ async def run_soak(directory: Path, seconds: float, *, seed: int = 1, desks: int
     for account, trace in windows.trace.items():
         if any(p.startswith(account) for p in report.problems):
             report.problems.append(f"{account}: trace (time, state, reconnects, seq): {trace}")
-    check_money(app.runtime.journal, sim.ledger, report, alerts=errors.alerts,
-                names={i: a for a, i in ids.items()})
+    check_money(
+        app.runtime.journal,
+        sim.ledger,
+        report,
+        alerts=errors.alerts,
+        names={i: a for a, i in ids.items()},
+    )
     if report.late_landings != run.transfers.late_landings:
         report.problems.append(
             f"the journal has {report.late_landings} late landings (failed -> done by reconcile), "
-            f"the transfer service counted {run.transfers.late_landings}")
+            f"the transfer service counted {run.transfers.late_landings}"
+        )
     report.problems.extend(f"error log: {line}" for line in errors.records)
     report.orders_refused_not_live = errors.not_live_orders
     report.mover_outcomes = dict(runtime.hosts["mover"].slots[0].plugin.outcomes)
@@ -763,9 +866,11 @@ def rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _forget_one_delivered(frames: dict[str, Counter[str]],
-                          windows: dict[str, list[tuple[int, int]]],
-                          history: dict[str, dict[int, str]]) -> None:
+def _forget_one_delivered(
+    frames: dict[str, Counter[str]],
+    windows: dict[str, list[tuple[int, int]]],
+    history: dict[str, dict[int, str]],
+) -> None:
     """Test hook: forget one delivered event that the gap check expects (as a lost one)."""
     for account, ranges in windows.items():
         for start, end in ranges:
@@ -780,8 +885,10 @@ def _forget_one_delivered(frames: dict[str, Counter[str]],
 async def _send_one_again(journal: Path, venue: Any) -> None:
     """Test hook: send one transfer the journal says is done once more, behind its back."""
     with sqlite3.connect(journal) as db:
-        row = db.execute("select src, dst, amount from entries where kind = 'transfer' and "
-                         "state = 'done' order by rowid limit 1").fetchone()
+        row = db.execute(
+            "select src, dst, amount from entries where kind = 'transfer' and "
+            "state = 'done' order by rowid limit 1"
+        ).fetchone()
     if row is None:
         raise AssertionError("duplicate_transfer: no done transfer to send twice")
     src, dst, amount = row
@@ -832,8 +939,9 @@ async def _recover(runtime: Runtime, report: SoakReport, money: _Money) -> None:
             held = {h.account for h in await journal.active_holds()}
             if not [e for e in await journal.unresolved() if not {e.src, e.dst} & held]:
                 return
-    report.problems.append("transfers still unresolved 30 s after the faults stopped (on "
-                           "accounts that are not held)")
+    report.problems.append(
+        "transfers still unresolved 30 s after the faults stopped (on accounts that are not held)"
+    )
 
 
 def _collect(runtime: Runtime, sim: Any, windows: _Windows, report: SoakReport) -> None:
@@ -852,9 +960,13 @@ def _collect(runtime: Runtime, sim: Any, windows: _Windows, report: SoakReport) 
         report.private_events_emitted += sim.event_seq(account)
 
 
-def check_delivery(frames: dict[str, Counter[str]], windows: dict[str, list[tuple[int, int]]],
-                   history: dict[str, dict[int, str]], report: SoakReport,
-                   written: dict[str, set[int]] | None = None) -> None:
+def check_delivery(
+    frames: dict[str, Counter[str]],
+    windows: dict[str, list[tuple[int, int]]],
+    history: dict[str, dict[int, str]],
+    report: SoakReport,
+    written: dict[str, set[int]] | None = None,
+) -> None:
     """Every event numbered inside a window (seq start+1..end) that the sim wrote to a socket
     (``written``; None: every numbered event counts) must be among the delivered ``frames`` of
     its account; a missing one is a problem in ``report``."""
@@ -876,12 +988,17 @@ def check_delivery(frames: dict[str, Counter[str]], windows: dict[str, list[tupl
         missing = expected - delivered
         report.private_events_missing += sum(missing.values())
         if missing:
-            seqs = [seq for start, end in ranges for seq in range(start + 1, end + 1)
-                    if history[account].get(seq) in missing]
+            seqs = [
+                seq
+                for start, end in ranges
+                for seq in range(start + 1, end + 1)
+                if history[account].get(seq) in missing
+            ]
             report.problems.append(
                 f"{account}: {sum(missing.values())} private events emitted on a live "
                 f"connection never delivered (seqs {seqs[:20]}, windows {ranges[-20:]}), "
-                f"e.g. {next(iter(missing))[:200]}")
+                f"e.g. {next(iter(missing))[:200]}"
+            )
     report.orders = sum(len(history[a]) for a in history)
 
 
@@ -889,9 +1006,16 @@ Transfer = tuple[str, str, Decimal]
 """(source account, destination account, amount): how the journal and the ledger are compared."""
 
 
-def check_money(journal: Path, ledger: Sequence[Any], report: SoakReport, *,
-                alerts: Sequence[Mapping[str, Any]], names: Mapping[str, str] | None = None,
-                settle: float = TRANSFER_SETTLE, now: float | None = None) -> None:
+def check_money(
+    journal: Path,
+    ledger: Sequence[Any],
+    report: SoakReport,
+    *,
+    alerts: Sequence[Mapping[str, Any]],
+    names: Mapping[str, str] | None = None,
+    settle: float = TRANSFER_SETTLE,
+    now: float | None = None,
+) -> None:
     """Compare the sim's ``ledger`` with the ``journal`` file, per account pair; add the
     figures and every problem to ``report``.
 
@@ -907,15 +1031,22 @@ def check_money(journal: Path, ledger: Sequence[Any], report: SoakReport, *,
     than ``settle`` s (``now``: the wall clock); nothing may be left pending or sent."""
     name = (names or {}).get
     with contextlib.closing(sqlite3.connect(journal)) as db:
-        rows = db.execute("select id, src, dst, amount, state from entries where kind = "
-                          "'transfer' order by rowid").fetchall()
-        holds = db.execute("select account, code, reason, entry_id from holds where "
-                           "released_at is null order by seq").fetchall()
+        rows = db.execute(
+            "select id, src, dst, amount, state from entries where kind = 'transfer' order by rowid"
+        ).fetchall()
+        holds = db.execute(
+            "select account, code, reason, entry_id from holds where "
+            "released_at is null order by seq"
+        ).fetchall()
         report.late_landings = db.execute(
             "select count(*) from events where from_state = 'failed' and to_state = 'done' "
-            "and by = 'reconcile'").fetchone()[0]
-        unknown_since = dict(db.execute("select entry_id, max(at) from events where to_state = "
-                                        "'unknown' group by entry_id").fetchall())
+            "and by = 'reconcile'"
+        ).fetchone()[0]
+        unknown_since = dict(
+            db.execute(
+                "select entry_id, max(at) from events where to_state = 'unknown' group by entry_id"
+            ).fetchall()
+        )
     entries = {row[0]: row for row in rows}
     report.journal_states = Counter(state for *_, state in rows)
     held: dict[str, list[str]] = {}
@@ -924,46 +1055,71 @@ def check_money(journal: Path, ledger: Sequence[Any], report: SoakReport, *,
         report.holds[code] += 1
     own: Counter[Transfer] = Counter((e.src, e.dst, e.amount) for e in ledger if not e.outside)
     done: Counter[Transfer] = Counter(
-        (s, d, Decimal(a)) for _, s, d, a, state in rows if state == "done")
+        (s, d, Decimal(a)) for _, s, d, a, state in rows if state == "done"
+    )
     report.transfers_landed = sum(own.values())
     report.held_posts_landed = sum(1 for e in ledger if e.held_for)
 
     def show(moves: Counter[Transfer]) -> str:
-        return "[" + ", ".join(f"{name(s, s)}->{name(d, d)} {a}" + (f" x{n}" if n > 1 else "")
-                               for (s, d, a), n in sorted(moves.items())) + "]"
+        return (
+            "["
+            + ", ".join(
+                f"{name(s, s)}->{name(d, d)} {a}" + (f" x{n}" if n > 1 else "")
+                for (s, d, a), n in sorted(moves.items())
+            )
+            + "]"
+        )
 
     # An unknown entry touching a held account is never settled automatically while the hold
     # stands, and it refuses every transfer on both its accounts: those are paused too.
-    blocked = {account: f"blocked by unknown entry {i} next to a held account"
-               for i, s, d, _, state in rows if state == "unknown" and (s in held or d in held)
-               for account in (s, d) if account not in held}
+    blocked = {
+        account: f"blocked by unknown entry {i} next to a held account"
+        for i, s, d, _, state in rows
+        if state == "unknown" and (s in held or d in held)
+        for account in (s, d)
+        if account not in held
+    }
     for pair in sorted({frozenset(key[:2]) for key in own | done}, key=sorted):
-        mine, booked = (Counter({k: n for k, n in c.items() if frozenset(k[:2]) == pair})
-                        for c in (own, done))
+        mine, booked = (
+            Counter({k: n for k, n in c.items() if frozenset(k[:2]) == pair}) for c in (own, done)
+        )
         if mine == booked:
             continue
         differ = set(mine - booked) | set(booked - mine)
-        named = [f"{i} {name(s, s)}->{name(d, d)} {a} {state}" for i, s, d, a, state in rows
-                 if (s, d, Decimal(a)) in differ and state not in ("refused", "dry_run")]
+        named = [
+            f"{i} {name(s, s)}->{name(d, d)} {a} {state}"
+            for i, s, d, a, state in rows
+            if (s, d, Decimal(a)) in differ and state not in ("refused", "dry_run")
+        ]
         shown = sorted(name(a, a) for a in pair)
-        text = (f"{' <-> '.join(shown)}: only in the ledger "
-                f"{show(mine - booked)}, only in the journal {show(booked - mine)}; journal "
-                f"entries {named[:10]}")
+        text = (
+            f"{' <-> '.join(shown)}: only in the ledger "
+            f"{show(mine - booked)}, only in the journal {show(booked - mine)}; journal "
+            f"entries {named[:10]}"
+        )
         if all(account in held or account in blocked for account in pair):
             codes = sorted({code for account in pair for code in held.get(account, ())})
             also = sorted({blocked[a] for a in pair if a in blocked})
-            report.explained.append(f"{text}; both accounts paused (held: {', '.join(codes)}"
-                                    + (f"; {'; '.join(also)}" if also else "") + ")")
+            report.explained.append(
+                f"{text}; both accounts paused (held: {', '.join(codes)}"
+                + (f"; {'; '.join(also)}" if also else "")
+                + ")"
+            )
         else:
             loose = sorted(name(a, a) for a in pair if a not in held and a not in blocked)
             report.problems.append(f"journal done != ledger on {text}; not paused: {loose}")
 
-    alerted = {(a.get("entry"), a.get("code")) for a in alerts
-               if str(a.get("message", "")).startswith("account held")}
+    alerted = {
+        (a.get("entry"), a.get("code"))
+        for a in alerts
+        if str(a.get("message", "")).startswith("account held")
+    }
     caught = sum(1 for a in alerts if str(a.get("message", "")).startswith("LATE LANDING"))
     if caught != report.late_landings:
-        report.problems.append(f"{report.late_landings} late landings in the journal, "
-                               f"{caught} LATE LANDING alerts logged")
+        report.problems.append(
+            f"{report.late_landings} late landings in the journal, "
+            f"{caught} LATE LANDING alerts logged"
+        )
     outside_touched = {a for e in ledger if e.outside for a in (e.src, e.dst)}
     held_landed = {(e.src, e.dst, e.amount) for e in ledger if e.held_for}
     held_touched = {a for s, d, _ in held_landed for a in (s, d)}
@@ -977,7 +1133,8 @@ def check_money(journal: Path, ledger: Sequence[Any], report: SoakReport, *,
         elif code == "late_landing" and (entry[1], entry[2], Decimal(entry[3])) not in held_landed:
             report.problems.append(f"{what}: no held transfer POST of that amount landed")
         elif code == "unexplained_deposits" and not (
-                {entry[1], entry[2]} & (outside_touched | held_touched)):
+            {entry[1], entry[2]} & (outside_touched | held_touched)
+        ):
             report.problems.append(f"{what}: no outside move and no held POST touched them")
         elif code not in HOLD_CODES:
             report.problems.append(f"{what}: a hold code the soak does not cause")
@@ -991,8 +1148,9 @@ def check_money(journal: Path, ledger: Sequence[Any], report: SoakReport, *,
             report.unknown_at_end += 1
             age = now - unknown_since.get(entry_id, now)
             if src not in held and dst not in held and age >= settle:
-                report.problems.append(f"{move} unknown for {age:.1f} s on accounts that are "
-                                       f"not held")
+                report.problems.append(
+                    f"{move} unknown for {age:.1f} s on accounts that are not held"
+                )
 
 
 def total_line(reports: list[SoakReport], rss_start: int, rss_end: int) -> str:
@@ -1005,36 +1163,48 @@ def total_line(reports: list[SoakReport], rss_start: int, rss_end: int) -> str:
         holds.update(report.holds)
     problems = sum(len(r.problems) for r in reports)
     seeds = ",".join(str(r.seed) for r in reports)
-    return (f"TOTAL {len(reports)} runs (seeds {seeds}): "
-            f"{'ok' if not problems else f'{problems} PROBLEMS'} "
-            f"{sum(r.seconds for r in reports):g}s faults={sum(faults.values())} "
-            f"{json.dumps(dict(sorted(faults.items())))} "
-            f"reconnects={sum(r.reconnects for r in reports)} private events emitted="
-            f"{sum(r.private_events_emitted for r in reports)} "
-            f"checked={sum(r.private_events_checked for r in reports)} "
-            f"missing={sum(r.private_events_missing for r in reports)} "
-            f"transfers={sum(r.transfers_landed for r in reports)} "
-            f"outside={sum(r.outside_moves for r in reports)} "
-            f"late_landings={sum(r.late_landings for r in reports)} "
-            f"holds={sum(holds.values())} {json.dumps(dict(sorted(holds.items())))} "
-            f"unknown={sum(r.unknown_at_end for r in reports)} "
-            f"explained={sum(len(r.explained) for r in reports)} "
-            f"rss={rss_start}->{rss_end} KiB")
+    return (
+        f"TOTAL {len(reports)} runs (seeds {seeds}): "
+        f"{'ok' if not problems else f'{problems} PROBLEMS'} "
+        f"{sum(r.seconds for r in reports):g}s faults={sum(faults.values())} "
+        f"{json.dumps(dict(sorted(faults.items())))} "
+        f"reconnects={sum(r.reconnects for r in reports)} private events emitted="
+        f"{sum(r.private_events_emitted for r in reports)} "
+        f"checked={sum(r.private_events_checked for r in reports)} "
+        f"missing={sum(r.private_events_missing for r in reports)} "
+        f"transfers={sum(r.transfers_landed for r in reports)} "
+        f"outside={sum(r.outside_moves for r in reports)} "
+        f"late_landings={sum(r.late_landings for r in reports)} "
+        f"holds={sum(holds.values())} {json.dumps(dict(sorted(holds.items())))} "
+        f"unknown={sum(r.unknown_at_end for r in reports)} "
+        f"explained={sum(len(r.explained) for r in reports)} "
+        f"rss={rss_start}->{rss_end} KiB"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=3.0, help="minutes of faults per run")
     parser.add_argument("--runs", type=int, default=1, help="runs in a row, seeds seed..seed+N-1")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the first run (default: a fresh one, printed)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the first run (default: a fresh one, printed)",
+    )
     parser.add_argument("--desks", type=int, default=6, help="trading subaccounts")
     parser.add_argument("--vaults", type=int, default=4, help="transferring subaccounts")
-    parser.add_argument("--trading-transfers", action="store_true",
-                        help="move money between trading desks too (deposit reconciliation)")
+    parser.add_argument(
+        "--trading-transfers",
+        action="store_true",
+        help="move money between trading desks too (deposit reconciliation)",
+    )
     parser.add_argument("--dir", help="work directory (default: a temporary one per run)")
-    parser.add_argument("--json", action="store_true",
-                        help="print every run's full JSON report (always for a failed run)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print every run's full JSON report (always for a failed run)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs: expected a positive number of runs")
@@ -1043,15 +1213,25 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     rss_start = rss_kib()
     for seed in range(first, first + args.runs):
-        print(f"seed={seed}: {args.minutes:g} min of faults "
-              f"(reproduce: python bench/soak.py --seed {seed} --minutes {args.minutes:g})",
-              flush=True)
+        print(
+            f"seed={seed}: {args.minutes:g} min of faults "
+            f"(reproduce: python bench/soak.py --seed {seed} --minutes {args.minutes:g})",
+            flush=True,
+        )
         with tempfile.TemporaryDirectory(prefix="qfexbot-soak-") as tmp:
             directory = Path(args.dir) / f"seed-{seed}" if args.dir else Path(tmp)
             directory.mkdir(parents=True, exist_ok=True)
-            report = trio.run(partial(run_soak, directory, args.minutes * 60, seed=seed,
-                                      desks=args.desks, vaults=args.vaults,
-                                      trading_transfers=args.trading_transfers))
+            report = trio.run(
+                partial(
+                    run_soak,
+                    directory,
+                    args.minutes * 60,
+                    seed=seed,
+                    desks=args.desks,
+                    vaults=args.vaults,
+                    trading_transfers=args.trading_transfers,
+                )
+            )
         reports.append(report)
         if args.json or report.problems:
             print(report.summary())

@@ -16,8 +16,9 @@ from qfexbot import BookEvent, BotContext, Field, FillEvent, hookimpl
 _PLACES = Decimal("0.0001")
 
 
-def imbalance(bids: tuple[tuple[Decimal, Decimal], ...], asks: tuple[tuple[Decimal, Decimal], ...],
-              depth: int) -> tuple[Decimal, Decimal, Decimal] | None:
+def imbalance(
+    bids: tuple[tuple[Decimal, Decimal], ...], asks: tuple[tuple[Decimal, Decimal], ...], depth: int
+) -> tuple[Decimal, Decimal, Decimal] | None:
     """``(bid size, ask size, imbalance)`` over the top ``depth`` levels; None if both empty."""
     bid = sum((size for _, size in bids[:depth]), Decimal(0))
     ask = sum((size for _, size in asks[:depth]), Decimal(0))
@@ -31,8 +32,11 @@ class BookImbalance:
 
     config_schema = {
         "depth": Field("positive_int", default=5, doc="levels per side to sum"),
-        "min_interval": Field("duration", default=5.0,
-                              doc="seconds between two lines of one symbol (0 = every update)"),
+        "min_interval": Field(
+            "duration",
+            default=5.0,
+            doc="seconds between two lines of one symbol (0 = every update)",
+        ),
     }
 
     def __init__(self, config) -> None:
@@ -54,9 +58,21 @@ class BookImbalance:
             bid, ask, value = result
             best_bid = event.bids[0][0] if event.bids else None
             best_ask = event.asks[0][0] if event.asks else None
-            ctx.log.info("imbalance symbol=%s imbalance=%s bid_size=%s ask_size=%s best_bid=%s "
-                         "best_ask=%s", event.symbol, value, bid, ask, best_bid, best_ask)
+            ctx.log.info(
+                "imbalance symbol=%s imbalance=%s bid_size=%s ask_size=%s best_bid=%s best_ask=%s",
+                event.symbol,
+                value,
+                bid,
+                ask,
+                best_bid,
+                best_ask,
+            )
         elif isinstance(event, FillEvent):
-            ctx.log.info("fill account=%s symbol=%s side=%s quantity=%s price=%s",
-                         ctx.alias_of(event.account_id), event.symbol, event.side,
-                         event.quantity, event.price)
+            ctx.log.info(
+                "fill account=%s symbol=%s side=%s quantity=%s price=%s",
+                ctx.alias_of(event.account_id),
+                event.symbol,
+                event.side,
+                event.quantity,
+                event.price,
+            )

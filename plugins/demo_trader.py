@@ -52,4 +52,6 @@ class DemoTrader:
             # Expected while the account's session reconnects: skip this tick.
             ctx.log.info("demo order skipped account=%s: %s", alias, exc)
             return
-        ctx.log.info("demo order account=%s side=%s quantity=%s", alias, side, self.config["quantity"])
+        ctx.log.info(
+            "demo order account=%s side=%s quantity=%s", alias, side, self.config["quantity"]
+        )

@@ -306,7 +306,9 @@ class Rebalancer:
 
     config_schema: ClassVar[dict[str, Field]] = {
         "treasury": Field(
-            "account", default="treasury", doc="account that funds top-ups and receives sweeps",
+            "account",
+            default="treasury",
+            doc="account that funds top-ups and receives sweeps",
             moves_money="shared",
         ),
         "accounts": Field(
@@ -692,8 +694,11 @@ class Rebalancer:
                 if deposits_before is not None:
                     deposit = deposits_before.get(account)
                     seen = self.deposits.get(account)
-                    if deposit is not None and seen is not None and seen != 0 and (
-                        abs(seen - deposit - delta) <= Decimal("0.000001")
+                    if (
+                        deposit is not None
+                        and seen is not None
+                        and seen != 0
+                        and (abs(seen - deposit - delta) <= Decimal("0.000001"))
                     ):
                         continue  # its balance event already arrived
                 self.pending[account] = _Pending(

@@ -109,8 +109,9 @@ def finery_order(
     cloid = None
     if client_order_id is not None:
         if not client_order_id.isdigit() or not 0 < int(client_order_id) < 2**63:
-            raise ActionError("a finery client_order_id is an integer 1 .. 2^63-1, "
-                              f"got {client_order_id!r}")
+            raise ActionError(
+                f"a finery client_order_id is an integer 1 .. 2^63-1, got {client_order_id!r}"
+            )
         cloid = int(client_order_id)
     return {
         "instrument": symbol,
@@ -240,7 +241,9 @@ class RuntimeActions:
         """Publish queued transfer outcomes, in order, until cancelled (a runtime task)."""
         async for event in self._outcomes_out:
             for account in (event.src, event.dst):
-                await self._publish(event.venue, account, dataclasses.replace(event, account_id=account))
+                await self._publish(
+                    event.venue, account, dataclasses.replace(event, account_id=account)
+                )
 
     # -- ActionsBackend ------------------------------------------------------------------
     async def transfer(
@@ -327,7 +330,14 @@ class RuntimeActions:
         await self._send_command(bot, plugin, account_id, "cancel_order", params, kind="cancel")
 
     async def _send_command(
-        self, bot: str, plugin: str, account_id: str, command: str, params: dict[str, Any], *, kind: str
+        self,
+        bot: str,
+        plugin: str,
+        account_id: str,
+        command: str,
+        params: dict[str, Any],
+        *,
+        kind: str,
     ) -> None:
         venue = self._app.bots[bot].venue
         data = {"type": command, "params": {k: _jsonable(v) for k, v in params.items()}}
@@ -335,7 +345,9 @@ class RuntimeActions:
             await self._journal.record_dry_run(
                 bot=bot, plugin=plugin, venue=venue, detail=f"would send {command}", data=data
             )
-            log_event(log, logging.INFO, "dry-run: order not sent", command=command, account=account_id)
+            log_event(
+                log, logging.INFO, "dry-run: order not sent", command=command, account=account_id
+            )
             return
         session = self._session(bot, account_id)
         entry = await self._journal.record_order(
@@ -345,11 +357,19 @@ class RuntimeActions:
             await session.send({"type": command, "params": params})
         except ActionUnavailable as exc:
             # Keep the audit trail true: this intent never reached (or may not have reached) the venue.
-            await self._journal.annotate(entry.id, ("maybe sent: " if exc.maybe_sent else "not sent: ") + str(exc))
+            await self._journal.annotate(
+                entry.id, ("maybe sent: " if exc.maybe_sent else "not sent: ") + str(exc)
+            )
             raise
 
     async def _send_finery(
-        self, bot: str, plugin: str, account_id: str, method: str, args: dict[str, Any], *,
+        self,
+        bot: str,
+        plugin: str,
+        account_id: str,
+        method: str,
+        args: dict[str, Any],
+        *,
         kind: str,
     ) -> None:
         """Journal, then send one Finery request (``add``/``del``) on the account's session."""
@@ -359,7 +379,9 @@ class RuntimeActions:
             await self._journal.record_dry_run(
                 bot=bot, plugin=plugin, venue=venue, detail=f"would send {method}", data=data
             )
-            log_event(log, logging.INFO, "dry-run: order not sent", command=method, account=account_id)
+            log_event(
+                log, logging.INFO, "dry-run: order not sent", command=method, account=account_id
+            )
             return
         session = self._session(bot, account_id)
         await self._journal.record_order(

@@ -23,25 +23,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="stop gracefully after this many seconds")
     run.add_argument("--log-format", choices=["text", "json"], help="override runtime.log_format")
     run.add_argument("--log-level", help="override runtime.log_level")
-    run.add_argument("--record", metavar="DIR",
-                     help="record every raw frame into DIR (overrides runtime.record.dir)")
+    run.add_argument(
+        "--record",
+        metavar="DIR",
+        help="record every raw frame into DIR (overrides runtime.record.dir)",
+    )
 
-    status = sub.add_parser("status", help="sessions, bots, balances and transfers of the "
-                            "running process (asks its ops endpoint)")
+    status = sub.add_parser(
+        "status",
+        help="sessions, bots, balances and transfers of the "
+        "running process (asks its ops endpoint)",
+    )
     status.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
     status.add_argument("--url", help="status URL (default: from runtime.ops_listen)")
     status.add_argument("--json", action="store_true", help="print the status document as JSON")
 
-    replay = sub.add_parser("replay", help="feed a recording through the bots of CONFIG, "
-                            "actions dry, and compare decisions with the live run")
+    replay = sub.add_parser(
+        "replay",
+        help="feed a recording through the bots of CONFIG, "
+        "actions dry, and compare decisions with the live run",
+    )
     replay.add_argument("recording", help="a recording file, or a directory of rotated files")
     replay.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
-    replay.add_argument("--speed", choices=["max", "recorded"], default="max",
-                        help="max: virtual clock, as fast as possible (default); "
-                        "recorded: real time")
-    replay.add_argument("--decisions", metavar="FILE",
-                        help="write decisions as JSON lines to FILE instead of stdout")
-    replay.add_argument("--log-format", choices=["text", "json"], help="override runtime.log_format")
+    replay.add_argument(
+        "--speed",
+        choices=["max", "recorded"],
+        default="max",
+        help="max: virtual clock, as fast as possible (default); recorded: real time",
+    )
+    replay.add_argument(
+        "--decisions",
+        metavar="FILE",
+        help="write decisions as JSON lines to FILE instead of stdout",
+    )
+    replay.add_argument(
+        "--log-format", choices=["text", "json"], help="override runtime.log_format"
+    )
     replay.add_argument("--log-level", help="override runtime.log_level")
 
     check = sub.add_parser("check", help="validate CONFIG and its plugins")
@@ -53,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="run the local exchange simulator")
     sim.add_argument("--config", help="SIM.toml (default: built-in demo configuration)")
     sim.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sim.add_argument("--venue", default="qfex", choices=["qfex", "finery"], help="venue to simulate")
+    sim.add_argument(
+        "--venue", default="qfex", choices=["qfex", "finery"], help="venue to simulate"
+    )
 
     journal = sub.add_parser(
         "journal",
@@ -85,8 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     accept = sub.add_parser("journal-accept-restore", prog="qfexbot journal accept-restore")
     accept.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
-    accept.add_argument("--reason", default="restored journal checked by operator",
-                        help="why the restored journal is accepted (kept in its meta table)")
+    accept.add_argument(
+        "--reason",
+        default="restored journal checked by operator",
+        help="why the restored journal is accepted (kept in its meta table)",
+    )
 
     pause = sub.add_parser("pause", help="pause all money movement (kill switch)")
     pause.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
@@ -99,12 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     new_plugin.add_argument("name", help="plugin name: lower-case letters, digits, underscores")
     new_plugin.add_argument(
-        "--dir", help="where to write: plugin module dir (default plugins), or with --package "
-        "the parent of the package directory (default .)"
+        "--dir",
+        help="where to write: plugin module dir (default plugins), or with --package "
+        "the parent of the package directory (default .)",
     )
     new_plugin.add_argument("--tests", default="tests", help="test directory (default tests)")
     new_plugin.add_argument(
-        "--package", action="store_true",
+        "--package",
+        action="store_true",
         help="an installable package (src layout, qfexbot.plugins entry point)",
     )
     return parser
@@ -137,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["journal"] and argv[1:2] in (
-        ["resolve"], ["release"], ["backup"], ["accept-restore"]
+        ["resolve"],
+        ["release"],
+        ["backup"],
+        ["accept-restore"],
     ):
         argv = [f"journal-{argv[1]}", *argv[2:]]
     args = build_parser().parse_args(argv)
@@ -175,10 +202,10 @@ def _main(argv: list[str] | None) -> int:
         from qfexbot.replay import replay_command
 
         app = _load(args.config)
-        configure_logging(args.log_level or app.runtime.log_level,
-                          args.log_format or app.runtime.log_format)
-        return replay_command(app, args.recording, speed=args.speed,
-                              decisions_out=args.decisions)
+        configure_logging(
+            args.log_level or app.runtime.log_level, args.log_format or app.runtime.log_format
+        )
+        return replay_command(app, args.recording, speed=args.speed, decisions_out=args.decisions)
     if args.command == "check":
         from qfexbot.runtime import check_command
 
@@ -187,8 +214,15 @@ def _main(argv: list[str] | None) -> int:
         from qfexbot.runtime import plugins_command
 
         return plugins_command(_load(args.config))
-    if args.command in ("journal", "journal-resolve", "journal-release", "journal-backup",
-                        "journal-accept-restore", "pause", "resume"):
+    if args.command in (
+        "journal",
+        "journal-resolve",
+        "journal-release",
+        "journal-backup",
+        "journal-accept-restore",
+        "pause",
+        "resume",
+    ):
         from qfexbot.journal_cli import JournalCommandError
 
         try:
@@ -217,13 +251,19 @@ def _journal_command(args: argparse.Namespace) -> int:
     elif args.command == "journal-release":
         tables = {name: dict(v.accounts) for name, v in app.venues.items()}
         account_id = journal_cli.account_for_release(args.account, tables)
-        print(journal_cli.journal_release(app.runtime.journal, args.account,
-                                          {args.account: account_id}))
+        print(
+            journal_cli.journal_release(
+                app.runtime.journal, args.account, {args.account: account_id}
+            )
+        )
     elif args.command == "journal-backup":
         print(journal_cli.journal_backup(app.runtime.journal, args.path, overwrite=args.force))
     elif args.command == "journal-accept-restore":
-        print(journal_cli.journal_accept_restore(app.runtime.journal, args.reason,
-                                                 app.runtime.state_dir))
+        print(
+            journal_cli.journal_accept_restore(
+                app.runtime.journal, args.reason, app.runtime.state_dir
+            )
+        )
     elif args.command == "pause":
         print(journal_cli.pause(app.runtime.kill_switch_file, args.reason))
     else:

@@ -75,22 +75,36 @@ RECORD_MAX_BYTES = 64 * 1024 * 1024
 PRIVATE_CHANNELS = ("order_responses", "fills", "positions", "balances", "stop_orders")
 DEFAULT_PRIVATE_CHANNELS = ("order_responses", "fills", "positions", "balances")
 MARKET_DATA_CHANNELS = (
-    "level2", "bbo", "trade", "mark_price", "candle", "funding", "underlier",
-    "open_interest", "minmax_price", "market_stats",
+    "level2",
+    "bbo",
+    "trade",
+    "mark_price",
+    "candle",
+    "funding",
+    "underlier",
+    "open_interest",
+    "minmax_price",
+    "market_stats",
 )
-VENUE_DEFAULT_URLS: Mapping[str, Mapping[str, str]] = MappingProxyType({
-    "qfex": MappingProxyType({
-        "trade_url": "wss://trade.qfex.com/",
-        "mds_url": "wss://mds.qfex.com/",
-        "rest_url": "https://api.qfex.com",
-    }),
-    # Finery has one WebSocket for everything: mds_url is the same socket and not configurable.
-    "finery": MappingProxyType({
-        "trade_url": "wss://trade.finerymarkets.com/ws",
-        "mds_url": "wss://trade.finerymarkets.com/ws",
-        "rest_url": "https://trade.finerymarkets.com",
-    }),
-})
+VENUE_DEFAULT_URLS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "qfex": MappingProxyType(
+            {
+                "trade_url": "wss://trade.qfex.com/",
+                "mds_url": "wss://mds.qfex.com/",
+                "rest_url": "https://api.qfex.com",
+            }
+        ),
+        # Finery has one WebSocket for everything: mds_url is the same socket and not configurable.
+        "finery": MappingProxyType(
+            {
+                "trade_url": "wss://trade.finerymarkets.com/ws",
+                "mds_url": "wss://trade.finerymarkets.com/ws",
+                "rest_url": "https://trade.finerymarkets.com",
+            }
+        ),
+    }
+)
 FINERY_PRIVATE_CHANNELS = ("order_responses", "fills", "positions", "balances")
 """Private channels a ``kind = "finery"`` venue supports (its feeds O, O, K and L)."""
 FINERY_MARKET_DATA_CHANNELS = ("level2",)
@@ -364,7 +378,10 @@ def _path(base_dir: Path) -> Callable[[_Errors, Any, str], Any]:
 
 
 def _list(
-    item: Callable[[_Errors, Any, str], Any], what: str, *, unique: bool = True,
+    item: Callable[[_Errors, Any, str], Any],
+    what: str,
+    *,
+    unique: bool = True,
     non_empty: bool = False,
 ) -> Callable[[_Errors, Any, str], Any]:
     """An array whose items pass ``item``; duplicates (and emptiness if asked) are errors."""
@@ -386,8 +403,11 @@ def _list(
             marker = (type(converted), converted)
             if unique and isinstance(converted, Hashable):
                 if marker in first_at:
-                    err.add(item_path, f"expected each item once, got {_show(raw)} again"
-                            f" (first at {path}[{first_at[marker]}])")
+                    err.add(
+                        item_path,
+                        f"expected each item once, got {_show(raw)} again"
+                        f" (first at {path}[{first_at[marker]}])",
+                    )
                     ok = False
                     continue
                 first_at[marker] = i
@@ -413,8 +433,13 @@ class _Table:
     def has(self, key: str) -> bool:
         return key in self.data
 
-    def get(self, key: str, convert: Callable[[_Errors, Any, str], Any], default: Any = _INVALID,
-            what: str | None = None) -> Any:
+    def get(
+        self,
+        key: str,
+        convert: Callable[[_Errors, Any, str], Any],
+        default: Any = _INVALID,
+        what: str | None = None,
+    ) -> Any:
         """The converted value of ``key``; ``default`` if absent, or a missing-key error when
         there is no default (``what`` then describes the expected value)."""
         path = _key(self.path, key)
@@ -467,7 +492,8 @@ class SecretRef:
             value = env.get(self.target)
             if value is None:
                 raise ConfigError(
-                    [f"{self.key_path}: environment variable {self.target} is not set"])
+                    [f"{self.key_path}: environment variable {self.target} is not set"]
+                )
             if not value.strip():
                 raise ConfigError([f"{self.key_path}: environment variable {self.target} is empty"])
             return Secret(value.strip(), source=f"env:{self.target}")
@@ -484,10 +510,14 @@ class SecretRef:
         if not stat.S_ISREG(mode):
             raise ConfigError([f"{where} is not a regular file"])
         if mode & 0o077 and env.get(INSECURE_SECRET_FILES_ENV) != "1":
-            raise ConfigError([
-                (f"{where} is readable or writable by group/others (mode {stat.S_IMODE(mode):04o});"
-                f" run `chmod 600 {self.target}` or set {INSECURE_SECRET_FILES_ENV}=1")
-            ])
+            raise ConfigError(
+                [
+                    (
+                        f"{where} is readable or writable by group/others (mode {stat.S_IMODE(mode):04o});"
+                        f" run `chmod 600 {self.target}` or set {INSECURE_SECRET_FILES_ENV}=1"
+                    )
+                ]
+            )
         try:
             with open(self.target, "rb") as handle:
                 data = handle.read()
@@ -513,8 +543,11 @@ def _secret_ref(base_dir: Path, *, allow_inline: bool, inline_hint: str = "") ->
             if not value.strip():
                 return err.add(path, "expected a non-empty string, got an empty string")
             if not allow_inline:
-                return err.add(path, f"inline secrets are not allowed{inline_hint}; use"
-                               ' {env = "NAME"} or {file = "path"}')
+                return err.add(
+                    path,
+                    f"inline secrets are not allowed{inline_hint}; use"
+                    ' {env = "NAME"} or {file = "path"}',
+                )
             return SecretRef("inline", "", path, Secret(value.strip(), source=f"inline:{path}"))
         if isinstance(value, dict):
             if len(value) == 1 and "env" in value:
@@ -529,13 +562,15 @@ def _secret_ref(base_dir: Path, *, allow_inline: bool, inline_hint: str = "") ->
                 return err.expected(_key(path, "file"), "a path (string)", value["file"])
             if not value:
                 return err.add(
-                    path, 'expected {env = "NAME"} or {file = "path"}, got an empty table')
+                    path, 'expected {env = "NAME"} or {file = "path"}, got an empty table'
+                )
             if "env" in value and "file" in value:
                 return err.add(path, 'expected {env = "NAME"} or {file = "path"}, not both')
             err.unknown_keys(value, path, ("env", "file"))
             return _INVALID
-        return err.add(path, 'expected a string, {env = "NAME"} or {file = "path"}, got '
-                       + _type_name(value))
+        return err.add(
+            path, 'expected a string, {env = "NAME"} or {file = "path"}, got ' + _type_name(value)
+        )
 
     return check
 
@@ -749,12 +784,33 @@ class AppConfig:
 # Parsing
 
 _TOP_KEYS = ("runtime", "venues", "bots")
-_RUNTIME_KEYS = ("journal", "log_level", "log_format", "plugin_dirs", "kill_switch_file", "dry_run",
-                 "record", "ops_listen", "state_dir")
+_RUNTIME_KEYS = (
+    "journal",
+    "log_level",
+    "log_format",
+    "plugin_dirs",
+    "kill_switch_file",
+    "dry_run",
+    "record",
+    "ops_listen",
+    "state_dir",
+)
 _RECORD_KEYS = ("dir", "max_bytes")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-_VENUE_KEYS = ("kind", "simulator", "trade_url", "mds_url", "rest_url", "user_id", "public_key",
-               "secret", "jwt", "accounts", "session", "sim")
+_VENUE_KEYS = (
+    "kind",
+    "simulator",
+    "trade_url",
+    "mds_url",
+    "rest_url",
+    "user_id",
+    "public_key",
+    "secret",
+    "jwt",
+    "accounts",
+    "session",
+    "sim",
+)
 _SESSION_KEYS = tuple(f.name for f in dataclasses.fields(SessionSettings))
 _SIM_KEYS = ("pulse_interval", "seed", "deposits", "symbols")
 _BOT_KEYS = ("venue", "accounts", "channels", "market_data", "dry_run", "limits", "plugins")
@@ -798,8 +854,11 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
     return parse_config(data, file, file.resolve().parent)
 
 
-def parse_config(data: dict[str, Any], path: str | os.PathLike[str] | None = None,
-                 base_dir: str | os.PathLike[str] | None = None) -> AppConfig:
+def parse_config(
+    data: dict[str, Any],
+    path: str | os.PathLike[str] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> AppConfig:
     """Validate an already-parsed bots.toml table.
 
     Args:
@@ -866,8 +925,11 @@ def _loopback_address(err: _Errors, value: Any, path: str) -> Any:
         return err.expected(path, 'a "host:port" address such as "127.0.0.1:9187"', value)
     host = match.group(1)
     if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
-        return err.add(path, f"the ops endpoint is unauthenticated and must listen on a loopback "
-                             f"address (127.0.0.1, ::1 or localhost), got {_show(host)}")
+        return err.add(
+            path,
+            f"the ops endpoint is unauthenticated and must listen on a loopback "
+            f"address (127.0.0.1, ::1 or localhost), got {_show(host)}",
+        )
     return host, int(match.group(2))
 
 
@@ -883,12 +945,16 @@ def _named_tables(err: _Errors, top: _Table, key: str, what: str) -> dict[str, A
         return {}
     if not section:
         err.add(key, f"expected at least one [{key}.NAME] table of {what}, got an empty table")
-    return {name: value for name, value in section.items()
-            if _name(err, name, _key(key, name)) is not _INVALID}
+    return {
+        name: value
+        for name, value in section.items()
+        if _name(err, name, _key(key, name)) is not _INVALID
+    }
 
 
-def _parse_venues(err: _Errors, top: _Table, base: Path
-                  ) -> tuple[dict[str, VenueConfig] | None, dict[str, tuple[str, ...] | None]]:
+def _parse_venues(
+    err: _Errors, top: _Table, base: Path
+) -> tuple[dict[str, VenueConfig] | None, dict[str, tuple[str, ...] | None]]:
     """The venues (None when [venues] itself is missing or not a table, so that bots are not
     checked against an unknown set), and per venue its declared aliases (None likewise when
     its [accounts] is not a table)."""
@@ -948,25 +1014,39 @@ def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
         # Every kind has a default for every URL; with an invalid kind (already reported)
         # an absent URL is simply unknown.
         key: table.get(key, _url(schemes), defaults.get(key))
-        for key, schemes in (("trade_url", ("ws", "wss")), ("mds_url", ("ws", "wss")),
-                             ("rest_url", ("http", "https")))
+        for key, schemes in (
+            ("trade_url", ("ws", "wss")),
+            ("mds_url", ("ws", "wss")),
+            ("rest_url", ("http", "https")),
+        )
     }
     if simulator is not True:
         for key, url in urls.items():
             if isinstance(url, str) and not _secure_or_loopback(url):
-                err.add(_key(path, key), f"expected a {url.split(':', 1)[0]}s:// URL (TLS) for a"
-                        f" real venue, got {_show(url)}; plain ws:// and http:// are only allowed"
-                        " for loopback hosts (127.0.0.1, ::1, localhost)")
+                err.add(
+                    _key(path, key),
+                    f"expected a {url.split(':', 1)[0]}s:// URL (TLS) for a"
+                    f" real venue, got {_show(url)}; plain ws:// and http:// are only allowed"
+                    " for loopback hosts (127.0.0.1, ::1, localhost)",
+                )
     finery = kind == "finery"
     if finery and table.has("mds_url"):
-        err.add(_key(path, "mds_url"), 'not used by kind "finery" (one WebSocket, trade_url,'
-                " carries market data too)")
+        err.add(
+            _key(path, "mds_url"),
+            'not used by kind "finery" (one WebSocket, trade_url, carries market data too)',
+        )
     if finery:
         urls["mds_url"] = urls["trade_url"]
     account = _client_id if finery else _uuid
-    user_id = table.get("user_id", account, what=(
-        "the Finery client id of the API key (a positive integer)" if finery
-        else "the primary account UUID, which is the user id"))
+    user_id = table.get(
+        "user_id",
+        account,
+        what=(
+            "the Finery client id of the API key (a positive integer)"
+            if finery
+            else "the primary account UUID, which is the user id"
+        ),
+    )
     allow_inline = simulator is True
     hint = " unless simulator = true"
     credential = _secret_ref(base, allow_inline=allow_inline, inline_hint=hint)
@@ -976,8 +1056,10 @@ def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
     if table.valid:
         present = {k for k in ("public_key", "secret", "jwt") if k in table.data}
         if finery and "jwt" in present:
-            err.add(_key(path, "jwt"), 'not available for kind "finery" (use public_key = the'
-                    " EFX key, and secret)")
+            err.add(
+                _key(path, "jwt"),
+                'not available for kind "finery" (use public_key = the EFX key, and secret)',
+            )
         elif "jwt" in present and present & {"public_key", "secret"}:
             err.add(_key(path, "jwt"), "expected either jwt or public_key/secret, not both")
         elif present == {"public_key"}:
@@ -993,10 +1075,28 @@ def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
         if simulator is False:
             err.add(_key(path, "sim"), "only allowed when simulator = true")
         else:
-            sim = _parse_sim(err, table.data["sim"], _key(path, "sim"), accounts,
-                             FINERY_SIM_KEYS if finery else _SIM_KEYS)
-    return VenueConfig(name, kind, simulator, urls["trade_url"], urls["mds_url"], urls["rest_url"],
-                       user_id, public_key, secret, jwt, MappingProxyType(accounts), session, sim)
+            sim = _parse_sim(
+                err,
+                table.data["sim"],
+                _key(path, "sim"),
+                accounts,
+                FINERY_SIM_KEYS if finery else _SIM_KEYS,
+            )
+    return VenueConfig(
+        name,
+        kind,
+        simulator,
+        urls["trade_url"],
+        urls["mds_url"],
+        urls["rest_url"],
+        user_id,
+        public_key,
+        secret,
+        jwt,
+        MappingProxyType(accounts),
+        session,
+        sim,
+    )
 
 
 def _check_shared_accounts(err: _Errors, venues: Mapping[str, VenueConfig]) -> None:
@@ -1020,21 +1120,28 @@ def _check_shared_accounts(err: _Errors, venues: Mapping[str, VenueConfig]) -> N
             path = _key(_key(_key("venues", name), "accounts"), alias)
             first = owners.setdefault((venue.kind, account), path)
             if first != path:
-                err.add(path, f"expected an account no other venue table declares, got account "
-                        f"{account}, also declared as {first} (whatever each table's user_id):"
-                        " two tables would each move and reconcile money on it and can repeat"
-                        " a transfer; declare each account in one table only")
+                err.add(
+                    path,
+                    f"expected an account no other venue table declares, got account "
+                    f"{account}, also declared as {first} (whatever each table's user_id):"
+                    " two tables would each move and reconcile money on it and can repeat"
+                    " a transfer; declare each account in one table only",
+                )
 
 
-def _parse_accounts(err: _Errors, venue: _Table, user_id: Any,
-                    account_id: Callable[[_Errors, Any, str], Any] = _uuid) -> dict[str, Any]:
+def _parse_accounts(
+    err: _Errors,
+    venue: _Table,
+    user_id: Any,
+    account_id: Callable[[_Errors, Any, str], Any] = _uuid,
+) -> dict[str, Any]:
     """alias -> account id (or _INVALID when the value was bad: the alias still counts as
     declared). ``account_id`` converts one id (a UUID, or a Finery client id)."""
     path = _key(venue.path, "accounts")
     data = venue.data.get("accounts", {})
     what = "account UUID" if account_id is _uuid else "client id"
     if not isinstance(data, dict):
-        err.expected(path, f"a table of alias = {what} or \"primary\"", data)
+        err.expected(path, f'a table of alias = {what} or "primary"', data)
         return {}
     accounts: dict[str, Any] = {}
     owner: dict[str, str] = {}
@@ -1053,8 +1160,11 @@ def _parse_accounts(err: _Errors, venue: _Table, user_id: Any,
             account = err.expected(alias_path, f'{shown} or "primary"', value)
         if account is not _INVALID:
             if account in owner:
-                account = err.add(alias_path, f"expected a unique account, got {_show(value)}"
-                                  f" (same account as alias {owner[account]})")
+                account = err.add(
+                    alias_path,
+                    f"expected a unique account, got {_show(value)}"
+                    f" (same account as alias {owner[account]})",
+                )
             else:
                 owner[account] = alias
         accounts[alias] = account
@@ -1070,13 +1180,20 @@ def _parse_session(err: _Errors, data: Any, path: str) -> SessionSettings:
         values[key] = table.get(key, convert, getattr(defaults, key))
     initial, maximum = values["backoff_initial"], values["backoff_max"]
     if _INVALID not in (initial, maximum) and maximum < initial:
-        err.add(_key(path, "backoff_max"),
-                f"expected at least backoff_initial ({initial:g}), got {maximum:g}")
+        err.add(
+            _key(path, "backoff_max"),
+            f"expected at least backoff_initial ({initial:g}), got {maximum:g}",
+        )
     return SessionSettings(**values)
 
 
-def _parse_sim(err: _Errors, data: Any, path: str, accounts: Mapping[str, Any],
-               allowed: tuple[str, ...] = _SIM_KEYS) -> Mapping[str, Any]:
+def _parse_sim(
+    err: _Errors,
+    data: Any,
+    path: str,
+    accounts: Mapping[str, Any],
+    allowed: tuple[str, ...] = _SIM_KEYS,
+) -> Mapping[str, Any]:
     table = _Table(err, data, path, allowed)
     sim: dict[str, Any] = {}
     if table.has("pulse_interval"):
@@ -1111,8 +1228,11 @@ def _unknown_alias(alias: Any, accounts: Collection[str]) -> str:
     if not isinstance(alias, str):
         return f"expected an account alias, got {_show(alias)}"
     close = difflib.get_close_matches(alias, list(accounts), n=1, cutoff=0.6)
-    hint = f'did you mean "{close[0]}"?' if close else (
-        "declared: " + ", ".join(accounts) if accounts else "the venue declares no accounts")
+    hint = (
+        f'did you mean "{close[0]}"?'
+        if close
+        else ("declared: " + ", ".join(accounts) if accounts else "the venue declares no accounts")
+    )
     return f"expected an account alias, got {_show(alias)} (not in the venue's accounts; {hint})"
 
 
@@ -1130,51 +1250,75 @@ def _alias_in(accounts: Collection[str] | None) -> Callable[[_Errors, Any, str],
     return check
 
 
-def _parse_bots(err: _Errors, top: _Table, venues: Mapping[str, VenueConfig] | None,
-                venue_aliases: Mapping[str, tuple[str, ...] | None]) -> dict[str, BotConfig]:
-    return {name: _parse_bot(err, name, data, venues, venue_aliases)
-            for name, data in _named_tables(err, top, "bots", "bots").items()}
+def _parse_bots(
+    err: _Errors,
+    top: _Table,
+    venues: Mapping[str, VenueConfig] | None,
+    venue_aliases: Mapping[str, tuple[str, ...] | None],
+) -> dict[str, BotConfig]:
+    return {
+        name: _parse_bot(err, name, data, venues, venue_aliases)
+        for name, data in _named_tables(err, top, "bots", "bots").items()
+    }
 
 
-def _bot_venue(err: _Errors, table: _Table, venues: Mapping[str, VenueConfig] | None,
-               aliases: Mapping[str, tuple[str, ...] | None]) -> tuple[Any, Collection[str] | None]:
+def _bot_venue(
+    err: _Errors,
+    table: _Table,
+    venues: Mapping[str, VenueConfig] | None,
+    aliases: Mapping[str, tuple[str, ...] | None],
+) -> tuple[Any, Collection[str] | None]:
     """The bot's venue name and that venue's aliases (None when they cannot be known)."""
     venue = table.get("venue", _name, what="the name of a [venues.NAME] table")
     if venue is _INVALID or venues is None:
         return venue, None
     if venue not in venues:
         close = difflib.get_close_matches(venue, list(venues), n=1, cutoff=0.6)
-        hint = f'did you mean "{close[0]}"?' if close else (
-            "declared: " + ", ".join(venues) if venues else "no venues are declared")
-        err.add(_key(table.path, "venue"),
-                f"expected the name of a [venues.NAME] table, got {_show(venue)} ({hint})")
+        hint = (
+            f'did you mean "{close[0]}"?'
+            if close
+            else ("declared: " + ", ".join(venues) if venues else "no venues are declared")
+        )
+        err.add(
+            _key(table.path, "venue"),
+            f"expected the name of a [venues.NAME] table, got {_show(venue)} ({hint})",
+        )
         return _INVALID, None
     return venue, aliases[venue]
 
 
-def _parse_bot(err: _Errors, name: str, data: Any, venues: Mapping[str, VenueConfig] | None,
-               venue_aliases: Mapping[str, tuple[str, ...] | None]) -> BotConfig:
+def _parse_bot(
+    err: _Errors,
+    name: str,
+    data: Any,
+    venues: Mapping[str, VenueConfig] | None,
+    venue_aliases: Mapping[str, tuple[str, ...] | None],
+) -> BotConfig:
     path = _key("bots", name)
     table = _Table(err, data, path, _BOT_KEYS)
     venue, aliases = _bot_venue(err, table, venues, venue_aliases)
-    accounts = table.get("accounts", _list(_alias_in(aliases), "account aliases", non_empty=True),
-                         what="an array of account aliases of the bot's venue")
-    channels = table.get("channels", _list(_choice(PRIVATE_CHANNELS), "channel names"),
-                         DEFAULT_PRIVATE_CHANNELS)
+    accounts = table.get(
+        "accounts",
+        _list(_alias_in(aliases), "account aliases", non_empty=True),
+        what="an array of account aliases of the bot's venue",
+    )
+    channels = table.get(
+        "channels", _list(_choice(PRIVATE_CHANNELS), "channel names"), DEFAULT_PRIVATE_CHANNELS
+    )
     market_data = MarketData()
     if table.has("market_data"):
         market_data = _parse_market_data(err, table.data["market_data"], _key(path, "market_data"))
     dry_run = table.get("dry_run", _bool, False)
-    limits = _parse_limits(err, table.data.get("limits", {}), _key(path, "limits"), accounts,
-                           aliases)
+    limits = _parse_limits(
+        err, table.data.get("limits", {}), _key(path, "limits"), accounts, aliases
+    )
     plugins = _parse_plugins(err, table, _key(path, "plugins"))
     if venues is not None and venue in venues and venues[venue].kind == "finery":
         _check_finery_bot(err, table, channels, market_data)
     return BotConfig(name, venue, accounts, channels, market_data, dry_run, limits, plugins)
 
 
-def _check_finery_bot(err: _Errors, table: _Table, channels: Any,
-                      market_data: MarketData) -> None:
+def _check_finery_bot(err: _Errors, table: _Table, channels: Any, market_data: MarketData) -> None:
     """Channels that exist on QFEX but not on Finery are errors for a finery bot."""
     checks = [("channels", channels, FINERY_PRIVATE_CHANNELS)]
     md_channels = market_data.channels
@@ -1185,18 +1329,22 @@ def _check_finery_bot(err: _Errors, table: _Table, channels: Any,
             continue
         for index, value in enumerate(values):
             if value is not _INVALID and value not in supported:
-                err.add(f"{table.path}.{key}[{index}]",
-                        f'{_show(value)} is not available on a kind = "finery" venue'
-                        f" (supported: {', '.join(_show(c) for c in supported)})")
+                err.add(
+                    f"{table.path}.{key}[{index}]",
+                    f'{_show(value)} is not available on a kind = "finery" venue'
+                    f" (supported: {', '.join(_show(c) for c in supported)})",
+                )
 
 
 def _parse_market_data(err: _Errors, data: Any, path: str) -> MarketData:
     table = _Table(err, data, path, _MARKET_DATA_KEYS)
     channel_list = _list(_choice(MARKET_DATA_CHANNELS), "channel names", non_empty=True)
-    channels = table.get("channels", channel_list,
-                         what="an array of market-data channel names")
-    symbols = table.get("symbols", _list(_str, "symbols", non_empty=True),
-                        what='an array of symbols, e.g. ["AAPL-USD"]')
+    channels = table.get("channels", channel_list, what="an array of market-data channel names")
+    symbols = table.get(
+        "symbols",
+        _list(_str, "symbols", non_empty=True),
+        what='an array of symbols, e.g. ["AAPL-USD"]',
+    )
     return MarketData(channels, symbols)
 
 
@@ -1216,19 +1364,25 @@ def _pair(aliases: Collection[str] | None) -> Callable[[_Errors, Any, str], Any]
     return check
 
 
-def _parse_limits(err: _Errors, data: Any, path: str, accounts: Any,
-                  aliases: Collection[str] | None) -> Limits:
+def _parse_limits(
+    err: _Errors, data: Any, path: str, accounts: Any, aliases: Collection[str] | None
+) -> Limits:
     table = _Table(err, data, path, _LIMIT_KEYS)
     defaults = Limits()
     max_transfer = table.get("max_transfer", _positive_number, defaults.max_transfer)
     max_daily = table.get("max_daily", _positive_number, defaults.max_daily)
     if _INVALID not in (max_transfer, max_daily) and max_transfer > max_daily:
-        err.add(_key(path, "max_transfer"),
-                f"expected at most max_daily ({max_daily}), got {max_transfer}")
+        err.add(
+            _key(path, "max_transfer"),
+            f"expected at most max_daily ({max_daily}), got {max_transfer}",
+        )
     if table.has("allowed_pairs"):
         pairs = table.get("allowed_pairs", _list(_pair(aliases), "account alias pairs"))
-        allowed = _INVALID if pairs is _INVALID else frozenset(
-            (a, b) for pair in pairs for a in pair for b in pair if a != b)
+        allowed = (
+            _INVALID
+            if pairs is _INVALID
+            else frozenset((a, b) for pair in pairs for a in pair for b in pair if a != b)
+        )
     elif accounts is _INVALID:
         allowed = _INVALID
     else:
@@ -1261,18 +1415,25 @@ def _parse_plugins(err: _Errors, bot: _Table, path: str) -> tuple[PluginConfig, 
         if not isinstance(options, dict):
             err.expected(plugin_path, "a table of plugin settings", options)
             continue
-        table = _Table(err, {k: v for k, v in options.items() if k in _PLUGIN_RESERVED},
-                       plugin_path, _PLUGIN_RESERVED)
-        plugins.append(PluginConfig(
-            name=name,
-            use=table.get("use", _plugin_use, name),
-            enabled=table.get("enabled", _bool, True),
-            failure_limit=table.get("failure_limit", _positive_int, 5),
-            inbox_size=table.get("inbox_size", _positive_int, 1000),
-            options=MappingProxyType(
-                {k: v for k, v in options.items() if k not in _PLUGIN_RESERVED}),
-            path=plugin_path,
-        ))
+        table = _Table(
+            err,
+            {k: v for k, v in options.items() if k in _PLUGIN_RESERVED},
+            plugin_path,
+            _PLUGIN_RESERVED,
+        )
+        plugins.append(
+            PluginConfig(
+                name=name,
+                use=table.get("use", _plugin_use, name),
+                enabled=table.get("enabled", _bool, True),
+                failure_limit=table.get("failure_limit", _positive_int, 5),
+                inbox_size=table.get("inbox_size", _positive_int, 1000),
+                options=MappingProxyType(
+                    {k: v for k, v in options.items() if k not in _PLUGIN_RESERVED}
+                ),
+                path=plugin_path,
+            )
+        )
     return tuple(plugins)
 
 
@@ -1346,14 +1507,21 @@ def _field_checker(kind: Any, accounts: Collection[str]) -> tuple[str, Callable[
         return "an account alias", _alias_in(accounts)
     if kind == "accounts":
         return "an array of account aliases", _list(_alias_in(accounts), "account aliases")
-    if (isinstance(kind, tuple) and len(kind) == 2 and kind[0] == "choice"
-            and isinstance(kind[1], tuple) and kind[1]):
+    if (
+        isinstance(kind, tuple)
+        and len(kind) == 2
+        and kind[0] == "choice"
+        and isinstance(kind[1], tuple)
+        and kind[1]
+    ):
         return "one of " + ", ".join(_show(c) for c in kind[1]), _choice(kind[1])
     return None
 
 
 def validate_plugin_config(
-    schema: Mapping[str, Field], options: Mapping[str, Any], path: str,
+    schema: Mapping[str, Field],
+    options: Mapping[str, Any],
+    path: str,
     accounts: Collection[str] = (),
 ) -> tuple[MappingProxyType[str, Any], list[str]]:
     """Check a plugin instance's options against its ``config_schema`` and apply defaults.
@@ -1371,8 +1539,11 @@ def validate_plugin_config(
     err = _Errors()
     values: dict[str, Any] = {}
     if not isinstance(schema, Mapping):
-        err.add(path, "plugin schema error: config_schema must be a dict of Field,"
-                f" got {type(schema).__name__}")
+        err.add(
+            path,
+            "plugin schema error: config_schema must be a dict of Field,"
+            f" got {type(schema).__name__}",
+        )
         return MappingProxyType(values), err.items
     accounts = tuple(accounts)
     err.unknown_keys(options, path, [k for k in schema if isinstance(k, str)])
@@ -1387,8 +1558,11 @@ def validate_plugin_config(
         if spec.moves_money is not None and (
             spec.moves_money not in _MONEY_ROLES or spec.kind not in ("account", "accounts")
         ):
-            err.add(key_path, f"plugin schema error: moves_money={spec.moves_money!r} needs "
-                    'an "account" or "accounts" field and "own" or "shared"')
+            err.add(
+                key_path,
+                f"plugin schema error: moves_money={spec.moves_money!r} needs "
+                'an "account" or "accounts" field and "own" or "shared"',
+            )
             continue
         if key in options:
             values[key] = check(err, options[key], key_path)
@@ -1444,12 +1618,14 @@ def money_mover_conflicts(
             plugin_path = paths.get(plugin_name, _key(_key("bots", bot_name), plugin_name))
             for account, path, role in _claims_of(bot, venue, plugin_path, schema, values):
                 claims.setdefault((where, account), []).append(_MoneyClaim(plugin_path, path, role))
-                names.setdefault((where, account), next(
-                    (a for a, i in venue.accounts.items() if i == account), account))
+                names.setdefault(
+                    (where, account),
+                    next((a for a, i in venue.accounts.items() if i == account), account),
+                )
     errors: list[str] = []
     for key, found in claims.items():
         for i, first in enumerate(found):
-            for second in found[i + 1:]:
+            for second in found[i + 1 :]:
                 if first.plugin == second.plugin or first.role == second.role == "shared":
                     continue
                 errors.append(
@@ -1462,12 +1638,18 @@ def money_mover_conflicts(
 
 
 def _claims_of(
-    bot: BotConfig, venue: VenueConfig, plugin_path: str, schema: Mapping[str, Any] | None,
+    bot: BotConfig,
+    venue: VenueConfig,
+    plugin_path: str,
+    schema: Mapping[str, Any] | None,
     values: Mapping[str, Any],
 ) -> list[tuple[str, str, str]]:
     """``(account id, key path, role)`` for every account the plugin's schema declares."""
-    fields = [(k, f) for k, f in (schema or {}).items()
-              if isinstance(f, Field) and f.moves_money in _MONEY_ROLES]
+    fields = [
+        (k, f)
+        for k, f in (schema or {}).items()
+        if isinstance(f, Field) and f.moves_money in _MONEY_ROLES
+    ]
     out: list[tuple[str, str, str]] = []
     default_own = False
     for key, spec in fields:

@@ -94,9 +94,11 @@ class PluginHooks:
         elif names == ("event",):
             call = fn
         else:
+
             def call(event: Event) -> Any:
                 values = {"ctx": ctx, "event": event}
                 return fn(*[values[name] for name in names])
+
         return call, inspect.iscoroutinefunction(fn)
 
 
@@ -131,8 +133,10 @@ class _Runner:
         with log_context(account=account) if account else contextlib.nullcontext():
             log.error("plugin hook failed", exc_info=exc, extra={"fields": fields})
         if slot.consecutive_failures >= slot.failure_limit:
-            self.disable(f"{slot.consecutive_failures} consecutive failures, last in {hook}: "
-                         f"{fields['error']}")
+            self.disable(
+                f"{slot.consecutive_failures} consecutive failures, last in {hook}: "
+                f"{fields['error']}"
+            )
 
     def disable(self, reason: str) -> None:
         """Stop delivering to this plugin: unsubscribe, discard its inbox, log once."""
@@ -175,8 +179,13 @@ class _Runner:
         if ok:
             self.timers, problems = _parse_schedules(raw)
             for problem in problems:
-                log_event(log, logging.ERROR, "bad schedule entry ignored",
-                          hook="qfexbot_schedules", problem=problem)
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "bad schedule entry ignored",
+                    hook="qfexbot_schedules",
+                    problem=problem,
+                )
         if not self.hooks.implements("qfexbot_event"):
             # Nothing would ever consume the inbox: do not let it fill and block publishers.
             slot.inbox.close()
@@ -234,8 +243,13 @@ class _Runner:
         while not inbox.closed:
             await trio.sleep_until(next_at)
             await inbox.put(
-                TimerEvent(venue=ctx.venue, account_id="", received_at=time.time(), name=name,
-                           interval=interval)
+                TimerEvent(
+                    venue=ctx.venue,
+                    account_id="",
+                    received_at=time.time(),
+                    name=name,
+                    interval=interval,
+                )
             )
             now = trio.current_time()
             next_at += interval
@@ -292,8 +306,9 @@ class Dispatcher:
                 timers = trio.CancelScope()
                 for runner in self._runners:
                     if runner.started and not runner.slot.disabled:
-                        nursery.start_soon(self._in_context, runner, runner.run_events,
-                                           self.checkpoint_every)
+                        nursery.start_soon(
+                            self._in_context, runner, runner.run_events, self.checkpoint_every
+                        )
                 nursery.start_soon(self._run_timers, timers)
                 task_status.started()
                 await self._stop.wait()
@@ -302,10 +317,16 @@ class Dispatcher:
                     runner.slot.inbox.close()
                 nursery.cancel_scope.deadline = trio.current_time() + self.drain_timeout
             if nursery.cancel_scope.cancelled_caught:
-                left = {r.slot.name: r.slot.inbox.depth for r in self._runners
-                        if r.slot.inbox.depth}
-                log_event(log, logging.WARNING, "drain timed out, events not delivered",
-                          bot=self.host.bot, left=left)
+                left = {
+                    r.slot.name: r.slot.inbox.depth for r in self._runners if r.slot.inbox.depth
+                }
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "drain timed out, events not delivered",
+                    bot=self.host.bot,
+                    left=left,
+                )
         finally:
             with trio.CancelScope(shield=True):
                 for runner in self._runners:
@@ -324,8 +345,9 @@ class Dispatcher:
                 for runner in self._runners:
                     if runner.started and not runner.slot.disabled:
                         for name, interval in runner.timers:
-                            nursery.start_soon(self._in_context, runner, runner.run_timer,
-                                               name, interval)
+                            nursery.start_soon(
+                                self._in_context, runner, runner.run_timer, name, interval
+                            )
 
 
 def _describe(exc: BaseException) -> str:
@@ -350,10 +372,15 @@ def _parse_schedules(raw: Any) -> tuple[list[tuple[str, float]], list[str]]:
             problems.append(f"timer name must be a non-empty string, got {name!r}")
         elif name in names:
             problems.append(f"duplicate timer name {name!r}")
-        elif (isinstance(interval, bool) or not isinstance(interval, (int, float, Decimal))
-              or not math.isfinite(interval) or interval <= 0):
-            problems.append(f"timer {name!r}: interval must be a positive number of seconds, "
-                            f"got {interval!r}")
+        elif (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float, Decimal))
+            or not math.isfinite(interval)
+            or interval <= 0
+        ):
+            problems.append(
+                f"timer {name!r}: interval must be a positive number of seconds, got {interval!r}"
+            )
         else:
             names.add(name)
             timers.append((name, float(interval)))

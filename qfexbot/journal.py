@@ -159,8 +159,10 @@ class BudgetExceeded(Exception):
     """
 
     def __init__(self, spent: Decimal, limit: Decimal, amount: Decimal) -> None:
-        super().__init__(f"amount {amount} would bring the rolling 24 h total to {spent + amount}, "
-                         f"over max_daily {limit} (already {spent} in the last 24 h)")
+        super().__init__(
+            f"amount {amount} would bring the rolling 24 h total to {spent + amount}, "
+            f"over max_daily {limit} (already {spent} in the last 24 h)"
+        )
         self.spent, self.limit, self.amount = spent, limit, amount
 
 
@@ -305,9 +307,16 @@ class Hold:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"seq": self.seq, "venue": self.venue, "account": self.account, "code": self.code,
-                "reason": self.reason, "entry_id": self.entry_id, "created_at": self.created_at,
-                "released_at": self.released_at}
+        return {
+            "seq": self.seq,
+            "venue": self.venue,
+            "account": self.account,
+            "code": self.code,
+            "reason": self.reason,
+            "entry_id": self.entry_id,
+            "created_at": self.created_at,
+            "released_at": self.released_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +392,11 @@ class Journal(Protocol):
         ...
 
     async def resolve(
-        self, entry_id: str, applied: bool, by: str, detail: str = "",
+        self,
+        entry_id: str,
+        applied: bool,
+        by: str,
+        detail: str = "",
         watch_from: tuple[Decimal, Decimal] | None = None,
     ) -> Entry:
         """pending|sent|unknown -> done (applied) or failed, recording who decided.
@@ -512,16 +525,19 @@ class Journal(Protocol):
     # -- account holds and the late-landing watch (see qfexbot.transfers) --------------------
 
     async def place_hold(
-        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None,
+        self,
+        venue: str,
+        account: str,
+        code: str,
+        reason: str,
+        entry_id: str | None = None,
         owner: str | None = None,
     ) -> Hold:
         """Pause all money movement on ``account`` (of venue user ``owner``) until an operator
         releases it (durable); ``venue`` is the display name of the venue table that placed it."""
         ...
 
-    async def active_holds(
-        self, venue: str | None = None, owner: str | None = None
-    ) -> list[Hold]:
+    async def active_holds(self, venue: str | None = None, owner: str | None = None) -> list[Hold]:
         """Holds not released yet, oldest first (of ``owner`` when given: keyed by the venue
         user id, so a renamed venue table still sees them)."""
         ...
@@ -556,8 +572,14 @@ class Journal(Protocol):
         ...
 
     async def record_late_landing(
-        self, entry_id: str, by: str, detail: str, venue: str, owner: str | None,
-        last_src: Decimal, last_dst: Decimal,
+        self,
+        entry_id: str,
+        by: str,
+        detail: str,
+        venue: str,
+        owner: str | None,
+        last_src: Decimal,
+        last_dst: Decimal,
     ) -> tuple[Entry, list[Hold]]:
         """One transaction: failed -> done (a transfer concluded "not applied" was later seen
         to land), a ``late_landing`` hold on both its accounts (unless one is active) and its
@@ -654,7 +676,9 @@ _COLUMNS = (
 
 # Columns added after the first release: (name, type), added with ALTER TABLE when missing.
 _ADDED_COLUMNS = (
-    ("src_deposit_before", "TEXT"), ("dst_deposit_before", "TEXT"), ("owner", "TEXT"),
+    ("src_deposit_before", "TEXT"),
+    ("dst_deposit_before", "TEXT"),
+    ("owner", "TEXT"),
 )
 
 
@@ -788,8 +812,11 @@ class SqliteStore:
         allowed_from: Iterable[str] | None = None,
         by: str | None = None,
     ) -> Entry:
-        return self._write(lambda db: self._transition_in(
-            db, entry_id, to_state, detail, allowed_from=allowed_from, by=by))
+        return self._write(
+            lambda db: self._transition_in(
+                db, entry_id, to_state, detail, allowed_from=allowed_from, by=by
+            )
+        )
 
     def _transition_in(
         self,
@@ -918,7 +945,11 @@ class SqliteStore:
         return self._transition(entry_id, TransferState.UNKNOWN, detail)
 
     def resolve(
-        self, entry_id: str, applied: bool, by: str, detail: str = "",
+        self,
+        entry_id: str,
+        applied: bool,
+        by: str,
+        detail: str = "",
         watch_from: tuple[Decimal, Decimal] | None = None,
     ) -> Entry:
         if by not in ("reconcile", "operator"):
@@ -1138,10 +1169,12 @@ class SqliteStore:
     ) -> list[Entry]:
         # A row reconciled "not applied" and still watched may yet land: it counts too.
         marks = ", ".join("?" for _ in _POSSIBLY_APPLIED)
-        sql = (f"SELECT {_COLUMNS} FROM entries WHERE kind = 'transfer' AND created_at >= ? "
-               f"AND (state IN ({marks}) OR (state = 'failed' AND id IN "
-               "(SELECT entry_id FROM watches WHERE state = 'watching'))) "
-               "AND (owner = ? OR owner IS NULL) ORDER BY created_at, rowid")
+        sql = (
+            f"SELECT {_COLUMNS} FROM entries WHERE kind = 'transfer' AND created_at >= ? "
+            f"AND (state IN ({marks}) OR (state = 'failed' AND id IN "
+            "(SELECT entry_id FROM watches WHERE state = 'watching'))) "
+            "AND (owner = ? OR owner IS NULL) ORDER BY created_at, rowid"
+        )
         rows = [_row_to_entry(r) for r in db.execute(sql, (since, *_POSSIBLY_APPLIED, owner))]
         return [e for e in rows if pairs is None or frozenset((e.src, e.dst)) in pairs]
 
@@ -1163,7 +1196,12 @@ class SqliteStore:
     # -- account holds and the late-landing watch --------------------------------------------
 
     def place_hold(
-        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None,
+        self,
+        venue: str,
+        account: str,
+        code: str,
+        reason: str,
+        entry_id: str | None = None,
         owner: str | None = None,
     ) -> Hold:
         return self._write(
@@ -1171,8 +1209,14 @@ class SqliteStore:
         )
 
     def _place_hold(
-        self, db: sqlite3.Connection, venue: str, account: str, code: str, reason: str,
-        entry_id: str | None, owner: str | None,
+        self,
+        db: sqlite3.Connection,
+        venue: str,
+        account: str,
+        code: str,
+        reason: str,
+        entry_id: str | None,
+        owner: str | None,
     ) -> Hold:
         now = self._clock()
         cursor = db.execute(
@@ -1241,13 +1285,15 @@ class SqliteStore:
             for e, v, s, d, a, sd, dd, at, ls, ld in rows
         ]
 
-    def update_watch(
-        self, entry_id: str, state: str, last_src: Decimal, last_dst: Decimal
-    ) -> None:
+    def update_watch(self, entry_id: str, state: str, last_src: Decimal, last_dst: Decimal) -> None:
         self._write(lambda db: self._update_watch(db, entry_id, state, last_src, last_dst))
 
     def _update_watch(
-        self, db: sqlite3.Connection, entry_id: str, state: str, last_src: Decimal,
+        self,
+        db: sqlite3.Connection,
+        entry_id: str,
+        state: str,
+        last_src: Decimal,
         last_dst: Decimal,
     ) -> None:
         if state not in _WATCH_STATES:
@@ -1274,8 +1320,14 @@ class SqliteStore:
         )
 
     def record_late_landing(
-        self, entry_id: str, by: str, detail: str, venue: str, owner: str | None,
-        last_src: Decimal, last_dst: Decimal,
+        self,
+        entry_id: str,
+        by: str,
+        detail: str,
+        venue: str,
+        owner: str | None,
+        last_src: Decimal,
+        last_dst: Decimal,
     ) -> tuple[Entry, list[Hold]]:
         if by not in ("reconcile", "operator"):
             raise ValueError(f"resolved_by must be 'reconcile' or 'operator', got {by!r}")
@@ -1447,9 +1499,14 @@ class SqliteStore:
         except OSError as exc:
             if not self._mark_failed:
                 self._mark_failed = True
-                log_event(_log, logging.ERROR, "journal mark cannot be written: a later restore "
-                          "of an older journal copy may go unnoticed", journal=str(self.path),
-                          error=str(exc))
+                log_event(
+                    _log,
+                    logging.ERROR,
+                    "journal mark cannot be written: a later restore "
+                    "of an older journal copy may go unnoticed",
+                    journal=str(self.path),
+                    error=str(exc),
+                )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1620,7 +1677,11 @@ class SqliteJournal:
         return await self._call("mark_unknown", entry_id, detail)
 
     async def resolve(
-        self, entry_id: str, applied: bool, by: str, detail: str = "",
+        self,
+        entry_id: str,
+        applied: bool,
+        by: str,
+        detail: str = "",
         watch_from: tuple[Decimal, Decimal] | None = None,
     ) -> Entry:
         """See ``Journal.resolve``."""
@@ -1740,15 +1801,18 @@ class SqliteJournal:
     # -- account holds and the late-landing watch --------------------------------------------
 
     async def place_hold(
-        self, venue: str, account: str, code: str, reason: str, entry_id: str | None = None,
+        self,
+        venue: str,
+        account: str,
+        code: str,
+        reason: str,
+        entry_id: str | None = None,
         owner: str | None = None,
     ) -> Hold:
         """See ``Journal.place_hold``."""
         return await self._call("place_hold", venue, account, code, reason, entry_id, owner)
 
-    async def active_holds(
-        self, venue: str | None = None, owner: str | None = None
-    ) -> list[Hold]:
+    async def active_holds(self, venue: str | None = None, owner: str | None = None) -> list[Hold]:
         """See ``Journal.active_holds``."""
         return await self._call("active_holds", venue, owner)
 
@@ -1777,8 +1841,14 @@ class SqliteJournal:
         return await self._call("transfers_after", entry_id, venue, tuple(accounts), owner)
 
     async def record_late_landing(
-        self, entry_id: str, by: str, detail: str, venue: str, owner: str | None,
-        last_src: Decimal, last_dst: Decimal,
+        self,
+        entry_id: str,
+        by: str,
+        detail: str,
+        venue: str,
+        owner: str | None,
+        last_src: Decimal,
+        last_dst: Decimal,
     ) -> tuple[Entry, list[Hold]]:
         """See ``Journal.record_late_landing``."""
         return await self._call(

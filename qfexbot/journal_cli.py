@@ -239,8 +239,11 @@ def _holds_text(holds: list[Hold], names: Mapping[str, str] | None) -> str:
     """The account holds block of ``qfexbot journal`` (empty when there are none)."""
     if not holds:
         return ""
-    lines = ["", f"ACCOUNT HOLDS: money movement is paused on {len(holds)} account hold(s) until "
-             "an operator checks the venue and runs `qfexbot journal release ACCOUNT`:"]
+    lines = [
+        "",
+        f"ACCOUNT HOLDS: money movement is paused on {len(holds)} account hold(s) until "
+        "an operator checks the venue and runs `qfexbot journal release ACCOUNT`:",
+    ]
     for h in holds:
         name = (names or {}).get(h.account, h.account)
         entry = f" (transfer {h.entry_id})" if h.entry_id else ""

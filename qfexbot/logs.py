@@ -83,7 +83,9 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         name = record.name.removeprefix("qfexbot.")
-        parts = [f"{ts}.{int(record.msecs):03d}Z {record.levelname:<5} {name}: {record.getMessage()}"]
+        parts = [
+            f"{ts}.{int(record.msecs):03d}Z {record.levelname:<5} {name}: {record.getMessage()}"
+        ]
         for key, value in _fields_of(record).items():
             text = str(value)
             if not text or any(c in text for c in ' ="'):
@@ -106,7 +108,9 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in _fields_of(record).items():
-            obj.setdefault(key, value if isinstance(value, (int, float, bool, type(None))) else str(value))
+            obj.setdefault(
+                key, value if isinstance(value, (int, float, bool, type(None))) else str(value)
+            )
         if record.exc_info:
             obj["exc"] = self.formatException(record.exc_info)
         return _scrub(json.dumps(obj))

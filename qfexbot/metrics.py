@@ -48,12 +48,18 @@ class RuntimeMetrics:
         self._unresolved: dict[tuple[str, str], int] = {}
         self._holds: dict[str, int] = {}
         self.transfer_outcomes = Counter(
-            "qfexbot_transfer_outcomes", "Transfers by final outcome (done, failed, unknown, "
-            "refused, dry_run).", ["venue", "state"], registry=self.registry)
+            "qfexbot_transfer_outcomes",
+            "Transfers by final outcome (done, failed, unknown, refused, dry_run).",
+            ["venue", "state"],
+            registry=self.registry,
+        )
         self.transfer_latency = Histogram(
-            "qfexbot_transfer_request_seconds", "Duration of the venue's transfer request, "
-            "by outcome of the request (ok, error).", ["venue", "result"],
-            buckets=TRANSFER_LATENCY_BUCKETS, registry=self.registry)
+            "qfexbot_transfer_request_seconds",
+            "Duration of the venue's transfer request, by outcome of the request (ok, error).",
+            ["venue", "result"],
+            buckets=TRANSFER_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_RuntimeCollector(runtime, self))
 
     def timed_sender(self, venue: str, send: SendTransfer) -> SendTransfer:
@@ -124,15 +130,26 @@ class _RuntimeCollector:
         rt = self._runtime
         now = time.time()
         labels = ["venue", "account", "alias"]
-        state = GaugeMetricFamily("qfexbot_session_state", "1 for the session's current state, "
-                                  "0 for the others.", labels=[*labels, "state"])
-        live = GaugeMetricFamily("qfexbot_session_live", "1 while the session is LIVE.", labels=labels)
-        reconnects = CounterMetricFamily("qfexbot_session_reconnects", "Reconnections.", labels=labels)
+        state = GaugeMetricFamily(
+            "qfexbot_session_state",
+            "1 for the session's current state, 0 for the others.",
+            labels=[*labels, "state"],
+        )
+        live = GaugeMetricFamily(
+            "qfexbot_session_live", "1 while the session is LIVE.", labels=labels
+        )
+        reconnects = CounterMetricFamily(
+            "qfexbot_session_reconnects", "Reconnections.", labels=labels
+        )
         frames = CounterMetricFamily("qfexbot_session_frames", "Frames read.", labels=labels)
-        parse_errors = CounterMetricFamily("qfexbot_session_parse_errors", "Malformed frames "
-                                           "ignored.", labels=labels)
-        age = GaugeMetricFamily("qfexbot_session_last_frame_age_seconds", "Seconds since the "
-                                "last frame (absent before the first).", labels=labels)
+        parse_errors = CounterMetricFamily(
+            "qfexbot_session_parse_errors", "Malformed frames ignored.", labels=labels
+        )
+        age = GaugeMetricFamily(
+            "qfexbot_session_last_frame_age_seconds",
+            "Seconds since the last frame (absent before the first).",
+            labels=labels,
+        )
         for venue, account, alias, session in iter_sessions(rt):
             stats = session.stats
             values = [venue, account, alias]
@@ -148,26 +165,48 @@ class _RuntimeCollector:
 
         plabels = ["bot", "plugin"]
         families = {
-            "events_in": CounterMetricFamily("qfexbot_plugin_events_in", "Events accepted into "
-                                             "the plugin's inbox.", labels=plabels),
-            "events_handled": CounterMetricFamily("qfexbot_plugin_events_handled", "Events the "
-                                                  "plugin's event hook finished.", labels=plabels),
-            "failures": CounterMetricFamily("qfexbot_plugin_failures", "Hook calls that raised "
-                                            "or timed out.", labels=plabels),
-            "full_waits": CounterMetricFamily("qfexbot_plugin_inbox_full_waits", "Times a "
-                                              "publisher waited for the full inbox.", labels=plabels),
-            "conflated": CounterMetricFamily("qfexbot_plugin_events_conflated", "Market-data "
-                                             "events replaced by a newer one.", labels=plabels),
-            "dropped": CounterMetricFamily("qfexbot_plugin_events_dropped", "Events discarded "
-                                           "(plugin disabled or closed).", labels=plabels),
-            "depth": GaugeMetricFamily("qfexbot_plugin_inbox_depth", "Events waiting now.",
-                                       labels=plabels),
-            "size": GaugeMetricFamily("qfexbot_plugin_inbox_size", "Inbox capacity.",
-                                      labels=plabels),
-            "high_water": GaugeMetricFamily("qfexbot_plugin_inbox_high_water", "Largest inbox "
-                                            "depth seen.", labels=plabels),
-            "disabled": GaugeMetricFamily("qfexbot_plugin_disabled", "1 once the plugin was "
-                                          "disabled by its circuit breaker.", labels=plabels),
+            "events_in": CounterMetricFamily(
+                "qfexbot_plugin_events_in",
+                "Events accepted into the plugin's inbox.",
+                labels=plabels,
+            ),
+            "events_handled": CounterMetricFamily(
+                "qfexbot_plugin_events_handled",
+                "Events the plugin's event hook finished.",
+                labels=plabels,
+            ),
+            "failures": CounterMetricFamily(
+                "qfexbot_plugin_failures", "Hook calls that raised or timed out.", labels=plabels
+            ),
+            "full_waits": CounterMetricFamily(
+                "qfexbot_plugin_inbox_full_waits",
+                "Times a publisher waited for the full inbox.",
+                labels=plabels,
+            ),
+            "conflated": CounterMetricFamily(
+                "qfexbot_plugin_events_conflated",
+                "Market-data events replaced by a newer one.",
+                labels=plabels,
+            ),
+            "dropped": CounterMetricFamily(
+                "qfexbot_plugin_events_dropped",
+                "Events discarded (plugin disabled or closed).",
+                labels=plabels,
+            ),
+            "depth": GaugeMetricFamily(
+                "qfexbot_plugin_inbox_depth", "Events waiting now.", labels=plabels
+            ),
+            "size": GaugeMetricFamily(
+                "qfexbot_plugin_inbox_size", "Inbox capacity.", labels=plabels
+            ),
+            "high_water": GaugeMetricFamily(
+                "qfexbot_plugin_inbox_high_water", "Largest inbox depth seen.", labels=plabels
+            ),
+            "disabled": GaugeMetricFamily(
+                "qfexbot_plugin_disabled",
+                "1 once the plugin was disabled by its circuit breaker.",
+                labels=plabels,
+            ),
         }
         for bot, host in rt.hosts.items():
             for plugin, stats in host.stats().items():
@@ -175,20 +214,27 @@ class _RuntimeCollector:
                     family.add_metric([bot, plugin], float(stats[key]))
         yield from families.values()
 
-        unresolved = GaugeMetricFamily("qfexbot_journal_unresolved_transfers", "Transfers whose "
-                                       "money may or may not have moved (pending, sent, unknown).",
-                                       labels=["venue", "state"])
+        unresolved = GaugeMetricFamily(
+            "qfexbot_journal_unresolved_transfers",
+            "Transfers whose money may or may not have moved (pending, sent, unknown).",
+            labels=["venue", "state"],
+        )
         counts = self._metrics.unresolved()
         for venue in rt.app.venues:
             for s in ("pending", "sent", "unknown"):
                 unresolved.add_metric([venue, s], counts.get((venue, s), 0))
         yield unresolved
 
-        late = CounterMetricFamily("qfexbot_transfer_late_landings", "Transfers reconciled not "
-                                   "applied that later landed (re-marked done, accounts held).",
-                                   labels=["venue"])
-        holds = GaugeMetricFamily("qfexbot_account_holds", "Account holds no operator has "
-                                  "released yet (money movement paused on them).", labels=["venue"])
+        late = CounterMetricFamily(
+            "qfexbot_transfer_late_landings",
+            "Transfers reconciled not applied that later landed (re-marked done, accounts held).",
+            labels=["venue"],
+        )
+        holds = GaugeMetricFamily(
+            "qfexbot_account_holds",
+            "Account holds no operator has released yet (money movement paused on them).",
+            labels=["venue"],
+        )
         held = self._metrics.holds()
         for venue, run in rt.venues.items():
             if run.transfers is not None:
@@ -197,24 +243,32 @@ class _RuntimeCollector:
         yield late
         yield holds
 
-        balance = GaugeMetricFamily("qfexbot_account_available", "Available balance of the "
-                                    "account's last balance event (for dashboards, not money "
-                                    "logic).", labels=labels)
+        balance = GaugeMetricFamily(
+            "qfexbot_account_available",
+            "Available balance of the "
+            "account's last balance event (for dashboards, not money "
+            "logic).",
+            labels=labels,
+        )
         for (venue, account), event in rt.accounts_view.balances.items():
-            balance.add_metric([venue, account, alias_of(rt, venue, account)], float(event.available))
+            balance.add_metric(
+                [venue, account, alias_of(rt, venue, account)], float(event.available)
+            )
         yield balance
 
-        kill = GaugeMetricFamily("qfexbot_kill_switch_engaged", "1 while the kill switch file "
-                                 "exists (all money movement paused).")
+        kill = GaugeMetricFamily(
+            "qfexbot_kill_switch_engaged",
+            "1 while the kill switch file exists (all money movement paused).",
+        )
         kill.add_metric([], 1.0 if rt.app.runtime.kill_switch_file.exists() else 0.0)
         yield kill
 
         if rt.recorder is not None:
-            records = CounterMetricFamily("qfexbot_recorder_records", "Records written by the "
-                                          "raw-frame recorder.")
+            records = CounterMetricFamily(
+                "qfexbot_recorder_records", "Records written by the raw-frame recorder."
+            )
             records.add_metric([], rt.recorder.records)
             yield records
 
     def describe(self) -> list[Any]:
         return []
-

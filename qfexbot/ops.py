@@ -56,22 +56,35 @@ class OpsApp:
             await _respond(send, 200, _JSON, json.dumps(document).encode())
         elif path == "/metrics":
             await self.runtime.metrics.refresh()
-            await _respond(send, 200, CONTENT_TYPE_LATEST.encode(),
-                           self.runtime.metrics.exposition())
+            await _respond(
+                send, 200, CONTENT_TYPE_LATEST.encode(), self.runtime.metrics.exposition()
+            )
         else:
-            await _respond(send, 404, _JSON, b'{"error": "not found", '
-                           b'"routes": ["/healthz", "/status", "/metrics"]}')
+            await _respond(
+                send,
+                404,
+                _JSON,
+                b'{"error": "not found", "routes": ["/healthz", "/status", "/metrics"]}',
+            )
 
 
 async def _respond(send: Any, status: int, content_type: bytes, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
-async def serve_ops(runtime: Runtime, host: str, port: int, *,
-                    task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_ops(
+    runtime: Runtime, host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
     """Serve :class:`OpsApp` on ``host:port`` until cancelled; ``task_status.started(url)``
     gives the base URL actually bound (``port`` 0 picks a free one)."""
     config = hypercorn_config(host, port, logger="qfexbot.ops.hypercorn")

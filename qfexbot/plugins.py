@@ -105,7 +105,11 @@ class PluginHost:
     ``qfexbot.dispatch.Dispatcher``."""
 
     def __init__(
-        self, bot: str, venue: str, pm: pluggy.PluginManager, slots: Sequence[PluginSlot],
+        self,
+        bot: str,
+        venue: str,
+        pm: pluggy.PluginManager,
+        slots: Sequence[PluginSlot],
         state: dict[str, Any],
     ) -> None:
         self.bot = bot
@@ -268,7 +272,7 @@ def resolve_plugin(use: str, plugin_dirs: Sequence[Path]) -> tuple[object, str]:
     dirs = ", ".join(str(d) for d in plugin_dirs) or "none configured"
     raise _LoadFailure(
         f"plugin {use!r} not found: no {use}.py in plugin_dirs ({dirs}) and no entry point "
-        f"{use!r} in group {ENTRY_POINT_GROUP!r} (use \"module:attr\" for an importable object)"
+        f'{use!r} in group {ENTRY_POINT_GROUP!r} (use "module:attr" for an importable object)'
     )
 
 
@@ -282,14 +286,15 @@ def _plugin_target(obj: object) -> object:
     if _hook_impls(obj):
         return obj
     classes = [
-        value for value in vars(obj).values()
+        value
+        for value in vars(obj).values()
         if isinstance(value, type) and value.__module__ == obj.__name__ and _hook_impls(value)
     ]
     if len(classes) > 1:
         names = ", ".join(sorted(c.__name__ for c in classes))
         raise _LoadFailure(
             f"module {obj.__name__!r} defines several plugin classes ({names}): set "
-            f"qfexbot_plugin = <class> in it, or use \"module:Class\""
+            f'qfexbot_plugin = <class> in it, or use "module:Class"'
         )
     return classes[0] if classes else obj
 
@@ -297,7 +302,7 @@ def _plugin_target(obj: object) -> object:
 def _import_attr(spec: str, plugin_dirs: Sequence[Path]) -> object:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise _LoadFailure(f"{spec!r} is not of the form \"module:attr\"")
+        raise _LoadFailure(f'{spec!r} is not of the form "module:attr"')
     obj: object | None = None
     for directory in plugin_dirs:  # "module" may be a local plugin module too
         path = _local_path(Path(directory), module_name)
@@ -447,7 +452,8 @@ def _describe(exc: BaseException) -> str:
     """``Type: message (file:line)`` of the innermost frame, without a traceback."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     frames = [
-        f for f in traceback.extract_tb(exc.__traceback__)
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
         if not f.filename.startswith(("<", _IMPORTLIB_DIR)) and f.filename != __file__
     ]
     if frames and not isinstance(exc, SyntaxError):  # a SyntaxError names its own line
@@ -476,8 +482,15 @@ def discover_plugins(plugin_dirs: Sequence[Path] = ()) -> list[PluginInfo]:
             hooks = tuple(sorted(_check_hooks(target)))
             schema = getattr(target, "config_schema", None) or {}
             doc = (inspect.getdoc(target) or "").strip().splitlines()
-            info = PluginInfo(name, source, hooks, doc[0] if doc else "", None, seen.get(name),
-                              tuple(schema) if isinstance(schema, Mapping) else ())
+            info = PluginInfo(
+                name,
+                source,
+                hooks,
+                doc[0] if doc else "",
+                None,
+                seen.get(name),
+                tuple(schema) if isinstance(schema, Mapping) else (),
+            )
         except _LoadFailure as exc:
             info = PluginInfo(name, source, error=str(exc), shadowed_by=seen.get(name))
         infos.append(info)

@@ -69,8 +69,9 @@ def with_recording(app: AppConfig, directory: str | Path) -> AppConfig:
     """``app`` with recording into ``directory`` (``qfexbot run --record DIR``); a configured
     ``max_bytes`` is kept."""
     current = app.runtime.record
-    settings = RecordSettings(Path(directory).absolute(),
-                              current.max_bytes if current else RECORD_MAX_BYTES)
+    settings = RecordSettings(
+        Path(directory).absolute(), current.max_bytes if current else RECORD_MAX_BYTES
+    )
     return dataclasses.replace(app, runtime=dataclasses.replace(app.runtime, record=settings))
 
 
@@ -141,7 +142,13 @@ class Recorder:
         self._id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
         self._segment = 0
         self._rotate()
-        log_event(log, logging.INFO, "recording raw frames", file=str(self.files[-1]), max_bytes=self.max_bytes)
+        log_event(
+            log,
+            logging.INFO,
+            "recording raw frames",
+            file=str(self.files[-1]),
+            max_bytes=self.max_bytes,
+        )
 
     def _rotate(self) -> None:
         if self._file is not None:
@@ -153,8 +160,15 @@ class Recorder:
         self._file = os.fdopen(fd, "w", encoding="utf-8")
         self.files.append(path)
         self._size = 0
-        self._write({"type": "header", "t": self._clock(), "version": FORMAT_VERSION,
-                     "recording": self._id, "segment": self._segment})
+        self._write(
+            {
+                "type": "header",
+                "t": self._clock(),
+                "version": FORMAT_VERSION,
+                "recording": self._id,
+                "segment": self._segment,
+            }
+        )
 
     def flush(self) -> None:
         if self._file is not None:
@@ -193,8 +207,13 @@ class Recorder:
         self._write({"type": "start", "t": self._clock()})
 
     def frame(self, venue: str, account: str, channel: str, frame: str | bytes, t: float) -> None:
-        record: dict[str, Any] = {"type": "frame", "t": t, "venue": venue, "account": account,
-                                  "ch": channel}
+        record: dict[str, Any] = {
+            "type": "frame",
+            "t": t,
+            "venue": venue,
+            "account": account,
+            "ch": channel,
+        }
         if isinstance(frame, bytes):
             record["data_b64"] = base64.b64encode(frame).decode("ascii")
         else:
@@ -202,20 +221,34 @@ class Recorder:
         self._write(record)
 
     def state(self, channel: str, event: ConnectionStateEvent) -> None:
-        self._write({
-            "type": "state", "t": event.received_at, "venue": event.venue,
-            "account": event.account_id, "ch": channel, "state": event.state.value,
-            "previous": event.previous.value if event.previous is not None else None,
-            "reason": event.reason, "attempt": event.attempt,
-        })
+        self._write(
+            {
+                "type": "state",
+                "t": event.received_at,
+                "venue": event.venue,
+                "account": event.account_id,
+                "ch": channel,
+                "state": event.state.value,
+                "previous": event.previous.value if event.previous is not None else None,
+                "reason": event.reason,
+                "attempt": event.attempt,
+            }
+        )
 
     def snapshot(self, venue: str, account: str, body: Any, t: float) -> None:
-        self._write({"type": "snapshot", "t": t, "venue": venue, "account": account,
-                     "body": body})
+        self._write({"type": "snapshot", "t": t, "venue": venue, "account": account, "body": body})
 
     def decision(self, bot: str, plugin: str, action: str, args: dict[str, Any]) -> None:
-        self._write({"type": "decision", "t": self._clock(), "bot": bot, "plugin": plugin,
-                     "action": action, "args": args})
+        self._write(
+            {
+                "type": "decision",
+                "t": self._clock(),
+                "bot": bot,
+                "plugin": plugin,
+                "action": action,
+                "args": args,
+            }
+        )
 
     # -- taps ---------------------------------------------------------------------------------
 
@@ -242,8 +275,9 @@ class Recorder:
 class _RecordingDriver:
     """A session driver that records what passes through ``parse`` and ``resync``."""
 
-    def __init__(self, inner: Any, recorder: Recorder, venue: str, account: str,
-                 channel: str) -> None:
+    def __init__(
+        self, inner: Any, recorder: Recorder, venue: str, account: str, channel: str
+    ) -> None:
         self._inner = inner
         self._recorder = recorder
         self._venue = venue
@@ -276,10 +310,12 @@ class _RecordingActions:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def transfer(self, bot: str, plugin: str, src: str, dst: str, amount: Decimal,
-                       reason: str) -> Any:
-        self._recorder.decision(bot, plugin, "transfer",
-                                decision_args(src=src, dst=dst, amount=amount, reason=reason))
+    async def transfer(
+        self, bot: str, plugin: str, src: str, dst: str, amount: Decimal, reason: str
+    ) -> Any:
+        self._recorder.decision(
+            bot, plugin, "transfer", decision_args(src=src, dst=dst, amount=amount, reason=reason)
+        )
         return await self._inner.transfer(bot, plugin, src, dst, amount, reason)
 
     async def add_order(self, bot: str, plugin: str, account: str, **params: Any) -> None:
@@ -287,6 +323,7 @@ class _RecordingActions:
         await self._inner.add_order(bot, plugin, account, **params)
 
     async def cancel_order(self, bot: str, plugin: str, account: str, **params: Any) -> None:
-        self._recorder.decision(bot, plugin, "cancel_order",
-                                decision_args(account=account, **params))
+        self._recorder.decision(
+            bot, plugin, "cancel_order", decision_args(account=account, **params)
+        )
         await self._inner.cancel_order(bot, plugin, account, **params)

@@ -75,8 +75,14 @@ log = get_logger(__name__)
 SPEEDS = ("max", "recorded")
 PROGRESS_EVERY = 2.0
 """Wall-clock seconds between two progress log lines."""
-_HANDSHAKE = frozenset({ConnectionState.CONNECTING, ConnectionState.AUTHENTICATING,
-                        ConnectionState.SUBSCRIBING, ConnectionState.RESYNCING})
+_HANDSHAKE = frozenset(
+    {
+        ConnectionState.CONNECTING,
+        ConnectionState.AUTHENTICATING,
+        ConnectionState.SUBSCRIBING,
+        ConnectionState.RESYNCING,
+    }
+)
 
 
 class RecordingError(Exception):
@@ -94,8 +100,12 @@ class Decision:
     args: Mapping[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"bot": self.bot, "plugin": self.plugin, "action": self.action,
-                "args": dict(self.args)}
+        return {
+            "bot": self.bot,
+            "plugin": self.plugin,
+            "action": self.action,
+            "args": dict(self.args),
+        }
 
 
 @dataclass
@@ -121,6 +131,7 @@ def compare_decisions(expected: Sequence[Decision], actual: Sequence[Decision]) 
     Order is compared per plugin instance: each plugin decides in its own task, so the
     interleaving of different plugins' decisions is not part of the contract.
     """
+
     def by_plugin(decisions: Sequence[Decision]) -> dict[tuple[str, str], list[Decision]]:
         grouped: dict[tuple[str, str], list[Decision]] = {}
         for d in decisions:
@@ -133,14 +144,17 @@ def compare_decisions(expected: Sequence[Decision], actual: Sequence[Decision]) 
         a, b = want.get(key, []), got.get(key, [])
         for i, (x, y) in enumerate(zip(a, b)):
             if (x.action, dict(x.args)) != (y.action, dict(y.args)):
-                problems.append(f"{key[0]}/{key[1]} decision #{i + 1}: recorded {x.action} "
-                                f"{json.dumps(dict(x.args))}, replayed {y.action} "
-                                f"{json.dumps(dict(y.args))}")
+                problems.append(
+                    f"{key[0]}/{key[1]} decision #{i + 1}: recorded {x.action} "
+                    f"{json.dumps(dict(x.args))}, replayed {y.action} "
+                    f"{json.dumps(dict(y.args))}"
+                )
                 break
         else:
             if len(a) != len(b):
-                problems.append(f"{key[0]}/{key[1]}: recorded {len(a)} decisions, replayed "
-                                f"{len(b)}")
+                problems.append(
+                    f"{key[0]}/{key[1]}: recorded {len(a)} decisions, replayed {len(b)}"
+                )
     return problems
 
 
@@ -183,8 +197,10 @@ def read_recording(files: Iterable[Path]) -> Iterator[tuple[dict[str, Any], int]
                     if record["type"] != "header":
                         raise RecordingError(f"{path}: not a qfexbot recording (no header line)")
                     if record.get("version", 0) > FORMAT_VERSION:
-                        raise RecordingError(f"{path}: recording format {record.get('version')} "
-                                             f"is newer than this qfexbot reads ({FORMAT_VERSION})")
+                        raise RecordingError(
+                            f"{path}: recording format {record.get('version')} "
+                            f"is newer than this qfexbot reads ({FORMAT_VERSION})"
+                        )
                 yield record, len(line)
 
 
@@ -209,8 +225,14 @@ class ReplayActions:
 
     def _decide(self, bot: str, plugin: str, action: str, args: dict[str, Any]) -> None:
         self.decisions.append(Decision(bot, plugin, action, args))
-        log_event(log, logging.INFO, f"replay: would {action}", bot=bot, plugin=plugin,
-                  args=json.dumps(args))
+        log_event(
+            log,
+            logging.INFO,
+            f"replay: would {action}",
+            bot=bot,
+            plugin=plugin,
+            args=json.dumps(args),
+        )
 
     def _account(self, bot: str, alias_or_id: str) -> str:
         venue = self._app.venues[self._app.bots[bot].venue]
@@ -220,17 +242,26 @@ class ReplayActions:
             return alias_or_id
         raise UnknownAccountError(f"bot {bot!r}: unknown account {alias_or_id!r}")
 
-    async def transfer(self, bot: str, plugin: str, src: str, dst: str, amount: Decimal,
-                       reason: str) -> TransferResult:
-        self._decide(bot, plugin, "transfer",
-                     decision_args(src=src, dst=dst, amount=amount, reason=reason))
+    async def transfer(
+        self, bot: str, plugin: str, src: str, dst: str, amount: Decimal, reason: str
+    ) -> TransferResult:
+        self._decide(
+            bot, plugin, "transfer", decision_args(src=src, dst=dst, amount=amount, reason=reason)
+        )
         src_id, dst_id = self._account(bot, src), self._account(bot, dst)
         entry_id = f"replay-{len(self.decisions)}"
         venue = self._app.bots[bot].venue
-        event = TransferOutcomeEvent(venue=venue, account_id=src_id, received_at=self._now(),
-                                     entry_id=entry_id, src=src_id, dst=dst_id,
-                                     amount=Decimal(amount), state="dry_run",
-                                     detail="replay: not sent")
+        event = TransferOutcomeEvent(
+            venue=venue,
+            account_id=src_id,
+            received_at=self._now(),
+            entry_id=entry_id,
+            src=src_id,
+            dst=dst_id,
+            amount=Decimal(amount),
+            state="dry_run",
+            detail="replay: not sent",
+        )
         await self._publish(venue, src_id, event)
         await self._publish(venue, dst_id, dataclasses.replace(event, account_id=dst_id))
         return TransferResult(entry_id, "dry_run", "replay: not sent", "replay")
@@ -251,8 +282,9 @@ class ReplayActions:
             raise LookupError(f"replay: no snapshot of {account!r} recorded yet")
         return snapshot
 
-    async def account_equity(self, bot: str, plugin: str, account: str,
-                             duration: str = "1w") -> list[tuple[Any, Decimal]]:
+    async def account_equity(
+        self, bot: str, plugin: str, account: str, duration: str = "1w"
+    ) -> list[tuple[Any, Decimal]]:
         raise LookupError("replay: account equity history is not part of a recording")
 
 
@@ -297,7 +329,9 @@ class _Replayer:
         for name, bot in self.app.bots.items():
             try:
                 self.hosts[name] = build_plugin_host(
-                    bot, self.app.venues[bot.venue], plugin_dirs=self.app.runtime.plugin_dirs,
+                    bot,
+                    self.app.venues[bot.venue],
+                    plugin_dirs=self.app.runtime.plugin_dirs,
                     actions=self.actions,
                 )
             except PluginLoadError as exc:
@@ -314,7 +348,8 @@ class _Replayer:
                 bus = Bus("", venue=bot.venue)
                 self.hosts[name].subscribe(bus)
                 self.md_routes.setdefault(bot.venue, []).append(
-                    (bus, frozenset(bot.market_data.channels), frozenset(bot.market_data.symbols)))
+                    (bus, frozenset(bot.market_data.channels), frozenset(bot.market_data.symbols))
+                )
         return [Dispatcher(host) for host in self.hosts.values()]
 
     async def publish(self, venue: str, account_id: str, event: Event) -> None:
@@ -350,9 +385,14 @@ class _Replayer:
                 stream = _Stream(QfexMarketDataDriver(url="", venue=venue), None)
             else:
                 rest = _SnapshotRest(venue)
-                driver = QfexTradeDriver(url="", venue=venue, account_id=account,
-                                         user_id=config.user_id, rest=rest,  # type: ignore[arg-type]
-                                         jwt=Secret("replay", "replay"))
+                driver = QfexTradeDriver(
+                    url="",
+                    venue=venue,
+                    account_id=account,
+                    user_id=config.user_id,
+                    rest=rest,  # type: ignore[arg-type]
+                    jwt=Secret("replay", "replay"),
+                )
                 stream = _Stream(driver, rest)
             self.streams[key] = stream
         return stream
@@ -361,7 +401,8 @@ class _Replayer:
         kind = record["type"]
         if kind == "decision":
             self.result.recorded_decisions.append(
-                Decision(record["bot"], record["plugin"], record["action"], record["args"]))
+                Decision(record["bot"], record["plugin"], record["action"], record["args"])
+            )
             return
         if kind not in ("frame", "state", "snapshot"):
             return
@@ -377,10 +418,20 @@ class _Replayer:
             if state is ConnectionState.CONNECTING:
                 stream.deferred.clear()  # a connection that never got LIVE drops its events
             stream.state = state
-            await self._deliver(venue, account, channel, ConnectionStateEvent(
-                venue=venue, account_id=account, received_at=t, state=state,
-                previous=ConnectionState(previous) if previous else None,
-                reason=record.get("reason", ""), attempt=record.get("attempt", 0)))
+            await self._deliver(
+                venue,
+                account,
+                channel,
+                ConnectionStateEvent(
+                    venue=venue,
+                    account_id=account,
+                    received_at=t,
+                    state=state,
+                    previous=ConnectionState(previous) if previous else None,
+                    reason=record.get("reason", ""),
+                    attempt=record.get("attempt", 0),
+                ),
+            )
             if state is ConnectionState.LIVE:
                 deferred, stream.deferred = stream.deferred, []
                 for event in deferred:
@@ -431,9 +482,14 @@ class _Replayer:
                 await self.apply(record)
                 if time.monotonic() - last_progress >= PROGRESS_EVERY:
                     last_progress = time.monotonic()
-                    log_event(log, logging.INFO, "replay progress",
-                              percent=round(100 * done / max(total, 1)), records=self.result.records,
-                              decisions=len(self.actions.decisions))
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "replay progress",
+                        percent=round(100 * done / max(total, 1)),
+                        records=self.result.records,
+                        decisions=len(self.actions.decisions),
+                    )
             for dispatcher in dispatchers:
                 dispatcher.stop()
         self.result.decisions = list(self.actions.decisions)
@@ -465,8 +521,9 @@ def replay(app: AppConfig, path: str | Path, *, speed: str = "max") -> ReplayRes
     return trio.run(_Replayer(app).run, files, clock=clock)
 
 
-def replay_command(app: AppConfig, recording: str, *, speed: str = "max",
-                   decisions_out: str | None = None) -> int:
+def replay_command(
+    app: AppConfig, recording: str, *, speed: str = "max", decisions_out: str | None = None
+) -> int:
     """``qfexbot replay``: print each decision as a JSON line, then a summary on stderr; exit 1
     if the recording holds live decisions and the replay's differ (or on a load problem)."""
     import sys
@@ -483,20 +540,25 @@ def replay_command(app: AppConfig, recording: str, *, speed: str = "max",
     else:
         for line in lines:
             print(line)
-    print(f"replayed {result.records} records ({result.frames} frames, {result.parse_errors} "
-          f"malformed) of {len(result.accounts)} connections, {result.recorded_seconds:.1f} s "
-          f"recorded, in {time.monotonic() - started:.1f} s: {len(result.decisions)} decisions",
-          file=sys.stderr)
+    print(
+        f"replayed {result.records} records ({result.frames} frames, {result.parse_errors} "
+        f"malformed) of {len(result.accounts)} connections, {result.recorded_seconds:.1f} s "
+        f"recorded, in {time.monotonic() - started:.1f} s: {len(result.decisions)} decisions",
+        file=sys.stderr,
+    )
     if not result.recorded_decisions:
         print("the recording holds no live decisions to compare with", file=sys.stderr)
         return 0
     problems = result.mismatches()
     if problems:
-        print(f"DIFFERENT from the {len(result.recorded_decisions)} recorded decisions:",
-              file=sys.stderr)
+        print(
+            f"DIFFERENT from the {len(result.recorded_decisions)} recorded decisions:",
+            file=sys.stderr,
+        )
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    print(f"same as the {len(result.recorded_decisions)} decisions of the live run",
-          file=sys.stderr)
+    print(
+        f"same as the {len(result.recorded_decisions)} decisions of the live run", file=sys.stderr
+    )
     return 0

@@ -60,7 +60,10 @@ def sim_config_for(venue: VenueConfig, credentials: Credentials) -> Any:
         raise ConfigError(
             [f"venues.{venue.name}: the embedded simulator needs public_key and secret"]
         )
-    deposits = {venue.accounts[alias]: str(amount) for alias, amount in venue.sim.get("deposits", {}).items()}
+    deposits = {
+        venue.accounts[alias]: str(amount)
+        for alias, amount in venue.sim.get("deposits", {}).items()
+    }
     sim_table = {key: value for key, value in venue.sim.items() if key != "deposits"}
     user = {
         "public_key": credentials.public_key,
@@ -72,8 +75,9 @@ def sim_config_for(venue: VenueConfig, credentials: Credentials) -> Any:
     return parse_sim_config({"users": [user], "sim": sim_table})
 
 
-async def _start_simulator(root: trio.Nursery, config: VenueConfig,
-                           credentials: Credentials) -> tuple[Any, Any]:
+async def _start_simulator(
+    root: trio.Nursery, config: VenueConfig, credentials: Credentials
+) -> tuple[Any, Any]:
     """Start the embedded simulator of a ``simulator = true`` venue: ``(simulator, urls)``.
 
     A Finery simulator also gets its house maker (quotes every instrument, see
@@ -84,12 +88,20 @@ async def _start_simulator(root: trio.Nursery, config: VenueConfig,
         from qfexbot.sim.finery.embedded import HouseMaker, embedded_config
 
         assert credentials.public_key is not None and credentials.secret is not None
-        sim_config, house = embedded_config(config.user_id, config.accounts.values(),
-                                            credentials.public_key, credentials.secret.reveal())
+        sim_config, house = embedded_config(
+            config.user_id,
+            config.accounts.values(),
+            credentials.public_key,
+            credentials.secret.reveal(),
+        )
         sim = FinerySimulator(sim_config)
         urls = await root.start(sim.serve, "127.0.0.1")
-        maker = HouseMaker(house, sim_config, interval=config.sim.get("pulse_interval", 1.0),
-                           seed=config.sim.get("seed", 1))
+        maker = HouseMaker(
+            house,
+            sim_config,
+            interval=config.sim.get("pulse_interval", 1.0),
+            seed=config.sim.get("seed", 1),
+        )
         await root.start(maker.run, urls.rest_url)
         return sim, urls
     from qfexbot.sim import QfexSimulator
@@ -213,8 +225,13 @@ class Runtime:
                     sim, urls = await _start_simulator(root, config, creds[name])
                     self.simulators[name] = sim
                     self.simulator_urls[name] = urls
-                    log_event(log, logging.INFO, "embedded simulator started", venue=name,
-                              **dataclasses.asdict(urls))
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "embedded simulator started",
+                        venue=name,
+                        **dataclasses.asdict(urls),
+                    )
             try:
                 self.journal = await SqliteJournal.open(self.app.runtime.journal)
             except (sqlite3.Error, OSError, JournalLocked) as exc:
@@ -267,13 +284,16 @@ class Runtime:
             for watch in await self.journal.watches(venue.name, owner=venue.owner):
                 if watch.src in names and watch.dst in names:
                     for account in (watch.src, watch.dst):
-                        why.setdefault(account, f" (entry {watch.entry_id} is watched for a "
-                                       "late landing)")
+                        why.setdefault(
+                            account, f" (entry {watch.entry_id} is watched for a late landing)"
+                        )
             for hold in await self.journal.active_holds(owner=venue.owner):
                 if hold.account in names:
                     why.setdefault(hold.account, " (held)")
-            keys += [(account, f"venue {venue.name} account {names.get(account, account)}{note}")
-                     for account, note in why.items()]
+            keys += [
+                (account, f"venue {venue.name} account {names.get(account, account)}{note}")
+                for account, note in why.items()
+            ]
         try:
             return acquire_account_locks(
                 keys, holder=f"config {self.app.path}, journal {self.app.runtime.journal}"
@@ -316,9 +336,18 @@ class Runtime:
             except PluginLoadError as exc:
                 errors.extend(exc.errors)
         if not errors:  # plugins moving money on one account would fight: check and run refuse
-            errors.extend(money_mover_conflicts(self.app, {
-                name: [(s.name, getattr(s.plugin, "config_schema", None), s.ctx.config)
-                       for s in host.slots] for name, host in self.hosts.items()}))
+            errors.extend(
+                money_mover_conflicts(
+                    self.app,
+                    {
+                        name: [
+                            (s.name, getattr(s.plugin, "config_schema", None), s.ctx.config)
+                            for s in host.slots
+                        ]
+                        for name, host in self.hosts.items()
+                    },
+                )
+            )
         if errors:
             raise PluginLoadError(errors)
 
@@ -351,8 +380,13 @@ class Runtime:
                     sessions_nursery.start_soon(report_connect_progress, self)
                     self._start_reconcilers(sessions_nursery)
                     sessions_nursery.start_soon(actions.deliver_outcomes)
-                    log_event(log, logging.INFO, "all bots started",
-                              bots=",".join(sorted(self.app.bots)), sessions=sum(len(v.sessions) for v in self.venues.values()))
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "all bots started",
+                        bots=",".join(sorted(self.app.bots)),
+                        sessions=sum(len(v.sessions) for v in self.venues.values()),
+                    )
                     task_status.started(self)
                     with trio.move_on_after(duration if duration is not None else float("inf")):
                         await self._stop.wait()
@@ -372,10 +406,20 @@ class Runtime:
             # No transfers on Finery (value moves by settlement): actions refuse them.
             ws_url, rest_url = config.trade_url, config.rest_url
             if name in self.simulator_urls:
-                ws_url, rest_url = self.simulator_urls[name].ws_url, self.simulator_urls[name].rest_url
+                ws_url, rest_url = (
+                    self.simulator_urls[name].ws_url,
+                    self.simulator_urls[name].rest_url,
+                )
             assert cred.public_key is not None and cred.secret is not None  # config requires both
-            finery = FineryVenue(name, ws_url=ws_url, rest_url=rest_url, user_id=config.user_id,
-                                 settings=config.session, key=cred.public_key, secret=cred.secret)
+            finery = FineryVenue(
+                name,
+                ws_url=ws_url,
+                rest_url=rest_url,
+                user_id=config.user_id,
+                settings=config.session,
+                key=cred.public_key,
+                secret=cred.secret,
+            )
             return _VenueRun(config=config, venue=finery, transfers=None)
         urls = self.simulator_urls.get(name, config)
         venue = QfexVenue(
@@ -433,7 +477,8 @@ class Runtime:
                 run.sessions[account_id] = session
                 nursery.start_soon(self._run_session, venue_name, account_id, session)
             wanted = [
-                (name, bot) for name, bot in self.app.bots.items()
+                (name, bot)
+                for name, bot in self.app.bots.items()
                 if bot.venue == venue_name and bot.market_data.channels and bot.market_data.symbols
             ]
             if wanted:
@@ -455,7 +500,10 @@ class Runtime:
         return self.recorder.observe(channel, publish) if self.recorder is not None else publish
 
     async def _run_session(self, venue: str, account_id: str, session: Supervisor) -> None:
-        alias = next((a for a, i in self.venues[venue].config.accounts.items() if i == account_id), account_id)
+        alias = next(
+            (a for a, i in self.venues[venue].config.accounts.items() if i == account_id),
+            account_id,
+        )
         with log_context(venue=venue, account=alias):
             await session.run()
 
@@ -500,11 +548,15 @@ def _unnamed_entry_problem(entry: Entry, venues: list[VenueConfig]) -> str:
     others = [venue for venue in venues if {entry.src, entry.dst} <= set(venue.accounts.values())]
     for venue in others:
         if venue.simulator:
-            problem += (f". venues.{venue.name} names both accounts, but it is an embedded "
-                        "simulator (simulator = true): its balances are no evidence for this entry")
+            problem += (
+                f". venues.{venue.name} names both accounts, but it is an embedded "
+                "simulator (simulator = true): its balances are no evidence for this entry"
+            )
         else:
-            problem += (f". venues.{venue.name} names both accounts, but under user_id "
-                        f"{venue.user_id}: if a user_id was changed or mistyped, set it back")
+            problem += (
+                f". venues.{venue.name} names both accounts, but under user_id "
+                f"{venue.user_id}: if a user_id was changed or mistyped, set it back"
+            )
     return problem
 
 
@@ -514,15 +566,28 @@ async def _refuse_rolled_back_journal(journal: SqliteJournal, app: AppConfig) ->
     try:
         mark = await journal.check_continuity(app.runtime.state_dir)
     except JournalRolledBack as exc:
-        log_event(log, logging.ERROR, "journal rolled back: not starting", journal=str(exc.path),
-                  problem=exc.problem)
+        log_event(
+            log,
+            logging.ERROR,
+            "journal rolled back: not starting",
+            journal=str(exc.path),
+            problem=exc.problem,
+        )
         raise ConfigError([f"runtime.journal: {exc}"], app.path) from None
     except OSError as exc:
-        problem = (f"runtime.journal: cannot write the journal's mark ({exc}); set "
-                   f"runtime.state_dir (or {STATE_DIR_ENV}) to a writable directory")
+        problem = (
+            f"runtime.journal: cannot write the journal's mark ({exc}); set "
+            f"runtime.state_dir (or {STATE_DIR_ENV}) to a writable directory"
+        )
         raise ConfigError([problem], app.path) from None
-    log_event(log, logging.INFO, "journal continuity checked", journal=str(journal.path),
-              journal_id=mark.journal_id, last_event=mark.seq)
+    log_event(
+        log,
+        logging.INFO,
+        "journal continuity checked",
+        journal=str(journal.path),
+        journal_id=mark.journal_id,
+        last_event=mark.seq,
+    )
 
 
 def _log_reconciled(venue: str, results: list[Any], when: str) -> None:
@@ -581,8 +646,12 @@ async def _serve_signals(runtime: Runtime) -> None:
         async for signum in signals:
             count += 1
             if count == 1:
-                log_event(log, logging.WARNING, "signal received: stopping gracefully (again to force)",
-                          signal=signal.Signals(signum).name)
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "signal received: stopping gracefully (again to force)",
+                    signal=signal.Signals(signum).name,
+                )
                 runtime.stop()
             else:
                 # Shutdown hooks run shielded, so cancelling cannot stop a hung one: exit now.

@@ -131,7 +131,7 @@ async def test_reports_on_its_timer(tmp_path, caplog):
                            what="a report with both balances")
 '''
 
-_PACKAGE_PYPROJECT = '''\
+_PACKAGE_PYPROJECT = """\
 [build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"
@@ -157,9 +157,9 @@ where = ["src"]
 trio_mode = true
 pythonpath = ["src"]
 testpaths = ["tests"]
-'''
+"""
 
-_PACKAGE_README = '''\
+_PACKAGE_README = """\
 # {dist}
 
 A qfexbot plugin. Install it next to qfexbot (`pip install -e .`), then use it in bots.toml:
@@ -170,7 +170,7 @@ min_balance = 100
 ```
 
 Run its tests: `pip install -e ".[test]" && python -m pytest`.
-'''
+"""
 
 
 # -- planning and writing ---------------------------------------------------------------------
@@ -209,11 +209,13 @@ def plan_package(name: str, directory: Path) -> dict[Path, str]:
     module = f"qfexbot_{name}"
     cls = class_name(name)
     root = directory / dist
-    test = _TEST.format(name=name, use=f"{module}:{cls}", path_import="", plugin_dir="",
-                        plugin_dirs="")
+    test = _TEST.format(
+        name=name, use=f"{module}:{cls}", path_import="", plugin_dir="", plugin_dirs=""
+    )
     return {
-        root / "pyproject.toml": _PACKAGE_PYPROJECT.format(dist=dist, name=name, module=module,
-                                                          cls=cls),
+        root / "pyproject.toml": _PACKAGE_PYPROJECT.format(
+            dist=dist, name=name, module=module, cls=cls
+        ),
         root / "README.md": _PACKAGE_README.format(dist=dist, name=name),
         root / "src" / module / "__init__.py": _PLUGIN.format(name=name, cls=cls),
         root / "tests" / f"test_{name}.py": test,
@@ -257,19 +259,23 @@ def new_plugin_command(
         print(f"created {path}")
     if package:
         root = written[0].parent
-        print(textwrap.dedent(f"""
+        print(
+            textwrap.dedent(f"""
             Next: cd {root} && pip install -e ".[test]" && python -m pytest
             Then use it in bots.toml (found through its entry point):
 
               [bots.BOT.plugins.{name}]
-              min_balance = 100"""))
+              min_balance = 100""")
+        )
     else:
-        print(textwrap.dedent(f"""
+        print(
+            textwrap.dedent(f"""
             Next: add it to a bot in bots.toml (its directory must be in runtime.plugin_dirs):
 
               [bots.BOT.plugins.{name}]
               min_balance = 100
 
             then: qfexbot check bots.toml && qfexbot run bots.toml --duration 20
-            and run its test: python -m pytest {written[1]}"""))
+            and run its test: python -m pytest {written[1]}""")
+        )
     return 0

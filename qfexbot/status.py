@@ -115,24 +115,45 @@ async def status_snapshot(runtime: Runtime) -> dict[str, Any]:
     for venue, account, alias, session in iter_sessions(runtime):
         stats = session.stats
         last_event = runtime.accounts_view.last_event_at.get((venue, account))
-        sessions.append({
-            "venue": venue, "account": account, "alias": alias, "state": stats.state.value,
-            "reconnects": stats.reconnects, "frames": stats.frames,
-            "parse_errors": stats.parse_errors,
-            "last_frame_age": None if stats.last_frame_at is None else now - stats.last_frame_at,
-            "last_event_age": None if last_event is None else now - last_event,
-            "last_error": stats.last_error,
-        })
+        sessions.append(
+            {
+                "venue": venue,
+                "account": account,
+                "alias": alias,
+                "state": stats.state.value,
+                "reconnects": stats.reconnects,
+                "frames": stats.frames,
+                "parse_errors": stats.parse_errors,
+                "last_frame_age": None
+                if stats.last_frame_at is None
+                else now - stats.last_frame_at,
+                "last_event_age": None if last_event is None else now - last_event,
+                "last_error": stats.last_error,
+            }
+        )
     bots = []
     for name, host in runtime.hosts.items():
         bot = runtime.app.bots[name]
         plugins = [{"name": plugin, **stats} for plugin, stats in host.stats().items()]
-        bots.append({"name": name, "venue": bot.venue, "accounts": list(bot.accounts),
-                     "dry_run": runtime.app.effective_dry_run(name), "plugins": plugins})
+        bots.append(
+            {
+                "name": name,
+                "venue": bot.venue,
+                "accounts": list(bot.accounts),
+                "dry_run": runtime.app.effective_dry_run(name),
+                "plugins": plugins,
+            }
+        )
     balances = [
-        {"venue": venue, "account": account, "alias": alias_of(runtime, venue, account),
-         "available": str(event.available), "deposit": str(event.deposit),
-         "currency": event.currency, "age": now - event.received_at}
+        {
+            "venue": venue,
+            "account": account,
+            "alias": alias_of(runtime, venue, account),
+            "available": str(event.available),
+            "deposit": str(event.deposit),
+            "currency": event.currency,
+            "age": now - event.received_at,
+        }
         for (venue, account), event in sorted(runtime.accounts_view.balances.items())
     ]
     transfers: list[dict[str, Any]] = []
@@ -141,11 +162,19 @@ async def status_snapshot(runtime: Runtime) -> dict[str, Any]:
             transfers = [entry.to_json() for entry in await runtime.journal.unresolved()]
     ok, problems = health(runtime)
     return {
-        "running": True, "pid": os.getpid(), "config": str(runtime.app.path),
-        "started_at": runtime.started_at, "now": now, "healthy": ok, "problems": problems,
+        "running": True,
+        "pid": os.getpid(),
+        "config": str(runtime.app.path),
+        "started_at": runtime.started_at,
+        "now": now,
+        "healthy": ok,
+        "problems": problems,
         "kill_switch": runtime.app.runtime.kill_switch_file.exists(),
         "recording": [str(p) for p in runtime.recorder.files] if runtime.recorder else [],
-        "sessions": sessions, "bots": bots, "balances": balances, "transfers": transfers,
+        "sessions": sessions,
+        "bots": bots,
+        "balances": balances,
+        "transfers": transfers,
     }
 
 
@@ -161,12 +190,24 @@ async def report_connect_progress(runtime: Runtime, every: float = PROGRESS_EVER
             log_event(log, logging.INFO, "all sessions live", sessions=len(sessions))
             return
         if sessions and live + failed == len(sessions):
-            log_event(log, logging.ERROR, "sessions settled with failures", live=live,
-                      failed=failed, total=len(sessions))
+            log_event(
+                log,
+                logging.ERROR,
+                "sessions settled with failures",
+                live=live,
+                failed=failed,
+                total=len(sessions),
+            )
             return
         if trio.current_time() >= next_log:
-            log_event(log, logging.INFO, f"{live}/{len(sessions)} sessions live", live=live,
-                      total=len(sessions), failed=failed)
+            log_event(
+                log,
+                logging.INFO,
+                f"{live}/{len(sessions)} sessions live",
+                live=live,
+                total=len(sessions),
+                failed=failed,
+            )
             next_log = trio.current_time() + every
         await trio.sleep(0.2)
 
@@ -189,29 +230,84 @@ def _tables(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]
     now = data.get("now") or time.time()
     tables = []
     if data.get("running"):
-        tables.append(("Sessions", ["venue", "account", "state", "reconnects", "last event",
-                                    "last frame", "last error"],
-                       [[s["venue"], s["alias"], s["state"], str(s["reconnects"]),
-                         _age(s["last_event_age"]), _age(s["last_frame_age"]),
-                         s["last_error"] if s["state"] != "live" else ""]
-                        for s in data["sessions"]]))
+        tables.append(
+            (
+                "Sessions",
+                [
+                    "venue",
+                    "account",
+                    "state",
+                    "reconnects",
+                    "last event",
+                    "last frame",
+                    "last error",
+                ],
+                [
+                    [
+                        s["venue"],
+                        s["alias"],
+                        s["state"],
+                        str(s["reconnects"]),
+                        _age(s["last_event_age"]),
+                        _age(s["last_frame_age"]),
+                        s["last_error"] if s["state"] != "live" else "",
+                    ]
+                    for s in data["sessions"]
+                ],
+            )
+        )
         rows = []
         for bot in data["bots"]:
             for p in bot["plugins"]:
                 status = "DISABLED: " + p["disabled_reason"] if p["disabled"] else "ok"
-                rows.append([bot["name"] + (" (dry run)" if bot["dry_run"] else ""), p["name"],
-                             str(p["events_in"]), str(p["events_handled"]),
-                             f"{p['depth']}/{p['size']}", str(p["failures"]), status])
-        tables.append(("Bots", ["bot", "plugin", "events in", "handled", "inbox", "failures",
-                                "status"], rows))
-        tables.append(("Balances", ["venue", "account", "available", "deposit", "age"],
-                       [[b["venue"], b["alias"], f"{b['available']} {b['currency']}",
-                         b["deposit"], _age(b["age"])] for b in data["balances"]]))
-    tables.append(("Pending/unknown transfers", ["id", "state", "bot/plugin", "src -> dst",
-                                                 "amount", "age", "detail"],
-                   [[t["id"], t["state"], f"{t['bot']}/{t['plugin']}",
-                     f"{t['src']} -> {t['dst']}", t["amount"] or "-",
-                     _age(now - t["created_at"]), t["detail"]] for t in data["transfers"]]))
+                rows.append(
+                    [
+                        bot["name"] + (" (dry run)" if bot["dry_run"] else ""),
+                        p["name"],
+                        str(p["events_in"]),
+                        str(p["events_handled"]),
+                        f"{p['depth']}/{p['size']}",
+                        str(p["failures"]),
+                        status,
+                    ]
+                )
+        tables.append(
+            ("Bots", ["bot", "plugin", "events in", "handled", "inbox", "failures", "status"], rows)
+        )
+        tables.append(
+            (
+                "Balances",
+                ["venue", "account", "available", "deposit", "age"],
+                [
+                    [
+                        b["venue"],
+                        b["alias"],
+                        f"{b['available']} {b['currency']}",
+                        b["deposit"],
+                        _age(b["age"]),
+                    ]
+                    for b in data["balances"]
+                ],
+            )
+        )
+    tables.append(
+        (
+            "Pending/unknown transfers",
+            ["id", "state", "bot/plugin", "src -> dst", "amount", "age", "detail"],
+            [
+                [
+                    t["id"],
+                    t["state"],
+                    f"{t['bot']}/{t['plugin']}",
+                    f"{t['src']} -> {t['dst']}",
+                    t["amount"] or "-",
+                    _age(now - t["created_at"]),
+                    t["detail"],
+                ]
+                for t in data["transfers"]
+            ],
+        )
+    )
     return tables
 
 
@@ -228,8 +324,9 @@ def _headline(data: dict[str, Any]) -> str:
 
 def _plain_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-             for row in [header, *rows]]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -277,8 +374,9 @@ def fetch_status(url: str, timeout: float = 3.0) -> dict[str, Any]:
     return response.json()
 
 
-def status_command(app: AppConfig, *, url: str | None = None, as_json: bool = False,
-                   use_rich: bool | None = None) -> int:
+def status_command(
+    app: AppConfig, *, url: str | None = None, as_json: bool = False, use_rich: bool | None = None
+) -> int:
     """``qfexbot status``: 0 with the running process's status, 1 if none answers (the
     journal's pending/unknown transfers are shown either way)."""
     import httpx
@@ -290,8 +388,11 @@ def status_command(app: AppConfig, *, url: str | None = None, as_json: bool = Fa
         url = f"http://{f'[{host}]' if ':' in host else host}:{port}/status"
     data: dict[str, Any]
     if url is None:
-        data = {"running": False, "reason": "no status endpoint configured: set [runtime] "
-                "ops_listen = \"127.0.0.1:9187\" in bots.toml"}
+        data = {
+            "running": False,
+            "reason": "no status endpoint configured: set [runtime] "
+            'ops_listen = "127.0.0.1:9187" in bots.toml',
+        }
     else:
         try:
             data = fetch_status(url)

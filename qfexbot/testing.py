@@ -143,8 +143,11 @@ class BotHarness:
         """The delivered events of type ``kind`` (and subclasses), optionally of one account
         (alias or id)."""
         wanted = None if account is None else self.account_id(account)
-        return [e for e in self._log.events
-                if isinstance(e, kind) and (wanted is None or e.account_id == wanted)]
+        return [
+            e
+            for e in self._log.events
+            if isinstance(e, kind) and (wanted is None or e.account_id == wanted)
+        ]
 
     @property
     def transfers(self) -> list[LedgerEntry]:
@@ -190,8 +193,9 @@ class BotHarness:
         fields.setdefault("received_at", time.time())
         return kind(venue=self.venue, account_id=account_id, **fields)
 
-    async def inject(self, event: Event | type[Event], account: str | None = None,
-                     **fields: Any) -> Event:
+    async def inject(
+        self, event: Event | type[Event], account: str | None = None, **fields: Any
+    ) -> Event:
         """Publish a synthetic event on an account's bus, as if its session received it; it
         reaches every plugin of the bot. Returns the event.
 
@@ -236,7 +240,8 @@ class BotHarness:
         sessions = self.runtime.venues[self.venue].sessions
         await self.wait_for(
             lambda: all(s.state is ConnectionState.LIVE for s in sessions.values()),
-            timeout, "every session LIVE",
+            timeout,
+            "every session LIVE",
         )
 
     def _first_account(self) -> str:
@@ -297,11 +302,22 @@ async def run_bot(
     if tmp_path is None:
         with tempfile.TemporaryDirectory(prefix="qfexbot-test-") as directory:
             async with run_bot(
-                plugin, options=options, accounts=accounts, treasury=treasury,
-                tmp_path=directory, plugin_dirs=plugin_dirs, name=name,
-                extra_plugins=extra_plugins, channels=channels, market_data=market_data,
-                limits=limits, dry_run=dry_run, sim=sim, wait_live=wait_live,
-                start_timeout=start_timeout, stop_timeout=stop_timeout,
+                plugin,
+                options=options,
+                accounts=accounts,
+                treasury=treasury,
+                tmp_path=directory,
+                plugin_dirs=plugin_dirs,
+                name=name,
+                extra_plugins=extra_plugins,
+                channels=channels,
+                market_data=market_data,
+                limits=limits,
+                dry_run=dry_run,
+                sim=sim,
+                wait_live=wait_live,
+                start_timeout=start_timeout,
+                stop_timeout=stop_timeout,
             ) as harness:
                 yield harness
         return
@@ -311,9 +327,16 @@ async def run_bot(
         plugins[extra_name] = spec if isinstance(spec, tuple) else (spec, {})
     plugins[EVENT_LOG_PLUGIN] = ("qfexbot.testing:EventLog", {})
     path = write_bots_toml(
-        Path(tmp_path), plugins, accounts={"desk-a": 1000} if accounts is None else accounts,
-        treasury=treasury, plugin_dirs=plugin_dirs, channels=channels,
-        market_data=market_data, limits=limits, dry_run=dry_run, sim=sim,
+        Path(tmp_path),
+        plugins,
+        accounts={"desk-a": 1000} if accounts is None else accounts,
+        treasury=treasury,
+        plugin_dirs=plugin_dirs,
+        channels=channels,
+        market_data=market_data,
+        limits=limits,
+        dry_run=dry_run,
+        sim=sim,
     )
     runtime = Runtime(load_config(path))
     try:
@@ -386,18 +409,26 @@ def write_bots_toml(
         'public_key = "qfex_pub_harness"',
         'secret = "qfex_secret_harness"',
         _table(f"venues.{VENUE}.accounts", aliases),
-        _table(f"venues.{VENUE}.session", {
-            "stale_after": 5.0, "backoff_initial": 0.05, "backoff_max": 0.5,
-            "request_timeout": 5.0,
-        }),
-        _table(f"venues.{VENUE}.sim", {"pulse_interval": 0.1, "seed": 1, **(sim or {}),
-                                         "deposits": deposits}),
+        _table(
+            f"venues.{VENUE}.session",
+            {
+                "stale_after": 5.0,
+                "backoff_initial": 0.05,
+                "backoff_max": 0.5,
+                "request_timeout": 5.0,
+            },
+        ),
+        _table(
+            f"venues.{VENUE}.sim",
+            {"pulse_interval": 0.1, "seed": 1, **(sim or {}), "deposits": deposits},
+        ),
         _table("bots.bot", bot),
         _table("bots.bot.limits", limit_table),
     ]
     for instance, (spec, plugin_options) in plugins.items():
-        lines.append(_table(f"bots.bot.plugins.{instance}",
-                            {"use": _use_of(spec), **plugin_options}))
+        lines.append(
+            _table(f"bots.bot.plugins.{instance}", {"use": _use_of(spec), **plugin_options})
+        )
     path = directory / "bots.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -167,7 +167,6 @@ SendTransfer = Callable[[str, str, Decimal], Awaitable[Any]]
 """``await send(src, dst, amount)``: returns on success, raises one of the three errors below."""
 
 
-
 @dataclass(frozen=True, slots=True)
 class BalanceReading:
     """One fresh read of an account: available balance and ``deposit`` (None: not reported)."""
@@ -268,7 +267,10 @@ def classify_evidence(
         by_deposit = classify_reconciliation(amount, *deposit, tolerance)
         if by_deposit == "applied":
             if by_available == "not_applied":
-                return "unclear", "deposits moved by the amount but available balances are unchanged"
+                return (
+                    "unclear",
+                    "deposits moved by the amount but available balances are unchanged",
+                )
             return "applied", "deposit"
         if deposit_verified is True:
             if by_deposit == "not_applied":
@@ -792,8 +794,12 @@ class TransferService:
                         )
                     except InvalidTransition:
                         # An operator resolved it meanwhile (qfexbot journal resolve): theirs stands.
-                        log_event(log, logging.INFO, "journal entry resolved elsewhere meanwhile",
-                                  entry=current.id)
+                        log_event(
+                            log,
+                            logging.INFO,
+                            "journal entry resolved elsewhere meanwhile",
+                            entry=current.id,
+                        )
         results.extend(await self._check_watches(reader))
         return results
 
@@ -806,7 +812,9 @@ class TransferService:
                 entry, "cannot reconcile: balances before the transfer were not recorded"
             )
         self._doubt_since.setdefault(entry.id, trio.current_time())
-        held = [h for h in await self.journal.active_holds(owner=self.owner) if h.account in (src, dst)]
+        held = [
+            h for h in await self.journal.active_holds(owner=self.owner) if h.account in (src, dst)
+        ]
         if held:
             return await self._still_unknown(
                 entry, f"not reconciling automatically: {self._name(held[0].account)} is held "
@@ -842,9 +850,10 @@ class TransferService:
             )
         verified = await self.deposit_verified()
         numbers += f"; amount {amount}"
-        if deposit is not None and classify_reconciliation(
-            amount, *deposit, self._tolerance
-        ) == "unclear":
+        if (
+            deposit is not None
+            and classify_reconciliation(amount, *deposit, self._tolerance) == "unclear"
+        ):
             return await self._unexplained(entry, numbers)
         verdict, basis = classify_evidence(
             amount,
@@ -994,11 +1003,15 @@ class TransferService:
         for watch in await self._watches_here():
             if watch.entry_id == entry.id or not {watch.src, watch.dst} & touched:
                 continue
-            await self._hold_watched(watch, (
-                f"transfer {watch.entry_id} ({self._name(watch.src)} -> "
-                f"{self._name(watch.dst)}, {watch.amount}) was reconciled not applied and is "
-                f"watched for a late landing; deposits it touches moved unexplained while "
-                f"{entry.id} was in doubt, so it may have landed: {why}"))
+            await self._hold_watched(
+                watch,
+                (
+                    f"transfer {watch.entry_id} ({self._name(watch.src)} -> "
+                    f"{self._name(watch.dst)}, {watch.amount}) was reconciled not applied and is "
+                    f"watched for a late landing; deposits it touches moved unexplained while "
+                    f"{entry.id} was in doubt, so it may have landed: {why}"
+                ),
+            )
 
     async def _watches_here(self) -> list[Watch]:
         """The active watches this service checks: its owner's, between accounts it names
@@ -1083,12 +1096,16 @@ class TransferService:
             if abs(u_src - watch.last_src) > tol or abs(u_dst - watch.last_dst) > tol:
                 # The landing may hide inside that movement: no reading can tell any more.
                 await self.journal.update_watch(watch.entry_id, "watching", u_src, u_dst)
-                await self._hold_watched(watch, (
-                    f"deposits moved in a way this journal does not explain (another mover on "
-                    f"these accounts?) while transfer {watch.entry_id}, reconciled not applied, "
-                    f"is watched for a late landing: unexplained since then "
-                    f"{self._name(watch.src)} {u_src}, {self._name(watch.dst)} {u_dst}; "
-                    f"amount {amount}; it may have landed within that movement"))
+                await self._hold_watched(
+                    watch,
+                    (
+                        f"deposits moved in a way this journal does not explain (another mover on "
+                        f"these accounts?) while transfer {watch.entry_id}, reconciled not applied, "
+                        f"is watched for a late landing: unexplained since then "
+                        f"{self._name(watch.src)} {u_src}, {self._name(watch.dst)} {u_dst}; "
+                        f"amount {amount}; it may have landed within that movement"
+                    ),
+                )
             return None
         detail = (
             f"late landing: reconciled not applied, then deposits moved by exactly the amount "
@@ -1119,9 +1136,13 @@ class TransferService:
         journal written by an older version may hold the landing without its holds."""
         self._watch_since.pop(watch.entry_id, None)
         trail = [] if entry is None else await self.journal.events(entry.id)
-        landed = entry is not None and entry.state == TransferState.DONE and any(
-            (e["from_state"], e["to_state"], e["by"]) == ("failed", "done", "reconcile")
-            for e in trail
+        landed = (
+            entry is not None
+            and entry.state == TransferState.DONE
+            and any(
+                (e["from_state"], e["to_state"], e["by"]) == ("failed", "done", "reconcile")
+                for e in trail
+            )
         )
         if entry is None or not landed:
             await self.journal.update_watch(watch.entry_id, "closed", watch.last_src,

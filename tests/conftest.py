@@ -23,6 +23,7 @@ def _account_lock_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _private_state_dir(tmp_path_factory: pytest.TempPathFactory,
-                       monkeypatch: pytest.MonkeyPatch) -> None:
+def _private_state_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path_factory.mktemp("qfexbot-state")))

@@ -89,157 +89,402 @@ DURATION = 'a duration >= 0 (seconds, or a string like "90s", "5m")'
 POS_DURATION = 'a duration > 0 (seconds, or a string like "90s", "5m")'
 
 BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
-    ("unknown key with suggestion", setting((f"{BOT}/chanels", ["fills"])),
-     ['bots.keep-funded.chanels: unknown key (did you mean "channels"?)']),
-    ("unknown top-level key", setting(("bot", {})),
-     ['bot: unknown key (did you mean "bots"?)']),
-    ("unknown key without suggestion", setting(("runtime/colour", "red")),
-     [("runtime.colour: unknown key (allowed: dry_run, journal, kill_switch_file, log_format,"
-      " log_level, ops_listen, plugin_dirs, record, state_dir)")]),
-    ("wrong type bool", setting(("runtime/dry_run", "yes")),
-     ['runtime.dry_run: expected a boolean, got "yes"']),
-    ("log level enum", setting(("runtime/log_level", "verbose")),
-     ['runtime.log_level: expected one of "debug", "info", "warning", "error", got "verbose"']),
-    ("log format enum", setting(("runtime/log_format", "xml")),
-     ['runtime.log_format: expected one of "text", "json", got "xml"']),
-    ("plugin_dirs not an array", setting(("runtime/plugin_dirs", "plugins")),
-     ['runtime.plugin_dirs: expected an array of paths, got "plugins"']),
-    ("runtime not a table", setting(("runtime", 3)),
-     ["runtime: expected a table, got 3"]),
-    ("missing venues", setting(("venues", DELETE)),
-     ["venues: missing required key (expected at least one [venues.NAME] table of venues)"]),
-    ("empty bots", setting(("bots", {})),
-     ["bots: expected at least one [bots.NAME] table of bots, got an empty table"]),
-    ("bad bot name", setting(("bots/my bot", base()["bots"]["keep-funded"])),
-     ['bots."my bot": expected a name of 1-64 letters, digits, "-" or "_", got "my bot"']),
-    ("unknown venue kind", setting((f"{V}/kind", "binance")),
-     ['venues.demo.kind: expected one of "qfex", "finery", got "binance"']),
-    ("trade url scheme", setting((f"{V}/trade_url", "https://trade.qfex.com/")),
-     ['venues.demo.trade_url: expected a ws:// or wss:// URL, got "https://trade.qfex.com/"']),
-    ("missing user_id", setting((f"{V}/user_id", DELETE)),
-     [("venues.demo.user_id: missing required key (expected the primary account UUID, which is"
-      " the user id)")]),
-    ("bad user_id", setting((f"{V}/user_id", "abc")),
-     [('venues.demo.user_id: expected an account UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx),'
-      ' got "abc"')]),
-    ("bad account uuid", setting((f"{V}/accounts/desk-a", "1234")),
-     ['venues.demo.accounts.desk-a: expected an account UUID or "primary", got "1234"']),
-    ("account not a string", setting((f"{V}/accounts/desk-a", 7)),
-     ['venues.demo.accounts.desk-a: expected an account UUID or "primary", got 7']),
-    ("two aliases, one uuid", setting((f"{V}/accounts/desk-b", A.upper())),
-     [(f'venues.demo.accounts.desk-b: expected a unique account, got "{A.upper()}"'
-      " (same account as alias desk-a)")]),
-    ("alias duplicates primary", setting((f"{V}/accounts/main", UID)),
-     [(f'venues.demo.accounts.main: expected a unique account, got "{UID}"'
-      " (same account as alias treasury)")]),
-    ("inline secret on a real venue", setting((f"{V}/simulator", False)),
-     [('venues.demo.secret: inline secrets are not allowed unless simulator = true; use'
-      ' {env = "NAME"} or {file = "path"}')]),
-    ("inline jwt on a real venue",
-     setting((f"{V}/simulator", False), (f"{V}/public_key", DELETE), (f"{V}/secret", DELETE),
-             (f"{V}/jwt", "eyJ.x.y")),
-     [('venues.demo.jwt: inline secrets are not allowed unless simulator = true; use'
-      ' {env = "NAME"} or {file = "path"}')]),
-    ("secret ref unknown key", setting((f"{V}/secret", {"envv": "X"})),
-     ['venues.demo.secret.envv: unknown key (did you mean "env"?)']),
-    ("secret ref bad env name", setting((f"{V}/secret", {"env": "1X"})),
-     ['venues.demo.secret.env: expected an environment variable name, got "1X"']),
-    ("secret ref both env and file", setting((f"{V}/secret", {"env": "X", "file": "y"})),
-     ['venues.demo.secret: expected {env = "NAME"} or {file = "path"}, not both']),
-    ("secret wrong type", setting((f"{V}/secret", 12345)),
-     ['venues.demo.secret: expected a string, {env = "NAME"} or {file = "path"}, got an integer']),
-    ("public key without secret", setting((f"{V}/secret", DELETE)),
-     [('venues.demo.secret: missing required key (expected the API secret, e.g.'
-      ' {env = "QFEX_SECRET"})')]),
-    ("jwt and hmac together", setting((f"{V}/jwt", {"env": "QFEX_JWT"})),
-     ["venues.demo.jwt: expected either jwt or public_key/secret, not both"]),
-    ("no credentials", setting((f"{V}/public_key", DELETE), (f"{V}/secret", DELETE)),
-     ["venues.demo: missing credentials (expected public_key and secret, or jwt)"]),
-    ("sim table without simulator", setting(*NOT_SIM, (f"{V}/sim", {"seed": 1})),
-     ["venues.demo.sim: only allowed when simulator = true"]),
-    ("sim unknown key", setting((f"{V}/sim", {"pulse_intervall": 1})),
-     ['venues.demo.sim.pulse_intervall: unknown key (did you mean "pulse_interval"?)']),
-    ("sim deposit for unknown alias", setting((f"{V}/sim", {"deposits": {"dsk-a": 5}})),
-     [('venues.demo.sim.deposits.dsk-a: expected an account alias, got "dsk-a" (not in the'
-      " venue's accounts; did you mean \"desk-a\"?)")]),
-    ("sim negative deposit", setting((f"{V}/sim", {"deposits": {"desk-a": -5}})),
-     ["venues.demo.sim.deposits.desk-a: expected a non-negative number, got -5"]),
-    ("session unknown key", setting((f"{V}/session", {"stale": 3})),
-     ['venues.demo.session.stale: unknown key (did you mean "stale_after"?)']),
-    ("session zero timeout", setting((f"{V}/session", {"connect_timeout": 0})),
-     [f"venues.demo.session.connect_timeout: expected {POS_DURATION}, got 0"]),
-    ("session auth failures", setting((f"{V}/session", {"max_auth_failures": 0})),
-     ["venues.demo.session.max_auth_failures: expected a positive integer, got 0"]),
-    ("backoff max below initial",
-     setting((f"{V}/session", {"backoff_initial": 5, "backoff_max": 1})),
-     ["venues.demo.session.backoff_max: expected at least backoff_initial (5), got 1"]),
-    ("bot venue missing", setting((f"{BOT}/venue", "dmeo")),
-     [('bots.keep-funded.venue: expected the name of a [venues.NAME] table, got "dmeo"'
-      ' (did you mean "demo"?)')]),
-    ("bot venue absent", setting((f"{BOT}/venue", DELETE)),
-     ["bots.keep-funded.venue: missing required key (expected the name of a [venues.NAME] table)"]),
-    ("bot alias missing", setting((f"{BOT}/accounts", ["desk-a", "ops"])),
-     [('bots.keep-funded.accounts[1]: expected an account alias, got "ops" (not in the venue\'s'
-      " accounts; declared: treasury, desk-a, desk-b)")]),
-    ("bot alias duplicated", setting((f"{BOT}/accounts", ["desk-a", "desk-b", "desk-a"])),
-     [('bots.keep-funded.accounts[2]: expected each item once, got "desk-a" again'
-      " (first at bots.keep-funded.accounts[0])")]),
-    ("bot accounts empty", setting((f"{BOT}/accounts", [])),
-     ["bots.keep-funded.accounts: expected a non-empty array of account aliases, got []"]),
-    ("private channel enum", setting((f"{BOT}/channels", ["balances", "fill"])),
-     [f'bots.keep-funded.channels[1]: expected one of {PRIVATE}, got "fill"']),
-    ("market data channel enum",
-     setting((f"{BOT}/market_data", {"channels": ["l2"], "symbols": ["AAPL-USD"]})),
-     [('bots.keep-funded.market_data.channels[0]: expected one of "level2", "bbo", "trade",'
-      ' "mark_price", "candle", "funding", "underlier", "open_interest", "minmax_price",'
-      ' "market_stats", got "l2"')]),
-    ("market data without symbols", setting((f"{BOT}/market_data", {"channels": ["bbo"]})),
-     [("bots.keep-funded.market_data.symbols: missing required key (expected an array of"
-      ' symbols, e.g. ["AAPL-USD"])')]),
-    ("limit not a number", setting((f"{BOT}/limits", {"max_transfer": "lots"})),
-     ['bots.keep-funded.limits.max_transfer: expected a positive number, got "lots"']),
-    ("limit bool is not a number", setting((f"{BOT}/limits", {"max_daily": True})),
-     ["bots.keep-funded.limits.max_daily: expected a positive number, got true"]),
-    ("max transfer above max daily",
-     setting((f"{BOT}/limits", {"max_transfer": 500, "max_daily": 100})),
-     ["bots.keep-funded.limits.max_transfer: expected at most max_daily (100), got 500"]),
-    ("negative min interval", setting((f"{BOT}/limits", {"min_interval": -1})),
-     [f"bots.keep-funded.limits.min_interval: expected {DURATION}, got -1"]),
-    ("bad duration string", setting((f"{BOT}/limits", {"min_interval": "soon"})),
-     [f'bots.keep-funded.limits.min_interval: expected {DURATION}, got "soon"']),
-    ("allowed pair unknown alias",
-     setting((f"{BOT}/limits", {"allowed_pairs": [["treasury", "dsk-a"]]})),
-     [('bots.keep-funded.limits.allowed_pairs[0][1]: expected an account alias, got "dsk-a"'
-      " (not in the venue's accounts; did you mean \"desk-a\"?)")]),
-    ("allowed pair of one account",
-     setting((f"{BOT}/limits", {"allowed_pairs": [["desk-a", "desk-a"]]})),
-     [('bots.keep-funded.limits.allowed_pairs[0]: expected two different accounts,'
-      ' got ["desk-a", "desk-a"]')]),
-    ("allowed pair not a pair", setting((f"{BOT}/limits", {"allowed_pairs": [["desk-a"]]})),
-     [('bots.keep-funded.limits.allowed_pairs[0]: expected a pair of account aliases'
-      ' [source, destination], got ["desk-a"]')]),
-    ("allowed pair repeated reversed",
-     setting((f"{BOT}/limits", {"allowed_pairs": [["desk-a", "desk-b"], ["desk-b", "desk-a"]]})),
-     [('bots.keep-funded.limits.allowed_pairs[1]: expected each item once, got'
-      ' ["desk-b", "desk-a"] again (first at bots.keep-funded.limits.allowed_pairs[0])')]),
-    ("no plugins", setting((f"{BOT}/plugins", DELETE)),
-     [("bots.keep-funded.plugins: missing required key (expected at least one"
-      " [bots.NAME.plugins.INSTANCE] table)")]),
-    ("plugin failure limit", setting((f"{BOT}/plugins/rebalancer/failure_limit", 0)),
-     ["bots.keep-funded.plugins.rebalancer.failure_limit: expected a positive integer, got 0"]),
-    ("plugin use", setting((f"{BOT}/plugins/rebalancer/use", "a b")),
-     [('bots.keep-funded.plugins.rebalancer.use: expected a plugin name, module or'
-      ' "module:attribute", got "a b"')]),
-    ("plugin not a table", setting((f"{BOT}/plugins/rebalancer", "yes")),
-     ['bots.keep-funded.plugins.rebalancer: expected a table of plugin settings, got "yes"']),
+    (
+        "unknown key with suggestion",
+        setting((f"{BOT}/chanels", ["fills"])),
+        ['bots.keep-funded.chanels: unknown key (did you mean "channels"?)'],
+    ),
+    ("unknown top-level key", setting(("bot", {})), ['bot: unknown key (did you mean "bots"?)']),
+    (
+        "unknown key without suggestion",
+        setting(("runtime/colour", "red")),
+        [
+            (
+                "runtime.colour: unknown key (allowed: dry_run, journal, kill_switch_file, log_format,"
+                " log_level, ops_listen, plugin_dirs, record, state_dir)"
+            )
+        ],
+    ),
+    (
+        "wrong type bool",
+        setting(("runtime/dry_run", "yes")),
+        ['runtime.dry_run: expected a boolean, got "yes"'],
+    ),
+    (
+        "log level enum",
+        setting(("runtime/log_level", "verbose")),
+        ['runtime.log_level: expected one of "debug", "info", "warning", "error", got "verbose"'],
+    ),
+    (
+        "log format enum",
+        setting(("runtime/log_format", "xml")),
+        ['runtime.log_format: expected one of "text", "json", got "xml"'],
+    ),
+    (
+        "plugin_dirs not an array",
+        setting(("runtime/plugin_dirs", "plugins")),
+        ['runtime.plugin_dirs: expected an array of paths, got "plugins"'],
+    ),
+    ("runtime not a table", setting(("runtime", 3)), ["runtime: expected a table, got 3"]),
+    (
+        "missing venues",
+        setting(("venues", DELETE)),
+        ["venues: missing required key (expected at least one [venues.NAME] table of venues)"],
+    ),
+    (
+        "empty bots",
+        setting(("bots", {})),
+        ["bots: expected at least one [bots.NAME] table of bots, got an empty table"],
+    ),
+    (
+        "bad bot name",
+        setting(("bots/my bot", base()["bots"]["keep-funded"])),
+        ['bots."my bot": expected a name of 1-64 letters, digits, "-" or "_", got "my bot"'],
+    ),
+    (
+        "unknown venue kind",
+        setting((f"{V}/kind", "binance")),
+        ['venues.demo.kind: expected one of "qfex", "finery", got "binance"'],
+    ),
+    (
+        "trade url scheme",
+        setting((f"{V}/trade_url", "https://trade.qfex.com/")),
+        ['venues.demo.trade_url: expected a ws:// or wss:// URL, got "https://trade.qfex.com/"'],
+    ),
+    (
+        "missing user_id",
+        setting((f"{V}/user_id", DELETE)),
+        [
+            (
+                "venues.demo.user_id: missing required key (expected the primary account UUID, which is"
+                " the user id)"
+            )
+        ],
+    ),
+    (
+        "bad user_id",
+        setting((f"{V}/user_id", "abc")),
+        [
+            (
+                "venues.demo.user_id: expected an account UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx),"
+                ' got "abc"'
+            )
+        ],
+    ),
+    (
+        "bad account uuid",
+        setting((f"{V}/accounts/desk-a", "1234")),
+        ['venues.demo.accounts.desk-a: expected an account UUID or "primary", got "1234"'],
+    ),
+    (
+        "account not a string",
+        setting((f"{V}/accounts/desk-a", 7)),
+        ['venues.demo.accounts.desk-a: expected an account UUID or "primary", got 7'],
+    ),
+    (
+        "two aliases, one uuid",
+        setting((f"{V}/accounts/desk-b", A.upper())),
+        [
+            (
+                f'venues.demo.accounts.desk-b: expected a unique account, got "{A.upper()}"'
+                " (same account as alias desk-a)"
+            )
+        ],
+    ),
+    (
+        "alias duplicates primary",
+        setting((f"{V}/accounts/main", UID)),
+        [
+            (
+                f'venues.demo.accounts.main: expected a unique account, got "{UID}"'
+                " (same account as alias treasury)"
+            )
+        ],
+    ),
+    (
+        "inline secret on a real venue",
+        setting((f"{V}/simulator", False)),
+        [
+            (
+                "venues.demo.secret: inline secrets are not allowed unless simulator = true; use"
+                ' {env = "NAME"} or {file = "path"}'
+            )
+        ],
+    ),
+    (
+        "inline jwt on a real venue",
+        setting(
+            (f"{V}/simulator", False),
+            (f"{V}/public_key", DELETE),
+            (f"{V}/secret", DELETE),
+            (f"{V}/jwt", "eyJ.x.y"),
+        ),
+        [
+            (
+                "venues.demo.jwt: inline secrets are not allowed unless simulator = true; use"
+                ' {env = "NAME"} or {file = "path"}'
+            )
+        ],
+    ),
+    (
+        "secret ref unknown key",
+        setting((f"{V}/secret", {"envv": "X"})),
+        ['venues.demo.secret.envv: unknown key (did you mean "env"?)'],
+    ),
+    (
+        "secret ref bad env name",
+        setting((f"{V}/secret", {"env": "1X"})),
+        ['venues.demo.secret.env: expected an environment variable name, got "1X"'],
+    ),
+    (
+        "secret ref both env and file",
+        setting((f"{V}/secret", {"env": "X", "file": "y"})),
+        ['venues.demo.secret: expected {env = "NAME"} or {file = "path"}, not both'],
+    ),
+    (
+        "secret wrong type",
+        setting((f"{V}/secret", 12345)),
+        [
+            'venues.demo.secret: expected a string, {env = "NAME"} or {file = "path"}, got an integer'
+        ],
+    ),
+    (
+        "public key without secret",
+        setting((f"{V}/secret", DELETE)),
+        [
+            (
+                "venues.demo.secret: missing required key (expected the API secret, e.g."
+                ' {env = "QFEX_SECRET"})'
+            )
+        ],
+    ),
+    (
+        "jwt and hmac together",
+        setting((f"{V}/jwt", {"env": "QFEX_JWT"})),
+        ["venues.demo.jwt: expected either jwt or public_key/secret, not both"],
+    ),
+    (
+        "no credentials",
+        setting((f"{V}/public_key", DELETE), (f"{V}/secret", DELETE)),
+        ["venues.demo: missing credentials (expected public_key and secret, or jwt)"],
+    ),
+    (
+        "sim table without simulator",
+        setting(*NOT_SIM, (f"{V}/sim", {"seed": 1})),
+        ["venues.demo.sim: only allowed when simulator = true"],
+    ),
+    (
+        "sim unknown key",
+        setting((f"{V}/sim", {"pulse_intervall": 1})),
+        ['venues.demo.sim.pulse_intervall: unknown key (did you mean "pulse_interval"?)'],
+    ),
+    (
+        "sim deposit for unknown alias",
+        setting((f"{V}/sim", {"deposits": {"dsk-a": 5}})),
+        [
+            (
+                'venues.demo.sim.deposits.dsk-a: expected an account alias, got "dsk-a" (not in the'
+                ' venue\'s accounts; did you mean "desk-a"?)'
+            )
+        ],
+    ),
+    (
+        "sim negative deposit",
+        setting((f"{V}/sim", {"deposits": {"desk-a": -5}})),
+        ["venues.demo.sim.deposits.desk-a: expected a non-negative number, got -5"],
+    ),
+    (
+        "session unknown key",
+        setting((f"{V}/session", {"stale": 3})),
+        ['venues.demo.session.stale: unknown key (did you mean "stale_after"?)'],
+    ),
+    (
+        "session zero timeout",
+        setting((f"{V}/session", {"connect_timeout": 0})),
+        [f"venues.demo.session.connect_timeout: expected {POS_DURATION}, got 0"],
+    ),
+    (
+        "session auth failures",
+        setting((f"{V}/session", {"max_auth_failures": 0})),
+        ["venues.demo.session.max_auth_failures: expected a positive integer, got 0"],
+    ),
+    (
+        "backoff max below initial",
+        setting((f"{V}/session", {"backoff_initial": 5, "backoff_max": 1})),
+        ["venues.demo.session.backoff_max: expected at least backoff_initial (5), got 1"],
+    ),
+    (
+        "bot venue missing",
+        setting((f"{BOT}/venue", "dmeo")),
+        [
+            (
+                'bots.keep-funded.venue: expected the name of a [venues.NAME] table, got "dmeo"'
+                ' (did you mean "demo"?)'
+            )
+        ],
+    ),
+    (
+        "bot venue absent",
+        setting((f"{BOT}/venue", DELETE)),
+        [
+            "bots.keep-funded.venue: missing required key (expected the name of a [venues.NAME] table)"
+        ],
+    ),
+    (
+        "bot alias missing",
+        setting((f"{BOT}/accounts", ["desk-a", "ops"])),
+        [
+            (
+                'bots.keep-funded.accounts[1]: expected an account alias, got "ops" (not in the venue\'s'
+                " accounts; declared: treasury, desk-a, desk-b)"
+            )
+        ],
+    ),
+    (
+        "bot alias duplicated",
+        setting((f"{BOT}/accounts", ["desk-a", "desk-b", "desk-a"])),
+        [
+            (
+                'bots.keep-funded.accounts[2]: expected each item once, got "desk-a" again'
+                " (first at bots.keep-funded.accounts[0])"
+            )
+        ],
+    ),
+    (
+        "bot accounts empty",
+        setting((f"{BOT}/accounts", [])),
+        ["bots.keep-funded.accounts: expected a non-empty array of account aliases, got []"],
+    ),
+    (
+        "private channel enum",
+        setting((f"{BOT}/channels", ["balances", "fill"])),
+        [f'bots.keep-funded.channels[1]: expected one of {PRIVATE}, got "fill"'],
+    ),
+    (
+        "market data channel enum",
+        setting((f"{BOT}/market_data", {"channels": ["l2"], "symbols": ["AAPL-USD"]})),
+        [
+            (
+                'bots.keep-funded.market_data.channels[0]: expected one of "level2", "bbo", "trade",'
+                ' "mark_price", "candle", "funding", "underlier", "open_interest", "minmax_price",'
+                ' "market_stats", got "l2"'
+            )
+        ],
+    ),
+    (
+        "market data without symbols",
+        setting((f"{BOT}/market_data", {"channels": ["bbo"]})),
+        [
+            (
+                "bots.keep-funded.market_data.symbols: missing required key (expected an array of"
+                ' symbols, e.g. ["AAPL-USD"])'
+            )
+        ],
+    ),
+    (
+        "limit not a number",
+        setting((f"{BOT}/limits", {"max_transfer": "lots"})),
+        ['bots.keep-funded.limits.max_transfer: expected a positive number, got "lots"'],
+    ),
+    (
+        "limit bool is not a number",
+        setting((f"{BOT}/limits", {"max_daily": True})),
+        ["bots.keep-funded.limits.max_daily: expected a positive number, got true"],
+    ),
+    (
+        "max transfer above max daily",
+        setting((f"{BOT}/limits", {"max_transfer": 500, "max_daily": 100})),
+        ["bots.keep-funded.limits.max_transfer: expected at most max_daily (100), got 500"],
+    ),
+    (
+        "negative min interval",
+        setting((f"{BOT}/limits", {"min_interval": -1})),
+        [f"bots.keep-funded.limits.min_interval: expected {DURATION}, got -1"],
+    ),
+    (
+        "bad duration string",
+        setting((f"{BOT}/limits", {"min_interval": "soon"})),
+        [f'bots.keep-funded.limits.min_interval: expected {DURATION}, got "soon"'],
+    ),
+    (
+        "allowed pair unknown alias",
+        setting((f"{BOT}/limits", {"allowed_pairs": [["treasury", "dsk-a"]]})),
+        [
+            (
+                'bots.keep-funded.limits.allowed_pairs[0][1]: expected an account alias, got "dsk-a"'
+                ' (not in the venue\'s accounts; did you mean "desk-a"?)'
+            )
+        ],
+    ),
+    (
+        "allowed pair of one account",
+        setting((f"{BOT}/limits", {"allowed_pairs": [["desk-a", "desk-a"]]})),
+        [
+            (
+                "bots.keep-funded.limits.allowed_pairs[0]: expected two different accounts,"
+                ' got ["desk-a", "desk-a"]'
+            )
+        ],
+    ),
+    (
+        "allowed pair not a pair",
+        setting((f"{BOT}/limits", {"allowed_pairs": [["desk-a"]]})),
+        [
+            (
+                "bots.keep-funded.limits.allowed_pairs[0]: expected a pair of account aliases"
+                ' [source, destination], got ["desk-a"]'
+            )
+        ],
+    ),
+    (
+        "allowed pair repeated reversed",
+        setting((f"{BOT}/limits", {"allowed_pairs": [["desk-a", "desk-b"], ["desk-b", "desk-a"]]})),
+        [
+            (
+                "bots.keep-funded.limits.allowed_pairs[1]: expected each item once, got"
+                ' ["desk-b", "desk-a"] again (first at bots.keep-funded.limits.allowed_pairs[0])'
+            )
+        ],
+    ),
+    (
+        "no plugins",
+        setting((f"{BOT}/plugins", DELETE)),
+        [
+            (
+                "bots.keep-funded.plugins: missing required key (expected at least one"
+                " [bots.NAME.plugins.INSTANCE] table)"
+            )
+        ],
+    ),
+    (
+        "plugin failure limit",
+        setting((f"{BOT}/plugins/rebalancer/failure_limit", 0)),
+        ["bots.keep-funded.plugins.rebalancer.failure_limit: expected a positive integer, got 0"],
+    ),
+    (
+        "plugin use",
+        setting((f"{BOT}/plugins/rebalancer/use", "a b")),
+        [
+            (
+                "bots.keep-funded.plugins.rebalancer.use: expected a plugin name, module or"
+                ' "module:attribute", got "a b"'
+            )
+        ],
+    ),
+    (
+        "plugin not a table",
+        setting((f"{BOT}/plugins/rebalancer", "yes")),
+        ['bots.keep-funded.plugins.rebalancer: expected a table of plugin settings, got "yes"'],
+    ),
 ]
 
 
 @pytest.mark.parametrize(
     "mutate, expected", [pytest.param(m, e, id=name) for name, m, e in BAD_INPUTS]
 )
-def test_bad_input_gives_exactly_its_error(mutate: Callable[[dict[str, Any]], None],
-                                           expected: list[str]) -> None:
+def test_bad_input_gives_exactly_its_error(
+    mutate: Callable[[dict[str, Any]], None], expected: list[str]
+) -> None:
     data = base()
     mutate(data)
     with pytest.raises(ConfigError) as info:
@@ -296,10 +541,13 @@ def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
     assert info.value.errors == [f"{bad}: not UTF-8 text (byte offset 6)"]
 
 
-@pytest.mark.parametrize("text, error", [
-    ("a = " + "1" * 5000, "invalid TOML: an integer is too long"),
-    ("a = " + "[" * 1000 + "]" * 1000, "invalid TOML: arrays/tables nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("a = " + "1" * 5000, "invalid TOML: an integer is too long"),
+        ("a = " + "[" * 1000 + "]" * 1000, "invalid TOML: arrays/tables nested too deeply"),
+    ],
+)
 def test_pathological_toml(tmp_path: Path, text: str, error: str) -> None:
     path = tmp_path / "bots.toml"
     path.write_text(text)
@@ -313,8 +561,11 @@ def test_pathological_values() -> None:
     for _ in range(3000):
         deep = [deep]
     data = base()
-    data["runtime"] = {"plugin_dirs": deep, "journal": "~no-such-user-qfexbot/j",
-                       "kill_switch_file": 10**5000}
+    data["runtime"] = {
+        "plugin_dirs": deep,
+        "journal": "~no-such-user-qfexbot/j",
+        "kill_switch_file": 10**5000,
+    }
     data["venues"]["demo"]["session"] = {"stale_after": 10**400}
     with pytest.raises(ConfigError) as info:
         parse_config(data, None, "/srv")
@@ -343,10 +594,17 @@ def test_defaults() -> None:
     assert app.runtime.kill_switch_file == base_dir / "var/PAUSED"
     assert app.runtime.plugin_dirs == (base_dir / "plugins",)
     assert (app.runtime.log_level, app.runtime.log_format, app.runtime.dry_run) == (
-        "info", "text", False)
+        "info",
+        "text",
+        False,
+    )
     venue = app.venues["demo"]
     assert (venue.kind, venue.trade_url, venue.mds_url, venue.rest_url) == (
-        "qfex", "wss://trade.qfex.com/", "wss://mds.qfex.com/", "https://api.qfex.com")
+        "qfex",
+        "wss://trade.qfex.com/",
+        "wss://mds.qfex.com/",
+        "https://api.qfex.com",
+    )
     assert venue.session == SessionSettings(10.0, 10.0, 15.0, 0.5, 30.0, 30.0, 3, 10.0)
     assert venue.sim == {}
     bot = app.bots["keep-funded"]
@@ -360,24 +618,46 @@ def test_defaults() -> None:
     assert not bot.limits.allows("treasury", "desk-a")
     (plugin,) = bot.plugins
     assert (plugin.name, plugin.use, plugin.enabled, plugin.failure_limit, plugin.inbox_size) == (
-        "rebalancer", "rebalancer", True, 5, 1000)
+        "rebalancer",
+        "rebalancer",
+        True,
+        5,
+        1000,
+    )
     assert plugin.options == {"target": 100}
     assert plugin.path == "bots.keep-funded.plugins.rebalancer"
 
 
 def test_explicit_values() -> None:
     data = base()
-    data["runtime"] = {"log_level": "debug", "log_format": "json", "dry_run": True,
-                       "journal": "/var/lib/qfexbot/j.sqlite", "plugin_dirs": ["a", "../b"]}
+    data["runtime"] = {
+        "log_level": "debug",
+        "log_format": "json",
+        "dry_run": True,
+        "journal": "/var/lib/qfexbot/j.sqlite",
+        "plugin_dirs": ["a", "../b"],
+    }
     venue = data["venues"]["demo"]
     venue["session"] = {"stale_after": "2m", "connect_timeout": "250ms", "max_auth_failures": 5}
-    venue["sim"] = {"pulse_interval": 0.2, "seed": 7, "deposits": {"treasury": 100000,
-                    "desk-a": 0.1}, "symbols": {"AAPL-USD": {"mark": 200}}}
+    venue["sim"] = {
+        "pulse_interval": 0.2,
+        "seed": 7,
+        "deposits": {"treasury": 100000, "desk-a": 0.1},
+        "symbols": {"AAPL-USD": {"mark": 200}},
+    }
     bot = data["bots"]["keep-funded"]
-    bot.update(channels=["fills"], dry_run=True,
-               market_data={"channels": ["level2", "mark_price"], "symbols": ["AAPL-USD"]},
-               limits={"max_transfer": "12.50", "max_daily": 100, "min_interval": "5s",
-                       "min_remaining": 0.3, "allowed_pairs": [["treasury", "desk-a"]]})
+    bot.update(
+        channels=["fills"],
+        dry_run=True,
+        market_data={"channels": ["level2", "mark_price"], "symbols": ["AAPL-USD"]},
+        limits={
+            "max_transfer": "12.50",
+            "max_daily": 100,
+            "min_interval": "5s",
+            "min_remaining": 0.3,
+            "allowed_pairs": [["treasury", "desk-a"]],
+        },
+    )
     bot["plugins"]["rebalancer"].update(use="mypkg.mod:Plugin", enabled=False, inbox_size=10)
     app = parse_config(data, None, "/srv/bots")
     assert app.runtime.journal == Path("/var/lib/qfexbot/j.sqlite")
@@ -385,7 +665,10 @@ def test_explicit_values() -> None:
     assert app.runtime.dry_run and app.effective_dry_run("keep-funded")
     session = app.venues["demo"].session
     assert (session.stale_after, session.connect_timeout, session.max_auth_failures) == (
-        120.0, 0.25, 5)
+        120.0,
+        0.25,
+        5,
+    )
     sim = app.venues["demo"].sim
     assert sim["pulse_interval"] == 0.2 and sim["seed"] == 7
     assert sim["deposits"] == {"treasury": Decimal(100000), "desk-a": Decimal("0.1")}
@@ -394,9 +677,13 @@ def test_explicit_values() -> None:
     assert b.channels == ("fills",) and b.dry_run
     assert b.market_data.channels == ("level2", "mark_price")
     assert b.market_data.symbols == ("AAPL-USD",)
-    assert b.limits == Limits(Decimal("12.50"), Decimal(100),
-                              frozenset({("treasury", "desk-a"), ("desk-a", "treasury")}),
-                              5.0, Decimal("0.3"))
+    assert b.limits == Limits(
+        Decimal("12.50"),
+        Decimal(100),
+        frozenset({("treasury", "desk-a"), ("desk-a", "treasury")}),
+        5.0,
+        Decimal("0.3"),
+    )
     plugin = b.plugins[0]
     assert (plugin.use, plugin.enabled, plugin.inbox_size) == ("mypkg.mod:Plugin", False, 10)
     assert plugin.options == {"target": 100}
@@ -530,8 +817,10 @@ def test_insecure_secret_file_refused_unless_allowed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         venue.resolve_credentials(environ={})
     assert info.value.errors == [
-        (f"venues.demo.secret: secrets file {path} is readable or writable by group/others"
-        f" (mode 0640); run `chmod 600 {path}` or set {INSECURE_SECRET_FILES_ENV}=1")
+        (
+            f"venues.demo.secret: secrets file {path} is readable or writable by group/others"
+            f" (mode 0640); run `chmod 600 {path}` or set {INSECURE_SECRET_FILES_ENV}=1"
+        )
     ]
     assert SENTINEL not in str(info.value)
     with pytest.raises(ConfigError):
@@ -554,8 +843,12 @@ def test_sentinel_secret_never_in_repr_str_or_errors(tmp_path: Path) -> None:
         assert credentials.secret.reveal() == SENTINEL
         texts += [repr(app), str(app), repr(credentials), str(credentials), f"{credentials.secret}"]
     # Errors about a value that is (or might be) a secret never echo it.
-    bad = [real_venue(SENTINEL), real_venue([SENTINEL]),
-           real_venue({"env": "S", "value": SENTINEL}), real_venue({"env": "S"}, jwt=SENTINEL)]
+    bad = [
+        real_venue(SENTINEL),
+        real_venue([SENTINEL]),
+        real_venue({"env": "S", "value": SENTINEL}),
+        real_venue({"env": "S"}, jwt=SENTINEL),
+    ]
     for data in bad:
         with pytest.raises(ConfigError) as info:
             parse_config(data, None, tmp_path)
@@ -587,14 +880,27 @@ SCHEMA = {
 
 def test_plugin_config_good_values_and_defaults() -> None:
     values, errors = validate_plugin_config(
-        SCHEMA, {"managed": ["desk-a", "desk-b"], "target": 0.1, "every": 2, "tags": ["x"]}, P,
-        ALIASES)
+        SCHEMA,
+        {"managed": ["desk-a", "desk-b"], "target": 0.1, "every": 2, "tags": ["x"]},
+        P,
+        ALIASES,
+    )
     assert errors == []
     assert dict(values) == {
-        "treasury": "treasury", "managed": ("desk-a", "desk-b"), "target": Decimal("0.1"),
-        "floor": Decimal(0), "offset": Decimal("-1.5"), "max_transfer": Decimal(1000),
-        "every": 2.0, "retries": 3, "bias": 0, "name": "rb", "verbose": False, "tags": ("x",),
-        "mode": "band", "note": None,
+        "treasury": "treasury",
+        "managed": ("desk-a", "desk-b"),
+        "target": Decimal("0.1"),
+        "floor": Decimal(0),
+        "offset": Decimal("-1.5"),
+        "max_transfer": Decimal(1000),
+        "every": 2.0,
+        "retries": 3,
+        "bias": 0,
+        "name": "rb",
+        "verbose": False,
+        "tags": ("x",),
+        "mode": "band",
+        "note": None,
     }
     assert isinstance(values["target"], Decimal) and isinstance(values["retries"], int)
     with pytest.raises(TypeError):
@@ -606,25 +912,56 @@ def test_plugin_config_large_int_stays_exact() -> None:
     assert errors == [] and values["n"] == Decimal(10**30 + 1)
 
 
-@pytest.mark.parametrize("options, expected", [
-    ({"managed": ["desk-a"], "target": 5, "max_transfer": "lots"},
-     [f'{P}.max_transfer: expected a positive number, got "lots"']),
-    ({"managed": ["desk-a"]}, [f"{P}.target: missing required key (expected a positive number)"]),
-    ({"managed": ["desk-a"], "target": 5, "treasury": "vault"},
-     [(f'{P}.treasury: expected an account alias, got "vault" (not in the venue\'s accounts;'
-      " declared: treasury, desk-a, desk-b)")]),
-    ({"managed": ["desk-a", "dsk-a"], "target": 5},
-     [(f'{P}.managed[1]: expected an account alias, got "dsk-a" (not in the venue\'s accounts;'
-      ' did you mean "desk-a"?)')]),
-    ({"managed": ["desk-a"], "target": 5, "mode": "wild"},
-     [f'{P}.mode: expected one of "band", "target", got "wild"']),
-    ({"managed": ["desk-a"], "target": 5, "targte": 1},
-     [f'{P}.targte: unknown key (did you mean "target"?)']),
-    ({"managed": ["desk-a"], "target": 5, "retries": 1.5, "verbose": 1, "every": "-3s"},
-     [(f"{P}.every: expected a duration >= 0 (seconds, or a string like \"90s\", \"5m\"),"
-      ' got "-3s"'), f"{P}.retries: expected a positive integer, got 1.5",
-      f"{P}.verbose: expected a boolean, got 1"]),
-])
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (
+            {"managed": ["desk-a"], "target": 5, "max_transfer": "lots"},
+            [f'{P}.max_transfer: expected a positive number, got "lots"'],
+        ),
+        (
+            {"managed": ["desk-a"]},
+            [f"{P}.target: missing required key (expected a positive number)"],
+        ),
+        (
+            {"managed": ["desk-a"], "target": 5, "treasury": "vault"},
+            [
+                (
+                    f'{P}.treasury: expected an account alias, got "vault" (not in the venue\'s accounts;'
+                    " declared: treasury, desk-a, desk-b)"
+                )
+            ],
+        ),
+        (
+            {"managed": ["desk-a", "dsk-a"], "target": 5},
+            [
+                (
+                    f'{P}.managed[1]: expected an account alias, got "dsk-a" (not in the venue\'s accounts;'
+                    ' did you mean "desk-a"?)'
+                )
+            ],
+        ),
+        (
+            {"managed": ["desk-a"], "target": 5, "mode": "wild"},
+            [f'{P}.mode: expected one of "band", "target", got "wild"'],
+        ),
+        (
+            {"managed": ["desk-a"], "target": 5, "targte": 1},
+            [f'{P}.targte: unknown key (did you mean "target"?)'],
+        ),
+        (
+            {"managed": ["desk-a"], "target": 5, "retries": 1.5, "verbose": 1, "every": "-3s"},
+            [
+                (
+                    f'{P}.every: expected a duration >= 0 (seconds, or a string like "90s", "5m"),'
+                    ' got "-3s"'
+                ),
+                f"{P}.retries: expected a positive integer, got 1.5",
+                f"{P}.verbose: expected a boolean, got 1",
+            ],
+        ),
+    ],
+)
 def test_plugin_config_errors(options: dict[str, Any], expected: list[str]) -> None:
     _, errors = validate_plugin_config(SCHEMA, options, P, ALIASES)
     assert errors == expected
@@ -643,14 +980,18 @@ def test_plugin_config_broken_schema_is_reported_not_raised() -> None:
 # --- robustness -------------------------------------------------------------------------
 
 toml_scalars = st.one_of(
-    st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
     st.sampled_from(["primary", A, "desk-a", "5s", "-1", "treasury", "fills", "demo"]),
     st.dates(),
 )
 toml_values = st.recursive(
     toml_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 
@@ -670,8 +1011,10 @@ BASE_PATHS = leaf_paths(base())
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(BASE_PATHS), toml_values), max_size=4),
-       st.dictionaries(st.text(max_size=6), toml_values, max_size=2))
+@given(
+    st.lists(st.tuples(st.sampled_from(BASE_PATHS), toml_values), max_size=4),
+    st.dictionaries(st.text(max_size=6), toml_values, max_size=2),
+)
 def test_any_mutation_gives_config_or_config_error(
     changes: list[tuple[tuple[Any, ...], Any]], extra: dict[str, Any]
 ) -> None:
@@ -704,8 +1047,11 @@ def test_any_value_at_the_top_gives_config_error(value: Any) -> None:
 
 def test_docs_examples_are_valid() -> None:
     text = (REPO / "docs" / "configuration.md").read_text()
-    examples = [block for block in re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
-                if "[venues." in block and "[bots." in block]
+    examples = [
+        block
+        for block in re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
+        if "[venues." in block and "[bots." in block
+    ]
     assert len(examples) == 2
     for example in examples:
         assert isinstance(parse_config(tomli.loads(example), None, "/srv"), AppConfig)
@@ -743,12 +1089,14 @@ def _two_tables(second_accounts: dict[str, str], *, simulator: bool = False) -> 
 def test_two_venue_tables_of_one_user_sharing_an_account_are_refused_with_both_paths() -> None:
     with pytest.raises(ConfigError) as exc:
         parse_config(_two_tables({"desk": A, "desk-c": C}))
-    assert exc.value.errors == [(
-        f"venues.other.accounts.desk: expected an account no other venue table declares, got "
-        f"account {A}, also declared as venues.demo.accounts.desk-a (whatever each table's "
-        "user_id): two tables would each move and reconcile money on it and can repeat a "
-        "transfer; declare each account in one table only"
-    )]
+    assert exc.value.errors == [
+        (
+            f"venues.other.accounts.desk: expected an account no other venue table declares, got "
+            f"account {A}, also declared as venues.demo.accounts.desk-a (whatever each table's "
+            "user_id): two tables would each move and reconcile money on it and can repeat a "
+            "transfer; declare each account in one table only"
+        )
+    ]
 
 
 def test_primary_in_two_tables_of_one_user_is_one_shared_account() -> None:

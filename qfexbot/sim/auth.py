@@ -62,8 +62,13 @@ class Authenticator:
     tokens it signed (``issue_jwt``), with ``sub`` = user id.
     """
 
-    def __init__(self, users: Iterable[SimUser], nonce_window: float, max_skew: float,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        users: Iterable[SimUser],
+        nonce_window: float,
+        max_skew: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.clock = clock
         self.max_skew = max_skew
         self.nonces = NonceCache(nonce_window, clock)
@@ -81,8 +86,9 @@ class Authenticator:
         claims = {"sub": user_id, "iat": now, "exp": now + int(ttl), "iss": "qfexbot-sim"}
         return jwt.encode(claims, self._private_key, algorithm="ES256")
 
-    def verify_hmac(self, public_key: object, nonce: object, unix_ts: object,
-                    signature: object) -> SimUser:
+    def verify_hmac(
+        self, public_key: object, nonce: object, unix_ts: object, signature: object
+    ) -> SimUser:
         """The user of a valid HMAC credential; the nonce is consumed.
 
         Raises:
@@ -117,8 +123,13 @@ class Authenticator:
         if not isinstance(token, str):
             raise AuthFailure("jwt must be a string")
         try:
-            claims = jwt.decode(token, self._public_key, algorithms=["ES256"],
-                                options={"require": ["sub", "exp"]}, leeway=self.max_skew)
+            claims = jwt.decode(
+                token,
+                self._public_key,
+                algorithms=["ES256"],
+                options={"require": ["sub", "exp"]},
+                leeway=self.max_skew,
+            )
         except jwt.PyJWTError as exc:
             raise AuthFailure(f"invalid jwt ({type(exc).__name__})") from None
         user = self._by_id.get(claims["sub"])

@@ -74,21 +74,39 @@ def default_symbols() -> dict[str, SimSymbol]:
     return {
         "AAPL-USD": SimSymbol("AAPL-USD", Decimal("200.00")),
         "US500-USD": SimSymbol(
-            "US500-USD", Decimal("5000.0"), tick_size=Decimal("0.1"), leverage=30,
-            depth=Decimal(1), max_position_notional=Decimal(10000000),
+            "US500-USD",
+            Decimal("5000.0"),
+            tick_size=Decimal("0.1"),
+            leverage=30,
+            depth=Decimal(1),
+            max_position_notional=Decimal(10000000),
             product_category="index",
         ),
         "EUR-USD": SimSymbol(
-            "EUR-USD", Decimal("1.10000"), tick_size=Decimal("0.00001"), lot_size=Decimal(1),
-            min_price=Decimal("0.00001"), max_price=Decimal(100), min_quantity=Decimal(1),
-            max_quantity=Decimal(10000000), leverage=50, volatility=Decimal("0.0001"),
-            depth=Decimal(100000), max_position_notional=Decimal(50000000),
+            "EUR-USD",
+            Decimal("1.10000"),
+            tick_size=Decimal("0.00001"),
+            lot_size=Decimal(1),
+            min_price=Decimal("0.00001"),
+            max_price=Decimal(100),
+            min_quantity=Decimal(1),
+            max_quantity=Decimal(10000000),
+            leverage=50,
+            volatility=Decimal("0.0001"),
+            depth=Decimal(100000),
+            max_position_notional=Decimal(50000000),
             product_category="fx",
         ),
         "CL-USD": SimSymbol(
-            "CL-USD", Decimal("70.00"), lot_size=Decimal("0.01"), min_quantity=Decimal("0.01"),
-            max_quantity=Decimal(100000), leverage=20, depth=Decimal(50),
-            max_position_notional=Decimal(5000000), product_category="commodity",
+            "CL-USD",
+            Decimal("70.00"),
+            lot_size=Decimal("0.01"),
+            min_quantity=Decimal("0.01"),
+            max_quantity=Decimal(100000),
+            leverage=20,
+            depth=Decimal(50),
+            max_position_notional=Decimal(5000000),
+            product_category="commodity",
         ),
     }
 
@@ -123,14 +141,31 @@ class SimConfig:
 
 
 _SIM_FLOATS = (
-    "pulse_interval", "auth_deadline", "ping_interval", "pong_timeout", "rate_limit_window",
-    "mds_interval", "price_interval", "equity_interval", "nonce_window", "max_skew",
+    "pulse_interval",
+    "auth_deadline",
+    "ping_interval",
+    "pong_timeout",
+    "rate_limit_window",
+    "mds_interval",
+    "price_interval",
+    "equity_interval",
+    "nonce_window",
+    "max_skew",
 )
 _SIM_DECIMALS = ("rate_limit_budget", "taker_fee", "maker_fee")
 _SIM_INTS = ("seed", "trade_port", "mds_port", "rest_port")
 _SYMBOL_DECIMALS = (
-    "price", "tick_size", "lot_size", "min_price", "max_price", "min_quantity", "max_quantity",
-    "volatility", "depth", "price_band", "max_position_notional",
+    "price",
+    "tick_size",
+    "lot_size",
+    "min_price",
+    "max_price",
+    "min_quantity",
+    "max_quantity",
+    "volatility",
+    "depth",
+    "price_band",
+    "max_position_notional",
 )
 _SYMBOL_INTS = ("leverage", "spread_ticks")
 _SYMBOL_STRS = ("product_category",)

@@ -216,8 +216,16 @@ class Engine:
         self.accounts[account_id] = Account(account_id, user_id)
         return account_id
 
-    def transfer(self, user_id: str, src: str, dst: str, amount: Decimal, *,
-                 outside: bool = False, held_for: float = 0.0) -> LedgerEntry:
+    def transfer(
+        self,
+        user_id: str,
+        src: str,
+        dst: str,
+        amount: Decimal,
+        *,
+        outside: bool = False,
+        held_for: float = 0.0,
+    ) -> LedgerEntry:
         """Move available balance between two accounts of one user, instantly (§6 #16).
 
         ``outside`` marks a move made by another client (the web app, a second bot) and
@@ -229,7 +237,9 @@ class Engine:
         for name, account_id in (("src_account_id", src), ("dst_account_id", dst)):
             if not self.owns(user_id, account_id):
                 raise TransferError(
-                    403, "Forbidden", f"account {account_id} is not owned by this user",
+                    403,
+                    "Forbidden",
+                    f"account {account_id} is not owned by this user",
                     f"query.{name}",
                 )
         if src == dst:
@@ -241,13 +251,16 @@ class Engine:
         available = self.available_balance(src)
         if amount > available:
             raise TransferError(
-                422, "Unprocessable Entity",
-                f"amount {amount} exceeds available balance {available}", "body.amount",
+                422,
+                "Unprocessable Entity",
+                f"amount {amount} exceeds available balance {available}",
+                "body.amount",
             )
         self.accounts[src].deposit -= amount
         self.accounts[dst].deposit += amount
-        entry = LedgerEntry(str(uuid.uuid4()), src, dst, amount, self.clock(),
-                            outside=outside, held_for=held_for)
+        entry = LedgerEntry(
+            str(uuid.uuid4()), src, dst, amount, self.clock(), outside=outside, held_for=held_for
+        )
         self.ledger.append(entry)
         return entry
 
@@ -294,8 +307,12 @@ class Engine:
         account = self.accounts[account_id]
         unrealised = self.unrealised_pnl(account_id)
         return (
-            account.deposit + account.realised_pnl + account.net_funding - account.fees
-            - self.order_margin(account_id) - self.position_margin(account_id)
+            account.deposit
+            + account.realised_pnl
+            + account.net_funding
+            - account.fees
+            - self.order_margin(account_id)
+            - self.position_margin(account_id)
             + min(unrealised, ZERO)
         )
 
@@ -303,7 +320,10 @@ class Engine:
         """deposit + realised + funding − fees + unrealised."""
         account = self.accounts[account_id]
         return (
-            account.deposit + account.realised_pnl + account.net_funding - account.fees
+            account.deposit
+            + account.realised_pnl
+            + account.net_funding
+            - account.fees
             + self.unrealised_pnl(account_id)
         )
 
@@ -329,23 +349,28 @@ class Engine:
         payloads = []
         for symbol, position in account.positions.items():
             im = self.im_fraction(account, symbol)
-            resting = [o for o in self.orders.values()
-                       if o.account_id == account_id and o.symbol == symbol]
-            payloads.append({
-                "id": position.id,
-                "symbol": symbol,
-                "position": _num(position.size),
-                "margin_alloc": _num(self.position_margin(account_id, symbol)),
-                "realised_pnl": _num(position.realised_pnl),
-                "unrealised_pnl": _num(self.unrealised_pnl(account_id, symbol)),
-                "net_funding": _num(position.net_funding),
-                "open_orders": float(len(resting)),
-                "open_quantity": _num(sum((o.remaining for o in resting), ZERO)),
-                "leverage": float(account.leverage.get(symbol, self.markets[symbol].spec.leverage)),
-                "initial_margin": _num(im),
-                "maintenance_margin": _num(im * 2 / 3),
-                "average_price": _num(position.average_price),
-            })
+            resting = [
+                o for o in self.orders.values() if o.account_id == account_id and o.symbol == symbol
+            ]
+            payloads.append(
+                {
+                    "id": position.id,
+                    "symbol": symbol,
+                    "position": _num(position.size),
+                    "margin_alloc": _num(self.position_margin(account_id, symbol)),
+                    "realised_pnl": _num(position.realised_pnl),
+                    "unrealised_pnl": _num(self.unrealised_pnl(account_id, symbol)),
+                    "net_funding": _num(position.net_funding),
+                    "open_orders": float(len(resting)),
+                    "open_quantity": _num(sum((o.remaining for o in resting), ZERO)),
+                    "leverage": float(
+                        account.leverage.get(symbol, self.markets[symbol].spec.leverage)
+                    ),
+                    "initial_margin": _num(im),
+                    "maintenance_margin": _num(im * 2 / 3),
+                    "average_price": _num(position.average_price),
+                }
+            )
         return payloads
 
     def leverage_payloads(self, account_id: str) -> list[dict[str, Any]]:
@@ -354,14 +379,16 @@ class Engine:
         rows = []
         for symbol, market in self.markets.items():
             im = self.im_fraction(account, symbol)
-            rows.append({
-                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{account_id}/{symbol}")),
-                "symbol": symbol,
-                "initial_margin": _num(im),
-                "maintenance_margin": _num(im * 2 / 3),
-                "max_notional": _num(market.spec.max_position_notional),
-                "leverage": str(account.leverage.get(symbol, market.spec.leverage)),
-            })
+            rows.append(
+                {
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{account_id}/{symbol}")),
+                    "symbol": symbol,
+                    "initial_margin": _num(im),
+                    "maintenance_margin": _num(im * 2 / 3),
+                    "max_notional": _num(market.spec.max_position_notional),
+                    "leverage": str(account.leverage.get(symbol, market.spec.leverage)),
+                }
+            )
         return rows
 
     def sample_equity(self) -> None:
@@ -387,8 +414,9 @@ class Engine:
             )
         account = self.accounts[account_id]
         position = account.positions.get(symbol)
-        has_orders = any(o.account_id == account_id and o.symbol == symbol
-                         for o in self.orders.values())
+        has_orders = any(
+            o.account_id == account_id and o.symbol == symbol for o in self.orders.values()
+        )
         if has_orders or (position is not None and position.size):
             raise CommandError(
                 "InvalidParameter", "leverage cannot change with open orders or a position"
@@ -419,8 +447,9 @@ class Engine:
         last = market.last_trade if market.last_trade is not None else market.mid
         return sorted((bid, ask, last))[1]
 
-    def book(self, symbol: str, depth: int = BOOK_DEPTH) -> tuple[list[tuple[Decimal, Decimal]],
-                                                                   list[tuple[Decimal, Decimal]]]:
+    def book(
+        self, symbol: str, depth: int = BOOK_DEPTH
+    ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         """Aggregated top-``depth`` levels (bids best first, asks best first)."""
         market = self.markets[symbol]
         sides = []
@@ -446,27 +475,29 @@ class Engine:
         for index, (name, market) in enumerate(self.markets.items()):
             spec = market.spec
             base = name.split("-")[0]
-            rows.append({
-                "clobPairId": str(index),
-                "symbol": name,
-                "status": "ACTIVE",
-                "underlier_price": str(market.mid),
-                "price_change_24h": "0",
-                "default_max_leverage": spec.leverage,
-                "tick_size": str(spec.tick_size),
-                "lot_size": str(spec.lot_size),
-                "min_price": str(spec.min_price),
-                "max_price": str(spec.max_price),
-                "min_quantity": str(spec.min_quantity),
-                "max_quantity": str(spec.max_quantity),
-                "base_asset": base,
-                "quote_asset": "USD",
-                "margin_asset": "USD",
-                "order_time_in_force": list(TIFS),
-                "order_types": ["LIMIT", "MARKET", "ALO"],
-                "market_hours": {"tz": "America/New_York"},
-                "product_category": spec.product_category,
-            })
+            rows.append(
+                {
+                    "clobPairId": str(index),
+                    "symbol": name,
+                    "status": "ACTIVE",
+                    "underlier_price": str(market.mid),
+                    "price_change_24h": "0",
+                    "default_max_leverage": spec.leverage,
+                    "tick_size": str(spec.tick_size),
+                    "lot_size": str(spec.lot_size),
+                    "min_price": str(spec.min_price),
+                    "max_price": str(spec.max_price),
+                    "min_quantity": str(spec.min_quantity),
+                    "max_quantity": str(spec.max_quantity),
+                    "base_asset": base,
+                    "quote_asset": "USD",
+                    "margin_asset": "USD",
+                    "order_time_in_force": list(TIFS),
+                    "order_types": ["LIMIT", "MARKET", "ALO"],
+                    "market_hours": {"tz": "America/New_York"},
+                    "product_category": spec.product_category,
+                }
+            )
         return rows
 
     # ----------------------------------------------------------------- price process
@@ -500,8 +531,10 @@ class Engine:
         half = spec.tick_size * spec.spread_ticks / 2
         best_bid = _round(market.mid - half, spec.tick_size, ROUND_FLOOR)
         best_ask = best_bid + spec.tick_size * spec.spread_ticks
-        for side, best, step in (("BUY", best_bid, -spec.tick_size),
-                                 ("SELL", best_ask, spec.tick_size)):
+        for side, best, step in (
+            ("BUY", best_bid, -spec.tick_size),
+            ("SELL", best_ask, spec.tick_size),
+        ):
             levels: dict[Decimal, Decimal] = {}
             for k in range(BOOK_DEPTH):
                 price = best + step * k
@@ -519,8 +552,11 @@ class Engine:
             for order in list(resting):
                 levels = market.synthetic[opposite]
                 crossing = sorted(
-                    (p for p, q in levels.items()
-                     if q > 0 and (p <= order.price if order.side == "BUY" else p >= order.price)),
+                    (
+                        p
+                        for p, q in levels.items()
+                        if q > 0 and (p <= order.price if order.side == "BUY" else p >= order.price)
+                    ),
                     reverse=order.side == "SELL",
                 )
                 for price in crossing:
@@ -528,8 +564,16 @@ class Engine:
                         break
                     qty = min(order.remaining, levels[price])
                     levels[price] -= qty
-                    events.extend(self._execute(market, taker=None, maker=order, price=order.price,
-                                                qty=qty, aggressor=opposite))
+                    events.extend(
+                        self._execute(
+                            market,
+                            taker=None,
+                            maker=order,
+                            price=order.price,
+                            qty=qty,
+                            aggressor=opposite,
+                        )
+                    )
         return events
 
     # ----------------------------------------------------------------- orders
@@ -574,10 +618,21 @@ class Engine:
             price = ZERO
         self._arrival += 1
         order = Order(
-            order_id=str(uuid.uuid4()), account_id=account_id, symbol=symbol, side=side,
-            order_type=order_type, tif=tif, price=price, quantity=quantity, remaining=quantity,
-            client_order_id=client_order_id, take_profit=take_profit, stop_loss=stop_loss,
-            reduce_only=reduce_only, arrival=self._arrival, update_time=self.clock(),
+            order_id=str(uuid.uuid4()),
+            account_id=account_id,
+            symbol=symbol,
+            side=side,
+            order_type=order_type,
+            tif=tif,
+            price=price,
+            quantity=quantity,
+            remaining=quantity,
+            client_order_id=client_order_id,
+            take_profit=take_profit,
+            stop_loss=stop_loss,
+            reduce_only=reduce_only,
+            arrival=self._arrival,
+            update_time=self.clock(),
         )
         reject = self._validate(order)
         if reject is not None:
@@ -605,8 +660,11 @@ class Engine:
             qty = min(order.remaining, available)
             if maker is None:
                 market.synthetic[_other(side)][level_price] -= qty
-            events.extend(self._execute(market, taker=order, maker=maker, price=level_price,
-                                        qty=qty, aggressor=side))
+            events.extend(
+                self._execute(
+                    market, taker=order, maker=maker, price=level_price, qty=qty, aggressor=side
+                )
+            )
         filled = order.remaining < order.quantity
         if order.remaining > 0:
             if stp:
@@ -715,8 +773,15 @@ class Engine:
             book.remove(order)
         self.orders.pop(order.order_id, None)
 
-    def _execute(self, market: Market, taker: Order | None, maker: Order | None, price: Decimal,
-                 qty: Decimal, aggressor: str) -> list[Event]:
+    def _execute(
+        self,
+        market: Market,
+        taker: Order | None,
+        maker: Order | None,
+        price: Decimal,
+        qty: Decimal,
+        aggressor: str,
+    ) -> list[Event]:
         """One trade: update both sides' orders and accounts, emit fills and the public print."""
         trade_id = str(uuid.uuid4())
         now = self.clock()
@@ -729,44 +794,58 @@ class Engine:
             fee = qty * price * fee_rate
             realised = self._apply_fill(order.account_id, order.symbol, order.side, qty, price, fee)
             events.append(self._order_event(order, "FILLED", trade_id=trade_id))
-            events.append(self._emit(order.account_id, "fills", {"fill_response": {
-                "trade_id": trade_id,
-                "user_id": order.account_id,
-                "symbol": order.symbol,
-                "price": _num(price),
-                "quantity": _num(qty),
-                "side": order.side,
-                "aggressor_side": aggressor,
-                "order_id": order.order_id,
-                "fee": _num(fee),
-                "order_type": order.order_type,
-                "tif": order.tif,
-                "order_price": _num(order.price),
-                "client_order_id": order.client_order_id,
-                "remaining_quantity": _num(order.remaining),
-                "take_profit": _num(order.take_profit),
-                "stop_loss": _num(order.stop_loss),
-                "execution_type": "NEW",
-                "timestamp": now,
-                "realised_pnl": _num(realised),
-            }}))
+            events.append(
+                self._emit(
+                    order.account_id,
+                    "fills",
+                    {
+                        "fill_response": {
+                            "trade_id": trade_id,
+                            "user_id": order.account_id,
+                            "symbol": order.symbol,
+                            "price": _num(price),
+                            "quantity": _num(qty),
+                            "side": order.side,
+                            "aggressor_side": aggressor,
+                            "order_id": order.order_id,
+                            "fee": _num(fee),
+                            "order_type": order.order_type,
+                            "tif": order.tif,
+                            "order_price": _num(order.price),
+                            "client_order_id": order.client_order_id,
+                            "remaining_quantity": _num(order.remaining),
+                            "take_profit": _num(order.take_profit),
+                            "stop_loss": _num(order.stop_loss),
+                            "execution_type": "NEW",
+                            "timestamp": now,
+                            "realised_pnl": _num(realised),
+                        }
+                    },
+                )
+            )
             if order is maker and order.remaining == 0:
                 self._unrest(order)
         market.last_trade = price
-        events.append(PublicTrade(market.spec.symbol, {
-            "type": "trade",
-            "trade_id": trade_id,
-            "time": rfc3339(now),
-            "symbol": market.spec.symbol,
-            "size": str(qty),
-            "price": str(price),
-            "side": aggressor,
-            "execution_type": "T",
-        }))
+        events.append(
+            PublicTrade(
+                market.spec.symbol,
+                {
+                    "type": "trade",
+                    "trade_id": trade_id,
+                    "time": rfc3339(now),
+                    "symbol": market.spec.symbol,
+                    "size": str(qty),
+                    "price": str(price),
+                    "side": aggressor,
+                    "execution_type": "T",
+                },
+            )
+        )
         return events
 
-    def _apply_fill(self, account_id: str, symbol: str, side: str, qty: Decimal, price: Decimal,
-                    fee: Decimal) -> Decimal:
+    def _apply_fill(
+        self, account_id: str, symbol: str, side: str, qty: Decimal, price: Decimal, fee: Decimal
+    ) -> Decimal:
         """Position, average price, realised pnl and fees after one fill; returns realised pnl."""
         account = self.accounts[account_id]
         position = account.positions.setdefault(symbol, Position(symbol))
@@ -808,27 +887,45 @@ class Engine:
             raise CommandError("InvalidParameter", f"missing parameter {id_type}")
         if id_type == "order_id":
             order = self.orders.get(ident)
-            matches = [order] if order and order.account_id == account_id and (
-                symbol in (None, order.symbol)) else []
+            matches = (
+                [order]
+                if order and order.account_id == account_id and (symbol in (None, order.symbol))
+                else []
+            )
         elif id_type == "client_order_id":
-            matches = [o for o in self.orders.values()
-                       if o.account_id == account_id and o.client_order_id == ident
-                       and symbol in (None, o.symbol)]
+            matches = [
+                o
+                for o in self.orders.values()
+                if o.account_id == account_id
+                and o.client_order_id == ident
+                and symbol in (None, o.symbol)
+            ]
         else:
             matches = []
         if not matches:
-            return [self._emit(account_id, "order_responses", {"order_response": {
-                **_blank_order(account_id, symbol if isinstance(symbol, str) else "", self.clock()),
-                "order_id": ident if id_type == "order_id" else "",
-                "client_order_id": ident if id_type == "client_order_id" else "",
-                "status": "NO_SUCH_ORDER",
-            }})]
+            return [
+                self._emit(
+                    account_id,
+                    "order_responses",
+                    {
+                        "order_response": {
+                            **_blank_order(
+                                account_id, symbol if isinstance(symbol, str) else "", self.clock()
+                            ),
+                            "order_id": ident if id_type == "order_id" else "",
+                            "client_order_id": ident if id_type == "client_order_id" else "",
+                            "status": "NO_SUCH_ORDER",
+                        }
+                    },
+                )
+            ]
         return [self._cancel(order) for order in sorted(matches, key=lambda o: o.arrival)]
 
     def cancel_all(self, account_id: str) -> list[Event]:
         """Cancel every open order of the account (cancel_all_orders / cancel-on-disconnect)."""
-        mine = sorted((o for o in self.orders.values() if o.account_id == account_id),
-                      key=lambda o: o.arrival)
+        mine = sorted(
+            (o for o in self.orders.values() if o.account_id == account_id), key=lambda o: o.arrival
+        )
         return [self._cancel(order) for order in mine]
 
     def _cancel(self, order: Order) -> PrivateEvent:
@@ -844,8 +941,9 @@ class Engine:
             if o.account_id == account_id and symbol in (None, o.symbol)
         ]
 
-    def _order_payload(self, order: Order, status: str, trade_id: str | None = None
-                       ) -> dict[str, Any]:
+    def _order_payload(
+        self, order: Order, status: str, trade_id: str | None = None
+    ) -> dict[str, Any]:
         return {
             "order_id": order.order_id,
             "symbol": order.symbol,
@@ -864,11 +962,13 @@ class Engine:
             "trade_id": trade_id,
         }
 
-    def _order_event(self, order: Order, status: str, trade_id: str | None = None
-                     ) -> PrivateEvent:
+    def _order_event(self, order: Order, status: str, trade_id: str | None = None) -> PrivateEvent:
         order.status = status
-        return self._emit(order.account_id, "order_responses",
-                          {"order_response": self._order_payload(order, status, trade_id)})
+        return self._emit(
+            order.account_id,
+            "order_responses",
+            {"order_response": self._order_payload(order, status, trade_id)},
+        )
 
     def _emit(self, account_id: str, channel: str, frame: dict[str, Any]) -> PrivateEvent:
         account = self.accounts[account_id]
@@ -880,10 +980,21 @@ class Engine:
 
 def _blank_order(account_id: str, symbol: str, now: float) -> dict[str, Any]:
     return {
-        "order_id": "", "symbol": symbol, "status": "", "quantity": 0.0, "price": 0.0,
-        "take_profit": 0.0, "stop_loss": 0.0, "side": "", "type": "", "time_in_force": "",
-        "user_id": account_id, "client_order_id": "", "quantity_remaining": 0.0,
-        "update_time": now, "trade_id": None,
+        "order_id": "",
+        "symbol": symbol,
+        "status": "",
+        "quantity": 0.0,
+        "price": 0.0,
+        "take_profit": 0.0,
+        "stop_loss": 0.0,
+        "side": "",
+        "type": "",
+        "time_in_force": "",
+        "user_id": account_id,
+        "client_order_id": "",
+        "quantity_remaining": 0.0,
+        "update_time": now,
+        "trade_id": None,
     }
 
 

@@ -94,8 +94,13 @@ class Faults:
             entry = engine.transfer(owner, src, dst, Decimal(str(amount)), outside=True)
         except TransferError as exc:
             raise ValueError(f"outside transfer refused: {exc.detail}") from None
-        return {"id": entry.id, "src": entry.src, "dst": entry.dst, "amount": str(entry.amount),
-                "outside": True}
+        return {
+            "id": entry.id,
+            "src": entry.src,
+            "dst": entry.dst,
+            "amount": str(entry.amount),
+            "outside": True,
+        }
 
     def send_malformed_frame(self, account_id: str | None = None) -> int:
         """Send a truncated JSON frame on every trade connection (of one account)."""

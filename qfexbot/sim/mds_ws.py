@@ -90,7 +90,7 @@ class MdsGateway:
                     continue
                 conn.subscriptions.add((channel, symbol))
                 if channel == "mark_price":
-                    for name in (known if symbol == ALL else [symbol]):
+                    for name in known if symbol == ALL else [symbol]:
                         conn.send(self._mark_frame(name))
 
     def publish_trade(self, trade: PublicTrade) -> None:
@@ -108,8 +108,11 @@ class MdsGateway:
         engine = self.sim.engine
         now = rfc3339(engine.clock())
         for symbol in engine.markets:
-            wanted = {ch for ch in ("level2", "bbo", "mark_price")
-                      if any(c.wants(ch, symbol) for c in self.connections)}
+            wanted = {
+                ch
+                for ch in ("level2", "bbo", "mark_price")
+                if any(c.wants(ch, symbol) for c in self.connections)
+            }
             if not wanted:
                 continue
             frames: dict[str, str] = {}
@@ -117,14 +120,16 @@ class MdsGateway:
                 bids, asks = engine.book(symbol)
                 sequence = engine.next_book_sequence(symbol)
                 for channel, depth in (("level2", None), ("bbo", 1)):
-                    frames[channel] = dumps({
-                        "type": channel,
-                        "symbol": symbol,
-                        "bid": [[str(p), str(q)] for p, q in bids[:depth]],
-                        "ask": [[str(p), str(q)] for p, q in asks[:depth]],
-                        "sequence": sequence,
-                        "time": now,
-                    })
+                    frames[channel] = dumps(
+                        {
+                            "type": channel,
+                            "symbol": symbol,
+                            "bid": [[str(p), str(q)] for p, q in bids[:depth]],
+                            "ask": [[str(p), str(q)] for p, q in asks[:depth]],
+                            "sequence": sequence,
+                            "time": now,
+                        }
+                    )
             if "mark_price" in wanted:
                 frames["mark_price"] = dumps(self._mark_frame(symbol))
             for conn in list(self.connections):
@@ -134,8 +139,12 @@ class MdsGateway:
 
     def _mark_frame(self, symbol: str) -> dict[str, Any]:
         engine = self.sim.engine
-        return {"type": "mark_price", "symbol": symbol, "price": str(engine.mark_price(symbol)),
-                "time": rfc3339(engine.clock())}
+        return {
+            "type": "mark_price",
+            "symbol": symbol,
+            "price": str(engine.mark_price(symbol)),
+            "time": rfc3339(engine.clock()),
+        }
 
 
 def _str_list(value: Any) -> bool:
@@ -143,5 +152,12 @@ def _str_list(value: Any) -> bool:
 
 
 def _err(conn: WsPeer, message: str, incoming: Any) -> None:
-    conn.send({"err": {"error_code": "InvalidJSONFormat", "message": message,
-                       "incoming_message": incoming}})
+    conn.send(
+        {
+            "err": {
+                "error_code": "InvalidJSONFormat",
+                "message": message,
+                "incoming_message": incoming,
+            }
+        }
+    )

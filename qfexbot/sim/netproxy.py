@@ -146,8 +146,7 @@ class Link:
         sees for this connection (to find which link carries which server-side session).
     """
 
-    def __init__(self, target: str, client: trio.SocketStream, upstream: trio.SocketStream
-                 ) -> None:
+    def __init__(self, target: str, client: trio.SocketStream, upstream: trio.SocketStream) -> None:
         self.target = target
         self.client = client
         self.upstream = upstream
@@ -174,7 +173,8 @@ class Link:
         """Make the client's socket close with RST instead of FIN, and end the link."""
         with contextlib.suppress(OSError):
             self.client.socket.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
         raise _Aborted
 
     async def to_client(self, data: bytes) -> None:
@@ -264,8 +264,9 @@ class FaultProxy:
     def __repr__(self) -> str:
         return f"FaultProxy(host={self.host!r}, links={len(self.links)})"
 
-    async def front(self, target: str, url: str, *,
-                    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    async def front(
+        self, target: str, url: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Proxy the server of ``url`` (ws://, http://); ``task_status.started(proxied url)``."""
         parts = urlsplit(url)
         if parts.hostname is None or parts.port is None:
@@ -274,8 +275,14 @@ class FaultProxy:
             port = await nursery.start(self.forward, target, parts.hostname, parts.port)
             task_status.started(urlunsplit(parts._replace(netloc=f"{self.host}:{port}")))
 
-    async def forward(self, target: str, host: str, port: int, *,
-                      task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    async def forward(
+        self,
+        target: str,
+        host: str,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Listen on an ephemeral port of ``self.host`` and forward each connection to
         ``host:port``; ``task_status.started(port)``. Runs until cancelled."""
         handler = partial(self._serve_link, target, host, port)
@@ -283,16 +290,25 @@ class FaultProxy:
             listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host=self.host))
             task_status.started(listeners[0].socket.getsockname()[1])
 
-    def inject(self, kind: str, *, duration: float = 5.0, target: str | None = None,
-               links: Iterable[Link] | None = None) -> int:
+    def inject(
+        self,
+        kind: str,
+        *,
+        duration: float = 5.0,
+        target: str | None = None,
+        links: Iterable[Link] | None = None,
+    ) -> int:
         """Apply fault ``kind`` for ``duration`` s to the open links (of ``target``, or the
         given ``links``); returns how many. A link keeps only its latest fault."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown network fault {kind!r}; expected one of {FAULT_KINDS}")
         if not duration > 0 or math.isinf(duration):
             raise ValueError(f"expected a finite duration > 0 s, got {duration!r}")
-        chosen = [link for link in (self.links if links is None else links)
-                  if link in self.links and target in (None, link.target)]
+        chosen = [
+            link
+            for link in (self.links if links is None else links)
+            if link in self.links and target in (None, link.target)
+        ]
         until = trio.current_time() + duration
         for link in chosen:
             if link.fault is not None:
@@ -311,8 +327,9 @@ class FaultProxy:
         """The open links of ``target``."""
         return [link for link in self.links if link.target == target]
 
-    async def _serve_link(self, target: str, host: str, port: int,
-                          client: trio.SocketStream) -> None:
+    async def _serve_link(
+        self, target: str, host: str, port: int, client: trio.SocketStream
+    ) -> None:
         try:
             upstream = await trio.open_tcp_stream(host, port)
         except OSError:
@@ -334,16 +351,29 @@ class FaultProxy:
                 await upstream.aclose()
 
     async def _pump_from_client(self, link: Link) -> None:
-        await self._pump(link, link.client, link.upstream, link.before_client_read,
-                         link.read_size, link.to_upstream)
+        await self._pump(
+            link,
+            link.client,
+            link.upstream,
+            link.before_client_read,
+            link.read_size,
+            link.to_upstream,
+        )
 
     async def _pump_from_server(self, link: Link) -> None:
-        await self._pump(link, link.upstream, link.client, link.before_server_read,
-                         lambda: CHUNK, link.to_client)
+        await self._pump(
+            link, link.upstream, link.client, link.before_server_read, lambda: CHUNK, link.to_client
+        )
 
-    async def _pump(self, link: Link, src: trio.SocketStream, dst: trio.SocketStream,
-                    before_read: Callable[[], Awaitable[None]], read_size: Callable[[], int],
-                    send: Callable[[bytes], Awaitable[None]]) -> None:
+    async def _pump(
+        self,
+        link: Link,
+        src: trio.SocketStream,
+        dst: trio.SocketStream,
+        before_read: Callable[[], Awaitable[None]],
+        read_size: Callable[[], int],
+        send: Callable[[bytes], Awaitable[None]],
+    ) -> None:
         """Copy ``src`` to ``dst`` through the fault gate until EOF (then half-close ``dst``);
         a reset, an error or an aborting fault ends the whole link."""
         try:

@@ -41,9 +41,18 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 SCHEMA_BASE = "https://api.qfex.com/schemas"
 DURATIONS = {"1d": 86400, "1w": 7 * 86400, "1m": 30 * 86400, "3m": 90 * 86400}
 TIMEOUT_HOLD = 300.0
-FAULTS = ("drop_connections", "reject_next_auths", "fail_next_rest", "delay_rest",
-          "drop_transfer_response", "send_malformed_frame", "stop_pulses", "resume_pulses",
-          "hold_transfers", "outside_transfer")
+FAULTS = (
+    "drop_connections",
+    "reject_next_auths",
+    "fail_next_rest",
+    "delay_rest",
+    "drop_transfer_response",
+    "send_malformed_frame",
+    "stop_pulses",
+    "resume_pulses",
+    "hold_transfers",
+    "outside_transfer",
+)
 
 
 class HttpError(Exception):
@@ -64,8 +73,9 @@ class Request:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
-        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                        for k, v in scope["headers"]}
+        self.headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+        }
         self.body = body
         self.held_for = 0.0  # set by the hold_transfers fault
 
@@ -156,58 +166,85 @@ class RestApp:
             if bearer.lower().startswith("bearer "):
                 user = auth.verify_jwt(bearer[7:].strip())
             else:
-                names = ("x-qfex-public-key", "x-qfex-nonce", "x-qfex-timestamp",
-                         "x-qfex-hmac-signature")
+                names = (
+                    "x-qfex-public-key",
+                    "x-qfex-nonce",
+                    "x-qfex-timestamp",
+                    "x-qfex-hmac-signature",
+                )
                 missing = [n for n in names if n not in headers]
                 if missing:
                     raise AuthFailure(f"missing headers {', '.join(missing)}")
-                user = auth.verify_hmac(headers["x-qfex-public-key"], headers["x-qfex-nonce"],
-                                        headers["x-qfex-timestamp"],
-                                        headers["x-qfex-hmac-signature"])
+                user = auth.verify_hmac(
+                    headers["x-qfex-public-key"],
+                    headers["x-qfex-nonce"],
+                    headers["x-qfex-timestamp"],
+                    headers["x-qfex-hmac-signature"],
+                )
         except AuthFailure as exc:
             raise HttpError(401, exc.reason) from None
         requested = headers.get("x-qfex-requested-account-id")
         account_id = user.account_id
         if requested:
             if not self.sim.engine.owns(user.account_id, requested.lower()):
-                raise HttpError(403, "requested account is not owned by this user",
-                                "header.x-qfex-requested-account-id")
+                raise HttpError(
+                    403,
+                    "requested account is not owned by this user",
+                    "header.x-qfex-requested-account-id",
+                )
             account_id = requested.lower()
         return user, account_id
 
-    def _list_subaccounts(self, request: Request, user: SimUser, account_id: str
-                          ) -> tuple[int, Any]:
+    def _list_subaccounts(
+        self, request: Request, user: SimUser, account_id: str
+    ) -> tuple[int, Any]:
         ids = [a for a in self.sim.engine.user_accounts[user.account_id] if a != user.account_id]
-        return 200, {"$schema": f"{SCHEMA_BASE}/ListSubaccountsResponseBody.json",
-                     "account_ids": ids}
+        return 200, {
+            "$schema": f"{SCHEMA_BASE}/ListSubaccountsResponseBody.json",
+            "account_ids": ids,
+        }
 
-    def _create_subaccount(self, request: Request, user: SimUser, account_id: str
-                           ) -> tuple[int, Any]:
+    def _create_subaccount(
+        self, request: Request, user: SimUser, account_id: str
+    ) -> tuple[int, Any]:
         request.json()
         new_id = self.sim.engine.create_subaccount(user.account_id)
         log_event(log, logging.INFO, "subaccount created", user=user.account_id, account=new_id)
-        return 200, {"$schema": f"{SCHEMA_BASE}/CreateSubaccountResponseBody.json",
-                     "account_id": new_id}
+        return 200, {
+            "$schema": f"{SCHEMA_BASE}/CreateSubaccountResponseBody.json",
+            "account_id": new_id,
+        }
 
     def _transfer(self, request: Request, user: SimUser, account_id: str) -> tuple[int, Any]:
         src = request.query.get("src_account_id")
         dst = request.query.get("dst_account_id")
         for name, value in (("src_account_id", src), ("dst_account_id", dst)):
             if not value:
-                raise HttpError(422, f"required query parameter {name} is missing",
-                                f"query.{name}")
+                raise HttpError(422, f"required query parameter {name} is missing", f"query.{name}")
         body = request.json()
         amount = body.get("amount") if isinstance(body, dict) else None
         if isinstance(amount, bool) or not isinstance(amount, (int, Decimal)):
             raise HttpError(422, "amount must be a number", "body.amount")
         assert src is not None and dst is not None
         try:
-            entry = self.sim.engine.transfer(user.account_id, src.lower(), dst.lower(),
-                                             Decimal(amount), held_for=request.held_for)
+            entry = self.sim.engine.transfer(
+                user.account_id,
+                src.lower(),
+                dst.lower(),
+                Decimal(amount),
+                held_for=request.held_for,
+            )
         except TransferError as exc:
             raise HttpError(exc.status, exc.detail, exc.location) from None
-        log_event(log, logging.INFO, "transfer applied", id=entry.id, src=entry.src,
-                  dst=entry.dst, amount=str(entry.amount))
+        log_event(
+            log,
+            logging.INFO,
+            "transfer applied",
+            id=entry.id,
+            src=entry.src,
+            dst=entry.dst,
+            amount=str(entry.amount),
+        )
         mode = self.sim.faults.take_transfer_drop()
         if mode is not None:
             entry.response_dropped = True
@@ -216,19 +253,28 @@ class RestApp:
 
     def _positions(self, request: Request, user: SimUser, account_id: str) -> tuple[int, Any]:
         engine = self.sim.engine
-        fields = ("deposit", "realised_pnl", "order_margin", "position_margin", "unrealised_pnl",
-                  "net_funding", "available_balance")
+        fields = (
+            "deposit",
+            "realised_pnl",
+            "order_margin",
+            "position_margin",
+            "unrealised_pnl",
+            "net_funding",
+            "available_balance",
+        )
         balance = engine.balance_payload(account_id)
         positions = []
         for payload in engine.position_payloads(account_id):
             row = {k: v for k, v in payload.items() if k not in ("id", "margin_alloc")}
             row["open_orders"] = int(row["open_orders"])
             positions.append(row)
-        return 200, {"$schema": f"{SCHEMA_BASE}/PositionsResponseBody.json",
-                     "balance": {k: balance[k] for k in fields}, "positions": positions}
+        return 200, {
+            "$schema": f"{SCHEMA_BASE}/PositionsResponseBody.json",
+            "balance": {k: balance[k] for k in fields},
+            "positions": positions,
+        }
 
-    def _account_equity(self, request: Request, user: SimUser, account_id: str
-                        ) -> tuple[int, Any]:
+    def _account_equity(self, request: Request, user: SimUser, account_id: str) -> tuple[int, Any]:
         engine = self.sim.engine
         duration = request.query.get("duration", "1w")
         now = engine.clock()
@@ -239,8 +285,9 @@ class RestApp:
         elif duration == "all":
             start = 0.0
         else:
-            raise HttpError(422, "duration must be one of 1d, 1w, 1m, 3m, ytd, all",
-                            "query.duration")
+            raise HttpError(
+                422, "duration must be one of 1d, 1w, 1m, 3m, ytd, all", "query.duration"
+            )
         history = [(t, v) for t, v in engine.accounts[account_id].equity_history if t >= start]
         data = [{"value": float(v), "window_start": rfc3339(t)} for t, v in history]
         return 200, {
@@ -267,7 +314,7 @@ class RestApp:
 
     def _admin(self, request: Request) -> tuple[int, Any]:
         sim = self.sim
-        route = request.path[len("/_sim/"):]
+        route = request.path[len("/_sim/") :]
         if request.method == "GET" and route == "ledger":
             return 200, {"data": [_ledger_row(e) for e in sim.engine.ledger]}
         if request.method == "GET" and route == "state":
@@ -277,8 +324,9 @@ class RestApp:
             account = sim.engine.accounts.get(account_id)
             if account is None:
                 raise HttpError(404, f"unknown account {account_id!r}", "query.account_id")
-            events = [{"seq": e.seq, "channel": e.channel, "frame": e.frame}
-                      for e in account.events]
+            events = [
+                {"seq": e.seq, "channel": e.channel, "frame": e.frame} for e in account.events
+            ]
             return 200, {"account_id": account_id, "seq": account.event_seq, "events": events}
         if request.method == "POST" and route == "price":
             body = request.json()
@@ -290,16 +338,16 @@ class RestApp:
             sim.set_price(symbol, Decimal(str(price)))
             return 200, {"symbol": symbol, "mid": str(sim.engine.markets[symbol].mid)}
         if request.method == "POST" and route.startswith("faults/"):
-            name = route[len("faults/"):]
+            name = route[len("faults/") :]
             if name not in FAULTS:
                 raise HttpError(404, f"unknown fault {name!r}")
             kwargs = request.json()
             if not isinstance(kwargs, dict):
                 raise HttpError(422, "body must be an object of keyword arguments", "body")
             try:
-                result = getattr(sim.faults, name)(**{
-                    k: float(v) if isinstance(v, Decimal) else v for k, v in kwargs.items()
-                })
+                result = getattr(sim.faults, name)(
+                    **{k: float(v) if isinstance(v, Decimal) else v for k, v in kwargs.items()}
+                )
             except (TypeError, ValueError) as exc:
                 raise HttpError(422, str(exc), "body") from None
             return 200, {"fault": name, "result": result}
@@ -353,9 +401,16 @@ async def _respond(send: Send, status: int, payload: Any) -> None:
         await send({"type": "http.response.body", "body": b""})
         return
     body = dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-    ]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -371,8 +426,10 @@ async def _problem(send: Send, error: HttpError) -> None:
     if error.location:
         problem["errors"] = [{"location": error.location, "message": error.detail}]
     body = dumps(problem).encode()
-    headers = [(b"content-type", b"application/problem+json"),
-               (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     if error.status == 429:
         headers.append((b"retry-after", b"1"))
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

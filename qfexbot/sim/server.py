@@ -112,18 +112,23 @@ class QfexSimulator:
             }
         return {
             "accounts": accounts,
-            "markets": {s: {"mid": str(m.mid), "mark": str(engine.mark_price(s))}
-                        for s, m in engine.markets.items()},
-            "connections": {"trade": len(self.trade.connections),
-                            "mds": len(self.mds.connections)},
+            "markets": {
+                s: {"mid": str(m.mid), "mark": str(engine.mark_price(s))}
+                for s, m in engine.markets.items()
+            },
+            "connections": {"trade": len(self.trade.connections), "mds": len(self.mds.connections)},
             "faults": self.faults.snapshot(),
             "ledger_size": len(engine.ledger),
         }
 
     # ------------------------------------------------------------ serving
 
-    async def serve(self, host: str = "127.0.0.1", *,
-                    task_status: trio.TaskStatus[SimUrls] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        *,
+        task_status: trio.TaskStatus[SimUrls] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Run all servers until cancelled; ``task_status.started(SimUrls)`` once all listen."""
         config = self.config
         async with trio.open_nursery() as nursery:
@@ -132,12 +137,19 @@ class QfexSimulator:
                 "message_queue_size": WS_MESSAGE_QUEUE,
                 "disconnect_timeout": WS_DISCONNECT_TIMEOUT,
             }
-            trade_server = await nursery.start(partial(
-                serve_websocket, self.trade.handle, host, config.trade_port, **ws_options))
-            mds_server = await nursery.start(partial(
-                serve_websocket, self.mds.handle, host, config.mds_port, **ws_options))
-            rest_binds = await nursery.start(partial(
-                hypercorn_serve, self.rest, hypercorn_config(host, config.rest_port, logger="qfexbot.sim.hypercorn")))
+            trade_server = await nursery.start(
+                partial(serve_websocket, self.trade.handle, host, config.trade_port, **ws_options)
+            )
+            mds_server = await nursery.start(
+                partial(serve_websocket, self.mds.handle, host, config.mds_port, **ws_options)
+            )
+            rest_binds = await nursery.start(
+                partial(
+                    hypercorn_serve,
+                    self.rest,
+                    hypercorn_config(host, config.rest_port, logger="qfexbot.sim.hypercorn"),
+                )
+            )
             nursery.start_soon(self._every, config.pulse_interval, self._pulse)
             nursery.start_soon(self._every, config.mds_interval, self.mds.pulse)
             nursery.start_soon(self._every, config.price_interval, self._step_prices)
@@ -167,5 +179,3 @@ class QfexSimulator:
 
 def _authority(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-

@@ -27,10 +27,17 @@ __all__ = ["CHANNELS", "TradeConnection", "TradeGateway"]
 log = get_logger(__name__)
 
 CHANNELS = ("order_responses", "stop_orders", "fills", "positions", "balances")
-UNSUPPORTED = frozenset({
-    "modify_order", "get_user_trades", "close_position", "add_twap", "cancel_stop_order",
-    "modify_stop_order", "get_available_leverage_levels",
-})
+UNSUPPORTED = frozenset(
+    {
+        "modify_order",
+        "get_user_trades",
+        "close_position",
+        "add_twap",
+        "cancel_stop_order",
+        "modify_stop_order",
+        "get_available_leverage_levels",
+    }
+)
 
 
 class TradeConnection(WsPeer):
@@ -101,8 +108,13 @@ class TradeGateway:
             unexpected = not conn.closed_normally_by_client()
             if conn.cancel_on_disconnect and conn.account_id and unexpected:
                 events = self.sim.engine.cancel_all(conn.account_id)
-                log_event(log, logging.INFO, "cancel on disconnect", account=conn.account_id,
-                          cancelled=len(events))
+                log_event(
+                    log,
+                    logging.INFO,
+                    "cancel on disconnect",
+                    account=conn.account_id,
+                    cancelled=len(events),
+                )
                 self.sim.deliver(events)
 
     async def _auth_deadline(self, conn: TradeConnection, deadline: float) -> None:
@@ -143,8 +155,10 @@ class TradeGateway:
                 continue
             if conn.account_id not in cache:
                 balance = dumps({"balance_response": engine.balance_payload(conn.account_id)})
-                positions = [dumps({"position_response": p})
-                             for p in engine.position_payloads(conn.account_id)]
+                positions = [
+                    dumps({"position_response": p})
+                    for p in engine.position_payloads(conn.account_id)
+                ]
                 cache[conn.account_id] = (balance, positions)
             balance, positions = cache[conn.account_id]
             if "positions" in conn.channels:
@@ -162,10 +176,14 @@ class TradeGateway:
         except (UnicodeDecodeError, ValueError):
             _err(conn, "InvalidJSONFormat", "message is not valid JSON", _echo_text(message))
             return
-        if (not isinstance(request, dict) or not isinstance(request.get("type"), str)
-                or not isinstance(request.get("params"), dict)):
-            _err(conn, "InvalidJSONFormat",
-                 'expected {"type": <command>, "params": {...}}', request)
+        if (
+            not isinstance(request, dict)
+            or not isinstance(request.get("type"), str)
+            or not isinstance(request.get("params"), dict)
+        ):
+            _err(
+                conn, "InvalidJSONFormat", 'expected {"type": <command>, "params": {...}}', request
+            )
             return
         kind, params = request["type"], request["params"]
         if kind == "auth":
@@ -176,9 +194,12 @@ class TradeGateway:
             return
         retry_after = self.sim.limiter.check(conn.user.account_id, kind)
         if retry_after is not None:
-            _err(conn, "RateLimited",
-                 f"You have exceeded the allowed message rate; retry after {retry_after:.2f}s",
-                 request)
+            _err(
+                conn,
+                "RateLimited",
+                f"You have exceeded the allowed message rate; retry after {retry_after:.2f}s",
+                request,
+            )
             return
         try:
             self._command(conn, conn.account_id, kind, params, request)
@@ -203,8 +224,12 @@ class TradeGateway:
                 public_key = hmac_params.get("public_key")
                 if conn.api_key is not None and conn.api_key != public_key:
                     raise AuthFailure("api_key query parameter does not match public_key")
-                user = auth.verify_hmac(public_key, hmac_params.get("nonce"),
-                                        hmac_params.get("unix_ts"), hmac_params.get("signature"))
+                user = auth.verify_hmac(
+                    public_key,
+                    hmac_params.get("nonce"),
+                    hmac_params.get("unix_ts"),
+                    hmac_params.get("signature"),
+                )
             else:
                 user = auth.verify_jwt(token)
             account_id = _account(params.get("account_id"), user.account_id)
@@ -221,8 +246,14 @@ class TradeGateway:
         assert conn.nursery is not None
         conn.nursery.start_soon(conn.run_pinger, config.ping_interval, config.pong_timeout)
 
-    def _command(self, conn: TradeConnection, account_id: str, kind: str, params: dict[str, Any],
-                 request: dict[str, Any]) -> None:
+    def _command(
+        self,
+        conn: TradeConnection,
+        account_id: str,
+        kind: str,
+        params: dict[str, Any],
+        request: dict[str, Any],
+    ) -> None:
         engine = self.sim.engine
         if kind in ("subscribe", "unsubscribe"):
             channels = params.get("channels")
@@ -249,7 +280,7 @@ class TradeGateway:
             offset = _int_param(params, "offset", 0, 0, None)
             symbol = params.get("symbol")
             orders = engine.open_orders(account_id, symbol if isinstance(symbol, str) else None)
-            conn.send(_all_orders(orders[offset:offset + limit]))
+            conn.send(_all_orders(orders[offset : offset + limit]))
         elif kind == "get_order":
             order_id = params.get("order_id")
             if not isinstance(order_id, str):

@@ -98,34 +98,60 @@ class PluginModule:
 
 
 def balance(account: str, available: str | int, n: int = 0) -> BalanceEvent:
-    return BalanceEvent(venue="v", account_id=account, received_at=float(n), available=Decimal(available))
+    return BalanceEvent(
+        venue="v", account_id=account, received_at=float(n), available=Decimal(available)
+    )
 
 
 def fill(account: str, trade_id: str) -> FillEvent:
     return FillEvent(
-        venue="v", account_id=account, received_at=0.0, trade_id=trade_id, order_id="o",
-        client_order_id="c", symbol="AAPL-USD", side="BUY", price=Decimal("1"), quantity=Decimal("1"),
+        venue="v",
+        account_id=account,
+        received_at=0.0,
+        trade_id=trade_id,
+        order_id="o",
+        client_order_id="c",
+        symbol="AAPL-USD",
+        side="BUY",
+        price=Decimal("1"),
+        quantity=Decimal("1"),
     )
 
 
 def order(account: str, order_id: str) -> OrderUpdateEvent:
     return OrderUpdateEvent(
-        venue="v", account_id=account, received_at=0.0, order_id=order_id, client_order_id="c",
-        symbol="AAPL-USD", status="ACK", side="BUY", order_type="LIMIT", time_in_force="GTC",
-        price=Decimal("1"), quantity=Decimal("1"), remaining=Decimal("1"),
+        venue="v",
+        account_id=account,
+        received_at=0.0,
+        order_id=order_id,
+        client_order_id="c",
+        symbol="AAPL-USD",
+        status="ACK",
+        side="BUY",
+        order_type="LIMIT",
+        time_in_force="GTC",
+        price=Decimal("1"),
+        quantity=Decimal("1"),
+        remaining=Decimal("1"),
     )
 
 
 def book(account: str, symbol: str, seq: int) -> BookEvent:
     return BookEvent(
-        venue="v", account_id=account, received_at=0.0, symbol=symbol,
-        bids=((Decimal(seq), Decimal(1)),), asks=(), sequence=seq,
+        venue="v",
+        account_id=account,
+        received_at=0.0,
+        symbol=symbol,
+        bids=((Decimal(seq), Decimal(1)),),
+        asks=(),
+        sequence=seq,
     )
 
 
 def mark(account: str, symbol: str, price: str) -> MarkPriceEvent:
-    return MarkPriceEvent(venue="v", account_id=account, received_at=0.0, symbol=symbol,
-                          price=Decimal(price))
+    return MarkPriceEvent(
+        venue="v", account_id=account, received_at=0.0, symbol=symbol, price=Decimal(price)
+    )
 
 
 def label(event: Any) -> str:

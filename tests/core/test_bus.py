@@ -73,7 +73,9 @@ async def test_full_inbox_wait_is_logged(caplog: pytest.LogCaptureFixture):
             nursery.start_soon(bus.publish, balance(DESK_A, 2))
             await trio.testing.wait_all_tasks_blocked()
             assert drain(inbox) == ["balance:1:1", "balance:1:2"]
-    messages = [r for r in caplog.records if r.getMessage() == "inbox full, publisher waits for plugin"]
+    messages = [
+        r for r in caplog.records if r.getMessage() == "inbox full, publisher waits for plugin"
+    ]
     assert len(messages) == 1
     assert messages[0].fields["inbox"] == "b/slow" and messages[0].fields["kind"] == "balance"
 
@@ -93,7 +95,11 @@ async def test_market_data_conflated_latest_per_kind_and_symbol():
         await bus.publish(mark(DESK_A, "AAPL-USD", "11"))
     # The backlog first, then the latest of each key in the order they last arrived.
     assert drain(inbox) == [
-        "order:1", "book:AAPL-USD:1", "book:MSFT-USD:1", "book:AAPL-USD:6", "mark:AAPL-USD:11",
+        "order:1",
+        "book:AAPL-USD:1",
+        "book:MSFT-USD:1",
+        "book:AAPL-USD:6",
+        "mark:AAPL-USD:11",
     ]
     assert inbox.conflated == 4 + 1
     assert inbox.events_in == 10 and inbox.full_waits == 0

@@ -72,14 +72,21 @@ async def run_until_idle(dispatcher: Dispatcher, publish) -> None:
 
 
 async def test_events_reach_sync_and_async_plugins_in_order(plugin_module):
-    host = build_host({
-        "sync": {"use": plugin_module.add("Recorder", Recorder)},
-        "asy": {"use": plugin_module.add("AsyncRecorder", AsyncRecorder)},
-    }, state={})
+    host = build_host(
+        {
+            "sync": {"use": plugin_module.add("Recorder", Recorder)},
+            "asy": {"use": plugin_module.add("AsyncRecorder", AsyncRecorder)},
+        },
+        state={},
+    )
     bus_a, bus_b = wire(host, DESK_A, DESK_B)
     sequence = [
-        (bus_a, order(DESK_A, "1")), (bus_b, balance(DESK_B, 1)), (bus_a, fill(DESK_A, "t1")),
-        (bus_a, balance(DESK_A, 2)), (bus_b, order(DESK_B, "2")), (bus_a, order(DESK_A, "3")),
+        (bus_a, order(DESK_A, "1")),
+        (bus_b, balance(DESK_B, 1)),
+        (bus_a, fill(DESK_A, "t1")),
+        (bus_a, balance(DESK_A, 2)),
+        (bus_b, order(DESK_B, "2")),
+        (bus_a, order(DESK_A, "3")),
     ]
 
     async def publish():
@@ -115,10 +122,13 @@ async def test_hookimpl_may_take_a_subset_of_arguments(plugin_module):
 
 async def test_failure_is_isolated_logged_and_counted(plugin_module, caplog):
     caplog.set_level(logging.ERROR, logger="qfexbot")
-    host = build_host({
-        "bad": {"use": plugin_module.add("Fails", FailsOnSmallBalances)},
-        "good": {"use": plugin_module.add("Recorder", Recorder)},
-    }, state={})
+    host = build_host(
+        {
+            "bad": {"use": plugin_module.add("Fails", FailsOnSmallBalances)},
+            "good": {"use": plugin_module.add("Recorder", Recorder)},
+        },
+        state={},
+    )
     (bus,) = wire(host, DESK_A)
 
     async def publish():
@@ -141,9 +151,12 @@ async def test_failure_is_isolated_logged_and_counted(plugin_module, caplog):
 
 async def test_disabled_after_consecutive_failures_success_resets(plugin_module, caplog):
     caplog.set_level(logging.ERROR, logger="qfexbot")
-    host = build_host({
-        "bad": {"use": plugin_module.add("Fails", FailsOnSmallBalances), "failure_limit": 3},
-    }, state={})
+    host = build_host(
+        {
+            "bad": {"use": plugin_module.add("Fails", FailsOnSmallBalances), "failure_limit": 3},
+        },
+        state={},
+    )
     (bus,) = wire(host, DESK_A)
     values = [1, 2, 200, 3, 4, 201, 5, 6, 7, 500, 501]
 
@@ -171,8 +184,7 @@ async def test_slow_plugin_with_tiny_inbox_loses_no_private_event(plugin_module)
             await trio.sleep(0.002)
             ctx.state.setdefault("seen", []).append(label(event))
 
-    host = build_host({"slow": {"use": plugin_module.add("Slow", Slow), "inbox_size": 2}},
-                      state={})
+    host = build_host({"slow": {"use": plugin_module.add("Slow", Slow), "inbox_size": 2}}, state={})
     (bus,) = wire(host, DESK_A)
 
     async def publish():
@@ -213,7 +225,9 @@ async def test_timers_deliver_timer_events(plugin_module, autojump_clock):
         @hookimpl
         def qfexbot_event(self, ctx, event):
             if isinstance(event, TimerEvent):
-                ctx.state.setdefault("ticks", []).append((event.name, event.interval, trio.current_time()))
+                ctx.state.setdefault("ticks", []).append(
+                    (event.name, event.interval, trio.current_time())
+                )
 
     host = build_host({"t": {"use": plugin_module.add("Ticker", Ticker)}}, state={})
     dispatcher = Dispatcher(host)
@@ -242,11 +256,14 @@ async def test_startup_failure_and_timeout_disable_only_that_plugin(plugin_modul
         async def qfexbot_startup(self, ctx):
             await trio.sleep_forever()
 
-    host = build_host({
-        "bad": {"use": plugin_module.add("BadStart", BadStart)},
-        "hangs": {"use": plugin_module.add("Hangs", Hangs)},
-        "good": {"use": plugin_module.add("Recorder", Recorder)},
-    }, state={})
+    host = build_host(
+        {
+            "bad": {"use": plugin_module.add("BadStart", BadStart)},
+            "hangs": {"use": plugin_module.add("Hangs", Hangs)},
+            "good": {"use": plugin_module.add("Recorder", Recorder)},
+        },
+        state={},
+    )
     (bus,) = wire(host, DESK_A)
     dispatcher = Dispatcher(host, hook_timeout=3)
 
@@ -312,14 +329,21 @@ async def test_context_forwards_actions_with_bot_and_plugin(plugin_module):
         @hookimpl
         async def qfexbot_event(self, ctx, event):
             ctx.state["transfer"] = await ctx.transfer("treasury", "desk-a", Decimal("5"), "top up")
-            await ctx.add_order("desk-a", symbol="AAPL-USD", side="BUY", order_type="LIMIT",
-                                quantity=Decimal("1"), price=Decimal("2"))
+            await ctx.add_order(
+                "desk-a",
+                symbol="AAPL-USD",
+                side="BUY",
+                order_type="LIMIT",
+                quantity=Decimal("1"),
+                price=Decimal("2"),
+            )
             await ctx.cancel_order("desk-a", symbol="AAPL-USD", order_id="o1")
             ctx.state["positions"] = await ctx.positions("desk-b")
             ctx.state["equity"] = await ctx.account_equity("desk-b", "1d")
 
-    host = build_host({"act": {"use": plugin_module.add("Actor", Actor)}}, state={},
-                      actions=actions)
+    host = build_host(
+        {"act": {"use": plugin_module.add("Actor", Actor)}}, state={}, actions=actions
+    )
     (bus,) = wire(host, DESK_A)
 
     async def publish():

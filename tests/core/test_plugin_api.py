@@ -24,18 +24,25 @@ def hooks_in_module() -> list[str]:
     """Hook names parsed from the source of hookspecs.py (functions decorated @hookspec)."""
     tree = ast.parse((ROOT / "qfexbot" / "hookspecs.py").read_text())
     return [
-        node.name for node in tree.body
+        node.name
+        for node in tree.body
         if isinstance(node, ast.FunctionDef)
-        and any(getattr(d, "id", None) == "hookspec" or getattr(getattr(d, "func", None), "id", None)
-                == "hookspec" for d in node.decorator_list)
+        and any(
+            getattr(d, "id", None) == "hookspec"
+            or getattr(getattr(d, "func", None), "id", None) == "hookspec"
+            for d in node.decorator_list
+        )
     ]
 
 
 def test_every_hook_is_documented_as_a_heading():
     names = hooks_in_module()
     assert names == list(hookspecs.HOOK_NAMES) and len(names) >= 4
-    headings = [line for line in (ROOT / "docs" / "plugins.md").read_text().splitlines()
-                if line.startswith("#")]
+    headings = [
+        line
+        for line in (ROOT / "docs" / "plugins.md").read_text().splitlines()
+        if line.startswith("#")
+    ]
     for name in names:
         assert any(re.search(rf"\b{name}\b", h) for h in headings), f"{name} has no heading"
 
@@ -48,10 +55,14 @@ def test_every_hookspec_has_a_docstring_contract():
 
 def make_ctx(config=None) -> BotContext:
     return BotContext(
-        bot="b", plugin="p", venue="v", config=config or {"token": "hunter2-secret"},
+        bot="b",
+        plugin="p",
+        venue="v",
+        config=config or {"token": "hunter2-secret"},
         accounts={"desk-a": DESK_A},
         venue_accounts={"treasury": PRIMARY, "desk-a": DESK_A},
-        state={}, actions=RecordingActions(),
+        state={},
+        actions=RecordingActions(),
     )
 
 

@@ -16,8 +16,11 @@ BASE_FIELDS = {f.name for f in dataclasses.fields(Event)}
 
 
 def exported_event_types() -> list[type[Event]]:
-    return [obj for name in qfexbot.__all__
-            if isinstance(obj := getattr(qfexbot, name), type) and issubclass(obj, Event)]
+    return [
+        obj
+        for name in qfexbot.__all__
+        if isinstance(obj := getattr(qfexbot, name), type) and issubclass(obj, Event)
+    ]
 
 
 def sections(text: str) -> dict[str, str]:
@@ -61,8 +64,11 @@ def test_the_check_notices_a_missing_event_and_a_missing_field():
 def test_every_public_ctx_attribute_and_method_is_in_events_md():
     text = (DOCS / "events.md").read_text()
     public = {name for name in BotContext.__slots__ if not name.startswith("_")}
-    public |= {name for name, _ in inspect.getmembers(BotContext, inspect.isfunction)
-               if not name.startswith("_")}
+    public |= {
+        name
+        for name, _ in inspect.getmembers(BotContext, inspect.isfunction)
+        if not name.startswith("_")
+    }
     missing = sorted(name for name in public if f"ctx.{name}" not in text)
     assert missing == []
 

@@ -42,7 +42,8 @@ class Recorder:
 async def test_plugin_by_name_sees_session_and_injected_events(tmp_path):
     plugins = tmp_path / "my_plugins"
     plugins.mkdir()
-    (plugins / "counter.py").write_text(textwrap.dedent('''
+    (plugins / "counter.py").write_text(
+        textwrap.dedent('''
         """Counts balance events per account."""
         from qfexbot import BalanceEvent, Field, hookimpl
 
@@ -57,12 +58,20 @@ async def test_plugin_by_name_sees_session_and_injected_events(tmp_path):
             @hookimpl
             def qfexbot_event(self, event):
                 self.seen.append(event)
-    '''))
-    async with run_bot("counter", plugin_dirs=[plugins], tmp_path=tmp_path / "bot",
-                       options={"label": "x"}, accounts={"desk-a": 10, "desk-b": 20}) as bot:
+    ''')
+    )
+    async with run_bot(
+        "counter",
+        plugin_dirs=[plugins],
+        tmp_path=tmp_path / "bot",
+        options={"label": "x"},
+        accounts={"desk-a": 10, "desk-b": 20},
+    ) as bot:
         assert bot.plugin.label == "x" and bot.ctx.plugin == "counter"
-        assert bot.ctx.accounts == {"desk-a": account_uuid("desk-a"),
-                                    "desk-b": account_uuid("desk-b")}
+        assert bot.ctx.accounts == {
+            "desk-a": account_uuid("desk-a"),
+            "desk-b": account_uuid("desk-b"),
+        }
         await bot.wait_for(lambda: {e.available for e in bot.plugin.seen} >= {10, 20})
         injected = await bot.inject(BalanceEvent, "desk-b", available=Decimal("7.5"))
         await bot.wait_for(lambda: injected in bot.plugin.seen, what="the injected event")
@@ -71,8 +80,11 @@ async def test_plugin_by_name_sees_session_and_injected_events(tmp_path):
         assert injected in bot.events_of(BalanceEvent, "desk-b")
         assert bot.events_of(ConnectionStateEvent, "desk-a")
         # Market data (account "") goes on the first account's bus and still arrives.
-        price = await bot.inject(MarkPriceEvent(venue="sim", account_id="", received_at=0.0,
-                                                symbol="AAPL-USD", price=Decimal(201)))
+        price = await bot.inject(
+            MarkPriceEvent(
+                venue="sim", account_id="", received_at=0.0, symbol="AAPL-USD", price=Decimal(201)
+            )
+        )
         await bot.wait_for(lambda: price in bot.events)
     assert (tmp_path / "bot" / "bots.toml").is_file()
 
@@ -83,13 +95,18 @@ async def test_transfer_reaches_ledger_journal_and_outcome_events(tmp_path):
         await bot.wait_for(lambda: bot.plugin.results, what="the transfer")
         assert bot.plugin.results[0].state == "done"
         assert [(t.src, t.dst, t.amount) for t in bot.transfers] == [
-            (bot.account_id("treasury"), bot.account_id("desk-a"), Decimal("12.5"))]
+            (bot.account_id("treasury"), bot.account_id("desk-a"), Decimal("12.5"))
+        ]
         assert bot.balance("desk-a") == Decimal("112.5")
         entries = await bot.journal_entries(kind="transfer")
         assert [(e.state, e.plugin, e.amount) for e in entries] == [
-            ("done", "Recorder", Decimal("12.5"))]
-        await bot.wait_for(lambda: any(isinstance(e, TransferOutcomeEvent) and e.state == "done"
-                                       for e in bot.plugin.events))
+            ("done", "Recorder", Decimal("12.5"))
+        ]
+        await bot.wait_for(
+            lambda: any(
+                isinstance(e, TransferOutcomeEvent) and e.state == "done" for e in bot.plugin.events
+            )
+        )
     assert bot.plugin.shutdown, "leaving the block stops the bot gracefully"
 
 
@@ -107,8 +124,11 @@ async def test_faults_reach_the_plugin_as_a_reconnect(tmp_path):
         bot.sim.faults.drop_connections(bot.account_id("desk-a"))
 
         def lives():
-            return [e for e in bot.events_of(ConnectionStateEvent, "desk-a")
-                    if e.state is ConnectionState.LIVE]
+            return [
+                e
+                for e in bot.events_of(ConnectionStateEvent, "desk-a")
+                if e.state is ConnectionState.LIVE
+            ]
 
         await bot.wait_for(lambda: len(lives()) == 2, what="LIVE again")
         await bot.wait_live()
@@ -149,18 +169,24 @@ async def test_wait_for_fails_with_what_it_waited_for(tmp_path):
 
 def test_generated_config_keeps_numbers_exact_and_quotes_keys(tmp_path):
     path = write_bots_toml(
-        tmp_path, {"p": ("qfexbot.testing:EventLog", {})},
+        tmp_path,
+        {"p": ("qfexbot.testing:EventLog", {})},
         accounts={"desk-a": Decimal("0.123456789012345678"), "desk b?": 1},
-        treasury="5", limits={"max_transfer": Decimal("2.5")}, sim={"seed": 3},
+        treasury="5",
+        limits={"max_transfer": Decimal("2.5")},
+        sim={"seed": 3},
     )
     text = path.read_text()
     assert '"desk b?"' in text
     # The odd alias is rejected by the config loader, not by the writer: names are the loader's.
     with pytest.raises(Exception, match="desk b"):
         load_config(path)
-    path = write_bots_toml(tmp_path / "ok", {"p": ("qfexbot.testing:EventLog", {})},
-                           accounts={"desk-a": Decimal("1e3")},
-                           limits={"max_transfer": Decimal("2.5")})
+    path = write_bots_toml(
+        tmp_path / "ok",
+        {"p": ("qfexbot.testing:EventLog", {})},
+        accounts={"desk-a": Decimal("1e3")},
+        limits={"max_transfer": Decimal("2.5")},
+    )
     app = load_config(path)
     assert app.venues["sim"].sim["deposits"]["desk-a"] == Decimal(1000)
     assert app.bots["bot"].limits.max_transfer == Decimal("2.5")

@@ -14,14 +14,24 @@ RUN_SECONDS = 4  # the page says 20; the sessions are live and logging after abo
 
 def command(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
 def test_quickstart_scaffold_configure_run_and_test(tmp_path):
     page = QUICKSTART.read_text()
-    for step in ("qfexbot new-plugin hello", "qfexbot run bots.toml --duration 20",
-                 "python -m pytest tests/test_hello.py"):
+    for step in (
+        "qfexbot new-plugin hello",
+        "qfexbot run bots.toml --duration 20",
+        "python -m pytest tests/test_hello.py",
+    ):
         assert step in page, f"the quick start no longer says {step!r}"
     [bots_toml] = re.findall(r"```toml\n(.*?)```", page, re.DOTALL)
 
@@ -41,7 +51,16 @@ def test_quickstart_scaffold_configure_run_and_test(tmp_path):
     assert "WARNING plugins.hello.hello: hello: desk-b is below 100" in logs, logs
     assert "runtime: stopped" in logs
 
-    tests = command(tmp_path, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider",
-                    "tests/test_hello.py")
+    tests = command(
+        tmp_path,
+        "-m",
+        "pytest",
+        "-q",
+        "-W",
+        "error",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_hello.py",
+    )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "2 passed" in tests.stdout

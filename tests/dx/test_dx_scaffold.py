@@ -28,8 +28,9 @@ def test_module_and_test_are_written_and_load_as_a_plugin(tmp_path, monkeypatch,
     assert set(target.config_schema) == {"min_balance", "report_every"}
 
 
-def test_existing_files_are_never_overwritten_and_nothing_is_half_written(tmp_path, monkeypatch,
-                                                                         capsys):
+def test_existing_files_are_never_overwritten_and_nothing_is_half_written(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_hello.py").write_text("# mine\n")
@@ -40,8 +41,9 @@ def test_existing_files_are_never_overwritten_and_nothing_is_half_written(tmp_pa
     assert not (tmp_path / "plugins").exists()
 
 
-@pytest.mark.parametrize("name", ["Hello", "9lives", "my-plugin", "a__b", "trailing_", "json",
-                                  "qfexbot", "", "x" * 65])
+@pytest.mark.parametrize(
+    "name", ["Hello", "9lives", "my-plugin", "a__b", "trailing_", "json", "qfexbot", "", "x" * 65]
+)
 def test_bad_names_are_refused_with_the_rule(tmp_path, name):
     with pytest.raises(ScaffoldError, match="invalid plugin name"):
         plan_module(name, tmp_path / "plugins", tmp_path / "tests")
@@ -55,19 +57,27 @@ def test_class_name():
 def test_package_has_the_entry_point_and_its_test_passes_uninstalled(tmp_path):
     files = plan_package("low_balance", tmp_path)
     root = tmp_path / "qfexbot-low-balance"
-    assert set(files) == {root / "pyproject.toml", root / "README.md",
-                          root / "src" / "qfexbot_low_balance" / "__init__.py",
-                          root / "tests" / "test_low_balance.py"}
+    assert set(files) == {
+        root / "pyproject.toml",
+        root / "README.md",
+        root / "src" / "qfexbot_low_balance" / "__init__.py",
+        root / "tests" / "test_low_balance.py",
+    }
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     project = tomli.loads(files[root / "pyproject.toml"])
     assert project["project"]["name"] == "qfexbot-low-balance"
     assert project["project"]["entry-points"]["qfexbot.plugins"] == {
-        "low_balance": "qfexbot_low_balance:LowBalance"}
+        "low_balance": "qfexbot_low_balance:LowBalance"
+    }
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"],
-        cwd=root, capture_output=True, text=True, timeout=60, check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr

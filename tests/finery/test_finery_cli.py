@@ -14,7 +14,7 @@ from trio_websocket import open_websocket_url
 
 from qfexbot.venues.finery.auth import NonceSource, ws_auth_headers
 
-SIM_TOML = '''
+SIM_TOML = """
 [[users]]
 public_key = "p"
 secret = "s"
@@ -25,9 +25,11 @@ key = "cli_key"
 secret = "cli_secret"
 client_id = 7
 role = "taker"
-'''
-READY = re.compile(r'READY \{"ws_url": "ws://127\.0\.0\.1:\d+/ws", '
-                   r'"rest_url": "http://127\.0\.0\.1:\d+"\}')
+"""
+READY = re.compile(
+    r'READY \{"ws_url": "ws://127\.0\.0\.1:\d+/ws", '
+    r'"rest_url": "http://127\.0\.0\.1:\d+"\}'
+)
 
 
 async def test_qfexbot_sim_venue_finery_prints_ready_and_exits_0_on_sigint(tmp_path) -> None:
@@ -36,8 +38,10 @@ async def test_qfexbot_sim_venue_finery_prints_ready_and_exits_0_on_sigint(tmp_p
     code = "import sys; from qfexbot.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-c", code, "sim", "--venue", "finery", "--config", str(sim_toml)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONWARNINGS": "error"})
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
     try:
         with trio.fail_after(20):
             buffer = b""
@@ -47,7 +51,7 @@ async def test_qfexbot_sim_venue_finery_prints_ready_and_exits_0_on_sigint(tmp_p
                 buffer += chunk
             line = buffer.split(b"\n")[0].decode()
             assert READY.fullmatch(line), line
-            urls = json.loads(line[len("READY "):])
+            urls = json.loads(line[len("READY ") :])
             # The SIM.toml client (not the demo set) is what the simulator accepts.
             headers = ws_auth_headers("cli_key", "cli_secret", NonceSource())
             async with open_websocket_url(urls["ws_url"], extra_headers=headers) as ws:

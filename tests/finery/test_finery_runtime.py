@@ -107,7 +107,7 @@ class Recorder:
 
 def bots_toml(venue: str, symbol: str) -> str:
     """A bots.toml for the imbalance plugin; only ``venue`` and ``symbol`` vary."""
-    return (COMMON.format(plugins=REPO / "plugins") + venue + BOT.format(symbol=symbol))
+    return COMMON.format(plugins=REPO / "plugins") + venue + BOT.format(symbol=symbol)
 
 
 def write(tmp_path: Path, text: str):
@@ -126,8 +126,10 @@ async def wait_until(predicate, timeout: float = 15.0, what: str = "condition") 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-_LINE = re.compile(r"imbalance symbol=(\S+) imbalance=(\S+) bid_size=(\S+) ask_size=(\S+) "
-                   r"best_bid=(\S+) best_ask=(\S+)")
+_LINE = re.compile(
+    r"imbalance symbol=(\S+) imbalance=(\S+) bid_size=(\S+) ask_size=(\S+) "
+    r"best_bid=(\S+) best_ask=(\S+)"
+)
 
 
 async def run_imbalance(tmp_path: Path, caplog, venue: str, symbol: str) -> list[tuple[str, ...]]:
@@ -136,8 +138,11 @@ async def run_imbalance(tmp_path: Path, caplog, venue: str, symbol: str) -> list
     runtime = Runtime(write(tmp_path, bots_toml(venue, symbol)))
 
     def lines() -> list[tuple[str, ...]]:
-        return [m.groups() for r in caplog.records if r.name == "plugins.watch.book_imbalance"
-                and (m := _LINE.fullmatch(r.getMessage()))]
+        return [
+            m.groups()
+            for r in caplog.records
+            if r.name == "plugins.watch.book_imbalance" and (m := _LINE.fullmatch(r.getMessage()))
+        ]
 
     with trio.fail_after(25):
         async with trio.open_nursery() as nursery:
@@ -149,8 +154,9 @@ async def run_imbalance(tmp_path: Path, caplog, venue: str, symbol: str) -> list
 
 def test_the_two_configs_differ_only_in_the_venue_table_and_symbol() -> None:
     qfex, finery = bots_toml(QFEX_VENUE, "AAPL-USD"), bots_toml(FINERY_VENUE, "BTC-USD")
-    assert qfex.replace(QFEX_VENUE, "").replace("AAPL-USD", "S") == \
-        finery.replace(FINERY_VENUE, "").replace("BTC-USD", "S")
+    assert qfex.replace(QFEX_VENUE, "").replace("AAPL-USD", "S") == finery.replace(
+        FINERY_VENUE, ""
+    ).replace("BTC-USD", "S")
 
 
 async def test_book_imbalance_plugin_on_qfex(tmp_path, caplog) -> None:
@@ -159,8 +165,9 @@ async def test_book_imbalance_plugin_on_qfex(tmp_path, caplog) -> None:
         assert symbol == "AAPL-USD"
         assert Decimal(bid) > 0 and Decimal(ask) > 0 and -1 < Decimal(value) < 1
         assert Decimal(best_bid) < Decimal(best_ask)
-        assert Decimal(value) == ((Decimal(bid) - Decimal(ask)) / (Decimal(bid) + Decimal(ask))
-                                  ).quantize(Decimal("0.0001"))
+        assert Decimal(value) == (
+            (Decimal(bid) - Decimal(ask)) / (Decimal(bid) + Decimal(ask))
+        ).quantize(Decimal("0.0001"))
 
 
 async def test_book_imbalance_plugin_on_finery(tmp_path, caplog) -> None:
@@ -177,35 +184,57 @@ async def test_book_imbalance_plugin_on_finery(tmp_path, caplog) -> None:
 async def test_finery_account_session_orders_positions_and_refused_transfer(tmp_path) -> None:
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "recorder.py").write_text(RECORDER)
-    text = bots_toml(FINERY_VENUE, "BTC-USD").replace('desk = "primary"', 'desk = "primary"\nother = 2')
-    text = text.replace('accounts = ["desk"]', 'accounts = ["desk"]\nchannels = ["order_responses", '
-                        '"fills", "positions", "balances"]')
+    text = bots_toml(FINERY_VENUE, "BTC-USD").replace(
+        'desk = "primary"', 'desk = "primary"\nother = 2'
+    )
+    text = text.replace(
+        'accounts = ["desk"]',
+        'accounts = ["desk"]\nchannels = ["order_responses", "fills", "positions", "balances"]',
+    )
     text += '\n[bots.watch.plugins.recorder]\nuse = "recorder:Recorder"\n'
     runtime = Runtime(write(tmp_path, text))
     with trio.fail_after(25):
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             plugin = runtime.hosts["watch"].slots[1].plugin
-            await wait_until(lambda: plugin.snapshot is not None
-                             and any(isinstance(e, FillEvent) for e in plugin.events)
-                             and any(isinstance(e, PositionEvent) and e.symbol == "BTC"
-                                     and e.size == Decimal("0.01") for e in plugin.events),
-                             what="the fill and the BTC position")
+            await wait_until(
+                lambda: (
+                    plugin.snapshot is not None
+                    and any(isinstance(e, FillEvent) for e in plugin.events)
+                    and any(
+                        isinstance(e, PositionEvent)
+                        and e.symbol == "BTC"
+                        and e.size == Decimal("0.01")
+                        for e in plugin.events
+                    )
+                ),
+                what="the fill and the BTC position",
+            )
             assert runtime.journal is not None
             entries = await runtime.journal.list()
             runtime.stop()
     desk = [e for e in plugin.events if e.account_id == "1"]
     states = [e.state for e in desk if isinstance(e, ConnectionStateEvent)]
-    assert states[:5] == [ConnectionState.CONNECTING, ConnectionState.AUTHENTICATING,
-                          ConnectionState.SUBSCRIBING, ConnectionState.RESYNCING,
-                          ConnectionState.LIVE]
+    assert states[:5] == [
+        ConnectionState.CONNECTING,
+        ConnectionState.AUTHENTICATING,
+        ConnectionState.SUBSCRIBING,
+        ConnectionState.RESYNCING,
+        ConnectionState.LIVE,
+    ]
     assert any(isinstance(e, ResyncEvent) for e in desk)
     fill = next(e for e in desk if isinstance(e, FillEvent))
-    assert (fill.symbol, fill.side, fill.quantity, fill.is_taker) == ("BTC-USD", "BUY",
-                                                                      Decimal("0.01"), True)
+    assert (fill.symbol, fill.side, fill.quantity, fill.is_taker) == (
+        "BTC-USD",
+        "BUY",
+        Decimal("0.01"),
+        True,
+    )
     assert fill.price == Decimal(60030)  # the best house ask
-    assert any(isinstance(e, OrderUpdateEvent) and e.order_type == "MARKET"
-               and e.time_in_force == "IOC" for e in desk)
+    assert any(
+        isinstance(e, OrderUpdateEvent) and e.order_type == "MARKET" and e.time_in_force == "IOC"
+        for e in desk
+    )
     usd = [e for e in desk if isinstance(e, PositionEvent) and e.symbol == "USD"]
     assert usd[-1].size == Decimal("-600.30")
     assert any(isinstance(e, BookEvent) and e.symbol == "BTC-USD" for e in plugin.events)
@@ -215,8 +244,12 @@ async def test_finery_account_session_orders_positions_and_refused_transfer(tmp_
     assert "MARKET+GTC" in str(plugin.order_error)
     assert isinstance(plugin.snapshot, ResyncEvent) and plugin.snapshot.account_id == "1"
     refusal = next(e for e in entries if e.kind == "refusal")
-    assert (refusal.src, refusal.dst, refusal.amount, refusal.state) == ("1", "2", Decimal(5),
-                                                                         "refused")
+    assert (refusal.src, refusal.dst, refusal.amount, refusal.state) == (
+        "1",
+        "2",
+        Decimal(5),
+        "refused",
+    )
     orders = [e for e in entries if e.kind == "order"]
     assert len(orders) == 1, "the refused MARKET+GTC order is never journaled or sent"
     assert orders[0].data["type"] == "add"

@@ -43,8 +43,9 @@ from qfexbot.venues.finery.rest import FineryHttpError, FineryRest
 TAKER, MAKER, MASTER, SUB = 1, 2, 10, 11
 CLIENTS = (
     FinerySimClient("taker_key", "taker_secret", TAKER, "taker"),
-    FinerySimClient("maker_key", "maker_secret", MAKER, "maker",
-                    positions=(("USD", TAKER, Decimal("250.5")),)),
+    FinerySimClient(
+        "maker_key", "maker_secret", MAKER, "maker", positions=(("USD", TAKER, Decimal("250.5")),)
+    ),
     FinerySimClient("master_key", "master_secret", MASTER, "master", subaccounts=(SUB,)),
     FinerySimClient("sub_key", "sub_secret", SUB, "taker"),
 )
@@ -75,8 +76,9 @@ class Recorder:
     def of(self, kind: type, pred: Callable[[Any], bool] = lambda e: True) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind) and pred(e)]
 
-    async def wait(self, kind: type, pred: Callable[[Any], bool] = lambda e: True,
-                   timeout: float = 5.0) -> Any:
+    async def wait(
+        self, kind: type, pred: Callable[[Any], bool] = lambda e: True, timeout: float = 5.0
+    ) -> Any:
         with trio.fail_after(timeout):
             while True:
                 found = self.of(kind, pred)
@@ -95,16 +97,27 @@ async def sim(nursery: trio.Nursery) -> FinerySimulator:
     return simulator
 
 
-async def start_client(nursery: trio.Nursery, sim: FinerySimulator, client_id: int,
-                       feeds: tuple[tuple[str, Any], ...] = (("O", None), ("K", None),
-                                                             ("L", None)),
-                       **kwargs: Any) -> tuple[FineryWsClient, Recorder]:
+async def start_client(
+    nursery: trio.Nursery,
+    sim: FinerySimulator,
+    client_id: int,
+    feeds: tuple[tuple[str, Any], ...] = (("O", None), ("K", None), ("L", None)),
+    **kwargs: Any,
+) -> tuple[FineryWsClient, Recorder]:
     key, secret = KEYS[client_id]
     recorder = Recorder()
-    client = FineryWsClient(sim.urls.ws_url, key, Secret(secret),  # type: ignore[attr-defined]
-                            venue="fm", account_id=str(client_id), publish=recorder,
-                            settings=kwargs.pop("settings", Settings()), feeds=feeds,
-                            keepalive_interval=kwargs.pop("keepalive_interval", 0.3), **kwargs)
+    client = FineryWsClient(
+        sim.urls.ws_url,
+        key,
+        Secret(secret),  # type: ignore[attr-defined]
+        venue="fm",
+        account_id=str(client_id),
+        publish=recorder,
+        settings=kwargs.pop("settings", Settings()),
+        feeds=feeds,
+        keepalive_interval=kwargs.pop("keepalive_interval", 0.3),
+        **kwargs,
+    )
     await nursery.start(client.run)
     with trio.fail_after(5):
         await client.supervisor.wait_for(ConnectionState.LIVE)
@@ -127,8 +140,7 @@ async def handshake(url: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, 
         rejected: Any = None
         try:
             async with trio.open_nursery() as nursery:
-                await wrap_client_stream(nursery, stream, "127.0.0.1", "/ws",
-                                         extra_headers=headers)
+                await wrap_client_stream(nursery, stream, "127.0.0.1", "/ws", extra_headers=headers)
         except* ConnectionRejected as group:
             rejected = group.exceptions[0]
             while isinstance(rejected, BaseExceptionGroup):
@@ -141,8 +153,11 @@ async def handshake(url: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, 
 
 def content_headers(key: str, secret: str, nonce: int, ts: int) -> list[tuple[bytes, bytes]]:
     content = json.dumps({"nonce": nonce, "timestamp": ts})
-    return [(b"EFX-Key", key.encode()), (b"EFX-Content", content.encode()),
-            (b"EFX-Sign", sign(secret, content).encode())]
+    return [
+        (b"EFX-Key", key.encode()),
+        (b"EFX-Content", content.encode()),
+        (b"EFX-Sign", sign(secret, content).encode()),
+    ]
 
 
 async def test_handshake_rejects_bad_signature_nonce_and_timestamp(sim: FinerySimulator) -> None:
@@ -198,12 +213,23 @@ async def test_rest_signing_errors_and_faults(sim: FinerySimulator) -> None:
 # ------------------------------------------------------------------------ trading
 
 
-async def test_taker_order_against_resting_maker_order(nursery: trio.Nursery,
-                                                       sim: FinerySimulator) -> None:
+async def test_taker_order_against_resting_maker_order(
+    nursery: trio.Nursery, sim: FinerySimulator
+) -> None:
     maker, maker_events = await start_client(nursery, sim, MAKER)
     taker, taker_events = await start_client(
-        nursery, sim, TAKER, feeds=(("O", None), ("K", None), ("L", None), ("F", "BTC-USD"),
-                                    ("B", 4955410050), ("I", None)))
+        nursery,
+        sim,
+        TAKER,
+        feeds=(
+            ("O", None),
+            ("K", None),
+            ("L", None),
+            ("F", "BTC-USD"),
+            ("B", 4955410050),
+            ("I", None),
+        ),
+    )
     resync = await taker_events.wait(ResyncEvent)
     assert {(p.symbol, p.size) for p in resync.positions} == {("USD", Decimal("-250.5"))}
     snapshot = await taker_events.wait(BookEvent, lambda e: e.channel == "level2")
@@ -211,49 +237,68 @@ async def test_taker_order_against_resting_maker_order(nursery: trio.Nursery,
     # Maker quotes two ask levels and a bid over the WebSocket.
     for price, size in (("60000", "0.5"), ("60001", "1"), ("59990", "2")):
         side = "ask" if Decimal(price) > 59995 else "bid"
-        reply = await maker.add_order(instrument="BTC-USD", side=side, order_type="limit",
-                                      price=Decimal(price), size=Decimal(size))
+        reply = await maker.add_order(
+            instrument="BTC-USD",
+            side=side,
+            order_type="limit",
+            price=Decimal(price),
+            size=Decimal(size),
+        )
         assert reply["remainingSize"] == int(Decimal(size) * 10**8)
-    book = await taker_events.wait(BookEvent, lambda e: e.channel == "level2" and len(e.asks) == 2
-                                   and len(e.bids) == 1)
+    book = await taker_events.wait(
+        BookEvent, lambda e: e.channel == "level2" and len(e.asks) == 2 and len(e.bids) == 1
+    )
     assert book.asks[0] == (Decimal(60000), Decimal("0.5"))
-    global_book = await taker_events.wait(BookEvent, lambda e: e.channel == "global_book"
-                                          and len(e.asks) == 2)
+    global_book = await taker_events.wait(
+        BookEvent, lambda e: e.channel == "global_book" and len(e.asks) == 2
+    )
     assert global_book.symbol == "BTC-USD"  # numeric feed id resolved through the I feed
     # Taker sweeps the first level and part of the second (marketIOC over REST).
     async with rest_for(sim, TAKER) as rest:
-        reply = await rest.add_order(instrument="BTC-USD", side="bid", order_type="marketIOC",
-                                     size=Decimal("0.7"), client_order_id=5)
+        reply = await rest.add_order(
+            instrument="BTC-USD",
+            side="bid",
+            order_type="marketIOC",
+            size=Decimal("0.7"),
+            client_order_id=5,
+        )
     assert [d["size"] for d in reply["deals"]] == [50_000_000, 20_000_000]
     assert reply["deals"][0]["volume"] == 3_000_000_000_000  # 30000 USD
     assert reply["remainingSize"] == 0
-    tilde = await taker_events.wait(BookEvent, lambda e: e.channel == "level2"
-                                    and e.asks[:1] == ((Decimal(60001), Decimal("0.8")),))
+    tilde = await taker_events.wait(
+        BookEvent,
+        lambda e: e.channel == "level2" and e.asks[:1] == ((Decimal(60001), Decimal("0.8")),),
+    )
     assert tilde.raw[3][1][0][0] == "~"  # the top level vanished: a '~' update
     fills = await taker_events.wait(FillEvent, lambda e: e.quantity == Decimal("0.2"))
     assert fills.is_taker and fills.side == "BUY" and fills.client_order_id == "5"
     assert fills.price == Decimal(60001) and fills.remaining == 0
     await taker_events.wait(OrderUpdateEvent, lambda e: e.terminal and e.status == "FILLED")
-    btc = await taker_events.wait(PositionEvent, lambda e: e.symbol == "BTC"
-                                  and e.size == Decimal("0.7"))
+    btc = await taker_events.wait(
+        PositionEvent, lambda e: e.symbol == "BTC" and e.size == Decimal("0.7")
+    )
     assert btc.account_id == str(TAKER)
-    usd = await taker_events.wait(PositionEvent, lambda e: e.symbol == "USD"
-                                  and e.size == Decimal("-42250.7"))
+    usd = await taker_events.wait(
+        PositionEvent, lambda e: e.symbol == "USD" and e.size == Decimal("-42250.7")
+    )
     assert usd.raw[0] == "K"
     await taker_events.wait(BalanceEvent, lambda e: e.available < Decimal(1000000))
     # Maker side: fills, a FILLED order and short BTC.
     maker_fill = await maker_events.wait(FillEvent, lambda e: e.quantity == Decimal("0.5"))
     assert not maker_fill.is_taker and maker_fill.side == "SELL"
-    await maker_events.wait(PositionEvent, lambda e: e.symbol == "BTC"
-                            and e.size == Decimal("-0.7"))
+    await maker_events.wait(
+        PositionEvent, lambda e: e.symbol == "BTC" and e.size == Decimal("-0.7")
+    )
     # Requests over WS: positions, dealHistory, book, mod, del, delAll.
     positions = await taker.positions()
     assert ["BTC", 70_000_000, MAKER, 70_000_000, 0] in positions[1]
     history = await taker.deal_history("BTC-USD")
     assert [d[11] for d in history] == [2, 1] and len(history[0]) == 24
     assert [d[11] for d in await taker.deal_history("BTC-USD", till=2)] == [1]
-    assert await maker.book("BTC-USD") == [[[5_999_000_000_000, 200_000_000]],
-                                          [[6_000_100_000_000, 80_000_000]]]
+    assert await maker.book("BTC-USD") == [
+        [[5_999_000_000_000, 200_000_000]],
+        [[6_000_100_000_000, 80_000_000]],
+    ]
     resting = [o for o in (await maker.positions())[2]]
     ask = next(o for o in resting if o[2] == 1)
     modified = await maker.modify_order(order_id=ask[4], price=Decimal(60005), size=Decimal(1))
@@ -266,47 +311,79 @@ async def test_taker_order_against_resting_maker_order(nursery: trio.Nursery,
     cancelled = await maker_events.wait(OrderUpdateEvent, lambda e: e.status == "CANCELLED")
     assert cancelled.terminal
     with pytest.raises(FineryError) as err:
-        await taker.add_order(instrument="BTC-USD", side="bid", order_type="limitFOK",
-                              price=Decimal(1), size=Decimal(1))
+        await taker.add_order(
+            instrument="BTC-USD",
+            side="bid",
+            order_type="limitFOK",
+            price=Decimal(1),
+            size=Decimal(1),
+        )
     assert err.value.code == 77
     with pytest.raises(FineryError) as err:
-        await taker.add_order(instrument="BTC-USD", side="bid", order_type="limit",
-                              price=Decimal(1), size=Decimal(1))
+        await taker.add_order(
+            instrument="BTC-USD", side="bid", order_type="limit", price=Decimal(1), size=Decimal(1)
+        )
     assert err.value.code == 73 and err.value.param == "type"
 
 
-async def test_big_integers_survive_the_wire(nursery: trio.Nursery,
-                                             sim: FinerySimulator) -> None:
+async def test_big_integers_survive_the_wire(nursery: trio.Nursery, sim: FinerySimulator) -> None:
     maker, _ = await start_client(nursery, sim, MAKER)
     taker, events = await start_client(nursery, sim, TAKER, feeds=(("F", "BTC-USD"),))
     size = Decimal("90000000000.12345678")  # 9e18 units: far above 2**53
-    await maker.add_order(instrument="BTC-USD", side="ask", order_type="postOnly",
-                          price=Decimal(1), size=size)
+    await maker.add_order(
+        instrument="BTC-USD", side="ask", order_type="postOnly", price=Decimal(1), size=size
+    )
     book = await events.wait(BookEvent, lambda e: len(e.asks) == 1)
     assert book.asks[0][1] == size
-    reply = await taker.add_order(instrument="BTC-USD", side="bid", order_type="limitIOC",
-                                  price=Decimal(1), size=size - Decimal("0.00000001"))
+    reply = await taker.add_order(
+        instrument="BTC-USD",
+        side="bid",
+        order_type="limitIOC",
+        price=Decimal(1),
+        size=size - Decimal("0.00000001"),
+    )
     assert reply["deals"][0]["size"] == 9_000_000_000_012_345_677
 
 
 async def test_cancel_on_disconnect_only_for_the_lost_connection(
-        nursery: trio.Nursery, sim: FinerySimulator) -> None:
+    nursery: trio.Nursery, sim: FinerySimulator
+) -> None:
     first, first_events = await start_client(nursery, sim, MAKER)
     second, second_events = await start_client(nursery, sim, MAKER)
     async with rest_for(sim, MAKER) as rest:
-        await rest.add_order(instrument="ETH-USD", side="bid", order_type="limit",
-                             price=Decimal(2000), size=Decimal(1), cod=True)  # ignored on REST
-        await second.add_order(instrument="ETH-USD", side="bid", order_type="limit",
-                               price=Decimal(1998), size=Decimal(1), cod=True)
-        await first.add_order(instrument="ETH-USD", side="bid", order_type="limit",
-                              price=Decimal(1999), size=Decimal(1), cod=True)
+        await rest.add_order(
+            instrument="ETH-USD",
+            side="bid",
+            order_type="limit",
+            price=Decimal(2000),
+            size=Decimal(1),
+            cod=True,
+        )  # ignored on REST
+        await second.add_order(
+            instrument="ETH-USD",
+            side="bid",
+            order_type="limit",
+            price=Decimal(1998),
+            size=Decimal(1),
+            cod=True,
+        )
+        await first.add_order(
+            instrument="ETH-USD",
+            side="bid",
+            order_type="limit",
+            price=Decimal(1999),
+            size=Decimal(1),
+            cod=True,
+        )
         assert len((await rest.positions())[2]) == 3
         first_conn = sim.connections(MAKER)[0]  # the first client's socket only
         first_conn.scope.cancel()
         cancelled = await second_events.wait(OrderUpdateEvent, lambda e: e.status == "CANCELLED")
         assert cancelled.raw[3][3] == 4 and cancelled.price == Decimal(1999)
-        assert sorted(o[6] for o in (await rest.positions())[2]) == [199_800_000_000,
-                                                                     200_000_000_000]
+        assert sorted(o[6] for o in (await rest.positions())[2]) == [
+            199_800_000_000,
+            200_000_000_000,
+        ]
     with trio.fail_after(5):
         while first_events.live_count() < 2:
             await trio.sleep(0.01)
@@ -318,8 +395,7 @@ async def test_cancel_on_disconnect_only_for_the_lost_connection(
 
 
 async def test_reconnect_rebinds_and_resyncs(nursery: trio.Nursery, sim: FinerySimulator) -> None:
-    taker, events = await start_client(nursery, sim, TAKER,
-                                       feeds=(("K", None), ("F", "BTC-USD")))
+    taker, events = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "BTC-USD")))
     assert sim.faults.drop_connections(TAKER) == 1
     with trio.fail_after(5):
         while events.live_count() < 2:
@@ -329,8 +405,9 @@ async def test_reconnect_rebinds_and_resyncs(nursery: trio.Nursery, sim: FineryS
     assert taker.supervisor.stats.reconnects == 1
 
 
-async def test_status_loss_rebinds_after_zero_status(nursery: trio.Nursery,
-                                                    sim: FinerySimulator) -> None:
+async def test_status_loss_rebinds_after_zero_status(
+    nursery: trio.Nursery, sim: FinerySimulator
+) -> None:
     taker, events = await start_client(nursery, sim, TAKER, feeds=(("F", "BTC-USD"),))
     assert len(events.of(BookEvent)) == 1
     sim.faults.backend_status(2)
@@ -349,11 +426,11 @@ async def test_status_loss_rebinds_after_zero_status(nursery: trio.Nursery,
     assert taker.supervisor.stats.reconnects == 0  # same socket, bindings restored
 
 
-async def test_keepalive_malformed_frames_and_bind_errors(nursery: trio.Nursery,
-                                                         sim: FinerySimulator) -> None:
+async def test_keepalive_malformed_frames_and_bind_errors(
+    nursery: trio.Nursery, sim: FinerySimulator
+) -> None:
     sim.config = sim.config.replace(idle_timeout=1.0)  # read by every idle wait
-    taker, events = await start_client(nursery, sim, TAKER,
-                                       feeds=(("K", None), ("F", "NOPE-USD")))
+    taker, events = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "NOPE-USD")))
     assert taker.driver.bindings == [("K", None)]  # 103: dropped, not retried forever
     sim.faults.send_malformed_frame(TAKER)
     await trio.sleep(1.6)  # longer than the sim's 1 s idle timeout: keepalive holds it open
@@ -370,32 +447,61 @@ async def test_keepalive_malformed_frames_and_bind_errors(nursery: trio.Nursery,
 
 async def test_master_acts_for_a_sub_account(nursery: trio.Nursery, sim: FinerySimulator) -> None:
     maker, _ = await start_client(nursery, sim, MAKER)
-    await maker.add_order(instrument="BTC-USD", side="ask", order_type="limit",
-                          price=Decimal(100), size=Decimal(1))
+    await maker.add_order(
+        instrument="BTC-USD", side="ask", order_type="limit", price=Decimal(100), size=Decimal(1)
+    )
     master, events = await start_client(
-        nursery, sim, MASTER, feeds=(("F", {"instrument": "BTC-USD", "clientId": SUB}),))
+        nursery, sim, MASTER, feeds=(("F", {"instrument": "BTC-USD", "clientId": SUB}),)
+    )
     book = await events.wait(BookEvent)
     assert book.account_id == str(SUB) and book.asks == ((Decimal(100), Decimal(1)),)
-    reply = await master.add_order(instrument="BTC-USD", side="bid", order_type="marketIOC",
-                                   size=Decimal("0.25"), client_id=SUB)
+    reply = await master.add_order(
+        instrument="BTC-USD",
+        side="bid",
+        order_type="marketIOC",
+        size=Decimal("0.25"),
+        client_id=SUB,
+    )
     assert reply["deals"][0]["counterpartyId"] == MAKER
     async with rest_for(sim, SUB) as rest:
         assert ["BTC", 25_000_000, MAKER, 25_000_000, 0] in (await rest.positions())[1]
         with pytest.raises(FineryError) as err:
-            await rest.add_order(instrument="BTC-USD", side="bid", order_type="marketIOC",
-                                 size=Decimal("0.25"), client_id=MASTER)
+            await rest.add_order(
+                instrument="BTC-USD",
+                side="bid",
+                order_type="marketIOC",
+                size=Decimal("0.25"),
+                client_id=MASTER,
+            )
         assert err.value.code == 3
 
 
 def test_sim_config_validation() -> None:
-    config = parse_finery_sim_config({"nonce_window": 5, "clients": [
-        {"key": "k", "secret": "s", "client_id": 1, "role": "taker",
-         "positions": [{"currency": "USD", "counterparty": 2, "amount": "1.5"}]},
-        {"key": "m", "secret": "t", "client_id": 2, "role": "maker"}]})
+    config = parse_finery_sim_config(
+        {
+            "nonce_window": 5,
+            "clients": [
+                {
+                    "key": "k",
+                    "secret": "s",
+                    "client_id": 1,
+                    "role": "taker",
+                    "positions": [{"currency": "USD", "counterparty": 2, "amount": "1.5"}],
+                },
+                {"key": "m", "secret": "t", "client_id": 2, "role": "maker"},
+            ],
+        }
+    )
     assert config.nonce_window == 5 and config.clients[0].positions == (("USD", 2, Decimal("1.5")),)
     with pytest.raises(ValueError) as info:
-        parse_finery_sim_config({"bogus": 1, "clients": [
-            {"key": "k", "secret": "s", "client_id": 1, "role": "boss", "subaccounts": [3]}]})
+        parse_finery_sim_config(
+            {
+                "bogus": 1,
+                "clients": [
+                    {"key": "k", "secret": "s", "client_id": 1, "role": "boss", "subaccounts": [3]}
+                ],
+            }
+        )
     text = str(info.value)
     assert "finery.bogus: unknown key" in text and "finery.clients[0].role" in text
 
@@ -405,16 +511,24 @@ def test_sim_config_validation() -> None:
 
 async def test_sim_command_prints_ready_and_exits_on_sigint(tmp_path: Any) -> None:
     sim_toml = tmp_path / "SIM.toml"
-    sim_toml.write_text('[[users]]\npublic_key = "p"\nsecret = "s"\n'
-                        'account_id = "00000000-0000-4000-8000-000000000001"\n\n'
-                        '[[finery.clients]]\nkey = "cmd_key"\nsecret = "cmd_secret"\n'
-                        'client_id = 7\nrole = "taker"\n')
-    code = ("import sys; from qfexbot.sim.finery.command import run_finery_sim_command; "
-            "sys.exit(run_finery_sim_command(sys.argv[1], '127.0.0.1'))")
+    sim_toml.write_text(
+        '[[users]]\npublic_key = "p"\nsecret = "s"\n'
+        'account_id = "00000000-0000-4000-8000-000000000001"\n\n'
+        '[[finery.clients]]\nkey = "cmd_key"\nsecret = "cmd_secret"\n'
+        'client_id = 7\nrole = "taker"\n'
+    )
+    code = (
+        "import sys; from qfexbot.sim.finery.command import run_finery_sim_command; "
+        "sys.exit(run_finery_sim_command(sys.argv[1], '127.0.0.1'))"
+    )
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-c", code, str(sim_toml)], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=env, cwd=os.getcwd())
+        [sys.executable, "-c", code, str(sim_toml)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=os.getcwd(),
+    )
     try:
         with trio.fail_after(20):
             buffer = b""
@@ -424,7 +538,7 @@ async def test_sim_command_prints_ready_and_exits_on_sigint(tmp_path: Any) -> No
                 buffer += chunk
             line = buffer.split(b"\n")[0].decode()
             assert line.startswith("READY ")
-            urls = json.loads(line[len("READY "):])
+            urls = json.loads(line[len("READY ") :])
             assert set(urls) == {"ws_url", "rest_url"}
             headers = ws_auth_headers("cmd_key", "cmd_secret", NonceSource())
             async with open_websocket_url(urls["ws_url"], extra_headers=headers) as ws:

@@ -27,19 +27,23 @@ from qfexbot.venues.finery.parse import (
 
 SECRET = "cZpZ1vwzOaXuiONfIQVg8h6za97FoHhrwwgoSCNwDAR"
 KEY = "RlZ4sKsHSr5zmYKIzbtf772J9y9gx8nekd8COrawI5V"
-REST_VECTOR = ('add{"nonce": 49856723467362345, "timestamp": 1628489110490, "instrument": '
-               '"BTC-USD", "clientOrderId": 1, "size": 1, "side": "ask", "type": "MarketIOC"}')
+REST_VECTOR = (
+    'add{"nonce": 49856723467362345, "timestamp": 1628489110490, "instrument": '
+    '"BTC-USD", "clientOrderId": 1, "size": 1, "side": "ask", "type": "MarketIOC"}'
+)
 WS_VECTOR = '{"nonce": 49856723467362345, "timestamp": 1628489110490}'
 
 
 def test_official_rest_signature_vector() -> None:
     assert sign(SECRET, REST_VECTOR) == (
-        "xvWE5m9bLUOx6TubJsXbnHPfdmYGvlbma2kuRPma0smOq47yRsG4LCak/hozAiQq")
+        "xvWE5m9bLUOx6TubJsXbnHPfdmYGvlbma2kuRPma0smOq47yRsG4LCak/hozAiQq"
+    )
 
 
 def test_official_ws_signature_vector() -> None:
     assert sign(Secret(SECRET), WS_VECTOR.encode()) == (
-        "KCn9rlqILiifROYfgpGmRtvgBzSCJa/2KJ31oPKbcyE6D+BaTVfFMXo8kDwQtBC/")
+        "KCn9rlqILiifROYfgpGmRtvgBzSCJa/2KJ31oPKbcyE6D+BaTVfFMXo8kDwQtBC/"
+    )
 
 
 def test_ws_headers_sign_the_content_header() -> None:
@@ -97,8 +101,10 @@ def test_book_updates_including_tilde() -> None:
     assert book.bids == {120: 1, 100: 9}
     assert book.asks == {}
     bids, asks = book.levels()
-    assert bids == ((Decimal("0.0000012"), Decimal("0.00000001")),
-                    (Decimal("0.000001"), Decimal("0.00000009")))
+    assert bids == (
+        (Decimal("0.0000012"), Decimal("0.00000001")),
+        (Decimal("0.000001"), Decimal("0.00000009")),
+    )
     assert asks == ()
 
 
@@ -126,18 +132,23 @@ def test_status_feed_errors_and_unbind() -> None:
 
 def test_book_feeds_incremental_and_repeated_snapshots() -> None:
     p = parser()
-    book, bound = p.parse('["F","BTC-USD","S",[[[1100000000000,11000000]],'
-                          '[[1100100000000,80000000],[1100200000000,200000000]]]]')
+    book, bound = p.parse(
+        '["F","BTC-USD","S",[[[1100000000000,11000000]],'
+        "[[1100100000000,80000000],[1100200000000,200000000]]]]"
+    )
     assert isinstance(bound, Bound)
     assert isinstance(book, BookEvent) and book.channel == "level2" and book.symbol == "BTC-USD"
     assert book.asks[0] == (Decimal(11001), Decimal("0.8"))
-    (book,) = p.parse('["F","BTC-USD","M",[[["+",1099900000000,100000000]],'
-                      '[["~",1100200000000,100000000]]]]')
+    (book,) = p.parse(
+        '["F","BTC-USD","M",[[["+",1099900000000,100000000]],[["~",1100200000000,100000000]]]]'
+    )
     assert book.bids == ((Decimal(11000), Decimal("0.11")), (Decimal(10999), Decimal(1)))
     assert book.asks == ((Decimal(11002), Decimal(1)),)
     assert book.sequence == 2
     # Global book in the current style: repeated full snapshots; numeric feed id resolved.
-    p.parse('["I",0,"S",[[["USD",1,1000000,100000000,"fiat"]],[["BTC-USD",4955410050,"BTC","USD"]]]]')
+    p.parse(
+        '["I",0,"S",[[["USD",1,1000000,100000000,"fiat"]],[["BTC-USD",4955410050,"BTC","USD"]]]]'
+    )
     first = events_only(p.parse('["B",4955410050,"S",[[[5,1]],[]]]'))[0]
     second = events_only(p.parse('["B",4955410050,"S",[[],[[7,2]]]]'))[0]
     assert first.symbol == second.symbol == "BTC-USD" and first.channel == "global_book"
@@ -151,8 +162,9 @@ def test_book_feeds_incremental_and_repeated_snapshots() -> None:
 
 def test_reference_feed() -> None:
     p = parser()
-    ref, _ = p.parse('["I",0,"S",[[["USD",1,1000000,100000000,"fiat"]],'
-                     '[["BTC-USD",35462742745,"BTC","USD"]]]]')
+    ref, _ = p.parse(
+        '["I",0,"S",[[["USD",1,1000000,100000000,"fiat"]],[["BTC-USD",35462742745,"BTC","USD"]]]]'
+    )
     assert isinstance(ref, ReferenceData) and set(ref.instruments) == {"BTC-USD"}
     (ref,) = p.parse('["C",0,"+",["BTC",3,1,6000000000000,"crypto"]]')
     assert set(ref.currencies) == {"USD", "BTC"}
@@ -163,10 +175,55 @@ def test_reference_feed() -> None:
 
 
 ORDER = ["BTC-USD", 0, 1, 0, 1234, 77, 999900000000, 10000000, 10000000, 1558051200000, 0]
-DEAL_24 = ["BTC-USD", 0, 0, 0, 1234, 0, 9900000000, 10000000, 9998000, 1558051200000,
-           1558052600000, 12, 1, 9900000000, 2000, 19800000000000, 100000, 14, 0, 10, 0, 0, 15, 0]
-DEAL_21 = ["BTC-USDT", 4, 0, 0, 48221507535, 0, 0, 100000000, 0, 1709716088000, 1709716088000,
-           1864944, 0, 6674859047619, 85000000, 5673630190500, 0, 87, 0, 0, 1864943]
+DEAL_24 = [
+    "BTC-USD",
+    0,
+    0,
+    0,
+    1234,
+    0,
+    9900000000,
+    10000000,
+    9998000,
+    1558051200000,
+    1558052600000,
+    12,
+    1,
+    9900000000,
+    2000,
+    19800000000000,
+    100000,
+    14,
+    0,
+    10,
+    0,
+    0,
+    15,
+    0,
+]
+DEAL_21 = [
+    "BTC-USDT",
+    4,
+    0,
+    0,
+    48221507535,
+    0,
+    0,
+    100000000,
+    0,
+    1709716088000,
+    1709716088000,
+    1864944,
+    0,
+    6674859047619,
+    85000000,
+    5673630190500,
+    0,
+    87,
+    0,
+    0,
+    1864943,
+]
 
 
 def test_order_feed_lifecycle_and_deal_lengths() -> None:
@@ -193,13 +250,18 @@ def test_order_feed_lifecycle_and_deal_lengths() -> None:
 
 
 def test_positions_both_snapshot_shapes_and_net_per_currency() -> None:
-    rows = [["BTC", -10000000, 2, 0, -10000000], ["USD", 100000000000, 2, 100000000000, 0],
-            ["BTC", 30000000, 3, 30000000, 0]]
+    rows = [
+        ["BTC", -10000000, 2, 0, -10000000],
+        ["USD", 100000000000, 2, 100000000000, 0],
+        ["BTC", 30000000, 3, 30000000, 0],
+    ]
     for payload in (rows, [5, rows]):
         p = parser()
         events = events_only(p.parse(json.dumps(["K", 0, "S", payload])))
-        assert {(e.symbol, e.size) for e in events} == {("BTC", Decimal("0.2")),
-                                                        ("USD", Decimal(1000))}
+        assert {(e.symbol, e.size) for e in events} == {
+            ("BTC", Decimal("0.2")),
+            ("USD", Decimal(1000)),
+        }
     (btc,) = p.parse('["K",0,"M",["BTC",0,3,0,0]]')
     assert isinstance(btc, PositionEvent) and btc.size == Decimal("-0.1")
     (usd,) = p.parse('["K",0,"-",["USD",0,2,0,0]]')
@@ -211,10 +273,19 @@ def test_positions_both_snapshot_shapes_and_net_per_currency() -> None:
 
 def test_limits_map_to_balance_headroom() -> None:
     p = parser()
-    obj = {"counterpartyId": 12, "tradingPermissions": {},
-           "ownLimit": {"grossLimit": 100000000000, "asset": "USD", "limitUtilization": 2500000000,
-                        "equity": -2500000000, "maintenanceMargin": 0, "restrictedTrading": 0,
-                        "initialMargin": 0}}
+    obj = {
+        "counterpartyId": 12,
+        "tradingPermissions": {},
+        "ownLimit": {
+            "grossLimit": 100000000000,
+            "asset": "USD",
+            "limitUtilization": 2500000000,
+            "equity": -2500000000,
+            "maintenanceMargin": 0,
+            "restrictedTrading": 0,
+            "initialMargin": 0,
+        },
+    }
     items = p.parse(json.dumps(["L", 0, "S", [obj, {"counterpartyId": 13}]]))
     (bal,) = events_only(items)
     assert isinstance(bal, BalanceEvent) and bal.currency == "USD"
@@ -235,8 +306,12 @@ def test_request_replies_and_bad_frames() -> None:
     assert bad.error == 74 and bad.param == "clientOrderId"
     (mod,) = p.parse('{"event":"request","reqId":9,"reply":{"error":74,"origId":42}}')
     assert mod.error == 74
-    for frame in ('["O",0,"D",[not json', '["K",0,"S",[["USD",1.5,2,0,0]]]', '[1,2]',
-                  '["X",0,"S",0]'):
+    for frame in (
+        '["O",0,"D",[not json',
+        '["K",0,"S",[["USD",1.5,2,0,0]]]',
+        "[1,2]",
+        '["X",0,"S",0]',
+    ):
         with pytest.raises(ParseError) as info:
             p.parse(frame)
         assert info.value.raw == frame

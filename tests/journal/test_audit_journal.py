@@ -49,7 +49,9 @@ def test_either_account_moving_by_the_amount_contradicts_not_applied(available):
     untouched = (d(100), d(5), d(100), d(5))
     verdict, why = classify_evidence(d(10), available, untouched, deposit_verified=True)
     assert (verdict, why) == (
-        "unclear", "deposits unchanged but an available balance moved by exactly the amount")
+        "unclear",
+        "deposits unchanged but an available balance moved by exactly the amount",
+    )
     # Moving the other way (a sweep's direction) is no contradiction.
     away = (d(100), d(5), d(110), d("3.7"))
     assert classify_evidence(d(10), away, untouched, deposit_verified=True)[0] == "not_applied"
@@ -67,7 +69,8 @@ def test_operator_not_applied_watches_from_the_recorded_deposits(tmp_path):
     finally:
         store.close()
     assert "watched for a late landing from the deposits before its send (1000 / 10)" in (
-        journal_resolve(path, watched, applied=False))
+        journal_resolve(path, watched, applied=False)
+    )
     assert "no deposits were recorded" in journal_resolve(path, blind, applied=False)
     store = SqliteStore(path)
     try:
@@ -100,9 +103,13 @@ async def test_applied_evidence_without_a_watch_holds_both_accounts(tmp_path, ca
         assert result.state == "failed"
         held = await journal.active_holds(owner="user")
         assert {(h.account, h.code) for h in held} == {
-            (TREASURY, "contradicted_resolution"), (DESK_A, "contradicted_resolution")}
-        assert any(r.levelno == logging.ERROR and "found it APPLIED" in r.getMessage()
-                   for r in caplog.records)
+            (TREASURY, "contradicted_resolution"),
+            (DESK_A, "contradicted_resolution"),
+        }
+        assert any(
+            r.levelno == logging.ERROR and "found it APPLIED" in r.getMessage()
+            for r in caplog.records
+        )
         again = await svc.transfer("bot1", "p", TREASURY, DESK_A, d(50), "retry")
         assert again.code == "account_held" and len(venue.ledger) == 1
     finally:
@@ -126,7 +133,9 @@ def test_a_late_landing_is_one_transaction(tmp_path, monkeypatch):
 
         monkeypatch.setattr(SqliteStore, "_update_watch", crash)
         with pytest.raises(RuntimeError):
-            store.record_late_landing(entry_id, "reconcile", "late", "demo", "user", d(-100), d(100))
+            store.record_late_landing(
+                entry_id, "reconcile", "late", "demo", "user", d(-100), d(100)
+            )
         assert store.get(entry_id).state == "failed"  # all rolled back together
         assert store.active_holds() == [] and len(store.watches("demo", owner="user")) == 1
         monkeypatch.setattr(SqliteStore, "_update_watch", real)
@@ -167,8 +176,9 @@ async def test_a_watch_on_a_landing_recorded_without_holds_is_held_not_skipped(t
         assert {(h.account, h.code) for h in held} == {(TREASURY, "late_landing"),
                                                        (DESK_A, "late_landing")}  # fmt: skip
         assert await journal.watches("demo", owner="user") == []
-        assert any(r.levelno == logging.ERROR and "LATE LANDING" in r.getMessage()
-                   for r in caplog.records)
+        assert any(
+            r.levelno == logging.ERROR and "LATE LANDING" in r.getMessage() for r in caplog.records
+        )
         nxt = await svc.transfer("bot1", "p", TREASURY, DESK_A, d(10), "next")
         assert nxt.code == "account_held" and venue.ledger == []
     finally:
@@ -186,13 +196,31 @@ def test_the_budget_transaction_counts_a_watched_not_applied_transfer(tmp_path):
         store.resolve(entry_id, False, "reconcile")
         budget = DailyBudget(d(1000), 0.0, None)
         with pytest.raises(BudgetExceeded):
-            store.record_intent(bot="b", plugin="p", venue="demo", src=TREASURY, dst=DESK_A,
-                                amount=d(500), reason="r", owner="user", budget=budget)
+            store.record_intent(
+                bot="b",
+                plugin="p",
+                venue="demo",
+                src=TREASURY,
+                dst=DESK_A,
+                amount=d(500),
+                reason="r",
+                owner="user",
+                budget=budget,
+            )
         assert [e.id for e in store.window_transfers("user", None, 0.0)] == [entry_id]
         store.update_watch(entry_id, "expired", d(0), d(0))  # watched no more: it is free
         assert store.window_transfers("user", None, 0.0) == []
-        store.record_intent(bot="b", plugin="p", venue="demo", src=TREASURY, dst=DESK_A,
-                            amount=d(500), reason="r", owner="user", budget=budget)
+        store.record_intent(
+            bot="b",
+            plugin="p",
+            venue="demo",
+            src=TREASURY,
+            dst=DESK_A,
+            amount=d(500),
+            reason="r",
+            owner="user",
+            budget=budget,
+        )
     finally:
         store.close()
 

@@ -61,13 +61,25 @@ async def test_backup_while_the_journal_is_live_holds_every_entry_and_the_plain_
     try:
         await journal.check_continuity()
         done = await journal.record_intent(
-            bot="b", plugin="p", venue="demo", src=TREASURY, dst=DESK_A, amount=Decimal(5),
-            reason="top-up")
+            bot="b",
+            plugin="p",
+            venue="demo",
+            src=TREASURY,
+            dst=DESK_A,
+            amount=Decimal(5),
+            reason="top-up",
+        )
         await journal.mark_sent(done.id)
         await journal.mark_done(done.id, "ok")
         doubt = await journal.record_intent(
-            bot="b", plugin="p", venue="demo", src=DESK_B, dst=TREASURY, amount=Decimal(7),
-            reason="sweep")
+            bot="b",
+            plugin="p",
+            venue="demo",
+            src=DESK_B,
+            dst=TREASURY,
+            amount=Decimal(7),
+            reason="sweep",
+        )
         await journal.mark_sent(doubt.id)
         await journal.mark_unknown(doubt.id, "read timeout")
         await journal.set_meta("deposit.demo", "true", "seen")
@@ -176,8 +188,12 @@ def test_restoring_an_older_backup_is_refused_until_the_operator_accepts(tmp_pat
     assert "accepted as the reference" in out
     store = _checked(path)  # accepted: it runs
     try:
-        [key] = [k for (k,) in store._db.execute("SELECT key FROM meta WHERE key LIKE ?",
-                                                  (RESTORE_ACCEPTED_KEY + ".%",))]
+        [key] = [
+            k
+            for (k,) in store._db.execute(
+                "SELECT key FROM meta WHERE key LIKE ?", (RESTORE_ACCEPTED_KEY + ".%",)
+            )
+        ]
         record = json.loads(store.get_meta(key))
         assert record["reason"] == "checked balances on the venue"
         assert record["by"].startswith("operator ")

@@ -119,8 +119,9 @@ async def test_one_process_per_journal_and_no_operator_resolution_mid_send(tmp_p
         assert journal_holder(path) is not None  # this process holds it
         with pytest.raises(JournalLocked, match="in use by another qfexbot process"):
             await SqliteJournal.open(path)
-        entry = await running.record_intent(bot="b", plugin="p", venue="v", src="a", dst="c",
-                                            amount=Decimal(5), reason="r")
+        entry = await running.record_intent(
+            bot="b", plugin="p", venue="v", src="a", dst="c", amount=Decimal(5), reason="r"
+        )
         await running.mark_sent(entry.id)
         with pytest.raises(JournalCommandError, match="running qfexbot"):
             journal_resolve(path, entry.id, applied=False)
@@ -149,7 +150,8 @@ def test_account_holds_are_listed_and_released_by_the_operator(filled, tmp_path,
     with pytest.raises(JournalCommandError, match="no active hold on account treasury"):
         journal_release(path, "treasury", {"treasury": TREASURY})
     assert journal_release(path, "desk-a", {"desk-a": DESK_A}) == (
-        "released 1 hold(s) on desk-a: money may move on it again")
+        "released 1 hold(s) on desk-a: money may move on it again"
+    )
     assert "ACCOUNT HOLDS" not in journal_list(path)
     # Through the command line, as an operator types it: `qfexbot journal release ALIAS`.
     store = SqliteStore(path)

@@ -75,8 +75,10 @@ UNTOUCHED = (*BEFORE, d(100), d(5))
 TRADED = (*BEFORE, d(100), d("3.7"))  # dst traded: unclear on its own
 TRADED_AND_APPLIED = (*BEFORE, d(90), d("13.7"))
 ODD = (*BEFORE, d(95), d(5))  # deposit moved by something else
-NOT_VERIFIED = ("balances moved by something else; deposits unchanged, but this venue is {} to "
-                "reflect transfers in deposit")
+NOT_VERIFIED = (
+    "balances moved by something else; deposits unchanged, but this venue is {} to "
+    "reflect transfers in deposit"
+)
 
 
 @pytest.mark.parametrize(
@@ -87,13 +89,21 @@ NOT_VERIFIED = ("balances moved by something else; deposits unchanged, but this 
         (TRADED_AND_APPLIED, APPLIED, False, ("applied", "deposit")),
         (TRADED_AND_APPLIED, APPLIED, True, ("applied", "deposit")),
         (APPLIED, APPLIED, None, ("applied", "deposit")),
-        (UNTOUCHED, APPLIED, True,
-         ("unclear", "deposits moved by the amount but available balances are unchanged")),
+        (
+            UNTOUCHED,
+            APPLIED,
+            True,
+            ("unclear", "deposits moved by the amount but available balances are unchanged"),
+        ),
         # rule 2: unchanged deposits -> not applied only on a verified venue
         (TRADED, UNTOUCHED, True, ("not_applied", "deposit")),
         (UNTOUCHED, UNTOUCHED, True, ("not_applied", "deposit")),
-        (APPLIED, UNTOUCHED, True,
-         ("unclear", "deposits unchanged but an available balance moved by exactly the amount")),
+        (
+            APPLIED,
+            UNTOUCHED,
+            True,
+            ("unclear", "deposits unchanged but an available balance moved by exactly the amount"),
+        ),
         (TRADED, ODD, True, ("unclear", "deposits moved by something else")),
         (UNTOUCHED, ODD, True, ("unclear", "deposits moved by something else")),
         # rule 3: otherwise the available balances decide

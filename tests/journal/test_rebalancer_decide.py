@@ -195,15 +195,26 @@ def test_only_a_balance_whose_deposit_moved_by_the_transfer_clears_the_wait():
     # count as "the balance now shows my transfer" (the rebalancer would decide on stale data).
     from qfexbot.events import BalanceEvent
 
-    pending = rebalancer._Pending(before=Decimal(50), delta=Decimal(950), done_at=0.0,
-                                  deadline=0.0, deposit_before=Decimal(50))
+    pending = rebalancer._Pending(
+        before=Decimal(50),
+        delta=Decimal(950),
+        done_at=0.0,
+        deadline=0.0,
+        deposit_before=Decimal(50),
+    )
 
     def event(available, deposit):
-        return BalanceEvent(venue="v", account_id="a", received_at=1.0,
-                            available=Decimal(available), deposit=Decimal(deposit))
+        return BalanceEvent(
+            venue="v",
+            account_id="a",
+            received_at=1.0,
+            available=Decimal(available),
+            deposit=Decimal(deposit),
+        )
 
     assert not rebalancer._shows(pending, event(48, 50))  # trading moved it; deposit did not
     assert rebalancer._shows(pending, event(998, 1000))
-    no_deposit = rebalancer._Pending(before=Decimal(50), delta=Decimal(950), done_at=0.0,
-                                     deadline=0.0)
+    no_deposit = rebalancer._Pending(
+        before=Decimal(50), delta=Decimal(950), done_at=0.0, deadline=0.0
+    )
     assert rebalancer._shows(no_deposit, event(48, 0))  # fallback: any change of available

@@ -73,8 +73,9 @@ class Ticker:
 '''
 
 
-def write_config(tmp_path: Path, *, plugin: str = "decider", runtime_extra: str = "",
-                 name: str = "bots.toml") -> AppConfig:
+def write_config(
+    tmp_path: Path, *, plugin: str = "decider", runtime_extra: str = "", name: str = "bots.toml"
+) -> AppConfig:
     """A bots.toml with an embedded simulator, two desks and one test plugin (decider|ticker)."""
     plugins = tmp_path / "plugins"
     plugins.mkdir(exist_ok=True)

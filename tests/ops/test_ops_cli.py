@@ -15,15 +15,21 @@ from qfexbot.config import RECORD_MAX_BYTES, ConfigError, RecordSettings, parse_
 
 
 def qfexbot(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "qfexbot.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "qfexbot.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_json_logs_record_flag_and_replay_command(tmp_path):
     app = write_config(tmp_path)
     rec = tmp_path / "rec"
-    run = qfexbot("run", str(app.path), "--duration", "2.5", "--log-format", "json",
-                  "--record", str(rec))
+    run = qfexbot(
+        "run", str(app.path), "--duration", "2.5", "--log-format", "json", "--record", str(rec)
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [json.loads(line) for line in run.stderr.splitlines() if line.strip()]
     assert lines, "every stderr line is a JSON object"
@@ -54,8 +60,15 @@ def test_json_logs_record_flag_and_replay_command(tmp_path):
 
 
 BASE = {
-    "venues": {"demo": {"simulator": True, "user_id": "0020ce8e-eaee-480e-8d7f-b9241d756ee5",
-                        "public_key": "p", "secret": "s", "accounts": {"treasury": "primary"}}},
+    "venues": {
+        "demo": {
+            "simulator": True,
+            "user_id": "0020ce8e-eaee-480e-8d7f-b9241d756ee5",
+            "public_key": "p",
+            "secret": "s",
+            "accounts": {"treasury": "primary"},
+        }
+    },
     "bots": {"b": {"venue": "demo", "accounts": ["treasury"], "plugins": {"x": {}}}},
 }
 
@@ -69,31 +82,51 @@ def with_runtime(**runtime) -> dict:
 def test_record_and_ops_listen_defaults_and_values(tmp_path):
     assert parse_config(BASE, base_dir=tmp_path).runtime.record is None
     assert parse_config(BASE, base_dir=tmp_path).runtime.ops_listen is None
-    rt = parse_config(with_runtime(record={"dir": "var/rec"}, ops_listen="127.0.0.1:9187"),
-                      base_dir=tmp_path).runtime
+    rt = parse_config(
+        with_runtime(record={"dir": "var/rec"}, ops_listen="127.0.0.1:9187"), base_dir=tmp_path
+    ).runtime
     assert rt.record == RecordSettings(tmp_path / "var" / "rec", RECORD_MAX_BYTES)
     assert rt.ops_listen == ("127.0.0.1", 9187)
-    rt = parse_config(with_runtime(record={"dir": "/r", "max_bytes": 5000}, ops_listen="[::1]:0"),
-                      base_dir=tmp_path).runtime
+    rt = parse_config(
+        with_runtime(record={"dir": "/r", "max_bytes": 5000}, ops_listen="[::1]:0"),
+        base_dir=tmp_path,
+    ).runtime
     assert rt.record == RecordSettings(Path("/r"), 5000) and rt.ops_listen == ("::1", 0)
 
 
-@pytest.mark.parametrize("runtime, error", [
-    ({"record": "var/rec"}, 'runtime.record: expected a table, got "var/rec"'),
-    ({"record": {}}, "runtime.record.dir: missing required key (expected a directory path)"),
-    ({"record": {"dir": "r", "max_bytes": 100}},
-     "runtime.record.max_bytes: expected an integer of at least 4096, got 100"),
-    ({"record": {"dir": "r", "size": 1}},
-     "runtime.record.size: unknown key (allowed: dir, max_bytes)"),
-    ({"ops_listen": "9187"},
-     'runtime.ops_listen: expected a "host:port" address such as "127.0.0.1:9187", got "9187"'),
-    ({"ops_listen": "127.0.0.1:70000"},
-     ('runtime.ops_listen: expected a "host:port" address such as "127.0.0.1:9187", got '
-      '"127.0.0.1:70000"')),
-    ({"ops_listen": "0.0.0.0:9187"},
-     ("runtime.ops_listen: the ops endpoint is unauthenticated and must listen on a loopback "
-      'address (127.0.0.1, ::1 or localhost), got "0.0.0.0"')),
-])
+@pytest.mark.parametrize(
+    "runtime, error",
+    [
+        ({"record": "var/rec"}, 'runtime.record: expected a table, got "var/rec"'),
+        ({"record": {}}, "runtime.record.dir: missing required key (expected a directory path)"),
+        (
+            {"record": {"dir": "r", "max_bytes": 100}},
+            "runtime.record.max_bytes: expected an integer of at least 4096, got 100",
+        ),
+        (
+            {"record": {"dir": "r", "size": 1}},
+            "runtime.record.size: unknown key (allowed: dir, max_bytes)",
+        ),
+        (
+            {"ops_listen": "9187"},
+            'runtime.ops_listen: expected a "host:port" address such as "127.0.0.1:9187", got "9187"',
+        ),
+        (
+            {"ops_listen": "127.0.0.1:70000"},
+            (
+                'runtime.ops_listen: expected a "host:port" address such as "127.0.0.1:9187", got '
+                '"127.0.0.1:70000"'
+            ),
+        ),
+        (
+            {"ops_listen": "0.0.0.0:9187"},
+            (
+                "runtime.ops_listen: the ops endpoint is unauthenticated and must listen on a loopback "
+                'address (127.0.0.1, ::1 or localhost), got "0.0.0.0"'
+            ),
+        ),
+    ],
+)
 def test_bad_record_and_ops_listen_values_name_the_key(runtime, error, tmp_path):
     with pytest.raises(ConfigError) as info:
         parse_config(with_runtime(**runtime), base_dir=tmp_path)

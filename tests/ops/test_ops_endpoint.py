@@ -44,8 +44,10 @@ async def test_healthz_metrics_and_status_over_loopback(tmp_path, nursery, capsy
         assert health.json() == {"status": "ok"}
 
         await wait_until(lambda: plugin.decided >= 5, what="the decider's transfers")
-        await wait_until(lambda: runtime.metrics.transfer_outcomes.labels("demo", "done")._value.get() >= 2,
-                         what="two transfer outcomes")
+        await wait_until(
+            lambda: runtime.metrics.transfer_outcomes.labels("demo", "done")._value.get() >= 2,
+            what="two transfer outcomes",
+        )
         response = await get(client, runtime.ops_url + "/metrics")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
@@ -64,15 +66,19 @@ async def test_healthz_metrics_and_status_over_loopback(tmp_path, nursery, capsy
         assert m[("qfexbot_transfer_outcomes_total", (("state", "done"), ("venue", "demo")))] == 2
         latency = ("qfexbot_transfer_request_seconds_count", (("result", "ok"), ("venue", "demo")))
         assert m[latency] == 2
-        assert m[("qfexbot_journal_unresolved_transfers",
-                  (("state", "unknown"), ("venue", "demo")))] == 0
+        assert (
+            m[("qfexbot_journal_unresolved_transfers", (("state", "unknown"), ("venue", "demo")))]
+            == 0
+        )
         assert m[("qfexbot_kill_switch_engaged", ())] == 0
         assert m[("qfexbot_account_available", desk_a)] >= 50
 
         status = (await get(client, runtime.ops_url + "/status")).json()
         assert status["running"] and status["healthy"]
-        assert {s["alias"]: s["state"] for s in status["sessions"]} == {"desk-a": "live",
-                                                                        "desk-b": "live"}
+        assert {s["alias"]: s["state"] for s in status["sessions"]} == {
+            "desk-a": "live",
+            "desk-b": "live",
+        }
         balances = {b["alias"]: Decimal(b["available"]) for b in status["balances"]}
         assert Decimal(4900) < balances["desk-b"] <= Decimal(5000)  # an order holds margin
         assert balances["desk-a"] > Decimal(0)
@@ -83,13 +89,15 @@ async def test_healthz_metrics_and_status_over_loopback(tmp_path, nursery, capsy
 
     # `qfexbot status` renders the running process's document (blocking client: in a thread)
     code = await trio.to_thread.run_sync(
-        lambda: status_command(app, url=runtime.ops_url + "/status", use_rich=False))
+        lambda: status_command(app, url=runtime.ops_url + "/status", use_rich=False)
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "qfexbot running: pid" in out and "healthy" in out
     lines = out.splitlines()
-    desk_a_row = next(line for line in lines if line.startswith("demo") and " desk-a " in line
-                      and "live" in line)
+    desk_a_row = next(
+        line for line in lines if line.startswith("demo") and " desk-a " in line and "live" in line
+    )
     assert desk_a_row.split()[:3] == ["demo", "desk-a", "live"]
     assert any(line.split()[:2] == ["watch", "decider"] for line in lines)
     assert "Pending/unknown transfers: none" in out
@@ -99,8 +107,15 @@ async def test_healthz_metrics_and_status_over_loopback(tmp_path, nursery, capsy
 async def test_status_when_not_running_shows_the_journal(tmp_path, capsys):
     app = write_config(tmp_path, runtime_extra='ops_listen = "127.0.0.1:9"')  # nothing there
     store = SqliteStore(app.runtime.journal)
-    entry = store.record_intent(bot="watch", plugin="decider", venue="demo", src=PRIMARY,
-                                dst=DESK_A, amount=Decimal("12.5"), reason="test")
+    entry = store.record_intent(
+        bot="watch",
+        plugin="decider",
+        venue="demo",
+        src=PRIMARY,
+        dst=DESK_A,
+        amount=Decimal("12.5"),
+        reason="test",
+    )
     store.mark_sent(entry.id)
     store.mark_unknown(entry.id, "outcome unknown: timeout")
     store.close()
@@ -114,11 +129,27 @@ async def test_status_when_not_running_shows_the_journal(tmp_path, capsys):
 
 def test_rich_rendering_has_the_same_content():
     document = {
-        "running": True, "pid": 7, "started_at": 100.0, "now": 160.0, "healthy": False,
-        "problems": ["session demo/desk-b is backoff"], "kill_switch": True,
-        "sessions": [{"venue": "demo", "alias": "desk-b", "state": "backoff", "reconnects": 3,
-                      "last_event_age": 12.0, "last_frame_age": 11.0, "last_error": "refused"}],
-        "bots": [], "balances": [], "transfers": [],
+        "running": True,
+        "pid": 7,
+        "started_at": 100.0,
+        "now": 160.0,
+        "healthy": False,
+        "problems": ["session demo/desk-b is backoff"],
+        "kill_switch": True,
+        "sessions": [
+            {
+                "venue": "demo",
+                "alias": "desk-b",
+                "state": "backoff",
+                "reconnects": 3,
+                "last_event_age": 12.0,
+                "last_frame_age": 11.0,
+                "last_error": "refused",
+            }
+        ],
+        "bots": [],
+        "balances": [],
+        "transfers": [],
     }
     plain = render_status(document)
     rich = render_status(document, use_rich=True)

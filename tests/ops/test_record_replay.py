@@ -69,7 +69,9 @@ def test_replay_reproduces_the_decisions_of_the_recorded_live_run(tmp_path):
     assert actions.count("transfer") == 2 and actions.count("add_order") == 2
     assert actions[0] == "cancel_order"  # decided on desk-a going LIVE
     first_transfer = next(args for a, args in live if a == "transfer")
-    assert first_transfer["amount"] == "3.0" and first_transfer["reason"].startswith("balance #2 was 50")
+    assert first_transfer["amount"] == "3.0" and first_transfer["reason"].startswith(
+        "balance #2 was 50"
+    )
 
     again = replay(app, rec_dir, speed="max")
     assert again.decisions == result.decisions, "the same recording gives the same decisions"
@@ -101,7 +103,9 @@ def test_recorder_rotates_by_size_and_replay_reads_all_segments(tmp_path):
     assert len(files) == len(recorder.files) > 3
     assert all(f.stat().st_size < 4096 + 300 for f in files)
     records = [r for r, _ in read_recording(files)]
-    assert [r["segment"] for r in records if r["type"] == "header"] == list(range(1, len(files) + 1))
+    assert [r["segment"] for r in records if r["type"] == "header"] == list(
+        range(1, len(files) + 1)
+    )
     frames = [r for r in records if r["type"] == "frame"]
     assert [r["t"] for r in frames] == [1000.0 + i for i in range(200)] + [2000.0]
     assert frames[-1]["data_b64"] == "AGJpbmFyeQ=="
@@ -125,7 +129,8 @@ def test_compare_decisions_reports_the_first_difference_per_plugin():
     assert compare_decisions(a, same_other_interleaving) == []
     changed = [Decision("b", "p", "transfer", {"amount": "2"}), a[1]]
     assert compare_decisions(a, changed) == [
-        'b/p decision #1: recorded transfer {"amount": "1"}, replayed transfer {"amount": "2"}']
+        'b/p decision #1: recorded transfer {"amount": "1"}, replayed transfer {"amount": "2"}'
+    ]
     assert compare_decisions(a, a[:1]) == ["b/q: recorded 1 decisions, replayed 0"]
 
 
@@ -138,9 +143,11 @@ def test_recorded_frames_never_hold_an_echoed_auth_request(tmp_path):
 
     recorder = Recorder(tmp_path / "rec", max_bytes=1 << 20)
     recorder.open()
-    echo = ('{"err":{"error_code":"ServerError","message":null,"incoming_message":{"type":"auth",'
-            '"params":{"hmac":{"public_key":"qfex_pub_x","nonce":"ab","unix_ts":1,'
-            '"signature":"SIGNATURE_SENTINEL_7d1"}}}}}')
+    echo = (
+        '{"err":{"error_code":"ServerError","message":null,"incoming_message":{"type":"auth",'
+        '"params":{"hmac":{"public_key":"qfex_pub_x","nonce":"ab","unix_ts":1,'
+        '"signature":"SIGNATURE_SENTINEL_7d1"}}}}}'
+    )
     recorder.frame("demo", "acct", "trade", echo, 1.0)
     recorder.close()
     [path] = recorder.files

@@ -105,8 +105,11 @@ BASE = {"min": 500, "target": 1000, "max": 2000, "interval": "10s", "settle_time
 
 @asynccontextmanager
 async def running(
-    balances: dict[str, Decimal], *, pulse_every: float | None = 1.0,
-    venue_type: type[Venue] | None = None, **options: Any
+    balances: dict[str, Decimal],
+    *,
+    pulse_every: float | None = 1.0,
+    venue_type: type[Venue] | None = None,
+    **options: Any,
 ) -> AsyncIterator[Venue]:
     """Run the rebalancer of bot ``b`` against a ``Venue``; time starts at 0 (autojump)."""
     app = app_config({**BASE, **options})
@@ -370,4 +373,3 @@ async def test_a_transfer_reconciled_done_after_its_balance_event_is_seen_at_onc
         assert venue.moves() == [(TREASURY, DESK_A, D(950)), (TREASURY, DESK_A, D(900))]
         assert [t for t, *_ in venue.ledger][1] in (20, 30)
     assert "no balance event for" not in caplog.text
-

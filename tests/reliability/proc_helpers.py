@@ -87,24 +87,36 @@ def write_plugins(directory: Path) -> Path:
     return plugins
 
 
-def venue_table(*, simulator: bool, urls: dict[str, str] | None = None,
-                secret: str = "qfex_secret_proc_test", public_key: str = "qfex_pub_proc") -> str:
+def venue_table(
+    *,
+    simulator: bool,
+    urls: dict[str, str] | None = None,
+    secret: str = "qfex_secret_proc_test",
+    public_key: str = "qfex_pub_proc",
+) -> str:
     """A ``[venues.demo]`` table: embedded simulator, or an external one reached by URL."""
     if simulator:
         head = f'simulator = true\npublic_key = "{public_key}"\nsecret = "{secret}"\n'
-        tail = ("[venues.demo.sim]\npulse_interval = 0.2\n"
-                "deposits = { treasury = 100000, desk-a = 500, desk-b = 500 }\n")
+        tail = (
+            "[venues.demo.sim]\npulse_interval = 0.2\n"
+            "deposits = { treasury = 100000, desk-a = 500, desk-b = 500 }\n"
+        )
     else:
         assert urls is not None
-        head = (f'simulator = false\ntrade_url = "{urls["trade_url"]}"\n'
-                f'mds_url = "{urls["mds_url"]}"\nrest_url = "{urls["rest_url"]}"\n'
-                f'public_key = "{public_key}"\nsecret = {{ env = "QFEX_TEST_SECRET" }}\n')
+        head = (
+            f'simulator = false\ntrade_url = "{urls["trade_url"]}"\n'
+            f'mds_url = "{urls["mds_url"]}"\nrest_url = "{urls["rest_url"]}"\n'
+            f'public_key = "{public_key}"\nsecret = {{ env = "QFEX_TEST_SECRET" }}\n'
+        )
         tail = ""
-    return textwrap.dedent(f"""\
+    return (
+        textwrap.dedent(f"""\
         [venues.demo]
         kind = "qfex"
         user_id = "{PRIMARY}"
-        """) + head + textwrap.dedent(f"""\
+        """)
+        + head
+        + textwrap.dedent(f"""\
 
         [venues.demo.accounts]
         treasury = "primary"
@@ -118,7 +130,9 @@ def venue_table(*, simulator: bool, urls: dict[str, str] | None = None,
         request_timeout = 2.0
         transfer_settle = 2.0   # no delayed-REST faults here, so one timeout is enough
 
-        """) + tail
+        """)
+        + tail
+    )
 
 
 def runtime_table(log_level: str = "info") -> str:
@@ -140,7 +154,10 @@ def start_run(config: Path, log: Path, env: dict[str, str] | None = None) -> sub
     with open(log, "ab") as handle:
         return subprocess.Popen(
             [sys.executable, "-m", "qfexbot.cli", "run", str(config)],
-            cwd=config.parent, stdout=handle, stderr=handle, env=full_env,
+            cwd=config.parent,
+            stdout=handle,
+            stderr=handle,
+            env=full_env,
             start_new_session=True,
         )
 
@@ -157,8 +174,9 @@ def log_lines(log: Path) -> list[dict[str, Any]]:
     return out
 
 
-def wait_for_log(log: Path, msg: str, proc: subprocess.Popen | None = None,
-                 timeout: float = 30.0) -> dict[str, Any]:
+def wait_for_log(
+    log: Path, msg: str, proc: subprocess.Popen | None = None, timeout: float = 30.0
+) -> dict[str, Any]:
     """Wait until a JSON log line with ``msg`` appears; fail if the process dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -166,11 +184,14 @@ def wait_for_log(log: Path, msg: str, proc: subprocess.Popen | None = None,
             if line.get("msg") == msg:
                 return line
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited {proc.returncode} before {msg!r}:\n"
-                                 + log.read_text(errors="replace")[-3000:])
+            raise AssertionError(
+                f"process exited {proc.returncode} before {msg!r}:\n"
+                + log.read_text(errors="replace")[-3000:]
+            )
         time.sleep(0.05)
-    raise AssertionError(f"no {msg!r} log line within {timeout}s:\n"
-                         + log.read_text(errors="replace")[-3000:])
+    raise AssertionError(
+        f"no {msg!r} log line within {timeout}s:\n" + log.read_text(errors="replace")[-3000:]
+    )
 
 
 def wait_exit(proc: subprocess.Popen, timeout: float) -> int | None:
@@ -194,7 +215,8 @@ class SimProcess:
     def __init__(self, directory: Path, secret: str, deposits: dict[str, str]) -> None:
         sim_toml = directory / "sim.toml"
         deposit_lines = ", ".join(f'"{k}" = "{v}"' for k, v in deposits.items())
-        sim_toml.write_text(textwrap.dedent(f"""\
+        sim_toml.write_text(
+            textwrap.dedent(f"""\
             [sim]
             pulse_interval = 0.2
             seed = 3
@@ -205,20 +227,24 @@ class SimProcess:
             account_id = "{PRIMARY}"
             subaccounts = ["{DESK_A}", "{DESK_B}"]
             deposits = {{ {deposit_lines} }}
-            """))
+            """)
+        )
         self.log = directory / "sim.log"
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log, "ab") as handle:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "qfexbot.cli", "sim", "--config", str(sim_toml)],
-                stdout=subprocess.PIPE, stderr=handle, env=env, start_new_session=True,
+                stdout=subprocess.PIPE,
+                stderr=handle,
+                env=env,
+                start_new_session=True,
             )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
         if not line.startswith("READY "):
             kill_group(self.proc)
             raise AssertionError(f"sim did not start: {line!r}\n{self.log.read_text()[-2000:]}")
-        self.urls: dict[str, str] = json.loads(line[len("READY "):])
+        self.urls: dict[str, str] = json.loads(line[len("READY ") :])
 
     def get(self, path: str) -> Any:
         import httpx

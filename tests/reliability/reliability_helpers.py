@@ -19,8 +19,22 @@ NUMBERS = st.one_of(
     st.integers(),
     st.integers(min_value=-(10**4000), max_value=10**4000),  # bigger than any float
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(["1e999999", "-1e-999999", "NaN", "sNaN", "Infinity", "-inf", "1_000",
-                     "0x10", " 1 ", "", "1e400", "9" * 500]),
+    st.sampled_from(
+        [
+            "1e999999",
+            "-1e-999999",
+            "NaN",
+            "sNaN",
+            "Infinity",
+            "-inf",
+            "1_000",
+            "0x10",
+            " 1 ",
+            "",
+            "1e400",
+            "9" * 500,
+        ]
+    ),
     st.decimals(allow_nan=False, allow_infinity=False).map(str),
 )
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, st.text(max_size=20))

@@ -70,11 +70,32 @@ VALID = textwrap.dedent(
     """
 )
 LINES = VALID.splitlines()
-VALUES = st.sampled_from([
-    '""', "0", "-1", "1e400", "nan", "inf", "true", "[]", "{}", "[[]]", '"primary"', '"5s"',
-    "1979-05-27T07:32:00Z", "9" * 5000, '"\\u0000"', '{ env = "X" }', '{ file = "/etc/shadow" }',
-    '{ file = "" }', "[" * 600 + "]" * 600, '"' + "x" * 10_000 + '"', '"desk-a"', "0x10",
-])
+VALUES = st.sampled_from(
+    [
+        '""',
+        "0",
+        "-1",
+        "1e400",
+        "nan",
+        "inf",
+        "true",
+        "[]",
+        "{}",
+        "[[]]",
+        '"primary"',
+        '"5s"',
+        "1979-05-27T07:32:00Z",
+        "9" * 5000,
+        '"\\u0000"',
+        '{ env = "X" }',
+        '{ file = "/etc/shadow" }',
+        '{ file = "" }',
+        "[" * 600 + "]" * 600,
+        '"' + "x" * 10_000 + '"',
+        '"desk-a"',
+        "0x10",
+    ]
+)
 # "<path>: <message>" where <path> is a key path, "(top level)" or the file.
 ERROR_LINE = re.compile(r"^(\(top level\)|[^\s:][^:]*?|/\S+?): \S.*", re.DOTALL)
 
@@ -141,8 +162,11 @@ def test_the_unmutated_file_is_valid(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert check_command(load_config(path)) == 0, capsys.readouterr().err
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(ops=_mutations())
 @example(ops=[("value", 11, "[" * 600 + "]" * 600)])
 @example(ops=[("value", 11, "9" * 5000)])
@@ -155,13 +179,17 @@ def test_mutated_text_gives_config_or_config_error(
     check_file(path, capsys)
 
 
-@settings(max_examples=100, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=st.binary(max_size=300))
 @example(data=b"\xef\xbb\xbf[runtime]\n")  # UTF-8 BOM
 @example(data=b"\xff\xfe[\x00")  # UTF-16
-def test_arbitrary_bytes_give_config_error(data: bytes, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_arbitrary_bytes_give_config_error(
+    data: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bots.toml"
     path.write_bytes(data)
     with pytest.raises(ConfigError) as info:
@@ -169,14 +197,17 @@ def test_arbitrary_bytes_give_config_error(data: bytes, tmp_path: Path,
     assert_clean_errors(info.value)
 
 
-@pytest.mark.parametrize("text", [
-    "a = " + "[" * 100_000,
-    "a = " + "{b = " * 5000 + "1" + "}" * 5000,
-    "[" + "a." * 5000 + "b]\n",
-    "x = 1" + "0" * 5000,
-    "[venues.demo]\n" * 3,
-    "\x00",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a = " + "[" * 100_000,
+        "a = " + "{b = " * 5000 + "1" + "}" * 5000,
+        "[" + "a." * 5000 + "b]\n",
+        "x = 1" + "0" * 5000,
+        "[venues.demo]\n" * 3,
+        "\x00",
+    ],
+)
 def test_pathological_files(text: str, tmp_path: Path) -> None:
     path = tmp_path / "bots.toml"
     path.write_text(text)
@@ -185,13 +216,16 @@ def test_pathological_files(text: str, tmp_path: Path) -> None:
     assert_clean_errors(info.value)
 
 
-@pytest.mark.parametrize("value", [
-    {"runtime": {"journal": "\x00"}},
-    {"runtime": {"plugin_dirs": ["~nosuchuser_zz/plugins"]}},
-    {"venues": {"x" * 65: {}}},
-    {"venues": {"demo": {"accounts": {"a b": "primary"}}}},
-    {"bots": {"b": {"plugins": {"p": {"use": "os:system"}}}}},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"runtime": {"journal": "\x00"}},
+        {"runtime": {"plugin_dirs": ["~nosuchuser_zz/plugins"]}},
+        {"venues": {"x" * 65: {}}},
+        {"venues": {"demo": {"accounts": {"a b": "primary"}}}},
+        {"bots": {"b": {"plugins": {"p": {"use": "os:system"}}}}},
+    ],
+)
 def test_dict_level_oddities_give_config_error(value: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(value, None, "/srv")

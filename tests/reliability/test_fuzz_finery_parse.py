@@ -30,8 +30,10 @@ FEED_PAYLOADS = st.recursive(
 )
 FRAMES = st.builds(
     lambda feed, feed_id, action, payload: [feed, feed_id, action, payload],
-    st.sampled_from(FEEDS), st.one_of(st.text(max_size=6), INTS, JSON_VALUES),
-    st.sampled_from(ACTIONS), st.one_of(FEED_PAYLOADS, JSON_VALUES),
+    st.sampled_from(FEEDS),
+    st.one_of(st.text(max_size=6), INTS, JSON_VALUES),
+    st.sampled_from(ACTIONS),
+    st.one_of(FEED_PAYLOADS, JSON_VALUES),
 )
 
 
@@ -75,12 +77,15 @@ def test_sequences_of_feed_frames_through_one_parser(frames: list[Any]) -> None:
         run(parser, json.dumps(frame, allow_nan=True))
 
 
-@pytest.mark.parametrize("text", [
-    '["B", 1, "S", [[[1, NaN]], []]]',
-    '["K", 1, "S", [["USD", 1, Infinity]]]',
-    '{"reply": NaN}',
-    '["X", 0, "Z", -Infinity]',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '["B", 1, "S", [[[1, NaN]], []]]',
+        '["K", 1, "S", [["USD", 1, Infinity]]]',
+        '{"reply": NaN}',
+        '["X", 0, "Z", -Infinity]',
+    ],
+)
 def test_nan_and_infinity_are_refused_like_floats(text: str) -> None:
     with pytest.raises(finery.ParseError):
         new_parser().parse(text, 1.0)
@@ -88,6 +93,10 @@ def test_nan_and_infinity_are_refused_like_floats(text: str) -> None:
 
 @pytest.mark.parametrize("depth", [100, 5000, 100_000])
 def test_deeply_nested_frames(depth: int) -> None:
-    for text in (nested(depth), deep_object(depth), '["B", ' + nested(depth) + ', "S", []]',
-                 '["zz", 1, "S", ' + nested(depth) + "]"):
+    for text in (
+        nested(depth),
+        deep_object(depth),
+        '["B", ' + nested(depth) + ', "S", []]',
+        '["zz", 1, "S", ' + nested(depth) + "]",
+    ):
         run(new_parser(), text)

@@ -129,9 +129,13 @@ def test_arbitrary_json_values(value: Any) -> None:
 
 @pytest.mark.parametrize("depth", [50, 1000, 100_000])
 def test_deeply_nested_frames(depth: int) -> None:
-    for text in (nested(depth), deep_object(depth), '{"order_response":' + nested(depth) + "}",
-                 '{"type":"level2","symbol":"X","bid":' + nested(depth) + "}",
-                 '{"type":"x","contents":' + nested(depth) + "}"):
+    for text in (
+        nested(depth),
+        deep_object(depth),
+        '{"order_response":' + nested(depth) + "}",
+        '{"type":"level2","symbol":"X","bid":' + nested(depth) + "}",
+        '{"type":"x","contents":' + nested(depth) + "}",
+    ):
         run_trade(text)
         run_mds(text)
 
@@ -149,8 +153,9 @@ def test_nested_arrays_of_messages_are_bounded() -> None:
 
 @FUZZ
 @given(st.sampled_from(TRADE), JSON_VALUES, st.booleans(), st.randoms(use_true_random=False))
-def test_mutated_trade_frames(named: tuple[str, str], replacement: Any, delete: bool,
-                              rng: random.Random) -> None:
+def test_mutated_trade_frames(
+    named: tuple[str, str], replacement: Any, delete: bool, rng: random.Random
+) -> None:
     _, text = named
     frame = mutate(json.loads(text), rng, replacement, delete)
     run_trade(dumps(frame))
@@ -158,8 +163,9 @@ def test_mutated_trade_frames(named: tuple[str, str], replacement: Any, delete: 
 
 @FUZZ
 @given(st.sampled_from(MDS), JSON_VALUES, st.booleans(), st.randoms(use_true_random=False))
-def test_mutated_mds_frames(named: tuple[str, str], replacement: Any, delete: bool,
-                            rng: random.Random) -> None:
+def test_mutated_mds_frames(
+    named: tuple[str, str], replacement: Any, delete: bool, rng: random.Random
+) -> None:
     _, text = named
     frame = mutate(json.loads(text), rng, replacement, delete)
     run_mds(dumps(frame))
@@ -185,9 +191,11 @@ def test_known_nasty_mds_frames(text: str) -> None:
     "text",
     [
         '{"order_response":{"order_id":"o","symbol":"X","status":"ACK","update_time":1'
-        + "0" * 400 + "}}",
+        + "0" * 400
+        + "}}",
         '{"fill_response":{"trade_id":"t","symbol":"X","price":1,"quantity":1,"timestamp":1'
-        + "0" * 400 + "}}",
+        + "0" * 400
+        + "}}",
         '{"position_response":{"symbol":"X","position":1,"open_orders":"1e999999999"}}',
         '{"position_response":{"symbol":"X","position":1,"open_orders":1.5}}',
         '{"order_response":{"order_id":"o","symbol":["X"],"status":"ACK"}}',

@@ -84,15 +84,28 @@ class Recorder:
 
 def left_live(rec: Recorder, mark: int) -> list[tuple[float, ConnectionStateEvent]]:
     """State changes away from LIVE recorded after index ``mark``, with their times."""
-    return [(t, e) for t, e in rec.events[mark:]
-            if isinstance(e, ConnectionStateEvent) and e.state is not ConnectionState.LIVE]
+    return [
+        (t, e)
+        for t, e in rec.events[mark:]
+        if isinstance(e, ConnectionStateEvent) and e.state is not ConnectionState.LIVE
+    ]
 
 
 def order(n: int) -> dict:
-    return {"type": "add_order", "params": {
-        "symbol": "AAPL-USD", "side": "BUY" if n % 2 else "SELL", "order_type": "MARKET",
-        "order_time_in_force": "IOC", "quantity": Decimal("0.01"), "price": 0,
-        "client_order_id": f"net-{n}", "take_profit": 0, "stop_loss": 0}}
+    return {
+        "type": "add_order",
+        "params": {
+            "symbol": "AAPL-USD",
+            "side": "BUY" if n % 2 else "SELL",
+            "order_type": "MARKET",
+            "order_time_in_force": "IOC",
+            "quantity": Decimal("0.01"),
+            "price": 0,
+            "client_order_id": f"net-{n}",
+            "take_profit": 0,
+            "stop_loss": 0,
+        },
+    }
 
 
 async def keep_ordering(session: Supervisor, first: int) -> None:
@@ -107,8 +120,9 @@ async def keep_ordering(session: Supervisor, first: int) -> None:
 
 def emitted(sim: QfexSimulator, after: int, upto: int) -> dict[int, str]:
     """The desk's private events numbered after+1..upto, as the sim wrote them."""
-    return {e.seq: dumps(e.frame) for e in sim.engine.accounts[DESK].events
-            if after < e.seq <= upto}
+    return {
+        e.seq: dumps(e.frame) for e in sim.engine.accounts[DESK].events if after < e.seq <= upto
+    }
 
 
 async def wait_delivered(sim: QfexSimulator, rec: Recorder, upto: int) -> None:
@@ -118,22 +132,44 @@ async def wait_delivered(sim: QfexSimulator, rec: Recorder, upto: int) -> None:
 
 
 @pytest.mark.parametrize("kind", FAULT_KINDS)
-async def test_session_detects_network_fault_and_recovers(kind: str, nursery: trio.Nursery
-                                                          ) -> None:
-    sim = QfexSimulator(SimConfig(
-        users=[SimUser(public_key=PUB, secret=SECRET, account_id=PRIMARY, subaccounts=[DESK],
-                       deposits={PRIMARY: Decimal(1000), DESK: Decimal(100000)})],
-        pulse_interval=PULSE, mds_interval=0.1, price_interval=0.1, seed=3,
-        ping_interval=PING_INTERVAL, pong_timeout=PONG_TIMEOUT))
+async def test_session_detects_network_fault_and_recovers(kind: str, nursery: trio.Nursery) -> None:
+    sim = QfexSimulator(
+        SimConfig(
+            users=[
+                SimUser(
+                    public_key=PUB,
+                    secret=SECRET,
+                    account_id=PRIMARY,
+                    subaccounts=[DESK],
+                    deposits={PRIMARY: Decimal(1000), DESK: Decimal(100000)},
+                )
+            ],
+            pulse_interval=PULSE,
+            mds_interval=0.1,
+            price_interval=0.1,
+            seed=3,
+            ping_interval=PING_INTERVAL,
+            pong_timeout=PONG_TIMEOUT,
+        )
+    )
     urls = await nursery.start(sim.serve, "127.0.0.1")
     proxy = FaultProxy()
     trade_url = await nursery.start(proxy.front, "trade", urls.trade_url)
-    venue = QfexVenue("net", trade_url=trade_url, mds_url=urls.mds_url, rest_url=urls.rest_url,
-                      user_id=PRIMARY, settings=SETTINGS, public_key=PUB, secret=Secret(SECRET))
+    venue = QfexVenue(
+        "net",
+        trade_url=trade_url,
+        mds_url=urls.mds_url,
+        rest_url=urls.rest_url,
+        user_id=PRIMARY,
+        settings=SETTINGS,
+        public_key=PUB,
+        secret=Secret(SECRET),
+    )
     try:
         rec = Recorder()
         session = venue.private_session(
-            DESK, channels=["order_responses", "fills", "balances"], publish=rec)
+            DESK, channels=["order_responses", "fills", "balances"], publish=rec
+        )
         await nursery.start(session.run)
         with trio.fail_after(WAIT):
             await session.wait_for(ConnectionState.LIVE)
@@ -169,48 +205,76 @@ async def test_session_detects_network_fault_and_recovers(kind: str, nursery: tr
         states = [e for e in after if isinstance(e, ConnectionStateEvent)]
         left = next(e for e in states if e.state is not ConnectionState.LIVE)
         message = f"{kind} ({who}): states {[(e.state.value, e.reason) for e in states]}"
-        print(f"{kind}: left LIVE after {detected_at - faulted_at:.2f}s (bound {bound:g}s"
-              f" + {SLACK:g}s slack): {left.state.value} {left.reason!r}")
+        print(
+            f"{kind}: left LIVE after {detected_at - faulted_at:.2f}s (bound {bound:g}s"
+            f" + {SLACK:g}s slack): {left.state.value} {left.reason!r}"
+        )
         assert reason in left.reason, message
         assert detected_at - faulted_at <= bound + SLACK, message
         assert session.stats.reconnects == 1, message
         # The gap is reported: left LIVE, then resynced (balances, positions, open orders)
         # before LIVE again on the new connection.
-        kinds = [type(e).__name__ if not isinstance(e, ConnectionStateEvent) else e.state.value
-                 for e in after if isinstance(e, (ConnectionStateEvent, ResyncEvent))]
+        kinds = [
+            type(e).__name__ if not isinstance(e, ConnectionStateEvent) else e.state.value
+            for e in after
+            if isinstance(e, (ConnectionStateEvent, ResyncEvent))
+        ]
         assert kinds[-3:] == ["resyncing", "ResyncEvent", "live"], kinds
         # Delivered or in the gap: nothing emitted on the healthy connections is missing.
         delivered = set(rec.raw_frames())
-        missing = {seq for seq, frame in emitted(sim, 0, seq_end).items()
-                   if frame not in delivered}
+        missing = {seq for seq, frame in emitted(sim, 0, seq_end).items() if frame not in delivered}
         assert seq_end > seq_at_live > seq_at_fault, (seq_at_fault, seq_at_live, seq_end)
-        print(f"{kind}: {seq_end} private events, {len(missing)} in the reported gap "
-              f"{seq_at_fault + 1}..{seq_at_live}")
+        print(
+            f"{kind}: {seq_end} private events, {len(missing)} in the reported gap "
+            f"{seq_at_fault + 1}..{seq_at_live}"
+        )
         assert all(seq_at_fault < seq <= seq_at_live for seq in missing), (
             f"{kind}: events lost outside the reported gap: {sorted(missing)} "
-            f"(gap {seq_at_fault + 1}..{seq_at_live})")
+            f"(gap {seq_at_fault + 1}..{seq_at_live})"
+        )
     finally:
         await venue.aclose()
 
 
 @pytest.mark.parametrize("kind", ["stall", "partial_then_silence"])
-async def test_fault_that_heals_while_the_session_closes(kind: str, nursery: trio.Nursery
-                                                         ) -> None:
+async def test_fault_that_heals_while_the_session_closes(kind: str, nursery: trio.Nursery) -> None:
     """The fault ends while the stale session waits for the close reply: the frames held
     meanwhile (pulses, the venue's pings) arrive on a socket whose close frame is sent. A
     ping then must not kill the session (trio-websocket answers it with a pong that wsproto
     refuses once closing); it reconnects like after any stale stream."""
-    sim = QfexSimulator(SimConfig(
-        users=[SimUser(public_key=PUB, secret=SECRET, account_id=PRIMARY, subaccounts=[DESK],
-                       deposits={PRIMARY: Decimal(1000), DESK: Decimal(1000)})],
-        pulse_interval=PULSE, mds_interval=0.1, price_interval=0.1, seed=4,
-        ping_interval=0.2, pong_timeout=5.0))
+    sim = QfexSimulator(
+        SimConfig(
+            users=[
+                SimUser(
+                    public_key=PUB,
+                    secret=SECRET,
+                    account_id=PRIMARY,
+                    subaccounts=[DESK],
+                    deposits={PRIMARY: Decimal(1000), DESK: Decimal(1000)},
+                )
+            ],
+            pulse_interval=PULSE,
+            mds_interval=0.1,
+            price_interval=0.1,
+            seed=4,
+            ping_interval=0.2,
+            pong_timeout=5.0,
+        )
+    )
     urls = await nursery.start(sim.serve, "127.0.0.1")
     proxy = FaultProxy()
     trade_url = await nursery.start(proxy.front, "trade", urls.trade_url)
     settings = Settings(connect_timeout=2.0)
-    venue = QfexVenue("net", trade_url=trade_url, mds_url=urls.mds_url, rest_url=urls.rest_url,
-                      user_id=PRIMARY, settings=settings, public_key=PUB, secret=Secret(SECRET))
+    venue = QfexVenue(
+        "net",
+        trade_url=trade_url,
+        mds_url=urls.mds_url,
+        rest_url=urls.rest_url,
+        user_id=PRIMARY,
+        settings=settings,
+        public_key=PUB,
+        secret=Secret(SECRET),
+    )
     try:
         rec = Recorder()
         session = venue.private_session(DESK, channels=["balances"], publish=rec)
@@ -222,8 +286,11 @@ async def test_fault_that_heals_while_the_session_closes(kind: str, nursery: tri
         with trio.fail_after(WAIT):
             while not (session.state is ConnectionState.LIVE and session.stats.reconnects):
                 await trio.sleep(0.01)
-        stale = next(e for _, e in rec.events if isinstance(e, ConnectionStateEvent)
-                     and e.state is ConnectionState.STALE)
+        stale = next(
+            e
+            for _, e in rec.events
+            if isinstance(e, ConnectionStateEvent) and e.state is ConnectionState.STALE
+        )
         assert stale.reason == "no frame for 1s"
     finally:
         await venue.aclose()
@@ -239,33 +306,65 @@ BURST = 20
 
 def resting_order(client_order_id: str) -> dict:
     """A buy far below the market: it rests, so the venue answers with one ACK each."""
-    return {"symbol": "AAPL-USD", "side": "BUY", "order_type": "LIMIT",
-            "order_time_in_force": "GTC", "quantity": Decimal("0.01"), "price": Decimal(1),
-            "client_order_id": client_order_id, "take_profit": 0, "stop_loss": 0}
+    return {
+        "symbol": "AAPL-USD",
+        "side": "BUY",
+        "order_type": "LIMIT",
+        "order_time_in_force": "GTC",
+        "quantity": Decimal("0.01"),
+        "price": Decimal(1),
+        "client_order_id": client_order_id,
+        "take_profit": 0,
+        "stop_loss": 0,
+    }
 
 
 @contextlib.asynccontextmanager
-async def stalling_venue(nursery: trio.Nursery, *, ping_interval: float
-                         ) -> AsyncIterator[tuple[QfexSimulator, FaultProxy, QfexVenue]]:
+async def stalling_venue(
+    nursery: trio.Nursery, *, ping_interval: float
+) -> AsyncIterator[tuple[QfexSimulator, FaultProxy, QfexVenue]]:
     """A simulator behind the fault proxy and a venue on it with the CLOSING settings."""
-    sim = QfexSimulator(SimConfig(
-        users=[SimUser(public_key=PUB, secret=SECRET, account_id=PRIMARY, subaccounts=[DESK],
-                       deposits={PRIMARY: Decimal(1000), DESK: Decimal(1000)})],
-        pulse_interval=PULSE, mds_interval=0.1, price_interval=0.1, seed=5,
-        ping_interval=ping_interval, pong_timeout=10.0))
+    sim = QfexSimulator(
+        SimConfig(
+            users=[
+                SimUser(
+                    public_key=PUB,
+                    secret=SECRET,
+                    account_id=PRIMARY,
+                    subaccounts=[DESK],
+                    deposits={PRIMARY: Decimal(1000), DESK: Decimal(1000)},
+                )
+            ],
+            pulse_interval=PULSE,
+            mds_interval=0.1,
+            price_interval=0.1,
+            seed=5,
+            ping_interval=ping_interval,
+            pong_timeout=10.0,
+        )
+    )
     urls = await nursery.start(sim.serve, "127.0.0.1")
     proxy = FaultProxy()
     trade_url = await nursery.start(proxy.front, "trade", urls.trade_url)
-    venue = QfexVenue("net", trade_url=trade_url, mds_url=urls.mds_url, rest_url=urls.rest_url,
-                      user_id=PRIMARY, settings=CLOSING, public_key=PUB, secret=Secret(SECRET))
+    venue = QfexVenue(
+        "net",
+        trade_url=trade_url,
+        mds_url=urls.mds_url,
+        rest_url=urls.rest_url,
+        user_id=PRIMARY,
+        settings=CLOSING,
+        public_key=PUB,
+        secret=Secret(SECRET),
+    )
     try:
         yield sim, proxy, venue
     finally:
         await venue.aclose()
 
 
-def first_state(rec: Recorder, state: ConnectionState, mark: int
-                ) -> tuple[int, float, ConnectionStateEvent] | None:
+def first_state(
+    rec: Recorder, state: ConnectionState, mark: int
+) -> tuple[int, float, ConnectionStateEvent] | None:
     """Index, time and event of the first ``state`` change after index ``mark``."""
     for i, (t, e) in enumerate(rec.events[mark:], mark):
         if isinstance(e, ConnectionStateEvent) and e.state is state:
@@ -273,8 +372,9 @@ def first_state(rec: Recorder, state: ConnectionState, mark: int
     return None
 
 
-async def wait_state(rec: Recorder, state: ConnectionState, mark: int
-                     ) -> tuple[int, float, ConnectionStateEvent]:
+async def wait_state(
+    rec: Recorder, state: ConnectionState, mark: int
+) -> tuple[int, float, ConnectionStateEvent]:
     with trio.fail_after(WAIT):
         while (found := first_state(rec, state, mark)) is None:
             await trio.sleep(0.005)
@@ -282,7 +382,8 @@ async def wait_state(rec: Recorder, state: ConnectionState, mark: int
 
 
 async def test_stale_is_reported_when_decided_not_after_the_close_attempt(
-        nursery: trio.Nursery) -> None:
+    nursery: trio.Nursery,
+) -> None:
     """STALE is published (and ``state`` reads it) within ``stale_after`` of the last frame,
     not after the close handshake a silent peer never answers (up to ``connect_timeout``)."""
     async with stalling_venue(nursery, ping_interval=30.0) as (_sim, proxy, venue):
@@ -296,8 +397,10 @@ async def test_stale_is_reported_when_decided_not_after_the_close_attempt(
         assert proxy.inject("stall", duration=10.0, target="trade") == 1
         _, stale_at, stale = await wait_state(rec, ConnectionState.STALE, mark)
         took = stale_at - stalled_at
-        print(f"stall: STALE after {took:.2f}s (stale_after {CLOSING.stale_after:g}s, "
-              f"close attempt up to {CLOSING.connect_timeout:g}s)")
+        print(
+            f"stall: STALE after {took:.2f}s (stale_after {CLOSING.stale_after:g}s, "
+            f"close attempt up to {CLOSING.connect_timeout:g}s)"
+        )
         assert took <= CLOSING.stale_after + SLACK
         assert stale.reason == "no frame for 1s"
         # Visible at once: the state reads STALE and commands are refused as such.
@@ -313,7 +416,8 @@ async def test_stale_is_reported_when_decided_not_after_the_close_attempt(
 
 
 async def test_stale_close_delivers_frames_the_venue_flushes_before_its_close_reply(
-        nursery: trio.Nursery) -> None:
+    nursery: trio.Nursery,
+) -> None:
     """A stall that heals while the stale session waits for the venue's close reply: the
     venue's pings and a burst of order responses it wrote meanwhile arrive, then its close
     reply. Every private frame the venue wrote on that connection is delivered, once, in
@@ -345,12 +449,16 @@ async def test_stale_close_delivers_frames_the_venue_flushes_before_its_close_re
         written = sim.trade.written_seqs(DESK)
         missing = [seq for seq in written if frames[seq] not in delivered]
         assert not missing, f"written by the venue, never delivered: {missing}"
-        order_ids = [e.client_order_id for _, e in rec.events[mark:backoff_i]
-                     if isinstance(e, OrderUpdateEvent)]
+        order_ids = [
+            e.client_order_id
+            for _, e in rec.events[mark:backoff_i]
+            if isinstance(e, OrderUpdateEvent)
+        ]
         assert order_ids == [f"burst-{n}" for n in range(BURST)]
         # Delivered while closing: after the gap was reported, before BACKOFF.
-        first_burst = next(i for i, (_, e) in enumerate(rec.events)
-                           if isinstance(e, OrderUpdateEvent))
+        first_burst = next(
+            i for i, (_, e) in enumerate(rec.events) if isinstance(e, OrderUpdateEvent)
+        )
         assert stale_i < first_burst < backoff_i
         with trio.fail_after(WAIT):
             while not (session.state is ConnectionState.LIVE and session.stats.reconnects):

@@ -32,8 +32,16 @@ from qfexbot.venues.qfex.rest import QfexAmbiguousError, QfexApiError, QfexRest,
 
 REQUEST = httpx.Request("GET", "http://127.0.0.1:1/user/positions")
 STATUSES = st.sampled_from([400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504, 599])
-CONTENT_TYPES = st.sampled_from(["application/problem+json", "application/json", "text/html",
-                                 "text/plain", "", "application/octet-stream"])
+CONTENT_TYPES = st.sampled_from(
+    [
+        "application/problem+json",
+        "application/json",
+        "text/html",
+        "text/plain",
+        "",
+        "application/octet-stream",
+    ]
+)
 
 
 def check(error: QfexApiError, status: int) -> None:
@@ -47,8 +55,9 @@ def check(error: QfexApiError, status: int) -> None:
 @settings(max_examples=300, deadline=None)
 @given(STATUSES, CONTENT_TYPES, st.binary(max_size=300))
 def test_any_bytes_body(status: int, content_type: str, body: bytes) -> None:
-    response = httpx.Response(status, content=body, headers={"content-type": content_type},
-                              request=REQUEST)
+    response = httpx.Response(
+        status, content=body, headers={"content-type": content_type}, request=REQUEST
+    )
     check(api_error_from(response), status)
 
 
@@ -56,9 +65,12 @@ def test_any_bytes_body(status: int, content_type: str, body: bytes) -> None:
 @given(STATUSES, JSON_VALUES, JSON_VALUES, JSON_VALUES)
 def test_any_problem_json(status: int, body_status: Any, title: Any, errors: Any) -> None:
     body = {"status": body_status, "title": title, "detail": title, "errors": errors}
-    response = httpx.Response(status, content=json.dumps(body, allow_nan=True).encode(),
-                              headers={"content-type": "application/problem+json"},
-                              request=REQUEST)
+    response = httpx.Response(
+        status,
+        content=json.dumps(body, allow_nan=True).encode(),
+        headers={"content-type": "application/problem+json"},
+        request=REQUEST,
+    )
     check(api_error_from(response), status)
 
 
@@ -88,8 +100,11 @@ class Always:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         self.times.append(trio.current_time())
-        status, headers, body = self.script.pop(0) if self.script else (
-            200, [(b"content-type", b"application/json")], b'{"account_ids": []}')
+        status, headers, body = (
+            self.script.pop(0)
+            if self.script
+            else (200, [(b"content-type", b"application/json")], b'{"account_ids": []}')
+        )
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -102,8 +117,14 @@ async def test_429_without_retry_after_backs_off_and_then_succeeds(nursery: trio
     config.errorlog = logging.getLogger("tests.reliability.hypercorn")
     config.graceful_timeout = 0.5
     binds = await nursery.start(partial(hypercorn_serve, app, config))
-    rest = QfexRest(binds[0], QfexAuth("pk", Secret("sk")), timeout=2.0, backoff_initial=0.2,
-                    backoff_max=0.2, rng=random.Random(3))
+    rest = QfexRest(
+        binds[0],
+        QfexAuth("pk", Secret("sk")),
+        timeout=2.0,
+        backoff_initial=0.2,
+        backoff_max=0.2,
+        rng=random.Random(3),
+    )
     try:
         with trio.fail_after(10):
             assert await rest.subaccounts() == []
@@ -125,8 +146,9 @@ async def test_429_on_every_attempt_ends_in_a_clear_error(nursery: trio.Nursery)
     config.errorlog = logging.getLogger("tests.reliability.hypercorn")
     config.graceful_timeout = 0.5
     binds = await nursery.start(partial(hypercorn_serve, app, config))
-    rest = QfexRest(binds[0], QfexAuth("pk", Secret("sk")), timeout=2.0, backoff_initial=0.01,
-                    max_retries=2)
+    rest = QfexRest(
+        binds[0], QfexAuth("pk", Secret("sk")), timeout=2.0, backoff_initial=0.01, max_retries=2
+    )
     try:
         with pytest.raises(QfexApiError) as info, trio.fail_after(10):
             await rest.subaccounts()
@@ -154,8 +176,11 @@ async def test_redirected_transfer_is_ambiguous_not_a_rejection(
     send = rest_transfer_sender(rest)
     try:
         with trio.fail_after(10), pytest.raises(TransferAmbiguous) as raised:
-            await send("0020ce8e-eaee-480e-8d7f-b9241d756ee5",
-                       "11111111-1111-4111-8111-111111111111", Decimal("1"))
+            await send(
+                "0020ce8e-eaee-480e-8d7f-b9241d756ee5",
+                "11111111-1111-4111-8111-111111111111",
+                Decimal("1"),
+            )
     finally:
         await rest.aclose()
     cause = raised.value.__cause__

@@ -67,10 +67,12 @@ Key = tuple[str, str, Decimal]
 def journal_transfers(path: Path) -> tuple[Counter[Key], Counter[str]]:
     """(done transfers as (src, dst, amount) counts, count per state) read from the file."""
     with sqlite3.connect(path) as db:
-        rows = db.execute("select src, dst, amount, state from entries where kind = 'transfer'"
-                          ).fetchall()
-    done = Counter((src, dst, Decimal(amount)) for src, dst, amount, state in rows
-                   if state == "done")
+        rows = db.execute(
+            "select src, dst, amount, state from entries where kind = 'transfer'"
+        ).fetchall()
+    done = Counter(
+        (src, dst, Decimal(amount)) for src, dst, amount, state in rows if state == "done"
+    )
     return done, Counter(state for *_, state in rows)
 
 
@@ -88,8 +90,9 @@ def sim(tmp_path: Path):
         process.close()
 
 
-def test_sigkill_during_transfers_never_loses_or_doubles_money(tmp_path: Path, sim: SimProcess
-                                                               ) -> None:
+def test_sigkill_during_transfers_never_loses_or_doubles_money(
+    tmp_path: Path, sim: SimProcess
+) -> None:
     write_plugins(tmp_path)
     (tmp_path / "var").mkdir()
     head = runtime_table() + venue_table(simulator=False, urls=sim.urls)
@@ -137,19 +140,32 @@ def test_sigkill_during_transfers_never_loses_or_doubles_money(tmp_path: Path, s
     assert states["pending"] == states["sent"] == states["unknown"] == 0, states
     assert done == landed, (done - landed, landed - done)
     quiet_lines = log_lines(log)
-    in_doubt = {line.get("entry") for line in quiet_lines if str(line.get("msg", "")).startswith(
-        "journal entry still in doubt")}
-    settled = {line.get("entry") for line in quiet_lines if str(line.get("msg", "")).startswith(
-        "journal entry reconciled")}
+    in_doubt = {
+        line.get("entry")
+        for line in quiet_lines
+        if str(line.get("msg", "")).startswith("journal entry still in doubt")
+    }
+    settled = {
+        line.get("entry")
+        for line in quiet_lines
+        if str(line.get("msg", "")).startswith("journal entry reconciled")
+    }
     assert in_doubt <= settled, in_doubt - settled
     reconciled_at_start = sum(
-        1 for run in range(RUNS) for line in log_lines(tmp_path / f"run{run}.log")
-        if str(line.get("msg", "")).startswith("journal entry reconciled"))
+        1
+        for run in range(RUNS)
+        for line in log_lines(tmp_path / f"run{run}.log")
+        if str(line.get("msg", "")).startswith("journal entry reconciled")
+    )
     # The sim's balances agree with the journal too: desk-a got exactly the net of done moves.
     balances = sim.get("/_sim/state")["accounts"]
-    net = sum((amount * count * (1 if dst == DESK_A else -1))
-              for (src, dst, amount), count in done.items())
+    net = sum(
+        (amount * count * (1 if dst == DESK_A else -1))
+        for (src, dst, amount), count in done.items()
+    )
     assert Decimal(str(balances[DESK_A]["balance"]["available_balance"])) == Decimal(500) + net
-    print(f"restart safety: {RUNS} kills ({kills_with_doubt} left a transfer in doubt, "
-          f"{reconciled_at_start} reconciled by a restart), {sum(landed.values())} transfers "
-          "landed, journal == ledger")
+    print(
+        f"restart safety: {RUNS} kills ({kills_with_doubt} left a transfer in doubt, "
+        f"{reconciled_at_start} reconciled by a restart), {sum(landed.values())} transfers "
+        "landed, journal == ledger"
+    )

@@ -71,8 +71,11 @@ class RawRecords(logging.Handler):
         self.texts: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        parts = [record.getMessage(), repr(getattr(record, "fields", None)),
-                 repr(getattr(record, "context", None))]
+        parts = [
+            record.getMessage(),
+            repr(getattr(record, "fields", None)),
+            repr(getattr(record, "context", None)),
+        ]
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             parts += [str(exc), repr(exc), logging.Formatter().formatException(record.exc_info)]
@@ -117,7 +120,8 @@ def write_config(tmp_path: Path) -> Path:
     (plugins / "leaky.py").write_text(LEAKY)
     (tmp_path / "var").mkdir()
     path = tmp_path / "bots.toml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         [runtime]
         journal = "var/journal.sqlite"
         plugin_dirs = ["plugins"]
@@ -153,7 +157,8 @@ def write_config(tmp_path: Path) -> Path:
         [bots.leak.plugins.leaky]
         use = "leaky:Leaky"
         failure_limit = 100
-        """))
+        """)
+    )
     return path
 
 
@@ -193,7 +198,10 @@ async def test_sentinel_secret_appears_nowhere(tmp_path: Path) -> None:
                 while leaky.done < 3:
                     await trio.sleep(0.02)
             rest = runtime.venues["demo"].venue.rest
-            for call in (rest.subaccounts(), rest.positions("99999999-9999-4999-8999-999999999999")):
+            for call in (
+                rest.subaccounts(),
+                rest.positions("99999999-9999-4999-8999-999999999999"),
+            ):
                 try:
                     await call
                 except Exception as exc:  # noqa: BLE001 - we want every message
@@ -228,11 +236,17 @@ async def test_sentinel_secret_appears_nowhere(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- secrets files
 
 
-def _qfexbot(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _qfexbot(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "qfexbot.cli", *args], cwd=cwd, capture_output=True, text=True,
+        [sys.executable, "-m", "qfexbot.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
         check=False,
-        timeout=60, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
 
 
@@ -242,9 +256,10 @@ def test_world_readable_secrets_file_is_refused_by_the_cli(tmp_path: Path, comma
     secret_file.write_text(SENTINEL)
     secret_file.chmod(0o644)
     (tmp_path / "plugins").mkdir()
-    (tmp_path / "bots.toml").write_text(textwrap.dedent(f"""\
+    (tmp_path / "bots.toml").write_text(
+        textwrap.dedent(f"""\
         [runtime]
-        plugin_dirs = ["{REPO / 'plugins'}"]
+        plugin_dirs = ["{REPO / "plugins"}"]
         [venues.live]
         kind = "qfex"
         user_id = "{PRIMARY}"
@@ -256,7 +271,8 @@ def test_world_readable_secrets_file_is_refused_by_the_cli(tmp_path: Path, comma
         venue = "live"
         accounts = ["treasury"]
         [bots.b.plugins.balance_logger]
-        """))
+        """)
+    )
     result = _qfexbot(command, "bots.toml", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert "venues.live.secret" in result.stderr and "mode 0644" in result.stderr
@@ -276,35 +292,53 @@ def test_world_readable_secrets_file_is_refused_by_the_cli(tmp_path: Path, comma
 def _venue(urls: dict[str, str]) -> dict[str, Any]:
     return {
         "runtime": {},
-        "venues": {"live": {"kind": "qfex", "user_id": PRIMARY, "public_key": "qfex_pub_x",
-                            "secret": {"env": "QFEX_SECRET"}, "accounts": {"t": "primary"},
-                            **urls}},
+        "venues": {
+            "live": {
+                "kind": "qfex",
+                "user_id": PRIMARY,
+                "public_key": "qfex_pub_x",
+                "secret": {"env": "QFEX_SECRET"},
+                "accounts": {"t": "primary"},
+                **urls,
+            }
+        },
         "bots": {"b": {"venue": "live", "accounts": ["t"], "plugins": {"p": {}}}},
     }
 
 
-@pytest.mark.parametrize("urls", [
-    {"trade_url": "ws://trade.example.com/"},
-    {"mds_url": "ws://10.0.0.5:8080/"},
-    {"rest_url": "http://api.qfex.com"},
-    {"rest_url": "http://127.0.0.1.evil.example"},
-])
+@pytest.mark.parametrize(
+    "urls",
+    [
+        {"trade_url": "ws://trade.example.com/"},
+        {"mds_url": "ws://10.0.0.5:8080/"},
+        {"rest_url": "http://api.qfex.com"},
+        {"rest_url": "http://127.0.0.1.evil.example"},
+    ],
+)
 def test_real_venue_refuses_plain_urls_off_loopback(urls: dict[str, str]) -> None:
     from qfexbot.config import parse_config
 
     with pytest.raises(ConfigError) as info:
         parse_config(_venue(urls), None, "/srv")
     (key,) = urls
-    assert any(e.startswith(f"venues.live.{key}: expected a ") and "loopback" in e
-               for e in info.value.errors), info.value.errors
+    assert any(
+        e.startswith(f"venues.live.{key}: expected a ") and "loopback" in e
+        for e in info.value.errors
+    ), info.value.errors
 
 
-@pytest.mark.parametrize("urls", [
-    {},  # the wss/https defaults
-    {"trade_url": "ws://127.0.0.1:9001/", "mds_url": "ws://[::1]:9002/",
-     "rest_url": "http://localhost:9003"},
-    {"rest_url": "http://127.0.0.2:80"},
-])
+@pytest.mark.parametrize(
+    "urls",
+    [
+        {},  # the wss/https defaults
+        {
+            "trade_url": "ws://127.0.0.1:9001/",
+            "mds_url": "ws://[::1]:9002/",
+            "rest_url": "http://localhost:9003",
+        },
+        {"rest_url": "http://127.0.0.2:80"},
+    ],
+)
 def test_real_venue_accepts_tls_or_loopback(urls: dict[str, str]) -> None:
     from qfexbot.config import parse_config
 
@@ -328,25 +362,36 @@ def _self_signed(tmp_path: Path) -> ssl.SSLContext:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(
-            "127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     return context
 
 
-async def test_tls_certificates_are_verified_for_rest_and_websockets(tmp_path: Path,
-                                                                     nursery: trio.Nursery) -> None:
+async def test_tls_certificates_are_verified_for_rest_and_websockets(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
     """An untrusted certificate is refused by the REST client and by the session's WebSocket."""
     from qfexbot.config import SessionSettings
     from qfexbot.venues.qfex.stream import QfexVenue
@@ -363,7 +408,8 @@ async def test_tls_certificates_are_verified_for_rest_and_websockets(tmp_path: P
             await stream.aclose()
 
     listeners = await nursery.start(
-        functools.partial(trio.serve_ssl_over_tcp, handler, 0, context, host="127.0.0.1"))
+        functools.partial(trio.serve_ssl_over_tcp, handler, 0, context, host="127.0.0.1")
+    )
     port = listeners[0].transport_listener.socket.getsockname()[1]
     rest = QfexRest(f"https://127.0.0.1:{port}", None, timeout=2.0, max_retries=0)
     try:
@@ -377,10 +423,16 @@ async def test_tls_certificates_are_verified_for_rest_and_websockets(tmp_path: P
         assert any("CERTIFICATE_VERIFY_FAILED" in c for c in chain), chain
     finally:
         await rest.aclose()
-    venue = QfexVenue("live", trade_url=f"wss://127.0.0.1:{port}/", mds_url="wss://127.0.0.1:1/",
-                      rest_url=f"https://127.0.0.1:{port}", user_id=PRIMARY,
-                      settings=SessionSettings(connect_timeout=2.0, backoff_initial=5.0),
-                      public_key="qfex_pub_x", secret=Secret("qfex_secret_x"))
+    venue = QfexVenue(
+        "live",
+        trade_url=f"wss://127.0.0.1:{port}/",
+        mds_url="wss://127.0.0.1:1/",
+        rest_url=f"https://127.0.0.1:{port}",
+        user_id=PRIMARY,
+        settings=SessionSettings(connect_timeout=2.0, backoff_initial=5.0),
+        public_key="qfex_pub_x",
+        secret=Secret("qfex_secret_x"),
+    )
     events: list[Any] = []
 
     async def publish(event: Any) -> None:
@@ -416,4 +468,5 @@ async def test_tls_certificates_are_verified_for_rest_and_websockets(tmp_path: P
 def test_qfex_signature_matches_the_published_vector() -> None:
     # protocol/qfex.md §1.2 (matches an independent implementation).
     assert sign("qfex_secret_test", "c0ffee", 1760545414) == (
-        "9a892254ce0416371a78a4352130b7825a2f5fb442b12ddfa7c2f5202ef045dc")
+        "9a892254ce0416371a78a4352130b7825a2f5fb442b12ddfa7c2f5202ef045dc"
+    )

@@ -33,7 +33,10 @@ FORCED_WITHIN = 5.0
 def write_config(tmp_path: Path, delay: float) -> Path:
     write_plugins(tmp_path)
     (tmp_path / "var").mkdir(exist_ok=True)
-    text = runtime_table() + venue_table(simulator=True) + f"""
+    text = (
+        runtime_table()
+        + venue_table(simulator=True)
+        + f"""
 [bots.watch]
 venue = "demo"
 accounts = ["desk-a", "desk-b"]
@@ -45,13 +48,14 @@ min_interval = 0
 [bots.watch.plugins.slowstop]
 use = "slowstop:SlowStop"
 delay = {delay}
-marker = "{tmp_path / 'marker'}"
+marker = "{tmp_path / "marker"}"
 
 [bots.watch.plugins.transferrer]
 use = "transferrer:Transferrer"
 interval = 0.2
 pairs = ["desk-a>desk-b", "desk-b>desk-a"]
 """
+    )
     path = tmp_path / "bots.toml"
     path.write_text(text)
     return path
@@ -77,8 +81,13 @@ def test_signal_stops_gracefully(tmp_path: Path, signum: int) -> None:
     lines = log_lines(log)
     messages = [line.get("msg") for line in lines]
     assert messages[-1] == "stopped", messages[-5:]
-    assert not [line for line in lines if line.get("level") in ("error", "critical")
-                or "Traceback" in line.get("text", "") or "exc" in line]
+    assert not [
+        line
+        for line in lines
+        if line.get("level") in ("error", "critical")
+        or "Traceback" in line.get("text", "")
+        or "exc" in line
+    ]
     # Intake stopped: both sessions reported STOPPED; the shutdown hook ran to its end.
     stopped = {line.get("account_id") for line in lines if line.get("msg") == "session stopped"}
     assert {DESK_A, DESK_B} <= stopped
@@ -86,8 +95,9 @@ def test_signal_stops_gracefully(tmp_path: Path, signum: int) -> None:
     # Journal writes finished: no transfer left pending/sent, file consistent, WAL checkpointed.
     with sqlite3.connect(tmp_path / "var" / "journal.sqlite") as db:
         assert db.execute("pragma integrity_check").fetchone() == ("ok",)
-        states = dict(db.execute(
-            "select state, count(*) from entries where kind = 'transfer' group by state"))
+        states = dict(
+            db.execute("select state, count(*) from entries where kind = 'transfer' group by state")
+        )
     assert states.get("done", 0) >= 2
     assert not set(states) - {"done"}, states
 

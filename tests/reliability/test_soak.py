@@ -33,8 +33,10 @@ from qfexbot.sim.engine import LedgerEntry
 
 CI_SECONDS = 20.0
 SEED = int(os.environ.get("QFEXBOT_SOAK_SEED") or random.SystemRandom().randrange(1, 2**31))
-REPRODUCE = (f"seed={SEED}; reproduce with QFEXBOT_SOAK_SEED={SEED} python -m pytest "
-             f"tests/reliability/test_soak.py, or python bench/soak.py --seed {SEED}")
+REPRODUCE = (
+    f"seed={SEED}; reproduce with QFEXBOT_SOAK_SEED={SEED} python -m pytest "
+    f"tests/reliability/test_soak.py, or python bench/soak.py --seed {SEED}"
+)
 
 
 async def test_soak_under_faults_loses_nothing(tmp_path: Path) -> None:
@@ -60,8 +62,9 @@ async def test_soak_under_faults_loses_nothing(tmp_path: Path) -> None:
 
 async def test_soak_reports_a_dropped_event(tmp_path: Path) -> None:
     # No faults: every event is in a window, so the one forgotten must be reported missing.
-    report = await run_soak(tmp_path, 3.0, seed=SEED, desks=2, vaults=2, fault_kinds=[],
-                            drop_event=True)
+    report = await run_soak(
+        tmp_path, 3.0, seed=SEED, desks=2, vaults=2, fault_kinds=[], drop_event=True
+    )
     assert report.private_events_missing == 1, f"{REPRODUCE}: {report.problems}"
     assert len(report.problems) == 2, f"{REPRODUCE}: {report.problems}"  # the gap + its trace
     assert "1 private events emitted on a live connection never delivered" in report.problems[0]
@@ -69,8 +72,9 @@ async def test_soak_reports_a_dropped_event(tmp_path: Path) -> None:
 
 
 async def test_soak_reports_a_duplicated_transfer(tmp_path: Path) -> None:
-    report = await run_soak(tmp_path, 3.0, seed=SEED, desks=2, vaults=2, fault_kinds=[],
-                            duplicate_transfer=True)
+    report = await run_soak(
+        tmp_path, 3.0, seed=SEED, desks=2, vaults=2, fault_kinds=[], duplicate_transfer=True
+    )
     assert len(report.problems) == 1, f"{REPRODUCE}: {report.problems}"
     assert report.problems[0].startswith("journal done != ledger on "), REPRODUCE
     assert "only in the journal []" in report.problems[0], report.problems
@@ -79,12 +83,14 @@ async def test_soak_reports_a_duplicated_transfer(tmp_path: Path) -> None:
 
 async def test_soak_reports_an_outside_move_labelled_as_ours(tmp_path: Path) -> None:
     # Nothing in doubt, no hold: a ledger move the journal never made is a silent difference.
-    report = await run_soak(tmp_path, 3.0, seed=SEED, desks=2, vaults=2, fault_kinds=[],
-                            unmarked_outside=True)
+    report = await run_soak(
+        tmp_path, 3.0, seed=SEED, desks=2, vaults=2, fault_kinds=[], unmarked_outside=True
+    )
     assert len(report.problems) == 1, f"{REPRODUCE}: {report.problems}"
-    assert report.problems[0].startswith("journal done != ledger on treasury <-> vault-1: "
-                                         "only in the ledger [treasury->vault-1 0.05]"), (
-        f"{REPRODUCE}: {report.problems}")
+    assert report.problems[0].startswith(
+        "journal done != ledger on treasury <-> vault-1: "
+        "only in the ledger [treasury->vault-1 0.05]"
+    ), f"{REPRODUCE}: {report.problems}"
     assert "not paused: ['treasury', 'vault-1']" in report.problems[0], report.problems
     assert report.holds == Counter() and report.explained == [], REPRODUCE
 
@@ -93,16 +99,24 @@ A, B, C = "acct-a", "acct-b", "acct-c"
 NAMES = {A: "a", B: "b", C: "c"}
 
 
-async def journal_with(path: Path, rows: list[tuple[str, str, str, str]],
-                       holds: list[tuple[str, str, int]] = ()) -> list[str]:
+async def journal_with(
+    path: Path, rows: list[tuple[str, str, str, str]], holds: list[tuple[str, str, int]] = ()
+) -> list[str]:
     """A real journal file: transfers (src, dst, amount, final state), then holds (account,
     code, index of the entry). Returns the entry ids."""
     journal = await SqliteJournal.open(path)
     try:
         ids = []
         for src, dst, amount, state in rows:
-            entry = await journal.record_intent(bot="mover", plugin="p", venue="demo", src=src,
-                                                dst=dst, amount=Decimal(amount), reason="t")
+            entry = await journal.record_intent(
+                bot="mover",
+                plugin="p",
+                venue="demo",
+                src=src,
+                dst=dst,
+                amount=Decimal(amount),
+                reason="t",
+            )
             await journal.mark_sent(entry.id)
             if state == "done":
                 await journal.mark_done(entry.id, "venue confirmed")
@@ -124,16 +138,17 @@ def move(src: str, dst: str, amount: str, **labels: object) -> LedgerEntry:
 
 
 def alert(entry: str, code: str) -> dict[str, str]:
-    return {"message": "account held: money movement on it is paused", "entry": entry,
-            "code": code}
+    return {"message": "account held: money movement on it is paused", "entry": entry, "code": code}
 
 
 async def test_money_check_explains_a_difference_only_on_held_accounts(tmp_path: Path) -> None:
     # A late landing after a retry in doubt: the held POST (1.5) landed, the journal says
     # failed; the retry (1.6) is unknown; an outside move (0.05) is not ours. Both held.
-    ids = await journal_with(tmp_path / "j.sqlite", [
-        (A, B, "1.5", "failed"), (A, B, "1.6", "unknown"), (B, C, "1.2", "done")],
-        holds=[(A, "unexplained_deposits", 1), (B, "unexplained_deposits", 1)])
+    ids = await journal_with(
+        tmp_path / "j.sqlite",
+        [(A, B, "1.5", "failed"), (A, B, "1.6", "unknown"), (B, C, "1.2", "done")],
+        holds=[(A, "unexplained_deposits", 1), (B, "unexplained_deposits", 1)],
+    )
     ledger = [move(A, B, "1.5", held_for=9.0), move(B, C, "1.2"), move(A, B, "0.05", outside=True)]
     report = SoakReport()
     alerts = [alert(ids[1], "unexplained_deposits")] * 2
@@ -148,29 +163,46 @@ async def test_money_check_explains_a_difference_only_on_held_accounts(tmp_path:
     # The same difference with b neither held (its hold released) nor blocked by an entry in
     # doubt (the retry settled failed) is a problem naming b.
     unheld = tmp_path / "k.sqlite"
-    ids = await journal_with(unheld, [
-        (A, B, "1.5", "failed"), (A, B, "1.6", "failed"), (B, C, "1.2", "done")],
-        holds=[(A, "unexplained_deposits", 1)])
+    ids = await journal_with(
+        unheld,
+        [(A, B, "1.5", "failed"), (A, B, "1.6", "failed"), (B, C, "1.2", "done")],
+        holds=[(A, "unexplained_deposits", 1)],
+    )
     report = SoakReport()
-    check_money(unheld, ledger, report, alerts=[alert(ids[1], "unexplained_deposits")],
-                names=NAMES, now=1e12)
+    check_money(
+        unheld,
+        ledger,
+        report,
+        alerts=[alert(ids[1], "unexplained_deposits")],
+        names=NAMES,
+        now=1e12,
+    )
     assert report.explained == [] and len(report.problems) == 1, report.problems
     assert report.problems[0].startswith("journal done != ledger on a <-> b: only in the ledger")
     assert report.problems[0].endswith("not paused: ['b']")
 
 
 async def test_money_check_counts_an_account_blocked_by_an_entry_in_doubt_as_paused(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # CI seed 79641707: a -> c landed but its response was lost (unknown); a is held for
     # another entry's unexplained deposits, so the entry gets no automatic verdict, and being
     # in doubt it refuses every transfer on c: the difference is explained, not silent.
-    ids = await journal_with(tmp_path / "j.sqlite", [(A, B, "1.5", "unknown"),
-                                                     (A, C, "1.7", "unknown")],
-                             holds=[(A, "unexplained_deposits", 0), (B, "unexplained_deposits", 0)])
+    ids = await journal_with(
+        tmp_path / "j.sqlite",
+        [(A, B, "1.5", "unknown"), (A, C, "1.7", "unknown")],
+        holds=[(A, "unexplained_deposits", 0), (B, "unexplained_deposits", 0)],
+    )
     ledger = [move(A, C, "1.7"), move(A, B, "0.05", outside=True)]
     report = SoakReport()
-    check_money(tmp_path / "j.sqlite", ledger, report,
-                alerts=[alert(ids[0], "unexplained_deposits")] * 2, names=NAMES, now=1e12)
+    check_money(
+        tmp_path / "j.sqlite",
+        ledger,
+        report,
+        alerts=[alert(ids[0], "unexplained_deposits")] * 2,
+        names=NAMES,
+        now=1e12,
+    )
     assert report.problems == [], report.problems
     [line] = report.explained
     assert line.startswith("a <-> c: only in the ledger [a->c 1.7], only in the journal []")
@@ -178,14 +210,17 @@ async def test_money_check_counts_an_account_blocked_by_an_entry_in_doubt_as_pau
 
 
 async def test_money_check_reports_holds_without_cause_or_alert_and_stale_unknowns(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "j.sqlite"
-    ids = await journal_with(path, [(A, B, "1.5", "done"), (B, C, "1.2", "unknown")],
-                             holds=[(A, "late_landing", 0), (B, "unexplained_deposits", 0)])
+    ids = await journal_with(
+        path,
+        [(A, B, "1.5", "done"), (B, C, "1.2", "unknown")],
+        holds=[(A, "late_landing", 0), (B, "unexplained_deposits", 0)],
+    )
     ledger = [move(A, B, "1.5")]  # b -> c not applied; no POST held, no outside move
     report = SoakReport()
-    check_money(path, ledger, report, alerts=[alert(ids[0], "late_landing")], names=NAMES,
-                now=1e12)
+    check_money(path, ledger, report, alerts=[alert(ids[0], "late_landing")], names=NAMES, now=1e12)
     assert report.problems == [
         f"hold on a (late_landing, entry {ids[0]}): no held transfer POST of that amount landed",
         f"hold on b (unexplained_deposits, entry {ids[0]}) was placed with no ERROR alert",
@@ -213,22 +248,45 @@ def test_gap_check_reports_a_missing_event() -> None:
 
 
 def test_per_seed_and_total_lines_carry_the_figures() -> None:
-    one = SoakReport(seed=7, seconds=60, faults=Counter({"drop_one": 2, "net_stall": 1}),
-                     reconnects=5, private_events_emitted=100, private_events_checked=90,
-                     transfers_landed=12, outside_moves=2, late_landings=1,
-                     holds=Counter(late_landing=2), unknown_at_end=1, explained=["x"],
-                     rss_start_kib=1000, rss_end_kib=1100)
-    two = SoakReport(seed=8, seconds=60, faults=Counter({"net_stall": 3}), reconnects=1,
-                     private_events_emitted=50, private_events_checked=40,
-                     private_events_missing=1, problems=["x"], rss_start_kib=1100,
-                     rss_end_kib=1150)
-    assert one.line() == ("seed=7 ok 60s faults=3 reconnects=5 private events emitted=100 "
-                          "checked=90 missing=0 transfers=12 outside=2 late_landings=1 "
-                          "holds=2 unknown=1 explained=1 rss=1000->1100 KiB")
+    one = SoakReport(
+        seed=7,
+        seconds=60,
+        faults=Counter({"drop_one": 2, "net_stall": 1}),
+        reconnects=5,
+        private_events_emitted=100,
+        private_events_checked=90,
+        transfers_landed=12,
+        outside_moves=2,
+        late_landings=1,
+        holds=Counter(late_landing=2),
+        unknown_at_end=1,
+        explained=["x"],
+        rss_start_kib=1000,
+        rss_end_kib=1100,
+    )
+    two = SoakReport(
+        seed=8,
+        seconds=60,
+        faults=Counter({"net_stall": 3}),
+        reconnects=1,
+        private_events_emitted=50,
+        private_events_checked=40,
+        private_events_missing=1,
+        problems=["x"],
+        rss_start_kib=1100,
+        rss_end_kib=1150,
+    )
+    assert one.line() == (
+        "seed=7 ok 60s faults=3 reconnects=5 private events emitted=100 "
+        "checked=90 missing=0 transfers=12 outside=2 late_landings=1 "
+        "holds=2 unknown=1 explained=1 rss=1000->1100 KiB"
+    )
     assert two.line().startswith("seed=8 1 PROBLEMS")
     total = total_line([one, two], 900, 1200)
     assert total.startswith("TOTAL 2 runs (seeds 7,8): 1 PROBLEMS 120s faults=6 ")
     assert '{"drop_one": 2, "net_stall": 4}' in total
-    assert ("checked=130 missing=1 transfers=12 outside=2 late_landings=1 holds=2 "
-            '{"late_landing": 2} unknown=1 explained=1 rss=900->1200 KiB') in total
+    assert (
+        "checked=130 missing=1 transfers=12 outside=2 late_landings=1 holds=2 "
+        '{"late_landing": 2} unknown=1 explained=1 rss=900->1200 KiB'
+    ) in total
     assert set(NET_FAULTS) | set(MONEY_FAULTS) <= set(FAULT_KINDS)

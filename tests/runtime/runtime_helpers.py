@@ -45,8 +45,13 @@ class Recorder:
 '''
 
 
-def write_config(tmp_path: Path, *, secret: str = "qfex_secret_runtime_test", extra: str = "",
-                 recorder_options: str = "") -> AppConfig:
+def write_config(
+    tmp_path: Path,
+    *,
+    secret: str = "qfex_secret_runtime_test",
+    extra: str = "",
+    recorder_options: str = "",
+) -> AppConfig:
     """A bots.toml with an embedded simulator, two desks and a recording test plugin."""
     plugins = tmp_path / "plugins"
     plugins.mkdir(exist_ok=True)

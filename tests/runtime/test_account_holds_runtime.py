@@ -25,8 +25,9 @@ async def test_a_hold_left_by_an_earlier_run_refuses_transfers_and_is_exposed(tm
     journal = await SqliteJournal.open(app.runtime.journal)
     # Keyed by the table's journal owner, as the runtime places them (a simulator table's own
     # key: VenueConfig.owner).
-    await journal.place_hold("demo", DESK_A, "late_landing", "late landing of 30 (test)",
-                             owner=app.venues["demo"].owner)
+    await journal.place_hold(
+        "demo", DESK_A, "late_landing", "late landing of 30 (test)", owner=app.venues["demo"].owner
+    )
     await journal.close()
     runtime = Runtime(app)
     with trio.fail_after(20):

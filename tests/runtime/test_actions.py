@@ -26,8 +26,14 @@ async def test_order_while_reconnecting_raises_action_unavailable_and_sends_noth
         bot.sim.faults.drop_connections(desk)
         await bot.wait_for(lambda: session.state is not ConnectionState.LIVE, what="session down")
         with pytest.raises(ActionUnavailable) as raised:
-            await bot.ctx.add_order("desk-a", symbol="AAPL-USD", side="BUY", order_type="MARKET",
-                                    quantity=Decimal(1), time_in_force="IOC")
+            await bot.ctx.add_order(
+                "desk-a",
+                symbol="AAPL-USD",
+                side="BUY",
+                order_type="MARKET",
+                quantity=Decimal(1),
+                time_in_force="IOC",
+            )
         assert raised.value.maybe_sent is False
         assert "not live" in str(raised.value)
         # The venue never saw it (a market order would have opened a position), and the

@@ -83,9 +83,14 @@ async def world(nursery, tmp_path):
     ))  # fmt: skip
     urls = await nursery.start(sim.serve, "127.0.0.1")
     venue = QfexVenue(
-        "demo", trade_url=urls.trade_url, mds_url=urls.mds_url, rest_url=urls.rest_url,
-        user_id=PRIMARY, settings=SessionSettings(request_timeout=1.0),
-        public_key="qfex_pub_t", secret=Secret("qfex_secret_audit_tests"),
+        "demo",
+        trade_url=urls.trade_url,
+        mds_url=urls.mds_url,
+        rest_url=urls.rest_url,
+        user_id=PRIMARY,
+        settings=SessionSettings(request_timeout=1.0),
+        public_key="qfex_pub_t",
+        secret=Secret("qfex_secret_audit_tests"),
     )
     w = World(sim, venue, tmp_path / "journal.sqlite")
     yield w
@@ -199,10 +204,13 @@ async def test_a_released_hold_still_bars_an_automatic_verdict_and_release_needs
     [first] = await service.reconcile(allow_not_applied=False)
     assert first.state == "unknown"
     assert {h.code for h in await world.journal.active_holds(owner=PRIMARY)} == {
-        "unexplained_deposits"}
+        "unexplained_deposits"
+    }
     for alias, account in (("treasury", PRIMARY), ("desk-a", DESK_A)):
-        with pytest.raises(journal_cli.JournalCommandError,
-                           match=f"still in doubt: {ours.entry_id}.*resolve each first"):
+        with pytest.raises(
+            journal_cli.JournalCommandError,
+            match=f"still in doubt: {ours.entry_id}.*resolve each first",
+        ):
             await trio.to_thread.run_sync(journal_cli.journal_release, world.path, alias,
                                           {alias: account})  # fmt: skip
     # Released anyway (by hand, or by an older CLI): the entry keeps its mark.
@@ -270,7 +278,9 @@ async def test_a_crash_while_recording_a_late_landing_never_loses_its_holds(worl
     assert (await world.journal.get(first.entry_id)).state == "done"
     held = await world.journal.active_holds(owner=PRIMARY)
     assert {(h.account, h.code, h.entry_id) for h in held} == {
-        (PRIMARY, "late_landing", first.entry_id), (DESK_A, "late_landing", first.entry_id)}
+        (PRIMARY, "late_landing", first.entry_id),
+        (DESK_A, "late_landing", first.entry_id),
+    }
     assert await world.journal.watches("demo", owner=PRIMARY) == []
     assert errors(caplog, "LATE LANDING")
     nxt = await restarted.transfer("bot", "p", PRIMARY, DESK_A, Decimal(10), "next")
@@ -313,7 +323,9 @@ async def test_one_account_moving_by_the_amount_is_no_not_applied(world):
         return BalanceReading(now.available, deposits.setdefault(account, now.deposit))
 
     service = await world.service(settle=0.5, read=deposit_frozen)
-    await world.journal.set_meta(deposit_meta_key(service.owner), "true", "inherited, never verified")
+    await world.journal.set_meta(
+        deposit_meta_key(service.owner), "true", "inherited, never verified"
+    )
     world.sim.faults.drop_transfer_response(mode="timeout")  # applied, response lost
     lost = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "top-up")
     assert lost.state == "unknown"

@@ -52,11 +52,13 @@ async def real_venue(nursery):
     return sim, {"trade_url": urls.trade_url, "mds_url": urls.mds_url, "rest_url": urls.rest_url}
 
 
-def real_table(name: str, urls: dict[str, str], *, user_id: str = PRIMARY,
-               accounts: str = "") -> str:
+def real_table(
+    name: str, urls: dict[str, str], *, user_id: str = PRIMARY, accounts: str = ""
+) -> str:
     """A real (``simulator = false``) QFEX venue table reached at ``urls``."""
     accounts = accounts or f'treasury = "primary"\ndesk-a = "{DESK_A}"\ndesk-b = "{DESK_B}"\n'
-    return textwrap.dedent(f'''
+    return (
+        textwrap.dedent(f'''
         [venues.{name}]
         kind = "qfex"
         simulator = false
@@ -71,11 +73,14 @@ def real_table(name: str, urls: dict[str, str], *, user_id: str = PRIMARY,
         backoff_initial = 0.05
         backoff_max = 0.2
         request_timeout = 1.0
-        ''') + f"\n[venues.{name}.accounts]\n{accounts}"
+        ''')
+        + f"\n[venues.{name}.accounts]\n{accounts}"
+    )
 
 
-def bot_table(name: str, venue: str, pairs: str = '[["treasury", "desk-a"]]',
-              account: str = "desk-a") -> str:
+def bot_table(
+    name: str, venue: str, pairs: str = '[["treasury", "desk-a"]]', account: str = "desk-a"
+) -> str:
     return textwrap.dedent(f'''
         [bots.{name}]
         venue = "{venue}"
@@ -103,13 +108,15 @@ def real_config(directory: Path, tables: str):
     (directory / "plugins" / "recorder.py").write_text(RECORDER)
     (directory / "var").mkdir()
     path = directory / "bots.toml"
-    path.write_text('[runtime]\njournal = "var/journal.sqlite"\nplugin_dirs = ["plugins"]\n'
-                    + tables)
+    path.write_text(
+        '[runtime]\njournal = "var/journal.sqlite"\nplugin_dirs = ["plugins"]\n' + tables
+    )
     return load_config(path)
 
 
-async def entry_in_doubt(journal_path: Path, *, venue: str, src: str, dst: str,
-                         owner: str = PRIMARY, before: bool = True) -> str:
+async def entry_in_doubt(
+    journal_path: Path, *, venue: str, src: str, dst: str, owner: str = PRIMARY, before: bool = True
+) -> str:
     """An unknown transfer of 100 written by venue table ``venue`` of ``owner``; with
     ``before``, its "before" balances equal the simulator's deposits (so simulated balances
     would look like "not applied")."""
@@ -117,8 +124,12 @@ async def entry_in_doubt(journal_path: Path, *, venue: str, src: str, dst: str,
     async with await SqliteJournal.open(journal_path) as journal:
         values = {}
         if before:
-            values = {"src_before": DEPOSITS[src], "dst_before": DEPOSITS[dst],
-                      "src_deposit_before": DEPOSITS[src], "dst_deposit_before": DEPOSITS[dst]}
+            values = {
+                "src_before": DEPOSITS[src],
+                "dst_before": DEPOSITS[dst],
+                "src_deposit_before": DEPOSITS[src],
+                "dst_deposit_before": DEPOSITS[dst],
+            }
         entry = await journal.record_intent(
             bot="keeper", plugin="p", venue=venue, src=src, dst=dst, amount=Decimal(100),
             reason="top-up", owner=owner, **values,
@@ -159,13 +170,17 @@ async def state_of(journal_path: Path, entry_id: str) -> str:
 # -- 1. a simulator table never shares identity with a real one ---------------------------------
 
 
-async def test_simulator_twin_never_reconciles_the_real_tables_transfer(tmp_path, nursery,
-                                                                       real_venue):
+async def test_simulator_twin_never_reconciles_the_real_tables_transfer(
+    tmp_path, nursery, real_venue
+):
     # The audit's twin: [venues.prod] real and [venues.demo] simulated, same user id and
     # accounts, both in use. The real REST is down (closed port): the real transfer in doubt
     # must stay unknown, and the simulator table must not even look at it.
-    down = {"trade_url": "ws://127.0.0.1:9/trade", "mds_url": "ws://127.0.0.1:9/mds",
-            "rest_url": "http://127.0.0.1:9"}
+    down = {
+        "trade_url": "ws://127.0.0.1:9/trade",
+        "mds_url": "ws://127.0.0.1:9/mds",
+        "rest_url": "http://127.0.0.1:9",
+    }
     app = config_with(tmp_path, real_table("prod", down) + bot_table("keeper", "prod"))
     entry = await entry_in_doubt(app.runtime.journal, venue="prod", src=PRIMARY, dst=DESK_A)
     runtime = Runtime(app, environ=ENV)
@@ -183,8 +198,7 @@ async def test_simulator_twin_never_reconciles_the_real_tables_transfer(tmp_path
         runtime.stop()
 
 
-async def test_a_real_entry_named_only_by_a_simulator_table_refuses_start_up(tmp_path,
-                                                                           real_venue):
+async def test_a_real_entry_named_only_by_a_simulator_table_refuses_start_up(tmp_path, real_venue):
     # Only the simulator table is in use: the real row in doubt is "unnamed" (nothing here can
     # read the real balances), so start-up refuses and says why, and the row is untouched.
     _, urls = real_venue
@@ -199,8 +213,9 @@ async def test_a_real_entry_named_only_by_a_simulator_table_refuses_start_up(tmp
 # -- 2. deposit verification per owner, not per venue name --------------------------------------
 
 
-async def test_demo_table_switched_to_the_real_venue_starts_unverified(tmp_path, nursery,
-                                                                       real_venue):
+async def test_demo_table_switched_to_the_real_venue_starts_unverified(
+    tmp_path, nursery, real_venue
+):
     # The shipped demo verifies [venues.demo] on the simulator; the operator then sets
     # simulator = false and real credentials, keeping the name. The simulator's verdict says
     # nothing about the real venue: it must start unverified (deposits never say "not applied").
@@ -217,7 +232,7 @@ async def test_demo_table_switched_to_the_real_venue_starts_unverified(tmp_path,
     _, urls = real_venue
     text = app.path.read_text()
     head, _, rest = text.partition("[venues.demo]")
-    bots = rest[rest.index("[bots.watch]"):].replace("transfer_amount = 10", "")
+    bots = rest[rest.index("[bots.watch]") :].replace("transfer_amount = 10", "")
     (tmp_path / "bots.toml").write_text(head + real_table("demo", urls) + "\n" + bots)
     real = Runtime(load_config(tmp_path / "bots.toml"), environ=ENV)
     with trio.fail_after(30):
@@ -238,32 +253,50 @@ async def test_locks_cover_accounts_in_doubt_watched_and_held_outside_allowed_pa
     # doubt on treasury -> desk-b, a late-landing watch on desk-a -> desk-c and a hold on
     # desk-d: this process judges those from their balances, so no other process may move them.
     _, urls = real_venue
-    accounts = (f'treasury = "primary"\ndesk-a = "{DESK_A}"\ndesk-b = "{DESK_B}"\n'
-                f'desk-c = "{DESK_C}"\ndesk-d = "{DESK_D}"\n')
-    app = real_config(tmp_path, real_table("live", urls, accounts=accounts)
-                      + bot_table("keeper", "live"))
+    accounts = (
+        f'treasury = "primary"\ndesk-a = "{DESK_A}"\ndesk-b = "{DESK_B}"\n'
+        f'desk-c = "{DESK_C}"\ndesk-d = "{DESK_D}"\n'
+    )
+    app = real_config(
+        tmp_path, real_table("live", urls, accounts=accounts) + bot_table("keeper", "live")
+    )
     journal_path = app.runtime.journal
     await entry_in_doubt(journal_path, venue="live", src=PRIMARY, dst=DESK_B, before=False)
     async with await SqliteJournal.open(journal_path) as journal:
-        old = await journal.record_intent(bot="keeper", plugin="p", venue="live", src=DESK_A,
-                                          dst=DESK_C, amount=Decimal(5), reason="x", owner=PRIMARY)
-        await journal.resolve(old.id, False, "reconcile", "reconciled not applied",
-                              watch_from=(Decimal(50), Decimal(0)))
+        old = await journal.record_intent(
+            bot="keeper",
+            plugin="p",
+            venue="live",
+            src=DESK_A,
+            dst=DESK_C,
+            amount=Decimal(5),
+            reason="x",
+            owner=PRIMARY,
+        )
+        await journal.resolve(
+            old.id,
+            False,
+            "reconcile",
+            "reconciled not applied",
+            watch_from=(Decimal(50), Decimal(0)),
+        )
         await journal.place_hold("live", DESK_D, "unexplained_deposits", "test", owner=PRIMARY)
     runtime = Runtime(app, environ=ENV)
-    second = (f'desk-b = "{DESK_B}"\ndesk-c = "{DESK_C}"\ndesk-d = "{DESK_D}"\n'
-              f'desk-e = "{DESK_E}"\n')
+    second = f'desk-b = "{DESK_B}"\ndesk-c = "{DESK_C}"\ndesk-d = "{DESK_D}"\ndesk-e = "{DESK_E}"\n'
     with trio.fail_after(60):
         await nursery.start(runtime.run)
         for alias, account in (("desk-b", DESK_B), ("desk-c", DESK_C), ("desk-d", DESK_D)):
             # A second process whose bot moves that account (with desk-e, unknown to the first).
             pair = f'[["{alias}", "desk-e"]]'
-            other = real_config(tmp_path / f"second-{alias}",
-                                real_table("other", urls, accounts=second)
-                                + bot_table("mover", "other", pair, "desk-e"))
+            other = real_config(
+                tmp_path / f"second-{alias}",
+                real_table("other", urls, accounts=second)
+                + bot_table("mover", "other", pair, "desk-e"),
+            )
             [problem] = await start_up_problems(other)
-            assert (f"venue other account {alias} (account {account}) is being moved by "
-                    "another") in problem
+            assert (
+                f"venue other account {alias} (account {account}) is being moved by another"
+            ) in problem
             assert str(app.path) in problem
         runtime.stop()
 
@@ -277,9 +310,13 @@ async def test_two_processes_differing_only_in_user_id_cannot_both_lock_the_acco
     # A mistyped user_id in the second config: the transfer POST does not carry the user id, so
     # both would move desk-a. The account id alone decides the lock.
     _, urls = real_venue
-    apps = [real_config(tmp_path / f"config-{index}", real_table("live", urls, user_id=user_id)
-                        + bot_table("keeper", "live"))
-            for index, user_id in enumerate((PRIMARY, OTHER_USER))]
+    apps = [
+        real_config(
+            tmp_path / f"config-{index}",
+            real_table("live", urls, user_id=user_id) + bot_table("keeper", "live"),
+        )
+        for index, user_id in enumerate((PRIMARY, OTHER_USER))
+    ]
     first = Runtime(apps[0], environ=ENV)
     with trio.fail_after(30):
         await nursery.start(first.run)
@@ -291,19 +328,25 @@ async def test_two_processes_differing_only_in_user_id_cannot_both_lock_the_acco
     assert str(apps[0].path) in problem
 
 
-async def test_a_changed_user_id_leaves_old_entries_unnamed_with_a_clear_message(tmp_path,
-                                                                               real_venue):
+async def test_a_changed_user_id_leaves_old_entries_unnamed_with_a_clear_message(
+    tmp_path, real_venue
+):
     # The journal's owner stays the user id: after a user_id change the old entry in doubt
     # refuses start-up (the safe side), naming the table that has the accounts under another id.
     _, urls = real_venue
     accounts = f'main = "{PRIMARY}"\ndesk-a = "{DESK_A}"\n'
-    app = real_config(tmp_path, real_table("live", urls, user_id=OTHER_USER, accounts=accounts)
-                      + bot_table("keeper", "live", '[["main", "desk-a"]]'))
+    app = real_config(
+        tmp_path,
+        real_table("live", urls, user_id=OTHER_USER, accounts=accounts)
+        + bot_table("keeper", "live", '[["main", "desk-a"]]'),
+    )
     entry = await entry_in_doubt(app.runtime.journal, venue="live", src=PRIMARY, dst=DESK_A)
     [problem] = await start_up_problems(app)
     assert f"journal entry {entry}" in problem and f"user id {PRIMARY}" in problem
-    assert (f"venues.live names both accounts, but under user_id {OTHER_USER}: if a user_id "
-            "was changed or mistyped, set it back") in problem
+    assert (
+        f"venues.live names both accounts, but under user_id {OTHER_USER}: if a user_id "
+        "was changed or mistyped, set it back"
+    ) in problem
 
 
 # -- 10. the lock directory's temp-dir fallback is not silent -----------------------------------

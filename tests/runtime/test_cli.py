@@ -17,7 +17,10 @@ from runtime_helpers import DESK_A, PRIMARY, write_config
 def qfexbot(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "qfexbot.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -27,7 +30,9 @@ def test_check_ok_and_every_problem_listed_with_its_key_path(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "OK (1 bots, 1 venues, 1 plugins)" in ok.stdout
     text = (tmp_path / "bots.toml").read_text()
-    text = text.replace('venue = "demo"', 'venue = "nowhere"').replace("[runtime]", "[runtime]\nlog_levl = 1")
+    text = text.replace('venue = "demo"', 'venue = "nowhere"').replace(
+        "[runtime]", "[runtime]\nlog_levl = 1"
+    )
     (tmp_path / "bad.toml").write_text(text)
     bad = qfexbot("check", "bad.toml", cwd=tmp_path)
     assert bad.returncode == 1
@@ -47,12 +52,26 @@ def test_plugins_lists_discovered_plugins_and_their_hooks(tmp_path):
 async def test_journal_list_resolve_pause_resume(tmp_path):
     app = write_config(tmp_path)
     journal = await SqliteJournal.open(app.runtime.journal)
-    done = await journal.record_intent(bot="watch", plugin="p", venue="demo", src=PRIMARY, dst=DESK_A,
-                                       amount=Decimal("12.5"), reason="test")
+    done = await journal.record_intent(
+        bot="watch",
+        plugin="p",
+        venue="demo",
+        src=PRIMARY,
+        dst=DESK_A,
+        amount=Decimal("12.5"),
+        reason="test",
+    )
     await journal.mark_sent(done.id)
     await journal.mark_done(done.id)
-    doubt = await journal.record_intent(bot="watch", plugin="p", venue="demo", src=PRIMARY, dst=DESK_A,
-                                        amount=Decimal(7), reason="lost response")
+    doubt = await journal.record_intent(
+        bot="watch",
+        plugin="p",
+        venue="demo",
+        src=PRIMARY,
+        dst=DESK_A,
+        amount=Decimal(7),
+        reason="lost response",
+    )
     await journal.mark_sent(doubt.id)
     await journal.mark_unknown(doubt.id, "timeout")
     await journal.close()

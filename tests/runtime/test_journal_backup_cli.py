@@ -17,8 +17,14 @@ from runtime_helpers import write_config
 
 
 def qfexbot(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qfexbot.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "qfexbot.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _done_transfers(path: Path) -> int:
@@ -27,16 +33,21 @@ def _done_transfers(path: Path) -> int:
     with closing(sqlite3.connect(path, timeout=5)) as db:
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'entries'").fetchone() is None:
             return 0
-        return db.execute("SELECT COUNT(*) FROM entries WHERE kind = 'transfer' AND state = 'done'"
-                          ).fetchone()[0]
+        return db.execute(
+            "SELECT COUNT(*) FROM entries WHERE kind = 'transfer' AND state = 'done'"
+        ).fetchone()[0]
 
 
 def test_backup_beside_a_running_process_then_restore_is_refused_until_accepted(tmp_path):
     app = write_config(tmp_path, recorder_options="transfer_amount = 10")
     journal = app.runtime.journal
     log = (tmp_path / "run.log").open("wb")
-    run = subprocess.Popen([sys.executable, "-m", "qfexbot.cli", "run", "bots.toml"],
-                           cwd=tmp_path, stdout=log, stderr=log)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "qfexbot.cli", "run", "bots.toml"],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=log,
+    )
     try:
         deadline = time.monotonic() + 30
         while _done_transfers(journal) < 1:
@@ -67,8 +78,9 @@ def test_backup_beside_a_running_process_then_restore_is_refused_until_accepted(
     assert "older than the last state qfexbot saw" in refused.stderr
     assert "qfexbot journal accept-restore" in refused.stderr and "Traceback" not in refused.stderr
     assert _done_transfers(journal) == 1  # nothing moved
-    accepted = qfexbot("journal", "accept-restore", "bots.toml", "--reason", "venue checked",
-                       cwd=tmp_path)
+    accepted = qfexbot(
+        "journal", "accept-restore", "bots.toml", "--reason", "venue checked", cwd=tmp_path
+    )
     assert accepted.returncode == 0, accepted.stderr
     assert "accepted as the reference" in accepted.stdout
     runs = qfexbot("run", "bots.toml", "--duration", "5", cwd=tmp_path)

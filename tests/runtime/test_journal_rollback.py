@@ -114,8 +114,9 @@ class _Quiet:
         pass
 
 
-async def test_plugin_test_harness_keeps_the_journal_mark_in_its_own_directory(tmp_path,
-                                                                               monkeypatch):
+async def test_plugin_test_harness_keeps_the_journal_mark_in_its_own_directory(
+    tmp_path, monkeypatch
+):
     home_state = tmp_path / "home-state"  # stands for ~/.local/state of a plugin author
     monkeypatch.setenv(STATE_DIR_ENV, str(home_state))
     async with run_bot(_Quiet, tmp_path=tmp_path / "bot", wait_live=False) as bot:

@@ -33,8 +33,12 @@ RENAMED = {"main": PRIMARY, "alpha": DESK_A, "beta": DESK_B, "gamma": DESK_C}
 
 
 def limits(pairs=(("treasury", "desk-a"),), **kw: Any) -> Limits:
-    values: dict[str, Any] = {"max_transfer": Decimal(1000), "max_daily": Decimal(1000),
-                              "min_interval": 0.0, "min_remaining": Decimal(0)}
+    values: dict[str, Any] = {
+        "max_transfer": Decimal(1000),
+        "max_daily": Decimal(1000),
+        "min_interval": 0.0,
+        "min_remaining": Decimal(0),
+    }
     values.update(kw)
     return Limits(allowed_pairs=frozenset(pairs), **values)
 
@@ -55,9 +59,16 @@ class World:
         self.journal = await SqliteJournal.open(self.path)
         return self.journal
 
-    def service(self, *, venue: str = "demo", bots: dict[str, Limits] | None = None,
-                accounts: dict[str, str] = ACCOUNTS, journal: Any = None,
-                kill_switch: Path | None = None, read=None) -> TransferService:
+    def service(
+        self,
+        *,
+        venue: str = "demo",
+        bots: dict[str, Limits] | None = None,
+        accounts: dict[str, str] = ACCOUNTS,
+        journal: Any = None,
+        kill_switch: Path | None = None,
+        read=None,
+    ) -> TransferService:
         assert self.journal is not None
         return TransferService(
             journal or self.journal,
@@ -169,8 +180,11 @@ async def test_min_interval_survives_renaming_the_bot_the_venue_and_the_aliases(
     first = world.service(bots={"bot": limits(min_interval=600.0)})
     assert (await first.transfer("bot", "p", PRIMARY, DESK_A, Decimal(10), "x")).state == "done"
     await world.restart()
-    renamed = world.service(venue="prod", accounts=RENAMED,
-                            bots={"other": limits(pairs=(("main", "alpha"),), min_interval=600.0)})
+    renamed = world.service(
+        venue="prod",
+        accounts=RENAMED,
+        bots={"other": limits(pairs=(("main", "alpha"),), min_interval=600.0)},
+    )
     result = await renamed.transfer("other", "p", DESK_A, PRIMARY, Decimal(10), "x")
     assert (result.state, result.code) == ("refused", "min_interval")
     assert len(world.moved()) == 1
@@ -181,9 +195,11 @@ async def test_daily_total_survives_renaming_the_bot_and_the_venue(world):
     first = world.service(bots={"bot": limits(max_daily=Decimal(800))})
     assert (await first.transfer("bot", "p", PRIMARY, DESK_A, Decimal(500), "x")).state == "done"
     await world.restart()
-    renamed = world.service(venue="prod", accounts=RENAMED,
-                            bots={"other": limits(pairs=(("main", "alpha"),),
-                                                  max_daily=Decimal(800))})
+    renamed = world.service(
+        venue="prod",
+        accounts=RENAMED,
+        bots={"other": limits(pairs=(("main", "alpha"),), max_daily=Decimal(800))},
+    )
     result = await renamed.transfer("other", "p", PRIMARY, DESK_A, Decimal(400), "x")
     assert (result.state, result.code) == ("refused", "max_daily")
     assert "already 500" in result.detail

@@ -131,11 +131,11 @@ async def _start_up_problems(app) -> list[str]:
     return problems
 
 
-NO_DESK_B = '''
+NO_DESK_B = """
 [venues.demo.accounts]
 treasury = "primary"
 desk-a = "11111111-1111-4111-8111-111111111111"
-'''
+"""
 
 
 def _without_desk_b(tmp_path: Path):

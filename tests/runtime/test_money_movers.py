@@ -20,8 +20,14 @@ from qfexbot.runtime import check_command
 REBALANCER = Path(__file__).resolve().parents[2] / "plugins" / "rebalancer.py"
 
 
-def _rebalancer_bot(name: str, accounts: list[str], *, treasury: str = "treasury",
-                    managed: list[str] | None = None, dry_run: bool = False) -> str:
+def _rebalancer_bot(
+    name: str,
+    accounts: list[str],
+    *,
+    treasury: str = "treasury",
+    managed: list[str] | None = None,
+    dry_run: bool = False,
+) -> str:
     accounts_text = ", ".join(f'"{a}"' for a in accounts)
     managed_text = "" if managed is None else f"accounts = [{', '.join(repr(a) for a in managed)}]"
     return f'''
@@ -46,8 +52,11 @@ def _config(tmp_path: Path, *bots: str):
 
 
 def test_two_rebalancers_on_one_desk_are_refused_by_check_and_run(tmp_path, capsys):
-    app = _config(tmp_path, _rebalancer_bot("keep-a", ["desk-a", "desk-b"]),
-                  _rebalancer_bot("keep-b", ["desk-b"]))
+    app = _config(
+        tmp_path,
+        _rebalancer_bot("keep-a", ["desk-a", "desk-b"]),
+        _rebalancer_bot("keep-b", ["desk-b"]),
+    )
     assert check_command(app) == 1
     err = capsys.readouterr().err
     assert (
@@ -58,7 +67,12 @@ def test_two_rebalancers_on_one_desk_are_refused_by_check_and_run(tmp_path, caps
     assert err.count("is also moved by") == 1  # desk-a and the shared treasury are fine
     run = subprocess.run(
         [sys.executable, "-m", "qfexbot.cli", "run", "bots.toml", "--duration", "5"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 1
     assert "bots.keep-b.accounts[0]: account desk-b" in run.stderr
     assert "bots.keep-a.plugins.rebalancer" in run.stderr and "Traceback" not in run.stderr
@@ -66,29 +80,42 @@ def test_two_rebalancers_on_one_desk_are_refused_by_check_and_run(tmp_path, caps
 
 
 def test_one_rebalancers_treasury_being_anothers_desk_is_refused(tmp_path, capsys):
-    app = _config(tmp_path, _rebalancer_bot("keep-a", ["desk-a"]),
-                  _rebalancer_bot("keep-b", ["desk-b"], treasury="desk-a"))
+    app = _config(
+        tmp_path,
+        _rebalancer_bot("keep-a", ["desk-a"]),
+        _rebalancer_bot("keep-b", ["desk-b"], treasury="desk-a"),
+    )
     assert check_command(app) == 1
     err = capsys.readouterr().err
-    assert ("bots.keep-b.plugins.rebalancer.treasury: account desk-a "
-            f"({DESK_A}) is also moved by bots.keep-a.plugins.rebalancer "
-            "(bots.keep-a.accounts[0], own) and this plugin (shared)") in err
+    assert (
+        "bots.keep-b.plugins.rebalancer.treasury: account desk-a "
+        f"({DESK_A}) is also moved by bots.keep-a.plugins.rebalancer "
+        "(bots.keep-a.accounts[0], own) and this plugin (shared)"
+    ) in err
 
 
 def test_explicit_accounts_option_is_named_by_its_key_path(tmp_path, capsys):
-    app = _config(tmp_path, _rebalancer_bot("keep-a", ["desk-a", "desk-b"], managed=["desk-a"]),
-                  _rebalancer_bot("keep-b", ["desk-b", "desk-a"], managed=["desk-a"]))
+    app = _config(
+        tmp_path,
+        _rebalancer_bot("keep-a", ["desk-a", "desk-b"], managed=["desk-a"]),
+        _rebalancer_bot("keep-b", ["desk-b", "desk-a"], managed=["desk-a"]),
+    )
     assert check_command(app) == 1
     err = capsys.readouterr().err
-    assert ("bots.keep-b.plugins.rebalancer.accounts[0]: account desk-a "
-            f"({DESK_A}) is also moved by bots.keep-a.plugins.rebalancer "
-            "(bots.keep-a.plugins.rebalancer.accounts[0], own)") in err
+    assert (
+        "bots.keep-b.plugins.rebalancer.accounts[0]: account desk-a "
+        f"({DESK_A}) is also moved by bots.keep-a.plugins.rebalancer "
+        "(bots.keep-a.plugins.rebalancer.accounts[0], own)"
+    ) in err
 
 
 def test_shared_treasury_with_disjoint_desks_and_a_dry_twin_are_allowed(tmp_path, capsys):
-    app = _config(tmp_path, _rebalancer_bot("keep-a", ["desk-a"]),
-                  _rebalancer_bot("keep-b", ["desk-b"]),
-                  _rebalancer_bot("shadow-a", ["desk-a"], dry_run=True))
+    app = _config(
+        tmp_path,
+        _rebalancer_bot("keep-a", ["desk-a"]),
+        _rebalancer_bot("keep-b", ["desk-b"]),
+        _rebalancer_bot("shadow-a", ["desk-a"], dry_run=True),
+    )
     assert check_command(app) == 0, capsys.readouterr().err
     assert "OK (4 bots, 1 venues, 4 plugins)" in capsys.readouterr().out
 
@@ -97,7 +124,9 @@ def test_two_venue_tables_sharing_an_account_are_refused_by_check_and_run(tmp_pa
     """Case 3b through the command line: both key paths, from `check` and from `run`."""
     write_config(tmp_path)
     config = tmp_path / "bots.toml"
-    config.write_text(config.read_text() + textwrap.dedent(f'''
+    config.write_text(
+        config.read_text()
+        + textwrap.dedent(f'''
     [venues.live]
     kind = "qfex"
     trade_url = "ws://127.0.0.1:9/"
@@ -117,13 +146,21 @@ def test_two_venue_tables_sharing_an_account_are_refused_by_check_and_run(tmp_pa
     public_key = "qfex_pub_live"
     secret = {{env = "QFEX_SECRET"}}
     accounts = {{ desk2 = "{DESK_A}" }}
-    '''))
+    ''')
+    )
     for command in ("check", "run"):
         result = subprocess.run(
             [sys.executable, "-m", "qfexbot.cli", command, "bots.toml"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert result.returncode == 1, command
-        assert (f"venues.live-too.accounts.desk2: expected an account no other venue table "
-                f"declares, got account {DESK_A}, also declared as "
-                "venues.live.accounts.desk") in result.stderr, (command, result.stderr)
+        assert (
+            f"venues.live-too.accounts.desk2: expected an account no other venue table "
+            f"declares, got account {DESK_A}, also declared as "
+            "venues.live.accounts.desk"
+        ) in result.stderr, (command, result.stderr)
         assert "Traceback" not in result.stderr

@@ -75,8 +75,10 @@ class TradingWorld:
 
     def done_rows(self, path: Path | None = None) -> list[tuple[str, str, Decimal]]:
         with sqlite3.connect(path or self.path) as db:
-            rows = db.execute("select src, dst, amount from entries where kind = 'transfer' "
-                              "and state = 'done' order by created_at").fetchall()
+            rows = db.execute(
+                "select src, dst, amount from entries where kind = 'transfer' "
+                "and state = 'done' order by created_at"
+            ).fetchall()
         return [(s, t, Decimal(a)) for s, t, a in rows]
 
 
@@ -90,9 +92,14 @@ async def world(nursery, tmp_path):
     ))  # fmt: skip
     urls = await nursery.start(sim.serve, "127.0.0.1")
     venue = QfexVenue(
-        "demo", trade_url=urls.trade_url, mds_url=urls.mds_url, rest_url=urls.rest_url,
-        user_id=PRIMARY, settings=SessionSettings(request_timeout=1.0),
-        public_key="qfex_pub_t", secret=Secret("qfex_secret_trading_tests"),
+        "demo",
+        trade_url=urls.trade_url,
+        mds_url=urls.mds_url,
+        rest_url=urls.rest_url,
+        user_id=PRIMARY,
+        settings=SessionSettings(request_timeout=1.0),
+        public_key="qfex_pub_t",
+        secret=Secret("qfex_secret_trading_tests"),
     )
     w = TradingWorld(sim, venue, tmp_path / "journal.sqlite")
 
@@ -128,9 +135,7 @@ async def test_lost_response_between_trading_accounts_is_reconciled_to_done_by_d
     assert world.done_rows() == world.ledger()  # exactly one transfer per applied entry
 
 
-async def test_5xx_before_apply_on_trading_accounts_fails_only_on_a_verified_venue(
-    world, tmp_path
-):
+async def test_5xx_before_apply_on_trading_accounts_fails_only_on_a_verified_venue(world, tmp_path):
     # A fresh journal: the venue is not verified, so unchanged deposits prove nothing.
     fresh = tmp_path / "fresh.sqlite"
     service = await world.service(fresh)

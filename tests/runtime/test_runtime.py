@@ -10,14 +10,24 @@ from decimal import Decimal
 import pytest
 import trio
 
-from qfexbot.events import BalanceEvent, ConnectionState, ConnectionStateEvent, ResyncEvent, TransferOutcomeEvent
+from qfexbot.events import (
+    BalanceEvent,
+    ConnectionState,
+    ConnectionStateEvent,
+    ResyncEvent,
+    TransferOutcomeEvent,
+)
 from qfexbot.config import load_config
 from qfexbot.runtime import Runtime, check_command
 from runtime_helpers import DESK_A, PRIMARY, DESK_B, recorder, wait_until, write_config
 
 
 def states(events, account_id):
-    return [e.state for e in events if isinstance(e, ConnectionStateEvent) and e.account_id == account_id]
+    return [
+        e.state
+        for e in events
+        if isinstance(e, ConnectionStateEvent) and e.account_id == account_id
+    ]
 
 
 async def test_events_reach_plugin_in_order_for_every_account(tmp_path, nursery):
@@ -26,7 +36,14 @@ async def test_events_reach_plugin_in_order_for_every_account(tmp_path, nursery)
     plugin = recorder(runtime)
     for account in (DESK_A, DESK_B):
         await wait_until(
-            lambda: sum(1 for e in plugin.events if isinstance(e, BalanceEvent) and e.account_id == account) >= 3,
+            lambda: (
+                sum(
+                    1
+                    for e in plugin.events
+                    if isinstance(e, BalanceEvent) and e.account_id == account
+                )
+                >= 3
+            ),
             what=f"balance pulses of {account}",
         )
     for account in (DESK_A, DESK_B):
@@ -39,7 +56,9 @@ async def test_events_reach_plugin_in_order_for_every_account(tmp_path, nursery)
             ConnectionState.LIVE,
         ]
         resync = next(i for i, e in enumerate(mine) if isinstance(e, ResyncEvent))
-        live = next(i for i, e in enumerate(mine) if getattr(e, "state", None) is ConnectionState.LIVE)
+        live = next(
+            i for i, e in enumerate(mine) if getattr(e, "state", None) is ConnectionState.LIVE
+        )
         assert resync < live, "the resync snapshot is delivered before the session is LIVE"
         times = [e.received_at for e in mine]
         assert times == sorted(times), "events arrive in the order they were received"
@@ -52,17 +71,23 @@ async def test_reconnect_after_drop_resyncs_and_events_keep_flowing(tmp_path, nu
     runtime = Runtime(write_config(tmp_path))
     await nursery.start(runtime.run)
     plugin = recorder(runtime)
-    await wait_until(lambda: ConnectionState.LIVE in states(plugin.events, DESK_A), what="first LIVE")
+    await wait_until(
+        lambda: ConnectionState.LIVE in states(plugin.events, DESK_A), what="first LIVE"
+    )
     sim = runtime.simulators["demo"]
     sim.faults.drop_connections(DESK_A)
-    await wait_until(lambda: states(plugin.events, DESK_A).count(ConnectionState.LIVE) >= 2, what="LIVE again")
+    await wait_until(
+        lambda: states(plugin.events, DESK_A).count(ConnectionState.LIVE) >= 2, what="LIVE again"
+    )
     resyncs = [e for e in plugin.events if isinstance(e, ResyncEvent) and e.account_id == DESK_A]
     assert len(resyncs) >= 2, "state is re-read from REST after the reconnect"
     # Money moved while reconnected shows up in later balance events.
     sim.engine.transfer(PRIMARY, PRIMARY, DESK_A, Decimal("25"))
     await wait_until(
-        lambda: any(isinstance(e, BalanceEvent) and e.account_id == DESK_A and e.available == Decimal(75)
-                    for e in plugin.events),
+        lambda: any(
+            isinstance(e, BalanceEvent) and e.account_id == DESK_A and e.available == Decimal(75)
+            for e in plugin.events
+        ),
         what="balance after the reconnect",
     )
     # desk-b was never dropped: one LIVE only.
@@ -82,12 +107,18 @@ async def test_plugin_transfer_is_journaled_sent_once_and_reported(tmp_path):
             sim = runtime.simulators["demo"]
             assert [(e.dst, e.amount) for e in sim.ledger] == [(DESK_A, Decimal(100))]
             await wait_until(
-                lambda: any(isinstance(e, BalanceEvent) and e.account_id == DESK_A
-                            and e.available == Decimal(150) for e in plugin.events),
+                lambda: any(
+                    isinstance(e, BalanceEvent)
+                    and e.account_id == DESK_A
+                    and e.available == Decimal(150)
+                    for e in plugin.events
+                ),
                 what="desk-a balance after the transfer",
             )
             runtime.stop()
-    outcomes = [e for e in plugin.events if isinstance(e, TransferOutcomeEvent) and e.state == "done"]
+    outcomes = [
+        e for e in plugin.events if isinstance(e, TransferOutcomeEvent) and e.state == "done"
+    ]
     assert outcomes and outcomes[0].amount == Decimal(100)
     with sqlite3.connect(app.runtime.journal) as db:
         rows = db.execute("select state, amount from entries where kind = 'transfer'").fetchall()
@@ -99,7 +130,9 @@ async def test_graceful_stop_runs_shutdown_and_closes_everything(tmp_path):
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
-            await wait_until(lambda: ConnectionState.LIVE in states(recorder(runtime).events, DESK_B))
+            await wait_until(
+                lambda: ConnectionState.LIVE in states(recorder(runtime).events, DESK_B)
+            )
             runtime.stop()
     # run() returned on its own: every session reported STOPPED to the plugin.
     events = recorder(runtime).events
@@ -116,7 +149,12 @@ async def test_secrets_never_appear_in_logs_reprs_or_journal(tmp_path, caplog):
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             await wait_until(lambda: recorder(runtime).results)
-            texts = [repr(runtime), repr(app), repr(app.venues["demo"]), str(app.venues["demo"].secret)]
+            texts = [
+                repr(runtime),
+                repr(app),
+                repr(app.venues["demo"]),
+                str(app.venues["demo"].secret),
+            ]
             texts += [repr(e) for e in recorder(runtime).events]
             runtime.stop()
     logged = "\n".join(r.getMessage() + repr(getattr(r, "fields", "")) for r in caplog.records)
@@ -133,7 +171,10 @@ def test_check_accepts_a_good_config_and_lists_bad_plugin_options(tmp_path, caps
     bad = write_config(tmp_path, recorder_options='transfer_amount = "lots"')
     assert check_command(bad) == 1
     err = capsys.readouterr().err
-    assert 'bots.watch.plugins.recorder.transfer_amount: expected a non-negative number, got "lots"' in err
+    assert (
+        'bots.watch.plugins.recorder.transfer_amount: expected a non-negative number, got "lots"'
+        in err
+    )
 
 
 async def test_journal_left_in_doubt_is_reconciled_before_any_bot_acts(tmp_path):
@@ -145,9 +186,17 @@ async def test_journal_left_in_doubt_is_reconciled_before_any_bot_acts(tmp_path)
     # wall-clock stamp from before the restart is no evidence), so it is examined before any
     # bot acts and stays unknown, blocking its accounts, until then.
     journal = await SqliteJournal.open(app.runtime.journal, clock=lambda: time.time() - 60)
-    entry = await journal.record_intent(bot="watch", plugin="recorder", venue="demo", src=PRIMARY,
-                                        dst=DESK_A, amount=Decimal(30), reason="crashed run",
-                                        src_before=Decimal(100000), dst_before=Decimal(50))
+    entry = await journal.record_intent(
+        bot="watch",
+        plugin="recorder",
+        venue="demo",
+        src=PRIMARY,
+        dst=DESK_A,
+        amount=Decimal(30),
+        reason="crashed run",
+        src_before=Decimal(100000),
+        dst_before=Decimal(50),
+    )
     await journal.mark_sent(entry.id)
     await journal.close()
     runtime = Runtime(app)
@@ -157,7 +206,11 @@ async def test_journal_left_in_doubt_is_reconciled_before_any_bot_acts(tmp_path)
             settled = await runtime.journal.get(entry.id)
             # Examined by the time run() reports started, i.e. before sessions feed any plugin.
             assert settled.state == "unknown" and "in doubt for less than" in settled.detail
-            first_live = [e for e in recorder(runtime).events if getattr(e, "state", None) is ConnectionState.LIVE]
+            first_live = [
+                e
+                for e in recorder(runtime).events
+                if getattr(e, "state", None) is ConnectionState.LIVE
+            ]
             assert first_live == []
             runtime.stop()
     assert runtime.simulators["demo"].ledger == []

@@ -21,17 +21,24 @@ def test_shipped_config_and_its_plugins_validate():
     assert any(v.simulator for v in app.venues.values())
     for bot in app.bots.values():
         try:
-            build_plugin_host(bot, app.venues[bot.venue], plugin_dirs=app.runtime.plugin_dirs, actions=None)
+            build_plugin_host(
+                bot, app.venues[bot.venue], plugin_dirs=app.runtime.plugin_dirs, actions=None
+            )
         except PluginLoadError as exc:  # pragma: no cover - the message is the assertion
             raise AssertionError(str(exc)) from None
 
 
 def test_qfexbot_run_with_shipped_bots_toml_logs_balances_and_rebalances(tmp_path):
     shutil.copy(REPO / "bots.toml", tmp_path / "bots.toml")
-    shutil.copytree(REPO / "plugins", tmp_path / "plugins", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "plugins", tmp_path / "plugins", ignore=shutil.ignore_patterns("__pycache__")
+    )
     run = subprocess.run(
         [sys.executable, "-m", "qfexbot.cli", "run", "bots.toml", "--duration", "12"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=90,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     log = run.stderr
@@ -42,7 +49,10 @@ def test_qfexbot_run_with_shipped_bots_toml_logs_balances_and_rebalances(tmp_pat
     # The rebalancer brought the desks into their bands through journaled, confirmed transfers.
     listing = subprocess.run(
         [sys.executable, "-m", "qfexbot.cli", "journal", "bots.toml", "--json"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=30,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert listing.returncode == 0, listing.stderr
     entries = [json.loads(line) for line in listing.stdout.splitlines()]

@@ -13,8 +13,11 @@ from decimal import Decimal
 from runtime_helpers import DESK_A, DESK_B, PRIMARY
 from test_transfers_sim import LIMITS, reconcile_until, until_ledger, world  # noqa: F401
 
-RING = replace(LIMITS, allowed_pairs=frozenset(
-    {("treasury", "desk-a"), ("desk-a", "desk-b")}), max_daily=Decimal(10000))
+RING = replace(
+    LIMITS,
+    allowed_pairs=frozenset({("treasury", "desk-a"), ("desk-a", "desk-b")}),
+    max_daily=Decimal(10000),
+)
 
 
 async def holds(world) -> set[tuple[str, str, str]]:  # noqa: F811
@@ -34,8 +37,10 @@ async def test_a_late_landing_hidden_by_an_outside_move_holds_the_accounts(world
     world.sim.faults.outside_transfer(DESK_A, PRIMARY, Decimal("0.05"))  # the web app, say
     await until_ledger(world, 2)  # ... and the held request lands before the next pass
     assert await service.reconcile() == []
-    assert await holds(world) == {(PRIMARY, "unexplained_deposits", first.entry_id),
-                                  (DESK_A, "unexplained_deposits", first.entry_id)}
+    assert await holds(world) == {
+        (PRIMARY, "unexplained_deposits", first.entry_id),
+        (DESK_A, "unexplained_deposits", first.entry_id),
+    }
     again = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(10), "retry")
     assert again.code == "account_held"
 

@@ -44,8 +44,15 @@ class World:
         self.path = path
         self.journal: SqliteJournal | None = None
 
-    async def service(self, *, limits: Limits = LIMITS, kill_switch: Path | None = None,
-                      send=None, settle: float = 0.0, clock=time.time) -> TransferService:
+    async def service(
+        self,
+        *,
+        limits: Limits = LIMITS,
+        kill_switch: Path | None = None,
+        send=None,
+        settle: float = 0.0,
+        clock=time.time,
+    ) -> TransferService:
         if self.journal is not None:
             await self.journal.close()
         self.journal = await SqliteJournal.open(self.path)
@@ -70,17 +77,30 @@ class World:
 
 @pytest.fixture
 async def world(nursery, tmp_path):
-    sim = QfexSimulator(SimConfig(
-        users=[SimUser(public_key="qfex_pub_t", secret="qfex_secret_transfer_tests", account_id=PRIMARY,
-                       subaccounts=[DESK_A, DESK_B],
-                       deposits={PRIMARY: Decimal(10000), DESK_A: Decimal(200), DESK_B: Decimal(0)})],
-        pulse_interval=0.2,
-    ))
+    sim = QfexSimulator(
+        SimConfig(
+            users=[
+                SimUser(
+                    public_key="qfex_pub_t",
+                    secret="qfex_secret_transfer_tests",
+                    account_id=PRIMARY,
+                    subaccounts=[DESK_A, DESK_B],
+                    deposits={PRIMARY: Decimal(10000), DESK_A: Decimal(200), DESK_B: Decimal(0)},
+                )
+            ],
+            pulse_interval=0.2,
+        )
+    )
     urls = await nursery.start(sim.serve, "127.0.0.1")
     venue = QfexVenue(
-        "demo", trade_url=urls.trade_url, mds_url=urls.mds_url, rest_url=urls.rest_url,
-        user_id=PRIMARY, settings=SessionSettings(request_timeout=1.0),
-        public_key="qfex_pub_t", secret=Secret("qfex_secret_transfer_tests"),
+        "demo",
+        trade_url=urls.trade_url,
+        mds_url=urls.mds_url,
+        rest_url=urls.rest_url,
+        user_id=PRIMARY,
+        settings=SessionSettings(request_timeout=1.0),
+        public_key="qfex_pub_t",
+        secret=Secret("qfex_secret_transfer_tests"),
     )
     w = World(sim, venue, tmp_path / "journal.sqlite")
     yield w
@@ -102,14 +122,18 @@ async def test_applied_transfer_whose_response_is_lost_is_reconciled_to_done_onc
     assert [(e.dst, e.amount) for e in world.sim.ledger] == [(DESK_A, Decimal(100))]
     assert world.rows() == [("done", "100")]
     # Unblocked: the next transfer goes through.
-    assert (await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(50), "more")).state == "done"
+    assert (
+        await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(50), "more")
+    ).state == "done"
     assert len(world.sim.ledger) == 2
 
 
 async def test_connection_reset_after_applying_is_reconciled_to_done(world):
     service = await world.service()
     world.sim.faults.drop_transfer_response(mode="reset")
-    assert (await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "x")).state == "unknown"
+    assert (
+        await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "x")
+    ).state == "unknown"
     assert [r.state for r in await service.reconcile()] == ["done"]
     assert len(world.sim.ledger) == 1
 
@@ -129,9 +153,14 @@ async def test_rejected_transfer_fails_and_is_not_retried(world):
 
 async def test_unreadable_destination_balance_refuses_before_journaling_a_send(world):
     foreign = "99999999-9999-4999-8999-999999999999"  # not owned by this key: REST read is 403
-    service = await world.service(limits=Limits(
-        max_transfer=Decimal(500), max_daily=Decimal(10**6),
-        allowed_pairs=frozenset({(PRIMARY, foreign)}), min_interval=0.0))
+    service = await world.service(
+        limits=Limits(
+            max_transfer=Decimal(500),
+            max_daily=Decimal(10**6),
+            allowed_pairs=frozenset({(PRIMARY, foreign)}),
+            min_interval=0.0,
+        )
+    )
     result = await service.transfer("bot", "p", PRIMARY, foreign, Decimal(100), "x")
     assert (result.state, result.code) == ("refused", "balance_unknown")
     assert world.sim.ledger == []
@@ -140,7 +169,9 @@ async def test_unreadable_destination_balance_refuses_before_journaling_a_send(w
 async def test_5xx_before_applying_is_reconciled_to_failed_and_may_be_retried(world):
     service = await world.service()
     world.sim.faults.fail_next_rest(1, status=503, path="/user/transfer")
-    assert (await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "x")).state == "unknown"
+    assert (
+        await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "x")
+    ).state == "unknown"
     assert [r.state for r in await service.reconcile()] == ["failed"]
     assert world.sim.ledger == []
     retry = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "retry")
@@ -150,7 +181,9 @@ async def test_5xx_before_applying_is_reconciled_to_failed_and_may_be_retried(wo
 
 
 @pytest.mark.parametrize("applied", [False, True], ids=["killed-before-send", "killed-after-send"])
-async def test_process_killed_mid_transfer_is_reconciled_on_restart_without_duplicate(world, applied):
+async def test_process_killed_mid_transfer_is_reconciled_on_restart_without_duplicate(
+    world, applied
+):
     real_send = rest_transfer_sender(world.venue.rest)
 
     async def send_then_die(src, dst, amount):
@@ -185,11 +218,20 @@ async def test_policy_refusals_for_each_limit_send_nothing(world, tmp_path):
     assert (daily.state, daily.code) == ("refused", "max_daily")
     switch = tmp_path / "PAUSED"
     switch.write_text("maintenance")
-    paused = await (await world.service(kill_switch=switch)).transfer("bot", "p", PRIMARY, DESK_A, Decimal(1), "t")
+    paused = await (await world.service(kill_switch=switch)).transfer(
+        "bot", "p", PRIMARY, DESK_A, Decimal(1), "t"
+    )
     assert (paused.state, paused.code) == ("refused", "paused")
-    interval = await (await world.service(limits=Limits(
-        max_transfer=Decimal(500), max_daily=Decimal(10**6), allowed_pairs=LIMITS.allowed_pairs,
-        min_interval=3600.0))).transfer("bot", "p", PRIMARY, DESK_A, Decimal(1), "t")
+    interval = await (
+        await world.service(
+            limits=Limits(
+                max_transfer=Decimal(500),
+                max_daily=Decimal(10**6),
+                allowed_pairs=LIMITS.allowed_pairs,
+                min_interval=3600.0,
+            )
+        )
+    ).transfer("bot", "p", PRIMARY, DESK_A, Decimal(1), "t")
     assert (interval.state, interval.code) == ("refused", "min_interval")
     assert len(world.sim.ledger) == 1
     with sqlite3.connect(world.path) as db:
@@ -242,11 +284,15 @@ async def test_a_late_landing_is_re_marked_applied_counted_and_holds_the_account
     assert "late landing" in late.detail
     trail = await world.journal.events(first.entry_id)
     assert (trail[-1]["from_state"], trail[-1]["to_state"], trail[-1]["by"]) == (
-        "failed", "done", "reconcile")
+        "failed",
+        "done",
+        "reconcile",
+    )
     assert service.late_landings == 1
     # Loud, and the two accounts are paused until an operator looks (durable: in the journal).
-    assert any(r.levelno == logging.ERROR and "LATE LANDING" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        r.levelno == logging.ERROR and "LATE LANDING" in r.getMessage() for r in caplog.records
+    )
     held = await world.journal.active_holds("demo")
     assert sorted(h.account for h in held) == sorted([PRIMARY, DESK_A])
     again = await service.transfer("bot", "p", DESK_A, PRIMARY, Decimal(10), "sweep")
@@ -308,8 +354,9 @@ async def test_an_outside_mover_never_makes_a_failed_transfer_look_applied(world
         (PRIMARY, "unexplained_deposits", lost.entry_id),
         (DESK_A, "unexplained_deposits", lost.entry_id),
     }
-    assert any(r.levelno == logging.ERROR and "account held" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        r.levelno == logging.ERROR and "account held" in r.getMessage() for r in caplog.records
+    )
     # The operator checks the venue, resolves it, and must still release the accounts.
     await world.journal.resolve(lost.entry_id, False, "operator")
     refused = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(10), "x")

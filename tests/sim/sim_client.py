@@ -21,11 +21,19 @@ PRIMARY = "aaaaaaaa-0000-4000-8000-000000000001"
 SUB1 = "aaaaaaaa-0000-4000-8000-000000000002"
 SUB2 = "aaaaaaaa-0000-4000-8000-000000000003"
 OTHER = "bbbbbbbb-0000-4000-8000-000000000001"
-USER = SimUser(public_key="qfex_pub_t", secret="qfex_secret_t", account_id=PRIMARY,
-               subaccounts=[SUB1, SUB2],
-               deposits={PRIMARY: Decimal(100000), SUB1: Decimal(50)})
-OTHER_USER = SimUser(public_key="qfex_pub_o", secret="qfex_secret_o", account_id=OTHER,
-                     deposits={OTHER: Decimal(1000)})
+USER = SimUser(
+    public_key="qfex_pub_t",
+    secret="qfex_secret_t",
+    account_id=PRIMARY,
+    subaccounts=[SUB1, SUB2],
+    deposits={PRIMARY: Decimal(100000), SUB1: Decimal(50)},
+)
+OTHER_USER = SimUser(
+    public_key="qfex_pub_o",
+    secret="qfex_secret_o",
+    account_id=OTHER,
+    deposits={OTHER: Decimal(1000)},
+)
 TIMEOUT = 5.0
 
 
@@ -61,21 +69,32 @@ def sign(secret: str, nonce: str, ts: int) -> str:
     return hmac.new(secret.encode(), f"{nonce}:{ts}".encode(), hashlib.sha256).hexdigest()
 
 
-def hmac_auth(user: SimUser, account_id: str | None = None, *, nonce: str | None = None,
-              ts: int | None = None, secret: str | None = None) -> dict[str, Any]:
+def hmac_auth(
+    user: SimUser,
+    account_id: str | None = None,
+    *,
+    nonce: str | None = None,
+    ts: int | None = None,
+    secret: str | None = None,
+) -> dict[str, Any]:
     nonce = nonce or secrets.token_hex(16)
     ts = int(time.time()) if ts is None else ts
-    params: dict[str, Any] = {"hmac": {
-        "public_key": user.public_key, "nonce": nonce, "unix_ts": ts,
-        "signature": sign(secret or user.secret, nonce, ts),
-    }}
+    params: dict[str, Any] = {
+        "hmac": {
+            "public_key": user.public_key,
+            "nonce": nonce,
+            "unix_ts": ts,
+            "signature": sign(secret or user.secret, nonce, ts),
+        }
+    }
     if account_id is not None:
         params["account_id"] = account_id
     return {"type": "auth", "params": params}
 
 
-def rest_headers(user: SimUser, account_id: str | None = None, *, nonce: str | None = None,
-                 ts: int | None = None) -> dict[str, str]:
+def rest_headers(
+    user: SimUser, account_id: str | None = None, *, nonce: str | None = None, ts: int | None = None
+) -> dict[str, str]:
     nonce = nonce or secrets.token_hex(16)
     ts = int(time.time()) if ts is None else ts
     headers = {
@@ -150,5 +169,10 @@ def order_status(frame: Any) -> str | None:
 
 def market_order(side: str, quantity: float) -> dict[str, Any]:
     """add_order params as the engine receives them (numbers parsed as Decimal)."""
-    return {"symbol": "AAPL-USD", "side": side, "order_type": "MARKET",
-            "order_time_in_force": "IOC", "quantity": Decimal(str(quantity))}
+    return {
+        "symbol": "AAPL-USD",
+        "side": side,
+        "order_type": "MARKET",
+        "order_time_in_force": "IOC",
+        "quantity": Decimal(str(quantity)),
+    }

@@ -46,11 +46,11 @@ class Upstream:
 async def proxied(nursery: trio.Nursery) -> tuple[FaultProxy, Upstream, trio.SocketStream]:
     """A proxy in front of an :class:`Upstream`, and a client connected through it."""
     upstream = Upstream()
-    listeners = await nursery.start(partial(trio.serve_tcp, upstream.handle, 0,
-                                            host="127.0.0.1"))
+    listeners = await nursery.start(partial(trio.serve_tcp, upstream.handle, 0, host="127.0.0.1"))
     proxy = FaultProxy()
-    port = await nursery.start(proxy.forward, "up", "127.0.0.1",
-                               listeners[0].socket.getsockname()[1])
+    port = await nursery.start(
+        proxy.forward, "up", "127.0.0.1", listeners[0].socket.getsockname()[1]
+    )
     client = await trio.open_tcp_stream("127.0.0.1", port)
     nursery.start_soon(close_at_end, client)
     with trio.fail_after(WAIT):
@@ -157,7 +157,7 @@ async def test_partial_then_silence_cuts_the_next_frame(nursery: trio.Nursery) -
         while upstream.received != b"pong":
             await trio.sleep(0.01)
         # After the fault the rest follows: the stream is whole again.
-        assert await receive_exactly(client, len(whole) - len(part)) == whole[len(part):]
+        assert await receive_exactly(client, len(whole) - len(part)) == whole[len(part) :]
 
 
 async def test_slow_reads_trickle_the_clients_bytes(nursery: trio.Nursery) -> None:

@@ -44,16 +44,25 @@ async def read_line(stream: trio.abc.ReceiveStream, buffer: bytearray) -> bytes:
 async def test_qfexbot_sim_subprocess_ready_and_stops_on_signal(tmp_path, stop: int) -> None:
     config = tmp_path / "SIM.toml"
     config.write_text(SIM_TOML)
-    command = [sys.executable, "-m", "qfexbot.cli", "sim", "--config", str(config),
-               "--host", "127.0.0.1"]
-    process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE,
-                                               stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "qfexbot.cli",
+        "sim",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+    ]
+    process = await trio.lowlevel.open_process(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     try:
         assert process.stdout is not None
         with trio.fail_after(20):
             line = (await read_line(process.stdout, bytearray())).decode()
         assert line.startswith("READY ")
-        urls = json.loads(line[len("READY "):])
+        urls = json.loads(line[len("READY ") :])
         assert set(urls) == {"trade_url", "mds_url", "rest_url"}
         async with connect(urls["trade_url"]) as ws:
             await ws.auth(USER, SUB1)
@@ -79,6 +88,9 @@ async def test_bad_config_exits_2_naming_the_key(tmp_path) -> None:
     with trio.fail_after(20):
         result = await trio.run_process(
             [sys.executable, "-m", "qfexbot.cli", "sim", "--config", str(config)],
-            capture_stdout=True, capture_stderr=True, check=False)
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
     assert result.returncode == 2
     assert b"users[0].account_id" in result.stderr and b"READY" not in result.stdout

@@ -20,9 +20,15 @@ from qfexbot.sim.engine import EVENT_HISTORY
 
 def _rest(sim: Sim, client_order_id: str) -> None:
     """The venue accepts a resting order of PRIMARY's: one order_response (ACK) each."""
-    params = {"symbol": "AAPL-USD", "side": "BUY", "order_type": "LIMIT",
-              "order_time_in_force": "GTC", "quantity": Decimal(1), "price": Decimal(1),
-              "client_order_id": client_order_id}
+    params = {
+        "symbol": "AAPL-USD",
+        "side": "BUY",
+        "order_type": "LIMIT",
+        "order_time_in_force": "GTC",
+        "quantity": Decimal(1),
+        "price": Decimal(1),
+        "client_order_id": client_order_id,
+    }
     sim.sim.deliver(sim.sim.engine.add_order(PRIMARY, params))
 
 
@@ -67,8 +73,10 @@ async def test_written_seqs_keep_the_last_history(running: Sim) -> None:
             for i in range(batch, min(batch + 200, total)):
                 _rest(running, f"o-{i}")
             await ws.recv_until(
-                lambda f: f.get("order_response", {}).get("client_order_id")
-                == f"o-{min(batch + 200, total) - 1}"
+                lambda f: (
+                    f.get("order_response", {}).get("client_order_id")
+                    == f"o-{min(batch + 200, total) - 1}"
+                )
             )
     written = sim.trade.written_seqs(PRIMARY)
     assert written == list(range(total - EVENT_HISTORY + 1, total + 1))

@@ -28,20 +28,31 @@ def engine() -> Engine:
 
 
 def order(**params: object) -> dict[str, object]:
-    base: dict[str, object] = {"symbol": "AAPL-USD", "side": "BUY", "order_type": "LIMIT",
-                               "order_time_in_force": "GTC", "quantity": D("1")}
+    base: dict[str, object] = {
+        "symbol": "AAPL-USD",
+        "side": "BUY",
+        "order_type": "LIMIT",
+        "order_time_in_force": "GTC",
+        "quantity": D("1"),
+    }
     base.update(params)
     return base
 
 
 def first_fill(events: list) -> dict:
-    return next(e.frame["fill_response"] for e in events
-                if isinstance(e, PrivateEvent) and "fill_response" in e.frame)
+    return next(
+        e.frame["fill_response"]
+        for e in events
+        if isinstance(e, PrivateEvent) and "fill_response" in e.frame
+    )
 
 
 def statuses(events: list) -> list[str]:
-    return [e.frame["order_response"]["status"] for e in events
-            if isinstance(e, PrivateEvent) and "order_response" in e.frame]
+    return [
+        e.frame["order_response"]["status"]
+        for e in events
+        if isinstance(e, PrivateEvent) and "order_response" in e.frame
+    ]
 
 
 def test_market_buy_fills_and_updates_position_and_balance() -> None:
@@ -58,7 +69,7 @@ def test_market_buy_fills_and_updates_position_and_balance() -> None:
     assert eng.accounts[PRIMARY].fees == fee
     mark = eng.mark_price("AAPL-USD")
     unrealised = mark - best_ask
-    expected = (D("100000") - fee - mark * D("0.1") + min(unrealised, D(0)))
+    expected = D("100000") - fee - mark * D("0.1") + min(unrealised, D(0))
     assert eng.available_balance(PRIMARY) == expected
 
 
@@ -82,41 +93,53 @@ def test_closing_realises_pnl_and_flip_resets_average() -> None:
     entry = eng.accounts[PRIMARY].positions["AAPL-USD"].average_price
     eng.set_price("AAPL-USD", D("210"))
     bid = eng.best_bid("AAPL-USD")
-    eng.add_order(PRIMARY, order(side="SELL", order_type="MARKET", order_time_in_force="IOC",
-                                 quantity=D("3")))
+    eng.add_order(
+        PRIMARY, order(side="SELL", order_type="MARKET", order_time_in_force="IOC", quantity=D("3"))
+    )
     position = eng.accounts[PRIMARY].positions["AAPL-USD"]
     assert position.realised_pnl == 2 * (bid - entry)
     assert position.size == -1 and position.average_price == bid
 
 
-@pytest.mark.parametrize(("params", "status"), [
-    ({"symbol": "NOPE-USD"}, "BAD_SYMBOL"),
-    ({"order_type": "STOP_LOSS"}, "INVALID_ORDER_TYPE"),
-    ({"order_type": "MARKET", "order_time_in_force": "GTC"}, "INVALID_TIME_IN_FORCE"),
-    ({"order_type": "ALO", "order_time_in_force": "IOC", "price": D("190")},
-     "INVALID_TIME_IN_FORCE"),
-    ({"price": D("190.005")}, "INVALID_TICK_SIZE_PRECISION_PRICE"),
-    ({"price": D("190"), "quantity": D("0.0005")}, "INVALID_TICK_SIZE_PRECISION_QUANTITY"),
-    ({"price": D("190"), "quantity": D("2000")}, "QUANTITY_GREATER_THAN_MAX_QUANTITY"),
-    ({"price": D("2000000")}, "PRICE_GREATER_THAN_MAX_PRICE"),
-    ({"price": D("250")}, "REJECTED_GREATER_THAN_MAX_PRICE_BAND"),
-    ({"side": "SELL", "price": D("150")}, "REJECTED_LESS_THAN_MIN_PRICE_BAND"),
-    ({"price": D("190"), "quantity": D("999")}, "FAILED_MARGIN_CHECK"),
-    ({"order_type": "ALO", "price": D("205")}, "REJECTED"),
-    ({"price": D("190"), "reduce_only": True}, "REJECTED"),
-])
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"symbol": "NOPE-USD"}, "BAD_SYMBOL"),
+        ({"order_type": "STOP_LOSS"}, "INVALID_ORDER_TYPE"),
+        ({"order_type": "MARKET", "order_time_in_force": "GTC"}, "INVALID_TIME_IN_FORCE"),
+        (
+            {"order_type": "ALO", "order_time_in_force": "IOC", "price": D("190")},
+            "INVALID_TIME_IN_FORCE",
+        ),
+        ({"price": D("190.005")}, "INVALID_TICK_SIZE_PRECISION_PRICE"),
+        ({"price": D("190"), "quantity": D("0.0005")}, "INVALID_TICK_SIZE_PRECISION_QUANTITY"),
+        ({"price": D("190"), "quantity": D("2000")}, "QUANTITY_GREATER_THAN_MAX_QUANTITY"),
+        ({"price": D("2000000")}, "PRICE_GREATER_THAN_MAX_PRICE"),
+        ({"price": D("250")}, "REJECTED_GREATER_THAN_MAX_PRICE_BAND"),
+        ({"side": "SELL", "price": D("150")}, "REJECTED_LESS_THAN_MIN_PRICE_BAND"),
+        ({"price": D("190"), "quantity": D("999")}, "FAILED_MARGIN_CHECK"),
+        ({"order_type": "ALO", "price": D("205")}, "REJECTED"),
+        ({"price": D("190"), "reduce_only": True}, "REJECTED"),
+    ],
+)
 def test_rejects_are_a_single_order_response(params: dict, status: str) -> None:
     eng = engine()
-    assert statuses(eng.add_order(SUB1, order(price=D("190"), **params) if "price" not in params
-                                  else order(**params))) == [status]
+    assert statuses(
+        eng.add_order(
+            SUB1, order(price=D("190"), **params) if "price" not in params else order(**params)
+        )
+    ) == [status]
     assert eng.open_orders(SUB1) == []
 
 
-@pytest.mark.parametrize(("params", "code"), [
-    ({"side": None}, "InvalidParameter"),
-    ({"side": "UP"}, "InvalidJSONFormat"),
-    ({"quantity": "1"}, "InvalidJSONFormat"),
-])
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"side": None}, "InvalidParameter"),
+        ({"side": "UP"}, "InvalidJSONFormat"),
+        ({"quantity": "1"}, "InvalidJSONFormat"),
+    ],
+)
 def test_malformed_orders_raise_command_errors(params: dict, code: str) -> None:
     with pytest.raises(CommandError) as info:
         engine().add_order(PRIMARY, order(price=D("190"), **params))
@@ -126,7 +149,9 @@ def test_malformed_orders_raise_command_errors(params: dict, code: str) -> None:
 def test_ioc_and_fok_without_enough_liquidity_are_cancelled() -> None:
     eng = engine()
     assert statuses(eng.add_order(PRIMARY, order(price=D("190"), order_time_in_force="IOC"))) == [
-        "ACK", "CANCELLED"]
+        "ACK",
+        "CANCELLED",
+    ]
     fok = order(price=eng.best_ask("AAPL-USD"), order_time_in_force="FOK", quantity=D("500"))
     assert statuses(eng.add_order(PRIMARY, fok)) == ["ACK", "CANCELLED"]
     assert eng.accounts[PRIMARY].positions["AAPL-USD"].size == 0
@@ -147,21 +172,34 @@ def test_cancel_by_order_id_and_client_order_id_both_forms() -> None:
     eng = engine()
     first = eng.add_order(PRIMARY, order(price=D("190"), client_order_id="c1"))[0]
     order_id = first.frame["order_response"]["order_id"]
-    assert statuses(eng.cancel_order(PRIMARY, {"symbol": "AAPL-USD", "order_id": order_id,
-                                                "cancel_order_id_type": "order_id"})) == [
-        "CANCELLED"]
+    assert statuses(
+        eng.cancel_order(
+            PRIMARY,
+            {"symbol": "AAPL-USD", "order_id": order_id, "cancel_order_id_type": "order_id"},
+        )
+    ) == ["CANCELLED"]
     assert statuses(eng.cancel_order(PRIMARY, {"symbol": "AAPL-USD", "order_id": order_id})) == [
-        "NO_SUCH_ORDER"]
+        "NO_SUCH_ORDER"
+    ]
     eng.add_order(PRIMARY, order(price=D("190"), client_order_id="dup"))
     eng.add_order(PRIMARY, order(price=D("191"), client_order_id="dup"))
-    assert statuses(eng.cancel_order(PRIMARY, {"symbol": "AAPL-USD", "order_id": "dup",
-                                                "cancel_order_id_type": "client_order_id"})) == [
-        "CANCELLED", "CANCELLED"]
+    assert statuses(
+        eng.cancel_order(
+            PRIMARY,
+            {"symbol": "AAPL-USD", "order_id": "dup", "cancel_order_id_type": "client_order_id"},
+        )
+    ) == ["CANCELLED", "CANCELLED"]
     eng.add_order(PRIMARY, order(price=D("190"), client_order_id="old-form"))
-    assert statuses(eng.cancel_order(PRIMARY, {"symbol": "AAPL-USD",
-                                                "client_order_id": "old-form",
-                                                "cancel_order_id_type": "client_order_id"})) == [
-        "CANCELLED"]
+    assert statuses(
+        eng.cancel_order(
+            PRIMARY,
+            {
+                "symbol": "AAPL-USD",
+                "client_order_id": "old-form",
+                "cancel_order_id_type": "client_order_id",
+            },
+        )
+    ) == ["CANCELLED"]
     other = eng.add_order(OTHER, order(price=D("190")))[0].frame["order_response"]["order_id"]
     assert statuses(eng.cancel_order(PRIMARY, {"order_id": other})) == ["NO_SUCH_ORDER"]
 
@@ -207,7 +245,8 @@ def test_rate_limiter_budget_decay_and_cancel_bucket() -> None:
 
 def test_nonce_cache_window_and_signature_vector() -> None:
     assert sign("qfex_secret_test", "c0ffee", 1760545414) == (
-        "9a892254ce0416371a78a4352130b7825a2f5fb442b12ddfa7c2f5202ef045dc")
+        "9a892254ce0416371a78a4352130b7825a2f5fb442b12ddfa7c2f5202ef045dc"
+    )
     clock = Clock(0.0)
     cache = NonceCache(900.0, clock)
     assert cache.claim("k", "ab") and not cache.claim("k", "ab") and cache.claim("k2", "ab")
@@ -259,8 +298,13 @@ tick_size = 0.1
     with pytest.raises(SimConfigError) as info:
         load_sim_config(bad)
     text = "\n".join(info.value.errors)
-    for path in ("users[0].account_id", f'users[0].deposits."{OTHER}"', "sim.pulse_interval",
-                 "sim.colour", 'sim.symbols."NEW-USD".price'):
+    for path in (
+        "users[0].account_id",
+        f'users[0].deposits."{OTHER}"',
+        "sim.pulse_interval",
+        "sim.colour",
+        'sim.symbols."NEW-USD".price',
+    ):
         assert path in text
     assert "s" not in [e.split(": ")[-1] for e in info.value.errors]
 

@@ -11,11 +11,16 @@ import trio
 from sim_client import OTHER, OTHER_USER, PRIMARY, SUB1, USER, Sim, connect, rest_headers
 
 
-async def post_transfer(client: httpx.AsyncClient, amount: float = 10, **kwargs: object
-                        ) -> httpx.Response:
-    return await client.post("/user/transfer",
-                             params={"src_account_id": PRIMARY, "dst_account_id": SUB1},
-                             json={"amount": amount}, headers=rest_headers(USER), **kwargs)
+async def post_transfer(
+    client: httpx.AsyncClient, amount: float = 10, **kwargs: object
+) -> httpx.Response:
+    return await client.post(
+        "/user/transfer",
+        params={"src_account_id": PRIMARY, "dst_account_id": SUB1},
+        json={"amount": amount},
+        headers=rest_headers(USER),
+        **kwargs,
+    )
 
 
 async def test_drop_connections_of_one_account(running: Sim) -> None:
@@ -120,8 +125,7 @@ async def test_stop_and_resume_pulses(running: Sim) -> None:
 
 async def test_admin_routes(running: Sim) -> None:
     async with httpx.AsyncClient(base_url=running.urls.rest_url) as client:
-        response = await client.post("/_sim/faults/fail_next_rest",
-                                     json={"n": 1, "status": 500})
+        response = await client.post("/_sim/faults/fail_next_rest", json={"n": 1, "status": 500})
         assert response.json() == {"fault": "fail_next_rest", "result": None}
         assert (await client.get("/refdata")).status_code == 500
         assert (await client.post("/_sim/faults/explode", json={})).status_code == 404
@@ -136,14 +140,24 @@ async def test_admin_routes(running: Sim) -> None:
         async with connect(running.urls.trade_url) as ws:
             await ws.auth()
             await ws.subscribe("order_responses")
-            await ws.command("add_order", symbol="AAPL-USD", side="BUY", order_type="MARKET",
-                             order_time_in_force="IOC", quantity=1, price=0)
+            await ws.command(
+                "add_order",
+                symbol="AAPL-USD",
+                side="BUY",
+                order_type="MARKET",
+                order_time_in_force="IOC",
+                quantity=1,
+                price=0,
+            )
             await ws.recv_until(lambda f: f.get("order_response", {}).get("status") == "FILLED")
         events = (await client.get("/_sim/events", params={"account_id": PRIMARY})).json()
         assert events["seq"] == 3 == running.sim.event_seq(PRIMARY)
         assert [e["seq"] for e in events["events"]] == [1, 2, 3]
         assert [e["channel"] for e in events["events"]] == [
-            "order_responses", "order_responses", "fills"]
+            "order_responses",
+            "order_responses",
+            "fills",
+        ]
 
 
 async def test_hold_transfers_applies_the_request_after_the_client_gave_up(running: Sim) -> None:
@@ -159,8 +173,9 @@ async def test_hold_transfers_applies_the_request_after_the_client_gave_up(runni
         assert (entry.amount, entry.held_for, entry.outside) == (Decimal(7), 0.6, False)
         assert running.sim.available_balance(SUB1) == Decimal(57)
         # Only the next n transfer requests are held; other routes never are.
-        assert (await client.post("/_sim/faults/hold_transfers",
-                                  json={"seconds": 0.3, "n": 1})).status_code == 200
+        assert (
+            await client.post("/_sim/faults/hold_transfers", json={"seconds": 0.3, "n": 1})
+        ).status_code == 200
         started = trio.current_time()
         assert (await client.get("/refdata")).status_code == 200
         assert trio.current_time() - started < 0.3
@@ -176,15 +191,20 @@ async def test_outside_transfer_moves_deposits_and_is_marked_in_the_ledger(runni
     assert (row["amount"], row["outside"]) == ("12.5", True)
     assert running.sim.engine.accounts[SUB1].deposit == Decimal("62.5")
     async with httpx.AsyncClient(base_url=running.urls.rest_url) as client:
-        response = await client.post("/_sim/faults/outside_transfer",
-                                     json={"src": SUB1, "dst": PRIMARY, "amount": 2.5})
+        response = await client.post(
+            "/_sim/faults/outside_transfer", json={"src": SUB1, "dst": PRIMARY, "amount": 2.5}
+        )
         assert response.status_code == 200 and response.json()["result"]["outside"] is True
         assert (await post_transfer(client, 1)).status_code == 204
         ledger = (await client.get("/_sim/ledger")).json()["data"]
         # The soak tells qfexbot's own transfers from other movers' by this flag.
         assert [(e["amount"], e["outside"]) for e in ledger] == [
-            ("12.5", True), ("2.5", True), ("1", False)]
-        refused = await client.post("/_sim/faults/outside_transfer",
-                                    json={"src": SUB1, "dst": PRIMARY, "amount": 10**9})
+            ("12.5", True),
+            ("2.5", True),
+            ("1", False),
+        ]
+        refused = await client.post(
+            "/_sim/faults/outside_transfer", json={"src": SUB1, "dst": PRIMARY, "amount": 10**9}
+        )
         assert refused.status_code == 422 and "exceeds available" in refused.text
     assert running.sim.engine.accounts[SUB1].deposit == Decimal(61)

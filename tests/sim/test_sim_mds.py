@@ -35,16 +35,22 @@ async def test_level2_bbo_and_mark_price_for_all_symbols(running: Sim) -> None:
 async def test_trade_channel_prints_sim_trades(running: Sim) -> None:
     account = running.sim.config.users[0].account_id
     async with connect(running.urls.mds_url) as ws:
-        await ws.send({"type": "subscribe", "channels": ["trade", "mark_price"],
-                       "symbols": ["AAPL-USD", "NOPE-USD"]})
+        await ws.send(
+            {
+                "type": "subscribe",
+                "channels": ["trade", "mark_price"],
+                "symbols": ["AAPL-USD", "NOPE-USD"],
+            }
+        )
         assert (await ws.recv())["symbol"] == "AAPL-USD"  # the subscription is in place
         running.sim.deliver(running.sim.engine.add_order(account, market_order("SELL", 1)))
         trade = await ws.recv_until(lambda f: f["type"] == "trade")
         assert trade["symbol"] == "AAPL-USD" and trade["side"] == "SELL"
         assert trade["size"] == "1" and trade["execution_type"] == "T"
         assert Decimal(trade["price"]) == Decimal("199.99")
-        await ws.send({"type": "unsubscribe", "channels": ["trade", "mark_price"],
-                       "symbols": ["AAPL-USD"]})
+        await ws.send(
+            {"type": "unsubscribe", "channels": ["trade", "mark_price"], "symbols": ["AAPL-USD"]}
+        )
         await ws.send({"type": "subscribe", "channels": ["mark_price"], "symbols": ["EUR-USD"]})
         await ws.recv_until(lambda f: f["symbol"] == "EUR-USD")
         running.sim.deliver(running.sim.engine.add_order(account, market_order("SELL", 1)))

@@ -17,11 +17,15 @@ def problem(response: httpx.Response, status: int) -> dict:
     return body
 
 
-async def transfer(client: httpx.AsyncClient, src: str, dst: str, amount: object,
-                   **headers: str) -> httpx.Response:
-    return await client.post("/user/transfer", params={"src_account_id": src,
-                                                       "dst_account_id": dst},
-                             json={"amount": amount}, headers=headers or rest_headers(USER))
+async def transfer(
+    client: httpx.AsyncClient, src: str, dst: str, amount: object, **headers: str
+) -> httpx.Response:
+    return await client.post(
+        "/user/transfer",
+        params={"src_account_id": src, "dst_account_id": dst},
+        json={"amount": amount},
+        headers=headers or rest_headers(USER),
+    )
 
 
 async def test_auth_headers_bearer_and_failures(running: Sim) -> None:
@@ -39,8 +43,10 @@ async def test_auth_headers_bearer_and_failures(running: Sim) -> None:
         problem(await client.get("/user/subaccounts", headers=replay), 401)
         stale = rest_headers(USER, ts=int(time.time()) - 600)
         problem(await client.get("/user/subaccounts", headers=stale), 401)
-        problem(await client.get("/user/subaccounts",
-                                 headers={"authorization": "Bearer not.a.jwt"}), 401)
+        problem(
+            await client.get("/user/subaccounts", headers={"authorization": "Bearer not.a.jwt"}),
+            401,
+        )
         problem(await client.get("/nowhere", headers=rest_headers(USER)), 404)
 
 
@@ -65,9 +71,11 @@ async def test_create_subaccount_then_fund_it(running: Sim) -> None:
 
 
 async def test_transfer_applies_once_and_shows_in_next_pulse_of_both(running: Sim) -> None:
-    async with (connect(running.urls.trade_url) as src_ws,
-                connect(running.urls.trade_url) as dst_ws,
-                httpx.AsyncClient(base_url=running.urls.rest_url) as client):
+    async with (
+        connect(running.urls.trade_url) as src_ws,
+        connect(running.urls.trade_url) as dst_ws,
+        httpx.AsyncClient(base_url=running.urls.rest_url) as client,
+    ):
         await src_ws.auth(USER, SUB1)
         await dst_ws.auth(USER, SUB2)
         for ws in (src_ws, dst_ws):
@@ -75,26 +83,33 @@ async def test_transfer_applies_once_and_shows_in_next_pulse_of_both(running: Si
         response = await transfer(client, SUB1, SUB2, 12.25)
         assert response.status_code == 204 and response.content == b""
         src = await src_ws.recv_until(
-            lambda f: f.get("balance_response", {}).get("available_balance") == 37.75)
+            lambda f: f.get("balance_response", {}).get("available_balance") == 37.75
+        )
         dst = await dst_ws.recv_until(
-            lambda f: f.get("balance_response", {}).get("available_balance") == 12.25)
+            lambda f: f.get("balance_response", {}).get("available_balance") == 12.25
+        )
         assert src["balance_response"]["id"] == SUB1 and dst["balance_response"]["id"] == SUB2
         ledger = (await client.get("/_sim/ledger")).json()["data"]
         assert [(e["src"], e["dst"], e["amount"], e["response_dropped"]) for e in ledger] == [
-            (SUB1, SUB2, "12.25", False)]
+            (SUB1, SUB2, "12.25", False)
+        ]
 
 
-@pytest.mark.parametrize(("src", "dst", "amount", "status"), [
-    (PRIMARY, SUB1, 0, 422),
-    (PRIMARY, SUB1, -5, 422),
-    (SUB1, PRIMARY, 50.01, 422),
-    (PRIMARY, SUB1, "ten", 422),
-    (SUB1, SUB1, 1, 400),
-    (PRIMARY, OTHER, 1, 403),
-    (OTHER, PRIMARY, 1, 403),
-])
-async def test_transfer_errors(running: Sim, src: str, dst: str, amount: object,
-                               status: int) -> None:
+@pytest.mark.parametrize(
+    ("src", "dst", "amount", "status"),
+    [
+        (PRIMARY, SUB1, 0, 422),
+        (PRIMARY, SUB1, -5, 422),
+        (SUB1, PRIMARY, 50.01, 422),
+        (PRIMARY, SUB1, "ten", 422),
+        (SUB1, SUB1, 1, 400),
+        (PRIMARY, OTHER, 1, 403),
+        (OTHER, PRIMARY, 1, 403),
+    ],
+)
+async def test_transfer_errors(
+    running: Sim, src: str, dst: str, amount: object, status: int
+) -> None:
     async with httpx.AsyncClient(base_url=running.urls.rest_url) as client:
         problem(await transfer(client, src, dst, amount), status)
     assert running.sim.ledger == []
@@ -110,12 +125,19 @@ async def test_transfer_bad_auth_is_401_and_moves_nothing(running: Sim) -> None:
 
 async def test_account_equity_and_refdata(running: Sim) -> None:
     async with httpx.AsyncClient(base_url=running.urls.rest_url) as client:
-        equity = (await client.get("/user/account-equity", params={"duration": "1d"},
-                                   headers=rest_headers(USER))).json()
+        equity = (
+            await client.get(
+                "/user/account-equity", params={"duration": "1d"}, headers=rest_headers(USER)
+            )
+        ).json()
         assert equity["count"] == len(equity["data"]) >= 1
         assert equity["data"][0]["value"] == 100000.0 and equity["duration"] == "1d"
-        problem(await client.get("/user/account-equity", params={"duration": "5y"},
-                                 headers=rest_headers(USER)), 422)
+        problem(
+            await client.get(
+                "/user/account-equity", params={"duration": "5y"}, headers=rest_headers(USER)
+            ),
+            422,
+        )
         refdata = (await client.get("/refdata")).json()["data"]
         aapl = next(r for r in refdata if r["symbol"] == "AAPL-USD")
         assert aapl["tick_size"] == "0.01" and aapl["lot_size"] == "0.001"

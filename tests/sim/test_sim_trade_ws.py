@@ -24,13 +24,27 @@ from sim_client import (
 
 
 def market_buy(quantity: float = 1.0, **extra: object) -> dict:
-    return {"symbol": "AAPL-USD", "side": "BUY", "order_type": "MARKET",
-            "order_time_in_force": "IOC", "quantity": quantity, "price": 0, **extra}
+    return {
+        "symbol": "AAPL-USD",
+        "side": "BUY",
+        "order_type": "MARKET",
+        "order_time_in_force": "IOC",
+        "quantity": quantity,
+        "price": 0,
+        **extra,
+    }
 
 
 def limit(side: str, price: float, **extra: object) -> dict:
-    return {"symbol": "AAPL-USD", "side": side, "order_type": "LIMIT",
-            "order_time_in_force": "GTC", "quantity": 1, "price": price, **extra}
+    return {
+        "symbol": "AAPL-USD",
+        "side": side,
+        "order_type": "LIMIT",
+        "order_time_in_force": "GTC",
+        "quantity": 1,
+        "price": price,
+        **extra,
+    }
 
 
 async def test_hmac_auth_success_with_api_key_query(running: Sim) -> None:
@@ -207,15 +221,19 @@ async def test_cancel_get_order_and_cancel_all(running: Sim) -> None:
             ids.append((await ws.recv())["order_response"]["order_id"])
         await ws.command("get_order", symbol="AAPL-USD", order_id=ids[0])
         assert [o["order_id"] for o in (await ws.recv())["all_orders_response"]["orders"]] == [
-            ids[0]]
-        await ws.command("cancel_order", symbol="AAPL-USD", order_id=ids[0],
-                         cancel_order_id_type="order_id")
+            ids[0]
+        ]
+        await ws.command(
+            "cancel_order", symbol="AAPL-USD", order_id=ids[0], cancel_order_id_type="order_id"
+        )
         assert (await ws.recv())["order_response"]["status"] == "CANCELLED"
-        await ws.command("cancel_order", symbol="AAPL-USD", order_id=ids[0],
-                         cancel_order_id_type="order_id")
+        await ws.command(
+            "cancel_order", symbol="AAPL-USD", order_id=ids[0], cancel_order_id_type="order_id"
+        )
         assert order_status(await ws.recv()) == "NO_SUCH_ORDER"
-        await ws.command("cancel_order", symbol="AAPL-USD", order_id="b",
-                         cancel_order_id_type="client_order_id")
+        await ws.command(
+            "cancel_order", symbol="AAPL-USD", order_id="b", cancel_order_id_type="client_order_id"
+        )
         cancelled = (await ws.recv())["order_response"]
         assert cancelled["status"] == "CANCELLED" and cancelled["order_id"] == ids[1]
         await ws.command("cancel_all_orders")
@@ -223,7 +241,8 @@ async def test_cancel_get_order_and_cancel_all(running: Sim) -> None:
         assert (await ws.recv())["ack"]["incoming_message"]["type"] == "cancel_all_orders"
         await ws.command("get_order", symbol="AAPL-USD", order_id=ids[2])
         assert (await ws.recv()) == {
-            "all_orders_response": {"orders": [], "twaps": [], "stop_orders": []}}
+            "all_orders_response": {"orders": [], "twaps": [], "stop_orders": []}
+        }
 
 
 async def test_cancel_on_disconnect_only_on_unexpected_drop(running: Sim) -> None:

@@ -55,8 +55,13 @@ class _EchoDriver:
 
 def _settings(*, stale_after: float, connect_timeout: float = 2.0) -> SessionSettings:
     # A long backoff: each test ends at the first BACKOFF, no reconnect interferes.
-    return SessionSettings(connect_timeout=connect_timeout, auth_timeout=2.0,
-                           stale_after=stale_after, backoff_initial=30.0, backoff_max=30.0)
+    return SessionSettings(
+        connect_timeout=connect_timeout,
+        auth_timeout=2.0,
+        stale_after=stale_after,
+        backoff_initial=30.0,
+        backoff_max=30.0,
+    )
 
 
 class _Recorder:
@@ -122,9 +127,13 @@ async def test_frames_sent_before_a_close_during_the_stale_publish_are_delivered
         else:
             rec.items.append(event.raw)
 
-    supervisor = Supervisor(_EchoDriver(f"ws://127.0.0.1:{server.port}/"), venue="test",
-                            account_id="acct", settings=_settings(stale_after=0.3),
-                            publish=publish)
+    supervisor = Supervisor(
+        _EchoDriver(f"ws://127.0.0.1:{server.port}/"),
+        venue="test",
+        account_id="acct",
+        settings=_settings(stale_after=0.3),
+        publish=publish,
+    )
     await _run_to_backoff(supervisor)
     states = [event.state for event in rec.states()]
     assert states[:4] == [S.CONNECTING, S.SUBSCRIBING, S.LIVE, S.STALE], states
@@ -169,10 +178,13 @@ async def test_frames_queued_when_the_close_gives_up_are_all_delivered(
             if event.raw != "f0":
                 await trio.sleep(0.02)  # 20 ms per event: 4 s for the burst, past give-up
 
-    supervisor = Supervisor(_EchoDriver(f"ws://127.0.0.1:{server.port}/"), venue="test",
-                            account_id="acct", settings=_settings(stale_after=0.3,
-                                                                  connect_timeout=1.0),
-                            publish=publish)
+    supervisor = Supervisor(
+        _EchoDriver(f"ws://127.0.0.1:{server.port}/"),
+        venue="test",
+        account_id="acct",
+        settings=_settings(stale_after=0.3, connect_timeout=1.0),
+        publish=publish,
+    )
     await _run_to_backoff(supervisor)
     assert rec.frames() == [f"f{i}" for i in range(burst + 1)]
     assert rec.items.index(f"f{burst}") < rec.items.index(rec.backoff())
@@ -192,18 +204,28 @@ def _certificate(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(
-            "127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     return cert_file, context
@@ -275,9 +297,13 @@ async def test_stale_close_over_tls_is_bounded_while_a_command_is_blocked(
             if isinstance(event, ConnectionStateEvent) and event.state is S.LIVE:
                 plugins.start_soon(plugin)
 
-        supervisor = Supervisor(_EchoDriver(f"wss://127.0.0.1:{port}/"), venue="test",
-                                account_id="acct", settings=_settings(stale_after=0.5),
-                                publish=publish)
+        supervisor = Supervisor(
+            _EchoDriver(f"wss://127.0.0.1:{port}/"),
+            venue="test",
+            account_id="acct",
+            settings=_settings(stale_after=0.5),
+            publish=publish,
+        )
         started = trio.current_time()
         await _run_to_backoff(supervisor)
         took = trio.current_time() - started
@@ -331,9 +357,13 @@ async def test_an_oversized_frame_while_closing_does_not_cut_a_publish_short(
                 await trio.sleep(0.5)  # a busy subscriber: the big frame arrives meanwhile
                 rec.items.append("f1 published")
 
-    supervisor = Supervisor(_EchoDriver(f"ws://127.0.0.1:{port}/"), venue="test",
-                            account_id="acct", settings=_settings(stale_after=0.3),
-                            publish=publish)
+    supervisor = Supervisor(
+        _EchoDriver(f"ws://127.0.0.1:{port}/"),
+        venue="test",
+        account_id="acct",
+        settings=_settings(stale_after=0.3),
+        publish=publish,
+    )
     await _run_to_backoff(supervisor)
     assert rec.frames()[:3] == ["f0", "f1", "f1 published"], rec.frames()
     reason = rec.backoff().reason

@@ -41,8 +41,10 @@ async def _serve_until_signal(config: FinerySimConfig, host: str) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(FinerySimulator(config).serve, host)
-            print("READY " + json.dumps({"ws_url": urls.ws_url, "rest_url": urls.rest_url}),
-                  flush=True)
+            print(
+                "READY " + json.dumps({"ws_url": urls.ws_url, "rest_url": urls.rest_url}),
+                flush=True,
+            )
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 break

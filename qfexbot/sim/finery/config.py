@@ -94,8 +94,7 @@ class FinerySimConfig:
 
     clients: tuple[FinerySimClient, ...]
     currencies: tuple[FineryCurrency, ...] = field(default_factory=lambda: default_currencies())
-    instruments: tuple[FineryInstrument, ...] = field(
-        default_factory=lambda: default_instruments())
+    instruments: tuple[FineryInstrument, ...] = field(default_factory=lambda: default_instruments())
     nonce_window: float = 120.0
     timestamp_tolerance: float = 120.0
     strict_nonce: bool = False
@@ -129,14 +128,17 @@ def default_instruments() -> tuple[FineryInstrument, ...]:
 
 def demo_finery_config() -> FinerySimConfig:
     """The demo set used without ``--config`` (documented in docs/venues/finery.md)."""
-    return FinerySimConfig(clients=(
-        FinerySimClient("fm_taker_demo", "fm_taker_secret_demo", 1, "taker"),
-        FinerySimClient("fm_maker_demo", "fm_maker_secret_demo", 2, "maker"),
-        FinerySimClient("fm_master_demo", "fm_master_secret_demo", 10, "master",
-                        subaccounts=(11, 12)),
-        FinerySimClient("fm_sub11_demo", "fm_sub11_secret_demo", 11, "taker"),
-        FinerySimClient("fm_sub12_demo", "fm_sub12_secret_demo", 12, "taker"),
-    ))
+    return FinerySimConfig(
+        clients=(
+            FinerySimClient("fm_taker_demo", "fm_taker_secret_demo", 1, "taker"),
+            FinerySimClient("fm_maker_demo", "fm_maker_secret_demo", 2, "maker"),
+            FinerySimClient(
+                "fm_master_demo", "fm_master_secret_demo", 10, "master", subaccounts=(11, 12)
+            ),
+            FinerySimClient("fm_sub11_demo", "fm_sub11_secret_demo", 11, "taker"),
+            FinerySimClient("fm_sub12_demo", "fm_sub12_secret_demo", 12, "taker"),
+        )
+    )
 
 
 def load_finery_sim_config(path: str | Path) -> FinerySimConfig:
@@ -203,8 +205,15 @@ def _clients(value: Any, errors: list[str]) -> tuple[FinerySimClient, ...]:
             errors.append(f"{path}: expected a table, got {entry!r}")
             continue
         for key in entry:
-            if key not in ("key", "secret", "client_id", "role", "subaccounts", "gross_limit",
-                           "positions"):
+            if key not in (
+                "key",
+                "secret",
+                "client_id",
+                "role",
+                "subaccounts",
+                "gross_limit",
+                "positions",
+            ):
                 errors.append(f"{path}.{key}: unknown key")
         key = entry.get("key")
         secret = entry.get("secret")
@@ -256,13 +265,16 @@ def _clients(value: Any, errors: list[str]) -> tuple[FinerySimClient, ...]:
         if ok and gross is not None:
             keys.add(key)
             ids.add(client_id)
-            clients.append(FinerySimClient(key, secret, client_id, role, tuple(subs), gross,
-                                           tuple(positions)))
+            clients.append(
+                FinerySimClient(key, secret, client_id, role, tuple(subs), gross, tuple(positions))
+            )
     for client in clients:
         for _, cp, _ in client.positions:
             if cp not in ids or cp == client.client_id:
-                errors.append(f"finery.clients: client {client.client_id} has a position "
-                              f"against unknown counterparty {cp}")
+                errors.append(
+                    f"finery.clients: client {client.client_id} has a position "
+                    f"against unknown counterparty {cp}"
+                )
     return tuple(clients)
 
 

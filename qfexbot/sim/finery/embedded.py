@@ -34,8 +34,9 @@ HOUSE_KEY = "house-maker"
 """API key of the simulator's house maker client."""
 
 
-def embedded_config(user_id: str, account_ids: Iterable[str], key: str,
-                    secret: str) -> tuple[FinerySimConfig, FinerySimClient]:
+def embedded_config(
+    user_id: str, account_ids: Iterable[str], key: str, secret: str
+) -> tuple[FinerySimConfig, FinerySimClient]:
     """The simulator clients for one bots.toml venue, and the house maker among them.
 
     The key's client is a taker, or a master when the venue lists other accounts (its
@@ -44,10 +45,10 @@ def embedded_config(user_id: str, account_ids: Iterable[str], key: str,
     """
     own = int(user_id)
     subs = sorted({int(a) for a in account_ids} - {own})
-    clients = [FinerySimClient(key, secret, own, "master" if subs else "taker",
-                               subaccounts=tuple(subs))]
-    clients += [FinerySimClient(f"sub-{sub}", secrets.token_hex(16), sub, "taker")
-                for sub in subs]
+    clients = [
+        FinerySimClient(key, secret, own, "master" if subs else "taker", subaccounts=tuple(subs))
+    ]
+    clients += [FinerySimClient(f"sub-{sub}", secrets.token_hex(16), sub, "taker") for sub in subs]
     house = FinerySimClient(HOUSE_KEY, secrets.token_hex(16), max([own, *subs]) + 1, "maker")
     return FinerySimConfig(clients=(*clients, house)), house
 
@@ -63,9 +64,16 @@ class HouseMaker:
       levels: quotes per side; spacing ``spread`` (a fraction of the mid), rounded to the step.
     """
 
-    def __init__(self, client: FinerySimClient, config: FinerySimConfig, *,
-                 interval: float = 1.0, seed: int = 1, levels: int = 5,
-                 spread: Decimal = Decimal("0.0005")) -> None:
+    def __init__(
+        self,
+        client: FinerySimClient,
+        config: FinerySimConfig,
+        *,
+        interval: float = 1.0,
+        seed: int = 1,
+        levels: int = 5,
+        spread: Decimal = Decimal("0.0005"),
+    ) -> None:
         self.client = client
         self.interval = interval
         self.levels = levels
@@ -102,8 +110,16 @@ class HouseMaker:
         try:
             # The new quote joins the level before the old one leaves: the level never vanishes.
             size = lot * self._rng.randint(1, 100)
-            reply = await rest.call("add", {"instrument": instrument, "side": side,
-                                            "type": "limit", "price": price, "size": size})
+            reply = await rest.call(
+                "add",
+                {
+                    "instrument": instrument,
+                    "side": side,
+                    "type": "limit",
+                    "price": price,
+                    "size": size,
+                },
+            )
             old = self._orders.pop(index, None)
             self._orders[index] = reply["id"]
             if old is not None:
@@ -113,6 +129,11 @@ class HouseMaker:
                     if exc.code != 80:  # 80: already filled by a taker
                         raise
         except (FineryError, FineryHttpError) as exc:
-            log_event(log, logging.WARNING, "house maker quote failed", instrument=instrument,
-                      side=side, error=str(exc))
-
+            log_event(
+                log,
+                logging.WARNING,
+                "house maker quote failed",
+                instrument=instrument,
+                side=side,
+                error=str(exc),
+            )

@@ -17,8 +17,14 @@ from qfexbot.venues.finery.numbers import to_units
 
 __all__ = ["EngineError", "FineryEngine", "Notice", "SimOrder"]
 
-ORDER_TYPES = {"limit": 0, "postonly": 1, "limitioc": 2, "limitfok": 3, "marketioc": 4,
-               "marketfok": 5}
+ORDER_TYPES = {
+    "limit": 0,
+    "postonly": 1,
+    "limitioc": 2,
+    "limitfok": 3,
+    "marketioc": 4,
+    "marketfok": 5,
+}
 MAKER_TYPES = {0, 1}
 SIDES = {"bid": 0, "ask": 1}
 
@@ -59,8 +65,19 @@ class SimOrder:
     conn_id: int | None = None
 
     def array(self) -> list[Any]:
-        return [self.instrument, self.type, self.side, self.cancel_reason, self.id,
-                self.client_order_id, self.price, self.initial, self.left, self.created_at, 0]
+        return [
+            self.instrument,
+            self.type,
+            self.side,
+            self.cancel_reason,
+            self.id,
+            self.client_order_id,
+            self.price,
+            self.initial,
+            self.left,
+            self.created_at,
+            0,
+        ]
 
 
 @dataclass
@@ -126,8 +143,11 @@ class FineryEngine:
 
     def resting(self, instrument: str, side: int, *, exclude: int | None = None) -> list[SimOrder]:
         """Resting orders of one side, best price first, then time."""
-        orders = [o for o in self.orders.values()
-                  if o.instrument == instrument and o.side == side and o.owner != exclude]
+        orders = [
+            o
+            for o in self.orders.values()
+            if o.instrument == instrument and o.side == side and o.owner != exclude
+        ]
         sign = -1 if side == 0 else 1
         return sorted(orders, key=lambda o: (sign * o.price, o.id))
 
@@ -141,8 +161,9 @@ class FineryEngine:
             result.append([[p, s] for p, s in agg.items()][: self.config.book_depth])
         return result
 
-    def _int_param(self, content: dict[str, Any], name: str, *, required: bool = True,
-                   code: int = 9) -> int | None:
+    def _int_param(
+        self, content: dict[str, Any], name: str, *, required: bool = True, code: int = 9
+    ) -> int | None:
         value = content.get(name)
         if value is None:
             if required:
@@ -158,22 +179,29 @@ class FineryEngine:
         unit = step * 10**8
         return (raw + unit // 2) // unit * step  # half-up to the balance step
 
-    def _move(self, client: int, currency: str, cp: int, delta: int,
-              notices: list[Notice]) -> None:
+    def _move(self, client: int, currency: str, cp: int, delta: int, notices: list[Notice]) -> None:
         book = self.positions[client]
         key = (currency, cp)
         existed = key in book
         book[key] = book.get(key, 0) + delta
-        notices.append(Notice(client, "K", "M" if existed else "+",
-                              self.position_array(client, currency, cp), currency))
+        notices.append(
+            Notice(
+                client,
+                "K",
+                "M" if existed else "+",
+                self.position_array(client, currency, cp),
+                currency,
+            )
+        )
 
     def position_array(self, client: int, currency: str, cp: int) -> list[Any]:
         value = self.positions[client].get((currency, cp), 0)
         return [currency, value, cp, max(value, 0), min(value, 0)]
 
     def position_arrays(self, client: int) -> list[list[Any]]:
-        return [self.position_array(client, cur, cp)
-                for (cur, cp) in sorted(self.positions[client])]
+        return [
+            self.position_array(client, cur, cp) for (cur, cp) in sorted(self.positions[client])
+        ]
 
     def limit_object(self, client: int, cp: int) -> dict[str, Any]:
         """The current ``L`` object of ``client`` towards ``cp`` (utilisation in USD units)."""
@@ -185,18 +213,28 @@ class FineryEngine:
             used += abs(usd)
             equity += usd
         enabled = {"ownTradingEnabled": True, "mutualTradingEnabled": True}
-        return {"counterpartyId": cp, "tradingPermissions": enabled,
-                "ownLimit": {"grossLimit": to_units(self.clients[client].gross_limit),
-                             "asset": "USD", "limitUtilization": used, "equity": equity,
-                             "maintenanceMargin": 0, "restrictedTrading": 0, "initialMargin": 0}}
+        return {
+            "counterpartyId": cp,
+            "tradingPermissions": enabled,
+            "ownLimit": {
+                "grossLimit": to_units(self.clients[client].gross_limit),
+                "asset": "USD",
+                "limitUtilization": used,
+                "equity": equity,
+                "maintenanceMargin": 0,
+                "restrictedTrading": 0,
+                "initialMargin": 0,
+            },
+        }
 
     def limit_objects(self, client: int) -> list[dict[str, Any]]:
         return [self.limit_object(client, cp) for cp in sorted(self.clients) if cp != client]
 
     # ----------------------------------------------------------------- requests
 
-    def add(self, client: FinerySimClient, content: dict[str, Any], *,
-            conn_id: int | None = None) -> tuple[dict[str, Any], list[Notice]]:
+    def add(
+        self, client: FinerySimClient, content: dict[str, Any], *, conn_id: int | None = None
+    ) -> tuple[dict[str, Any], list[Notice]]:
         """``add``: rest a maker order or match a taker order."""
         actor = self.acting_client(client, content)
         instrument = self.instrument(content.get("instrument"))
@@ -225,46 +263,99 @@ class FineryEngine:
         cloid = self._int_param(content, "clientOrderId", required=False) or 0
         if cloid < 0:
             raise EngineError(9, "clientOrderId")
-        if cloid and any(o.owner == actor.client_id and o.client_order_id == cloid
-                         for o in self.orders.values()):
+        if cloid and any(
+            o.owner == actor.client_id and o.client_order_id == cloid for o in self.orders.values()
+        ):
             raise EngineError(74, "clientOrderId")
         cod = content.get("cod", False) is True
         if is_maker_type:
-            return self._rest(actor, instrument, order_type, side, price, size, cloid,
-                              conn_id if cod else None)
+            return self._rest(
+                actor, instrument, order_type, side, price, size, cloid, conn_id if cod else None
+            )
         return self._take(actor, instrument, order_type, side, price, size, cloid)
 
-    def _rest(self, actor: FinerySimClient, instrument: str, order_type: int, side: int,
-              price: int, size: int, cloid: int,
-              conn_id: int | None) -> tuple[dict[str, Any], list[Notice]]:
+    def _rest(
+        self,
+        actor: FinerySimClient,
+        instrument: str,
+        order_type: int,
+        side: int,
+        price: int,
+        size: int,
+        cloid: int,
+        conn_id: int | None,
+    ) -> tuple[dict[str, Any], list[Notice]]:
         opposite = self.resting(instrument, 1 - side)
         if opposite and (price >= opposite[0].price if side == 0 else price <= opposite[0].price):
             raise EngineError(75)  # makers never cross (limit included: see docs)
-        own = [o for o in self.orders.values()
-               if o.owner == actor.client_id and o.instrument == instrument and o.side == side]
+        own = [
+            o
+            for o in self.orders.values()
+            if o.owner == actor.client_id and o.instrument == instrument and o.side == side
+        ]
         if len(own) >= self.config.max_orders_per_side:
             raise EngineError(73, "side")
-        order = SimOrder(next(self._ids), actor.client_id, instrument, order_type, side, price,
-                         size, size, self.clock_ms(), cloid, 0, conn_id)
+        order = SimOrder(
+            next(self._ids),
+            actor.client_id,
+            instrument,
+            order_type,
+            side,
+            price,
+            size,
+            size,
+            self.clock_ms(),
+            cloid,
+            0,
+            conn_id,
+        )
         self.orders[order.id] = order
         self.books_changed.add(instrument)
         notices = [Notice(actor.client_id, "O", "+", order.array(), instrument)]
-        return ({"id": order.id, "remainingSize": size, "clientOrderId": cloid,
-                 "cancelReason": 0, "deals": []}, notices)
+        return (
+            {
+                "id": order.id,
+                "remainingSize": size,
+                "clientOrderId": cloid,
+                "cancelReason": 0,
+                "deals": [],
+            },
+            notices,
+        )
 
-    def _take(self, actor: FinerySimClient, instrument: str, order_type: int, side: int,
-              price: int, size: int, cloid: int) -> tuple[dict[str, Any], list[Notice]]:
-        candidates = [o for o in self.resting(instrument, 1 - side, exclude=actor.client_id)
-                      if order_type in (4, 5)
-                      or (o.price <= price if side == 0 else o.price >= price)]
+    def _take(
+        self,
+        actor: FinerySimClient,
+        instrument: str,
+        order_type: int,
+        side: int,
+        price: int,
+        size: int,
+        cloid: int,
+    ) -> tuple[dict[str, Any], list[Notice]]:
+        candidates = [
+            o
+            for o in self.resting(instrument, 1 - side, exclude=actor.client_id)
+            if order_type in (4, 5) or (o.price <= price if side == 0 else o.price >= price)
+        ]
         available = sum(o.left for o in candidates)
         if not candidates:
             raise EngineError(77 if order_type in (3, 5) else 76)
         if order_type in (3, 5) and available < size:
             raise EngineError(77)
         now = self.clock_ms()
-        taker = SimOrder(next(self._ids), actor.client_id, instrument, order_type, side, price,
-                         size, size, now, cloid)
+        taker = SimOrder(
+            next(self._ids),
+            actor.client_id,
+            instrument,
+            order_type,
+            side,
+            price,
+            size,
+            size,
+            now,
+            cloid,
+        )
         notices = [Notice(actor.client_id, "O", "+", taker.array(), instrument)]
         inst = self.instruments[instrument]
         reply_deals = []
@@ -277,8 +368,22 @@ class FineryEngine:
             maker.left -= qty
             deal_id = self.last_deal_id = next(self._deal_ids)
             for order, cp in ((taker, maker.owner), (maker, taker.owner)):
-                array = order.array()[:10] + [now, deal_id, side, maker.price, qty, volume, 0,
-                                              cp, 0, taker.owner, 0, 0, maker.owner, 0]
+                array = order.array()[:10] + [
+                    now,
+                    deal_id,
+                    side,
+                    maker.price,
+                    qty,
+                    volume,
+                    0,
+                    cp,
+                    0,
+                    taker.owner,
+                    0,
+                    0,
+                    maker.owner,
+                    0,
+                ]
                 self.deals.append(_Deal(array, order.owner))
                 notices.append(Notice(order.owner, "O", "D", array, instrument))
             buyer, seller = (taker.owner, maker.owner) if side == 0 else (maker.owner, taker.owner)
@@ -288,16 +393,28 @@ class FineryEngine:
             self._move(seller, inst.balance, buyer, volume, notices)
             for a, b in ((buyer, seller), (seller, buyer)):
                 notices.append(Notice(a, "L", "M", self.limit_object(a, b)))
-            reply_deals.append({"counterpartyId": maker.owner, "id": deal_id,
-                                "price": maker.price, "size": qty, "volume": volume, "delta": 0})
+            reply_deals.append(
+                {
+                    "counterpartyId": maker.owner,
+                    "id": deal_id,
+                    "price": maker.price,
+                    "size": qty,
+                    "volume": volume,
+                    "delta": 0,
+                }
+            )
             if maker.left == 0:
                 del self.orders[maker.id]
                 notices.append(Notice(maker.owner, "O", "-", maker.array(), instrument))
             self.books_changed.add(instrument)
         taker.cancel_reason = 0 if taker.left == 0 else 2
         notices.append(Notice(actor.client_id, "O", "-", taker.array(), instrument))
-        reply = {"id": taker.id, "remainingSize": taker.left, "clientOrderId": cloid,
-                 "deals": reply_deals}
+        reply = {
+            "id": taker.id,
+            "remainingSize": taker.left,
+            "clientOrderId": cloid,
+            "deals": reply_deals,
+        }
         if taker.cancel_reason:
             reply["cancelReason"] = taker.cancel_reason
         return reply, notices
@@ -309,8 +426,8 @@ class FineryEngine:
             raise EngineError(9, "orderId")
         for order in self.orders.values():
             if order.owner == actor.client_id and (
-                    order.id == order_id if order_id is not None else
-                    order.client_order_id == cloid):
+                order.id == order_id if order_id is not None else order.client_order_id == cloid
+            ):
                 return order
         raise EngineError(80)
 
@@ -321,28 +438,37 @@ class FineryEngine:
         self.books_changed.add(order.instrument)
         return [Notice(order.owner, "O", "-", order.array(), order.instrument)]
 
-    def delete(self, client: FinerySimClient,
-               content: dict[str, Any]) -> tuple[dict[str, Any], list[Notice]]:
+    def delete(
+        self, client: FinerySimClient, content: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[Notice]]:
         """``del`` by ``orderId`` or ``clientOrderId``."""
         order = self._find_own(self.acting_client(client, content), content)
         notices = self.cancel(order, 1)
         return {"id": order.id, "remainingSize": order.left}, notices
 
-    def delete_all(self, client: FinerySimClient,
-                   content: dict[str, Any]) -> tuple[dict[str, Any], list[Notice]]:
+    def delete_all(
+        self, client: FinerySimClient, content: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[Notice]]:
         """``delAll``, optionally for one instrument."""
         actor = self.acting_client(client, content)
-        instrument = (self.instrument(content["instrument"])
-                      if content.get("instrument") is not None else None)
+        instrument = (
+            self.instrument(content["instrument"])
+            if content.get("instrument") is not None
+            else None
+        )
         notices: list[Notice] = []
-        victims = [o for o in self.orders.values() if o.owner == actor.client_id
-                   and (instrument is None or o.instrument == instrument)]
+        victims = [
+            o
+            for o in self.orders.values()
+            if o.owner == actor.client_id and (instrument is None or o.instrument == instrument)
+        ]
         for order in victims:
             notices += self.cancel(order, 1)
         return {"removed": len(victims)}, notices
 
-    def modify(self, client: FinerySimClient,
-               content: dict[str, Any]) -> tuple[dict[str, Any], list[Notice]]:
+    def modify(
+        self, client: FinerySimClient, content: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[Notice]]:
         """``mod``: replace a resting order's price/size (new initial = size - filled)."""
         actor = self.acting_client(client, content)
         order_id = self._int_param(content, "orderId")
@@ -361,17 +487,39 @@ class FineryEngine:
         if size % self.currencies[inst.asset].balance_step:
             raise EngineError(70, "size")
         opposite = self.resting(old.instrument, 1 - old.side)
-        if opposite and (price >= opposite[0].price if old.side == 0
-                         else price <= opposite[0].price):
+        if opposite and (
+            price >= opposite[0].price if old.side == 0 else price <= opposite[0].price
+        ):
             raise EngineError(75)
         notices = self.cancel(old, 1)
         cloid = content.get("clientOrderId", old.client_order_id)
-        new = SimOrder(next(self._ids), old.owner, old.instrument, old.type, old.side, price,
-                       new_size, new_size, self.clock_ms(), cloid, 0, old.conn_id)
+        new = SimOrder(
+            next(self._ids),
+            old.owner,
+            old.instrument,
+            old.type,
+            old.side,
+            price,
+            new_size,
+            new_size,
+            self.clock_ms(),
+            cloid,
+            0,
+            old.conn_id,
+        )
         self.orders[new.id] = new
         notices.append(Notice(new.owner, "O", "+", new.array(), new.instrument))
-        return ({"id": new.id, "initialSize": new_size, "remainingSize": new_size, "deals": [],
-                 "origId": old.id, "origRemainingSize": old.left}, notices)
+        return (
+            {
+                "id": new.id,
+                "initialSize": new_size,
+                "remainingSize": new_size,
+                "deals": [],
+                "origId": old.id,
+                "origRemainingSize": old.left,
+            },
+            notices,
+        )
 
     def book(self, client: FinerySimClient, content: dict[str, Any]) -> list[Any]:
         """``book``: global book, or with ``tradable`` the book this client can hit."""
@@ -382,24 +530,34 @@ class FineryEngine:
 
     def positions_reply(self, client: FinerySimClient) -> list[Any]:
         """``positions``: ``[nextDealId, [position...], [order...], [settlementOrder...]]``."""
-        orders = [o.array() for o in sorted(self.orders.values(), key=lambda o: o.id)
-                  if o.owner == client.client_id]
+        orders = [
+            o.array()
+            for o in sorted(self.orders.values(), key=lambda o: o.id)
+            if o.owner == client.client_id
+        ]
         return [self.last_deal_id + 1, self.position_arrays(client.client_id), orders, []]
 
     def instruments_reply(self) -> list[Any]:
         """``instruments``: currencies (with networks), instruments, networks."""
-        currencies = [[c.name, c.id, c.balance_step, c.usd_price, c.type_name, list(c.networks)]
-                      for c in self.currencies.values()]
+        currencies = [
+            [c.name, c.id, c.balance_step, c.usd_price, c.type_name, list(c.networks)]
+            for c in self.currencies.values()
+        ]
         networks = sorted({n for c in self.currencies.values() for n in c.networks})
-        return [currencies, self.instrument_arrays(),
-                [[n, n, i + 1] for i, n in enumerate(networks)]]
+        return [
+            currencies,
+            self.instrument_arrays(),
+            [[n, n, i + 1] for i, n in enumerate(networks)],
+        ]
 
     def instrument_arrays(self) -> list[list[Any]]:
         return [[i.name, i.id, i.asset, i.balance] for i in self.instruments.values()]
 
     def currency_arrays(self) -> list[list[Any]]:
-        return [[c.name, c.id, c.balance_step, c.usd_price, c.type_name]
-                for c in self.currencies.values()]
+        return [
+            [c.name, c.id, c.balance_step, c.usd_price, c.type_name]
+            for c in self.currencies.values()
+        ]
 
     def deal_history(self, client: FinerySimClient, content: dict[str, Any]) -> list[Any]:
         """``dealHistory``: newest first, ``till`` exclusive, ``from``/``to`` on the moment."""
@@ -432,4 +590,3 @@ class FineryEngine:
         for order in [o for o in self.orders.values() if o.conn_id == conn_id]:
             notices += self.cancel(order, 4)
         return notices
-

@@ -144,30 +144,51 @@ class FinerySimulator:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def serve(self, host: str = "127.0.0.1", *, ws_port: int = 0, rest_port: int = 0,
-                    task_status: trio.TaskStatus[FineryUrls] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        *,
+        ws_port: int = 0,
+        rest_port: int = 0,
+        task_status: trio.TaskStatus[FineryUrls] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Run both servers until cancelled; reports their URLs through ``task_status``."""
         async with trio.open_nursery() as nursery:
-            ws_server = await nursery.start(partial(
-                serve_websocket, self._handle_ws, host, ws_port, None,
-                handler_nursery=nursery, message_queue_size=256))
+            ws_server = await nursery.start(
+                partial(
+                    serve_websocket,
+                    self._handle_ws,
+                    host,
+                    ws_port,
+                    None,
+                    handler_nursery=nursery,
+                    message_queue_size=256,
+                )
+            )
             cfg = hypercorn_config(host, rest_port, logger=None, graceful_timeout=0.1)
             binds = await nursery.start(partial(hypercorn_serve, self._asgi, cfg, mode="asgi"))
             ws_port_bound = ws_server.port
             urls = FineryUrls(ws_url=f"ws://{host}:{ws_port_bound}/ws", rest_url=binds[0])
-            log_event(log, logging.INFO, "finery sim listening", ws_url=urls.ws_url,
-                      rest_url=urls.rest_url)
+            log_event(
+                log,
+                logging.INFO,
+                "finery sim listening",
+                ws_url=urls.ws_url,
+                rest_url=urls.rest_url,
+            )
             task_status.started(urls)
 
     def connections(self, client_id: int | None = None) -> list[_Conn]:
         """Open WS connections (of one client)."""
-        return [c for c in self._conns.values() if client_id is None or c.client.client_id ==
-                client_id]
+        return [
+            c for c in self._conns.values() if client_id is None or c.client.client_id == client_id
+        ]
 
     # ------------------------------------------------------------------ authentication
 
-    def _authenticate(self, key: str | None, signature: str | None, signed: bytes,
-                      content: Any) -> tuple[FinerySimClient | None, int]:
+    def _authenticate(
+        self, key: str | None, signature: str | None, signed: bytes, content: Any
+    ) -> tuple[FinerySimClient | None, int]:
         """``(client, 0)`` or ``(None, error code)`` for a signed message."""
         client = self._by_key.get(key or "")
         if client is None:
@@ -200,12 +221,19 @@ class FinerySimulator:
         if self.faults.auth_rejections:
             client, code = None, self.faults.auth_rejections.pop(0)
         else:
-            client, code = self._authenticate(headers.get("efx-key"), headers.get("efx-sign"),
-                                              content_text.encode("utf-8"), content)
+            client, code = self._authenticate(
+                headers.get("efx-key"),
+                headers.get("efx-sign"),
+                content_text.encode("utf-8"),
+                content,
+            )
         if client is None:
             log_event(log, logging.INFO, "finery sim handshake rejected", error=code)
-            await request.reject(401, extra_headers=[(b"Content-Type", b"application/json")],
-                                 body=json.dumps({"error": code}).encode())
+            await request.reject(
+                401,
+                extra_headers=[(b"Content-Type", b"application/json")],
+                body=json.dumps({"error": code}).encode(),
+            )
             return
         ws = await request.accept()
         send, receive = trio.open_memory_channel[str](_OUTBOX)
@@ -225,8 +253,9 @@ class FinerySimulator:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await ws.aclose()
 
-    async def _writer(self, ws: WebSocketConnection, receive: trio.MemoryReceiveChannel[str]
-                      ) -> None:
+    async def _writer(
+        self, ws: WebSocketConnection, receive: trio.MemoryReceiveChannel[str]
+    ) -> None:
         async with receive:
             async for frame in receive:
                 try:
@@ -357,8 +386,11 @@ class FinerySimulator:
             binding.last_levels = [dict(map(tuple, side)) for side in levels]  # type: ignore[misc]
             return levels
         if binding.feed == "O":
-            return [o.array() for o in sorted(engine.orders.values(), key=lambda o: o.id)
-                    if o.owner == me and binding.target in (None, o.instrument)]
+            return [
+                o.array()
+                for o in sorted(engine.orders.values(), key=lambda o: o.id)
+                if o.owner == me and binding.target in (None, o.instrument)
+            ]
         if binding.feed == "K":
             return [p for p in engine.position_arrays(me) if binding.target in (None, p[0])]
         return engine.limit_objects(me)  # "L"
@@ -369,8 +401,7 @@ class FinerySimulator:
             for conn in self.connections(notice.client_id):
                 for binding in conn.bindings.values():
                     if binding.feed == notice.feed and binding.target in (None, notice.key):
-                        self.push(conn, [notice.feed, binding.feed_id, notice.action,
-                                         notice.data])
+                        self.push(conn, [notice.feed, binding.feed_id, notice.action, notice.data])
         changed, self.engine.books_changed = self.engine.books_changed, set()
         for instrument in sorted(changed):
             for conn in self.connections():
@@ -378,8 +409,7 @@ class FinerySimulator:
                     if binding.target != instrument:
                         continue
                     if binding.feed == "B":  # current doc: global book sends full snapshots
-                        self.push(conn, ["B", binding.feed_id, "S",
-                                         self.engine.levels(instrument)])
+                        self.push(conn, ["B", binding.feed_id, "S", self.engine.levels(instrument)])
                     elif binding.feed == "F":
                         self._push_book_updates(conn, binding, instrument)
 
@@ -402,8 +432,9 @@ class FinerySimulator:
 
     # ------------------------------------------------------------------ requests
 
-    def _call(self, client: FinerySimClient, method: str, content: dict[str, Any],
-              conn_id: int | None) -> Any:
+    def _call(
+        self, client: FinerySimClient, method: str, content: dict[str, Any], conn_id: int | None
+    ) -> Any:
         """Run one API method for ``client`` (WS and REST share this)."""
         if self.backend_code:
             raise EngineError(2)
@@ -431,8 +462,9 @@ class FinerySimulator:
         self._publish(notices)
         return reply
 
-    async def _asgi(self, scope: dict[str, Any], receive: Callable[..., Any],
-                    send: Callable[..., Any]) -> None:
+    async def _asgi(
+        self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
         if scope["type"] == "lifespan":
             await answer_lifespan(receive, send)
             return
@@ -446,28 +478,35 @@ class FinerySimulator:
                 break
         status, reply = self._rest(scope, body)
         payload = json.dumps(reply, separators=(",", ":")).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
     def _rest(self, scope: dict[str, Any], body: bytes) -> tuple[int, Any]:
         path: str = scope["path"]
         if scope["method"] != "POST" or not path.startswith("/api/"):
             return 404, {"error": 8}
-        method = path[len("/api/"):]
+        method = path[len("/api/") :]
         for index, (status, only) in enumerate(self.faults.rest_failures):
             if only in (None, method):
                 del self.faults.rest_failures[index]
                 return status, {"error": 10}
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope["headers"]}
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             content = json.loads(body)
         except ValueError:
             content = None
-        client, code = self._authenticate(headers.get("efx-key"), headers.get("efx-sign"),
-                                          method.encode() + body, content)
+        client, code = self._authenticate(
+            headers.get("efx-key"), headers.get("efx-sign"), method.encode() + body, content
+        )
         if client is None:
             return 400, {"error": code}
         assert isinstance(content, dict)
@@ -483,6 +522,7 @@ class FinerySimulator:
 
 def _diff(old: dict[int, int], new: dict[int, int], *, is_bid: bool) -> list[list[Any]]:
     """``+``/``M``/``-`` updates (``~`` when only top levels vanished) from ``old`` to ``new``."""
+
     def better(a: int, b: int) -> bool:
         return a > b if is_bid else a < b
 

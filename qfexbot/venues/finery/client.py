@@ -87,9 +87,18 @@ class FineryDriver:
     resyncs = True
     watch_stale = False  # the venue sends nothing on a quiet account; keepalive is ours
 
-    def __init__(self, url: str, key: str, secret: Secret, *, venue: str, account_id: str,
-                 feeds: Iterable[tuple[str, Any]] = DEFAULT_FEEDS,
-                 nonces: NonceSource | None = None, request_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        secret: Secret,
+        *,
+        venue: str,
+        account_id: str,
+        feeds: Iterable[tuple[str, Any]] = DEFAULT_FEEDS,
+        nonces: NonceSource | None = None,
+        request_timeout: float = 10.0,
+    ) -> None:
         self.url = url
         self._key = key
         self._secret = secret
@@ -138,8 +147,13 @@ class FineryDriver:
                 if isinstance(item, StatusMessage):
                     if item.connected:
                         return
-                    log_event(log, logging.WARNING, "finery backend not connected",
-                              code=item.code, detail=item.message)
+                    log_event(
+                        log,
+                        logging.WARNING,
+                        "finery backend not connected",
+                        code=item.code,
+                        detail=item.message,
+                    )
 
     async def subscribe(self, conn: FrameConnection) -> None:
         """Bind every feed and wait for each snapshot (the venue's only bind ack)."""
@@ -157,8 +171,9 @@ class FineryDriver:
                 if entry is None or isinstance(item, Bound) or item.code == 100:
                     continue
                 if item.code in _PERMANENT_BIND_ERRORS:
-                    log_event(log, logging.ERROR, "finery bind refused; feed dropped",
-                              detail=item.message)
+                    log_event(
+                        log, logging.ERROR, "finery bind refused; feed dropped", detail=item.message
+                    )
                     self.remove_binding(*entry)
                 else:
                     raise FineryError(item.code, method=f"bind {item.feed}")
@@ -179,14 +194,22 @@ class FineryDriver:
         if not isinstance(reply, list) or len(reply) < 3:
             raise FineryError(10, method="positions", detail=reply)
         parser = self.parser
-        positions = [e for e in parser.interpret(["K", 0, "S", reply[1]])
-                     if isinstance(e, PositionEvent)]
-        orders = [e for e in parser.interpret(["O", 0, "S", reply[2]])
-                  if isinstance(e, OrderUpdateEvent)]
+        positions = [
+            e for e in parser.interpret(["K", 0, "S", reply[1]]) if isinstance(e, PositionEvent)
+        ]
+        orders = [
+            e for e in parser.interpret(["O", 0, "S", reply[2]]) if isinstance(e, OrderUpdateEvent)
+        ]
         now = positions[0].received_at if positions else parser._clock_now()
-        return ResyncEvent(venue=parser.venue, account_id=parser.account_id, received_at=now,
-                           raw=reply, balance=None, positions=tuple(positions),
-                           open_orders=tuple(orders))
+        return ResyncEvent(
+            venue=parser.venue,
+            account_id=parser.account_id,
+            received_at=now,
+            raw=reply,
+            balance=None,
+            positions=tuple(positions),
+            open_orders=tuple(orders),
+        )
 
     def parse(self, frame: str | bytes, now: float) -> list[Any]:
         return self.parser.parse(frame, now)
@@ -202,19 +225,30 @@ class FineryDriver:
                 pending[1].append(item)
                 pending[0].set()
             elif item.error:
-                log_event(log, logging.WARNING, "finery error reply", code=item.error,
-                          detail=error_message(item.error))
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "finery error reply",
+                    code=item.error,
+                    detail=error_message(item.error),
+                )
         elif isinstance(item, StatusMessage):
             if not item.connected:
                 if not self.bindings_lost:
-                    log_event(log, logging.WARNING, "finery backend disconnected; bindings lost",
-                              code=item.code, detail=item.message)
+                    log_event(
+                        log,
+                        logging.WARNING,
+                        "finery backend disconnected; bindings lost",
+                        code=item.code,
+                        detail=item.message,
+                    )
                 self.bindings_lost = True
                 self.parser.reset()
             elif self.bindings_lost:
                 self.bindings_lost = False
-                log_event(log, logging.INFO, "finery backend back; re-binding",
-                          feeds=len(self.bindings))
+                log_event(
+                    log, logging.INFO, "finery backend back; re-binding", feeds=len(self.bindings)
+                )
                 await self._rebind()
         elif isinstance(item, FeedError):
             log_event(log, logging.WARNING, "finery feed error", detail=item.message)
@@ -231,8 +265,9 @@ class FineryDriver:
             raise SessionNotLive("no live socket attached")
         await self._send(_bind_message(event, feed, feed_id))
 
-    async def request(self, method: str, content: Mapping[str, Any] | None = None, *,
-                      timeout: float | None = None) -> Any:
+    async def request(
+        self, method: str, content: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
         """Send ``{"event":"request"}`` on the live socket and wait for the matching reply.
 
         Raises:
@@ -275,18 +310,41 @@ class FineryWsClient(FineryMethods):
         rng: random source for backoff jitter.
     """
 
-    def __init__(self, url: str, key: str, secret: Secret, *, venue: str, account_id: str,
-                 publish: Publish, settings: SessionSettingsLike,
-                 feeds: Iterable[tuple[str, Any]] = DEFAULT_FEEDS,
-                 nonces: NonceSource | None = None, keepalive_interval: float = 30.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        secret: Secret,
+        *,
+        venue: str,
+        account_id: str,
+        publish: Publish,
+        settings: SessionSettingsLike,
+        feeds: Iterable[tuple[str, Any]] = DEFAULT_FEEDS,
+        nonces: NonceSource | None = None,
+        keepalive_interval: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
         if not 0 < keepalive_interval < 80:
             raise ValueError("keepalive_interval must be within the venue's 80 s idle limit")
-        self.driver = FineryDriver(url, key, secret, venue=venue, account_id=account_id,
-                                   feeds=feeds, nonces=nonces,
-                                   request_timeout=settings.request_timeout)
-        self.supervisor = Supervisor(self.driver, venue=venue, account_id=account_id,
-                                     settings=settings, publish=publish, rng=rng)
+        self.driver = FineryDriver(
+            url,
+            key,
+            secret,
+            venue=venue,
+            account_id=account_id,
+            feeds=feeds,
+            nonces=nonces,
+            request_timeout=settings.request_timeout,
+        )
+        self.supervisor = Supervisor(
+            self.driver,
+            venue=venue,
+            account_id=account_id,
+            settings=settings,
+            publish=publish,
+            rng=rng,
+        )
         self.driver.attach(self.supervisor.send)
         self.keepalive_interval = keepalive_interval
 

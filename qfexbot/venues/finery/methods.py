@@ -25,14 +25,25 @@ class FineryMethods:
         raise NotImplementedError
 
     async def add_order(
-        self, *, instrument: str, side: str, order_type: str, size: Decimal,
-        price: Decimal | None = None, client_order_id: int | None = None, cod: bool = False,
+        self,
+        *,
+        instrument: str,
+        side: str,
+        order_type: str,
+        size: Decimal,
+        price: Decimal | None = None,
+        client_order_id: int | None = None,
+        cod: bool = False,
         client_id: int | None = None,
     ) -> Any:
         """``add``: ``side`` bid|ask; ``order_type`` limit|postOnly|limitIOC|limitFOK|marketIOC|
         marketFOK; ``cod`` (WS only) cancels the order if this connection drops."""
-        content: dict[str, Any] = {"instrument": instrument, "side": side, "type": order_type,
-                                   "size": to_units(size)}
+        content: dict[str, Any] = {
+            "instrument": instrument,
+            "side": side,
+            "type": order_type,
+            "size": to_units(size),
+        }
         if price is not None:
             content["price"] = to_units(price)
         if client_order_id is not None:
@@ -43,20 +54,26 @@ class FineryMethods:
             content["clientId"] = client_id
         return await self.call("add", content)
 
-    async def cancel_order(self, *, order_id: int | None = None,
-                           client_order_id: int | None = None) -> Any:
+    async def cancel_order(
+        self, *, order_id: int | None = None, client_order_id: int | None = None
+    ) -> Any:
         """``del`` by order id or client order id (exactly one)."""
         if (order_id is None) == (client_order_id is None):
             raise ValueError("give exactly one of order_id and client_order_id")
-        content = ({"orderId": order_id} if order_id is not None
-                   else {"clientOrderId": client_order_id})
+        content = (
+            {"orderId": order_id} if order_id is not None else {"clientOrderId": client_order_id}
+        )
         return await self.call("del", content)
 
-    async def modify_order(self, *, order_id: int, price: Decimal, size: Decimal,
-                           client_order_id: int | None = None) -> Any:
+    async def modify_order(
+        self, *, order_id: int, price: Decimal, size: Decimal, client_order_id: int | None = None
+    ) -> Any:
         """``mod``: new price and size (the new initial size is ``size`` minus what filled)."""
-        content: dict[str, Any] = {"orderId": order_id, "price": to_units(price),
-                                   "size": to_units(size)}
+        content: dict[str, Any] = {
+            "orderId": order_id,
+            "price": to_units(price),
+            "size": to_units(size),
+        }
         if client_order_id is not None:
             content["clientOrderId"] = client_order_id
         return await self.call("mod", content)
@@ -65,8 +82,9 @@ class FineryMethods:
         """``delAll``, optionally for one instrument; reply ``{"removed": n}``."""
         return await self.call("delAll", {"instrument": instrument} if instrument else {})
 
-    async def book(self, instrument: str, *, tradable: bool = False,
-                   client_id: int | None = None) -> Any:
+    async def book(
+        self, instrument: str, *, tradable: bool = False, client_id: int | None = None
+    ) -> Any:
         """``book``: ``[[bids], [asks]]`` (top 25), the tradable one with ``tradable``."""
         content: dict[str, Any] = {"instrument": instrument, "tradable": tradable}
         if client_id is not None:
@@ -81,15 +99,20 @@ class FineryMethods:
         """``instruments``: ``[currencies, instruments, networks]``."""
         return await self.call("instruments")
 
-    async def deal_history(self, instrument: str | Sequence[str] | None = None, *,
-                           till: int | None = None, limit: int | None = None,
-                           start_ms: int | None = None, end_ms: int | None = None) -> Any:
+    async def deal_history(
+        self,
+        instrument: str | Sequence[str] | None = None,
+        *,
+        till: int | None = None,
+        limit: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> Any:
         """``dealHistory``: newest deals (≤ 250); page back with ``till`` = oldest deal id seen."""
         content: dict[str, Any] = {}
         if instrument is not None:
             content["instrument"] = instrument if isinstance(instrument, str) else list(instrument)
-        for name, value in (("till", till), ("limit", limit), ("from", start_ms),
-                            ("to", end_ms)):
+        for name, value in (("till", till), ("limit", limit), ("from", start_ms), ("to", end_ms)):
             if value is not None:
                 content[name] = value
         return await self.call("dealHistory", content)

@@ -114,18 +114,32 @@ ERROR_MESSAGES: dict[int, str] = {
 }
 
 ORDER_TYPES: dict[int, str] = {
-    0: "limit", 1: "postOnly", 2: "limitIOC", 3: "limitFOK", 4: "marketIOC", 5: "marketFOK",
-    6: "manualTrade", 7: "pendingLimit", 9: "rfq",
+    0: "limit",
+    1: "postOnly",
+    2: "limitIOC",
+    3: "limitFOK",
+    4: "marketIOC",
+    5: "marketFOK",
+    6: "manualTrade",
+    7: "pendingLimit",
+    9: "rfq",
 }
 TAKER_ORDER_TYPES = frozenset({2, 3, 4, 5})
 CANCEL_REASONS: dict[int, str] = {
-    0: "in place or filled", 1: "cancelled by client", 2: "remainder cancelled (non-book order)",
-    3: "self-trade prevention", 4: "cancel-on-disconnect",
+    0: "in place or filled",
+    1: "cancelled by client",
+    2: "remainder cancelled (non-book order)",
+    3: "self-trade prevention",
+    4: "cancel-on-disconnect",
 }
 # qfexbot's venue-neutral order vocabulary (as QFEX uses it): type and time in force.
 _ORDER_STYLE: dict[int, tuple[str, str]] = {
-    0: ("LIMIT", "GTC"), 1: ("ALO", "GTC"), 2: ("LIMIT", "IOC"), 3: ("LIMIT", "FOK"),
-    4: ("MARKET", "IOC"), 5: ("MARKET", "FOK"),
+    0: ("LIMIT", "GTC"),
+    1: ("ALO", "GTC"),
+    2: ("LIMIT", "IOC"),
+    3: ("LIMIT", "FOK"),
+    4: ("MARKET", "IOC"),
+    5: ("MARKET", "FOK"),
 }
 _SIDES = {0: "BUY", 1: "SELL"}
 
@@ -146,8 +160,9 @@ class ParseError(_BaseParseError):
 class FineryError(Exception):
     """The venue answered a request or bind with a non-zero error code."""
 
-    def __init__(self, code: int, *, method: str = "", param: str | None = None,
-                 detail: Any = None) -> None:
+    def __init__(
+        self, code: int, *, method: str = "", param: str | None = None, detail: Any = None
+    ) -> None:
         text = f"Finery error {code}: {error_message(code)}"
         if method:
             text = f"{method}: {text}"
@@ -162,8 +177,10 @@ class FineryError(Exception):
 
 def decode(data: str | bytes) -> Any:
     """JSON text -> Python; big integers stay exact ints, a float is refused."""
+
     def no_float(text: str) -> Any:
         raise ParseError(data, f"non-integer number {text!r} (Finery numbers are integers)")
+
     try:
         # NaN/Infinity are refused like any other float; deep nesting is not JSON we accept.
         return json.loads(data, parse_float=no_float, parse_constant=no_float)
@@ -260,8 +277,7 @@ class FeedMessage:
     raw: Any = field(default=None, repr=False, compare=False)
 
 
-Control = (StatusMessage | FeedError | Bound | Unbound | RequestReply | ReferenceData
-           | FeedMessage)
+Control = StatusMessage | FeedError | Bound | Unbound | RequestReply | ReferenceData | FeedMessage
 
 
 # --------------------------------------------------------------------------- order books
@@ -309,9 +325,9 @@ class Book:
                 else:
                     raise ValueError(f"unknown book update action {action!r}")
 
-    def levels(self, depth: int | None = None) -> tuple[
-        tuple[tuple[Decimal, Decimal], ...], tuple[tuple[Decimal, Decimal], ...]
-    ]:
+    def levels(
+        self, depth: int | None = None
+    ) -> tuple[tuple[tuple[Decimal, Decimal], ...], tuple[tuple[Decimal, Decimal], ...]]:
         """``(bids, asks)`` best first, as Decimals."""
         bids = sorted(self.bids.items(), key=lambda kv: -kv[0])[:depth]
         asks = sorted(self.asks.items())[:depth]
@@ -358,8 +374,9 @@ class FineryParser:
         clock: receive-time source (default ``time.time``).
     """
 
-    def __init__(self, venue: str, account_id: str, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, venue: str, account_id: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.venue = venue
         self.account_id = account_id
         self._clock = clock
@@ -390,7 +407,12 @@ class FineryParser:
         except ParseError:
             raise
         except (
-            ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError,
+            ValueError,
+            TypeError,
+            IndexError,
+            KeyError,
+            AttributeError,
+            ArithmeticError,
             RecursionError,
         ) as exc:
             raise ParseError(data, str(exc)[:300] or type(exc).__name__) from None
@@ -415,8 +437,14 @@ class FineryParser:
             self.forget(feed, feed_id)
             return [Unbound(feed, feed_id, raw=message)]
         handler = {
-            "B": self._book, "F": self._book, "MD": self._book, "O": self._orders,
-            "K": self._positions, "L": self._limits, "I": self._reference, "C": self._reference,
+            "B": self._book,
+            "F": self._book,
+            "MD": self._book,
+            "O": self._orders,
+            "K": self._positions,
+            "L": self._limits,
+            "I": self._reference,
+            "C": self._reference,
         }.get(feed)
         if handler is None:
             items = [FeedMessage(feed, feed_id, action, payload, raw=message)]
@@ -459,8 +487,9 @@ class FineryParser:
 
     # -- books
 
-    def _book(self, feed: str, feed_id: Any, action: str, payload: Any,
-              raw: Any) -> list[Event | Control]:
+    def _book(
+        self, feed: str, feed_id: Any, action: str, payload: Any, raw: Any
+    ) -> list[Event | Control]:
         key = (feed, feed_key(feed_id))
         if action == "S":
             book = self.books.setdefault(key, Book())
@@ -474,12 +503,19 @@ class FineryParser:
             return [FeedMessage(feed, feed_id, action, payload, raw=raw)]
         seq = self._book_seq[key] = self._book_seq.get(key, 0) + 1
         bids, asks = book.levels()
-        return [BookEvent(
-            venue=self.venue, account_id=self._account_for(feed_id),
-            received_at=self._clock_now(),
-            raw=raw, symbol=self.instrument_name(feed_id), bids=bids, asks=asks, sequence=seq,
-            channel=_BOOK_CHANNELS[feed],
-        )]
+        return [
+            BookEvent(
+                venue=self.venue,
+                account_id=self._account_for(feed_id),
+                received_at=self._clock_now(),
+                raw=raw,
+                symbol=self.instrument_name(feed_id),
+                bids=bids,
+                asks=asks,
+                sequence=seq,
+                channel=_BOOK_CHANNELS[feed],
+            )
+        ]
 
     def _account_for(self, feed_id: Any) -> str:
         # A master binding on behalf of a sub-account: the events belong to that sub-account.
@@ -489,8 +525,9 @@ class FineryParser:
 
     # -- orders and deals
 
-    def _orders(self, feed: str, feed_id: Any, action: str, payload: Any,
-                raw: Any) -> list[Event | Control]:
+    def _orders(
+        self, feed: str, feed_id: Any, action: str, payload: Any, raw: Any
+    ) -> list[Event | Control]:
         now = self._clock_now()
         if action == "S":
             return [self._order_event(o, "ACK", now, raw) for o in _list(payload, "orders")]
@@ -506,20 +543,38 @@ class FineryParser:
             return self._deal(payload, now, raw)
         return [FeedMessage(feed, feed_id, action, payload, raw=raw)]
 
-    def _order_event(self, order: Any, status: str, now: float, raw: Any, *,
-                     terminal: bool = False, trade_id: str | None = None,
-                     update_time: float | None = None) -> OrderUpdateEvent:
+    def _order_event(
+        self,
+        order: Any,
+        status: str,
+        now: float,
+        raw: Any,
+        *,
+        terminal: bool = False,
+        trade_id: str | None = None,
+        update_time: float | None = None,
+    ) -> OrderUpdateEvent:
         if not isinstance(order, list) or len(order) < 10:
             raise ValueError(f"order must have at least 10 fields: {order!r}")
         order_type = _int(order[1])
-        style, tif = _ORDER_STYLE.get(order_type, (ORDER_TYPES.get(order_type, str(order_type)),
-                                                   "GTC"))
+        style, tif = _ORDER_STYLE.get(
+            order_type, (ORDER_TYPES.get(order_type, str(order_type)), "GTC")
+        )
         return OrderUpdateEvent(
-            venue=self.venue, account_id=self.account_id, received_at=now, raw=raw,
-            order_id=str(_int(order[4])), client_order_id=_client_order_id(order[5]),
-            symbol=str(order[0]), status=status, side=_side(order[2]), order_type=style,
-            time_in_force=tif, price=from_units(_int(order[6])),
-            quantity=from_units(_int(order[7])), remaining=from_units(_int(order[8])),
+            venue=self.venue,
+            account_id=self.account_id,
+            received_at=now,
+            raw=raw,
+            order_id=str(_int(order[4])),
+            client_order_id=_client_order_id(order[5]),
+            symbol=str(order[0]),
+            status=status,
+            side=_side(order[2]),
+            order_type=style,
+            time_in_force=tif,
+            price=from_units(_int(order[6])),
+            quantity=from_units(_int(order[7])),
+            remaining=from_units(_int(order[8])),
             trade_id=trade_id,
             update_time=update_time if update_time is not None else _int(order[9]) / 1000,
             terminal=terminal,
@@ -533,21 +588,31 @@ class FineryParser:
         moment = _int(deal[10]) / 1000
         trade_id = str(_int(deal[11]))
         fill = FillEvent(
-            venue=self.venue, account_id=self.account_id, received_at=now, raw=raw,
-            trade_id=trade_id, order_id=str(_int(deal[4])),
-            client_order_id=_client_order_id(deal[5]), symbol=str(deal[0]), side=_side(deal[2]),
-            price=from_units(_int(deal[13])), quantity=from_units(_int(deal[14])),
-            is_taker=order_type in TAKER_ORDER_TYPES, remaining=from_units(left),
+            venue=self.venue,
+            account_id=self.account_id,
+            received_at=now,
+            raw=raw,
+            trade_id=trade_id,
+            order_id=str(_int(deal[4])),
+            client_order_id=_client_order_id(deal[5]),
+            symbol=str(deal[0]),
+            side=_side(deal[2]),
+            price=from_units(_int(deal[13])),
+            quantity=from_units(_int(deal[14])),
+            is_taker=order_type in TAKER_ORDER_TYPES,
+            remaining=from_units(left),
             timestamp=moment,
         )
-        order = self._order_event(deal, "FILLED", now, raw, terminal=left == 0,
-                                  trade_id=trade_id, update_time=moment)
+        order = self._order_event(
+            deal, "FILLED", now, raw, terminal=left == 0, trade_id=trade_id, update_time=moment
+        )
         return [order, fill]
 
     # -- positions
 
-    def _positions(self, feed: str, feed_id: Any, action: str, payload: Any,
-                   raw: Any) -> list[Event | Control]:
+    def _positions(
+        self, feed: str, feed_id: Any, action: str, payload: Any, raw: Any
+    ) -> list[Event | Control]:
         touched: set[str] = set()
         if action == "S":
             rows = payload
@@ -569,9 +634,17 @@ class FineryParser:
         else:
             return [FeedMessage(feed, feed_id, action, payload, raw=raw)]
         now = self._clock_now()
-        return [PositionEvent(venue=self.venue, account_id=self.account_id, received_at=now,
-                              raw=raw, symbol=currency, size=self.net_position(currency))
-                for currency in sorted(touched)]
+        return [
+            PositionEvent(
+                venue=self.venue,
+                account_id=self.account_id,
+                received_at=now,
+                raw=raw,
+                symbol=currency,
+                size=self.net_position(currency),
+            )
+            for currency in sorted(touched)
+        ]
 
     def net_position(self, currency: str) -> Decimal:
         """Net position in ``currency`` across all counterparties."""
@@ -579,8 +652,9 @@ class FineryParser:
 
     # -- limits
 
-    def _limits(self, feed: str, feed_id: Any, action: str, payload: Any,
-                raw: Any) -> list[Event | Control]:
+    def _limits(
+        self, feed: str, feed_id: Any, action: str, payload: Any, raw: Any
+    ) -> list[Event | Control]:
         if action == "S":
             rows = _list(payload, "limits")
         elif action in ("+", "M", "-"):
@@ -596,15 +670,24 @@ class FineryParser:
             currency, available, equity = headroom
             if action == "-":
                 available = equity = Decimal(0)
-            events.append(BalanceEvent(venue=self.venue, account_id=self.account_id,
-                                       received_at=now, raw=raw, available=available,
-                                       deposit=equity, currency=currency))
+            events.append(
+                BalanceEvent(
+                    venue=self.venue,
+                    account_id=self.account_id,
+                    received_at=now,
+                    raw=raw,
+                    available=available,
+                    deposit=equity,
+                    currency=currency,
+                )
+            )
         return events
 
     # -- reference data
 
-    def _reference(self, feed: str, feed_id: Any, action: str, payload: Any,
-                   raw: Any) -> list[Event | Control]:
+    def _reference(
+        self, feed: str, feed_id: Any, action: str, payload: Any, raw: Any
+    ) -> list[Event | Control]:
         if feed == "I" and action == "S":
             currencies, instruments = _pair(payload, "I snapshot")
             self.currencies = {str(c[0]): tuple(c) for c in currencies}
@@ -622,8 +705,9 @@ class FineryParser:
                     self.currencies[str(payload[0])] = tuple(payload)
             elif action == "-":
                 self.instruments.pop(str(payload[0]), None)
-                self._instrument_names = {i: n for i, n in self._instrument_names.items()
-                                          if n != payload[0]}
+                self._instrument_names = {
+                    i: n for i, n in self._instrument_names.items() if n != payload[0]
+                }
             else:
                 self._add_instrument(payload)
         else:
@@ -673,8 +757,11 @@ def _limit_headroom(row: Any) -> tuple[str, Decimal, Decimal] | None:
         if not isinstance(own, dict):
             return None
         gross, used = _int(own.get("grossLimit", 0)), _int(own.get("limitUtilization", 0))
-        return str(own.get("asset", "")), from_units(gross - used), from_units(
-            _int(own.get("equity", 0)))
+        return (
+            str(own.get("asset", "")),
+            from_units(gross - used),
+            from_units(_int(own.get("equity", 0))),
+        )
     if isinstance(row, list) and len(row) >= 12 and isinstance(row[0], int):
         return str(row[1]), from_units(_int(row[2]) - _int(row[5])), from_units(_int(row[9]))
     if isinstance(row, list) and len(row) >= 7 and isinstance(row[0], str):

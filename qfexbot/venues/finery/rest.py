@@ -40,9 +40,16 @@ class FineryRest(FineryMethods):
     Resource handling: call :meth:`aclose` (or use ``async with``).
     """
 
-    def __init__(self, base_url: str, key: str, secret: Secret, *, timeout: float = 10.0,
-                 client: httpx.AsyncClient | None = None,
-                 nonces: NonceSource | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        key: str,
+        secret: Secret,
+        *,
+        timeout: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+        nonces: NonceSource | None = None,
+    ) -> None:
         self._base = base_url.rstrip("/")
         self._auth = FineryAuth(key, secret)
         self._nonces = nonces or NonceSource()
@@ -71,8 +78,12 @@ class FineryRest(FineryMethods):
         body = rest_body({k: v for k, v in (content or {}).items() if k != "cod"}, self._nonces)
         try:
             response = await self._client.post(
-                f"{self._base}/api/{method}", content=body, auth=self._auth,
-                headers={"Content-Type": "application/json"}, timeout=self._timeout)
+                f"{self._base}/api/{method}",
+                content=body,
+                auth=self._auth,
+                headers={"Content-Type": "application/json"},
+                timeout=self._timeout,
+            )
         except httpx.HTTPError as exc:
             raise FineryHttpError(method, f"{type(exc).__name__}: {exc}") from None
         if response.status_code >= 500:
@@ -80,11 +91,13 @@ class FineryRest(FineryMethods):
         try:
             reply = decode(response.content) if response.content else {}
         except ParseError:
-            raise FineryHttpError(method, f"HTTP {response.status_code} with a non-JSON body",
-                                  response.status_code) from None
+            raise FineryHttpError(
+                method, f"HTTP {response.status_code} with a non-JSON body", response.status_code
+            ) from None
         if isinstance(reply, dict) and reply.get("error"):
-            raise FineryError(int(reply["error"]), method=method, param=reply.get("param"),
-                              detail=reply)
+            raise FineryError(
+                int(reply["error"]), method=method, param=reply.get("param"), detail=reply
+            )
         if response.status_code != 200:
             raise FineryHttpError(method, f"HTTP {response.status_code}", response.status_code)
         return reply

@@ -44,16 +44,19 @@ class FinerySession:
     requests), or None for the key's own client.
     """
 
-    def __init__(self, client: FineryWsClient, *, account_id: str,
-                 acting_for: int | None = None) -> None:
+    def __init__(
+        self, client: FineryWsClient, *, account_id: str, acting_for: int | None = None
+    ) -> None:
         self.client = client
         self.venue = client.supervisor.venue
         self.account_id = account_id
         self.acting_for = acting_for
 
     def __repr__(self) -> str:
-        return (f"FinerySession(venue={self.venue!r}, account_id={self.account_id!r}, "
-                f"state={self.state.value})")
+        return (
+            f"FinerySession(venue={self.venue!r}, account_id={self.account_id!r}, "
+            f"state={self.state.value})"
+        )
 
     @property
     def state(self) -> ConnectionState:
@@ -80,13 +83,26 @@ class FinerySession:
         """Send a raw message on the live socket (``SessionNotLive`` otherwise)."""
         await self.client.supervisor.send(command)
 
-    async def add_order(self, *, instrument: str, side: str, order_type: str, size: Decimal,
-                        price: Decimal | None = None,
-                        client_order_id: int | None = None) -> Any:
+    async def add_order(
+        self,
+        *,
+        instrument: str,
+        side: str,
+        order_type: str,
+        size: Decimal,
+        price: Decimal | None = None,
+        client_order_id: int | None = None,
+    ) -> Any:
         """``add`` over the socket for this account; the venue's reply (``FineryError`` if refused)."""
         return await self.client.add_order(
-            instrument=instrument, side=side, order_type=order_type, size=size, price=price,
-            client_order_id=client_order_id, client_id=self.acting_for)
+            instrument=instrument,
+            side=side,
+            order_type=order_type,
+            size=size,
+            price=price,
+            client_order_id=client_order_id,
+            client_id=self.acting_for,
+        )
 
     async def cancel_order(self, *, order_id: int) -> Any:
         """``del`` by venue order id over the socket."""
@@ -120,8 +136,9 @@ class FineryMarketData:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.client.run(task_status=task_status)
 
-    async def subscribe(self, channels: Iterable[str], symbols: Iterable[str],
-                        publish: Publish) -> None:
+    async def subscribe(
+        self, channels: Iterable[str], symbols: Iterable[str], publish: Publish
+    ) -> None:
         """Deliver ``level2`` books of ``symbols`` to ``publish`` (other channels do not exist)."""
         unknown = sorted(set(channels) - {BOOK_CHANNEL})
         if unknown:
@@ -168,9 +185,18 @@ class FineryVenue:
     Resource handling: call :meth:`aclose` to close the REST client.
     """
 
-    def __init__(self, name: str, *, ws_url: str, rest_url: str, user_id: str,
-                 settings: SessionSettingsLike, key: str, secret: Secret,
-                 keepalive_interval: float = 30.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        ws_url: str,
+        rest_url: str,
+        user_id: str,
+        settings: SessionSettingsLike,
+        key: str,
+        secret: Secret,
+        keepalive_interval: float = 30.0,
+    ) -> None:
         self.name = name
         self.ws_url = ws_url
         self.user_id = user_id
@@ -179,24 +205,36 @@ class FineryVenue:
         self._secret = secret
         self._keepalive = keepalive_interval
         self.nonces = NonceSource()  # one per key: every connection and REST call share it
-        self.rest = FineryRest(rest_url, key, secret, timeout=settings.request_timeout,
-                               nonces=self.nonces)
-        self._snapshots = FineryDriver(ws_url, key, secret, venue=name, account_id=user_id,
-                                       feeds=(), nonces=self.nonces)
+        self.rest = FineryRest(
+            rest_url, key, secret, timeout=settings.request_timeout, nonces=self.nonces
+        )
+        self._snapshots = FineryDriver(
+            ws_url, key, secret, venue=name, account_id=user_id, feeds=(), nonces=self.nonces
+        )
         self._market_data: FineryMarketData | None = None
 
     def __repr__(self) -> str:
         return f"FineryVenue(name={self.name!r}, user_id={self.user_id!r})"
 
-    def _client(self, account_id: str, publish: Publish,
-                feeds: Iterable[tuple[str, Any]]) -> FineryWsClient:
-        return FineryWsClient(self.ws_url, self._key, self._secret, venue=self.name,
-                              account_id=account_id, publish=publish, settings=self.settings,
-                              feeds=feeds, nonces=self.nonces,
-                              keepalive_interval=self._keepalive)
+    def _client(
+        self, account_id: str, publish: Publish, feeds: Iterable[tuple[str, Any]]
+    ) -> FineryWsClient:
+        return FineryWsClient(
+            self.ws_url,
+            self._key,
+            self._secret,
+            venue=self.name,
+            account_id=account_id,
+            publish=publish,
+            settings=self.settings,
+            feeds=feeds,
+            nonces=self.nonces,
+            keepalive_interval=self._keepalive,
+        )
 
-    def private_session(self, account_id: str, *, channels: Sequence[str],
-                        publish: Publish) -> FinerySession:
+    def private_session(
+        self, account_id: str, *, channels: Sequence[str], publish: Publish
+    ) -> FinerySession:
         """A new supervised session for ``account_id``; run it with ``nursery.start``.
 
         The key's own client binds the feeds of ``channels``; a master's sub-account binds
@@ -205,8 +243,9 @@ class FineryVenue:
         """
         unknown = sorted(set(channels) - set(CHANNEL_FEEDS))
         if unknown:
-            raise ValueError(f"Finery has no private channels {unknown}; "
-                             f"known: {sorted(CHANNEL_FEEDS)}")
+            raise ValueError(
+                f"Finery has no private channels {unknown}; known: {sorted(CHANNEL_FEEDS)}"
+            )
         if account_id == self.user_id:
             feeds = list(dict.fromkeys(CHANNEL_FEEDS[c] for c in channels))
             return FinerySession(self._client(account_id, publish, feeds), account_id=account_id)
@@ -218,7 +257,8 @@ class FineryVenue:
         """The venue's one shared book feed (created on first use; run it once)."""
         if self._market_data is None:
             self._market_data = FineryMarketData(
-                lambda publish: self._client("", publish, ()))  # "" = public, as on QFEX
+                lambda publish: self._client("", publish, ())
+            )  # "" = public, as on QFEX
         return self._market_data
 
     async def snapshot(self, account_id: str) -> ResyncEvent:
@@ -229,8 +269,9 @@ class FineryVenue:
             sub-account's positions).
         """
         if account_id != self.user_id:
-            raise ValueError(f"Finery positions are only readable for client {self.user_id}, "
-                             f"not {account_id}")
+            raise ValueError(
+                f"Finery positions are only readable for client {self.user_id}, not {account_id}"
+            )
         return self._snapshots.resync_event(await self.rest.positions())
 
     async def aclose(self) -> None:

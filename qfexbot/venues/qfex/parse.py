@@ -221,8 +221,11 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
             namespace[f"_default_{f.name}"] = f.default
             params.append(f"{f.name}=_default_{f.name}")
         body.append(f"    _set_{f.name}(self, {f.name})")
-    source = (f"def new(*, {', '.join(params)}):\n    self = _new(_cls)\n"
-              + "\n".join(body) + "\n    return self\n")
+    source = (
+        f"def new(*, {', '.join(params)}):\n    self = _new(_cls)\n"
+        + "\n".join(body)
+        + "\n    return self\n"
+    )
     exec(source, namespace)  # noqa: S102 - generated from the dataclass's own field names
     new = namespace["new"]
     new.__name__ = new.__qualname__ = f"new_{cls.__name__}"
