@@ -18,10 +18,10 @@ from pathlib import Path
 import trio
 from benchlib import account_ids, app_config, fmt_rate
 
-from qfexbot.bus import Bus
-from qfexbot.dispatch import Dispatcher
+from qfexbot.core.bus import Bus
+from qfexbot.core.dispatch import Dispatcher
 from qfexbot.events import OrderUpdateEvent
-from qfexbot.plugins import build_plugin_host
+from qfexbot.core.plugins import build_plugin_host
 
 DEADLINE = 120.0
 

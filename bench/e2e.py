@@ -24,11 +24,11 @@ import trio
 from benchlib import PRIMARY, StubRest, account_ids, app_config, fmt_rate, start_frame_server
 from trio_websocket import open_websocket_url
 
-from qfexbot.bus import Bus
-from qfexbot.dispatch import Dispatcher
-from qfexbot.plugins import build_plugin_host
-from qfexbot.session import MESSAGE_QUEUE_SIZE
-from qfexbot.venues.qfex.stream import QfexVenue
+from qfexbot.core.bus import Bus
+from qfexbot.core.dispatch import Dispatcher
+from qfexbot.core.plugins import build_plugin_host
+from qfexbot.core.session import MESSAGE_QUEUE_SIZE
+from qfexbot.venues.qfex.driver import QfexVenue
 
 HANDSHAKE_FRAMES = 5  # {"authenticated":true} + 4 {"subscribed": channel}
 DEADLINE = 120.0

@@ -3,7 +3,7 @@
 Run ``python bench/soak.py --minutes N [--runs K]`` for long soaks (K seeds in a row; the CI
 test, tests/reliability/test_soak.py, runs a ~20 s one with a fresh seed). One in-process
 :class:`~qfexbot.runtime.Runtime` runs three bots over many subaccounts against a simulator the
-soak starts itself, behind a :class:`~qfexbot.sim.netproxy.FaultProxy` (trade and market-data
+soak starts itself, behind a :class:`~qfexbot.sim.common.netproxy.FaultProxy` (trade and market-data
 WebSockets go through it; REST goes straight to the simulator):
 
 * ``trader``: ``plugins/demo_trader.py`` sends market orders on the trading desks (order and
@@ -12,7 +12,7 @@ WebSockets go through it; REST goes straight to the simulator):
   (vaults do not trade, so a transfer in doubt is always reconcilable from balance deltas);
   with ``trading_transfers`` (``--trading-transfers``) the ring also runs through the trading
   desks, whose transfers in doubt can only be reconciled from their ``deposit`` balances
-  (see ``qfexbot/transfers.py``);
+  (see ``qfexbot/money/transfers.py``);
 * ``audit``: records every private event of every desk and vault, for the gap check.
 
 Faults, one every ~0.6 s at random: connection drops (one account or all), rejected auths,
@@ -71,15 +71,16 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import qfexbot.runtime as runtime_module
-from qfexbot.account_locks import ENV as LOCK_DIR_ENV
+from qfexbot.money.account_locks import ENV as LOCK_DIR_ENV
 from qfexbot.config import load_config
 from qfexbot.events import ConnectionState
 from qfexbot.runtime import Runtime
-from qfexbot.session import SessionNotLive
-from qfexbot.sim import QfexSimulator, SimConfig, SimUser, netproxy
-from qfexbot.sim.connection import WsPeer, dumps
-from qfexbot.sim.netproxy import FaultProxy
-from qfexbot.sim.trade_ws import TradeConnection
+from qfexbot.core.session import SessionNotLive
+from qfexbot.sim import QfexSimulator, SimConfig, SimUser
+from qfexbot.sim.common import netproxy
+from qfexbot.sim.common.connection import WsPeer, dumps
+from qfexbot.sim.common.netproxy import FaultProxy
+from qfexbot.sim.qfex.trade_ws import TradeConnection
 
 __all__ = [
     "FAULT_KINDS",
@@ -99,7 +100,7 @@ SECRET = "qfex_secret_soak_5e1f"
 SECRET_ENV = "QFEXBOT_SOAK_SECRET"  # a real (not embedded) venue reads its secret by reference
 REQUEST_TIMEOUT = 1.0
 NET_FAULTS = {f"net_{kind}": kind for kind in netproxy.FAULT_KINDS}
-"""Soak fault kind -> :data:`qfexbot.sim.netproxy.FAULT_KINDS` kind, injected by the proxy."""
+"""Soak fault kind -> :data:`qfexbot.sim.common.netproxy.FAULT_KINDS` kind, injected by the proxy."""
 MONEY_FAULTS = ["late_landing", "outside_mover"]
 """Money-edge faults (docs/reliability.md "Money edges" 1 and 3c): they may hold accounts."""
 FAULT_KINDS = [

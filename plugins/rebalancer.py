@@ -116,7 +116,7 @@ def decide(
       treasury: the account that funds top-ups and receives sweeps.
       managed: account -> its ``Band``.
       limits: object with ``max_transfer``, ``max_daily``, ``allowed_pairs``, ``min_remaining``
-        (``None`` = not enforced; see ``qfexbot.policy``).
+        (``None`` = not enforced; see ``qfexbot.money.policy``).
       busy: accounts to leave alone this round (see the module docstring).
       spent_24h: what the bot's transfers may already have moved in the rolling 24 h.
       accounts: alias -> id, to resolve aliases in ``allowed_pairs``.

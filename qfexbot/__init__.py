@@ -5,8 +5,8 @@ This module is the plugin author's API and nothing else: ``hookimpl``, the event
 """
 
 from qfexbot.config import Field as Field
-from qfexbot.context import ActionUnavailable as ActionUnavailable
-from qfexbot.context import BotContext as BotContext
+from qfexbot.core.context import ActionUnavailable as ActionUnavailable
+from qfexbot.core.context import BotContext as BotContext
 from qfexbot.events import BalanceEvent as BalanceEvent
 from qfexbot.events import BookEvent as BookEvent
 from qfexbot.events import ConnectionState as ConnectionState

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from qfexbot.context import BotContext
+    from qfexbot.core.context import BotContext
     from qfexbot.events import Event
 
 __all__ = ["HOOK_NAMES", "PROJECT", "hookimpl", "hookspec"]

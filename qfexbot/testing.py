@@ -42,11 +42,11 @@ from typing import Any
 import trio
 
 from qfexbot.config import load_config
-from qfexbot.context import BotContext
+from qfexbot.core.context import BotContext
 from qfexbot.events import ConnectionState, Event
 from qfexbot.hookspecs import hookimpl
-from qfexbot.journal import Entry
-from qfexbot.plugins import PluginSlot
+from qfexbot.money.journal import Entry
+from qfexbot.core.plugins import PluginSlot
 from qfexbot.runtime import Runtime
 from qfexbot.sim import LedgerEntry, QfexSimulator
 
@@ -292,7 +292,7 @@ async def run_bot(
 
     Raises:
       qfexbot.config.ConfigError: the generated bots.toml is invalid (e.g. a bad alias).
-      qfexbot.plugins.PluginLoadError: the plugin failed to load or its options are invalid.
+      qfexbot.core.plugins.PluginLoadError: the plugin failed to load or its options are invalid.
       trio.TooSlowError: the bot did not start within ``start_timeout``.
 
     Resource handling: on leaving the block the runtime is stopped gracefully (sessions closed,

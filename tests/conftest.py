@@ -2,7 +2,7 @@
 qfexbot's state directory (journal marks) lives in each test's tmp dir.
 
 The tests reuse a few fixed account ids, so two test runs on one machine (or a test run next
-to a real qfexbot) would otherwise hold each other's account locks (``qfexbot.account_locks``);
+to a real qfexbot) would otherwise hold each other's account locks (``qfexbot.money.account_locks``);
 and tests must never write marks into the home directory nor see each other's marks.
 Subprocesses inherit both variables.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from qfexbot.account_locks import ENV
-from qfexbot.journal import STATE_DIR_ENV
+from qfexbot.money.account_locks import ENV
+from qfexbot.money.journal import STATE_DIR_ENV
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -30,7 +30,7 @@ from qfexbot.config import (
     parse_config,
     validate_plugin_config,
 )
-from qfexbot.secrets import Secret
+from qfexbot.core.secrets import Secret
 
 UID = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
 A = "11111111-1111-4111-8111-111111111111"

@@ -6,17 +6,17 @@ See docs/simulator.md. Start it in a nursery::
     urls = await nursery.start(sim.serve, "127.0.0.1")
 """
 
-from qfexbot.sim.config import SimConfig as SimConfig
-from qfexbot.sim.config import SimConfigError as SimConfigError
-from qfexbot.sim.config import SimSymbol as SimSymbol
-from qfexbot.sim.config import SimUser as SimUser
-from qfexbot.sim.config import demo_sim_config as demo_sim_config
-from qfexbot.sim.config import load_sim_config as load_sim_config
-from qfexbot.sim.config import parse_sim_config as parse_sim_config
-from qfexbot.sim.engine import LedgerEntry as LedgerEntry
-from qfexbot.sim.faults import Faults as Faults
-from qfexbot.sim.server import QfexSimulator as QfexSimulator
-from qfexbot.sim.server import SimUrls as SimUrls
+from qfexbot.sim.qfex.config import SimConfig as SimConfig
+from qfexbot.sim.qfex.config import SimConfigError as SimConfigError
+from qfexbot.sim.qfex.config import SimSymbol as SimSymbol
+from qfexbot.sim.qfex.config import SimUser as SimUser
+from qfexbot.sim.qfex.config import demo_sim_config as demo_sim_config
+from qfexbot.sim.qfex.config import load_sim_config as load_sim_config
+from qfexbot.sim.qfex.config import parse_sim_config as parse_sim_config
+from qfexbot.sim.qfex.engine import LedgerEntry as LedgerEntry
+from qfexbot.sim.qfex.faults import Faults as Faults
+from qfexbot.sim.qfex.server import QfexSimulator as QfexSimulator
+from qfexbot.sim.qfex.server import SimUrls as SimUrls
 
 __all__ = [
     "Faults",

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from core_helpers import TEST_MODULE, PluginModule
-from qfexbot.plugins import LOCAL_PACKAGE
+from qfexbot.core.plugins import LOCAL_PACKAGE
 
 
 @pytest.fixture

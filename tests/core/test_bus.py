@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from core_helpers import DESK_A, DESK_B, balance, book, fill, label, mark, order
-from qfexbot.bus import Bus, Inbox
+from qfexbot.core.bus import Bus, Inbox
 from qfexbot.events import BalanceEvent, FillEvent
 
 

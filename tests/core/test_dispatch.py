@@ -11,8 +11,8 @@ import trio
 import trio.testing
 
 from core_helpers import DESK_A, DESK_B, RecordingActions, balance, build_host, fill, label, order
-from qfexbot.bus import Bus
-from qfexbot.dispatch import Dispatcher
+from qfexbot.core.bus import Bus
+from qfexbot.core.dispatch import Dispatcher
 from qfexbot.events import BalanceEvent, TimerEvent
 from qfexbot.hookspecs import hookimpl
 

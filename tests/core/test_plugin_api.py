@@ -13,9 +13,9 @@ import trio
 
 from core_helpers import DESK_A, PRIMARY, RecordingActions, balance, build_host
 from qfexbot import hookspecs
-from qfexbot.bus import Bus
-from qfexbot.context import BotContext, UnknownAccountError
-from qfexbot.dispatch import Dispatcher
+from qfexbot.core.bus import Bus
+from qfexbot.core.context import BotContext, UnknownAccountError
+from qfexbot.core.dispatch import Dispatcher
 
 ROOT = Path(__file__).resolve().parents[2]
 

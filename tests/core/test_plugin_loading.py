@@ -12,7 +12,7 @@ import pytest
 from core_helpers import DESK_A, build_host
 from qfexbot.config import Field
 from qfexbot.hookspecs import hookimpl
-from qfexbot.plugins import ENTRY_POINT_GROUP, LOCAL_PACKAGE, PluginLoadError, discover_plugins
+from qfexbot.core.plugins import ENTRY_POINT_GROUP, LOCAL_PACKAGE, PluginLoadError, discover_plugins
 
 MODULE_PLUGIN = '''
 """Counts balances."""

@@ -16,7 +16,7 @@ from qfexbot import (
     hookimpl,
 )
 from qfexbot.config import load_config
-from qfexbot.plugins import PluginLoadError
+from qfexbot.core.plugins import PluginLoadError
 from qfexbot.testing import account_uuid, run_bot, write_bots_toml
 
 

@@ -10,7 +10,7 @@ import pytest
 import tomli
 
 from qfexbot.cli import main
-from qfexbot.scaffold import ScaffoldError, class_name, plan_module, plan_package
+from qfexbot.cli.scaffold import ScaffoldError, class_name, plan_module, plan_package
 
 
 def test_module_and_test_are_written_and_load_as_a_plugin(tmp_path, monkeypatch, capsys):
@@ -21,7 +21,7 @@ def test_module_and_test_are_written_and_load_as_a_plugin(tmp_path, monkeypatch,
     test_text = (tmp_path / "checks" / "test_low_balance.py").read_text()
     assert 'PLUGINS = Path(__file__).resolve().parent / "../src/plugins"' in test_text
     compile(test_text, "test_low_balance.py", "exec")
-    from qfexbot.plugins import resolve_plugin
+    from qfexbot.core.plugins import resolve_plugin
 
     target, _ = resolve_plugin("low_balance", [tmp_path / "src" / "plugins"])
     assert target.__name__ == "LowBalance"
@@ -68,7 +68,7 @@ def test_package_has_the_entry_point_and_its_test_passes_uninstalled(tmp_path):
         path.write_text(text)
     project = tomli.loads(files[root / "pyproject.toml"])
     assert project["project"]["name"] == "qfexbot-low-balance"
-    assert project["project"]["entry-points"]["qfexbot.plugins"] == {
+    assert project["project"]["entry-points"]["qfexbot.core.plugins"] == {
         "low_balance": "qfexbot_low_balance:LowBalance"
     }
     result = subprocess.run(

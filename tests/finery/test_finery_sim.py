@@ -28,7 +28,7 @@ from qfexbot.events import (
     PositionEvent,
     ResyncEvent,
 )
-from qfexbot.secrets import Secret
+from qfexbot.core.secrets import Secret
 from qfexbot.sim.finery import (
     FinerySimClient,
     FinerySimConfig,
@@ -36,7 +36,7 @@ from qfexbot.sim.finery import (
     parse_finery_sim_config,
 )
 from qfexbot.venues.finery.auth import NonceSource, sign, ws_auth_headers
-from qfexbot.venues.finery.client import FineryWsClient, rejection_reason
+from qfexbot.venues.finery.driver import FineryWsClient, rejection_reason
 from qfexbot.venues.finery.parse import FineryError
 from qfexbot.venues.finery.rest import FineryHttpError, FineryRest
 
@@ -518,7 +518,7 @@ async def test_sim_command_prints_ready_and_exits_on_sigint(tmp_path: Any) -> No
         'client_id = 7\nrole = "taker"\n'
     )
     code = (
-        "import sys; from qfexbot.sim.finery.command import run_finery_sim_command; "
+        "import sys; from qfexbot.cli.sim_finery import run_finery_sim_command; "
         "sys.exit(run_finery_sim_command(sys.argv[1], '127.0.0.1'))"
     )
     env = {**os.environ, "PYTHONWARNINGS": "error"}

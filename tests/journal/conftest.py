@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from journal_helpers import DESK_A, DESK_B, TREASURY, FakeClock, FakeVenue
 
-from qfexbot.journal import SqliteJournal
+from qfexbot.money.journal import SqliteJournal
 
 
 @pytest.fixture

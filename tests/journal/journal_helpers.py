@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 
-from qfexbot.transfers import TransferAmbiguous, TransferNotSent, TransferRejected
+from qfexbot.money.transfers import TransferAmbiguous, TransferNotSent, TransferRejected
 
 TREASURY = "00000000-0000-4000-8000-000000000000"
 DESK_A = "11111111-1111-4111-8111-111111111111"

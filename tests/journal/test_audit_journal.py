@@ -14,11 +14,11 @@ from decimal import Decimal
 import pytest
 from journal_helpers import DESK_A, TREASURY, FakeVenue, make_limits
 
-from qfexbot import journal_cli
+from qfexbot.cli import journal as journal_cli
 from qfexbot.cli import main
-from qfexbot.journal import BudgetExceeded, DailyBudget, SqliteJournal, SqliteStore
-from qfexbot.journal_cli import JournalCommandError, journal_resolve
-from qfexbot.transfers import BalanceReading, TransferService, classify_evidence
+from qfexbot.money.journal import BudgetExceeded, DailyBudget, SqliteJournal, SqliteStore
+from qfexbot.cli.journal import JournalCommandError, journal_resolve
+from qfexbot.money.transfers import BalanceReading, TransferService, classify_evidence
 
 d = Decimal
 OTHER_TREASURY = "33333333-3333-4333-8333-333333333333"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from journal_helpers import DESK_A, DESK_B, TREASURY
 
-from qfexbot.journal import (
+from qfexbot.money.journal import (
     JOURNAL_ID_KEY,
     RESTORE_ACCEPTED_KEY,
     JournalRolledBack,
@@ -25,7 +25,7 @@ from qfexbot.journal import (
     mark_paths,
     read_marks,
 )
-from qfexbot.journal_cli import JournalCommandError, journal_accept_restore, journal_backup
+from qfexbot.cli.journal import JournalCommandError, journal_accept_restore, journal_backup
 
 
 def _transfer(store: SqliteStore, amount: int, *, settle: bool = True) -> str:

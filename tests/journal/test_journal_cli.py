@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from journal_helpers import DESK_A, TREASURY
 
-from qfexbot.journal import SqliteStore
+from qfexbot.money.journal import SqliteStore
 from qfexbot.cli import main
-from qfexbot.journal_cli import (
+from qfexbot.cli.journal import (
     JournalCommandError,
     journal_list,
     journal_release,
@@ -18,7 +18,7 @@ from qfexbot.journal_cli import (
     pause,
     resume,
 )
-from qfexbot.policy import kill_switch_reason
+from qfexbot.money.policy import kill_switch_reason
 
 
 @pytest.fixture
@@ -110,8 +110,8 @@ async def test_one_process_per_journal_and_no_operator_resolution_mid_send(tmp_p
 
     import pytest
 
-    from qfexbot.journal import JournalLocked, SqliteJournal, journal_holder
-    from qfexbot.journal_cli import JournalCommandError, journal_resolve
+    from qfexbot.money.journal import JournalLocked, SqliteJournal, journal_holder
+    from qfexbot.cli.journal import JournalCommandError, journal_resolve
 
     path = tmp_path / "journal.sqlite"
     running = await SqliteJournal.open(path)

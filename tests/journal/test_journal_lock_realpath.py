@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from qfexbot.journal import JournalLocked, SqliteJournal, journal_holder
+from qfexbot.money.journal import JournalLocked, SqliteJournal, journal_holder
 
 
 async def test_a_symlink_to_a_journal_in_use_finds_its_lock(tmp_path):

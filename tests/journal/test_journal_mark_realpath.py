@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from qfexbot.journal import JournalRolledBack, SqliteJournal, mark_paths
+from qfexbot.money.journal import JournalRolledBack, SqliteJournal, mark_paths
 
 
 async def _transfer(journal: SqliteJournal, amount: int) -> None:

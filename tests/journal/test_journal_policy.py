@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from journal_helpers import ACCOUNTS, DESK_A, DESK_B, TREASURY, make_limits
 
-from qfexbot.policy import (
+from qfexbot.money.policy import (
     ALLOWED,
     check_remaining,
     check_transfer,
@@ -137,7 +137,7 @@ def test_kill_switch(tmp_path):
 
 
 def test_unreadable_kill_switch_still_pauses(tmp_path):
-    from qfexbot.policy import kill_switch_reason
+    from qfexbot.money.policy import kill_switch_reason
 
     switch = tmp_path / "PAUSED"
     switch.write_bytes(b"\xff\xfe not utf-8")

@@ -11,8 +11,8 @@ import pytest
 import trio
 from journal_helpers import ACCOUNTS, DESK_A, TREASURY, FakeVenue, make_limits
 
-from qfexbot.journal import SqliteJournal
-from qfexbot.transfers import (
+from qfexbot.money.journal import SqliteJournal
+from qfexbot.money.transfers import (
     BalanceReading,
     TransferService,
     classify_evidence,
@@ -144,7 +144,7 @@ async def test_intent_records_deposits_before(journal, dvenue, clock):
 async def test_confirmed_transfer_verifies_the_venue_once(journal, dvenue, clock, caplog):
     svc = service(journal, dvenue, clock)
     assert await svc.deposit_verified() is None
-    caplog.set_level(logging.INFO, logger="qfexbot.transfers")
+    caplog.set_level(logging.INFO, logger="qfexbot.money.transfers")
     assert (await move(svc)).ok
     assert await journal.get_meta(KEY) == "true" and await svc.deposit_verified() is True
     assert any("venue verified" in r.getMessage() for r in caplog.records)

@@ -11,7 +11,7 @@ import pytest
 import trio
 from journal_helpers import DESK_A, DESK_B, TREASURY
 
-from qfexbot.journal import (
+from qfexbot.money.journal import (
     EntryNotFound,
     InvalidTransition,
     Journal,
@@ -19,7 +19,7 @@ from qfexbot.journal import (
     SqliteJournal,
     SqliteStore,
 )
-from qfexbot.secrets import Secret
+from qfexbot.core.secrets import Secret
 
 
 async def intent(journal, src=TREASURY, dst=DESK_A, amount="10", bot="bot1", **kw):

@@ -12,10 +12,10 @@ import trio.lowlevel
 from journal_helpers import ACCOUNTS, DESK_A, DESK_B, TREASURY, make_limits
 
 from qfexbot.events import TransferOutcomeEvent
-from qfexbot.journal import SqliteJournal
-from qfexbot.journal_cli import journal_resolve
-from qfexbot.policy import pause
-from qfexbot.transfers import TransferService, classify_reconciliation
+from qfexbot.money.journal import SqliteJournal
+from qfexbot.cli.journal import journal_resolve
+from qfexbot.money.policy import pause
+from qfexbot.money.transfers import TransferService, classify_reconciliation
 
 
 def service(journal, venue, clock, send=None, **kw):

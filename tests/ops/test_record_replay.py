@@ -8,8 +8,8 @@ import pytest
 import trio
 from ops_helpers import DESK_A, DESK_B, wait_until, write_config
 
-from qfexbot.recorder import Recorder, with_recording
-from qfexbot.replay import (
+from qfexbot.ops.recorder import Recorder, with_recording
+from qfexbot.ops.replay import (
     Decision,
     RecordingError,
     compare_decisions,
@@ -139,7 +139,7 @@ def test_recorded_frames_never_hold_an_echoed_auth_request(tmp_path):
     import os
     import stat
 
-    from qfexbot.recorder import Recorder
+    from qfexbot.ops.recorder import Recorder
 
     recorder = Recorder(tmp_path / "rec", max_bytes=1 << 20)
     recorder.open()

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import trio
 
-from qfexbot.bus import Bus
+from qfexbot.core.bus import Bus
 from qfexbot.config import load_config, parse_config
-from qfexbot.dispatch import Dispatcher
+from qfexbot.core.dispatch import Dispatcher
 from qfexbot.events import BalanceEvent, ResyncEvent, TransferOutcomeEvent
-from qfexbot.plugins import PluginLoadError, build_plugin_host
-from qfexbot.transfers import TransferResult
+from qfexbot.core.plugins import PluginLoadError, build_plugin_host
+from qfexbot.money.transfers import TransferResult
 
 REPO = Path(__file__).resolve().parents[2]
 TREASURY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"

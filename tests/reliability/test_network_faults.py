@@ -20,12 +20,12 @@ from qfexbot.events import (
     OrderUpdateEvent,
     ResyncEvent,
 )
-from qfexbot.secrets import Secret
-from qfexbot.session import SessionNotLive, Supervisor
+from qfexbot.core.secrets import Secret
+from qfexbot.core.session import SessionNotLive, Supervisor
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
-from qfexbot.sim.connection import dumps
-from qfexbot.sim.netproxy import FAULT_KINDS, FaultProxy
-from qfexbot.venues.qfex.stream import QfexVenue
+from qfexbot.sim.common.connection import dumps
+from qfexbot.sim.common.netproxy import FAULT_KINDS, FaultProxy
+from qfexbot.venues.qfex.driver import QfexVenue
 
 PRIMARY = "00000000-0000-4000-8000-0000000000a1"
 DESK = "11111111-1111-4111-8111-1111111111a1"

@@ -25,9 +25,9 @@ import trio
 
 from qfexbot.config import ConfigError, load_config
 from qfexbot.events import ConnectionState
-from qfexbot.logs import JsonFormatter, TextFormatter
+from qfexbot.core.logs import JsonFormatter, TextFormatter
 from qfexbot.runtime import Runtime
-from qfexbot.secrets import Secret
+from qfexbot.core.secrets import Secret
 from qfexbot.venues.qfex.auth import sign
 from qfexbot.venues.qfex.rest import QfexRest
 
@@ -209,7 +209,7 @@ async def test_sentinel_secret_appears_nowhere(tmp_path: Path) -> None:
             if getattr(runtime, "metrics", None) is not None:
                 texts.append(runtime.metrics.exposition().decode())
             try:
-                from qfexbot.status import status_snapshot
+                from qfexbot.ops.status import status_snapshot
             except ImportError:
                 pass
             else:
@@ -394,7 +394,7 @@ async def test_tls_certificates_are_verified_for_rest_and_websockets(
 ) -> None:
     """An untrusted certificate is refused by the REST client and by the session's WebSocket."""
     from qfexbot.config import SessionSettings
-    from qfexbot.venues.qfex.stream import QfexVenue
+    from qfexbot.venues.qfex.driver import QfexVenue
 
     context = _self_signed(tmp_path)
     refusals: list[str] = []  # what the server saw: the client aborting on our certificate
@@ -452,7 +452,7 @@ async def test_tls_certificates_are_verified_for_rest_and_websockets(
     assert refusals, "the clients never reached the TLS server"
     # The session's own TLS stream refuses the certificate (the supervisor reports that as a
     # failed connect whose reason names the TLS error).
-    from qfexbot import session as session_module
+    from qfexbot.core import session as session_module
 
     with pytest.raises(trio.BrokenResourceError) as broken, trio.fail_after(10):
         await session_module._open_stream(f"wss://127.0.0.1:{port}/")

@@ -28,8 +28,8 @@ from soak import (
     total_line,
 )
 
-from qfexbot.journal import SqliteJournal
-from qfexbot.sim.engine import LedgerEntry
+from qfexbot.money.journal import SqliteJournal
+from qfexbot.sim.qfex.engine import LedgerEntry
 
 CI_SECONDS = 20.0
 SEED = int(os.environ.get("QFEXBOT_SOAK_SEED") or random.SystemRandom().randrange(1, 2**31))

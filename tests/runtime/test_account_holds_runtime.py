@@ -8,7 +8,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from runtime_helpers import DESK_A, PRIMARY, write_config
 
-from qfexbot.journal import SqliteJournal
+from qfexbot.money.journal import SqliteJournal
 from qfexbot.runtime import Runtime
 
 

@@ -19,13 +19,13 @@ import pytest
 import trio
 from runtime_helpers import DESK_A, DESK_B, PRIMARY
 
-from qfexbot import journal_cli
-from qfexbot.actions import rest_available_reader, rest_transfer_sender
+from qfexbot.cli import journal as journal_cli
+from qfexbot.runtime.actions import rest_available_reader, rest_transfer_sender
 from qfexbot.config import Limits, SessionSettings
-from qfexbot.journal import SqliteJournal
-from qfexbot.secrets import Secret
+from qfexbot.money.journal import SqliteJournal
+from qfexbot.core.secrets import Secret
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
-from qfexbot.transfers import BalanceReading, TransferService, deposit_meta_key
+from qfexbot.money.transfers import BalanceReading, TransferService, deposit_meta_key
 from qfexbot.venues.qfex import QfexVenue
 
 ACCOUNTS = {"treasury": PRIMARY, "desk-a": DESK_A, "desk-b": DESK_B}

@@ -22,10 +22,10 @@ import pytest
 import trio
 from runtime_helpers import DESK_A, DESK_B, PRIMARY, RECORDER, recorder, wait_until, write_config
 
-from qfexbot import account_locks
-from qfexbot.account_locks import acquire_account_locks
+from qfexbot.money import account_locks
+from qfexbot.money.account_locks import acquire_account_locks
 from qfexbot.config import ConfigError, load_config
-from qfexbot.journal import SqliteJournal
+from qfexbot.money.journal import SqliteJournal
 from qfexbot.runtime import Runtime
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 
@@ -357,7 +357,7 @@ def test_lock_directory_fallback_to_the_temp_dir_is_logged(tmp_path, monkeypatch
     monkeypatch.setattr(account_locks, "RUN_LOCK", tmp_path / "no-run-lock")  # not a directory
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    caplog.set_level(logging.WARNING, logger="qfexbot.account_locks")
+    caplog.set_level(logging.WARNING, logger="qfexbot.money.account_locks")
     locks = acquire_account_locks([(DESK_A, "venue live account desk-a")], holder="test")
     try:
         assert locks.directory == tmp_path / "tmp" / "qfexbot-locks"

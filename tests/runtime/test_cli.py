@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from qfexbot.journal import SqliteJournal
+from qfexbot.money.journal import SqliteJournal
 from runtime_helpers import DESK_A, PRIMARY, write_config
 
 

@@ -18,8 +18,8 @@ from runtime_helpers import DESK_A, recorder, wait_until, write_config
 
 from qfexbot import hookimpl
 from qfexbot.config import AppConfig, ConfigError
-from qfexbot.journal import STATE_DIR_ENV, mark_paths
-from qfexbot.journal_cli import journal_accept_restore, journal_backup
+from qfexbot.money.journal import STATE_DIR_ENV, mark_paths
+from qfexbot.cli.journal import journal_accept_restore, journal_backup
 from qfexbot.runtime import Runtime
 from qfexbot.testing import run_bot
 

@@ -12,7 +12,7 @@ import trio
 from runtime_helpers import DESK_B, PRIMARY, write_config
 
 from qfexbot.config import ConfigError, load_config
-from qfexbot.journal import SqliteJournal
+from qfexbot.money.journal import SqliteJournal
 from qfexbot.runtime import Runtime
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "reliability"))

@@ -179,7 +179,7 @@ def test_check_accepts_a_good_config_and_lists_bad_plugin_options(tmp_path, caps
 
 async def test_journal_left_in_doubt_is_reconciled_before_any_bot_acts(tmp_path):
     app = write_config(tmp_path)
-    from qfexbot.journal import SqliteJournal
+    from qfexbot.money.journal import SqliteJournal
 
     # A previous run died a minute ago after sending; the venue never applied it (balances are
     # as before). "Not applied" needs transfer_settle of quiet time counted by this process (a

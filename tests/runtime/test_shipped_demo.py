@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from qfexbot.config import load_config
-from qfexbot.plugins import PluginLoadError, build_plugin_host
+from qfexbot.core.plugins import PluginLoadError, build_plugin_host
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from qfexbot.actions import rest_available_reader, rest_transfer_sender
+from qfexbot.runtime.actions import rest_available_reader, rest_transfer_sender
 from qfexbot.config import Limits, SessionSettings
-from qfexbot.journal import SqliteJournal
-from qfexbot.secrets import Secret
+from qfexbot.money.journal import SqliteJournal
+from qfexbot.core.secrets import Secret
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
-from qfexbot.transfers import TransferService
+from qfexbot.money.transfers import TransferService
 from qfexbot.venues.qfex import QfexVenue
 from runtime_helpers import DESK_A, DESK_B, PRIMARY
 

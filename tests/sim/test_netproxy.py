@@ -7,7 +7,7 @@ from functools import partial
 import pytest
 import trio
 
-from qfexbot.sim.netproxy import SLOW_READ_BYTES, SLOW_READ_PERIOD, FaultProxy, _FrameScanner
+from qfexbot.sim.common.netproxy import SLOW_READ_BYTES, SLOW_READ_PERIOD, FaultProxy, _FrameScanner
 
 WAIT = 5.0
 UPGRADE = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"

@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from qfexbot.secrets import Secret
+from qfexbot.core.secrets import Secret
 from qfexbot.venues.qfex.auth import (
     REQUESTED_ACCOUNT_HEADER,
     QfexAuth,

@@ -17,7 +17,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from venue_helpers import PRIMARY, SUB1, SUB2, FastSettings, SimEnv
 
-from qfexbot.secrets import Secret
+from qfexbot.core.secrets import Secret
 from qfexbot.venues.qfex.auth import QfexAuth
 from qfexbot.venues.qfex.rest import (
     QfexAmbiguousError,
@@ -27,7 +27,7 @@ from qfexbot.venues.qfex.rest import (
     QfexRest,
     QfexUnavailableError,
 )
-from qfexbot.venues.qfex.stream import QfexVenue
+from qfexbot.venues.qfex.driver import QfexVenue
 
 # ---------------------------------------------------------------- against the simulator
 

@@ -14,11 +14,11 @@ import pytest
 import trio
 from venue_helpers import SUB1, WAIT, Recorder, SimEnv
 
-from qfexbot import session as session_module
+from qfexbot.core import session as session_module
 from qfexbot.events import ConnectionState, Event, OrderUpdateEvent
-from qfexbot.session import SessionNotLive
+from qfexbot.core.session import SessionNotLive
 from qfexbot.sim import QfexSimulator
-from qfexbot.venues.qfex.stream import QfexVenue
+from qfexbot.venues.qfex.driver import QfexVenue
 
 S = ConnectionState
 QUEUE = 16

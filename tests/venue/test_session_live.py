@@ -17,8 +17,8 @@ from qfexbot.events import (
     PositionEvent,
     ResyncEvent,
 )
-from qfexbot.session import SessionNotLive
-from qfexbot.venues.qfex.stream import QfexVenue
+from qfexbot.core.session import SessionNotLive
+from qfexbot.venues.qfex.driver import QfexVenue
 
 S = ConnectionState
 

@@ -21,8 +21,8 @@ from venue_helpers import (
 )
 
 from qfexbot.events import BalanceEvent, ConnectionState, ResyncEvent
-from qfexbot.session import backoff_delay
-from qfexbot.venues.qfex.stream import QfexVenue
+from qfexbot.core.session import backoff_delay
+from qfexbot.venues.qfex.driver import QfexVenue
 
 S = ConnectionState
 

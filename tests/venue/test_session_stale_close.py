@@ -21,7 +21,7 @@ from trio_websocket import WebSocketRequest, serve_websocket, wrap_server_stream
 
 from qfexbot.config import SessionSettings
 from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
-from qfexbot.session import SessionNotLive, Supervisor
+from qfexbot.core.session import SessionNotLive, Supervisor
 
 S = ConnectionState
 WAIT = 15.0  # upper bound of any single wait in these tests

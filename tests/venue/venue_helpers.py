@@ -9,10 +9,10 @@ import pytest
 import trio
 
 from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
-from qfexbot.logs import TextFormatter
-from qfexbot.secrets import Secret
+from qfexbot.core.logs import TextFormatter
+from qfexbot.core.secrets import Secret
 from qfexbot.sim import QfexSimulator, SimUrls
-from qfexbot.venues.qfex.stream import QfexVenue
+from qfexbot.venues.qfex.driver import QfexVenue
 
 PRIMARY = "00000000-0000-4000-8000-00000000000a"
 SUB1 = "11111111-1111-4111-8111-111111111111"

@@ -19,8 +19,8 @@ from typing import Any
 
 import trio
 
-from qfexbot.logs import get_logger, log_event
-from qfexbot.secrets import Secret
+from qfexbot.core.logs import get_logger, log_event
+from qfexbot.core.secrets import Secret
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.venues.finery.numbers import to_units
 from qfexbot.venues.finery.parse import FineryError

@@ -21,8 +21,8 @@ import trio
 from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from qfexbot.asgi import answer_lifespan, hypercorn_config
-from qfexbot.logs import get_logger, log_event
+from qfexbot.core.asgi import answer_lifespan, hypercorn_config
+from qfexbot.core.logs import get_logger, log_event
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice
 from qfexbot.venues.finery.auth import sign

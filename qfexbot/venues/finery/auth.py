@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from qfexbot.secrets import Secret
+from qfexbot.core.secrets import Secret
 
 __all__ = [
     "FineryAuth",

@@ -25,7 +25,7 @@ from qfexbot.events import (
     OrderUpdateEvent,
     PositionEvent,
 )
-from qfexbot.venues.base import ParseError as _BaseParseError
+from qfexbot.core.venue import ParseError as _BaseParseError
 from qfexbot.venues.finery.numbers import from_units
 
 __all__ = [

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from qfexbot.secrets import Secret
+from qfexbot.core.secrets import Secret
 from qfexbot.venues.finery.auth import FineryAuth, NonceSource, rest_body
 from qfexbot.venues.finery.methods import FineryMethods
 from qfexbot.venues.finery.parse import FineryError, ParseError, decode

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from qfexbot.secrets import Secret
+from qfexbot.core.secrets import Secret
 
 __all__ = [
     "REQUESTED_ACCOUNT_HEADER",

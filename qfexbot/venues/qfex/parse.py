@@ -34,7 +34,7 @@ from qfexbot.events import (
     ResyncEvent,
     TradeEvent,
 )
-from qfexbot.venues.base import ParseError
+from qfexbot.core.venue import ParseError
 
 try:
     import msgspec as _msgspec

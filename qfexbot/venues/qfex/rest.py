@@ -26,9 +26,9 @@ import httpx
 import trio
 
 from qfexbot.events import ResyncEvent
-from qfexbot.logs import get_logger, log_event
-from qfexbot.session import backoff_delay
-from qfexbot.venues.base import ParseError
+from qfexbot.core.logs import get_logger, log_event
+from qfexbot.core.session import backoff_delay
+from qfexbot.core.venue import ParseError
 from qfexbot.venues.qfex.auth import REQUESTED_ACCOUNT_HEADER
 from qfexbot.venues.qfex.parse import _dec, encode_json, parse_positions_snapshot
 

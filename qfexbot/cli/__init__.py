@@ -1,0 +1,272 @@
+"""The ``qfexbot`` command line: run, check, plugins, sim, journal, pause, resume, new-plugin,
+status, replay."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "bots.toml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and their flags."""
+    parser = argparse.ArgumentParser(
+        prog="qfexbot", description="Event-driven bots for QFEX subaccounts."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the bots declared in CONFIG")
+    run.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help="bots.toml path")
+    run.add_argument("--duration", type=float, help="stop gracefully after this many seconds")
+    run.add_argument("--log-format", choices=["text", "json"], help="override runtime.log_format")
+    run.add_argument("--log-level", help="override runtime.log_level")
+    run.add_argument(
+        "--record",
+        metavar="DIR",
+        help="record every raw frame into DIR (overrides runtime.record.dir)",
+    )
+
+    status = sub.add_parser(
+        "status",
+        help="sessions, bots, balances and transfers of the "
+        "running process (asks its ops endpoint)",
+    )
+    status.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    status.add_argument("--url", help="status URL (default: from runtime.ops_listen)")
+    status.add_argument("--json", action="store_true", help="print the status document as JSON")
+
+    replay = sub.add_parser(
+        "replay",
+        help="feed a recording through the bots of CONFIG, "
+        "actions dry, and compare decisions with the live run",
+    )
+    replay.add_argument("recording", help="a recording file, or a directory of rotated files")
+    replay.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    replay.add_argument(
+        "--speed",
+        choices=["max", "recorded"],
+        default="max",
+        help="max: virtual clock, as fast as possible (default); recorded: real time",
+    )
+    replay.add_argument(
+        "--decisions",
+        metavar="FILE",
+        help="write decisions as JSON lines to FILE instead of stdout",
+    )
+    replay.add_argument(
+        "--log-format", choices=["text", "json"], help="override runtime.log_format"
+    )
+    replay.add_argument("--log-level", help="override runtime.log_level")
+
+    check = sub.add_parser("check", help="validate CONFIG and its plugins")
+    check.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+
+    plugins = sub.add_parser("plugins", help="list discovered plugins and their hooks")
+    plugins.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+
+    sim = sub.add_parser("sim", help="run the local exchange simulator")
+    sim.add_argument("--config", help="SIM.toml (default: built-in demo configuration)")
+    sim.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sim.add_argument(
+        "--venue", default="qfex", choices=["qfex", "finery"], help="venue to simulate"
+    )
+
+    journal = sub.add_parser(
+        "journal",
+        help="list journal entries (or: journal resolve|backup|accept-restore ...)",
+        epilog="To resolve an unknown transfer by hand: "
+        "qfexbot journal resolve ID --applied|--not-applied [--config CONFIG]. "
+        "To back the journal up (online, consistent): qfexbot journal backup PATH [CONFIG] "
+        "[--force]. After restoring an older journal: qfexbot journal accept-restore [CONFIG] "
+        "[--reason TEXT].",
+    )
+    journal.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    journal.add_argument("--state", help="only entries in this state (e.g. unknown)")
+    journal.add_argument("--json", action="store_true", help="one JSON object per line")
+    # argparse cannot mix an optional positional with a subcommand, so `journal resolve ...`
+    # is routed to this parser by main() before parsing.
+    resolve = sub.add_parser("journal-resolve")  # no help=: not listed
+    resolve.add_argument("entry_id")
+    how = resolve.add_mutually_exclusive_group(required=True)
+    how.add_argument("--applied", dest="applied", action="store_true")
+    how.add_argument("--not-applied", dest="applied", action="store_false")
+    resolve.add_argument("--config", default=DEFAULT_CONFIG)
+    release = sub.add_parser("journal-release")  # `journal release ACCOUNT`: lift account holds
+    release.add_argument("account", help="account alias or id")
+    release.add_argument("--config", default=DEFAULT_CONFIG)
+    # `journal backup PATH [CONFIG]` and `journal accept-restore [CONFIG]`, routed by main()
+    backup = sub.add_parser("journal-backup", prog="qfexbot journal backup")
+    backup.add_argument("path", help="where to write the backup (a new file, mode 0600)")
+    backup.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help="bots.toml path")
+    backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    accept = sub.add_parser("journal-accept-restore", prog="qfexbot journal accept-restore")
+    accept.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    accept.add_argument(
+        "--reason",
+        default="restored journal checked by operator",
+        help="why the restored journal is accepted (kept in its meta table)",
+    )
+
+    pause = sub.add_parser("pause", help="pause all money movement (kill switch)")
+    pause.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    pause.add_argument("--reason", default="paused by operator")
+    resume = sub.add_parser("resume", help="resume money movement")
+    resume.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+
+    new_plugin = sub.add_parser(
+        "new-plugin", help="scaffold a plugin module (or --package) and a passing test"
+    )
+    new_plugin.add_argument("name", help="plugin name: lower-case letters, digits, underscores")
+    new_plugin.add_argument(
+        "--dir",
+        help="where to write: plugin module dir (default plugins), or with --package "
+        "the parent of the package directory (default .)",
+    )
+    new_plugin.add_argument("--tests", default="tests", help="test directory (default tests)")
+    new_plugin.add_argument(
+        "--package",
+        action="store_true",
+        help="an installable package (src layout, qfexbot.core.plugins entry point)",
+    )
+    return parser
+
+
+def _load(path: str):
+    from qfexbot.config import ConfigError, load_config
+
+    try:
+        return load_config(Path(path))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except (sqlite3.Error, OSError) as exc:
+        # A journal that is not a database, a path under a file, a recording dir that exists:
+        # the operator needs the path and the reason, not a traceback.
+        command = " ".join(sys.argv[1:2]) or "qfexbot"
+        print(f"qfexbot {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["journal"] and argv[1:2] in (
+        ["resolve"],
+        ["release"],
+        ["backup"],
+        ["accept-restore"],
+    ):
+        argv = [f"journal-{argv[1]}", *argv[2:]]
+    args = build_parser().parse_args(argv)
+    if args.command == "sim":
+        if args.venue == "finery":
+            from qfexbot.cli.sim_finery import run_finery_sim_command
+
+            return run_finery_sim_command(config=args.config, host=args.host)
+        from qfexbot.cli.sim_qfex import run_sim_command
+
+        return run_sim_command(config=args.config, host=args.host, venue=args.venue)
+    if args.command == "run":
+        from qfexbot.ops.recorder import with_recording
+        from qfexbot.runtime import run_command
+
+        app = _load(args.config)
+        return run_command(
+            with_recording(app, args.record) if args.record else app,
+            duration=args.duration,
+            log_format=args.log_format,
+            log_level=args.log_level,
+        )
+    if args.command == "new-plugin":
+        from qfexbot.cli.scaffold import new_plugin_command
+
+        return new_plugin_command(
+            args.name, directory=args.dir, tests=args.tests, package=args.package
+        )
+    if args.command == "status":
+        from qfexbot.ops.status import status_command
+
+        return status_command(_load(args.config), url=args.url, as_json=args.json)
+    if args.command == "replay":
+        from qfexbot.core.logs import configure_logging
+        from qfexbot.ops.replay import replay_command
+
+        app = _load(args.config)
+        configure_logging(
+            args.log_level or app.runtime.log_level, args.log_format or app.runtime.log_format
+        )
+        return replay_command(app, args.recording, speed=args.speed, decisions_out=args.decisions)
+    if args.command == "check":
+        from qfexbot.runtime import check_command
+
+        return check_command(_load(args.config))
+    if args.command == "plugins":
+        from qfexbot.runtime import plugins_command
+
+        return plugins_command(_load(args.config))
+    if args.command in (
+        "journal",
+        "journal-resolve",
+        "journal-release",
+        "journal-backup",
+        "journal-accept-restore",
+        "pause",
+        "resume",
+    ):
+        from qfexbot.cli.journal import JournalCommandError
+
+        try:
+            return _journal_command(args)
+        except JournalCommandError as exc:
+            print(f"qfexbot {args.command.replace('-', ' ')}: {exc}", file=sys.stderr)
+            return 1
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _journal_command(args: argparse.Namespace) -> int:
+    """journal, journal resolve|backup|accept-restore, pause, resume: operator commands on the
+    journal and kill switch."""
+    from qfexbot.cli import journal as journal_cli
+
+    app = _load(args.config)
+    if args.command == "journal":
+        names = {i: a for v in app.venues.values() for a, i in reversed(list(v.accounts.items()))}
+        print(
+            journal_cli.journal_list(
+                app.runtime.journal, state=args.state, as_json=args.json, names=names
+            )
+        )
+    elif args.command == "journal-resolve":
+        print(journal_cli.journal_resolve(app.runtime.journal, args.entry_id, args.applied))
+    elif args.command == "journal-release":
+        tables = {name: dict(v.accounts) for name, v in app.venues.items()}
+        account_id = journal_cli.account_for_release(args.account, tables)
+        print(
+            journal_cli.journal_release(
+                app.runtime.journal, args.account, {args.account: account_id}
+            )
+        )
+    elif args.command == "journal-backup":
+        print(journal_cli.journal_backup(app.runtime.journal, args.path, overwrite=args.force))
+    elif args.command == "journal-accept-restore":
+        print(
+            journal_cli.journal_accept_restore(
+                app.runtime.journal, args.reason, app.runtime.state_dir
+            )
+        )
+    elif args.command == "pause":
+        print(journal_cli.pause(app.runtime.kill_switch_file, args.reason))
+    else:
+        print(journal_cli.resume(app.runtime.kill_switch_file))
+    return 0
+

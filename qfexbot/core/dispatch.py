@@ -1,0 +1,387 @@
+"""Dispatch: the only code that calls plugin hooks; one task per plugin, errors isolated.
+
+pluggy is synchronous and calls all implementations in one loop (one raise aborts the rest,
+an ``async def`` returns an unawaited coroutine). So qfexbot never calls ``pm.hook.*``: it takes
+each plugin's own ``HookImpl`` (``PluginHooks``, a typed facade) and calls it directly in that
+plugin's task, awaiting coroutines. An exception is logged with bot, plugin, hook, event kind
+and account, counted, and after ``failure_limit`` consecutive failures the plugin is disabled.
+
+Usage (per bot)::
+
+    dispatcher = Dispatcher(host)
+    await nursery.start(dispatcher.run)   # startup hooks done, event tasks and timers running
+    ...
+    dispatcher.stop()                     # close inboxes, drain, shutdown hooks; run() returns
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import pluggy
+import trio
+
+from qfexbot.core.context import BotContext
+from qfexbot.events import Event, TimerEvent
+from qfexbot.hookspecs import HOOK_NAMES
+from qfexbot.core.logs import get_logger, log_context, log_event
+from qfexbot.core.plugins import PluginHost, PluginSlot
+
+__all__ = ["Dispatcher", "PluginHooks"]
+
+log = get_logger(__name__)
+
+
+class PluginHooks:
+    """Typed access to one plugin's hook implementations: one method per hook, each calling
+    only this plugin's implementation and awaiting it if it is a coroutine. A hook the plugin
+    does not implement is a no-op returning None."""
+
+    __slots__ = ("_impls",)
+
+    def __init__(self, pm: pluggy.PluginManager, plugin: object) -> None:
+        self._impls: dict[str, pluggy.HookImpl] = {}
+        for name in HOOK_NAMES:
+            for impl in getattr(pm.hook, name).get_hookimpls():
+                if impl.plugin is plugin:
+                    self._impls[name] = impl
+
+    def implements(self, hook: str) -> bool:
+        """True if the plugin implements ``hook``."""
+        return hook in self._impls
+
+    async def _call(self, hook: str, **kwargs: Any) -> Any:
+        impl = self._impls.get(hook)
+        if impl is None:
+            return None
+        # pluggy passes only the arguments the implementation names, in its own order.
+        result = impl.function(*[kwargs[name] for name in impl.argnames])
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def startup(self, ctx: BotContext) -> None:
+        """``qfexbot_startup(ctx)``."""
+        await self._call("qfexbot_startup", ctx=ctx)
+
+    async def shutdown(self, ctx: BotContext) -> None:
+        """``qfexbot_shutdown(ctx)``."""
+        await self._call("qfexbot_shutdown", ctx=ctx)
+
+    async def schedules(self, ctx: BotContext) -> Any:
+        """``qfexbot_schedules(ctx)``: the raw result (validated by the dispatcher)."""
+        return await self._call("qfexbot_schedules", ctx=ctx)
+
+    def event_handler(self, ctx: BotContext) -> tuple[Callable[[Event], Any], bool] | None:
+        """A one-argument callable for ``qfexbot_event`` with ``ctx`` bound, and whether it
+        is a coroutine function; None if not implemented. Built once: no per-event work."""
+        impl = self._impls.get("qfexbot_event")
+        if impl is None:
+            return None
+        fn = impl.function
+        names = tuple(impl.argnames)
+        call: Callable[[Event], Any]
+        if names == ("ctx", "event"):
+            call = functools.partial(fn, ctx)
+        elif names == ("event",):
+            call = fn
+        else:
+
+            def call(event: Event) -> Any:
+                values = {"ctx": ctx, "event": event}
+                return fn(*[values[name] for name in names])
+
+        return call, inspect.iscoroutinefunction(fn)
+
+
+class _Runner:
+    """One plugin's task state: its slot, hooks, and failure handling."""
+
+    __slots__ = ("hooks", "slot", "started", "timers")
+
+    def __init__(self, slot: PluginSlot, hooks: PluginHooks) -> None:
+        self.slot = slot
+        self.hooks = hooks
+        self.started = False
+        self.timers: list[tuple[str, float]] = []
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def failed(self, hook: str, exc: BaseException, event: Event | None = None) -> None:
+        """Count and log a failure; disable the plugin at its failure limit."""
+        slot = self.slot
+        slot.failures += 1
+        slot.consecutive_failures += 1
+        fields: dict[str, Any] = {
+            "hook": hook,
+            "error": _describe(exc),
+            "consecutive": slot.consecutive_failures,
+            "limit": slot.failure_limit,
+        }
+        account = ""
+        if event is not None:
+            fields["event"] = event.kind
+            account = event.account_id
+        with log_context(account=account) if account else contextlib.nullcontext():
+            log.error("plugin hook failed", exc_info=exc, extra={"fields": fields})
+        if slot.consecutive_failures >= slot.failure_limit:
+            self.disable(
+                f"{slot.consecutive_failures} consecutive failures, last in {hook}: "
+                f"{fields['error']}"
+            )
+
+    def disable(self, reason: str) -> None:
+        """Stop delivering to this plugin: unsubscribe, discard its inbox, log once."""
+        slot = self.slot
+        if slot.disabled:
+            return
+        slot.disabled = True
+        slot.disabled_reason = reason
+        slot.inbox.close()
+        discarded = slot.inbox.clear()
+        log_event(log, logging.ERROR, "plugin disabled", reason=reason, discarded=discarded)
+
+    async def guarded(
+        self, hook: str, call: Callable[[], Awaitable[Any]], timeout: float
+    ) -> tuple[bool, Any]:
+        """Run a lifecycle hook with a timeout; (ok, result). Failures are counted."""
+        try:
+            with trio.fail_after(timeout):
+                result = await call()
+        except trio.TooSlowError:
+            self.failed(hook, TimeoutError(f"{hook} did not finish within {timeout} s"))
+            return False, None
+        except Exception as exc:
+            self.failed(hook, exc)
+            return False, None
+        return True, result
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, timeout: float) -> None:
+        slot = self.slot
+        ok, _ = await self.guarded("qfexbot_startup", lambda: self.hooks.startup(slot.ctx), timeout)
+        if not ok:
+            self.disable("qfexbot_startup failed")
+            return
+        self.started = True
+        ok, raw = await self.guarded(
+            "qfexbot_schedules", lambda: self.hooks.schedules(slot.ctx), timeout
+        )
+        if ok:
+            self.timers, problems = _parse_schedules(raw)
+            for problem in problems:
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "bad schedule entry ignored",
+                    hook="qfexbot_schedules",
+                    problem=problem,
+                )
+        if not self.hooks.implements("qfexbot_event"):
+            # Nothing would ever consume the inbox: do not let it fill and block publishers.
+            slot.inbox.close()
+            slot.inbox.clear()
+
+    async def shutdown(self, timeout: float) -> None:
+        if self.started:
+            ctx = self.slot.ctx
+            await self.guarded("qfexbot_shutdown", lambda: self.hooks.shutdown(ctx), timeout)
+
+    async def run_events(self, checkpoint_every: int) -> None:
+        """Drain the inbox into ``qfexbot_event`` until it is closed and empty (or disabled)."""
+        slot = self.slot
+        inbox = slot.inbox
+        handler = self.hooks.event_handler(slot.ctx)
+        if handler is None:
+            return
+        call, is_async = handler
+        pop = inbox.pop
+        budget = checkpoint_every
+        while True:
+            event = pop()
+            if event is None:
+                if inbox.closed:
+                    return
+                await inbox.wait_nonempty()
+                budget = checkpoint_every
+                continue
+            try:
+                if is_async:
+                    await call(event)
+                else:
+                    result = call(event)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+            except Exception as exc:
+                self.failed("qfexbot_event", exc, event)
+                if slot.disabled:
+                    return
+            else:
+                slot.events_handled += 1
+                if slot.consecutive_failures:
+                    slot.consecutive_failures = 0
+            budget -= 1
+            if not budget:
+                # Let publishers and other plugins run even if events never stop coming.
+                budget = checkpoint_every
+                await trio.lowlevel.checkpoint()
+
+    async def run_timer(self, name: str, interval: float) -> None:
+        """Put a TimerEvent into the inbox every ``interval`` s; missed ticks are skipped."""
+        inbox = self.slot.inbox
+        ctx = self.slot.ctx
+        next_at = trio.current_time() + interval
+        while not inbox.closed:
+            await trio.sleep_until(next_at)
+            await inbox.put(
+                TimerEvent(
+                    venue=ctx.venue,
+                    account_id="",
+                    received_at=time.time(),
+                    name=name,
+                    interval=interval,
+                )
+            )
+            now = trio.current_time()
+            next_at += interval
+            if next_at <= now:
+                next_at += math.floor((now - next_at) / interval + 1) * interval
+
+
+class Dispatcher:
+    """Runs one bot's plugins: startup hooks, one event task per plugin, timers, and on
+    ``stop()`` a drain of the inboxes followed by the shutdown hooks.
+
+    Args:
+      host: the bot's plugins (``qfexbot.core.plugins.build_plugin_host``).
+      hook_timeout: bound (s) on each startup, schedules and shutdown call.
+      drain_timeout: bound (s) on delivering what is still in the inboxes after ``stop()``.
+      checkpoint_every: a plugin task yields to others at least every this many events.
+    """
+
+    def __init__(
+        self,
+        host: PluginHost,
+        *,
+        hook_timeout: float = 10.0,
+        drain_timeout: float = 10.0,
+        checkpoint_every: int = 64,
+    ) -> None:
+        self.host = host
+        self.hook_timeout = hook_timeout
+        self.drain_timeout = drain_timeout
+        self.checkpoint_every = checkpoint_every
+        self._runners = [_Runner(slot, PluginHooks(host.pm, slot.plugin)) for slot in host.slots]
+        self._stop = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"Dispatcher(bot={self.host.bot!r}, plugins={len(self._runners)})"
+
+    def stop(self) -> None:
+        """Ask ``run`` to finish: timers stop, inboxes stop accepting, what is queued is
+        delivered (within ``drain_timeout``), then shutdown hooks run. Idempotent."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start every plugin (startup hook, then schedules), report started, deliver events
+        until ``stop()``, drain, and call the shutdown hooks.
+
+        Resource handling: if cancelled instead of stopped, shutdown hooks still run (shielded,
+        each bounded by ``hook_timeout``).
+        """
+        try:
+            for runner in self._runners:
+                with log_context(bot=self.host.bot, plugin=runner.slot.name):
+                    await runner.start(self.hook_timeout)
+            async with trio.open_nursery() as nursery:
+                timers = trio.CancelScope()
+                for runner in self._runners:
+                    if runner.started and not runner.slot.disabled:
+                        nursery.start_soon(
+                            self._in_context, runner, runner.run_events, self.checkpoint_every
+                        )
+                nursery.start_soon(self._run_timers, timers)
+                task_status.started()
+                await self._stop.wait()
+                timers.cancel()
+                for runner in self._runners:
+                    runner.slot.inbox.close()
+                nursery.cancel_scope.deadline = trio.current_time() + self.drain_timeout
+            if nursery.cancel_scope.cancelled_caught:
+                left = {
+                    r.slot.name: r.slot.inbox.depth for r in self._runners if r.slot.inbox.depth
+                }
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "drain timed out, events not delivered",
+                    bot=self.host.bot,
+                    left=left,
+                )
+        finally:
+            with trio.CancelScope(shield=True):
+                for runner in self._runners:
+                    with log_context(bot=self.host.bot, plugin=runner.slot.name):
+                        await runner.shutdown(self.hook_timeout)
+
+    async def _in_context(
+        self, runner: _Runner, fn: Callable[..., Awaitable[None]], *args: Any
+    ) -> None:
+        with log_context(bot=self.host.bot, plugin=runner.slot.name):
+            await fn(*args)
+
+    async def _run_timers(self, scope: trio.CancelScope) -> None:
+        with scope:
+            async with trio.open_nursery() as nursery:
+                for runner in self._runners:
+                    if runner.started and not runner.slot.disabled:
+                        for name, interval in runner.timers:
+                            nursery.start_soon(
+                                self._in_context, runner, runner.run_timer, name, interval
+                            )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _parse_schedules(raw: Any) -> tuple[list[tuple[str, float]], list[str]]:
+    """Validate ``qfexbot_schedules`` output; returns (timers, problems)."""
+    if raw is None:
+        return [], []
+    if not isinstance(raw, (list, tuple)):
+        return [], [f"expected a list of (name, interval_seconds), got {raw!r}"]
+    timers: list[tuple[str, float]] = []
+    problems: list[str] = []
+    names: set[str] = set()
+    for entry in raw:
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2):
+            problems.append(f"expected (name, interval_seconds), got {entry!r}")
+            continue
+        name, interval = entry
+        if not isinstance(name, str) or not name:
+            problems.append(f"timer name must be a non-empty string, got {name!r}")
+        elif name in names:
+            problems.append(f"duplicate timer name {name!r}")
+        elif (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float, Decimal))
+            or not math.isfinite(interval)
+            or interval <= 0
+        ):
+            problems.append(
+                f"timer {name!r}: interval must be a positive number of seconds, got {interval!r}"
+            )
+        else:
+            names.add(name)
+            timers.append((name, float(interval)))
+    return timers, problems

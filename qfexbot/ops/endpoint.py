@@ -1,0 +1,93 @@
+"""The ops HTTP endpoint of a running Runtime: ``/healthz``, ``/status`` and ``/metrics``.
+
+A plain ASGI app (no web framework) served by hypercorn's trio worker inside the runtime's
+nursery, like the simulator's REST API. It is unauthenticated and read-only, so the config only
+lets it listen on a loopback address (``[runtime] ops_listen``); expose it further with a
+reverse proxy that authenticates, if ever.
+
+- ``GET /healthz``: 200 ``{"status": "ok"}`` when every session is LIVE and no plugin is
+  disabled, else 503 ``{"status": "degraded", "problems": [...]}``;
+- ``GET /status``: the JSON document ``qfexbot status`` renders (``qfexbot.ops.status``);
+- ``GET /metrics``: Prometheus text exposition of the runtime's own registry.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import trio
+from hypercorn.trio import serve as hypercorn_serve
+
+from qfexbot.core.asgi import answer_lifespan, hypercorn_config
+from qfexbot.ops.metrics import CONTENT_TYPE_LATEST
+from qfexbot.ops.status import health, status_snapshot
+
+if TYPE_CHECKING:
+    from qfexbot.runtime import Runtime
+
+__all__ = ["OpsApp", "serve_ops"]
+
+_JSON = b"application/json"
+
+
+class OpsApp:
+    """ASGI app answering the three read-only routes from a :class:`Runtime`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await answer_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            await _respond(send, 405, _JSON, b'{"error": "method not allowed"}')
+            return
+        path = scope["path"]
+        if path == "/healthz":
+            ok, problems = health(self.runtime)
+            body = {"status": "ok"} if ok else {"status": "degraded", "problems": problems}
+            await _respond(send, 200 if ok else 503, _JSON, json.dumps(body).encode())
+        elif path == "/status":
+            document = await status_snapshot(self.runtime)
+            await _respond(send, 200, _JSON, json.dumps(document).encode())
+        elif path == "/metrics":
+            await self.runtime.metrics.refresh()
+            await _respond(
+                send, 200, CONTENT_TYPE_LATEST.encode(), self.runtime.metrics.exposition()
+            )
+        else:
+            await _respond(
+                send,
+                404,
+                _JSON,
+                b'{"error": "not found", "routes": ["/healthz", "/status", "/metrics"]}',
+            )
+
+
+async def _respond(send: Any, status: int, content_type: bytes, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def serve_ops(
+    runtime: Runtime, host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve :class:`OpsApp` on ``host:port`` until cancelled; ``task_status.started(url)``
+    gives the base URL actually bound (``port`` 0 picks a free one)."""
+    config = hypercorn_config(host, port, logger="qfexbot.ops.endpoint.hypercorn")
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(hypercorn_serve, OpsApp(runtime), config)
+        task_status.started(binds[0])

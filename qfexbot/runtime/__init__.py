@@ -1,0 +1,736 @@
+"""Wires config, simulators, venues, sessions, buses and plugin hosts in one root nursery.
+
+Start-up order matters for safety: plugins are loaded and validated first (a broken config
+never connects anything), then embedded simulators start, then the journal is opened, the
+machine-wide locks of every account this process may move money on or reconcile are taken
+(``qfexbot.money.account_locks``), start-up is refused while the journal holds an unresolved transfer
+on accounts this config no longer names, the journal is reconciled before any bot acts, then
+plugins start, then sessions connect. Shutdown reverses it: stop
+intake (sessions), drain inboxes and call shutdown hooks, then close REST clients and the
+journal. A second SIGINT/SIGTERM cancels everything at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from qfexbot.money.account_locks import AccountLocks, AccountsLocked, acquire_account_locks
+from qfexbot.runtime.actions import RuntimeActions, rest_available_reader, rest_transfer_sender
+from qfexbot.core.bus import Bus
+from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig, money_mover_conflicts
+from qfexbot.core.dispatch import Dispatcher
+from qfexbot.events import Event
+from qfexbot.money.journal import STATE_DIR_ENV, Entry, JournalLocked, JournalRolledBack, SqliteJournal
+from qfexbot.core.logs import configure_logging, get_logger, log_context, log_event
+from qfexbot.ops.metrics import RuntimeMetrics
+from qfexbot.core.plugins import PluginHost, PluginLoadError, build_plugin_host, discover_plugins
+from qfexbot.ops.recorder import Recorder
+from qfexbot.core.session import MarketDataSession, Supervisor
+from qfexbot.ops.status import AccountsView, report_connect_progress
+from qfexbot.money.transfers import TransferService
+from qfexbot.venues.finery.adapter import FineryVenue
+from qfexbot.venues.qfex.driver import QfexVenue
+
+__all__ = ["Runtime", "check_command", "plugins_command", "run_command", "sim_config_for"]
+
+log = get_logger("qfexbot.runtime")
+
+RECONCILE_EVERY = 15.0
+"""Seconds between reconciliation passes over unknown transfers while running (a transfer that
+ends unknown also triggers a pass at once: ``TransferService.run_reconciler``)."""
+
+
+def sim_config_for(venue: VenueConfig, credentials: Credentials) -> Any:
+    """The simulator configuration for a ``simulator = true`` venue: its user and accounts."""
+    from qfexbot.sim import parse_sim_config
+
+    if credentials.public_key is None or credentials.secret is None:
+        raise ConfigError(
+            [f"venues.{venue.name}: the embedded simulator needs public_key and secret"]
+        )
+    deposits = {
+        venue.accounts[alias]: str(amount)
+        for alias, amount in venue.sim.get("deposits", {}).items()
+    }
+    sim_table = {key: value for key, value in venue.sim.items() if key != "deposits"}
+    user = {
+        "public_key": credentials.public_key,
+        "secret": credentials.secret.reveal(),
+        "account_id": venue.user_id,
+        "subaccounts": sorted({a for a in venue.accounts.values() if a != venue.user_id}),
+        "deposits": deposits,
+    }
+    return parse_sim_config({"users": [user], "sim": sim_table})
+
+
+async def _start_simulator(
+    root: trio.Nursery, config: VenueConfig, credentials: Credentials
+) -> tuple[Any, Any]:
+    """Start the embedded simulator of a ``simulator = true`` venue: ``(simulator, urls)``.
+
+    A Finery simulator also gets its house maker (quotes every instrument, see
+    ``qfexbot.sim.finery.embedded``), running until the root nursery is cancelled.
+    """
+    if config.kind == "finery":
+        from qfexbot.sim.finery import FinerySimulator
+        from qfexbot.sim.finery.embedded import HouseMaker, embedded_config
+
+        assert credentials.public_key is not None and credentials.secret is not None
+        sim_config, house = embedded_config(
+            config.user_id,
+            config.accounts.values(),
+            credentials.public_key,
+            credentials.secret.reveal(),
+        )
+        sim = FinerySimulator(sim_config)
+        urls = await root.start(sim.serve, "127.0.0.1")
+        maker = HouseMaker(
+            house,
+            sim_config,
+            interval=config.sim.get("pulse_interval", 1.0),
+            seed=config.sim.get("seed", 1),
+        )
+        await root.start(maker.run, urls.rest_url)
+        return sim, urls
+    from qfexbot.sim import QfexSimulator
+
+    sim = QfexSimulator(sim_config_for(config, credentials))
+    return sim, await root.start(sim.serve, "127.0.0.1")
+
+
+Venue = QfexVenue | FineryVenue
+"""The venue adapters the runtime can build (``VenueConfig.kind`` picks one)."""
+
+
+@dataclass
+class _VenueRun:
+    """What the runtime holds for one venue while it runs (``transfers`` is None on a venue
+    without transfers, i.e. Finery)."""
+
+    config: VenueConfig
+    venue: Venue
+    transfers: TransferService | None
+    buses: dict[str, Bus] = field(default_factory=dict)
+    sessions: dict[str, Supervisor] = field(default_factory=dict)
+    channels: dict[str, set[str]] = field(default_factory=dict)
+
+
+class Runtime:
+    """One running qfexbot process: build with a loaded config, then ``await run()``.
+
+    Args:
+      app: the validated configuration.
+      environ: where ``{env = ...}`` secret references are looked up (default: os.environ).
+    """
+
+    def __init__(self, app: AppConfig, *, environ: Mapping[str, str] | None = None) -> None:
+        self.app = app
+        self._environ = environ
+        self._stop = trio.Event()
+        self.venues: dict[str, _VenueRun] = {}
+        self.hosts: dict[str, PluginHost] = {}
+        self.dispatchers: dict[str, Dispatcher] = {}
+        self.simulators: dict[str, Any] = {}
+        self.simulator_urls: dict[str, Any] = {}
+        self.journal: SqliteJournal | None = None
+        # scope -> account id -> lock: every real venue table shares one mapping (account ids
+        # are unique across users); each simulator table has its own (``VenueConfig.owner``).
+        self._money_locks: dict[str, dict[str, trio.Lock]] = {}
+        self.market_data: dict[str, MarketDataSession] = {}
+        # Ops: metrics registry, balances/last-event view, recorder, ops endpoint URL.
+        self.started_at: float | None = None
+        self.metrics = RuntimeMetrics(self)
+        self.accounts_view = AccountsView()
+        self.recorder: Recorder | None = None
+        self.ops_url: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Runtime(config={str(self.app.path)!r}, bots={sorted(self.app.bots)})"
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (idempotent)."""
+        self._stop.set()
+
+    async def publish(self, venue: str, account_id: str, event: Event) -> None:
+        """Put ``event`` on an account's bus (no-op for accounts no bot listens to)."""
+        bus = self.venues[venue].buses.get(account_id)
+        if bus is not None:
+            await bus.publish(event)
+
+    def _credentials(self) -> dict[str, Credentials]:
+        creds: dict[str, Credentials] = {}
+        errors: list[str] = []
+        for name, venue in self.app.venues.items():
+            try:
+                creds[name] = venue.resolve_credentials(self._environ)
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+        if errors:
+            raise ConfigError(errors, self.app.path)
+        return creds
+
+    def _venues_in_use(self) -> list[str]:
+        return sorted({bot.venue for bot in self.app.bots.values()})
+
+    async def run(
+        self, *, duration: float | None = None, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run every bot until :meth:`stop`, a signal-driven stop, or ``duration`` seconds.
+
+        ``task_status.started(self)`` is called once every session has been started.
+
+        Raises:
+          ConfigError: credentials could not be resolved.
+          PluginLoadError: a bot's plugins failed to load or validate.
+        """
+        creds = self._credentials()
+        actions = RuntimeActions(
+            self.app,
+            journal=_LateJournal(self),
+            transfers=_LateMap(self, "transfers"),
+            rests=_LateMap(self, "rests"),
+            sessions=_LateMap(self, "sessions"),
+            publish=self.publish,
+            venues=_LateMap(self, "venue"),
+        )
+        record = self.app.runtime.record
+        if record is not None:
+            self.recorder = Recorder(record.dir, record.max_bytes)
+        self._build_hosts(self.recorder.decisions(actions) if self.recorder else actions)
+        self.started_at = time.time()
+        async with trio.open_nursery() as root:
+            if self.recorder is not None:
+                self.recorder.open()
+                await root.start(self.recorder.run)
+            if self.app.runtime.ops_listen is not None:
+                from qfexbot.ops.endpoint import serve_ops
+
+                self.ops_url = await root.start(serve_ops, self, *self.app.runtime.ops_listen)
+                log_event(log, logging.INFO, "ops endpoint listening", url=self.ops_url)
+            for name in self._venues_in_use():
+                config = self.app.venues[name]
+                if config.simulator:
+                    sim, urls = await _start_simulator(root, config, creds[name])
+                    self.simulators[name] = sim
+                    self.simulator_urls[name] = urls
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "embedded simulator started",
+                        venue=name,
+                        **dataclasses.asdict(urls),
+                    )
+            try:
+                self.journal = await SqliteJournal.open(self.app.runtime.journal)
+            except (sqlite3.Error, OSError, JournalLocked) as exc:
+                raise ConfigError(
+                    [f"runtime.journal: cannot open {self.app.runtime.journal}: {exc}"]
+                ) from None
+            locks: AccountLocks | None = None
+            try:
+                await _refuse_rolled_back_journal(self.journal, self.app)
+                locks = await self._lock_accounts()
+                await self._refuse_unnamed_entries()
+                await self._run_venues(root, creds, actions, duration, task_status)
+            finally:
+                await self.journal.close()
+                if locks is not None:
+                    locks.release()
+                root.cancel_scope.cancel()
+
+    def _transfer_venues(self) -> list[VenueConfig]:
+        """The venues in use that move money (QFEX; Finery has no transfers)."""
+        venues = (self.app.venues[name] for name in self._venues_in_use())
+        return [venue for venue in venues if venue.kind != "finery"]
+
+    async def _lock_accounts(self) -> AccountLocks:
+        """Take the machine-wide lock of every account this process may move money on or read
+        as evidence, before anything moves: the accounts of its bots' ``allowed_pairs``, and
+        those of every unresolved entry, active late-landing watch and active hold in the
+        journal that a real venue table of this config reconciles or checks (a pair taken out
+        of ``allowed_pairs`` while in doubt is still judged from its balances here, so no other
+        process may move it). An embedded simulator's accounts exist only inside this process,
+        so they are not locked.
+
+        Raises:
+          ConfigError: another qfexbot process holds one of them, or the lock directory fails.
+        """
+        assert self.journal is not None
+        keys: list[tuple[str, str]] = []
+        real = [venue for venue in self._transfer_venues() if not venue.simulator]
+        for venue in real:
+            names = {account_id: alias for alias, account_id in venue.accounts.items()}
+            why: dict[str, str] = {}  # account id -> why it is locked (for the refusal message)
+            for bot in self.app.bots.values():
+                if bot.venue == venue.name:
+                    for alias in sorted({a for pair in bot.limits.allowed_pairs for a in pair}):
+                        why.setdefault(venue.accounts.get(alias, alias), "")
+            for entry in await self.journal.unresolved():
+                if _names_entry(venue, entry):
+                    for account in (entry.src or "", entry.dst or ""):
+                        why.setdefault(account, f" (journal entry {entry.id} is in doubt)")
+            for watch in await self.journal.watches(venue.name, owner=venue.owner):
+                if watch.src in names and watch.dst in names:
+                    for account in (watch.src, watch.dst):
+                        why.setdefault(
+                            account, f" (entry {watch.entry_id} is watched for a late landing)"
+                        )
+            for hold in await self.journal.active_holds(owner=venue.owner):
+                if hold.account in names:
+                    why.setdefault(hold.account, " (held)")
+            keys += [
+                (account, f"venue {venue.name} account {names.get(account, account)}{note}")
+                for account, note in why.items()
+            ]
+        try:
+            return acquire_account_locks(
+                keys, holder=f"config {self.app.path}, journal {self.app.runtime.journal}"
+            )
+        except (AccountsLocked, OSError) as exc:
+            raise ConfigError([f"cannot take the account locks: {exc}"], self.app.path) from None
+
+    async def _refuse_unnamed_entries(self) -> None:
+        """Refuse to start while the journal holds an unresolved transfer on accounts that no
+        venue of this config names: nothing here could reconcile it, and the accounts (maybe
+        under a new name) could otherwise move again.
+
+        An entry is named when a venue in use has its owner (user id, or a simulator table's own
+        key) and both account ids; an entry written before entries carried an owner needs its
+        venue's name and both ids. A changed or mistyped ``user_id`` therefore refuses here (the
+        safe side): the message says which table names the accounts under another owner.
+
+        Raises:
+          ConfigError: one line per such entry, saying how to resolve it.
+        """
+        assert self.journal is not None
+        venues = self._transfer_venues()
+        problems = []
+        for entry in await self.journal.unresolved():
+            if not any(_names_entry(venue, entry) for venue in venues):
+                problems.append(_unnamed_entry_problem(entry, venues))
+        if problems:
+            raise ConfigError(problems, self.app.path)
+
+    def _build_hosts(self, actions: RuntimeActions) -> None:
+        errors: list[str] = []
+        for name, bot in self.app.bots.items():
+            try:
+                self.hosts[name] = build_plugin_host(
+                    bot,
+                    self.app.venues[bot.venue],
+                    plugin_dirs=self.app.runtime.plugin_dirs,
+                    actions=actions,
+                )
+            except PluginLoadError as exc:
+                errors.extend(exc.errors)
+        if not errors:  # plugins moving money on one account would fight: check and run refuse
+            errors.extend(
+                money_mover_conflicts(
+                    self.app,
+                    {
+                        name: [
+                            (s.name, getattr(s.plugin, "config_schema", None), s.ctx.config)
+                            for s in host.slots
+                        ]
+                        for name, host in self.hosts.items()
+                    },
+                )
+            )
+        if errors:
+            raise PluginLoadError(errors)
+
+    async def _run_venues(
+        self,
+        root: trio.Nursery,
+        creds: Mapping[str, Credentials],
+        actions: RuntimeActions,
+        duration: float | None,
+        task_status: Any,
+    ) -> None:
+        assert self.journal is not None
+        try:
+            for name in self._venues_in_use():
+                self.venues[name] = self._open_venue(name, creds[name], actions)
+            for name, run in self.venues.items():
+                if run.transfers is None:
+                    continue
+                with log_context(venue=name):
+                    _log_reconciled(name, await run.transfers.reconcile(), "at start-up")
+            self._wire_buses()
+            async with trio.open_nursery() as plugins_nursery:
+                for name, dispatcher in self.dispatchers.items():
+                    with log_context(bot=name):
+                        await plugins_nursery.start(dispatcher.run)
+                async with trio.open_nursery() as sessions_nursery:
+                    if self.recorder is not None:
+                        self.recorder.start()
+                    await self._start_sessions(sessions_nursery)
+                    sessions_nursery.start_soon(report_connect_progress, self)
+                    self._start_reconcilers(sessions_nursery)
+                    sessions_nursery.start_soon(actions.deliver_outcomes)
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "all bots started",
+                        bots=",".join(sorted(self.app.bots)),
+                        sessions=sum(len(v.sessions) for v in self.venues.values()),
+                    )
+                    task_status.started(self)
+                    with trio.move_on_after(duration if duration is not None else float("inf")):
+                        await self._stop.wait()
+                    log_event(log, logging.INFO, "stopping: closing sessions, draining plugins")
+                    sessions_nursery.cancel_scope.cancel()
+                for dispatcher in self.dispatchers.values():
+                    dispatcher.stop()
+        finally:
+            with trio.CancelScope(shield=True):
+                for run in self.venues.values():
+                    await run.venue.aclose()
+        log_event(log, logging.INFO, "stopped")
+
+    def _open_venue(self, name: str, cred: Credentials, actions: RuntimeActions) -> _VenueRun:
+        config = self.app.venues[name]
+        if config.kind == "finery":
+            # No transfers on Finery (value moves by settlement): actions refuse them.
+            ws_url, rest_url = config.trade_url, config.rest_url
+            if name in self.simulator_urls:
+                ws_url, rest_url = (
+                    self.simulator_urls[name].ws_url,
+                    self.simulator_urls[name].rest_url,
+                )
+            assert cred.public_key is not None and cred.secret is not None  # config requires both
+            finery = FineryVenue(
+                name,
+                ws_url=ws_url,
+                rest_url=rest_url,
+                user_id=config.user_id,
+                settings=config.session,
+                key=cred.public_key,
+                secret=cred.secret,
+            )
+            return _VenueRun(config=config, venue=finery, transfers=None)
+        urls = self.simulator_urls.get(name, config)
+        venue = QfexVenue(
+            name,
+            trade_url=urls.trade_url,
+            mds_url=urls.mds_url,
+            rest_url=urls.rest_url,
+            user_id=config.user_id,
+            settings=config.session,
+            public_key=cred.public_key,
+            secret=cred.secret,
+            jwt=cred.jwt,
+        )
+        limits = {bot.name: bot.limits for bot in self.app.bots.values() if bot.venue == name}
+        assert self.journal is not None
+        transfers = TransferService(
+            self.journal,
+            self.metrics.timed_sender(name, rest_transfer_sender(venue.rest)),
+            rest_available_reader(venue.rest),
+            venue=name,
+            limits=limits,
+            accounts=config.accounts,
+            kill_switch=self.app.runtime.kill_switch_file,
+            on_outcome=self.metrics.outcome_observer(actions.on_transfer_outcome),
+            settle_seconds=config.session.settle_seconds,
+            user_id=config.owner,
+            locks=self._money_locks.setdefault(config.owner if config.simulator else "", {}),
+        )
+        return _VenueRun(config=config, venue=venue, transfers=transfers)
+
+    def _wire_buses(self) -> None:
+        """One bus per account in use; each bot's plugins subscribe to its accounts' buses."""
+        for name, bot in self.app.bots.items():
+            run = self.venues[bot.venue]
+            host = self.hosts[name]
+            for alias in bot.accounts:
+                account_id = run.config.accounts[alias]
+                bus = run.buses.get(account_id)
+                if bus is None:
+                    bus = run.buses[account_id] = Bus(account_id, venue=bot.venue)
+                host.subscribe(bus)
+                run.channels.setdefault(account_id, set()).update(bot.channels)
+            self.dispatchers[name] = Dispatcher(host)
+
+    async def _start_sessions(self, nursery: trio.Nursery) -> None:
+        for venue_name, run in self.venues.items():
+            for account_id, channels in run.channels.items():
+                session = run.venue.private_session(
+                    account_id,
+                    channels=sorted(channels),
+                    publish=self._observed("trade", run.buses[account_id].publish),
+                )
+                if self.recorder is not None:
+                    self.recorder.tap(session, venue_name, account_id, "trade")
+                run.sessions[account_id] = session
+                nursery.start_soon(self._run_session, venue_name, account_id, session)
+            wanted = [
+                (name, bot)
+                for name, bot in self.app.bots.items()
+                if bot.venue == venue_name and bot.market_data.channels and bot.market_data.symbols
+            ]
+            if wanted:
+                md = run.venue.market_data()
+                self.market_data[venue_name] = md
+                if self.recorder is not None:
+                    self.recorder.tap(md.supervisor, venue_name, "", "mds")
+                for index, (name, bot) in enumerate(wanted):
+                    bus = Bus("", venue=venue_name)
+                    self.hosts[name].subscribe(bus)
+                    # State events reach every subscriber: observe them through the first only.
+                    publish = self._observed("mds", bus.publish) if index == 0 else bus.publish
+                    await md.subscribe(bot.market_data.channels, bot.market_data.symbols, publish)
+                nursery.start_soon(md.run)
+
+    def _observed(self, channel: str, publish: Any) -> Any:
+        """A session's publish, seen by the status view and (if recording) the recorder."""
+        publish = self.accounts_view.observe(publish)
+        return self.recorder.observe(channel, publish) if self.recorder is not None else publish
+
+    async def _run_session(self, venue: str, account_id: str, session: Supervisor) -> None:
+        alias = next(
+            (a for a, i in self.venues[venue].config.accounts.items() if i == account_id),
+            account_id,
+        )
+        with log_context(venue=venue, account=alias):
+            await session.run()
+
+    def _start_reconcilers(self, nursery: trio.Nursery) -> None:
+        """Settle transfers whose outcome is unknown, so blocked accounts unblock on their own:
+        one reconciler per venue with transfers, woken early by every unknown outcome."""
+        for name, run in self.venues.items():
+            if run.transfers is not None:
+                nursery.start_soon(self._reconcile_venue, name, run.transfers)
+
+    async def _reconcile_venue(self, name: str, transfers: TransferService) -> None:
+        """Run one venue's reconciler; its passes are logged by ``_log_reconciled``."""
+        with log_context(venue=name):
+            await transfers.run_reconciler(
+                interval=RECONCILE_EVERY, report=functools.partial(_log_reconciled, name, when="")
+            )
+
+
+def _names_entry(venue: VenueConfig, entry: Entry) -> bool:
+    """Whether ``venue`` names both accounts of ``entry`` under the entry's owner (the user id,
+    or a simulator table's own key: ``VenueConfig.owner``; for an entry written before entries
+    carried one, under the entry's venue name)."""
+    if entry.owner is None and entry.venue != venue.name:
+        return False
+    if entry.owner is not None and entry.owner != venue.owner:
+        return False
+    ids = set(venue.accounts.values())
+    return entry.src in ids and entry.dst in ids
+
+
+def _unnamed_entry_problem(entry: Entry, venues: list[VenueConfig]) -> str:
+    """The start-up refusal for an unresolved entry on accounts the config no longer names."""
+    owner = entry.owner or "not recorded (written by an older qfexbot)"
+    problem = (
+        f"journal entry {entry.id} (transfer of {entry.amount} from account {entry.src} to "
+        f"account {entry.dst}, venue {entry.venue!r} at the time, user id {owner}, bot "
+        f"{entry.bot}) is {entry.state}: its money may or may not have moved, and no venue of "
+        f"this config names both accounts under that user id, so nothing can reconcile it. "
+        f"Check both balances at the venue, then run `qfexbot journal resolve {entry.id} "
+        f"--applied` or `--not-applied`; or restore the venue and its accounts in bots.toml"
+    )
+    others = [venue for venue in venues if {entry.src, entry.dst} <= set(venue.accounts.values())]
+    for venue in others:
+        if venue.simulator:
+            problem += (
+                f". venues.{venue.name} names both accounts, but it is an embedded "
+                "simulator (simulator = true): its balances are no evidence for this entry"
+            )
+        else:
+            problem += (
+                f". venues.{venue.name} names both accounts, but under user_id "
+                f"{venue.user_id}: if a user_id was changed or mistyped, set it back"
+            )
+    return problem
+
+
+async def _refuse_rolled_back_journal(journal: SqliteJournal, app: AppConfig) -> None:
+    """Before anything moves money: the journal must not be older than the last state seen
+    (restored from an older copy, replaced, copied while live). See docs/operations.md."""
+    try:
+        mark = await journal.check_continuity(app.runtime.state_dir)
+    except JournalRolledBack as exc:
+        log_event(
+            log,
+            logging.ERROR,
+            "journal rolled back: not starting",
+            journal=str(exc.path),
+            problem=exc.problem,
+        )
+        raise ConfigError([f"runtime.journal: {exc}"], app.path) from None
+    except OSError as exc:
+        problem = (
+            f"runtime.journal: cannot write the journal's mark ({exc}); set "
+            f"runtime.state_dir (or {STATE_DIR_ENV}) to a writable directory"
+        )
+        raise ConfigError([problem], app.path) from None
+    log_event(
+        log,
+        logging.INFO,
+        "journal continuity checked",
+        journal=str(journal.path),
+        journal_id=mark.journal_id,
+        last_event=mark.seq,
+    )
+
+
+def _log_reconciled(venue: str, results: list[Any], when: str) -> None:
+    """One line per journal entry that reconciliation settled (or could not settle yet)."""
+    for result in results:
+        settled = result.state in ("done", "failed")
+        log_event(
+            log,
+            logging.WARNING,
+            ("journal entry reconciled " if settled else "journal entry still in doubt ") + when,
+            venue=venue,
+            entry=result.entry_id,
+            state=result.state,
+            detail=result.detail,
+        )
+
+
+class _LateMap(Mapping[str, Any]):
+    """A read-only view of per-venue objects that exist only once the runtime is running."""
+
+    def __init__(self, runtime: Runtime, attr: str) -> None:
+        self._runtime = runtime
+        self._attr = attr
+
+    def _value(self, run: _VenueRun) -> Any:
+        if self._attr == "rests":
+            return run.venue.rest
+        return getattr(run, self._attr)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._value(self._runtime.venues[key])
+
+    def __iter__(self):
+        return iter(self._runtime.venues)
+
+    def __len__(self) -> int:
+        return len(self._runtime.venues)
+
+
+class _LateJournal:
+    """Forwards to the runtime's journal once it is open (plugins act only after that)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def __getattr__(self, name: str) -> Any:
+        if self._runtime.journal is None:
+            raise RuntimeError("journal is not open yet")
+        return getattr(self._runtime.journal, name)
+
+
+async def _serve_signals(runtime: Runtime) -> None:
+    """First SIGINT/SIGTERM: graceful stop. Second: cancel everything now."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        count = 0
+        async for signum in signals:
+            count += 1
+            if count == 1:
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "signal received: stopping gracefully (again to force)",
+                    signal=signal.Signals(signum).name,
+                )
+                runtime.stop()
+            else:
+                # Shutdown hooks run shielded, so cancelling cannot stop a hung one: exit now.
+                # Safe for money: the journal commits intent before sending, and the next start
+                # reconciles whatever this leaves in doubt.
+                log_event(log, logging.ERROR, "second signal: forcing exit")
+                for handler in logging.getLogger("qfexbot").handlers:
+                    handler.flush()
+                os._exit(128 + signum)
+
+
+def run_command(
+    app: AppConfig,
+    *,
+    duration: float | None = None,
+    log_format: str | None = None,
+    log_level: str | None = None,
+) -> int:
+    """``qfexbot run``: run the bots; exit 0 after a graceful stop, 1 on a config problem."""
+    configure_logging(log_level or app.runtime.log_level, log_format or app.runtime.log_format)
+    runtime = Runtime(app)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_serve_signals, runtime)
+            await runtime.run(duration=duration)
+            nursery.cancel_scope.cancel()
+
+    problems: list[str] = []
+    try:
+        trio.run(main)
+    except* (ConfigError, PluginLoadError) as group:
+        # Raised inside trio's nurseries, so they arrive grouped: show each, no traceback.
+        problems.extend(str(exc) for exc in _leaves(group))
+    except* (sqlite3.Error, OSError) as group:
+        problems.extend(f"qfexbot run: {type(exc).__name__}: {exc}" for exc in _leaves(group))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    """The exceptions inside ``group``, however deeply nurseries nested it."""
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
+
+
+def check_command(app: AppConfig) -> int:
+    """``qfexbot check``: load and validate every bot's plugins without connecting anything."""
+    runtime = Runtime(app)
+    errors: list[str] = []
+    try:
+        runtime._credentials()
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+    try:
+        runtime._build_hosts(actions=None)  # type: ignore[arg-type]  # no hook runs in check
+    except PluginLoadError as exc:
+        errors.extend(exc.errors)
+    if errors:
+        print(f"{app.path}: {len(errors)} problem(s)", file=sys.stderr)
+        for line in errors:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    plugins = sum(len(host.slots) for host in runtime.hosts.values())
+    print(f"{app.path}: OK ({len(app.bots)} bots, {len(app.venues)} venues, {plugins} plugins)")
+    return 0
+
+
+def plugins_command(app: AppConfig) -> int:
+    """``qfexbot plugins``: every discoverable plugin, where it comes from, and its hooks."""
+    for info in discover_plugins(app.runtime.plugin_dirs):
+        hooks = ", ".join(info.hooks) if info.hooks else "-"
+        line = f"{info.name:<24} {info.source:<40} hooks: {hooks}"
+        if info.error:
+            line += f"  ERROR: {info.error}"
+        if info.shadowed_by:
+            line += f"  (shadowed by {info.shadowed_by})"
+        print(line)
+    return 0

@@ -1,0 +1,1 @@
+"""qfexbot/sim/qfex."""

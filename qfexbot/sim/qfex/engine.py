@@ -1,0 +1,1019 @@
+"""Pure simulator state: accounts, ledger, orders, price-time matching and the price process.
+
+No sockets and no trio here: every operation takes its inputs, mutates the state and returns the
+events the servers must deliver (``PrivateEvent`` to an account's subscribed connections,
+``PublicTrade`` to market-data subscribers). Money is ``Decimal`` throughout; floats appear only
+when a frame is rendered for the wire.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+from qfexbot.sim.qfex.config import SimConfig, SimSymbol
+
+__all__ = [
+    "Account",
+    "CommandError",
+    "Engine",
+    "LedgerEntry",
+    "Order",
+    "Position",
+    "PrivateEvent",
+    "PublicTrade",
+    "TransferError",
+    "rfc3339",
+]
+
+ZERO = Decimal(0)
+BOOK_DEPTH = 20
+SIDES = ("BUY", "SELL")
+ORDER_TYPES = ("LIMIT", "MARKET", "ALO", "TAKE_PROFIT", "STOP_LOSS", "STOP_MARKET")
+TIFS = ("GTC", "IOC", "FOK")
+ALLOWED_TIF = {"LIMIT": ("GTC", "IOC", "FOK"), "MARKET": ("IOC",), "ALO": ("GTC",)}
+EVENT_HISTORY = 1000
+
+
+class CommandError(Exception):
+    """A command the venue answers with an ``err`` frame (not a business reject)."""
+
+    def __init__(self, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+
+
+class TransferError(Exception):
+    """A refused transfer: HTTP status plus problem+json title/detail."""
+
+    def __init__(self, status: int, title: str, detail: str, location: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.location = location
+
+
+@dataclass
+class LedgerEntry:
+    """One applied transfer (the sim's source of truth for "money moved exactly once")."""
+
+    id: str
+    src: str
+    dst: str
+    amount: Decimal
+    applied_at: float
+    response_dropped: bool = False
+    outside: bool = False  # moved by another client (Faults.outside_transfer), not qfexbot
+    held_for: float = 0.0  # seconds the request was held before applying (hold_transfers)
+
+
+@dataclass(frozen=True)
+class PrivateEvent:
+    """A frame for every subscribed connection of ``account_id`` on ``channel``.
+
+    ``seq`` numbers the account's private events (monotonic, per account, sim state only).
+    """
+
+    account_id: str
+    channel: str
+    frame: dict[str, Any]
+    seq: int
+
+
+@dataclass(frozen=True)
+class PublicTrade:
+    """A public print for the market-data ``trade`` channel."""
+
+    symbol: str
+    frame: dict[str, Any]
+
+
+Event = PrivateEvent | PublicTrade
+
+
+@dataclass
+class Order:
+    """A live or just-finished order of one account."""
+
+    order_id: str
+    account_id: str
+    symbol: str
+    side: str
+    order_type: str
+    tif: str
+    price: Decimal
+    quantity: Decimal
+    remaining: Decimal
+    client_order_id: str
+    take_profit: Decimal
+    stop_loss: Decimal
+    reduce_only: bool
+    arrival: int
+    update_time: float
+    status: str = "ACK"
+
+
+@dataclass
+class Position:
+    """One account's position in one symbol (kept after it goes flat)."""
+
+    symbol: str
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    size: Decimal = ZERO
+    average_price: Decimal = ZERO
+    realised_pnl: Decimal = ZERO
+    net_funding: Decimal = ZERO
+
+
+@dataclass
+class Account:
+    """A primary account or subaccount: cash, pnl, positions, leverage and its event numbering."""
+
+    account_id: str
+    user_id: str
+    deposit: Decimal = ZERO
+    realised_pnl: Decimal = ZERO
+    net_funding: Decimal = ZERO
+    fees: Decimal = ZERO
+    positions: dict[str, Position] = field(default_factory=dict)
+    leverage: dict[str, int] = field(default_factory=dict)
+    event_seq: int = 0
+    events: deque[PrivateEvent] = field(default_factory=lambda: deque(maxlen=EVENT_HISTORY))
+    equity_history: list[tuple[float, Decimal]] = field(default_factory=list)
+
+
+@dataclass
+class Market:
+    """One symbol's book: resting user orders plus synthetic liquidity around ``mid``."""
+
+    spec: SimSymbol
+    mid: Decimal
+    last_trade: Decimal | None = None
+    bids: list[Order] = field(default_factory=list)
+    asks: list[Order] = field(default_factory=list)
+    synthetic: dict[str, dict[Decimal, Decimal]] = field(
+        default_factory=lambda: {"BUY": {}, "SELL": {}}
+    )
+    sequence: int = 0
+
+
+def rfc3339(ts: float) -> str:
+    """Unix seconds → RFC3339 UTC with nanoseconds, as the market-data feed writes times."""
+    whole = int(ts)
+    nanos = round((ts - whole) * 1e9)
+    if nanos >= 1_000_000_000:
+        whole, nanos = whole + 1, nanos - 1_000_000_000
+    base = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{nanos:09d}Z"
+
+
+def _num(value: Decimal) -> float:
+    return float(value)
+
+
+class Engine:
+    """The whole exchange state; servers call it and deliver the events it returns."""
+
+    def __init__(self, config: SimConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.rng = random.Random(config.seed)
+        self.user_accounts: dict[str, list[str]] = {}
+        self.accounts: dict[str, Account] = {}
+        for user in config.users:
+            self.user_accounts[user.account_id] = list(user.accounts)
+            for account_id in user.accounts:
+                deposit = user.deposits.get(account_id, ZERO)
+                self.accounts[account_id] = Account(account_id, user.account_id, deposit=deposit)
+        self.markets: dict[str, Market] = {
+            name: Market(spec, spec.price) for name, spec in config.symbols.items()
+        }
+        self.orders: dict[str, Order] = {}
+        self.ledger: list[LedgerEntry] = []
+        self._arrival = 0
+        for market in self.markets.values():
+            self._regenerate(market)
+
+    # ----------------------------------------------------------------- accounts and money
+
+    def owns(self, user_id: str, account_id: str) -> bool:
+        """Whether the account is the user's primary or one of its subaccounts."""
+        return account_id in self.user_accounts.get(user_id, ())
+
+    def create_subaccount(self, user_id: str) -> str:
+        """A new empty subaccount with default leverage (§6 #17)."""
+        account_id = str(uuid.uuid4())
+        self.user_accounts[user_id].append(account_id)
+        self.accounts[account_id] = Account(account_id, user_id)
+        return account_id
+
+    def transfer(
+        self,
+        user_id: str,
+        src: str,
+        dst: str,
+        amount: Decimal,
+        *,
+        outside: bool = False,
+        held_for: float = 0.0,
+    ) -> LedgerEntry:
+        """Move available balance between two accounts of one user, instantly (§6 #16).
+
+        ``outside`` marks a move made by another client (the web app, a second bot) and
+        ``held_for`` a request the venue held before applying; both only label the ledger.
+
+        Raises:
+            TransferError: 403 not owned, 400 src == dst, 422 amount <= 0 or > available.
+        """
+        for name, account_id in (("src_account_id", src), ("dst_account_id", dst)):
+            if not self.owns(user_id, account_id):
+                raise TransferError(
+                    403,
+                    "Forbidden",
+                    f"account {account_id} is not owned by this user",
+                    f"query.{name}",
+                )
+        if src == dst:
+            raise TransferError(400, "Bad Request", "source and destination are the same account")
+        if not amount.is_finite() or amount <= 0:
+            raise TransferError(
+                422, "Unprocessable Entity", "amount must be greater than 0", "body.amount"
+            )
+        available = self.available_balance(src)
+        if amount > available:
+            raise TransferError(
+                422,
+                "Unprocessable Entity",
+                f"amount {amount} exceeds available balance {available}",
+                "body.amount",
+            )
+        self.accounts[src].deposit -= amount
+        self.accounts[dst].deposit += amount
+        entry = LedgerEntry(
+            str(uuid.uuid4()), src, dst, amount, self.clock(), outside=outside, held_for=held_for
+        )
+        self.ledger.append(entry)
+        return entry
+
+    def im_fraction(self, account: Account, symbol: str) -> Decimal:
+        """Initial margin fraction = 1 / leverage."""
+        leverage = account.leverage.get(symbol, self.markets[symbol].spec.leverage)
+        return Decimal(1) / Decimal(leverage)
+
+    def order_margin(self, account_id: str) -> Decimal:
+        account = self.accounts[account_id]
+        return sum(
+            (
+                o.remaining * o.price * self.im_fraction(account, o.symbol)
+                for o in self.orders.values()
+                if o.account_id == account_id
+            ),
+            ZERO,
+        )
+
+    def position_margin(self, account_id: str, symbol: str | None = None) -> Decimal:
+        account = self.accounts[account_id]
+        return sum(
+            (
+                abs(p.size) * self.mark_price(p.symbol) * self.im_fraction(account, p.symbol)
+                for p in account.positions.values()
+                if symbol is None or p.symbol == symbol
+            ),
+            ZERO,
+        )
+
+    def unrealised_pnl(self, account_id: str, symbol: str | None = None) -> Decimal:
+        account = self.accounts[account_id]
+        return sum(
+            (
+                p.size * (self.mark_price(p.symbol) - p.average_price)
+                for p in account.positions.values()
+                if p.size and (symbol is None or p.symbol == symbol)
+            ),
+            ZERO,
+        )
+
+    def available_balance(self, account_id: str) -> Decimal:
+        """deposit + realised + funding − fees − order and position margin + losses (§6 #15)."""
+        account = self.accounts[account_id]
+        unrealised = self.unrealised_pnl(account_id)
+        return (
+            account.deposit
+            + account.realised_pnl
+            + account.net_funding
+            - account.fees
+            - self.order_margin(account_id)
+            - self.position_margin(account_id)
+            + min(unrealised, ZERO)
+        )
+
+    def equity(self, account_id: str) -> Decimal:
+        """deposit + realised + funding − fees + unrealised."""
+        account = self.accounts[account_id]
+        return (
+            account.deposit
+            + account.realised_pnl
+            + account.net_funding
+            - account.fees
+            + self.unrealised_pnl(account_id)
+        )
+
+    def balance_payload(self, account_id: str) -> dict[str, Any]:
+        """The ``balance_response`` object (also the ``balance`` of GET /user/positions)."""
+        account = self.accounts[account_id]
+        return {
+            "id": account_id,
+            "user_id": account_id,
+            "deposit": _num(account.deposit),
+            "realised_pnl": _num(account.realised_pnl),
+            "order_margin": _num(self.order_margin(account_id)),
+            "position_margin": _num(self.position_margin(account_id)),
+            "unrealised_pnl": _num(self.unrealised_pnl(account_id)),
+            "net_funding": _num(account.net_funding),
+            "available_balance": _num(self.available_balance(account_id)),
+            "fees": _num(account.fees),
+        }
+
+    def position_payloads(self, account_id: str) -> list[dict[str, Any]]:
+        """One ``position_response`` object per symbol ever traded, flat ones included."""
+        account = self.accounts[account_id]
+        payloads = []
+        for symbol, position in account.positions.items():
+            im = self.im_fraction(account, symbol)
+            resting = [
+                o for o in self.orders.values() if o.account_id == account_id and o.symbol == symbol
+            ]
+            payloads.append(
+                {
+                    "id": position.id,
+                    "symbol": symbol,
+                    "position": _num(position.size),
+                    "margin_alloc": _num(self.position_margin(account_id, symbol)),
+                    "realised_pnl": _num(position.realised_pnl),
+                    "unrealised_pnl": _num(self.unrealised_pnl(account_id, symbol)),
+                    "net_funding": _num(position.net_funding),
+                    "open_orders": float(len(resting)),
+                    "open_quantity": _num(sum((o.remaining for o in resting), ZERO)),
+                    "leverage": float(
+                        account.leverage.get(symbol, self.markets[symbol].spec.leverage)
+                    ),
+                    "initial_margin": _num(im),
+                    "maintenance_margin": _num(im * 2 / 3),
+                    "average_price": _num(position.average_price),
+                }
+            )
+        return payloads
+
+    def leverage_payloads(self, account_id: str) -> list[dict[str, Any]]:
+        """``user_leverage_response`` rows: the account's leverage per symbol (string, as sent)."""
+        account = self.accounts[account_id]
+        rows = []
+        for symbol, market in self.markets.items():
+            im = self.im_fraction(account, symbol)
+            rows.append(
+                {
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{account_id}/{symbol}")),
+                    "symbol": symbol,
+                    "initial_margin": _num(im),
+                    "maintenance_margin": _num(im * 2 / 3),
+                    "max_notional": _num(market.spec.max_position_notional),
+                    "leverage": str(account.leverage.get(symbol, market.spec.leverage)),
+                }
+            )
+        return rows
+
+    def sample_equity(self) -> None:
+        """Record every account's equity now (the GET /user/account-equity history)."""
+        now = self.clock()
+        for account_id, account in self.accounts.items():
+            account.equity_history.append((now, self.equity(account_id)))
+
+    def set_leverage(self, account_id: str, symbol: str, leverage: Any) -> None:
+        """Change an account's leverage on a symbol (only while flat and without orders).
+
+        Raises:
+            CommandError: unknown symbol, bad value, or open orders / position present.
+        """
+        market = self.markets.get(symbol) if isinstance(symbol, str) else None
+        if market is None:
+            raise CommandError("InvalidParameter", f"unknown symbol {symbol!r}")
+        if isinstance(leverage, bool) or not isinstance(leverage, (int, Decimal)):
+            raise CommandError("InvalidJSONFormat", "leverage must be a number")
+        if leverage != int(leverage) or not 1 <= leverage <= market.spec.leverage:
+            raise CommandError(
+                "InvalidParameter", f"leverage must be an integer 1..{market.spec.leverage}"
+            )
+        account = self.accounts[account_id]
+        position = account.positions.get(symbol)
+        has_orders = any(
+            o.account_id == account_id and o.symbol == symbol for o in self.orders.values()
+        )
+        if has_orders or (position is not None and position.size):
+            raise CommandError(
+                "InvalidParameter", "leverage cannot change with open orders or a position"
+            )
+        account.leverage[symbol] = int(leverage)
+
+    # ----------------------------------------------------------------- market data
+
+    def best_bid(self, symbol: str) -> Decimal | None:
+        market = self.markets[symbol]
+        prices = [o.price for o in market.bids[:1]] + [
+            p for p, q in market.synthetic["BUY"].items() if q > 0
+        ]
+        return max(prices) if prices else None
+
+    def best_ask(self, symbol: str) -> Decimal | None:
+        market = self.markets[symbol]
+        prices = [o.price for o in market.asks[:1]] + [
+            p for p, q in market.synthetic["SELL"].items() if q > 0
+        ]
+        return min(prices) if prices else None
+
+    def mark_price(self, symbol: str) -> Decimal:
+        """median(best bid, best ask, last trade), the rulebook's mark; mid stands in for gaps."""
+        market = self.markets[symbol]
+        bid = self.best_bid(symbol) or market.mid
+        ask = self.best_ask(symbol) or market.mid
+        last = market.last_trade if market.last_trade is not None else market.mid
+        return sorted((bid, ask, last))[1]
+
+    def book(
+        self, symbol: str, depth: int = BOOK_DEPTH
+    ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """Aggregated top-``depth`` levels (bids best first, asks best first)."""
+        market = self.markets[symbol]
+        sides = []
+        for side, resting in (("BUY", market.bids), ("SELL", market.asks)):
+            levels: dict[Decimal, Decimal] = {}
+            for price, qty in market.synthetic[side].items():
+                if qty > 0:
+                    levels[price] = levels.get(price, ZERO) + qty
+            for order in resting:
+                levels[order.price] = levels.get(order.price, ZERO) + order.remaining
+            ordered = sorted(levels.items(), reverse=side == "BUY")
+            sides.append(ordered[:depth])
+        return sides[0], sides[1]
+
+    def next_book_sequence(self, symbol: str) -> int:
+        market = self.markets[symbol]
+        market.sequence += 1
+        return market.sequence
+
+    def refdata(self) -> list[dict[str, Any]]:
+        """GET /refdata rows; decimal fields as strings."""
+        rows = []
+        for index, (name, market) in enumerate(self.markets.items()):
+            spec = market.spec
+            base = name.split("-")[0]
+            rows.append(
+                {
+                    "clobPairId": str(index),
+                    "symbol": name,
+                    "status": "ACTIVE",
+                    "underlier_price": str(market.mid),
+                    "price_change_24h": "0",
+                    "default_max_leverage": spec.leverage,
+                    "tick_size": str(spec.tick_size),
+                    "lot_size": str(spec.lot_size),
+                    "min_price": str(spec.min_price),
+                    "max_price": str(spec.max_price),
+                    "min_quantity": str(spec.min_quantity),
+                    "max_quantity": str(spec.max_quantity),
+                    "base_asset": base,
+                    "quote_asset": "USD",
+                    "margin_asset": "USD",
+                    "order_time_in_force": list(TIFS),
+                    "order_types": ["LIMIT", "MARKET", "ALO"],
+                    "market_hours": {"tz": "America/New_York"},
+                    "product_category": spec.product_category,
+                }
+            )
+        return rows
+
+    # ----------------------------------------------------------------- price process
+
+    def step_prices(self) -> list[Event]:
+        """One random-walk step of every mid; resting orders the new book crosses get filled."""
+        events: list[Event] = []
+        for symbol, market in self.markets.items():
+            spec = market.spec
+            shock = Decimal(repr(round(self.rng.gauss(0.0, 1.0), 6)))
+            moved = market.mid * (1 + spec.volatility * shock)
+            events.extend(self.set_price(symbol, moved))
+        return events
+
+    def set_price(self, symbol: str, price: Decimal) -> list[Event]:
+        """Move a symbol's mid (rounded to tick, kept inside min/max) and refresh liquidity.
+
+        Raises:
+            KeyError: unknown symbol.
+        """
+        market = self.markets[symbol]
+        spec = market.spec
+        margin = spec.tick_size * (spec.spread_ticks + BOOK_DEPTH)
+        low, high = spec.min_price + margin, spec.max_price - margin
+        market.mid = min(max(_round(price, spec.tick_size, ROUND_FLOOR), low), high)
+        self._regenerate(market)
+        return self._cross_resting(market)
+
+    def _regenerate(self, market: Market) -> None:
+        spec = market.spec
+        half = spec.tick_size * spec.spread_ticks / 2
+        best_bid = _round(market.mid - half, spec.tick_size, ROUND_FLOOR)
+        best_ask = best_bid + spec.tick_size * spec.spread_ticks
+        for side, best, step in (
+            ("BUY", best_bid, -spec.tick_size),
+            ("SELL", best_ask, spec.tick_size),
+        ):
+            levels: dict[Decimal, Decimal] = {}
+            for k in range(BOOK_DEPTH):
+                price = best + step * k
+                if not spec.min_price <= price <= spec.max_price:
+                    continue
+                scale = Decimal(repr(round(self.rng.uniform(0.5, 1.5), 3))) * (1 + Decimal(k) / 4)
+                qty = max(_round(spec.depth * scale, spec.lot_size, ROUND_FLOOR), spec.lot_size)
+                levels[price] = qty
+            market.synthetic[side] = levels
+
+    def _cross_resting(self, market: Market) -> list[Event]:
+        """Fill resting user orders (as makers, at their limit) that synthetic quotes now cross."""
+        events: list[Event] = []
+        for resting, opposite in ((market.bids, "SELL"), (market.asks, "BUY")):
+            for order in list(resting):
+                levels = market.synthetic[opposite]
+                crossing = sorted(
+                    (
+                        p
+                        for p, q in levels.items()
+                        if q > 0 and (p <= order.price if order.side == "BUY" else p >= order.price)
+                    ),
+                    reverse=order.side == "SELL",
+                )
+                for price in crossing:
+                    if order.remaining == 0:
+                        break
+                    qty = min(order.remaining, levels[price])
+                    levels[price] -= qty
+                    events.extend(
+                        self._execute(
+                            market,
+                            taker=None,
+                            maker=order,
+                            price=order.price,
+                            qty=qty,
+                            aggressor=opposite,
+                        )
+                    )
+        return events
+
+    # ----------------------------------------------------------------- orders
+
+    def add_order(self, account_id: str, params: Mapping[str, Any]) -> list[Event]:
+        """Validate and execute an ``add_order``; rejects are one ``order_response`` (§2.5).
+
+        Raises:
+            CommandError: missing parameters (InvalidParameter) or wrong types/enums
+                (InvalidJSONFormat) — answered with an ``err`` frame by the server.
+        """
+        for name in ("symbol", "side", "order_type", "order_time_in_force", "quantity"):
+            if params.get(name) is None:
+                raise CommandError("InvalidParameter", f"missing parameter {name}")
+        symbol = params["symbol"]
+        side = params["side"]
+        order_type = params["order_type"]
+        tif = params["order_time_in_force"]
+        if not isinstance(symbol, str):
+            raise CommandError("InvalidJSONFormat", "symbol must be a string")
+        if side not in SIDES:
+            raise CommandError("InvalidJSONFormat", f"side must be one of {SIDES}")
+        if order_type not in ORDER_TYPES:
+            raise CommandError("InvalidJSONFormat", f"order_type must be one of {ORDER_TYPES}")
+        if tif not in TIFS:
+            raise CommandError("InvalidJSONFormat", f"order_time_in_force must be one of {TIFS}")
+        quantity = _decimal(params["quantity"], "quantity")
+        price = _decimal(params.get("price") or 0, "price")
+        take_profit = _decimal(params.get("take_profit") or 0, "take_profit")
+        stop_loss = _decimal(params.get("stop_loss") or 0, "stop_loss")
+        client_order_id = params.get("client_order_id") or ""
+        if not isinstance(client_order_id, str):
+            raise CommandError("InvalidJSONFormat", "client_order_id must be a string")
+        if len(client_order_id) > 64:
+            raise CommandError("InvalidParameter", "client_order_id longer than 64 characters")
+        reduce_only = params.get("reduce_only", False)
+        if reduce_only in (0, 1):
+            reduce_only = bool(reduce_only)
+        if not isinstance(reduce_only, bool):
+            raise CommandError("InvalidJSONFormat", "reduce_only must be a boolean")
+        if order_type == "MARKET":
+            price = ZERO
+        self._arrival += 1
+        order = Order(
+            order_id=str(uuid.uuid4()),
+            account_id=account_id,
+            symbol=symbol,
+            side=side,
+            order_type=order_type,
+            tif=tif,
+            price=price,
+            quantity=quantity,
+            remaining=quantity,
+            client_order_id=client_order_id,
+            take_profit=take_profit,
+            stop_loss=stop_loss,
+            reduce_only=reduce_only,
+            arrival=self._arrival,
+            update_time=self.clock(),
+        )
+        reject = self._validate(order)
+        if reject is not None:
+            order.remaining = ZERO
+            return [self._order_event(order, reject)]
+        market = self.markets[symbol]
+        if order.order_type == "ALO" and self._best_opposite(market, order) is not None:
+            order.remaining = ZERO
+            return [self._order_event(order, "REJECTED")]
+        self.accounts[account_id].positions.setdefault(symbol, Position(symbol))
+        events: list[Event] = [self._order_event(order, "ACK")]
+        if order.tif == "FOK" and self._fillable(market, order) < order.quantity:
+            order.remaining = ZERO
+            return events + [self._order_event(order, "CANCELLED")]
+        stp = False
+        while order.remaining > 0:
+            best = self._best_opposite(market, order)
+            if best is None:
+                break
+            level_price, maker = best
+            if maker is not None and maker.account_id == account_id:
+                stp = True
+                break
+            available = maker.remaining if maker else market.synthetic[_other(side)][level_price]
+            qty = min(order.remaining, available)
+            if maker is None:
+                market.synthetic[_other(side)][level_price] -= qty
+            events.extend(
+                self._execute(
+                    market, taker=order, maker=maker, price=level_price, qty=qty, aggressor=side
+                )
+            )
+        filled = order.remaining < order.quantity
+        if order.remaining > 0:
+            if stp:
+                events.append(self._order_event(order, "CANCELLED_STP"))
+            elif order.tif == "GTC":
+                self._rest(market, order)
+            elif not filled:
+                events.append(self._order_event(order, "CANCELLED"))
+        return events
+
+    def _validate(self, order: Order) -> str | None:
+        market = self.markets.get(order.symbol)
+        if market is None:
+            return "BAD_SYMBOL"
+        spec = market.spec
+        if order.order_type not in ALLOWED_TIF:
+            return "INVALID_ORDER_TYPE"
+        if order.tif not in ALLOWED_TIF[order.order_type]:
+            return "INVALID_TIME_IN_FORCE"
+        if order.order_type != "MARKET":
+            if order.price <= 0 or order.price % spec.tick_size:
+                return "INVALID_TICK_SIZE_PRECISION_PRICE"
+            if order.price < spec.min_price:
+                return "PRICE_LESS_THAN_MIN_PRICE"
+            if order.price > spec.max_price:
+                return "PRICE_GREATER_THAN_MAX_PRICE"
+        if order.quantity <= 0 or order.quantity % spec.lot_size:
+            return "INVALID_TICK_SIZE_PRECISION_QUANTITY"
+        if order.quantity < spec.min_quantity:
+            return "QUANTITY_LESS_THAN_MIN_QUANTITY"
+        if order.quantity > spec.max_quantity:
+            return "QUANTITY_GREATER_THAN_MAX_QUANTITY"
+        mark = self.mark_price(order.symbol)
+        if order.order_type != "MARKET":
+            if order.side == "BUY" and order.price > mark * (1 + spec.price_band):
+                return "REJECTED_GREATER_THAN_MAX_PRICE_BAND"
+            if order.side == "SELL" and order.price < mark * (1 - spec.price_band):
+                return "REJECTED_LESS_THAN_MIN_PRICE_BAND"
+        account = self.accounts[order.account_id]
+        position = account.positions.get(order.symbol)
+        size = position.size if position else ZERO
+        signed = order.quantity if order.side == "BUY" else -order.quantity
+        if order.reduce_only and (size == 0 or size * signed > 0 or abs(signed) > abs(size)):
+            return "REJECTED"
+        reference = order.price or mark
+        if abs(size + signed) * reference > spec.max_position_notional:
+            return "REJECTED_WOULD_BREACH_MAX_POSITION"
+        increase = max(abs(size + signed) - abs(size), ZERO)
+        required = increase * reference * self.im_fraction(account, order.symbol)
+        if required > self.available_balance(order.account_id):
+            return "FAILED_MARGIN_CHECK"
+        return None
+
+    def _best_opposite(self, market: Market, order: Order) -> tuple[Decimal, Order | None] | None:
+        """Best crossing level on the other side: a resting order first at an equal price."""
+        other = _other(order.side)
+        resting = market.asks if order.side == "BUY" else market.bids
+        synthetic = [p for p, q in market.synthetic[other].items() if q > 0]
+        candidates: list[tuple[Decimal, Order | None]] = []
+        if resting:
+            candidates.append((resting[0].price, resting[0]))
+        if synthetic:
+            candidates.append(((min if order.side == "BUY" else max)(synthetic), None))
+        if not candidates:
+            return None
+        better = (lambda a, b: a < b) if order.side == "BUY" else (lambda a, b: a > b)
+        best = candidates[0]
+        for candidate in candidates[1:]:
+            if better(candidate[0], best[0]):
+                best = candidate
+        if order.order_type != "MARKET" and not _crosses_price(order, best[0]):
+            return None
+        return best
+
+    def _fillable(self, market: Market, order: Order) -> Decimal:
+        """Quantity an order could take right now (FOK check), stopping at own orders."""
+        other = _other(order.side)
+        resting = market.asks if order.side == "BUY" else market.bids
+        levels: list[tuple[Decimal, int, Decimal, bool]] = [
+            (p, 1, q, False) for p, q in market.synthetic[other].items() if q > 0
+        ]
+        levels += [(o.price, 0, o.remaining, o.account_id == order.account_id) for o in resting]
+        levels.sort(key=lambda x: (x[0] if order.side == "BUY" else -x[0], x[1]))
+        total = ZERO
+        for price, _, qty, own in levels:
+            if order.order_type != "MARKET" and not _crosses_price(order, price):
+                break
+            if own:
+                break
+            total += qty
+        return total
+
+    def _rest(self, market: Market, order: Order) -> None:
+        book = market.bids if order.side == "BUY" else market.asks
+        book.append(order)
+        if order.side == "BUY":
+            book.sort(key=lambda o: (-o.price, o.arrival))
+        else:
+            book.sort(key=lambda o: (o.price, o.arrival))
+        self.orders[order.order_id] = order
+
+    def _unrest(self, order: Order) -> None:
+        market = self.markets[order.symbol]
+        book = market.bids if order.side == "BUY" else market.asks
+        if order in book:
+            book.remove(order)
+        self.orders.pop(order.order_id, None)
+
+    def _execute(
+        self,
+        market: Market,
+        taker: Order | None,
+        maker: Order | None,
+        price: Decimal,
+        qty: Decimal,
+        aggressor: str,
+    ) -> list[Event]:
+        """One trade: update both sides' orders and accounts, emit fills and the public print."""
+        trade_id = str(uuid.uuid4())
+        now = self.clock()
+        events: list[Event] = []
+        for order, fee_rate in ((taker, self.config.taker_fee), (maker, self.config.maker_fee)):
+            if order is None:
+                continue
+            order.remaining -= qty
+            order.update_time = now
+            fee = qty * price * fee_rate
+            realised = self._apply_fill(order.account_id, order.symbol, order.side, qty, price, fee)
+            events.append(self._order_event(order, "FILLED", trade_id=trade_id))
+            events.append(
+                self._emit(
+                    order.account_id,
+                    "fills",
+                    {
+                        "fill_response": {
+                            "trade_id": trade_id,
+                            "user_id": order.account_id,
+                            "symbol": order.symbol,
+                            "price": _num(price),
+                            "quantity": _num(qty),
+                            "side": order.side,
+                            "aggressor_side": aggressor,
+                            "order_id": order.order_id,
+                            "fee": _num(fee),
+                            "order_type": order.order_type,
+                            "tif": order.tif,
+                            "order_price": _num(order.price),
+                            "client_order_id": order.client_order_id,
+                            "remaining_quantity": _num(order.remaining),
+                            "take_profit": _num(order.take_profit),
+                            "stop_loss": _num(order.stop_loss),
+                            "execution_type": "NEW",
+                            "timestamp": now,
+                            "realised_pnl": _num(realised),
+                        }
+                    },
+                )
+            )
+            if order is maker and order.remaining == 0:
+                self._unrest(order)
+        market.last_trade = price
+        events.append(
+            PublicTrade(
+                market.spec.symbol,
+                {
+                    "type": "trade",
+                    "trade_id": trade_id,
+                    "time": rfc3339(now),
+                    "symbol": market.spec.symbol,
+                    "size": str(qty),
+                    "price": str(price),
+                    "side": aggressor,
+                    "execution_type": "T",
+                },
+            )
+        )
+        return events
+
+    def _apply_fill(
+        self, account_id: str, symbol: str, side: str, qty: Decimal, price: Decimal, fee: Decimal
+    ) -> Decimal:
+        """Position, average price, realised pnl and fees after one fill; returns realised pnl."""
+        account = self.accounts[account_id]
+        position = account.positions.setdefault(symbol, Position(symbol))
+        signed = qty if side == "BUY" else -qty
+        old = position.size
+        new = old + signed
+        realised = ZERO
+        if old == 0 or (old > 0) == (signed > 0):
+            position.average_price = (abs(old) * position.average_price + qty * price) / abs(new)
+        else:
+            closing = min(qty, abs(old))
+            direction = 1 if old > 0 else -1
+            realised = closing * (price - position.average_price) * direction
+            if new == 0:
+                position.average_price = ZERO
+            elif (new > 0) != (old > 0):
+                position.average_price = price
+        position.size = new
+        position.realised_pnl += realised
+        account.realised_pnl += realised
+        account.fees += fee
+        return realised
+
+    def cancel_order(self, account_id: str, params: Mapping[str, Any]) -> list[Event]:
+        """Cancel by ``order_id`` or ``client_order_id`` (either field carries the id).
+
+        Raises:
+            CommandError: no identifier given or an unknown ``cancel_order_id_type``.
+        """
+        id_type = params.get("cancel_order_id_type") or "order_id"
+        if id_type not in ("order_id", "client_order_id", "twap_id", "client_twap_id"):
+            raise CommandError("InvalidJSONFormat", f"unknown cancel_order_id_type {id_type!r}")
+        symbol = params.get("symbol")
+        if id_type == "client_order_id":
+            ident = params.get("client_order_id") or params.get("order_id")
+        else:
+            ident = params.get("order_id")
+        if not isinstance(ident, str) or not ident:
+            raise CommandError("InvalidParameter", f"missing parameter {id_type}")
+        if id_type == "order_id":
+            order = self.orders.get(ident)
+            matches = (
+                [order]
+                if order and order.account_id == account_id and (symbol in (None, order.symbol))
+                else []
+            )
+        elif id_type == "client_order_id":
+            matches = [
+                o
+                for o in self.orders.values()
+                if o.account_id == account_id
+                and o.client_order_id == ident
+                and symbol in (None, o.symbol)
+            ]
+        else:
+            matches = []
+        if not matches:
+            return [
+                self._emit(
+                    account_id,
+                    "order_responses",
+                    {
+                        "order_response": {
+                            **_blank_order(
+                                account_id, symbol if isinstance(symbol, str) else "", self.clock()
+                            ),
+                            "order_id": ident if id_type == "order_id" else "",
+                            "client_order_id": ident if id_type == "client_order_id" else "",
+                            "status": "NO_SUCH_ORDER",
+                        }
+                    },
+                )
+            ]
+        return [self._cancel(order) for order in sorted(matches, key=lambda o: o.arrival)]
+
+    def cancel_all(self, account_id: str) -> list[Event]:
+        """Cancel every open order of the account (cancel_all_orders / cancel-on-disconnect)."""
+        mine = sorted(
+            (o for o in self.orders.values() if o.account_id == account_id), key=lambda o: o.arrival
+        )
+        return [self._cancel(order) for order in mine]
+
+    def _cancel(self, order: Order) -> PrivateEvent:
+        self._unrest(order)
+        order.update_time = self.clock()
+        return self._order_event(order, "CANCELLED")
+
+    def open_orders(self, account_id: str, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Open orders (incl. partially filled) as ``order_response`` objects, oldest first."""
+        return [
+            self._order_payload(o, o.status)
+            for o in sorted(self.orders.values(), key=lambda o: o.arrival)
+            if o.account_id == account_id and symbol in (None, o.symbol)
+        ]
+
+    def _order_payload(
+        self, order: Order, status: str, trade_id: str | None = None
+    ) -> dict[str, Any]:
+        return {
+            "order_id": order.order_id,
+            "symbol": order.symbol,
+            "status": status,
+            "quantity": _num(order.quantity),
+            "price": _num(order.price),
+            "take_profit": _num(order.take_profit),
+            "stop_loss": _num(order.stop_loss),
+            "side": order.side,
+            "type": order.order_type,
+            "time_in_force": order.tif,
+            "user_id": order.account_id,
+            "client_order_id": order.client_order_id,
+            "quantity_remaining": _num(order.remaining),
+            "update_time": order.update_time,
+            "trade_id": trade_id,
+        }
+
+    def _order_event(self, order: Order, status: str, trade_id: str | None = None) -> PrivateEvent:
+        order.status = status
+        return self._emit(
+            order.account_id,
+            "order_responses",
+            {"order_response": self._order_payload(order, status, trade_id)},
+        )
+
+    def _emit(self, account_id: str, channel: str, frame: dict[str, Any]) -> PrivateEvent:
+        account = self.accounts[account_id]
+        account.event_seq += 1
+        event = PrivateEvent(account_id, channel, frame, account.event_seq)
+        account.events.append(event)
+        return event
+
+
+def _blank_order(account_id: str, symbol: str, now: float) -> dict[str, Any]:
+    return {
+        "order_id": "",
+        "symbol": symbol,
+        "status": "",
+        "quantity": 0.0,
+        "price": 0.0,
+        "take_profit": 0.0,
+        "stop_loss": 0.0,
+        "side": "",
+        "type": "",
+        "time_in_force": "",
+        "user_id": account_id,
+        "client_order_id": "",
+        "quantity_remaining": 0.0,
+        "update_time": now,
+        "trade_id": None,
+    }
+
+
+def _other(side: str) -> str:
+    return "SELL" if side == "BUY" else "BUY"
+
+
+def _crosses_price(order: Order, price: Decimal) -> bool:
+    return price <= order.price if order.side == "BUY" else price >= order.price
+
+
+def _round(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+    return ((value / step).to_integral_value(rounding=rounding) * step).quantize(step)
+
+
+def _decimal(value: Any, name: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise CommandError("InvalidJSONFormat", f"{name} must be a number")
+    number = Decimal(value)
+    if not number.is_finite():
+        raise CommandError("InvalidJSONFormat", f"{name} must be a finite number")
+    return number

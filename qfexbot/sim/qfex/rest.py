@@ -1,0 +1,436 @@
+"""The REST API as a plain ASGI app (§4): auth headers, subaccounts, transfers, positions.
+
+Also the sim-only admin routes under ``/_sim/`` (ledger, state, events, faults, price).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from decimal import Decimal
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import trio
+
+from qfexbot.core.asgi import answer_lifespan
+from qfexbot.core.logs import get_logger, log_event
+from qfexbot.sim.qfex.auth import AuthFailure
+from qfexbot.sim.qfex.config import SimUser
+from qfexbot.sim.common.connection import dumps
+from qfexbot.sim.qfex.engine import TransferError, rfc3339
+
+if TYPE_CHECKING:
+    from qfexbot.sim.qfex.server import QfexSimulator
+
+__all__ = ["DURATIONS", "RestApp"]
+
+log = get_logger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+SCHEMA_BASE = "https://api.qfex.com/schemas"
+DURATIONS = {"1d": 86400, "1w": 7 * 86400, "1m": 30 * 86400, "3m": 90 * 86400}
+TIMEOUT_HOLD = 300.0
+FAULTS = (
+    "drop_connections",
+    "reject_next_auths",
+    "fail_next_rest",
+    "delay_rest",
+    "drop_transfer_response",
+    "send_malformed_frame",
+    "stop_pulses",
+    "resume_pulses",
+    "hold_transfers",
+    "outside_transfer",
+)
+
+
+class HttpError(Exception):
+    """A problem+json response."""
+
+    def __init__(self, status: int, detail: str, location: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.location = location
+
+
+class Request:
+    """The parts of an ASGI HTTP request the routes need."""
+
+    def __init__(self, scope: Scope, body: bytes) -> None:
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
+        self.headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+        }
+        self.body = body
+        self.held_for = 0.0  # set by the hold_transfers fault
+
+    def json(self) -> Any:
+        if not self.body:
+            return {}
+        try:
+            return json.loads(self.body, parse_float=Decimal)
+        except ValueError:
+            raise HttpError(400, "request body is not valid JSON", "body") from None
+
+
+class RestApp:
+    """ASGI application; one instance per simulator."""
+
+    def __init__(self, sim: QfexSimulator) -> None:
+        self.sim = sim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await answer_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        request = Request(scope, body)
+        try:
+            if request.path.startswith("/_sim/"):
+                status, payload = self._admin(request)
+            else:
+                faults = self.sim.faults
+                failure = faults.take_rest_failure(request.path)
+                if failure is not None:
+                    raise HttpError(failure, "failed by fault injection")
+                delay = faults.take_rest_delay()
+                if delay:
+                    await trio.sleep(delay)
+                if (request.method, request.path) == ("POST", "/user/transfer"):
+                    held = faults.take_transfer_hold()
+                    if held is not None:
+                        request.held_for = held
+                        await trio.sleep(held)
+                status, payload = self._route(request)
+        except HttpError as exc:
+            await _problem(send, exc)
+            return
+        except _DropResponse as drop:
+            await self._drop(scope, receive, drop.mode)
+            return
+        await _respond(send, status, payload)
+
+    # ------------------------------------------------------------ venue routes
+
+    def _route(self, request: Request) -> tuple[int, Any]:
+        key = (request.method, request.path)
+        if key == ("GET", "/refdata"):
+            rows = self.sim.engine.refdata()
+            ticker = request.query.get("ticker")
+            if ticker:
+                rows = [r for r in rows if r["symbol"] == ticker]
+            return 200, {"type": "refdata", "data": rows}
+        routes = {
+            ("GET", "/user/subaccounts"): self._list_subaccounts,
+            ("POST", "/user/subaccounts"): self._create_subaccount,
+            ("POST", "/user/transfer"): self._transfer,
+            ("GET", "/user/positions"): self._positions,
+            ("GET", "/user/account-equity"): self._account_equity,
+        }
+        handler = routes.get(key)
+        if handler is None:
+            known_path = any(path == request.path for _, path in routes)
+            raise HttpError(405 if known_path else 404, f"no route {request.method} {request.path}")
+        user, account_id = self._authenticate(request)
+        return handler(request, user, account_id)
+
+    def _authenticate(self, request: Request) -> tuple[SimUser, str]:
+        headers = request.headers
+        auth = self.sim.auth
+        try:
+            bearer = headers.get("authorization", "")
+            if bearer.lower().startswith("bearer "):
+                user = auth.verify_jwt(bearer[7:].strip())
+            else:
+                names = (
+                    "x-qfex-public-key",
+                    "x-qfex-nonce",
+                    "x-qfex-timestamp",
+                    "x-qfex-hmac-signature",
+                )
+                missing = [n for n in names if n not in headers]
+                if missing:
+                    raise AuthFailure(f"missing headers {', '.join(missing)}")
+                user = auth.verify_hmac(
+                    headers["x-qfex-public-key"],
+                    headers["x-qfex-nonce"],
+                    headers["x-qfex-timestamp"],
+                    headers["x-qfex-hmac-signature"],
+                )
+        except AuthFailure as exc:
+            raise HttpError(401, exc.reason) from None
+        requested = headers.get("x-qfex-requested-account-id")
+        account_id = user.account_id
+        if requested:
+            if not self.sim.engine.owns(user.account_id, requested.lower()):
+                raise HttpError(
+                    403,
+                    "requested account is not owned by this user",
+                    "header.x-qfex-requested-account-id",
+                )
+            account_id = requested.lower()
+        return user, account_id
+
+    def _list_subaccounts(
+        self, request: Request, user: SimUser, account_id: str
+    ) -> tuple[int, Any]:
+        ids = [a for a in self.sim.engine.user_accounts[user.account_id] if a != user.account_id]
+        return 200, {
+            "$schema": f"{SCHEMA_BASE}/ListSubaccountsResponseBody.json",
+            "account_ids": ids,
+        }
+
+    def _create_subaccount(
+        self, request: Request, user: SimUser, account_id: str
+    ) -> tuple[int, Any]:
+        request.json()
+        new_id = self.sim.engine.create_subaccount(user.account_id)
+        log_event(log, logging.INFO, "subaccount created", user=user.account_id, account=new_id)
+        return 200, {
+            "$schema": f"{SCHEMA_BASE}/CreateSubaccountResponseBody.json",
+            "account_id": new_id,
+        }
+
+    def _transfer(self, request: Request, user: SimUser, account_id: str) -> tuple[int, Any]:
+        src = request.query.get("src_account_id")
+        dst = request.query.get("dst_account_id")
+        for name, value in (("src_account_id", src), ("dst_account_id", dst)):
+            if not value:
+                raise HttpError(422, f"required query parameter {name} is missing", f"query.{name}")
+        body = request.json()
+        amount = body.get("amount") if isinstance(body, dict) else None
+        if isinstance(amount, bool) or not isinstance(amount, (int, Decimal)):
+            raise HttpError(422, "amount must be a number", "body.amount")
+        assert src is not None and dst is not None
+        try:
+            entry = self.sim.engine.transfer(
+                user.account_id,
+                src.lower(),
+                dst.lower(),
+                Decimal(amount),
+                held_for=request.held_for,
+            )
+        except TransferError as exc:
+            raise HttpError(exc.status, exc.detail, exc.location) from None
+        log_event(
+            log,
+            logging.INFO,
+            "transfer applied",
+            id=entry.id,
+            src=entry.src,
+            dst=entry.dst,
+            amount=str(entry.amount),
+        )
+        mode = self.sim.faults.take_transfer_drop()
+        if mode is not None:
+            entry.response_dropped = True
+            raise _DropResponse(mode)
+        return 204, None
+
+    def _positions(self, request: Request, user: SimUser, account_id: str) -> tuple[int, Any]:
+        engine = self.sim.engine
+        fields = (
+            "deposit",
+            "realised_pnl",
+            "order_margin",
+            "position_margin",
+            "unrealised_pnl",
+            "net_funding",
+            "available_balance",
+        )
+        balance = engine.balance_payload(account_id)
+        positions = []
+        for payload in engine.position_payloads(account_id):
+            row = {k: v for k, v in payload.items() if k not in ("id", "margin_alloc")}
+            row["open_orders"] = int(row["open_orders"])
+            positions.append(row)
+        return 200, {
+            "$schema": f"{SCHEMA_BASE}/PositionsResponseBody.json",
+            "balance": {k: balance[k] for k in fields},
+            "positions": positions,
+        }
+
+    def _account_equity(self, request: Request, user: SimUser, account_id: str) -> tuple[int, Any]:
+        engine = self.sim.engine
+        duration = request.query.get("duration", "1w")
+        now = engine.clock()
+        if duration in DURATIONS:
+            start = now - DURATIONS[duration]
+        elif duration == "ytd":
+            start = _year_start(now)
+        elif duration == "all":
+            start = 0.0
+        else:
+            raise HttpError(
+                422, "duration must be one of 1d, 1w, 1m, 3m, ytd, all", "query.duration"
+            )
+        history = [(t, v) for t, v in engine.accounts[account_id].equity_history if t >= start]
+        data = [{"value": float(v), "window_start": rfc3339(t)} for t, v in history]
+        return 200, {
+            "$schema": f"{SCHEMA_BASE}/AccountEquityResponseBody.json",
+            "count": len(data),
+            "data": data,
+            "duration": duration,
+            "start": rfc3339(max(start, 0.0)),
+            "end": rfc3339(now),
+            "interval_minutes": self.sim.config.equity_interval / 60,
+        }
+
+    # ------------------------------------------------------------ lost responses
+
+    async def _drop(self, scope: Scope, receive: Receive, mode: str) -> None:
+        """Send nothing: hold the request until the client gives up, or tear the socket down."""
+        if mode == "reset":
+            _abort_connection(scope["client"], scope["server"])
+        with trio.move_on_after(TIMEOUT_HOLD):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+    # ------------------------------------------------------------ admin
+
+    def _admin(self, request: Request) -> tuple[int, Any]:
+        sim = self.sim
+        route = request.path[len("/_sim/") :]
+        if request.method == "GET" and route == "ledger":
+            return 200, {"data": [_ledger_row(e) for e in sim.engine.ledger]}
+        if request.method == "GET" and route == "state":
+            return 200, sim.state_snapshot()
+        if request.method == "GET" and route == "events":
+            account_id = request.query.get("account_id", "")
+            account = sim.engine.accounts.get(account_id)
+            if account is None:
+                raise HttpError(404, f"unknown account {account_id!r}", "query.account_id")
+            events = [
+                {"seq": e.seq, "channel": e.channel, "frame": e.frame} for e in account.events
+            ]
+            return 200, {"account_id": account_id, "seq": account.event_seq, "events": events}
+        if request.method == "POST" and route == "price":
+            body = request.json()
+            symbol, price = body.get("symbol"), body.get("price")
+            if symbol not in sim.engine.markets:
+                raise HttpError(422, f"unknown symbol {symbol!r}", "body.symbol")
+            if isinstance(price, bool) or not isinstance(price, (int, Decimal, str)):
+                raise HttpError(422, "price must be a number", "body.price")
+            sim.set_price(symbol, Decimal(str(price)))
+            return 200, {"symbol": symbol, "mid": str(sim.engine.markets[symbol].mid)}
+        if request.method == "POST" and route.startswith("faults/"):
+            name = route[len("faults/") :]
+            if name not in FAULTS:
+                raise HttpError(404, f"unknown fault {name!r}")
+            kwargs = request.json()
+            if not isinstance(kwargs, dict):
+                raise HttpError(422, "body must be an object of keyword arguments", "body")
+            try:
+                result = getattr(sim.faults, name)(
+                    **{k: float(v) if isinstance(v, Decimal) else v for k, v in kwargs.items()}
+                )
+            except (TypeError, ValueError) as exc:
+                raise HttpError(422, str(exc), "body") from None
+            return 200, {"fault": name, "result": result}
+        raise HttpError(404, f"no admin route {request.method} {request.path}")
+
+
+class _DropResponse(Exception):
+    def __init__(self, mode: str) -> None:
+        super().__init__(mode)
+        self.mode = mode
+
+
+def _year_start(now: float) -> float:
+    """Unix time of 1 January (UTC) of the year containing ``now``."""
+    year = datetime.fromtimestamp(now, tz=UTC).year
+    return datetime(year, 1, 1, tzinfo=UTC).timestamp()
+
+
+def _ledger_row(entry: Any) -> dict[str, Any]:
+    row = asdict(entry)
+    row["amount"] = str(entry.amount)
+    return row
+
+
+def _abort_connection(client: tuple[str, int] | None, server: tuple[str, int] | None) -> None:
+    """Tear down the TCP connection of this request before any response byte.
+
+    Hypercorn gives an ASGI app no handle on its socket, so the stream is found among live
+    ``trio.SocketStream`` objects by its address pair; ``SO_LINGER`` 0 makes the final close a
+    reset and ``shutdown`` wakes hypercorn's reader, which then closes the socket itself.
+    """
+    if client is None or server is None:
+        return
+    for obj in gc.get_objects():
+        if not isinstance(obj, trio.SocketStream):
+            continue
+        sock = obj.socket
+        try:
+            if sock.getpeername()[:2] != tuple(client) or sock.getsockname()[:2] != tuple(server):
+                continue
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            continue
+        return
+
+
+async def _respond(send: Send, status: int, payload: Any) -> None:
+    if status == 204 or payload is None:
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _problem(send: Send, error: HttpError) -> None:
+    title = HTTPStatus(error.status).phrase
+    problem: dict[str, Any] = {
+        "$schema": f"{SCHEMA_BASE}/ErrorModel.json",
+        "title": title,
+        "status": error.status,
+        "detail": error.detail,
+        "type": "about:blank",
+    }
+    if error.location:
+        problem["errors"] = [{"location": error.location, "message": error.detail}]
+    body = dumps(problem).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if error.status == 429:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

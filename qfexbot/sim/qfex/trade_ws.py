@@ -1,0 +1,338 @@
+"""The private trade WebSocket: auth, channels, pulses, order commands, rate limits (§1.4, §2)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import deque
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest
+
+from qfexbot.core.logs import get_logger, log_event
+from qfexbot.sim.qfex.auth import AuthFailure
+from qfexbot.sim.qfex.config import SimUser
+from qfexbot.sim.common.connection import WsPeer, dumps
+from qfexbot.sim.qfex.engine import EVENT_HISTORY, CommandError, PrivateEvent
+
+if TYPE_CHECKING:
+    from qfexbot.sim.qfex.server import QfexSimulator
+
+__all__ = ["CHANNELS", "TradeConnection", "TradeGateway"]
+
+log = get_logger(__name__)
+
+CHANNELS = ("order_responses", "stop_orders", "fills", "positions", "balances")
+UNSUPPORTED = frozenset(
+    {
+        "modify_order",
+        "get_user_trades",
+        "close_position",
+        "add_twap",
+        "cancel_stop_order",
+        "modify_stop_order",
+        "get_available_leverage_levels",
+    }
+)
+
+
+class TradeConnection(WsPeer):
+    """One trade socket: its auth state, bound account, channels and cancel-on-disconnect flag."""
+
+    def __init__(self, ws: Any, api_key: str | None, record: dict[str, deque[int]]) -> None:
+        super().__init__(ws)
+        self.api_key = api_key
+        self.user: SimUser | None = None
+        self.account_id: str | None = None
+        self.channels: set[str] = set()
+        self.cancel_on_disconnect = False
+        self.nursery: trio.Nursery | None = None
+        self._record = record
+        """The gateway's per-account record of written private events (``written_seqs``)."""
+
+    def written(self, seq: int) -> None:
+        """Record that the bound account's private event ``seq`` reached this socket."""
+        if self.account_id is not None:
+            record = self._record.get(self.account_id)
+            if record is None:
+                record = self._record[self.account_id] = deque(maxlen=EVENT_HISTORY)
+            record.append(seq)
+
+
+class TradeGateway:
+    """Accepts trade connections and routes account events and pulses to them."""
+
+    def __init__(self, sim: QfexSimulator) -> None:
+        self.sim = sim
+        self.connections: set[TradeConnection] = set()
+        self._written: dict[str, deque[int]] = {}
+
+    def written_seqs(self, account_id: str) -> list[int]:
+        """Numbers of the account's private events written to one of its trade sockets, in write
+        order (the last ``EVENT_HISTORY``; an event written to two sockets appears twice).
+
+        An event is numbered when the engine makes it, but only these reached a socket before
+        that socket's close: frames queued behind the close, or still queued when the client
+        closed or vanished, are never written. QFEX does not replay private events, so a client
+        can only be expected to receive these (bench/soak.py's delivery check)."""
+        return list(self._written.get(account_id, ()))
+
+    # ------------------------------------------------------------ connection lifecycle
+
+    async def handle(self, request: WebSocketRequest) -> None:
+        """trio-websocket handler: one task per connection."""
+        query = parse_qs(urlsplit(request.path).query)
+        api_key = query.get("api_key", [None])[0]
+        try:
+            ws = await request.accept()
+        except ConnectionClosed:
+            return
+        conn = TradeConnection(ws, api_key, self._written)
+        self.connections.add(conn)
+        config = self.sim.config
+        try:
+            with conn.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    conn.nursery = nursery
+                    nursery.start_soon(conn.run_writer)
+                    nursery.start_soon(self._auth_deadline, conn, config.auth_deadline)
+                    await conn.read_messages(lambda message: self._on_message(conn, message))
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.connections.discard(conn)
+            conn.finish()
+            unexpected = not conn.closed_normally_by_client()
+            if conn.cancel_on_disconnect and conn.account_id and unexpected:
+                events = self.sim.engine.cancel_all(conn.account_id)
+                log_event(
+                    log,
+                    logging.INFO,
+                    "cancel on disconnect",
+                    account=conn.account_id,
+                    cancelled=len(events),
+                )
+                self.sim.deliver(events)
+
+    async def _auth_deadline(self, conn: TradeConnection, deadline: float) -> None:
+        await trio.sleep(deadline)
+        if conn.user is None:
+            conn.close(1008, "authentication timeout")
+
+    def drop(self, account_id: str | None = None) -> int:
+        """Close every connection (of one account); returns how many."""
+        targets = [c for c in self.connections if account_id in (None, c.account_id)]
+        for conn in targets:
+            conn.close(1001, "dropped by simulator")
+        return len(targets)
+
+    def send_raw(self, text: str, account_id: str | None = None) -> int:
+        """Send a verbatim frame to every connection (of one account); returns how many."""
+        targets = [c for c in self.connections if account_id in (None, c.account_id)]
+        for conn in targets:
+            conn.send(text)
+        return len(targets)
+
+    # ------------------------------------------------------------ fan-out
+
+    def publish(self, event: PrivateEvent) -> None:
+        """Deliver an account event to that account's connections subscribed to its channel."""
+        text = None
+        for conn in self.connections:
+            if conn.account_id == event.account_id and event.channel in conn.channels:
+                text = text or dumps(event.frame)
+                conn.send(text, seq=event.seq)
+
+    def pulse(self) -> None:
+        """Send balances and positions snapshots to their subscribers (one per symbol)."""
+        engine = self.sim.engine
+        cache: dict[str, tuple[str, list[str]]] = {}
+        for conn in list(self.connections):
+            if conn.account_id is None or not conn.channels & {"balances", "positions"}:
+                continue
+            if conn.account_id not in cache:
+                balance = dumps({"balance_response": engine.balance_payload(conn.account_id)})
+                positions = [
+                    dumps({"position_response": p})
+                    for p in engine.position_payloads(conn.account_id)
+                ]
+                cache[conn.account_id] = (balance, positions)
+            balance, positions = cache[conn.account_id]
+            if "positions" in conn.channels:
+                for text in positions:
+                    conn.send(text)
+            if "balances" in conn.channels:
+                conn.send(balance)
+
+    # ------------------------------------------------------------ messages
+
+    def _on_message(self, conn: TradeConnection, message: str | bytes) -> None:
+        try:
+            text = message.decode() if isinstance(message, bytes) else message
+            request = json.loads(text, parse_float=Decimal)
+        except (UnicodeDecodeError, ValueError):
+            _err(conn, "InvalidJSONFormat", "message is not valid JSON", _echo_text(message))
+            return
+        if (
+            not isinstance(request, dict)
+            or not isinstance(request.get("type"), str)
+            or not isinstance(request.get("params"), dict)
+        ):
+            _err(
+                conn, "InvalidJSONFormat", 'expected {"type": <command>, "params": {...}}', request
+            )
+            return
+        kind, params = request["type"], request["params"]
+        if kind == "auth":
+            self._auth(conn, params, request)
+            return
+        if conn.user is None or conn.account_id is None:
+            _err(conn, "PermissionDenied", "authenticate first", request)
+            return
+        retry_after = self.sim.limiter.check(conn.user.account_id, kind)
+        if retry_after is not None:
+            _err(
+                conn,
+                "RateLimited",
+                f"You have exceeded the allowed message rate; retry after {retry_after:.2f}s",
+                request,
+            )
+            return
+        try:
+            self._command(conn, conn.account_id, kind, params, request)
+        except CommandError as exc:
+            _err(conn, exc.error_code, exc.message, request)
+        except Exception:  # a simulator bug must not take the whole venue down
+            log.exception("trade command failed", extra={"fields": {"type": kind}})
+            _err(conn, "ServerError", "internal simulator error", request)
+
+    def _auth(self, conn: TradeConnection, params: dict[str, Any], request: dict[str, Any]) -> None:
+        if conn.user is not None:
+            _err(conn, "AlreadyAuthenticated", "this connection is already authenticated", request)
+            return
+        auth = self.sim.auth
+        try:
+            hmac_params, token = params.get("hmac"), params.get("jwt")
+            if (hmac_params is None) == (token is None):
+                raise AuthFailure("exactly one of hmac or jwt is required")
+            if hmac_params is not None:
+                if not isinstance(hmac_params, dict):
+                    raise AuthFailure("hmac must be an object")
+                public_key = hmac_params.get("public_key")
+                if conn.api_key is not None and conn.api_key != public_key:
+                    raise AuthFailure("api_key query parameter does not match public_key")
+                user = auth.verify_hmac(
+                    public_key,
+                    hmac_params.get("nonce"),
+                    hmac_params.get("unix_ts"),
+                    hmac_params.get("signature"),
+                )
+            else:
+                user = auth.verify_jwt(token)
+            account_id = _account(params.get("account_id"), user.account_id)
+            if account_id is None or not self.sim.engine.owns(user.account_id, account_id):
+                raise AuthFailure("account not owned by this user")
+        except AuthFailure as exc:
+            log_event(log, logging.INFO, "trade auth refused", reason=exc.reason)
+            conn.send({"authenticated": False})
+            conn.close(1008, "authentication failed")
+            return
+        conn.user, conn.account_id = user, account_id
+        conn.send({"authenticated": True})
+        config = self.sim.config
+        assert conn.nursery is not None
+        conn.nursery.start_soon(conn.run_pinger, config.ping_interval, config.pong_timeout)
+
+    def _command(
+        self,
+        conn: TradeConnection,
+        account_id: str,
+        kind: str,
+        params: dict[str, Any],
+        request: dict[str, Any],
+    ) -> None:
+        engine = self.sim.engine
+        if kind in ("subscribe", "unsubscribe"):
+            channels = params.get("channels")
+            if not isinstance(channels, list) or not channels:
+                raise CommandError("InvalidParameter", "channels must be a non-empty list")
+            for channel in channels:
+                if channel not in CHANNELS:
+                    _err(conn, "InvalidParameter", f"unknown channel {channel!r}", request)
+                elif kind == "subscribe":
+                    conn.channels.add(channel)
+                    conn.send({"subscribed": channel})
+                else:
+                    conn.channels.discard(channel)
+                    conn.send({"unsubscribed": channel})
+        elif kind == "add_order":
+            self.sim.deliver(engine.add_order(account_id, params))
+        elif kind == "cancel_order":
+            self.sim.deliver(engine.cancel_order(account_id, params))
+        elif kind == "cancel_all_orders":
+            self.sim.deliver(engine.cancel_all(account_id))
+            conn.send({"ack": {"incoming_message": request}})
+        elif kind == "get_user_orders":
+            limit = _int_param(params, "limit", 1000, 1, 1000)
+            offset = _int_param(params, "offset", 0, 0, None)
+            symbol = params.get("symbol")
+            orders = engine.open_orders(account_id, symbol if isinstance(symbol, str) else None)
+            conn.send(_all_orders(orders[offset : offset + limit]))
+        elif kind == "get_order":
+            order_id = params.get("order_id")
+            if not isinstance(order_id, str):
+                raise CommandError("InvalidParameter", "missing parameter order_id")
+            orders = [o for o in engine.open_orders(account_id) if o["order_id"] == order_id]
+            conn.send(_all_orders(orders))
+        elif kind == "cancel_on_disconnect":
+            flag = params.get("cancel_on_disconnect")
+            if not isinstance(flag, bool):
+                raise CommandError("InvalidParameter", "cancel_on_disconnect must be a boolean")
+            conn.cancel_on_disconnect = flag
+            conn.send({"ack": {"incoming_message": request}})
+        elif kind == "set_user_leverage":
+            engine.set_leverage(account_id, params.get("symbol"), params.get("leverage"))
+            conn.send({"ack": {"incoming_message": request}})
+        elif kind == "get_user_leverage":
+            conn.send({"user_leverage_response": engine.leverage_payloads(account_id)})
+        elif kind in UNSUPPORTED:
+            raise CommandError("InvalidParameter", f"{kind} is not supported by the simulator")
+        else:
+            raise CommandError("InvalidJSONFormat", f"unknown message type {kind!r}")
+
+
+def _err(conn: WsPeer, code: str, message: str, incoming: Any) -> None:
+    conn.send({"err": {"error_code": code, "message": message, "incoming_message": incoming}})
+
+
+def _echo_text(message: str | bytes) -> str:
+    if isinstance(message, bytes):
+        return message.decode("utf-8", "replace")
+    return message
+
+
+def _account(value: Any, primary: str) -> str | None:
+    if value is None or value == "":
+        return primary
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: int | None) -> int:
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CommandError("InvalidJSONFormat", f"{name} must be an integer")
+    if value < low or (high is not None and value > high):
+        raise CommandError("InvalidParameter", f"{name} out of range")
+    return value
+
+
+def _all_orders(orders: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"all_orders_response": {"orders": orders, "twaps": [], "stop_orders": []}}

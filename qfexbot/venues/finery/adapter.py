@@ -1,0 +1,278 @@
+"""The Finery venue as the runtime sees it: per-account sessions, a shared book feed, REST, snapshots.
+
+:class:`FineryVenue` has the shape of ``qfexbot.venues.qfex.driver.QfexVenue`` (``private_session``,
+``market_data``, ``rest``, ``snapshot``, ``aclose``), so the runtime treats both venues alike.
+One API key serves every connection of the venue (one shared nonce source). Account ids are
+Finery client ids as text; the key's own client (``user_id``) gets the account feeds, and a
+master's sub-accounts get sessions that act for them with ``clientId`` (see docs/venues/finery.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import trio
+
+from qfexbot.events import BookEvent, ConnectionState, ConnectionStateEvent, Event, ResyncEvent
+from qfexbot.core.secrets import Secret
+from qfexbot.core.session import SessionStats
+from qfexbot.core.venue import Publish, SessionSettingsLike
+from qfexbot.venues.finery.auth import NonceSource
+from qfexbot.venues.finery.driver import FineryDriver, FineryWsClient
+from qfexbot.venues.finery.rest import FineryRest
+
+__all__ = ["CHANNEL_FEEDS", "FineryMarketData", "FinerySession", "FineryVenue"]
+
+CHANNEL_FEEDS: Mapping[str, tuple[str, Any]] = {
+    "order_responses": ("O", None),
+    "fills": ("O", None),
+    "positions": ("K", None),
+    "balances": ("L", None),
+}
+"""bots.toml private channels -> the Finery feed (and feedId) that carries them."""
+
+BOOK_CHANNEL = "level2"
+"""The bots.toml market-data channel served by the ``F`` (tradable book) feed."""
+
+
+class FinerySession:
+    """One account's supervised Finery connection, shaped like ``qfexbot.core.session.Supervisor``.
+
+    ``acting_for`` is the sub-account client id a master key acts for (``clientId`` on
+    requests), or None for the key's own client.
+    """
+
+    def __init__(
+        self, client: FineryWsClient, *, account_id: str, acting_for: int | None = None
+    ) -> None:
+        self.client = client
+        self.venue = client.supervisor.venue
+        self.account_id = account_id
+        self.acting_for = acting_for
+
+    def __repr__(self) -> str:
+        return (
+            f"FinerySession(venue={self.venue!r}, account_id={self.account_id!r}, "
+            f"state={self.state.value})"
+        )
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.client.state
+
+    @property
+    def stats(self) -> SessionStats:
+        return self.client.supervisor.stats
+
+    @property
+    def driver(self) -> Any:
+        """The supervisor's driver (the recorder wraps it to record frames)."""
+        return self.client.supervisor.driver
+
+    @driver.setter
+    def driver(self, value: Any) -> None:
+        self.client.supervisor.driver = value
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the supervised connection and its keepalive until cancelled (or FAILED)."""
+        await self.client.run(task_status=task_status)
+
+    async def send(self, command: Mapping[str, Any]) -> None:
+        """Send a raw message on the live socket (``SessionNotLive`` otherwise)."""
+        await self.client.supervisor.send(command)
+
+    async def add_order(
+        self,
+        *,
+        instrument: str,
+        side: str,
+        order_type: str,
+        size: Decimal,
+        price: Decimal | None = None,
+        client_order_id: int | None = None,
+    ) -> Any:
+        """``add`` over the socket for this account; the venue's reply (``FineryError`` if refused)."""
+        return await self.client.add_order(
+            instrument=instrument,
+            side=side,
+            order_type=order_type,
+            size=size,
+            price=price,
+            client_order_id=client_order_id,
+            client_id=self.acting_for,
+        )
+
+    async def cancel_order(self, *, order_id: int) -> Any:
+        """``del`` by venue order id over the socket."""
+        return await self.client.cancel_order(order_id=order_id)
+
+
+class FineryMarketData:
+    """The venue's shared book feed: one connection binding ``F`` per symbol, fanned out by symbol.
+
+    Same surface as ``qfexbot.core.session.MarketDataSession`` (``subscribe``, ``unsubscribe``,
+    ``run``, ``supervisor``). Only the ``level2`` channel exists; connection states reach every
+    subscriber. Books are the key owner's tradable (``F``) view; like QFEX market data, its
+    events and states carry ``account_id=""``.
+    """
+
+    def __init__(self, client_factory: Any) -> None:
+        self._routes: dict[str, list[Publish]] = {}
+        self._subscribers: list[Publish] = []
+        self.client: FineryWsClient = client_factory(self._fan_out)
+        self.client.driver.resyncs = False  # no account state on this connection
+        self.supervisor = self.client.supervisor
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.client.state
+
+    @property
+    def stats(self) -> SessionStats:
+        return self.supervisor.stats
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self.client.run(task_status=task_status)
+
+    async def subscribe(
+        self, channels: Iterable[str], symbols: Iterable[str], publish: Publish
+    ) -> None:
+        """Deliver ``level2`` books of ``symbols`` to ``publish`` (other channels do not exist)."""
+        unknown = sorted(set(channels) - {BOOK_CHANNEL})
+        if unknown:
+            raise ValueError(f"Finery market data has no channels {unknown}; only {BOOK_CHANNEL!r}")
+        for symbol in symbols:
+            targets = self._routes.get(symbol, [])
+            if publish not in targets:
+                self._routes[symbol] = [*targets, publish]
+            await self.client.bind("F", symbol)
+        if publish not in self._subscribers:
+            self._subscribers = [*self._subscribers, publish]
+
+    async def unsubscribe(self, publish: Publish) -> None:
+        """Stop delivering to ``publish``; books nobody needs any more are unbound."""
+        for symbol, targets in list(self._routes.items()):
+            remaining = [t for t in targets if t is not publish]
+            if remaining:
+                self._routes[symbol] = remaining
+            else:
+                del self._routes[symbol]
+                await self.client.unbind("F", symbol)
+        self._subscribers = [p for p in self._subscribers if p is not publish]
+
+    async def _fan_out(self, event: Event) -> None:
+        if isinstance(event, ConnectionStateEvent):
+            for publish in self._subscribers:
+                await publish(event)
+        elif isinstance(event, BookEvent):
+            for publish in self._routes.get(event.symbol, ()):
+                await publish(event)
+
+
+class FineryVenue:
+    """One configured Finery venue: REST client, per-account sessions, the shared book feed.
+
+    Args:
+      name: the venue name from bots.toml (stamped on every event).
+      ws_url, rest_url: endpoints (the simulator's when ``simulator = true``).
+      user_id: the client id of the API key, as text.
+      settings: session tunables (``VenueConfig.session``).
+      key, secret: the EFX API key pair.
+      keepalive_interval: seconds between keepalive pings (inside the venue's 80 s idle limit).
+
+    Resource handling: call :meth:`aclose` to close the REST client.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        ws_url: str,
+        rest_url: str,
+        user_id: str,
+        settings: SessionSettingsLike,
+        key: str,
+        secret: Secret,
+        keepalive_interval: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.ws_url = ws_url
+        self.user_id = user_id
+        self.settings = settings
+        self._key = key
+        self._secret = secret
+        self._keepalive = keepalive_interval
+        self.nonces = NonceSource()  # one per key: every connection and REST call share it
+        self.rest = FineryRest(
+            rest_url, key, secret, timeout=settings.request_timeout, nonces=self.nonces
+        )
+        self._snapshots = FineryDriver(
+            ws_url, key, secret, venue=name, account_id=user_id, feeds=(), nonces=self.nonces
+        )
+        self._market_data: FineryMarketData | None = None
+
+    def __repr__(self) -> str:
+        return f"FineryVenue(name={self.name!r}, user_id={self.user_id!r})"
+
+    def _client(
+        self, account_id: str, publish: Publish, feeds: Iterable[tuple[str, Any]]
+    ) -> FineryWsClient:
+        return FineryWsClient(
+            self.ws_url,
+            self._key,
+            self._secret,
+            venue=self.name,
+            account_id=account_id,
+            publish=publish,
+            settings=self.settings,
+            feeds=feeds,
+            nonces=self.nonces,
+            keepalive_interval=self._keepalive,
+        )
+
+    def private_session(
+        self, account_id: str, *, channels: Sequence[str], publish: Publish
+    ) -> FinerySession:
+        """A new supervised session for ``account_id``; run it with ``nursery.start``.
+
+        The key's own client binds the feeds of ``channels``; a master's sub-account binds
+        nothing (the venue gives a master no feeds of its sub-accounts' orders or positions)
+        and sends its orders with ``clientId``.
+        """
+        unknown = sorted(set(channels) - set(CHANNEL_FEEDS))
+        if unknown:
+            raise ValueError(
+                f"Finery has no private channels {unknown}; known: {sorted(CHANNEL_FEEDS)}"
+            )
+        if account_id == self.user_id:
+            feeds = list(dict.fromkeys(CHANNEL_FEEDS[c] for c in channels))
+            return FinerySession(self._client(account_id, publish, feeds), account_id=account_id)
+        client = self._client(account_id, publish, ())
+        client.driver.resyncs = False  # `positions` would be the master's, not this account's
+        return FinerySession(client, account_id=account_id, acting_for=int(account_id))
+
+    def market_data(self) -> FineryMarketData:
+        """The venue's one shared book feed (created on first use; run it once)."""
+        if self._market_data is None:
+            self._market_data = FineryMarketData(
+                lambda publish: self._client("", publish, ())
+            )  # "" = public, as on QFEX
+        return self._market_data
+
+    async def snapshot(self, account_id: str) -> ResyncEvent:
+        """Net positions and open orders of the key's own client, read from REST now.
+
+        Raises:
+          ValueError: ``account_id`` is not the key's own client (a master cannot read a
+            sub-account's positions).
+        """
+        if account_id != self.user_id:
+            raise ValueError(
+                f"Finery positions are only readable for client {self.user_id}, not {account_id}"
+            )
+        return self._snapshots.resync_event(await self.rest.positions())
+
+    async def aclose(self) -> None:
+        await self.rest.aclose()
