@@ -71,11 +71,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import qfexbot.runtime as runtime_module
-from qfexbot.money.account_locks import ENV as LOCK_DIR_ENV
 from qfexbot.config import load_config
-from qfexbot.events import ConnectionState
-from qfexbot.runtime import Runtime
 from qfexbot.core.session import SessionNotLive
+from qfexbot.events import ConnectionState
+from qfexbot.money.account_locks import ENV as LOCK_DIR_ENV
+from qfexbot.runtime import Runtime
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 from qfexbot.sim.common import netproxy
 from qfexbot.sim.common.connection import WsPeer, dumps

@@ -496,7 +496,7 @@ class Rebalancer:
                 balance = snapshot.balance
                 if not isinstance(balance, BalanceEvent):
                     raise TypeError("the snapshot has no balance")
-            except Exception as exc:  # noqa: BLE001 -- a failed read only means "unknown"
+            except Exception as exc:
                 ctx.log.warning(
                     "could not read the balance of %s (%s: %s); leaving it alone",
                     name,
@@ -607,7 +607,7 @@ class Rebalancer:
             result = await ctx.transfer(p.src, p.dst, p.amount, p.reason)
             state = str(result.state)
             entry, detail, code = str(result.entry_id), str(result.detail), str(result.code)
-        except Exception as exc:  # noqa: BLE001 -- we cannot know whether it went out
+        except Exception as exc:
             ctx.log.error(
                 "transfer %s -> %s %s raised %s: %s; treating its outcome as unknown",
                 src,
@@ -737,7 +737,7 @@ class Rebalancer:
             try:
                 history = await ctx.account_equity(account, self.drawdown_window)
                 values = [Decimal(value) for _, value in history]
-            except Exception as exc:  # noqa: BLE001 -- keep the previous verdict
+            except Exception as exc:
                 ctx.log.warning(
                     "could not read the equity of %s (%s: %s)", name, type(exc).__name__, exc
                 )

@@ -43,10 +43,10 @@ import trio
 
 from qfexbot.config import load_config
 from qfexbot.core.context import BotContext
+from qfexbot.core.plugins import PluginSlot
 from qfexbot.events import ConnectionState, Event
 from qfexbot.hookspecs import hookimpl
 from qfexbot.money.journal import Entry
-from qfexbot.core.plugins import PluginSlot
 from qfexbot.runtime import Runtime
 from qfexbot.sim import LedgerEntry, QfexSimulator
 

@@ -269,4 +269,3 @@ def _journal_command(args: argparse.Namespace) -> int:
     else:
         print(journal_cli.resume(app.runtime.kill_switch_file))
     return 0
-

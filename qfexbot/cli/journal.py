@@ -21,8 +21,8 @@ from qfexbot.money import policy
 from qfexbot.money.journal import (
     EntryKind,
     EntryNotFound,
-    InvalidTransition,
     Hold,
+    InvalidTransition,
     JournalLocked,
     SqliteStore,
     acquire_journal_lock,

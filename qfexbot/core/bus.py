@@ -27,8 +27,8 @@ from typing import Any
 
 import trio
 
-from qfexbot.events import Event
 from qfexbot.core.logs import get_logger, log_event
+from qfexbot.events import Event
 
 __all__ = ["Bus", "Inbox"]
 
@@ -131,8 +131,7 @@ class Inbox:
         if len(queue) < self.size:  # invariant: the overflow is empty while there is room
             queue.append(event)
             self.events_in += 1
-            if len(queue) > self.high_water:
-                self.high_water = len(queue)
+            self.high_water = max(self.high_water, len(queue))
             task = self._consumer
             if task is not None:
                 self._consumer = None
@@ -146,8 +145,7 @@ class Inbox:
             self.conflated += 1
         overflow[key] = (event, None)
         self.events_in += 1
-        if self.depth > self.high_water:
-            self.high_water = self.depth
+        self.high_water = max(self.high_water, self.depth)
         return True
 
     async def put(self, event: Event) -> None:
@@ -160,8 +158,7 @@ class Inbox:
         self._overflow[waiter] = (event, waiter)
         self.events_in += 1
         self.full_waits += 1
-        if self.depth > self.high_water:
-            self.high_water = self.depth
+        self.high_water = max(self.high_water, self.depth)
         self._log_full(event)
         await waiter.wait()
 

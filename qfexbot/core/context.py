@@ -13,24 +13,9 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from qfexbot.errors import ActionUnavailable, UnknownAccountError
+
 __all__ = ["ActionUnavailable", "ActionsBackend", "BotContext", "UnknownAccountError"]
-
-
-class UnknownAccountError(LookupError):
-    """An account alias or id that the bot's venue does not know."""
-
-
-class ActionUnavailable(RuntimeError):
-    """An order or cancel could not be sent now: the account's session is not live (e.g. it is
-    reconnecting). Expected during reconnects; catch it and try again on a later event.
-
-    ``maybe_sent`` is True when the socket closed while sending: the venue may still have the
-    command, so look for its ``client_order_id`` in order events before sending it again.
-    """
-
-    def __init__(self, message: str, *, maybe_sent: bool = False) -> None:
-        super().__init__(message)
-        self.maybe_sent = maybe_sent
 
 
 class ActionsBackend(Protocol):

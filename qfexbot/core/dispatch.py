@@ -30,10 +30,10 @@ import pluggy
 import trio
 
 from qfexbot.core.context import BotContext
-from qfexbot.events import Event, TimerEvent
-from qfexbot.hookspecs import HOOK_NAMES
 from qfexbot.core.logs import get_logger, log_context, log_event
 from qfexbot.core.plugins import PluginHost, PluginSlot
+from qfexbot.events import Event, TimerEvent
+from qfexbot.hookspecs import HOOK_NAMES
 
 __all__ = ["Dispatcher", "PluginHooks"]
 

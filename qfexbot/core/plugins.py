@@ -34,8 +34,8 @@ from typing import Any
 import pluggy
 
 from qfexbot import hookspecs
-from qfexbot.core.bus import Bus, Inbox
 from qfexbot.config import BotConfig, PluginConfig, VenueConfig, validate_plugin_config
+from qfexbot.core.bus import Bus, Inbox
 from qfexbot.core.context import ActionsBackend, BotContext
 from qfexbot.events import Event
 

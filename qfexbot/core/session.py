@@ -38,7 +38,6 @@ from wsproto.events import CloseConnection, Pong
 from wsproto.utilities import LocalProtocolError
 
 from qfexbot.core.context import ActionUnavailable
-from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 from qfexbot.core.logs import current_context, get_logger, log_context, log_event
 from qfexbot.core.venue import (
     AuthRejected,
@@ -48,6 +47,7 @@ from qfexbot.core.venue import (
     SessionDriver,
     SessionSettingsLike,
 )
+from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 
 __all__ = [
     "MESSAGE_QUEUE_SIZE",
@@ -485,7 +485,7 @@ class Supervisor:
                 await self._publish(event)
             conn.deferred.clear()
             await self._live(ws, outcome)
-        except Exception as exc:  # noqa: BLE001 - a supervisor: any failure means reconnect
+        except Exception as exc:
             self._record_failure(outcome, exc)
         finally:
             self._ws = None
@@ -505,7 +505,7 @@ class Supervisor:
                 ConnectionState.STALE, reason=outcome.reason, attempt=outcome.attempt
             )
             await self._close_reading(ws, outcome)
-        except Exception as exc:  # noqa: BLE001 - a supervisor: any failure means reconnect
+        except Exception as exc:
             self._record_failure(outcome, exc)
 
     async def _close_reading(self, ws: WebSocketConnection, outcome: _Outcome) -> None:

@@ -123,6 +123,7 @@ from typing import Any
 
 import trio
 
+from qfexbot.core.logs import get_logger, log_context, log_event
 from qfexbot.events import TransferOutcomeEvent
 from qfexbot.money.journal import (
     BudgetExceeded,
@@ -134,7 +135,6 @@ from qfexbot.money.journal import (
     TransferState,
     Watch,
 )
-from qfexbot.core.logs import get_logger, log_context, log_event
 from qfexbot.money.policy import (
     DAY,
     PolicyDecision,
@@ -431,7 +431,7 @@ class TransferService:
         src, dst, amount = entry.src or "", entry.dst or "", entry.amount or Decimal(0)
         try:
             src_now, dst_now = await self._read_both(src, dst)
-        except Exception as exc:  # noqa: BLE001 -- verification can wait for the next transfer
+        except Exception as exc:
             log_event(log, logging.INFO, "deposit check after transfer skipped: read failed",
                       entry=entry.id, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
             return
@@ -550,7 +550,7 @@ class TransferService:
             return decision, None, None
         try:
             src_before, dst_before = await self._read_both(src, dst)
-        except Exception as exc:  # noqa: BLE001 -- a failed read refuses: never move money blind
+        except Exception as exc:
             log_event(log, logging.WARNING, "balance read failed before transfer", error=repr(exc))
             return (
                 PolicyDecision(
@@ -753,7 +753,7 @@ class TransferService:
             self._wake = trio.Event()
             try:
                 results = await self.reconcile(allow_not_applied=not woken)
-            except Exception as exc:  # noqa: BLE001 -- a venue or disk hiccup must not stop bots
+            except Exception as exc:
                 log_event(log, logging.WARNING, "reconciliation pass failed; will retry",
                           venue=self.venue, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
                 continue
@@ -831,7 +831,7 @@ class TransferService:
             )  # fmt: skip
         try:
             src_now, dst_now = await self._read_both(src, dst, reader)
-        except Exception as exc:  # noqa: BLE001 -- any read failure leaves it unknown
+        except Exception as exc:
             return await self._still_unknown(
                 entry, f"cannot reconcile yet: balance read failed ({type(exc).__name__}: {exc})"
             )
@@ -1081,7 +1081,7 @@ class TransferService:
                     explained[later.dst] += later.amount
         try:
             src_now, dst_now = await self._read_both(watch.src, watch.dst, reader)
-        except Exception:  # noqa: BLE001 -- the next pass reads again
+        except Exception:
             return None
         if src_now.deposit is None or dst_now.deposit is None:
             return None

@@ -41,8 +41,8 @@ from typing import IO, Any
 import trio
 
 from qfexbot.config import RECORD_MAX_BYTES, AppConfig, RecordSettings
-from qfexbot.events import ConnectionStateEvent, Event, ResyncEvent
 from qfexbot.core.logs import get_logger, log_event
+from qfexbot.events import ConnectionStateEvent, Event, ResyncEvent
 
 __all__ = ["FORMAT_VERSION", "Recorder", "decision_args", "with_recording"]
 

@@ -38,10 +38,14 @@ from typing import Any
 import trio
 import trio.testing
 
-from qfexbot.core.bus import Bus
 from qfexbot.config import AppConfig
+from qfexbot.core.bus import Bus
 from qfexbot.core.context import UnknownAccountError
 from qfexbot.core.dispatch import Dispatcher
+from qfexbot.core.logs import get_logger, log_event
+from qfexbot.core.plugins import PluginHost, PluginLoadError, build_plugin_host
+from qfexbot.core.secrets import Secret
+from qfexbot.core.venue import ParseError
 from qfexbot.events import (
     ConnectionState,
     ConnectionStateEvent,
@@ -49,14 +53,10 @@ from qfexbot.events import (
     ResyncEvent,
     TransferOutcomeEvent,
 )
-from qfexbot.core.logs import get_logger, log_event
-from qfexbot.core.plugins import PluginHost, PluginLoadError, build_plugin_host
-from qfexbot.ops.recorder import FORMAT_VERSION, decision_args
-from qfexbot.core.secrets import Secret
 from qfexbot.money.transfers import TransferResult
-from qfexbot.core.venue import ParseError
-from qfexbot.venues.qfex.parse import parse_positions_snapshot
+from qfexbot.ops.recorder import FORMAT_VERSION, decision_args
 from qfexbot.venues.qfex.driver import QfexMarketDataDriver, QfexTradeDriver
+from qfexbot.venues.qfex.parse import parse_positions_snapshot
 
 __all__ = [
     "Decision",

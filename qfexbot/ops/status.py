@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from qfexbot.events import BalanceEvent, ConnectionState, ConnectionStateEvent, Event
 from qfexbot.core.logs import get_logger, log_event
+from qfexbot.events import BalanceEvent, ConnectionState, ConnectionStateEvent, Event
 
 if TYPE_CHECKING:
     from qfexbot.config import AppConfig
-    from qfexbot.runtime import Runtime
     from qfexbot.core.session import Supervisor
+    from qfexbot.runtime import Runtime
 
 __all__ = [
     "AccountsView",

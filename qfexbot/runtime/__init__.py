@@ -26,20 +26,26 @@ from typing import Any
 
 import trio
 
-from qfexbot.money.account_locks import AccountLocks, AccountsLocked, acquire_account_locks
-from qfexbot.runtime.actions import RuntimeActions, rest_available_reader, rest_transfer_sender
-from qfexbot.core.bus import Bus
 from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig, money_mover_conflicts
+from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
-from qfexbot.events import Event
-from qfexbot.money.journal import STATE_DIR_ENV, Entry, JournalLocked, JournalRolledBack, SqliteJournal
 from qfexbot.core.logs import configure_logging, get_logger, log_context, log_event
-from qfexbot.ops.metrics import RuntimeMetrics
 from qfexbot.core.plugins import PluginHost, PluginLoadError, build_plugin_host, discover_plugins
-from qfexbot.ops.recorder import Recorder
 from qfexbot.core.session import MarketDataSession, Supervisor
-from qfexbot.ops.status import AccountsView, report_connect_progress
+from qfexbot.events import Event
+from qfexbot.money.account_locks import AccountLocks, AccountsLocked, acquire_account_locks
+from qfexbot.money.journal import (
+    STATE_DIR_ENV,
+    Entry,
+    JournalLocked,
+    JournalRolledBack,
+    SqliteJournal,
+)
 from qfexbot.money.transfers import TransferService
+from qfexbot.ops.metrics import RuntimeMetrics
+from qfexbot.ops.recorder import Recorder
+from qfexbot.ops.status import AccountsView, report_connect_progress
+from qfexbot.runtime.actions import RuntimeActions, rest_available_reader, rest_transfer_sender
 from qfexbot.venues.finery.adapter import FineryVenue
 from qfexbot.venues.qfex.driver import QfexVenue
 

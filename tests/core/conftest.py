@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from core_helpers import TEST_MODULE, PluginModule
+
 from qfexbot.core.plugins import LOCAL_PACKAGE
 
 

@@ -7,8 +7,8 @@ import logging
 import pytest
 import trio
 import trio.testing
-
 from core_helpers import DESK_A, DESK_B, balance, book, fill, label, mark, order
+
 from qfexbot.core.bus import Bus, Inbox
 from qfexbot.events import BalanceEvent, FillEvent
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
-
 from core_helpers import DESK_A, DESK_B, RecordingActions, balance, build_host, fill, label, order
+
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.events import BalanceEvent, TimerEvent
@@ -30,17 +31,17 @@ class AsyncRecorder:
 
     @hookimpl
     async def qfexbot_startup(self, ctx):
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         ctx.state.setdefault("log", []).append(f"startup:{ctx.plugin}")
 
     @hookimpl
     async def qfexbot_event(self, ctx, event):
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         ctx.state.setdefault(ctx.plugin, []).append(label(event))
 
     @hookimpl
     async def qfexbot_shutdown(self, ctx):
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         ctx.state.setdefault("log", []).append(f"shutdown:{ctx.plugin}")
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from core_helpers import DESK_A, PRIMARY, RecordingActions, balance, build_host
+
 from qfexbot import hookspecs
 from qfexbot.core.bus import Bus
 from qfexbot.core.context import BotContext, UnknownAccountError

@@ -8,11 +8,11 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-
 from core_helpers import DESK_A, build_host
+
 from qfexbot.config import Field
-from qfexbot.hookspecs import hookimpl
 from qfexbot.core.plugins import ENTRY_POINT_GROUP, LOCAL_PACKAGE, PluginLoadError, discover_plugins
+from qfexbot.hookspecs import hookimpl
 
 MODULE_PLUGIN = '''
 """Counts balances."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import textwrap
 from decimal import Decimal
 from pathlib import Path
 

@@ -17,6 +17,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url, wrap_client_stream
 
+from qfexbot.core.secrets import Secret
 from qfexbot.events import (
     BalanceEvent,
     BookEvent,
@@ -28,7 +29,6 @@ from qfexbot.events import (
     PositionEvent,
     ResyncEvent,
 )
-from qfexbot.core.secrets import Secret
 from qfexbot.sim.finery import (
     FinerySimClient,
     FinerySimConfig,
@@ -134,7 +134,7 @@ def rest_for(sim: FinerySimulator, client_id: int, **kwargs: Any) -> FineryRest:
 
 async def handshake(url: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict[str, Any]]:
     """Expect a refused upgrade. Our own stream: trio-websocket leaks it on a rejection."""
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    port = int(url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
     with trio.fail_after(5):
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         rejected: Any = None

@@ -8,8 +8,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from qfexbot.events import BalanceEvent, BookEvent, FillEvent, OrderUpdateEvent, PositionEvent
 from qfexbot.core.secrets import Secret
+from qfexbot.events import BalanceEvent, BookEvent, FillEvent, OrderUpdateEvent, PositionEvent
 from qfexbot.venues.finery.auth import FineryAuth, NonceSource, rest_body, sign, ws_auth_headers
 from qfexbot.venues.finery.numbers import from_units, to_units
 from qfexbot.venues.finery.parse import (

@@ -16,8 +16,8 @@ from journal_helpers import DESK_A, TREASURY, FakeVenue, make_limits
 
 from qfexbot.cli import journal as journal_cli
 from qfexbot.cli import main
-from qfexbot.money.journal import BudgetExceeded, DailyBudget, SqliteJournal, SqliteStore
 from qfexbot.cli.journal import JournalCommandError, journal_resolve
+from qfexbot.money.journal import BudgetExceeded, DailyBudget, SqliteJournal, SqliteStore
 from qfexbot.money.transfers import BalanceReading, TransferService, classify_evidence
 
 d = Decimal

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from journal_helpers import DESK_A, DESK_B, TREASURY
 
+from qfexbot.cli.journal import JournalCommandError, journal_accept_restore, journal_backup
 from qfexbot.money.journal import (
     JOURNAL_ID_KEY,
     RESTORE_ACCEPTED_KEY,
@@ -25,7 +26,6 @@ from qfexbot.money.journal import (
     mark_paths,
     read_marks,
 )
-from qfexbot.cli.journal import JournalCommandError, journal_accept_restore, journal_backup
 
 
 def _transfer(store: SqliteStore, amount: int, *, settle: bool = True) -> str:

@@ -8,7 +8,6 @@ from decimal import Decimal
 import pytest
 from journal_helpers import DESK_A, TREASURY
 
-from qfexbot.money.journal import SqliteStore
 from qfexbot.cli import main
 from qfexbot.cli.journal import (
     JournalCommandError,
@@ -18,6 +17,7 @@ from qfexbot.cli.journal import (
     pause,
     resume,
 )
+from qfexbot.money.journal import SqliteStore
 from qfexbot.money.policy import kill_switch_reason
 
 
@@ -110,8 +110,8 @@ async def test_one_process_per_journal_and_no_operator_resolution_mid_send(tmp_p
 
     import pytest
 
-    from qfexbot.money.journal import JournalLocked, SqliteJournal, journal_holder
     from qfexbot.cli.journal import JournalCommandError, journal_resolve
+    from qfexbot.money.journal import JournalLocked, SqliteJournal, journal_holder
 
     path = tmp_path / "journal.sqlite"
     running = await SqliteJournal.open(path)

@@ -11,6 +11,7 @@ import pytest
 import trio
 from journal_helpers import DESK_A, DESK_B, TREASURY
 
+from qfexbot.core.secrets import Secret
 from qfexbot.money.journal import (
     EntryNotFound,
     InvalidTransition,
@@ -19,7 +20,6 @@ from qfexbot.money.journal import (
     SqliteJournal,
     SqliteStore,
 )
-from qfexbot.core.secrets import Secret
 
 
 async def intent(journal, src=TREASURY, dst=DESK_A, amount="10", bot="bot1", **kw):

@@ -10,8 +10,8 @@ from ops_helpers import DESK_A, PRIMARY, wait_until, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from qfexbot.money.journal import SqliteStore
-from qfexbot.runtime import Runtime
 from qfexbot.ops.status import render_status, status_command
+from qfexbot.runtime import Runtime
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

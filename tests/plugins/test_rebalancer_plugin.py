@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import trio
 
-from qfexbot.core.bus import Bus
 from qfexbot.config import load_config, parse_config
+from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
-from qfexbot.events import BalanceEvent, ResyncEvent, TransferOutcomeEvent
 from qfexbot.core.plugins import PluginLoadError, build_plugin_host
+from qfexbot.events import BalanceEvent, ResyncEvent, TransferOutcomeEvent
 from qfexbot.money.transfers import TransferResult
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from reliability_helpers import JSON_VALUES, assert_well_typed, deep_object, nested
 
 from qfexbot.events import Event
-from qfexbot.venues.qfex.parse import Control, ParseError, parse_mds_frame, parse_trade_frame
 from qfexbot.venues.qfex.driver import QfexMarketDataDriver
+from qfexbot.venues.qfex.parse import Control, ParseError, parse_mds_frame, parse_trade_frame
 
 FRAMES = json.loads(
     (Path(__file__).parents[1] / "venue" / "frames" / "qfex_frames.json").read_text()

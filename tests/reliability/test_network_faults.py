@@ -12,6 +12,8 @@ from decimal import Decimal
 import pytest
 import trio
 
+from qfexbot.core.secrets import Secret
+from qfexbot.core.session import SessionNotLive, Supervisor
 from qfexbot.events import (
     ConnectionState,
     ConnectionStateEvent,
@@ -20,8 +22,6 @@ from qfexbot.events import (
     OrderUpdateEvent,
     ResyncEvent,
 )
-from qfexbot.core.secrets import Secret
-from qfexbot.core.session import SessionNotLive, Supervisor
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 from qfexbot.sim.common.connection import dumps
 from qfexbot.sim.common.netproxy import FAULT_KINDS, FaultProxy

@@ -24,9 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reliability_helpers import JSON_VALUES
 
-from qfexbot.runtime.actions import rest_transfer_sender
 from qfexbot.core.secrets import Secret
 from qfexbot.money.transfers import TransferAmbiguous
+from qfexbot.runtime.actions import rest_transfer_sender
 from qfexbot.venues.qfex.auth import QfexAuth
 from qfexbot.venues.qfex.rest import QfexAmbiguousError, QfexApiError, QfexRest, api_error_from
 

@@ -24,10 +24,10 @@ import pytest
 import trio
 
 from qfexbot.config import ConfigError, load_config
-from qfexbot.events import ConnectionState
 from qfexbot.core.logs import JsonFormatter, TextFormatter
-from qfexbot.runtime import Runtime
 from qfexbot.core.secrets import Secret
+from qfexbot.events import ConnectionState
+from qfexbot.runtime import Runtime
 from qfexbot.venues.qfex.auth import sign
 from qfexbot.venues.qfex.rest import QfexRest
 
@@ -94,7 +94,7 @@ def reprs(root: Any, depth: int = 4) -> list[str]:
         try:
             out.append(repr(obj))
             out.append(str(obj))
-        except Exception as exc:  # noqa: BLE001 - a failing repr is itself worth seeing
+        except Exception as exc:
             out.append(f"<repr failed: {exc!r}>")
         if isinstance(obj, (str, bytes, int, float, Decimal)):
             return
@@ -204,7 +204,7 @@ async def test_sentinel_secret_appears_nowhere(tmp_path: Path) -> None:
             ):
                 try:
                     await call
-                except Exception as exc:  # noqa: BLE001 - we want every message
+                except Exception as exc:
                     texts += [str(exc), repr(exc)]
             if getattr(runtime, "metrics", None) is not None:
                 texts.append(runtime.metrics.exposition().decode())

@@ -20,12 +20,12 @@ import trio
 from runtime_helpers import DESK_A, DESK_B, PRIMARY
 
 from qfexbot.cli import journal as journal_cli
-from qfexbot.runtime.actions import rest_available_reader, rest_transfer_sender
 from qfexbot.config import Limits, SessionSettings
-from qfexbot.money.journal import SqliteJournal
 from qfexbot.core.secrets import Secret
-from qfexbot.sim import QfexSimulator, SimConfig, SimUser
+from qfexbot.money.journal import SqliteJournal
 from qfexbot.money.transfers import BalanceReading, TransferService, deposit_meta_key
+from qfexbot.runtime.actions import rest_available_reader, rest_transfer_sender
+from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 from qfexbot.venues.qfex import QfexVenue
 
 ACCOUNTS = {"treasury": PRIMARY, "desk-a": DESK_A, "desk-b": DESK_B}

@@ -22,9 +22,9 @@ import pytest
 import trio
 from runtime_helpers import DESK_A, DESK_B, PRIMARY, RECORDER, recorder, wait_until, write_config
 
+from qfexbot.config import ConfigError, load_config
 from qfexbot.money import account_locks
 from qfexbot.money.account_locks import acquire_account_locks
-from qfexbot.config import ConfigError, load_config
 from qfexbot.money.journal import SqliteJournal
 from qfexbot.runtime import Runtime
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser

@@ -9,9 +9,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import trio
+from runtime_helpers import DESK_A, PRIMARY, write_config
 
 from qfexbot.money.journal import SqliteJournal
-from runtime_helpers import DESK_A, PRIMARY, write_config
 
 
 def qfexbot(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -17,9 +17,9 @@ import trio
 from runtime_helpers import DESK_A, recorder, wait_until, write_config
 
 from qfexbot import hookimpl
+from qfexbot.cli.journal import journal_accept_restore, journal_backup
 from qfexbot.config import AppConfig, ConfigError
 from qfexbot.money.journal import STATE_DIR_ENV, mark_paths
-from qfexbot.cli.journal import journal_accept_restore, journal_backup
 from qfexbot.runtime import Runtime
 from qfexbot.testing import run_bot
 
@@ -53,7 +53,7 @@ async def _refused(app: AppConfig) -> tuple[str, Runtime]:
             async with trio.open_nursery() as nursery:
                 await nursery.start(runtime.run)
                 runtime.stop()
-    except BaseException as exc:  # noqa: BLE001 -- nurseries group it; we look inside
+    except BaseException as exc:
         [leaf] = _leaves(exc)
         assert isinstance(leaf, ConfigError), repr(leaf)
         return str(leaf), runtime

@@ -18,13 +18,13 @@ import pytest
 import trio
 from runtime_helpers import DESK_A, DESK_B, PRIMARY
 
-from qfexbot.runtime.actions import rest_available_reader, rest_transfer_sender
 from qfexbot.config import Limits, SessionSettings
+from qfexbot.core.secrets import Secret
 from qfexbot.money.journal import SqliteJournal
 from qfexbot.money.policy import pause
-from qfexbot.core.secrets import Secret
-from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 from qfexbot.money.transfers import TransferAmbiguous, TransferService
+from qfexbot.runtime.actions import rest_available_reader, rest_transfer_sender
+from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 from qfexbot.venues.qfex import QfexVenue
 
 DESK_C = "33333333-3333-4333-8333-333333333333"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import time
 import sqlite3
+import time
 from decimal import Decimal
 
-import pytest
 import trio
+from runtime_helpers import DESK_A, DESK_B, PRIMARY, recorder, wait_until, write_config
 
+from qfexbot.config import load_config
 from qfexbot.events import (
     BalanceEvent,
     ConnectionState,
@@ -17,9 +18,7 @@ from qfexbot.events import (
     ResyncEvent,
     TransferOutcomeEvent,
 )
-from qfexbot.config import load_config
 from qfexbot.runtime import Runtime, check_command
-from runtime_helpers import DESK_A, PRIMARY, DESK_B, recorder, wait_until, write_config
 
 
 def states(events, account_id):

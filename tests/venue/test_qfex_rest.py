@@ -19,6 +19,7 @@ from venue_helpers import PRIMARY, SUB1, SUB2, FastSettings, SimEnv
 
 from qfexbot.core.secrets import Secret
 from qfexbot.venues.qfex.auth import QfexAuth
+from qfexbot.venues.qfex.driver import QfexVenue
 from qfexbot.venues.qfex.rest import (
     QfexAmbiguousError,
     QfexApiError,
@@ -27,7 +28,6 @@ from qfexbot.venues.qfex.rest import (
     QfexRest,
     QfexUnavailableError,
 )
-from qfexbot.venues.qfex.driver import QfexVenue
 
 # ---------------------------------------------------------------- against the simulator
 

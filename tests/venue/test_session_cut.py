@@ -15,8 +15,8 @@ import trio
 from venue_helpers import SUB1, WAIT, Recorder, SimEnv
 
 from qfexbot.core import session as session_module
-from qfexbot.events import ConnectionState, Event, OrderUpdateEvent
 from qfexbot.core.session import SessionNotLive
+from qfexbot.events import ConnectionState, Event, OrderUpdateEvent
 from qfexbot.sim import QfexSimulator
 from qfexbot.venues.qfex.driver import QfexVenue
 

@@ -8,6 +8,7 @@ import pytest
 import trio
 from venue_helpers import PRIMARY, SUB1, SUB2, WAIT, FastSettings, Recorder, SimEnv
 
+from qfexbot.core.session import SessionNotLive
 from qfexbot.events import (
     BalanceEvent,
     ConnectionState,
@@ -17,7 +18,6 @@ from qfexbot.events import (
     PositionEvent,
     ResyncEvent,
 )
-from qfexbot.core.session import SessionNotLive
 from qfexbot.venues.qfex.driver import QfexVenue
 
 S = ConnectionState

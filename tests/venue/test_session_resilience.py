@@ -20,8 +20,8 @@ from venue_helpers import (
     rendered,
 )
 
-from qfexbot.events import BalanceEvent, ConnectionState, ResyncEvent
 from qfexbot.core.session import backoff_delay
+from qfexbot.events import BalanceEvent, ConnectionState, ResyncEvent
 from qfexbot.venues.qfex.driver import QfexVenue
 
 S = ConnectionState

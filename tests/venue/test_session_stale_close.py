@@ -20,8 +20,8 @@ import trio
 from trio_websocket import WebSocketRequest, serve_websocket, wrap_server_stream
 
 from qfexbot.config import SessionSettings
-from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 from qfexbot.core.session import SessionNotLive, Supervisor
+from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 
 S = ConnectionState
 WAIT = 15.0  # upper bound of any single wait in these tests

@@ -8,9 +8,9 @@ from dataclasses import dataclass, replace
 import pytest
 import trio
 
-from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 from qfexbot.core.logs import TextFormatter
 from qfexbot.core.secrets import Secret
+from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 from qfexbot.sim import QfexSimulator, SimUrls
 from qfexbot.venues.qfex.driver import QfexVenue
 

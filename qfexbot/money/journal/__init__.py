@@ -72,9 +72,9 @@ from qfexbot.core.logs import get_logger, log_event
 
 __all__ = [
     "UNRESOLVED",
+    "BackupInfo",
     "BudgetExceeded",
     "DailyBudget",
-    "BackupInfo",
     "Entry",
     "EntryKind",
     "EntryNotFound",
@@ -1565,7 +1565,7 @@ class SqliteJournal:
     def _run(self, clock: Callable[[], float]) -> None:
         try:
             store = SqliteStore(self.path, clock=clock)
-        except BaseException as exc:  # noqa: BLE001 -- reported by open() and every call
+        except BaseException as exc:
             self._open_error = exc
             self._opened.set()
             store = None

@@ -22,9 +22,9 @@ import trio
 
 from qfexbot.core.asgi import answer_lifespan
 from qfexbot.core.logs import get_logger, log_event
+from qfexbot.sim.common.connection import dumps
 from qfexbot.sim.qfex.auth import AuthFailure
 from qfexbot.sim.qfex.config import SimUser
-from qfexbot.sim.common.connection import dumps
 from qfexbot.sim.qfex.engine import TransferError, rfc3339
 
 if TYPE_CHECKING:

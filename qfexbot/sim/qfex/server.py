@@ -16,12 +16,12 @@ from trio_websocket import serve_websocket
 
 from qfexbot.core.asgi import hypercorn_config
 from qfexbot.core.logs import get_logger, log_event
+from qfexbot.sim.common.ratelimit import RateLimiter
 from qfexbot.sim.qfex.auth import Authenticator
 from qfexbot.sim.qfex.config import SimConfig
 from qfexbot.sim.qfex.engine import Engine, Event, LedgerEntry, PrivateEvent, PublicTrade
 from qfexbot.sim.qfex.faults import Faults
 from qfexbot.sim.qfex.mds_ws import MdsGateway
-from qfexbot.sim.common.ratelimit import RateLimiter
 from qfexbot.sim.qfex.rest import RestApp
 from qfexbot.sim.qfex.trade_ws import TradeGateway
 

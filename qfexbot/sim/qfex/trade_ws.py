@@ -14,9 +14,9 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from qfexbot.core.logs import get_logger, log_event
+from qfexbot.sim.common.connection import WsPeer, dumps
 from qfexbot.sim.qfex.auth import AuthFailure
 from qfexbot.sim.qfex.config import SimUser
-from qfexbot.sim.common.connection import WsPeer, dumps
 from qfexbot.sim.qfex.engine import EVENT_HISTORY, CommandError, PrivateEvent
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ from typing import Any
 
 import trio
 
-from qfexbot.events import BookEvent, ConnectionState, ConnectionStateEvent, Event, ResyncEvent
 from qfexbot.core.secrets import Secret
 from qfexbot.core.session import SessionStats
 from qfexbot.core.venue import Publish, SessionSettingsLike
+from qfexbot.events import BookEvent, ConnectionState, ConnectionStateEvent, Event, ResyncEvent
 from qfexbot.venues.finery.auth import NonceSource
 from qfexbot.venues.finery.driver import FineryDriver, FineryWsClient
 from qfexbot.venues.finery.rest import FineryRest

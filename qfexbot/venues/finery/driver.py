@@ -19,11 +19,11 @@ from typing import Any
 
 import trio
 
-from qfexbot.events import ConnectionState, Event, OrderUpdateEvent, PositionEvent, ResyncEvent
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.secrets import Secret
 from qfexbot.core.session import SessionNotLive, Supervisor
 from qfexbot.core.venue import FrameConnection, Publish, SessionSettingsLike
+from qfexbot.events import ConnectionState, Event, OrderUpdateEvent, PositionEvent, ResyncEvent
 from qfexbot.venues.finery.auth import NonceSource, ws_auth_headers
 from qfexbot.venues.finery.methods import FineryMethods
 from qfexbot.venues.finery.parse import (

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from qfexbot.core.venue import ParseError as _BaseParseError
 from qfexbot.events import (
     BalanceEvent,
     BookEvent,
@@ -25,7 +26,6 @@ from qfexbot.events import (
     OrderUpdateEvent,
     PositionEvent,
 )
-from qfexbot.core.venue import ParseError as _BaseParseError
 from qfexbot.venues.finery.numbers import from_units
 
 __all__ = [

@@ -14,11 +14,11 @@ from typing import Any, Self
 
 from trio_websocket import ConnectionClosed
 
-from qfexbot.events import BookEvent, Event, MarkPriceEvent, ResyncEvent, TradeEvent
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.secrets import Secret
 from qfexbot.core.session import MarketDataSession, Supervisor
 from qfexbot.core.venue import AuthRejected, FrameConnection, Publish, SessionSettingsLike
+from qfexbot.events import BookEvent, Event, MarkPriceEvent, ResyncEvent, TradeEvent
 from qfexbot.venues.qfex.auth import QfexAuth, ws_auth_message, ws_jwt_auth_message
 from qfexbot.venues.qfex.parse import (
     AuthResult,

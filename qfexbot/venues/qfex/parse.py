@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from qfexbot.core.venue import ParseError
 from qfexbot.events import (
     BalanceEvent,
     BookEvent,
@@ -34,7 +35,6 @@ from qfexbot.events import (
     ResyncEvent,
     TradeEvent,
 )
-from qfexbot.core.venue import ParseError
 
 try:
     import msgspec as _msgspec
@@ -226,7 +226,7 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
         + "\n".join(body)
         + "\n    return self\n"
     )
-    exec(source, namespace)  # noqa: S102 - generated from the dataclass's own field names
+    exec(source, namespace)
     new = namespace["new"]
     new.__name__ = new.__qualname__ = f"new_{cls.__name__}"
     return new

@@ -25,10 +25,10 @@ from typing import Any, Self
 import httpx
 import trio
 
-from qfexbot.events import ResyncEvent
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.session import backoff_delay
 from qfexbot.core.venue import ParseError
+from qfexbot.events import ResyncEvent
 from qfexbot.venues.qfex.auth import REQUESTED_ACCOUNT_HEADER
 from qfexbot.venues.qfex.parse import _dec, encode_json, parse_positions_snapshot
 

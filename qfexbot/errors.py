@@ -1,0 +1,83 @@
+"""One root for every error qfexbot raises on purpose, and the family plugins catch.
+
+``QfexbotError`` is the root: ``except QfexbotError`` catches anything qfexbot means to raise
+and nothing it does not. Plugins catch ``ActionError`` (or one of its children) around
+``ctx`` actions; a venue's own error never reaches a plugin unwrapped.
+
+``retryable`` marks an error that may succeed if the same call is made again later (a session
+reconnecting, a venue busy); ``fatal`` one that will not get better without an operator
+(rejected credentials, a bad config).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "ActionError",
+    "ActionRejected",
+    "ActionUnavailable",
+    "ConfigError",
+    "JournalError",
+    "QfexbotError",
+    "SimulatorError",
+    "UnknownAccountError",
+    "VenueError",
+]
+
+
+class QfexbotError(Exception):
+    """Root of every error qfexbot raises on purpose."""
+
+    retryable: ClassVar[bool] = False
+    fatal: ClassVar[bool] = False
+
+
+class ConfigError(QfexbotError):
+    """A configuration (bots.toml, a plugin's settings, a simulator file) is not valid."""
+
+    fatal = True
+
+
+class JournalError(QfexbotError):
+    """The money journal refused or could not do what was asked (closed, locked, rolled back)."""
+
+
+class VenueError(QfexbotError):
+    """A venue client error: the venue answered with an error, or could not be reached."""
+
+
+class SimulatorError(QfexbotError):
+    """A simulator refused a request or its own configuration."""
+
+
+class ActionError(QfexbotError, RuntimeError):
+    """An action a plugin asked for (``ctx.transfer``, ``ctx.add_order``, ...) did not happen."""
+
+
+class ActionUnavailable(ActionError):
+    """An order or cancel could not be sent now: the account's session is not live (e.g. it is
+    reconnecting). Expected during reconnects; catch it and try again on a later event.
+
+    ``maybe_sent`` is True when the socket closed while sending: the venue may still have the
+    command, so look for its ``client_order_id`` in order events before sending it again.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, maybe_sent: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+
+
+class UnknownAccountError(ActionError, LookupError):
+    """An account alias or id that the bot's venue does not know."""
+
+
+class ActionRejected(ActionError):
+    """The venue refused an action (an order it would not accept); ``code`` is the venue's
+    reason, when it gave one."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
