@@ -615,7 +615,7 @@ def test_defaults() -> None:
     assert bot.limits.min_interval == 30.0 and bot.limits.min_remaining == Decimal(0)
     # Default allowed pairs: every pair of the bot's own accounts, both directions, nothing else.
     assert bot.limits.allowed_pairs == {("desk-a", "desk-b"), ("desk-b", "desk-a")}
-    assert not bot.limits.allows("treasury", "desk-a")
+    assert ("treasury", "desk-a") not in bot.limits.allowed_pairs
     (plugin,) = bot.plugins
     assert (plugin.name, plugin.use, plugin.enabled, plugin.failure_limit, plugin.inbox_size) == (
         "rebalancer",
