@@ -399,8 +399,8 @@ def _check_shared_accounts(err: _Errors, venues: Mapping[str, VenueConfig]) -> N
 
     Each table gets its own transfer service, which reconciles a transfer in doubt from balances
     alone: the other table's transfers on a shared account look like evidence, and one process
-    duplicates a transfer. The check is by account id alone, whatever the ``user_id``: QFEX
-    subaccount ids are UUIDs unique across users (``primary`` is the user id itself), and a
+    duplicates a transfer. The check is by account id alone, whatever the ``user_id``: a
+    venue's account ids are unique across its users (``primary`` is the user id itself), and a
     mistyped ``user_id`` must not hide the overlap. Tables with disjoint accounts are fine (a
     transfer only moves between the accounts of one table). A ``simulator = true`` table runs
     its own exchange under its own journal owner (``VenueConfig.owner``): it shares nothing.

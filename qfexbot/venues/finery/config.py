@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from qfexbot.config.validate import is_int
+from qfexbot.config.validate import VenueRules, is_int
 
 __all__ = ["RULES"]
 
@@ -45,4 +45,4 @@ class FineryRules:
         return None
 
 
-RULES = FineryRules()
+RULES: VenueRules = FineryRules()

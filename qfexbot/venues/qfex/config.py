@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from qfexbot.config.validate import MARKET_DATA_CHANNELS, PRIVATE_CHANNELS
+from qfexbot.config.validate import MARKET_DATA_CHANNELS, PRIVATE_CHANNELS, VenueRules
 
 __all__ = ["RULES"]
 
@@ -44,4 +44,4 @@ class QfexRules:
         return None
 
 
-RULES = QfexRules()
+RULES: VenueRules = QfexRules()
