@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
+from qfexbot.config.validate import VenueRules
+
 __all__ = [
     "BUILTIN",
     "DEFAULT_KIND",
@@ -68,9 +70,10 @@ def _module(kind: str, part: str) -> ModuleType:
     return importlib.import_module(f"{package}.{part}")
 
 
-def config_rules(kind: str) -> Any:
+def config_rules(kind: str) -> VenueRules:
     """The venue's ``config.RULES``: how its bots.toml table is validated."""
-    return _module(kind, "config").RULES
+    rules: VenueRules = _module(kind, "config").RULES
+    return rules
 
 
 def adapter(kind: str) -> Any:

@@ -111,8 +111,8 @@ def _mutations() -> st.SearchStrategy[list[tuple[str, int, Any]]]:
 
 def mutate(ops: list[tuple[str, int, Any]]) -> str:
     lines = list(LINES)
-    for name, i, arg in ops:
-        i %= len(lines) or 1
+    for name, at, arg in ops:
+        i = at % (len(lines) or 1)
         if not lines:
             break
         if name == "drop":
@@ -140,7 +140,7 @@ def assert_clean_errors(exc: ConfigError) -> None:
 
 
 def check_file(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Load + check: a config (then ``check`` returns 0 or 1 with listed problems) or ConfigError."""
+    """Load + check: a config (then ``check`` returns 0 or 1, problems listed) or ConfigError."""
     try:
         app = load_config(path)
     except ConfigError as exc:

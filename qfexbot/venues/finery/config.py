@@ -1,0 +1,48 @@
+"""How a ``kind = "finery"`` table of bots.toml is read: client ids, one WebSocket, HMAC keys."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from qfexbot.config.validate import VenueRules, is_int
+
+__all__ = ["RULES"]
+
+
+class FineryRules:
+    """The ``qfexbot.config.validate.VenueRules`` of Finery Markets: the user id and the account
+    ids are client ids (uint32, > 0, kept as decimal text like every account id), one WebSocket
+    carries everything, and only an EFX key pair authenticates."""
+
+    kind = "finery"
+    # One WebSocket for everything: mds_url is the same socket and not configurable.
+    default_urls: Mapping[str, str] = MappingProxyType(
+        {
+            "trade_url": "wss://trade.finerymarkets.com/ws",
+            "mds_url": "wss://trade.finerymarkets.com/ws",
+            "rest_url": "https://trade.finerymarkets.com",
+        }
+    )
+    single_socket = True
+    credentials = ("public_key", "secret")
+    credential_hint = "use public_key = the EFX key, and secret"
+    private_channels = ("order_responses", "fills", "positions", "balances")
+    """Its feeds O, O, K and L."""
+    market_data_channels = ("level2",)
+    """``level2`` is the ``F`` book."""
+    sim_keys = ("pulse_interval", "seed")
+    user_id_expected = "a Finery client id (a positive integer)"
+    user_id_missing = "the Finery client id of the API key (a positive integer)"
+    account_noun = "client id"
+    account_expected = "a Finery client id (integer)"
+
+    def account_id(self, value: Any) -> str | None:
+        """A client id (an integer 1 .. 2**32-1) as decimal text; None for anything else."""
+        if is_int(value) and 0 < value < 2**32:
+            return str(value)
+        return None
+
+
+RULES: VenueRules = FineryRules()
