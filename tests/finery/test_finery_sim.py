@@ -35,6 +35,7 @@ from qfexbot.sim.finery import (
     FinerySimulator,
     parse_finery_sim_config,
 )
+from qfexbot.sim.finery.signature import expected_signature, signature_matches
 from qfexbot.venues.finery.auth import NonceSource, sign, ws_auth_headers
 from qfexbot.venues.finery.driver import FineryWsClient, rejection_reason
 from qfexbot.venues.finery.parse import FineryError
@@ -158,6 +159,31 @@ def content_headers(key: str, secret: str, nonce: int, ts: int) -> list[tuple[by
         (b"EFX-Content", content.encode()),
         (b"EFX-Sign", sign(secret, content).encode()),
     ]
+
+
+# protocol/finery.md §1.1: the official signature vectors (secret used as a plain string).
+VECTOR_SECRET = "cZpZ1vwzOaXuiONfIQVg8h6za97FoHhrwwgoSCNwDAR"
+VECTORS = (
+    (
+        b'add{"nonce": 49856723467362345, "timestamp": 1628489110490, "instrument": "BTC-USD", '
+        b'"clientOrderId": 1, "size": 1, "side": "ask", "type": "MarketIOC"}',
+        "xvWE5m9bLUOx6TubJsXbnHPfdmYGvlbma2kuRPma0smOq47yRsG4LCak/hozAiQq",
+    ),
+    (
+        b'{"nonce": 49856723467362345, "timestamp": 1628489110490}',
+        "KCn9rlqILiifROYfgpGmRtvgBzSCJa/2KJ31oPKbcyE6D+BaTVfFMXo8kDwQtBC/",
+    ),
+)
+
+
+@pytest.mark.parametrize(("message", "expected"), VECTORS)
+def test_simulator_and_client_signatures_match_the_protocol_vectors(
+    message: bytes, expected: str
+) -> None:
+    assert expected_signature(VECTOR_SECRET, message) == expected
+    assert sign(VECTOR_SECRET, message) == expected
+    assert signature_matches(VECTOR_SECRET, message, expected)
+    assert not signature_matches(VECTOR_SECRET, message + b" ", expected)
 
 
 async def test_handshake_rejects_bad_signature_nonce_and_timestamp(sim: FinerySimulator) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
-from qfexbot.venues.finery.numbers import to_units
+from qfexbot.sim.finery.units import to_units
 
 __all__ = ["EngineError", "FineryEngine", "Notice", "SimOrder"]
 

@@ -25,7 +25,7 @@ from qfexbot.core.asgi import answer_lifespan, hypercorn_config
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice
-from qfexbot.venues.finery.auth import sign
+from qfexbot.sim.finery.signature import signature_matches
 
 __all__ = ["FineryFaults", "FinerySimulator", "FineryUrls"]
 
@@ -193,7 +193,7 @@ class FinerySimulator:
         client = self._by_key.get(key or "")
         if client is None:
             return None, 3
-        if signature is None or sign(client.secret, signed) != signature:
+        if not signature_matches(client.secret, signed, signature):
             return None, 14
         if not isinstance(content, dict):
             return None, 9
