@@ -15,7 +15,7 @@ import trio
 from sim_client import PRIMARY, TIMEOUT, Sim, connect, order_status
 from trio_websocket import ConnectionClosed
 
-from qfexbot.sim.qfex.engine import EVENT_HISTORY
+from qfexbot.sim.qfex.model import EVENT_HISTORY
 
 
 def _rest(sim: Sim, client_order_id: str) -> None:
