@@ -65,6 +65,14 @@ class Settings:
     request_timeout: float = 5.0
 
 
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """Poll ``predicate`` until it holds (bound it with the caller's ``trio.fail_after``)."""
+    while True:
+        if predicate():
+            return
+        await trio.sleep(0.01)
+
+
 class Recorder:
     """The publish sink: keeps every event; ``wait`` polls for a predicate (bounded)."""
 
@@ -77,10 +85,8 @@ class Recorder:
     def of(self, kind: type, pred: Callable[[Any], bool] = lambda e: True) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind) and pred(e)]
 
-    async def wait(
-        self, kind: type, pred: Callable[[Any], bool] = lambda e: True, timeout: float = 5.0
-    ) -> Any:
-        with trio.fail_after(timeout):
+    async def wait(self, kind: type, pred: Callable[[Any], bool] = lambda e: True) -> Any:
+        with trio.fail_after(5.0):
             while True:
                 found = self.of(kind, pred)
                 if found:
@@ -411,8 +417,7 @@ async def test_cancel_on_disconnect_only_for_the_lost_connection(
             200_000_000_000,
         ]
     with trio.fail_after(5):
-        while first_events.live_count() < 2:
-            await trio.sleep(0.01)
+        await wait_until(lambda: first_events.live_count() >= 2)
     resync = first_events.of(ResyncEvent)[-1]
     assert sorted(o.price for o in resync.open_orders) == [Decimal(1998), Decimal(2000)]
 
@@ -424,8 +429,7 @@ async def test_reconnect_rebinds_and_resyncs(nursery: trio.Nursery, sim: FineryS
     taker, events = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "BTC-USD")))
     assert sim.faults.drop_connections(TAKER) == 1
     with trio.fail_after(5):
-        while events.live_count() < 2:
-            await trio.sleep(0.01)
+        await wait_until(lambda: events.live_count() >= 2)
     assert len(events.of(ResyncEvent)) == 2
     assert len(events.of(BookEvent)) == 2  # the book was re-bound: a second snapshot
     assert taker.supervisor.stats.reconnects == 1
@@ -438,16 +442,14 @@ async def test_status_loss_rebinds_after_zero_status(
     assert len(events.of(BookEvent)) == 1
     sim.faults.backend_status(2)
     with trio.fail_after(5):
-        while not taker.driver.bindings_lost:
-            await trio.sleep(0.01)
+        await wait_until(lambda: bool(taker.driver.bindings_lost))
     assert sim.connections(TAKER)[0].bindings == {}
     with pytest.raises(FineryError) as err:
         await taker.positions()
     assert err.value.code == 2
     sim.faults.backend_status(0)
     with trio.fail_after(5):
-        while len(events.of(BookEvent)) < 2:
-            await trio.sleep(0.01)
+        await wait_until(lambda: len(events.of(BookEvent)) >= 2)
     assert not taker.driver.bindings_lost
     assert taker.supervisor.stats.reconnects == 0  # same socket, bindings restored
 
@@ -456,7 +458,7 @@ async def test_keepalive_malformed_frames_and_bind_errors(
     nursery: trio.Nursery, sim: FinerySimulator
 ) -> None:
     sim.config = sim.config.replace(idle_timeout=1.0)  # read by every idle wait
-    taker, events = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "NOPE-USD")))
+    taker, _events = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "NOPE-USD")))
     assert taker.driver.bindings == [("K", None)]  # 103: dropped, not retried forever
     sim.faults.send_malformed_frame(TAKER)
     await trio.sleep(1.6)  # longer than the sim's 1 s idle timeout: keepalive holds it open
@@ -466,8 +468,7 @@ async def test_keepalive_malformed_frames_and_bind_errors(
     await taker.bind("O", "BTC-USD")
     await taker.unbind("K")
     with trio.fail_after(5):
-        while len(sim.connections(TAKER)[0].bindings) != 1:
-            await trio.sleep(0.01)
+        await wait_until(lambda: len(sim.connections(TAKER)[0].bindings) == 1)
     assert list(sim.connections(TAKER)[0].bindings) == [("O", '"BTC-USD"')]
 
 
