@@ -514,10 +514,14 @@ class Engine:
         if market is None:
             return "BAD_SYMBOL"
         spec = market.spec
+        reject = _type_reject(order)
+        if reject is None and order.order_type != "MARKET":
+            price_bounds = (spec.tick_size, spec.min_price, spec.max_price)
+            reject = _grid_reject(order.price, *price_bounds, "PRICE")
+        quantity_bounds = (spec.lot_size, spec.min_quantity, spec.max_quantity)
         return (
-            _type_reject(order)
-            or _price_reject(order, spec)
-            or _quantity_reject(order, spec)
+            reject
+            or _grid_reject(order.quantity, *quantity_bounds, "QUANTITY")
             or self._risk_reject(order, spec)
         )
 
@@ -789,23 +793,14 @@ def _type_reject(order: Order) -> str | None:
     return None
 
 
-def _price_reject(order: Order, spec: SimSymbol) -> str | None:
-    if order.order_type == "MARKET":
-        return None
-    if order.price <= 0 or order.price % spec.tick_size:
-        return "INVALID_TICK_SIZE_PRECISION_PRICE"
-    if order.price < spec.min_price:
-        return "PRICE_LESS_THAN_MIN_PRICE"
-    if order.price > spec.max_price:
-        return "PRICE_GREATER_THAN_MAX_PRICE"
-    return None
-
-
-def _quantity_reject(order: Order, spec: SimSymbol) -> str | None:
-    if order.quantity <= 0 or order.quantity % spec.lot_size:
-        return "INVALID_TICK_SIZE_PRECISION_QUANTITY"
-    if order.quantity < spec.min_quantity:
-        return "QUANTITY_LESS_THAN_MIN_QUANTITY"
-    if order.quantity > spec.max_quantity:
-        return "QUANTITY_GREATER_THAN_MAX_QUANTITY"
+def _grid_reject(
+    value: Decimal, step: Decimal, low: Decimal, high: Decimal, name: str
+) -> str | None:
+    """A price or quantity off its grid or outside its bounds: ``name`` is PRICE or QUANTITY."""
+    if value <= 0 or value % step:
+        return f"INVALID_TICK_SIZE_PRECISION_{name}"
+    if value < low:
+        return f"{name}_LESS_THAN_MIN_{name}"
+    if value > high:
+        return f"{name}_GREATER_THAN_MAX_{name}"
     return None
