@@ -170,10 +170,10 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sim":
         if args.venue == "finery":
-            from qfexbot.cli.sim_finery import run_finery_sim_command
+            from qfexbot.cli.sim import run_finery_sim_command
 
             return run_finery_sim_command(config=args.config, host=args.host)
-        from qfexbot.cli.sim_qfex import run_sim_command
+        from qfexbot.cli.sim import run_sim_command
 
         return run_sim_command(config=args.config, host=args.host, venue=args.venue)
     if args.command == "run":

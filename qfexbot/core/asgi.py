@@ -1,4 +1,7 @@
-"""Shared plumbing of our small ASGI servers (simulators, ops endpoint) on hypercorn's trio worker."""
+"""Shared plumbing of our small ASGI servers (simulators, ops endpoint).
+
+hypercorn's trio worker serves them; these helpers are the parts every app repeats.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,10 @@ from hypercorn.config import Config as HypercornConfig
 
 from qfexbot.core.logs import get_logger
 
-__all__ = ["answer_lifespan", "hypercorn_config"]
+__all__ = ["Receive", "Send", "answer_lifespan", "hypercorn_config", "read_body"]
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def hypercorn_config(
@@ -24,10 +30,19 @@ def hypercorn_config(
     return config
 
 
-async def answer_lifespan(
-    receive: Callable[[], Awaitable[dict[str, Any]]],
-    send: Callable[[dict[str, Any]], Awaitable[None]],
-) -> None:
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole body of an HTTP request; None if the client disconnected before sending it."""
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+
+
+async def answer_lifespan(receive: Receive, send: Send) -> None:
     """Acknowledge an ASGI lifespan scope's startup and shutdown (our apps hold no resources)."""
     while True:
         message = await receive()

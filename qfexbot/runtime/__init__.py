@@ -87,11 +87,11 @@ async def _start_simulator(
     """Start the embedded simulator of a ``simulator = true`` venue: ``(simulator, urls)``.
 
     A Finery simulator also gets its house maker (quotes every instrument, see
-    ``qfexbot.sim.finery.embedded``), running until the root nursery is cancelled.
+    ``qfexbot.runtime.embedded``), running until the root nursery is cancelled.
     """
     if config.kind == "finery":
+        from qfexbot.runtime.embedded import HouseMaker, embedded_config
         from qfexbot.sim.finery import FinerySimulator
-        from qfexbot.sim.finery.embedded import HouseMaker, embedded_config
 
         assert credentials.public_key is not None and credentials.secret is not None
         sim_config, house = embedded_config(

@@ -13,8 +13,8 @@ from qfexbot.sim.qfex.config import SimUser as SimUser
 from qfexbot.sim.qfex.config import demo_sim_config as demo_sim_config
 from qfexbot.sim.qfex.config import load_sim_config as load_sim_config
 from qfexbot.sim.qfex.config import parse_sim_config as parse_sim_config
-from qfexbot.sim.qfex.engine import LedgerEntry as LedgerEntry
 from qfexbot.sim.qfex.faults import Faults as Faults
+from qfexbot.sim.qfex.model import LedgerEntry as LedgerEntry
 from qfexbot.sim.qfex.server import QfexSimulator as QfexSimulator
 from qfexbot.sim.qfex.server import SimUrls as SimUrls
 

@@ -35,6 +35,7 @@ from qfexbot.sim.finery import (
     FinerySimulator,
     parse_finery_sim_config,
 )
+from qfexbot.sim.finery.signature import expected_signature, signature_matches
 from qfexbot.venues.finery.auth import NonceSource, sign, ws_auth_headers
 from qfexbot.venues.finery.driver import FineryWsClient, rejection_reason
 from qfexbot.venues.finery.parse import FineryError
@@ -64,6 +65,14 @@ class Settings:
     request_timeout: float = 5.0
 
 
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """Poll ``predicate`` until it holds (bound it with the caller's ``trio.fail_after``)."""
+    while True:
+        if predicate():
+            return
+        await trio.sleep(0.01)
+
+
 class Recorder:
     """The publish sink: keeps every event; ``wait`` polls for a predicate (bounded)."""
 
@@ -76,10 +85,8 @@ class Recorder:
     def of(self, kind: type, pred: Callable[[Any], bool] = lambda e: True) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind) and pred(e)]
 
-    async def wait(
-        self, kind: type, pred: Callable[[Any], bool] = lambda e: True, timeout: float = 5.0
-    ) -> Any:
-        with trio.fail_after(timeout):
+    async def wait(self, kind: type, pred: Callable[[Any], bool] = lambda e: True) -> Any:
+        with trio.fail_after(5.0):
             while True:
                 found = self.of(kind, pred)
                 if found:
@@ -158,6 +165,31 @@ def content_headers(key: str, secret: str, nonce: int, ts: int) -> list[tuple[by
         (b"EFX-Content", content.encode()),
         (b"EFX-Sign", sign(secret, content).encode()),
     ]
+
+
+# protocol/finery.md §1.1: the official signature vectors (secret used as a plain string).
+VECTOR_SECRET = "cZpZ1vwzOaXuiONfIQVg8h6za97FoHhrwwgoSCNwDAR"
+VECTORS = (
+    (
+        b'add{"nonce": 49856723467362345, "timestamp": 1628489110490, "instrument": "BTC-USD", '
+        b'"clientOrderId": 1, "size": 1, "side": "ask", "type": "MarketIOC"}',
+        "xvWE5m9bLUOx6TubJsXbnHPfdmYGvlbma2kuRPma0smOq47yRsG4LCak/hozAiQq",
+    ),
+    (
+        b'{"nonce": 49856723467362345, "timestamp": 1628489110490}',
+        "KCn9rlqILiifROYfgpGmRtvgBzSCJa/2KJ31oPKbcyE6D+BaTVfFMXo8kDwQtBC/",
+    ),
+)
+
+
+@pytest.mark.parametrize(("message", "expected"), VECTORS)
+def test_simulator_and_client_signatures_match_the_protocol_vectors(
+    message: bytes, expected: str
+) -> None:
+    assert expected_signature(VECTOR_SECRET, message) == expected
+    assert sign(VECTOR_SECRET, message) == expected
+    assert signature_matches(VECTOR_SECRET, message, expected)
+    assert not signature_matches(VECTOR_SECRET, message + b" ", expected)
 
 
 async def test_handshake_rejects_bad_signature_nonce_and_timestamp(sim: FinerySimulator) -> None:
@@ -385,8 +417,7 @@ async def test_cancel_on_disconnect_only_for_the_lost_connection(
             200_000_000_000,
         ]
     with trio.fail_after(5):
-        while first_events.live_count() < 2:
-            await trio.sleep(0.01)
+        await wait_until(lambda: first_events.live_count() >= 2)
     resync = first_events.of(ResyncEvent)[-1]
     assert sorted(o.price for o in resync.open_orders) == [Decimal(1998), Decimal(2000)]
 
@@ -398,8 +429,7 @@ async def test_reconnect_rebinds_and_resyncs(nursery: trio.Nursery, sim: FineryS
     taker, events = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "BTC-USD")))
     assert sim.faults.drop_connections(TAKER) == 1
     with trio.fail_after(5):
-        while events.live_count() < 2:
-            await trio.sleep(0.01)
+        await wait_until(lambda: events.live_count() >= 2)
     assert len(events.of(ResyncEvent)) == 2
     assert len(events.of(BookEvent)) == 2  # the book was re-bound: a second snapshot
     assert taker.supervisor.stats.reconnects == 1
@@ -412,16 +442,14 @@ async def test_status_loss_rebinds_after_zero_status(
     assert len(events.of(BookEvent)) == 1
     sim.faults.backend_status(2)
     with trio.fail_after(5):
-        while not taker.driver.bindings_lost:
-            await trio.sleep(0.01)
+        await wait_until(lambda: bool(taker.driver.bindings_lost))
     assert sim.connections(TAKER)[0].bindings == {}
     with pytest.raises(FineryError) as err:
         await taker.positions()
     assert err.value.code == 2
     sim.faults.backend_status(0)
     with trio.fail_after(5):
-        while len(events.of(BookEvent)) < 2:
-            await trio.sleep(0.01)
+        await wait_until(lambda: len(events.of(BookEvent)) >= 2)
     assert not taker.driver.bindings_lost
     assert taker.supervisor.stats.reconnects == 0  # same socket, bindings restored
 
@@ -430,7 +458,7 @@ async def test_keepalive_malformed_frames_and_bind_errors(
     nursery: trio.Nursery, sim: FinerySimulator
 ) -> None:
     sim.config = sim.config.replace(idle_timeout=1.0)  # read by every idle wait
-    taker, events = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "NOPE-USD")))
+    taker, _events = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "NOPE-USD")))
     assert taker.driver.bindings == [("K", None)]  # 103: dropped, not retried forever
     sim.faults.send_malformed_frame(TAKER)
     await trio.sleep(1.6)  # longer than the sim's 1 s idle timeout: keepalive holds it open
@@ -440,8 +468,7 @@ async def test_keepalive_malformed_frames_and_bind_errors(
     await taker.bind("O", "BTC-USD")
     await taker.unbind("K")
     with trio.fail_after(5):
-        while len(sim.connections(TAKER)[0].bindings) != 1:
-            await trio.sleep(0.01)
+        await wait_until(lambda: len(sim.connections(TAKER)[0].bindings) == 1)
     assert list(sim.connections(TAKER)[0].bindings) == [("O", '"BTC-USD"')]
 
 
@@ -518,7 +545,7 @@ async def test_sim_command_prints_ready_and_exits_on_sigint(tmp_path: Any) -> No
         'client_id = 7\nrole = "taker"\n'
     )
     code = (
-        "import sys; from qfexbot.cli.sim_finery import run_finery_sim_command; "
+        "import sys; from qfexbot.cli.sim import run_finery_sim_command; "
         "sys.exit(run_finery_sim_command(sys.argv[1], '127.0.0.1'))"
     )
     env = {**os.environ, "PYTHONWARNINGS": "error"}

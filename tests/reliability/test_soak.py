@@ -29,7 +29,7 @@ from soak import (
 )
 
 from qfexbot.money.journal import SqliteJournal
-from qfexbot.sim.qfex.engine import LedgerEntry
+from qfexbot.sim.qfex.model import LedgerEntry
 
 CI_SECONDS = 20.0
 SEED = int(os.environ.get("QFEXBOT_SOAK_SEED") or random.SystemRandom().randrange(1, 2**31))

@@ -120,12 +120,12 @@ class Client:
     async def command(self, kind: str, **params: Any) -> None:
         await self.send({"type": kind, "params": params})
 
-    async def recv(self, timeout: float = TIMEOUT) -> Any:
-        with trio.fail_after(timeout):
+    async def recv(self) -> Any:
+        with trio.fail_after(TIMEOUT):
             return json.loads(await self.ws.get_message())
 
-    async def recv_until(self, predicate: Callable[[Any], bool], timeout: float = TIMEOUT) -> Any:
-        with trio.fail_after(timeout):
+    async def recv_until(self, predicate: Callable[[Any], bool]) -> Any:
+        with trio.fail_after(TIMEOUT):
             while True:
                 frame = json.loads(await self.ws.get_message())
                 if predicate(frame):
@@ -140,9 +140,9 @@ class Client:
         for channel in channels:
             assert await self.recv() == {"subscribed": channel}
 
-    async def closed(self, timeout: float = TIMEOUT) -> int | None:
+    async def closed(self) -> int | None:
         """Drain until the server closes; the close code."""
-        with trio.fail_after(timeout):
+        with trio.fail_after(TIMEOUT):
             try:
                 while True:
                     await self.ws.get_message()
@@ -176,3 +176,11 @@ def market_order(side: str, quantity: float) -> dict[str, Any]:
         "order_time_in_force": "IOC",
         "quantity": Decimal(str(quantity)),
     }
+
+
+async def wait_until(predicate: Callable[[], bool], poll: float = 0.01) -> None:
+    """Poll ``predicate`` until it holds (bound it with the caller's ``trio.fail_after``)."""
+    while True:
+        if predicate():
+            return
+        await trio.sleep(poll)

@@ -10,7 +10,8 @@ from sim_client import OTHER, PRIMARY, SUB1, SUB2, make_config, sign
 from qfexbot.sim import SimConfigError, demo_sim_config, load_sim_config
 from qfexbot.sim.common.ratelimit import RateLimiter
 from qfexbot.sim.qfex.auth import NonceCache
-from qfexbot.sim.qfex.engine import CommandError, Engine, PrivateEvent, PublicTrade, TransferError
+from qfexbot.sim.qfex.engine import Engine
+from qfexbot.sim.qfex.model import CommandError, PrivateEvent, PublicTrade, TransferError
 
 D = Decimal
 

@@ -139,7 +139,8 @@ async def test_subscriptions_pulses_and_unknown_channel(running: Sim) -> None:
         err = await ws.recv_until(lambda f: "err" in f)
         assert err["err"]["error_code"] == "InvalidParameter"
         for _ in range(3):
-            balance = await ws.recv_until(lambda f: "balance_response" in f, timeout=1)
+            with trio.fail_after(1):
+                balance = await ws.recv_until(lambda f: "balance_response" in f)
             assert balance["balance_response"]["deposit"] == 100000.0
         await ws.command("unsubscribe", channels=["balances"])
         await ws.recv_until(lambda f: f == {"unsubscribed": "balances"})

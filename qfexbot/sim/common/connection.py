@@ -108,15 +108,18 @@ class WsPeer:
             pass
         self.cancel_scope.cancel()
 
-    async def run_pinger(self, interval: float, timeout: float) -> None:
-        """Ping every ``interval``; no pong within ``timeout`` → close 1011 "pong timeout"."""
+    async def run_pinger(self, interval: float, pong_timeout: float) -> None:
+        """Ping every ``interval``; no pong within ``pong_timeout`` → close 1011 "pong timeout".
+
+        The deadline is per ping, inside the loop, so it cannot be a caller's cancel scope.
+        """
         try:
             while True:
                 await trio.sleep(interval)
-                with trio.move_on_after(timeout) as scope:
+                with trio.move_on_after(pong_timeout) as scope:
                     await self.ws.ping()
                 if scope.cancelled_caught:
-                    log_event(log, logging.INFO, "pong timeout", timeout=timeout)
+                    log_event(log, logging.INFO, "pong timeout", timeout=pong_timeout)
                     self.close(1011, "pong timeout")
                     return
         except ConnectionClosed:

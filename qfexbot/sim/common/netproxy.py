@@ -46,6 +46,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import trio
 
+from qfexbot.errors import SimulatorError
+
 __all__ = ["FAULT_KINDS", "SLOW_READ_BYTES", "SLOW_READ_PERIOD", "FaultProxy", "Link"]
 
 FAULT_KINDS = ("stall", "half_open", "reset_mid_frame", "slow_reads", "partial_then_silence")
@@ -55,7 +57,7 @@ SLOW_READ_PERIOD = 0.2
 CHUNK = 65536
 
 
-class _Aborted(Exception):
+class _Aborted(SimulatorError):
     """A fault ended the link: the pumps stop and both sockets close (the client's by RST)."""
 
 

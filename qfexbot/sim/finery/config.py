@@ -27,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import tomli
+from qfexbot.sim.common.config import ConfigProblems, read_toml, unknown_keys
 
 __all__ = [
     "FineryCurrency",
@@ -45,12 +45,10 @@ __all__ = [
 ROLES = ("maker", "taker", "master")
 
 
-class FinerySimConfigError(ValueError):
+class FinerySimConfigError(ConfigProblems):
     """The ``[finery]`` part of SIM.toml is invalid; ``errors`` names every problem."""
 
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = list(errors)
-        super().__init__("invalid Finery simulator configuration:\n  " + "\n  ".join(errors))
+    title = "invalid Finery simulator configuration"
 
 
 @dataclass(frozen=True)
@@ -88,25 +86,6 @@ class FinerySimClient:
     positions: tuple[tuple[str, int, Decimal], ...] = ()
 
 
-@dataclass(frozen=True)
-class FinerySimConfig:
-    """Everything the Finery simulator needs; tunables default to the protocol's §7 values."""
-
-    clients: tuple[FinerySimClient, ...]
-    currencies: tuple[FineryCurrency, ...] = field(default_factory=lambda: default_currencies())
-    instruments: tuple[FineryInstrument, ...] = field(default_factory=lambda: default_instruments())
-    nonce_window: float = 120.0
-    timestamp_tolerance: float = 120.0
-    strict_nonce: bool = False
-    idle_timeout: float = 80.0
-    max_orders_per_side: int = 30
-    book_depth: int = 25
-
-    def replace(self, **changes: Any) -> FinerySimConfig:
-        """A copy with some fields changed (tests shorten timeouts this way)."""
-        return dataclasses.replace(self, **changes)
-
-
 def default_currencies() -> tuple[FineryCurrency, ...]:
     """USD (step 0.01), USDT (step 0.000001), BTC and ETH (step 1e-8)."""
     return (
@@ -124,6 +103,25 @@ def default_instruments() -> tuple[FineryInstrument, ...]:
         FineryInstrument("ETH-USD", 4955410051, "ETH", "USD"),
         FineryInstrument("BTC-USDT", 4955410052, "BTC", "USDT"),
     )
+
+
+@dataclass(frozen=True)
+class FinerySimConfig:
+    """Everything the Finery simulator needs; tunables default to the protocol's §7 values."""
+
+    clients: tuple[FinerySimClient, ...]
+    currencies: tuple[FineryCurrency, ...] = field(default_factory=default_currencies)
+    instruments: tuple[FineryInstrument, ...] = field(default_factory=default_instruments)
+    nonce_window: float = 120.0
+    timestamp_tolerance: float = 120.0
+    strict_nonce: bool = False
+    idle_timeout: float = 80.0
+    max_orders_per_side: int = 30
+    book_depth: int = 25
+
+    def replace(self, **changes: Any) -> FinerySimConfig:
+        """A copy with some fields changed (tests shorten timeouts this way)."""
+        return dataclasses.replace(self, **changes)
 
 
 def demo_finery_config() -> FinerySimConfig:
@@ -147,12 +145,7 @@ def load_finery_sim_config(path: str | Path) -> FinerySimConfig:
     Raises:
         FinerySimConfigError: unreadable file, TOML error, or invalid keys (all listed).
     """
-    try:
-        data = tomli.loads(Path(path).read_text("utf-8"))
-    except OSError as exc:
-        raise FinerySimConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
-    except (tomli.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise FinerySimConfigError([f"{path}: {exc}"]) from None
+    data = read_toml(path, FinerySimConfigError)
     if "finery" not in data:
         return demo_finery_config()
     return parse_finery_sim_config(data["finery"])
@@ -191,6 +184,9 @@ def parse_finery_sim_config(table: Mapping[str, Any]) -> FinerySimConfig:
     return FinerySimConfig(clients=clients, **kwargs)
 
 
+_CLIENT_KEYS = ("key", "secret", "client_id", "role", "subaccounts", "gross_limit", "positions")
+
+
 def _clients(value: Any, errors: list[str]) -> tuple[FinerySimClient, ...]:
     if not isinstance(value, list) or not value:
         errors.append("finery.clients: expected at least one [[finery.clients]] table")
@@ -198,76 +194,16 @@ def _clients(value: Any, errors: list[str]) -> tuple[FinerySimClient, ...]:
     clients: list[FinerySimClient] = []
     keys: set[str] = set()
     ids: set[int] = set()
-    currencies = {c.name for c in default_currencies()}
     for index, entry in enumerate(value):
         path = f"finery.clients[{index}]"
         if not isinstance(entry, Mapping):
             errors.append(f"{path}: expected a table, got {entry!r}")
             continue
-        for key in entry:
-            if key not in (
-                "key",
-                "secret",
-                "client_id",
-                "role",
-                "subaccounts",
-                "gross_limit",
-                "positions",
-            ):
-                errors.append(f"{path}.{key}: unknown key")
-        key = entry.get("key")
-        secret = entry.get("secret")
-        client_id = entry.get("client_id")
-        role = entry.get("role")
-        ok = True
-        if not isinstance(key, str) or not key:
-            errors.append(f"{path}.key: expected a non-empty string, got {key!r}")
-            ok = False
-        elif key in keys:
-            errors.append(f"{path}.key: {key!r} is used by another client")
-        if not isinstance(secret, str) or not secret:
-            errors.append(f"{path}.secret: expected a non-empty string")
-            ok = False
-        if not _uint32(client_id):
-            errors.append(f"{path}.client_id: expected a positive integer, got {client_id!r}")
-            ok = False
-        elif client_id in ids:
-            errors.append(f"{path}.client_id: {client_id} is declared twice")
-        if role not in ROLES:
-            errors.append(f"{path}.role: expected one of maker, taker, master, got {role!r}")
-            ok = False
-        subs = entry.get("subaccounts", [])
-        if not isinstance(subs, list) or not all(_uint32(s) for s in subs):
-            errors.append(f"{path}.subaccounts: expected an array of client ids, got {subs!r}")
-            subs = []
-        elif subs and role != "master":
-            errors.append(f"{path}.subaccounts: only a master has sub-accounts")
-        gross = _decimal(entry.get("gross_limit", "1000000"), f"{path}.gross_limit", errors)
-        positions = []
-        raw_positions = entry.get("positions", [])
-        if not isinstance(raw_positions, list):
-            errors.append(f"{path}.positions: expected an array of tables")
-            raw_positions = []
-        for i, pos in enumerate(raw_positions):
-            ppath = f"{path}.positions[{i}]"
-            if not isinstance(pos, Mapping) or set(pos) != {"currency", "counterparty", "amount"}:
-                errors.append(f"{ppath}: expected {{currency, counterparty, amount}}, got {pos!r}")
-                continue
-            if pos["currency"] not in currencies:
-                errors.append(f"{ppath}.currency: unknown currency {pos['currency']!r}")
-                continue
-            if not _uint32(pos["counterparty"]):
-                errors.append(f"{ppath}.counterparty: expected a client id")
-                continue
-            amount = _decimal(pos["amount"], f"{ppath}.amount", errors, signed=True)
-            if amount is not None:
-                positions.append((pos["currency"], pos["counterparty"], amount))
-        if ok and gross is not None:
-            keys.add(key)
-            ids.add(client_id)
-            clients.append(
-                FinerySimClient(key, secret, client_id, role, tuple(subs), gross, tuple(positions))
-            )
+        client = _client(entry, path, errors, keys, ids)
+        if client is not None:
+            keys.add(client.key)
+            ids.add(client.client_id)
+            clients.append(client)
     for client in clients:
         for _, cp, _ in client.positions:
             if cp not in ids or cp == client.client_id:
@@ -276,6 +212,72 @@ def _clients(value: Any, errors: list[str]) -> tuple[FinerySimClient, ...]:
                     f"against unknown counterparty {cp}"
                 )
     return tuple(clients)
+
+
+def _client(
+    entry: Mapping[str, Any], path: str, errors: list[str], keys: set[str], ids: set[int]
+) -> FinerySimClient | None:
+    """One ``[[finery.clients]]`` table (None if unusable); keys and ids must be new."""
+    unknown_keys(entry, _CLIENT_KEYS, path, errors)
+    key = entry.get("key")
+    secret = entry.get("secret")
+    client_id = entry.get("client_id")
+    role = entry.get("role")
+    ok = True
+    if not isinstance(key, str) or not key:
+        errors.append(f"{path}.key: expected a non-empty string, got {key!r}")
+        ok = False
+    elif key in keys:
+        errors.append(f"{path}.key: {key!r} is used by another client")
+    if not isinstance(secret, str) or not secret:
+        errors.append(f"{path}.secret: expected a non-empty string")
+        ok = False
+    if not _uint32(client_id):
+        errors.append(f"{path}.client_id: expected a positive integer, got {client_id!r}")
+        ok = False
+    elif client_id in ids:
+        errors.append(f"{path}.client_id: {client_id} is declared twice")
+    if role not in ROLES:
+        errors.append(f"{path}.role: expected one of maker, taker, master, got {role!r}")
+        ok = False
+    subs = _client_subaccounts(entry.get("subaccounts", []), role, path, errors)
+    gross = _decimal(entry.get("gross_limit", "1000000"), f"{path}.gross_limit", errors)
+    positions = _positions(entry.get("positions", []), path, errors)
+    if not ok or gross is None:
+        return None
+    return FinerySimClient(key, secret, client_id, role, subs, gross, positions)
+
+
+def _client_subaccounts(subs: Any, role: Any, path: str, errors: list[str]) -> tuple[int, ...]:
+    if not isinstance(subs, list) or not all(_uint32(s) for s in subs):
+        errors.append(f"{path}.subaccounts: expected an array of client ids, got {subs!r}")
+        return ()
+    if subs and role != "master":
+        errors.append(f"{path}.subaccounts: only a master has sub-accounts")
+    return tuple(subs)
+
+
+def _positions(raw: Any, path: str, errors: list[str]) -> tuple[tuple[str, int, Decimal], ...]:
+    if not isinstance(raw, list):
+        errors.append(f"{path}.positions: expected an array of tables")
+        return ()
+    currencies = {c.name for c in default_currencies()}
+    positions = []
+    for i, pos in enumerate(raw):
+        ppath = f"{path}.positions[{i}]"
+        if not isinstance(pos, Mapping) or set(pos) != {"currency", "counterparty", "amount"}:
+            errors.append(f"{ppath}: expected {{currency, counterparty, amount}}, got {pos!r}")
+            continue
+        if pos["currency"] not in currencies:
+            errors.append(f"{ppath}.currency: unknown currency {pos['currency']!r}")
+            continue
+        if not _uint32(pos["counterparty"]):
+            errors.append(f"{ppath}.counterparty: expected a client id")
+            continue
+        amount = _decimal(pos["amount"], f"{ppath}.amount", errors, signed=True)
+        if amount is not None:
+            positions.append((pos["currency"], pos["counterparty"], amount))
+    return tuple(positions)
 
 
 def _uint32(value: Any) -> bool:

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from qfexbot.errors import SimulatorError
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
-from qfexbot.venues.finery.numbers import to_units
+from qfexbot.sim.finery.units import to_units
 
 __all__ = ["EngineError", "FineryEngine", "Notice", "SimOrder"]
 
@@ -29,7 +30,7 @@ MAKER_TYPES = {0, 1}
 SIDES = {"bid": 0, "ask": 1}
 
 
-class EngineError(Exception):
+class EngineError(SimulatorError):
     """A request failed with venue error ``code``; ``param`` names the offending field."""
 
     def __init__(self, code: int, param: str | None = None) -> None:
@@ -368,7 +369,8 @@ class FineryEngine:
             maker.left -= qty
             deal_id = self.last_deal_id = next(self._deal_ids)
             for order, cp in ((taker, maker.owner), (maker, taker.owner)):
-                array = order.array()[:10] + [
+                array = [
+                    *order.array()[:10],
                     now,
                     deal_id,
                     side,

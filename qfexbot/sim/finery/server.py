@@ -21,11 +21,11 @@ import trio
 from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from qfexbot.core.asgi import answer_lifespan, hypercorn_config
+from qfexbot.core.asgi import Receive, Send, answer_lifespan, hypercorn_config, read_body
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice
-from qfexbot.venues.finery.auth import sign
+from qfexbot.sim.finery.signature import signature_matches
 
 __all__ = ["FineryFaults", "FinerySimulator", "FineryUrls"]
 
@@ -42,6 +42,10 @@ class FineryUrls:
 
     ws_url: str
     rest_url: str
+
+    def as_dict(self) -> dict[str, str]:
+        """The URLs by name, as the ``READY`` line of ``qfexbot sim --venue finery`` prints them."""
+        return {"ws_url": self.ws_url, "rest_url": self.rest_url}
 
 
 @dataclass
@@ -193,7 +197,7 @@ class FinerySimulator:
         client = self._by_key.get(key or "")
         if client is None:
             return None, 3
-        if signature is None or sign(client.secret, signed) != signature:
+        if not signature_matches(client.secret, signed, signature):
             return None, 14
         if not isinstance(content, dict):
             return None, 9
@@ -462,20 +466,15 @@ class FinerySimulator:
         self._publish(notices)
         return reply
 
-    async def _asgi(
-        self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
-    ) -> None:
+    async def _asgi(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await answer_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         status, reply = self._rest(scope, body)
         payload = json.dumps(reply, separators=(",", ":")).encode()
         await send(

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from qfexbot.errors import SimulatorError
 from qfexbot.sim.qfex.config import SimUser
 
 __all__ = ["AuthFailure", "Authenticator", "NonceCache", "sign"]
@@ -25,7 +26,7 @@ def sign(secret: str, nonce: str, unix_ts: int) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-class AuthFailure(Exception):
+class AuthFailure(SimulatorError):
     """Credentials refused; ``reason`` is for logs and REST problem details (never a secret)."""
 
     def __init__(self, reason: str) -> None:

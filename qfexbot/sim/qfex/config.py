@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import tomli
+from qfexbot.sim.common.config import ConfigProblems, non_empty_string, read_toml, unknown_keys
 
 __all__ = [
     "SimConfig",
@@ -24,12 +24,10 @@ __all__ = [
 ]
 
 
-class SimConfigError(ValueError):
+class SimConfigError(ConfigProblems):
     """SIM.toml is invalid; ``errors`` lists every problem, each naming its key path."""
 
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = list(errors)
-        super().__init__("invalid simulator configuration:\n  " + "\n  ".join(self.errors))
+    title = "invalid simulator configuration"
 
 
 @dataclass(frozen=True)
@@ -195,15 +193,7 @@ def load_sim_config(path: str | Path) -> SimConfig:
     Raises:
         SimConfigError: unreadable file, TOML syntax error or any invalid key (all listed).
     """
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise SimConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
-    try:
-        data = tomli.loads(raw.decode("utf-8"))
-    except (tomli.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SimConfigError([f"{path}: {exc}"]) from None
-    return parse_sim_config(data)
+    return parse_sim_config(read_toml(path, SimConfigError))
 
 
 def parse_sim_config(data: Mapping[str, Any]) -> SimConfig:
@@ -223,31 +213,39 @@ def parse_sim_config(data: Mapping[str, Any]) -> SimConfig:
         errors.append(f"sim: expected a table, got {sim!r}")
         sim = {}
     for key, value in sim.items():
-        path = f"sim.{key}"
-        if key in _SIM_FLOATS:
-            number = _number(value, path, errors, positive=True)
-            if number is not None:
-                kwargs[key] = float(number)
-        elif key in _SIM_DECIMALS:
-            number = _number(value, path, errors, positive=key == "rate_limit_budget")
-            if number is not None:
-                kwargs[key] = number
-        elif key in _SIM_INTS:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                errors.append(f"{path}: expected a non-negative integer, got {value!r}")
-            elif key.endswith("_port") and value > 65535:
-                errors.append(f"{path}: expected a port number, got {value!r}")
-            else:
-                kwargs[key] = value
-        elif key == "symbols":
-            symbols = _parse_symbols(value, errors)
-            if symbols is not None:
-                kwargs["symbols"] = symbols
-        else:
-            errors.append(f"{path}: unknown key")
+        _tunable(key, value, kwargs, errors)
     if errors:
         raise SimConfigError(errors)
     return SimConfig(users=users, **kwargs)
+
+
+def _tunable(key: str, value: Any, kwargs: dict[str, Any], errors: list[str]) -> None:
+    """Check one ``[sim]`` key into ``kwargs`` (the SimConfig field of the same name)."""
+    path = f"sim.{key}"
+    if key in _SIM_FLOATS:
+        number = _number(value, path, errors, positive=True)
+        if number is not None:
+            kwargs[key] = float(number)
+    elif key in _SIM_DECIMALS:
+        number = _number(value, path, errors, positive=key == "rate_limit_budget")
+        if number is not None:
+            kwargs[key] = number
+    elif key in _SIM_INTS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            errors.append(f"{path}: expected a non-negative integer, got {value!r}")
+        elif key.endswith("_port") and value > 65535:
+            errors.append(f"{path}: expected a port number, got {value!r}")
+        else:
+            kwargs[key] = value
+    elif key == "symbols":
+        symbols = _parse_symbols(value, errors)
+        if symbols is not None:
+            kwargs["symbols"] = symbols
+    else:
+        errors.append(f"{path}: unknown key")
+
+
+_USER_KEYS = ("public_key", "secret", "account_id", "subaccounts", "deposits")
 
 
 def _parse_users(value: Any, errors: list[str]) -> list[SimUser]:
@@ -265,49 +263,69 @@ def _parse_users(value: Any, errors: list[str]) -> list[SimUser]:
         if not isinstance(entry, Mapping):
             errors.append(f"{path}: expected a table, got {entry!r}")
             continue
-        for key in entry:
-            if key not in ("public_key", "secret", "account_id", "subaccounts", "deposits"):
-                errors.append(f"{path}.{key}: unknown key")
-        public_key = _string(entry.get("public_key"), f"{path}.public_key", errors)
-        secret = _string(entry.get("secret"), f"{path}.secret", errors, show=False)
-        account_id = _uuid(entry.get("account_id"), f"{path}.account_id", errors)
-        subaccounts: list[str] = []
-        raw_subs = entry.get("subaccounts", [])
-        if not isinstance(raw_subs, list):
-            errors.append(f"{path}.subaccounts: expected an array of UUIDs, got {raw_subs!r}")
-        else:
-            for i, sub in enumerate(raw_subs):
-                sub_id = _uuid(sub, f"{path}.subaccounts[{i}]", errors)
-                if sub_id is not None:
-                    subaccounts.append(sub_id)
-        owned = {a for a in [account_id, *subaccounts] if a is not None}
-        for account in [account_id, *subaccounts]:
-            if account is None:
-                continue
-            if account in seen_accounts:
-                errors.append(f"{path}: account {account} is declared twice")
-            seen_accounts.add(account)
-        if public_key is not None:
-            if public_key in seen_keys:
-                errors.append(f"{path}.public_key: {public_key!r} is used by another user")
-            seen_keys.add(public_key)
-        deposits: dict[str, Decimal] = {}
-        raw_deposits = entry.get("deposits", {})
-        if not isinstance(raw_deposits, Mapping):
-            errors.append(f"{path}.deposits: expected a table, got {raw_deposits!r}")
-        else:
-            for raw_account, amount in raw_deposits.items():
-                key_path = f'{path}.deposits."{raw_account}"'
-                account = _normalise_uuid(raw_account)
-                if account not in owned:
-                    errors.append(f"{key_path}: not an account of this user")
-                    continue
-                number = _number(amount, key_path, errors, positive=False)
-                if number is not None:
-                    deposits[account] = number
-        if public_key is not None and secret is not None and account_id is not None:
-            users.append(SimUser(public_key, secret, account_id, subaccounts, deposits))
+        user = _parse_user(entry, path, errors, seen_accounts, seen_keys)
+        if user is not None:
+            users.append(user)
     return users
+
+
+def _parse_user(
+    entry: Mapping[str, Any],
+    path: str,
+    errors: list[str],
+    seen_accounts: set[str],
+    seen_keys: set[str],
+) -> SimUser | None:
+    """One ``[[users]]`` table; accounts and keys are checked against the earlier users'."""
+    unknown_keys(entry, _USER_KEYS, path, errors)
+    public_key = non_empty_string(entry.get("public_key"), f"{path}.public_key", errors)
+    secret = non_empty_string(entry.get("secret"), f"{path}.secret", errors, show=False)
+    account_id = _uuid(entry.get("account_id"), f"{path}.account_id", errors)
+    subaccounts = _subaccounts(entry.get("subaccounts", []), path, errors)
+    for account in [account_id, *subaccounts]:
+        if account is None:
+            continue
+        if account in seen_accounts:
+            errors.append(f"{path}: account {account} is declared twice")
+        seen_accounts.add(account)
+    if public_key is not None:
+        if public_key in seen_keys:
+            errors.append(f"{path}.public_key: {public_key!r} is used by another user")
+        seen_keys.add(public_key)
+    owned = {a for a in [account_id, *subaccounts] if a is not None}
+    deposits = _deposits(entry.get("deposits", {}), owned, path, errors)
+    if public_key is None or secret is None or account_id is None:
+        return None
+    return SimUser(public_key, secret, account_id, subaccounts, deposits)
+
+
+def _subaccounts(raw: Any, path: str, errors: list[str]) -> list[str]:
+    if not isinstance(raw, list):
+        errors.append(f"{path}.subaccounts: expected an array of UUIDs, got {raw!r}")
+        return []
+    subaccounts = []
+    for i, sub in enumerate(raw):
+        sub_id = _uuid(sub, f"{path}.subaccounts[{i}]", errors)
+        if sub_id is not None:
+            subaccounts.append(sub_id)
+    return subaccounts
+
+
+def _deposits(raw: Any, owned: set[str], path: str, errors: list[str]) -> dict[str, Decimal]:
+    if not isinstance(raw, Mapping):
+        errors.append(f"{path}.deposits: expected a table, got {raw!r}")
+        return {}
+    deposits: dict[str, Decimal] = {}
+    for raw_account, amount in raw.items():
+        key_path = f'{path}.deposits."{raw_account}"'
+        account = _normalise_uuid(raw_account)
+        if account not in owned:
+            errors.append(f"{key_path}: not an account of this user")
+            continue
+        number = _number(amount, key_path, errors, positive=False)
+        if number is not None:
+            deposits[account] = number
+    return deposits
 
 
 def _parse_symbols(value: Any, errors: list[str]) -> dict[str, SimSymbol] | None:
@@ -325,24 +343,7 @@ def _parse_symbols(value: Any, errors: list[str]) -> dict[str, SimSymbol] | None
         if base is None and "price" not in table:
             errors.append(f"{path}.price: required for a symbol that is not built in")
             continue
-        changes: dict[str, Any] = {}
-        for key, raw in table.items():
-            key_path = f"{path}.{key}"
-            if key in _SYMBOL_DECIMALS:
-                number = _number(raw, key_path, errors, positive=key != "volatility")
-                if number is not None:
-                    changes[key] = number
-            elif key in _SYMBOL_INTS:
-                if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-                    errors.append(f"{key_path}: expected a positive integer, got {raw!r}")
-                else:
-                    changes[key] = raw
-            elif key in _SYMBOL_STRS:
-                text = _string(raw, key_path, errors)
-                if text is not None:
-                    changes[key] = text
-            else:
-                errors.append(f"{key_path}: unknown key")
+        changes = _symbol_changes(table, path, errors)
         try:
             symbol = (
                 dataclasses.replace(base, **changes) if base else SimSymbol(symbol=name, **changes)
@@ -358,12 +359,27 @@ def _parse_symbols(value: Any, errors: list[str]) -> dict[str, SimSymbol] | None
     return symbols
 
 
-def _string(value: Any, path: str, errors: list[str], *, show: bool = True) -> str | None:
-    if isinstance(value, str) and value:
-        return value
-    got = repr(value) if show else type(value).__name__
-    errors.append(f"{path}: expected a non-empty string, got {got}")
-    return None
+def _symbol_changes(table: Mapping[str, Any], path: str, errors: list[str]) -> dict[str, Any]:
+    """The SimSymbol fields a ``[sim.symbols."<name>"]`` table sets."""
+    changes: dict[str, Any] = {}
+    for key, raw in table.items():
+        key_path = f"{path}.{key}"
+        if key in _SYMBOL_DECIMALS:
+            number = _number(raw, key_path, errors, positive=key != "volatility")
+            if number is not None:
+                changes[key] = number
+        elif key in _SYMBOL_INTS:
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+                errors.append(f"{key_path}: expected a positive integer, got {raw!r}")
+            else:
+                changes[key] = raw
+        elif key in _SYMBOL_STRS:
+            text = non_empty_string(raw, key_path, errors)
+            if text is not None:
+                changes[key] = text
+        else:
+            errors.append(f"{key_path}: unknown key")
+    return changes
 
 
 def _uuid(value: Any, path: str, errors: list[str]) -> str | None:

@@ -3,7 +3,7 @@
 No sockets and no trio here: every operation takes its inputs, mutates the state and returns the
 events the servers must deliver (``PrivateEvent`` to an account's subscribed connections,
 ``PublicTrade`` to market-data subscribers). Money is ``Decimal`` throughout; floats appear only
-when a frame is rendered for the wire.
+when ``payloads`` renders a frame for the wire.
 """
 
 from __future__ import annotations
@@ -11,173 +11,36 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
+from qfexbot.sim.qfex import payloads
 from qfexbot.sim.qfex.config import SimConfig, SimSymbol
+from qfexbot.sim.qfex.model import (
+    ALLOWED_TIF,
+    ORDER_TYPES,
+    SIDES,
+    TIFS,
+    ZERO,
+    Account,
+    BalanceFigures,
+    CommandError,
+    Event,
+    LedgerEntry,
+    LeverageFigures,
+    Market,
+    Order,
+    Position,
+    PositionFigures,
+    PrivateEvent,
+    PublicTrade,
+    TransferError,
+)
 
-__all__ = [
-    "Account",
-    "CommandError",
-    "Engine",
-    "LedgerEntry",
-    "Order",
-    "Position",
-    "PrivateEvent",
-    "PublicTrade",
-    "TransferError",
-    "rfc3339",
-]
+__all__ = ["BOOK_DEPTH", "Engine"]
 
-ZERO = Decimal(0)
 BOOK_DEPTH = 20
-SIDES = ("BUY", "SELL")
-ORDER_TYPES = ("LIMIT", "MARKET", "ALO", "TAKE_PROFIT", "STOP_LOSS", "STOP_MARKET")
-TIFS = ("GTC", "IOC", "FOK")
-ALLOWED_TIF = {"LIMIT": ("GTC", "IOC", "FOK"), "MARKET": ("IOC",), "ALO": ("GTC",)}
-EVENT_HISTORY = 1000
-
-
-class CommandError(Exception):
-    """A command the venue answers with an ``err`` frame (not a business reject)."""
-
-    def __init__(self, error_code: str, message: str) -> None:
-        super().__init__(message)
-        self.error_code = error_code
-        self.message = message
-
-
-class TransferError(Exception):
-    """A refused transfer: HTTP status plus problem+json title/detail."""
-
-    def __init__(self, status: int, title: str, detail: str, location: str | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.location = location
-
-
-@dataclass
-class LedgerEntry:
-    """One applied transfer (the sim's source of truth for "money moved exactly once")."""
-
-    id: str
-    src: str
-    dst: str
-    amount: Decimal
-    applied_at: float
-    response_dropped: bool = False
-    outside: bool = False  # moved by another client (Faults.outside_transfer), not qfexbot
-    held_for: float = 0.0  # seconds the request was held before applying (hold_transfers)
-
-
-@dataclass(frozen=True)
-class PrivateEvent:
-    """A frame for every subscribed connection of ``account_id`` on ``channel``.
-
-    ``seq`` numbers the account's private events (monotonic, per account, sim state only).
-    """
-
-    account_id: str
-    channel: str
-    frame: dict[str, Any]
-    seq: int
-
-
-@dataclass(frozen=True)
-class PublicTrade:
-    """A public print for the market-data ``trade`` channel."""
-
-    symbol: str
-    frame: dict[str, Any]
-
-
-Event = PrivateEvent | PublicTrade
-
-
-@dataclass
-class Order:
-    """A live or just-finished order of one account."""
-
-    order_id: str
-    account_id: str
-    symbol: str
-    side: str
-    order_type: str
-    tif: str
-    price: Decimal
-    quantity: Decimal
-    remaining: Decimal
-    client_order_id: str
-    take_profit: Decimal
-    stop_loss: Decimal
-    reduce_only: bool
-    arrival: int
-    update_time: float
-    status: str = "ACK"
-
-
-@dataclass
-class Position:
-    """One account's position in one symbol (kept after it goes flat)."""
-
-    symbol: str
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    size: Decimal = ZERO
-    average_price: Decimal = ZERO
-    realised_pnl: Decimal = ZERO
-    net_funding: Decimal = ZERO
-
-
-@dataclass
-class Account:
-    """A primary account or subaccount: cash, pnl, positions, leverage and its event numbering."""
-
-    account_id: str
-    user_id: str
-    deposit: Decimal = ZERO
-    realised_pnl: Decimal = ZERO
-    net_funding: Decimal = ZERO
-    fees: Decimal = ZERO
-    positions: dict[str, Position] = field(default_factory=dict)
-    leverage: dict[str, int] = field(default_factory=dict)
-    event_seq: int = 0
-    events: deque[PrivateEvent] = field(default_factory=lambda: deque(maxlen=EVENT_HISTORY))
-    equity_history: list[tuple[float, Decimal]] = field(default_factory=list)
-
-
-@dataclass
-class Market:
-    """One symbol's book: resting user orders plus synthetic liquidity around ``mid``."""
-
-    spec: SimSymbol
-    mid: Decimal
-    last_trade: Decimal | None = None
-    bids: list[Order] = field(default_factory=list)
-    asks: list[Order] = field(default_factory=list)
-    synthetic: dict[str, dict[Decimal, Decimal]] = field(
-        default_factory=lambda: {"BUY": {}, "SELL": {}}
-    )
-    sequence: int = 0
-
-
-def rfc3339(ts: float) -> str:
-    """Unix seconds → RFC3339 UTC with nanoseconds, as the market-data feed writes times."""
-    whole = int(ts)
-    nanos = round((ts - whole) * 1e9)
-    if nanos >= 1_000_000_000:
-        whole, nanos = whole + 1, nanos - 1_000_000_000
-    base = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{nanos:09d}Z"
-
-
-def _num(value: Decimal) -> float:
-    return float(value)
 
 
 class Engine:
@@ -303,7 +166,7 @@ class Engine:
         )
 
     def available_balance(self, account_id: str) -> Decimal:
-        """deposit + realised + funding − fees − order and position margin + losses (§6 #15)."""
+        """deposit + realised + funding - fees - order and position margin + losses (§6 #15)."""
         account = self.accounts[account_id]
         unrealised = self.unrealised_pnl(account_id)
         return (
@@ -317,7 +180,7 @@ class Engine:
         )
 
     def equity(self, account_id: str) -> Decimal:
-        """deposit + realised + funding − fees + unrealised."""
+        """deposit + realised + funding - fees + unrealised."""
         account = self.accounts[account_id]
         return (
             account.deposit
@@ -327,67 +190,59 @@ class Engine:
             + self.unrealised_pnl(account_id)
         )
 
-    def balance_payload(self, account_id: str) -> dict[str, Any]:
-        """The ``balance_response`` object (also the ``balance`` of GET /user/positions)."""
+    def balance(self, account_id: str) -> BalanceFigures:
+        """The account's cash and margin figures now."""
         account = self.accounts[account_id]
-        return {
-            "id": account_id,
-            "user_id": account_id,
-            "deposit": _num(account.deposit),
-            "realised_pnl": _num(account.realised_pnl),
-            "order_margin": _num(self.order_margin(account_id)),
-            "position_margin": _num(self.position_margin(account_id)),
-            "unrealised_pnl": _num(self.unrealised_pnl(account_id)),
-            "net_funding": _num(account.net_funding),
-            "available_balance": _num(self.available_balance(account_id)),
-            "fees": _num(account.fees),
-        }
+        return BalanceFigures(
+            account_id=account_id,
+            deposit=account.deposit,
+            realised_pnl=account.realised_pnl,
+            order_margin=self.order_margin(account_id),
+            position_margin=self.position_margin(account_id),
+            unrealised_pnl=self.unrealised_pnl(account_id),
+            net_funding=account.net_funding,
+            available_balance=self.available_balance(account_id),
+            fees=account.fees,
+        )
 
-    def position_payloads(self, account_id: str) -> list[dict[str, Any]]:
-        """One ``position_response`` object per symbol ever traded, flat ones included."""
+    def positions(self, account_id: str) -> list[PositionFigures]:
+        """Every symbol the account ever traded, flat positions included."""
         account = self.accounts[account_id]
-        payloads = []
+        figures = []
         for symbol, position in account.positions.items():
             im = self.im_fraction(account, symbol)
             resting = [
                 o for o in self.orders.values() if o.account_id == account_id and o.symbol == symbol
             ]
-            payloads.append(
-                {
-                    "id": position.id,
-                    "symbol": symbol,
-                    "position": _num(position.size),
-                    "margin_alloc": _num(self.position_margin(account_id, symbol)),
-                    "realised_pnl": _num(position.realised_pnl),
-                    "unrealised_pnl": _num(self.unrealised_pnl(account_id, symbol)),
-                    "net_funding": _num(position.net_funding),
-                    "open_orders": float(len(resting)),
-                    "open_quantity": _num(sum((o.remaining for o in resting), ZERO)),
-                    "leverage": float(
-                        account.leverage.get(symbol, self.markets[symbol].spec.leverage)
-                    ),
-                    "initial_margin": _num(im),
-                    "maintenance_margin": _num(im * 2 / 3),
-                    "average_price": _num(position.average_price),
-                }
+            figures.append(
+                PositionFigures(
+                    position=position,
+                    margin_alloc=self.position_margin(account_id, symbol),
+                    unrealised_pnl=self.unrealised_pnl(account_id, symbol),
+                    open_orders=len(resting),
+                    open_quantity=sum((o.remaining for o in resting), ZERO),
+                    leverage=account.leverage.get(symbol, self.markets[symbol].spec.leverage),
+                    initial_margin=im,
+                    maintenance_margin=im * 2 / 3,
+                )
             )
-        return payloads
+        return figures
 
-    def leverage_payloads(self, account_id: str) -> list[dict[str, Any]]:
-        """``user_leverage_response`` rows: the account's leverage per symbol (string, as sent)."""
+    def leverages(self, account_id: str) -> list[LeverageFigures]:
+        """The account's leverage on every symbol."""
         account = self.accounts[account_id]
         rows = []
         for symbol, market in self.markets.items():
             im = self.im_fraction(account, symbol)
             rows.append(
-                {
-                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{account_id}/{symbol}")),
-                    "symbol": symbol,
-                    "initial_margin": _num(im),
-                    "maintenance_margin": _num(im * 2 / 3),
-                    "max_notional": _num(market.spec.max_position_notional),
-                    "leverage": str(account.leverage.get(symbol, market.spec.leverage)),
-                }
+                LeverageFigures(
+                    id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{account_id}/{symbol}")),
+                    symbol=symbol,
+                    initial_margin=im,
+                    maintenance_margin=im * 2 / 3,
+                    max_notional=market.spec.max_position_notional,
+                    leverage=account.leverage.get(symbol, market.spec.leverage),
+                )
             )
         return rows
 
@@ -468,37 +323,6 @@ class Engine:
         market = self.markets[symbol]
         market.sequence += 1
         return market.sequence
-
-    def refdata(self) -> list[dict[str, Any]]:
-        """GET /refdata rows; decimal fields as strings."""
-        rows = []
-        for index, (name, market) in enumerate(self.markets.items()):
-            spec = market.spec
-            base = name.split("-")[0]
-            rows.append(
-                {
-                    "clobPairId": str(index),
-                    "symbol": name,
-                    "status": "ACTIVE",
-                    "underlier_price": str(market.mid),
-                    "price_change_24h": "0",
-                    "default_max_leverage": spec.leverage,
-                    "tick_size": str(spec.tick_size),
-                    "lot_size": str(spec.lot_size),
-                    "min_price": str(spec.min_price),
-                    "max_price": str(spec.max_price),
-                    "min_quantity": str(spec.min_quantity),
-                    "max_quantity": str(spec.max_quantity),
-                    "base_asset": base,
-                    "quote_asset": "USD",
-                    "margin_asset": "USD",
-                    "order_time_in_force": list(TIFS),
-                    "order_types": ["LIMIT", "MARKET", "ALO"],
-                    "market_hours": {"tz": "America/New_York"},
-                    "product_category": spec.product_category,
-                }
-            )
-        return rows
 
     # ----------------------------------------------------------------- price process
 
@@ -585,6 +409,28 @@ class Engine:
             CommandError: missing parameters (InvalidParameter) or wrong types/enums
                 (InvalidJSONFormat) — answered with an ``err`` frame by the server.
         """
+        order = self._new_order(account_id, params)
+        reject = self._validate(order)
+        if reject is not None:
+            order.remaining = ZERO
+            return [self._order_event(order, reject)]
+        market = self.markets[order.symbol]
+        if order.order_type == "ALO" and self._best_opposite(market, order) is not None:
+            order.remaining = ZERO
+            return [self._order_event(order, "REJECTED")]
+        self.accounts[account_id].positions.setdefault(order.symbol, Position(order.symbol))
+        events: list[Event] = [self._order_event(order, "ACK")]
+        if order.tif == "FOK" and self._fillable(market, order) < order.quantity:
+            order.remaining = ZERO
+            return [*events, self._order_event(order, "CANCELLED")]
+        return events + self._match(market, order)
+
+    def _new_order(self, account_id: str, params: Mapping[str, Any]) -> Order:
+        """The order an ``add_order`` asks for (numbered in arrival order), its fields checked.
+
+        Raises:
+            CommandError: a parameter is missing or of the wrong type or value.
+        """
         for name in ("symbol", "side", "order_type", "order_time_in_force", "quantity"):
             if params.get(name) is None:
                 raise CommandError("InvalidParameter", f"missing parameter {name}")
@@ -604,27 +450,17 @@ class Engine:
         price = _decimal(params.get("price") or 0, "price")
         take_profit = _decimal(params.get("take_profit") or 0, "take_profit")
         stop_loss = _decimal(params.get("stop_loss") or 0, "stop_loss")
-        client_order_id = params.get("client_order_id") or ""
-        if not isinstance(client_order_id, str):
-            raise CommandError("InvalidJSONFormat", "client_order_id must be a string")
-        if len(client_order_id) > 64:
-            raise CommandError("InvalidParameter", "client_order_id longer than 64 characters")
-        reduce_only = params.get("reduce_only", False)
-        if reduce_only in (0, 1):
-            reduce_only = bool(reduce_only)
-        if not isinstance(reduce_only, bool):
-            raise CommandError("InvalidJSONFormat", "reduce_only must be a boolean")
-        if order_type == "MARKET":
-            price = ZERO
+        client_order_id = _client_order_id(params.get("client_order_id") or "")
+        reduce_only = _reduce_only(params.get("reduce_only", False))
         self._arrival += 1
-        order = Order(
+        return Order(
             order_id=str(uuid.uuid4()),
             account_id=account_id,
             symbol=symbol,
             side=side,
             order_type=order_type,
             tif=tif,
-            price=price,
+            price=ZERO if order_type == "MARKET" else price,
             quantity=quantity,
             remaining=quantity,
             client_order_id=client_order_id,
@@ -634,35 +470,32 @@ class Engine:
             arrival=self._arrival,
             update_time=self.clock(),
         )
-        reject = self._validate(order)
-        if reject is not None:
-            order.remaining = ZERO
-            return [self._order_event(order, reject)]
-        market = self.markets[symbol]
-        if order.order_type == "ALO" and self._best_opposite(market, order) is not None:
-            order.remaining = ZERO
-            return [self._order_event(order, "REJECTED")]
-        self.accounts[account_id].positions.setdefault(symbol, Position(symbol))
-        events: list[Event] = [self._order_event(order, "ACK")]
-        if order.tif == "FOK" and self._fillable(market, order) < order.quantity:
-            order.remaining = ZERO
-            return events + [self._order_event(order, "CANCELLED")]
+
+    def _match(self, market: Market, order: Order) -> list[Event]:
+        """Take liquidity at the best crossing levels, then rest or cancel what is left."""
+        events: list[Event] = []
         stp = False
         while order.remaining > 0:
             best = self._best_opposite(market, order)
             if best is None:
                 break
             level_price, maker = best
-            if maker is not None and maker.account_id == account_id:
+            if maker is not None and maker.account_id == order.account_id:
                 stp = True
                 break
-            available = maker.remaining if maker else market.synthetic[_other(side)][level_price]
+            other = _other(order.side)
+            available = maker.remaining if maker else market.synthetic[other][level_price]
             qty = min(order.remaining, available)
             if maker is None:
-                market.synthetic[_other(side)][level_price] -= qty
+                market.synthetic[other][level_price] -= qty
             events.extend(
                 self._execute(
-                    market, taker=order, maker=maker, price=level_price, qty=qty, aggressor=side
+                    market,
+                    taker=order,
+                    maker=maker,
+                    price=level_price,
+                    qty=qty,
+                    aggressor=order.side,
                 )
             )
         filled = order.remaining < order.quantity
@@ -676,27 +509,24 @@ class Engine:
         return events
 
     def _validate(self, order: Order) -> str | None:
+        """The reject status of an order the venue refuses, None if it may trade."""
         market = self.markets.get(order.symbol)
         if market is None:
             return "BAD_SYMBOL"
         spec = market.spec
-        if order.order_type not in ALLOWED_TIF:
-            return "INVALID_ORDER_TYPE"
-        if order.tif not in ALLOWED_TIF[order.order_type]:
-            return "INVALID_TIME_IN_FORCE"
-        if order.order_type != "MARKET":
-            if order.price <= 0 or order.price % spec.tick_size:
-                return "INVALID_TICK_SIZE_PRECISION_PRICE"
-            if order.price < spec.min_price:
-                return "PRICE_LESS_THAN_MIN_PRICE"
-            if order.price > spec.max_price:
-                return "PRICE_GREATER_THAN_MAX_PRICE"
-        if order.quantity <= 0 or order.quantity % spec.lot_size:
-            return "INVALID_TICK_SIZE_PRECISION_QUANTITY"
-        if order.quantity < spec.min_quantity:
-            return "QUANTITY_LESS_THAN_MIN_QUANTITY"
-        if order.quantity > spec.max_quantity:
-            return "QUANTITY_GREATER_THAN_MAX_QUANTITY"
+        reject = _type_reject(order)
+        if reject is None and order.order_type != "MARKET":
+            price_bounds = (spec.tick_size, spec.min_price, spec.max_price)
+            reject = _grid_reject(order.price, *price_bounds, "PRICE")
+        quantity_bounds = (spec.lot_size, spec.min_quantity, spec.max_quantity)
+        return (
+            reject
+            or _grid_reject(order.quantity, *quantity_bounds, "QUANTITY")
+            or self._risk_reject(order, spec)
+        )
+
+    def _risk_reject(self, order: Order, spec: SimSymbol) -> str | None:
+        """Price band, reduce-only, position size and margin checks against the account."""
         mark = self.mark_price(order.symbol)
         if order.order_type != "MARKET":
             if order.side == "BUY" and order.price > mark * (1 + spec.price_band):
@@ -794,53 +624,22 @@ class Engine:
             fee = qty * price * fee_rate
             realised = self._apply_fill(order.account_id, order.symbol, order.side, qty, price, fee)
             events.append(self._order_event(order, "FILLED", trade_id=trade_id))
-            events.append(
-                self._emit(
-                    order.account_id,
-                    "fills",
-                    {
-                        "fill_response": {
-                            "trade_id": trade_id,
-                            "user_id": order.account_id,
-                            "symbol": order.symbol,
-                            "price": _num(price),
-                            "quantity": _num(qty),
-                            "side": order.side,
-                            "aggressor_side": aggressor,
-                            "order_id": order.order_id,
-                            "fee": _num(fee),
-                            "order_type": order.order_type,
-                            "tif": order.tif,
-                            "order_price": _num(order.price),
-                            "client_order_id": order.client_order_id,
-                            "remaining_quantity": _num(order.remaining),
-                            "take_profit": _num(order.take_profit),
-                            "stop_loss": _num(order.stop_loss),
-                            "execution_type": "NEW",
-                            "timestamp": now,
-                            "realised_pnl": _num(realised),
-                        }
-                    },
-                )
+            fill = payloads.fill_response(
+                order,
+                trade_id=trade_id,
+                price=price,
+                qty=qty,
+                aggressor=aggressor,
+                fee=fee,
+                realised=realised,
+                now=now,
             )
+            events.append(self._emit(order.account_id, "fills", {"fill_response": fill}))
             if order is maker and order.remaining == 0:
                 self._unrest(order)
         market.last_trade = price
-        events.append(
-            PublicTrade(
-                market.spec.symbol,
-                {
-                    "type": "trade",
-                    "trade_id": trade_id,
-                    "time": rfc3339(now),
-                    "symbol": market.spec.symbol,
-                    "size": str(qty),
-                    "price": str(price),
-                    "side": aggressor,
-                    "execution_type": "T",
-                },
-            )
-        )
+        print_ = payloads.trade_print(market.spec.symbol, trade_id, now, qty, price, aggressor)
+        events.append(PublicTrade(market.spec.symbol, print_))
         return events
 
     def _apply_fill(
@@ -903,22 +702,14 @@ class Engine:
         else:
             matches = []
         if not matches:
-            return [
-                self._emit(
-                    account_id,
-                    "order_responses",
-                    {
-                        "order_response": {
-                            **_blank_order(
-                                account_id, symbol if isinstance(symbol, str) else "", self.clock()
-                            ),
-                            "order_id": ident if id_type == "order_id" else "",
-                            "client_order_id": ident if id_type == "client_order_id" else "",
-                            "status": "NO_SUCH_ORDER",
-                        }
-                    },
-                )
-            ]
+            missing = payloads.missing_order_response(
+                account_id,
+                symbol if isinstance(symbol, str) else "",
+                self.clock(),
+                order_id=ident if id_type == "order_id" else "",
+                client_order_id=ident if id_type == "client_order_id" else "",
+            )
+            return [self._emit(account_id, "order_responses", {"order_response": missing})]
         return [self._cancel(order) for order in sorted(matches, key=lambda o: o.arrival)]
 
     def cancel_all(self, account_id: str) -> list[Event]:
@@ -933,41 +724,20 @@ class Engine:
         order.update_time = self.clock()
         return self._order_event(order, "CANCELLED")
 
-    def open_orders(self, account_id: str, symbol: str | None = None) -> list[dict[str, Any]]:
-        """Open orders (incl. partially filled) as ``order_response`` objects, oldest first."""
+    def open_orders(self, account_id: str, symbol: str | None = None) -> list[Order]:
+        """Open orders (incl. partially filled), oldest first."""
         return [
-            self._order_payload(o, o.status)
+            o
             for o in sorted(self.orders.values(), key=lambda o: o.arrival)
             if o.account_id == account_id and symbol in (None, o.symbol)
         ]
-
-    def _order_payload(
-        self, order: Order, status: str, trade_id: str | None = None
-    ) -> dict[str, Any]:
-        return {
-            "order_id": order.order_id,
-            "symbol": order.symbol,
-            "status": status,
-            "quantity": _num(order.quantity),
-            "price": _num(order.price),
-            "take_profit": _num(order.take_profit),
-            "stop_loss": _num(order.stop_loss),
-            "side": order.side,
-            "type": order.order_type,
-            "time_in_force": order.tif,
-            "user_id": order.account_id,
-            "client_order_id": order.client_order_id,
-            "quantity_remaining": _num(order.remaining),
-            "update_time": order.update_time,
-            "trade_id": trade_id,
-        }
 
     def _order_event(self, order: Order, status: str, trade_id: str | None = None) -> PrivateEvent:
         order.status = status
         return self._emit(
             order.account_id,
             "order_responses",
-            {"order_response": self._order_payload(order, status, trade_id)},
+            {"order_response": payloads.order_response(order, status, trade_id)},
         )
 
     def _emit(self, account_id: str, channel: str, frame: dict[str, Any]) -> PrivateEvent:
@@ -976,26 +746,6 @@ class Engine:
         event = PrivateEvent(account_id, channel, frame, account.event_seq)
         account.events.append(event)
         return event
-
-
-def _blank_order(account_id: str, symbol: str, now: float) -> dict[str, Any]:
-    return {
-        "order_id": "",
-        "symbol": symbol,
-        "status": "",
-        "quantity": 0.0,
-        "price": 0.0,
-        "take_profit": 0.0,
-        "stop_loss": 0.0,
-        "side": "",
-        "type": "",
-        "time_in_force": "",
-        "user_id": account_id,
-        "client_order_id": "",
-        "quantity_remaining": 0.0,
-        "update_time": now,
-        "trade_id": None,
-    }
 
 
 def _other(side: str) -> str:
@@ -1017,3 +767,40 @@ def _decimal(value: Any, name: str) -> Decimal:
     if not number.is_finite():
         raise CommandError("InvalidJSONFormat", f"{name} must be a finite number")
     return number
+
+
+def _client_order_id(value: Any) -> str:
+    if not isinstance(value, str):
+        raise CommandError("InvalidJSONFormat", "client_order_id must be a string")
+    if len(value) > 64:
+        raise CommandError("InvalidParameter", "client_order_id longer than 64 characters")
+    return value
+
+
+def _reduce_only(value: Any) -> bool:
+    if value in (0, 1):
+        value = bool(value)
+    if not isinstance(value, bool):
+        raise CommandError("InvalidJSONFormat", "reduce_only must be a boolean")
+    return value
+
+
+def _type_reject(order: Order) -> str | None:
+    if order.order_type not in ALLOWED_TIF:
+        return "INVALID_ORDER_TYPE"
+    if order.tif not in ALLOWED_TIF[order.order_type]:
+        return "INVALID_TIME_IN_FORCE"
+    return None
+
+
+def _grid_reject(
+    value: Decimal, step: Decimal, low: Decimal, high: Decimal, name: str
+) -> str | None:
+    """A price or quantity off its grid or outside its bounds: ``name`` is PRICE or QUANTITY."""
+    if value <= 0 or value % step:
+        return f"INVALID_TICK_SIZE_PRECISION_{name}"
+    if value < low:
+        return f"{name}_LESS_THAN_MIN_{name}"
+    if value > high:
+        return f"{name}_GREATER_THAN_MAX_{name}"
+    return None

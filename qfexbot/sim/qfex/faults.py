@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from qfexbot.sim.qfex.engine import TransferError
-
-if TYPE_CHECKING:
-    from qfexbot.sim.qfex.server import QfexSimulator
+from qfexbot.sim.qfex.auth import Authenticator
+from qfexbot.sim.qfex.engine import Engine
+from qfexbot.sim.qfex.mds_ws import MdsGateway
+from qfexbot.sim.qfex.model import TransferError
+from qfexbot.sim.qfex.trade_ws import TradeGateway
 
 __all__ = ["MALFORMED_FRAME", "Faults", "RestFailure"]
 
@@ -27,10 +28,21 @@ class RestFailure:
 
 
 class Faults:
-    """Every method is synchronous and takes effect at once (WebSocket closes are queued)."""
+    """Every method is synchronous and takes effect at once (WebSocket closes are queued).
 
-    def __init__(self, sim: QfexSimulator) -> None:
-        self._sim = sim
+    Args:
+        engine: for transfers made by another client.
+        auth: whose next authentications are refused.
+        trade, mds: the gateways whose connections are dropped or sent garbage.
+    """
+
+    def __init__(
+        self, engine: Engine, auth: Authenticator, trade: TradeGateway, mds: MdsGateway
+    ) -> None:
+        self._engine = engine
+        self._auth = auth
+        self._trade = trade
+        self._mds = mds
         self._rest_failures: deque[RestFailure] = deque()
         self._rest_delays: deque[float] = deque()
         self._transfer_drops: deque[str] = deque()
@@ -40,14 +52,14 @@ class Faults:
     def drop_connections(self, account_id: str | None = None) -> int:
         """Close the trade connections of ``account_id`` (None: every trade and market-data
         connection); returns how many were closed."""
-        dropped = self._sim.trade.drop(account_id)
+        dropped = self._trade.drop(account_id)
         if account_id is None:
-            dropped += self._sim.mds.drop()
+            dropped += self._mds.drop()
         return dropped
 
     def reject_next_auths(self, n: int = 1) -> None:
         """Refuse the next ``n`` authentications (WS auth and REST), whatever the credentials."""
-        self._sim.auth.reject_next = _count(n)
+        self._auth.reject_next = _count(n)
 
     def fail_next_rest(self, n: int = 1, status: int = 500, path: str | None = None) -> None:
         """Answer the next ``n`` REST calls (to ``path``) with ``status``, applying nothing."""
@@ -86,7 +98,7 @@ class Faults:
         """Move ``amount`` between two accounts of one user as another client would (the web
         app, a second qfexbot): balances and deposits change and the ledger row is marked
         ``outside``. Returns that ledger row; raises ValueError if the venue would refuse it."""
-        engine = self._sim.engine
+        engine = self._engine
         owner = next((u for u, ids in engine.user_accounts.items() if src in ids), None)
         if owner is None:
             raise ValueError(f"no user owns account {src!r}")
@@ -104,7 +116,7 @@ class Faults:
 
     def send_malformed_frame(self, account_id: str | None = None) -> int:
         """Send a truncated JSON frame on every trade connection (of one account)."""
-        return self._sim.trade.send_raw(MALFORMED_FRAME, account_id)
+        return self._trade.send_raw(MALFORMED_FRAME, account_id)
 
     def stop_pulses(self) -> None:
         """Stop balance/position pulses (the feed looks stale; pings continue)."""
@@ -134,7 +146,7 @@ class Faults:
     def snapshot(self) -> dict[str, Any]:
         """Pending faults, for GET /_sim/state."""
         return {
-            "reject_next_auths": self._sim.auth.reject_next,
+            "reject_next_auths": self._auth.reject_next,
             "rest_failures": [asdict(f) for f in self._rest_failures],
             "rest_delays": list(self._rest_delays),
             "transfer_drops": list(self._transfer_drops),

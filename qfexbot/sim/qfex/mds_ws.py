@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from qfexbot.sim.common.connection import WsPeer, dumps
-from qfexbot.sim.qfex.engine import PublicTrade, rfc3339
-
-if TYPE_CHECKING:
-    from qfexbot.sim.qfex.server import QfexSimulator
+from qfexbot.sim.qfex.engine import Engine
+from qfexbot.sim.qfex.model import PublicTrade, rfc3339
 
 __all__ = ["MDS_CHANNELS", "MdsGateway"]
 
@@ -32,10 +30,17 @@ class MdsConnection(WsPeer):
 
 
 class MdsGateway:
-    """Accepts market-data connections; pulses books and marks, streams trades."""
+    """Accepts market-data connections; pulses books and marks, streams trades.
 
-    def __init__(self, sim: QfexSimulator) -> None:
-        self.sim = sim
+    Args:
+        engine: the books, marks and clock the frames are made of.
+        ping_interval, pong_timeout: server pings from the start.
+    """
+
+    def __init__(self, engine: Engine, *, ping_interval: float, pong_timeout: float) -> None:
+        self._engine = engine
+        self._ping_interval = ping_interval
+        self._pong_timeout = pong_timeout
         self.connections: set[MdsConnection] = set()
 
     async def handle(self, request: WebSocketRequest) -> None:
@@ -46,12 +51,11 @@ class MdsGateway:
             return
         conn = MdsConnection(ws)
         self.connections.add(conn)
-        config = self.sim.config
         try:
             with conn.cancel_scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(conn.run_writer)
-                    nursery.start_soon(conn.run_pinger, config.ping_interval, config.pong_timeout)
+                    nursery.start_soon(conn.run_pinger, self._ping_interval, self._pong_timeout)
                     await conn.read_messages(lambda message: self._on_message(conn, message))
                     nursery.cancel_scope.cancel()
         finally:
@@ -78,7 +82,7 @@ class MdsGateway:
         if not _str_list(channels) or not _str_list(symbols):
             _err(conn, "channels and symbols must be lists of strings", request)
             return
-        known = self.sim.engine.markets
+        known = self._engine.markets
         for channel in channels:
             if channel not in MDS_CHANNELS:
                 continue
@@ -105,7 +109,7 @@ class MdsGateway:
         """Full top-20 ``level2`` snapshots, ``bbo`` and ``mark_price`` to their subscribers."""
         if not self.connections:
             return
-        engine = self.sim.engine
+        engine = self._engine
         now = rfc3339(engine.clock())
         for symbol in engine.markets:
             wanted = {
@@ -138,7 +142,7 @@ class MdsGateway:
                         conn.send(text)
 
     def _mark_frame(self, symbol: str) -> dict[str, Any]:
-        engine = self.sim.engine
+        engine = self._engine
         return {
             "type": "mark_price",
             "symbol": symbol,

@@ -10,33 +10,32 @@ import json
 import logging
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 import trio
 
-from qfexbot.core.asgi import answer_lifespan
+from qfexbot.core.asgi import Receive, Send, answer_lifespan, read_body
 from qfexbot.core.logs import get_logger, log_event
+from qfexbot.errors import SimulatorError
 from qfexbot.sim.common.connection import dumps
-from qfexbot.sim.qfex.auth import AuthFailure
+from qfexbot.sim.qfex import payloads
+from qfexbot.sim.qfex.auth import Authenticator, AuthFailure
 from qfexbot.sim.qfex.config import SimUser
-from qfexbot.sim.qfex.engine import TransferError, rfc3339
-
-if TYPE_CHECKING:
-    from qfexbot.sim.qfex.server import QfexSimulator
+from qfexbot.sim.qfex.engine import Engine
+from qfexbot.sim.qfex.faults import Faults
+from qfexbot.sim.qfex.model import LedgerEntry, TransferError, rfc3339
 
 __all__ = ["DURATIONS", "RestApp"]
 
 log = get_logger(__name__)
 
 Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 SCHEMA_BASE = "https://api.qfex.com/schemas"
 DURATIONS = {"1d": 86400, "1w": 7 * 86400, "1m": 30 * 86400, "3m": 90 * 86400}
@@ -55,7 +54,7 @@ FAULTS = (
 )
 
 
-class HttpError(Exception):
+class HttpError(SimulatorError):
     """A problem+json response."""
 
     def __init__(self, status: int, detail: str, location: str | None = None) -> None:
@@ -89,10 +88,33 @@ class Request:
 
 
 class RestApp:
-    """ASGI application; one instance per simulator."""
+    """ASGI application; one instance per simulator.
 
-    def __init__(self, sim: QfexSimulator) -> None:
-        self.sim = sim
+    Args:
+        engine: the exchange state the venue routes read and change.
+        auth: checks every venue route's credentials.
+        faults: the pending REST faults, and the knobs of ``/_sim/faults/<name>``.
+        equity_interval: seconds between equity samples (reported by account-equity).
+        state: the ``/_sim/state`` document.
+        set_price: moves a symbol's mid and delivers what it crossed (``/_sim/price``).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        auth: Authenticator,
+        faults: Faults,
+        *,
+        equity_interval: float,
+        state: Callable[[], dict[str, Any]],
+        set_price: Callable[[str, Decimal], None],
+    ) -> None:
+        self._engine = engine
+        self._authenticator = auth
+        self._faults = faults
+        self._equity_interval = equity_interval
+        self._state = state
+        self._set_price = set_price
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -100,20 +122,15 @@ class RestApp:
             return
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         request = Request(scope, body)
         try:
             if request.path.startswith("/_sim/"):
                 status, payload = self._admin(request)
             else:
-                faults = self.sim.faults
+                faults = self._faults
                 failure = faults.take_rest_failure(request.path)
                 if failure is not None:
                     raise HttpError(failure, "failed by fault injection")
@@ -139,7 +156,10 @@ class RestApp:
     def _route(self, request: Request) -> tuple[int, Any]:
         key = (request.method, request.path)
         if key == ("GET", "/refdata"):
-            rows = self.sim.engine.refdata()
+            rows = [
+                payloads.refdata_row(index, market)
+                for index, market in enumerate(self._engine.markets.values())
+            ]
             ticker = request.query.get("ticker")
             if ticker:
                 rows = [r for r in rows if r["symbol"] == ticker]
@@ -160,7 +180,7 @@ class RestApp:
 
     def _authenticate(self, request: Request) -> tuple[SimUser, str]:
         headers = request.headers
-        auth = self.sim.auth
+        auth = self._authenticator
         try:
             bearer = headers.get("authorization", "")
             if bearer.lower().startswith("bearer "):
@@ -186,7 +206,7 @@ class RestApp:
         requested = headers.get("x-qfex-requested-account-id")
         account_id = user.account_id
         if requested:
-            if not self.sim.engine.owns(user.account_id, requested.lower()):
+            if not self._engine.owns(user.account_id, requested.lower()):
                 raise HttpError(
                     403,
                     "requested account is not owned by this user",
@@ -198,7 +218,7 @@ class RestApp:
     def _list_subaccounts(
         self, request: Request, user: SimUser, account_id: str
     ) -> tuple[int, Any]:
-        ids = [a for a in self.sim.engine.user_accounts[user.account_id] if a != user.account_id]
+        ids = [a for a in self._engine.user_accounts[user.account_id] if a != user.account_id]
         return 200, {
             "$schema": f"{SCHEMA_BASE}/ListSubaccountsResponseBody.json",
             "account_ids": ids,
@@ -208,7 +228,7 @@ class RestApp:
         self, request: Request, user: SimUser, account_id: str
     ) -> tuple[int, Any]:
         request.json()
-        new_id = self.sim.engine.create_subaccount(user.account_id)
+        new_id = self._engine.create_subaccount(user.account_id)
         log_event(log, logging.INFO, "subaccount created", user=user.account_id, account=new_id)
         return 200, {
             "$schema": f"{SCHEMA_BASE}/CreateSubaccountResponseBody.json",
@@ -227,7 +247,7 @@ class RestApp:
             raise HttpError(422, "amount must be a number", "body.amount")
         assert src is not None and dst is not None
         try:
-            entry = self.sim.engine.transfer(
+            entry = self._engine.transfer(
                 user.account_id,
                 src.lower(),
                 dst.lower(),
@@ -245,14 +265,14 @@ class RestApp:
             dst=entry.dst,
             amount=str(entry.amount),
         )
-        mode = self.sim.faults.take_transfer_drop()
+        mode = self._faults.take_transfer_drop()
         if mode is not None:
             entry.response_dropped = True
             raise _DropResponse(mode)
         return 204, None
 
     def _positions(self, request: Request, user: SimUser, account_id: str) -> tuple[int, Any]:
-        engine = self.sim.engine
+        engine = self._engine
         fields = (
             "deposit",
             "realised_pnl",
@@ -262,9 +282,10 @@ class RestApp:
             "net_funding",
             "available_balance",
         )
-        balance = engine.balance_payload(account_id)
+        balance = payloads.balance_response(engine.balance(account_id))
         positions = []
-        for payload in engine.position_payloads(account_id):
+        for figures in engine.positions(account_id):
+            payload = payloads.position_response(figures)
             row = {k: v for k, v in payload.items() if k not in ("id", "margin_alloc")}
             row["open_orders"] = int(row["open_orders"])
             positions.append(row)
@@ -275,7 +296,7 @@ class RestApp:
         }
 
     def _account_equity(self, request: Request, user: SimUser, account_id: str) -> tuple[int, Any]:
-        engine = self.sim.engine
+        engine = self._engine
         duration = request.query.get("duration", "1w")
         now = engine.clock()
         if duration in DURATIONS:
@@ -297,7 +318,7 @@ class RestApp:
             "duration": duration,
             "start": rfc3339(max(start, 0.0)),
             "end": rfc3339(now),
-            "interval_minutes": self.sim.config.equity_interval / 60,
+            "interval_minutes": self._equity_interval / 60,
         }
 
     # ------------------------------------------------------------ lost responses
@@ -313,15 +334,15 @@ class RestApp:
     # ------------------------------------------------------------ admin
 
     def _admin(self, request: Request) -> tuple[int, Any]:
-        sim = self.sim
+        engine = self._engine
         route = request.path[len("/_sim/") :]
         if request.method == "GET" and route == "ledger":
-            return 200, {"data": [_ledger_row(e) for e in sim.engine.ledger]}
+            return 200, {"data": [_ledger_row(e) for e in engine.ledger]}
         if request.method == "GET" and route == "state":
-            return 200, sim.state_snapshot()
+            return 200, self._state()
         if request.method == "GET" and route == "events":
             account_id = request.query.get("account_id", "")
-            account = sim.engine.accounts.get(account_id)
+            account = engine.accounts.get(account_id)
             if account is None:
                 raise HttpError(404, f"unknown account {account_id!r}", "query.account_id")
             events = [
@@ -331,12 +352,12 @@ class RestApp:
         if request.method == "POST" and route == "price":
             body = request.json()
             symbol, price = body.get("symbol"), body.get("price")
-            if symbol not in sim.engine.markets:
+            if symbol not in engine.markets:
                 raise HttpError(422, f"unknown symbol {symbol!r}", "body.symbol")
             if isinstance(price, bool) or not isinstance(price, (int, Decimal, str)):
                 raise HttpError(422, "price must be a number", "body.price")
-            sim.set_price(symbol, Decimal(str(price)))
-            return 200, {"symbol": symbol, "mid": str(sim.engine.markets[symbol].mid)}
+            self._set_price(symbol, Decimal(str(price)))
+            return 200, {"symbol": symbol, "mid": str(engine.markets[symbol].mid)}
         if request.method == "POST" and route.startswith("faults/"):
             name = route[len("faults/") :]
             if name not in FAULTS:
@@ -345,7 +366,7 @@ class RestApp:
             if not isinstance(kwargs, dict):
                 raise HttpError(422, "body must be an object of keyword arguments", "body")
             try:
-                result = getattr(sim.faults, name)(
+                result = getattr(self._faults, name)(
                     **{k: float(v) if isinstance(v, Decimal) else v for k, v in kwargs.items()}
                 )
             except (TypeError, ValueError) as exc:
@@ -354,7 +375,7 @@ class RestApp:
         raise HttpError(404, f"no admin route {request.method} {request.path}")
 
 
-class _DropResponse(Exception):
+class _DropResponse(SimulatorError):
     def __init__(self, mode: str) -> None:
         super().__init__(mode)
         self.mode = mode
@@ -366,7 +387,7 @@ def _year_start(now: float) -> float:
     return datetime(year, 1, 1, tzinfo=UTC).timestamp()
 
 
-def _ledger_row(entry: Any) -> dict[str, Any]:
+def _ledger_row(entry: LedgerEntry) -> dict[str, Any]:
     row = asdict(entry)
     row["amount"] = str(entry.amount)
     return row

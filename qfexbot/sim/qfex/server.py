@@ -17,11 +17,13 @@ from trio_websocket import serve_websocket
 from qfexbot.core.asgi import hypercorn_config
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.sim.common.ratelimit import RateLimiter
+from qfexbot.sim.qfex import payloads
 from qfexbot.sim.qfex.auth import Authenticator
 from qfexbot.sim.qfex.config import SimConfig
-from qfexbot.sim.qfex.engine import Engine, Event, LedgerEntry, PrivateEvent, PublicTrade
+from qfexbot.sim.qfex.engine import Engine
 from qfexbot.sim.qfex.faults import Faults
 from qfexbot.sim.qfex.mds_ws import MdsGateway
+from qfexbot.sim.qfex.model import Event, LedgerEntry, PrivateEvent, PublicTrade
 from qfexbot.sim.qfex.rest import RestApp
 from qfexbot.sim.qfex.trade_ws import TradeGateway
 
@@ -56,10 +58,27 @@ class QfexSimulator:
         self.engine = Engine(config, clock)
         self.auth = Authenticator(config.users, config.nonce_window, config.max_skew, clock)
         self.limiter = RateLimiter(config.rate_limit_budget, config.rate_limit_window, clock)
-        self.trade = TradeGateway(self)
-        self.mds = MdsGateway(self)
-        self.rest = RestApp(self)
-        self.faults = Faults(self)
+        self.trade = TradeGateway(
+            self.engine,
+            self.auth,
+            self.limiter,
+            self.deliver,
+            auth_deadline=config.auth_deadline,
+            ping_interval=config.ping_interval,
+            pong_timeout=config.pong_timeout,
+        )
+        self.mds = MdsGateway(
+            self.engine, ping_interval=config.ping_interval, pong_timeout=config.pong_timeout
+        )
+        self.faults = Faults(self.engine, self.auth, self.trade, self.mds)
+        self.rest = RestApp(
+            self.engine,
+            self.auth,
+            self.faults,
+            equity_interval=config.equity_interval,
+            state=self.state_snapshot,
+            set_price=self.set_price,
+        )
         self.urls: SimUrls | None = None
 
     # ------------------------------------------------------------ contract API
@@ -103,10 +122,12 @@ class QfexSimulator:
         for account_id, account in engine.accounts.items():
             accounts[account_id] = {
                 "user_id": account.user_id,
-                "balance": engine.balance_payload(account_id),
+                "balance": payloads.balance_response(engine.balance(account_id)),
                 "equity": float(engine.equity(account_id)),
-                "positions": engine.position_payloads(account_id),
-                "open_orders": engine.open_orders(account_id),
+                "positions": [payloads.position_response(p) for p in engine.positions(account_id)],
+                "open_orders": [
+                    payloads.order_response(o, o.status) for o in engine.open_orders(account_id)
+                ],
                 "event_seq": account.event_seq,
                 "connections": self.connection_count(account_id),
             }

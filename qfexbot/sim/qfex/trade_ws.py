@@ -6,8 +6,9 @@ import json
 import logging
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import trio
@@ -15,12 +16,12 @@ from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.sim.common.connection import WsPeer, dumps
-from qfexbot.sim.qfex.auth import AuthFailure
+from qfexbot.sim.common.ratelimit import RateLimiter
+from qfexbot.sim.qfex import payloads
+from qfexbot.sim.qfex.auth import Authenticator, AuthFailure
 from qfexbot.sim.qfex.config import SimUser
-from qfexbot.sim.qfex.engine import EVENT_HISTORY, CommandError, PrivateEvent
-
-if TYPE_CHECKING:
-    from qfexbot.sim.qfex.server import QfexSimulator
+from qfexbot.sim.qfex.engine import Engine
+from qfexbot.sim.qfex.model import EVENT_HISTORY, CommandError, Event, Order, PrivateEvent
 
 __all__ = ["CHANNELS", "TradeConnection", "TradeGateway"]
 
@@ -64,10 +65,45 @@ class TradeConnection(WsPeer):
 
 
 class TradeGateway:
-    """Accepts trade connections and routes account events and pulses to them."""
+    """Accepts trade connections and routes account events and pulses to them.
 
-    def __init__(self, sim: QfexSimulator) -> None:
-        self.sim = sim
+    Args:
+        engine: the exchange state commands run against.
+        auth: checks the ``auth`` command's credentials.
+        limiter: the per-user message budget.
+        deliver: routes the events a command produced (to this and the market-data gateway).
+        auth_deadline: seconds a connection may stay unauthenticated.
+        ping_interval, pong_timeout: server pings once authenticated.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        auth: Authenticator,
+        limiter: RateLimiter,
+        deliver: Callable[[Iterable[Event]], None],
+        *,
+        auth_deadline: float,
+        ping_interval: float,
+        pong_timeout: float,
+    ) -> None:
+        self._engine = engine
+        self._authenticator = auth
+        self._limiter = limiter
+        self._deliver = deliver
+        self._auth_grace = auth_deadline
+        self._ping_interval = ping_interval
+        self._pong_timeout = pong_timeout
+        self._commands: dict[str, Callable[[TradeConnection, str, dict[str, Any], Any], None]] = {
+            "add_order": self._add_order,
+            "cancel_order": self._cancel_order,
+            "cancel_all_orders": self._cancel_all_orders,
+            "get_user_orders": self._get_user_orders,
+            "get_order": self._get_order,
+            "cancel_on_disconnect": self._cancel_on_disconnect,
+            "set_user_leverage": self._set_user_leverage,
+            "get_user_leverage": self._get_user_leverage,
+        }
         self.connections: set[TradeConnection] = set()
         self._written: dict[str, deque[int]] = {}
 
@@ -93,13 +129,12 @@ class TradeGateway:
             return
         conn = TradeConnection(ws, api_key, self._written)
         self.connections.add(conn)
-        config = self.sim.config
         try:
             with conn.cancel_scope:
                 async with trio.open_nursery() as nursery:
                     conn.nursery = nursery
                     nursery.start_soon(conn.run_writer)
-                    nursery.start_soon(self._auth_deadline, conn, config.auth_deadline)
+                    nursery.start_soon(self._auth_deadline, conn, self._auth_grace)
                     await conn.read_messages(lambda message: self._on_message(conn, message))
                     nursery.cancel_scope.cancel()
         finally:
@@ -107,7 +142,7 @@ class TradeGateway:
             conn.finish()
             unexpected = not conn.closed_normally_by_client()
             if conn.cancel_on_disconnect and conn.account_id and unexpected:
-                events = self.sim.engine.cancel_all(conn.account_id)
+                events = self._engine.cancel_all(conn.account_id)
                 log_event(
                     log,
                     logging.INFO,
@@ -115,7 +150,7 @@ class TradeGateway:
                     account=conn.account_id,
                     cancelled=len(events),
                 )
-                self.sim.deliver(events)
+                self._deliver(events)
 
     async def _auth_deadline(self, conn: TradeConnection, deadline: float) -> None:
         await trio.sleep(deadline)
@@ -148,16 +183,17 @@ class TradeGateway:
 
     def pulse(self) -> None:
         """Send balances and positions snapshots to their subscribers (one per symbol)."""
-        engine = self.sim.engine
+        engine = self._engine
         cache: dict[str, tuple[str, list[str]]] = {}
         for conn in list(self.connections):
             if conn.account_id is None or not conn.channels & {"balances", "positions"}:
                 continue
             if conn.account_id not in cache:
-                balance = dumps({"balance_response": engine.balance_payload(conn.account_id)})
+                figures = engine.balance(conn.account_id)
+                balance = dumps({"balance_response": payloads.balance_response(figures)})
                 positions = [
-                    dumps({"position_response": p})
-                    for p in engine.position_payloads(conn.account_id)
+                    dumps({"position_response": payloads.position_response(p)})
+                    for p in engine.positions(conn.account_id)
                 ]
                 cache[conn.account_id] = (balance, positions)
             balance, positions = cache[conn.account_id]
@@ -192,7 +228,7 @@ class TradeGateway:
         if conn.user is None or conn.account_id is None:
             _err(conn, "PermissionDenied", "authenticate first", request)
             return
-        retry_after = self.sim.limiter.check(conn.user.account_id, kind)
+        retry_after = self._limiter.check(conn.user.account_id, kind)
         if retry_after is not None:
             _err(
                 conn,
@@ -213,7 +249,7 @@ class TradeGateway:
         if conn.user is not None:
             _err(conn, "AlreadyAuthenticated", "this connection is already authenticated", request)
             return
-        auth = self.sim.auth
+        auth = self._authenticator
         try:
             hmac_params, token = params.get("hmac"), params.get("jwt")
             if (hmac_params is None) == (token is None):
@@ -233,7 +269,7 @@ class TradeGateway:
             else:
                 user = auth.verify_jwt(token)
             account_id = _account(params.get("account_id"), user.account_id)
-            if account_id is None or not self.sim.engine.owns(user.account_id, account_id):
+            if account_id is None or not self._engine.owns(user.account_id, account_id):
                 raise AuthFailure("account not owned by this user")
         except AuthFailure as exc:
             log_event(log, logging.INFO, "trade auth refused", reason=exc.reason)
@@ -242,9 +278,8 @@ class TradeGateway:
             return
         conn.user, conn.account_id = user, account_id
         conn.send({"authenticated": True})
-        config = self.sim.config
         assert conn.nursery is not None
-        conn.nursery.start_soon(conn.run_pinger, config.ping_interval, config.pong_timeout)
+        conn.nursery.start_soon(conn.run_pinger, self._ping_interval, self._pong_timeout)
 
     def _command(
         self,
@@ -254,54 +289,87 @@ class TradeGateway:
         params: dict[str, Any],
         request: dict[str, Any],
     ) -> None:
-        engine = self.sim.engine
         if kind in ("subscribe", "unsubscribe"):
-            channels = params.get("channels")
-            if not isinstance(channels, list) or not channels:
-                raise CommandError("InvalidParameter", "channels must be a non-empty list")
-            for channel in channels:
-                if channel not in CHANNELS:
-                    _err(conn, "InvalidParameter", f"unknown channel {channel!r}", request)
-                elif kind == "subscribe":
-                    conn.channels.add(channel)
-                    conn.send({"subscribed": channel})
-                else:
-                    conn.channels.discard(channel)
-                    conn.send({"unsubscribed": channel})
-        elif kind == "add_order":
-            self.sim.deliver(engine.add_order(account_id, params))
-        elif kind == "cancel_order":
-            self.sim.deliver(engine.cancel_order(account_id, params))
-        elif kind == "cancel_all_orders":
-            self.sim.deliver(engine.cancel_all(account_id))
-            conn.send({"ack": {"incoming_message": request}})
-        elif kind == "get_user_orders":
-            limit = _int_param(params, "limit", 1000, 1, 1000)
-            offset = _int_param(params, "offset", 0, 0, None)
-            symbol = params.get("symbol")
-            orders = engine.open_orders(account_id, symbol if isinstance(symbol, str) else None)
-            conn.send(_all_orders(orders[offset : offset + limit]))
-        elif kind == "get_order":
-            order_id = params.get("order_id")
-            if not isinstance(order_id, str):
-                raise CommandError("InvalidParameter", "missing parameter order_id")
-            orders = [o for o in engine.open_orders(account_id) if o["order_id"] == order_id]
-            conn.send(_all_orders(orders))
-        elif kind == "cancel_on_disconnect":
-            flag = params.get("cancel_on_disconnect")
-            if not isinstance(flag, bool):
-                raise CommandError("InvalidParameter", "cancel_on_disconnect must be a boolean")
-            conn.cancel_on_disconnect = flag
-            conn.send({"ack": {"incoming_message": request}})
-        elif kind == "set_user_leverage":
-            engine.set_leverage(account_id, params.get("symbol"), params.get("leverage"))
-            conn.send({"ack": {"incoming_message": request}})
-        elif kind == "get_user_leverage":
-            conn.send({"user_leverage_response": engine.leverage_payloads(account_id)})
+            self._subscribe(conn, kind == "subscribe", params, request)
+            return
+        command = self._commands.get(kind)
+        if command is not None:
+            command(conn, account_id, params, request)
         elif kind in UNSUPPORTED:
             raise CommandError("InvalidParameter", f"{kind} is not supported by the simulator")
         else:
             raise CommandError("InvalidJSONFormat", f"unknown message type {kind!r}")
+
+    def _subscribe(
+        self, conn: TradeConnection, subscribe: bool, params: dict[str, Any], request: Any
+    ) -> None:
+        channels = params.get("channels")
+        if not isinstance(channels, list) or not channels:
+            raise CommandError("InvalidParameter", "channels must be a non-empty list")
+        for channel in channels:
+            if channel not in CHANNELS:
+                _err(conn, "InvalidParameter", f"unknown channel {channel!r}", request)
+            elif subscribe:
+                conn.channels.add(channel)
+                conn.send({"subscribed": channel})
+            else:
+                conn.channels.discard(channel)
+                conn.send({"unsubscribed": channel})
+
+    def _add_order(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        self._deliver(self._engine.add_order(account_id, params))
+
+    def _cancel_order(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        self._deliver(self._engine.cancel_order(account_id, params))
+
+    def _cancel_all_orders(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        self._deliver(self._engine.cancel_all(account_id))
+        conn.send({"ack": {"incoming_message": request}})
+
+    def _get_user_orders(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        limit = _int_param(params, "limit", 1000, 1, 1000)
+        offset = _int_param(params, "offset", 0, 0, None)
+        symbol = params.get("symbol")
+        orders = self._engine.open_orders(account_id, symbol if isinstance(symbol, str) else None)
+        conn.send(_all_orders(orders[offset : offset + limit]))
+
+    def _get_order(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        order_id = params.get("order_id")
+        if not isinstance(order_id, str):
+            raise CommandError("InvalidParameter", "missing parameter order_id")
+        orders = [o for o in self._engine.open_orders(account_id) if o.order_id == order_id]
+        conn.send(_all_orders(orders))
+
+    def _cancel_on_disconnect(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        flag = params.get("cancel_on_disconnect")
+        if not isinstance(flag, bool):
+            raise CommandError("InvalidParameter", "cancel_on_disconnect must be a boolean")
+        conn.cancel_on_disconnect = flag
+        conn.send({"ack": {"incoming_message": request}})
+
+    def _set_user_leverage(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        self._engine.set_leverage(account_id, params.get("symbol"), params.get("leverage"))
+        conn.send({"ack": {"incoming_message": request}})
+
+    def _get_user_leverage(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        rows = [payloads.leverage_row(f) for f in self._engine.leverages(account_id)]
+        conn.send({"user_leverage_response": rows})
 
 
 def _err(conn: WsPeer, code: str, message: str, incoming: Any) -> None:
@@ -334,5 +402,6 @@ def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: 
     return value
 
 
-def _all_orders(orders: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"all_orders_response": {"orders": orders, "twaps": [], "stop_orders": []}}
+def _all_orders(orders: list[Order]) -> dict[str, Any]:
+    rows = [payloads.order_response(o, o.status) for o in orders]
+    return {"all_orders_response": {"orders": rows, "twaps": [], "stop_orders": []}}

@@ -1,4 +1,7 @@
-"""The embedded Finery simulator of a ``kind = "finery"``, ``simulator = true`` venue, with house liquidity.
+"""The embedded Finery simulator of a ``simulator = true`` Finery venue, with house liquidity.
+
+The one bridge between client and simulator (ARCHITECTURE.md rule 6): the house maker trades
+through the client's own signed REST API, so it lives in runtime, not in ``qfexbot.sim``.
 
 A real Finery book only has what makers rest in it; an embedded simulator with no other client
 would show empty books. :func:`embedded_config` therefore adds a *house maker* client next to the
