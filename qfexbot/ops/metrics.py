@@ -1,4 +1,4 @@
-"""Prometheus metrics of a running Runtime, in its own CollectorRegistry.
+"""Prometheus metrics of a running process, in its own CollectorRegistry.
 
 Most numbers already exist as plain counters (``SessionStats``, ``PluginHost.stats()``, bus and
 inbox counters), so a custom collector reads them at scrape time: the hot path pays nothing.
@@ -6,8 +6,9 @@ Only transfer outcomes and transfer request latency are counted as they happen (
 rare), and journal unresolved counts are read from the journal just before each scrape
 (``refresh``), because the journal is asynchronous and a collector is not.
 
-The registry is per Runtime, never prometheus-client's global one, so several runtimes (tests)
-never clash. Metric names and labels are listed in docs/operations.md.
+The registry is per runtime, never prometheus-client's global one, so several runtimes (tests)
+never clash. The process is read through :class:`~qfexbot.ops.view.RuntimeView`. Metric names
+and labels are listed in docs/operations.md.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -23,10 +24,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from qfexbot.events import ConnectionState, TransferOutcomeEvent
-from qfexbot.ops.status import alias_of, iter_sessions
-
-if TYPE_CHECKING:
-    from qfexbot.runtime import Runtime
+from qfexbot.ops.status import account_books, alias_of, iter_sessions
+from qfexbot.ops.view import RuntimeView
 
 __all__ = ["CONTENT_TYPE_LATEST", "TRANSFER_LATENCY_BUCKETS", "RuntimeMetrics"]
 
@@ -36,13 +35,13 @@ SendTransfer = Callable[[str, str, Decimal], Awaitable[None]]
 
 
 class RuntimeMetrics:
-    """The metrics of one :class:`~qfexbot.runtime.Runtime`.
+    """The metrics of one running process (``runtime``: what it reads them from).
 
     Attributes:
       registry: the per-runtime ``CollectorRegistry`` (scrape it with :meth:`exposition`).
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: RuntimeView) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._runtime = runtime
         self._unresolved: dict[tuple[str, str], int] = {}
@@ -122,13 +121,14 @@ class RuntimeMetrics:
 class _RuntimeCollector:
     """Reads the runtime's live counters when Prometheus scrapes."""
 
-    def __init__(self, runtime: Runtime, metrics: RuntimeMetrics) -> None:
+    def __init__(self, runtime: RuntimeView, metrics: RuntimeMetrics) -> None:
         self._runtime = runtime
         self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
         rt = self._runtime
         now = time.time()
+        books = account_books(rt)
         labels = ["venue", "account", "alias"]
         state = GaugeMetricFamily(
             "qfexbot_session_state",
@@ -150,7 +150,7 @@ class _RuntimeCollector:
             "Seconds since the last frame (absent before the first).",
             labels=labels,
         )
-        for venue, account, alias, session in iter_sessions(rt):
+        for venue, account, alias, session in iter_sessions(rt, books):
             stats = session.stats
             values = [venue, account, alias]
             for s in ConnectionState:
@@ -252,7 +252,7 @@ class _RuntimeCollector:
         )
         for (venue, account), event in rt.accounts_view.balances.items():
             balance.add_metric(
-                [venue, account, alias_of(rt, venue, account)], float(event.available)
+                [venue, account, alias_of(books, venue, account)], float(event.available)
             )
         yield balance
 

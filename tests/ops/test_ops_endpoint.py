@@ -9,8 +9,8 @@ import trio
 from ops_helpers import DESK_A, PRIMARY, wait_until, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
+from qfexbot.cli.status import render_status, status_command
 from qfexbot.money.journal import SqliteStore
-from qfexbot.ops.status import render_status, status_command
 from qfexbot.runtime import Runtime
 
 
