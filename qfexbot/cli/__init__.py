@@ -210,13 +210,13 @@ def _config_command(app: AppConfig, args: argparse.Namespace) -> int:
     """The commands that read a bots.toml (``app``)."""
     if args.command == "run":
         from qfexbot.cli.run import run_command  # noqa: PLC0415
-        from qfexbot.ops.recorder import with_recording  # noqa: PLC0415
 
         return run_command(
-            with_recording(app, args.record) if args.record else app,
+            app,
             duration=args.duration,
             log_format=args.log_format,
             log_level=args.log_level,
+            record=args.record,
         )
     if args.command == "check":
         from qfexbot.cli.run import check_command  # noqa: PLC0415

@@ -18,6 +18,7 @@ import trio
 from qfexbot.config import AppConfig, ConfigError
 from qfexbot.core.logs import configure_logging, get_logger, log_event
 from qfexbot.core.plugins import PluginLoadError, discover_plugins
+from qfexbot.ops.recorder import with_recording
 from qfexbot.runtime import Runtime
 
 __all__ = ["check_command", "plugins_command", "run_command"]
@@ -56,8 +57,15 @@ def run_command(
     duration: float | None = None,
     log_format: str | None = None,
     log_level: str | None = None,
+    record: str | None = None,
 ) -> int:
-    """``qfexbot run``: run the bots; exit 0 after a graceful stop, 1 on a config problem."""
+    """``qfexbot run``: run the bots; exit 0 after a graceful stop, 1 on a config problem.
+
+    ``log_format`` and ``log_level`` override ``runtime.log_*``; ``record`` (a directory)
+    overrides ``runtime.record.dir``.
+    """
+    if record:
+        app = with_recording(app, record)
     configure_logging(log_level or app.runtime.log_level, log_format or app.runtime.log_format)
     runtime = Runtime(app)
 
