@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(path: str) -> AppConfig:
+    """The validated bots.toml at ``path``; on a problem, print them all and exit 1."""
     try:
         return load_config(Path(path))
     except ConfigError as exc:
