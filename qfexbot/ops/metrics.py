@@ -14,7 +14,7 @@ and labels are listed in docs/operations.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from qfexbot.core.accounts import AccountBook
 from qfexbot.events import ConnectionState, TransferOutcomeEvent
 from qfexbot.ops.status import account_books, alias_of, iter_sessions
 from qfexbot.ops.view import RuntimeView
@@ -126,9 +127,15 @@ class _RuntimeCollector:
         self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        rt = self._runtime
+        books = account_books(self._runtime)
+        yield from self._sessions(books)
+        yield from self._plugins()
+        yield from self._journal()
+        yield from self._process(books)
+
+    def _sessions(self, books: Mapping[str, AccountBook]) -> Iterator[Metric]:
+        """State, counters and last frame age of every session, by venue/account/alias."""
         now = time.time()
-        books = account_books(rt)
         labels = ["venue", "account", "alias"]
         state = GaugeMetricFamily(
             "qfexbot_session_state",
@@ -150,11 +157,11 @@ class _RuntimeCollector:
             "Seconds since the last frame (absent before the first).",
             labels=labels,
         )
-        for venue, account, alias, session in iter_sessions(rt, books):
+        for venue, account, alias, session in iter_sessions(self._runtime, books):
             stats = session.stats
             values = [venue, account, alias]
-            for s in ConnectionState:
-                state.add_metric([*values, s.value], 1.0 if stats.state is s else 0.0)
+            for each in ConnectionState:
+                state.add_metric([*values, each.value], 1.0 if stats.state is each else 0.0)
             live.add_metric(values, 1.0 if stats.state is ConnectionState.LIVE else 0.0)
             reconnects.add_metric(values, stats.reconnects)
             frames.add_metric(values, stats.frames)
@@ -163,8 +170,10 @@ class _RuntimeCollector:
                 age.add_metric(values, max(0.0, now - stats.last_frame_at))
         yield from (state, live, reconnects, frames, parse_errors, age)
 
+    def _plugins(self) -> Iterator[Metric]:
+        """Every plugin's inbox and hook counters (``PluginHost.stats()``), by bot/plugin."""
         plabels = ["bot", "plugin"]
-        families = {
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "events_in": CounterMetricFamily(
                 "qfexbot_plugin_events_in",
                 "Events accepted into the plugin's inbox.",
@@ -208,12 +217,15 @@ class _RuntimeCollector:
                 labels=plabels,
             ),
         }
-        for bot, host in rt.hosts.items():
-            for plugin, stats in host.stats().items():
+        for bot, host in self._runtime.hosts.items():
+            for plugin, counters in host.stats().items():
                 for key, family in families.items():
-                    family.add_metric([bot, plugin], float(stats[key]))
+                    family.add_metric([bot, plugin], float(counters[key]))
         yield from families.values()
 
+    def _journal(self) -> Iterator[Metric]:
+        """Transfers in doubt, late landings and account holds, by venue."""
+        rt = self._runtime
         unresolved = GaugeMetricFamily(
             "qfexbot_journal_unresolved_transfers",
             "Transfers whose money may or may not have moved (pending, sent, unknown).",
@@ -221,8 +233,8 @@ class _RuntimeCollector:
         )
         counts = self._metrics.unresolved()
         for venue in rt.app.venues:
-            for s in ("pending", "sent", "unknown"):
-                unresolved.add_metric([venue, s], counts.get((venue, s), 0))
+            for state in ("pending", "sent", "unknown"):
+                unresolved.add_metric([venue, state], counts.get((venue, state), 0))
         yield unresolved
 
         late = CounterMetricFamily(
@@ -243,12 +255,15 @@ class _RuntimeCollector:
         yield late
         yield holds
 
+    def _process(self, books: Mapping[str, AccountBook]) -> Iterator[Metric]:
+        """Each account's last available balance, the kill switch and the recorder."""
+        rt = self._runtime
         balance = GaugeMetricFamily(
             "qfexbot_account_available",
             "Available balance of the "
             "account's last balance event (for dashboards, not money "
             "logic).",
-            labels=labels,
+            labels=["venue", "account", "alias"],
         )
         for (venue, account), event in rt.accounts_view.balances.items():
             balance.add_metric(
