@@ -1,5 +1,6 @@
-"""The ``qfexbot`` command line: run, check, plugins, sim, journal, pause, resume, new-plugin,
-status, replay."""
+"""The ``qfexbot`` command line: the parser of every command and the dispatch to its family's
+module (``run``: run, check, plugins; ``status``; ``replay``; ``journal``: journal, pause,
+resume; ``scaffold``: new-plugin; ``sim``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import argparse
 import sqlite3
 import sys
 from pathlib import Path
+
+from qfexbot.config import AppConfig, ConfigError, load_config
+from qfexbot.venues import registry
+
+__all__ = ["build_parser", "main"]
 
 DEFAULT_CONFIG = "bots.toml"
 
@@ -71,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--config", help="SIM.toml (default: built-in demo configuration)")
     sim.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sim.add_argument(
-        "--venue", default="qfex", choices=["qfex", "finery"], help="venue to simulate"
+        "--venue",
+        default=registry.DEFAULT_KIND,
+        choices=registry.kinds(),
+        help="venue to simulate",
     )
 
     journal = sub.add_parser(
@@ -134,9 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: str):
-    from qfexbot.config import ConfigError, load_config
-
+def _load(path: str) -> AppConfig:
+    """The validated bots.toml at ``path``; on a problem, print them all and exit 1."""
     try:
         return load_config(Path(path))
     except ConfigError as exc:
@@ -158,6 +166,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+_JOURNAL_COMMANDS = (
+    "journal",
+    "journal-resolve",
+    "journal-release",
+    "journal-backup",
+    "journal-accept-restore",
+    "pause",
+    "resume",
+)
+
+# Each command family is imported only when its command runs: `qfexbot journal` or `status`
+# would otherwise pay about half a second importing the runtime, the venues and the simulators.
+
+
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["journal"] and argv[1:2] in (
@@ -170,102 +192,58 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sim":
         if args.venue == "finery":
-            from qfexbot.cli.sim import run_finery_sim_command
+            from qfexbot.cli.sim import run_finery_sim_command  # noqa: PLC0415
 
             return run_finery_sim_command(config=args.config, host=args.host)
-        from qfexbot.cli.sim import run_sim_command
+        from qfexbot.cli.sim import run_sim_command  # noqa: PLC0415
 
         return run_sim_command(config=args.config, host=args.host, venue=args.venue)
-    if args.command == "run":
-        from qfexbot.ops.recorder import with_recording
-        from qfexbot.runtime import run_command
-
-        app = _load(args.config)
-        return run_command(
-            with_recording(app, args.record) if args.record else app,
-            duration=args.duration,
-            log_format=args.log_format,
-            log_level=args.log_level,
-        )
     if args.command == "new-plugin":
-        from qfexbot.cli.scaffold import new_plugin_command
+        from qfexbot.cli.scaffold import new_plugin_command  # noqa: PLC0415
 
         return new_plugin_command(
             args.name, directory=args.dir, tests=args.tests, package=args.package
         )
-    if args.command == "status":
-        from qfexbot.ops.status import status_command
+    return _config_command(_load(args.config), args)
 
-        return status_command(_load(args.config), url=args.url, as_json=args.json)
-    if args.command == "replay":
-        from qfexbot.core.logs import configure_logging
-        from qfexbot.ops.replay import replay_command
 
-        app = _load(args.config)
-        configure_logging(
-            args.log_level or app.runtime.log_level, args.log_format or app.runtime.log_format
+def _config_command(app: AppConfig, args: argparse.Namespace) -> int:
+    """The commands that read a bots.toml (``app``)."""
+    if args.command == "run":
+        from qfexbot.cli.run import run_command  # noqa: PLC0415
+
+        return run_command(
+            app,
+            duration=args.duration,
+            log_format=args.log_format,
+            log_level=args.log_level,
+            record=args.record,
         )
-        return replay_command(app, args.recording, speed=args.speed, decisions_out=args.decisions)
     if args.command == "check":
-        from qfexbot.runtime import check_command
+        from qfexbot.cli.run import check_command  # noqa: PLC0415
 
-        return check_command(_load(args.config))
+        return check_command(app)
     if args.command == "plugins":
-        from qfexbot.runtime import plugins_command
+        from qfexbot.cli.run import plugins_command  # noqa: PLC0415
 
-        return plugins_command(_load(args.config))
-    if args.command in (
-        "journal",
-        "journal-resolve",
-        "journal-release",
-        "journal-backup",
-        "journal-accept-restore",
-        "pause",
-        "resume",
-    ):
-        from qfexbot.cli.journal import JournalCommandError
+        return plugins_command(app)
+    if args.command == "status":
+        from qfexbot.cli.status import status_command  # noqa: PLC0415
 
-        try:
-            return _journal_command(args)
-        except JournalCommandError as exc:
-            print(f"qfexbot {args.command.replace('-', ' ')}: {exc}", file=sys.stderr)
-            return 1
+        return status_command(app, url=args.url, as_json=args.json)
+    if args.command == "replay":
+        from qfexbot.cli.replay import replay_command  # noqa: PLC0415
+
+        return replay_command(
+            app,
+            args.recording,
+            speed=args.speed,
+            decisions_out=args.decisions,
+            log_format=args.log_format,
+            log_level=args.log_level,
+        )
+    if args.command in _JOURNAL_COMMANDS:
+        from qfexbot.cli.journal import journal_command  # noqa: PLC0415
+
+        return journal_command(app, args)
     raise AssertionError(f"unhandled command {args.command}")
-
-
-def _journal_command(args: argparse.Namespace) -> int:
-    """journal, journal resolve|backup|accept-restore, pause, resume: operator commands on the
-    journal and kill switch."""
-    from qfexbot.cli import journal as journal_cli
-
-    app = _load(args.config)
-    if args.command == "journal":
-        names = {i: a for v in app.venues.values() for a, i in reversed(list(v.accounts.items()))}
-        print(
-            journal_cli.journal_list(
-                app.runtime.journal, state=args.state, as_json=args.json, names=names
-            )
-        )
-    elif args.command == "journal-resolve":
-        print(journal_cli.journal_resolve(app.runtime.journal, args.entry_id, args.applied))
-    elif args.command == "journal-release":
-        tables = {name: dict(v.accounts) for name, v in app.venues.items()}
-        account_id = journal_cli.account_for_release(args.account, tables)
-        print(
-            journal_cli.journal_release(
-                app.runtime.journal, args.account, {args.account: account_id}
-            )
-        )
-    elif args.command == "journal-backup":
-        print(journal_cli.journal_backup(app.runtime.journal, args.path, overwrite=args.force))
-    elif args.command == "journal-accept-restore":
-        print(
-            journal_cli.journal_accept_restore(
-                app.runtime.journal, args.reason, app.runtime.state_dir
-            )
-        )
-    elif args.command == "pause":
-        print(journal_cli.pause(app.runtime.kill_switch_file, args.reason))
-    else:
-        print(journal_cli.resume(app.runtime.kill_switch_file))
-    return 0

@@ -1,22 +1,27 @@
 """Operator commands on the journal and the kill switch: list, resolve by hand, back up, accept a
 restored journal, pause, resume.
 
-Plain synchronous functions returning the text to print; ``qfexbot.cli`` wires them to
-``qfexbot journal``, ``qfexbot journal resolve|backup|accept-restore``, ``qfexbot pause`` and
-``qfexbot resume``.
+Plain synchronous functions returning the text to print; :func:`journal_command` wires them to
+``qfexbot journal``, ``qfexbot journal resolve|release|backup|accept-restore``, ``qfexbot pause``
+and ``qfexbot resume``.
 They open the journal file directly (no event loop in the CLI); SQLite's WAL mode lets them run
 beside a live ``qfexbot run``.
 """
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from qfexbot.config import AppConfig
+from qfexbot.core.accounts import AccountBook
+from qfexbot.errors import JournalError
 from qfexbot.money import policy
 from qfexbot.money.journal import (
     EntryKind,
@@ -34,6 +39,7 @@ __all__ = [
     "account_for_release",
     "journal_accept_restore",
     "journal_backup",
+    "journal_command",
     "journal_list",
     "journal_release",
     "journal_resolve",
@@ -42,7 +48,7 @@ __all__ = [
 ]
 
 
-class JournalCommandError(Exception):
+class JournalCommandError(JournalError):
     """An operator command could not be carried out; the message says why (exit status 1)."""
 
 
@@ -103,7 +109,9 @@ def journal_list(
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
+        + "  "
+        + row[-1]
         for row in rows
     ]
     return "\n".join(line.rstrip() for line in lines) + _holds_text(holds, names)
@@ -305,3 +313,37 @@ def journal_release(
     if not released:
         raise JournalCommandError(f"no active hold on account {account}")
     return f"released {released} hold(s) on {account}: money may move on it again"
+
+
+def journal_command(app: AppConfig, args: argparse.Namespace) -> int:
+    """``qfexbot journal``, ``journal resolve|release|backup|accept-restore``, ``pause`` and
+    ``resume`` (``args.command`` says which): print the result, exit 0; or print why not on
+    stderr, exit 1."""
+    try:
+        print(_run(app, args))
+    except JournalCommandError as exc:
+        print(f"qfexbot {args.command.replace('-', ' ')}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(app: AppConfig, args: argparse.Namespace) -> str:
+    journal, kill_switch = app.runtime.journal, app.runtime.kill_switch_file
+    books = {name: AccountBook(venue.accounts, name=name) for name, venue in app.venues.items()}
+    if args.command == "journal":
+        names: dict[str, str] = {}
+        for book in books.values():  # an id in two venue tables: the later table's alias
+            names.update((account_id, book.alias_of(account_id)) for account_id in book.ids())
+        return journal_list(journal, state=args.state, as_json=args.json, names=names)
+    if args.command == "journal-resolve":
+        return journal_resolve(journal, args.entry_id, args.applied)
+    if args.command == "journal-release":
+        account_id = account_for_release(args.account, books)
+        return journal_release(journal, args.account, {args.account: account_id})
+    if args.command == "journal-backup":
+        return journal_backup(journal, args.path, overwrite=args.force)
+    if args.command == "journal-accept-restore":
+        return journal_accept_restore(journal, args.reason, app.runtime.state_dir)
+    if args.command == "pause":
+        return pause(kill_switch, args.reason)
+    return resume(kill_switch)

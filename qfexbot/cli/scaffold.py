@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from qfexbot.errors import QfexbotError
+
 __all__ = [
     "ScaffoldError",
     "class_name",
@@ -24,7 +26,7 @@ __all__ = [
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
-class ScaffoldError(ValueError):
+class ScaffoldError(QfexbotError, ValueError):
     """The plugin cannot be scaffolded (bad name, files already exist); the message says why."""
 
 

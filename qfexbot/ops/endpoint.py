@@ -1,4 +1,4 @@
-"""The ops HTTP endpoint of a running Runtime: ``/healthz``, ``/status`` and ``/metrics``.
+"""The ops HTTP endpoint of a running process: ``/healthz``, ``/status`` and ``/metrics``.
 
 A plain ASGI app (no web framework) served by hypercorn's trio worker inside the runtime's
 nursery, like the simulator's REST API. It is unauthenticated and read-only, so the config only
@@ -14,7 +14,7 @@ reverse proxy that authenticates, if ever.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from hypercorn.trio import serve as hypercorn_serve
@@ -22,9 +22,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from qfexbot.core.asgi import answer_lifespan, hypercorn_config
 from qfexbot.ops.metrics import CONTENT_TYPE_LATEST
 from qfexbot.ops.status import health, status_snapshot
-
-if TYPE_CHECKING:
-    from qfexbot.runtime import Runtime
+from qfexbot.ops.view import RuntimeView
 
 __all__ = ["OpsApp", "serve_ops"]
 
@@ -32,9 +30,9 @@ _JSON = b"application/json"
 
 
 class OpsApp:
-    """ASGI app answering the three read-only routes from a :class:`Runtime`."""
+    """ASGI app answering the three read-only routes from a running process."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: RuntimeView) -> None:
         self.runtime = runtime
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -83,7 +81,7 @@ async def _respond(send: Any, status: int, content_type: bytes, body: bytes) -> 
 
 
 async def serve_ops(
-    runtime: Runtime, host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    runtime: RuntimeView, host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve :class:`OpsApp` on ``host:port`` until cancelled; ``task_status.started(url)``
     gives the base URL actually bound (``port`` 0 picks a free one)."""

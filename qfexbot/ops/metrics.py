@@ -1,4 +1,4 @@
-"""Prometheus metrics of a running Runtime, in its own CollectorRegistry.
+"""Prometheus metrics of a running process, in its own CollectorRegistry.
 
 Most numbers already exist as plain counters (``SessionStats``, ``PluginHost.stats()``, bus and
 inbox counters), so a custom collector reads them at scrape time: the hot path pays nothing.
@@ -6,27 +6,27 @@ Only transfer outcomes and transfer request latency are counted as they happen (
 rare), and journal unresolved counts are read from the journal just before each scrape
 (``refresh``), because the journal is asynchronous and a collector is not.
 
-The registry is per Runtime, never prometheus-client's global one, so several runtimes (tests)
-never clash. Metric names and labels are listed in docs/operations.md.
+The registry is per runtime, never prometheus-client's global one, so several runtimes (tests)
+never clash. The process is read through :class:`~qfexbot.ops.view.RuntimeView`. Metric names
+and labels are listed in docs/operations.md.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from qfexbot.core.accounts import AccountBook
 from qfexbot.events import ConnectionState, TransferOutcomeEvent
-from qfexbot.ops.status import alias_of, iter_sessions
-
-if TYPE_CHECKING:
-    from qfexbot.runtime import Runtime
+from qfexbot.ops.status import account_books, alias_of, iter_sessions
+from qfexbot.ops.view import RuntimeView
 
 __all__ = ["CONTENT_TYPE_LATEST", "TRANSFER_LATENCY_BUCKETS", "RuntimeMetrics"]
 
@@ -36,13 +36,13 @@ SendTransfer = Callable[[str, str, Decimal], Awaitable[None]]
 
 
 class RuntimeMetrics:
-    """The metrics of one :class:`~qfexbot.runtime.Runtime`.
+    """The metrics of one running process (``runtime``: what it reads them from).
 
     Attributes:
       registry: the per-runtime ``CollectorRegistry`` (scrape it with :meth:`exposition`).
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: RuntimeView) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._runtime = runtime
         self._unresolved: dict[tuple[str, str], int] = {}
@@ -122,12 +122,19 @@ class RuntimeMetrics:
 class _RuntimeCollector:
     """Reads the runtime's live counters when Prometheus scrapes."""
 
-    def __init__(self, runtime: Runtime, metrics: RuntimeMetrics) -> None:
+    def __init__(self, runtime: RuntimeView, metrics: RuntimeMetrics) -> None:
         self._runtime = runtime
         self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        rt = self._runtime
+        books = account_books(self._runtime)
+        yield from self._sessions(books)
+        yield from self._plugins()
+        yield from self._journal()
+        yield from self._process(books)
+
+    def _sessions(self, books: Mapping[str, AccountBook]) -> Iterator[Metric]:
+        """State, counters and last frame age of every session, by venue/account/alias."""
         now = time.time()
         labels = ["venue", "account", "alias"]
         state = GaugeMetricFamily(
@@ -150,11 +157,11 @@ class _RuntimeCollector:
             "Seconds since the last frame (absent before the first).",
             labels=labels,
         )
-        for venue, account, alias, session in iter_sessions(rt):
+        for venue, account, alias, session in iter_sessions(self._runtime, books):
             stats = session.stats
             values = [venue, account, alias]
-            for s in ConnectionState:
-                state.add_metric([*values, s.value], 1.0 if stats.state is s else 0.0)
+            for each in ConnectionState:
+                state.add_metric([*values, each.value], 1.0 if stats.state is each else 0.0)
             live.add_metric(values, 1.0 if stats.state is ConnectionState.LIVE else 0.0)
             reconnects.add_metric(values, stats.reconnects)
             frames.add_metric(values, stats.frames)
@@ -163,8 +170,10 @@ class _RuntimeCollector:
                 age.add_metric(values, max(0.0, now - stats.last_frame_at))
         yield from (state, live, reconnects, frames, parse_errors, age)
 
+    def _plugins(self) -> Iterator[Metric]:
+        """Every plugin's inbox and hook counters (``PluginHost.stats()``), by bot/plugin."""
         plabels = ["bot", "plugin"]
-        families = {
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "events_in": CounterMetricFamily(
                 "qfexbot_plugin_events_in",
                 "Events accepted into the plugin's inbox.",
@@ -208,12 +217,15 @@ class _RuntimeCollector:
                 labels=plabels,
             ),
         }
-        for bot, host in rt.hosts.items():
-            for plugin, stats in host.stats().items():
+        for bot, host in self._runtime.hosts.items():
+            for plugin, counters in host.stats().items():
                 for key, family in families.items():
-                    family.add_metric([bot, plugin], float(stats[key]))
+                    family.add_metric([bot, plugin], float(counters[key]))
         yield from families.values()
 
+    def _journal(self) -> Iterator[Metric]:
+        """Transfers in doubt, late landings and account holds, by venue."""
+        rt = self._runtime
         unresolved = GaugeMetricFamily(
             "qfexbot_journal_unresolved_transfers",
             "Transfers whose money may or may not have moved (pending, sent, unknown).",
@@ -221,8 +233,8 @@ class _RuntimeCollector:
         )
         counts = self._metrics.unresolved()
         for venue in rt.app.venues:
-            for s in ("pending", "sent", "unknown"):
-                unresolved.add_metric([venue, s], counts.get((venue, s), 0))
+            for state in ("pending", "sent", "unknown"):
+                unresolved.add_metric([venue, state], counts.get((venue, state), 0))
         yield unresolved
 
         late = CounterMetricFamily(
@@ -243,16 +255,19 @@ class _RuntimeCollector:
         yield late
         yield holds
 
+    def _process(self, books: Mapping[str, AccountBook]) -> Iterator[Metric]:
+        """Each account's last available balance, the kill switch and the recorder."""
+        rt = self._runtime
         balance = GaugeMetricFamily(
             "qfexbot_account_available",
             "Available balance of the "
             "account's last balance event (for dashboards, not money "
             "logic).",
-            labels=labels,
+            labels=["venue", "account", "alias"],
         )
         for (venue, account), event in rt.accounts_view.balances.items():
             balance.add_metric(
-                [venue, account, alias_of(rt, venue, account)], float(event.available)
+                [venue, account, alias_of(books, venue, account)], float(event.available)
             )
         yield balance
 

@@ -15,10 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
-import signal
 import sqlite3
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,8 +26,8 @@ import trio
 from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig, money_mover_conflicts
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
-from qfexbot.core.logs import configure_logging, get_logger, log_context, log_event
-from qfexbot.core.plugins import PluginHost, PluginLoadError, build_plugin_host, discover_plugins
+from qfexbot.core.logs import get_logger, log_context, log_event
+from qfexbot.core.plugins import PluginHost, PluginLoadError, build_plugin_host
 from qfexbot.core.session import MarketDataSession, Supervisor
 from qfexbot.events import Event
 from qfexbot.money.account_locks import AccountLocks, AccountsLocked, acquire_account_locks
@@ -49,7 +46,7 @@ from qfexbot.runtime.actions import RuntimeActions, rest_available_reader, rest_
 from qfexbot.venues.finery.adapter import FineryVenue
 from qfexbot.venues.qfex.driver import QfexVenue
 
-__all__ = ["Runtime", "check_command", "plugins_command", "run_command", "sim_config_for"]
+__all__ = ["Runtime", "sim_config_for"]
 
 log = get_logger("qfexbot.runtime")
 
@@ -643,100 +640,3 @@ class _LateJournal:
         if self._runtime.journal is None:
             raise RuntimeError("journal is not open yet")
         return getattr(self._runtime.journal, name)
-
-
-async def _serve_signals(runtime: Runtime) -> None:
-    """First SIGINT/SIGTERM: graceful stop. Second: cancel everything now."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        count = 0
-        async for signum in signals:
-            count += 1
-            if count == 1:
-                log_event(
-                    log,
-                    logging.WARNING,
-                    "signal received: stopping gracefully (again to force)",
-                    signal=signal.Signals(signum).name,
-                )
-                runtime.stop()
-            else:
-                # Shutdown hooks run shielded, so cancelling cannot stop a hung one: exit now.
-                # Safe for money: the journal commits intent before sending, and the next start
-                # reconciles whatever this leaves in doubt.
-                log_event(log, logging.ERROR, "second signal: forcing exit")
-                for handler in logging.getLogger("qfexbot").handlers:
-                    handler.flush()
-                os._exit(128 + signum)
-
-
-def run_command(
-    app: AppConfig,
-    *,
-    duration: float | None = None,
-    log_format: str | None = None,
-    log_level: str | None = None,
-) -> int:
-    """``qfexbot run``: run the bots; exit 0 after a graceful stop, 1 on a config problem."""
-    configure_logging(log_level or app.runtime.log_level, log_format or app.runtime.log_format)
-    runtime = Runtime(app)
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_serve_signals, runtime)
-            await runtime.run(duration=duration)
-            nursery.cancel_scope.cancel()
-
-    problems: list[str] = []
-    try:
-        trio.run(main)
-    except* (ConfigError, PluginLoadError) as group:
-        # Raised inside trio's nurseries, so they arrive grouped: show each, no traceback.
-        problems.extend(str(exc) for exc in _leaves(group))
-    except* (sqlite3.Error, OSError) as group:
-        problems.extend(f"qfexbot run: {type(exc).__name__}: {exc}" for exc in _leaves(group))
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    return 1 if problems else 0
-
-
-def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    """The exceptions inside ``group``, however deeply nurseries nested it."""
-    leaves: list[BaseException] = []
-    for exc in group.exceptions:
-        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return leaves
-
-
-def check_command(app: AppConfig) -> int:
-    """``qfexbot check``: load and validate every bot's plugins without connecting anything."""
-    runtime = Runtime(app)
-    errors: list[str] = []
-    try:
-        runtime._credentials()
-    except ConfigError as exc:
-        errors.extend(exc.errors)
-    try:
-        runtime._build_hosts(actions=None)  # type: ignore[arg-type]  # no hook runs in check
-    except PluginLoadError as exc:
-        errors.extend(exc.errors)
-    if errors:
-        print(f"{app.path}: {len(errors)} problem(s)", file=sys.stderr)
-        for line in errors:
-            print(f"  {line}", file=sys.stderr)
-        return 1
-    plugins = sum(len(host.slots) for host in runtime.hosts.values())
-    print(f"{app.path}: OK ({len(app.bots)} bots, {len(app.venues)} venues, {plugins} plugins)")
-    return 0
-
-
-def plugins_command(app: AppConfig) -> int:
-    """``qfexbot plugins``: every discoverable plugin, where it comes from, and its hooks."""
-    for info in discover_plugins(app.runtime.plugin_dirs):
-        hooks = ", ".join(info.hooks) if info.hooks else "-"
-        line = f"{info.name:<24} {info.source:<40} hooks: {hooks}"
-        if info.error:
-            line += f"  ERROR: {info.error}"
-        if info.shadowed_by:
-            line += f"  (shadowed by {info.shadowed_by})"
-        print(line)
-    return 0

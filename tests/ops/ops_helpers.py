@@ -32,7 +32,8 @@ class Decider:
                 self.lives += 1
             if event.account_id == ctx.account_id("desk-a") and self.lives == 1:
                 self.decided += 1
-                await ctx.cancel_order("desk-a", symbol="AAPL-USD", order_id=f"on-live-{event.previous.value}")
+                await ctx.cancel_order("desk-a", symbol="AAPL-USD",
+                                       order_id=f"on-live-{event.previous.value}")
         if isinstance(event, BalanceEvent):
             n = self.balances[event.account_id] = self.balances.get(event.account_id, 0) + 1
             alias = "desk-a" if event.account_id == ctx.account_id("desk-a") else "desk-b"
@@ -132,10 +133,14 @@ def write_config(
     return load_config(path)
 
 
-async def wait_until(predicate, timeout: float = 15.0, what: str = "condition") -> None:
-    """Poll ``predicate`` every 20 ms; fail the test after ``timeout`` seconds."""
-    with trio.move_on_after(timeout):
-        while not predicate():
+WAIT_SECONDS = 15.0
+
+
+async def wait_until(predicate, what: str = "condition") -> None:
+    """Poll ``predicate`` every 20 ms; fail the test after ``WAIT_SECONDS``."""
+    with trio.move_on_after(WAIT_SECONDS):
+        # What the tests wait for (plugin counters, balances seen) has no event to wait on.
+        while not predicate():  # noqa: ASYNC110
             await trio.sleep(0.02)
         return
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {WAIT_SECONDS}s waiting for {what}")

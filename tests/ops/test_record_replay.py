@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import trio
@@ -136,11 +138,6 @@ def test_compare_decisions_reports_the_first_difference_per_plugin():
 
 def test_recorded_frames_never_hold_an_echoed_auth_request(tmp_path):
     # A venue error frame echoes the request it answers; for auth that is our signature.
-    import os
-    import stat
-
-    from qfexbot.ops.recorder import Recorder
-
     recorder = Recorder(tmp_path / "rec", max_bytes=1 << 20)
     recorder.open()
     echo = (

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from qfexbot.cli.run import check_command
 from qfexbot.config import ConfigError, load_config, parse_config
-from qfexbot.runtime import check_command
 
 PLUGINS = Path(__file__).parents[2] / "plugins"
 SENTINEL = "qfex_secret_SENTINEL_7f3a91"

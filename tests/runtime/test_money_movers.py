@@ -15,7 +15,7 @@ from pathlib import Path
 
 from runtime_helpers import DESK_A, PRIMARY, write_config
 
-from qfexbot.runtime import check_command
+from qfexbot.cli.run import check_command
 
 REBALANCER = Path(__file__).resolve().parents[2] / "plugins" / "rebalancer.py"
 

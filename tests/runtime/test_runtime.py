@@ -10,6 +10,7 @@ from decimal import Decimal
 import trio
 from runtime_helpers import DESK_A, DESK_B, PRIMARY, recorder, wait_until, write_config
 
+from qfexbot.cli.run import check_command
 from qfexbot.config import load_config
 from qfexbot.events import (
     BalanceEvent,
@@ -18,7 +19,7 @@ from qfexbot.events import (
     ResyncEvent,
     TransferOutcomeEvent,
 )
-from qfexbot.runtime import Runtime, check_command
+from qfexbot.runtime import Runtime
 
 
 def states(events, account_id):

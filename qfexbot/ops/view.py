@@ -1,0 +1,144 @@
+"""What the ops code reads from a running process: the view protocol a runtime satisfies.
+
+Status, metrics and the ops endpoint take a :class:`RuntimeView`, never the concrete
+``qfexbot.runtime.Runtime``: the runtime builds the ops observers, so ops importing it back
+would be a cycle, and a test can report on a stand-in. Every member is read-only here (ops only
+reports); the runtime satisfies the protocol structurally, by having these attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from qfexbot.config import AppConfig
+    from qfexbot.core.session import SessionStats
+    from qfexbot.events import BalanceEvent, ConnectionState
+    from qfexbot.money.journal import Entry, Hold
+
+__all__ = [
+    "AccountsSeen",
+    "JournalView",
+    "MarketDataView",
+    "MetricsView",
+    "PluginHostView",
+    "RecorderView",
+    "RuntimeView",
+    "SessionView",
+    "TransfersView",
+    "VenueRunView",
+]
+
+
+class SessionView(Protocol):
+    """One supervised connection: its state and live counters."""
+
+    @property
+    def state(self) -> ConnectionState: ...
+
+    @property
+    def stats(self) -> SessionStats: ...
+
+
+class MarketDataView(Protocol):
+    """A venue's public market-data connection."""
+
+    @property
+    def supervisor(self) -> SessionView: ...
+
+
+class TransfersView(Protocol):
+    """A venue's transfer service, as far as ops counts it."""
+
+    @property
+    def late_landings(self) -> int: ...
+
+
+class VenueRunView(Protocol):
+    """One venue while it runs: a private session per account id, and its transfers (None on
+    a venue without transfers)."""
+
+    @property
+    def sessions(self) -> Mapping[str, SessionView]: ...
+
+    @property
+    def transfers(self) -> TransfersView | None: ...
+
+
+class PluginHostView(Protocol):
+    """One bot's plugins: plugin name -> its counters (``PluginHost.stats()``)."""
+
+    def stats(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+
+class AccountsSeen(Protocol):
+    """The latest balance event and last event time per (venue, account id)."""
+
+    @property
+    def balances(self) -> Mapping[tuple[str, str], BalanceEvent]: ...
+
+    @property
+    def last_event_at(self) -> Mapping[tuple[str, str], float]: ...
+
+
+class JournalView(Protocol):
+    """The journal's summary ops reports: transfers in doubt and account holds."""
+
+    async def unresolved(self) -> Sequence[Entry]: ...
+
+    async def active_holds(self) -> Sequence[Hold]: ...
+
+
+class RecorderView(Protocol):
+    """The raw-frame recorder: files written and records so far."""
+
+    @property
+    def files(self) -> Sequence[Path]: ...
+
+    @property
+    def records(self) -> int: ...
+
+
+class MetricsView(Protocol):
+    """The process's metrics registry, scraped by ``/metrics``."""
+
+    async def refresh(self) -> None: ...
+
+    def exposition(self) -> bytes: ...
+
+
+class RuntimeView(Protocol):
+    """Everything ops reads from a running process.
+
+    ``app`` gives the config (venues' accounts, bots, dry run, the kill switch file); the rest
+    is live state, filled in while the process starts (``journal`` is None until it is open).
+    """
+
+    @property
+    def app(self) -> AppConfig: ...
+
+    @property
+    def started_at(self) -> float | None: ...
+
+    @property
+    def venues(self) -> Mapping[str, VenueRunView]: ...
+
+    @property
+    def market_data(self) -> Mapping[str, MarketDataView]: ...
+
+    @property
+    def hosts(self) -> Mapping[str, PluginHostView]: ...
+
+    @property
+    def accounts_view(self) -> AccountsSeen: ...
+
+    @property
+    def journal(self) -> JournalView | None: ...
+
+    @property
+    def recorder(self) -> RecorderView | None: ...
+
+    @property
+    def metrics(self) -> MetricsView: ...
