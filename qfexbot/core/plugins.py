@@ -1,5 +1,9 @@
 """Plugin loading: find each bot's plugins, validate their config and hooks, build its PluginHost.
 
+This module knows no config model: a plugin instance is any object with the ``PluginSpec``
+attributes, and its options are checked by a ``ValidateOptions`` function the caller passes
+(``qfexbot.runtime.plugins`` wires both from bots.toml). So the core stays below the config layer.
+
 A plugin instance in bots.toml names what to load with ``use`` (default: the table name):
 
 1. ``"module:attr"`` (contains a colon): ``module`` from ``plugin_dirs`` or else imported
@@ -12,8 +16,8 @@ A plugin instance in bots.toml names what to load with ``use`` (default: the tab
 A loaded module stands for its ``qfexbot_plugin`` attribute if it defines one; else for itself
 if it has module-level hooks; else for the one class defined in it that has hooks. A class is
 instantiated once per plugin instance: with the validated config (a read-only mapping) if its
-``__init__`` takes a positional argument, else with no arguments. Problems are collected as one-line messages naming the
-``bots.<bot>.plugins.<name>`` path, never as tracebacks.
+``__init__`` takes a positional argument, else with no arguments. Problems are collected as
+one-line messages naming the ``bots.<bot>.plugins.<name>`` path, never as tracebacks.
 """
 
 from __future__ import annotations
@@ -29,14 +33,14 @@ import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 
 from qfexbot import hookspecs
-from qfexbot.config import BotConfig, PluginConfig, VenueConfig, validate_plugin_config
 from qfexbot.core.bus import Bus, Inbox
 from qfexbot.core.context import ActionsBackend, BotContext
+from qfexbot.errors import ConfigError
 from qfexbot.events import Event
 
 __all__ = [
@@ -46,9 +50,12 @@ __all__ = [
     "PluginInfo",
     "PluginLoadError",
     "PluginSlot",
-    "build_plugin_host",
+    "PluginSpec",
+    "ValidateOptions",
     "discover_plugins",
+    "load_plugin_host",
     "new_plugin_manager",
+    "resolve_plugin",
 ]
 
 ENTRY_POINT_GROUP = "qfexbot.core.plugins"
@@ -57,7 +64,32 @@ _IMPL_ATTR = f"{hookspecs.PROJECT}_impl"
 _IMPORTLIB_DIR = str(Path(importlib.__file__).parent)  # frames there say nothing to a user
 
 
-class PluginLoadError(Exception):
+class PluginSpec(Protocol):
+    """One plugin instance to load, as the loader reads it (``config.PluginConfig`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def use(self) -> str: ...
+    @property
+    def path(self) -> str:
+        """The instance's key path (``bots.<bot>.plugins.<name>``), prefixed to its errors."""
+        ...
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+    @property
+    def failure_limit(self) -> int: ...
+    @property
+    def inbox_size(self) -> int: ...
+
+
+ValidateOptions = Callable[[Any, Mapping[str, Any], str], tuple[Mapping[str, Any], list[str]]]
+"""``(config_schema, options, path) -> (values, errors)``: checks one instance's options against
+its plugin's schema (``{}`` when it declares none); one error line per problem."""
+
+
+class PluginLoadError(ConfigError):
     """One or more plugins of a bot could not be loaded; ``errors`` has one line each."""
 
     def __init__(self, errors: Iterable[str]) -> None:
@@ -101,7 +133,7 @@ class PluginSlot:
 
 class PluginHost:
     """The plugins of one bot: a pluggy ``PluginManager`` plus one ``PluginSlot`` per enabled
-    plugin instance, in bots.toml order. Build it with ``build_plugin_host``; run it with
+    plugin instance, in bots.toml order. Build it with ``load_plugin_host``; run it with
     ``qfexbot.core.dispatch.Dispatcher``."""
 
     def __init__(
@@ -152,21 +184,28 @@ def new_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def build_plugin_host(
-    bot: BotConfig,
-    venue: VenueConfig,
+def load_plugin_host(
+    bot: str,
+    venue: str,
+    plugins: Iterable[PluginSpec],
     *,
+    accounts: Mapping[str, str],
+    venue_accounts: Mapping[str, str],
     plugin_dirs: Sequence[Path],
     actions: ActionsBackend,
+    validate: ValidateOptions,
     state: dict[str, Any] | None = None,
 ) -> PluginHost:
-    """Load, validate, instantiate and register every enabled plugin of ``bot``.
+    """Load, validate, instantiate and register each plugin instance of one bot.
 
     Args:
-      bot: the bot's config; disabled plugin instances (``enabled = false``) are skipped.
-      venue: the bot's venue config (its account aliases feed ``ctx.accounts``).
+      bot, venue: the bot's and its venue's names (for ``ctx`` and error messages).
+      plugins: the instances to load, in order (the caller leaves out disabled ones).
+      accounts: alias -> account id of the bot's own accounts (``ctx.accounts``).
+      venue_accounts: alias -> account id of every account of the venue (``ctx.venue_accounts``).
       plugin_dirs: directories of local plugin modules (``RuntimeConfig.plugin_dirs``).
       actions: the backend that ``ctx.transfer`` etc. forward to.
+      validate: checks each instance's options against its plugin's ``config_schema``.
       state: the dict shared by this bot's plugins as ``ctx.state`` (default: a new one).
 
     Raises:
@@ -177,75 +216,68 @@ def build_plugin_host(
     errors: list[str] = []
     slots: list[PluginSlot] = []
     used_objects: dict[int, str] = {}
-    for pc in bot.plugins:
-        if not pc.enabled:
-            continue
+    for spec in plugins:
         try:
-            slot = _load_one(bot, venue, pc, pm, plugin_dirs, actions, state, used_objects)
+            target, source = resolve_plugin(spec.use, plugin_dirs)
+            schema = getattr(target, "config_schema", None)
+            values, config_errors = validate(
+                {} if schema is None else schema, spec.options, spec.path
+            )
+            if config_errors:
+                errors.extend(config_errors)
+                continue
+            plugin, subscribes = _register(spec, target, values, pm, used_objects)
         except _LoadFailure as exc:
-            errors.append(f"{pc.path}: {exc}")
+            errors.append(f"{spec.path}: {exc}")
             continue
-        except _ConfigErrors as exc:
-            errors.extend(exc.errors)
-            continue
-        slots.append(slot)
+        ctx = BotContext(
+            bot=bot,
+            plugin=spec.name,
+            venue=venue,
+            config=values,
+            accounts=accounts,
+            venue_accounts=venue_accounts,
+            state=state,
+            actions=actions,
+        )
+        inbox = Inbox(f"{bot}/{spec.name}", spec.inbox_size, subscribes)
+        slots.append(
+            PluginSlot(spec.name, spec.use, source, plugin, ctx, inbox, spec.failure_limit)
+        )
     if not errors:
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:  # our own checks should have caught it
-            errors.append(f"bots.{bot.name}.plugins: {_one_line(str(exc))}")
+            errors.append(f"bots.{bot}.plugins: {_one_line(str(exc))}")
     if errors:
         raise PluginLoadError(errors)
-    return PluginHost(bot.name, venue.name, pm, slots, state)
+    return PluginHost(bot, venue, pm, slots, state)
 
 
-class _ConfigErrors(Exception):
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
-
-
-def _load_one(
-    bot: BotConfig,
-    venue: VenueConfig,
-    pc: PluginConfig,
+def _register(
+    spec: PluginSpec,
+    target: object,
+    values: Mapping[str, Any],
     pm: pluggy.PluginManager,
-    plugin_dirs: Sequence[Path],
-    actions: ActionsBackend,
-    state: dict[str, Any],
     used_objects: dict[int, str],
-) -> PluginSlot:
-    target, source = resolve_plugin(pc.use, plugin_dirs)
-    schema = getattr(target, "config_schema", None)
-    values, config_errors = validate_plugin_config(
-        {} if schema is None else schema, pc.options, pc.path, accounts=tuple(venue.accounts)
-    )
-    if config_errors:
-        raise _ConfigErrors(config_errors)
+) -> tuple[object, tuple[type[Event], ...] | None]:
+    """Check ``target``'s hooks, make the instance (a class is instantiated per instance) and
+    register it under the instance name; returns it and its ``subscribes``. Raises
+    ``_LoadFailure``."""
     _check_hooks(target)
     plugin = _instantiate(target, values) if isinstance(target, type) else target
     if id(plugin) in used_objects:
         raise _LoadFailure(
-            f"{pc.use!r} is a module or object, already used by plugin instance "
+            f"{spec.use!r} is a module or object, already used by plugin instance "
             f"{used_objects[id(plugin)]!r} of this bot; make it a class to run several instances"
         )
-    used_objects[id(plugin)] = pc.name
+    used_objects[id(plugin)] = spec.name
     subscribes = _subscribes_of(plugin)
     try:
-        pm.register(plugin, name=pc.name)
+        pm.register(plugin, name=spec.name)
     except (pluggy.PluginValidationError, ValueError) as exc:
         raise _LoadFailure(_one_line(str(exc))) from None
-    ctx = BotContext(
-        bot=bot.name,
-        plugin=pc.name,
-        venue=venue.name,
-        config=values,
-        accounts={a: venue.accounts[a] for a in bot.accounts if a in venue.accounts},
-        venue_accounts=venue.accounts,
-        state=state,
-        actions=actions,
-    )
-    inbox = Inbox(f"{bot.name}/{pc.name}", pc.inbox_size, subscribes)
-    return PluginSlot(pc.name, pc.use, source, plugin, ctx, inbox, pc.failure_limit)
+    return plugin, subscribes
 
 
 # -- resolving "use" ----------------------------------------------------------------------
@@ -496,8 +528,8 @@ def discover_plugins(plugin_dirs: Sequence[Path] = ()) -> list[PluginInfo]:
         infos.append(info)
         seen.setdefault(name, source)
 
-    for directory in plugin_dirs:
-        directory = Path(directory)
+    for configured in plugin_dirs:
+        directory = Path(configured)
         if not directory.is_dir():
             continue
         names = sorted(

@@ -43,7 +43,7 @@ from qfexbot.core.bus import Bus
 from qfexbot.core.context import UnknownAccountError
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_event
-from qfexbot.core.plugins import PluginHost, PluginLoadError, build_plugin_host
+from qfexbot.core.plugins import PluginHost, PluginLoadError
 from qfexbot.core.secrets import Secret
 from qfexbot.core.venue import ParseError
 from qfexbot.events import (
@@ -55,6 +55,7 @@ from qfexbot.events import (
 )
 from qfexbot.money.transfers import TransferResult
 from qfexbot.ops.recorder import FORMAT_VERSION, decision_args
+from qfexbot.runtime.plugins import build_plugin_host
 from qfexbot.venues.qfex.driver import QfexMarketDataDriver, QfexTradeDriver
 from qfexbot.venues.qfex.parse import parse_positions_snapshot
 
