@@ -40,12 +40,12 @@ import trio.testing
 
 from qfexbot.config import AppConfig
 from qfexbot.core.bus import Bus
-from qfexbot.core.context import UnknownAccountError
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.plugins import PluginHost, PluginLoadError
 from qfexbot.core.secrets import Secret
 from qfexbot.core.venue import ParseError
+from qfexbot.errors import UnknownAccountError
 from qfexbot.events import (
     ConnectionState,
     ConnectionStateEvent,
