@@ -1,4 +1,4 @@
-"""The package root is the whole plugin API: pinned here, and the only thing docs and plugins use."""
+"""The package root is the whole plugin API: pinned here, and all that docs and plugins import."""
 
 from __future__ import annotations
 
