@@ -10,7 +10,7 @@ A plugin instance in bots.toml names what to load with ``use`` (default: the tab
    normally, then its attribute ``attr`` (dotted allowed);
 2. otherwise ``<use>.py`` or ``<use>/__init__.py`` in the runtime's ``plugin_dirs``, in order,
    loaded by file path as module ``qfexbot_local_plugins.<use>`` (nothing added to sys.path);
-3. otherwise the entry point named ``<use>`` in group ``qfexbot.core.plugins``; each entry point is
+3. otherwise the entry point named ``<use>`` in group ``qfexbot.plugins``; each entry point is
    loaded on its own, so a broken one only affects the plugins that use it.
 
 A loaded module stands for its ``qfexbot_plugin`` attribute if it defines one; else for itself
@@ -58,7 +58,7 @@ __all__ = [
     "resolve_plugin",
 ]
 
-ENTRY_POINT_GROUP = "qfexbot.core.plugins"
+ENTRY_POINT_GROUP = "qfexbot.plugins"
 LOCAL_PACKAGE = "qfexbot_local_plugins"
 _IMPL_ATTR = f"{hookspecs.PROJECT}_impl"
 _IMPORTLIB_DIR = str(Path(importlib.__file__).parent)  # frames there say nothing to a user
@@ -502,7 +502,7 @@ def _one_line(text: str) -> str:
 
 def discover_plugins(plugin_dirs: Sequence[Path] = ()) -> list[PluginInfo]:
     """Every plugin available by name: modules in ``plugin_dirs`` then entry points of group
-    ``qfexbot.core.plugins``, each loaded on its own. A plugin that fails to load is listed with
+    ``qfexbot.plugins``, each loaded on its own. A plugin that fails to load is listed with
     ``error`` set; a name found twice is listed twice, the later one ``shadowed_by`` the
     earlier (as ``use`` would resolve it)."""
     infos: list[PluginInfo] = []

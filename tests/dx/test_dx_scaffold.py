@@ -67,7 +67,7 @@ def test_package_has_the_entry_point_and_its_test_passes_uninstalled(tmp_path):
         path.write_text(text)
     project = tomli.loads(files[root / "pyproject.toml"])
     assert project["project"]["name"] == "qfexbot-low-balance"
-    assert project["project"]["entry-points"]["qfexbot.core.plugins"] == {
+    assert project["project"]["entry-points"]["qfexbot.plugins"] == {
         "low_balance": "qfexbot_low_balance:LowBalance"
     }
     result = subprocess.run(
