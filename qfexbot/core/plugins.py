@@ -1,8 +1,9 @@
 """Plugin loading: find each bot's plugins, validate their config and hooks, build its PluginHost.
 
-This module knows no config model: a plugin instance is any object with the ``PluginSpec``
-attributes, and its options are checked by a ``ValidateOptions`` function the caller passes
-(``qfexbot.runtime.plugins`` wires both from bots.toml). So the core stays below the config layer.
+This module knows no config model: a bot, its venue and its plugin instances are any objects
+with the ``BotSpec``/``VenueSpec``/``PluginSpec`` attributes (the config objects have them), and
+options are checked by the ``ValidateOptions`` function the caller passes (the config layer's
+``validate_plugin_config``; ``qfexbot.runtime.plugins`` binds it). So the core stays below config.
 
 A plugin instance in bots.toml names what to load with ``use`` (default: the table name):
 
@@ -30,7 +31,7 @@ import inspect
 import sys
 import traceback
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,12 +47,14 @@ from qfexbot.events import Event
 __all__ = [
     "ENTRY_POINT_GROUP",
     "LOCAL_PACKAGE",
+    "BotSpec",
     "PluginHost",
     "PluginInfo",
     "PluginLoadError",
     "PluginSlot",
     "PluginSpec",
     "ValidateOptions",
+    "VenueSpec",
     "discover_plugins",
     "load_plugin_host",
     "new_plugin_manager",
@@ -65,28 +68,59 @@ _IMPORTLIB_DIR = str(Path(importlib.__file__).parent)  # frames there say nothin
 
 
 class PluginSpec(Protocol):
-    """One plugin instance to load, as the loader reads it (``config.PluginConfig`` is one)."""
+    """One plugin instance of a bot, as the loader reads it (``config.PluginConfig`` is one)."""
 
     @property
     def name(self) -> str: ...
     @property
     def use(self) -> str: ...
     @property
-    def path(self) -> str:
-        """The instance's key path (``bots.<bot>.plugins.<name>``), prefixed to its errors."""
-        ...
-
-    @property
-    def options(self) -> Mapping[str, Any]: ...
+    def enabled(self) -> bool: ...
     @property
     def failure_limit(self) -> int: ...
     @property
     def inbox_size(self) -> int: ...
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+    @property
+    def path(self) -> str:
+        """The instance's key path (``bots.<bot>.plugins.<name>``), prefixed to its errors."""
+        ...
 
 
-ValidateOptions = Callable[[Any, Mapping[str, Any], str], tuple[Mapping[str, Any], list[str]]]
-"""``(config_schema, options, path) -> (values, errors)``: checks one instance's options against
-its plugin's schema (``{}`` when it declares none); one error line per problem."""
+class BotSpec(Protocol):
+    """A bot, as the loader reads it (``config.BotConfig`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def accounts(self) -> Sequence[str]:
+        """The aliases of the bot's own accounts, in order."""
+        ...
+
+    @property
+    def plugins(self) -> Sequence[PluginSpec]: ...
+
+
+class VenueSpec(Protocol):
+    """A bot's venue, as the loader reads it (``config.VenueConfig`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def accounts(self) -> Mapping[str, str]:
+        """alias -> account id of every account of the venue."""
+        ...
+
+
+class ValidateOptions(Protocol):
+    """Checks one instance's options against its plugin's ``config_schema`` (``{}`` when it
+    declares none); returns (values, one error line per problem). ``accounts`` are the venue's
+    aliases, for account fields. ``config.validate_plugin_config`` is one."""
+
+    def __call__(
+        self, schema: Any, options: Mapping[str, Any], path: str, accounts: Collection[str]
+    ) -> tuple[Mapping[str, Any], list[str]]: ...
 
 
 class PluginLoadError(ConfigError):
@@ -185,24 +219,19 @@ def new_plugin_manager() -> pluggy.PluginManager:
 
 
 def load_plugin_host(
-    bot: str,
-    venue: str,
-    plugins: Iterable[PluginSpec],
+    bot: BotSpec,
+    venue: VenueSpec,
     *,
-    accounts: Mapping[str, str],
-    venue_accounts: Mapping[str, str],
     plugin_dirs: Sequence[Path],
     actions: ActionsBackend,
     validate: ValidateOptions,
     state: dict[str, Any] | None = None,
 ) -> PluginHost:
-    """Load, validate, instantiate and register each plugin instance of one bot.
+    """Load, validate, instantiate and register every enabled plugin of ``bot``.
 
     Args:
-      bot, venue: the bot's and its venue's names (for ``ctx`` and error messages).
-      plugins: the instances to load, in order (the caller leaves out disabled ones).
-      accounts: alias -> account id of the bot's own accounts (``ctx.accounts``).
-      venue_accounts: alias -> account id of every account of the venue (``ctx.venue_accounts``).
+      bot: the bot; disabled plugin instances (``enabled = false``) are skipped.
+      venue: the bot's venue (its account aliases feed ``ctx.accounts``).
       plugin_dirs: directories of local plugin modules (``RuntimeConfig.plugin_dirs``).
       actions: the backend that ``ctx.transfer`` etc. forward to.
       validate: checks each instance's options against its plugin's ``config_schema``.
@@ -216,12 +245,16 @@ def load_plugin_host(
     errors: list[str] = []
     slots: list[PluginSlot] = []
     used_objects: dict[int, str] = {}
-    for spec in plugins:
+    aliases = tuple(venue.accounts)
+    own = {a: venue.accounts[a] for a in bot.accounts if a in venue.accounts}
+    for spec in bot.plugins:
+        if not spec.enabled:
+            continue
         try:
             target, source = resolve_plugin(spec.use, plugin_dirs)
             schema = getattr(target, "config_schema", None)
             values, config_errors = validate(
-                {} if schema is None else schema, spec.options, spec.path
+                {} if schema is None else schema, spec.options, spec.path, accounts=aliases
             )
             if config_errors:
                 errors.extend(config_errors)
@@ -231,16 +264,16 @@ def load_plugin_host(
             errors.append(f"{spec.path}: {exc}")
             continue
         ctx = BotContext(
-            bot=bot,
+            bot=bot.name,
             plugin=spec.name,
-            venue=venue,
+            venue=venue.name,
             config=values,
-            accounts=accounts,
-            venue_accounts=venue_accounts,
+            accounts=own,
+            venue_accounts=venue.accounts,
             state=state,
             actions=actions,
         )
-        inbox = Inbox(f"{bot}/{spec.name}", spec.inbox_size, subscribes)
+        inbox = Inbox(f"{bot.name}/{spec.name}", spec.inbox_size, subscribes)
         slots.append(
             PluginSlot(spec.name, spec.use, source, plugin, ctx, inbox, spec.failure_limit)
         )
@@ -248,10 +281,10 @@ def load_plugin_host(
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:  # our own checks should have caught it
-            errors.append(f"bots.{bot}.plugins: {_one_line(str(exc))}")
+            errors.append(f"bots.{bot.name}.plugins: {_one_line(str(exc))}")
     if errors:
         raise PluginLoadError(errors)
-    return PluginHost(bot, venue, pm, slots, state)
+    return PluginHost(bot.name, venue.name, pm, slots, state)
 
 
 def _register(

@@ -38,11 +38,11 @@ from typing import Any
 import trio
 import trio.testing
 
-from qfexbot.config import AppConfig
+from qfexbot.config import AppConfig, validate_plugin_config
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_event
-from qfexbot.core.plugins import PluginHost, PluginLoadError
+from qfexbot.core.plugins import PluginHost, PluginLoadError, load_plugin_host
 from qfexbot.core.secrets import Secret
 from qfexbot.core.venue import ParseError
 from qfexbot.errors import UnknownAccountError
@@ -55,7 +55,6 @@ from qfexbot.events import (
 )
 from qfexbot.money.transfers import TransferResult
 from qfexbot.ops.recorder import FORMAT_VERSION, decision_args
-from qfexbot.runtime.plugins import build_plugin_host
 from qfexbot.venues.qfex.driver import QfexMarketDataDriver, QfexTradeDriver
 from qfexbot.venues.qfex.parse import parse_positions_snapshot
 
@@ -329,11 +328,12 @@ class _Replayer:
         errors: list[str] = []
         for name, bot in self.app.bots.items():
             try:
-                self.hosts[name] = build_plugin_host(
+                self.hosts[name] = load_plugin_host(
                     bot,
                     self.app.venues[bot.venue],
                     plugin_dirs=self.app.runtime.plugin_dirs,
                     actions=self.actions,
+                    validate=validate_plugin_config,
                 )
             except PluginLoadError as exc:
                 errors.extend(exc.errors)

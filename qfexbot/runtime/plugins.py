@@ -1,12 +1,11 @@
 """A bot's plugins from its bots.toml tables: ``config`` objects in, a ``PluginHost`` out.
 
-The loader (``qfexbot.core.plugins``) knows no config model; this is where a ``BotConfig`` and
-its ``VenueConfig`` become the plain values and the option validator it takes.
+The loader (``qfexbot.core.plugins``) knows no config model and takes the option validator as an
+argument; this binds it to the config layer's ``validate_plugin_config`` for the runtime.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,13 +38,10 @@ def build_plugin_host(
       PluginLoadError: with one message per problem, across all the bot's plugins.
     """
     return load_plugin_host(
-        bot.name,
-        venue.name,
-        [pc for pc in bot.plugins if pc.enabled],
-        accounts={a: venue.accounts[a] for a in bot.accounts if a in venue.accounts},
-        venue_accounts=venue.accounts,
+        bot,
+        venue,
         plugin_dirs=plugin_dirs,
         actions=actions,
-        validate=functools.partial(validate_plugin_config, accounts=tuple(venue.accounts)),
+        validate=validate_plugin_config,
         state=state,
     )
