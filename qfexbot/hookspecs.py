@@ -1,9 +1,9 @@
 """The plugin API: every hook a qfexbot plugin may implement, with its contract.
 
 Plugin authors write ``from qfexbot import hookimpl`` and decorate functions or methods named
-exactly like the hooks below.
-Every hook may be a plain function or an ``async def``: qfexbot's dispatcher awaits coroutines
-(pluggy itself is synchronous, so hooks are never called through ``pm.hook`` directly).
+exactly like the hooks below. Every hook may be a plain function or an ``async def``: qfexbot's
+dispatcher awaits coroutines (pluggy itself is synchronous, so hooks are never called through
+``pm.hook`` directly).
 
 Why one ``qfexbot_event`` hook rather than one hook per event kind: each plugin has one inbox
 and one task, so the order in which a plugin sees events is the order in which they happened on
