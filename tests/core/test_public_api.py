@@ -7,6 +7,7 @@ import types
 from pathlib import Path
 
 import qfexbot
+from qfexbot.money import transfers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,6 +77,11 @@ def test_the_action_errors_are_one_family_under_the_root():
     for name in ("ActionRejected", "ActionUnavailable", "UnknownAccountError"):
         assert issubclass(getattr(qfexbot, name), qfexbot.ActionError)
     assert issubclass(qfexbot.ActionError, qfexbot.QfexbotError)
+
+
+def test_what_the_money_layer_returns_is_the_public_transfer_result():
+    result = transfers.TransferResult("e1", "done", "venue confirmed")
+    assert isinstance(result, qfexbot.TransferResult) and result.ok
 
 
 def test_the_import_scanner_sees_both_import_forms():
