@@ -78,7 +78,7 @@ class ActionsBackend(Protocol):
 
     async def account_equity(
         self, bot: str, plugin: str, account: str, duration: str = "1w"
-    ) -> list[tuple[Any, Decimal]]: ...
+    ) -> list[tuple[str, Decimal]]: ...
 
 
 class BotContext:
@@ -195,6 +195,6 @@ class BotContext:
         """A fresh snapshot (balance and positions) of ``account`` read from the venue."""
         return await self._actions.positions(self.bot, self.plugin, account)
 
-    async def account_equity(self, account: str, duration: str = "1w") -> list[tuple[Any, Decimal]]:
-        """Equity history of ``account`` over ``duration`` as ``[(time, equity), ...]``."""
+    async def account_equity(self, account: str, duration: str = "1w") -> list[tuple[str, Decimal]]:
+        """Equity history of ``account`` over ``duration`` as ``[(window_start, equity), ...]``."""
         return await self._actions.account_equity(self.bot, self.plugin, account, duration)
