@@ -20,8 +20,8 @@ from benchlib import account_ids, app_config, fmt_rate
 
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
-from qfexbot.core.plugins import build_plugin_host
 from qfexbot.events import OrderUpdateEvent
+from qfexbot.runtime.plugins import build_plugin_host
 
 DEADLINE = 120.0
 

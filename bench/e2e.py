@@ -26,8 +26,8 @@ from trio_websocket import open_websocket_url
 
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
-from qfexbot.core.plugins import build_plugin_host
 from qfexbot.core.session import MESSAGE_QUEUE_SIZE
+from qfexbot.runtime.plugins import build_plugin_host
 from qfexbot.venues.qfex.driver import QfexVenue
 
 HANDSHAKE_FRAMES = 5  # {"authenticated":true} + 4 {"subscribed": channel}

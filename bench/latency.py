@@ -25,9 +25,9 @@ from trio_websocket import open_websocket_url
 
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
-from qfexbot.core.plugins import build_plugin_host
 from qfexbot.core.session import MESSAGE_QUEUE_SIZE
 from qfexbot.events import ConnectionState
+from qfexbot.runtime.plugins import build_plugin_host
 from qfexbot.venues.qfex.driver import QfexVenue
 
 

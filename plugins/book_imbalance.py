@@ -2,14 +2,15 @@
 
 Venue-neutral: it only reads ``BookEvent`` and ``FillEvent``, so the same plugin runs on QFEX
 (``level2`` from the public feed) and on Finery (the ``F`` tradable book) with only bots.toml
-changed. Imbalance = (bid size − ask size) / (bid size + ask size) over the top ``depth``
-levels: +1 means only bids, −1 only asks.
+changed. Imbalance = (bid size - ask size) / (bid size + ask size) over the top ``depth``
+levels: +1 means only bids, -1 only asks.
 """
 
 from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import ClassVar
 
 from qfexbot import BookEvent, BotContext, Field, FillEvent, hookimpl
 
@@ -30,7 +31,7 @@ def imbalance(
 class BookImbalance:
     """One log line per book update of each symbol (at most one per ``min_interval``)."""
 
-    config_schema = {
+    config_schema: ClassVar[dict[str, Field]] = {
         "depth": Field("positive_int", default=5, doc="levels per side to sum"),
         "min_interval": Field(
             "duration",

@@ -98,6 +98,33 @@ def _allowed_pairs(
     return {frozenset(accounts.get(name, name) for name in pair) for pair in pairs}
 
 
+def _out_of_band(
+    balances: Mapping[str, Decimal],
+    treasury: str,
+    managed: Mapping[str, Band],
+    busy: Collection[str],
+    pairs: set[frozenset[str]] | None,
+) -> tuple[list[tuple[Decimal, str, Decimal, Band]], list[tuple[str, Decimal, Band]]]:
+    """The managed accounts ``decide()`` may touch that are outside their band: top-ups as
+    (deficit, account, balance, band), largest deficit first, and sweeps as (account, balance,
+    band)."""
+    top_ups: list[tuple[Decimal, str, Decimal, Band]] = []
+    sweeps: list[tuple[str, Decimal, Band]] = []
+    for account in sorted(managed):
+        band = managed[account]
+        if account == treasury or account in busy or account not in balances:
+            continue
+        if pairs is not None and frozenset((account, treasury)) not in pairs:
+            continue
+        balance = Decimal(balances[account])
+        if balance < band.min:
+            top_ups.append((band.target - balance, account, balance, band))
+        elif balance > band.max:
+            sweeps.append((account, balance, band))
+    top_ups.sort(key=lambda item: (-item[0], item[1]))
+    return top_ups, sweeps
+
+
 def decide(
     balances: Mapping[str, Decimal],
     treasury: str,
@@ -133,22 +160,7 @@ def decide(
     keep = _limit(limits, "min_remaining") or Decimal(0)
     pairs = _allowed_pairs(getattr(limits, "allowed_pairs", None), accounts or {})
     treasury_spendable = Decimal(balances[treasury]) - keep
-
-    top_ups: list[tuple[Decimal, str, Decimal, Band]] = []
-    sweeps: list[tuple[str, Decimal, Band]] = []
-    for account in sorted(managed):
-        band = managed[account]
-        if account == treasury or account in busy or account not in balances:
-            continue
-        if pairs is not None and frozenset((account, treasury)) not in pairs:
-            continue
-        balance = Decimal(balances[account])
-        if balance < band.min:
-            top_ups.append((band.target - balance, account, balance, band))
-        elif balance > band.max:
-            sweeps.append((account, balance, band))
-    top_ups.sort(key=lambda item: (-item[0], item[1]))
-
+    top_ups, sweeps = _out_of_band(balances, treasury, managed, busy, pairs)
     proposals: list[ProposedTransfer] = []
 
     def bounded(want: Decimal, source_left: Decimal) -> tuple[Decimal, list[str]]:

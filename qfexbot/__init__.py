@@ -1,12 +1,20 @@
 """qfexbot: event-driven bots for QFEX and Finery Markets subaccounts.
 
-This module is the plugin author's API and nothing else: ``hookimpl``, the event types,
-``BotContext``, ``ActionUnavailable`` and ``Field`` (plugin config schemas). Everything else is internal.
+This module is the whole plugin author's API, and nothing else: ``hookimpl``, the event types,
+``BotContext`` and ``TransferResult``, the ``ActionError`` family a plugin catches around ``ctx``
+actions, and ``Field``/``REQUIRED`` for plugin config schemas. The public test harness is
+``qfexbot.testing``. Every other module is internal and may change without notice.
 """
 
+from qfexbot.config import REQUIRED as REQUIRED
 from qfexbot.config import Field as Field
-from qfexbot.core.context import ActionUnavailable as ActionUnavailable
 from qfexbot.core.context import BotContext as BotContext
+from qfexbot.core.context import TransferResult as TransferResult
+from qfexbot.errors import ActionError as ActionError
+from qfexbot.errors import ActionRejected as ActionRejected
+from qfexbot.errors import ActionUnavailable as ActionUnavailable
+from qfexbot.errors import QfexbotError as QfexbotError
+from qfexbot.errors import UnknownAccountError as UnknownAccountError
 from qfexbot.events import BalanceEvent as BalanceEvent
 from qfexbot.events import BookEvent as BookEvent
 from qfexbot.events import ConnectionState as ConnectionState
@@ -25,6 +33,9 @@ from qfexbot.hookspecs import hookimpl as hookimpl
 __version__ = "0.1.0"
 
 __all__ = [
+    "REQUIRED",
+    "ActionError",
+    "ActionRejected",
     "ActionUnavailable",
     "BalanceEvent",
     "BookEvent",
@@ -37,10 +48,13 @@ __all__ = [
     "MarkPriceEvent",
     "OrderUpdateEvent",
     "PositionEvent",
+    "QfexbotError",
     "ResyncEvent",
     "TimerEvent",
     "TradeEvent",
     "TransferOutcomeEvent",
+    "TransferResult",
+    "UnknownAccountError",
     "__version__",
     "hookimpl",
 ]

@@ -1,5 +1,9 @@
 """Venue-neutral, immutable event types: what every plugin sees, whatever the venue.
 
+Events are frozen, slotted dataclasses whose fields are scalars, tuples and other events, so one
+event is handed to every subscribed plugin without a copy. ``raw`` is kept as the venue sent it
+(often a parsed JSON dict): read it, never change it.
+
 Every event carries the venue name, the account id it belongs to, the local receive time
 (``time.time()``) and the raw frame it came from (``None`` for events qfexbot makes itself).
 Money and quantities are ``Decimal``: QFEX floats are converted with ``Decimal(str(x))``,
@@ -175,8 +179,8 @@ class MarkPriceEvent(Event):
         return False
 
 
-class ConnectionState(enum.Enum):
-    """States of a supervised session (see docs/architecture.md)."""
+class ConnectionState(enum.StrEnum):
+    """States of a supervised session (see docs/architecture.md); each equals its value."""
 
     CONNECTING = "connecting"
     AUTHENTICATING = "authenticating"

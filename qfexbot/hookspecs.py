@@ -1,9 +1,9 @@
 """The plugin API: every hook a qfexbot plugin may implement, with its contract.
 
-Plugin authors write ``from qfexbot.hookspecs import hookimpl`` (re-exported as
-``qfexbot.hookimpl``) and decorate functions or methods named exactly like the hooks below.
-Every hook may be a plain function or an ``async def``: qfexbot's dispatcher awaits coroutines
-(pluggy itself is synchronous, so hooks are never called through ``pm.hook`` directly).
+Plugin authors write ``from qfexbot import hookimpl`` and decorate functions or methods named
+exactly like the hooks below. Every hook may be a plain function or an ``async def``: qfexbot's
+dispatcher awaits coroutines (pluggy itself is synchronous, so hooks are never called through
+``pm.hook`` directly).
 
 Why one ``qfexbot_event`` hook rather than one hook per event kind: each plugin has one inbox
 and one task, so the order in which a plugin sees events is the order in which they happened on
@@ -14,17 +14,19 @@ module attribute ``subscribes = (BalanceEvent, FillEvent, ...)`` so that only th
 
 No hook is ``firstresult``, and hook wrappers (``wrapper=True`` / ``hookwrapper=True``) are not
 supported: every hook is called once per plugin, in that plugin's own task.
+
+Every hook gets ``ctx``, the plugin instance's ``qfexbot.BotContext``; ``qfexbot_event`` also
+gets ``event``, a ``qfexbot.Event``. This module names those types in words and imports nothing
+from qfexbot: it is the bottom layer, read by the core's loader and dispatcher, and an import of
+the context (even under ``TYPE_CHECKING``) would make the bottom depend on the core, a cycle.
+Nothing is lost by it: pluggy matches implementations by argument name only, never by type; the
+typed call surface is ``qfexbot.core.dispatch.PluginHooks``, and implementations annotate their
+parameters with the root's ``BotContext`` and event classes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pluggy
-
-if TYPE_CHECKING:
-    from qfexbot.core.context import BotContext
-    from qfexbot.events import Event
 
 __all__ = ["HOOK_NAMES", "PROJECT", "hookimpl", "hookspec"]
 
@@ -39,7 +41,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def qfexbot_startup(ctx: BotContext) -> None:
+def qfexbot_startup(ctx) -> None:
     """Called once per plugin instance when its bot starts, before any event is handed to it.
 
     Events published meanwhile wait in the plugin's inbox. Use it to read initial state
@@ -52,7 +54,7 @@ def qfexbot_startup(ctx: BotContext) -> None:
 
 
 @hookspec
-def qfexbot_shutdown(ctx: BotContext) -> None:
+def qfexbot_shutdown(ctx) -> None:
     """Called once per plugin instance when its bot stops, after its inbox was drained.
 
     Called for every plugin whose startup succeeded, including plugins disabled later by
@@ -67,7 +69,7 @@ def qfexbot_shutdown(ctx: BotContext) -> None:
 
 
 @hookspec
-def qfexbot_schedules(ctx: BotContext) -> list[tuple[str, float]]:
+def qfexbot_schedules(ctx) -> list[tuple[str, float]]:
     """Return the timers this plugin wants, as ``[(name, interval_seconds), ...]``.
 
     Called once, right after a successful ``qfexbot_startup``. Each timer then delivers a
@@ -85,7 +87,7 @@ def qfexbot_schedules(ctx: BotContext) -> list[tuple[str, float]]:
 
 
 @hookspec
-def qfexbot_event(ctx: BotContext, event: Event) -> None:
+def qfexbot_event(ctx, event) -> None:
     """Handle one event: private (balance, position, order, fill, connection, resync,
     transfer outcome), market data (book, trade, mark price) or one of this plugin's timers.
 

@@ -4,14 +4,16 @@ highest equity seen since start; warn again only after it recovered."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 from qfexbot import BalanceEvent, BotContext, Field, hookimpl
 
 
 class DrawdownAlert:
-    config_schema = {
-        "max_drawdown_pct": Field("positive_number", default=Decimal(10),
-                                  doc="alert when equity is this % under its peak"),
+    config_schema: ClassVar[dict[str, Field]] = {
+        "max_drawdown_pct": Field(
+            "positive_number", default=Decimal(10), doc="alert when equity is this % under its peak"
+        ),
     }
     subscribes = (BalanceEvent,)
 
@@ -38,7 +40,12 @@ class DrawdownAlert:
         if drawdown >= self.limit and account not in self.alerting:
             self.alerting.add(account)
             self.alerts.append((account, drawdown))
-            ctx.log.warning("drawdown %s: equity %s is %.1f%% under its peak %s",
-                            ctx.alias_of(account), equity, drawdown * 100, peak)
+            ctx.log.warning(
+                "drawdown %s: equity %s is %.1f%% under its peak %s",
+                ctx.alias_of(account),
+                equity,
+                drawdown * 100,
+                peak,
+            )
         elif drawdown < self.limit / 2:
             self.alerting.discard(account)  # recovered: the next drawdown alerts again

@@ -4,12 +4,15 @@ the last tick."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import ClassVar
 
 from qfexbot import BotContext, Event, Field, TimerEvent, hookimpl
 
 
 class Heartbeat:
-    config_schema = {"every": Field("duration", default=60.0, doc="seconds between lines")}
+    config_schema: ClassVar[dict[str, Field]] = {
+        "every": Field("duration", default=60.0, doc="seconds between lines")
+    }
 
     def __init__(self, config) -> None:
         self.every = float(config["every"])

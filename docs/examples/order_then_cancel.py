@@ -4,6 +4,7 @@ soon as the venue acknowledges it. Shows the order life cycle as events."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 from qfexbot import (
     BotContext,
@@ -17,7 +18,7 @@ from qfexbot import (
 
 
 class OrderThenCancel:
-    config_schema = {
+    config_schema: ClassVar[dict[str, Field]] = {
         "account": Field("account", doc="the account to trade on (one of the bot's)"),
         "symbol": Field("str", default="AAPL-USD"),
         "price": Field("positive_number", default=Decimal(100), doc="far below the market"),
@@ -36,9 +37,15 @@ class OrderThenCancel:
                 event.account_id == account and not self.placed
             ):
                 self.placed = True
-                await ctx.add_order(account, symbol=self.config["symbol"], side="BUY",
-                                    order_type="LIMIT", quantity=Decimal(1),
-                                    price=self.config["price"], client_order_id="cookbook-1")
+                await ctx.add_order(
+                    account,
+                    symbol=self.config["symbol"],
+                    side="BUY",
+                    order_type="LIMIT",
+                    quantity=Decimal(1),
+                    price=self.config["price"],
+                    client_order_id="cookbook-1",
+                )
             case OrderUpdateEvent(client_order_id="cookbook-1", status=status):
                 self.statuses.append(status)
                 ctx.log.info("order %s: %s", event.order_id, status)

@@ -4,6 +4,7 @@ keeps the latest balance per account; ``RichestReporter`` reads it on a timer.""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 from qfexbot import BalanceEvent, BotContext, Field, TimerEvent, hookimpl
 
@@ -23,7 +24,7 @@ class BalanceBoard:
 
 
 class RichestReporter:
-    config_schema = {"every": Field("duration", default=30.0)}
+    config_schema: ClassVar[dict[str, Field]] = {"every": Field("duration", default=30.0)}
     subscribes = ()  # timers only: its own timer events always arrive
 
     def __init__(self, config) -> None:

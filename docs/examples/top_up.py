@@ -4,12 +4,13 @@ from the treasury. One transfer in flight per account; the outcome event clears 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 from qfexbot import BalanceEvent, BotContext, Event, Field, TransferOutcomeEvent, hookimpl
 
 
 class TopUp:
-    config_schema = {
+    config_schema: ClassVar[dict[str, Field]] = {
         "source": Field("account", default="treasury", doc="where the money comes from"),
         "min": Field("positive_number", doc="top up below this available balance"),
         "target": Field("positive_number", doc="... back up to this"),
@@ -28,8 +29,12 @@ class TopUp:
                     return
                 amount: Decimal = self.config["target"] - available
                 self.in_flight.add(account)
-                result = await ctx.transfer(self.config["source"], account, amount,
-                                            reason=f"top up below {self.config['min']}")
+                result = await ctx.transfer(
+                    self.config["source"],
+                    account,
+                    amount,
+                    reason=f"top up below {self.config['min']}",
+                )
                 ctx.log.info("top-up %s %s: %s", ctx.alias_of(account), amount, result.state)
                 if result.state != "done":
                     self.in_flight.discard(account)  # refused or failed: retry on a later event

@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     new_plugin.add_argument(
         "--package",
         action="store_true",
-        help="an installable package (src layout, qfexbot.core.plugins entry point)",
+        help="an installable package (src layout, qfexbot.plugins entry point)",
     )
     return parser
 

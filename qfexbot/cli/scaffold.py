@@ -149,7 +149,7 @@ dependencies = ["qfexbot"]
 test = ["pytest>=8", "pytest-trio>=0.8"]
 
 # How qfexbot finds the plugin once the package is installed: `use = "{name}"` in bots.toml.
-[project.entry-points."qfexbot.core.plugins"]
+[project.entry-points."qfexbot.plugins"]
 {name} = "{module}:{cls}"
 
 [tool.setuptools.packages.find]
@@ -201,7 +201,7 @@ def plan_module(name: str, plugin_dir: Path, tests_dir: Path) -> dict[Path, str]
 
 def plan_package(name: str, directory: Path) -> dict[Path, str]:
     """Files for an installable package ``directory/qfexbot-NAME`` (src layout, entry point in
-    group ``qfexbot.core.plugins``, tests runnable without installing).
+    group ``qfexbot.plugins``, tests runnable without installing).
 
     Raises:
       ScaffoldError: ``name`` is not a valid plugin name.

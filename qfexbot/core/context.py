@@ -3,6 +3,10 @@
 One context exists per (bot, plugin instance). Actions are forwarded, with the bot and plugin
 names, to an ``ActionsBackend`` supplied by the runtime (policy checks and the journal live
 there, not here).
+
+``TransferResult`` is the public type of what ``ctx.transfer`` returns. It is a protocol here
+because the core sits below the money layer that makes the results (``money.transfers``); the
+plugin API names this type, and the money layer's frozen result satisfies it.
 """
 
 from __future__ import annotations
@@ -11,11 +15,33 @@ import logging
 from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from qfexbot.errors import ActionUnavailable, UnknownAccountError
+from qfexbot.core.accounts import AccountBook
+from qfexbot.events import ResyncEvent
 
-__all__ = ["ActionUnavailable", "ActionsBackend", "BotContext", "UnknownAccountError"]
+__all__ = ["ActionsBackend", "BotContext", "TransferResult"]
+
+
+@runtime_checkable
+class TransferResult(Protocol):
+    """What happened to one ``ctx.transfer`` call (a refusal is a result, not an exception).
+
+    ``state`` is ``done``, ``failed``, ``unknown``, ``refused`` or ``dry_run``; ``code`` is the
+    policy rule for refusals and dry runs, else empty; ``entry_id`` is the journal entry; ``ok``
+    is true when the venue confirmed the transfer.
+    """
+
+    @property
+    def entry_id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
 
 
 class ActionsBackend(Protocol):
@@ -26,7 +52,7 @@ class ActionsBackend(Protocol):
 
     async def transfer(
         self, bot: str, plugin: str, src: str, dst: str, amount: Decimal, reason: str
-    ) -> Any: ...
+    ) -> TransferResult: ...
 
     async def add_order(
         self,
@@ -48,11 +74,11 @@ class ActionsBackend(Protocol):
         self, bot: str, plugin: str, account: str, *, symbol: str, order_id: str
     ) -> None: ...
 
-    async def positions(self, bot: str, plugin: str, account: str) -> Any: ...
+    async def positions(self, bot: str, plugin: str, account: str) -> ResyncEvent: ...
 
     async def account_equity(
         self, bot: str, plugin: str, account: str, duration: str = "1w"
-    ) -> list[tuple[Any, Decimal]]: ...
+    ) -> list[tuple[str, Decimal]]: ...
 
 
 class BotContext:
@@ -66,13 +92,12 @@ class BotContext:
       accounts: alias -> account id of this bot's own accounts (the ones it has sessions and
         buses for), in bots.toml order.
       venue_accounts: alias -> account id of every account of the venue (e.g. a treasury that
-        the bot moves money from without listening to it).
+        the bot moves money from without listening to it), an ``AccountBook``.
       state: a dict shared by all plugins of this bot (plugins of other bots never see it).
     """
 
     __slots__ = (
         "_actions",
-        "_aliases",
         "accounts",
         "bot",
         "config",
@@ -103,11 +128,10 @@ class BotContext:
             config = MappingProxyType(dict(config))
         self.config = config
         self.accounts: Mapping[str, str] = MappingProxyType(dict(accounts))
-        self.venue_accounts: Mapping[str, str] = MappingProxyType(dict(venue_accounts))
+        self.venue_accounts = AccountBook(venue_accounts, name=f"bot {bot!r}")
         self.state = state
         self.log = log or logging.getLogger(f"plugins.{bot}.{plugin}")
         self._actions = actions
-        self._aliases = {v: k for k, v in reversed(self.venue_accounts.items())}
 
     def __repr__(self) -> str:
         # Names only: config values and the backend stay out of reprs and tracebacks.
@@ -119,24 +143,16 @@ class BotContext:
         Raises:
           UnknownAccountError: neither an alias nor an id of this venue.
         """
-        found = self.venue_accounts.get(alias_or_id)
-        if found is not None:
-            return found
-        if alias_or_id in self._aliases:
-            return alias_or_id
-        known = ", ".join(sorted(self.venue_accounts)) or "none"
-        raise UnknownAccountError(
-            f"bot {self.bot!r}: unknown account {alias_or_id!r} (known aliases: {known})"
-        )
+        return self.venue_accounts.id_of(alias_or_id)
 
     def alias_of(self, account_id: str) -> str:
         """The venue alias of ``account_id`` (the first one if several), or the id itself if
         it has none: for readable logs."""
-        return self._aliases.get(account_id, account_id)
+        return self.venue_accounts.alias_of(account_id)
 
-    async def transfer(self, src: str, dst: str, amount: Decimal, reason: str) -> Any:
-        """Move ``amount`` from ``src`` to ``dst`` (aliases or ids), subject to the bot's
-        limits; returns the backend's transfer result (journal entry and outcome)."""
+    async def transfer(self, src: str, dst: str, amount: Decimal, reason: str) -> TransferResult:
+        """Move ``amount`` from ``src`` to ``dst`` (aliases or ids), exactly once, subject to
+        the bot's limits; returns its journal entry and outcome."""
         if not isinstance(amount, Decimal):
             raise TypeError(f"amount must be a Decimal, got {type(amount).__name__}")
         return await self._actions.transfer(self.bot, self.plugin, src, dst, amount, reason)
@@ -175,10 +191,10 @@ class BotContext:
             self.bot, self.plugin, account, symbol=symbol, order_id=order_id
         )
 
-    async def positions(self, account: str) -> Any:
+    async def positions(self, account: str) -> ResyncEvent:
         """A fresh snapshot (balance and positions) of ``account`` read from the venue."""
         return await self._actions.positions(self.bot, self.plugin, account)
 
-    async def account_equity(self, account: str, duration: str = "1w") -> list[tuple[Any, Decimal]]:
-        """Equity history of ``account`` over ``duration`` as ``[(time, equity), ...]``."""
+    async def account_equity(self, account: str, duration: str = "1w") -> list[tuple[str, Decimal]]:
+        """Equity history of ``account`` over ``duration`` as ``[(window_start, equity), ...]``."""
         return await self._actions.account_equity(self.bot, self.plugin, account, duration)

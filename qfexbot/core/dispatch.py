@@ -103,13 +103,15 @@ class PluginHooks:
 
 
 class _Runner:
-    """One plugin's task state: its slot, hooks, and failure handling."""
+    """One plugin's task state: its slot, hooks, and failure handling; each lifecycle hook
+    call is bounded by ``hook_timeout`` seconds."""
 
-    __slots__ = ("hooks", "slot", "started", "timers")
+    __slots__ = ("hook_timeout", "hooks", "slot", "started", "timers")
 
-    def __init__(self, slot: PluginSlot, hooks: PluginHooks) -> None:
+    def __init__(self, slot: PluginSlot, hooks: PluginHooks, hook_timeout: float) -> None:
         self.slot = slot
         self.hooks = hooks
+        self.hook_timeout = hook_timeout
         self.started = False
         self.timers: list[tuple[str, float]] = []
 
@@ -149,10 +151,9 @@ class _Runner:
         discarded = slot.inbox.clear()
         log_event(log, logging.ERROR, "plugin disabled", reason=reason, discarded=discarded)
 
-    async def guarded(
-        self, hook: str, call: Callable[[], Awaitable[Any]], timeout: float
-    ) -> tuple[bool, Any]:
-        """Run a lifecycle hook with a timeout; (ok, result). Failures are counted."""
+    async def guarded(self, hook: str, call: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
+        """Run a lifecycle hook within ``hook_timeout``; (ok, result). Failures are counted."""
+        timeout = self.hook_timeout
         try:
             with trio.fail_after(timeout):
                 result = await call()
@@ -166,16 +167,14 @@ class _Runner:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self, timeout: float) -> None:
+    async def start(self) -> None:
         slot = self.slot
-        ok, _ = await self.guarded("qfexbot_startup", lambda: self.hooks.startup(slot.ctx), timeout)
+        ok, _ = await self.guarded("qfexbot_startup", lambda: self.hooks.startup(slot.ctx))
         if not ok:
             self.disable("qfexbot_startup failed")
             return
         self.started = True
-        ok, raw = await self.guarded(
-            "qfexbot_schedules", lambda: self.hooks.schedules(slot.ctx), timeout
-        )
+        ok, raw = await self.guarded("qfexbot_schedules", lambda: self.hooks.schedules(slot.ctx))
         if ok:
             self.timers, problems = _parse_schedules(raw)
             for problem in problems:
@@ -191,10 +190,10 @@ class _Runner:
             slot.inbox.close()
             slot.inbox.clear()
 
-    async def shutdown(self, timeout: float) -> None:
+    async def shutdown(self) -> None:
         if self.started:
             ctx = self.slot.ctx
-            await self.guarded("qfexbot_shutdown", lambda: self.hooks.shutdown(ctx), timeout)
+            await self.guarded("qfexbot_shutdown", lambda: self.hooks.shutdown(ctx))
 
     async def run_events(self, checkpoint_every: int) -> None:
         """Drain the inbox into ``qfexbot_event`` until it is closed and empty (or disabled)."""
@@ -262,7 +261,7 @@ class Dispatcher:
     ``stop()`` a drain of the inboxes followed by the shutdown hooks.
 
     Args:
-      host: the bot's plugins (``qfexbot.core.plugins.build_plugin_host``).
+      host: the bot's plugins (``qfexbot.core.plugins.load_plugin_host``).
       hook_timeout: bound (s) on each startup, schedules and shutdown call.
       drain_timeout: bound (s) on delivering what is still in the inboxes after ``stop()``.
       checkpoint_every: a plugin task yields to others at least every this many events.
@@ -280,7 +279,9 @@ class Dispatcher:
         self.hook_timeout = hook_timeout
         self.drain_timeout = drain_timeout
         self.checkpoint_every = checkpoint_every
-        self._runners = [_Runner(slot, PluginHooks(host.pm, slot.plugin)) for slot in host.slots]
+        self._runners = [
+            _Runner(slot, PluginHooks(host.pm, slot.plugin), hook_timeout) for slot in host.slots
+        ]
         self._stop = trio.Event()
 
     def __repr__(self) -> str:
@@ -301,7 +302,7 @@ class Dispatcher:
         try:
             for runner in self._runners:
                 with log_context(bot=self.host.bot, plugin=runner.slot.name):
-                    await runner.start(self.hook_timeout)
+                    await runner.start()
             async with trio.open_nursery() as nursery:
                 timers = trio.CancelScope()
                 for runner in self._runners:
@@ -331,7 +332,7 @@ class Dispatcher:
             with trio.CancelScope(shield=True):
                 for runner in self._runners:
                     with log_context(bot=self.host.bot, plugin=runner.slot.name):
-                        await runner.shutdown(self.hook_timeout)
+                        await runner.shutdown()
 
     async def _in_context(
         self, runner: _Runner, fn: Callable[..., Awaitable[None]], *args: Any

@@ -14,7 +14,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -25,9 +26,10 @@ __all__ = [
     "register_secret",
 ]
 
-_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
-    "qfexbot_log_context", default={}
+_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "qfexbot_log_context", default=MappingProxyType({})
 )
+"""Read-only mappings: every record made in a task carries the task's mapping by reference."""
 _secrets: set[str] = set()
 _CONTEXT_KEYS = ("bot", "venue", "account", "plugin")
 
@@ -46,7 +48,9 @@ def log_event(logger: logging.Logger, level: int, msg: str, **fields: Any) -> No
 @contextlib.contextmanager
 def log_context(**values: str) -> Iterator[None]:
     """Add bot/account/plugin (or any key) to every log line emitted inside this block."""
-    token = _context.set({**_context.get(), **{k: str(v) for k, v in values.items()}})
+    token = _context.set(
+        MappingProxyType({**_context.get(), **{k: str(v) for k, v in values.items()}})
+    )
     try:
         yield
     finally:

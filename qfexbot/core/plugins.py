@@ -1,19 +1,24 @@
 """Plugin loading: find each bot's plugins, validate their config and hooks, build its PluginHost.
 
+This module knows no config model: a bot, its venue and its plugin instances are any objects
+with the ``BotSpec``/``VenueSpec``/``PluginSpec`` attributes (the config objects have them), and
+options are checked by the ``ValidateOptions`` function the caller passes (the config layer's
+``validate_plugin_config``; ``qfexbot.runtime.plugins`` binds it). So the core stays below config.
+
 A plugin instance in bots.toml names what to load with ``use`` (default: the table name):
 
 1. ``"module:attr"`` (contains a colon): ``module`` from ``plugin_dirs`` or else imported
    normally, then its attribute ``attr`` (dotted allowed);
 2. otherwise ``<use>.py`` or ``<use>/__init__.py`` in the runtime's ``plugin_dirs``, in order,
    loaded by file path as module ``qfexbot_local_plugins.<use>`` (nothing added to sys.path);
-3. otherwise the entry point named ``<use>`` in group ``qfexbot.core.plugins``; each entry point is
+3. otherwise the entry point named ``<use>`` in group ``qfexbot.plugins``; each entry point is
    loaded on its own, so a broken one only affects the plugins that use it.
 
 A loaded module stands for its ``qfexbot_plugin`` attribute if it defines one; else for itself
 if it has module-level hooks; else for the one class defined in it that has hooks. A class is
 instantiated once per plugin instance: with the validated config (a read-only mapping) if its
-``__init__`` takes a positional argument, else with no arguments. Problems are collected as one-line messages naming the
-``bots.<bot>.plugins.<name>`` path, never as tracebacks.
+``__init__`` takes a positional argument, else with no arguments. Problems are collected as
+one-line messages naming the ``bots.<bot>.plugins.<name>`` path, never as tracebacks.
 """
 
 from __future__ import annotations
@@ -26,38 +31,99 @@ import inspect
 import sys
 import traceback
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 
 from qfexbot import hookspecs
-from qfexbot.config import BotConfig, PluginConfig, VenueConfig, validate_plugin_config
 from qfexbot.core.bus import Bus, Inbox
 from qfexbot.core.context import ActionsBackend, BotContext
+from qfexbot.errors import ConfigError
 from qfexbot.events import Event
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "LOCAL_PACKAGE",
+    "BotSpec",
     "PluginHost",
     "PluginInfo",
     "PluginLoadError",
     "PluginSlot",
-    "build_plugin_host",
+    "PluginSpec",
+    "ValidateOptions",
+    "VenueSpec",
     "discover_plugins",
+    "load_plugin_host",
     "new_plugin_manager",
+    "resolve_plugin",
 ]
 
-ENTRY_POINT_GROUP = "qfexbot.core.plugins"
+ENTRY_POINT_GROUP = "qfexbot.plugins"
 LOCAL_PACKAGE = "qfexbot_local_plugins"
 _IMPL_ATTR = f"{hookspecs.PROJECT}_impl"
 _IMPORTLIB_DIR = str(Path(importlib.__file__).parent)  # frames there say nothing to a user
 
 
-class PluginLoadError(Exception):
+class PluginSpec(Protocol):
+    """One plugin instance of a bot, as the loader reads it (``config.PluginConfig`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def use(self) -> str: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def failure_limit(self) -> int: ...
+    @property
+    def inbox_size(self) -> int: ...
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+    @property
+    def path(self) -> str:
+        """The instance's key path (``bots.<bot>.plugins.<name>``), prefixed to its errors."""
+        ...
+
+
+class BotSpec(Protocol):
+    """A bot, as the loader reads it (``config.BotConfig`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def accounts(self) -> Sequence[str]:
+        """The aliases of the bot's own accounts, in order."""
+        ...
+
+    @property
+    def plugins(self) -> Sequence[PluginSpec]: ...
+
+
+class VenueSpec(Protocol):
+    """A bot's venue, as the loader reads it (``config.VenueConfig`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def accounts(self) -> Mapping[str, str]:
+        """alias -> account id of every account of the venue."""
+        ...
+
+
+class ValidateOptions(Protocol):
+    """Checks one instance's options against its plugin's ``config_schema`` (``{}`` when it
+    declares none); returns (values, one error line per problem). ``accounts`` are the venue's
+    aliases, for account fields. ``config.validate_plugin_config`` is one."""
+
+    def __call__(
+        self, schema: Any, options: Mapping[str, Any], path: str, accounts: Collection[str]
+    ) -> tuple[Mapping[str, Any], list[str]]: ...
+
+
+class PluginLoadError(ConfigError):
     """One or more plugins of a bot could not be loaded; ``errors`` has one line each."""
 
     def __init__(self, errors: Iterable[str]) -> None:
@@ -101,7 +167,7 @@ class PluginSlot:
 
 class PluginHost:
     """The plugins of one bot: a pluggy ``PluginManager`` plus one ``PluginSlot`` per enabled
-    plugin instance, in bots.toml order. Build it with ``build_plugin_host``; run it with
+    plugin instance, in bots.toml order. Build it with ``load_plugin_host``; run it with
     ``qfexbot.core.dispatch.Dispatcher``."""
 
     def __init__(
@@ -152,21 +218,23 @@ def new_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def build_plugin_host(
-    bot: BotConfig,
-    venue: VenueConfig,
+def load_plugin_host(
+    bot: BotSpec,
+    venue: VenueSpec,
     *,
     plugin_dirs: Sequence[Path],
     actions: ActionsBackend,
+    validate: ValidateOptions,
     state: dict[str, Any] | None = None,
 ) -> PluginHost:
     """Load, validate, instantiate and register every enabled plugin of ``bot``.
 
     Args:
-      bot: the bot's config; disabled plugin instances (``enabled = false``) are skipped.
-      venue: the bot's venue config (its account aliases feed ``ctx.accounts``).
+      bot: the bot; disabled plugin instances (``enabled = false``) are skipped.
+      venue: the bot's venue (its account aliases feed ``ctx.accounts``).
       plugin_dirs: directories of local plugin modules (``RuntimeConfig.plugin_dirs``).
       actions: the backend that ``ctx.transfer`` etc. forward to.
+      validate: checks each instance's options against its plugin's ``config_schema``.
       state: the dict shared by this bot's plugins as ``ctx.state`` (default: a new one).
 
     Raises:
@@ -177,18 +245,38 @@ def build_plugin_host(
     errors: list[str] = []
     slots: list[PluginSlot] = []
     used_objects: dict[int, str] = {}
-    for pc in bot.plugins:
-        if not pc.enabled:
+    aliases = tuple(venue.accounts)
+    own = {a: venue.accounts[a] for a in bot.accounts if a in venue.accounts}
+    for spec in bot.plugins:
+        if not spec.enabled:
             continue
         try:
-            slot = _load_one(bot, venue, pc, pm, plugin_dirs, actions, state, used_objects)
+            target, source = resolve_plugin(spec.use, plugin_dirs)
+            schema = getattr(target, "config_schema", None)
+            values, config_errors = validate(
+                {} if schema is None else schema, spec.options, spec.path, accounts=aliases
+            )
+            if config_errors:
+                errors.extend(config_errors)
+                continue
+            plugin, subscribes = _register(spec, target, values, pm, used_objects)
         except _LoadFailure as exc:
-            errors.append(f"{pc.path}: {exc}")
+            errors.append(f"{spec.path}: {exc}")
             continue
-        except _ConfigErrors as exc:
-            errors.extend(exc.errors)
-            continue
-        slots.append(slot)
+        ctx = BotContext(
+            bot=bot.name,
+            plugin=spec.name,
+            venue=venue.name,
+            config=values,
+            accounts=own,
+            venue_accounts=venue.accounts,
+            state=state,
+            actions=actions,
+        )
+        inbox = Inbox(f"{bot.name}/{spec.name}", spec.inbox_size, subscribes)
+        slots.append(
+            PluginSlot(spec.name, spec.use, source, plugin, ctx, inbox, spec.failure_limit)
+        )
     if not errors:
         try:
             pm.check_pending()
@@ -199,53 +287,30 @@ def build_plugin_host(
     return PluginHost(bot.name, venue.name, pm, slots, state)
 
 
-class _ConfigErrors(Exception):
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
-
-
-def _load_one(
-    bot: BotConfig,
-    venue: VenueConfig,
-    pc: PluginConfig,
+def _register(
+    spec: PluginSpec,
+    target: object,
+    values: Mapping[str, Any],
     pm: pluggy.PluginManager,
-    plugin_dirs: Sequence[Path],
-    actions: ActionsBackend,
-    state: dict[str, Any],
     used_objects: dict[int, str],
-) -> PluginSlot:
-    target, source = resolve_plugin(pc.use, plugin_dirs)
-    schema = getattr(target, "config_schema", None)
-    values, config_errors = validate_plugin_config(
-        {} if schema is None else schema, pc.options, pc.path, accounts=tuple(venue.accounts)
-    )
-    if config_errors:
-        raise _ConfigErrors(config_errors)
+) -> tuple[object, tuple[type[Event], ...] | None]:
+    """Check ``target``'s hooks, make the instance (a class is instantiated per instance) and
+    register it under the instance name; returns it and its ``subscribes``. Raises
+    ``_LoadFailure``."""
     _check_hooks(target)
     plugin = _instantiate(target, values) if isinstance(target, type) else target
     if id(plugin) in used_objects:
         raise _LoadFailure(
-            f"{pc.use!r} is a module or object, already used by plugin instance "
+            f"{spec.use!r} is a module or object, already used by plugin instance "
             f"{used_objects[id(plugin)]!r} of this bot; make it a class to run several instances"
         )
-    used_objects[id(plugin)] = pc.name
+    used_objects[id(plugin)] = spec.name
     subscribes = _subscribes_of(plugin)
     try:
-        pm.register(plugin, name=pc.name)
+        pm.register(plugin, name=spec.name)
     except (pluggy.PluginValidationError, ValueError) as exc:
         raise _LoadFailure(_one_line(str(exc))) from None
-    ctx = BotContext(
-        bot=bot.name,
-        plugin=pc.name,
-        venue=venue.name,
-        config=values,
-        accounts={a: venue.accounts[a] for a in bot.accounts if a in venue.accounts},
-        venue_accounts=venue.accounts,
-        state=state,
-        actions=actions,
-    )
-    inbox = Inbox(f"{bot.name}/{pc.name}", pc.inbox_size, subscribes)
-    return PluginSlot(pc.name, pc.use, source, plugin, ctx, inbox, pc.failure_limit)
+    return plugin, subscribes
 
 
 # -- resolving "use" ----------------------------------------------------------------------
@@ -470,7 +535,7 @@ def _one_line(text: str) -> str:
 
 def discover_plugins(plugin_dirs: Sequence[Path] = ()) -> list[PluginInfo]:
     """Every plugin available by name: modules in ``plugin_dirs`` then entry points of group
-    ``qfexbot.core.plugins``, each loaded on its own. A plugin that fails to load is listed with
+    ``qfexbot.plugins``, each loaded on its own. A plugin that fails to load is listed with
     ``error`` set; a name found twice is listed twice, the later one ``shadowed_by`` the
     earlier (as ``use`` would resolve it)."""
     infos: list[PluginInfo] = []
@@ -496,8 +561,8 @@ def discover_plugins(plugin_dirs: Sequence[Path] = ()) -> list[PluginInfo]:
         infos.append(info)
         seen.setdefault(name, source)
 
-    for directory in plugin_dirs:
-        directory = Path(directory)
+    for configured in plugin_dirs:
+        directory = Path(configured)
         if not directory.is_dir():
             continue
         names = sorted(

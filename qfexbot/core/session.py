@@ -19,7 +19,7 @@ import math
 import random
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +37,7 @@ from wsproto import ConnectionState as WsState
 from wsproto.events import CloseConnection, Pong
 from wsproto.utilities import LocalProtocolError
 
-from qfexbot.core.context import ActionUnavailable
+from qfexbot.core.backoff import backoff_delay
 from qfexbot.core.logs import current_context, get_logger, log_context, log_event
 from qfexbot.core.venue import (
     AuthRejected,
@@ -47,6 +47,7 @@ from qfexbot.core.venue import (
     SessionDriver,
     SessionSettingsLike,
 )
+from qfexbot.errors import ActionUnavailable
 from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "SessionNotLive",
     "SessionStats",
     "Supervisor",
-    "backoff_delay",
 ]
 
 log = get_logger(__name__)
@@ -80,14 +80,6 @@ class SessionNotLive(ActionUnavailable):
     """A command could not be sent because the session is not LIVE (or the socket closed).
 
     Plugins see it as :class:`qfexbot.ActionUnavailable`."""
-
-
-def backoff_delay(
-    attempt: int, initial: float, maximum: float, rng: random.Random | None = None
-) -> float:
-    """Capped exponential backoff with full jitter: uniform(0, min(maximum, initial·2^attempt))."""
-    ceiling = min(maximum, initial * 2.0 ** min(attempt, 62))
-    return (rng or random).uniform(0.0, ceiling)
 
 
 @dataclass
@@ -214,6 +206,36 @@ class _NoPongWhileClosing:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._protocol, name)
+
+
+# ---------------------------------------------------------------- trio-websocket internals
+# The only places this module touches trio-websocket's private attributes (the versions
+# pyproject.toml allows have them). The library has no public API for any of them; issue 16
+# replaces it on the read path, and these four helpers go with it.
+
+
+def _private_guard_closing_writes(ws: WebSocketConnection) -> None:
+    """Wrap the connection's wsproto state machine (``_wsproto``, read on every use) in
+    :class:`_NoPongWhileClosing`."""
+    ws._wsproto = _NoPongWhileClosing(ws._wsproto)  # type: ignore[assignment]
+
+
+def _private_close_frame_allowed(ws: WebSocketConnection) -> bool:
+    """True while wsproto (``_wsproto``) would accept our close frame (state OPEN)."""
+    return ws._wsproto.state is WsState.OPEN
+
+
+async def _private_send_close(ws: WebSocketConnection, code: int, reason: str) -> None:
+    """Send a close frame through the library's writer (``_send``) without ``aclose``'s
+    discarding of queued frames. No checkpoint before the write."""
+    await ws._send(CloseConnection(code=code, reason=reason))
+
+
+def _private_queued_frames(ws: WebSocketConnection) -> Callable[[], str | bytes] | None:
+    """``receive_nowait`` of the library's message queue (``_recv_channel``): takes a frame it
+    has queued already without a checkpoint; None if this version has no such queue."""
+    queue = getattr(ws, "_recv_channel", None)
+    return queue.receive_nowait if queue is not None else None
 
 
 @dataclass
@@ -418,8 +440,7 @@ class Supervisor:
                             extra_headers=self.driver.handshake_headers(),
                             message_queue_size=MESSAGE_QUEUE_SIZE,
                         )
-                    # trio-websocket's private state machine, read on every use.
-                    ws._wsproto = _NoPongWhileClosing(ws._wsproto)  # type: ignore[assignment]
+                    _private_guard_closing_writes(ws)
                     await self._serve(ws, outcome)
                 finally:
                     if ws is not None and not outcome.stale:
@@ -523,9 +544,9 @@ class Supervisor:
             # The venue may have closed (or the stream ended) while STALE was published: then
             # wsproto refuses a close frame, and the frames queued before it are still ours.
             # No checkpoint between this check and trio-websocket's wsproto.send.
-            if ws._wsproto.state is WsState.OPEN:
+            if _private_close_frame_allowed(ws):
                 with trio.move_on_at(give_up_at):
-                    await ws._send(CloseConnection(code=1000, reason="stale stream"))
+                    await _private_send_close(ws, 1000, "stale stream")
             await self._read_loop(ws, math.inf, give_up_at)
         except ConnectionClosed as exc:
             # Normally the venue's close reply, after every frame before it was published.
@@ -555,8 +576,7 @@ class Supervisor:
         stats = self.stats
         clock = trio.current_time
         get_message = ws.get_message
-        queue = getattr(ws, "_recv_channel", None)  # trio-websocket's private message queue
-        receive_nowait = queue.receive_nowait if queue is not None else None
+        receive_nowait = _private_queued_frames(ws)
         drain = 0
         leftover = MESSAGE_QUEUE_SIZE  # frames still taken once give_up_at has passed
         while True:
@@ -755,7 +775,7 @@ class MarketDataSession:
     async def subscribe(
         self, channels: Iterable[str], symbols: Iterable[str], publish: Publish
     ) -> None:
-        """Deliver events of these channels × symbols to ``publish`` (``"*"`` = all symbols)."""
+        """Deliver events of these channels x symbols to ``publish`` (``"*"`` = all symbols)."""
         # Route lists are replaced, never mutated, so a fan-out in progress is unaffected.
         new: list[tuple[str, str]] = []
         symbols = list(symbols)

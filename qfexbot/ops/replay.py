@@ -38,14 +38,14 @@ from typing import Any
 import trio
 import trio.testing
 
-from qfexbot.config import AppConfig
+from qfexbot.config import AppConfig, validate_plugin_config
 from qfexbot.core.bus import Bus
-from qfexbot.core.context import UnknownAccountError
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_event
-from qfexbot.core.plugins import PluginHost, PluginLoadError, build_plugin_host
+from qfexbot.core.plugins import PluginHost, PluginLoadError, load_plugin_host
 from qfexbot.core.secrets import Secret
 from qfexbot.core.venue import ParseError
+from qfexbot.errors import UnknownAccountError
 from qfexbot.events import (
     ConnectionState,
     ConnectionStateEvent,
@@ -328,11 +328,12 @@ class _Replayer:
         errors: list[str] = []
         for name, bot in self.app.bots.items():
             try:
-                self.hosts[name] = build_plugin_host(
+                self.hosts[name] = load_plugin_host(
                     bot,
                     self.app.venues[bot.venue],
                     plugin_dirs=self.app.runtime.plugin_dirs,
                     actions=self.actions,
+                    validate=validate_plugin_config,
                 )
             except PluginLoadError as exc:
                 errors.extend(exc.errors)

@@ -27,7 +27,7 @@ from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig, mon
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_context, log_event
-from qfexbot.core.plugins import PluginHost, PluginLoadError, build_plugin_host
+from qfexbot.core.plugins import PluginHost, PluginLoadError
 from qfexbot.core.session import MarketDataSession, Supervisor
 from qfexbot.events import Event
 from qfexbot.money.account_locks import AccountLocks, AccountsLocked, acquire_account_locks
@@ -43,6 +43,7 @@ from qfexbot.ops.metrics import RuntimeMetrics
 from qfexbot.ops.recorder import Recorder
 from qfexbot.ops.status import AccountsView, report_connect_progress
 from qfexbot.runtime.actions import RuntimeActions, rest_available_reader, rest_transfer_sender
+from qfexbot.runtime.plugins import build_plugin_host
 from qfexbot.venues.finery.adapter import FineryVenue
 from qfexbot.venues.qfex.driver import QfexVenue
 

@@ -24,9 +24,9 @@ from typing import Any
 import trio
 
 from qfexbot.config import AppConfig, VenueConfig
-from qfexbot.core.context import ActionUnavailable, UnknownAccountError
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.session import Supervisor
+from qfexbot.errors import ActionUnavailable, UnknownAccountError
 from qfexbot.events import Event, ResyncEvent, TransferOutcomeEvent
 from qfexbot.money.journal import Journal
 from qfexbot.money.transfers import (

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from qfexbot.config import AppConfig, parse_config
-from qfexbot.core.plugins import PluginHost, build_plugin_host
+from qfexbot.core.plugins import PluginHost
 from qfexbot.events import BalanceEvent, BookEvent, FillEvent, MarkPriceEvent, OrderUpdateEvent
+from qfexbot.runtime.plugins import build_plugin_host
 
 PRIMARY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
 DESK_A = "11111111-1111-4111-8111-111111111111"

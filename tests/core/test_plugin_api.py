@@ -12,9 +12,8 @@ import pytest
 import trio
 from core_helpers import DESK_A, PRIMARY, RecordingActions, balance, build_host
 
-from qfexbot import hookspecs
+from qfexbot import BotContext, UnknownAccountError, hookspecs
 from qfexbot.core.bus import Bus
-from qfexbot.core.context import BotContext, UnknownAccountError
 from qfexbot.core.dispatch import Dispatcher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +71,7 @@ def test_accounts_resolution():
     assert ctx.account_id(DESK_A) == DESK_A
     assert ctx.alias_of(PRIMARY) == "treasury" and ctx.alias_of("other") == "other"
     assert dict(ctx.accounts) == {"desk-a": DESK_A}
-    with pytest.raises(UnknownAccountError, match="unknown account 'nope'.*desk-a, treasury"):
+    with pytest.raises(UnknownAccountError, match=r"unknown account 'nope'.*desk-a, treasury"):
         ctx.account_id("nope")
     with pytest.raises(TypeError):
         ctx.accounts["x"] = "y"  # type: ignore[index]

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import qfexbot
-from qfexbot.core.context import BotContext
+from qfexbot import BotContext
 from qfexbot.events import Event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

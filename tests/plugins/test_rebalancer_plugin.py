@@ -21,9 +21,10 @@ import trio
 from qfexbot.config import load_config, parse_config
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
-from qfexbot.core.plugins import PluginLoadError, build_plugin_host
+from qfexbot.core.plugins import PluginLoadError
 from qfexbot.events import BalanceEvent, ResyncEvent, TransferOutcomeEvent
 from qfexbot.money.transfers import TransferResult
+from qfexbot.runtime.plugins import build_plugin_host
 
 REPO = Path(__file__).resolve().parents[2]
 TREASURY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"

@@ -11,7 +11,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from qfexbot.config import load_config
-from qfexbot.core.plugins import PluginLoadError, build_plugin_host
+from qfexbot.core.plugins import PluginLoadError
+from qfexbot.runtime.plugins import build_plugin_host
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from venue_helpers import (
     rendered,
 )
 
-from qfexbot.core.session import backoff_delay
+from qfexbot.core.backoff import backoff_delay
 from qfexbot.events import BalanceEvent, ConnectionState, ResyncEvent
 from qfexbot.venues.qfex.driver import QfexVenue
 

@@ -25,8 +25,8 @@ from typing import Any, Self
 import httpx
 import trio
 
+from qfexbot.core.backoff import backoff_delay
 from qfexbot.core.logs import get_logger, log_event
-from qfexbot.core.session import backoff_delay
 from qfexbot.core.venue import ParseError
 from qfexbot.events import ResyncEvent
 from qfexbot.venues.qfex.auth import REQUESTED_ACCOUNT_HEADER
