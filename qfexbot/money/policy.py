@@ -1,4 +1,4 @@
-"""Money-movement policy: pure checks that run before a transfer is journaled, plus the kill switch.
+"""Money-movement policy: pure checks that run before a transfer is journaled (no I/O).
 
 Every check returns a ``PolicyDecision`` whose ``reason`` names the limit and the numbers, so an
 operator reading the journal or the log knows exactly why a transfer was refused.
@@ -15,19 +15,15 @@ and to sweep). Each name may be an account id or an alias; pass ``accounts`` (al
 ``VenueConfig.accounts``) to resolve aliases. An empty collection allows no transfer at all (the
 safe default); ``None`` allows every pair.
 
-Kill switch: a file; while it exists all money movement is paused. ``pause(path, reason)`` and
-``resume(path)`` write and remove it atomically; ``kill_switch_reason(path)`` reads it.
+The kill switch (a file: reading, writing, removing it) lives in ``qfexbot.money.killswitch``;
+``check_transfer`` takes its text as ``paused_reason``.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -38,12 +34,9 @@ __all__ = [
     "check_transfer",
     "daily_spent",
     "dry_run_decision",
-    "kill_switch_reason",
     "limit_value",
     "pair_allowed",
-    "pause",
     "resolve_pairs",
-    "resume",
 ]
 
 DAY = 24 * 60 * 60.0
@@ -247,49 +240,3 @@ def dry_run_decision(
         f"dry run: would transfer {_fmt(Decimal(amount))} from {label(src, src)} to {label(dst, dst)}",
         "dry_run",
     )
-
-
-# -- kill switch --------------------------------------------------------------------------------
-
-
-def kill_switch_reason(path: str | Path | None) -> str | None:
-    """The pause reason if the kill switch file exists (empty file -> "paused"), else None."""
-    if path is None:
-        return None
-    try:
-        text = Path(path).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        return f"kill switch path {path} is a directory"
-    except (OSError, UnicodeDecodeError) as exc:
-        # Fail closed: a kill switch that exists but cannot be read still pauses.
-        return f"paused (kill switch {path} unreadable: {type(exc).__name__})"
-    return text.splitlines()[0] if text else "paused"
-
-
-def pause(path: str | Path, reason: str) -> None:
-    """Pause all money movement: atomically write the kill switch file with ``reason``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    line = " ".join((reason or "paused").split())
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(f"{line} (paused at {stamp})\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def resume(path: str | Path) -> bool:
-    """Resume money movement: remove the kill switch file. Returns whether it existed."""
-    try:
-        Path(path).unlink()
-    except FileNotFoundError:
-        return False
-    return True

@@ -132,9 +132,10 @@ from qfexbot.money.journal import (
     Hold,
     InvalidTransition,
     Journal,
-    TransferState,
+    EntryState,
     Watch,
 )
+from qfexbot.money.killswitch import kill_switch_reason
 from qfexbot.money.policy import (
     DAY,
     PolicyDecision,
@@ -142,7 +143,6 @@ from qfexbot.money.policy import (
     check_transfer,
     daily_spent,
     dry_run_decision,
-    kill_switch_reason,
     resolve_pairs,
 )
 
@@ -214,7 +214,7 @@ class TransferResult:
     @property
     def ok(self) -> bool:
         """True when the venue confirmed the transfer."""
-        return self.state == TransferState.DONE
+        return self.state == EntryState.DONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -698,12 +698,12 @@ class TransferService:
             raise
         else:
             entry = await self.journal.mark_done(entry_id, "venue confirmed")
-        level = logging.INFO if entry.state == TransferState.DONE else logging.WARNING
+        level = logging.INFO if entry.state == EntryState.DONE else logging.WARNING
         log_event(log, level, "transfer " + entry.state, entry=entry_id, src=self._name(src),
                   dst=self._name(dst), amount=str(amount), detail=entry.detail)  # fmt: skip
-        if entry.state == TransferState.DONE:
+        if entry.state == EntryState.DONE:
             await self._observe_deposits(entry)
-        elif entry.state == TransferState.UNKNOWN:
+        elif entry.state == EntryState.UNKNOWN:
             self._doubt_since[entry_id] = trio.current_time()
             self._wake.set()
         await self._emit(entry)
@@ -781,7 +781,7 @@ class TransferService:
                 current = await self.journal.get(entry.id)
                 if current is None or not current.unresolved:
                     continue
-                if current.state != TransferState.UNKNOWN:
+                if current.state != EntryState.UNKNOWN:
                     current = await self.journal.mark_unknown(
                         current.id,
                         f"found {current.state} with no transfer in progress (crash or "
@@ -913,7 +913,7 @@ class TransferService:
         current = await self.journal.get(entry.id)
         if current is None:
             raise InvalidTransition(f"transfer {entry.id} vanished from the journal")
-        if verdict == "applied" and current.state == TransferState.FAILED:
+        if verdict == "applied" and current.state == EntryState.FAILED:
             watches = await self.journal.watches(self.venue, owner=self.owner)
             watched = any(w.entry_id == current.id for w in watches)
             log_event(log, logging.ERROR, "an operator resolved a transfer NOT applied while "
@@ -933,7 +933,7 @@ class TransferService:
                     f"{numbers}",
                 )  # fmt: skip
         else:
-            agrees = (verdict == "applied") == (current.state == TransferState.DONE)
+            agrees = (verdict == "applied") == (current.state == EntryState.DONE)
             log_event(log, logging.INFO if agrees else logging.WARNING,
                       "journal entry resolved elsewhere meanwhile; that verdict stands",
                       entry=current.id, state=current.state,
@@ -1053,7 +1053,7 @@ class TransferService:
                 continue
             async with self._hold(watch.src, watch.dst):
                 entry = await self.journal.get(watch.entry_id)
-                if entry is None or entry.state != TransferState.FAILED:
+                if entry is None or entry.state != EntryState.FAILED:
                     result = await self._close_settled_watch(watch, entry)
                 else:
                     try:
@@ -1074,7 +1074,7 @@ class TransferService:
         ):
             if later.unresolved:
                 return None  # its own reconciliation goes first
-            if later.state == TransferState.DONE and later.amount is not None:
+            if later.state == EntryState.DONE and later.amount is not None:
                 if later.src in explained:
                     explained[later.src] -= later.amount
                 if later.dst in explained:
@@ -1138,7 +1138,7 @@ class TransferService:
         trail = [] if entry is None else await self.journal.events(entry.id)
         landed = (
             entry is not None
-            and entry.state == TransferState.DONE
+            and entry.state == EntryState.DONE
             and any(
                 (e["from_state"], e["to_state"], e["by"]) == ("failed", "done", "reconcile")
                 for e in trail

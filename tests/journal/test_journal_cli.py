@@ -18,7 +18,7 @@ from qfexbot.cli.journal import (
     resume,
 )
 from qfexbot.money.journal import SqliteStore
-from qfexbot.money.policy import kill_switch_reason
+from qfexbot.money.killswitch import kill_switch_reason
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from journal_helpers import ACCOUNTS, DESK_A, DESK_B, TREASURY, make_limits
 from qfexbot.cli.journal import journal_resolve
 from qfexbot.events import TransferOutcomeEvent
 from qfexbot.money.journal import SqliteJournal
-from qfexbot.money.policy import pause
+from qfexbot.money.killswitch import pause
 from qfexbot.money.transfers import TransferService, classify_reconciliation
 
 
