@@ -36,6 +36,7 @@ __all__ = [
     "dry_run_decision",
     "limit_value",
     "pair_allowed",
+    "paused_decision",
     "resolve_pairs",
 ]
 
@@ -71,6 +72,11 @@ class PolicyDecision:
 
 
 ALLOWED = PolicyDecision(True, "allowed", "ok")
+
+
+def paused_decision(reason: str) -> PolicyDecision:
+    """The refusal while the kill switch is engaged; ``reason`` is its text."""
+    return PolicyDecision(False, f"money movement is paused (kill switch): {reason}", "paused")
 
 
 def limit_value(limits: Any, name: str) -> Decimal | None:
@@ -148,10 +154,18 @@ def check_transfer(
     label = (names or {}).get
     s, d = label(src, src), label(dst, dst)
     if paused_reason is not None:
-        return PolicyDecision(
-            False, f"money movement is paused (kill switch): {paused_reason}", "paused"
-        )
+        return paused_decision(paused_reason)
     amount = Decimal(amount)
+    return (
+        _amount_refusal(amount)
+        or _pair_refusal(limits, src, dst, accounts, s, d)
+        or _limit_refusal(limits, amount, spent_24h, last_transfer_at, now, f"{s} <-> {d}")
+        or ALLOWED
+    )
+
+
+def _amount_refusal(amount: Decimal) -> PolicyDecision | None:
+    """An amount that is not a positive number of at least ``MIN_TRANSFER``."""
     if not amount.is_finite() or amount <= 0:
         return PolicyDecision(
             False, f"transfer amount must be positive, got {amount}", "invalid_amount"
@@ -163,6 +177,13 @@ def check_transfer(
             f"small to tell apart from balance rounding, so it could never be reconciled)",
             "below_minimum",
         )
+    return None
+
+
+def _pair_refusal(
+    limits: Any, src: str, dst: str, accounts: Mapping[str, str] | None, s: str, d: str
+) -> PolicyDecision | None:
+    """A transfer from an account to itself, or on a pair ``allowed_pairs`` does not allow."""
     if src == dst:
         return PolicyDecision(
             False, f"source and destination are the same account ({s})", "same_account"
@@ -171,6 +192,18 @@ def check_transfer(
         return PolicyDecision(
             False, f"account pair {s} <-> {d} is not in allowed_pairs", "pair_not_allowed"
         )
+    return None
+
+
+def _limit_refusal(
+    limits: Any,
+    amount: Decimal,
+    spent_24h: Decimal,
+    last_transfer_at: float | None,
+    now: float,
+    pair: str,
+) -> PolicyDecision | None:
+    """Over ``max_transfer`` or the rolling ``max_daily``, or sooner than ``min_interval``."""
     max_transfer = limit_value(limits, "max_transfer")
     if max_transfer is not None and amount > max_transfer:
         return PolicyDecision(
@@ -193,11 +226,11 @@ def check_transfer(
         if elapsed < float(min_interval):
             return PolicyDecision(
                 False,
-                f"last transfer on {s} <-> {d} was {elapsed:.1f} s ago; min_interval is "
+                f"last transfer on {pair} was {elapsed:.1f} s ago; min_interval is "
                 f"{float(min_interval):g} s (wait {float(min_interval) - elapsed:.1f} s)",
                 "min_interval",
             )
-    return ALLOWED
+    return None
 
 
 def check_remaining(
@@ -237,6 +270,7 @@ def dry_run_decision(
     label = (names or {}).get
     return PolicyDecision(
         False,
-        f"dry run: would transfer {_fmt(Decimal(amount))} from {label(src, src)} to {label(dst, dst)}",
+        f"dry run: would transfer {_fmt(Decimal(amount))} from {label(src, src)} "
+        f"to {label(dst, dst)}",
         "dry_run",
     )

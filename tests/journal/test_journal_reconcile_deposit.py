@@ -11,11 +11,11 @@ import pytest
 import trio
 from journal_helpers import ACCOUNTS, DESK_A, TREASURY, FakeVenue, make_limits
 
+from qfexbot.money.evidence import classify_evidence
 from qfexbot.money.journal import SqliteJournal
 from qfexbot.money.transfers import (
     BalanceReading,
     TransferService,
-    classify_evidence,
     deposit_meta_key,
 )
 
