@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from qfexbot.errors import JournalError
 
@@ -22,17 +22,22 @@ __all__ = [
     "BackupInfo",
     "BudgetExceeded",
     "DailyBudget",
+    "DryRun",
     "Entry",
     "EntryKind",
     "EntryNotFound",
     "EntryState",
     "Hold",
+    "Intent",
     "InvalidTransition",
     "JournalClosed",
     "JournalLocked",
     "JournalMark",
     "JournalRolledBack",
+    "Order",
+    "Refusal",
     "Watch",
+    "check_fields",
     "str_or_none",
 ]
 
@@ -126,6 +131,92 @@ class DailyBudget:
     limit: Decimal
     since: float
     pairs: frozenset[frozenset[str]] | None
+
+
+# -- the fields of the record_* calls, written once for the protocol and every backend ---------
+
+
+class _Origin(TypedDict):
+    """Who writes the row: the bot, its plugin and the venue table (display name)."""
+
+    bot: str
+    plugin: str
+    venue: str
+
+
+class _Evidence(TypedDict, total=False):
+    """What a transfer intent may carry besides the transfer (each defaults to None): the
+    available and ``deposit`` balances read just before the send, the venue user id of the
+    accounts, and the rolling budget checked in the same transaction as the insert."""
+
+    src_before: Decimal | None
+    dst_before: Decimal | None
+    src_deposit_before: Decimal | None
+    dst_deposit_before: Decimal | None
+    owner: str | None
+    budget: DailyBudget | None
+
+
+class Intent(_Origin, _Evidence):
+    """The keyword arguments of ``record_intent``: a ``pending`` transfer row."""
+
+    src: str
+    dst: str
+    amount: Decimal
+    reason: str
+
+
+class _Subject(TypedDict, total=False):
+    """What a final record is about (``reason`` defaults to "", the others to None)."""
+
+    reason: str
+    src: str | None
+    dst: str | None
+    amount: Decimal | None
+    data: Mapping[str, Any] | None
+
+
+class DryRun(_Origin, _Subject):
+    """The keyword arguments of ``record_dry_run``: what would have been done."""
+
+    detail: str
+
+
+class Refusal(DryRun):
+    """The keyword arguments of ``record_refusal``: the refused action and the policy code."""
+
+    action: str
+    code: str
+
+
+class _OrderNotes(TypedDict, total=False):
+    """``kind`` defaults to ``order`` (or ``cancel``); ``reason`` and ``detail`` to ""."""
+
+    kind: str
+    reason: str
+    detail: str
+
+
+class Order(_Origin, _OrderNotes):
+    """The keyword arguments of ``record_order``: a command handed to the venue."""
+
+    account: str
+    data: Mapping[str, Any]
+
+
+def check_fields(spec: Any, fields: Mapping[str, Any], call: str) -> None:
+    """Refuse what a written-out signature would refuse: a missing or an unknown field.
+
+    Raises:
+      TypeError: ``fields`` lacks a required key of the TypedDict ``spec`` or has one it lacks.
+    """
+    required: frozenset[str] = spec.__required_keys__
+    missing = sorted(required - fields.keys())
+    unknown = sorted(fields.keys() - required - spec.__optional_keys__)
+    if missing:
+        raise TypeError(f"{call}() missing required keyword argument(s): {', '.join(missing)}")
+    if unknown:
+        raise TypeError(f"{call}() got unexpected keyword argument(s): {', '.join(unknown)}")
 
 
 @dataclass(frozen=True, slots=True)

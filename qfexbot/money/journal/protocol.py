@@ -9,18 +9,20 @@ synchronously (``SqliteStore``, used directly by the CLI) and offers them as ``J
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Unpack, runtime_checkable
 
 from qfexbot.money.journal.model import (
     BackupInfo,
-    DailyBudget,
+    DryRun,
     Entry,
-    EntryKind,
     Hold,
+    Intent,
     JournalMark,
+    Order,
+    Refusal,
     Watch,
 )
 
@@ -31,28 +33,13 @@ __all__ = ["Journal", "RecoverableJournal"]
 class Journal(Protocol):
     """What callers need from a journal backend. Every write is committed before it returns."""
 
-    async def record_intent(
-        self,
-        *,
-        bot: str,
-        plugin: str,
-        venue: str,
-        src: str,
-        dst: str,
-        amount: Decimal,
-        reason: str,
-        src_before: Decimal | None = None,
-        dst_before: Decimal | None = None,
-        src_deposit_before: Decimal | None = None,
-        dst_deposit_before: Decimal | None = None,
-        owner: str | None = None,
-        budget: DailyBudget | None = None,
-    ) -> Entry:
+    async def record_intent(self, **intent: Unpack[Intent]) -> Entry:
         """Write a ``pending`` transfer row (call before sending the request).
 
-        ``owner`` is the venue user id of the accounts. With ``budget``, the window sum is
-        checked and the row inserted in one transaction (a backend shared by several processes
-        must serialise it, e.g. PostgreSQL SERIALIZABLE or an advisory lock on ``owner``).
+        The fields are ``Intent``'s; ``owner`` is the venue user id of the accounts. With
+        ``budget``, the window sum is checked and the row inserted in one transaction (a backend
+        shared by several processes must serialise it, e.g. PostgreSQL SERIALIZABLE or an
+        advisory lock on ``owner``).
 
         Raises:
           BudgetExceeded: the transfer does not fit in ``budget``; nothing was written.
@@ -161,52 +148,15 @@ class Journal(Protocol):
         """The audit trail of one entry, oldest first."""
         ...
 
-    async def record_refusal(
-        self,
-        *,
-        bot: str,
-        plugin: str,
-        venue: str,
-        action: str,
-        code: str,
-        detail: str,
-        reason: str = "",
-        src: str | None = None,
-        dst: str | None = None,
-        amount: Decimal | None = None,
-        data: Mapping[str, Any] | None = None,
-    ) -> Entry:
+    async def record_refusal(self, **refusal: Unpack[Refusal]) -> Entry:
         """An action refused by policy (state ``refused``)."""
         ...
 
-    async def record_dry_run(
-        self,
-        *,
-        bot: str,
-        plugin: str,
-        venue: str,
-        detail: str,
-        reason: str = "",
-        src: str | None = None,
-        dst: str | None = None,
-        amount: Decimal | None = None,
-        data: Mapping[str, Any] | None = None,
-    ) -> Entry:
+    async def record_dry_run(self, **dry_run: Unpack[DryRun]) -> Entry:
         """An action that would have been taken (state ``dry_run``); nothing was sent."""
         ...
 
-    async def record_order(
-        self,
-        *,
-        bot: str,
-        plugin: str,
-        venue: str,
-        account: str,
-        data: Mapping[str, Any],
-        kind: str = EntryKind.ORDER,
-        reason: str = "",
-        detail: str = "",
-    ) -> Entry:
+    async def record_order(self, **order: Unpack[Order]) -> Entry:
         """An order or cancel command handed to the venue (state ``submitted``)."""
         ...
 

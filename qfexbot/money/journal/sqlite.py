@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.money.journal.model import (
@@ -25,16 +25,20 @@ from qfexbot.money.journal.model import (
     WATCH_STATES,
     BackupInfo,
     BudgetExceeded,
-    DailyBudget,
+    DryRun,
     Entry,
     EntryKind,
     EntryNotFound,
     EntryState,
     Hold,
+    Intent,
     InvalidTransition,
     JournalMark,
     JournalRolledBack,
+    Order,
+    Refusal,
     Watch,
+    check_fields,
 )
 from qfexbot.money.journal.recovery import (
     JOURNAL_ID_KEY,
@@ -169,31 +173,18 @@ def _json_default(value: Any) -> Any:
     )
 
 
+_COLUMN_NAMES = tuple(_COLUMNS.split(", "))
+_MONEY_COLUMNS = ("amount", "src_before", "dst_before", "src_deposit_before", "dst_deposit_before")
+
+
 def _row_to_entry(row: Sequence[Any]) -> Entry:
-    return Entry(
-        id=row[0],
-        kind=row[1],
-        bot=row[2],
-        plugin=row[3],
-        venue=row[4],
-        src=row[5],
-        dst=row[6],
-        amount=_dec(row[7]),
-        reason=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-        state=row[11],
-        detail=row[12],
-        attempts=row[13],
-        sent_at=row[14],
-        resolved_by=row[15],
-        src_before=_dec(row[16]),
-        dst_before=_dec(row[17]),
-        data=None if row[18] is None else json.loads(row[18]),
-        src_deposit_before=_dec(row[19]),
-        dst_deposit_before=_dec(row[20]),
-        owner=row[21],
-    )
+    """An ``entries`` row (columns ``_COLUMNS``, named as ``Entry``'s fields) as an Entry."""
+    values = dict(zip(_COLUMN_NAMES, row, strict=True))
+    for name in _MONEY_COLUMNS:
+        values[name] = _dec(values[name])
+    if values["data"] is not None:
+        values["data"] = json.loads(values["data"])
+    return Entry(**values)
 
 
 class SqliteStore:
@@ -236,6 +227,10 @@ class SqliteStore:
     # -- transactions ------------------------------------------------------------------------
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` as one write transaction. Called inside another write it joins that one,
+        so a composite write (``resolve``, ``record_late_landing``) commits all or nothing."""
+        if self._db.in_transaction:
+            return fn(self._db)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             result = fn(self._db)
@@ -275,89 +270,63 @@ class SqliteStore:
         allowed_from: Iterable[str] | None = None,
         by: str | None = None,
     ) -> Entry:
-        return self._write(
-            lambda db: self._transition_in(
-                db, entry_id, to_state, detail, allowed_from=allowed_from, by=by
-            )
-        )
+        """One state change and its audit event (in the caller's transaction, if any)."""
 
-    def _transition_in(
-        self,
-        db: sqlite3.Connection,
-        entry_id: str,
-        to_state: str,
-        detail: str | None,
-        *,
-        allowed_from: Iterable[str] | None = None,
-        by: str | None = None,
-    ) -> Entry:
-        """One state change and its audit event, inside the caller's transaction."""
-        entry = self._fetch(db, entry_id)
-        if entry.kind != EntryKind.TRANSFER:
-            raise InvalidTransition(f"entry {entry_id} is a {entry.kind}, not a transfer")
-        legal = TRANSITIONS.get(entry.state, frozenset())
-        if allowed_from is not None and entry.state not in allowed_from:
-            legal = frozenset()
-        if to_state not in legal:
-            raise InvalidTransition(
-                f"transfer {entry_id} cannot go from {entry.state} to {to_state}"
+        def run(db: sqlite3.Connection) -> Entry:
+            entry = self._fetch(db, entry_id)
+            if entry.kind != EntryKind.TRANSFER:
+                raise InvalidTransition(f"entry {entry_id} is a {entry.kind}, not a transfer")
+            legal = TRANSITIONS.get(entry.state, frozenset())
+            if allowed_from is not None and entry.state not in allowed_from:
+                legal = frozenset()
+            if to_state not in legal:
+                raise InvalidTransition(
+                    f"transfer {entry_id} cannot go from {entry.state} to {to_state}"
+                )
+            now = self._clock()
+            sets = ["state = ?", "updated_at = ?"]
+            params: list[Any] = [to_state, now]
+            if detail is not None:
+                sets.append("detail = ?")
+                params.append(detail)
+            if to_state == EntryState.SENT:
+                sets += ["attempts = attempts + 1", "sent_at = ?"]
+                params.append(now)
+            if by is not None:
+                sets.append("resolved_by = ?")
+                params.append(by)
+            db.execute(f"UPDATE entries SET {', '.join(sets)} WHERE id = ?", (*params, entry_id))
+            db.execute(
+                _INSERT_EVENT,
+                (entry_id, now, entry.state, to_state, detail or "", by),
             )
-        now = self._clock()
-        sets = ["state = ?", "updated_at = ?"]
-        params: list[Any] = [to_state, now]
-        if detail is not None:
-            sets.append("detail = ?")
-            params.append(detail)
-        if to_state == EntryState.SENT:
-            sets += ["attempts = attempts + 1", "sent_at = ?"]
-            params.append(now)
-        if by is not None:
-            sets.append("resolved_by = ?")
-            params.append(by)
-        db.execute(f"UPDATE entries SET {', '.join(sets)} WHERE id = ?", (*params, entry_id))
-        db.execute(
-            _INSERT_EVENT,
-            (entry_id, now, entry.state, to_state, detail or "", by),
-        )
-        return self._fetch(db, entry_id)
+            return self._fetch(db, entry_id)
+
+        return self._write(run)
 
     # -- writes ------------------------------------------------------------------------------
 
-    def record_intent(
-        self,
-        *,
-        bot: str,
-        plugin: str,
-        venue: str,
-        src: str,
-        dst: str,
-        amount: Decimal,
-        reason: str,
-        src_before: Decimal | None = None,
-        dst_before: Decimal | None = None,
-        src_deposit_before: Decimal | None = None,
-        dst_deposit_before: Decimal | None = None,
-        owner: str | None = None,
-        budget: DailyBudget | None = None,
-    ) -> Entry:
+    def record_intent(self, **intent: Unpack[Intent]) -> Entry:
+        check_fields(Intent, intent, "record_intent")
+        amount, owner, budget = intent["amount"], intent.get("owner"), intent.get("budget")
         if Decimal(amount) <= 0:
             raise ValueError(f"transfer amount must be positive, got {amount}")
         if budget is not None and owner is None:
             raise ValueError("a budget is counted per owner: pass owner with budget")
         values = {
             "kind": EntryKind.TRANSFER,
-            "bot": bot,
-            "plugin": plugin,
-            "venue": venue,
-            "src": src,
-            "dst": dst,
+            "bot": intent["bot"],
+            "plugin": intent["plugin"],
+            "venue": intent["venue"],
+            "src": intent["src"],
+            "dst": intent["dst"],
             "amount": _money(amount),
-            "reason": reason,
+            "reason": intent["reason"],
             "state": EntryState.PENDING,
-            "src_before": _money(src_before),
-            "dst_before": _money(dst_before),
-            "src_deposit_before": _money(src_deposit_before),
-            "dst_deposit_before": _money(dst_deposit_before),
+            "src_before": _money(intent.get("src_before")),
+            "dst_before": _money(intent.get("dst_before")),
+            "src_deposit_before": _money(intent.get("src_deposit_before")),
+            "dst_deposit_before": _money(intent.get("dst_deposit_before")),
             "owner": owner,
         }
 
@@ -425,13 +394,13 @@ class SqliteStore:
                 )
             if entry.state != EntryState.UNKNOWN:
                 # A pending/sent row being resolved means nobody is working on it: in doubt.
-                self._transition_in(
-                    db, entry_id, EntryState.UNKNOWN,
+                self._transition(
+                    entry_id, EntryState.UNKNOWN,
                     f"found {entry.state} at resolution: outcome unknown",
                 )  # fmt: skip
             to_state = EntryState.DONE if applied else EntryState.FAILED
             text = detail or f"resolved by {by}: {'applied' if applied else 'not applied'}"
-            resolved = self._transition_in(db, entry_id, to_state, text, by=by)
+            resolved = self._transition(entry_id, to_state, text, by=by)
             baseline = watch_from or (entry.src_deposit_before, entry.dst_deposit_before)
             if not applied and None not in baseline:
                 self._add_watch(db, resolved, baseline[0], baseline[1])  # type: ignore[arg-type]
@@ -455,93 +424,40 @@ class SqliteStore:
 
         return self._write(run)
 
-    def _record_final(
-        self,
-        kind: str,
-        state: str,
-        *,
-        bot: str,
-        plugin: str,
-        venue: str,
-        detail: str,
-        reason: str,
-        src: str | None,
-        dst: str | None,
-        amount: Decimal | None,
-        data: Mapping[str, Any] | None,
-    ) -> Entry:
+    def _record_final(self, kind: str, state: str, record: Mapping[str, Any]) -> Entry:
+        """Insert a row that never changes state (refusal, dry run, order, cancel)."""
+        data = record.get("data")
         values = {
             "kind": kind,
-            "bot": bot,
-            "plugin": plugin,
-            "venue": venue,
-            "src": src,
-            "dst": dst,
-            "amount": _money(amount),
-            "reason": reason,
+            "bot": record["bot"],
+            "plugin": record["plugin"],
+            "venue": record["venue"],
+            "src": record.get("src"),
+            "dst": record.get("dst"),
+            "amount": _money(record.get("amount")),
+            "reason": record.get("reason", ""),
             "state": state,
-            "detail": detail,
+            "detail": record.get("detail", ""),
             "data": None if data is None else json.dumps(dict(data), default=_json_default),
         }
         return self._write(lambda db: self._insert(db, values))
 
-    def record_refusal(
-        self,
-        *,
-        bot: str,
-        plugin: str,
-        venue: str,
-        action: str,
-        code: str,
-        detail: str,
-        reason: str = "",
-        src: str | None = None,
-        dst: str | None = None,
-        amount: Decimal | None = None,
-        data: Mapping[str, Any] | None = None,
-    ) -> Entry:
-        merged = {"action": action, "code": code, **(data or {})}
-        return self._record_final(
-            EntryKind.REFUSAL, EntryState.REFUSED, bot=bot, plugin=plugin, venue=venue,
-            detail=detail, reason=reason, src=src, dst=dst, amount=amount, data=merged,
-        )  # fmt: skip
+    def record_refusal(self, **refusal: Unpack[Refusal]) -> Entry:
+        check_fields(Refusal, refusal, "record_refusal")
+        data = {"action": refusal["action"], "code": refusal["code"], **(refusal.get("data") or {})}
+        return self._record_final(EntryKind.REFUSAL, EntryState.REFUSED, {**refusal, "data": data})
 
-    def record_dry_run(
-        self,
-        *,
-        bot: str,
-        plugin: str,
-        venue: str,
-        detail: str,
-        reason: str = "",
-        src: str | None = None,
-        dst: str | None = None,
-        amount: Decimal | None = None,
-        data: Mapping[str, Any] | None = None,
-    ) -> Entry:
-        return self._record_final(
-            EntryKind.DRY_RUN, EntryState.DRY_RUN, bot=bot, plugin=plugin, venue=venue,
-            detail=detail, reason=reason, src=src, dst=dst, amount=amount, data=data,
-        )  # fmt: skip
+    def record_dry_run(self, **dry_run: Unpack[DryRun]) -> Entry:
+        check_fields(DryRun, dry_run, "record_dry_run")
+        return self._record_final(EntryKind.DRY_RUN, EntryState.DRY_RUN, dry_run)
 
-    def record_order(
-        self,
-        *,
-        bot: str,
-        plugin: str,
-        venue: str,
-        account: str,
-        data: Mapping[str, Any],
-        kind: str = EntryKind.ORDER,
-        reason: str = "",
-        detail: str = "",
-    ) -> Entry:
+    def record_order(self, **order: Unpack[Order]) -> Entry:
+        check_fields(Order, order, "record_order")
+        kind = order.get("kind", EntryKind.ORDER)
         if kind not in (EntryKind.ORDER, EntryKind.CANCEL):
             raise ValueError(f"record_order kind must be 'order' or 'cancel', got {kind!r}")
-        return self._record_final(
-            kind, EntryState.SUBMITTED, bot=bot, plugin=plugin, venue=venue, detail=detail,
-            reason=reason, src=account, dst=None, amount=None, data=data,
-        )  # fmt: skip
+        row = {**order, "src": order["account"], "dst": None, "amount": None}
+        return self._record_final(kind, EntryState.SUBMITTED, row)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -666,27 +582,16 @@ class SqliteStore:
         entry_id: str | None = None,
         owner: str | None = None,
     ) -> Hold:
-        return self._write(
-            lambda db: self._place_hold(db, venue, account, code, reason, entry_id, owner)
-        )
+        def run(db: sqlite3.Connection) -> Hold:
+            now = self._clock()
+            cursor = db.execute(
+                "INSERT INTO holds (venue, owner, account, code, reason, entry_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (venue, owner or venue, account, code, reason, entry_id, now),
+            )
+            return Hold(int(cursor.lastrowid or 0), venue, account, code, reason, entry_id, now)
 
-    def _place_hold(
-        self,
-        db: sqlite3.Connection,
-        venue: str,
-        account: str,
-        code: str,
-        reason: str,
-        entry_id: str | None,
-        owner: str | None,
-    ) -> Hold:
-        now = self._clock()
-        cursor = db.execute(
-            "INSERT INTO holds (venue, owner, account, code, reason, entry_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (venue, owner or venue, account, code, reason, entry_id, now),
-        )
-        return Hold(int(cursor.lastrowid or 0), venue, account, code, reason, entry_id, now)
+        return self._write(run)
 
     def entry_holds(self, entry_id: str) -> list[Hold]:
         rows = self._db.execute(
@@ -811,7 +716,7 @@ class SqliteStore:
             )
             active = {(h.account, h.code) for h in self._entry_active_holds(db, entry_id)}
             placed = [
-                self._place_hold(db, venue, account, "late_landing", detail, entry_id, owner)
+                self.place_hold(venue, account, "late_landing", detail, entry_id, owner)
                 for account in dict.fromkeys((entry.src or "", entry.dst or ""))
                 if (account, "late_landing") not in active
             ]
