@@ -1,4 +1,5 @@
-"""TransferService: intent before send, exactly one send, outcomes, reconciliation, policy, locks."""
+"""TransferService: intent before send, exactly one send, outcomes, reconciliation, policy and
+locks."""
 
 from __future__ import annotations
 
