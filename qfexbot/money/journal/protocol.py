@@ -94,12 +94,6 @@ class Journal(Protocol):
         """The entry, or None."""
         ...
 
-    async def list(
-        self, state: str | None = None, limit: int = 100, kind: str | None = None
-    ) -> list[Entry]:
-        """Newest first."""
-        ...
-
     async def unresolved(
         self,
         venue: str | None = None,
@@ -226,6 +220,14 @@ class Journal(Protocol):
         """One transaction: failed -> done (a transfer concluded "not applied" was later seen
         to land), a ``late_landing`` hold on both its accounts (unless one is active) and its
         watch marked ``landed``. Returns the entry and the holds it placed."""
+        ...
+
+    # ``list`` last: below it, ``list[...]`` in this class body would name the method.
+
+    async def list(
+        self, state: str | None = None, limit: int = 100, kind: str | None = None
+    ) -> list[Entry]:
+        """Newest first."""
         ...
 
 

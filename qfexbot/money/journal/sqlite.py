@@ -473,18 +473,6 @@ class SqliteStore:
         rows = self._select("id = ?", (entry_id,), "id")
         return rows[0] if rows else None
 
-    def list(
-        self, state: str | None = None, limit: int = 100, kind: str | None = None
-    ) -> list[Entry]:
-        clauses, params = ["1 = 1"], []
-        if state is not None:
-            clauses.append("state = ?")
-            params.append(state)
-        if kind is not None:
-            clauses.append("kind = ?")
-            params.append(kind)
-        return self._select(" AND ".join(clauses), params, "created_at DESC, rowid DESC", limit)
-
     def unresolved(
         self,
         venue: str | None = None,
@@ -831,3 +819,17 @@ class SqliteStore:
                     journal=str(self.path),
                     error=str(exc),
                 )
+
+    # ``list`` last: below it, ``list[...]`` in this class body would name the method.
+
+    def list(
+        self, state: str | None = None, limit: int = 100, kind: str | None = None
+    ) -> list[Entry]:
+        clauses, params = ["1 = 1"], []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        return self._select(" AND ".join(clauses), params, "created_at DESC, rowid DESC", limit)
