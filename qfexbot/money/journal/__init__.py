@@ -56,6 +56,7 @@ journal and in the state directory) until an operator accepts it (``accept_resto
 from qfexbot.money.journal.lock import acquire_journal_lock as acquire_journal_lock
 from qfexbot.money.journal.lock import journal_holder as journal_holder
 from qfexbot.money.journal.model import UNRESOLVED as UNRESOLVED
+from qfexbot.money.journal.model import AuditEvent as AuditEvent
 from qfexbot.money.journal.model import BackupInfo as BackupInfo
 from qfexbot.money.journal.model import BudgetExceeded as BudgetExceeded
 from qfexbot.money.journal.model import DailyBudget as DailyBudget
@@ -85,6 +86,7 @@ __all__ = [
     "RESTORE_ACCEPTED_KEY",
     "STATE_DIR_ENV",
     "UNRESOLVED",
+    "AuditEvent",
     "BackupInfo",
     "BudgetExceeded",
     "DailyBudget",

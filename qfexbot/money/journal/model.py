@@ -19,6 +19,7 @@ __all__ = [
     "TRANSITIONS",
     "UNRESOLVED",
     "WATCH_STATES",
+    "AuditEvent",
     "BackupInfo",
     "BudgetExceeded",
     "DailyBudget",
@@ -131,6 +132,18 @@ class DailyBudget:
     limit: Decimal
     since: float
     pairs: frozenset[frozenset[str]] | None
+
+
+class AuditEvent(TypedDict):
+    """One row of an entry's audit trail (the append-only ``events`` table), oldest first:
+    a state change, or the entry's first state (``from_state`` None)."""
+
+    at: float
+    from_state: str | None
+    to_state: str
+    detail: str
+    by: str | None
+    """``reconcile`` or ``operator`` for a resolution, else None."""
 
 
 # -- the fields of the record_* calls, written once for the protocol and every backend ---------

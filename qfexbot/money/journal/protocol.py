@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol, Unpack, runtime_checkable
+from typing import Protocol, Unpack, runtime_checkable
 
 from qfexbot.money.journal.model import (
+    AuditEvent,
     BackupInfo,
     DryRun,
     Entry,
@@ -138,7 +139,7 @@ class Journal(Protocol):
         """The transfers ``DailyBudget(limit, since, pairs)`` of ``owner`` counts (see there)."""
         ...
 
-    async def events(self, entry_id: str) -> list[dict[str, Any]]:
+    async def events(self, entry_id: str) -> list[AuditEvent]:
         """The audit trail of one entry, oldest first."""
         ...
 

@@ -23,6 +23,7 @@ from qfexbot.money.journal.model import (
     TRANSITIONS,
     UNRESOLVED,
     WATCH_STATES,
+    AuditEvent,
     BackupInfo,
     BudgetExceeded,
     DryRun,
@@ -395,9 +396,10 @@ class SqliteStore:
             if entry.state != EntryState.UNKNOWN:
                 # A pending/sent row being resolved means nobody is working on it: in doubt.
                 self._transition(
-                    entry_id, EntryState.UNKNOWN,
+                    entry_id,
+                    EntryState.UNKNOWN,
                     f"found {entry.state} at resolution: outcome unknown",
-                )  # fmt: skip
+                )
             to_state = EntryState.DONE if applied else EntryState.FAILED
             text = detail or f"resolved by {by}: {'applied' if applied else 'not applied'}"
             resolved = self._transition(entry_id, to_state, text, by=by)
@@ -548,7 +550,7 @@ class SqliteStore:
     ) -> list[Entry]:
         return self._window(self._db, owner, pairs, since)
 
-    def events(self, entry_id: str) -> list[dict[str, Any]]:
+    def events(self, entry_id: str) -> list[AuditEvent]:
         rows = self._db.execute(
             "SELECT at, from_state, to_state, detail, by FROM events WHERE entry_id = ? "
             "ORDER BY seq",
