@@ -22,7 +22,7 @@ from pathlib import Path
 from qfexbot.config import AppConfig
 from qfexbot.core.accounts import AccountBook
 from qfexbot.errors import JournalError
-from qfexbot.money import policy
+from qfexbot.money import killswitch
 from qfexbot.money.journal import (
     EntryKind,
     EntryNotFound,
@@ -232,13 +232,13 @@ def _user() -> str:
 
 def pause(kill_switch_path: str | Path, reason: str) -> str:
     """Pause all money movement (creates the kill switch file)."""
-    policy.pause(kill_switch_path, reason)
+    killswitch.pause(kill_switch_path, reason)
     return f"paused: money movement stops ({kill_switch_path}): {reason}"
 
 
 def resume(kill_switch_path: str | Path) -> str:
     """Resume money movement (removes the kill switch file)."""
-    if policy.resume(kill_switch_path):
+    if killswitch.resume(kill_switch_path):
         return f"resumed: kill switch {kill_switch_path} removed"
     return f"not paused: no kill switch at {kill_switch_path}"
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qfexbot.core.logs import get_logger, log_event
+from qfexbot.errors import JournalError
 
 __all__ = ["AccountLocks", "AccountsLocked", "acquire_account_locks", "lock_directory"]
 
@@ -44,7 +45,7 @@ RUN_LOCK = Path("/run/lock")
 log = get_logger(__name__)
 
 
-class AccountsLocked(RuntimeError):
+class AccountsLocked(JournalError, RuntimeError):
     """Another process holds the lock of an account this process would move money on."""
 
 

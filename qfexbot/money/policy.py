@@ -1,4 +1,4 @@
-"""Money-movement policy: pure checks that run before a transfer is journaled, plus the kill switch.
+"""Money-movement policy: pure checks that run before a transfer is journaled (no I/O).
 
 Every check returns a ``PolicyDecision`` whose ``reason`` names the limit and the numbers, so an
 operator reading the journal or the log knows exactly why a transfer was refused.
@@ -15,19 +15,15 @@ and to sweep). Each name may be an account id or an alias; pass ``accounts`` (al
 ``VenueConfig.accounts``) to resolve aliases. An empty collection allows no transfer at all (the
 safe default); ``None`` allows every pair.
 
-Kill switch: a file; while it exists all money movement is paused. ``pause(path, reason)`` and
-``resume(path)`` write and remove it atomically; ``kill_switch_reason(path)`` reads it.
+The kill switch (a file: reading, writing, removing it) lives in ``qfexbot.money.killswitch``;
+``check_transfer`` takes its text as ``paused_reason``.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -38,12 +34,10 @@ __all__ = [
     "check_transfer",
     "daily_spent",
     "dry_run_decision",
-    "kill_switch_reason",
     "limit_value",
     "pair_allowed",
-    "pause",
+    "paused_decision",
     "resolve_pairs",
-    "resume",
 ]
 
 DAY = 24 * 60 * 60.0
@@ -78,6 +72,11 @@ class PolicyDecision:
 
 
 ALLOWED = PolicyDecision(True, "allowed", "ok")
+
+
+def paused_decision(reason: str) -> PolicyDecision:
+    """The refusal while the kill switch is engaged; ``reason`` is its text."""
+    return PolicyDecision(False, f"money movement is paused (kill switch): {reason}", "paused")
 
 
 def limit_value(limits: Any, name: str) -> Decimal | None:
@@ -155,10 +154,18 @@ def check_transfer(
     label = (names or {}).get
     s, d = label(src, src), label(dst, dst)
     if paused_reason is not None:
-        return PolicyDecision(
-            False, f"money movement is paused (kill switch): {paused_reason}", "paused"
-        )
+        return paused_decision(paused_reason)
     amount = Decimal(amount)
+    return (
+        _amount_refusal(amount)
+        or _pair_refusal(limits, src, dst, accounts, s, d)
+        or _limit_refusal(limits, amount, spent_24h, last_transfer_at, now, f"{s} <-> {d}")
+        or ALLOWED
+    )
+
+
+def _amount_refusal(amount: Decimal) -> PolicyDecision | None:
+    """An amount that is not a positive number of at least ``MIN_TRANSFER``."""
     if not amount.is_finite() or amount <= 0:
         return PolicyDecision(
             False, f"transfer amount must be positive, got {amount}", "invalid_amount"
@@ -170,6 +177,13 @@ def check_transfer(
             f"small to tell apart from balance rounding, so it could never be reconciled)",
             "below_minimum",
         )
+    return None
+
+
+def _pair_refusal(
+    limits: Any, src: str, dst: str, accounts: Mapping[str, str] | None, s: str, d: str
+) -> PolicyDecision | None:
+    """A transfer from an account to itself, or on a pair ``allowed_pairs`` does not allow."""
     if src == dst:
         return PolicyDecision(
             False, f"source and destination are the same account ({s})", "same_account"
@@ -178,6 +192,18 @@ def check_transfer(
         return PolicyDecision(
             False, f"account pair {s} <-> {d} is not in allowed_pairs", "pair_not_allowed"
         )
+    return None
+
+
+def _limit_refusal(
+    limits: Any,
+    amount: Decimal,
+    spent_24h: Decimal,
+    last_transfer_at: float | None,
+    now: float,
+    pair: str,
+) -> PolicyDecision | None:
+    """Over ``max_transfer`` or the rolling ``max_daily``, or sooner than ``min_interval``."""
     max_transfer = limit_value(limits, "max_transfer")
     if max_transfer is not None and amount > max_transfer:
         return PolicyDecision(
@@ -200,11 +226,11 @@ def check_transfer(
         if elapsed < float(min_interval):
             return PolicyDecision(
                 False,
-                f"last transfer on {s} <-> {d} was {elapsed:.1f} s ago; min_interval is "
+                f"last transfer on {pair} was {elapsed:.1f} s ago; min_interval is "
                 f"{float(min_interval):g} s (wait {float(min_interval) - elapsed:.1f} s)",
                 "min_interval",
             )
-    return ALLOWED
+    return None
 
 
 def check_remaining(
@@ -244,52 +270,7 @@ def dry_run_decision(
     label = (names or {}).get
     return PolicyDecision(
         False,
-        f"dry run: would transfer {_fmt(Decimal(amount))} from {label(src, src)} to {label(dst, dst)}",
+        f"dry run: would transfer {_fmt(Decimal(amount))} from {label(src, src)} "
+        f"to {label(dst, dst)}",
         "dry_run",
     )
-
-
-# -- kill switch --------------------------------------------------------------------------------
-
-
-def kill_switch_reason(path: str | Path | None) -> str | None:
-    """The pause reason if the kill switch file exists (empty file -> "paused"), else None."""
-    if path is None:
-        return None
-    try:
-        text = Path(path).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        return f"kill switch path {path} is a directory"
-    except (OSError, UnicodeDecodeError) as exc:
-        # Fail closed: a kill switch that exists but cannot be read still pauses.
-        return f"paused (kill switch {path} unreadable: {type(exc).__name__})"
-    return text.splitlines()[0] if text else "paused"
-
-
-def pause(path: str | Path, reason: str) -> None:
-    """Pause all money movement: atomically write the kill switch file with ``reason``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    line = " ".join((reason or "paused").split())
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(f"{line} (paused at {stamp})\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def resume(path: str | Path) -> bool:
-    """Resume money movement: remove the kill switch file. Returns whether it existed."""
-    try:
-        Path(path).unlink()
-    except FileNotFoundError:
-        return False
-    return True

@@ -5,9 +5,9 @@
 1. takes the locks of both accounts (so no two transfers touching an account run at once —
    this also covers "two transfers on one pair never race");
 2. refuses while any transfer touching either account is unresolved (pending/sent/unknown);
-3. runs the policy checks (``qfexbot.money.policy``): kill switch, amount, allowed pair, per-transfer
-   and rolling 24 h maximum, minimum interval, then reads the available balances of both
-   accounts afresh and checks ``min_remaining``;
+3. runs the policy checks (``qfexbot.money.policy``): kill switch, amount, allowed pair,
+   per-transfer and rolling 24 h maximum, minimum interval, then reads the available balances
+   of both accounts afresh and checks ``min_remaining``;
 4. dry run: journals "would transfer" and returns; nothing is sent;
 5. checks the kill switch again (a balance read can take seconds) and journals the intent
    (``pending``, committed) in the same journal transaction as the final rolling 24 h check
@@ -24,17 +24,18 @@ Identity and limits. Every decision is keyed by the journal's ``owner`` (the ven
 ``simulator = true`` table's own key, ``VenueConfig.owner``) and account ids, never by a name:
 blocking on unresolved transfers, reconciliation, ``min_interval`` (the newest transfer on the
 unordered pair) and the rolling 24 h total. A bot's ``max_daily`` counts every possibly-applied
-transfer (pending, sent, unknown, done) of the last 24 h between any pair its ``allowed_pairs`` governs, whichever bot wrote it: renaming the bot,
-the venue or an alias resets nothing, and two bots sharing a treasury with their own desks
-(``treasury <-> desk-a`` and ``treasury <-> desk-b``) do not eat each other's budget.
+transfer (pending, sent, unknown, done) of the last 24 h between any pair its ``allowed_pairs``
+governs, whichever bot wrote it: renaming the bot, the venue or an alias resets nothing, and two
+bots sharing a treasury with their own desks (``treasury <-> desk-a`` and ``treasury <->
+desk-b``) do not eat each other's budget.
 
 Reconciliation (why balance deltas). QFEX's ``POST /user/transfer`` carries no client id and
 there is no transfer history endpoint, so the only evidence of whether a transfer landed is the
 balances. Just before the send we read both accounts (``BalanceReading``: available balance and
 ``deposit``) and store them with the intent (``src_before``/``dst_before``,
 ``src_deposit_before``/``dst_deposit_before``). ``reconcile()`` reads both again and decides
-(``classify_evidence``, with a small ``tolerance``; "moved by ±amount" means src −amount and
-dst +amount):
+(``qfexbot.money.evidence.classify_evidence``, with a small ``tolerance``; "moved by ±amount"
+means src -amount and dst +amount):
 
 1. both deposits moved by ±amount -> applied -> ``done`` (unless the available balances are
    exactly unchanged, which contradicts it -> unclear);
@@ -123,18 +124,29 @@ from typing import Any
 
 import trio
 
+from qfexbot.core.accounts import AccountBook
 from qfexbot.core.logs import get_logger, log_context, log_event
+from qfexbot.errors import VenueError
 from qfexbot.events import TransferOutcomeEvent
+from qfexbot.money.evidence import (
+    TOLERANCE,
+    classify_evidence,
+    classify_reconciliation,
+    deposit_quad,
+    explained_moves,
+    watch_verdict,
+)
 from qfexbot.money.journal import (
     BudgetExceeded,
     DailyBudget,
     Entry,
+    EntryState,
     Hold,
     InvalidTransition,
     Journal,
-    TransferState,
     Watch,
 )
+from qfexbot.money.killswitch import kill_switch_reason
 from qfexbot.money.policy import (
     DAY,
     PolicyDecision,
@@ -142,7 +154,7 @@ from qfexbot.money.policy import (
     check_transfer,
     daily_spent,
     dry_run_decision,
-    kill_switch_reason,
+    paused_decision,
     resolve_pairs,
 )
 
@@ -156,8 +168,6 @@ __all__ = [
     "TransferRejected",
     "TransferResult",
     "TransferService",
-    "classify_evidence",
-    "classify_reconciliation",
     "deposit_meta_key",
 ]
 
@@ -179,21 +189,18 @@ ReadBalance = Callable[[str], Awaitable["BalanceReading | Decimal"]]
 """``await read_balance(account_id)``: a fresh ``BalanceReading``; a bare Decimal is read as the
 available balance with no deposit (then only available-balance evidence is used)."""
 
-Quad = tuple[Decimal, Decimal, Decimal, Decimal]
-"""Balances of one kind as ``(src_before, dst_before, src_now, dst_now)``."""
-
 OutcomeCallback = Callable[[TransferOutcomeEvent], Awaitable[None] | None]
 
 
-class TransferRejected(Exception):
+class TransferRejected(VenueError):
     """The venue definitely rejected the transfer (e.g. problem+json 4xx): nothing was applied."""
 
 
-class TransferNotSent(Exception):
+class TransferNotSent(VenueError):
     """The request definitely never left (connect refused, auth not built): nothing was applied."""
 
 
-class TransferAmbiguous(Exception):
+class TransferAmbiguous(VenueError):
     """The request may have been applied (timeout, reset, 5xx after sending): outcome unknown."""
 
 
@@ -214,7 +221,7 @@ class TransferResult:
     @property
     def ok(self) -> bool:
         """True when the venue confirmed the transfer."""
-        return self.state == TransferState.DONE
+        return self.state == EntryState.DONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,80 +233,15 @@ class ReconcileResult:
     detail: str
 
 
-def classify_reconciliation(
-    amount: Decimal,
-    src_before: Decimal,
-    dst_before: Decimal,
-    src_now: Decimal,
-    dst_now: Decimal,
-    tolerance: Decimal = Decimal("0.000001"),
-) -> str:
-    """One kind of balance (available or deposit): ``"applied"`` if src moved by −amount and dst
-    by +amount, ``"not_applied"`` if both are unchanged, else ``"unclear"`` (within ``tolerance``)."""
-    d_src, d_dst = src_now - src_before, dst_now - dst_before
-    applied = abs(d_src + amount) <= tolerance and abs(d_dst - amount) <= tolerance
-    untouched = abs(d_src) <= tolerance and abs(d_dst) <= tolerance
-    if applied and not untouched:
-        return "applied"
-    if untouched and not applied:
-        return "not_applied"
-    return "unclear"
-
-
-def classify_evidence(
-    amount: Decimal,
-    available: Quad,
-    deposit: Quad | None,
-    *,
-    deposit_verified: bool | None,
-    tolerance: Decimal = Decimal("0.000001"),
-) -> tuple[str, str]:
-    """``(verdict, basis)`` from available and deposit balances (rules 1-4 of the module doc).
-
-    ``verdict`` is ``"applied"``, ``"not_applied"`` or ``"unclear"``; ``basis`` says which
-    evidence decided (``"deposit"``, ``"available"``, or why it is unclear). ``deposit`` is None
-    when deposits were not read; ``deposit_verified`` is the venue's verification state
-    (None: unverified, True, False).
-    """
-    by_available = classify_reconciliation(amount, *available, tolerance)
-    by_deposit = None
-    if deposit is not None:
-        by_deposit = classify_reconciliation(amount, *deposit, tolerance)
-        if by_deposit == "applied":
-            if by_available == "not_applied":
-                return (
-                    "unclear",
-                    "deposits moved by the amount but available balances are unchanged",
-                )
-            return "applied", "deposit"
-        if deposit_verified is True:
-            if by_deposit == "not_applied":
-                if _either_moved_by(amount, available, tolerance):
-                    return "unclear", ("deposits unchanged but an available balance moved by "
-                                       "exactly the amount")  # fmt: skip
-                return "not_applied", "deposit"
-            return "unclear", "deposits moved by something else"
-    if by_available != "unclear":
-        return by_available, "available"
-    why = "balances moved by something else"
-    if by_deposit == "not_applied":
-        state = "not verified" if deposit_verified is None else "known NOT"
-        why += f"; deposits unchanged, but this venue is {state} to reflect transfers in deposit"
-    return "unclear", why
-
-
-def _either_moved_by(amount: Decimal, available: Quad, tolerance: Decimal) -> bool:
-    """True if src moved by exactly −amount or dst by exactly +amount: on one account alone
-    that already contradicts "not applied" (a non-trading account moves only by transfers)."""
-    src_before, dst_before, src_now, dst_now = available
-    return (abs(src_now - src_before + amount) <= tolerance
-            or abs(dst_now - dst_before - amount) <= tolerance)  # fmt: skip
-
-
 def deposit_meta_key(owner: str) -> str:
     """The journal meta key of an owner's deposit verification state (``"true"``/``"false"``):
     keyed by the journal owner (user id, or a simulator table's own key), never a venue name."""
     return f"deposit_reflects_transfers:{owner}"
+
+
+def _refused(reason: str, code: str) -> tuple[PolicyDecision, None, None]:
+    """A refusal from ``TransferService._check``: no balances were read for it."""
+    return PolicyDecision(False, reason, code), None, None
 
 
 def _reading(value: BalanceReading | Decimal) -> BalanceReading:
@@ -317,8 +259,10 @@ class TransferService:
         ``TransferAmbiguous`` as documented (anything else counts as ambiguous).
       read_balance: fresh ``BalanceReading`` (or bare available Decimal) of an account id.
       venue: venue name written into every entry (display only; nothing is keyed by it).
-      limits: bot name -> limits object (see ``qfexbot.money.policy``); a bot without one is refused.
-      accounts: alias -> account id of this venue (resolves ``allowed_pairs``; makes reasons readable).
+      limits: bot name -> limits object (see ``qfexbot.money.policy``); a bot without one is
+        refused.
+      accounts: alias -> account id of this venue (resolves ``allowed_pairs``; makes reasons
+        readable; an id under two aliases is named by the first, see ``AccountBook``).
       kill_switch: path of the kill switch file, or None.
       dry_run: global dry run (a bot may also ask per call).
       on_outcome: called with a ``TransferOutcomeEvent`` for every outcome (sync or async);
@@ -353,7 +297,7 @@ class TransferService:
         dry_run: bool = False,
         on_outcome: OutcomeCallback | None = None,
         clock: Callable[[], float] = time.time,
-        tolerance: Decimal = Decimal("0.000001"),
+        tolerance: Decimal = TOLERANCE,
         settle_seconds: float = 0.0,
         late_watch: float = DAY,
         user_id: str | None = None,
@@ -365,8 +309,9 @@ class TransferService:
         self._send = send
         self._read = read_balance
         self._limits = dict(limits)
-        self._accounts = dict(accounts or {})
-        self._names = {account_id: alias for alias, account_id in self._accounts.items()}
+        self._accounts = AccountBook(accounts or {}, name=venue)
+        self._names = {i: self._accounts.alias_of(i) for i in self._accounts.ids()}
+        """id -> alias, for the policy's readable reasons."""
         self._kill_switch = kill_switch
         self._dry_run = dry_run
         self._on_outcome = on_outcome
@@ -386,7 +331,7 @@ class TransferService:
         """Transfers reconciled "not applied" that were later seen to land (re-marked done)."""
 
     def _name(self, account_id: str | None) -> str:
-        return self._names.get(account_id or "", account_id or "?")
+        return self._accounts.alias_of(account_id) if account_id else "?"
 
     async def _read_both(
         self, src: str, dst: str, reader: ReadBalance | None = None
@@ -506,28 +451,19 @@ class TransferService:
         )
         if blocking:
             e = blocking[0]
-            return (
-                PolicyDecision(
-                    False,
-                    f"transfer {e.id} ({self._name(e.src)} -> {self._name(e.dst)}, {e.amount}) is "
-                    f"{e.state}: no transfer touching {self._name(e.src)} or {self._name(e.dst)} "
-                    f"until it is reconciled or an operator runs "
-                    f"`qfexbot journal resolve {e.id} --applied|--not-applied`",
-                    "unresolved",
-                ),
-                None,
-                None,
+            return _refused(
+                f"transfer {e.id} ({self._name(e.src)} -> {self._name(e.dst)}, {e.amount}) is "
+                f"{e.state}: no transfer touching {self._name(e.src)} or {self._name(e.dst)} "
+                f"until it is reconciled or an operator runs "
+                f"`qfexbot journal resolve {e.id} --applied|--not-applied`",
+                "unresolved",
             )
         held = await self._held_decision(src, dst)
         if held is not None:
             return held, None, None
         limits = self._limits.get(bot)
         if limits is None:
-            return (
-                PolicyDecision(False, f"no transfer limits configured for bot {bot}", "no_limits"),
-                None,
-                None,
-            )
+            return _refused(f"no transfer limits configured for bot {bot}", "no_limits")
         paused = await self._paused()
         now = self._clock()
         window = await self.journal.window_transfers(self.owner, self._pairs(limits), now - DAY)
@@ -552,15 +488,10 @@ class TransferService:
             src_before, dst_before = await self._read_both(src, dst)
         except Exception as exc:
             log_event(log, logging.WARNING, "balance read failed before transfer", error=repr(exc))
-            return (
-                PolicyDecision(
-                    False,
-                    f"could not read the available balances of {self._name(src)} and "
-                    f"{self._name(dst)} ({type(exc).__name__}: {exc}); not moving money blind",
-                    "balance_unknown",
-                ),
-                None,
-                None,
+            return _refused(
+                f"could not read the available balances of {self._name(src)} and "
+                f"{self._name(dst)} ({type(exc).__name__}: {exc}); not moving money blind",
+                "balance_unknown",
             )
         decision = check_remaining(
             limits, src=src, amount=amount, src_available=src_before.available, names=self._names
@@ -577,7 +508,7 @@ class TransferService:
         """The unresolved transfers this service reconciles: its user id's rows between two
         accounts it names (another venue table of the same user reconciles its own), and rows
         an older version wrote under this venue's name."""
-        named = set(self._accounts.values())
+        named = set(self._accounts.ids())
         return [
             e for e in await self.journal.unresolved(self.venue, owner=self.owner)
             if e.owner is None or not named or (e.src in named and e.dst in named)
@@ -641,8 +572,7 @@ class TransferService:
         # The balance read before this can take seconds: a pause meanwhile must still stop it.
         paused = await self._paused()
         if paused is not None:
-            return await self._refuse(*args, PolicyDecision(
-                False, f"money movement is paused (kill switch): {paused}", "paused"))  # fmt: skip
+            return await self._refuse(*args, paused_decision(paused))
         try:
             entry = await self.journal.record_intent(
                 bot=bot, plugin=plugin, venue=self.venue, src=src, dst=dst, amount=amount,
@@ -698,12 +628,12 @@ class TransferService:
             raise
         else:
             entry = await self.journal.mark_done(entry_id, "venue confirmed")
-        level = logging.INFO if entry.state == TransferState.DONE else logging.WARNING
+        level = logging.INFO if entry.state == EntryState.DONE else logging.WARNING
         log_event(log, level, "transfer " + entry.state, entry=entry_id, src=self._name(src),
                   dst=self._name(dst), amount=str(amount), detail=entry.detail)  # fmt: skip
-        if entry.state == TransferState.DONE:
+        if entry.state == EntryState.DONE:
             await self._observe_deposits(entry)
-        elif entry.state == TransferState.UNKNOWN:
+        elif entry.state == EntryState.UNKNOWN:
             self._doubt_since[entry_id] = trio.current_time()
             self._wake.set()
         await self._emit(entry)
@@ -781,7 +711,7 @@ class TransferService:
                 current = await self.journal.get(entry.id)
                 if current is None or not current.unresolved:
                     continue
-                if current.state != TransferState.UNKNOWN:
+                if current.state != EntryState.UNKNOWN:
                     current = await self.journal.mark_unknown(
                         current.id,
                         f"found {current.state} with no transfer in progress (crash or "
@@ -793,7 +723,7 @@ class TransferService:
                             await self._reconcile_one(current, reader, allow_not_applied)
                         )
                     except InvalidTransition:
-                        # An operator resolved it meanwhile (qfexbot journal resolve): theirs stands.
+                        # An operator resolved it meanwhile (journal resolve): theirs stands.
                         log_event(
                             log,
                             logging.INFO,
@@ -807,28 +737,9 @@ class TransferService:
         self, entry: Entry, reader: ReadBalance, allow_not_applied: bool = True
     ) -> ReconcileResult:
         src, dst, amount = entry.src or "", entry.dst or "", entry.amount or Decimal(0)
-        if entry.src_before is None or entry.dst_before is None:
-            return await self._still_unknown(
-                entry, "cannot reconcile: balances before the transfer were not recorded"
-            )
-        self._doubt_since.setdefault(entry.id, trio.current_time())
-        held = [
-            h for h in await self.journal.active_holds(owner=self.owner) if h.account in (src, dst)
-        ]
-        if held:
-            return await self._still_unknown(
-                entry, f"not reconciling automatically: {self._name(held[0].account)} is held "
-                f"({held[0].reason})",
-            )  # fmt: skip
-        marked = await self.journal.entry_holds(entry.id)
-        if marked:
-            # Released or not: once its accounts moved unexplained, no balance reading can
-            # tell whether this transfer landed (a later "clean" one may be two moves netting).
-            return await self._still_unknown(
-                entry, f"not reconciling automatically: {self._name(marked[0].account)} was held "
-                f"because of this transfer ({marked[0].code}: {marked[0].reason}); balances "
-                f"can no longer settle it",
-            )  # fmt: skip
+        blocked = await self._not_reconcilable(entry)
+        if blocked is not None:
+            return await self._still_unknown(entry, blocked)
         try:
             src_now, dst_now = await self._read_both(src, dst, reader)
         except Exception as exc:
@@ -839,11 +750,10 @@ class TransferService:
             f"available {self._name(src)} {entry.src_before} -> {src_now.available}, "
             f"{self._name(dst)} {entry.dst_before} -> {dst_now.available}"
         )
-        deposit: Quad | None = None
-        if None not in (entry.src_deposit_before, entry.dst_deposit_before,
-                        src_now.deposit, dst_now.deposit):  # fmt: skip
-            deposit = (entry.src_deposit_before, entry.dst_deposit_before,  # type: ignore[assignment]
-                       src_now.deposit, dst_now.deposit)  # fmt: skip
+        deposit = deposit_quad(
+            entry.src_deposit_before, entry.dst_deposit_before, src_now.deposit, dst_now.deposit
+        )
+        if deposit is not None:
             numbers += (
                 f"; deposit {self._name(src)} {entry.src_deposit_before} -> {src_now.deposit}, "
                 f"{self._name(dst)} {entry.dst_deposit_before} -> {dst_now.deposit}"
@@ -857,52 +767,108 @@ class TransferService:
             return await self._unexplained(entry, numbers)
         verdict, basis = classify_evidence(
             amount,
-            (entry.src_before, entry.dst_before, src_now.available, dst_now.available),
+            (entry.src_before, entry.dst_before, src_now.available, dst_now.available),  # type: ignore[arg-type]
             deposit,
             deposit_verified=verified,
             tolerance=self._tolerance,
         )
         if verdict == "applied":
-            try:
-                resolved = await self.journal.resolve(
-                    entry.id, True, "reconcile", f"reconciled as applied (by {basis}): {numbers}"
-                )
-            except InvalidTransition:
-                return await self._resolved_meanwhile(entry, verdict, numbers)
+            outcome = await self._conclude(
+                entry, verdict, f"reconciled as applied (by {basis}): {numbers}", numbers
+            )
         elif verdict == "not_applied":
             if not allow_not_applied:
                 return ReconcileResult(entry.id, entry.state, entry.detail)
-            quiet = trio.current_time() - self._doubt_since[entry.id]
-            if quiet < self._settle:
-                return await self._still_unknown(
-                    entry, f"balances unchanged, but in doubt for less than {self._settle:g} s "
-                    f"(transfer_settle, counted by this process); not declaring it not applied "
-                    f"yet: {numbers}",
-                )  # fmt: skip
-            # The verdict and its late-landing watch are one journal transaction.
-            watch_from = None
-            if src_now.deposit is not None and dst_now.deposit is not None:
-                watch_from = (src_now.deposit, dst_now.deposit)
-            try:
-                resolved = await self.journal.resolve(
-                    entry.id, False, "reconcile",
-                    f"reconciled as not applied (by {basis}): {numbers}", watch_from=watch_from,
-                )  # fmt: skip
-            except InvalidTransition:
-                return await self._resolved_meanwhile(entry, verdict, numbers)
-            if watch_from is None and None in (entry.src_deposit_before,
-                                               entry.dst_deposit_before):  # fmt: skip
-                log_event(log, logging.WARNING, "no deposits reported: a late landing of this "
-                          "transfer could not be detected", entry=entry.id)  # fmt: skip
-            else:
-                self._watch_since[entry.id] = trio.current_time()
+            outcome = await self._conclude_not_applied(entry, basis, numbers, src_now, dst_now)
         else:
             return await self._still_unknown(entry, f"cannot reconcile: {basis} ({numbers})")
+        if isinstance(outcome, ReconcileResult):
+            return outcome
         self._doubt_since.pop(entry.id, None)
-        log_event(log, logging.INFO, "transfer reconciled", entry=entry.id, state=resolved.state,
-                  detail=resolved.detail)  # fmt: skip
-        await self._emit(resolved)
-        return ReconcileResult(resolved.id, resolved.state, resolved.detail)
+        log_event(log, logging.INFO, "transfer reconciled", entry=entry.id, state=outcome.state,
+                  detail=outcome.detail)  # fmt: skip
+        await self._emit(outcome)
+        return ReconcileResult(outcome.id, outcome.state, outcome.detail)
+
+    async def _not_reconcilable(self, entry: Entry) -> str | None:
+        """Why ``entry`` gets no automatic verdict now, or None when balances may settle it.
+
+        Starts its quiet time (``settle_seconds``) once its "before" balances are known.
+        """
+        if entry.src_before is None or entry.dst_before is None:
+            return "cannot reconcile: balances before the transfer were not recorded"
+        self._doubt_since.setdefault(entry.id, trio.current_time())
+        accounts = (entry.src or "", entry.dst or "")
+        held = [
+            h for h in await self.journal.active_holds(owner=self.owner) if h.account in accounts
+        ]
+        if held:
+            return (
+                f"not reconciling automatically: {self._name(held[0].account)} is held "
+                f"({held[0].reason})"
+            )
+        marked = await self.journal.entry_holds(entry.id)
+        if marked:
+            # Released or not: once its accounts moved unexplained, no balance reading can
+            # tell whether this transfer landed (a later "clean" one may be two moves netting).
+            return (
+                f"not reconciling automatically: {self._name(marked[0].account)} was held "
+                f"because of this transfer ({marked[0].code}: {marked[0].reason}); balances "
+                f"can no longer settle it"
+            )
+        return None
+
+    async def _conclude(
+        self,
+        entry: Entry,
+        verdict: str,
+        detail: str,
+        numbers: str,
+        watch_from: tuple[Decimal, Decimal] | None = None,
+    ) -> Entry | ReconcileResult:
+        """Resolve ``entry`` as the evidence says (the resolved entry), unless an operator
+        resolved it meanwhile (then the result of ``_resolved_meanwhile``)."""
+        try:
+            if verdict == "applied":
+                return await self.journal.resolve(entry.id, True, "reconcile", detail)
+            return await self.journal.resolve(
+                entry.id, False, "reconcile", detail, watch_from=watch_from
+            )
+        except InvalidTransition:
+            return await self._resolved_meanwhile(entry, verdict, numbers)
+
+    async def _conclude_not_applied(
+        self,
+        entry: Entry,
+        basis: str,
+        numbers: str,
+        src_now: BalanceReading,
+        dst_now: BalanceReading,
+    ) -> Entry | ReconcileResult:
+        """ "Not applied", once the entry has been quiet for ``settle_seconds``; the verdict and
+        its late-landing watch (from the deposits read now) are one journal transaction."""
+        quiet = trio.current_time() - self._doubt_since[entry.id]
+        if quiet < self._settle:
+            return await self._still_unknown(
+                entry, f"balances unchanged, but in doubt for less than {self._settle:g} s "
+                f"(transfer_settle, counted by this process); not declaring it not applied "
+                f"yet: {numbers}",
+            )  # fmt: skip
+        watch_from = None
+        if src_now.deposit is not None and dst_now.deposit is not None:
+            watch_from = (src_now.deposit, dst_now.deposit)
+        resolved = await self._conclude(
+            entry, "not_applied", f"reconciled as not applied (by {basis}): {numbers}", numbers,
+            watch_from,
+        )  # fmt: skip
+        if isinstance(resolved, ReconcileResult):
+            return resolved
+        if watch_from is None and None in (entry.src_deposit_before, entry.dst_deposit_before):
+            log_event(log, logging.WARNING, "no deposits reported: a late landing of this "
+                      "transfer could not be detected", entry=entry.id)  # fmt: skip
+        else:
+            self._watch_since[entry.id] = trio.current_time()
+        return resolved
 
     async def _resolved_meanwhile(
         self, entry: Entry, verdict: str, numbers: str
@@ -913,7 +879,7 @@ class TransferService:
         current = await self.journal.get(entry.id)
         if current is None:
             raise InvalidTransition(f"transfer {entry.id} vanished from the journal")
-        if verdict == "applied" and current.state == TransferState.FAILED:
+        if verdict == "applied" and current.state == EntryState.FAILED:
             watches = await self.journal.watches(self.venue, owner=self.owner)
             watched = any(w.entry_id == current.id for w in watches)
             log_event(log, logging.ERROR, "an operator resolved a transfer NOT applied while "
@@ -933,7 +899,7 @@ class TransferService:
                     f"{numbers}",
                 )  # fmt: skip
         else:
-            agrees = (verdict == "applied") == (current.state == TransferState.DONE)
+            agrees = (verdict == "applied") == (current.state == EntryState.DONE)
             log_event(log, logging.INFO if agrees else logging.WARNING,
                       "journal entry resolved elsewhere meanwhile; that verdict stands",
                       entry=current.id, state=current.state,
@@ -1016,7 +982,7 @@ class TransferService:
     async def _watches_here(self) -> list[Watch]:
         """The active watches this service checks: its owner's, between accounts it names
         (another venue table of the same user checks its own)."""
-        named = set(self._accounts.values())
+        named = set(self._accounts.ids())
         return [
             w for w in await self.journal.watches(self.venue, owner=self.owner)
             if not named or (w.src in named and w.dst in named)
@@ -1053,7 +1019,7 @@ class TransferService:
                 continue
             async with self._hold(watch.src, watch.dst):
                 entry = await self.journal.get(watch.entry_id)
-                if entry is None or entry.state != TransferState.FAILED:
+                if entry is None or entry.state != EntryState.FAILED:
                     result = await self._close_settled_watch(watch, entry)
                 else:
                     try:
@@ -1068,17 +1034,15 @@ class TransferService:
     async def _check_watch(self, watch: Watch, reader: ReadBalance) -> ReconcileResult | None:
         """Did the watched transfer land late? Deposits since the watch began, less what this
         journal's later transfers on those accounts explain, equal to exactly ±amount."""
-        explained = {watch.src: Decimal(0), watch.dst: Decimal(0)}
-        for later in await self.journal.transfers_after(
-            watch.entry_id, self.venue, (watch.src, watch.dst), owner=self.owner
-        ):
-            if later.unresolved:
-                return None  # its own reconciliation goes first
-            if later.state == TransferState.DONE and later.amount is not None:
-                if later.src in explained:
-                    explained[later.src] -= later.amount
-                if later.dst in explained:
-                    explained[later.dst] += later.amount
+        explained = explained_moves(
+            await self.journal.transfers_after(
+                watch.entry_id, self.venue, (watch.src, watch.dst), owner=self.owner
+            ),
+            watch.src,
+            watch.dst,
+        )
+        if explained is None:
+            return None  # a later transfer is unresolved: its own reconciliation goes first
         try:
             src_now, dst_now = await self._read_both(watch.src, watch.dst, reader)
         except Exception:
@@ -1087,25 +1051,24 @@ class TransferService:
             return None
         u_src = src_now.deposit - watch.src_deposit - explained[watch.src]
         u_dst = dst_now.deposit - watch.dst_deposit - explained[watch.dst]
-        tol, amount = self._tolerance, watch.amount
-
-        def landed(d_src: Decimal, d_dst: Decimal) -> bool:
-            return abs(d_src + amount) <= tol and abs(d_dst - amount) <= tol
-
-        if not (landed(u_src, u_dst) or landed(u_src - watch.last_src, u_dst - watch.last_dst)):
-            if abs(u_src - watch.last_src) > tol or abs(u_dst - watch.last_dst) > tol:
-                # The landing may hide inside that movement: no reading can tell any more.
-                await self.journal.update_watch(watch.entry_id, "watching", u_src, u_dst)
-                await self._hold_watched(
-                    watch,
-                    (
-                        f"deposits moved in a way this journal does not explain (another mover on "
-                        f"these accounts?) while transfer {watch.entry_id}, reconciled not applied, "
-                        f"is watched for a late landing: unexplained since then "
-                        f"{self._name(watch.src)} {u_src}, {self._name(watch.dst)} {u_dst}; "
-                        f"amount {amount}; it may have landed within that movement"
-                    ),
-                )
+        amount = watch.amount
+        verdict = watch_verdict(
+            amount, (u_src, u_dst), (watch.last_src, watch.last_dst), self._tolerance
+        )
+        if verdict == "moved":
+            # The landing may hide inside that movement: no reading can tell any more.
+            await self.journal.update_watch(watch.entry_id, "watching", u_src, u_dst)
+            await self._hold_watched(
+                watch,
+                (
+                    f"deposits moved in a way this journal does not explain (another mover on "
+                    f"these accounts?) while transfer {watch.entry_id}, reconciled not applied, "
+                    f"is watched for a late landing: unexplained since then "
+                    f"{self._name(watch.src)} {u_src}, {self._name(watch.dst)} {u_dst}; "
+                    f"amount {amount}; it may have landed within that movement"
+                ),
+            )
+        if verdict != "landed":
             return None
         detail = (
             f"late landing: reconciled not applied, then deposits moved by exactly the amount "
@@ -1138,7 +1101,7 @@ class TransferService:
         trail = [] if entry is None else await self.journal.events(entry.id)
         landed = (
             entry is not None
-            and entry.state == TransferState.DONE
+            and entry.state == EntryState.DONE
             and any(
                 (e["from_state"], e["to_state"], e["by"]) == ("failed", "done", "reconcile")
                 for e in trail

@@ -17,8 +17,9 @@ from journal_helpers import DESK_A, TREASURY, FakeVenue, make_limits
 from qfexbot.cli import journal as journal_cli
 from qfexbot.cli import main
 from qfexbot.cli.journal import JournalCommandError, journal_resolve
+from qfexbot.money.evidence import classify_evidence
 from qfexbot.money.journal import BudgetExceeded, DailyBudget, SqliteJournal, SqliteStore
-from qfexbot.money.transfers import BalanceReading, TransferService, classify_evidence
+from qfexbot.money.transfers import BalanceReading, TransferService
 
 d = Decimal
 OTHER_TREASURY = "33333333-3333-4333-8333-333333333333"

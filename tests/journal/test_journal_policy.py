@@ -8,15 +8,13 @@ from decimal import Decimal
 import pytest
 from journal_helpers import ACCOUNTS, DESK_A, DESK_B, TREASURY, make_limits
 
+from qfexbot.money.killswitch import kill_switch_reason, pause, resume
 from qfexbot.money.policy import (
     ALLOWED,
     check_remaining,
     check_transfer,
     dry_run_decision,
-    kill_switch_reason,
     pair_allowed,
-    pause,
-    resume,
 )
 
 NAMES = {v: k for k, v in ACCOUNTS.items()}
@@ -137,8 +135,6 @@ def test_kill_switch(tmp_path):
 
 
 def test_unreadable_kill_switch_still_pauses(tmp_path):
-    from qfexbot.money.policy import kill_switch_reason
-
     switch = tmp_path / "PAUSED"
     switch.write_bytes(b"\xff\xfe not utf-8")
     assert kill_switch_reason(switch).startswith("paused (kill switch")

@@ -11,11 +11,11 @@ import pytest
 import trio
 from journal_helpers import ACCOUNTS, DESK_A, TREASURY, FakeVenue, make_limits
 
+from qfexbot.money.evidence import classify_evidence
 from qfexbot.money.journal import SqliteJournal
 from qfexbot.money.transfers import (
     BalanceReading,
     TransferService,
-    classify_evidence,
     deposit_meta_key,
 )
 
@@ -254,14 +254,19 @@ async def test_failure_before_apply_on_a_trading_desk_needs_a_verified_venue(
 async def test_reconciler_runs_soon_after_an_unknown_outcome(journal, dvenue, clock):
     svc = service(journal, dvenue, clock)
     passes: list[list] = []
+    reported = trio.Event()
+
+    def report(results: list) -> None:
+        passes.append(results)
+        reported.set()
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(lambda: svc.run_reconciler(interval=3600.0, report=passes.append))
+        nursery.start_soon(lambda: svc.run_reconciler(interval=3600.0, report=report))
         dvenue.outcomes = ["lost_response"]
-        result = await move(svc, "40")
+        await move(svc, "40")
         dvenue.trade(DESK_A, "-0.75")
         with trio.fail_after(10):
-            while (await journal.get(result.entry_id)).state != "done":
-                await trio.sleep(0.01)
+            await reported.wait()
         nursery.cancel_scope.cancel()
     assert [r.state for r in passes[0]] == ["done"]
 

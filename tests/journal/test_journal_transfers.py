@@ -1,4 +1,5 @@
-"""TransferService: intent before send, exactly one send, outcomes, reconciliation, policy, locks."""
+"""TransferService: intent before send, exactly one send, outcomes, reconciliation, policy and
+locks."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from journal_helpers import ACCOUNTS, DESK_A, DESK_B, TREASURY, make_limits
 
 from qfexbot.cli.journal import journal_resolve
 from qfexbot.events import TransferOutcomeEvent
+from qfexbot.money.evidence import classify_reconciliation
 from qfexbot.money.journal import SqliteJournal
-from qfexbot.money.policy import pause
-from qfexbot.money.transfers import TransferService, classify_reconciliation
+from qfexbot.money.killswitch import pause
+from qfexbot.money.transfers import TransferService
 
 
 def service(journal, venue, clock, send=None, **kw):

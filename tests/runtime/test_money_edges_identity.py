@@ -21,7 +21,7 @@ from runtime_helpers import DESK_A, DESK_B, PRIMARY
 from qfexbot.config import Limits, SessionSettings
 from qfexbot.core.secrets import Secret
 from qfexbot.money.journal import SqliteJournal
-from qfexbot.money.policy import pause
+from qfexbot.money.killswitch import pause
 from qfexbot.money.transfers import TransferAmbiguous, TransferService
 from qfexbot.runtime.actions import rest_available_reader, rest_transfer_sender
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
