@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qfexbot.config import parse_config
+from qfexbot.events import ResyncEvent
 from qfexbot.hookspecs import hookimpl
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -262,7 +264,6 @@ def app_config(
 
     ``plugins`` maps instance name -> ``use`` (e.g. ``"benchlib:CountingPlugin"``).
     """
-    from qfexbot.config import parse_config
 
     # Reconnect storms are expected here; only errors go to stderr (the lastResort handler).
     logging.getLogger("qfexbot").setLevel(logging.ERROR)
@@ -311,7 +312,6 @@ class StubRest:
         self.venue = venue
 
     async def positions(self, account_id: str | None = None) -> Any:
-        from qfexbot.events import ResyncEvent
 
         return ResyncEvent(
             venue=self.venue,

@@ -1,4 +1,4 @@
-"""Events per second through Bus + Dispatcher to 1 and 10 no-op plugins, versus trio memory channels.
+"""Events per second through Bus + Dispatcher to 1 and 10 no-op plugins, vs trio memory channels.
 
 No sockets. A producer task publishes pre-built private events (order updates, never dropped)
 as fast as it can; the run ends when every plugin has handled every event. Baselines in the same

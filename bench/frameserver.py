@@ -1,4 +1,4 @@
-"""Loopback QFEX-like WebSocket server for the benchmarks: answers the handshake, then pushes frames.
+"""Loopback QFEX-like WebSocket server for the benchmarks: answers the handshake, pushes frames.
 
 Run as a child process (``benchlib.start_frame_server``); prints ``READY {"port": N}``.
 Each connection chooses its load in the URL:

@@ -100,7 +100,7 @@ SECRET = "qfex_secret_soak_5e1f"
 SECRET_ENV = "QFEXBOT_SOAK_SECRET"  # a real (not embedded) venue reads its secret by reference
 REQUEST_TIMEOUT = 1.0
 NET_FAULTS = {f"net_{kind}": kind for kind in netproxy.FAULT_KINDS}
-"""Soak fault kind -> :data:`qfexbot.sim.common.netproxy.FAULT_KINDS` kind, injected by the proxy."""
+"""Soak fault kind -> :data:`qfexbot.sim.common.netproxy.FAULT_KINDS` kind (the proxy injects)."""
 MONEY_FAULTS = ["late_landing", "outside_mover"]
 """Money-edge faults (docs/reliability.md "Money edges" 1 and 3c): they may hold accounts."""
 FAULT_KINDS = [
@@ -1025,10 +1025,10 @@ def check_money(
     both accounts are paused and the difference is an *explained* line (which entries, accounts,
     amounts). Paused: held, or touched by an ``unknown`` entry next to a held account (no
     automatic verdict is drawn while the hold stands, and an entry in doubt refuses every
-    transfer on both its accounts until an operator resolves it). Every active hold needs a reason, its ERROR alert (``alerts``: the fields of the
-    ``LATE LANDING``/``account held`` log lines) and a cause the soak injected (a held POST
-    with its amount for ``late_landing``; an outside move or a held POST on one of its accounts
-    for ``unexplained_deposits``). An ``unknown`` left must touch a held account or be younger
+    transfer on both its accounts until an operator resolves it). Every active hold needs a
+    reason, its ERROR alert (``alerts``: the fields of the ``LATE LANDING``/``account held`` log
+    lines) and a cause the soak injected (a held POST with its amount for ``late_landing``; an
+    outside move or a held POST on one of its accounts for ``unexplained_deposits``). An ``unknown`` left must touch a held account or be younger
     than ``settle`` s (``now``: the wall clock); nothing may be left pending or sent."""
     name = (names or {}).get
     with contextlib.closing(sqlite3.connect(journal)) as db:

@@ -100,7 +100,8 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         setting(("runtime/colour", "red")),
         [
             (
-                "runtime.colour: unknown key (allowed: dry_run, journal, kill_switch_file, log_format,"
+                "runtime.colour: unknown key (allowed: dry_run, journal, kill_switch_file, "
+                "log_format,"
                 " log_level, ops_listen, plugin_dirs, record, state_dir)"
             )
         ],
@@ -156,7 +157,8 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         setting((f"{V}/user_id", DELETE)),
         [
             (
-                "venues.demo.user_id: missing required key (expected the primary account UUID, which is"
+                "venues.demo.user_id: missing required key (expected the primary account UUID, "
+                "which is"
                 " the user id)"
             )
         ],
@@ -166,7 +168,8 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         setting((f"{V}/user_id", "abc")),
         [
             (
-                "venues.demo.user_id: expected an account UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx),"
+                "venues.demo.user_id: expected an account UUID "
+                "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx),"
                 ' got "abc"'
             )
         ],
@@ -245,7 +248,8 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         "secret wrong type",
         setting((f"{V}/secret", 12345)),
         [
-            'venues.demo.secret: expected a string, {env = "NAME"} or {file = "path"}, got an integer'
+            'venues.demo.secret: expected a string, {env = "NAME"} or {file = "path"}, got an '
+            "integer"
         ],
     ),
     (
@@ -327,7 +331,8 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         "bot venue absent",
         setting((f"{BOT}/venue", DELETE)),
         [
-            "bots.keep-funded.venue: missing required key (expected the name of a [venues.NAME] table)"
+            "bots.keep-funded.venue: missing required key (expected the name of a [venues.NAME] "
+            "table)"
         ],
     ),
     (
@@ -335,7 +340,8 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         setting((f"{BOT}/accounts", ["desk-a", "ops"])),
         [
             (
-                'bots.keep-funded.accounts[1]: expected an account alias, got "ops" (not in the venue\'s'
+                'bots.keep-funded.accounts[1]: expected an account alias, got "ops" (not in the '
+                "venue's"
                 " accounts; declared: treasury, desk-a, desk-b)"
             )
         ],
@@ -365,7 +371,8 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         setting((f"{BOT}/market_data", {"channels": ["l2"], "symbols": ["AAPL-USD"]})),
         [
             (
-                'bots.keep-funded.market_data.channels[0]: expected one of "level2", "bbo", "trade",'
+                'bots.keep-funded.market_data.channels[0]: expected one of "level2", "bbo", '
+                '"trade",'
                 ' "mark_price", "candle", "funding", "underlier", "open_interest", "minmax_price",'
                 ' "market_stats", got "l2"'
             )
@@ -411,7 +418,8 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         setting((f"{BOT}/limits", {"allowed_pairs": [["treasury", "dsk-a"]]})),
         [
             (
-                'bots.keep-funded.limits.allowed_pairs[0][1]: expected an account alias, got "dsk-a"'
+                "bots.keep-funded.limits.allowed_pairs[0][1]: expected an account alias, got "
+                '"dsk-a"'
                 ' (not in the venue\'s accounts; did you mean "desk-a"?)'
             )
         ],
@@ -927,7 +935,8 @@ def test_plugin_config_large_int_stays_exact() -> None:
             {"managed": ["desk-a"], "target": 5, "treasury": "vault"},
             [
                 (
-                    f'{P}.treasury: expected an account alias, got "vault" (not in the venue\'s accounts;'
+                    f'{P}.treasury: expected an account alias, got "vault" (not in the venue\'s '
+                    "accounts;"
                     " declared: treasury, desk-a, desk-b)"
                 )
             ],
@@ -936,7 +945,8 @@ def test_plugin_config_large_int_stays_exact() -> None:
             {"managed": ["desk-a", "dsk-a"], "target": 5},
             [
                 (
-                    f'{P}.managed[1]: expected an account alias, got "dsk-a" (not in the venue\'s accounts;'
+                    f'{P}.managed[1]: expected an account alias, got "dsk-a" (not in the venue\'s '
+                    "accounts;"
                     ' did you mean "desk-a"?)'
                 )
             ],
@@ -1058,7 +1068,6 @@ def test_docs_examples_are_valid() -> None:
 
 
 def test_transfer_settle_defaults_to_a_generous_multiple_of_the_request_timeout():
-    from qfexbot.config import SessionSettings
 
     # Minutes, not 30 s: a request the venue held 40 s was doubled by the old default.
     assert SessionSettings().settle_seconds == 600.0

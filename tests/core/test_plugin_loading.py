@@ -30,7 +30,10 @@ from qfexbot.hookspecs import hookimpl
 
 class Banded:
     """Keeps a band."""
-    config_schema = {"target": Field("positive_number"), "account": Field("account", default="desk-a")}
+    config_schema = {
+        "target": Field("positive_number"),
+        "account": Field("account", default="desk-a"),
+    }
 
     def __init__(self, config):
         self.config = config

@@ -11,6 +11,7 @@ import tomli
 
 from qfexbot.cli import main
 from qfexbot.cli.scaffold import ScaffoldError, class_name, plan_module, plan_package
+from qfexbot.core.plugins import resolve_plugin
 
 
 def test_module_and_test_are_written_and_load_as_a_plugin(tmp_path, monkeypatch, capsys):
@@ -21,7 +22,6 @@ def test_module_and_test_are_written_and_load_as_a_plugin(tmp_path, monkeypatch,
     test_text = (tmp_path / "checks" / "test_low_balance.py").read_text()
     assert 'PLUGINS = Path(__file__).resolve().parent / "../src/plugins"' in test_text
     compile(test_text, "test_low_balance.py", "exec")
-    from qfexbot.core.plugins import resolve_plugin
 
     target, _ = resolve_plugin("low_balance", [tmp_path / "src" / "plugins"])
     assert target.__name__ == "LowBalance"

@@ -84,8 +84,8 @@ def test_real_finery_venue_needs_tls_urls_and_secret_references() -> None:
         (
             lambda v, b: v.pop("user_id"),
             [
-                "venues.fm.user_id: missing required key (expected the Finery client id of the API key "
-                "(a positive integer))"
+                "venues.fm.user_id: missing required key (expected the Finery client id of the "
+                "API key (a positive integer))"
             ],
         ),
         (
@@ -98,14 +98,15 @@ def test_real_finery_venue_needs_tls_urls_and_secret_references() -> None:
         (
             lambda v, b: v["accounts"].update(sub=10),
             [
-                "venues.fm.accounts.sub: expected a unique account, got 10 (same account as alias main)"
+                "venues.fm.accounts.sub: expected a unique account, got 10 (same account as alias "
+                "main)"
             ],
         ),
         (
             lambda v, b: v.update(mds_url="wss://example.com/"),
             [
-                'venues.fm.mds_url: not used by kind "finery" (one WebSocket, trade_url, carries market '
-                "data too)"
+                'venues.fm.mds_url: not used by kind "finery" (one WebSocket, trade_url, carries '
+                "market data too)"
             ],
         ),
         (
@@ -129,8 +130,8 @@ def test_real_finery_venue_needs_tls_urls_and_secret_references() -> None:
         (
             lambda v, b: b["market_data"].update(channels=["level2", "trade"]),
             [
-                'bots.watch.market_data.channels[1]: "trade" is not available on a kind = "finery" venue '
-                '(supported: "level2")'
+                'bots.watch.market_data.channels[1]: "trade" is not available on a kind = '
+                '"finery" venue (supported: "level2")'
             ],
         ),
     ],
@@ -147,6 +148,7 @@ def test_qfex_venues_are_unaffected() -> None:
     got = errors(data)
     assert (
         got[0]
-        == "venues.fm.user_id: expected an account UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), got 10"
+        == "venues.fm.user_id: expected an account UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), "
+        "got 10"
     )
     assert not any("finery" in line for line in got)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url, wrap_client_stream
+from wait_helpers import wait_until
 
 from qfexbot.core.secrets import Secret
 from qfexbot.events import (
@@ -384,9 +385,7 @@ async def test_cancel_on_disconnect_only_for_the_lost_connection(
             199_800_000_000,
             200_000_000_000,
         ]
-    with trio.fail_after(5):
-        while first_events.live_count() < 2:
-            await trio.sleep(0.01)
+    await wait_until(lambda: first_events.live_count() >= 2, within=5)
     resync = first_events.of(ResyncEvent)[-1]
     assert sorted(o.price for o in resync.open_orders) == [Decimal(1998), Decimal(2000)]
 
@@ -397,9 +396,7 @@ async def test_cancel_on_disconnect_only_for_the_lost_connection(
 async def test_reconnect_rebinds_and_resyncs(nursery: trio.Nursery, sim: FinerySimulator) -> None:
     taker, events = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "BTC-USD")))
     assert sim.faults.drop_connections(TAKER) == 1
-    with trio.fail_after(5):
-        while events.live_count() < 2:
-            await trio.sleep(0.01)
+    await wait_until(lambda: events.live_count() >= 2, within=5)
     assert len(events.of(ResyncEvent)) == 2
     assert len(events.of(BookEvent)) == 2  # the book was re-bound: a second snapshot
     assert taker.supervisor.stats.reconnects == 1
@@ -411,17 +408,13 @@ async def test_status_loss_rebinds_after_zero_status(
     taker, events = await start_client(nursery, sim, TAKER, feeds=(("F", "BTC-USD"),))
     assert len(events.of(BookEvent)) == 1
     sim.faults.backend_status(2)
-    with trio.fail_after(5):
-        while not taker.driver.bindings_lost:
-            await trio.sleep(0.01)
+    await wait_until(lambda: taker.driver.bindings_lost, within=5)
     assert sim.connections(TAKER)[0].bindings == {}
     with pytest.raises(FineryError) as err:
         await taker.positions()
     assert err.value.code == 2
     sim.faults.backend_status(0)
-    with trio.fail_after(5):
-        while len(events.of(BookEvent)) < 2:
-            await trio.sleep(0.01)
+    await wait_until(lambda: len(events.of(BookEvent)) >= 2, within=5)
     assert not taker.driver.bindings_lost
     assert taker.supervisor.stats.reconnects == 0  # same socket, bindings restored
 
@@ -439,9 +432,7 @@ async def test_keepalive_malformed_frames_and_bind_errors(
     assert taker.state is ConnectionState.LIVE
     await taker.bind("O", "BTC-USD")
     await taker.unbind("K")
-    with trio.fail_after(5):
-        while len(sim.connections(TAKER)[0].bindings) != 1:
-            await trio.sleep(0.01)
+    await wait_until(lambda: len(sim.connections(TAKER)[0].bindings) == 1, within=5)
     assert list(sim.connections(TAKER)[0].bindings) == [("O", '"BTC-USD"')]
 
 

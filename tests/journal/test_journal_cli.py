@@ -17,7 +17,7 @@ from qfexbot.cli.journal import (
     pause,
     resume,
 )
-from qfexbot.money.journal import SqliteStore
+from qfexbot.money.journal import JournalLocked, SqliteJournal, SqliteStore, journal_holder
 from qfexbot.money.policy import kill_switch_reason
 
 
@@ -27,12 +27,14 @@ def filled(tmp_path):
     path = tmp_path / "journal.sqlite"
     store = SqliteStore(path)
     try:
-        done = store.record_intent(bot="keep-funded", plugin="rebalancer", venue="demo", src=TREASURY,
-                                   dst=DESK_A, amount=Decimal("250.00"), reason="top-up")  # fmt: skip
+        done = store.record_intent(bot="keep-funded", plugin="rebalancer", venue="demo",
+                                   src=TREASURY, dst=DESK_A, amount=Decimal("250.00"),
+                                   reason="top-up")  # fmt: skip
         store.mark_sent(done.id)
         store.mark_done(done.id, "venue confirmed")
         unknown = store.record_intent(bot="keep-funded", plugin="rebalancer", venue="demo",
-                                      src=DESK_A, dst=TREASURY, amount=Decimal(10), reason="sweep")  # fmt: skip
+                                      src=DESK_A, dst=TREASURY, amount=Decimal(10),
+                                      reason="sweep")  # fmt: skip
         store.mark_sent(unknown.id)
         store.mark_unknown(unknown.id, "outcome unknown: read timeout")
         refused = store.record_refusal(bot="keep-funded", plugin="rebalancer", venue="demo",
@@ -106,12 +108,6 @@ def test_pause_and_resume(tmp_path):
 
 
 async def test_one_process_per_journal_and_no_operator_resolution_mid_send(tmp_path):
-    from decimal import Decimal
-
-    import pytest
-
-    from qfexbot.cli.journal import JournalCommandError, journal_resolve
-    from qfexbot.money.journal import JournalLocked, SqliteJournal, journal_holder
 
     path = tmp_path / "journal.sqlite"
     running = await SqliteJournal.open(path)

@@ -137,7 +137,6 @@ def test_kill_switch(tmp_path):
 
 
 def test_unreadable_kill_switch_still_pauses(tmp_path):
-    from qfexbot.money.policy import kill_switch_reason
 
     switch = tmp_path / "PAUSED"
     switch.write_bytes(b"\xff\xfe not utf-8")

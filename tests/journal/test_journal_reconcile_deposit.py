@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 import trio
 from journal_helpers import ACCOUNTS, DESK_A, TREASURY, FakeVenue, make_limits
+from wait_helpers import wait_until
 
 from qfexbot.money.journal import SqliteJournal
 from qfexbot.money.transfers import (
@@ -259,9 +260,11 @@ async def test_reconciler_runs_soon_after_an_unknown_outcome(journal, dvenue, cl
         dvenue.outcomes = ["lost_response"]
         result = await move(svc, "40")
         dvenue.trade(DESK_A, "-0.75")
-        with trio.fail_after(10):
-            while (await journal.get(result.entry_id)).state != "done":
-                await trio.sleep(0.01)
+
+        async def done() -> bool:
+            return (await journal.get(result.entry_id)).state == "done"
+
+        await wait_until(done, within=10)
         nursery.cancel_scope.cancel()
     assert [r.state for r in passes[0]] == ["done"]
 

@@ -192,7 +192,8 @@ async def test_queries(journal, clock):
 async def test_refusals_dry_runs_and_orders(journal):
     refusal = await journal.record_refusal(
         bot="b", plugin="p", venue="demo", action="transfer", code="max_transfer",
-        detail="amount 5000 exceeds max_transfer 1000", src=TREASURY, dst=DESK_A, amount=Decimal(5000),
+        detail="amount 5000 exceeds max_transfer 1000", src=TREASURY, dst=DESK_A,
+        amount=Decimal(5000),
     )  # fmt: skip
     assert (refusal.kind, refusal.state) == ("refusal", "refused")
     assert refusal.data == {"action": "transfer", "code": "max_transfer"}

@@ -1,4 +1,4 @@
-"""TransferService: intent before send, exactly one send, outcomes, reconciliation, policy, locks."""
+"""TransferService: intent before send, one send, outcomes, reconciliation, policy, locks."""
 
 from __future__ import annotations
 

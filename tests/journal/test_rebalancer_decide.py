@@ -13,6 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from qfexbot.events import BalanceEvent
+
 
 def _load_rebalancer():
     path = Path(__file__).resolve().parents[2] / "plugins" / "rebalancer.py"
@@ -193,7 +195,6 @@ def test_band_validation():
 def test_only_a_balance_whose_deposit_moved_by_the_transfer_clears_the_wait():
     # A pulse produced before the transfer but delivered after its HTTP response must not
     # count as "the balance now shows my transfer" (the rebalancer would decide on stale data).
-    from qfexbot.events import BalanceEvent
 
     pending = rebalancer._Pending(
         before=Decimal(50),

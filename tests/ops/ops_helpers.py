@@ -5,8 +5,6 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import trio
-
 from qfexbot.config import AppConfig, load_config
 
 PRIMARY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
@@ -32,7 +30,9 @@ class Decider:
                 self.lives += 1
             if event.account_id == ctx.account_id("desk-a") and self.lives == 1:
                 self.decided += 1
-                await ctx.cancel_order("desk-a", symbol="AAPL-USD", order_id=f"on-live-{event.previous.value}")
+                await ctx.cancel_order(
+                    "desk-a", symbol="AAPL-USD", order_id=f"on-live-{event.previous.value}"
+                )
         if isinstance(event, BalanceEvent):
             n = self.balances[event.account_id] = self.balances.get(event.account_id, 0) + 1
             alias = "desk-a" if event.account_id == ctx.account_id("desk-a") else "desk-b"
@@ -130,12 +130,3 @@ def write_config(
     path.write_text(text)
     (tmp_path / "var").mkdir(exist_ok=True)
     return load_config(path)
-
-
-async def wait_until(predicate, timeout: float = 15.0, what: str = "condition") -> None:
-    """Poll ``predicate`` every 20 ms; fail the test after ``timeout`` seconds."""
-    with trio.move_on_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-        return
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

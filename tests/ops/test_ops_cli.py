@@ -1,4 +1,4 @@
-"""End to end through the console entry point: JSON logs, --record, replay, and the new config keys."""
+"""End to end through the console entry point: JSON logs, --record, replay, the new config keys."""
 
 from __future__ import annotations
 
@@ -109,7 +109,8 @@ def test_record_and_ops_listen_defaults_and_values(tmp_path):
         ),
         (
             {"ops_listen": "9187"},
-            'runtime.ops_listen: expected a "host:port" address such as "127.0.0.1:9187", got "9187"',
+            'runtime.ops_listen: expected a "host:port" address such as "127.0.0.1:9187", got '
+            '"9187"',
         ),
         (
             {"ops_listen": "127.0.0.1:70000"},
@@ -121,7 +122,8 @@ def test_record_and_ops_listen_defaults_and_values(tmp_path):
         (
             {"ops_listen": "0.0.0.0:9187"},
             (
-                "runtime.ops_listen: the ops endpoint is unauthenticated and must listen on a loopback "
+                "runtime.ops_listen: the ops endpoint is unauthenticated and must listen on a "
+                "loopback "
                 'address (127.0.0.1, ::1 or localhost), got "0.0.0.0"'
             ),
         ),

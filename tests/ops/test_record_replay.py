@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import trio
-from ops_helpers import DESK_A, DESK_B, wait_until, write_config
+from ops_helpers import DESK_A, DESK_B, write_config
+from wait_helpers import wait_until
 
 from qfexbot.ops.recorder import Recorder, with_recording
 from qfexbot.ops.replay import (
@@ -33,7 +36,9 @@ def record_live(app, expected_decisions: int = 5) -> list[int]:
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             plugin = runtime.hosts["watch"].slots[0].plugin
-            await wait_until(lambda: plugin.decided >= expected_decisions, what="live decisions")
+            await wait_until(
+                lambda: plugin.decided >= expected_decisions, what="live decisions", within=15
+            )
             # let the transfers' outcomes and a few more pulses through
             await trio.sleep(0.3)
             runtime.stop()
@@ -136,10 +141,6 @@ def test_compare_decisions_reports_the_first_difference_per_plugin():
 
 def test_recorded_frames_never_hold_an_echoed_auth_request(tmp_path):
     # A venue error frame echoes the request it answers; for auth that is our signature.
-    import os
-    import stat
-
-    from qfexbot.ops.recorder import Recorder
 
     recorder = Recorder(tmp_path / "rec", max_bytes=1 << 20)
     recorder.open()

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 PRIMARY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
 DESK_A = "11111111-1111-4111-8111-111111111111"
 DESK_B = "22222222-2222-4222-8222-222222222222"
@@ -247,7 +249,6 @@ class SimProcess:
         self.urls: dict[str, str] = json.loads(line[len("READY ") :])
 
     def get(self, path: str) -> Any:
-        import httpx
 
         response = httpx.get(self.urls["rest_url"] + path, timeout=10.0)
         response.raise_for_status()

@@ -140,7 +140,7 @@ def assert_clean_errors(exc: ConfigError) -> None:
 
 
 def check_file(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Load + check: a config (then ``check`` returns 0 or 1 with listed problems) or ConfigError."""
+    """Load + check: a config (``check`` then returns 0 or 1, listing problems) or ConfigError."""
     try:
         app = load_config(path)
     except ConfigError as exc:

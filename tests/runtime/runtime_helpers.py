@@ -5,8 +5,6 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import trio
-
 from qfexbot.config import AppConfig, load_config
 from qfexbot.runtime import Runtime
 
@@ -109,12 +107,3 @@ def write_config(
 def recorder(runtime: Runtime, bot: str = "watch"):
     """The Recorder plugin instance of ``bot``."""
     return runtime.hosts[bot].slots[0].plugin
-
-
-async def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``predicate`` every 20 ms; fail the test after ``timeout`` seconds."""
-    with trio.move_on_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-        return
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

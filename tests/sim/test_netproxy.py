@@ -6,6 +6,7 @@ from functools import partial
 
 import pytest
 import trio
+from wait_helpers import wait_until
 
 from qfexbot.sim.common.netproxy import SLOW_READ_BYTES, SLOW_READ_PERIOD, FaultProxy, _FrameScanner
 
@@ -55,8 +56,7 @@ async def proxied(nursery: trio.Nursery) -> tuple[FaultProxy, Upstream, trio.Soc
     nursery.start_soon(close_at_end, client)
     with trio.fail_after(WAIT):
         await upstream.connected.wait()
-        while not proxy.links:
-            await trio.sleep(0.01)
+        await wait_until(lambda: proxy.links, within=WAIT)
     return proxy, upstream, client
 
 
@@ -108,9 +108,7 @@ async def test_stall_holds_both_directions_then_resumes(nursery: trio.Nursery) -
         assert upstream.received == b""  # and no FIN either way: both sockets open
         assert await receive_exactly(client, 4) == b"data"
     assert trio.current_time() - started >= 0.55
-    with trio.fail_after(WAIT):
-        while upstream.received != b"ping":
-            await trio.sleep(0.01)
+    await wait_until(lambda: upstream.received == b"ping", within=WAIT)
     assert proxy.injected["stall"] == 1
 
 
@@ -154,8 +152,7 @@ async def test_partial_then_silence_cuts_the_next_frame(nursery: trio.Nursery) -
         assert 0 < len(part) < len(whole) and whole.startswith(part)
         assert await nothing_arrives(client, 0.3)
         await client.send_all(b"pong")  # client→server still flows (pings answered)
-        while upstream.received != b"pong":
-            await trio.sleep(0.01)
+        await wait_until(lambda: upstream.received == b"pong", within=WAIT)
         # After the fault the rest follows: the stream is whole again.
         assert await receive_exactly(client, len(whole) - len(part)) == whole[len(part) :]
 
@@ -170,8 +167,8 @@ async def test_slow_reads_trickle_the_clients_bytes(nursery: trio.Nursery) -> No
         assert len(upstream.received) <= SLOW_READ_BYTES * (0.6 / SLOW_READ_PERIOD + 2)
         await upstream.streams[0].send_all(b"fast")
         assert await receive_exactly(client, 4) == b"fast"  # server→client unaffected
-        while len(upstream.received) < 200:  # after the fault: full speed
-            await trio.sleep(0.01)
+        # After the fault: full speed.
+        await wait_until(lambda: len(upstream.received) >= 200, within=WAIT)
 
 
 async def test_faults_reject_bad_arguments_and_heal_ends_them(nursery: trio.Nursery) -> None:

@@ -72,11 +72,9 @@ async def test_written_seqs_keep_the_last_history(running: Sim) -> None:
         for batch in range(0, total, 200):  # below the outbox bound (a slow consumer is cut)
             for i in range(batch, min(batch + 200, total)):
                 _rest(running, f"o-{i}")
+            last = f"o-{min(batch + 200, total) - 1}"
             await ws.recv_until(
-                lambda f: (
-                    f.get("order_response", {}).get("client_order_id")
-                    == f"o-{min(batch + 200, total) - 1}"
-                )
+                lambda f, last=last: f.get("order_response", {}).get("client_order_id") == last
             )
     written = sim.trade.written_seqs(PRIMARY)
     assert written == list(range(total - EVENT_HISTORY + 1, total + 1))

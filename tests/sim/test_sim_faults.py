@@ -8,7 +8,8 @@ from decimal import Decimal
 import httpx
 import pytest
 import trio
-from sim_client import OTHER, OTHER_USER, PRIMARY, SUB1, USER, Sim, connect, rest_headers
+from sim_client import OTHER, OTHER_USER, PRIMARY, SUB1, USER, Sim, connect, hmac_auth, rest_headers
+from wait_helpers import wait_until
 
 
 async def post_transfer(
@@ -42,8 +43,6 @@ async def test_drop_connections_of_one_account(running: Sim) -> None:
 async def test_reject_next_auths(running: Sim) -> None:
     running.sim.faults.reject_next_auths(1)
     async with connect(running.urls.trade_url) as ws:
-        from sim_client import hmac_auth
-
         await ws.send(hmac_auth(USER))
         assert await ws.recv() == {"authenticated": False}
     async with connect(running.urls.trade_url) as ws:
@@ -166,9 +165,7 @@ async def test_hold_transfers_applies_the_request_after_the_client_gave_up(runni
         with pytest.raises(httpx.ReadTimeout):
             await post_transfer(client, 7, timeout=0.2)
         assert running.sim.ledger == []  # held: nothing applied when the client gives up
-        with trio.fail_after(5):
-            while not running.sim.ledger:
-                await trio.sleep(0.05)
+        await wait_until(lambda: running.sim.ledger, within=5)
         [entry] = running.sim.ledger
         assert (entry.amount, entry.held_for, entry.outside) == (Decimal(7), 0.6, False)
         assert running.sim.available_balance(SUB1) == Decimal(57)

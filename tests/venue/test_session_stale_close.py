@@ -17,7 +17,12 @@ from typing import Any
 
 import pytest
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from trio_websocket import WebSocketRequest, serve_websocket, wrap_server_stream
+from wait_helpers import wait_until
 
 from qfexbot.config import SessionSettings
 from qfexbot.core.session import SessionNotLive, Supervisor
@@ -195,10 +200,6 @@ async def test_frames_queued_when_the_close_gives_up_are_all_delivered(
 
 def _certificate(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
     """A fresh self-signed certificate for 127.0.0.1: its file and a server context."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
@@ -307,9 +308,7 @@ async def test_stale_close_over_tls_is_bounded_while_a_command_is_blocked(
         started = trio.current_time()
         await _run_to_backoff(supervisor)
         took = trio.current_time() - started
-        with trio.fail_after(WAIT):
-            while not refused:
-                await trio.sleep(0.01)
+        await wait_until(lambda: refused, within=WAIT)
     states = [event.state for event in rec.states()]
     assert states[:5] == [S.CONNECTING, S.SUBSCRIBING, S.LIVE, S.STALE, S.BACKOFF], states
     assert rec.frames() == ["hello"]

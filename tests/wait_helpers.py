@@ -1,0 +1,53 @@
+"""The one bounded poll of the suite, for conditions that have no event to wait on.
+
+Prefer a real signal (``trio.Event``, a memory channel, ``Recorder.wait``,
+``session.wait_for``); poll only state that announces nothing (simulator ledgers, session
+counters, a proxy's links, journal rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from inspect import isawaitable
+
+import trio
+
+POLL = 0.01
+
+
+async def wait_until(
+    predicate: Callable[[], object | Awaitable[object]],
+    *,
+    within: float,
+    what: str = "condition",
+    every: float = POLL,
+) -> None:
+    """Return once ``predicate()`` (sync or async) is truthy; fail the test after ``within`` s.
+
+    Raises:
+        AssertionError: the condition did not hold within ``within`` seconds.
+    """
+    if not await settle(predicate, within=within, every=every):
+        raise AssertionError(f"timed out after {within}s waiting for {what}")
+
+
+async def settle(
+    predicate: Callable[[], object | Awaitable[object]], *, within: float, every: float = POLL
+) -> bool:
+    """Wait up to ``within`` seconds for ``predicate()`` (sync or async); whether it held.
+
+    For best-effort waits (frames still in flight) that the test then checks itself.
+    """
+    with trio.move_on_after(within):
+        # The condition has no event to wait on (see the module docstring), so poll it.
+        while not await _holds(predicate):  # noqa: ASYNC110
+            await trio.sleep(every)
+        return True
+    return False
+
+
+async def _holds(predicate: Callable[[], object | Awaitable[object]]) -> bool:
+    value = predicate()
+    if isawaitable(value):
+        value = await value
+    return bool(value)
