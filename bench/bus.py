@@ -82,7 +82,7 @@ async def run_channels(n: int, fan_out: int) -> float:
 
     async def consume(i: int, receive: trio.MemoryReceiveChannel) -> None:
         async with receive:
-            async for event in receive:
+            async for _event in receive:
                 seen[i] += 1
 
     with trio.fail_after(DEADLINE):

@@ -1028,8 +1028,9 @@ def check_money(
     transfer on both its accounts until an operator resolves it). Every active hold needs a
     reason, its ERROR alert (``alerts``: the fields of the ``LATE LANDING``/``account held`` log
     lines) and a cause the soak injected (a held POST with its amount for ``late_landing``; an
-    outside move or a held POST on one of its accounts for ``unexplained_deposits``). An ``unknown`` left must touch a held account or be younger
-    than ``settle`` s (``now``: the wall clock); nothing may be left pending or sent."""
+    outside move or a held POST on one of its accounts for ``unexplained_deposits``). An
+    ``unknown`` left must touch a held account or be younger than ``settle`` s (``now``: the wall
+    clock); nothing may be left pending or sent."""
     name = (names or {}).get
     with contextlib.closing(sqlite3.connect(journal)) as db:
         rows = db.execute(

@@ -1010,10 +1010,10 @@ def leaf_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]
     if isinstance(node, dict):
         out = [prefix] if prefix else []
         for key, value in node.items():
-            out += leaf_paths(value, prefix + (key,))
+            out += leaf_paths(value, (*prefix, key))
         return out
     if isinstance(node, list):
-        return [prefix] + [p for i, v in enumerate(node) for p in leaf_paths(v, prefix + (i,))]
+        return [prefix] + [p for i, v in enumerate(node) for p in leaf_paths(v, (*prefix, i))]
     return [prefix]
 
 

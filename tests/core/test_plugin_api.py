@@ -72,7 +72,7 @@ def test_accounts_resolution():
     assert ctx.account_id(DESK_A) == DESK_A
     assert ctx.alias_of(PRIMARY) == "treasury" and ctx.alias_of("other") == "other"
     assert dict(ctx.accounts) == {"desk-a": DESK_A}
-    with pytest.raises(UnknownAccountError, match="unknown account 'nope'.*desk-a, treasury"):
+    with pytest.raises(UnknownAccountError, match=r"unknown account 'nope'.*desk-a, treasury"):
         ctx.account_id("nope")
     with pytest.raises(TypeError):
         ctx.accounts["x"] = "y"  # type: ignore[index]

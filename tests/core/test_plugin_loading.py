@@ -6,6 +6,7 @@ import textwrap
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
+from typing import ClassVar
 
 import pytest
 from core_helpers import DESK_A, build_host
@@ -137,7 +138,7 @@ def test_local_package_and_qfexbot_plugin_attribute(tmp_path):
 
 def test_module_attr_plugin_and_local_module_attr(tmp_path, plugin_module):
     class NoArgs:
-        config_schema = {"n": Field("positive_int", default=3)}
+        config_schema: ClassVar = {"n": Field("positive_int", default=3)}
 
         @hookimpl
         def qfexbot_event(self, ctx, event):

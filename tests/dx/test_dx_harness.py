@@ -159,7 +159,7 @@ async def test_an_error_in_the_block_comes_out_as_itself_after_a_graceful_stop(t
 
 async def test_wait_for_fails_with_what_it_waited_for(tmp_path):
     async with run_bot(Recorder, tmp_path=tmp_path) as bot:
-        with pytest.raises(AssertionError, match="timed out after 0.05 s waiting for never"):
+        with pytest.raises(AssertionError, match=r"timed out after 0.05 s waiting for never"):
             await bot.wait_for(lambda: False, timeout=0.05, what="never")
         await bot.inject(BalanceEvent, "desk-a", available=Decimal("0.01"))
         # An async predicate is awaited, and its truthy value returned.

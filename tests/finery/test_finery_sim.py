@@ -66,13 +66,16 @@ class Settings:
 
 
 class Recorder:
-    """The publish sink: keeps every event; ``wait`` polls for a predicate (bounded)."""
+    """The publish sink: keeps every event; ``wait`` waits (bounded) for a matching one."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self._changed = trio.Event()
 
     async def __call__(self, event: Event) -> None:
         self.events.append(event)
+        self._changed.set()
+        self._changed = trio.Event()
 
     def of(self, kind: type, pred: Callable[[Any], bool] = lambda e: True) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind) and pred(e)]
@@ -81,11 +84,9 @@ class Recorder:
         self, kind: type, pred: Callable[[Any], bool] = lambda e: True, timeout: float = 5.0
     ) -> Any:
         with trio.fail_after(timeout):
-            while True:
-                found = self.of(kind, pred)
-                if found:
-                    return found[-1]
-                await trio.sleep(0.01)
+            while not (found := self.of(kind, pred)):
+                await self._changed.wait()
+        return found[-1]
 
     def live_count(self) -> int:
         return len(self.of(ConnectionStateEvent, lambda e: e.state is ConnectionState.LIVE))
@@ -423,7 +424,7 @@ async def test_keepalive_malformed_frames_and_bind_errors(
     nursery: trio.Nursery, sim: FinerySimulator
 ) -> None:
     sim.config = sim.config.replace(idle_timeout=1.0)  # read by every idle wait
-    taker, events = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "NOPE-USD")))
+    taker, _ = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "NOPE-USD")))
     assert taker.driver.bindings == [("K", None)]  # 103: dropped, not retried forever
     sim.faults.send_malformed_frame(TAKER)
     await trio.sleep(1.6)  # longer than the sim's 1 s idle timeout: keepalive holds it open

@@ -181,7 +181,7 @@ def _journal_with_backup(tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_restoring_an_older_backup_is_refused_until_the_operator_accepts(tmp_path):
     path, backup, _ = _journal_with_backup(tmp_path)
     _restore(backup, path)
-    with pytest.raises(JournalRolledBack, match="ends at audit event .* but event .* seen") as exc:
+    with pytest.raises(JournalRolledBack, match=r"ends at audit event .* but event .* seen") as exc:
         _checked(path)
     assert "accept-restore" in str(exc.value)
     out = journal_accept_restore(path, "checked balances on the venue")

@@ -56,8 +56,8 @@ async def test_healthz_metrics_and_status_over_loopback(tmp_path, nursery, capsy
         m = samples(response.text)
         desk_a = (("account", DESK_A), ("alias", "desk-a"), ("venue", "demo"))
         assert m[("qfexbot_session_live", desk_a)] == 1.0
-        assert m[("qfexbot_session_state", tuple(sorted(desk_a + (("state", "live"),))))] == 1.0
-        assert m[("qfexbot_session_state", tuple(sorted(desk_a + (("state", "backoff"),))))] == 0.0
+        assert m[("qfexbot_session_state", tuple(sorted((*desk_a, ("state", "live")))))] == 1.0
+        assert m[("qfexbot_session_state", tuple(sorted((*desk_a, ("state", "backoff")))))] == 0.0
         assert m[("qfexbot_session_frames_total", desk_a)] > 3
         assert m[("qfexbot_session_reconnects_total", desk_a)] == 0
         plugin_labels = (("bot", "watch"), ("plugin", "decider"))

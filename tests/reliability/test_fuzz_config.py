@@ -111,8 +111,8 @@ def _mutations() -> st.SearchStrategy[list[tuple[str, int, Any]]]:
 
 def mutate(ops: list[tuple[str, int, Any]]) -> str:
     lines = list(LINES)
-    for name, i, arg in ops:
-        i %= len(lines) or 1
+    for name, where, arg in ops:
+        i = where % (len(lines) or 1)
         if not lines:
             break
         if name == "drop":

@@ -220,7 +220,7 @@ async def test_sentinel_secret_appears_nowhere(tmp_path: Path) -> None:
             texts += reprs(runtime)
             runtime.stop()
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
             for handler in (raw, text_handler, json_handler):
                 logger.removeHandler(handler)

@@ -21,6 +21,7 @@ def qfexbot(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedP
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
 
 
@@ -45,7 +46,7 @@ def test_plugins_lists_discovered_plugins_and_their_hooks(tmp_path):
     write_config(tmp_path)
     result = qfexbot("plugins", "bots.toml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    line = next(l for l in result.stdout.splitlines() if l.startswith("recorder"))
+    line = next(x for x in result.stdout.splitlines() if x.startswith("recorder"))
     assert "qfexbot_event" in line
 
 
@@ -89,7 +90,7 @@ async def test_journal_list_resolve_pause_resume(tmp_path):
     resolved = await trio.to_thread.run_sync(run, "journal", "resolve", doubt.id, "--not-applied")
     assert resolved.returncode == 0, resolved.stderr
     after = await trio.to_thread.run_sync(run, "journal", "--state", "failed", "--json")
-    assert [json.loads(l)["resolved_by"] for l in after.stdout.splitlines()] == ["operator"]
+    assert [json.loads(x)["resolved_by"] for x in after.stdout.splitlines()] == ["operator"]
 
     paused = await trio.to_thread.run_sync(run, "pause", "--reason", "incident 42")
     assert paused.returncode == 0 and "incident 42" in (tmp_path / "var" / "PAUSED").read_text()
