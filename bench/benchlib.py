@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import resource
 import socket
@@ -16,10 +17,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import trio
 
 from qfexbot.config import parse_config
 from qfexbot.events import ResyncEvent
@@ -195,6 +198,22 @@ def proc_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def until(
+    predicate: Callable[[], object], *, within: float = math.inf, every: float = 0.01
+) -> bool:
+    """Wait up to ``within`` s for ``predicate()``, polling every ``every`` s; whether it held.
+
+    For state that announces nothing (session counters, a plugin's samples, the sim's holds);
+    a bench that measures how long the wait took picks ``every`` below its resolution.
+    """
+    with trio.move_on_after(within):
+        # Polled: the condition has no event to wait on.
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(every)
+        return True
+    return False
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import trio
-from benchlib import account_ids, app_config, fmt_rate
+from benchlib import account_ids, app_config, fmt_rate, until
 
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
@@ -68,8 +68,7 @@ async def run_bus(n: int, plugins: int, base_dir: Path) -> float:
             publish = bus.publish
             for event in events:
                 await publish(event)
-            while any(slot.events_handled < n for slot in host.slots):
-                await trio.sleep(0.001)
+            await until(lambda: all(slot.events_handled >= n for slot in host.slots), every=0.001)
             elapsed = time.perf_counter() - t0
             dispatcher.stop()
     return elapsed

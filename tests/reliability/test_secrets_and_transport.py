@@ -8,10 +8,8 @@ messages or reprs of what the runtime holds, not in the journal file, metrics or
 
 from __future__ import annotations
 
-import datetime
 import functools
 import io
-import ipaddress
 import logging
 import os
 import ssl
@@ -24,10 +22,7 @@ from typing import Any
 
 import pytest
 import trio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tls_helpers import self_signed
 from wait_helpers import wait_until
 
 from qfexbot.config import ConfigError, SessionSettings, load_config, parse_config
@@ -349,46 +344,12 @@ def test_real_venue_accepts_tls_or_loopback(urls: dict[str, str]) -> None:
         assert venue.trade_url.startswith("wss://") and venue.rest_url.startswith("https://")
 
 
-def _self_signed(tmp_path: Path) -> ssl.SSLContext:
-    """A server context with a fresh self-signed certificate for 127.0.0.1."""
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
-    return context
-
-
 async def test_tls_certificates_are_verified_for_rest_and_websockets(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     """An untrusted certificate is refused by the REST client and by the session's WebSocket."""
 
-    context = _self_signed(tmp_path)
+    _, context = self_signed(tmp_path)
     refusals: list[str] = []  # what the server saw: the client aborting on our certificate
 
     async def handler(stream: trio.SSLStream) -> None:
