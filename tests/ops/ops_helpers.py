@@ -5,11 +5,11 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from demo_config import DESK_A, DESK_B, PRIMARY, demo_venue, runtime_table
+
 from qfexbot.config import AppConfig, load_config
 
-PRIMARY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
-DESK_A = "11111111-1111-4111-8111-111111111111"
-DESK_B = "22222222-2222-4222-8222-222222222222"
+__all__ = ["DECIDER", "DESK_A", "DESK_B", "PRIMARY", "TICKER", "write_config"]
 
 DECIDER = '''
 """Test plugin: decides on connection state and on balance events (data-dependent args)."""
@@ -82,37 +82,19 @@ def write_config(
     (plugins / "decider.py").write_text(DECIDER)
     (plugins / "ticker.py").write_text(TICKER)
     cls = {"decider": "Decider", "ticker": "Ticker"}[plugin]
-    text = textwrap.dedent(
+    venue = demo_venue(
+        public_key="qfex_pub_ops",
+        secret='"qfex_secret_ops_test"',
+        session={
+            "stale_after": 5.0,
+            "backoff_initial": 0.05,
+            "backoff_max": 0.2,
+            "request_timeout": 3.0,
+        },
+        sim="pulse_interval = 0.1\ndeposits = { treasury = 100000, desk-a = 50, desk-b = 5000 }",
+    )
+    bot = textwrap.dedent(
         f'''
-        [runtime]
-        journal = "var/journal.sqlite"
-        plugin_dirs = ["plugins"]
-        kill_switch_file = "var/PAUSED"
-        log_level = "info"
-        {runtime_extra}
-
-        [venues.demo]
-        kind = "qfex"
-        simulator = true
-        user_id = "{PRIMARY}"
-        public_key = "qfex_pub_ops"
-        secret = "qfex_secret_ops_test"
-
-        [venues.demo.accounts]
-        treasury = "primary"
-        desk-a = "{DESK_A}"
-        desk-b = "{DESK_B}"
-
-        [venues.demo.session]
-        stale_after = 5.0
-        backoff_initial = 0.05
-        backoff_max = 0.2
-        request_timeout = 3.0
-
-        [venues.demo.sim]
-        pulse_interval = 0.1
-        deposits = {{ treasury = 100000, desk-a = 50, desk-b = 5000 }}
-
         [bots.watch]
         venue = "demo"
         accounts = ["desk-a", "desk-b"]
@@ -127,6 +109,6 @@ def write_config(
         '''
     )
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(runtime_table(log_level="info", more=runtime_extra) + venue + bot)
     (tmp_path / "var").mkdir(exist_ok=True)
     return load_config(path)
