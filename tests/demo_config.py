@@ -7,11 +7,14 @@ pin the names and ids they assert on, a secret, session timings and extra runtim
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 PRIMARY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
 DESK_A = "11111111-1111-4111-8111-111111111111"
 DESK_B = "22222222-2222-4222-8222-222222222222"
+# The embedded simulator's table: desk-a starts below a top-up band, desk-b well inside it.
+SIM = "pulse_interval = 0.1\ndeposits = { treasury = 100000, desk-a = 50, desk-b = 5000 }"
 
 
 def runtime_table(*, log_level: str, more: str = "") -> str:
@@ -66,3 +69,25 @@ def demo_venue(
         + "\n"
     )
     return text + (f"[venues.demo.sim]\n{sim}\n\n" if sim is not None else "")
+
+
+def watch_bot(*, channels: list[str], instance: str, use: str, options: str = "") -> str:
+    """Bot ``watch`` on both desks (treasury -> desk-a allowed) with one plugin instance.
+
+    Args:
+      options: further TOML lines of the plugin's table, as they are.
+    """
+    return (
+        "[bots.watch]\n"
+        'venue = "demo"\n'
+        'accounts = ["desk-a", "desk-b"]\n'
+        f"channels = {json.dumps(channels)}\n"
+        "\n"
+        "[bots.watch.limits]\n"
+        'allowed_pairs = [["treasury", "desk-a"]]\n'
+        "min_interval = 0\n"
+        "\n"
+        f"[bots.watch.plugins.{instance}]\n"
+        f'use = "{use}"\n'
+        f"{options}\n"
+    )

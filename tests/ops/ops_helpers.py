@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-from demo_config import DESK_A, DESK_B, PRIMARY, demo_venue, runtime_table
+from demo_config import DESK_A, DESK_B, PRIMARY, SIM, demo_venue, runtime_table, watch_bot
 
 from qfexbot.config import AppConfig, load_config
 
@@ -91,22 +90,12 @@ def write_config(
             "backoff_max": 0.2,
             "request_timeout": 3.0,
         },
-        sim="pulse_interval = 0.1\ndeposits = { treasury = 100000, desk-a = 50, desk-b = 5000 }",
+        sim=SIM,
     )
-    bot = textwrap.dedent(
-        f'''
-        [bots.watch]
-        venue = "demo"
-        accounts = ["desk-a", "desk-b"]
-        channels = ["balances", "positions", "order_responses"]
-
-        [bots.watch.limits]
-        allowed_pairs = [["treasury", "desk-a"]]
-        min_interval = 0
-
-        [bots.watch.plugins.{plugin}]
-        use = "{plugin}:{cls}"
-        '''
+    bot = watch_bot(
+        channels=["balances", "positions", "order_responses"],
+        instance=plugin,
+        use=f"{plugin}:{cls}",
     )
     path = tmp_path / name
     path.write_text(runtime_table(log_level="info", more=runtime_extra) + venue + bot)

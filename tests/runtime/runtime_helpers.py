@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from demo_config import DESK_A, DESK_B, PRIMARY, demo_venue, runtime_table
+from demo_config import DESK_A, DESK_B, PRIMARY, SIM, demo_venue, runtime_table, watch_bot
 
 from qfexbot.config import AppConfig, load_config
 from qfexbot.runtime import Runtime
@@ -63,23 +63,13 @@ def write_config(
             "backoff_max": 0.2,
             "request_timeout": 2.0,
         },
-        sim="pulse_interval = 0.1\ndeposits = { treasury = 100000, desk-a = 50, desk-b = 5000 }",
+        sim=SIM,
     )
-    bot = textwrap.dedent(
-        f"""
-        [bots.watch]
-        venue = "demo"
-        accounts = ["desk-a", "desk-b"]
-        channels = ["balances", "positions"]
-
-        [bots.watch.limits]
-        allowed_pairs = [["treasury", "desk-a"]]
-        min_interval = 0
-
-        [bots.watch.plugins.recorder]
-        use = "recorder:Recorder"
-        {recorder_options}
-        """
+    bot = watch_bot(
+        channels=["balances", "positions"],
+        instance="recorder",
+        use="recorder:Recorder",
+        options=recorder_options,
     )
     text = runtime_table(log_level="debug") + venue + bot + textwrap.dedent(extra)
     path = tmp_path / "bots.toml"
