@@ -88,6 +88,12 @@ class Recorder:
                 await self._changed.wait()
         return found[-1]
 
+    async def until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Return once ``condition()`` (over the recorded events) holds, re-checked per event."""
+        with trio.fail_after(timeout):
+            while not condition():
+                await self._changed.wait()
+
     def live_count(self) -> int:
         return len(self.of(ConnectionStateEvent, lambda e: e.state is ConnectionState.LIVE))
 
@@ -386,7 +392,7 @@ async def test_cancel_on_disconnect_only_for_the_lost_connection(
             199_800_000_000,
             200_000_000_000,
         ]
-    await wait_until(lambda: first_events.live_count() >= 2, within=5)
+    await first_events.until(lambda: first_events.live_count() >= 2, timeout=5)
     resync = first_events.of(ResyncEvent)[-1]
     assert sorted(o.price for o in resync.open_orders) == [Decimal(1998), Decimal(2000)]
 
@@ -397,7 +403,7 @@ async def test_cancel_on_disconnect_only_for_the_lost_connection(
 async def test_reconnect_rebinds_and_resyncs(nursery: trio.Nursery, sim: FinerySimulator) -> None:
     taker, events = await start_client(nursery, sim, TAKER, feeds=(("K", None), ("F", "BTC-USD")))
     assert sim.faults.drop_connections(TAKER) == 1
-    await wait_until(lambda: events.live_count() >= 2, within=5)
+    await events.until(lambda: events.live_count() >= 2, timeout=5)
     assert len(events.of(ResyncEvent)) == 2
     assert len(events.of(BookEvent)) == 2  # the book was re-bound: a second snapshot
     assert taker.supervisor.stats.reconnects == 1
@@ -415,7 +421,7 @@ async def test_status_loss_rebinds_after_zero_status(
         await taker.positions()
     assert err.value.code == 2
     sim.faults.backend_status(0)
-    await wait_until(lambda: len(events.of(BookEvent)) >= 2, within=5)
+    await events.until(lambda: len(events.of(BookEvent)) >= 2, timeout=5)
     assert not taker.driver.bindings_lost
     assert taker.supervisor.stats.reconnects == 0  # same socket, bindings restored
 

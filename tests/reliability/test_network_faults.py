@@ -5,13 +5,13 @@ the gap the session reported (a non-LIVE state, then a resync)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
 import trio
-from wait_helpers import settle, wait_until
+from wait_helpers import wait_until
 
 from qfexbot.core.secrets import Secret
 from qfexbot.core.session import SessionNotLive, Supervisor
@@ -75,9 +75,17 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[tuple[float, Event]] = []
+        self._changed = trio.Event()
 
     async def __call__(self, event: Event) -> None:
         self.events.append((trio.current_time(), event))
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def until(self, condition: Callable[[], object]) -> None:
+        """Return once ``condition()`` (over the recorded events) holds; the caller bounds it."""
+        while not condition():
+            await self._changed.wait()
 
     def raw_frames(self) -> list[str]:
         return [e.raw for _, e in self.events if isinstance(e, (OrderUpdateEvent, FillEvent))]
@@ -127,9 +135,8 @@ def emitted(sim: QfexSimulator, after: int, upto: int) -> dict[int, str]:
 
 
 async def wait_delivered(sim: QfexSimulator, rec: Recorder, upto: int) -> None:
-    await wait_until(
-        lambda: not set(emitted(sim, 0, upto).values()) - set(rec.raw_frames()), within=WAIT
-    )
+    with trio.fail_after(WAIT):
+        await rec.until(lambda: not set(emitted(sim, 0, upto).values()) - set(rec.raw_frames()))
 
 
 @pytest.mark.parametrize("kind", FAULT_KINDS)
@@ -186,7 +193,8 @@ async def test_session_detects_network_fault_and_recovers(kind: str, nursery: tr
             await trio.sleep(0.3)  # orders in flight when the fault hits
             faulted_at = trio.current_time()
             assert proxy.inject(kind, duration=4.0, target="trade") == 1
-            await wait_until(lambda: left_live(rec, mark), within=WAIT)
+            with trio.fail_after(WAIT):
+                await rec.until(lambda: left_live(rec, mark))
             detected_at, _ = left_live(rec, mark)[0]
             await wait_until(
                 lambda: session.state is ConnectionState.LIVE and session.stats.reconnects,
@@ -196,10 +204,10 @@ async def test_session_detects_network_fault_and_recovers(kind: str, nursery: tr
             await trio.sleep(0.5)  # orders on the new connection
             traffic.cancel_scope.cancel()
         seq_end = sim.event_seq(DESK)
-        await settle(  # the last frames in flight
-            lambda: not set(emitted(sim, seq_at_live, seq_end).values()) - set(rec.raw_frames()),
-            within=2.0,
-        )
+        with trio.move_on_after(2.0):  # the last frames in flight
+            await rec.until(
+                lambda: not set(emitted(sim, seq_at_live, seq_end).values()) - set(rec.raw_frames())
+            )
 
         who, reason, bound = EXPECTED[kind]
         after = [e for _, e in rec.events[mark:]]
@@ -376,7 +384,8 @@ def first_state(
 async def wait_state(
     rec: Recorder, state: ConnectionState, mark: int
 ) -> tuple[int, float, ConnectionStateEvent]:
-    await wait_until(lambda: first_state(rec, state, mark) is not None, within=WAIT, every=0.005)
+    with trio.fail_after(WAIT):
+        await rec.until(lambda: first_state(rec, state, mark) is not None)
     return first_state(rec, state, mark)  # type: ignore[return-value]  # found just above
 
 

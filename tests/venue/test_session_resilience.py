@@ -219,7 +219,7 @@ async def test_slow_publisher_is_not_mistaken_for_a_stale_stream(simenv: SimEnv,
         session = venue.private_session(SUB1, channels=["balances"], publish=slow_publish)
         await nursery.start(session.run)
         await rec.wait_state(S.LIVE)
-        await wait_until(lambda: not (slow_once or len(rec.of(BalanceEvent)) < 6), within=WAIT)
+        await rec.until(lambda: not slow_once and len(rec.of(BalanceEvent)) >= 6, timeout=WAIT)
         assert S.STALE not in rec.states() and session.stats.reconnects == 0
     finally:
         await venue.aclose()
