@@ -1,6 +1,6 @@
 """The one bounded poll of the suite, for conditions that have no event to wait on.
 
-Prefer a real signal (``trio.Event``, a memory channel, ``Recorder.wait``,
+Prefer a real signal (``trio.Event``, a memory channel, a recorder's ``wait``/``until``,
 ``session.wait_for``); poll only state that announces nothing (simulator ledgers, session
 counters, a proxy's links, journal rows).
 """
@@ -22,28 +22,17 @@ async def wait_until(
     what: str = "condition",
     every: float = POLL,
 ) -> None:
-    """Return once ``predicate()`` (sync or async) is truthy; fail the test after ``within`` s.
+    """Return once ``predicate()`` (sync or async) is truthy, polling every ``every`` s.
 
     Raises:
         AssertionError: the condition did not hold within ``within`` seconds.
-    """
-    if not await settle(predicate, within=within, every=every):
-        raise AssertionError(f"timed out after {within}s waiting for {what}")
-
-
-async def settle(
-    predicate: Callable[[], object | Awaitable[object]], *, within: float, every: float = POLL
-) -> bool:
-    """Wait up to ``within`` seconds for ``predicate()`` (sync or async); whether it held.
-
-    For best-effort waits (frames still in flight) that the test then checks itself.
     """
     with trio.move_on_after(within):
         # The condition has no event to wait on (see the module docstring), so poll it.
         while not await _holds(predicate):  # noqa: ASYNC110
             await trio.sleep(every)
-        return True
-    return False
+        return
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 async def _holds(predicate: Callable[[], object | Awaitable[object]]) -> bool:
