@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import resource
 import socket
@@ -16,11 +17,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import trio
+
+from qfexbot.config import parse_config
+from qfexbot.events import ResyncEvent
 from qfexbot.hookspecs import hookimpl
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -195,6 +200,22 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def until(
+    predicate: Callable[[], object], *, within: float = math.inf, every: float = 0.01
+) -> bool:
+    """Wait up to ``within`` s for ``predicate()``, polling every ``every`` s; whether it held.
+
+    For state that announces nothing (session counters, a plugin's samples, the sim's holds);
+    a bench that measures how long the wait took picks ``every`` below its resolution.
+    """
+    with trio.move_on_after(within):
+        # Polled: the condition has no event to wait on.
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(every)
+        return True
+    return False
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) of an ascending list, nearest-rank."""
     if not sorted_values:
@@ -262,7 +283,6 @@ def app_config(
 
     ``plugins`` maps instance name -> ``use`` (e.g. ``"benchlib:CountingPlugin"``).
     """
-    from qfexbot.config import parse_config
 
     # Reconnect storms are expected here; only errors go to stderr (the lastResort handler).
     logging.getLogger("qfexbot").setLevel(logging.ERROR)
@@ -311,7 +331,6 @@ class StubRest:
         self.venue = venue
 
     async def positions(self, account_id: str | None = None) -> Any:
-        from qfexbot.events import ResyncEvent
 
         return ResyncEvent(
             venue=self.venue,

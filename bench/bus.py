@@ -1,4 +1,4 @@
-"""Events per second through Bus + Dispatcher to 1 and 10 no-op plugins, versus trio memory channels.
+"""Events per second through Bus + Dispatcher to 1 and 10 no-op plugins, vs trio memory channels.
 
 No sockets. A producer task publishes pre-built private events (order updates, never dropped)
 as fast as it can; the run ends when every plugin has handled every event. Baselines in the same
@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import trio
-from benchlib import account_ids, app_config, fmt_rate
+from benchlib import account_ids, app_config, fmt_rate, until
 
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
@@ -68,8 +68,7 @@ async def run_bus(n: int, plugins: int, base_dir: Path) -> float:
             publish = bus.publish
             for event in events:
                 await publish(event)
-            while any(slot.events_handled < n for slot in host.slots):
-                await trio.sleep(0.001)
+            await until(lambda: all(slot.events_handled >= n for slot in host.slots), every=0.001)
             elapsed = time.perf_counter() - t0
             dispatcher.stop()
     return elapsed
@@ -82,7 +81,7 @@ async def run_channels(n: int, fan_out: int) -> float:
 
     async def consume(i: int, receive: trio.MemoryReceiveChannel) -> None:
         async with receive:
-            async for event in receive:
+            async for _event in receive:
                 seen[i] += 1
 
     with trio.fail_after(DEADLINE):

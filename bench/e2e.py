@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import trio
-from benchlib import PRIMARY, StubRest, account_ids, app_config, fmt_rate, start_frame_server
+from benchlib import PRIMARY, StubRest, account_ids, app_config, fmt_rate, start_frame_server, until
 from trio_websocket import open_websocket_url
 
 from qfexbot.core.bus import Bus
@@ -82,12 +82,14 @@ async def run_qfexbot(port: int, n_trade: int, n_l2: int, base_dir: Path) -> tup
             async with trio.open_nursery() as sessions:
                 sessions.start_soon(session.run)
                 sessions.start_soon(md.run)
-                while not (
-                    session.stats.frames >= n_trade + HANDSHAKE_FRAMES
-                    and md.stats.frames >= n_l2
-                    and slot.inbox.depth == 0
-                ):
-                    await trio.sleep(0.002)
+                await until(
+                    lambda: (
+                        session.stats.frames >= n_trade + HANDSHAKE_FRAMES
+                        and md.stats.frames >= n_l2
+                        and slot.inbox.depth == 0
+                    ),
+                    every=0.002,
+                )
                 elapsed = time.perf_counter() - t0
                 sessions.cancel_scope.cancel()
             dispatcher.stop()

@@ -1,4 +1,4 @@
-"""Loopback QFEX-like WebSocket server for the benchmarks: answers the handshake, then pushes frames.
+"""Loopback QFEX-like WebSocket server for the benchmarks: answers the handshake, pushes frames.
 
 Run as a child process (``benchlib.start_frame_server``); prints ``READY {"port": N}``.
 Each connection chooses its load in the URL:
@@ -17,6 +17,7 @@ next to nothing per frame and the client side is what is measured.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -141,8 +142,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         trio.run(main)
-    except KeyboardInterrupt:
-        pass
     sys.exit(0)

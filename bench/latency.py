@@ -20,7 +20,15 @@ import time
 from pathlib import Path
 
 import trio
-from benchlib import PRIMARY, StubRest, account_ids, app_config, percentile, start_frame_server
+from benchlib import (
+    PRIMARY,
+    StubRest,
+    account_ids,
+    app_config,
+    percentile,
+    start_frame_server,
+    until,
+)
 from trio_websocket import open_websocket_url
 
 from qfexbot.core.bus import Bus
@@ -85,8 +93,7 @@ async def run_qfexbot(
                     sessions_nursery.start_soon(session.run)
                 for session in sessions:
                     await session.wait_for(ConnectionState.LIVE)
-                while len(plugin.samples) < expected:  # type: ignore[attr-defined]
-                    await trio.sleep(0.01)
+                await until(lambda: len(plugin.samples) >= expected)  # type: ignore[attr-defined]
                 sessions_nursery.cancel_scope.cancel()
             dispatcher.stop()
     return _latencies_us(plugin.samples)  # type: ignore[attr-defined]
@@ -115,8 +122,7 @@ async def run_baseline(port: int, accounts: int, rate: float, seconds: float) ->
         async with trio.open_nursery() as nursery:
             for _ in range(accounts):
                 nursery.start_soon(connection)
-            while len(samples) < expected:
-                await trio.sleep(0.01)
+            await until(lambda: len(samples) >= expected)
             nursery.cancel_scope.cancel()
     return _latencies_us(samples)
 

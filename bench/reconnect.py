@@ -25,6 +25,7 @@ from benchlib import (
     free_ports,
     sim_argv,
     start_child,
+    until,
     write_sim_toml,
 )
 
@@ -58,8 +59,7 @@ async def main(n: int, rounds: int, backoff_initial: float, backoff_max: float) 
                 sessions = list(runtime.venues["bench"].sessions.values())
                 recorder = runtime.hosts["bench"].slots[0].plugin
                 with trio.fail_after(60):
-                    while any(s.state is not ConnectionState.LIVE for s in sessions):
-                        await trio.sleep(0.01)
+                    await until(lambda: all(s.state is ConnectionState.LIVE for s in sessions))
                 for r in range(1, rounds + 1):
                     sim.kill()
                     await trio.sleep(0.5)  # the sessions notice and back off

@@ -24,7 +24,15 @@ import time
 from pathlib import Path
 
 import trio
-from benchlib import account_ids, app_config, rss_bytes, sim_argv, start_child, write_sim_toml
+from benchlib import (
+    account_ids,
+    app_config,
+    rss_bytes,
+    sim_argv,
+    start_child,
+    until,
+    write_sim_toml,
+)
 
 from qfexbot.events import ConnectionState
 from qfexbot.runtime import Runtime
@@ -56,9 +64,10 @@ async def main(n: int, idle: float, live_timeout: float) -> None:
                 t0 = time.perf_counter()
                 await nursery.start(runtime.run)
                 sessions = list(runtime.venues["bench"].sessions.values())
-                with trio.move_on_after(live_timeout):
-                    while any(s.state is not ConnectionState.LIVE for s in sessions):
-                        await trio.sleep(0.01)
+                await until(
+                    lambda: all(s.state is ConnectionState.LIVE for s in sessions),
+                    within=live_timeout,
+                )
                 all_live = time.perf_counter() - t0  # the timeout if not all went LIVE
                 live = sum(s.state is ConnectionState.LIVE for s in sessions)
                 await trio.sleep(2.0)  # let the start-up burst settle

@@ -70,8 +70,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchlib import until
+
 import qfexbot.runtime as runtime_module
-from qfexbot.config import load_config
+from qfexbot.config import AppConfig, load_config
 from qfexbot.core.session import SessionNotLive
 from qfexbot.events import ConnectionState
 from qfexbot.money.account_locks import ENV as LOCK_DIR_ENV
@@ -100,7 +102,7 @@ SECRET = "qfex_secret_soak_5e1f"
 SECRET_ENV = "QFEXBOT_SOAK_SECRET"  # a real (not embedded) venue reads its secret by reference
 REQUEST_TIMEOUT = 1.0
 NET_FAULTS = {f"net_{kind}": kind for kind in netproxy.FAULT_KINDS}
-"""Soak fault kind -> :data:`qfexbot.sim.common.netproxy.FAULT_KINDS` kind, injected by the proxy."""
+"""Soak fault kind -> :data:`qfexbot.sim.common.netproxy.FAULT_KINDS` kind (the proxy injects)."""
 MONEY_FAULTS = ["late_landing", "outside_mover"]
 """Money-edge faults (docs/reliability.md "Money edges" 1 and 3c): they may hold accounts."""
 FAULT_KINDS = [
@@ -637,9 +639,11 @@ async def _faults(
             # one, whatever holds come later.
             faults.hold_transfers(rng.uniform(*LATE_HOLD), 1)
             if report.faults[kind] == 1:
-                with trio.move_on_after(LATE_TAKEN_WITHIN):
-                    while faults.snapshot()["transfer_holds"]:
-                        await trio.sleep(0.05)
+                await until(
+                    lambda: not faults.snapshot()["transfer_holds"],
+                    within=LATE_TAKEN_WITHIN,
+                    every=0.05,
+                )
         elif kind == "outside_mover":
             await _outside_move(sim, money, rng, report)
         elif kind == "stall_pulses" and not faults.pulses_stopped:
@@ -827,6 +831,23 @@ async def run_soak(
         for name in ("qfexbot", "plugins"):
             logging.getLogger(name).removeHandler(errors)
     report.seconds = round(time.monotonic() - started, 1)
+    _check_run(runtime, app, sim, windows, errors, report, drop_event=drop_event)
+    report.rss_end_kib = rss_kib()
+    return report
+
+
+def _check_run(
+    runtime: Runtime,
+    app: AppConfig,
+    sim: QfexSimulator,
+    windows: _Windows,
+    errors: _ErrorLog,
+    report: SoakReport,
+    *,
+    drop_event: bool,
+) -> None:
+    """After a run: delivery, money, error log and plugin checks, into ``report``."""
+    ids = app.venues["demo"].accounts
     audit = runtime.hosts["audit"].slots[0].plugin
     if drop_event:
         _forget_one_delivered(audit.frames, windows.closed, windows.history)
@@ -842,10 +863,11 @@ async def run_soak(
         alerts=errors.alerts,
         names={i: a for a, i in ids.items()},
     )
-    if report.late_landings != run.transfers.late_landings:
+    transfers = runtime.venues["demo"].transfers
+    if report.late_landings != transfers.late_landings:
         report.problems.append(
             f"the journal has {report.late_landings} late landings (failed -> done by reconcile), "
-            f"the transfer service counted {run.transfers.late_landings}"
+            f"the transfer service counted {transfers.late_landings}"
         )
     report.problems.extend(f"error log: {line}" for line in errors.records)
     report.orders_refused_not_live = errors.not_live_orders
@@ -854,8 +876,6 @@ async def run_soak(
         for slot in host.slots:
             if slot.disabled:
                 report.problems.append(f"plugin {name}/{slot.name} was disabled")
-    report.rss_end_kib = rss_kib()
-    return report
 
 
 def rss_kib() -> int:
@@ -922,16 +942,16 @@ async def _recover(runtime: Runtime, report: SoakReport, money: _Money) -> None:
     # Stop moving money (faults still queued in the sim must not leave a new doubt behind).
     mover = runtime.hosts["mover"].slots[0].plugin
     mover.paused = True
-    with trio.move_on_after(15):
-        while mover.busy:
-            await trio.sleep(0.05)
+    await until(lambda: not mover.busy, within=15, every=0.05)
     journal = runtime.journal
     assert journal is not None
     # A held POST lands by itself (the runtime's reconciler may meanwhile declare it "not
     # applied": a late landing); the ledger is final only once every one of them is applied.
-    with trio.move_on_after(max(LATE_HOLD) + 5):
-        while trio.current_time() < max(money.landings, default=0) + 0.5:
-            await trio.sleep(0.1)
+    await until(
+        lambda: trio.current_time() >= max(money.landings, default=0) + 0.5,
+        within=max(LATE_HOLD) + 5,
+        every=0.1,
+    )
     with trio.move_on_after(30):
         while True:
             await trio.sleep(REQUEST_TIMEOUT + 0.2)  # settle: "not applied" needs quiet time
@@ -1025,11 +1045,12 @@ def check_money(
     both accounts are paused and the difference is an *explained* line (which entries, accounts,
     amounts). Paused: held, or touched by an ``unknown`` entry next to a held account (no
     automatic verdict is drawn while the hold stands, and an entry in doubt refuses every
-    transfer on both its accounts until an operator resolves it). Every active hold needs a reason, its ERROR alert (``alerts``: the fields of the
-    ``LATE LANDING``/``account held`` log lines) and a cause the soak injected (a held POST
-    with its amount for ``late_landing``; an outside move or a held POST on one of its accounts
-    for ``unexplained_deposits``). An ``unknown`` left must touch a held account or be younger
-    than ``settle`` s (``now``: the wall clock); nothing may be left pending or sent."""
+    transfer on both its accounts until an operator resolves it). Every active hold needs a
+    reason, its ERROR alert (``alerts``: the fields of the ``LATE LANDING``/``account held`` log
+    lines) and a cause the soak injected (a held POST with its amount for ``late_landing``; an
+    outside move or a held POST on one of its accounts for ``unexplained_deposits``). An
+    ``unknown`` left must touch a held account or be younger than ``settle`` s (``now``: the wall
+    clock); nothing may be left pending or sent."""
     name = (names or {}).get
     with contextlib.closing(sqlite3.connect(journal)) as db:
         rows = db.execute(
@@ -1110,6 +1131,20 @@ def check_money(
             loose = sorted(name(a, a) for a in pair if a not in held and a not in blocked)
             report.problems.append(f"journal done != ledger on {text}; not paused: {loose}")
 
+    _check_holds(holds, entries, ledger, report, alerts=alerts, name=name)
+    _check_left(rows, held, unknown_since, report, settle=settle, now=now, name=name)
+
+
+def _check_holds(
+    holds: Sequence[Any],
+    entries: Mapping[str, Any],
+    ledger: Sequence[Any],
+    report: SoakReport,
+    *,
+    alerts: Sequence[Mapping[str, Any]],
+    name: Any,
+) -> None:
+    """``check_money``'s hold rules: each active hold has a reason, its alert and a cause."""
     alerted = {
         (a.get("entry"), a.get("code"))
         for a in alerts
@@ -1140,6 +1175,18 @@ def check_money(
         elif code not in HOLD_CODES:
             report.problems.append(f"{what}: a hold code the soak does not cause")
 
+
+def _check_left(
+    rows: Sequence[Any],
+    held: Mapping[str, Any],
+    unknown_since: Mapping[str, float],
+    report: SoakReport,
+    *,
+    settle: float,
+    now: float | None,
+    name: Any,
+) -> None:
+    """``check_money``'s end rules: nothing pending or sent, no old unknown off a held account."""
     now = time.time() if now is None else now
     for entry_id, src, dst, amount, state in rows:
         move = f"transfer {entry_id} ({name(src, src)} -> {name(dst, dst)}, {amount})"

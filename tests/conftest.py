@@ -2,8 +2,9 @@
 qfexbot's state directory (journal marks) lives in each test's tmp dir.
 
 The tests reuse a few fixed account ids, so two test runs on one machine (or a test run next
-to a real qfexbot) would otherwise hold each other's account locks (``qfexbot.money.account_locks``);
-and tests must never write marks into the home directory nor see each other's marks.
+to a real qfexbot) would otherwise hold each other's account locks
+(``qfexbot.money.account_locks``); and tests must never write marks into the home directory
+nor see each other's marks.
 Subprocesses inherit both variables.
 """
 

@@ -1,4 +1,4 @@
-"""``qfexbot sim --venue finery --config SIM.toml`` through the real command line, in a subprocess."""
+"""``qfexbot sim --venue finery --config SIM.toml`` through the real command line (a subprocess)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import trio
+from wait_helpers import wait_until
 
 from qfexbot.config import load_config
 from qfexbot.events import (
@@ -91,7 +92,8 @@ class Recorder:
     async def qfexbot_event(self, ctx, event):
         self.events.append(event)
         if (self.transfer is None and isinstance(event, ConnectionStateEvent)
-                and event.state is ConnectionState.LIVE and event.account_id == ctx.account_id("desk")):
+                and event.state is ConnectionState.LIVE
+                and event.account_id == ctx.account_id("desk")):
             self.transfer = await ctx.transfer("desk", "other", Decimal(5), "test")
             await ctx.add_order("desk", symbol="BTC-USD", side="BUY", order_type="MARKET",
                                 quantity=Decimal("0.01"), time_in_force="IOC")
@@ -117,14 +119,6 @@ def write(tmp_path: Path, text: str):
     return load_config(path)
 
 
-async def wait_until(predicate, timeout: float = 15.0, what: str = "condition") -> None:
-    with trio.move_on_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-        return
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 _LINE = re.compile(
     r"imbalance symbol=(\S+) imbalance=(\S+) bid_size=(\S+) ask_size=(\S+) "
     r"best_bid=(\S+) best_ask=(\S+)"
@@ -146,7 +140,7 @@ async def run_imbalance(tmp_path: Path, caplog, venue: str, symbol: str) -> list
     with trio.fail_after(25):
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
-            await wait_until(lambda: len(lines()) >= 3, what="imbalance lines")
+            await wait_until(lambda: len(lines()) >= 3, what="imbalance lines", within=15)
             runtime.stop()
     return lines()
 
@@ -208,6 +202,7 @@ async def test_finery_account_session_orders_positions_and_refused_transfer(tmp_
                     )
                 ),
                 what="the fill and the BTC position",
+                within=15,
             )
             assert runtime.journal is not None
             entries = await runtime.journal.list()

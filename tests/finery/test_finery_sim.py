@@ -74,13 +74,16 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
 
 
 class Recorder:
-    """The publish sink: keeps every event; ``wait`` polls for a predicate (bounded)."""
+    """The publish sink: keeps every event; ``wait`` waits (bounded) for a matching one."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self._changed = trio.Event()
 
     async def __call__(self, event: Event) -> None:
         self.events.append(event)
+        self._changed.set()
+        self._changed = trio.Event()
 
     def of(self, kind: type, pred: Callable[[Any], bool] = lambda e: True) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind) and pred(e)]

@@ -242,10 +242,10 @@ def test_order_feed_lifecycle_and_deal_lengths() -> None:
     assert fill.is_taker and fill.side == "BUY" and fill.remaining == 0
     with pytest.raises(ParseError):
         p.parse(json.dumps(["O", 0, "D", DEAL_21[:18]]))
-    cancelled = ORDER[:3] + [4] + ORDER[4:]
+    cancelled = [*ORDER[:3], 4, *ORDER[4:]]
     (update,) = p.parse(json.dumps(["O", 0, "-", cancelled]))
     assert update.status == "CANCELLED" and update.terminal
-    filled = ORDER[:8] + [0] + ORDER[9:]
+    filled = [*ORDER[:8], 0, *ORDER[9:]]
     assert p.parse(json.dumps(["O", 0, "-", filled])) == []  # the deal already said FILLED
 
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import trio
+from demo_config import DESK_A, DESK_B, PRIMARY, SIM, demo_venue, runtime_table, watch_bot
 
 from qfexbot.config import AppConfig, load_config
 
-PRIMARY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
-DESK_A = "11111111-1111-4111-8111-111111111111"
-DESK_B = "22222222-2222-4222-8222-222222222222"
+__all__ = ["DECIDER", "DESK_A", "DESK_B", "PRIMARY", "TICKER", "write_config"]
 
 DECIDER = '''
 """Test plugin: decides on connection state and on balance events (data-dependent args)."""
@@ -32,8 +29,9 @@ class Decider:
                 self.lives += 1
             if event.account_id == ctx.account_id("desk-a") and self.lives == 1:
                 self.decided += 1
-                await ctx.cancel_order("desk-a", symbol="AAPL-USD",
-                                       order_id=f"on-live-{event.previous.value}")
+                await ctx.cancel_order(
+                    "desk-a", symbol="AAPL-USD", order_id=f"on-live-{event.previous.value}"
+                )
         if isinstance(event, BalanceEvent):
             n = self.balances[event.account_id] = self.balances.get(event.account_id, 0) + 1
             alias = "desk-a" if event.account_id == ctx.account_id("desk-a") else "desk-b"
@@ -83,64 +81,23 @@ def write_config(
     (plugins / "decider.py").write_text(DECIDER)
     (plugins / "ticker.py").write_text(TICKER)
     cls = {"decider": "Decider", "ticker": "Ticker"}[plugin]
-    text = textwrap.dedent(
-        f'''
-        [runtime]
-        journal = "var/journal.sqlite"
-        plugin_dirs = ["plugins"]
-        kill_switch_file = "var/PAUSED"
-        log_level = "info"
-        {runtime_extra}
-
-        [venues.demo]
-        kind = "qfex"
-        simulator = true
-        user_id = "{PRIMARY}"
-        public_key = "qfex_pub_ops"
-        secret = "qfex_secret_ops_test"
-
-        [venues.demo.accounts]
-        treasury = "primary"
-        desk-a = "{DESK_A}"
-        desk-b = "{DESK_B}"
-
-        [venues.demo.session]
-        stale_after = 5.0
-        backoff_initial = 0.05
-        backoff_max = 0.2
-        request_timeout = 3.0
-
-        [venues.demo.sim]
-        pulse_interval = 0.1
-        deposits = {{ treasury = 100000, desk-a = 50, desk-b = 5000 }}
-
-        [bots.watch]
-        venue = "demo"
-        accounts = ["desk-a", "desk-b"]
-        channels = ["balances", "positions", "order_responses"]
-
-        [bots.watch.limits]
-        allowed_pairs = [["treasury", "desk-a"]]
-        min_interval = 0
-
-        [bots.watch.plugins.{plugin}]
-        use = "{plugin}:{cls}"
-        '''
+    venue = demo_venue(
+        public_key="qfex_pub_ops",
+        secret='"qfex_secret_ops_test"',
+        session={
+            "stale_after": 5.0,
+            "backoff_initial": 0.05,
+            "backoff_max": 0.2,
+            "request_timeout": 3.0,
+        },
+        sim=SIM,
+    )
+    bot = watch_bot(
+        channels=["balances", "positions", "order_responses"],
+        instance=plugin,
+        use=f"{plugin}:{cls}",
     )
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(runtime_table(log_level="info", more=runtime_extra) + venue + bot)
     (tmp_path / "var").mkdir(exist_ok=True)
     return load_config(path)
-
-
-WAIT_SECONDS = 15.0
-
-
-async def wait_until(predicate, what: str = "condition") -> None:
-    """Poll ``predicate`` every 20 ms; fail the test after ``WAIT_SECONDS``."""
-    with trio.move_on_after(WAIT_SECONDS):
-        # What the tests wait for (plugin counters, balances seen) has no event to wait on.
-        while not predicate():  # noqa: ASYNC110
-            await trio.sleep(0.02)
-        return
-    raise AssertionError(f"timed out after {WAIT_SECONDS}s waiting for {what}")

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import httpx
 import trio
-from ops_helpers import DESK_A, PRIMARY, wait_until, write_config
+from ops_helpers import DESK_A, PRIMARY, write_config
 from prometheus_client.parser import text_string_to_metric_families
+from wait_helpers import wait_until
 
 from qfexbot.cli.status import render_status, status_command
 from qfexbot.money.journal import SqliteStore
@@ -43,10 +44,11 @@ async def test_healthz_metrics_and_status_over_loopback(tmp_path, nursery, capsy
             health = await get(client, runtime.ops_url + "/healthz")
         assert health.json() == {"status": "ok"}
 
-        await wait_until(lambda: plugin.decided >= 5, what="the decider's transfers")
+        await wait_until(lambda: plugin.decided >= 5, what="the decider's transfers", within=15)
         await wait_until(
             lambda: runtime.metrics.transfer_outcomes.labels("demo", "done")._value.get() >= 2,
             what="two transfer outcomes",
+            within=15,
         )
         response = await get(client, runtime.ops_url + "/metrics")
         assert response.status_code == 200

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from ops_helpers import wait_until, write_config
+from ops_helpers import write_config
+from wait_helpers import wait_until
 
 from qfexbot.config import load_config
 from qfexbot.ops import view
@@ -50,7 +51,7 @@ async def test_a_running_runtime_satisfies_every_view(tmp_path, nursery):
     app = with_recording(load_config(path), str(tmp_path / "rec"))
     runtime = Runtime(app)
     await nursery.start(runtime.run)
-    await wait_until(lambda: runtime.accounts_view.balances, what="a balance event")
+    await wait_until(lambda: runtime.accounts_view.balances, what="a balance event", within=15)
 
     assert missing(runtime, view.RuntimeView) == []
     assert runtime.venues and runtime.market_data and runtime.hosts

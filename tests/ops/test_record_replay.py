@@ -8,7 +8,8 @@ import stat
 
 import pytest
 import trio
-from ops_helpers import DESK_A, DESK_B, wait_until, write_config
+from ops_helpers import DESK_A, DESK_B, write_config
+from wait_helpers import wait_until
 
 from qfexbot.ops.recorder import Recorder, with_recording
 from qfexbot.ops.replay import (
@@ -35,7 +36,9 @@ def record_live(app, expected_decisions: int = 5) -> list[int]:
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             plugin = runtime.hosts["watch"].slots[0].plugin
-            await wait_until(lambda: plugin.decided >= expected_decisions, what="live decisions")
+            await wait_until(
+                lambda: plugin.decided >= expected_decisions, what="live decisions", within=15
+            )
             # let the transfers' outcomes and a few more pulses through
             await trio.sleep(0.3)
             runtime.stop()

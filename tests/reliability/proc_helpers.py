@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-PRIMARY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
-DESK_A = "11111111-1111-4111-8111-111111111111"
-DESK_B = "22222222-2222-4222-8222-222222222222"
+import httpx
+from demo_config import DESK_A, DESK_B, PRIMARY, demo_venue
+from demo_config import runtime_table as demo_runtime_table
+
 REPO = Path(__file__).parents[2]
 
 SLOW_STOP = '''
@@ -95,56 +96,37 @@ def venue_table(
     public_key: str = "qfex_pub_proc",
 ) -> str:
     """A ``[venues.demo]`` table: embedded simulator, or an external one reached by URL."""
+    session = {
+        "stale_after": 3.0,
+        "backoff_initial": 0.05,
+        "backoff_max": 0.5,
+        "request_timeout": 2.0,
+        "transfer_settle": 2.0,  # no delayed-REST faults here, so one timeout is enough
+    }
     if simulator:
-        head = f'simulator = true\npublic_key = "{public_key}"\nsecret = "{secret}"\n'
-        tail = (
-            "[venues.demo.sim]\npulse_interval = 0.2\n"
-            "deposits = { treasury = 100000, desk-a = 500, desk-b = 500 }\n"
+        return demo_venue(
+            public_key=public_key,
+            secret=f'"{secret}"',
+            session=session,
+            sim=(
+                "pulse_interval = 0.2\ndeposits = { treasury = 100000, desk-a = 500, desk-b = 500 }"
+            ),
         )
-    else:
-        assert urls is not None
-        head = (
+    assert urls is not None
+    return demo_venue(
+        public_key=public_key,
+        secret='{ env = "QFEX_TEST_SECRET" }',
+        session=session,
+        connection=(
             f'simulator = false\ntrade_url = "{urls["trade_url"]}"\n'
-            f'mds_url = "{urls["mds_url"]}"\nrest_url = "{urls["rest_url"]}"\n'
-            f'public_key = "{public_key}"\nsecret = {{ env = "QFEX_TEST_SECRET" }}\n'
-        )
-        tail = ""
-    return (
-        textwrap.dedent(f"""\
-        [venues.demo]
-        kind = "qfex"
-        user_id = "{PRIMARY}"
-        """)
-        + head
-        + textwrap.dedent(f"""\
-
-        [venues.demo.accounts]
-        treasury = "primary"
-        desk-a = "{DESK_A}"
-        desk-b = "{DESK_B}"
-
-        [venues.demo.session]
-        stale_after = 3.0
-        backoff_initial = 0.05
-        backoff_max = 0.5
-        request_timeout = 2.0
-        transfer_settle = 2.0   # no delayed-REST faults here, so one timeout is enough
-
-        """)
-        + tail
+            f'mds_url = "{urls["mds_url"]}"\nrest_url = "{urls["rest_url"]}"'
+        ),
     )
 
 
 def runtime_table(log_level: str = "info") -> str:
-    return textwrap.dedent(f"""\
-        [runtime]
-        journal = "var/journal.sqlite"
-        plugin_dirs = ["plugins"]
-        kill_switch_file = "var/PAUSED"
-        log_level = "{log_level}"
-        log_format = "json"
-
-        """)
+    """``[runtime]`` for a ``qfexbot run`` subprocess: JSON log lines (read by ``log_lines``)."""
+    return demo_runtime_table(log_level=log_level, more='log_format = "json"')
 
 
 def start_run(config: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -247,7 +229,6 @@ class SimProcess:
         self.urls: dict[str, str] = json.loads(line[len("READY ") :])
 
     def get(self, path: str) -> Any:
-        import httpx
 
         response = httpx.get(self.urls["rest_url"] + path, timeout=10.0)
         response.raise_for_status()

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -61,34 +62,39 @@ def deep_object(depth: int) -> str:
 # --------------------------------------------------------------------------- event checks
 
 
+# The leaf types an event field may declare, each with its check (matched by identity).
+_LEAVES: tuple[tuple[Any, Callable[[Any], bool]], ...] = (
+    (type(None), lambda v: v is None),
+    (Decimal, lambda v: isinstance(v, Decimal) and v.is_finite()),
+    (float, lambda v: isinstance(v, float) and not isinstance(v, bool)),
+    (int, lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    (str, lambda v: isinstance(v, str)),
+    (bool, lambda v: isinstance(v, bool)),
+)
+
+
 def _is_instance(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if hint is Any:
         return True
     if origin in (typing.Union, types.UnionType):
         return any(_is_instance(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
     if origin is tuple:
-        args = typing.get_args(hint)
-        if not isinstance(value, tuple):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_is_instance(v, args[0]) for v in value)
-        return len(value) == len(args) and all(_is_instance(v, a) for v, a in zip(value, args))
-    if hint is Decimal:
-        return isinstance(value, Decimal) and value.is_finite()
-    if hint is float:
-        return isinstance(value, float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if hint is bool:
-        return isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
+        return _is_tuple(value, typing.get_args(hint))
+    check = next((check for leaf, check in _LEAVES if leaf is hint), None)
+    if check is not None:
+        return check(value)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _is_tuple(value: Any, args: tuple[Any, ...]) -> bool:
+    if not isinstance(value, tuple):
+        return False
+    if len(args) == 2 and args[1] is Ellipsis:
+        return all(_is_instance(v, args[0]) for v in value)
+    return len(value) == len(args) and all(
+        _is_instance(v, a) for v, a in zip(value, args, strict=True)
+    )
 
 
 def assert_well_typed(event: Event) -> None:

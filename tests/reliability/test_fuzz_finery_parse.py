@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reliability_helpers import JSON_VALUES, assert_well_typed, deep_object, nested
 
-finery = pytest.importorskip("qfexbot.venues.finery.parse")
-
 from qfexbot.events import Event
+
+finery = pytest.importorskip("qfexbot.venues.finery.parse")
 
 FEEDS = ["X", "B", "F", "MD", "O", "K", "L", "I", "C", "R", "T", "zz"]
 ACTIONS = ["S", "+", "-", "M", "~", "D", "U", "Z", "Q"]

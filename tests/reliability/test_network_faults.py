@@ -5,12 +5,13 @@ the gap the session reported (a non-LIVE state, then a resync)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
 import trio
+from wait_helpers import wait_until
 
 from qfexbot.core.secrets import Secret
 from qfexbot.core.session import SessionNotLive, Supervisor
@@ -74,9 +75,17 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[tuple[float, Event]] = []
+        self._changed = trio.Event()
 
     async def __call__(self, event: Event) -> None:
         self.events.append((trio.current_time(), event))
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def until(self, condition: Callable[[], object]) -> None:
+        """Return once ``condition()`` (over the recorded events) holds; the caller bounds it."""
+        while not condition():
+            await self._changed.wait()
 
     def raw_frames(self) -> list[str]:
         return [e.raw for _, e in self.events if isinstance(e, (OrderUpdateEvent, FillEvent))]
@@ -127,8 +136,7 @@ def emitted(sim: QfexSimulator, after: int, upto: int) -> dict[int, str]:
 
 async def wait_delivered(sim: QfexSimulator, rec: Recorder, upto: int) -> None:
     with trio.fail_after(WAIT):
-        while set(emitted(sim, 0, upto).values()) - set(rec.raw_frames()):
-            await trio.sleep(0.02)
+        await rec.until(lambda: not set(emitted(sim, 0, upto).values()) - set(rec.raw_frames()))
 
 
 @pytest.mark.parametrize("kind", FAULT_KINDS)
@@ -186,19 +194,20 @@ async def test_session_detects_network_fault_and_recovers(kind: str, nursery: tr
             faulted_at = trio.current_time()
             assert proxy.inject(kind, duration=4.0, target="trade") == 1
             with trio.fail_after(WAIT):
-                while not left_live(rec, mark):
-                    await trio.sleep(0.01)
+                await rec.until(lambda: left_live(rec, mark))
             detected_at, _ = left_live(rec, mark)[0]
-            with trio.fail_after(WAIT):
-                while not (session.state is ConnectionState.LIVE and session.stats.reconnects):
-                    await trio.sleep(0.01)
+            await wait_until(
+                lambda: session.state is ConnectionState.LIVE and session.stats.reconnects,
+                within=WAIT,
+            )
             seq_at_live = sim.event_seq(DESK)
             await trio.sleep(0.5)  # orders on the new connection
             traffic.cancel_scope.cancel()
         seq_end = sim.event_seq(DESK)
         with trio.move_on_after(2.0):  # the last frames in flight
-            while set(emitted(sim, seq_at_live, seq_end).values()) - set(rec.raw_frames()):
-                await trio.sleep(0.02)
+            await rec.until(
+                lambda: not set(emitted(sim, seq_at_live, seq_end).values()) - set(rec.raw_frames())
+            )
 
         who, reason, bound = EXPECTED[kind]
         after = [e for _, e in rec.events[mark:]]
@@ -283,9 +292,9 @@ async def test_fault_that_heals_while_the_session_closes(kind: str, nursery: tri
             await session.wait_for(ConnectionState.LIVE)
         # Heal half-way through the close wait: stale at 1 s, close reply awaited up to 3 s.
         proxy.inject(kind, duration=settings.stale_after + settings.connect_timeout / 2)
-        with trio.fail_after(WAIT):
-            while not (session.state is ConnectionState.LIVE and session.stats.reconnects):
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: session.state is ConnectionState.LIVE and session.stats.reconnects, within=WAIT
+        )
         stale = next(
             e
             for _, e in rec.events
@@ -376,9 +385,8 @@ async def wait_state(
     rec: Recorder, state: ConnectionState, mark: int
 ) -> tuple[int, float, ConnectionStateEvent]:
     with trio.fail_after(WAIT):
-        while (found := first_state(rec, state, mark)) is None:
-            await trio.sleep(0.005)
-    return found
+        await rec.until(lambda: first_state(rec, state, mark) is not None)
+    return first_state(rec, state, mark)  # type: ignore[return-value]  # found just above
 
 
 async def test_stale_is_reported_when_decided_not_after_the_close_attempt(
@@ -410,9 +418,9 @@ async def test_stale_is_reported_when_decided_not_after_the_close_attempt(
         # The close attempt follows, bounded; then the usual reconnect on a new link.
         _, backoff_at, _ = await wait_state(rec, ConnectionState.BACKOFF, mark)
         assert backoff_at - stale_at <= CLOSING.connect_timeout + SLACK
-        with trio.fail_after(WAIT):
-            while not (session.state is ConnectionState.LIVE and session.stats.reconnects):
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: session.state is ConnectionState.LIVE and session.stats.reconnects, within=WAIT
+        )
 
 
 async def test_stale_close_delivers_frames_the_venue_flushes_before_its_close_reply(
@@ -437,9 +445,8 @@ async def test_stale_close_delivers_frames_the_venue_flushes_before_its_close_re
         for n in range(BURST):
             sim.deliver(sim.engine.add_order(DESK, resting_order(f"burst-{n}")))
         burst = list(range(first + 1, first + BURST + 1))
-        with trio.fail_after(WAIT):  # in the socket buffers behind the stall
-            while not set(burst) <= set(sim.trade.written_seqs(DESK)):
-                await trio.sleep(0.01)
+        # In the socket buffers behind the stall:
+        await wait_until(lambda: set(burst) <= set(sim.trade.written_seqs(DESK)), within=WAIT)
         proxy.heal()
         backoff_i, _, _ = await wait_state(rec, ConnectionState.BACKOFF, mark)
 
@@ -460,6 +467,6 @@ async def test_stale_close_delivers_frames_the_venue_flushes_before_its_close_re
             i for i, (_, e) in enumerate(rec.events) if isinstance(e, OrderUpdateEvent)
         )
         assert stale_i < first_burst < backoff_i
-        with trio.fail_after(WAIT):
-            while not (session.state is ConnectionState.LIVE and session.stats.reconnects):
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: session.state is ConnectionState.LIVE and session.stats.reconnects, within=WAIT
+        )

@@ -8,6 +8,7 @@ Retry-After is retried with jittered backoff against a real hypercorn server.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -131,7 +132,7 @@ async def test_429_without_retry_after_backs_off_and_then_succeeds(nursery: trio
     finally:
         await rest.aclose()
     assert len(app.times) == 3
-    gaps = [b - a for a, b in zip(app.times, app.times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(app.times)]
     # Full jitter: each wait is uniform(0, 0.2); with this seed both are clearly non-zero.
     expected = [random.Random(3).uniform(0, 0.2)]
     assert all(gap > 0.01 for gap in gaps), gaps

@@ -22,13 +22,18 @@ from typing import Any
 
 import pytest
 import trio
+from tls_helpers import self_signed
+from wait_helpers import wait_until
 
-from qfexbot.config import ConfigError, load_config
+from qfexbot.config import ConfigError, SessionSettings, load_config, parse_config
+from qfexbot.core import session as session_module
 from qfexbot.core.logs import JsonFormatter, TextFormatter
 from qfexbot.core.secrets import Secret
 from qfexbot.events import ConnectionState
+from qfexbot.ops.status import status_snapshot
 from qfexbot.runtime import Runtime
 from qfexbot.venues.qfex.auth import sign
+from qfexbot.venues.qfex.driver import QfexVenue
 from qfexbot.venues.qfex.rest import QfexRest
 
 REPO = Path(__file__).parents[2]
@@ -184,19 +189,16 @@ async def test_sentinel_secret_appears_nowhere(tmp_path: Path) -> None:
             leaky = runtime.hosts["leak"].slots[0].plugin
             session = runtime.venues["demo"].sessions[DESK_A]
             with trio.fail_after(20):
-                while leaky.done < 1:
-                    await trio.sleep(0.02)
+                await wait_until(lambda: leaky.done >= 1, within=20)
                 # Faults that produce error paths: rejected auth, REST 401, lost response.
                 sim.faults.reject_next_auths(1)
                 sim.faults.drop_connections(DESK_A)
                 await trio.sleep(0.2)
                 await session.wait_for(ConnectionState.LIVE)
-                while leaky.done < 2:
-                    await trio.sleep(0.02)
+                await wait_until(lambda: leaky.done >= 2, within=20)
                 sim.faults.drop_transfer_response(1, mode="reset")
                 sim.faults.drop_connections(DESK_A)
-                while leaky.done < 3:
-                    await trio.sleep(0.02)
+                await wait_until(lambda: leaky.done >= 3, within=20)
             rest = runtime.venues["demo"].venue.rest
             for call in (
                 rest.subaccounts(),
@@ -208,16 +210,12 @@ async def test_sentinel_secret_appears_nowhere(tmp_path: Path) -> None:
                     texts += [str(exc), repr(exc)]
             if getattr(runtime, "metrics", None) is not None:
                 texts.append(runtime.metrics.exposition().decode())
-            try:
-                from qfexbot.ops.status import status_snapshot
-            except ImportError:
-                pass
-            else:
-                texts.append(repr(await status_snapshot(runtime)))
+
+            texts.append(repr(await status_snapshot(runtime)))
             texts += reprs(runtime)
             runtime.stop()
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
             for handler in (raw, text_handler, json_handler):
                 logger.removeHandler(handler)
@@ -316,7 +314,6 @@ def _venue(urls: dict[str, str]) -> dict[str, Any]:
     ],
 )
 def test_real_venue_refuses_plain_urls_off_loopback(urls: dict[str, str]) -> None:
-    from qfexbot.config import parse_config
 
     with pytest.raises(ConfigError) as info:
         parse_config(_venue(urls), None, "/srv")
@@ -340,7 +337,6 @@ def test_real_venue_refuses_plain_urls_off_loopback(urls: dict[str, str]) -> Non
     ],
 )
 def test_real_venue_accepts_tls_or_loopback(urls: dict[str, str]) -> None:
-    from qfexbot.config import parse_config
 
     app = parse_config(_venue(urls), None, "/srv")
     venue = app.venues["live"]
@@ -348,55 +344,12 @@ def test_real_venue_accepts_tls_or_loopback(urls: dict[str, str]) -> None:
         assert venue.trade_url.startswith("wss://") and venue.rest_url.startswith("https://")
 
 
-def _self_signed(tmp_path: Path) -> ssl.SSLContext:
-    """A server context with a fresh self-signed certificate for 127.0.0.1."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
-    return context
-
-
 async def test_tls_certificates_are_verified_for_rest_and_websockets(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     """An untrusted certificate is refused by the REST client and by the session's WebSocket."""
-    from qfexbot.config import SessionSettings
-    from qfexbot.venues.qfex.driver import QfexVenue
 
-    context = _self_signed(tmp_path)
+    _, context = self_signed(tmp_path)
     refusals: list[str] = []  # what the server saw: the client aborting on our certificate
 
     async def handler(stream: trio.SSLStream) -> None:
@@ -452,7 +405,6 @@ async def test_tls_certificates_are_verified_for_rest_and_websockets(
     assert refusals, "the clients never reached the TLS server"
     # The session's own TLS stream refuses the certificate (the supervisor reports that as a
     # failed connect whose reason names the TLS error).
-    from qfexbot.core import session as session_module
 
     with pytest.raises(trio.BrokenResourceError) as broken, trio.fail_after(10):
         await session_module._open_stream(f"wss://127.0.0.1:{port}/")

@@ -5,14 +5,12 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import trio
+from demo_config import DESK_A, DESK_B, PRIMARY, SIM, demo_venue, runtime_table, watch_bot
 
 from qfexbot.config import AppConfig, load_config
 from qfexbot.runtime import Runtime
 
-PRIMARY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
-DESK_A = "11111111-1111-4111-8111-111111111111"
-DESK_B = "22222222-2222-4222-8222-222222222222"
+__all__ = ["DESK_A", "DESK_B", "PRIMARY", "RECORDER", "recorder", "write_config"]
 
 RECORDER = '''
 """Test plugin: records every event it receives; optionally transfers once desk-a is live."""
@@ -56,50 +54,24 @@ def write_config(
     plugins = tmp_path / "plugins"
     plugins.mkdir(exist_ok=True)
     (plugins / "recorder.py").write_text(RECORDER)
-    text = textwrap.dedent(
-        f'''
-        [runtime]
-        journal = "var/journal.sqlite"
-        plugin_dirs = ["plugins"]
-        kill_switch_file = "var/PAUSED"
-        log_level = "debug"
-
-        [venues.demo]
-        kind = "qfex"
-        simulator = true
-        user_id = "{PRIMARY}"
-        public_key = "qfex_pub_runtime"
-        secret = "{secret}"
-
-        [venues.demo.accounts]
-        treasury = "primary"
-        desk-a = "{DESK_A}"
-        desk-b = "{DESK_B}"
-
-        [venues.demo.session]
-        stale_after = 3.0
-        backoff_initial = 0.05
-        backoff_max = 0.2
-        request_timeout = 2.0
-
-        [venues.demo.sim]
-        pulse_interval = 0.1
-        deposits = {{ treasury = 100000, desk-a = 50, desk-b = 5000 }}
-
-        [bots.watch]
-        venue = "demo"
-        accounts = ["desk-a", "desk-b"]
-        channels = ["balances", "positions"]
-
-        [bots.watch.limits]
-        allowed_pairs = [["treasury", "desk-a"]]
-        min_interval = 0
-
-        [bots.watch.plugins.recorder]
-        use = "recorder:Recorder"
-        {recorder_options}
-        '''
-    ) + textwrap.dedent(extra)
+    venue = demo_venue(
+        public_key="qfex_pub_runtime",
+        secret=f'"{secret}"',
+        session={
+            "stale_after": 3.0,
+            "backoff_initial": 0.05,
+            "backoff_max": 0.2,
+            "request_timeout": 2.0,
+        },
+        sim=SIM,
+    )
+    bot = watch_bot(
+        channels=["balances", "positions"],
+        instance="recorder",
+        use="recorder:Recorder",
+        options=recorder_options,
+    )
+    text = runtime_table(log_level="debug") + venue + bot + textwrap.dedent(extra)
     path = tmp_path / "bots.toml"
     path.write_text(text)
     (tmp_path / "var").mkdir(exist_ok=True)
@@ -109,12 +81,3 @@ def write_config(
 def recorder(runtime: Runtime, bot: str = "watch"):
     """The Recorder plugin instance of ``bot``."""
     return runtime.hosts[bot].slots[0].plugin
-
-
-async def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``predicate`` every 20 ms; fail the test after ``timeout`` seconds."""
-    with trio.move_on_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-        return
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

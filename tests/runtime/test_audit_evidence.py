@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import trio
 from runtime_helpers import DESK_A, DESK_B, PRIMARY
+from wait_helpers import wait_until
 
 from qfexbot.cli import journal as journal_cli
 from qfexbot.config import Limits, SessionSettings
@@ -100,9 +101,7 @@ async def world(nursery, tmp_path):
 
 
 async def until_ledger(world: World, n: int) -> None:
-    with trio.fail_after(15):
-        while len(world.sim.ledger) < n:
-            await trio.sleep(0.05)
+    await wait_until(lambda: len(world.sim.ledger) >= n, within=15)
 
 
 async def reconcile_until(service: TransferService, state: str) -> list:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from runtime_helpers import DESK_A, DESK_B, PRIMARY, RECORDER, recorder, wait_until, write_config
+from runtime_helpers import DESK_A, DESK_B, PRIMARY, RECORDER, recorder, write_config
+from wait_helpers import wait_until
 
 from qfexbot.config import ConfigError, load_config
 from qfexbot.money import account_locks
@@ -225,7 +226,7 @@ async def test_demo_table_switched_to_the_real_venue_starts_unverified(
         async with trio.open_nursery() as demo_run:  # ends when the demo has stopped
             await demo_run.start(runtime.run)
             plugin = recorder(runtime)
-            await wait_until(lambda: plugin.results, what="the demo's first transfer")
+            await wait_until(lambda: plugin.results, what="the demo's first transfer", within=10)
             assert plugin.results[0].state == "done"  # verified before the transfer returned:
             assert await runtime.venues["demo"].transfers.deposit_verified() is True
             runtime.stop()

@@ -14,7 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import trio
-from runtime_helpers import DESK_A, recorder, wait_until, write_config
+from runtime_helpers import DESK_A, recorder, write_config
+from wait_helpers import wait_until
 
 from qfexbot import hookimpl
 from qfexbot.cli.journal import journal_accept_restore, journal_backup
@@ -69,7 +70,7 @@ async def test_restored_plain_copy_and_older_backup_are_refused_until_accepted(t
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             plugin = recorder(runtime)
-            await wait_until(lambda: plugin.results, what="the plugin's first transfer")
+            await wait_until(lambda: plugin.results, what="the plugin's first transfer", within=10)
             assert plugin.results[0].state == "done"
             shutil.copyfile(journal, plain)  # a naive copy of the live WAL journal
             out = await trio.to_thread.run_sync(journal_backup, journal, backup)
@@ -99,7 +100,9 @@ async def test_restored_plain_copy_and_older_backup_are_refused_until_accepted(t
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             plugin = recorder(runtime)
-            await wait_until(lambda: plugin.results, what="the transfer after acceptance")
+            await wait_until(
+                lambda: plugin.results, what="the transfer after acceptance", within=10
+            )
             runtime.stop()
     assert plugin.results[0].state == "done"
     assert [(e.dst, e.amount) for e in runtime.simulators["demo"].ledger] == [(DESK_A, Decimal(10))]

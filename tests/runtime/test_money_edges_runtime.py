@@ -147,7 +147,6 @@ def _without_desk_b(tmp_path: Path):
     text = text.replace("desk-b = 5000", "").replace('["desk-a", "desk-b"]', '["desk-a"]')
     text = text.replace("desk-a = 50, ", "desk-a = 50 ")
     app.path.write_text(text)
-    from qfexbot.config import load_config
 
     return load_config(app.path)
 

@@ -9,12 +9,14 @@ runtime's sender/reader adapters. The sim's ledger is the truth the journal is c
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import trio
 from runtime_helpers import DESK_A, DESK_B, PRIMARY
+from wait_helpers import wait_until
 
 from qfexbot.config import Limits, SessionSettings
 from qfexbot.core.secrets import Secret
@@ -65,9 +67,12 @@ class TradingWorld:
                 "client_order_id": "", "take_profit": Decimal(0), "stop_loss": Decimal(0),
                 "reduce_only": False,
             }})  # fmt: skip
-            with trio.fail_after(TIMEOUT):
-                while self.sim.available_balance(account) == before:
-                    await trio.sleep(0.01)
+            await wait_until(
+                lambda account=account, before=before: (
+                    self.sim.available_balance(account) != before
+                ),
+                within=TIMEOUT,
+            )
         self.side = "SELL" if self.side == "BUY" else "BUY"
 
     def ledger(self) -> list[tuple[str, str, Decimal]]:
@@ -80,6 +85,15 @@ class TradingWorld:
                 "and state = 'done' order by created_at"
             ).fetchall()
         return [(s, t, Decimal(a)) for s, t, a in rows]
+
+
+def entry_done(journal: SqliteJournal, entry_id: str) -> Callable[[], Awaitable[bool]]:
+    """A ``wait_until`` predicate: the journal entry ``entry_id`` is "done"."""
+
+    async def done() -> bool:
+        return (await journal.get(entry_id)).state == "done"
+
+    return done
 
 
 @pytest.fixture
@@ -177,9 +191,8 @@ async def test_the_reconciler_settles_a_lost_transfer_on_trading_accounts_on_its
             result = await service.transfer("bot", "p", PRIMARY, DESK_A, amount, "top-up")
             assert result.state == "unknown"
             await world.trade(DESK_A)
-            with trio.fail_after(TIMEOUT):  # woken by the unknown outcome, not the hour
-                while (await service.journal.get(result.entry_id)).state != "done":
-                    await trio.sleep(0.02)
+            # Woken by the unknown outcome, not the hour:
+            await wait_until(entry_done(service.journal, result.entry_id), within=TIMEOUT)
         world.sim.faults.fail_next_rest(1, status=503, path="/user/transfer")
         failed = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(40), "x")
         await world.trade(DESK_A)

@@ -8,7 +8,8 @@ import time
 from decimal import Decimal
 
 import trio
-from runtime_helpers import DESK_A, DESK_B, PRIMARY, recorder, wait_until, write_config
+from runtime_helpers import DESK_A, DESK_B, PRIMARY, recorder, write_config
+from wait_helpers import wait_until
 
 from qfexbot.cli.run import check_command
 from qfexbot.config import load_config
@@ -19,6 +20,7 @@ from qfexbot.events import (
     ResyncEvent,
     TransferOutcomeEvent,
 )
+from qfexbot.money.journal import SqliteJournal
 from qfexbot.runtime import Runtime
 
 
@@ -36,7 +38,7 @@ async def test_events_reach_plugin_in_order_for_every_account(tmp_path, nursery)
     plugin = recorder(runtime)
     for account in (DESK_A, DESK_B):
         await wait_until(
-            lambda: (
+            lambda account=account: (
                 sum(
                     1
                     for e in plugin.events
@@ -45,6 +47,7 @@ async def test_events_reach_plugin_in_order_for_every_account(tmp_path, nursery)
                 >= 3
             ),
             what=f"balance pulses of {account}",
+            within=10,
         )
     for account in (DESK_A, DESK_B):
         mine = [e for e in plugin.events if e.account_id == account]
@@ -72,12 +75,14 @@ async def test_reconnect_after_drop_resyncs_and_events_keep_flowing(tmp_path, nu
     await nursery.start(runtime.run)
     plugin = recorder(runtime)
     await wait_until(
-        lambda: ConnectionState.LIVE in states(plugin.events, DESK_A), what="first LIVE"
+        lambda: ConnectionState.LIVE in states(plugin.events, DESK_A), what="first LIVE", within=10
     )
     sim = runtime.simulators["demo"]
     sim.faults.drop_connections(DESK_A)
     await wait_until(
-        lambda: states(plugin.events, DESK_A).count(ConnectionState.LIVE) >= 2, what="LIVE again"
+        lambda: states(plugin.events, DESK_A).count(ConnectionState.LIVE) >= 2,
+        what="LIVE again",
+        within=10,
     )
     resyncs = [e for e in plugin.events if isinstance(e, ResyncEvent) and e.account_id == DESK_A]
     assert len(resyncs) >= 2, "state is re-read from REST after the reconnect"
@@ -89,6 +94,7 @@ async def test_reconnect_after_drop_resyncs_and_events_keep_flowing(tmp_path, nu
             for e in plugin.events
         ),
         what="balance after the reconnect",
+        within=10,
     )
     # desk-b was never dropped: one LIVE only.
     assert states(plugin.events, DESK_B).count(ConnectionState.LIVE) == 1
@@ -102,7 +108,7 @@ async def test_plugin_transfer_is_journaled_sent_once_and_reported(tmp_path):
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             plugin = recorder(runtime)
-            await wait_until(lambda: plugin.results, what="the plugin's transfer")
+            await wait_until(lambda: plugin.results, what="the plugin's transfer", within=10)
             assert plugin.results[0].state == "done"
             sim = runtime.simulators["demo"]
             assert [(e.dst, e.amount) for e in sim.ledger] == [(DESK_A, Decimal(100))]
@@ -114,6 +120,7 @@ async def test_plugin_transfer_is_journaled_sent_once_and_reported(tmp_path):
                     for e in plugin.events
                 ),
                 what="desk-a balance after the transfer",
+                within=10,
             )
             runtime.stop()
     outcomes = [
@@ -131,7 +138,7 @@ async def test_graceful_stop_runs_shutdown_and_closes_everything(tmp_path):
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             await wait_until(
-                lambda: ConnectionState.LIVE in states(recorder(runtime).events, DESK_B)
+                lambda: ConnectionState.LIVE in states(recorder(runtime).events, DESK_B), within=10
             )
             runtime.stop()
     # run() returned on its own: every session reported STOPPED to the plugin.
@@ -148,7 +155,7 @@ async def test_secrets_never_appear_in_logs_reprs_or_journal(tmp_path, caplog):
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
-            await wait_until(lambda: recorder(runtime).results)
+            await wait_until(lambda: recorder(runtime).results, within=10)
             texts = [
                 repr(runtime),
                 repr(app),
@@ -179,7 +186,6 @@ def test_check_accepts_a_good_config_and_lists_bad_plugin_options(tmp_path, caps
 
 async def test_journal_left_in_doubt_is_reconciled_before_any_bot_acts(tmp_path):
     app = write_config(tmp_path)
-    from qfexbot.money.journal import SqliteJournal
 
     # A previous run died a minute ago after sending; the venue never applied it (balances are
     # as before). "Not applied" needs transfer_settle of quiet time counted by this process (a
@@ -227,10 +233,11 @@ async def test_transfer_from_a_plugin_with_a_full_inbox_does_not_deadlock(tmp_pa
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             plugin = recorder(runtime)
-            await wait_until(lambda: plugin.results, what="the transfer to return")
+            await wait_until(lambda: plugin.results, what="the transfer to return", within=10)
             assert plugin.results[0].state == "done"
             await wait_until(
                 lambda: any(isinstance(e, TransferOutcomeEvent) for e in plugin.events),
                 what="the outcome event, delivered after the transfer returned",
+                within=10,
             )
             runtime.stop()

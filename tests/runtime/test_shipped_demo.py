@@ -40,6 +40,7 @@ def test_qfexbot_run_with_shipped_bots_toml_logs_balances_and_rebalances(tmp_pat
         capture_output=True,
         text=True,
         timeout=90,
+        check=False,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     log = run.stderr
@@ -54,6 +55,7 @@ def test_qfexbot_run_with_shipped_bots_toml_logs_balances_and_rebalances(tmp_pat
         capture_output=True,
         text=True,
         timeout=30,
+        check=False,
     )
     assert listing.returncode == 0, listing.stderr
     entries = [json.loads(line) for line in listing.stdout.splitlines()]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 from runtime_helpers import DESK_A, DESK_B, PRIMARY
+from wait_helpers import wait_until
 
 from qfexbot.config import Limits, SessionSettings
 from qfexbot.core.secrets import Secret
@@ -253,9 +254,7 @@ async def test_dry_run_sends_nothing_and_is_journaled(world):
 
 
 async def until_ledger(world: World, n: int) -> None:
-    with trio.fail_after(15):
-        while len(world.sim.ledger) < n:
-            await trio.sleep(0.05)
+    await wait_until(lambda: len(world.sim.ledger) >= n, within=15)
 
 
 async def reconcile_until(service: TransferService, state: str) -> list:

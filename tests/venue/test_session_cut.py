@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 import trio
 from venue_helpers import SUB1, WAIT, Recorder, SimEnv
+from wait_helpers import wait_until
 
 from qfexbot.core import session as session_module
 from qfexbot.core.session import SessionNotLive
@@ -66,9 +67,7 @@ class _SlowSubscriber(Recorder):
 
 
 async def _wait_sim_closed(sim: QfexSimulator) -> None:
-    with trio.fail_after(WAIT):
-        while sim.connection_count(SUB1):
-            await trio.sleep(0.01)
+    await wait_until(lambda: not sim.connection_count(SUB1), within=WAIT)
 
 
 async def _send_until_refused(session: session_module.Supervisor) -> SessionNotLive:

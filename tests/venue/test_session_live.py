@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 import trio
 from venue_helpers import PRIMARY, SUB1, SUB2, WAIT, FastSettings, Recorder, SimEnv
+from wait_helpers import wait_until
 
 from qfexbot.core.session import SessionNotLive
 from qfexbot.events import (
@@ -133,9 +134,9 @@ async def test_rearm_commands_are_sent_on_every_connection(simenv: SimEnv, venue
     await rec.wait_state(S.LIVE)
     simenv.sim.faults.drop_connections(SUB1)
     await rec.wait_state(S.LIVE, after=len(rec.events))
-    with trio.fail_after(WAIT):
-        while sum(1 for c in controls if type(c).__name__ == "Ack") < 2:
-            await trio.sleep(0.02)
+    await wait_until(
+        lambda: sum(1 for c in controls if type(c).__name__ == "Ack") >= 2, within=WAIT
+    )
     assert sum(1 for c in controls if type(c).__name__ == "Ack") >= 2  # one per connection
 
 

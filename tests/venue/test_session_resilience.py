@@ -19,6 +19,7 @@ from venue_helpers import (
     SimEnv,
     rendered,
 )
+from wait_helpers import wait_until
 
 from qfexbot.core.backoff import backoff_delay
 from qfexbot.events import BalanceEvent, ConnectionState, ResyncEvent
@@ -127,9 +128,7 @@ async def test_malformed_frame_is_counted_and_ignored(
     await nursery.start(session.run)
     await rec.wait_state(S.LIVE)
     assert simenv.sim.faults.send_malformed_frame(SUB1) == 1
-    with trio.fail_after(WAIT):
-        while session.stats.parse_errors < 1:
-            await trio.sleep(0.01)
+    await wait_until(lambda: session.stats.parse_errors >= 1, within=WAIT)
     mark = len(rec.events)
     pulse = await rec.wait(lambda e: isinstance(e, BalanceEvent), after=mark)
     assert pulse.account_id == SUB1
@@ -157,9 +156,7 @@ async def test_connect_refused_backs_off_and_keeps_trying(simenv: SimEnv, nurser
         rec = Recorder()
         session = venue.private_session(SUB1, publish=rec)
         await nursery.start(session.run)
-        with trio.fail_after(WAIT):
-            while session.stats.reconnects < 3:
-                await trio.sleep(0.01)
+        await wait_until(lambda: session.stats.reconnects >= 3, within=WAIT)
         backoffs = [e for e in rec.of(type(rec.events[0])) if e.state is S.BACKOFF]
         assert "connect failed" in backoffs[0].reason
         assert [b.attempt for b in backoffs[:3]] == [1, 2, 3]
@@ -222,9 +219,7 @@ async def test_slow_publisher_is_not_mistaken_for_a_stale_stream(simenv: SimEnv,
         session = venue.private_session(SUB1, channels=["balances"], publish=slow_publish)
         await nursery.start(session.run)
         await rec.wait_state(S.LIVE)
-        with trio.fail_after(WAIT):
-            while slow_once or len(rec.of(BalanceEvent)) < 6:
-                await trio.sleep(0.05)
+        await rec.until(lambda: not slow_once and len(rec.of(BalanceEvent)) >= 6, timeout=WAIT)
         assert S.STALE not in rec.states() and session.stats.reconnects == 0
     finally:
         await venue.aclose()

@@ -8,16 +8,15 @@ The driver turns every frame into one event, so each frame the session read can 
 
 from __future__ import annotations
 
-import datetime
 import functools
-import ipaddress
-import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from tls_helpers import self_signed
 from trio_websocket import WebSocketRequest, serve_websocket, wrap_server_stream
+from wait_helpers import wait_until
 
 from qfexbot.config import SessionSettings
 from qfexbot.core.session import SessionNotLive, Supervisor
@@ -193,44 +192,6 @@ async def test_frames_queued_when_the_close_gives_up_are_all_delivered(
 # ------------------------------------------------------------ TLS: a command blocked on send
 
 
-def _certificate(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
-    """A fresh self-signed certificate for 127.0.0.1: its file and a server context."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
-    return cert_file, context
-
-
 class _StopsReading(trio.abc.Stream):
     """The venue's side of the stream; once ``stalled`` it takes in nothing more (a blackhole
     for what we send, the kernel's buffers filling up)."""
@@ -262,7 +223,7 @@ async def test_stale_close_over_tls_is_bounded_while_a_command_is_blocked(
     stream's send (its lock held, the send buffer full). The stale close must still end the
     connection and reach BACKOFF in bounded time (a TLS close_notify waits for that lock:
     without a deadline, for as long as TCP retransmits, or forever)."""
-    cert_file, server_context = _certificate(tmp_path)
+    cert_file, server_context = self_signed(tmp_path)
     # The session verifies certificates with the default context: make it trust ours.
     monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
     stalled = trio.Event()
@@ -307,9 +268,7 @@ async def test_stale_close_over_tls_is_bounded_while_a_command_is_blocked(
         started = trio.current_time()
         await _run_to_backoff(supervisor)
         took = trio.current_time() - started
-        with trio.fail_after(WAIT):
-            while not refused:
-                await trio.sleep(0.01)
+        await wait_until(lambda: refused, within=WAIT)
     states = [event.state for event in rec.states()]
     assert states[:5] == [S.CONNECTING, S.SUBSCRIBING, S.LIVE, S.STALE, S.BACKOFF], states
     assert rec.frames() == ["hello"]

@@ -77,6 +77,12 @@ class Recorder:
                         return event
                 await self._changed.wait()
 
+    async def until(self, condition: Callable[[], object], *, timeout: float = WAIT) -> None:
+        """Return once ``condition()`` (over the recorded events) holds, re-checked per event."""
+        with trio.fail_after(timeout):
+            while not condition():
+                await self._changed.wait()
+
     async def wait_state(
         self, state: ConnectionState, *, after: int = 0, timeout: float = WAIT
     ) -> ConnectionStateEvent:
