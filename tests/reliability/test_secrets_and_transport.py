@@ -394,7 +394,7 @@ async def test_tls_certificates_are_verified_for_rest_and_websockets(
 ) -> None:
     """An untrusted certificate is refused by the REST client and by the session's WebSocket."""
     from qfexbot.config import SessionSettings
-    from qfexbot.venues.qfex.driver import QfexVenue
+    from qfexbot.venues.qfex.adapter import QfexVenue
 
     context = _self_signed(tmp_path)
     refusals: list[str] = []  # what the server saw: the client aborting on our certificate

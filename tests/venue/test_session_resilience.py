@@ -22,7 +22,7 @@ from venue_helpers import (
 
 from qfexbot.core.session import backoff_delay
 from qfexbot.events import BalanceEvent, ConnectionState, ResyncEvent
-from qfexbot.venues.qfex.driver import QfexVenue
+from qfexbot.venues.qfex.adapter import QfexVenue
 
 S = ConnectionState
 

@@ -651,9 +651,12 @@ def _mds_obj(obj: Any, venue: str, now: float, raw: Any, out: list[Event]) -> No
     kind = obj.get("type")
     if "contents" in obj:  # envelope form: {"type","channel","contents":[...]}
         channel = obj.get("channel") or kind
-        for item in _as_list(obj["contents"]):
-            if type(item) is dict and "type" not in item:
-                item = {**item, "type": channel}
+        for content in _as_list(obj["contents"]):
+            item = (
+                {**content, "type": channel}
+                if type(content) is dict and "type" not in content
+                else content
+            )
             _mds_obj(item, venue, now, raw, out)
         return
     build = _MDS_BUILDERS.get(kind)  # type: ignore[arg-type]
