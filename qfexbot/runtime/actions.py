@@ -124,9 +124,10 @@ class RuntimeActions:
         """Move funds between two accounts of the bot's venue, exactly once, under policy."""
         src_id, dst_id = self._account(bot, src), self._account(bot, dst)
         run = self._run(bot)
-        if run.transfers is None:
-            refusal = run.adapter.transfer_refusal or "this venue has no transfers"
+        refusal = run.adapter.transfer_refusal
+        if refusal is not None:
             return await self._refuse_transfer(bot, plugin, src_id, dst_id, amount, reason, refusal)
+        assert run.transfers is not None  # wire_venue builds one for every venue with transfers
         return await run.transfers.transfer(
             bot, plugin, src_id, dst_id, amount, reason, dry_run=self._app.effective_dry_run(bot)
         )
