@@ -30,6 +30,7 @@ __all__ = [
     "FrameConnection",
     "MarketDataDriver",
     "MarketDataFeed",
+    "Order",
     "OrderRequest",
     "ParseError",
     "PrivateSession",
@@ -212,6 +213,23 @@ class CredentialsLike(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Order:
+    """An order in qfexbot's vocabulary (``ctx.add_order``'s arguments), for a venue to map."""
+
+    symbol: str
+    side: str
+    """``BUY`` or ``SELL``."""
+    order_type: str
+    """``LIMIT``, ``MARKET``, ``ALO`` (post-only), ..."""
+    quantity: Decimal
+    price: Decimal | None
+    time_in_force: str
+    """``GTC``, ``IOC``, ``FOK``."""
+    client_order_id: str | None
+    reduce_only: bool
+
+
+@dataclass(frozen=True, slots=True)
 class OrderRequest:
     """One order or cancel in the venue's own words: ``command`` and ``params`` are journaled
     (decimals as text) before :meth:`Venue.send` sends them."""
@@ -255,20 +273,9 @@ class Venue(Protocol):
     async def account_equity(self, account_id: str, duration: str) -> list[tuple[Any, Decimal]]:
         """The venue's sampled equity history of an account (``ctx.account_equity``)."""
 
-    def order(
-        self,
-        *,
-        symbol: str,
-        side: str,
-        order_type: str,
-        quantity: Decimal,
-        price: Decimal | None,
-        time_in_force: str,
-        client_order_id: str | None,
-        reduce_only: bool,
-    ) -> OrderRequest:
-        """qfexbot's order vocabulary as this venue's order; ``ActionError`` for a combination
-        the venue does not have."""
+    def order(self, order: Order) -> OrderRequest:
+        """qfexbot's order as this venue's; ``ActionError`` for a combination the venue does
+        not have."""
 
     def cancel(self, *, symbol: str, order_id: str) -> OrderRequest:
         """A cancel by venue order id; ``ActionError`` for an id the venue cannot have."""

@@ -22,7 +22,7 @@ import trio
 from qfexbot.config import AppConfig
 from qfexbot.core.accounts import AccountBook
 from qfexbot.core.logs import get_logger, log_event
-from qfexbot.core.venue import OrderRequest
+from qfexbot.core.venue import Order, OrderRequest
 from qfexbot.errors import ActionError, ActionUnavailable
 from qfexbot.events import Event, ResyncEvent, TransferOutcomeEvent
 from qfexbot.money.journal import Journal
@@ -168,11 +168,12 @@ class RuntimeActions:
             is not live.
         """
         account_id = self._account(bot, account)
-        request = self._run(bot).venue.order(
+        order = Order(
             symbol=symbol, side=side, order_type=order_type, quantity=quantity, price=price,
             time_in_force=time_in_force, client_order_id=client_order_id,
             reduce_only=reduce_only,
         )  # fmt: skip
+        request = self._run(bot).venue.order(order)
         await self._send(bot, plugin, account_id, request, kind="order")
 
     async def cancel_order(

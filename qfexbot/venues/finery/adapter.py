@@ -21,6 +21,7 @@ from qfexbot.core.secrets import Secret
 from qfexbot.core.session import SessionStats
 from qfexbot.core.venue import (
     CredentialsLike,
+    Order,
     OrderRequest,
     Publish,
     SessionSettingsLike,
@@ -307,9 +308,9 @@ class FineryVenue:
         """Finery keeps no equity history: always ``ActionError``."""
         raise ActionError("finery has no account equity history")
 
-    def order(self, **order: Any) -> OrderRequest:
+    def order(self, order: Order) -> OrderRequest:
         """An ``add`` request (see :func:`qfexbot.venues.finery.orders.finery_order`)."""
-        return finery_order(**order)
+        return finery_order(order)
 
     def cancel(self, *, symbol: str, order_id: str) -> OrderRequest:
         """A ``del`` request by venue order id."""

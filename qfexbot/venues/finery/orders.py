@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from qfexbot.core.venue import OrderRequest
+from qfexbot.core.venue import Order, OrderRequest
 from qfexbot.errors import ActionError
 
 __all__ = ["finery_cancel", "finery_order"]
@@ -25,36 +25,27 @@ _FINERY_TYPES: dict[tuple[str, str], str] = {
 _FINERY_SIDES = {"BUY": "bid", "SELL": "ask"}
 
 
-def finery_order(
-    *,
-    symbol: str,
-    side: str,
-    order_type: str,
-    quantity: Decimal,
-    price: Decimal | None,
-    time_in_force: str,
-    client_order_id: str | None,
-    reduce_only: bool,
-) -> OrderRequest:
+def finery_order(order: Order) -> OrderRequest:
     """qfexbot's order vocabulary as an ``add`` request (``FinerySession.add_order`` arguments).
 
     Raises:
       ActionError: a combination Finery does not have (e.g. MARKET + GTC, reduce_only, a
         non-numeric client order id), with the reason.
     """
+    order_type, time_in_force, side = order.order_type, order.time_in_force, order.side
     kind = _FINERY_TYPES.get((order_type.upper(), time_in_force.upper()))
     if kind is None:
         known = ", ".join(f"{t}+{f}" for t, f in _FINERY_TYPES)
         raise ActionError(f"finery has no {order_type}+{time_in_force} orders (known: {known})")
     if side.upper() not in _FINERY_SIDES:
         raise ActionError(f"order side must be BUY or SELL, got {side!r}")
-    if reduce_only:
+    if order.reduce_only:
         raise ActionError("finery has no reduce-only orders")
-    if kind.startswith("market"):
-        price = None
-    elif price is None:
+    price = None if kind.startswith("market") else order.price
+    if not kind.startswith("market") and price is None:
         raise ActionError(f"a {order_type} order needs a price")
     cloid = None
+    client_order_id = order.client_order_id
     if client_order_id is not None:
         if not client_order_id.isdigit() or not 0 < int(client_order_id) < 2**63:
             raise ActionError(
@@ -64,10 +55,10 @@ def finery_order(
     return OrderRequest(
         "add",
         {
-            "instrument": symbol,
+            "instrument": order.symbol,
             "side": _FINERY_SIDES[side.upper()],
             "order_type": kind,
-            "size": Decimal(quantity),
+            "size": Decimal(order.quantity),
             "price": Decimal(price) if price is not None else None,
             "client_order_id": cloid,
         },

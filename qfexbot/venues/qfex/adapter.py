@@ -16,6 +16,7 @@ from qfexbot.core.secrets import Secret
 from qfexbot.core.session import MarketDataSession, Supervisor
 from qfexbot.core.venue import (
     CredentialsLike,
+    Order,
     OrderRequest,
     Publish,
     SessionSettingsLike,
@@ -139,9 +140,9 @@ class QfexVenue:
         """The venue's sampled equity history of ``account_id``."""
         return await self.rest.account_equity(account_id, duration)
 
-    def order(self, **order: Any) -> OrderRequest:
+    def order(self, order: Order) -> OrderRequest:
         """An ``add_order`` command (see :func:`qfexbot.venues.qfex.orders.order_command`)."""
-        return order_command(**order)
+        return order_command(order)
 
     def cancel(self, *, symbol: str, order_id: str) -> OrderRequest:
         """A ``cancel_order`` command by venue order id."""

@@ -9,36 +9,26 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from qfexbot.core.venue import OrderRequest
+from qfexbot.core.venue import Order, OrderRequest
 
 __all__ = ["cancel_command", "order_command"]
 
 
-def order_command(
-    *,
-    symbol: str,
-    side: str,
-    order_type: str,
-    quantity: Decimal,
-    price: Decimal | None,
-    time_in_force: str,
-    client_order_id: str | None,
-    reduce_only: bool,
-) -> OrderRequest:
+def order_command(order: Order) -> OrderRequest:
     """The ``add_order`` command of one order."""
     return OrderRequest(
         "add_order",
         {
-            "symbol": symbol,
-            "side": side,
-            "order_type": order_type,
-            "order_time_in_force": time_in_force,
-            "quantity": Decimal(quantity),
-            "price": Decimal(price) if price is not None else Decimal(0),
-            "client_order_id": client_order_id or uuid.uuid4().hex,
+            "symbol": order.symbol,
+            "side": order.side,
+            "order_type": order.order_type,
+            "order_time_in_force": order.time_in_force,
+            "quantity": Decimal(order.quantity),
+            "price": Decimal(order.price) if order.price is not None else Decimal(0),
+            "client_order_id": order.client_order_id or uuid.uuid4().hex,
             "take_profit": Decimal(0),
             "stop_loss": Decimal(0),
-            "reduce_only": reduce_only,
+            "reduce_only": order.reduce_only,
         },
     )
 
