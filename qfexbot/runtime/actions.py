@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -27,9 +27,7 @@ from qfexbot.errors import ActionError, ActionUnavailable
 from qfexbot.events import Event, ResyncEvent, TransferOutcomeEvent
 from qfexbot.money.journal import Journal
 from qfexbot.money.transfers import TransferResult
-
-if TYPE_CHECKING:
-    from qfexbot.runtime.venues import VenueRun
+from qfexbot.runtime.venues import VenueRun
 
 __all__ = ["RuntimeActions"]
 
@@ -62,8 +60,8 @@ class RuntimeActions:
         self._runs = venues
         self._publish = publish
         self._books = {
-            name: AccountBook(bot_venue.accounts, name=f"bot {name!r}")
-            for name, bot_venue in ((n, app.venues[b.venue]) for n, b in app.bots.items())
+            name: AccountBook(app.venues[bot.venue].accounts, name=f"bot {name!r}")
+            for name, bot in app.bots.items()
         }
         # Unbounded on purpose: outcomes are few (one per transfer), and a bound could block
         # the transfer service while it holds locks.
