@@ -167,13 +167,22 @@ class PrivateSession(Protocol):
 
     venue: str
     account_id: str
+    driver: Any
+    """The session's :class:`SessionDriver` (the recorder wraps it to record frames)."""
 
     @property
-    def state(self) -> ConnectionState: ...
+    def state(self) -> ConnectionState:
+        """Where the connection is (LIVE, RECONNECTING, ...), for the status view."""
 
-    async def run(self, *, task_status: Any = ...) -> None: ...
+    @property
+    def stats(self) -> Any:
+        """Counters for the ops views (a ``qfexbot.core.session.SessionStats``)."""
 
-    async def send(self, command: Mapping[str, Any]) -> None: ...
+    async def run(self, *, task_status: Any = ...) -> None:
+        """Connect and stay connected (reconnects, resyncs) until cancelled or FAILED."""
+
+    async def send(self, command: Mapping[str, Any]) -> None:
+        """Send one raw message on the live socket (``ActionUnavailable`` if not live)."""
 
 
 class MarketDataFeed(Protocol):

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import trio
 
 from qfexbot.config import AppConfig
 from qfexbot.core.bus import Bus
-from qfexbot.core.plugins import PluginHost
 from qfexbot.core.venue import MarketDataFeed, Publish, TransferVenue
 from qfexbot.events import TransferOutcomeEvent
 from qfexbot.money.journal import Journal
@@ -26,7 +25,14 @@ from qfexbot.ops.recorder import Recorder
 from qfexbot.ops.status import AccountsView
 from qfexbot.runtime.venues import VenueRun, balance_reader, transfer_sender
 
-__all__ = ["Taps", "wire_venue"]
+__all__ = ["Subscriber", "Taps", "wire_venue"]
+
+
+class Subscriber(Protocol):
+    """A bot's plugin host, as far as wiring goes: it listens to buses."""
+
+    def subscribe(self, bus: Bus) -> None:
+        """Deliver every event published on ``bus`` to the bot's plugins."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ async def wire_venue(
     taps: Taps,
     *,
     app: AppConfig,
-    hosts: Mapping[str, PluginHost],
+    hosts: Mapping[str, Subscriber],
     journal: Journal,
     on_outcome: Callable[[TransferOutcomeEvent], None],
     money_locks: dict[str, trio.Lock],
