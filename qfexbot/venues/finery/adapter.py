@@ -33,7 +33,7 @@ from qfexbot.venues.finery.auth import NonceSource
 from qfexbot.venues.finery.driver import FineryDriver, FineryWsClient
 from qfexbot.venues.finery.orders import finery_cancel, finery_order
 from qfexbot.venues.finery.parse import FineryError
-from qfexbot.venues.finery.rest import FineryRest
+from qfexbot.venues.finery.rest import FineryHttpError, FineryRest
 
 __all__ = [
     "ADAPTER",
@@ -297,12 +297,19 @@ class FineryVenue:
         Raises:
           ActionError: ``account_id`` is not the key's own client (a master cannot read a
             sub-account's positions).
+          ActionRejected: the venue answered with an error code.
+          ActionUnavailable: the venue could not be read (HTTP or transport failure).
         """
         if account_id != self.user_id:
             raise ActionError(
                 f"Finery positions are only readable for client {self.user_id}, not {account_id}"
             )
-        return self._snapshots.resync_event(await self.rest.positions())
+        try:
+            return self._snapshots.resync_event(await self.rest.positions())
+        except FineryError as exc:
+            raise ActionRejected(str(exc), code=str(exc.code)) from exc
+        except FineryHttpError as exc:
+            raise ActionUnavailable(str(exc)) from exc
 
     async def account_equity(self, account_id: str, duration: str) -> list[tuple[Any, Decimal]]:
         """Finery keeps no equity history: always ``ActionError``."""

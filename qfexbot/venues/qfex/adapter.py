@@ -7,8 +7,9 @@ over REST (``qfexbot.venues.qfex.transfers`` classifies their failures).
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Self
 
@@ -23,6 +24,7 @@ from qfexbot.core.venue import (
     TransferOutcome,
     VenueSettings,
 )
+from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable, VenueError
 from qfexbot.events import BalanceEvent, ResyncEvent
 from qfexbot.venues.qfex.auth import QfexAuth
 from qfexbot.venues.qfex.driver import (
@@ -33,10 +35,25 @@ from qfexbot.venues.qfex.driver import (
 )
 from qfexbot.venues.qfex.orders import cancel_command, order_command
 from qfexbot.venues.qfex.replay import QfexReplayDriver
-from qfexbot.venues.qfex.rest import QfexRest
+from qfexbot.venues.qfex.rest import QfexApiError, QfexRest, QfexUnavailableError
 from qfexbot.venues.qfex.transfers import read_balance, transfer_outcome
 
 __all__ = ["ADAPTER", "QfexAdapter", "QfexVenue"]
+
+
+@contextlib.contextmanager
+def _as_action_errors() -> Iterator[None]:
+    """A REST read's failure as the error family plugins catch: the venue unreachable is
+    ``ActionUnavailable`` (try later), an error answer ``ActionRejected`` (code = HTTP status),
+    a body that is not what the venue documents ``ActionError``; the QFEX error is the cause."""
+    try:
+        yield
+    except QfexUnavailableError as exc:
+        raise ActionUnavailable(str(exc)) from exc
+    except QfexApiError as exc:
+        raise ActionRejected(str(exc), code=str(exc.status)) from exc
+    except VenueError as exc:
+        raise ActionError(str(exc)) from exc
 
 
 class QfexVenue:
@@ -133,12 +150,16 @@ class QfexVenue:
         return self._market_data
 
     async def snapshot(self, account_id: str) -> ResyncEvent:
-        """Balance and positions of ``account_id`` read from REST now."""
-        return await self.rest.positions(account_id)
+        """Balance and positions of ``account_id`` read from REST now (errors: see
+        :func:`_as_action_errors`)."""
+        with _as_action_errors():
+            return await self.rest.positions(account_id)
 
     async def account_equity(self, account_id: str, duration: str) -> list[tuple[Any, Decimal]]:
-        """The venue's sampled equity history of ``account_id``."""
-        return await self.rest.account_equity(account_id, duration)
+        """The venue's sampled equity history of ``account_id`` (errors: see
+        :func:`_as_action_errors`)."""
+        with _as_action_errors():
+            return await self.rest.account_equity(account_id, duration)
 
     def order(self, order: Order) -> OrderRequest:
         """An ``add_order`` command (see :func:`qfexbot.venues.qfex.orders.order_command`)."""
