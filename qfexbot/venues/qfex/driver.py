@@ -13,17 +13,17 @@ from typing import Any
 
 from trio_websocket import ConnectionClosed
 
-from qfexbot import errors
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.secrets import Secret
 from qfexbot.core.venue import AuthRejected, FrameConnection
+from qfexbot.errors import VenueError
 from qfexbot.events import BookEvent, Event, MarkPriceEvent, TradeEvent
 from qfexbot.venues.qfex.auth import ws_auth_message, ws_jwt_auth_message
 from qfexbot.venues.qfex.parse import (
     AuthResult,
     Control,
+    ErrorFrame,
     Subscribed,
-    VenueError,
     encode_json,
     parse_mds_frame,
     parse_trade_frame,
@@ -48,7 +48,7 @@ _AUTH_CLOSE_CODE = 1008
 OnControl = Callable[[Control], Awaitable[None]]
 
 
-class StepFailed(errors.VenueError):
+class StepFailed(VenueError):
     """A handshake step failed for a reason that a reconnect may fix (not credentials)."""
 
     retryable = True
@@ -125,7 +125,7 @@ class QfexTradeDriver:
                         if item.ok:
                             return
                         raise AuthRejected("venue replied authenticated=false")
-                    if isinstance(item, VenueError):
+                    if isinstance(item, ErrorFrame):
                         # Never echo incoming_message: it is our auth message.
                         text = f"venue error {item.code}: {item.message}"
                         if item.code in _TRANSIENT_ERRORS:
@@ -145,7 +145,7 @@ class QfexTradeDriver:
             for item in await conn.receive():
                 if isinstance(item, Subscribed):
                     pending.discard(item.channel)
-                elif isinstance(item, VenueError):
+                elif isinstance(item, ErrorFrame):
                     raise StepFailed(f"subscribe refused: {item.code}: {item.message}")
         for command in self._rearm:
             await conn.send(command)
@@ -162,7 +162,7 @@ class QfexTradeDriver:
         return parse_trade_frame(frame, self.venue, self.account_id, now)
 
     async def on_control(self, item: Any) -> None:
-        if isinstance(item, VenueError):
+        if isinstance(item, ErrorFrame):
             log_event(
                 log,
                 logging.WARNING,

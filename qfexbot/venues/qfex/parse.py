@@ -45,13 +45,13 @@ __all__ = [
     "Ack",
     "AuthResult",
     "Control",
+    "ErrorFrame",
     "OrdersSnapshot",
     "ParseError",
     "Reply",
     "Subscribed",
     "TradesSnapshot",
     "Unsubscribed",
-    "VenueError",
     "encode_json",
     "is_terminal",
     "parse_mds_frame",
@@ -109,7 +109,7 @@ class Unsubscribed(Control):
 
 
 @dataclass(frozen=True, slots=True)
-class VenueError(Control):
+class ErrorFrame(Control):
     """An ``err`` frame (nested) or the older flat ``{"type":"error",...}`` form."""
 
     code: str
@@ -438,15 +438,15 @@ def _h_unsubscribed(v: Any, obj: dict, venue: str, acct: str, now: float, raw: A
     return [Unsubscribed(str(v), raw=raw)]
 
 
-def _error(d: Any, raw: Any) -> VenueError:
+def _error(d: Any, raw: Any) -> ErrorFrame:
     if isinstance(d, dict):
-        return VenueError(
+        return ErrorFrame(
             str(d.get("error_code") or d.get("code") or "Unknown"),
             str(d.get("message") or ""),
             d.get("incoming_message"),
             raw=raw,
         )
-    return VenueError(str(d), "", None, raw=raw)
+    return ErrorFrame(str(d), "", None, raw=raw)
 
 
 def _h_err(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
