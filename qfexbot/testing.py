@@ -42,6 +42,7 @@ from typing import Any
 import trio
 
 from qfexbot.config import load_config
+from qfexbot.core.accounts import AccountBook
 from qfexbot.core.context import BotContext
 from qfexbot.core.plugins import PluginSlot
 from qfexbot.events import ConnectionState, Event
@@ -103,6 +104,7 @@ class BotHarness:
         self.config_path = config_path
         self.sim: QfexSimulator = runtime.simulators[VENUE]
         self.accounts: Mapping[str, str] = runtime.app.venues[VENUE].accounts
+        self._book = AccountBook(self.accounts, name=f"venue {VENUE}")
         self._plugin = plugin
         self._slots = {slot.name: slot for slot in runtime.hosts[bot].slots}
         self._log: EventLog = self._slots[EVENT_LOG_PLUGIN].plugin  # type: ignore[assignment]
@@ -180,10 +182,10 @@ class BotHarness:
         Raises:
           KeyError: neither an alias nor an id of the venue.
         """
-        if account in self.accounts:
-            return self.accounts[account]
-        if account in self.accounts.values() or account == "":
+        if account == "":
             return account
+        if self._book.knows(account):
+            return self._book.id_of(account)
         raise KeyError(f"unknown account {account!r} (aliases: {', '.join(self.accounts)})")
 
     def make_event(self, kind: type[Event], account: str | None = None, **fields: Any) -> Event:
@@ -216,8 +218,13 @@ class BotHarness:
         await buses[bus_account].publish(event)
         return event
 
+    # The bound is part of these waits' contract for test authors: on expiry they fail the test
+    # with an AssertionError that names what was awaited, not a bare trio.TooSlowError.
     async def wait_for(
-        self, predicate: Callable[[], Any], timeout: float = 20.0, what: str | None = None
+        self,
+        predicate: Callable[[], Any],
+        timeout: float = 20.0,  # noqa: ASYNC109
+        what: str | None = None,
     ) -> Any:
         """Poll ``predicate`` (sync, or returning an awaitable) until it is truthy; return
         that value.
@@ -235,7 +242,7 @@ class BotHarness:
                 await trio.sleep(0.01)
         raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
 
-    async def wait_live(self, timeout: float = 20.0) -> None:
+    async def wait_live(self, timeout: float = 20.0) -> None:  # noqa: ASYNC109
         """Wait until every session of the bot is LIVE (again, e.g. after a fault)."""
         sessions = self.runtime.venues[self.venue].sessions
         await self.wait_for(
@@ -402,8 +409,7 @@ def write_bots_toml(
         'state_dir = "var/state"',  # the journal's rollback mark stays in the test's directory
         f"plugin_dirs = {_toml([str(Path(d).resolve()) for d in plugin_dirs])}",
         "",
-        f"[venues.{VENUE}]",
-        'kind = "qfex"',
+        f"[venues.{VENUE}]",  # the default kind: the embedded QFEX simulator
         "simulator = true",
         f'user_id = "{account_uuid(TREASURY)}"',
         'public_key = "qfex_pub_harness"',

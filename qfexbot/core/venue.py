@@ -1,6 +1,13 @@
-"""What a venue adapter provides to the core: sessions, a public feed, REST, parsers, snapshots.
+"""What a venue provides the core: an adapter per kind, the venue it opens, and their drivers.
 
-The core (``qfexbot.core.session``, runtime, actions) talks to venues only through these protocols.
+The core, the runtime, actions and replay talk to venues only through these protocols, and find a
+venue's :class:`VenueAdapter` by kind (``qfexbot.venues.registry.adapter(kind)``, the package's
+``adapter.ADAPTER``). The adapter opens a :class:`Venue` for one bots.toml table; the venue builds
+sessions and its public feed, maps qfexbot's order vocabulary to its own (:class:`OrderRequest`),
+sends orders and transfers, and maps its errors: plugins only ever see the
+``qfexbot.errors.ActionError`` family, and a transfer's failure is classified as a
+:class:`TransferOutcome` for the transfer service.
+
 A venue supplies *drivers*: the venue-specific steps of one connection (URL, auth, subscribe,
 resync, parse). The supervisor in ``qfexbot.core.session`` runs them with reconnects, backoff, a
 stale-stream watchdog and state events, so a new venue only writes the steps.
@@ -8,22 +15,34 @@ stale-stream watchdog and state events, so a new venue only writes the steps.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
-from qfexbot.events import ConnectionState, Event, ResyncEvent
+from qfexbot.errors import VenueError
+from qfexbot.events import BalanceEvent, ConnectionState, Event, ResyncEvent
 
 __all__ = [
     "AuthRejected",
+    "CredentialsLike",
     "FrameConnection",
     "MarketDataDriver",
     "MarketDataFeed",
+    "Order",
+    "OrderRequest",
     "ParseError",
     "PrivateSession",
     "Publish",
+    "ReplayDriver",
     "SessionDriver",
     "SessionSettingsLike",
+    "TransferOutcome",
+    "TransferVenue",
+    "Venue",
     "VenueAdapter",
+    "VenueSettings",
 ]
 
 Publish = Callable[[Event], Awaitable[None]]
@@ -39,7 +58,7 @@ def _preview(raw: Any) -> str:
     return text if len(text) <= _PREVIEW else f"{text[:_PREVIEW]}...({len(text)} chars)"
 
 
-class ParseError(ValueError):
+class ParseError(VenueError, ValueError):
     """A frame or body that could not be parsed; ``raw`` is exactly what was received."""
 
     def __init__(self, raw: Any, reason: str) -> None:
@@ -53,7 +72,7 @@ class ParseError(ValueError):
         return _preview(self.raw)
 
 
-class AuthRejected(Exception):
+class AuthRejected(VenueError):
     """The venue refused the credentials. Counted towards ``max_auth_failures``.
 
     The message is operator-readable and never contains a secret.
@@ -148,17 +167,29 @@ class PrivateSession(Protocol):
 
     venue: str
     account_id: str
+    driver: Any
+    """The session's :class:`SessionDriver` (the recorder wraps it to record frames)."""
 
     @property
-    def state(self) -> ConnectionState: ...
+    def state(self) -> ConnectionState:
+        """Where the connection is (LIVE, RECONNECTING, ...), for the status view."""
 
-    async def run(self, *, task_status: Any = ...) -> None: ...
+    @property
+    def stats(self) -> Any:
+        """Counters for the ops views (a ``qfexbot.core.session.SessionStats``)."""
 
-    async def send(self, command: Mapping[str, Any]) -> None: ...
+    async def run(self, *, task_status: Any = ...) -> None:
+        """Connect and stay connected (reconnects, resyncs) until cancelled or FAILED."""
+
+    async def send(self, command: Mapping[str, Any]) -> None:
+        """Send one raw message on the live socket (``ActionUnavailable`` if not live)."""
 
 
 class MarketDataFeed(Protocol):
     """The shared public feed of a venue (see ``qfexbot.core.session.MarketDataSession``)."""
+
+    supervisor: Any
+    """The supervised connection (its ``state``, ``stats`` and ``driver``)."""
 
     async def subscribe(
         self, channels: Iterable[str], symbols: Iterable[str], publish: Publish
@@ -169,12 +200,73 @@ class MarketDataFeed(Protocol):
     async def run(self, *, task_status: Any = ...) -> None: ...
 
 
-class VenueAdapter(Protocol):
-    """One configured venue: its sessions, public feed, REST client, parsers and snapshots."""
+class VenueSettings(Protocol):
+    """What an adapter reads from one ``[venues.NAME]`` table (``qfexbot.config.VenueConfig``
+    fits): its name, the key's own account, endpoints, session tunables."""
 
     name: str
-    rest: Any
-    """The venue's REST client (``QfexRest`` for QFEX): transfers, snapshots, reference data."""
+    user_id: str
+    trade_url: str
+    mds_url: str
+    rest_url: str
+    session: Any
+    """The table's session tunables (a :class:`SessionSettingsLike`, ``settle_seconds`` too)."""
+
+
+class CredentialsLike(Protocol):
+    """Resolved credentials of a venue (``qfexbot.config.Credentials`` fits)."""
+
+    public_key: str | None
+    secret: Any
+    jwt: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order in qfexbot's vocabulary (``ctx.add_order``'s arguments), for a venue to map."""
+
+    symbol: str
+    side: str
+    """``BUY`` or ``SELL``."""
+    order_type: str
+    """``LIMIT``, ``MARKET``, ``ALO`` (post-only), ..."""
+    quantity: Decimal
+    price: Decimal | None
+    time_in_force: str
+    """``GTC``, ``IOC``, ``FOK``."""
+    client_order_id: str | None
+    reduce_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """One order or cancel in the venue's own words: ``command`` and ``params`` are journaled
+    (decimals as text) before :meth:`Venue.send` sends them."""
+
+    command: str
+    params: Mapping[str, Any]
+
+
+class TransferOutcome(enum.StrEnum):
+    """How a failed transfer request ended, as the transfer service needs to know it."""
+
+    REJECTED = "rejected"
+    """The venue definitely refused it: nothing was applied."""
+    NOT_SENT = "not_sent"
+    """The request definitely never left: nothing was applied."""
+    AMBIGUOUS = "ambiguous"
+    """It may have been applied (timeout, reset, 5xx or 3xx after sending): reconcile."""
+
+
+class Venue(Protocol):
+    """One opened venue (a bots.toml table): sessions, public feed, reads, orders.
+
+    Every method that serves a plugin action raises only the ``qfexbot.errors.ActionError``
+    family (``ActionUnavailable`` when a session is not live, ``ActionRejected`` when the venue
+    refuses, ``ActionError`` for what the venue does not have).
+    """
+
+    name: str
 
     def private_session(
         self, account_id: str, *, channels: Sequence[str], publish: Publish
@@ -184,12 +276,76 @@ class VenueAdapter(Protocol):
     def market_data(self) -> MarketDataFeed:
         """The venue's shared public feed (one per venue; run it once)."""
 
-    def parse_private(self, frame: str | bytes, account_id: str, now: float) -> list[Any]: ...
-
-    def parse_public(self, frame: str | bytes, now: float) -> list[Event]: ...
-
     async def snapshot(self, account_id: str) -> ResyncEvent:
-        """Balance and positions of one account, read from REST now."""
+        """Balance and positions of one account, read from REST now (``ctx.positions``)."""
+
+    async def account_equity(self, account_id: str, duration: str) -> list[tuple[Any, Decimal]]:
+        """The venue's sampled equity history of an account (``ctx.account_equity``)."""
+
+    def order(self, order: Order) -> OrderRequest:
+        """qfexbot's order as this venue's; ``ActionError`` for a combination the venue does
+        not have."""
+
+    def cancel(self, *, symbol: str, order_id: str) -> OrderRequest:
+        """A cancel by venue order id; ``ActionError`` for an id the venue cannot have."""
+
+    async def send(self, session: Any, request: OrderRequest) -> None:
+        """Send an order or cancel on the account's session (from :meth:`private_session`)."""
 
     async def aclose(self) -> None:
         """Release the REST client."""
+
+
+class TransferVenue(Venue, Protocol):
+    """A venue that moves money between its accounts (its adapter's ``transfer_refusal`` is
+    None): the transfer service's sender and balance reader."""
+
+    async def transfer(self, src: str, dst: str, amount: Decimal) -> None:
+        """Send one transfer request; a failure raises a ``VenueError`` that
+        :meth:`transfer_outcome` classifies."""
+
+    def transfer_outcome(self, exc: BaseException) -> TransferOutcome | None:
+        """How the failed :meth:`transfer` that raised ``exc`` ended (None: not a venue answer,
+        let it propagate)."""
+
+    async def balance(self, account_id: str) -> BalanceEvent:
+        """A fresh read of one account's balance (available and deposit), for policy and
+        reconciliation; ``ActionError`` if the venue reports none."""
+
+
+class ReplayDriver(Protocol):
+    """Parses one recorded connection again (``qfexbot.ops.replay``)."""
+
+    def parse(self, frame: str | bytes, now: float) -> list[Any]:
+        """A recorded frame -> events and control messages; raises :class:`ParseError`."""
+
+    def route(self, event: Event) -> tuple[str, str]:
+        """The (channel, symbol) a public-feed event is fanned out by."""
+
+    async def resync(self, body: Any, now: float) -> Sequence[Event]:
+        """The events a live session publishes for a recorded REST snapshot ``body``."""
+
+
+class VenueAdapter(Protocol):
+    """What a venue kind gives the runtime (``<package>.adapter.ADAPTER``)."""
+
+    kind: str
+    transfer_refusal: str | None
+    """None if the venue moves money with transfers (its venues are :class:`TransferVenue`);
+    otherwise why it has none, journaled as the refusal of every ``ctx.transfer``."""
+
+    def open(
+        self, config: VenueSettings, credentials: CredentialsLike, endpoints: Any = None
+    ) -> Venue:
+        """Open the venue of one table (REST client made, nothing connected yet).
+
+        ``endpoints`` are the URLs the embedded simulator serves on (what its ``serve`` gave
+        ``task_status.started``), or None for the table's own.
+        """
+
+    def replay_driver(
+        self, config: VenueSettings, account_id: str, channel: str
+    ) -> ReplayDriver | None:
+        """The driver that replays a recorded connection of ``config`` (``channel`` is
+        ``"trade"`` for an account's session, ``"mds"`` for the public feed), or None if this
+        kind is not replayed."""

@@ -6,6 +6,8 @@ the same :class:`~qfexbot.core.dispatch.Dispatcher` to the plugins of the bots o
 Session behaviour that shapes what plugins see is rebuilt from the recorded state changes:
 events of frames read during a handshake are held back until LIVE, and the recorded REST
 snapshot is expanded by the venue driver's own ``resync`` (ResyncEvent, balance, positions).
+Each connection's driver comes from its venue kind's adapter (``VenueAdapter.replay_driver``);
+a kind without one is skipped.
 
 Actions never leave the process: :class:`ReplayActions` records each decision (transfer,
 add_order, cancel_order with its arguments) in order, answers a transfer like a dry-run bot
@@ -39,13 +41,13 @@ import trio
 import trio.testing
 
 from qfexbot.config import AppConfig, validate_plugin_config
+from qfexbot.core.accounts import AccountBook
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.plugins import PluginHost, PluginLoadError, load_plugin_host
-from qfexbot.core.secrets import Secret
-from qfexbot.core.venue import ParseError
-from qfexbot.errors import UnknownAccountError
+from qfexbot.core.venue import ParseError, ReplayDriver
+from qfexbot.errors import QfexbotError
 from qfexbot.events import (
     ConnectionState,
     ConnectionStateEvent,
@@ -55,8 +57,7 @@ from qfexbot.events import (
 )
 from qfexbot.money.transfers import TransferResult
 from qfexbot.ops.recorder import FORMAT_VERSION, decision_args
-from qfexbot.venues.qfex.driver import QfexMarketDataDriver, QfexTradeDriver
-from qfexbot.venues.qfex.parse import parse_positions_snapshot
+from qfexbot.venues.registry import adapter as adapter_of
 
 __all__ = [
     "Decision",
@@ -85,7 +86,7 @@ _HANDSHAKE = frozenset(
 )
 
 
-class RecordingError(Exception):
+class RecordingError(QfexbotError):
     """A recording cannot be read (missing, not a recording, newer format, bad line)."""
 
 
@@ -142,7 +143,7 @@ def compare_decisions(expected: Sequence[Decision], actual: Sequence[Decision]) 
     problems = []
     for key in sorted(set(want) | set(got)):
         a, b = want.get(key, []), got.get(key, [])
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
             if (x.action, dict(x.args)) != (y.action, dict(y.args)):
                 problems.append(
                     f"{key[0]}/{key[1]} decision #{i + 1}: recorded {x.action} "
@@ -222,6 +223,10 @@ class ReplayActions:
         self._app = app
         self._publish = publish
         self._now = now
+        self._books = {
+            name: AccountBook(app.venues[bot.venue].accounts, name=f"bot {name!r}")
+            for name, bot in app.bots.items()
+        }
 
     def _decide(self, bot: str, plugin: str, action: str, args: dict[str, Any]) -> None:
         self.decisions.append(Decision(bot, plugin, action, args))
@@ -235,12 +240,7 @@ class ReplayActions:
         )
 
     def _account(self, bot: str, alias_or_id: str) -> str:
-        venue = self._app.venues[self._app.bots[bot].venue]
-        if alias_or_id in venue.accounts:
-            return venue.accounts[alias_or_id]
-        if alias_or_id in venue.accounts.values():
-            return alias_or_id
-        raise UnknownAccountError(f"bot {bot!r}: unknown account {alias_or_id!r}")
+        return self._books[bot].id_of(alias_or_id)
 
     async def transfer(
         self, bot: str, plugin: str, src: str, dst: str, amount: Decimal, reason: str
@@ -291,24 +291,11 @@ class ReplayActions:
 # ---------------------------------------------------------------- the replay
 
 
-class _SnapshotRest:
-    """Stands in for the REST client in a replayed resync: returns the recorded body."""
-
-    def __init__(self, venue: str) -> None:
-        self.venue = venue
-        self.body: Any = None
-        self.t = 0.0
-
-    async def positions(self, account_id: str) -> ResyncEvent:
-        return parse_positions_snapshot(self.body, self.venue, account_id, self.t)
-
-
 @dataclass
 class _Stream:
     """Replay state of one recorded connection (an account's trade socket or a venue's feed)."""
 
-    driver: Any
-    rest: _SnapshotRest | None
+    driver: ReplayDriver
     state: ConnectionState | None = None
     deferred: list[Event] = field(default_factory=list)
 
@@ -380,22 +367,14 @@ class _Replayer:
         stream = self.streams.get(key)
         if stream is None:
             config = self.app.venues.get(venue)
-            if config is None or config.kind != "qfex":
+            driver = (
+                None
+                if config is None
+                else adapter_of(config.kind).replay_driver(config, account, channel)
+            )
+            if driver is None:
                 return None
-            if channel == "mds":
-                stream = _Stream(QfexMarketDataDriver(url="", venue=venue), None)
-            else:
-                rest = _SnapshotRest(venue)
-                driver = QfexTradeDriver(
-                    url="",
-                    venue=venue,
-                    account_id=account,
-                    user_id=config.user_id,
-                    rest=rest,  # type: ignore[arg-type]
-                    jwt=Secret("replay", "replay"),
-                )
-                stream = _Stream(driver, rest)
-            self.streams[key] = stream
+            stream = self.streams[key] = _Stream(driver)
         return stream
 
     async def apply(self, record: dict[str, Any]) -> None:
@@ -438,9 +417,7 @@ class _Replayer:
                 for event in deferred:
                     await self._deliver(venue, account, channel, event)
         elif kind == "snapshot":
-            assert stream.rest is not None
-            stream.rest.body, stream.rest.t = record["body"], t
-            for event in await stream.driver.resync(None):
+            for event in await stream.driver.resync(record["body"], t):
                 await self._deliver(venue, account, channel, event)
         else:
             self.result.frames += 1

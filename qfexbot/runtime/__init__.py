@@ -3,11 +3,12 @@
 Start-up order matters for safety: plugins are loaded and validated first (a broken config
 never connects anything), then embedded simulators start, then the journal is opened, the
 machine-wide locks of every account this process may move money on or reconcile are taken
-(``qfexbot.money.account_locks``), start-up is refused while the journal holds an unresolved transfer
-on accounts this config no longer names, the journal is reconciled before any bot acts, then
-plugins start, then sessions connect. Shutdown reverses it: stop
-intake (sessions), drain inboxes and call shutdown hooks, then close REST clients and the
-journal. A second SIGINT/SIGTERM cancels everything at once.
+(``qfexbot.money.account_locks``), start-up is refused while the journal holds an unresolved
+transfer on accounts this config no longer names, then venues are opened through their kind's
+adapter (``qfexbot.runtime.venues``), their hot paths composed (``qfexbot.runtime.paths``), the
+journal is reconciled before any bot acts, then plugins start, then sessions connect. Shutdown
+reverses it: stop intake (sessions), drain inboxes and call shutdown hooks, then close REST
+clients and the journal. A second SIGINT/SIGTERM cancels everything at once.
 """
 
 from __future__ import annotations
@@ -18,34 +19,33 @@ import logging
 import sqlite3
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig, money_mover_conflicts
+from qfexbot.core.accounts import AccountBook
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_context, log_event
 from qfexbot.core.plugins import PluginHost, PluginLoadError
-from qfexbot.core.session import MarketDataSession, Supervisor
+from qfexbot.core.venue import MarketDataFeed
 from qfexbot.events import Event
-from qfexbot.money.account_locks import AccountLocks, AccountsLocked, acquire_account_locks
-from qfexbot.money.journal import (
-    STATE_DIR_ENV,
-    Entry,
-    JournalLocked,
-    JournalRolledBack,
-    SqliteJournal,
-)
+from qfexbot.money.account_locks import AccountLocks
+from qfexbot.money.journal import JournalLocked, SqliteJournal
 from qfexbot.money.transfers import TransferService
 from qfexbot.ops.metrics import RuntimeMetrics
 from qfexbot.ops.recorder import Recorder
 from qfexbot.ops.status import AccountsView, report_connect_progress
-from qfexbot.runtime.actions import RuntimeActions, rest_available_reader, rest_transfer_sender
+from qfexbot.runtime.actions import RuntimeActions
+from qfexbot.runtime.paths import Taps, wire_venue
 from qfexbot.runtime.plugins import build_plugin_host
-from qfexbot.venues.finery.adapter import FineryVenue
-from qfexbot.venues.qfex.driver import QfexVenue
+from qfexbot.runtime.startup import (
+    lock_accounts,
+    refuse_rolled_back_journal,
+    refuse_unnamed_entries,
+)
+from qfexbot.runtime.venues import VenueRun, open_venue
 
 __all__ = ["Runtime", "sim_config_for"]
 
@@ -58,7 +58,7 @@ ends unknown also triggers a pass at once: ``TransferService.run_reconciler``)."
 
 def sim_config_for(venue: VenueConfig, credentials: Credentials) -> Any:
     """The simulator configuration for a ``simulator = true`` venue: its user and accounts."""
-    from qfexbot.sim import parse_sim_config
+    from qfexbot.sim import parse_sim_config  # noqa: PLC0415 - the simulators are imported only when a table runs one
 
     if credentials.public_key is None or credentials.secret is None:
         raise ConfigError(
@@ -88,8 +88,8 @@ async def _start_simulator(
     ``qfexbot.runtime.embedded``), running until the root nursery is cancelled.
     """
     if config.kind == "finery":
-        from qfexbot.runtime.embedded import HouseMaker, embedded_config
-        from qfexbot.sim.finery import FinerySimulator
+        from qfexbot.runtime.embedded import HouseMaker, embedded_config  # noqa: PLC0415
+        from qfexbot.sim.finery import FinerySimulator  # noqa: PLC0415
 
         assert credentials.public_key is not None and credentials.secret is not None
         sim_config, house = embedded_config(
@@ -108,27 +108,10 @@ async def _start_simulator(
         )
         await root.start(maker.run, urls.rest_url)
         return sim, urls
-    from qfexbot.sim import QfexSimulator
+    from qfexbot.sim import QfexSimulator  # noqa: PLC0415 - the simulators are imported only when a table runs one
 
     sim = QfexSimulator(sim_config_for(config, credentials))
     return sim, await root.start(sim.serve, "127.0.0.1")
-
-
-Venue = QfexVenue | FineryVenue
-"""The venue adapters the runtime can build (``VenueConfig.kind`` picks one)."""
-
-
-@dataclass
-class _VenueRun:
-    """What the runtime holds for one venue while it runs (``transfers`` is None on a venue
-    without transfers, i.e. Finery)."""
-
-    config: VenueConfig
-    venue: Venue
-    transfers: TransferService | None
-    buses: dict[str, Bus] = field(default_factory=dict)
-    sessions: dict[str, Supervisor] = field(default_factory=dict)
-    channels: dict[str, set[str]] = field(default_factory=dict)
 
 
 class Runtime:
@@ -143,7 +126,7 @@ class Runtime:
         self.app = app
         self._environ = environ
         self._stop = trio.Event()
-        self.venues: dict[str, _VenueRun] = {}
+        self.venues: dict[str, VenueRun] = {}
         self.hosts: dict[str, PluginHost] = {}
         self.dispatchers: dict[str, Dispatcher] = {}
         self.simulators: dict[str, Any] = {}
@@ -152,7 +135,7 @@ class Runtime:
         # scope -> account id -> lock: every real venue table shares one mapping (account ids
         # are unique across users); each simulator table has its own (``VenueConfig.owner``).
         self._money_locks: dict[str, dict[str, trio.Lock]] = {}
-        self.market_data: dict[str, MarketDataSession] = {}
+        self.market_data: dict[str, MarketDataFeed] = {}
         # Ops: metrics registry, balances/last-event view, recorder, ops endpoint URL.
         self.started_at: float | None = None
         self.metrics = RuntimeMetrics(self)
@@ -200,15 +183,10 @@ class Runtime:
           PluginLoadError: a bot's plugins failed to load or validate.
         """
         creds = self._credentials()
-        actions = RuntimeActions(
-            self.app,
-            journal=_LateJournal(self),
-            transfers=_LateMap(self, "transfers"),
-            rests=_LateMap(self, "rests"),
-            sessions=_LateMap(self, "sessions"),
-            publish=self.publish,
-            venues=_LateMap(self, "venue"),
-        )
+        # Plugins are loaded and validated before anything is opened, so their backend exists
+        # before the journal and venues it uses: it is given the journal when it opens, and
+        # reads this runtime's venues (filled before any plugin runs).
+        actions = RuntimeActions(self.app, self.venues, publish=self.publish)
         record = self.app.runtime.record
         if record is not None:
             self.recorder = Recorder(record.dir, record.max_bytes)
@@ -219,7 +197,7 @@ class Runtime:
                 self.recorder.open()
                 await root.start(self.recorder.run)
             if self.app.runtime.ops_listen is not None:
-                from qfexbot.ops.endpoint import serve_ops
+                from qfexbot.ops.endpoint import serve_ops  # noqa: PLC0415 - only when serving
 
                 self.ops_url = await root.start(serve_ops, self, *self.app.runtime.ops_listen)
                 log_event(log, logging.INFO, "ops endpoint listening", url=self.ops_url)
@@ -242,90 +220,18 @@ class Runtime:
                 raise ConfigError(
                     [f"runtime.journal: cannot open {self.app.runtime.journal}: {exc}"]
                 ) from None
+            actions.use_journal(self.journal)
             locks: AccountLocks | None = None
             try:
-                await _refuse_rolled_back_journal(self.journal, self.app)
-                locks = await self._lock_accounts()
-                await self._refuse_unnamed_entries()
+                await refuse_rolled_back_journal(self.journal, self.app)
+                locks = await lock_accounts(self.journal, self.app)
+                await refuse_unnamed_entries(self.journal, self.app)
                 await self._run_venues(root, creds, actions, duration, task_status)
             finally:
                 await self.journal.close()
                 if locks is not None:
                     locks.release()
                 root.cancel_scope.cancel()
-
-    def _transfer_venues(self) -> list[VenueConfig]:
-        """The venues in use that move money (QFEX; Finery has no transfers)."""
-        venues = (self.app.venues[name] for name in self._venues_in_use())
-        return [venue for venue in venues if venue.kind != "finery"]
-
-    async def _lock_accounts(self) -> AccountLocks:
-        """Take the machine-wide lock of every account this process may move money on or read
-        as evidence, before anything moves: the accounts of its bots' ``allowed_pairs``, and
-        those of every unresolved entry, active late-landing watch and active hold in the
-        journal that a real venue table of this config reconciles or checks (a pair taken out
-        of ``allowed_pairs`` while in doubt is still judged from its balances here, so no other
-        process may move it). An embedded simulator's accounts exist only inside this process,
-        so they are not locked.
-
-        Raises:
-          ConfigError: another qfexbot process holds one of them, or the lock directory fails.
-        """
-        assert self.journal is not None
-        keys: list[tuple[str, str]] = []
-        real = [venue for venue in self._transfer_venues() if not venue.simulator]
-        for venue in real:
-            names = {account_id: alias for alias, account_id in venue.accounts.items()}
-            why: dict[str, str] = {}  # account id -> why it is locked (for the refusal message)
-            for bot in self.app.bots.values():
-                if bot.venue == venue.name:
-                    for alias in sorted({a for pair in bot.limits.allowed_pairs for a in pair}):
-                        why.setdefault(venue.accounts.get(alias, alias), "")
-            for entry in await self.journal.unresolved():
-                if _names_entry(venue, entry):
-                    for account in (entry.src or "", entry.dst or ""):
-                        why.setdefault(account, f" (journal entry {entry.id} is in doubt)")
-            for watch in await self.journal.watches(venue.name, owner=venue.owner):
-                if watch.src in names and watch.dst in names:
-                    for account in (watch.src, watch.dst):
-                        why.setdefault(
-                            account, f" (entry {watch.entry_id} is watched for a late landing)"
-                        )
-            for hold in await self.journal.active_holds(owner=venue.owner):
-                if hold.account in names:
-                    why.setdefault(hold.account, " (held)")
-            keys += [
-                (account, f"venue {venue.name} account {names.get(account, account)}{note}")
-                for account, note in why.items()
-            ]
-        try:
-            return acquire_account_locks(
-                keys, holder=f"config {self.app.path}, journal {self.app.runtime.journal}"
-            )
-        except (AccountsLocked, OSError) as exc:
-            raise ConfigError([f"cannot take the account locks: {exc}"], self.app.path) from None
-
-    async def _refuse_unnamed_entries(self) -> None:
-        """Refuse to start while the journal holds an unresolved transfer on accounts that no
-        venue of this config names: nothing here could reconcile it, and the accounts (maybe
-        under a new name) could otherwise move again.
-
-        An entry is named when a venue in use has its owner (user id, or a simulator table's own
-        key) and both account ids; an entry written before entries carried an owner needs its
-        venue's name and both ids. A changed or mistyped ``user_id`` therefore refuses here (the
-        safe side): the message says which table names the accounts under another owner.
-
-        Raises:
-          ConfigError: one line per such entry, saying how to resolve it.
-        """
-        assert self.journal is not None
-        venues = self._transfer_venues()
-        problems = []
-        for entry in await self.journal.unresolved():
-            if not any(_names_entry(venue, entry) for venue in venues):
-                problems.append(_unnamed_entry_problem(entry, venues))
-        if problems:
-            raise ConfigError(problems, self.app.path)
 
     def _build_hosts(self, actions: RuntimeActions) -> None:
         errors: list[str] = []
@@ -364,15 +270,32 @@ class Runtime:
         task_status: Any,
     ) -> None:
         assert self.journal is not None
+        taps = Taps(self.accounts_view, self.metrics, self.recorder)
         try:
             for name in self._venues_in_use():
-                self.venues[name] = self._open_venue(name, creds[name], actions)
+                config = self.app.venues[name]
+                self.venues[name] = open_venue(config, creds[name], self.simulator_urls.get(name))
+            self._wire_buses()
+            for name, run in self.venues.items():
+                config = run.config
+                feed = await wire_venue(
+                    run,
+                    taps,
+                    app=self.app,
+                    hosts=self.hosts,
+                    journal=self.journal,
+                    on_outcome=actions.on_transfer_outcome,
+                    money_locks=self._money_locks.setdefault(
+                        config.owner if config.simulator else "", {}
+                    ),
+                )
+                if feed is not None:
+                    self.market_data[name] = feed
             for name, run in self.venues.items():
                 if run.transfers is None:
                     continue
                 with log_context(venue=name):
                     _log_reconciled(name, await run.transfers.reconcile(), "at start-up")
-            self._wire_buses()
             async with trio.open_nursery() as plugins_nursery:
                 for name, dispatcher in self.dispatchers.items():
                     with log_context(bot=name):
@@ -380,7 +303,7 @@ class Runtime:
                 async with trio.open_nursery() as sessions_nursery:
                     if self.recorder is not None:
                         self.recorder.start()
-                    await self._start_sessions(sessions_nursery)
+                    self._start_sessions(sessions_nursery)
                     sessions_nursery.start_soon(report_connect_progress, self)
                     self._start_reconcilers(sessions_nursery)
                     sessions_nursery.start_soon(actions.deliver_outcomes)
@@ -404,56 +327,6 @@ class Runtime:
                     await run.venue.aclose()
         log_event(log, logging.INFO, "stopped")
 
-    def _open_venue(self, name: str, cred: Credentials, actions: RuntimeActions) -> _VenueRun:
-        config = self.app.venues[name]
-        if config.kind == "finery":
-            # No transfers on Finery (value moves by settlement): actions refuse them.
-            ws_url, rest_url = config.trade_url, config.rest_url
-            if name in self.simulator_urls:
-                ws_url, rest_url = (
-                    self.simulator_urls[name].ws_url,
-                    self.simulator_urls[name].rest_url,
-                )
-            assert cred.public_key is not None and cred.secret is not None  # config requires both
-            finery = FineryVenue(
-                name,
-                ws_url=ws_url,
-                rest_url=rest_url,
-                user_id=config.user_id,
-                settings=config.session,
-                key=cred.public_key,
-                secret=cred.secret,
-            )
-            return _VenueRun(config=config, venue=finery, transfers=None)
-        urls = self.simulator_urls.get(name, config)
-        venue = QfexVenue(
-            name,
-            trade_url=urls.trade_url,
-            mds_url=urls.mds_url,
-            rest_url=urls.rest_url,
-            user_id=config.user_id,
-            settings=config.session,
-            public_key=cred.public_key,
-            secret=cred.secret,
-            jwt=cred.jwt,
-        )
-        limits = {bot.name: bot.limits for bot in self.app.bots.values() if bot.venue == name}
-        assert self.journal is not None
-        transfers = TransferService(
-            self.journal,
-            self.metrics.timed_sender(name, rest_transfer_sender(venue.rest)),
-            rest_available_reader(venue.rest),
-            venue=name,
-            limits=limits,
-            accounts=config.accounts,
-            kill_switch=self.app.runtime.kill_switch_file,
-            on_outcome=self.metrics.outcome_observer(actions.on_transfer_outcome),
-            settle_seconds=config.session.settle_seconds,
-            user_id=config.owner,
-            locks=self._money_locks.setdefault(config.owner if config.simulator else "", {}),
-        )
-        return _VenueRun(config=config, venue=venue, transfers=transfers)
-
     def _wire_buses(self) -> None:
         """One bus per account in use; each bot's plugins subscribe to its accounts' buses."""
         for name, bot in self.app.bots.items():
@@ -468,46 +341,19 @@ class Runtime:
                 run.channels.setdefault(account_id, set()).update(bot.channels)
             self.dispatchers[name] = Dispatcher(host)
 
-    async def _start_sessions(self, nursery: trio.Nursery) -> None:
+    def _start_sessions(self, nursery: trio.Nursery) -> None:
+        """Run every session and public feed that :func:`~qfexbot.runtime.paths.wire_venue`
+        built."""
         for venue_name, run in self.venues.items():
-            for account_id, channels in run.channels.items():
-                session = run.venue.private_session(
-                    account_id,
-                    channels=sorted(channels),
-                    publish=self._observed("trade", run.buses[account_id].publish),
-                )
-                if self.recorder is not None:
-                    self.recorder.tap(session, venue_name, account_id, "trade")
-                run.sessions[account_id] = session
-                nursery.start_soon(self._run_session, venue_name, account_id, session)
-            wanted = [
-                (name, bot)
-                for name, bot in self.app.bots.items()
-                if bot.venue == venue_name and bot.market_data.channels and bot.market_data.symbols
-            ]
-            if wanted:
-                md = run.venue.market_data()
-                self.market_data[venue_name] = md
-                if self.recorder is not None:
-                    self.recorder.tap(md.supervisor, venue_name, "", "mds")
-                for index, (name, bot) in enumerate(wanted):
-                    bus = Bus("", venue=venue_name)
-                    self.hosts[name].subscribe(bus)
-                    # State events reach every subscriber: observe them through the first only.
-                    publish = self._observed("mds", bus.publish) if index == 0 else bus.publish
-                    await md.subscribe(bot.market_data.channels, bot.market_data.symbols, publish)
-                nursery.start_soon(md.run)
+            book = AccountBook(run.config.accounts, name=f"venues.{venue_name}")
+            for account_id, session in run.sessions.items():
+                alias = book.alias_of(account_id)
+                nursery.start_soon(self._run_session, venue_name, alias, session)
+            feed = self.market_data.get(venue_name)
+            if feed is not None:
+                nursery.start_soon(feed.run)
 
-    def _observed(self, channel: str, publish: Any) -> Any:
-        """A session's publish, seen by the status view and (if recording) the recorder."""
-        publish = self.accounts_view.observe(publish)
-        return self.recorder.observe(channel, publish) if self.recorder is not None else publish
-
-    async def _run_session(self, venue: str, account_id: str, session: Supervisor) -> None:
-        alias = next(
-            (a for a, i in self.venues[venue].config.accounts.items() if i == account_id),
-            account_id,
-        )
+    async def _run_session(self, venue: str, alias: str, session: Any) -> None:
         with log_context(venue=venue, account=alias):
             await session.run()
 
@@ -526,74 +372,6 @@ class Runtime:
             )
 
 
-def _names_entry(venue: VenueConfig, entry: Entry) -> bool:
-    """Whether ``venue`` names both accounts of ``entry`` under the entry's owner (the user id,
-    or a simulator table's own key: ``VenueConfig.owner``; for an entry written before entries
-    carried one, under the entry's venue name)."""
-    if entry.owner is None and entry.venue != venue.name:
-        return False
-    if entry.owner is not None and entry.owner != venue.owner:
-        return False
-    ids = set(venue.accounts.values())
-    return entry.src in ids and entry.dst in ids
-
-
-def _unnamed_entry_problem(entry: Entry, venues: list[VenueConfig]) -> str:
-    """The start-up refusal for an unresolved entry on accounts the config no longer names."""
-    owner = entry.owner or "not recorded (written by an older qfexbot)"
-    problem = (
-        f"journal entry {entry.id} (transfer of {entry.amount} from account {entry.src} to "
-        f"account {entry.dst}, venue {entry.venue!r} at the time, user id {owner}, bot "
-        f"{entry.bot}) is {entry.state}: its money may or may not have moved, and no venue of "
-        f"this config names both accounts under that user id, so nothing can reconcile it. "
-        f"Check both balances at the venue, then run `qfexbot journal resolve {entry.id} "
-        f"--applied` or `--not-applied`; or restore the venue and its accounts in bots.toml"
-    )
-    others = [venue for venue in venues if {entry.src, entry.dst} <= set(venue.accounts.values())]
-    for venue in others:
-        if venue.simulator:
-            problem += (
-                f". venues.{venue.name} names both accounts, but it is an embedded "
-                "simulator (simulator = true): its balances are no evidence for this entry"
-            )
-        else:
-            problem += (
-                f". venues.{venue.name} names both accounts, but under user_id "
-                f"{venue.user_id}: if a user_id was changed or mistyped, set it back"
-            )
-    return problem
-
-
-async def _refuse_rolled_back_journal(journal: SqliteJournal, app: AppConfig) -> None:
-    """Before anything moves money: the journal must not be older than the last state seen
-    (restored from an older copy, replaced, copied while live). See docs/operations.md."""
-    try:
-        mark = await journal.check_continuity(app.runtime.state_dir)
-    except JournalRolledBack as exc:
-        log_event(
-            log,
-            logging.ERROR,
-            "journal rolled back: not starting",
-            journal=str(exc.path),
-            problem=exc.problem,
-        )
-        raise ConfigError([f"runtime.journal: {exc}"], app.path) from None
-    except OSError as exc:
-        problem = (
-            f"runtime.journal: cannot write the journal's mark ({exc}); set "
-            f"runtime.state_dir (or {STATE_DIR_ENV}) to a writable directory"
-        )
-        raise ConfigError([problem], app.path) from None
-    log_event(
-        log,
-        logging.INFO,
-        "journal continuity checked",
-        journal=str(journal.path),
-        journal_id=mark.journal_id,
-        last_event=mark.seq,
-    )
-
-
 def _log_reconciled(venue: str, results: list[Any], when: str) -> None:
     """One line per journal entry that reconciliation settled (or could not settle yet)."""
     for result in results:
@@ -607,37 +385,3 @@ def _log_reconciled(venue: str, results: list[Any], when: str) -> None:
             state=result.state,
             detail=result.detail,
         )
-
-
-class _LateMap(Mapping[str, Any]):
-    """A read-only view of per-venue objects that exist only once the runtime is running."""
-
-    def __init__(self, runtime: Runtime, attr: str) -> None:
-        self._runtime = runtime
-        self._attr = attr
-
-    def _value(self, run: _VenueRun) -> Any:
-        if self._attr == "rests":
-            return run.venue.rest
-        return getattr(run, self._attr)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._value(self._runtime.venues[key])
-
-    def __iter__(self):
-        return iter(self._runtime.venues)
-
-    def __len__(self) -> int:
-        return len(self._runtime.venues)
-
-
-class _LateJournal:
-    """Forwards to the runtime's journal once it is open (plugins act only after that)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-
-    def __getattr__(self, name: str) -> Any:
-        if self._runtime.journal is None:
-            raise RuntimeError("journal is not open yet")
-        return getattr(self._runtime.journal, name)

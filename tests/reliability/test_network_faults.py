@@ -26,7 +26,7 @@ from qfexbot.events import (
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 from qfexbot.sim.common.connection import dumps
 from qfexbot.sim.common.netproxy import FAULT_KINDS, FaultProxy
-from qfexbot.venues.qfex.driver import QfexVenue
+from qfexbot.venues.qfex.adapter import QfexVenue
 
 PRIMARY = "00000000-0000-4000-8000-0000000000a1"
 DESK = "11111111-1111-4111-8111-1111111111a1"

@@ -25,9 +25,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reliability_helpers import JSON_VALUES
 
+from qfexbot.config import SessionSettings
 from qfexbot.core.secrets import Secret
 from qfexbot.money.transfers import TransferAmbiguous
-from qfexbot.runtime.actions import rest_transfer_sender
+from qfexbot.runtime.venues import transfer_sender
+from qfexbot.venues.qfex.adapter import QfexVenue
 from qfexbot.venues.qfex.auth import QfexAuth
 from qfexbot.venues.qfex.rest import QfexAmbiguousError, QfexApiError, QfexRest, api_error_from
 
@@ -174,7 +176,17 @@ async def test_redirected_transfer_is_ambiguous_not_a_rejection(
     config.graceful_timeout = 0.5
     binds = await nursery.start(partial(hypercorn_serve, app, config))
     rest = QfexRest(binds[0], QfexAuth("pk", Secret("sk")), timeout=2.0)
-    send = rest_transfer_sender(rest)
+    send = transfer_sender(
+        QfexVenue(
+            "t",
+            trade_url="",
+            mds_url="",
+            rest_url="",
+            user_id="",
+            settings=SessionSettings(),
+            rest=rest,
+        )
+    )
     try:
         with trio.fail_after(10), pytest.raises(TransferAmbiguous) as raised:
             await send(

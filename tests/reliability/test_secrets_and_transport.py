@@ -32,8 +32,8 @@ from qfexbot.core.secrets import Secret
 from qfexbot.events import ConnectionState
 from qfexbot.ops.status import status_snapshot
 from qfexbot.runtime import Runtime
+from qfexbot.venues.qfex.adapter import QfexVenue
 from qfexbot.venues.qfex.auth import sign
-from qfexbot.venues.qfex.driver import QfexVenue
 from qfexbot.venues.qfex.rest import QfexRest
 
 REPO = Path(__file__).parents[2]
@@ -348,7 +348,6 @@ async def test_tls_certificates_are_verified_for_rest_and_websockets(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     """An untrusted certificate is refused by the REST client and by the session's WebSocket."""
-
     _, context = self_signed(tmp_path)
     refusals: list[str] = []  # what the server saw: the client aborting on our certificate
 

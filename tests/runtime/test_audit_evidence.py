@@ -25,7 +25,7 @@ from qfexbot.config import Limits, SessionSettings
 from qfexbot.core.secrets import Secret
 from qfexbot.money.journal import SqliteJournal
 from qfexbot.money.transfers import BalanceReading, TransferService, deposit_meta_key
-from qfexbot.runtime.actions import rest_available_reader, rest_transfer_sender
+from qfexbot.runtime.venues import balance_reader, transfer_sender
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 from qfexbot.venues.qfex import QfexVenue
 
@@ -58,8 +58,8 @@ class World:
             await self.journal.close()
         self.journal = await SqliteJournal.open(self.path)
         return TransferService(
-            self.journal, rest_transfer_sender(self.venue.rest),
-            read or rest_available_reader(self.venue.rest), venue="demo",
+            self.journal, transfer_sender(self.venue),
+            read or balance_reader(self.venue), venue="demo",
             limits={"bot": LIMITS}, accounts=ACCOUNTS, settle_seconds=settle, user_id=PRIMARY,
         )  # fmt: skip
 
@@ -164,7 +164,7 @@ async def test_applied_evidence_against_an_operator_not_applied_is_never_dropped
     world.sim.faults.hold_transfers(2.0)
     lost = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "top-up")
     assert lost.state == "unknown"
-    read = rest_available_reader(world.venue.rest)
+    read = balance_reader(world.venue)
     raced = []
 
     async def read_while_the_operator_resolves(account: str) -> BalanceReading:
@@ -314,7 +314,7 @@ async def test_one_account_moving_by_the_amount_is_no_not_applied(world):
     # reflect transfers in deposit, the treasury moved by exactly -100 while the desk traded;
     # the verdict was "not applied" and the retry doubled the transfer.
     deposits: dict[str, Decimal] = {}
-    real = rest_available_reader(world.venue.rest)
+    real = balance_reader(world.venue)
 
     async def deposit_frozen(account: str) -> BalanceReading:
         # A venue that does not move `deposit` on transfers (the simulator does).

@@ -23,7 +23,7 @@ from qfexbot.core.secrets import Secret
 from qfexbot.money.journal import SqliteJournal
 from qfexbot.money.killswitch import pause
 from qfexbot.money.transfers import TransferAmbiguous, TransferService
-from qfexbot.runtime.actions import rest_available_reader, rest_transfer_sender
+from qfexbot.runtime.venues import balance_reader, transfer_sender
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 from qfexbot.venues.qfex import QfexVenue
 
@@ -72,8 +72,8 @@ class World:
         assert self.journal is not None
         return TransferService(
             journal or self.journal,
-            rest_transfer_sender(self.venue.rest),
-            read or rest_available_reader(self.venue.rest),
+            transfer_sender(self.venue),
+            read or balance_reader(self.venue),
             venue=venue,
             limits=bots if bots is not None else {"bot": limits()},
             accounts=accounts,
@@ -137,7 +137,7 @@ async def _old_unresolved_row(world: World) -> str:
     """An in-doubt transfer written the way an older qfexbot did (no owner column), for real:
     intent with before-balances, one request whose response is lost, ``unknown``."""
     journal = await world.restart()
-    read = rest_available_reader(world.venue.rest)
+    read = balance_reader(world.venue)
     src, dst = await read(PRIMARY), await read(DESK_A)
     entry = await journal.record_intent(
         bot="bot", plugin="p", venue="demo", src=PRIMARY, dst=DESK_A, amount=Decimal(100),
@@ -147,7 +147,7 @@ async def _old_unresolved_row(world: World) -> str:
     await journal.mark_sent(entry.id)
     world.sim.faults.drop_transfer_response(mode="reset")
     with pytest.raises(TransferAmbiguous):
-        await rest_transfer_sender(world.venue.rest)(PRIMARY, DESK_A, Decimal(100))
+        await transfer_sender(world.venue)(PRIMARY, DESK_A, Decimal(100))
     await journal.mark_unknown(entry.id, "outcome unknown: connection reset")
     await journal.close()
     world.journal = None
@@ -311,7 +311,7 @@ async def test_another_venue_table_of_the_same_user_leaves_its_transfer_in_fligh
     await world.restart()
     treasury_side = world.service(accounts={"treasury": PRIMARY, "desk-a": DESK_A})
     sending, release = trio.Event(), trio.Event()
-    real_send = rest_transfer_sender(world.venue.rest)
+    real_send = transfer_sender(world.venue)
 
     async def slow_send(src: str, dst: str, amount: Decimal) -> None:
         sending.set()
@@ -319,7 +319,7 @@ async def test_another_venue_table_of_the_same_user_leaves_its_transfer_in_fligh
         await real_send(src, dst, amount)
 
     desks = TransferService(
-        world.journal, slow_send, rest_available_reader(world.venue.rest), venue="desks",
+        world.journal, slow_send, balance_reader(world.venue), venue="desks",
         limits={"bot": limits(pairs=(("desk-b", "desk-c"),))},
         accounts={"desk-b": DESK_B, "desk-c": DESK_C}, user_id=PRIMARY,
     )  # fmt: skip
@@ -347,7 +347,7 @@ async def test_venue_tables_of_one_user_naming_one_account_share_its_lock(world)
     await world.restart()
     shared: dict[str, trio.Lock] = {}
     sending, release = trio.Event(), trio.Event()
-    real_send = rest_transfer_sender(world.venue.rest)
+    real_send = transfer_sender(world.venue)
 
     async def slow_send(src: str, dst: str, amount: Decimal) -> None:
         sending.set()
@@ -356,7 +356,7 @@ async def test_venue_tables_of_one_user_naming_one_account_share_its_lock(world)
 
     def table(venue: str, send, pairs) -> TransferService:
         return TransferService(
-            world.journal, send, rest_available_reader(world.venue.rest), venue=venue,
+            world.journal, send, balance_reader(world.venue), venue=venue,
             limits={"bot": limits(pairs=pairs)}, accounts=ACCOUNTS, user_id=PRIMARY, locks=shared,
         )  # fmt: skip
 

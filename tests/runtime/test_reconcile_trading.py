@@ -24,7 +24,7 @@ from qfexbot.core.session import Supervisor
 from qfexbot.events import ConnectionState
 from qfexbot.money.journal import SqliteJournal
 from qfexbot.money.transfers import TransferService, deposit_meta_key
-from qfexbot.runtime.actions import rest_available_reader, rest_transfer_sender
+from qfexbot.runtime.venues import balance_reader, transfer_sender
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 from qfexbot.venues.qfex import QfexVenue
 
@@ -52,8 +52,8 @@ class TradingWorld:
             await self.journal.close()
         self.journal = await SqliteJournal.open(path or self.path)
         return TransferService(
-            self.journal, rest_transfer_sender(self.venue.rest),
-            rest_available_reader(self.venue.rest), venue="demo", limits={"bot": LIMITS},
+            self.journal, transfer_sender(self.venue),
+            balance_reader(self.venue), venue="demo", limits={"bot": LIMITS},
             accounts=ACCOUNTS,
         )  # fmt: skip
 

@@ -22,7 +22,7 @@ from qfexbot.config import Limits, SessionSettings
 from qfexbot.core.secrets import Secret
 from qfexbot.money.journal import SqliteJournal
 from qfexbot.money.transfers import TransferService
-from qfexbot.runtime.actions import rest_available_reader, rest_transfer_sender
+from qfexbot.runtime.venues import balance_reader, transfer_sender
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
 from qfexbot.venues.qfex import QfexVenue
 
@@ -59,8 +59,8 @@ class World:
         self.journal = await SqliteJournal.open(self.path)
         return TransferService(
             self.journal,
-            send or rest_transfer_sender(self.venue.rest),
-            rest_available_reader(self.venue.rest),
+            send or transfer_sender(self.venue),
+            balance_reader(self.venue),
             venue="demo",
             limits={"bot": limits},
             accounts=ACCOUNTS,
@@ -185,7 +185,7 @@ async def test_5xx_before_applying_is_reconciled_to_failed_and_may_be_retried(wo
 async def test_process_killed_mid_transfer_is_reconciled_on_restart_without_duplicate(
     world, applied
 ):
-    real_send = rest_transfer_sender(world.venue.rest)
+    real_send = transfer_sender(world.venue)
 
     async def send_then_die(src, dst, amount):
         if applied:

@@ -10,7 +10,7 @@ import trio
 from venue_helpers import PRIMARY, PUB, SECRET, SUB1, SUB2, SimEnv
 
 from qfexbot.sim import QfexSimulator, SimConfig, SimUser
-from qfexbot.venues.qfex.driver import QfexVenue
+from qfexbot.venues.qfex.adapter import QfexVenue
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import trio
 from venue_helpers import WAIT, Recorder, SimEnv
 
 from qfexbot.events import BookEvent, ConnectionState, MarkPriceEvent
-from qfexbot.venues.qfex.driver import QfexVenue
+from qfexbot.venues.qfex.adapter import QfexVenue
 
 S = ConnectionState
 

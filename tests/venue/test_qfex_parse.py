@@ -20,13 +20,13 @@ from qfexbot.events import (
 from qfexbot.venues.qfex.parse import (
     Ack,
     AuthResult,
+    ErrorFrame,
     OrdersSnapshot,
     ParseError,
     Reply,
     Subscribed,
     TradesSnapshot,
     Unsubscribed,
-    VenueError,
     encode_json,
     is_terminal,
     parse_mds_frame,
@@ -159,7 +159,7 @@ def test_acks_both_shapes() -> None:
 
 def test_error_frames_nested_and_flat() -> None:
     nested = one("err")
-    assert isinstance(nested, VenueError)
+    assert isinstance(nested, ErrorFrame)
     assert nested.code == "RateLimited" and nested.incoming_type == "add_order"
     flat = one("err_flat")
     assert (flat.code, flat.message) == ("PermissionDenied", "not authenticated")

@@ -18,8 +18,8 @@ from hypercorn.trio import serve as hypercorn_serve
 from venue_helpers import PRIMARY, SUB1, SUB2, FastSettings, SimEnv
 
 from qfexbot.core.secrets import Secret
+from qfexbot.venues.qfex.adapter import QfexVenue
 from qfexbot.venues.qfex.auth import QfexAuth
-from qfexbot.venues.qfex.driver import QfexVenue
 from qfexbot.venues.qfex.rest import (
     QfexAmbiguousError,
     QfexApiError,

@@ -19,7 +19,7 @@ from qfexbot.core import session as session_module
 from qfexbot.core.session import SessionNotLive
 from qfexbot.events import ConnectionState, Event, OrderUpdateEvent
 from qfexbot.sim import QfexSimulator
-from qfexbot.venues.qfex.driver import QfexVenue
+from qfexbot.venues.qfex.adapter import QfexVenue
 
 S = ConnectionState
 QUEUE = 16

@@ -19,7 +19,7 @@ from qfexbot.events import (
     PositionEvent,
     ResyncEvent,
 )
-from qfexbot.venues.qfex.driver import QfexVenue
+from qfexbot.venues.qfex.adapter import QfexVenue
 
 S = ConnectionState
 

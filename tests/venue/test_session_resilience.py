@@ -23,7 +23,7 @@ from wait_helpers import wait_until
 
 from qfexbot.core.backoff import backoff_delay
 from qfexbot.events import BalanceEvent, ConnectionState, ResyncEvent
-from qfexbot.venues.qfex.driver import QfexVenue
+from qfexbot.venues.qfex.adapter import QfexVenue
 
 S = ConnectionState
 

@@ -12,7 +12,7 @@ from qfexbot.core.logs import TextFormatter
 from qfexbot.core.secrets import Secret
 from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 from qfexbot.sim import QfexSimulator, SimUrls
-from qfexbot.venues.qfex.driver import QfexVenue
+from qfexbot.venues.qfex.adapter import QfexVenue
 
 PRIMARY = "00000000-0000-4000-8000-00000000000a"
 SUB1 = "11111111-1111-4111-8111-111111111111"

@@ -1,7 +1,9 @@
-"""The Finery venue as the runtime sees it: per-account sessions, a shared book feed, REST, snapshots.
+"""The Finery venue as the runtime sees it: :data:`ADAPTER` opens a :class:`FineryVenue` per table.
 
-:class:`FineryVenue` has the shape of ``qfexbot.venues.qfex.driver.QfexVenue`` (``private_session``,
-``market_data``, ``rest``, ``snapshot``, ``aclose``), so the runtime treats both venues alike.
+:class:`FineryVenue` is a ``qfexbot.core.venue.Venue``: per-account sessions, a shared book feed,
+REST snapshots, orders as ``add``/``del`` requests (``qfexbot.venues.finery.orders``) whose
+refusals reach plugins as ``ActionRejected``. Finery has no transfers (value moves by bilateral
+settlement): the adapter says so (:data:`TRANSFER_REFUSAL`) and the runtime journals the refusal.
 One API key serves every connection of the venue (one shared nonce source). Account ids are
 Finery client ids as text; the key's own client (``user_id``) gets the account feeds, and a
 master's sub-accounts get sessions that act for them with ``clientId`` (see docs/venues/finery.md).
@@ -17,13 +19,37 @@ import trio
 
 from qfexbot.core.secrets import Secret
 from qfexbot.core.session import SessionStats
-from qfexbot.core.venue import Publish, SessionSettingsLike
+from qfexbot.core.venue import (
+    CredentialsLike,
+    Order,
+    OrderRequest,
+    Publish,
+    SessionSettingsLike,
+    VenueSettings,
+)
+from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable
 from qfexbot.events import BookEvent, ConnectionState, ConnectionStateEvent, Event, ResyncEvent
 from qfexbot.venues.finery.auth import NonceSource
 from qfexbot.venues.finery.driver import FineryDriver, FineryWsClient
-from qfexbot.venues.finery.rest import FineryRest
+from qfexbot.venues.finery.orders import finery_cancel, finery_order
+from qfexbot.venues.finery.parse import FineryError
+from qfexbot.venues.finery.rest import FineryHttpError, FineryRest
 
-__all__ = ["CHANNEL_FEEDS", "FineryMarketData", "FinerySession", "FineryVenue"]
+__all__ = [
+    "ADAPTER",
+    "CHANNEL_FEEDS",
+    "TRANSFER_REFUSAL",
+    "FineryAdapter",
+    "FineryMarketData",
+    "FinerySession",
+    "FineryVenue",
+]
+
+TRANSFER_REFUSAL = (
+    "finery has no transfers: value moves between counterparties by bilateral settlement, "
+    "which qfexbot does not drive"
+)
+"""The refusal reason journaled for ``ctx.transfer`` on a Finery venue."""
 
 CHANNEL_FEEDS: Mapping[str, tuple[str, Any]] = {
     "order_responses": ("O", None),
@@ -93,7 +119,11 @@ class FinerySession:
         price: Decimal | None = None,
         client_order_id: int | None = None,
     ) -> Any:
-        """``add`` over the socket for this account; the venue's reply (``FineryError`` if refused)."""
+        """``add`` over the socket for this account; the venue's reply.
+
+        Raises:
+          FineryError: the venue refused the order.
+        """
         return await self.client.add_order(
             instrument=instrument,
             side=side,
@@ -265,14 +295,92 @@ class FineryVenue:
         """Net positions and open orders of the key's own client, read from REST now.
 
         Raises:
-          ValueError: ``account_id`` is not the key's own client (a master cannot read a
+          ActionError: ``account_id`` is not the key's own client (a master cannot read a
             sub-account's positions).
+          ActionRejected: the venue answered with an error code.
+          ActionUnavailable: the venue could not be read (HTTP or transport failure).
         """
         if account_id != self.user_id:
-            raise ValueError(
+            raise ActionError(
                 f"Finery positions are only readable for client {self.user_id}, not {account_id}"
             )
-        return self._snapshots.resync_event(await self.rest.positions())
+        try:
+            return self._snapshots.resync_event(await self.rest.positions())
+        except FineryError as exc:
+            raise ActionRejected(str(exc), code=str(exc.code)) from exc
+        except FineryHttpError as exc:
+            raise ActionUnavailable(str(exc)) from exc
+
+    async def account_equity(self, account_id: str, duration: str) -> list[tuple[Any, Decimal]]:
+        """Finery keeps no equity history: always ``ActionError``."""
+        raise ActionError("finery has no account equity history")
+
+    def order(self, order: Order) -> OrderRequest:
+        """An ``add`` request (see :func:`qfexbot.venues.finery.orders.finery_order`)."""
+        return finery_order(order)
+
+    def cancel(self, *, symbol: str, order_id: str) -> OrderRequest:
+        """A ``del`` request by venue order id."""
+        return finery_cancel(symbol=symbol, order_id=order_id)
+
+    async def send(self, session: FinerySession, request: OrderRequest) -> None:
+        """Send an ``add``/``del`` on the account's session and wait for the venue's reply.
+
+        Finery emits no feed message for a rejected order, so its refusal (e.g. error 76, no
+        liquidity for an IOC) is the reply.
+
+        Raises:
+          ActionRejected: the venue refused it (``code`` = the Finery error code).
+          ActionUnavailable: the session is not live, or no reply came in time (the request
+            may have been applied: ``maybe_sent``).
+        """
+        try:
+            if request.command == "add":
+                await session.add_order(**request.params)
+            else:
+                await session.cancel_order(**request.params)
+        except FineryError as exc:
+            raise ActionRejected(str(exc), code=str(exc.code)) from exc
+        except trio.TooSlowError:
+            raise ActionUnavailable(
+                f"finery {request.command}: no reply in time; it may have been applied",
+                maybe_sent=True,
+            ) from None
 
     async def aclose(self) -> None:
         await self.rest.aclose()
+
+
+class FineryAdapter:
+    """The Finery kind: opens :class:`FineryVenue` s; has no transfers and no replay."""
+
+    kind = "finery"
+    transfer_refusal = TRANSFER_REFUSAL
+
+    def open(
+        self, config: VenueSettings, credentials: CredentialsLike, endpoints: Any = None
+    ) -> FineryVenue:
+        """A :class:`FineryVenue` on the table's URLs, or the embedded simulator's ``endpoints``
+        (``ws_url``, ``rest_url``)."""
+        ws_url, rest_url = config.trade_url, config.rest_url
+        if endpoints is not None:
+            ws_url, rest_url = endpoints.ws_url, endpoints.rest_url
+        # the config requires both for Finery
+        assert credentials.public_key is not None and credentials.secret is not None
+        return FineryVenue(
+            config.name,
+            ws_url=ws_url,
+            rest_url=rest_url,
+            user_id=config.user_id,
+            settings=config.session,
+            key=credentials.public_key,
+            secret=credentials.secret,
+        )
+
+    def replay_driver(self, config: VenueSettings, account_id: str, channel: str) -> None:
+        """Finery recordings are not replayed (their frames are skipped)."""
+        return None
+
+
+ADAPTER = FineryAdapter()
+"""The Finery adapter (``qfexbot.venues.registry.adapter("finery")``)."""

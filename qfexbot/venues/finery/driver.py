@@ -4,12 +4,13 @@
 auth headers on the upgrade, AUTHENTICATING = waiting for ``['X',0,'Z',0]``, SUBSCRIBING = bind
 and wait for each snapshot, RESYNCING = the ``positions`` request. While LIVE a non-zero status
 loses every binding and the next zero status re-binds them. :class:`FineryWsClient` puts the
-driver under ``qfexbot.core.session.Supervisor`` (reconnect, backoff, state events), sends a keepalive
-inside the venue's 80 s idle limit and offers the API methods over the socket.
+driver under ``qfexbot.core.session.Supervisor`` (reconnect, backoff, state events), sends a
+keepalive inside the venue's 80 s idle limit and offers the API methods over the socket.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -265,15 +266,14 @@ class FineryDriver:
             raise SessionNotLive("no live socket attached")
         await self._send(_bind_message(event, feed, feed_id))
 
-    async def request(
-        self, method: str, content: Mapping[str, Any] | None = None, *, timeout: float | None = None
-    ) -> Any:
+    async def request(self, method: str, content: Mapping[str, Any] | None = None) -> Any:
         """Send ``{"event":"request"}`` on the live socket and wait for the matching reply.
 
         Raises:
             SessionNotLive: no live socket.
             FineryError: the reply carries a non-zero error.
-            trio.TooSlowError: no reply within ``timeout`` (the request may have been applied).
+            trio.TooSlowError: no reply within ``request_timeout`` (the request may have been
+                applied).
         """
         if self._send is None:
             raise SessionNotLive("no live socket attached")
@@ -285,7 +285,7 @@ class FineryDriver:
         slot: list[RequestReply] = []
         self._pending[req_id] = (done, slot)
         try:
-            with trio.fail_after(timeout if timeout is not None else self.request_timeout):
+            with trio.fail_after(self.request_timeout):
                 await self._send(message)
                 await done.wait()
         finally:
@@ -365,10 +365,8 @@ class FineryWsClient(FineryMethods):
         while True:
             await trio.sleep(self.keepalive_interval)
             if self.supervisor.state is ConnectionState.LIVE:
-                try:
+                with contextlib.suppress(SessionNotLive):
                     await self.supervisor.send({"event": "ping"})
-                except SessionNotLive:
-                    pass
 
     async def call(self, method: str, content: dict[str, Any] | None = None) -> Any:
         return await self.driver.request(method, content)

@@ -32,7 +32,7 @@ def to_units(value: Decimal | int | str) -> int:
         TypeError: ``value`` is a float.
         ValueError: ``value`` is not finite or has more than 8 decimal places.
     """
-    if isinstance(value, float) or isinstance(value, bool):
+    if isinstance(value, (float, bool)):
         raise TypeError("floats are not accepted for amounts; use Decimal or str")
     dec = value if isinstance(value, Decimal) else Decimal(value)
     if not dec.is_finite():

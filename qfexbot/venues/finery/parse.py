@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from qfexbot.core.venue import ParseError as _BaseParseError
+from qfexbot.errors import VenueError
 from qfexbot.events import (
     BalanceEvent,
     BookEvent,
@@ -157,7 +158,7 @@ class ParseError(_BaseParseError):
     """A frame that does not match the protocol; ``raw`` is the frame as received."""
 
 
-class FineryError(Exception):
+class FineryError(VenueError):
     """The venue answered a request or bind with a non-zero error code."""
 
     def __init__(

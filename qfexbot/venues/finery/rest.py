@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from qfexbot.core.secrets import Secret
+from qfexbot.errors import VenueError
 from qfexbot.venues.finery.auth import FineryAuth, NonceSource, rest_body
 from qfexbot.venues.finery.methods import FineryMethods
 from qfexbot.venues.finery.parse import FineryError, ParseError, decode
@@ -14,7 +15,7 @@ from qfexbot.venues.finery.parse import FineryError, ParseError, decode
 __all__ = ["FineryHttpError", "FineryRest"]
 
 
-class FineryHttpError(Exception):
+class FineryHttpError(VenueError):
     """A REST call failed without a Finery error code (HTTP 5xx, non-JSON body, transport).
 
     Calls are never retried here: ``add``/``del``/``mod`` are not idempotent, and an ambiguous

@@ -1,5 +1,5 @@
-"""QFEX venue adapter: auth, REST, wire parsing and connection steps (see ``stream.QfexVenue``)."""
+"""QFEX venue: auth, REST, wire parsing, connection steps, orders, transfers (see ``adapter``)."""
 
-from qfexbot.venues.qfex.driver import QfexVenue as QfexVenue
+from qfexbot.venues.qfex.adapter import QfexVenue as QfexVenue
 
 __all__ = ["QfexVenue"]

@@ -1,30 +1,29 @@
-"""QFEX connection steps (auth, subscribe, resync, parse) and the venue adapter that builds sessions.
+"""QFEX connection steps (auth, subscribe, resync, parse) for the session supervisor.
 
 :class:`QfexTradeDriver` is what :class:`qfexbot.core.session.Supervisor` runs for one account's
-trade socket; :class:`QfexMarketDataDriver` is the public feed's part. :class:`QfexVenue` ties
-one configured venue together: REST client, private sessions, the shared market-data session.
+trade socket; :class:`QfexMarketDataDriver` is the public feed's part;
+``qfexbot.venues.qfex.adapter`` builds sessions from them.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any
 
 from trio_websocket import ConnectionClosed
 
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.secrets import Secret
-from qfexbot.core.session import MarketDataSession, Supervisor
-from qfexbot.core.venue import AuthRejected, FrameConnection, Publish, SessionSettingsLike
-from qfexbot.events import BookEvent, Event, MarkPriceEvent, ResyncEvent, TradeEvent
-from qfexbot.venues.qfex.auth import QfexAuth, ws_auth_message, ws_jwt_auth_message
+from qfexbot.core.venue import AuthRejected, FrameConnection
+from qfexbot.errors import VenueError
+from qfexbot.events import BookEvent, Event, MarkPriceEvent, TradeEvent
+from qfexbot.venues.qfex.auth import ws_auth_message, ws_jwt_auth_message
 from qfexbot.venues.qfex.parse import (
     AuthResult,
     Control,
+    ErrorFrame,
     Subscribed,
-    VenueError,
     encode_json,
     parse_mds_frame,
     parse_trade_frame,
@@ -36,7 +35,6 @@ __all__ = [
     "TRADE_CHANNELS",
     "QfexMarketDataDriver",
     "QfexTradeDriver",
-    "QfexVenue",
     "StepFailed",
 ]
 
@@ -50,8 +48,10 @@ _AUTH_CLOSE_CODE = 1008
 OnControl = Callable[[Control], Awaitable[None]]
 
 
-class StepFailed(Exception):
+class StepFailed(VenueError):
     """A handshake step failed for a reason that a reconnect may fix (not credentials)."""
+
+    retryable = True
 
 
 class QfexTradeDriver:
@@ -125,7 +125,7 @@ class QfexTradeDriver:
                         if item.ok:
                             return
                         raise AuthRejected("venue replied authenticated=false")
-                    if isinstance(item, VenueError):
+                    if isinstance(item, ErrorFrame):
                         # Never echo incoming_message: it is our auth message.
                         text = f"venue error {item.code}: {item.message}"
                         if item.code in _TRANSIENT_ERRORS:
@@ -145,7 +145,7 @@ class QfexTradeDriver:
             for item in await conn.receive():
                 if isinstance(item, Subscribed):
                     pending.discard(item.channel)
-                elif isinstance(item, VenueError):
+                elif isinstance(item, ErrorFrame):
                     raise StepFailed(f"subscribe refused: {item.code}: {item.message}")
         for command in self._rearm:
             await conn.send(command)
@@ -162,7 +162,7 @@ class QfexTradeDriver:
         return parse_trade_frame(frame, self.venue, self.account_id, now)
 
     async def on_control(self, item: Any) -> None:
-        if isinstance(item, VenueError):
+        if isinstance(item, ErrorFrame):
             log_event(
                 log,
                 logging.WARNING,
@@ -224,117 +224,3 @@ class QfexMarketDataDriver:
 
     def encode(self, message: Mapping[str, Any]) -> str:
         return encode_json(message)
-
-
-class QfexVenue:
-    """One configured QFEX venue: REST client, per-account private sessions, shared feed.
-
-    Args:
-      name: the venue name from bots.toml (stamped on every event).
-      trade_url, mds_url, rest_url: endpoints (the simulator's when ``simulator = true``).
-      user_id: primary account id (= user id).
-      settings: session tunables (``VenueConfig.session``).
-      public_key, secret / jwt: resolved credentials.
-      rest: an existing :class:`QfexRest` to share (default: one is created and owned).
-
-    Resource handling: call :meth:`aclose` (or use ``async with``) to close the REST client.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        trade_url: str,
-        mds_url: str,
-        rest_url: str,
-        user_id: str,
-        settings: SessionSettingsLike,
-        public_key: str | Secret | None = None,
-        secret: Secret | None = None,
-        jwt: Secret | None = None,
-        rest: QfexRest | None = None,
-    ) -> None:
-        self.name = name
-        self.trade_url = trade_url
-        self.mds_url = mds_url
-        self.user_id = user_id
-        self.settings = settings
-        self._public_key = public_key
-        self._secret = secret
-        self._jwt = jwt
-        self._owns_rest = rest is None
-        self.rest = rest or QfexRest(
-            rest_url,
-            QfexAuth(public_key, secret) if jwt is None else QfexAuth(jwt=jwt),
-            timeout=settings.request_timeout,
-            venue=name,
-            user_id=user_id,
-        )
-        self._market_data: MarketDataSession | None = None
-
-    def __repr__(self) -> str:
-        return f"QfexVenue(name={self.name!r}, user_id={self.user_id!r})"
-
-    def private_session(
-        self,
-        account_id: str,
-        *,
-        channels: Sequence[str] = DEFAULT_CHANNELS,
-        publish: Publish,
-        rearm: Sequence[Mapping[str, Any]] = (),
-        on_control: OnControl | None = None,
-        settings: SessionSettingsLike | None = None,
-        rng: random.Random | None = None,
-    ) -> Supervisor:
-        """A new supervised trade session for ``account_id``; run it with ``nursery.start``."""
-        driver = QfexTradeDriver(
-            url=self.trade_url,
-            venue=self.name,
-            account_id=account_id,
-            user_id=self.user_id,
-            rest=self.rest,
-            channels=channels,
-            public_key=self._public_key,
-            secret=self._secret,
-            jwt=self._jwt,
-            rearm=rearm,
-            on_control=on_control,
-        )
-        return Supervisor(
-            driver,
-            venue=self.name,
-            account_id=account_id,
-            settings=settings or self.settings,
-            publish=publish,
-            rng=rng,
-        )
-
-    def market_data(self) -> MarketDataSession:
-        """The venue's one shared market-data session (created on first use; run it once)."""
-        if self._market_data is None:
-            self._market_data = MarketDataSession(
-                QfexMarketDataDriver(url=self.mds_url, venue=self.name),
-                venue=self.name,
-                settings=self.settings,
-            )
-        return self._market_data
-
-    def parse_private(self, frame: str | bytes, account_id: str, now: float) -> list[Any]:
-        return parse_trade_frame(frame, self.name, account_id, now)
-
-    def parse_public(self, frame: str | bytes, now: float) -> list[Event]:
-        return parse_mds_frame(frame, self.name, now)
-
-    async def snapshot(self, account_id: str) -> ResyncEvent:
-        """Balance and positions of ``account_id`` read from REST now."""
-        return await self.rest.positions(account_id)
-
-    async def aclose(self) -> None:
-        if self._owns_rest:
-            await self.rest.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()

@@ -45,13 +45,13 @@ __all__ = [
     "Ack",
     "AuthResult",
     "Control",
+    "ErrorFrame",
     "OrdersSnapshot",
     "ParseError",
     "Reply",
     "Subscribed",
     "TradesSnapshot",
     "Unsubscribed",
-    "VenueError",
     "encode_json",
     "is_terminal",
     "parse_mds_frame",
@@ -109,7 +109,7 @@ class Unsubscribed(Control):
 
 
 @dataclass(frozen=True, slots=True)
-class VenueError(Control):
+class ErrorFrame(Control):
     """An ``err`` frame (nested) or the older flat ``{"type":"error",...}`` form."""
 
     code: str
@@ -438,15 +438,15 @@ def _h_unsubscribed(v: Any, obj: dict, venue: str, acct: str, now: float, raw: A
     return [Unsubscribed(str(v), raw=raw)]
 
 
-def _error(d: Any, raw: Any) -> VenueError:
+def _error(d: Any, raw: Any) -> ErrorFrame:
     if isinstance(d, dict):
-        return VenueError(
+        return ErrorFrame(
             str(d.get("error_code") or d.get("code") or "Unknown"),
             str(d.get("message") or ""),
             d.get("incoming_message"),
             raw=raw,
         )
-    return VenueError(str(d), "", None, raw=raw)
+    return ErrorFrame(str(d), "", None, raw=raw)
 
 
 def _h_err(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
@@ -651,9 +651,12 @@ def _mds_obj(obj: Any, venue: str, now: float, raw: Any, out: list[Event]) -> No
     kind = obj.get("type")
     if "contents" in obj:  # envelope form: {"type","channel","contents":[...]}
         channel = obj.get("channel") or kind
-        for item in _as_list(obj["contents"]):
-            if type(item) is dict and "type" not in item:
-                item = {**item, "type": channel}
+        for content in _as_list(obj["contents"]):
+            item = (
+                {**content, "type": channel}
+                if type(content) is dict and "type" not in content
+                else content
+            )
             _mds_obj(item, venue, now, raw, out)
         return
     build = _MDS_BUILDERS.get(kind)  # type: ignore[arg-type]

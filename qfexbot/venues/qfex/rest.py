@@ -28,6 +28,7 @@ import trio
 from qfexbot.core.backoff import backoff_delay
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.venue import ParseError
+from qfexbot.errors import VenueError
 from qfexbot.events import ResyncEvent
 from qfexbot.venues.qfex.auth import REQUESTED_ACCOUNT_HEADER
 from qfexbot.venues.qfex.parse import _dec, encode_json, parse_positions_snapshot
@@ -53,7 +54,7 @@ GETS_IN_FLIGHT = 32
 """REST GETs one client sends at once (measured in docs/performance.md)."""
 
 
-class QfexError(Exception):
+class QfexError(VenueError):
     """Base of every error from the QFEX REST client (messages never contain secrets)."""
 
 
@@ -285,7 +286,10 @@ class QfexRest:
         return [str(i) for i in ids]
 
     async def create_subaccount(self) -> str:
-        """Create a subaccount and return its id. Never retried (see :class:`QfexAmbiguousError`)."""
+        """Create a subaccount and return its id.
+
+        Never retried (see :class:`QfexAmbiguousError`).
+        """
         response = await self._post("/user/subaccounts", "{}")
         try:
             return str(response.json()["account_id"])
