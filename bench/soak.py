@@ -457,9 +457,7 @@ class _Windows:
             if previous is not None and previous[0] == rc and reopen is not None:
                 reopen = None if previous[1] is None else max(previous[1], reopen)
             self.cut[account] = (rc, reopen)
-            self.trace[account].append(
-                (round(now, 3), "CUT", rc, self.sim.event_seq(account))
-            )
+            self.trace[account].append((round(now, 3), "CUT", rc, self.sim.event_seq(account)))
 
     def delivered_seq(self, account: str) -> int:
         """Number of the account's latest private event the audit plugin has received."""
@@ -1110,9 +1108,7 @@ def check_delivery_order(
             else:
                 lost = [k for k in range(last + 1, seq) if k in sent]
                 if lost and not told:
-                    bad.append(
-                        f"seqs {lost[:20]} lost between {last} and {seq} with no gap signal"
-                    )
+                    bad.append(f"seqs {lost[:20]} lost between {last} and {seq} with no gap signal")
                 report.private_events_lost_in_gaps += len(lost) if told else 0
                 report.private_events_in_order += 1
                 last = seq
