@@ -41,7 +41,7 @@ import pluggy
 from qfexbot import hookspecs
 from qfexbot.core.bus import Bus, Inbox
 from qfexbot.core.context import ActionsBackend, BotContext
-from qfexbot.errors import ConfigError
+from qfexbot.errors import ConfigError, QfexbotError
 from qfexbot.events import Event
 
 __all__ = [
@@ -130,7 +130,7 @@ class PluginLoadError(ConfigError):
         return "\n".join(self.errors)
 
 
-class _LoadFailure(Exception):
+class _LoadFailure(QfexbotError):
     """Internal: a message for the user about one plugin."""
 
 
