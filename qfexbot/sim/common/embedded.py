@@ -8,7 +8,7 @@ only these plain values, so it stays free of client and config code.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["EmbeddedTable"]
@@ -31,4 +31,4 @@ class EmbeddedTable:
     accounts: Mapping[str, str]
     options: Mapping[str, Any]
     public_key: str
-    secret: str
+    secret: str = field(repr=False)
