@@ -1,0 +1,415 @@
+"""Adding a venue, followed step by step with a toy venue that lives in the test suite.
+
+1. A package with ``config.py``: ``RULES``, a ``qfexbot.config.validate.VenueRules`` (kind, default
+   URLs, account id form, credentials, channels, sim keys). config reads the venue's
+   ``[venues.X]`` table with it and names no kind (``tests/toyvenue/config.py``).
+2. ``adapter.py`` in that package: ``ADAPTER``, a ``qfexbot.core.venue.VenueAdapter`` (``kind``,
+   ``transfer_refusal``, ``open``, ``replay_driver``; ``simulator`` None). ``open`` returns a
+   ``Venue`` -- a ``TransferVenue`` if it moves money -- whose sessions are
+   ``qfexbot.core.session.Supervisor`` s running the venue's ``SessionDriver`` (URL, auth,
+   subscribe, resync, parse, encode), whose public feed is a ``MarketDataSession`` over its
+   ``MarketDataDriver``, which maps ``Order`` to its own ``OrderRequest`` and sends it, and
+   classifies a failed transfer as a ``TransferOutcome`` (``tests/toyvenue/adapter.py``).
+3. Register the kind: ``qfexbot.venues.registry.register(kind, package)`` (as here), an entry
+   point in the group ``qfexbot.venues`` from another distribution (name = kind, value = the
+   package), or a line in ``registry.BUILTIN`` for a venue shipped with qfexbot.
+4. A simulator under ``qfexbot/sim/<kind>/`` for ``simulator = true`` (optional; the toy has
+   none: this test serves its protocol itself, written from the adapter's docstring, not from
+   its code).
+
+No file under ``qfexbot/`` changes: the runtime, config, journal and plugins run the toy as they
+run the built-in venues (the last test checks that ``qfexbot/`` never mentions it).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import toyvenue
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+
+from qfexbot.config import load_config
+from qfexbot.events import (
+    BalanceEvent,
+    BookEvent,
+    ConnectionState,
+    ConnectionStateEvent,
+    FillEvent,
+    ResyncEvent,
+    TransferOutcomeEvent,
+)
+from qfexbot.runtime import Runtime
+from qfexbot.venues import registry
+
+REPO = Path(__file__).resolve().parents[2]
+KEY, SECRET = "toy_pub_probe", "toy_secret_probe"
+TREASURY, DESK = "T-1", "T-2"
+
+
+@pytest.fixture
+def toy_kind() -> Iterator[str]:
+    """``kind = "toy"`` available for one test, and forgotten after it."""
+    registry.register(toyvenue.KIND, toyvenue.__name__)
+    try:
+        yield toyvenue.KIND
+    finally:
+        registry.unregister(toyvenue.KIND)
+
+
+# ---------------------------------------------------------------- the toy server
+
+
+def _text(value: Decimal) -> str:
+    return format(value, "f")
+
+
+@dataclass
+class ToyServer:
+    """The toy venue's side of its protocol (see ``tests/toyvenue/adapter.py``'s docstring).
+
+    Records every command it receives (``commands``) and every transfer it applies.
+    """
+
+    key: str
+    secret: str
+    balances: dict[str, dict[str, Decimal]]
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    transfers: list[tuple[str, str, Decimal]] = field(default_factory=list)
+    subscribers: dict[str, list[WebSocketConnection]] = field(default_factory=dict)
+    orders: int = 0
+
+    async def handle(self, request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            if request.path == "/mds":
+                await self._public(ws)
+            elif await self._authenticated(ws):
+                await self._private(ws)
+        except ConnectionClosed:
+            pass
+        finally:
+            for sockets in self.subscribers.values():
+                if ws in sockets:
+                    sockets.remove(ws)
+
+    async def _send(self, ws: WebSocketConnection, **message: Any) -> None:
+        await ws.send_message(json.dumps(message))
+
+    async def _authenticated(self, ws: WebSocketConnection) -> bool:
+        nonce = secrets.token_hex(16)
+        await self._send(ws, op="hello", nonce=nonce)
+        auth = json.loads(await ws.get_message())
+        expected = hmac.new(self.secret.encode(), nonce.encode(), hashlib.sha256).hexdigest()
+        if (
+            auth.get("op") != "auth"
+            or auth.get("key") != self.key
+            or not hmac.compare_digest(str(auth.get("signature")), expected)
+        ):
+            await self._send(ws, op="auth", ok=False, error="bad key or signature")
+            await ws.aclose()
+            return False
+        await self._send(ws, op="auth", ok=True)
+        return True
+
+    async def _private(self, ws: WebSocketConnection) -> None:
+        account: str | None = None
+        while True:
+            message = json.loads(await ws.get_message())
+            op = message.get("op")
+            if op == "subscribe":
+                account = message["account"]
+                if account not in self.balances:
+                    await self._send(ws, op="error", error=f"no account {account}")
+                    continue
+                self.subscribers.setdefault(account, []).append(ws)
+                await self._send(ws, op="subscribed", account=account, channels=message["channels"])
+            elif op == "snapshot":
+                target = message.get("account", account)
+                await self._send(ws, op="snapshot", id=message["id"], **self._balance(target))
+            elif op == "transfer":
+                await self._transfer(ws, message)
+            elif op in ("order", "cancel"):
+                self.commands.append({"account": account, **message})
+                await self._order(ws, account, message)
+            else:
+                await self._send(ws, op="error", id=message.get("id"), error="unknown op")
+
+    def _balance(self, account: str) -> dict[str, str]:
+        held = self.balances[account]
+        return {
+            "account": account,
+            "available": _text(held["available"]),
+            "deposit": _text(held["deposit"]),
+        }
+
+    async def _push_balance(self, account: str) -> None:
+        for ws in list(self.subscribers.get(account, ())):
+            await self._send(ws, op="balance", **self._balance(account))
+
+    async def _transfer(self, ws: WebSocketConnection, message: dict[str, Any]) -> None:
+        src, dst, amount = message["from"], message["to"], Decimal(message["amount"])
+        if src not in self.balances or dst not in self.balances:
+            await self._send(ws, op="error", id=message["id"], error="unknown account", code="404")
+            return
+        if self.balances[src]["available"] < amount:
+            await self._send(ws, op="error", id=message["id"], error="insufficient", code="402")
+            return
+        for account, sign in ((src, -1), (dst, 1)):
+            for part in ("available", "deposit"):
+                self.balances[account][part] += sign * amount
+        self.transfers.append((src, dst, amount))
+        await self._send(ws, op="transferred", id=message["id"])
+        await self._push_balance(src)
+        await self._push_balance(dst)
+
+    async def _order(self, ws: WebSocketConnection, account: Any, message: dict[str, Any]) -> None:
+        if message["op"] == "cancel":
+            await self._send(ws, op="ack", id=message["id"], order_id=message["order_id"])
+            return
+        self.orders += 1
+        order_id = f"toy-{self.orders}"
+        await self._send(ws, op="ack", id=message["id"], order_id=order_id)
+        price, quantity = Decimal(message["price"]), Decimal(message["quantity"])
+        fee = price * quantity / 1000
+        self.balances[account]["available"] -= fee
+        await self._send(
+            ws,
+            op="fill",
+            account=account,
+            trade_id=f"trade-{self.orders}",
+            order_id=order_id,
+            client_order_id=message["client_order_id"],
+            symbol=message["symbol"],
+            side=message["side"],
+            price=_text(price),
+            quantity=_text(quantity),
+            fee=_text(fee),
+        )
+        await self._push_balance(account)
+
+    async def _public(self, ws: WebSocketConnection) -> None:
+        while True:
+            message = json.loads(await ws.get_message())
+            for symbol in message.get("symbols", ()):
+                await self._send(
+                    ws, op="bbo", symbol=symbol, bid="9.5", bid_size="3", ask="10.5", ask_size="4"
+                )
+
+
+# ---------------------------------------------------------------- the bot
+
+PROBE = '''
+"""Test plugin: records events; orders once the treasury is live, moves money once the desk is."""
+from decimal import Decimal
+
+import trio
+
+from qfexbot import ConnectionState, ConnectionStateEvent, hookimpl
+
+
+class Probe:
+    def __init__(self, config):
+        self.events = []
+        self.ordered = False
+        self.transfer = None
+        self._changed = trio.Event()
+
+    async def until(self, predicate):
+        while not predicate():
+            await self._changed.wait()
+
+    @hookimpl
+    async def qfexbot_event(self, ctx, event):
+        self.events.append(event)
+        try:
+            if isinstance(event, ConnectionStateEvent) and event.state is ConnectionState.LIVE:
+                if event.account_id == ctx.account_id("treasury") and not self.ordered:
+                    self.ordered = True
+                    await ctx.add_order(
+                        "treasury", symbol="TOY-USD", side="BUY", order_type="LIMIT",
+                        quantity=Decimal("2"), price=Decimal("10.5"), client_order_id="probe-1",
+                    )
+                elif event.account_id == ctx.account_id("desk") and self.transfer is None:
+                    self.transfer = await ctx.transfer("treasury", "desk", Decimal(25), "toy")
+        finally:
+            self._changed.set()
+            self._changed = trio.Event()
+'''
+
+BOTS_TOML = """
+[runtime]
+journal = "var/journal.sqlite"
+kill_switch_file = "var/PAUSED"
+state_dir = "var/state"
+plugin_dirs = ["{plugins}"]
+
+[venues.t]
+kind = "toy"
+user_id = "t-1"
+public_key = {{ env = "TOY_KEY" }}
+secret = {{ env = "TOY_SECRET" }}
+trade_url = "ws://127.0.0.1:{port}/trade"
+mds_url = "ws://127.0.0.1:{port}/mds"
+rest_url = "http://127.0.0.1:{port}"
+
+[venues.t.accounts]
+treasury = "primary"
+desk = "T-2"
+
+[venues.t.session]
+backoff_initial = 0.05
+backoff_max = 0.2
+request_timeout = 3.0
+
+[bots.toy]
+venue = "t"
+accounts = ["treasury", "desk"]
+channels = ["fills", "balances"]
+market_data = {{ channels = ["bbo"], symbols = ["TOY-USD"] }}
+
+[bots.toy.limits]
+allowed_pairs = [["treasury", "desk"]]
+max_transfer = 100
+min_interval = 0
+
+[bots.toy.plugins.probe]
+use = "toy_probe:Probe"
+"""
+
+
+def _has(events: list[Any], kind: type, **fields: Any) -> bool:
+    return any(
+        isinstance(e, kind) and all(getattr(e, k) == v for k, v in fields.items()) for e in events
+    )
+
+
+async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) -> None:
+    server = ToyServer(
+        KEY,
+        SECRET,
+        {
+            TREASURY: {"available": Decimal(1000), "deposit": Decimal(1000)},
+            DESK: {"available": Decimal(500), "deposit": Decimal(500)},
+        },
+    )
+    (tmp_path / "var").mkdir()
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "toy_probe.py").write_text(PROBE)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            listener = await nursery.start(
+                functools.partial(serve_websocket, server.handle, "127.0.0.1", 0, ssl_context=None)
+            )
+            path = tmp_path / "bots.toml"
+            path.write_text(BOTS_TOML.format(plugins=tmp_path / "plugins", port=listener.port))
+            runtime = Runtime(load_config(path), environ={"TOY_KEY": KEY, "TOY_SECRET": SECRET})
+            await nursery.start(runtime.run)
+            assert toy_kind in registry.kinds()
+            plugin = runtime.hosts["toy"].slots[0].plugin
+            with trio.fail_after(10):
+                await plugin.until(
+                    lambda: (
+                        _has(plugin.events, FillEvent, account_id=TREASURY)
+                        and _has(plugin.events, BalanceEvent, account_id=DESK, available=525)
+                        and _has(plugin.events, TransferOutcomeEvent, state="done")
+                        and _has(plugin.events, BookEvent, symbol="TOY-USD")
+                    )
+                )
+            assert runtime.journal is not None
+            entries = await runtime.journal.list()
+            runtime.stop()
+            nursery.cancel_scope.cancel()
+    events = plugin.events
+    for account in (TREASURY, DESK):
+        states = [
+            e.state
+            for e in events
+            if isinstance(e, ConnectionStateEvent) and e.account_id == account
+        ]
+        assert states[:5] == [
+            ConnectionState.CONNECTING,
+            ConnectionState.AUTHENTICATING,
+            ConnectionState.SUBSCRIBING,
+            ConnectionState.RESYNCING,
+            ConnectionState.LIVE,
+        ]
+    resyncs = {e.account_id: e.balance for e in events if isinstance(e, ResyncEvent)}
+    assert resyncs[TREASURY].available == 1000 and resyncs[DESK].deposit == 500
+
+    # ctx.add_order reached the toy server as the documented command, and its fill came back.
+    (command,) = server.commands
+    assert command == {
+        "account": TREASURY,
+        "op": "order",
+        "id": command["id"],
+        "symbol": "TOY-USD",
+        "side": "buy",
+        "type": "limit",
+        "quantity": "2",
+        "price": "10.5",
+        "tif": "gtc",
+        "client_order_id": "probe-1",
+    }
+    assert isinstance(command["id"], int)
+    fill = next(e for e in events if isinstance(e, FillEvent))
+    assert (fill.account_id, fill.order_id, fill.client_order_id, fill.side) == (
+        TREASURY,
+        "toy-1",
+        "probe-1",
+        "BUY",
+    )
+    assert (fill.symbol, fill.price, fill.quantity, fill.fee) == (
+        "TOY-USD",
+        Decimal("10.5"),
+        Decimal(2),
+        Decimal("0.021"),
+    )
+    (order_entry,) = [e for e in entries if e.kind == "order"]
+    assert order_entry.data["type"] == "order" and order_entry.src == TREASURY
+
+    # ctx.transfer moved the money exactly once, through the journal.
+    assert plugin.transfer.state == "done"
+    assert server.transfers == [(TREASURY, DESK, Decimal(25))]
+    (transfer_entry,) = [e for e in entries if e.kind == "transfer"]
+    assert (transfer_entry.src, transfer_entry.dst, transfer_entry.amount) == (
+        TREASURY,
+        DESK,
+        Decimal(25),
+    )
+    assert transfer_entry.state == "done" and transfer_entry.id == plugin.transfer.entry_id
+    # The venue's balance frames reach the right accounts' buses.
+    assert _has(events, BalanceEvent, account_id=TREASURY, available=Decimal("974.979"))
+    assert _has(events, BalanceEvent, account_id=DESK, available=525, deposit=525)
+    assert {e.account_id for e in events if isinstance(e, TransferOutcomeEvent)} == {
+        TREASURY,
+        DESK,
+    }
+
+
+def test_the_toy_is_forgotten_after_its_test() -> None:
+    assert toyvenue.KIND not in registry.kinds()
+
+
+def test_no_core_file_mentions_the_toy_venue() -> None:
+    """The venue was added without touching qfexbot/: no file there names it."""
+    word = re.compile(r"\btoy", re.IGNORECASE)
+    named = [
+        str(path.relative_to(REPO))
+        for path in sorted((REPO / "qfexbot").rglob("*"))
+        if path.is_file()
+        and path.suffix != ".pyc"
+        and word.search(path.read_text(encoding="utf-8", errors="replace"))
+    ]
+    assert named == []
