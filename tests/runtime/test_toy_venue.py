@@ -35,6 +35,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import toyvenue
 import trio
@@ -50,6 +51,7 @@ from qfexbot.events import (
     ResyncEvent,
     TransferOutcomeEvent,
 )
+from qfexbot.ops.replay import replay_recording
 from qfexbot.runtime import Runtime
 from qfexbot.venues import registry
 
@@ -254,6 +256,8 @@ journal = "var/journal.sqlite"
 kill_switch_file = "var/PAUSED"
 state_dir = "var/state"
 plugin_dirs = ["{plugins}"]
+ops_listen = "127.0.0.1:0"
+record = {{ dir = "var/recording" }}
 
 [venues.t]
 kind = "toy"
@@ -308,17 +312,18 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "toy_probe.py").write_text(PROBE)
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            listener = await nursery.start(
+        async with trio.open_nursery() as server_nursery:
+            listener = await server_nursery.start(
                 functools.partial(serve_websocket, server.handle, "127.0.0.1", 0, ssl_context=None)
             )
             path = tmp_path / "bots.toml"
             path.write_text(BOTS_TOML.format(plugins=tmp_path / "plugins", port=listener.port))
-            runtime = Runtime(load_config(path), environ={"TOY_KEY": KEY, "TOY_SECRET": SECRET})
-            await nursery.start(runtime.run)
-            assert toy_kind in registry.kinds()
-            plugin = runtime.hosts["toy"].slots[0].plugin
-            with trio.fail_after(10):
+            app = load_config(path)
+            runtime = Runtime(app, environ={"TOY_KEY": KEY, "TOY_SECRET": SECRET})
+            async with trio.open_nursery() as nursery:
+                await nursery.start(runtime.run)
+                assert toy_kind in registry.kinds()
+                plugin = runtime.hosts["toy"].slots[0].plugin
                 await plugin.until(
                     lambda: (
                         _has(plugin.events, FillEvent, account_id=TREASURY)
@@ -327,10 +332,17 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
                         and _has(plugin.events, BookEvent, symbol="TOY-USD")
                     )
                 )
-            assert runtime.journal is not None
-            entries = await runtime.journal.list()
-            runtime.stop()
-            nursery.cancel_scope.cancel()
+                assert runtime.journal is not None
+                entries = await runtime.journal.list()
+                # The ops views read the toy's sessions like any venue's.
+                assert runtime.ops_url is not None
+                async with httpx.AsyncClient(base_url=runtime.ops_url) as client:
+                    status = (await client.get("/status")).json()
+                    health = await client.get("/healthz")
+                runtime.stop()
+            server_nursery.cancel_scope.cancel()
+        # The recording of this run, replayed (``qfexbot replay``) through the toy's driver.
+        replayed = await replay_recording(app, tmp_path / "var" / "recording")
     events = plugin.events
     for account in (TREASURY, DESK):
         states = [
@@ -338,12 +350,13 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
             for e in events
             if isinstance(e, ConnectionStateEvent) and e.account_id == account
         ]
-        assert states[:5] == [
+        assert states == [
             ConnectionState.CONNECTING,
             ConnectionState.AUTHENTICATING,
             ConnectionState.SUBSCRIBING,
             ConnectionState.RESYNCING,
             ConnectionState.LIVE,
+            ConnectionState.STOPPED,
         ]
     resyncs = {e.account_id: e.balance for e in events if isinstance(e, ResyncEvent)}
     assert resyncs[TREASURY].available == 1000 and resyncs[DESK].deposit == 500
@@ -396,6 +409,17 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
         TREASURY,
         DESK,
     }
+    assert health.status_code == 200
+    assert [(s["alias"], s["account"], s["state"]) for s in status["sessions"]] == [
+        ("treasury", TREASURY, "live"),
+        ("desk", DESK, "live"),
+        ("market-data", "", "live"),
+    ]
+
+    # The replay fed the recording through the toy's replay driver: same decisions.
+    assert replayed.accounts == {("t", TREASURY), ("t", DESK), ("t", "")}
+    assert sorted(d.action for d in replayed.recorded_decisions) == ["add_order", "transfer"]
+    assert replayed.parse_errors == 0 and replayed.mismatches() == []
 
 
 def test_the_toy_is_forgotten_after_its_test() -> None:

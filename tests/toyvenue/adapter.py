@@ -49,7 +49,7 @@ import ssl
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import trio
@@ -70,11 +70,28 @@ from qfexbot.core.venue import (
     VenueSettings,
 )
 from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable, VenueError
-from qfexbot.events import BalanceEvent, BookEvent, Event, FillEvent, ResyncEvent
+from qfexbot.events import BalanceEvent, Event, ResyncEvent
 
 from . import KIND
+from .parse import (
+    BBO,
+    Reply,
+    balance_event,
+    load,
+    parse_private,
+    parse_public,
+    resync_events,
+    route,
+)
 
-__all__ = ["ADAPTER", "ToyAdapter", "ToyDriver", "ToyVenue"]
+__all__ = [
+    "ADAPTER",
+    "ToyAdapter",
+    "ToyDriver",
+    "ToyMarketDataDriver",
+    "ToyReplayDriver",
+    "ToyVenue",
+]
 
 
 class ToyError(VenueError):
@@ -97,14 +114,6 @@ class ToyAmbiguous(ToyError):
     """The request was written but no answer came: it may have been applied."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A control message (hello, auth, subscribed, snapshot, ack, error) as parsed."""
-
-    op: str
-    body: Mapping[str, Any]
-
-
 def encode(message: Mapping[str, Any]) -> str:
     """A message as its text frame (decimals as strings)."""
     return json.dumps(message, default=str, separators=(",", ":"))
@@ -113,40 +122,6 @@ def encode(message: Mapping[str, Any]) -> str:
 def sign(secret: Secret, nonce: str) -> str:
     """The auth signature: hex HMAC-SHA256 of the server's nonce, keyed by the secret."""
     return hmac.new(secret.reveal().encode(), nonce.encode(), hashlib.sha256).hexdigest()
-
-
-def _decimal(raw: Any, body: Mapping[str, Any], key: str) -> Decimal:
-    value = body.get(key)
-    if not isinstance(value, str):
-        raise ParseError(raw, f"{key!r} is not a decimal string")
-    try:
-        return Decimal(value)
-    except InvalidOperation:
-        raise ParseError(raw, f"{key!r} is not a decimal: {value!r}") from None
-
-
-def _balance(raw: Any, body: Mapping[str, Any], venue: str, now: float) -> BalanceEvent:
-    return BalanceEvent(
-        venue=venue,
-        account_id=str(body.get("account", "")),
-        received_at=now,
-        raw=body,
-        available=_decimal(raw, body, "available"),
-        deposit=_decimal(raw, body, "deposit"),
-    )
-
-
-_CONTROL_OPS = frozenset({"hello", "auth", "subscribed", "snapshot", "ack", "transferred", "error"})
-
-
-def _load(frame: str | bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(frame)
-    except ValueError:
-        raise ParseError(frame, "not JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("op"), str):
-        raise ParseError(frame, "not an object with an op")
-    return body
 
 
 @dataclass
@@ -164,8 +139,10 @@ class ToyDriver:
     resyncs: bool = True
     watch_stale: bool = False
     """The toy sends nothing while idle, so silence says nothing about the stream."""
-    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
-    _waiting: dict[int, trio.MemorySendChannel[Reply]] = field(default_factory=dict, repr=False)
+    _ids: Iterator[int] = field(init=False, repr=False, default_factory=itertools.count)
+    _waiting: dict[int, trio.MemorySendChannel[Reply]] = field(
+        init=False, repr=False, default_factory=dict
+    )
 
     def next_id(self) -> int:
         """A fresh command id for this session."""
@@ -194,53 +171,16 @@ class ToyDriver:
         """The account's balance, read on the socket (the toy's snapshot)."""
         await conn.send({"op": "snapshot", "id": self.next_id()})
         body = await _expect(conn, "snapshot")
-        balance = _balance(body, body, self.venue, time.time())
-        return [
-            ResyncEvent(
-                venue=self.venue,
-                account_id=self.account_id,
-                received_at=balance.received_at,
-                raw=body,
-                balance=balance,
-            )
-        ]
+        return resync_events(body, self.venue, self.account_id, time.time())
 
     def parse(self, frame: str | bytes, now: float) -> list[Any]:
-        """Balance and fill frames as events; everything else as a :class:`Reply`."""
-        body = _load(frame)
-        op = body["op"]
-        if op in _CONTROL_OPS:
-            return [Reply(op, body)]
-        if body.get("account") != self.account_id:
-            raise ParseError(frame, f"{op} frame for another account")
-        if op == "balance":
-            return [_balance(frame, body, self.venue, now)]
-        if op == "fill":
-            side = body.get("side")
-            if side not in ("buy", "sell"):
-                raise ParseError(frame, f"unknown side {side!r}")
-            return [
-                FillEvent(
-                    venue=self.venue,
-                    account_id=self.account_id,
-                    received_at=now,
-                    raw=body,
-                    trade_id=str(body.get("trade_id", "")),
-                    order_id=str(body.get("order_id", "")),
-                    client_order_id=str(body.get("client_order_id") or ""),
-                    symbol=str(body.get("symbol", "")),
-                    side=side.upper(),
-                    price=_decimal(frame, body, "price"),
-                    quantity=_decimal(frame, body, "quantity"),
-                    fee=_decimal(frame, body, "fee"),
-                )
-            ]
-        raise ParseError(frame, f"unknown op {op!r}")
+        """Balance and fill frames as events; control messages as :class:`Reply`."""
+        return parse_private(frame, self.venue, self.account_id, now)
 
     async def on_control(self, item: Any) -> None:
         """A command's reply: handed to the :meth:`command` waiting for its id."""
         if isinstance(item, Reply):
-            waiter = self._waiting.pop(item.body.get("id"), None)  # type: ignore[arg-type]
+            waiter = self._waiting.pop(item.body.get("id"), None)
             if waiter is not None:
                 waiter.send_nowait(item)
 
@@ -290,35 +230,41 @@ class ToyMarketDataDriver:
         return []
 
     def subscribe_messages(self, pairs: Iterable[tuple[str, str]]) -> list[Mapping[str, Any]]:
-        symbols = sorted({symbol for channel, symbol in pairs if channel == "bbo"})
+        symbols = sorted({symbol for channel, symbol in pairs if channel == BBO})
         return [{"op": "subscribe_bbo", "symbols": symbols}] if symbols else []
 
     def unsubscribe_messages(self, pairs: Iterable[tuple[str, str]]) -> list[Mapping[str, Any]]:
         return []  # the toy has no unsubscribe: unwanted books are dropped by the fan-out
 
     def parse(self, frame: str | bytes, now: float) -> list[Event]:
-        body = _load(frame)
-        if body["op"] != "bbo":
-            raise ParseError(frame, f"unknown op {body['op']!r}")
-        bid, ask = _decimal(frame, body, "bid"), _decimal(frame, body, "ask")
-        return [
-            BookEvent(
-                venue=self.venue,
-                account_id="",
-                received_at=now,
-                raw=body,
-                symbol=str(body.get("symbol", "")),
-                bids=((bid, _decimal(frame, body, "bid_size")),),
-                asks=((ask, _decimal(frame, body, "ask_size")),),
-                channel="bbo",
-            )
-        ]
+        return parse_public(frame, self.venue, now)
 
     def route(self, event: Event) -> tuple[str, str]:
-        return ("bbo", getattr(event, "symbol", ""))
+        return route(event)
 
     def encode(self, message: Mapping[str, Any]) -> str:
         return encode(message)
+
+
+@dataclass(frozen=True)
+class ToyReplayDriver:
+    """Parses a recorded toy connection again (a ``qfexbot.core.venue.ReplayDriver``)."""
+
+    venue: str
+    account_id: str
+    public: bool
+
+    def parse(self, frame: str | bytes, now: float) -> list[Any]:
+        if self.public:
+            return parse_public(frame, self.venue, now)
+        return parse_private(frame, self.venue, self.account_id, now)
+
+    def route(self, event: Event) -> tuple[str, str]:
+        return route(event)
+
+    async def resync(self, body: Any, now: float) -> Sequence[Event]:
+        """The ``ResyncEvent`` a live session published for the recorded snapshot reply."""
+        return resync_events(body, self.venue, self.account_id, now)
 
 
 _ORDER_TYPES = {"LIMIT": "limit", "MARKET": "market"}
@@ -388,17 +334,17 @@ class ToyVenue:
             with trio.fail_after(self.settings.request_timeout):
                 tls = ssl.create_default_context() if self.trade_url.startswith("wss:") else None
                 async with open_websocket_url(self.trade_url, ssl_context=tls) as ws:
-                    hello = _load(await ws.get_message())
+                    hello = load(await ws.get_message())
                     signature = sign(self._secret, str(hello.get("nonce", "")))
                     await ws.send_message(
                         encode({"op": "auth", "key": self._public_key, "signature": signature})
                     )
-                    answer = _load(await ws.get_message())
+                    answer = load(await ws.get_message())
                     if answer.get("ok") is not True:
                         raise ToyNotSent(f"toy venue refused the key: {answer.get('error')}")
                     written = True
                     await ws.send_message(encode({**message, "id": next(self._ids)}))
-                    reply = _load(await ws.get_message())
+                    reply = load(await ws.get_message())
         except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError, ParseError) as exc:
             error = ToyAmbiguous if written else ToyNotSent
             raise error(f"toy {message['op']}: {type(exc).__name__}: {exc}") from exc
@@ -415,7 +361,7 @@ class ToyVenue:
         except ToyError as exc:
             raise ActionUnavailable(str(exc)) from exc
         try:
-            return _balance(body, body, self.name, time.time())
+            return balance_event(body, self.name, time.time())
         except ParseError as exc:
             raise ActionError(str(exc)) from exc
 
@@ -494,7 +440,7 @@ class ToyVenue:
 
 
 class ToyAdapter:
-    """The toy kind: opens :class:`ToyVenue` s; moves money; not replayed."""
+    """The toy kind: opens :class:`ToyVenue` s (which move money), replays toy recordings."""
 
     kind = KIND
     transfer_refusal = None
@@ -505,6 +451,9 @@ class ToyAdapter:
     def open(
         self, config: VenueSettings, credentials: CredentialsLike, endpoints: Any = None
     ) -> ToyVenue:
+        """A :class:`ToyVenue` on the table's URLs (the toy has no embedded simulator)."""
+        if endpoints is not None:
+            raise VenueError(f"venues.{config.name}: the toy venue has no embedded simulator")
         # The toy's config rules require both (``credentials = ("public_key", "secret")``).
         assert credentials.public_key is not None and credentials.secret is not None
         return ToyVenue(
@@ -516,9 +465,10 @@ class ToyAdapter:
             secret=credentials.secret,
         )
 
-    def replay_driver(self, config: VenueSettings, account_id: str, channel: str) -> None:
-        """Toy recordings are not replayed."""
-        return None
+    def replay_driver(
+        self, config: VenueSettings, account_id: str, channel: str
+    ) -> ToyReplayDriver:
+        return ToyReplayDriver(config.name, account_id, public=channel == "mds")
 
 
 ADAPTER = ToyAdapter()
