@@ -23,13 +23,14 @@ run the built-in venues (the last test checks that ``qfexbot/`` never mentions i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import json
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -41,7 +42,8 @@ import toyvenue
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from qfexbot.config import load_config
+from qfexbot.config import AppConfig, load_config
+from qfexbot.core.venue import TransferOutcome
 from qfexbot.events import (
     BalanceEvent,
     BookEvent,
@@ -91,6 +93,8 @@ class ToyServer:
     transfers: list[tuple[str, str, Decimal]] = field(default_factory=list)
     subscribers: dict[str, list[WebSocketConnection]] = field(default_factory=dict)
     orders: int = 0
+    silent_transfers: bool = False
+    """Apply transfers but never answer them (a reply lost on the way)."""
 
     async def handle(self, request: WebSocketRequest) -> None:
         ws = await request.accept()
@@ -172,6 +176,8 @@ class ToyServer:
             for part in ("available", "deposit"):
                 self.balances[account][part] += sign * amount
         self.transfers.append((src, dst, amount))
+        if self.silent_transfers:
+            return
         await self._send(ws, op="transferred", id=message["id"])
         await self._push_balance(src)
         await self._push_balance(dst)
@@ -183,7 +189,8 @@ class ToyServer:
         self.orders += 1
         order_id = f"toy-{self.orders}"
         await self._send(ws, op="ack", id=message["id"], order_id=order_id)
-        price, quantity = Decimal(message["price"]), Decimal(message["quantity"])
+        price = Decimal(message["price"] or "10.5")  # a market order fills at the ask
+        quantity = Decimal(message["quantity"])
         fee = price * quantity / 1000
         self.balances[account]["available"] -= fee
         await self._send(
@@ -208,6 +215,28 @@ class ToyServer:
                 await self._send(
                     ws, op="bbo", symbol=symbol, bid="9.5", bid_size="3", ask="10.5", ask_size="4"
                 )
+
+
+@contextlib.asynccontextmanager
+async def serving(server: ToyServer) -> AsyncIterator[int]:
+    """Serve ``server`` on a free loopback port (yielded) until the block ends."""
+    async with trio.open_nursery() as nursery:
+        listener = await nursery.start(
+            functools.partial(serve_websocket, server.handle, "127.0.0.1", 0, ssl_context=None)
+        )
+        yield listener.port
+        nursery.cancel_scope.cancel()
+
+
+def new_server() -> ToyServer:
+    return ToyServer(
+        KEY,
+        SECRET,
+        {
+            TREASURY: {"available": Decimal(1000), "deposit": Decimal(1000)},
+            DESK: {"available": Decimal(500), "deposit": Decimal(500)},
+        },
+    )
 
 
 # ---------------------------------------------------------------- the bot
@@ -293,6 +322,22 @@ use = "toy_probe:Probe"
 """
 
 
+ENVIRON = {"TOY_KEY": KEY, "TOY_SECRET": SECRET}
+
+
+def write_config(tmp_path: Path, port: int, **replace: str) -> AppConfig:
+    """The bots.toml of these tests, on the toy server at ``port``; ``replace`` edits its text."""
+    (tmp_path / "var").mkdir(exist_ok=True)
+    (tmp_path / "plugins").mkdir(exist_ok=True)
+    (tmp_path / "plugins" / "toy_probe.py").write_text(PROBE)
+    text = BOTS_TOML.format(plugins=tmp_path / "plugins", port=port)
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    path = tmp_path / "bots.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
 def _has(events: list[Any], kind: type, **fields: Any) -> bool:
     return any(
         isinstance(e, kind) and all(getattr(e, k) == v for k, v in fields.items()) for e in events
@@ -300,26 +345,11 @@ def _has(events: list[Any], kind: type, **fields: Any) -> bool:
 
 
 async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) -> None:
-    server = ToyServer(
-        KEY,
-        SECRET,
-        {
-            TREASURY: {"available": Decimal(1000), "deposit": Decimal(1000)},
-            DESK: {"available": Decimal(500), "deposit": Decimal(500)},
-        },
-    )
-    (tmp_path / "var").mkdir()
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "toy_probe.py").write_text(PROBE)
+    server = new_server()
     with trio.fail_after(20):
-        async with trio.open_nursery() as server_nursery:
-            listener = await server_nursery.start(
-                functools.partial(serve_websocket, server.handle, "127.0.0.1", 0, ssl_context=None)
-            )
-            path = tmp_path / "bots.toml"
-            path.write_text(BOTS_TOML.format(plugins=tmp_path / "plugins", port=listener.port))
-            app = load_config(path)
-            runtime = Runtime(app, environ={"TOY_KEY": KEY, "TOY_SECRET": SECRET})
+        async with serving(server) as port:
+            app = write_config(tmp_path, port)
+            runtime = Runtime(app, environ=ENVIRON)
             async with trio.open_nursery() as nursery:
                 await nursery.start(runtime.run)
                 assert toy_kind in registry.kinds()
@@ -340,7 +370,6 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
                     status = (await client.get("/status")).json()
                     health = await client.get("/healthz")
                 runtime.stop()
-            server_nursery.cancel_scope.cancel()
         # The recording of this run, replayed (``qfexbot replay``) through the toy's driver.
         replayed = await replay_recording(app, tmp_path / "var" / "recording")
     events = plugin.events
@@ -420,6 +449,55 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
     assert replayed.accounts == {("t", TREASURY), ("t", DESK), ("t", "")}
     assert sorted(d.action for d in replayed.recorded_decisions) == ["add_order", "transfer"]
     assert replayed.parse_errors == 0 and replayed.mismatches() == []
+
+
+async def _transfer_outcome(
+    tmp_path: Path, server: ToyServer, amount: Decimal, *, port: int | None = None
+) -> str:
+    """A transfer sent by the toy venue (opened through the registry) and how it ended:
+    ``"confirmed"``, or the ``TransferOutcome`` its failure is classified as."""
+    async with serving(server) as live_port:
+        app = write_config(
+            tmp_path, port or live_port, **{"request_timeout = 3.0": "request_timeout = 0.5"}
+        )
+        config = app.venues["t"]
+        venue = registry.adapter(config.kind).open(config, config.resolve_credentials(ENVIRON))
+        with trio.fail_after(5):
+            try:
+                await venue.transfer(TREASURY, DESK, amount)
+            except Exception as exc:
+                outcome = venue.transfer_outcome(exc)
+                assert outcome is not None, f"not a venue answer: {exc!r}"
+                return outcome
+    return "confirmed"
+
+
+async def test_toy_transfers_end_as_the_transfer_service_needs_to_know(
+    tmp_path: Path, toy_kind: str
+) -> None:
+    """Confirmed, refused, never sent (wrong key, nobody listening), or lost after sending."""
+    done = new_server()
+    assert await _transfer_outcome(tmp_path, done, Decimal(5)) == "confirmed"
+    assert done.transfers == [(TREASURY, DESK, Decimal(5))]
+
+    refused = new_server()
+    assert await _transfer_outcome(tmp_path, refused, Decimal(5000)) is TransferOutcome.REJECTED
+    assert refused.transfers == []
+
+    wrong_key = new_server()
+    wrong_key.secret = "another secret"
+    assert await _transfer_outcome(tmp_path, wrong_key, Decimal(5)) is TransferOutcome.NOT_SENT
+
+    async with serving(new_server()) as closed_port:
+        pass  # nothing listens there any more
+    unreachable = new_server()
+    outcome = await _transfer_outcome(tmp_path, unreachable, Decimal(5), port=closed_port)
+    assert outcome is TransferOutcome.NOT_SENT
+
+    silent = new_server()
+    silent.silent_transfers = True
+    assert await _transfer_outcome(tmp_path, silent, Decimal(5)) is TransferOutcome.AMBIGUOUS
+    assert silent.transfers == [(TREASURY, DESK, Decimal(5))]  # it landed: reconcile, never retry
 
 
 def test_the_toy_is_forgotten_after_its_test() -> None:
