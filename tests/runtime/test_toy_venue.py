@@ -500,6 +500,29 @@ async def test_toy_transfers_end_as_the_transfer_service_needs_to_know(
     assert silent.transfers == [(TREASURY, DESK, Decimal(5))]  # it landed: reconcile, never retry
 
 
+async def test_refused_toy_credentials_stop_the_sessions_as_failed(
+    tmp_path: Path, toy_kind: str
+) -> None:
+    """The toy's auth refusal (``AuthRejected``) counts towards ``max_auth_failures``."""
+    async with serving(new_server()) as port:
+        app = write_config(
+            tmp_path,
+            port,
+            **{"request_timeout = 3.0": "request_timeout = 3.0\nmax_auth_failures = 2"},
+        )
+        runtime = Runtime(app, environ={**ENVIRON, "TOY_SECRET": "not the secret"})
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(runtime.run)
+                sessions = runtime.venues["t"].sessions
+                for session in sessions.values():
+                    await session.wait_for(ConnectionState.FAILED)
+                runtime.stop()
+    for session in sessions.values():
+        assert session.stats.auth_failures == 2
+        assert "bad key or signature" in session.stats.last_error
+
+
 def test_the_toy_is_forgotten_after_its_test() -> None:
     assert toyvenue.KIND not in registry.kinds()
 
