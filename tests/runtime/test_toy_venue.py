@@ -65,11 +65,8 @@ TREASURY, DESK = "T-1", "T-2"
 @pytest.fixture
 def toy_kind() -> Iterator[str]:
     """``kind = "toy"`` available for one test, and forgotten after it."""
-    registry.register(toyvenue.KIND, toyvenue.__name__)
-    try:
-        yield toyvenue.KIND
-    finally:
-        registry.unregister(toyvenue.KIND)
+    with toyvenue.registered() as kind:
+        yield kind
 
 
 # ---------------------------------------------------------------- the toy server
