@@ -4,21 +4,28 @@
    URLs, account id form, credentials, channels, sim keys). config reads the venue's
    ``[venues.X]`` table with it and names no kind (``tests/toyvenue/config.py``).
 2. ``adapter.py`` in that package: ``ADAPTER``, a ``qfexbot.core.venue.VenueAdapter`` (``kind``,
-   ``transfer_refusal``, ``open``, ``replay_driver``; ``simulator`` None). ``open`` returns a
-   ``Venue`` -- a ``TransferVenue`` if it moves money -- whose sessions are
-   ``qfexbot.core.session.Supervisor`` s running the venue's ``SessionDriver`` (URL, auth,
-   subscribe, resync, parse, encode), whose public feed is a ``MarketDataSession`` over its
-   ``MarketDataDriver``, which maps ``Order`` to its own ``OrderRequest`` and sends it, and
-   classifies a failed transfer as a ``TransferOutcome`` (``tests/toyvenue/adapter.py``).
+   ``transfer_refusal``, ``open``, ``replay_driver``; ``simulator``). ``open`` returns a ``Venue``,
+   a ``TransferVenue`` if it moves money: its private sessions are
+   ``qfexbot.core.session.Supervisor`` s running its ``SessionDriver`` (URL, auth, subscribe,
+   resync, parse, encode) and its public feed a ``MarketDataSession`` over its
+   ``MarketDataDriver``; it maps ``Order`` to its ``OrderRequest`` and sends it, reads balances,
+   sends transfers and classifies their failures as ``TransferOutcome``, and raises only the
+   ``ActionError`` family to plugins. Its ``ReplayDriver`` parses its recordings again
+   (``tests/toyvenue/adapter.py``, frames in ``tests/toyvenue/parse.py``).
 3. Register the kind: ``qfexbot.venues.registry.register(kind, package)`` (as here), an entry
    point in the group ``qfexbot.venues`` from another distribution (name = kind, value = the
    package), or a line in ``registry.BUILTIN`` for a venue shipped with qfexbot.
 4. A simulator under ``qfexbot/sim/<kind>/`` for ``simulator = true`` (optional; the toy has
-   none: this test serves its protocol itself, written from the adapter's docstring, not from
-   its code).
+   none: this test serves the toy's protocol itself, written from the adapter's docstring, not
+   from its code).
 
-No file under ``qfexbot/`` changes: the runtime, config, journal and plugins run the toy as they
-run the built-in venues (the last test checks that ``qfexbot/`` never mentions it).
+Then the runtime, config, journal, ops views, replay and plugins run it as they run the
+built-in venues, and no file under ``qfexbot/`` changes (the last test checks that ``qfexbot/``
+never mentions it). What the test runs: two toy accounts LIVE through auth, subscribe and
+resync; the toy's balance and fill frames reaching a plugin on the right account; ``add_order``
+and ``cancel_order`` arriving as the documented commands; ``ctx.transfer`` moving money exactly
+once through the journal; ``ctx.positions``; the public feed; ``/status``; the run's recording
+replayed; every failure of a transfer classified; refused credentials ending FAILED.
 """
 
 from __future__ import annotations
@@ -239,19 +246,22 @@ def new_server() -> ToyServer:
 # ---------------------------------------------------------------- the bot
 
 PROBE = '''
-"""Test plugin: records events; orders once the treasury is live, moves money once the desk is."""
+"""Test plugin: records events. Once the treasury is live it orders, and cancels what fills;
+once the desk is live it moves money to it and reads the desk's balance."""
 from decimal import Decimal
 
 import trio
 
-from qfexbot import ConnectionState, ConnectionStateEvent, hookimpl
+from qfexbot import ConnectionState, ConnectionStateEvent, FillEvent, hookimpl
 
 
 class Probe:
     def __init__(self, config):
         self.events = []
         self.ordered = False
+        self.cancelled = False
         self.transfer = None
+        self.snapshot = None
         self._changed = trio.Event()
 
     async def until(self, predicate):
@@ -262,18 +272,26 @@ class Probe:
     async def qfexbot_event(self, ctx, event):
         self.events.append(event)
         try:
-            if isinstance(event, ConnectionStateEvent) and event.state is ConnectionState.LIVE:
-                if event.account_id == ctx.account_id("treasury") and not self.ordered:
-                    self.ordered = True
-                    await ctx.add_order(
-                        "treasury", symbol="TOY-USD", side="BUY", order_type="LIMIT",
-                        quantity=Decimal("2"), price=Decimal("10.5"), client_order_id="probe-1",
-                    )
-                elif event.account_id == ctx.account_id("desk") and self.transfer is None:
-                    self.transfer = await ctx.transfer("treasury", "desk", Decimal(25), "toy")
+            await self._act(ctx, event)
         finally:
             self._changed.set()
             self._changed = trio.Event()
+
+    async def _act(self, ctx, event):
+        if isinstance(event, FillEvent) and not self.cancelled:
+            self.cancelled = True
+            await ctx.cancel_order("treasury", symbol=event.symbol, order_id=event.order_id)
+        if not (isinstance(event, ConnectionStateEvent) and event.state is ConnectionState.LIVE):
+            return
+        if event.account_id == ctx.account_id("treasury") and not self.ordered:
+            self.ordered = True
+            await ctx.add_order(
+                "treasury", symbol="TOY-USD", side="BUY", order_type="LIMIT",
+                quantity=Decimal("2"), price=Decimal("10.5"), client_order_id="probe-1",
+            )
+        elif event.account_id == ctx.account_id("desk") and self.transfer is None:
+            self.transfer = await ctx.transfer("treasury", "desk", Decimal(25), "toy")
+            self.snapshot = await ctx.positions("desk")
 '''
 
 BOTS_TOML = """
@@ -357,6 +375,8 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
                         and _has(plugin.events, BalanceEvent, account_id=DESK, available=525)
                         and _has(plugin.events, TransferOutcomeEvent, state="done")
                         and _has(plugin.events, BookEvent, symbol="TOY-USD")
+                        and plugin.snapshot is not None
+                        and len(server.commands) == 2
                     )
                 )
                 assert runtime.journal is not None
@@ -388,7 +408,7 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
     assert resyncs[TREASURY].available == 1000 and resyncs[DESK].deposit == 500
 
     # ctx.add_order reached the toy server as the documented command, and its fill came back.
-    (command,) = server.commands
+    command, cancel = server.commands
     assert command == {
         "account": TREASURY,
         "op": "order",
@@ -401,7 +421,8 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
         "tif": "gtc",
         "client_order_id": "probe-1",
     }
-    assert isinstance(command["id"], int)
+    assert cancel == {"account": TREASURY, "op": "cancel", "id": cancel["id"], "order_id": "toy-1"}
+    assert isinstance(command["id"], int) and isinstance(cancel["id"], int)
     fill = next(e for e in events if isinstance(e, FillEvent))
     assert (fill.account_id, fill.order_id, fill.client_order_id, fill.side) == (
         TREASURY,
@@ -415,8 +436,8 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
         Decimal(2),
         Decimal("0.021"),
     )
-    (order_entry,) = [e for e in entries if e.kind == "order"]
-    assert order_entry.data["type"] == "order" and order_entry.src == TREASURY
+    journaled = {(e.kind, e.src, e.data["type"]) for e in entries if e.kind in ("order", "cancel")}
+    assert journaled == {("order", TREASURY, "order"), ("cancel", TREASURY, "cancel")}
 
     # ctx.transfer moved the money exactly once, through the journal.
     assert plugin.transfer.state == "done"
@@ -428,6 +449,7 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
         Decimal(25),
     )
     assert transfer_entry.state == "done" and transfer_entry.id == plugin.transfer.entry_id
+    assert plugin.snapshot.account_id == DESK and plugin.snapshot.balance.available == 525
     # The venue's balance frames reach the right accounts' buses.
     assert _has(events, BalanceEvent, account_id=TREASURY, available=Decimal("974.979"))
     assert _has(events, BalanceEvent, account_id=DESK, available=525, deposit=525)
@@ -444,7 +466,11 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
 
     # The replay fed the recording through the toy's replay driver: same decisions.
     assert replayed.accounts == {("t", TREASURY), ("t", DESK), ("t", "")}
-    assert sorted(d.action for d in replayed.recorded_decisions) == ["add_order", "transfer"]
+    assert sorted(d.action for d in replayed.recorded_decisions) == [
+        "add_order",
+        "cancel_order",
+        "transfer",
+    ]
     assert replayed.parse_errors == 0 and replayed.mismatches() == []
 
 
