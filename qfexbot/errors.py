@@ -11,6 +11,8 @@ reconnecting, a venue busy); ``fatal`` one that will not get better without an o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from os import PathLike
 from typing import ClassVar
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "SimulatorError",
     "UnknownAccountError",
     "VenueError",
+    "format_errors",
 ]
 
 
@@ -34,9 +37,29 @@ class QfexbotError(Exception):
 
 
 class ConfigError(QfexbotError):
-    """A configuration (bots.toml, a plugin's settings, a simulator file) is not valid."""
+    """A configuration (bots.toml, a plugin's settings) is not valid.
+
+    ``errors`` holds one line per problem, each naming its key path; ``path`` is the file.
+    ``str()`` lists every problem, so printing the exception is enough for an operator.
+    """
 
     fatal = True
+
+    def __init__(self, errors: Iterable[str], path: str | PathLike[str] | None = None) -> None:
+        self.errors: list[str] = list(errors)
+        self.path = path
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return format_errors(self.errors, self.path)
+
+
+def format_errors(errors: Iterable[str], path: str | PathLike[str] | None = None) -> str:
+    """Render problems as a header line plus one indented line each (for ``qfexbot check``)."""
+    errors = list(errors)
+    where = f"{path}: " if path is not None else ""
+    noun = "problem" if len(errors) == 1 else "problems"
+    return "\n".join([f"{where}{len(errors)} configuration {noun}"] + [f"  {e}" for e in errors])
 
 
 class JournalError(QfexbotError):

@@ -191,10 +191,6 @@ def _main(argv: list[str] | None) -> int:
         argv = [f"journal-{argv[1]}", *argv[2:]]
     args = build_parser().parse_args(argv)
     if args.command == "sim":
-        if args.venue == "finery":
-            from qfexbot.cli.sim import run_finery_sim_command  # noqa: PLC0415
-
-            return run_finery_sim_command(config=args.config, host=args.host)
         from qfexbot.cli.sim import run_sim_command  # noqa: PLC0415
 
         return run_sim_command(config=args.config, host=args.host, venue=args.venue)

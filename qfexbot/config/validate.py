@@ -13,12 +13,12 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Protocol
 
-from qfexbot import errors as qfexbot_errors
+from qfexbot.errors import ConfigError, format_errors
 
 __all__ = [
     "MARKET_DATA_CHANNELS",
@@ -125,30 +125,6 @@ class VenueRules(Protocol):
         """``value`` (a TOML value of ``user_id`` or an account) as the venue's account id text,
         or None if it is not one."""
         ...
-
-
-class ConfigError(qfexbot_errors.ConfigError):
-    """The configuration is invalid; ``errors`` holds one line per problem, each with its key path.
-
-    The ``qfexbot.errors.ConfigError`` (``fatal``) that carries the problem lines; ``str()``
-    lists every problem, so printing the exception is enough for an operator.
-    """
-
-    def __init__(self, errors: Iterable[str], path: Path | str | None = None) -> None:
-        self.errors: list[str] = list(errors)
-        self.path = path
-        super().__init__(format_errors(self.errors, path))
-
-    def __str__(self) -> str:
-        return format_errors(self.errors, self.path)
-
-
-def format_errors(errors: Iterable[str], path: Path | str | None = None) -> str:
-    """Render problems as a header line plus one indented line each (for ``qfexbot check``)."""
-    errors = list(errors)
-    where = f"{path}: " if path is not None else ""
-    noun = "problem" if len(errors) == 1 else "problems"
-    return "\n".join([f"{where}{len(errors)} configuration {noun}"] + [f"  {e}" for e in errors])
 
 
 class _Invalid:

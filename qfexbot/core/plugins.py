@@ -31,7 +31,7 @@ import inspect
 import sys
 import traceback
 import types
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +41,7 @@ import pluggy
 from qfexbot import hookspecs
 from qfexbot.core.bus import Bus, Inbox
 from qfexbot.core.context import ActionsBackend, BotContext
-from qfexbot.errors import ConfigError
+from qfexbot.errors import ConfigError, QfexbotError
 from qfexbot.events import Event
 
 __all__ = [
@@ -126,12 +126,11 @@ class ValidateOptions(Protocol):
 class PluginLoadError(ConfigError):
     """One or more plugins of a bot could not be loaded; ``errors`` has one line each."""
 
-    def __init__(self, errors: Iterable[str]) -> None:
-        self.errors = list(errors)
-        super().__init__("\n".join(self.errors))
+    def __str__(self) -> str:
+        return "\n".join(self.errors)
 
 
-class _LoadFailure(Exception):
+class _LoadFailure(QfexbotError):
     """Internal: a message for the user about one plugin."""
 
 

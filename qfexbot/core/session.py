@@ -47,7 +47,7 @@ from qfexbot.core.venue import (
     SessionDriver,
     SessionSettingsLike,
 )
-from qfexbot.errors import ActionUnavailable
+from qfexbot.errors import ActionUnavailable, QfexbotError
 from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 
 __all__ = [
@@ -127,7 +127,7 @@ async def _open_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
     return stream, host, resource
 
 
-class _CommandNotWritten(Exception):
+class _CommandNotWritten(QfexbotError):
     """A command's write failed because the peer has gone (see :class:`_ReadToTheEnd`)."""
 
 

@@ -333,6 +333,9 @@ class VenueAdapter(Protocol):
     transfer_refusal: str | None
     """None if the venue moves money with transfers (its venues are :class:`TransferVenue`);
     otherwise why it has none, journaled as the refusal of every ``ctx.transfer``."""
+    simulator: str | None
+    """Import path of the module whose ``start_embedded`` runs this kind's simulator in-process
+    (for ``simulator = true`` tables); None if the kind has none."""
 
     def open(
         self, config: VenueSettings, credentials: CredentialsLike, endpoints: Any = None

@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from qfexbot.config import AppConfig, ConfigError, Credentials, VenueConfig, money_mover_conflicts
+from qfexbot.config import AppConfig, ConfigError, Credentials, money_mover_conflicts
 from qfexbot.core.accounts import AccountBook
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
@@ -38,6 +38,7 @@ from qfexbot.ops.metrics import RuntimeMetrics
 from qfexbot.ops.recorder import Recorder
 from qfexbot.ops.status import AccountsView, report_connect_progress
 from qfexbot.runtime.actions import RuntimeActions
+from qfexbot.runtime.embedded import start_embedded
 from qfexbot.runtime.paths import Taps, wire_venue
 from qfexbot.runtime.plugins import build_plugin_host
 from qfexbot.runtime.startup import (
@@ -47,71 +48,13 @@ from qfexbot.runtime.startup import (
 )
 from qfexbot.runtime.venues import VenueRun, open_venue
 
-__all__ = ["Runtime", "sim_config_for"]
+__all__ = ["Runtime"]
 
 log = get_logger("qfexbot.runtime")
 
 RECONCILE_EVERY = 15.0
 """Seconds between reconciliation passes over unknown transfers while running (a transfer that
 ends unknown also triggers a pass at once: ``TransferService.run_reconciler``)."""
-
-
-def sim_config_for(venue: VenueConfig, credentials: Credentials) -> Any:
-    """The simulator configuration for a ``simulator = true`` venue: its user and accounts."""
-    from qfexbot.sim import parse_sim_config  # noqa: PLC0415 - the simulators are imported only when a table runs one
-
-    if credentials.public_key is None or credentials.secret is None:
-        raise ConfigError(
-            [f"venues.{venue.name}: the embedded simulator needs public_key and secret"]
-        )
-    deposits = {
-        venue.accounts[alias]: str(amount)
-        for alias, amount in venue.sim.get("deposits", {}).items()
-    }
-    sim_table = {key: value for key, value in venue.sim.items() if key != "deposits"}
-    user = {
-        "public_key": credentials.public_key,
-        "secret": credentials.secret.reveal(),
-        "account_id": venue.user_id,
-        "subaccounts": sorted({a for a in venue.accounts.values() if a != venue.user_id}),
-        "deposits": deposits,
-    }
-    return parse_sim_config({"users": [user], "sim": sim_table})
-
-
-async def _start_simulator(
-    root: trio.Nursery, config: VenueConfig, credentials: Credentials
-) -> tuple[Any, Any]:
-    """Start the embedded simulator of a ``simulator = true`` venue: ``(simulator, urls)``.
-
-    A Finery simulator also gets its house maker (quotes every instrument, see
-    ``qfexbot.runtime.embedded``), running until the root nursery is cancelled.
-    """
-    if config.kind == "finery":
-        from qfexbot.runtime.embedded import HouseMaker, embedded_config  # noqa: PLC0415
-        from qfexbot.sim.finery import FinerySimulator  # noqa: PLC0415
-
-        assert credentials.public_key is not None and credentials.secret is not None
-        sim_config, house = embedded_config(
-            config.user_id,
-            config.accounts.values(),
-            credentials.public_key,
-            credentials.secret.reveal(),
-        )
-        sim = FinerySimulator(sim_config)
-        urls = await root.start(sim.serve, "127.0.0.1")
-        maker = HouseMaker(
-            house,
-            sim_config,
-            interval=config.sim.get("pulse_interval", 1.0),
-            seed=config.sim.get("seed", 1),
-        )
-        await root.start(maker.run, urls.rest_url)
-        return sim, urls
-    from qfexbot.sim import QfexSimulator  # noqa: PLC0415 - the simulators are imported only when a table runs one
-
-    sim = QfexSimulator(sim_config_for(config, credentials))
-    return sim, await root.start(sim.serve, "127.0.0.1")
 
 
 class Runtime:
@@ -204,7 +147,7 @@ class Runtime:
             for name in self._venues_in_use():
                 config = self.app.venues[name]
                 if config.simulator:
-                    sim, urls = await _start_simulator(root, config, creds[name])
+                    sim, urls = await start_embedded(root, config, creds[name])
                     self.simulators[name] = sim
                     self.simulator_urls[name] = urls
                     log_event(

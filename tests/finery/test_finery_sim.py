@@ -548,8 +548,8 @@ async def test_sim_command_prints_ready_and_exits_on_sigint(tmp_path: Any) -> No
         'client_id = 7\nrole = "taker"\n'
     )
     code = (
-        "import sys; from qfexbot.cli.sim import run_finery_sim_command; "
-        "sys.exit(run_finery_sim_command(sys.argv[1], '127.0.0.1'))"
+        "import sys; from qfexbot.cli.sim import run_sim_command; "
+        "sys.exit(run_sim_command(sys.argv[1], '127.0.0.1', 'finery'))"
     )
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     proc = await trio.lowlevel.open_process(

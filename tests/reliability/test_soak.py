@@ -23,6 +23,7 @@ from soak import (
     NET_FAULTS,
     SoakReport,
     check_delivery,
+    check_delivery_order,
     check_money,
     run_soak,
     total_line,
@@ -55,7 +56,15 @@ async def test_soak_under_faults_loses_nothing(tmp_path: Path) -> None:
     assert report.held_posts_landed >= 1 and report.outside_moves >= 1, REPRODUCE
     assert set(report.holds) <= {"late_landing", "unexplained_deposits"}, REPRODUCE
     assert report.private_events_emitted >= 100, REPRODUCE
-    # Most private events fall inside checked windows (cut only around faults).
+    # The contract over every event the sim wrote: each delivered once and in order, or lost
+    # only where the plugin was told of the gap (check_delivery_order); none left uncounted.
+    assert report.private_events_written >= 100, REPRODUCE
+    assert (
+        report.private_events_in_order + report.private_events_lost_in_gaps
+        == report.private_events_written
+    ), REPRODUCE
+    # Most private events fall inside checked windows (cut only around faults; a connection
+    # that outlives a network fault is checked again once it is over).
     assert report.private_events_checked >= report.private_events_emitted // 2, REPRODUCE
     assert report.rss_start_kib > 0 and report.rss_end_kib > 0, REPRODUCE
 
@@ -66,9 +75,11 @@ async def test_soak_reports_a_dropped_event(tmp_path: Path) -> None:
         tmp_path, 3.0, seed=SEED, desks=2, vaults=2, fault_kinds=[], drop_event=True
     )
     assert report.private_events_missing == 1, f"{REPRODUCE}: {report.problems}"
-    assert len(report.problems) == 2, f"{REPRODUCE}: {report.problems}"  # the gap + its trace
+    # The window's gap, the same loss seen by the contract check (no gap signal), its trace.
+    assert len(report.problems) == 3, f"{REPRODUCE}: {report.problems}"
     assert "1 private events emitted on a live connection never delivered" in report.problems[0]
-    assert "trace" in report.problems[1]
+    assert "with no gap signal" in report.problems[1], report.problems
+    assert "trace" in report.problems[2]
 
 
 async def test_soak_reports_a_duplicated_transfer(tmp_path: Path) -> None:
@@ -245,6 +256,45 @@ def test_gap_check_reports_a_missing_event() -> None:
     clean = SoakReport()
     check_delivery(frames, {"a": [(0, 2), (3, 4)]}, history, clean)  # 3 fell in a gap
     assert clean.problems == [] and clean.private_events_checked == 3
+
+
+def test_order_check_allows_a_loss_only_behind_a_gap_signal() -> None:
+    history = {"a": {1: "f1", 2: "f2", 3: "f3", 4: "f4", 5: "f5"}}
+    written = {"a": {1, 2, 3, 4, 5}}
+    live, stale = ("state", "live"), ("state", "stale")
+
+    def ev(frame: str) -> tuple[str, str]:
+        return ("event", frame)
+
+    def check(log: list[tuple[str, str]]) -> SoakReport:
+        report = SoakReport()
+        check_delivery_order({"a": log}, history, written, report)
+        return report
+
+    clean = check([live, ev("f1"), ev("f2"), stale, live, ev("f4"), ev("f5")])  # 3 in a gap
+    assert clean.problems == [], clean.problems
+    assert (clean.private_events_in_order, clean.private_events_lost_in_gaps) == (4, 1)
+    assert clean.private_events_written == 5
+    silent = check([live, ev("f1"), ev("f2"), ev("f4"), ev("f5")])
+    assert silent.problems == ["a: seqs [3] lost between 2 and 4 with no gap signal"]
+    twice = check([live, ev("f1"), ev("f2"), ev("f2"), ev("f3"), ev("f4"), ev("f5")])
+    assert twice.problems == ["a: seq 2 delivered twice"]
+    swapped = check([live, ev("f1"), ev("f3"), ev("f2"), ev("f4"), ev("f5")])
+    assert swapped.problems == [  # when 3 came, 2 was missing; then 2 came late
+        "a: seqs [2] lost between 1 and 3 with no gap signal",
+        "a: seq 2 delivered after seq 3",
+    ]
+    tail = check([live, ev("f1"), ev("f2"), ev("f3")])
+    assert tail.problems == ["a: seqs [4, 5] after the last delivered (3) lost, no gap signal"]
+    assert check([live, ev("f1"), ev("f2"), ev("f3"), stale]).problems == []
+    # The states of the first start are no gap signal: losing the first event is a problem.
+    first = check([("state", "connecting"), ("state", "resyncing"), live, ev("f2"), ev("f3")])
+    assert first.problems[0] == "a: seqs [1] lost between 0 and 2 with no gap signal"
+    # An event the sim numbered but never wrote (queued behind its close) is not expected.
+    unwritten = SoakReport()
+    log = [live, ev("f1"), ev("f2"), ev("f4"), ev("f5")]
+    check_delivery_order({"a": log}, history, {"a": {1, 2, 4, 5}}, unwritten)
+    assert unwritten.problems == [], unwritten.problems
 
 
 def test_per_seed_and_total_lines_carry_the_figures() -> None:

@@ -436,6 +436,17 @@ class FinerySimulator:
 
     # ------------------------------------------------------------------ requests
 
+    def act(self, client: FinerySimClient, method: str, content: dict[str, Any]) -> Any:
+        """Run one API method for ``client`` in-process, as its REST request would be run.
+
+        For clients that live inside the simulator (the embedded house maker): no signature,
+        no REST fault injection; the same validation, engine call and feed publishing.
+
+        Raises:
+            EngineError: the venue error the request would have been answered with.
+        """
+        return self._call(client, method, content, None)
+
     def _call(
         self, client: FinerySimClient, method: str, content: dict[str, Any], conn_id: int | None
     ) -> Any:

@@ -356,6 +356,7 @@ class FineryAdapter:
 
     kind = "finery"
     transfer_refusal = TRANSFER_REFUSAL
+    simulator = "qfexbot.sim.finery.embedded"
 
     def open(
         self, config: VenueSettings, credentials: CredentialsLike, endpoints: Any = None

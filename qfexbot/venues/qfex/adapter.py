@@ -200,6 +200,7 @@ class QfexAdapter:
 
     kind = "qfex"
     transfer_refusal = None
+    simulator = "qfexbot.sim.qfex.embedded"
 
     def open(
         self, config: VenueSettings, credentials: CredentialsLike, endpoints: Any = None
