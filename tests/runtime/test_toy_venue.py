@@ -4,7 +4,7 @@
    URLs, account id form, credentials, channels, sim keys). config reads the venue's
    ``[venues.X]`` table with it and names no kind (``tests/toyvenue/config.py``).
 2. ``adapter.py`` in that package: ``ADAPTER``, a ``qfexbot.core.venue.VenueAdapter`` (``kind``,
-   ``transfer_refusal``, ``open``, ``replay_driver``; ``simulator``). ``open`` returns a ``Venue``,
+   ``transfer_refusal``, ``simulator``, ``open``, ``replay_driver``). ``open`` returns a ``Venue``,
    a ``TransferVenue`` if it moves money: its private sessions are
    ``qfexbot.core.session.Supervisor`` s running its ``SessionDriver`` (URL, auth, subscribe,
    resync, parse, encode) and its public feed a ``MarketDataSession`` over its
@@ -15,9 +15,10 @@
 3. Register the kind: ``qfexbot.venues.registry.register(kind, package)`` (as here), an entry
    point in the group ``qfexbot.venues`` from another distribution (name = kind, value = the
    package), or a line in ``registry.BUILTIN`` for a venue shipped with qfexbot.
-4. A simulator under ``qfexbot/sim/<kind>/`` for ``simulator = true`` (optional; the toy has
-   none: this test serves the toy's protocol itself, written from the adapter's docstring, not
-   from its code).
+4. A simulator under ``qfexbot/sim/<kind>/`` for ``simulator = true`` (optional): a module with
+   ``start_embedded`` that ``ADAPTER.simulator`` names by import path. The toy has none
+   (``simulator = None``, so the runtime refuses ``simulator = true``); this test serves the
+   toy's protocol itself, written from the adapter's docstring, not from its code.
 
 Then the runtime, config, journal, ops views, replay and plugins run it as they run the
 built-in venues, and no file under ``qfexbot/`` changes (the last test checks that ``qfexbot/``
@@ -25,7 +26,8 @@ never mentions it). What the test runs: two toy accounts LIVE through auth, subs
 resync; the toy's balance and fill frames reaching a plugin on the right account; ``add_order``
 and ``cancel_order`` arriving as the documented commands; ``ctx.transfer`` moving money exactly
 once through the journal; ``ctx.positions``; the public feed; ``/status``; the run's recording
-replayed; every failure of a transfer classified; refused credentials ending FAILED.
+replayed; every failure of a transfer classified; refused credentials ending FAILED; and
+``simulator = true`` refused.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ import toyvenue
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from qfexbot.config import AppConfig, load_config
+from qfexbot.config import AppConfig, ConfigError, load_config
 from qfexbot.core.venue import TransferOutcome
 from qfexbot.events import (
     BalanceEvent,
@@ -544,6 +546,25 @@ async def test_refused_toy_credentials_stop_the_sessions_as_failed(
     for session in sessions.values():
         assert session.stats.auth_failures == 2
         assert "bad key or signature" in session.stats.last_error
+
+
+async def test_simulator_true_is_refused_for_a_kind_without_one(
+    tmp_path: Path, toy_kind: str
+) -> None:
+    """The adapter's ``simulator = None``: the runtime refuses the table before connecting."""
+    app = write_config(tmp_path, 1, **{'kind = "toy"': 'kind = "toy"\nsimulator = true'})
+    refused = pytest.RaisesGroup(
+        pytest.RaisesExc(
+            ConfigError,
+            check=lambda exc: (
+                exc.errors
+                == ["venues.t: simulator = true, but kind 'toy' has no embedded simulator"]
+            ),
+        ),
+        flatten_subgroups=True,
+    )
+    with trio.fail_after(10), refused:
+        await Runtime(app, environ=ENVIRON).run()
 
 
 def test_the_toy_is_forgotten_after_its_test() -> None:

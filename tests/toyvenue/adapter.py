@@ -444,16 +444,14 @@ class ToyAdapter:
 
     kind = KIND
     transfer_refusal = None
-    # The adapter's embedded simulator: the toy has none. (``VenueAdapter`` on main does not
-    # declare this attribute yet; it is being added with the embedded-simulator seam.)
     simulator = None
+    """No embedded simulator: the runtime refuses ``simulator = true`` for this kind."""
 
     def open(
         self, config: VenueSettings, credentials: CredentialsLike, endpoints: Any = None
     ) -> ToyVenue:
-        """A :class:`ToyVenue` on the table's URLs (the toy has no embedded simulator)."""
-        if endpoints is not None:
-            raise VenueError(f"venues.{config.name}: the toy venue has no embedded simulator")
+        """A :class:`ToyVenue` on the table's URLs (``endpoints`` is always None: the toy has no
+        embedded simulator)."""
         # The toy's config rules require both (``credentials = ("public_key", "secret")``).
         assert credentials.public_key is not None and credentials.secret is not None
         return ToyVenue(
