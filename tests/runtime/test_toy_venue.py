@@ -149,6 +149,9 @@ class ToyServer:
                 await self._send(ws, op="subscribed", account=account, channels=message["channels"])
             elif op == "snapshot":
                 target = message.get("account", account)
+                if target not in self.balances:
+                    await self._send(ws, op="error", id=message["id"], error="no such account")
+                    continue
                 await self._send(ws, op="snapshot", id=message["id"], **self._balance(target))
             elif op == "transfer":
                 await self._transfer(ws, message)
