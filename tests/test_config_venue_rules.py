@@ -11,17 +11,13 @@ import pytest
 import toyvenue
 
 from qfexbot.config import ConfigError, parse_config
-from qfexbot.venues import registry
 
 
 @pytest.fixture
 def toy_kind() -> Iterator[str]:
     """``kind = "toy"`` available for one test, and forgotten after it."""
-    registry.register(toyvenue.KIND, toyvenue.__name__)
-    try:
-        yield toyvenue.KIND
-    finally:
-        registry.unregister(toyvenue.KIND)
+    with toyvenue.registered() as kind:
+        yield kind
 
 
 def toy_config() -> dict[str, Any]:

@@ -97,11 +97,6 @@ class SessionStats:
     last_error: str = ""
 
 
-def _command_name(command: Mapping[str, Any]) -> Any:
-    """What to call a command in messages (QFEX ``type``, Finery ``method``/``event``)."""
-    return command.get("type") or command.get("method") or command.get("event")
-
-
 async def _open_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
     """TCP stream for a ws:// URL, TLS (certificate verified) for wss://; plus Host and path."""
     parts = urlsplit(url)
@@ -348,7 +343,7 @@ class Supervisor:
             state = "reconnecting" if live else self.stats.state.value
             raise SessionNotLive(
                 f"{self.venue} session for {self.account_id} is {state}, not live; "
-                f"command {_command_name(command)!r} not sent"
+                f"command {self.driver.command_name(command)!r} not sent"
             )
         writing = _WRITING_COMMAND.set(True)
         try:
@@ -357,7 +352,7 @@ class Supervisor:
             why = exc.reason if isinstance(exc, ConnectionClosed) else f"connection lost: {exc}"
             raise SessionNotLive(
                 f"{self.venue} session for {self.account_id} closed while sending "
-                f"{_command_name(command)!r} ({why}); it may have reached the venue",
+                f"{self.driver.command_name(command)!r} ({why}); it may have reached the venue",
                 maybe_sent=True,
             ) from None
         finally:
@@ -723,6 +718,9 @@ class _MarketDataSteps:
 
     def encode(self, message: Mapping[str, Any]) -> str:
         return self._driver.encode(message)
+
+    def command_name(self, message: Mapping[str, Any]) -> str | None:
+        return None  # a public feed sends no commands through Supervisor.send
 
 
 class MarketDataSession:

@@ -138,6 +138,9 @@ class SessionDriver(Protocol):
     def encode(self, message: Mapping[str, Any]) -> str:
         """A command as the text frame to send."""
 
+    def command_name(self, message: Mapping[str, Any]) -> str | None:
+        """What to call a command in an operator's message (e.g. its type), if it has a name."""
+
 
 class MarketDataDriver(Protocol):
     """Venue-specific parts of the public market-data feed."""

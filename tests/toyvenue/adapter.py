@@ -187,6 +187,10 @@ class ToyDriver:
     def encode(self, message: Mapping[str, Any]) -> str:
         return encode(message)
 
+    def command_name(self, message: Mapping[str, Any]) -> str | None:
+        """A toy command is named by its ``op``."""
+        return message.get("op")
+
     async def command(self, session: Supervisor, message: Mapping[str, Any]) -> Reply:
         """Send one command on the live ``session`` and wait for its reply.
 

@@ -51,6 +51,9 @@ class _EchoDriver:
     def encode(self, message: dict[str, Any]) -> str:
         return str(message["text"])
 
+    def command_name(self, message: dict[str, Any]) -> str | None:
+        return None
+
 
 def _settings(*, stale_after: float, connect_timeout: float = 2.0) -> SessionSettings:
     # A long backoff: each test ends at the first BACKOFF, no reconnect interferes.

@@ -218,6 +218,10 @@ class FineryDriver:
     def encode(self, message: Mapping[str, Any]) -> str:
         return json.dumps(message, separators=(",", ":"))
 
+    def command_name(self, message: Mapping[str, Any]) -> str | None:
+        """A Finery request is named by its ``method`` (a binding by its ``event``)."""
+        return message.get("method") or message.get("event")
+
     async def on_control(self, item: Any) -> None:
         """Replies resolve requests; a status change loses or restores the bindings."""
         if isinstance(item, RequestReply):

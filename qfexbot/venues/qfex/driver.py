@@ -179,6 +179,10 @@ class QfexTradeDriver:
     def encode(self, message: Mapping[str, Any]) -> str:
         return encode_json(message)
 
+    def command_name(self, message: Mapping[str, Any]) -> str | None:
+        """A QFEX command is named by its ``type``."""
+        return message.get("type")
+
 
 _ROUTE_CHANNEL: dict[type, str] = {TradeEvent: "trade", MarkPriceEvent: "mark_price"}
 
