@@ -16,8 +16,9 @@ import re
 from collections.abc import Callable, Collection, Hashable, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from qfexbot.core.venue import VenueRules
 from qfexbot.errors import ConfigError, format_errors
 
 __all__ = [
@@ -49,82 +50,6 @@ MARKET_DATA_CHANNELS = (
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-class VenueRules(Protocol):
-    """How a ``[venues.X]`` table of one kind is read: a venue package's ``config.RULES``.
-
-    Everything else in the table (keys, TLS rule, credentials as references, accounts table,
-    session) is the same for every kind; these are the parts that differ. Plain class attributes
-    implement the read-only members.
-    """
-
-    @property
-    def kind(self) -> str:
-        """The ``kind = "..."`` value this venue is selected with."""
-        ...
-
-    @property
-    def default_urls(self) -> Mapping[str, str]:
-        """``trade_url``, ``mds_url`` and ``rest_url`` used when the table does not give them."""
-        ...
-
-    @property
-    def single_socket(self) -> bool:
-        """True when one WebSocket (``trade_url``) carries market data too: ``mds_url`` is then
-        not configurable and equals ``trade_url``."""
-        ...
-
-    @property
-    def credentials(self) -> Collection[str]:
-        """Which of ``public_key``, ``secret``, ``jwt`` the venue authenticates with."""
-        ...
-
-    @property
-    def credential_hint(self) -> str:
-        """Said after a credential key the venue does not take, e.g. "use public_key and secret"."""
-        ...
-
-    @property
-    def private_channels(self) -> Collection[str]:
-        """The ``PRIVATE_CHANNELS`` this venue has."""
-        ...
-
-    @property
-    def market_data_channels(self) -> Collection[str]:
-        """The ``MARKET_DATA_CHANNELS`` this venue has."""
-        ...
-
-    @property
-    def sim_keys(self) -> Collection[str]:
-        """The ``[venues.X.sim]`` keys its embedded simulator reads, of ``pulse_interval``,
-        ``seed``, ``deposits`` and ``symbols``."""
-        ...
-
-    @property
-    def user_id_expected(self) -> str:
-        """What a bad ``user_id`` should have been, e.g. "an account UUID (...)"."""
-        ...
-
-    @property
-    def user_id_missing(self) -> str:
-        """What a missing ``user_id`` is, e.g. "the primary account UUID, which is the user id"."""
-        ...
-
-    @property
-    def account_noun(self) -> str:
-        """One account id in ``a table of alias = <noun> or "primary"``, e.g. "account UUID"."""
-        ...
-
-    @property
-    def account_expected(self) -> str:
-        """What a bad account id should have been: ``<this> or "primary"``."""
-        ...
-
-    def account_id(self, value: Any) -> str | None:
-        """``value`` (a TOML value of ``user_id`` or an account) as the venue's account id text,
-        or None if it is not one."""
-        ...
 
 
 class _Invalid:

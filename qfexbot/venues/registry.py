@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from qfexbot.config.validate import VenueRules
+from qfexbot.core.venue import VenueRules
 
 __all__ = [
     "BUILTIN",
