@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from typing import Any
 
 import trio
@@ -348,8 +348,3 @@ class Bus:
             return
         self._budget = self.YIELD_EVERY
         await trio.lowlevel.cancel_shielded_checkpoint()
-
-    async def publish_all(self, events: Iterable[Event]) -> None:
-        """Publish several events in order (e.g. all events parsed from one frame)."""
-        for event in events:
-            await self.publish(event)
