@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from qfexbot.core.accounts import AccountBook
+from qfexbot.core.venue import Order
 from qfexbot.events import ResyncEvent
 
 __all__ = ["ActionsBackend", "BotContext", "TransferResult"]
@@ -54,21 +55,7 @@ class ActionsBackend(Protocol):
         self, bot: str, plugin: str, src: str, dst: str, amount: Decimal, reason: str
     ) -> TransferResult: ...
 
-    async def add_order(
-        self,
-        bot: str,
-        plugin: str,
-        account: str,
-        *,
-        symbol: str,
-        side: str,
-        order_type: str,
-        quantity: Decimal,
-        price: Decimal | None = None,
-        time_in_force: str = "GTC",
-        client_order_id: str | None = None,
-        reduce_only: bool = False,
-    ) -> None: ...
+    async def add_order(self, bot: str, plugin: str, account: str, order: Order) -> None: ...
 
     async def cancel_order(
         self, bot: str, plugin: str, account: str, *, symbol: str, order_id: str
@@ -171,19 +158,12 @@ class BotContext:
         reduce_only: bool = False,
     ) -> None:
         """Send an order for ``account``; its fate arrives as order/fill events."""
-        await self._actions.add_order(
-            self.bot,
-            self.plugin,
-            account,
-            symbol=symbol,
-            side=side,
-            order_type=order_type,
-            quantity=quantity,
-            price=price,
-            time_in_force=time_in_force,
-            client_order_id=client_order_id,
+        order = Order(
+            symbol=symbol, side=side, order_type=order_type, quantity=quantity, price=price,
+            time_in_force=time_in_force, client_order_id=client_order_id,
             reduce_only=reduce_only,
-        )
+        )  # fmt: skip
+        await self._actions.add_order(self.bot, self.plugin, account, order)
 
     async def cancel_order(self, account: str, *, symbol: str, order_id: str) -> None:
         """Ask the venue to cancel one order of ``account``."""

@@ -42,6 +42,7 @@ import trio
 
 from qfexbot.config import RECORD_MAX_BYTES, AppConfig, RecordSettings
 from qfexbot.core.logs import get_logger, log_event
+from qfexbot.core.venue import Order
 from qfexbot.events import ConnectionStateEvent, Event, ResyncEvent
 
 __all__ = ["FORMAT_VERSION", "Recorder", "decision_args", "with_recording"]
@@ -318,9 +319,10 @@ class _RecordingActions:
         )
         return await self._inner.transfer(bot, plugin, src, dst, amount, reason)
 
-    async def add_order(self, bot: str, plugin: str, account: str, **params: Any) -> None:
-        self._recorder.decision(bot, plugin, "add_order", decision_args(account=account, **params))
-        await self._inner.add_order(bot, plugin, account, **params)
+    async def add_order(self, bot: str, plugin: str, account: str, order: Order) -> None:
+        args = decision_args(account=account, **dataclasses.asdict(order))
+        self._recorder.decision(bot, plugin, "add_order", args)
+        await self._inner.add_order(bot, plugin, account, order)
 
     async def cancel_order(self, bot: str, plugin: str, account: str, **params: Any) -> None:
         self._recorder.decision(

@@ -46,7 +46,7 @@ from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.plugins import PluginHost, PluginLoadError, load_plugin_host
-from qfexbot.core.venue import ParseError, ReplayDriver
+from qfexbot.core.venue import Order, ParseError, ReplayDriver
 from qfexbot.errors import QfexbotError
 from qfexbot.events import (
     ConnectionState,
@@ -266,8 +266,9 @@ class ReplayActions:
         await self._publish(venue, dst_id, dataclasses.replace(event, account_id=dst_id))
         return TransferResult(entry_id, "dry_run", "replay: not sent", "replay")
 
-    async def add_order(self, bot: str, plugin: str, account: str, **params: Any) -> None:
-        self._decide(bot, plugin, "add_order", decision_args(account=account, **params))
+    async def add_order(self, bot: str, plugin: str, account: str, order: Order) -> None:
+        args = decision_args(account=account, **dataclasses.asdict(order))
+        self._decide(bot, plugin, "add_order", args)
         self._account(bot, account)
 
     async def cancel_order(self, bot: str, plugin: str, account: str, **params: Any) -> None:

@@ -143,21 +143,7 @@ class RuntimeActions:
                   detail=why)  # fmt: skip
         return TransferResult(entry.id, entry.state, why, "not_supported")
 
-    async def add_order(
-        self,
-        bot: str,
-        plugin: str,
-        account: str,
-        *,
-        symbol: str,
-        side: str,
-        order_type: str,
-        quantity: Decimal,
-        price: Decimal | None = None,
-        time_in_force: str = "GTC",
-        client_order_id: str | None = None,
-        reduce_only: bool = False,
-    ) -> None:
+    async def add_order(self, bot: str, plugin: str, account: str, order: Order) -> None:
         """Send the venue's order on the account's session; the journal records it first.
 
         Raises:
@@ -166,11 +152,6 @@ class RuntimeActions:
             is not live.
         """
         account_id = self._account(bot, account)
-        order = Order(
-            symbol=symbol, side=side, order_type=order_type, quantity=quantity, price=price,
-            time_in_force=time_in_force, client_order_id=client_order_id,
-            reduce_only=reduce_only,
-        )  # fmt: skip
         request = self._run(bot).venue.order(order)
         await self._send(bot, plugin, account_id, request, kind="order")
 

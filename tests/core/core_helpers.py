@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from collections.abc import Sequence
 from decimal import Decimal
@@ -10,6 +11,7 @@ from typing import Any
 
 from qfexbot.config import AppConfig, parse_config
 from qfexbot.core.plugins import PluginHost
+from qfexbot.core.venue import Order
 from qfexbot.events import BalanceEvent, BookEvent, FillEvent, MarkPriceEvent, OrderUpdateEvent
 from qfexbot.runtime.plugins import build_plugin_host
 
@@ -54,8 +56,8 @@ class RecordingActions:
         self.calls.append(("transfer", args, kwargs))
         return "transfer-result"
 
-    async def add_order(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append(("add_order", args, kwargs))
+    async def add_order(self, bot: str, plugin: str, account: str, order: Order) -> None:
+        self.calls.append(("add_order", (bot, plugin, account), dataclasses.asdict(order)))
 
     async def cancel_order(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append(("cancel_order", args, kwargs))
