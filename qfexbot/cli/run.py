@@ -99,15 +99,7 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
 def check_command(app: AppConfig) -> int:
     """``qfexbot check``: load and validate every bot's plugins without connecting anything."""
     runtime = Runtime(app)
-    errors: list[str] = []
-    try:
-        runtime._credentials()
-    except ConfigError as exc:
-        errors.extend(exc.errors)
-    try:
-        runtime._build_hosts(actions=None)  # type: ignore[arg-type]  # no hook runs in check
-    except PluginLoadError as exc:
-        errors.extend(exc.errors)
+    errors = runtime.check()
     if errors:
         print(f"{app.path}: {len(errors)} problem(s)", file=sys.stderr)
         for line in errors:

@@ -38,7 +38,7 @@ from qfexbot.ops.metrics import RuntimeMetrics
 from qfexbot.ops.recorder import Recorder
 from qfexbot.ops.status import AccountsView, report_connect_progress
 from qfexbot.runtime.actions import RuntimeActions
-from qfexbot.runtime.embedded import start_embedded
+from qfexbot.runtime.embedded import simulator_problems, start_embedded
 from qfexbot.runtime.paths import Taps, wire_venue
 from qfexbot.runtime.plugins import build_plugin_host
 from qfexbot.runtime.startup import (
@@ -175,6 +175,21 @@ class Runtime:
                 if locks is not None:
                     locks.release()
                 root.cancel_scope.cancel()
+
+    def check(self) -> list[str]:
+        """Every problem ``run`` would refuse to start with before connecting anything: the
+        credentials, embedded simulators, and each bot's plugins (loaded, not started)."""
+        errors: list[str] = []
+        try:
+            self._credentials()
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+        errors.extend(simulator_problems(self.app.venues))
+        try:
+            self._build_hosts(actions=None)  # type: ignore[arg-type]  # no hook runs in check
+        except PluginLoadError as exc:
+            errors.extend(exc.errors)
+        return errors
 
     def _build_hosts(self, actions: RuntimeActions) -> None:
         errors: list[str] = []

@@ -9,6 +9,7 @@ simulator reads, and starts the simulator module its kind's adapter names
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 import trio
@@ -17,7 +18,7 @@ from qfexbot.config import ConfigError, Credentials, VenueConfig
 from qfexbot.sim.common.embedded import EmbeddedTable
 from qfexbot.venues.registry import adapter as adapter_of
 
-__all__ = ["embedded_table", "start_embedded"]
+__all__ = ["embedded_table", "simulator_problems", "start_embedded"]
 
 
 def embedded_table(venue: VenueConfig, credentials: Credentials) -> EmbeddedTable:
@@ -40,6 +41,16 @@ def embedded_table(venue: VenueConfig, credentials: Credentials) -> EmbeddedTabl
     )
 
 
+def simulator_problems(venues: Mapping[str, VenueConfig]) -> list[str]:
+    """One line per ``simulator = true`` table whose kind has no embedded simulator (what
+    ``qfexbot check`` reports before ``run`` would refuse it)."""
+    return [
+        f"venues.{name}: simulator = true, but kind {venue.kind!r} has no embedded simulator"
+        for name, venue in venues.items()
+        if venue.simulator and adapter_of(venue.kind).simulator is None
+    ]
+
+
 async def start_embedded(
     root: trio.Nursery, venue: VenueConfig, credentials: Credentials
 ) -> tuple[Any, Any]:
@@ -51,13 +62,10 @@ async def start_embedded(
     Raises:
       ConfigError: the table's kind has no embedded simulator, or the table lacks a key.
     """
+    problems = simulator_problems({venue.name: venue})
+    if problems:
+        raise ConfigError(problems)
     module = adapter_of(venue.kind).simulator
-    if module is None:
-        raise ConfigError(
-            [
-                f"venues.{venue.name}: simulator = true, but kind {venue.kind!r} has no"
-                " embedded simulator"
-            ]
-        )
+    assert module is not None  # simulator_problems said so
     table = embedded_table(venue, credentials)
     return await importlib.import_module(module).start_embedded(root, table)

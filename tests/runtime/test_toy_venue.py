@@ -570,6 +570,14 @@ async def test_simulator_true_is_refused_for_a_kind_without_one(
         await Runtime(app, environ=ENVIRON).run()
 
 
+def test_check_reports_simulator_true_for_a_kind_without_one(tmp_path: Path, toy_kind: str) -> None:
+    """``qfexbot check`` says so too, before anything is started."""
+    app = write_config(tmp_path, 1, **{'kind = "toy"': 'kind = "toy"\nsimulator = true'})
+    assert Runtime(app, environ=ENVIRON).check() == [
+        "venues.t: simulator = true, but kind 'toy' has no embedded simulator"
+    ]
+
+
 def test_the_toy_is_forgotten_after_its_test() -> None:
     assert toyvenue.KIND not in registry.kinds()
 
