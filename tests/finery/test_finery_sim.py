@@ -107,6 +107,15 @@ async def sim(nursery: trio.Nursery) -> FinerySimulator:
     return simulator
 
 
+_NONCES: dict[str, NonceSource] = {}
+
+
+def shared_nonces(key: str) -> NonceSource:
+    """One nonce source per key, as the adapter keeps: two sources for one key can give the
+    same nonce in the same millisecond, and the venue refuses the second (error 6)."""
+    return _NONCES.setdefault(key, NonceSource())
+
+
 async def start_client(
     nursery: trio.Nursery,
     sim: FinerySimulator,
@@ -115,6 +124,7 @@ async def start_client(
     **kwargs: Any,
 ) -> tuple[FineryWsClient, Recorder]:
     key, secret = KEYS[client_id]
+    kwargs.setdefault("nonces", shared_nonces(key))
     recorder = Recorder()
     client = FineryWsClient(
         sim.urls.ws_url,
@@ -136,6 +146,7 @@ async def start_client(
 
 def rest_for(sim: FinerySimulator, client_id: int, **kwargs: Any) -> FineryRest:
     key, secret = KEYS[client_id]
+    kwargs.setdefault("nonces", shared_nonces(key))
     return FineryRest(sim.urls.rest_url, key, Secret(secret), timeout=5, **kwargs)  # type: ignore[attr-defined]
 
 
