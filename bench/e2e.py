@@ -28,7 +28,7 @@ from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.session import MESSAGE_QUEUE_SIZE
 from qfexbot.runtime.plugins import build_plugin_host
-from qfexbot.venues.qfex.driver import QfexVenue
+from qfexbot.venues.qfex.adapter import QfexVenue
 
 HANDSHAKE_FRAMES = 5  # {"authenticated":true} + 4 {"subscribed": channel}
 DEADLINE = 120.0

@@ -36,7 +36,7 @@ from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.session import MESSAGE_QUEUE_SIZE
 from qfexbot.events import ConnectionState
 from qfexbot.runtime.plugins import build_plugin_host
-from qfexbot.venues.qfex.driver import QfexVenue
+from qfexbot.venues.qfex.adapter import QfexVenue
 
 
 def _url(port: int, run: str, group: int, rate: float, seconds: float) -> str:
