@@ -9,6 +9,7 @@ from sim_client import OTHER, PRIMARY, SUB1, SUB2, make_config, sign
 
 from qfexbot.sim import SimConfigError, demo_sim_config, load_sim_config
 from qfexbot.sim.common.ratelimit import RateLimiter
+from qfexbot.sim.qfex import payloads
 from qfexbot.sim.qfex.auth import NonceCache
 from qfexbot.sim.qfex.engine import Engine
 from qfexbot.sim.qfex.model import CommandError, PrivateEvent, PublicTrade, TransferError
@@ -203,6 +204,25 @@ def test_cancel_by_order_id_and_client_order_id_both_forms() -> None:
     ) == ["CANCELLED"]
     other = eng.add_order(OTHER, order(price=D("190")))[0].frame["order_response"]["order_id"]
     assert statuses(eng.cancel_order(PRIMARY, {"order_id": other})) == ["NO_SUCH_ORDER"]
+
+
+def test_no_such_order_carries_valid_enums() -> None:
+    """D1: side/type/time_in_force are enums in the spec's OrderResponse, never ""."""
+    eng = engine()
+    events = eng.cancel_order(
+        PRIMARY, {"symbol": "AAPL-USD", "order_id": "nope", "cancel_order_id_type": "order_id"}
+    )
+    reply = events[0].frame["order_response"]
+    assert reply["status"] == "NO_SUCH_ORDER" and reply["order_id"] == "nope"
+    assert (reply["side"], reply["type"], reply["time_in_force"]) == ("BUY", "LIMIT", "GTC")
+    kept = payloads.missing_order_response(
+        PRIMARY, "AAPL-USD", 1.0, order_id="x", client_order_id="", side="SELL", order_type="ALO"
+    )
+    assert (kept["side"], kept["type"], kept["time_in_force"]) == ("SELL", "ALO", "GTC")
+    junk = payloads.missing_order_response(
+        PRIMARY, "AAPL-USD", 1.0, order_id="x", client_order_id="", side="", order_type=["?"]
+    )
+    assert (junk["side"], junk["type"]) == ("BUY", "LIMIT")
 
 
 def test_event_sequence_is_per_account_and_monotonic() -> None:
