@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from sim_client import OTHER, PRIMARY, SUB1, SUB2, make_config, sign
 
-from qfexbot.sim import SimConfigError, demo_sim_config, load_sim_config
+from qfexbot.sim import SimConfigError, SimSymbol, demo_sim_config, load_sim_config
 from qfexbot.sim.common.ratelimit import RateLimiter
 from qfexbot.sim.qfex import payloads
 from qfexbot.sim.qfex.auth import NonceCache
@@ -204,6 +204,17 @@ def test_cancel_by_order_id_and_client_order_id_both_forms() -> None:
     ) == ["CANCELLED"]
     other = eng.add_order(OTHER, order(price=D("190")))[0].frame["order_response"]["order_id"]
     assert statuses(eng.cancel_order(PRIMARY, {"order_id": other})) == ["NO_SUCH_ORDER"]
+
+
+def test_position_notional_above_the_limit_is_rejected_max_notional() -> None:
+    """D2: the spec's status enum names it REJECTED_WOULD_BREACH_MAX_NOTIONAL (current docs;
+    the older REJECTED_WOULD_BREACH_MAX_POSITION is not in the AsyncAPI enum)."""
+    symbols = {"AAPL-USD": SimSymbol("AAPL-USD", D("200.00"), max_position_notional=D(1000))}
+    eng = Engine(make_config(symbols=symbols), Clock())
+    assert statuses(eng.add_order(PRIMARY, order(price=D("190"), quantity=D(5)))) == ["ACK"]
+    assert statuses(eng.add_order(PRIMARY, order(price=D("190"), quantity=D(6)))) == [
+        "REJECTED_WOULD_BREACH_MAX_NOTIONAL"
+    ]
 
 
 def test_no_such_order_carries_valid_enums() -> None:

@@ -541,7 +541,7 @@ class Engine:
             return "REJECTED"
         reference = order.price or mark
         if abs(size + signed) * reference > spec.max_position_notional:
-            return "REJECTED_WOULD_BREACH_MAX_POSITION"
+            return "REJECTED_WOULD_BREACH_MAX_NOTIONAL"
         increase = max(abs(size + signed) - abs(size), ZERO)
         required = increase * reference * self.im_fraction(account, order.symbol)
         if required > self.available_balance(order.account_id):
