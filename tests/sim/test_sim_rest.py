@@ -132,6 +132,8 @@ async def test_account_equity_and_refdata(running: Sim) -> None:
         ).json()
         assert equity["count"] == len(equity["data"]) >= 1
         assert equity["data"][0]["value"] == 100000.0 and equity["duration"] == "1d"
+        # D3: int64 whole minutes even for the tests' 0.05 s sampling
+        assert equity["interval_minutes"] == 1 and isinstance(equity["interval_minutes"], int)
         problem(
             await client.get(
                 "/user/account-equity", params={"duration": "5y"}, headers=rest_headers(USER)

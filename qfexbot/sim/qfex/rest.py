@@ -318,7 +318,8 @@ class RestApp:
             "duration": duration,
             "start": rfc3339(max(start, 0.0)),
             "end": rfc3339(now),
-            "interval_minutes": self._equity_interval / 60,
+            # int64 in the spec: whole minutes, at least 1 (the tests sample every 0.05 s)
+            "interval_minutes": max(1, round(self._equity_interval / 60)),
         }
 
     # ------------------------------------------------------------ lost responses
