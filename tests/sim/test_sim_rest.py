@@ -53,6 +53,10 @@ async def test_auth_headers_bearer_and_failures(running: Sim) -> None:
 async def test_requested_account_is_honoured_and_foreign_is_forbidden(running: Sim) -> None:
     async with httpx.AsyncClient(base_url=running.urls.rest_url) as client:
         primary = (await client.get("/user/positions", headers=rest_headers(USER))).json()
+        # D4: $schema names the OpenAPI component
+        assert (
+            primary["$schema"] == "https://api.qfex.com/schemas/PositionsBalanceResponseBody.json"
+        )
         assert primary["balance"]["available_balance"] == 100000.0
         sub = await client.get("/user/positions", headers=rest_headers(USER, SUB1))
         assert sub.json()["balance"]["available_balance"] == 50.0

@@ -290,7 +290,7 @@ class RestApp:
             row["open_orders"] = int(row["open_orders"])
             positions.append(row)
         return 200, {
-            "$schema": f"{SCHEMA_BASE}/PositionsResponseBody.json",
+            "$schema": f"{SCHEMA_BASE}/PositionsBalanceResponseBody.json",
             "balance": {k: balance[k] for k in fields},
             "positions": positions,
         }
