@@ -316,3 +316,24 @@ async def test_pings_keep_a_reading_client_and_drop_a_silent_one(nursery: trio.N
                 while sim.sim.connection_count(OTHER):
                     await healthy.recv()
         assert sim.sim.connection_count(PRIMARY) == 1
+
+
+async def test_get_user_leverage_pages_with_limit_and_offset(running: Sim) -> None:
+    """D6: limit/offset page the rows (they were ignored); `number` in the spec, so 2.0 is 2."""
+    async with connect(running.urls.trade_url) as ws:
+        await ws.auth()
+        await ws.command("get_user_leverage")
+        rows = (await ws.recv())["user_leverage_response"]
+        symbols = [r["symbol"] for r in rows]
+        assert len(symbols) == len(running.sim.config.symbols) >= 3
+        await ws.command("get_user_leverage", limit=2, offset=1)
+        assert [r["symbol"] for r in (await ws.recv())["user_leverage_response"]] == symbols[1:3]
+        await ws.send('{"type": "get_user_leverage", "params": {"limit": 1.0, "offset": 2.0}}')
+        assert [r["symbol"] for r in (await ws.recv())["user_leverage_response"]] == symbols[2:3]
+        await ws.command("get_user_leverage", offset=len(symbols))
+        assert (await ws.recv())["user_leverage_response"] == []
+        for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
+            await ws.command("get_user_leverage", **bad)
+            assert (await ws.recv())["err"]["error_code"] == "InvalidParameter"
+        await ws.command("get_user_leverage", limit=1.5)
+        assert (await ws.recv())["err"]["error_code"] == "InvalidJSONFormat"

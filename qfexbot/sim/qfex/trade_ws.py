@@ -368,8 +368,12 @@ class TradeGateway:
     def _get_user_leverage(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
     ) -> None:
+        # limit/offset are `number` in the spec (get_user_orders has `integer`): whole numbers
+        # written as 10 or 10.0 are both accepted; same bounds as get_user_orders [I]
+        limit = _int_param(params, "limit", 1000, 1, 1000, integral=True)
+        offset = _int_param(params, "offset", 0, 0, None, integral=True)
         rows = [payloads.leverage_row(f) for f in self._engine.leverages(account_id)]
-        conn.send({"user_leverage_response": rows})
+        conn.send({"user_leverage_response": rows[offset : offset + limit]})
 
 
 def _err(conn: WsPeer, code: str, message: str, incoming: Any) -> None:
@@ -393,8 +397,19 @@ def _account(value: Any, primary: str) -> str | None:
         return None
 
 
-def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: int | None) -> int:
+def _int_param(
+    params: dict[str, Any],
+    name: str,
+    default: int,
+    low: int,
+    high: int | None,
+    *,
+    integral: bool = False,
+) -> int:
+    """An integer parameter; ``integral`` also takes a whole-valued number such as ``10.0``."""
     value = params.get(name, default)
+    if integral and isinstance(value, Decimal) and value.is_finite() and value == int(value):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise CommandError("InvalidJSONFormat", f"{name} must be an integer")
     if value < low or (high is not None and value > high):
