@@ -236,6 +236,24 @@ def test_no_such_order_carries_valid_enums() -> None:
     assert (junk["side"], junk["type"]) == ("BUY", "LIMIT")
 
 
+def test_find_order_sees_open_filled_and_rejected_orders_of_the_account_only() -> None:
+    """D7: get_order answers from the order history, finished orders included."""
+    eng = engine()
+    resting = eng.add_order(PRIMARY, order(price=D("190")))[0].frame["order_response"]["order_id"]
+    taker = eng.add_order(PRIMARY, order(order_type="MARKET", order_time_in_force="IOC"))
+    filled = taker[0].frame["order_response"]["order_id"]
+    rejected = eng.add_order(PRIMARY, order(price=D("190.005")))[0].frame["order_response"]
+    found = eng.find_order(PRIMARY, resting)
+    assert found is not None and found.status == "ACK"
+    found = eng.find_order(PRIMARY, filled, "AAPL-USD")
+    assert found is not None and found.status == "FILLED" and found.remaining == 0
+    found = eng.find_order(PRIMARY, rejected["order_id"])
+    assert found is not None and found.status == "INVALID_TICK_SIZE_PRECISION_PRICE"
+    assert eng.find_order(OTHER, resting) is None
+    assert eng.find_order(PRIMARY, resting, "EUR-USD") is None
+    assert eng.find_order(PRIMARY, "nope") is None
+
+
 def test_event_sequence_is_per_account_and_monotonic() -> None:
     eng = engine()
     events = eng.add_order(PRIMARY, order(order_type="MARKET", order_time_in_force="IOC"))

@@ -220,10 +220,18 @@ async def test_cancel_get_order_and_cancel_all(running: Sim) -> None:
         for price, coid in ((190.0, "a"), (191.0, "b"), (192.0, "c")):
             await ws.command("add_order", **limit("BUY", price, client_order_id=coid))
             ids.append((await ws.recv())["order_response"]["order_id"])
+        # get_order answers one order_response (qfex.md §6 #7 revised; was all_orders_response)
         await ws.command("get_order", symbol="AAPL-USD", order_id=ids[0])
-        assert [o["order_id"] for o in (await ws.recv())["all_orders_response"]["orders"]] == [
-            ids[0]
-        ]
+        known = (await ws.recv())["order_response"]
+        assert (known["order_id"], known["status"], known["price"]) == (ids[0], "ACK", 190.0)
+        await ws.command("get_order", symbol="AAPL-USD", order_id="no-such-id")
+        unknown = (await ws.recv())["order_response"]
+        assert (unknown["order_id"], unknown["status"]) == ("no-such-id", "NO_SUCH_ORDER")
+        assert (unknown["side"], unknown["type"], unknown["time_in_force"]) == (
+            "BUY",
+            "LIMIT",
+            "GTC",
+        )
         await ws.command(
             "cancel_order", symbol="AAPL-USD", order_id=ids[0], cancel_order_id_type="order_id"
         )
@@ -240,10 +248,13 @@ async def test_cancel_get_order_and_cancel_all(running: Sim) -> None:
         await ws.command("cancel_all_orders")
         assert (await ws.recv())["order_response"]["order_id"] == ids[2]
         assert (await ws.recv())["ack"]["incoming_message"]["type"] == "cancel_all_orders"
+        # finished orders too, from the simulator's order history
         await ws.command("get_order", symbol="AAPL-USD", order_id=ids[2])
-        assert (await ws.recv()) == {
-            "all_orders_response": {"orders": [], "twaps": [], "stop_orders": []}
-        }
+        finished = (await ws.recv())["order_response"]
+        assert (finished["order_id"], finished["status"]) == (ids[2], "CANCELLED")
+        assert finished["client_order_id"] == "c" and finished["quantity_remaining"] == 1.0
+        await ws.command("get_order", symbol="US500-USD", order_id=ids[2])
+        assert order_status(await ws.recv()) == "NO_SUCH_ORDER"
 
 
 async def test_cancel_on_disconnect_only_on_unexpected_drop(running: Sim) -> None:

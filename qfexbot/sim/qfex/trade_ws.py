@@ -344,11 +344,23 @@ class TradeGateway:
     def _get_order(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
     ) -> None:
-        order_id = params.get("order_id")
-        if not isinstance(order_id, str):
+        """One ``order_response`` to the asking connection only (qfex.md §6 #7, revised: the
+        vendor's client reads it so): the order's current state, finished orders included;
+        an unknown id gets ``NO_SUCH_ORDER`` as cancel_order does."""
+        order_id, symbol = params.get("order_id"), params.get("symbol")
+        if not isinstance(order_id, str) or not order_id:
             raise CommandError("InvalidParameter", "missing parameter order_id")
-        orders = [o for o in self._engine.open_orders(account_id) if o.order_id == order_id]
-        conn.send(_all_orders(orders))
+        if symbol is not None and not isinstance(symbol, str):
+            raise CommandError("InvalidJSONFormat", "symbol must be a string")
+        engine = self._engine
+        order = engine.find_order(account_id, order_id, symbol)
+        if order is None:
+            reply = payloads.missing_order_response(
+                account_id, symbol or "", engine.clock(), order_id=order_id, client_order_id=""
+            )
+        else:
+            reply = payloads.order_response(order, order.status)
+        conn.send({"order_response": reply})
 
     def _cancel_on_disconnect(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
