@@ -306,7 +306,10 @@ async def test_malformed_input_never_crashes(running: Sim) -> None:
         await ws.auth()
         for bad in ([1, 2], {"type": "add_order"}, {"type": "fly", "params": {}}):
             await ws.send(json.dumps(bad))
-            assert (await ws.recv())["err"]["error_code"] == "InvalidJSONFormat"
+            err = (await ws.recv())["err"]
+            assert err["error_code"] == "InvalidJSONFormat"
+            # the spec's incoming_message is an object or a string: non-objects come back as text
+            assert err["incoming_message"] == (bad if isinstance(bad, dict) else json.dumps(bad))
         await ws.command("add_order", symbol="AAPL-USD", side="BUY")
         assert (await ws.recv())["err"]["error_code"] == "InvalidParameter"
         await ws.ws.send_message(b"\xff\xfe")

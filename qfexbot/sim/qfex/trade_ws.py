@@ -217,8 +217,11 @@ class TradeGateway:
             or not isinstance(request.get("type"), str)
             or not isinstance(request.get("params"), dict)
         ):
+            # ErrResponse.incoming_message is an object or a string: a request that is not an
+            # object (a list, a number) is echoed as the text the client sent
+            incoming = request if isinstance(request, dict) else text
             _err(
-                conn, "InvalidJSONFormat", 'expected {"type": <command>, "params": {...}}', request
+                conn, "InvalidJSONFormat", 'expected {"type": <command>, "params": {...}}', incoming
             )
             return
         kind, params = request["type"], request["params"]
