@@ -293,6 +293,15 @@ def test_rate_limiter_budget_decay_and_cancel_bucket() -> None:
     assert limiter.check("u", "add_order") is None
 
 
+def test_rate_limiter_refuses_a_message_heavier_than_the_budget_without_crashing() -> None:
+    """A budget below one message's weight (get_user_orders weighs 5): refused with a hint.
+    The retry hint was log(load / max(budget - weight, 1e-9)), a math domain error at load 0,
+    which ended the connection instead of answering RateLimited."""
+    limiter = RateLimiter(D("3"), 60.0, Clock(0.0))
+    assert limiter.check("u", "get_user_orders") == 60.0
+    assert limiter.check("u", "add_order") is None
+
+
 def test_nonce_cache_window_and_signature_vector() -> None:
     assert sign("qfex_secret_test", "c0ffee", 1760545414) == (
         "9a892254ce0416371a78a4352130b7825a2f5fb442b12ddfa7c2f5202ef045dc"
