@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 from sim_client import OTHER, PRIMARY, SUB1, SUB2, make_config, sign
 
-from qfexbot.sim import SimConfigError, demo_sim_config, load_sim_config
+from qfexbot.sim import SimConfigError, SimSymbol, demo_sim_config, load_sim_config
 from qfexbot.sim.common.ratelimit import RateLimiter
+from qfexbot.sim.qfex import payloads
 from qfexbot.sim.qfex.auth import NonceCache
 from qfexbot.sim.qfex.engine import Engine
 from qfexbot.sim.qfex.model import CommandError, PrivateEvent, PublicTrade, TransferError
@@ -205,6 +206,54 @@ def test_cancel_by_order_id_and_client_order_id_both_forms() -> None:
     assert statuses(eng.cancel_order(PRIMARY, {"order_id": other})) == ["NO_SUCH_ORDER"]
 
 
+def test_position_notional_above_the_limit_is_rejected_max_notional() -> None:
+    """D2: the spec's status enum names it REJECTED_WOULD_BREACH_MAX_NOTIONAL (current docs;
+    the older REJECTED_WOULD_BREACH_MAX_POSITION is not in the AsyncAPI enum)."""
+    symbols = {"AAPL-USD": SimSymbol("AAPL-USD", D("200.00"), max_position_notional=D(1000))}
+    eng = Engine(make_config(symbols=symbols), Clock())
+    assert statuses(eng.add_order(PRIMARY, order(price=D("190"), quantity=D(5)))) == ["ACK"]
+    assert statuses(eng.add_order(PRIMARY, order(price=D("190"), quantity=D(6)))) == [
+        "REJECTED_WOULD_BREACH_MAX_NOTIONAL"
+    ]
+
+
+def test_no_such_order_carries_valid_enums() -> None:
+    """D1: side/type/time_in_force are enums in the spec's OrderResponse, never ""."""
+    eng = engine()
+    events = eng.cancel_order(
+        PRIMARY, {"symbol": "AAPL-USD", "order_id": "nope", "cancel_order_id_type": "order_id"}
+    )
+    reply = events[0].frame["order_response"]
+    assert reply["status"] == "NO_SUCH_ORDER" and reply["order_id"] == "nope"
+    assert (reply["side"], reply["type"], reply["time_in_force"]) == ("BUY", "LIMIT", "GTC")
+    kept = payloads.missing_order_response(
+        PRIMARY, "AAPL-USD", 1.0, order_id="x", client_order_id="", side="SELL", order_type="ALO"
+    )
+    assert (kept["side"], kept["type"], kept["time_in_force"]) == ("SELL", "ALO", "GTC")
+    junk = payloads.missing_order_response(
+        PRIMARY, "AAPL-USD", 1.0, order_id="x", client_order_id="", side="", order_type=["?"]
+    )
+    assert (junk["side"], junk["type"]) == ("BUY", "LIMIT")
+
+
+def test_find_order_sees_open_filled_and_rejected_orders_of_the_account_only() -> None:
+    """D7: get_order answers from the order history, finished orders included."""
+    eng = engine()
+    resting = eng.add_order(PRIMARY, order(price=D("190")))[0].frame["order_response"]["order_id"]
+    taker = eng.add_order(PRIMARY, order(order_type="MARKET", order_time_in_force="IOC"))
+    filled = taker[0].frame["order_response"]["order_id"]
+    rejected = eng.add_order(PRIMARY, order(price=D("190.005")))[0].frame["order_response"]
+    found = eng.find_order(PRIMARY, resting)
+    assert found is not None and found.status == "ACK"
+    found = eng.find_order(PRIMARY, filled, "AAPL-USD")
+    assert found is not None and found.status == "FILLED" and found.remaining == 0
+    found = eng.find_order(PRIMARY, rejected["order_id"])
+    assert found is not None and found.status == "INVALID_TICK_SIZE_PRECISION_PRICE"
+    assert eng.find_order(OTHER, resting) is None
+    assert eng.find_order(PRIMARY, resting, "EUR-USD") is None
+    assert eng.find_order(PRIMARY, "nope") is None
+
+
 def test_event_sequence_is_per_account_and_monotonic() -> None:
     eng = engine()
     events = eng.add_order(PRIMARY, order(order_type="MARKET", order_time_in_force="IOC"))
@@ -241,6 +290,15 @@ def test_rate_limiter_budget_decay_and_cancel_bucket() -> None:
     assert limiter.check("u", "cancel_order") is None
     assert limiter.check("other", "add_order") is None
     clock.now += retry + 0.01
+    assert limiter.check("u", "add_order") is None
+
+
+def test_rate_limiter_refuses_a_message_heavier_than_the_budget_without_crashing() -> None:
+    """A budget below one message's weight (get_user_orders weighs 5): refused with a hint.
+    The retry hint was log(load / max(budget - weight, 1e-9)), a math domain error at load 0,
+    which ended the connection instead of answering RateLimited."""
+    limiter = RateLimiter(D("3"), 60.0, Clock(0.0))
+    assert limiter.check("u", "get_user_orders") == 60.0
     assert limiter.check("u", "add_order") is None
 
 

@@ -53,6 +53,10 @@ async def test_auth_headers_bearer_and_failures(running: Sim) -> None:
 async def test_requested_account_is_honoured_and_foreign_is_forbidden(running: Sim) -> None:
     async with httpx.AsyncClient(base_url=running.urls.rest_url) as client:
         primary = (await client.get("/user/positions", headers=rest_headers(USER))).json()
+        # D4: $schema names the OpenAPI component
+        assert (
+            primary["$schema"] == "https://api.qfex.com/schemas/PositionsBalanceResponseBody.json"
+        )
         assert primary["balance"]["available_balance"] == 100000.0
         sub = await client.get("/user/positions", headers=rest_headers(USER, SUB1))
         assert sub.json()["balance"]["available_balance"] == 50.0
@@ -132,6 +136,8 @@ async def test_account_equity_and_refdata(running: Sim) -> None:
         ).json()
         assert equity["count"] == len(equity["data"]) >= 1
         assert equity["data"][0]["value"] == 100000.0 and equity["duration"] == "1d"
+        # D3: int64 whole minutes even for the tests' 0.05 s sampling
+        assert equity["interval_minutes"] == 1 and isinstance(equity["interval_minutes"], int)
         problem(
             await client.get(
                 "/user/account-equity", params={"duration": "5y"}, headers=rest_headers(USER)

@@ -220,10 +220,18 @@ async def test_cancel_get_order_and_cancel_all(running: Sim) -> None:
         for price, coid in ((190.0, "a"), (191.0, "b"), (192.0, "c")):
             await ws.command("add_order", **limit("BUY", price, client_order_id=coid))
             ids.append((await ws.recv())["order_response"]["order_id"])
+        # get_order answers one order_response (qfex.md §6 #7 revised; was all_orders_response)
         await ws.command("get_order", symbol="AAPL-USD", order_id=ids[0])
-        assert [o["order_id"] for o in (await ws.recv())["all_orders_response"]["orders"]] == [
-            ids[0]
-        ]
+        known = (await ws.recv())["order_response"]
+        assert (known["order_id"], known["status"], known["price"]) == (ids[0], "ACK", 190.0)
+        await ws.command("get_order", symbol="AAPL-USD", order_id="no-such-id")
+        unknown = (await ws.recv())["order_response"]
+        assert (unknown["order_id"], unknown["status"]) == ("no-such-id", "NO_SUCH_ORDER")
+        assert (unknown["side"], unknown["type"], unknown["time_in_force"]) == (
+            "BUY",
+            "LIMIT",
+            "GTC",
+        )
         await ws.command(
             "cancel_order", symbol="AAPL-USD", order_id=ids[0], cancel_order_id_type="order_id"
         )
@@ -240,10 +248,13 @@ async def test_cancel_get_order_and_cancel_all(running: Sim) -> None:
         await ws.command("cancel_all_orders")
         assert (await ws.recv())["order_response"]["order_id"] == ids[2]
         assert (await ws.recv())["ack"]["incoming_message"]["type"] == "cancel_all_orders"
+        # finished orders too, from the simulator's order history
         await ws.command("get_order", symbol="AAPL-USD", order_id=ids[2])
-        assert (await ws.recv()) == {
-            "all_orders_response": {"orders": [], "twaps": [], "stop_orders": []}
-        }
+        finished = (await ws.recv())["order_response"]
+        assert (finished["order_id"], finished["status"]) == (ids[2], "CANCELLED")
+        assert finished["client_order_id"] == "c" and finished["quantity_remaining"] == 1.0
+        await ws.command("get_order", symbol="US500-USD", order_id=ids[2])
+        assert order_status(await ws.recv()) == "NO_SUCH_ORDER"
 
 
 async def test_cancel_on_disconnect_only_on_unexpected_drop(running: Sim) -> None:
@@ -295,7 +306,10 @@ async def test_malformed_input_never_crashes(running: Sim) -> None:
         await ws.auth()
         for bad in ([1, 2], {"type": "add_order"}, {"type": "fly", "params": {}}):
             await ws.send(json.dumps(bad))
-            assert (await ws.recv())["err"]["error_code"] == "InvalidJSONFormat"
+            err = (await ws.recv())["err"]
+            assert err["error_code"] == "InvalidJSONFormat"
+            # the spec's incoming_message is an object or a string: non-objects come back as text
+            assert err["incoming_message"] == (bad if isinstance(bad, dict) else json.dumps(bad))
         await ws.command("add_order", symbol="AAPL-USD", side="BUY")
         assert (await ws.recv())["err"]["error_code"] == "InvalidParameter"
         await ws.ws.send_message(b"\xff\xfe")
@@ -316,3 +330,24 @@ async def test_pings_keep_a_reading_client_and_drop_a_silent_one(nursery: trio.N
                 while sim.sim.connection_count(OTHER):
                     await healthy.recv()
         assert sim.sim.connection_count(PRIMARY) == 1
+
+
+async def test_get_user_leverage_pages_with_limit_and_offset(running: Sim) -> None:
+    """D6: limit/offset page the rows (they were ignored); `number` in the spec, so 2.0 is 2."""
+    async with connect(running.urls.trade_url) as ws:
+        await ws.auth()
+        await ws.command("get_user_leverage")
+        rows = (await ws.recv())["user_leverage_response"]
+        symbols = [r["symbol"] for r in rows]
+        assert len(symbols) == len(running.sim.config.symbols) >= 3
+        await ws.command("get_user_leverage", limit=2, offset=1)
+        assert [r["symbol"] for r in (await ws.recv())["user_leverage_response"]] == symbols[1:3]
+        await ws.send('{"type": "get_user_leverage", "params": {"limit": 1.0, "offset": 2.0}}')
+        assert [r["symbol"] for r in (await ws.recv())["user_leverage_response"]] == symbols[2:3]
+        await ws.command("get_user_leverage", offset=len(symbols))
+        assert (await ws.recv())["user_leverage_response"] == []
+        for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
+            await ws.command("get_user_leverage", **bad)
+            assert (await ws.recv())["err"]["error_code"] == "InvalidParameter"
+        await ws.command("get_user_leverage", limit=1.5)
+        assert (await ws.recv())["err"]["error_code"] == "InvalidJSONFormat"

@@ -364,3 +364,61 @@ def test_encode_json_writes_decimals_exactly() -> None:
     assert big == '{"amount":12345678901234567890.123456789}'
     with pytest.raises(ValueError):
         encode_json({"amount": Decimal("NaN")})
+
+
+def _get_order_reply(**fields: object) -> str:
+    """A get_order reply as the simulator now sends it (qfex.md §6 #7 revised)."""
+    order = {
+        "order_id": "5b309929-206f-40ec-804d-cbe46e81afc1",
+        "symbol": "AAPL-USD",
+        "status": "ACK",
+        "quantity": 1.0,
+        "price": 190.0,
+        "take_profit": 0.0,
+        "stop_loss": 0.0,
+        "side": "SELL",
+        "type": "LIMIT",
+        "time_in_force": "GTC",
+        "user_id": ACCT,
+        "client_order_id": "c",
+        "quantity_remaining": 1.0,
+        "update_time": 1760545414.5,
+        "trade_id": None,
+        **fields,
+    }
+    return json.dumps({"order_response": order})
+
+
+def test_get_order_reply_as_order_response_parses_as_an_order_update() -> None:
+    """get_order now answers one ``order_response`` (was ``all_orders_response``): the client
+    reads it through the same handler as live order updates; both shapes stay readable."""
+    (open_order,) = parse_trade_frame(_get_order_reply(), "qfex", ACCT, NOW)
+    assert isinstance(open_order, OrderUpdateEvent)
+    assert (open_order.status, open_order.side, open_order.terminal) == ("ACK", "SELL", False)
+    assert open_order.price == Decimal("190.0") and open_order.remaining == Decimal("1.0")
+    (finished,) = parse_trade_frame(_get_order_reply(status="CANCELLED"), "qfex", ACCT, NOW)
+    assert finished.status == "CANCELLED" and finished.terminal
+    missing = _get_order_reply(
+        order_id="nope",
+        status="NO_SUCH_ORDER",
+        quantity=0.0,
+        price=0.0,
+        side="BUY",
+        client_order_id="",
+        quantity_remaining=0.0,
+    )
+    (unknown,) = parse_trade_frame(missing, "qfex", ACCT, NOW)
+    assert (unknown.order_id, unknown.status, unknown.terminal) == ("nope", "NO_SUCH_ORDER", True)
+    assert (unknown.side, unknown.order_type, unknown.time_in_force) == ("BUY", "LIMIT", "GTC")
+    old = json.dumps(
+        {
+            "all_orders_response": {
+                "orders": [json.loads(_get_order_reply())["order_response"]],
+                "twaps": [],
+            }
+        }
+    )
+    (snapshot,) = parse_trade_frame(old, "qfex", ACCT, NOW)
+    assert (
+        isinstance(snapshot, OrdersSnapshot) and snapshot.orders[0].order_id == open_order.order_id
+    )

@@ -52,7 +52,10 @@ class RateLimiter:
         load *= math.exp(-(now - at) / self.window)
         if load + weight > self.budget:
             self._load[(user_id, bucket)] = (load, now)
-            target = max(self.budget - weight, 1e-9)
-            return max(self.window * math.log(load / target), 0.001)
+            if weight >= self.budget:
+                # no amount of waiting lets it through (a budget below one message's weight):
+                # still a RateLimited answer, with one window as the hint, never a crash
+                return self.window
+            return max(self.window * math.log(load / (self.budget - weight)), 0.001)
         self._load[(user_id, bucket)] = (load + weight, now)
         return None

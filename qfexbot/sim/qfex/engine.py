@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -38,9 +39,11 @@ from qfexbot.sim.qfex.model import (
     TransferError,
 )
 
-__all__ = ["BOOK_DEPTH", "Engine"]
+__all__ = ["BOOK_DEPTH", "ORDER_LOG_MAX", "Engine"]
 
 BOOK_DEPTH = 20
+ORDER_LOG_MAX = 100_000
+"""Orders (open and finished, all accounts) ``get_order`` can still find; the oldest go first."""
 
 
 class Engine:
@@ -61,6 +64,9 @@ class Engine:
             name: Market(spec, spec.price) for name, spec in config.symbols.items()
         }
         self.orders: dict[str, Order] = {}
+        self.order_log: OrderedDict[str, Order] = OrderedDict()
+        """Every order placed (also rejected and finished ones), oldest first, at most
+        ``ORDER_LOG_MAX``: the history ``get_order`` answers from (qfex.md §6 #7)."""
         self.ledger: list[LedgerEntry] = []
         self._arrival = 0
         for market in self.markets.values():
@@ -453,7 +459,7 @@ class Engine:
         client_order_id = _client_order_id(params.get("client_order_id") or "")
         reduce_only = _reduce_only(params.get("reduce_only", False))
         self._arrival += 1
-        return Order(
+        order = Order(
             order_id=str(uuid.uuid4()),
             account_id=account_id,
             symbol=symbol,
@@ -470,6 +476,10 @@ class Engine:
             arrival=self._arrival,
             update_time=self.clock(),
         )
+        self.order_log[order.order_id] = order
+        if len(self.order_log) > ORDER_LOG_MAX:
+            self.order_log.popitem(last=False)
+        return order
 
     def _match(self, market: Market, order: Order) -> list[Event]:
         """Take liquidity at the best crossing levels, then rest or cancel what is left."""
@@ -541,7 +551,7 @@ class Engine:
             return "REJECTED"
         reference = order.price or mark
         if abs(size + signed) * reference > spec.max_position_notional:
-            return "REJECTED_WOULD_BREACH_MAX_POSITION"
+            return "REJECTED_WOULD_BREACH_MAX_NOTIONAL"
         increase = max(abs(size + signed) - abs(size), ZERO)
         required = increase * reference * self.im_fraction(account, order.symbol)
         if required > self.available_balance(order.account_id):
@@ -723,6 +733,16 @@ class Engine:
         self._unrest(order)
         order.update_time = self.clock()
         return self._order_event(order, "CANCELLED")
+
+    def find_order(self, account_id: str, order_id: str, symbol: str | None = None) -> Order | None:
+        """The account's order with this id, open or finished (``get_order``), or None.
+
+        A ``symbol`` other than the order's finds nothing, as for ``cancel_order``.
+        """
+        order = self.orders.get(order_id) or self.order_log.get(order_id)
+        if order is None or order.account_id != account_id or symbol not in (None, order.symbol):
+            return None
+        return order
 
     def open_orders(self, account_id: str, symbol: str | None = None) -> list[Order]:
         """Open orders (incl. partially filled), oldest first."""

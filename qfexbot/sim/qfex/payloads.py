@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 from qfexbot.sim.qfex.model import (
+    ORDER_TYPES,
+    SIDES,
     TIFS,
     BalanceFigures,
     LeverageFigures,
@@ -57,20 +59,35 @@ def order_response(order: Order, status: str, trade_id: str | None = None) -> di
 
 
 def missing_order_response(
-    account_id: str, symbol: str, now: float, *, order_id: str, client_order_id: str
+    account_id: str,
+    symbol: str,
+    now: float,
+    *,
+    order_id: str,
+    client_order_id: str,
+    status: str = "NO_SUCH_ORDER",
+    side: Any = None,
+    order_type: Any = None,
+    time_in_force: Any = None,
 ) -> dict[str, Any]:
-    """The ``NO_SUCH_ORDER`` answer to a cancel: a blank order carrying the asked-for id."""
+    """The answer about an order that does not exist: a blank order carrying the asked-for id.
+
+    ``side``, ``type`` and ``time_in_force`` are enums in the spec's ``OrderResponse``, so they are
+    never blank: the request's value when it is a valid one (modify_order carries side and
+    order_type), else the protobuf zero values a protobuf-backed venue writes for an empty order
+    (qfex.md §2.5: side ``BUY``(0), OrderType ``LIMIT``(0), TIF ``GTC``(0)).
+    """
     return {
         "order_id": order_id,
         "symbol": symbol,
-        "status": "NO_SUCH_ORDER",
+        "status": status,
         "quantity": 0.0,
         "price": 0.0,
         "take_profit": 0.0,
         "stop_loss": 0.0,
-        "side": "",
-        "type": "",
-        "time_in_force": "",
+        "side": side if side in SIDES else "BUY",
+        "type": order_type if order_type in ORDER_TYPES else "LIMIT",
+        "time_in_force": time_in_force if time_in_force in TIFS else "GTC",
         "user_id": account_id,
         "client_order_id": client_order_id,
         "quantity_remaining": 0.0,

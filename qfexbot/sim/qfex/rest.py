@@ -290,7 +290,7 @@ class RestApp:
             row["open_orders"] = int(row["open_orders"])
             positions.append(row)
         return 200, {
-            "$schema": f"{SCHEMA_BASE}/PositionsResponseBody.json",
+            "$schema": f"{SCHEMA_BASE}/PositionsBalanceResponseBody.json",
             "balance": {k: balance[k] for k in fields},
             "positions": positions,
         }
@@ -318,7 +318,8 @@ class RestApp:
             "duration": duration,
             "start": rfc3339(max(start, 0.0)),
             "end": rfc3339(now),
-            "interval_minutes": self._equity_interval / 60,
+            # int64 in the spec: whole minutes, at least 1 (the tests sample every 0.05 s)
+            "interval_minutes": max(1, round(self._equity_interval / 60)),
         }
 
     # ------------------------------------------------------------ lost responses

@@ -217,8 +217,11 @@ class TradeGateway:
             or not isinstance(request.get("type"), str)
             or not isinstance(request.get("params"), dict)
         ):
+            # ErrResponse.incoming_message is an object or a string: a request that is not an
+            # object (a list, a number) is echoed as the text the client sent
+            incoming = request if isinstance(request, dict) else text
             _err(
-                conn, "InvalidJSONFormat", 'expected {"type": <command>, "params": {...}}', request
+                conn, "InvalidJSONFormat", 'expected {"type": <command>, "params": {...}}', incoming
             )
             return
         kind, params = request["type"], request["params"]
@@ -344,11 +347,23 @@ class TradeGateway:
     def _get_order(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
     ) -> None:
-        order_id = params.get("order_id")
-        if not isinstance(order_id, str):
+        """One ``order_response`` to the asking connection only (qfex.md §6 #7, revised: the
+        vendor's client reads it so): the order's current state, finished orders included;
+        an unknown id gets ``NO_SUCH_ORDER`` as cancel_order does."""
+        order_id, symbol = params.get("order_id"), params.get("symbol")
+        if not isinstance(order_id, str) or not order_id:
             raise CommandError("InvalidParameter", "missing parameter order_id")
-        orders = [o for o in self._engine.open_orders(account_id) if o.order_id == order_id]
-        conn.send(_all_orders(orders))
+        if symbol is not None and not isinstance(symbol, str):
+            raise CommandError("InvalidJSONFormat", "symbol must be a string")
+        engine = self._engine
+        order = engine.find_order(account_id, order_id, symbol)
+        if order is None:
+            reply = payloads.missing_order_response(
+                account_id, symbol or "", engine.clock(), order_id=order_id, client_order_id=""
+            )
+        else:
+            reply = payloads.order_response(order, order.status)
+        conn.send({"order_response": reply})
 
     def _cancel_on_disconnect(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
@@ -368,8 +383,12 @@ class TradeGateway:
     def _get_user_leverage(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
     ) -> None:
+        # limit/offset are `number` in the spec (get_user_orders has `integer`): whole numbers
+        # written as 10 or 10.0 are both accepted; same bounds as get_user_orders [I]
+        limit = _int_param(params, "limit", 1000, 1, 1000, integral=True)
+        offset = _int_param(params, "offset", 0, 0, None, integral=True)
         rows = [payloads.leverage_row(f) for f in self._engine.leverages(account_id)]
-        conn.send({"user_leverage_response": rows})
+        conn.send({"user_leverage_response": rows[offset : offset + limit]})
 
 
 def _err(conn: WsPeer, code: str, message: str, incoming: Any) -> None:
@@ -393,8 +412,19 @@ def _account(value: Any, primary: str) -> str | None:
         return None
 
 
-def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: int | None) -> int:
+def _int_param(
+    params: dict[str, Any],
+    name: str,
+    default: int,
+    low: int,
+    high: int | None,
+    *,
+    integral: bool = False,
+) -> int:
+    """An integer parameter; ``integral`` also takes a whole-valued number such as ``10.0``."""
     value = params.get(name, default)
+    if integral and isinstance(value, Decimal) and value.is_finite() and value == int(value):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise CommandError("InvalidJSONFormat", f"{name} must be an integer")
     if value < low or (high is not None and value > high):
