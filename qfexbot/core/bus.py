@@ -131,7 +131,9 @@ class Inbox:
         if len(queue) < self.size:  # invariant: the overflow is empty while there is room
             queue.append(event)
             self.events_in += 1
-            self.high_water = max(self.high_water, len(queue))
+            # A compare, not max(): this runs once per event per plugin (~20 ns against ~140).
+            if len(queue) > self.high_water:  # noqa: PLR1730
+                self.high_water = len(queue)
             task = self._consumer
             if task is not None:
                 self._consumer = None
@@ -145,7 +147,9 @@ class Inbox:
             self.conflated += 1
         overflow[key] = (event, None)
         self.events_in += 1
-        self.high_water = max(self.high_water, self.depth)
+        depth = self.depth
+        if depth > self.high_water:  # noqa: PLR1730 - per event, as above
+            self.high_water = depth
         return True
 
     async def put(self, event: Event) -> None:
