@@ -106,6 +106,10 @@ NET_FAULTS = {f"net_{kind}": kind for kind in netproxy.FAULT_KINDS}
 """Soak fault kind -> :data:`qfexbot.sim.common.netproxy.FAULT_KINDS` kind (the proxy injects)."""
 MONEY_FAULTS = ["late_landing", "outside_mover"]
 """Money-edge faults (docs/reliability.md "Money edges" 1 and 3c): they may hold accounts."""
+DOUBT_FAULTS = ["fail_rest", "delay_rest", "lose_transfer_response"]
+"""Faults that can leave a transfer in doubt, which refuses every transfer on its accounts until
+reconciled (possibly for the rest of a run): in the first round they come after the first
+late_landing, so the mover is free to make the POST that fault holds."""
 FAULT_KINDS = [
     "drop_one",
     "drop_all",
@@ -617,15 +621,19 @@ async def _faults(
     """Inject one random fault of ``kinds`` every ~0.6 s for ``seconds``.
 
     Every kind comes at least once, early; the money edges last in that first round (the
-    accounts they hold stop the mover, so money flows first); after its first time
+    accounts they hold stop the mover, so money flows first), and the faults that leave a
+    transfer in doubt between the late landing and the outside mover; after its first time
     ``late_landing`` never comes in the last ``LATE_HOLD`` s (the recovery waits for every held
     POST to land)."""
     faults = sim.faults
     end = trio.current_time() + seconds
     first = rng.sample(list(kinds), len(kinds))  # every kind at least once, early
-    # Popped from the end: the money edges last, the outside mover after the late landing (its
-    # holds can stop the mover for good, and a held POST needs a transfer to hold).
-    first.sort(key=lambda k: (k not in MONEY_FAULTS, k != "outside_mover"))
+    # Popped from the end, so the list is sorted by the reverse of the order they come in: the
+    # late landing before anything that can leave a transfer in doubt (an entry in doubt refuses
+    # the mover, and a held POST needs a transfer to hold), the outside mover last (its holds
+    # can stop the mover for good).
+    rank = {"late_landing": 1, **dict.fromkeys(DOUBT_FAULTS, 2), "outside_mover": 3}
+    first.sort(key=lambda k: -rank.get(k, 0))
     others = [k for k in kinds if k != "late_landing"]
     while trio.current_time() < end:
         await trio.sleep(rng.uniform(0.3, 0.9))
