@@ -318,18 +318,17 @@ async def test_rejects_and_odd_outcomes_validate(sim: Sim) -> None:
     sub.assert_clean("order_response")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="price-band reject names are not in the AsyncAPI enum (plan D2/Q1, a lead decision)",
-)
 async def test_price_band_rejects_validate(sim: Sim) -> None:
+    """Band rejects use the AsyncAPI enum's names (docs/simulator.md "Deviations")."""
     async with connect(sim.urls.trade_url) as raw:
         ws = Checked(raw, validate_trade_frame)
         await ws.client.auth()
         await ws.client.subscribe("order_responses")
+        statuses = []
         for params in (limit("BUY", "250.00"), limit("SELL", "150.00")):
             await ws.command("add_order", **params)
-            await ws.order()
+            statuses.append((await ws.order())["status"])
+        assert statuses == ["PRICE_GREATER_THAN_MAX_PRICE", "PRICE_LESS_THAN_MIN_PRICE"]
     ws.assert_clean("order_response")
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from qfexbot.sim.qfex import payloads
 from qfexbot.sim.qfex.config import SimConfig, SimSymbol
+from qfexbot.sim.qfex.economics import Economics, round_step
 from qfexbot.sim.qfex.model import (
     ALLOWED_TIF,
     ORDER_TYPES,
@@ -36,14 +37,17 @@ from qfexbot.sim.qfex.model import (
     PositionFigures,
     PrivateEvent,
     PublicTrade,
+    TradeRecord,
     TransferError,
 )
 
-__all__ = ["BOOK_DEPTH", "ORDER_LOG_MAX", "Engine"]
+__all__ = ["BOOK_DEPTH", "ORDER_LOG_MAX", "TRADE_LOG_MAX", "Engine"]
 
 BOOK_DEPTH = 20
 ORDER_LOG_MAX = 100_000
 """Orders (open and finished, all accounts) ``get_order`` can still find; the oldest go first."""
+TRADE_LOG_MAX = 100_000
+"""Trades kept per account for ``get_user_trades`` and the REST history; the oldest go first."""
 
 
 class Engine:
@@ -67,7 +71,10 @@ class Engine:
         self.order_log: OrderedDict[str, Order] = OrderedDict()
         """Every order placed (also rejected and finished ones), oldest first, at most
         ``ORDER_LOG_MAX``: the history ``get_order`` answers from (qfex.md §6 #7)."""
+        self.trade_log: dict[str, deque[TradeRecord]] = {}
+        """Account id -> its trades (both sides of every execution), oldest first."""
         self.ledger: list[LedgerEntry] = []
+        self.economics = Economics(self)
         self._arrival = 0
         for market in self.markets.values():
             self._regenerate(market)
@@ -352,14 +359,14 @@ class Engine:
         spec = market.spec
         margin = spec.tick_size * (spec.spread_ticks + BOOK_DEPTH)
         low, high = spec.min_price + margin, spec.max_price - margin
-        market.mid = min(max(_round(price, spec.tick_size, ROUND_FLOOR), low), high)
+        market.mid = min(max(round_step(price, spec.tick_size, ROUND_FLOOR), low), high)
         self._regenerate(market)
         return self._cross_resting(market)
 
     def _regenerate(self, market: Market) -> None:
         spec = market.spec
         half = spec.tick_size * spec.spread_ticks / 2
-        best_bid = _round(market.mid - half, spec.tick_size, ROUND_FLOOR)
+        best_bid = round_step(market.mid - half, spec.tick_size, ROUND_FLOOR)
         best_ask = best_bid + spec.tick_size * spec.spread_ticks
         for side, best, step in (
             ("BUY", best_bid, -spec.tick_size),
@@ -371,7 +378,7 @@ class Engine:
                 if not spec.min_price <= price <= spec.max_price:
                     continue
                 scale = Decimal(repr(round(self.rng.uniform(0.5, 1.5), 3))) * (1 + Decimal(k) / 4)
-                qty = max(_round(spec.depth * scale, spec.lot_size, ROUND_FLOOR), spec.lot_size)
+                qty = max(round_step(spec.depth * scale, spec.lot_size, ROUND_FLOOR), spec.lot_size)
                 levels[price] = qty
             market.synthetic[side] = levels
 
@@ -539,10 +546,11 @@ class Engine:
         """Price band, reduce-only, position size and margin checks against the account."""
         mark = self.mark_price(order.symbol)
         if order.order_type != "MARKET":
-            if order.side == "BUY" and order.price > mark * (1 + spec.price_band):
-                return "REJECTED_GREATER_THAN_MAX_PRICE_BAND"
-            if order.side == "SELL" and order.price < mark * (1 - spec.price_band):
-                return "REJECTED_LESS_THAN_MIN_PRICE_BAND"
+            low, high = self.economics.band(order.symbol)
+            if order.side == "BUY" and order.price > high:
+                return "PRICE_GREATER_THAN_MAX_PRICE"
+            if order.side == "SELL" and order.price < low:
+                return "PRICE_LESS_THAN_MIN_PRICE"
         account = self.accounts[order.account_id]
         position = account.positions.get(order.symbol)
         size = position.size if position else ZERO
@@ -626,13 +634,16 @@ class Engine:
         trade_id = str(uuid.uuid4())
         now = self.clock()
         events: list[Event] = []
-        for order, fee_rate in ((taker, self.config.taker_fee), (maker, self.config.maker_fee)):
+        for order in (taker, maker):
             if order is None:
                 continue
             order.remaining -= qty
             order.update_time = now
+            is_maker = order is maker
+            fee_rate = self.economics.fee_rate(order.account_id, order.symbol, maker=is_maker)
             fee = qty * price * fee_rate
             realised = self._apply_fill(order.account_id, order.symbol, order.side, qty, price, fee)
+            self._record_trade(order, trade_id, now, price, qty, fee, realised, aggressor, is_maker)
             events.append(self._order_event(order, "FILLED", trade_id=trade_id))
             fill = payloads.fill_response(
                 order,
@@ -651,6 +662,43 @@ class Engine:
         print_ = payloads.trade_print(market.spec.symbol, trade_id, now, qty, price, aggressor)
         events.append(PublicTrade(market.spec.symbol, print_))
         return events
+
+    def _record_trade(
+        self,
+        order: Order,
+        trade_id: str,
+        now: float,
+        price: Decimal,
+        qty: Decimal,
+        fee: Decimal,
+        realised: Decimal,
+        aggressor: str,
+        maker: bool,
+    ) -> None:
+        """Keep one side of a trade in its account's history (``get_user_trades``, REST)."""
+        account = self.accounts[order.account_id]
+        margin = qty * price * self.im_fraction(account, order.symbol)
+        log = self.trade_log.setdefault(order.account_id, deque(maxlen=TRADE_LOG_MAX))
+        log.append(
+            TradeRecord(
+                trade_id=trade_id,
+                order_id=order.order_id,
+                client_order_id=order.client_order_id,
+                account_id=order.account_id,
+                symbol=order.symbol,
+                side=order.side,
+                order_type=order.order_type,
+                tif=order.tif,
+                price=price,
+                quantity=qty,
+                fee=fee,
+                realised_pnl=realised,
+                margin_used=margin,
+                aggressor_side=aggressor,
+                maker=maker,
+                ts=now,
+            )
+        )
 
     def _apply_fill(
         self, account_id: str, symbol: str, side: str, qty: Decimal, price: Decimal, fee: Decimal
@@ -775,9 +823,6 @@ def _other(side: str) -> str:
 def _crosses_price(order: Order, price: Decimal) -> bool:
     return price <= order.price if order.side == "BUY" else price >= order.price
 
-
-def _round(value: Decimal, step: Decimal, rounding: str) -> Decimal:
-    return ((value / step).to_integral_value(rounding=rounding) * step).quantize(step)
 
 
 def _decimal(value: Any, name: str) -> Decimal:

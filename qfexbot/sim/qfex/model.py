@@ -35,6 +35,7 @@ __all__ = [
     "PositionFigures",
     "PrivateEvent",
     "PublicTrade",
+    "TradeRecord",
     "TransferError",
     "rfc3339",
 ]
@@ -125,6 +126,28 @@ class Order:
     arrival: int
     update_time: float
     status: str = "ACK"
+
+
+@dataclass(frozen=True)
+class TradeRecord:
+    """One account's side of one execution, as the trade history (socket and REST) reports it."""
+
+    trade_id: str
+    order_id: str
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: str
+    order_type: str
+    tif: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    realised_pnl: Decimal
+    margin_used: Decimal
+    aggressor_side: str
+    maker: bool
+    ts: float
 
 
 @dataclass
