@@ -8,18 +8,28 @@ strategy honest lives in one place (docs/simulator.md "Economics").
 from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from qfexbot.sim.qfex.engine import Engine
+from qfexbot.sim.qfex.config import SimConfig
+from qfexbot.sim.qfex.model import Market
 
-__all__ = ["Economics", "round_step"]
+__all__ = ["Economics", "Prices", "round_step"]
+
+
+class Prices(Protocol):
+    """What economics reads of the engine (a protocol, so the engine imports this module and
+    not the other way round)."""
+
+    config: SimConfig
+    markets: dict[str, Market]
+
+    def mark_price(self, symbol: str) -> Decimal: ...
 
 
 class Economics:
     """Fees, bands, hours, underlier and the implied funding rate of one engine's symbols."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Prices) -> None:
         self.engine = engine
         self.underlier_offsets: dict[str, Decimal] = {}
         """Symbol -> price the underlier is held apart from the mid (``POST /_sim/underlier``)."""

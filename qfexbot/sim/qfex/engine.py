@@ -824,7 +824,6 @@ def _crosses_price(order: Order, price: Decimal) -> bool:
     return price <= order.price if order.side == "BUY" else price >= order.price
 
 
-
 def _decimal(value: Any, name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise CommandError("InvalidJSONFormat", f"{name} must be a number")
