@@ -6,17 +6,14 @@ Also the sim-only admin routes under ``/_sim/`` (ledger, state, events, faults, 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import socket
 import struct
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import UTC, datetime
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs
 
 import trio
 
@@ -24,21 +21,26 @@ from qfexbot.core.asgi import Receive, Send, answer_lifespan, read_body
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.errors import SimulatorError
 from qfexbot.sim.common.connection import dumps
-from qfexbot.sim.qfex import payloads
+from qfexbot.sim.qfex import payloads, rest_market
 from qfexbot.sim.qfex.auth import Authenticator, AuthFailure
 from qfexbot.sim.qfex.config import SimUser
 from qfexbot.sim.qfex.engine import Engine
 from qfexbot.sim.qfex.faults import Faults
 from qfexbot.sim.qfex.model import LedgerEntry, TransferError, rfc3339
+from qfexbot.sim.qfex.rest_params import (
+    DURATIONS,
+    SCHEMA_BASE,
+    HttpError,
+    Request,
+    Scope,
+    match_route,
+    year_start,
+)
 
-__all__ = ["DURATIONS", "RestApp"]
+__all__ = ["RestApp"]
 
 log = get_logger(__name__)
 
-Scope = dict[str, Any]
-
-SCHEMA_BASE = "https://api.qfex.com/schemas"
-DURATIONS = {"1d": 86400, "1w": 7 * 86400, "1m": 30 * 86400, "3m": 90 * 86400}
 TIMEOUT_HOLD = 300.0
 FAULTS = (
     "drop_connections",
@@ -52,39 +54,6 @@ FAULTS = (
     "hold_transfers",
     "outside_transfer",
 )
-
-
-class HttpError(SimulatorError):
-    """A problem+json response."""
-
-    def __init__(self, status: int, detail: str, location: str | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.location = location
-
-
-class Request:
-    """The parts of an ASGI HTTP request the routes need."""
-
-    def __init__(self, scope: Scope, body: bytes) -> None:
-        self.scope = scope
-        self.method: str = scope["method"]
-        self.path: str = scope["path"]
-        self.query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
-        self.headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
-        }
-        self.body = body
-        self.held_for = 0.0  # set by the hold_transfers fault
-
-    def json(self) -> Any:
-        if not self.body:
-            return {}
-        try:
-            return json.loads(self.body, parse_float=Decimal)
-        except ValueError:
-            raise HttpError(400, "request body is not valid JSON", "body") from None
 
 
 class RestApp:
@@ -164,6 +133,12 @@ class RestApp:
             if ticker:
                 rows = [r for r in rows if r["symbol"] == ticker]
             return 200, {"type": "refdata", "data": rows}
+        market = match_route(rest_market.ROUTES, request.path)
+        if market is not None:
+            if request.method != "GET":
+                raise HttpError(405, f"no route {request.method} {request.path}")
+            handler, params = market
+            return handler(self._engine, request, params)
         routes = {
             ("GET", "/user/subaccounts"): self._list_subaccounts,
             ("POST", "/user/subaccounts"): self._create_subaccount,
@@ -302,7 +277,7 @@ class RestApp:
         if duration in DURATIONS:
             start = now - DURATIONS[duration]
         elif duration == "ytd":
-            start = _year_start(now)
+            start = year_start(now)
         elif duration == "all":
             start = 0.0
         else:
@@ -380,12 +355,6 @@ class _DropResponse(SimulatorError):
     def __init__(self, mode: str) -> None:
         super().__init__(mode)
         self.mode = mode
-
-
-def _year_start(now: float) -> float:
-    """Unix time of 1 January (UTC) of the year containing ``now``."""
-    year = datetime.fromtimestamp(now, tz=UTC).year
-    return datetime(year, 1, 1, tzinfo=UTC).timestamp()
 
 
 def _ledger_row(entry: LedgerEntry) -> dict[str, Any]:
