@@ -405,7 +405,8 @@ class Engine:
         return events
 
     def set_price(self, symbol: str, price: Decimal) -> list[Event]:
-        """Move a symbol's mid (rounded to tick, kept inside min/max) and refresh liquidity.
+        """Move a symbol's mid (rounded to tick, kept inside min/max) and refresh liquidity;
+        resting orders the new book crosses fill, then stops the new mark reached fire.
 
         Raises:
             KeyError: unknown symbol.
@@ -1295,8 +1296,7 @@ def _reduce_only(value: Any) -> bool:
 
 
 def _type_reject(order: Order) -> str | None:
-    if order.order_type not in ALLOWED_TIF:
-        return "INVALID_ORDER_TYPE"
+    # every ORDER_TYPES value is a key (stops never get here: they are checked by _stop_reject)
     if order.tif not in ALLOWED_TIF[order.order_type]:
         return "INVALID_TIME_IN_FORCE"
     return None
