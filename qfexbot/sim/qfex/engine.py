@@ -40,6 +40,7 @@ from qfexbot.sim.qfex.model import (
     TradeRecord,
     TransferError,
 )
+from qfexbot.sim.qfex.twap import TwapBook
 
 __all__ = ["BOOK_DEPTH", "ORDER_LOG_MAX", "TRADE_LOG_MAX", "Engine"]
 
@@ -75,6 +76,7 @@ class Engine:
         """Account id -> its trades (both sides of every execution), oldest first."""
         self.ledger: list[LedgerEntry] = []
         self.economics = Economics(self)
+        self.twaps = TwapBook(self)
         self._arrival = 0
         for market in self.markets.values():
             self._regenerate(market)
