@@ -42,6 +42,7 @@ from qfexbot.sim.qfex.model import (
     TradeRecord,
     TransferError,
 )
+from qfexbot.sim.qfex.twap import TwapBook
 
 __all__ = [
     "BOOK_DEPTH",
@@ -91,6 +92,7 @@ class Engine:
         """Account id -> its trades (both sides of every execution), oldest first."""
         self.ledger: list[LedgerEntry] = []
         self.economics = Economics(self)
+        self.twaps = TwapBook(self)
         self._arrival = 0
         for market in self.markets.values():
             self._regenerate(market)

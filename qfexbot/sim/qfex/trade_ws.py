@@ -22,13 +22,13 @@ from qfexbot.sim.qfex.auth import Authenticator, AuthFailure
 from qfexbot.sim.qfex.config import SimUser
 from qfexbot.sim.qfex.engine import Engine
 from qfexbot.sim.qfex.model import EVENT_HISTORY, CommandError, Event, Order, PrivateEvent
+from qfexbot.sim.qfex.twap import Twap, twap_response
 
 __all__ = ["CHANNELS", "TradeConnection", "TradeGateway"]
 
 log = get_logger(__name__)
 
 CHANNELS = ("order_responses", "stop_orders", "fills", "positions", "balances")
-UNSUPPORTED = frozenset({"add_twap"})
 
 
 class TradeConnection(WsPeer):
@@ -99,6 +99,7 @@ class TradeGateway:
             "cancel_stop_order": self._engine_command(Engine.cancel_stop_order),
             "modify_stop_order": self._engine_command(Engine.modify_stop_order),
             "get_user_trades": self._get_user_trades,
+            "add_twap": self._add_twap,
         }
         self.connections: set[TradeConnection] = set()
         self._written: dict[str, deque[int]] = {}
@@ -294,8 +295,6 @@ class TradeGateway:
         command = self._commands.get(kind)
         if command is not None:
             command(conn, account_id, params, request)
-        elif kind in UNSUPPORTED:
-            raise CommandError("InvalidParameter", f"{kind} is not supported by the simulator")
         else:
             raise CommandError("InvalidJSONFormat", f"unknown message type {kind!r}")
 
@@ -323,6 +322,10 @@ class TradeGateway:
     def _cancel_order(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
     ) -> None:
+        twap_events = self._engine.twaps.cancel(account_id, params)
+        if twap_events is not None:  # cancel_order_id_type twap_id / client_twap_id
+            self._deliver(twap_events)
+            return
         self._deliver(self._engine.cancel_order(account_id, params))
 
     def _engine_command(
@@ -335,6 +338,11 @@ class TradeGateway:
             self._deliver(method(self._engine, account_id, params))
 
         return command
+
+    def _add_twap(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        self._deliver(self._engine.twaps.add(account_id, params))
 
     def _cancel_all_orders(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
@@ -353,7 +361,8 @@ class TradeGateway:
         orders = sorted([*engine.open_orders(account_id, only), *stops], key=lambda o: o.arrival)
         page = orders[offset : offset + limit]
         stop_ids = {o.order_id for o in stops}
-        conn.send(_all_orders(page, [o for o in page if o.order_id in stop_ids]))
+        twaps = [t for t in engine.twaps.active(account_id) if only is None or t.symbol == only]
+        conn.send(_all_orders(page, [o for o in page if o.order_id in stop_ids], twaps))
 
     def _get_order(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
@@ -477,9 +486,11 @@ def _optional_int(params: dict[str, Any], name: str) -> int | None:
     return value
 
 
-def _all_orders(orders: list[Order], stops: list[Order]) -> dict[str, Any]:
+def _all_orders(orders: list[Order], stops: list[Order], twaps: list[Twap]) -> dict[str, Any]:
     """The ``all_orders_response``: open orders and waiting stops in ``orders`` (changelog
-    2025-10-30), TP/SL stops also as ``stop_orders`` rows (STOP_MARKET has no such row, Q29)."""
+    2025-10-30), TP/SL stops also as ``stop_orders`` rows (STOP_MARKET has no such row, Q29),
+    the account's active TWAPs as ``twaps``."""
     rows = [payloads.order_response(o, o.status) for o in orders]
     stop_rows = [payloads.stop_order_response(o) for o in stops if o.order_type != "STOP_MARKET"]
-    return {"all_orders_response": {"orders": rows, "twaps": [], "stop_orders": stop_rows}}
+    twap_rows = [twap_response(t) for t in twaps]
+    return {"all_orders_response": {"orders": rows, "twaps": twap_rows, "stop_orders": stop_rows}}
