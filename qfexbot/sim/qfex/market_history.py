@@ -30,7 +30,9 @@ __all__ = [
     "MinuteBar",
     "SettlementRow",
     "Snapshot",
+    "bucket",
     "settlement_contract",
+    "volume_day",
 ]
 
 RESOLUTIONS = {
@@ -95,10 +97,12 @@ class CandleBar:
     """Bumped on every change: the ``candle`` channel sends a bar again only when it changed."""
 
     def update(self, price: Decimal) -> None:
-        self.high = max(self.high, price)
-        self.low = min(self.low, price)
-        self.close = price
-        self.version += 1
+        """One more price in the bar (a new version only when the bar changed)."""
+        if price > self.high or price < self.low or price != self.close:
+            self.high = max(self.high, price)
+            self.low = min(self.low, price)
+            self.close = price
+            self.version += 1
 
 
 @dataclass
@@ -194,6 +198,7 @@ class MarketHistory:
             bar.base_volume += qty
             bar.usd_volume += notional
             bar.trades += 1
+            bar.version += 1
         minute = self._minute(history, now, snap)
         minute.usd_volume += notional
         if aggressor == "BUY":
@@ -352,6 +357,10 @@ class MarketHistory:
             return self.engine.mark_price(symbol)
         bar = self.before(symbol, now - DAY + 60)
         return bar.mark if bar is not None else minutes[0].mark
+
+    def price_change_24h(self, symbol: str, now: float) -> Decimal:
+        """The mark now minus the mark 24 hours ago (refdata ``price_change_24h``)."""
+        return self.engine.mark_price(symbol) - self.price_24h_ago(symbol, now)
 
     def settlements(self, symbol: str) -> list[SettlementRow]:
         """The symbol's daily settlements, oldest first."""

@@ -9,7 +9,7 @@ once on subscribe; ``market_stats`` a snapshot on subscribe and then every ``pul
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -43,7 +43,6 @@ FUNDING_INTERVAL = 3600.0
 """Funding window length when the config names none (``time_remaining`` counts to its end)."""
 FULL_BOOK = 10_000
 PULSED = ("level2", "bbo", "mark_price", "candle", "funding", "underlier")
-ON_CHANGE = ("open_interest", "minmax_price")
 
 Key = tuple[str, str, Any]
 """A subscription: (channel, symbol or "*", interval for candle / sig_figs for level2 / None)."""
@@ -55,6 +54,15 @@ class MdsConnection(WsPeer):
     def __init__(self, ws: Any) -> None:
         super().__init__(ws)
         self.subscriptions: set[Key] = set()
+        self.last_sent: dict[tuple[str, str], Any] = {}
+        """(channel, symbol) -> the value an on-change channel last sent here."""
+
+    def send_changed(self, channel: str, symbol: str, frame: dict[str, Any]) -> None:
+        """Send an on-change channel's frame unless its value is what this socket last got."""
+        value = {k: v for k, v in frame.items() if k != "time"}
+        if self.last_sent.get((channel, symbol)) != value:
+            self.last_sent[(channel, symbol)] = value
+            self.send(frame)
 
     def wants(self, channel: str, symbol: str, param: Any = None) -> bool:
         return (channel, symbol, param) in self.subscriptions or (
@@ -82,7 +90,6 @@ class MdsGateway:
         self._pong_timeout = pong_timeout
         self.connections: set[MdsConnection] = set()
         self._candle_versions: dict[tuple[str, str], tuple[int, int]] = {}
-        self._last_sent: dict[tuple[str, str], Any] = {}
         self._stats_sequence = 0
 
     async def handle(self, request: WebSocketRequest) -> None:
@@ -195,10 +202,9 @@ class MdsGateway:
             frame: dict[str, Any] | None = None
             if channel == "mark_price":
                 frame = mark_frame(engine, name, now)
-            elif channel == "open_interest":
-                frame = open_interest_frame(engine, name, now)
-            elif channel == "minmax_price":
-                frame = minmax_frame(engine, name, now)
+            elif channel in ON_CHANGE:
+                conn.last_sent.pop((channel, name), None)  # a subscribe always gets the value
+                conn.send_changed(channel, name, ON_CHANGE[channel](engine, name, now))
             elif channel == "candle":
                 bar = engine.market_history.candle(name, param)
                 frame = candle_frame(name, bar) if bar is not None else None
@@ -220,17 +226,24 @@ class MdsGateway:
         if not self.connections:
             return
         now = self._engine.clock()
-        for symbol in self._engine.markets:
+        engine = self._engine
+        for symbol in engine.markets:
             for channel, param, text in self._symbol_frames(symbol, now):
                 for conn in list(self.connections):
                     if conn.wants(channel, symbol, param):
                         conn.send(text)
+            for channel, build in ON_CHANGE.items():
+                subscribers = [c for c in self.connections if c.wants(channel, symbol)]
+                if subscribers:
+                    frame = build(engine, symbol, now)
+                    for conn in subscribers:
+                        conn.send_changed(channel, symbol, frame)
 
     def _symbol_frames(self, symbol: str, now: float) -> list[tuple[str, Any, str]]:
         """(channel, param, encoded frame) of one symbol for this pulse, for wanted channels."""
         wanted: dict[str, set[Any]] = {}
         for conn in self.connections:
-            for channel in PULSED + ON_CHANGE:
+            for channel in PULSED:
                 wanted.setdefault(channel, set()).update(conn.params(channel, symbol))
         engine = self._engine
         frames: list[tuple[str, Any, dict[str, Any]]] = []
@@ -246,14 +259,6 @@ class MdsGateway:
             frame = self._changed_candle(symbol, interval)
             if frame is not None:
                 frames.append(("candle", interval, frame))
-        for channel, build in (
-            ("open_interest", open_interest_frame),
-            ("minmax_price", minmax_frame),
-        ):
-            if wanted[channel]:
-                frame = build(engine, symbol, now)
-                if self._changed(channel, symbol, frame):
-                    frames.append((channel, None, frame))
         return [(channel, param, dumps(frame)) for channel, param, frame in frames]
 
     def _book_frames(
@@ -292,14 +297,6 @@ class MdsGateway:
             return None
         self._candle_versions[(symbol, interval)] = stamp
         return candle_frame(symbol, bar)
-
-    def _changed(self, channel: str, symbol: str, frame: dict[str, Any]) -> bool:
-        """Whether an on-change channel's value differs from what the last pulse sent."""
-        value = {k: v for k, v in frame.items() if k != "time"}
-        if self._last_sent.get((channel, symbol)) == value:
-            return False
-        self._last_sent[(channel, symbol)] = value
-        return True
 
     def pulse_stats(self) -> None:
         """Every ``pulse_interval``: one ``market_stats`` frame per subscription."""
@@ -405,6 +402,13 @@ def minmax_frame(engine: Engine, symbol: str, now: float) -> dict[str, Any]:
         "max_price": str(high),
         "time": rfc3339(now),
     }
+
+
+ON_CHANGE: dict[str, Callable[[Engine, str, float], dict[str, Any]]] = {
+    "open_interest": open_interest_frame,
+    "minmax_price": minmax_frame,
+}
+"""Channels sent on change (checked every pulse) and with the latest value on subscribe."""
 
 
 def _untyped(frame: dict[str, Any]) -> dict[str, Any]:
