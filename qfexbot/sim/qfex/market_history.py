@@ -111,6 +111,7 @@ class MinuteBar:
 
     start: int
     mid: Decimal
+    mark_open: Decimal
     mark: Decimal
     underlier_open: Decimal
     underlier_high: Decimal
@@ -280,6 +281,7 @@ class MarketHistory:
         bar = MinuteBar(
             start=start,
             mid=snap.mid,
+            mark_open=snap.mark,
             mark=snap.mark,
             underlier_open=snap.underlier,
             underlier_high=snap.underlier,
@@ -356,7 +358,7 @@ class MarketHistory:
         if not minutes:
             return self.engine.mark_price(symbol)
         bar = self.before(symbol, now - DAY + 60)
-        return bar.mark if bar is not None else minutes[0].mark
+        return bar.mark if bar is not None else minutes[0].mark_open
 
     def price_change_24h(self, symbol: str, now: float) -> Decimal:
         """The mark now minus the mark 24 hours ago (refdata ``price_change_24h``)."""
