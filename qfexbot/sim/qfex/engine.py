@@ -20,6 +20,7 @@ from typing import Any
 from qfexbot.sim.qfex import payloads
 from qfexbot.sim.qfex.config import SimConfig, SimSymbol
 from qfexbot.sim.qfex.economics import Economics, round_step
+from qfexbot.sim.qfex.market_history import MarketHistory
 from qfexbot.sim.qfex.model import (
     ALLOWED_TIF,
     ORDER_TYPES,
@@ -93,6 +94,7 @@ class Engine:
         self.ledger: list[LedgerEntry] = []
         self.economics = Economics(self)
         self.twaps = TwapBook(self)
+        self.market_history = MarketHistory(self)
         self._arrival = 0
         for market in self.markets.values():
             self._regenerate(market)
@@ -419,6 +421,7 @@ class Engine:
         low, high = spec.min_price + margin, spec.max_price - margin
         market.mid = min(max(round_step(price, spec.tick_size, ROUND_FLOOR), low), high)
         self._regenerate(market)
+        self.market_history.on_price(symbol)
         events = self._cross_resting(market)
         return events + self._trigger_stops(symbol)
 
@@ -734,6 +737,7 @@ class Engine:
             if order is maker and order.remaining == 0:
                 self._unrest(order)
         market.last_trade = price
+        self.market_history.on_trade(market.spec.symbol, price, qty, aggressor)
         print_ = payloads.trade_print(market.spec.symbol, trade_id, now, qty, price, aggressor)
         events.append(PublicTrade(market.spec.symbol, print_))
         return events

@@ -132,6 +132,9 @@ class RestApp:
             ticker = request.query.get("ticker")
             if ticker:
                 rows = [r for r in rows if r["symbol"] == ticker]
+            history, now = self._engine.market_history, self._engine.clock()
+            for row in rows:  # the mark's change over 24 h
+                row["price_change_24h"] = str(history.price_change_24h(row["symbol"], now))
             return 200, {"type": "refdata", "data": rows}
         market = match_route(rest_market.ROUTES, request.path)
         if market is not None:
