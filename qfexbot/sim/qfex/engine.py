@@ -17,6 +17,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from qfexbot.sim.qfex import payloads
+from qfexbot.sim.qfex.account_history import AccountHistory
 from qfexbot.sim.qfex.config import SimConfig, SimSymbol
 from qfexbot.sim.qfex.economics import Economics, round_step
 from qfexbot.sim.qfex.model import (
@@ -75,6 +76,7 @@ class Engine:
         """Account id -> its trades (both sides of every execution), oldest first."""
         self.ledger: list[LedgerEntry] = []
         self.economics = Economics(self)
+        self.account_history = AccountHistory(self)
         self._arrival = 0
         for market in self.markets.values():
             self._regenerate(market)

@@ -176,6 +176,8 @@ class QfexSimulator:
             nursery.start_soon(self._every, config.price_interval, self._step_prices)
             self.engine.sample_equity()
             nursery.start_soon(self._every, config.equity_interval, self.engine.sample_equity)
+            self.engine.account_history.sample()
+            nursery.start_soon(self._every, config.equity_interval, self.engine.account_history.sample)
             authority = _authority(host)
             self.urls = SimUrls(
                 trade_url=f"ws://{authority}:{trade_server.port}/",
