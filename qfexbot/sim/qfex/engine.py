@@ -41,6 +41,7 @@ from qfexbot.sim.qfex.model import (
     TradeRecord,
     TransferError,
 )
+from qfexbot.sim.qfex.twap import TwapBook
 
 __all__ = ["BOOK_DEPTH", "ORDER_LOG_MAX", "TRADE_LOG_MAX", "Engine"]
 
@@ -77,6 +78,7 @@ class Engine:
         self.ledger: list[LedgerEntry] = []
         self.economics = Economics(self)
         self.account_history = AccountHistory(self)
+        self.twaps = TwapBook(self)
         self._arrival = 0
         for market in self.markets.values():
             self._regenerate(market)

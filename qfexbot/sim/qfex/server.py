@@ -174,6 +174,7 @@ class QfexSimulator:
             nursery.start_soon(self._every, config.pulse_interval, self._pulse)
             nursery.start_soon(self._every, config.mds_interval, self.mds.pulse)
             nursery.start_soon(self._every, config.price_interval, self._step_prices)
+            nursery.start_soon(self._every, self.engine.twaps.tick, self._step_twaps)
             self.engine.sample_equity()
             nursery.start_soon(self._every, config.equity_interval, self.engine.sample_equity)
             self.engine.account_history.sample()
@@ -198,6 +199,9 @@ class QfexSimulator:
 
     def _step_prices(self) -> None:
         self.deliver(self.engine.step_prices())
+
+    def _step_twaps(self) -> None:
+        self.deliver(self.engine.twaps.step(self.engine.clock()))
 
 
 def _authority(host: str) -> str:
