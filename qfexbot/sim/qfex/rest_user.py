@@ -104,9 +104,7 @@ def _trade_window(request: Request) -> tuple[float | None, float | None]:
     plain = iso_param(request, "start"), iso_param(request, "end")
     timed = iso_param(request, "start_time"), iso_param(request, "end_time")
     if plain != (None, None) and timed != (None, None):
-        raise HttpError(
-            422, "give start/end or start_time/end_time, not both", "query.start_time"
-        )
+        raise HttpError(422, "give start/end or start_time/end_time, not both", "query.start_time")
     start, end = plain if plain != (None, None) else timed
     _window(start, end, "query.start")
     return start, end
@@ -464,9 +462,7 @@ def set_leverage(engine: Engine, request: Request, account_id: str) -> tuple[int
         location = "body.symbol" if symbol not in engine.markets else "body.leverage"
         raise HttpError(422, exc.message, location, value=_plain(leverage)) from None
     body = {"$schema": _schema("SetUserLeverageResponseBody"), "leverage": float(leverage)}
-    return 200, Raw(
-        "application/json", json.dumps(body).encode(), headers=(("statuscode", "200"),)
-    )
+    return 200, Raw("application/json", json.dumps(body).encode(), headers=(("statuscode", "200"),))
 
 
 def _plain(value: Any) -> Any:
