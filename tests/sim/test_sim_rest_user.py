@@ -30,7 +30,7 @@ from sim_client import (
     wait_until,
 )
 
-from qfexbot.sim.qfex import rest_user
+from qfexbot.sim.qfex import account_history, rest_user
 from qfexbot.sim.qfex.account_history import HOUR
 from qfexbot.sim.qfex.engine import Engine
 from qfexbot.sim.qfex.model import PrivateEvent, rfc3339
@@ -473,3 +473,25 @@ async def test_leverage_and_history_over_http_honour_the_requested_account(runni
             await wait_until(lambda: bool(engine.account_history.samples(SUB1)))
         pnl = await client.get("/pnl", headers=rest_headers(USER, SUB1))
         assert [r["symbol"] for r in pnl.json()["data"]] == ["AAPL-USD"]
+
+
+def test_history_stores_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(account_history, "PNL_SAMPLES_MAX", 3)
+    monkeypatch.setattr(account_history, "PNL_HOURS_MAX", 2)
+    monkeypatch.setattr(account_history, "VOLUME_DAYS_MAX", 2)
+    monkeypatch.setattr(account_history, "ORDER_FILLS_MAX", 2)
+    clock = Clock()
+    eng = Engine(make_config(), clock)
+    for day in range(4):
+        clock.now = T0 + day * 86400
+        eng.add_order(PRIMARY, order("BUY", client_order_id=f"day{day}"))
+        eng.account_history.sample()
+    history = eng.account_history
+    assert [s.ts for s in history.samples(PRIMARY)] == [T0 + d * 86400 for d in (1, 2, 3)]
+    assert [r.hour for r in history.hours(PRIMARY)] == [T0 + d * 86400 - T0 % HOUR for d in (2, 3)]
+    assert list(history.volume(PRIMARY)) == [
+        account_history.day_start(T0 + d * 86400) for d in (2, 3)
+    ]
+    # the fills of the two oldest orders are forgotten (the orders themselves stay in the log)
+    rows = call(eng, "/user/historic-orders")["data"]
+    assert [r["execution_state"] for r in rows] == ["FILLED", "FILLED", "UNFILLED", "UNFILLED"]
