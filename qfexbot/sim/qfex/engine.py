@@ -18,6 +18,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from qfexbot.sim.qfex import payloads
+from qfexbot.sim.qfex.account_history import AccountHistory
 from qfexbot.sim.qfex.config import SimConfig, SimSymbol
 from qfexbot.sim.qfex.economics import Economics, round_step
 from qfexbot.sim.qfex.market_history import MarketHistory
@@ -93,6 +94,7 @@ class Engine:
         """Account id -> its trades (both sides of every execution), oldest first."""
         self.ledger: list[LedgerEntry] = []
         self.economics = Economics(self)
+        self.account_history = AccountHistory(self)
         self.twaps = TwapBook(self)
         self.market_history = MarketHistory(self)
         self._arrival = 0

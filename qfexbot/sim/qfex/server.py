@@ -179,6 +179,9 @@ class QfexSimulator:
             nursery.start_soon(self._every, self.engine.twaps.tick, self._step_twaps)
             self.engine.sample_equity()
             nursery.start_soon(self._every, config.equity_interval, self.engine.sample_equity)
+            history = self.engine.account_history
+            history.sample()
+            nursery.start_soon(self._every, config.equity_interval, history.sample)
             authority = _authority(host)
             self.urls = SimUrls(
                 trade_url=f"ws://{authority}:{trade_server.port}/",
