@@ -422,20 +422,22 @@ def test_historic_twaps_finished_newest_first_and_csv() -> None:
 
 def test_set_leverage_changes_the_account_and_refusals_are_422() -> None:
     eng = Engine(make_config(), Clock())
-    body = call(eng, "/user/leverage", method="POST", body={"symbol": "AAPL-USD", "leverage": 4})
+    # 5: one of the symbol's leverage levels (get_available_leverage_levels), which are all
+    # set_user_leverage accepts.
+    body = call(eng, "/user/leverage", method="POST", body={"symbol": "AAPL-USD", "leverage": 5})
     assert isinstance(body, Raw) and ("statuscode", "200") in body.headers
-    assert json.loads(body.body)["leverage"] == 4.0
-    assert eng.accounts[PRIMARY].leverage["AAPL-USD"] == 4
+    assert json.loads(body.body)["leverage"] == 5.0
+    assert eng.accounts[PRIMARY].leverage["AAPL-USD"] == 5
     with_schema = {"$schema": "x", "symbol": "CL-USD", "leverage": 2.0}
     call(eng, "/user/leverage", method="POST", body=with_schema, account_id=SUB1)
     assert eng.accounts[SUB1].leverage == {"CL-USD": 2}
     cases = [
-        ({"symbol": "AAPL-USD", "leverage": 4, "x": 1}, "body.x"),
+        ({"symbol": "AAPL-USD", "leverage": 5, "x": 1}, "body.x"),
         ({"symbol": "AAPL-USD"}, "body.leverage"),
-        ({"leverage": 4}, "body.symbol"),
-        ({"symbol": 7, "leverage": 4}, "body.symbol"),
-        ({"symbol": "AAPL-USD", "leverage": "4"}, "body.leverage"),
-        ({"symbol": "NOPE-USD", "leverage": 4}, "body.symbol"),
+        ({"leverage": 5}, "body.symbol"),
+        ({"symbol": 7, "leverage": 5}, "body.symbol"),
+        ({"symbol": "AAPL-USD", "leverage": "5"}, "body.leverage"),
+        ({"symbol": "NOPE-USD", "leverage": 5}, "body.symbol"),
         ({"symbol": "AAPL-USD", "leverage": 11}, "body.leverage"),
         ({"symbol": "AAPL-USD", "leverage": 2.5}, "body.leverage"),
         ([1], "body"),
@@ -446,7 +448,7 @@ def test_set_leverage_changes_the_account_and_refusals_are_422() -> None:
     eng.add_order(PRIMARY, order("BUY"))
     busy = failure(eng, "/user/leverage", method="POST", body={"symbol": "AAPL-USD", "leverage": 2})
     assert "position" in busy.detail
-    assert eng.accounts[PRIMARY].leverage["AAPL-USD"] == 4
+    assert eng.accounts[PRIMARY].leverage["AAPL-USD"] == 5
 
 
 async def test_leverage_and_history_over_http_honour_the_requested_account(running: Sim) -> None:

@@ -138,13 +138,15 @@ async def test_candles(market: Market) -> None:
 async def test_candle_parameter_problems(market: Market) -> None:
     path = "/candles/AAPL-USD"
     good = {"resolution": "1MIN", "fromISO": DAY0, "toISO": DAY0}
-    await market.problem(path, 422, "query.resolution", **{**good, "resolution": "2MINS"})
+    body = await market.problem(path, 422, "query.resolution", **{**good, "resolution": "2MINS"})
+    assert body["errors"][0]["value"] == "2MINS"  # the refused value, as Huma reports it
     for name in good:
         params = {k: v for k, v in good.items() if k != name}
         body = await market.problem(path, 422, f"query.{name}", **params)
         assert body["errors"][0]["message"] == "required query parameter is missing"
     body = await market.problem(path, 422, "query.toISO", **{**good, "toISO": "yesterday"})
     assert body["errors"][0]["message"] == "expected string to be RFC 3339 date-time"
+    assert body["errors"][0]["value"] == "yesterday"
     await market.problem(path, 422, "query.fromISO", **{**good, "fromISO": "2025-10-10T00:00:00Z"})
     await market.problem(path, 422, "query.toISO", **{**good, "toISO": "2025-10-20T00:00:00Z"})
     await market.problem("/candles/NOPE-USD", 404, "path.symbol", **good)

@@ -66,10 +66,10 @@ def _time(value: str, name: str, *, strict: bool = False) -> float:
     try:
         moment = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
-        raise HttpError(422, DATE_TIME, f"query.{name}") from None
+        raise HttpError(422, DATE_TIME, f"query.{name}", value=value) from None
     if moment.tzinfo is None:
         if strict or "T" not in value.upper():
-            raise HttpError(422, DATE_TIME, f"query.{name}")
+            raise HttpError(422, DATE_TIME, f"query.{name}", value=value)
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
@@ -88,18 +88,23 @@ def _integer(request: Request, name: str, low: int, high: int, default: int | No
     try:
         value = int(raw)
     except ValueError:
-        raise HttpError(422, "expected integer", f"query.{name}") from None
+        raise HttpError(422, "expected integer", f"query.{name}", value=raw) from None
     if value < low:
-        raise HttpError(422, f"expected number >= {low}", f"query.{name}")
+        raise HttpError(422, f"expected number >= {low}", f"query.{name}", value=value)
     if value > high:
-        raise HttpError(422, f"expected number <= {high}", f"query.{name}")
+        raise HttpError(422, f"expected number <= {high}", f"query.{name}", value=value)
     return value
 
 
 def _choice(request: Request, name: str, choices: dict[str, int]) -> str:
     value = _required(request, name)
     if value not in choices:
-        raise HttpError(422, f"expected value to be one of {', '.join(choices)}", f"query.{name}")
+        raise HttpError(
+            422,
+            f"expected value to be one of {', '.join(choices)}",
+            f"query.{name}",
+            value=value,
+        )
     return value
 
 
@@ -108,7 +113,9 @@ def _windows(request: Request, seconds: int) -> list[int]:
     start = _time(_required(request, "fromISO"), "fromISO")
     end = _time(_required(request, "toISO"), "toISO")
     if start > end:
-        raise HttpError(422, "fromISO must not be after toISO", "query.fromISO")
+        raise HttpError(
+            422, "fromISO must not be after toISO", "query.fromISO", value=request.query["fromISO"]
+        )
     first, last = bucket(start, seconds), bucket(end, seconds)
     if (last - first) // seconds + 1 > MAX_WINDOWS:
         raise HttpError(422, f"more than {MAX_WINDOWS} windows requested", "query.toISO")
