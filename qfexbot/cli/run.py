@@ -12,6 +12,8 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 
@@ -112,7 +114,12 @@ def check_command(app: AppConfig) -> int:
 
 def plugins_command(app: AppConfig) -> int:
     """``qfexbot plugins``: every discoverable plugin, where it comes from, and its hooks."""
-    for info in discover_plugins(app.runtime.plugin_dirs):
+    return list_plugins(app.runtime.plugin_dirs)
+
+
+def list_plugins(plugin_dirs: Sequence[Path]) -> int:
+    """Print the plugins of ``plugin_dirs`` and of the installed entry points; returns 0."""
+    for info in discover_plugins(plugin_dirs):
         hooks = ", ".join(info.hooks) if info.hooks else "-"
         line = f"{info.name:<24} {info.source:<40} hooks: {hooks}"
         if info.error:
