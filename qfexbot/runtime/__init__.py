@@ -19,6 +19,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -36,6 +37,7 @@ from qfexbot.money.journal import JournalLocked, SqliteJournal
 from qfexbot.money.transfers import TransferService
 from qfexbot.ops.metrics import RuntimeMetrics
 from qfexbot.ops.recorder import Recorder
+from qfexbot.ops.state import remove_state, write_state
 from qfexbot.ops.status import AccountsView, report_connect_progress
 from qfexbot.runtime.actions import RuntimeActions
 from qfexbot.runtime.embedded import simulator_problems, start_embedded
@@ -139,24 +141,8 @@ class Runtime:
             if self.recorder is not None:
                 self.recorder.open()
                 await root.start(self.recorder.run)
-            if self.app.runtime.ops_listen is not None:
-                from qfexbot.ops.endpoint import serve_ops  # noqa: PLC0415 - only when serving
-
-                self.ops_url = await root.start(serve_ops, self, *self.app.runtime.ops_listen)
-                log_event(log, logging.INFO, "ops endpoint listening", url=self.ops_url)
-            for name in self._venues_in_use():
-                config = self.app.venues[name]
-                if config.simulator:
-                    sim, urls = await start_embedded(root, config, creds[name])
-                    self.simulators[name] = sim
-                    self.simulator_urls[name] = urls
-                    log_event(
-                        log,
-                        logging.INFO,
-                        "embedded simulator started",
-                        venue=name,
-                        **dataclasses.asdict(urls),
-                    )
+            # The journal first: its lock says whether another process runs this config,
+            # before this one binds a port or starts a simulator.
             try:
                 self.journal = await SqliteJournal.open(self.app.runtime.journal)
             except (sqlite3.Error, OSError, JournalLocked) as exc:
@@ -165,7 +151,10 @@ class Runtime:
                 ) from None
             actions.use_journal(self.journal)
             locks: AccountLocks | None = None
+            state_file: Path | None = None
             try:
+                state_file = await self._serve_ops(root)
+                await self._start_simulators(root, creds)
                 await refuse_rolled_back_journal(self.journal, self.app)
                 locks = await lock_accounts(self.journal, self.app)
                 await refuse_unnamed_entries(self.journal, self.app)
@@ -174,7 +163,38 @@ class Runtime:
                 await self.journal.close()
                 if locks is not None:
                     locks.release()
+                if state_file is not None:
+                    remove_state(state_file)
                 root.cancel_scope.cancel()
+
+    async def _serve_ops(self, root: trio.Nursery) -> Path | None:
+        """Start the ops endpoint (if configured) and write its state file beside the journal,
+        where ``qfexbot status`` finds it; returns that file."""
+        listen = self.app.runtime.ops_listen
+        if listen is None:
+            return None
+        from qfexbot.ops.endpoint import serve_ops  # noqa: PLC0415 - only when serving
+
+        self.ops_url = await root.start(serve_ops, self, *listen)
+        log_event(log, logging.INFO, "ops endpoint listening", url=self.ops_url)
+        return write_state(self.app.runtime.journal, self.ops_url)
+
+    async def _start_simulators(self, root: trio.Nursery, creds: Mapping[str, Credentials]) -> None:
+        """Start the embedded simulator of every venue in use that asks for one."""
+        for name in self._venues_in_use():
+            config = self.app.venues[name]
+            if not config.simulator:
+                continue
+            sim, urls = await start_embedded(root, config, creds[name])
+            self.simulators[name] = sim
+            self.simulator_urls[name] = urls
+            log_event(
+                log,
+                logging.INFO,
+                "embedded simulator started",
+                venue=name,
+                **dataclasses.asdict(urls),
+            )
 
     def check(self) -> list[str]:
         """Every problem ``run`` would refuse to start with before connecting anything: the
