@@ -176,7 +176,7 @@ class QfexSimulator:
             nursery.start_soon(self._every, config.price_interval, self._step_prices)
             economics = self.engine.economics  # funding windows and liquidations
             step = lambda: self.deliver(economics.step(self.engine.clock()))  # noqa: E731
-            nursery.start_soon(self._every, config.price_interval, step)
+            nursery.start_soon(self._every, config.pulse_interval, step)
             self.engine.sample_equity()
             nursery.start_soon(self._every, config.equity_interval, self.engine.sample_equity)
             authority = _authority(host)
