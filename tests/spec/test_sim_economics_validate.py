@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import trio
-from sim_client import PRIMARY, USER, connect, start_sim
+from sim_client import PRIMARY, connect, start_sim
 from validate import ValidationError, validate_problem, validate_rest, validate_trade_frame
 
 from qfexbot.sim import SimSymbol
