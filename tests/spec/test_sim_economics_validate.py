@@ -103,6 +103,9 @@ async def test_economics_rejects_funding_and_refdata_validate(nursery: trio.Nurs
         bad = await rest.post("/_sim/underlier", json={"symbol": "NOPE-USD", "offset": 1})
         assert bad.status_code == 422
         validate_problem(bad.json())
+        both = await rest.post("/_sim/underlier", json={"symbol": FUNDED, "price": 1, "offset": 1})
+        assert both.status_code == 422
+        validate_problem(both.json())
         cleared = await rest.post("/_sim/underlier", json={"symbol": FUNDED})
         assert cleared.json()["offset"] == "0"
 

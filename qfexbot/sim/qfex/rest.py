@@ -353,12 +353,15 @@ class RestApp:
         raise HttpError(404, f"no admin route {request.method} {request.path}")
 
     def _underlier(self, body: Any) -> tuple[int, Any]:
-        """POST /_sim/underlier ``{symbol, price}`` or ``{symbol, offset}``; neither clears."""
+        """POST /_sim/underlier ``{symbol, price}`` or ``{symbol, offset}`` (not both); neither
+        clears the offset."""
         engine = self._engine
         symbol = body.get("symbol") if isinstance(body, dict) else None
         if symbol not in engine.markets:
             raise HttpError(422, f"unknown symbol {symbol!r}", "body.symbol")
         held = {k: body[k] for k in ("price", "offset") if body.get(k) is not None}
+        if len(held) > 1:
+            raise HttpError(422, "give price or offset, not both", "body")
         for name, value in held.items():
             if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
                 raise HttpError(422, f"{name} must be a number", f"body.{name}")

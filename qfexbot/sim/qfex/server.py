@@ -174,9 +174,7 @@ class QfexSimulator:
             nursery.start_soon(self._every, config.pulse_interval, self._pulse)
             nursery.start_soon(self._every, config.mds_interval, self.mds.pulse)
             nursery.start_soon(self._every, config.price_interval, self._step_prices)
-            economics = self.engine.economics  # funding windows and liquidations
-            step = lambda: self.deliver(economics.step(self.engine.clock()))  # noqa: E731
-            nursery.start_soon(self._every, config.pulse_interval, step)
+            nursery.start_soon(self._every, config.pulse_interval, self._step_economics)
             self.engine.sample_equity()
             nursery.start_soon(self._every, config.equity_interval, self.engine.sample_equity)
             authority = _authority(host)
@@ -199,6 +197,10 @@ class QfexSimulator:
 
     def _step_prices(self) -> None:
         self.deliver(self.engine.step_prices())
+
+    def _step_economics(self) -> None:
+        """Funding windows and liquidations (``Economics.step``) at the engine's clock."""
+        self.deliver(self.engine.economics.step(self.engine.clock()))
 
 
 def _authority(host: str) -> str:
