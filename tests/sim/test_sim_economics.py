@@ -298,3 +298,16 @@ def test_max_open_interest_rejects_an_order_that_would_grow_it_past_the_cap() ->
     assert "FILLED" in statuses(eng.add_order(PRIMARY, market("SELL", "1")))  # reduces: allowed
     assert eng.economics.open_interest(AAPL) == D(1)
     assert eng.economics.open_interest(AAPL, "SELL") == 0
+
+
+def test_a_reducing_order_passes_the_margin_check_with_a_negative_available_balance() -> None:
+    clock = Clock()
+    eng = make_engine(clock)
+    assert "FILLED" in statuses(eng.add_order(SUB1, market("BUY", "2")))
+    eng.set_price(AAPL, D("180"))
+    assert eng.available_balance(SUB1) < 0
+    assert statuses(eng.add_order(SUB1, market("BUY", "0.01"))) == ["FAILED_MARGIN_CHECK"]
+    reduce = eng.add_order(SUB1, order("SELL", price=D("185.00"), quantity=D("0.5")))
+    assert statuses(reduce) == ["ACK"]  # rests: it adds no position margin
+    assert "FILLED" in statuses(eng.add_order(SUB1, market("SELL", "1")))
+    assert eng.accounts[SUB1].positions[AAPL].size == 1
