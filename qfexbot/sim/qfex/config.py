@@ -6,13 +6,19 @@ import dataclasses
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import time as time_of_day
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from qfexbot.sim.common.config import ConfigProblems, non_empty_string, read_toml, unknown_keys
 
 __all__ = [
+    "ALWAYS_OPEN",
+    "WEEKDAYS",
+    "MarketHours",
     "SimConfig",
     "SimConfigError",
     "SimSymbol",
@@ -28,6 +34,42 @@ class SimConfigError(ConfigProblems):
     """SIM.toml is invalid; ``errors`` lists every problem, each naming its key path."""
 
     title = "invalid simulator configuration"
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class MarketHours:
+    """A symbol's trading week: per weekday one session, open..close (both inclusive, to the
+    second) in the time zone ``tz``; a weekday without a session is closed all day."""
+
+    tz: str
+    sessions: Mapping[str, tuple[time_of_day, time_of_day]]
+
+    def is_open(self, now: float) -> bool:
+        """Whether ``now`` (Unix seconds) falls inside that local day's session."""
+        local = datetime.fromtimestamp(now, ZoneInfo(self.tz))
+        session = self.sessions.get(WEEKDAYS[local.weekday()])
+        if session is None:
+            return False
+        moment = local.time().replace(microsecond=0)
+        return session[0] <= moment <= session[1]
+
+    def as_refdata(self) -> dict[str, Any]:
+        """The refdata ``market_hours`` object: ``tz`` and ``{open, close}`` per open weekday."""
+        row: dict[str, Any] = {"tz": self.tz}
+        for day in WEEKDAYS:
+            if day in self.sessions:
+                opens, closes = self.sessions[day]
+                row[day] = {"open": opens.isoformat(), "close": closes.isoformat()}
+        return row
+
+
+ALWAYS_OPEN = MarketHours(
+    "UTC", {day: (time_of_day(0, 0, 0), time_of_day(23, 59, 59)) for day in WEEKDAYS}
+)
+"""What refdata shows for a symbol without ``market_hours`` (it trades around the clock)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +91,14 @@ class SimSymbol:
     price_band: Decimal = Decimal("0.1")
     max_position_notional: Decimal = Decimal(2500000)
     product_category: str = "equity"
+    maker_fee: Decimal | None = None
+    """Overrides ``SimConfig.maker_fee`` for this symbol (negative = a rebate)."""
+    taker_fee: Decimal | None = None
+    """Overrides ``SimConfig.taker_fee`` for this symbol."""
+    market_hours: MarketHours | None = None
+    """None = always open (the default, so a strategy trades around the clock)."""
+    max_open_interest: Decimal | None = None
+    """Cap on the sum of all accounts' long positions (base units); None = no cap."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +179,11 @@ class SimConfig:
     max_skew: float = 300.0
     taker_fee: Decimal = Decimal("0.0002")
     maker_fee: Decimal = Decimal("0.0001")
+    funding_interval: float = 3600.0
+    funding_cap: Decimal = Decimal("0.005")
+    max_open_orders: int = 200
+    twap_min_interval: float = 30.0
+    twap_tick: float = 0.5
     trade_port: int = 0
     mds_port: int = 0
     rest_port: int = 0
@@ -149,9 +204,13 @@ _SIM_FLOATS = (
     "equity_interval",
     "nonce_window",
     "max_skew",
+    "funding_interval",
+    "twap_min_interval",
+    "twap_tick",
 )
-_SIM_DECIMALS = ("rate_limit_budget", "taker_fee", "maker_fee")
-_SIM_INTS = ("seed", "trade_port", "mds_port", "rest_port")
+_SIM_DECIMALS = ("rate_limit_budget", "funding_cap")
+_FEES = ("taker_fee", "maker_fee")
+_SIM_INTS = ("seed", "trade_port", "mds_port", "rest_port", "max_open_orders")
 _SYMBOL_DECIMALS = (
     "price",
     "tick_size",
@@ -164,6 +223,7 @@ _SYMBOL_DECIMALS = (
     "depth",
     "price_band",
     "max_position_notional",
+    "max_open_interest",
 )
 _SYMBOL_INTS = ("leverage", "spread_ticks")
 _SYMBOL_STRS = ("product_category",)
@@ -227,22 +287,46 @@ def _tunable(key: str, value: Any, kwargs: dict[str, Any], errors: list[str]) ->
         if number is not None:
             kwargs[key] = float(number)
     elif key in _SIM_DECIMALS:
-        number = _number(value, path, errors, positive=key == "rate_limit_budget")
+        number = _number(value, path, errors, positive=True)
         if number is not None:
             kwargs[key] = number
+    elif key in _FEES:
+        fee = _fee(value, path, errors, rebate=key == "maker_fee")
+        if fee is not None:
+            kwargs[key] = fee
     elif key in _SIM_INTS:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            errors.append(f"{path}: expected a non-negative integer, got {value!r}")
-        elif key.endswith("_port") and value > 65535:
-            errors.append(f"{path}: expected a port number, got {value!r}")
-        else:
-            kwargs[key] = value
+        number = _sim_int(key, value, path, errors)
+        if number is not None:
+            kwargs[key] = number
     elif key == "symbols":
         symbols = _parse_symbols(value, errors)
         if symbols is not None:
             kwargs["symbols"] = symbols
     else:
         errors.append(f"{path}: unknown key")
+
+
+def _sim_int(key: str, value: Any, path: str, errors: list[str]) -> int | None:
+    """A non-negative integer ``[sim]`` key (a port at most 65535, ``max_open_orders`` >= 1)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        errors.append(f"{path}: expected a non-negative integer, got {value!r}")
+    elif key.endswith("_port") and value > 65535:
+        errors.append(f"{path}: expected a port number, got {value!r}")
+    elif key == "max_open_orders" and value < 1:
+        errors.append(f"{path}: expected a positive integer, got {value!r}")
+    else:
+        return value
+    return None
+
+
+def _fee(value: Any, path: str, errors: list[str], *, rebate: bool) -> Decimal | None:
+    """A fee as a fraction of notional below 1; a maker fee may be negative (a rebate)."""
+    number = _finite(value)
+    if number is None or not ((-1 < number < 1) if rebate else (0 <= number < 1)):
+        what = "a fraction above -1 and below 1" if rebate else "a fraction from 0 to below 1"
+        errors.append(f"{path}: expected {what}, got {value!r}")
+        return None
+    return number
 
 
 _USER_KEYS = ("public_key", "secret", "account_id", "subaccounts", "deposits")
@@ -377,9 +461,75 @@ def _symbol_changes(table: Mapping[str, Any], path: str, errors: list[str]) -> d
             text = non_empty_string(raw, key_path, errors)
             if text is not None:
                 changes[key] = text
+        elif key in _FEES:
+            fee = _fee(raw, key_path, errors, rebate=key == "maker_fee")
+            if fee is not None:
+                changes[key] = fee
+        elif key == "market_hours":
+            hours = _market_hours(raw, key_path, errors)
+            if hours is not None:
+                changes[key] = hours
         else:
             errors.append(f"{key_path}: unknown key")
     return changes
+
+
+def _market_hours(raw: Any, path: str, errors: list[str]) -> MarketHours | None:
+    """A ``market_hours`` table: ``tz`` (IANA name, default UTC) and ``<weekday> = {open,
+    close}`` with times as ``"HH:MM[:SS]"`` strings or TOML local times."""
+    if not isinstance(raw, Mapping):
+        errors.append(f"{path}: expected a table, got {raw!r}")
+        return None
+    before = len(errors)
+    unknown_keys(raw, ("tz", *WEEKDAYS), path, errors)
+    tz = raw.get("tz", "UTC")
+    if not isinstance(tz, str) or not _known_zone(tz):
+        errors.append(f"{path}.tz: expected an IANA time zone name, got {tz!r}")
+    sessions: dict[str, tuple[time_of_day, time_of_day]] = {}
+    for day in WEEKDAYS:
+        if day in raw:
+            session = _session(raw[day], f"{path}.{day}", errors)
+            if session is not None:
+                sessions[day] = session
+    if len(errors) > before:
+        return None
+    return MarketHours(tz, sessions)
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _session(raw: Any, path: str, errors: list[str]) -> tuple[time_of_day, time_of_day] | None:
+    """One weekday's ``{open, close}``: open strictly before close, both on the same day."""
+    if not isinstance(raw, Mapping):
+        errors.append(f"{path}: expected a table with open and close, got {raw!r}")
+        return None
+    unknown_keys(raw, ("open", "close"), path, errors)
+    opens = _time_of_day(raw.get("open"), f"{path}.open", errors)
+    closes = _time_of_day(raw.get("close"), f"{path}.close", errors)
+    if opens is None or closes is None:
+        return None
+    if closes <= opens:
+        errors.append(f"{path}.close: {closes.isoformat()} is not after open {opens.isoformat()}")
+        return None
+    return opens, closes
+
+
+def _time_of_day(value: Any, path: str, errors: list[str]) -> time_of_day | None:
+    if isinstance(value, time_of_day) and value.tzinfo is None:
+        return value.replace(microsecond=0)
+    if isinstance(value, str) and len(value) in (5, 8):
+        try:
+            return time_of_day.fromisoformat(value)
+        except ValueError:
+            pass
+    errors.append(f'{path}: expected a time of day "HH:MM" or "HH:MM:SS", got {value!r}')
+    return None
 
 
 def _uuid(value: Any, path: str, errors: list[str]) -> str | None:
@@ -399,15 +549,20 @@ def _normalise_uuid(value: str) -> str:
         return value
 
 
-def _number(value: Any, path: str, errors: list[str], *, positive: bool) -> Decimal | None:
+def _finite(value: Any) -> Decimal | None:
+    """A TOML number or numeric string as a finite Decimal, else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        number = None
-    else:
-        try:
-            number = Decimal(str(value))
-        except InvalidOperation:
-            number = None
-    if number is None or not number.is_finite() or number < 0 or (positive and number == 0):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _number(value: Any, path: str, errors: list[str], *, positive: bool) -> Decimal | None:
+    number = _finite(value)
+    if number is None or number < 0 or (positive and number == 0):
         what = "a positive number" if positive else "a non-negative number"
         errors.append(f"{path}: expected {what}, got {value!r}")
         return None

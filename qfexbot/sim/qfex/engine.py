@@ -608,6 +608,8 @@ class Engine:
         market = self.markets.get(order.symbol)
         if market is None:
             return "BAD_SYMBOL"
+        if not self.economics.is_open(order.symbol, self.clock()):
+            return "REJECTED_MARKET_CLOSED"
         spec = market.spec
         reject = _type_reject(order)
         if reject is None and order.order_type != "MARKET":
@@ -635,12 +637,15 @@ class Engine:
         signed = order.quantity if order.side == "BUY" else -order.quantity
         if order.reduce_only and (size == 0 or size * signed > 0 or abs(signed) > abs(size)):
             return "REJECTED"
+        limit = self.economics.limit_reject(order)
+        if limit is not None:
+            return limit
         reference = mark if order.market_like else order.price
         if abs(size + signed) * reference > self.max_notional(order.account_id, order.symbol):
             return "REJECTED_WOULD_BREACH_MAX_NOTIONAL"
         increase = max(abs(size + signed) - abs(size), ZERO)
         required = increase * reference * self.im_fraction(account, order.symbol)
-        if required > self.available_balance(order.account_id):
+        if required > 0 and required > self.available_balance(order.account_id):
             return "FAILED_MARGIN_CHECK"
         return None
 

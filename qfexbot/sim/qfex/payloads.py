@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from qfexbot.sim.qfex.config import ALWAYS_OPEN
 from qfexbot.sim.qfex.model import (
     ORDER_TYPES,
     SIDES,
@@ -255,6 +256,6 @@ def refdata_row(index: int, market: Market) -> dict[str, Any]:
         "margin_asset": "USD",
         "order_time_in_force": list(TIFS),
         "order_types": ["LIMIT", "MARKET", "ALO"],
-        "market_hours": {"tz": "America/New_York"},
+        "market_hours": (spec.market_hours or ALWAYS_OPEN).as_refdata(),
         "product_category": spec.product_category,
     }

@@ -332,6 +332,8 @@ class RestApp:
                 raise HttpError(422, "price must be a number", "body.price")
             self._set_price(symbol, Decimal(str(price)))
             return 200, {"symbol": symbol, "mid": str(engine.markets[symbol].mid)}
+        if request.method == "POST" and route == "underlier":
+            return self._underlier(request.json())
         if request.method == "POST" and route.startswith("faults/"):
             name = route[len("faults/") :]
             if name not in FAULTS:
@@ -347,6 +349,24 @@ class RestApp:
                 raise HttpError(422, str(exc), "body") from None
             return 200, {"fault": name, "result": result}
         raise HttpError(404, f"no admin route {request.method} {request.path}")
+
+    def _underlier(self, body: Any) -> tuple[int, Any]:
+        """POST /_sim/underlier ``{symbol, price}`` or ``{symbol, offset}`` (not both); neither
+        clears the offset."""
+        engine = self._engine
+        symbol = body.get("symbol") if isinstance(body, dict) else None
+        if symbol not in engine.markets:
+            raise HttpError(422, f"unknown symbol {symbol!r}", "body.symbol")
+        held = {k: body[k] for k in ("price", "offset") if body.get(k) is not None}
+        if len(held) > 1:
+            raise HttpError(422, "give price or offset, not both", "body")
+        for name, value in held.items():
+            if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+                raise HttpError(422, f"{name} must be a number", f"body.{name}")
+        economics = engine.economics
+        offset = economics.set_underlier(symbol, **{k: Decimal(v) for k, v in held.items()})
+        underlier = str(economics.underlier(symbol))
+        return 200, {"symbol": symbol, "underlier": underlier, "offset": str(offset)}
 
 
 class _DropResponse(SimulatorError):

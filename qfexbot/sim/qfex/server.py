@@ -177,6 +177,7 @@ class QfexSimulator:
             nursery.start_soon(self._every, config.pulse_interval, self.mds.pulse_stats)
             nursery.start_soon(self._every, config.price_interval, self._step_prices)
             nursery.start_soon(self._every, self.engine.twaps.tick, self._step_twaps)
+            nursery.start_soon(self._every, config.pulse_interval, self._step_economics)
             self.engine.sample_equity()
             nursery.start_soon(self._every, config.equity_interval, self.engine.sample_equity)
             history = self.engine.account_history
@@ -205,6 +206,10 @@ class QfexSimulator:
 
     def _step_twaps(self) -> None:
         self.deliver(self.engine.twaps.step(self.engine.clock()))
+
+    def _step_economics(self) -> None:
+        """Funding windows and liquidations (``Economics.step``) at the engine's clock."""
+        self.deliver(self.engine.economics.step(self.engine.clock()))
 
 
 def _authority(host: str) -> str:
