@@ -257,6 +257,7 @@ def test_liquidation_cancels_the_accounts_orders_and_closes_its_positions() -> N
     assert all(r["type"] == "MARKET" and r["time_in_force"] == "IOC" for r in liquidations)
     fills = frames(events, "fill_response")
     assert sum(D(str(f["quantity"])) for f in fills) == D(2)
+    assert {f["execution_type"] for f in fills} == {"LIQUIDATION"}
     assert eng.accounts[SUB1].positions[AAPL].size == 0
     assert eng.open_orders(SUB1) == []
     assert {e.account_id for e in events if isinstance(e, PrivateEvent)} == {SUB1}

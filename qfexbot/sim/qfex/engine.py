@@ -95,7 +95,7 @@ class Engine:
         self.ledger: list[LedgerEntry] = []
         self.economics = Economics(self)
         self.account_history = AccountHistory(self)
-        self.twaps = TwapBook(self)
+        self.twaps = TwapBook(self, min_interval=config.twap_min_interval, tick=config.twap_tick)
         self.market_history = MarketHistory(self)
         self._arrival = 0
         for market in self.markets.values():
@@ -738,7 +738,7 @@ class Engine:
                 realised=realised,
                 now=now,
             )
-            events.append(self._emit(order.account_id, "fills", {"fill_response": fill}))
+            events.append(self.emit(order.account_id, "fills", {"fill_response": fill}))
             if order.order_type not in STOP_TYPES and (order.take_profit or order.stop_loss):
                 events.extend(self._stage_attached(order, qty))
             if order is maker and order.remaining == 0:
@@ -853,7 +853,7 @@ class Engine:
                 order_id=ident if id_type == "order_id" else "",
                 client_order_id=ident if id_type == "client_order_id" else "",
             )
-            return [self._emit(account_id, "order_responses", {"order_response": missing})]
+            return [self.emit(account_id, "order_responses", {"order_response": missing})]
         return [self._cancel(order) for order in sorted(matches, key=lambda o: o.arrival)]
 
     def cancel_all(self, account_id: str) -> list[Event]:
@@ -1108,7 +1108,7 @@ class Engine:
         events: list[Event] = [self._order_event(stop, status)]
         if stop.order_type != "STOP_MARKET":
             frame = {"stop_order_response": payloads.stop_order_response(stop)}
-            events.append(self._emit(stop.account_id, "stop_orders", frame))
+            events.append(self.emit(stop.account_id, "stop_orders", frame))
         return events
 
     def _trigger_stops(self, symbol: str) -> list[Event]:
@@ -1202,7 +1202,7 @@ class Engine:
         """An ``order_response`` about ``order`` in ``status`` that leaves its state alone (a
         refused modify)."""
         frame = {"order_response": payloads.order_response(order, status)}
-        return self._emit(order.account_id, "order_responses", frame)
+        return self.emit(order.account_id, "order_responses", frame)
 
     def _missing(self, account_id: str, symbol: str, status: str, **fields: Any) -> PrivateEvent:
         """The ``order_response`` about an order that is not there (``missing_order_response``)."""
@@ -1210,17 +1210,17 @@ class Engine:
         reply = payloads.missing_order_response(
             account_id, symbol, self.clock(), status=status, **fields
         )
-        return self._emit(account_id, "order_responses", {"order_response": reply})
+        return self.emit(account_id, "order_responses", {"order_response": reply})
 
     def _order_event(self, order: Order, status: str, trade_id: str | None = None) -> PrivateEvent:
         order.status = status
-        return self._emit(
+        return self.emit(
             order.account_id,
             "order_responses",
             {"order_response": payloads.order_response(order, status, trade_id)},
         )
 
-    def _emit(self, account_id: str, channel: str, frame: dict[str, Any]) -> PrivateEvent:
+    def emit(self, account_id: str, channel: str, frame: dict[str, Any]) -> PrivateEvent:
         account = self.accounts[account_id]
         account.event_seq += 1
         event = PrivateEvent(account_id, channel, frame, account.event_seq)

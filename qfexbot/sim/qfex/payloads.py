@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from qfexbot.sim.qfex.config import ALWAYS_OPEN
+from qfexbot.sim.qfex.economics import LIQUIDATION_CLIENT_ORDER_ID as LIQUIDATION
 from qfexbot.sim.qfex.model import (
     ORDER_TYPES,
     SIDES,
@@ -165,7 +166,7 @@ def fill_response(
         "remaining_quantity": _num(order.remaining),
         "take_profit": _num(order.take_profit),
         "stop_loss": _num(order.stop_loss),
-        "execution_type": "NEW",
+        "execution_type": "LIQUIDATION" if order.client_order_id == LIQUIDATION else "NEW",
         "timestamp": now,
         "realised_pnl": _num(realised),
     }
@@ -255,7 +256,7 @@ def refdata_row(index: int, market: Market) -> dict[str, Any]:
         "quote_asset": "USD",
         "margin_asset": "USD",
         "order_time_in_force": list(TIFS),
-        "order_types": ["LIMIT", "MARKET", "ALO"],
+        "order_types": list(ORDER_TYPES),
         "market_hours": (spec.market_hours or ALWAYS_OPEN).as_refdata(),
         "product_category": spec.product_category,
     }

@@ -126,7 +126,8 @@ class QfexSimulator:
                 "equity": float(engine.equity(account_id)),
                 "positions": [payloads.position_response(p) for p in engine.positions(account_id)],
                 "open_orders": [
-                    payloads.order_response(o, o.status) for o in engine.open_orders(account_id)
+                    payloads.order_response(o, o.status)
+                    for o in [*engine.open_orders(account_id), *engine.open_stops(account_id)]
                 ],
                 "event_seq": account.event_seq,
                 "connections": self.connection_count(account_id),

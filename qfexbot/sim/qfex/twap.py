@@ -62,7 +62,7 @@ class TwapHost(Protocol):
 
     def add_order(self, account_id: str, params: Mapping[str, Any]) -> list[Event]: ...
 
-    def _emit(self, account_id: str, channel: str, frame: dict[str, Any]) -> PrivateEvent: ...
+    def emit(self, account_id: str, channel: str, frame: dict[str, Any]) -> PrivateEvent: ...
 
 
 @dataclass
@@ -197,7 +197,7 @@ class TwapBook:
                 order_id=ident if id_type == "twap_id" else "",
                 client_order_id=ident if id_type == "client_twap_id" else "",
             )
-            return [self.engine._emit(account_id, "order_responses", {"order_response": missing})]
+            return [self.engine.emit(account_id, "order_responses", {"order_response": missing})]
         events: list[Event] = []
         for twap in matches:
             self._finish(twap, "CANCELLED", now)
@@ -338,7 +338,7 @@ class TwapBook:
     def _report(self, twap: Twap) -> PrivateEvent:
         """The TWAP's state as a private ``twap_response`` on ``order_responses`` (Q32)."""
         frame = {"twap_response": twap_response(twap)}
-        return self.engine._emit(twap.account_id, "order_responses", frame)
+        return self.engine.emit(twap.account_id, "order_responses", frame)
 
 
 def _child_order_id(events: list[Event], client_order_id: str) -> str | None:
