@@ -17,19 +17,13 @@ from pathlib import Path
 
 import pytest
 
-SPEC_TESTS = str(Path(__file__).parents[1] / "spec")
-if SPEC_TESTS not in sys.path:
-    sys.path.append(SPEC_TESTS)
-
-from validate import ValidationError, validate_mds_frame, validate_trade_frame  # noqa: E402
-
-from qfexbot.core.records import LeverageLevel, OpenOrders, TwapInfo  # noqa: E402
-from qfexbot.events import (  # noqa: E402
+from qfexbot.core.records import LeverageLevel, OpenOrders, TwapInfo
+from qfexbot.events import (
     BookEvent,
     CandleEvent,
     FundingRateEvent,
-    MarkPriceEvent,
     MarketStatsEvent,
+    MarkPriceEvent,
     OpenInterestEvent,
     OrderUpdateEvent,
     PriceBandEvent,
@@ -37,7 +31,7 @@ from qfexbot.events import (  # noqa: E402
     TwapEvent,
     UnderlierEvent,
 )
-from qfexbot.venues.qfex.parse import (  # noqa: E402
+from qfexbot.venues.qfex.parse import (
     LeverageLevels,
     OrdersSnapshot,
     ParseError,
@@ -45,6 +39,12 @@ from qfexbot.venues.qfex.parse import (  # noqa: E402
     parse_mds_frame,
     parse_trade_frame,
 )
+
+SPEC_TESTS = str(Path(__file__).parents[1] / "spec")  # validate.py, as tests/spec imports it
+if SPEC_TESTS not in sys.path:
+    sys.path.append(SPEC_TESTS)
+
+from validate import ValidationError, validate_mds_frame, validate_trade_frame  # noqa: E402
 
 FRAMES = json.loads((Path(__file__).parent / "frames" / "qfex_frames.json").read_text())
 TRADE, MDS = FRAMES["trade"], FRAMES["mds"]

@@ -101,6 +101,13 @@ def _dec_or_none(value: Any) -> Decimal | None:
     return None if value is None else _dec(value)
 
 
+def _number(value: Any) -> Decimal:
+    """A required, non-nullable number (or numeric string) as Decimal."""
+    if value is None:
+        raise TypeError("expected a number, got null")
+    return _dec(value)
+
+
 def _id(d: dict, key: str) -> str:
     """A required identifier: a string, or a number some venues send for ids."""
     value = d[key]
@@ -123,8 +130,8 @@ def parse_trades(body: Any) -> list[UserTrade]:
             order_id=_id(d, "order_id"),
             symbol=_req_text(d, "symbol"),
             side=_text(d.get("side")),
-            price=_dec(d["price"]),
-            quantity=_dec(d["quantity"]),
+            price=_number(d["price"]),
+            quantity=_number(d["quantity"]),
             fee=_dec(d.get("fee")),
             order_type=_text(d.get("order_type")),
             time_in_force=_text(d.get("tif")),
@@ -187,8 +194,8 @@ def parse_fees(body: Any) -> dict[str, FeeRate]:
             raise TypeError(f"fees[{symbol!r}] must be an object")
         out[symbol] = FeeRate(
             symbol=symbol,
-            maker=_dec(entry["maker_fee"]) / FEE_SCALE,
-            taker=_dec(entry["taker_fee"]) / FEE_SCALE,
+            maker=_number(entry["maker_fee"]) / FEE_SCALE,
+            taker=_number(entry["taker_fee"]) / FEE_SCALE,
             raw=entry,
         )
     return out
@@ -202,10 +209,10 @@ def parse_candles(body: Any) -> list[Candle]:
             symbol=_req_text(d, "ticker"),
             resolution=_req_text(d, "resolution"),
             start=_time(d.get("startedAt")),
-            open=_dec(d["open"]),
-            high=_dec(d["high"]),
-            low=_dec(d["low"]),
-            close=_dec(d["close"]),
+            open=_number(d["open"]),
+            high=_number(d["high"]),
+            low=_number(d["low"]),
+            close=_number(d["close"]),
             base_volume=_dec(d.get("baseTokenVolume")),
             usd_volume=_dec(d.get("usdVolume")),
             trades=_count(d.get("trades")),
@@ -251,7 +258,7 @@ def parse_open_interest_history(body: Any) -> list[OpenInterestPoint]:
 @_body_parser("/user/leverage")
 def parse_leverage(body: Any) -> Decimal:
     """``SetUserLeverageResponseBody``: the leverage now set."""
-    return _dec(body["leverage"])
+    return _number(body["leverage"])
 
 
 # ---------------------------------------------------------------- series for QfexRest only
@@ -273,7 +280,7 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(_str(v) for v in value)
 
 
-_S, _D, _I, _T = _str, _dec, _count, _time
+_S, _D, _I, _T = _str, _number, _count, _time
 
 _WINDOW = {"symbol": _S, "intervalMinutes": _I, "windowStart": _T}
 _PERIOD_META = {"duration": _S, "interval": _S, "start": _T, "end": _T, "count": _I}
