@@ -5,6 +5,7 @@ malformed bodies (ParseError only)."""
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,226 +45,15 @@ def body(component: str, **fields: Any) -> dict[str, Any]:
     return {"$schema": SCHEMA.format(component), **fields}
 
 
-TRADE_ROW = {
-    "id": "t-1",
-    "order_timestamp": 1764583200.25,
-    "symbol": "AAPL-USD",
-    "price": 200.5,
-    "quantity": 2.0,
-    "side": "BUY",
-    "fee": 0.04,
-    "margin_used": 20.05,
-    "order_type": "LIMIT",
-    "tif": "GTC",
-    "order_id": "o-1",
-    "realised_pnl_change": -1.5,
-}
-ORDER_ROW = {
-    "order_id": "o-2",
-    "terminal_status": "FILLED",
-    "status_ts": T1,
-    "symbol": "AAPL-USD",
-    "side": "SELL",
-    "type": "LIMIT",
-    "time_in_force": "GTC",
-    "quantity": 3.0,
-    "price": 201.0,
-    "client_order_id": "c-2",
-    "passive_qty": 1.0,
-    "filled_qty": 3.0,
-    "avg_price": 201.0,
-    "first_fill_ts": T0,
-    "last_fill_ts": T1,
-    "execution_state": "FILLED",
-}
-TWAP_ROW = {
-    "twap_id": "w-1",
-    "client_twap_id": None,
-    "status": "COMPLETED",
-    "symbol": "AAPL-USD",
-    "total_quantity": 4.0,
-    "filled_quantity": 4.0,
-    "average_fill_price": 200.25,
-    "total_num_orders": 4,
-    "filled_num_orders": 3,
-    "order_interval_secs": 30,
-    "reduce_only": False,
-    "side": "BUY",
-    "updated_at": T1,
-    "created_at": T0,
-}
-CANDLE_ROW = {
-    "startedAt": T0,
-    "ticker": "AAPL-USD",
-    "resolution": "1HOUR",
-    "low": "199.5",
-    "high": "201.25",
-    "open": "200",
-    "close": "201",
-    "baseTokenVolume": "12.5",
-    "usdVolume": "2512.5",
-    "trades": 7,
-    "startingOpenInterest": "40",
-    "orderbookMidPriceOpen": "200.01",
-    "orderbookMidPriceClose": "200.99",
-}
-
-METRICS_ROW = {
-    "symbol": "AAPL-USD",
-    "current_mark_price": 200.5,
-    "volume_24h_usd_notional": 1e6,
-    "mark_price_change_24h_pct": -1.25,
-    "open_interest": 40,
-    "funding_rate_bps": 0.5,
-}
-
-BODIES: dict[str, dict[str, Any]] = {
-    "TradesResponseBody": body("TradesResponseBody", data=[TRADE_ROW], count=1),
-    "HistoricOrdersResponseBody": body("HistoricOrdersResponseBody", data=[ORDER_ROW], count=1),
-    "HistoricTwapsResponseBody": body("HistoricTwapsResponseBody", data=[TWAP_ROW], count=1),
-    "FeesResponseBody": body(
-        "FeesResponseBody",
-        fees={
-            "AAPL-USD": {"maker_fee": 10000, "taker_fee": 20000},
-            "EUR-USD": {"maker_fee": -5000, "taker_fee": 15000},
-        },
-    ),
-    "CandlesResponseBody": body("CandlesResponseBody", candles=[CANDLE_ROW]),
-    "FundingHistoricResponseBody": body(
-        "FundingHistoricResponseBody",
-        data=[
-            {"symbol": "AAPL-USD", "intervalMinutes": 60, "windowStart": T0, "rate": None},
-            {"symbol": "AAPL-USD", "intervalMinutes": 60, "windowStart": T1, "rate": 0.0001},
-        ],
-        count=2,
-    ),
-    "OpenInterestHistoricResponseBody": body(
-        "OpenInterestHistoricResponseBody",
-        data=[{"symbol": "AAPL-USD", "intervalMinutes": 5, "windowStart": T0, "openInterest": 42}],
-        count=1,
-    ),
-    "SetUserLeverageResponseBody": body("SetUserLeverageResponseBody", leverage=10.0),
-    "SettlementCalendarEntry": body(
-        "SettlementCalendarEntry",
-        expiration="2026-12-19T19:30:00Z",
-        active_until="2026-12-11T19:30:00Z",
-        future_symbol="CLF7",
-        qfex_symbol="CL-USD",
-    ),
-    "HistoricUserPnlResponseBody": body(
-        "HistoricUserPnlResponseBody",
-        duration="1d",
-        unit="number",
-        interval_minutes=60,
-        start=T0,
-        end=T1,
-        symbols=["AAPL-USD"],
-        data=[{"window_start": T0, "value": -2.5}],
-        count=1,
-    ),
-    "UserVolumeResponseBody": body(
-        "UserVolumeResponseBody",
-        range="1w",
-        interval="1d",
-        start=T0,
-        end=T1,
-        data=[{"date": T0, "maker_volume": 100.0, "taker_volume": 50.5, "volume": 150.5}],
-        count=1,
-        symbols=None,
-        total_maker_volume=100.0,
-        total_taker_volume=50.5,
-        total_volume=150.5,
-    ),
-    "ReferralRewardsResponseBody": body(
-        "ReferralRewardsResponseBody",
-        duration="1w",
-        interval="1d",
-        end=T1,
-        data=[],
-        count=0,
-        total_amount=0,
-    ),
-    "HourlyPnlResponseBody": body(
-        "HourlyPnlResponseBody",
-        data=[
-            {
-                "symbol": "AAPL-USD",
-                "hour": T0,
-                "realised_pnl": 1.5,
-                "unrealised_pnl": -0.5,
-                "net_funding": 0.01,
-                "fees": 0.2,
-                "quantity": 2,
-                "cost": 400.5,
-            }
-        ],
-        count=1,
-    ),
-    "TakerVolumeHistoricResponseBody": body(
-        "TakerVolumeHistoricResponseBody",
-        data=[
-            {
-                "symbol": "AAPL-USD",
-                "intervalMinutes": 60,
-                "windowStart": T0,
-                "takerBuyQty": 3,
-                "takerSellQty": 1,
-                "takerBuyNotional": 600.5,
-                "takerSellNotional": 200,
-                "netTakerQty": 2,
-            }
-        ],
-        count=1,
-    ),
-    "SymbolLongShortHistoricResponseBody": body(
-        "SymbolLongShortHistoricResponseBody",
-        data=[
-            {
-                "symbol": "AAPL-USD",
-                "interval": "1h",
-                "windowStart": T0,
-                "longUsers": 3,
-                "shortUsers": 1,
-            }
-        ],
-        count=1,
-    ),
-    "UnderlierHistoricResponseBody": body(
-        "UnderlierHistoricResponseBody",
-        data=[
-            {
-                "symbol": "AAPL-USD",
-                "interval": "1h",
-                "windowStart": T0,
-                "openPrice": 200,
-                "closePrice": 201.5,
-                "highPrice": 202,
-                "lowPrice": 199.25,
-            }
-        ],
-        count=1,
-    ),
-    "SettlementPricesResponseBody": body(
-        "SettlementPricesResponseBody",
-        data=[
-            {
-                "symbol": "CL-USD",
-                "future_symbol": "CLF7",
-                "future_settlement_price": 70.5,
-                "spot_settlement_price": 70,
-                "asof": "2026-12-01",
-                "inserted_at": T1,
-                "spot_to_future_ratio": 1.0071428571,
-            }
-        ],
-        count=1,
-    ),
-    "SymbolMetricsResponseBody": body(
-        "SymbolMetricsResponseBody",
-        data=[METRICS_ROW],
-        count=1,
-    ),
-}
+BODIES: dict[str, dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "frames" / "qfex_frames.json").read_text()
+)["rest"]
+"""One body per component, shared with tests/reliability/test_fuzz_qfex_parse.py."""
+TRADE_ROW = BODIES["TradesResponseBody"]["data"][0]
+ORDER_ROW = BODIES["HistoricOrdersResponseBody"]["data"][0]
+TWAP_ROW = BODIES["HistoricTwapsResponseBody"]["data"][0]
+CANDLE_ROW = BODIES["CandlesResponseBody"]["candles"][0]
+METRICS_ROW = BODIES["SymbolMetricsResponseBody"]["data"][0]
 
 PARSERS = {
     "TradesResponseBody": records.parse_trades,
@@ -327,7 +117,7 @@ def test_trades() -> None:
         "GTC",
         1764583200.25,
     )
-    assert trade.is_taker is None and trade.raw is BODIES["TradesResponseBody"]["data"][0]
+    assert trade.is_taker is None and trade.raw is TRADE_ROW
 
 
 def test_historic_orders() -> None:
