@@ -17,8 +17,10 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from qfexbot.sim.qfex import payloads
+from qfexbot.sim.qfex.account_history import AccountHistory
 from qfexbot.sim.qfex.config import SimConfig, SimSymbol
 from qfexbot.sim.qfex.economics import Economics, round_step
+from qfexbot.sim.qfex.market_history import MarketHistory
 from qfexbot.sim.qfex.model import (
     ALLOWED_TIF,
     ORDER_TYPES,
@@ -40,6 +42,7 @@ from qfexbot.sim.qfex.model import (
     TradeRecord,
     TransferError,
 )
+from qfexbot.sim.qfex.twap import TwapBook
 
 __all__ = ["BOOK_DEPTH", "ORDER_LOG_MAX", "TRADE_LOG_MAX", "Engine"]
 
@@ -75,6 +78,9 @@ class Engine:
         """Account id -> its trades (both sides of every execution), oldest first."""
         self.ledger: list[LedgerEntry] = []
         self.economics = Economics(self)
+        self.account_history = AccountHistory(self)
+        self.twaps = TwapBook(self)
+        self.market_history = MarketHistory(self)
         self._arrival = 0
         for market in self.markets.values():
             self._regenerate(market)
@@ -361,6 +367,7 @@ class Engine:
         low, high = spec.min_price + margin, spec.max_price - margin
         market.mid = min(max(round_step(price, spec.tick_size, ROUND_FLOOR), low), high)
         self._regenerate(market)
+        self.market_history.on_price(symbol)
         return self._cross_resting(market)
 
     def _regenerate(self, market: Market) -> None:
@@ -659,6 +666,7 @@ class Engine:
             if order is maker and order.remaining == 0:
                 self._unrest(order)
         market.last_trade = price
+        self.market_history.on_trade(market.spec.symbol, price, qty, aggressor)
         print_ = payloads.trade_print(market.spec.symbol, trade_id, now, qty, price, aggressor)
         events.append(PublicTrade(market.spec.symbol, print_))
         return events

@@ -22,6 +22,7 @@ from qfexbot.sim.qfex.auth import Authenticator, AuthFailure
 from qfexbot.sim.qfex.config import SimUser
 from qfexbot.sim.qfex.engine import Engine
 from qfexbot.sim.qfex.model import EVENT_HISTORY, CommandError, Event, Order, PrivateEvent
+from qfexbot.sim.qfex.twap import Twap, twap_response
 
 __all__ = ["CHANNELS", "TradeConnection", "TradeGateway"]
 
@@ -103,6 +104,7 @@ class TradeGateway:
             "cancel_on_disconnect": self._cancel_on_disconnect,
             "set_user_leverage": self._set_user_leverage,
             "get_user_leverage": self._get_user_leverage,
+            "add_twap": self._add_twap,
         }
         self.connections: set[TradeConnection] = set()
         self._written: dict[str, deque[int]] = {}
@@ -327,7 +329,16 @@ class TradeGateway:
     def _cancel_order(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
     ) -> None:
+        twap_events = self._engine.twaps.cancel(account_id, params)
+        if twap_events is not None:  # cancel_order_id_type twap_id / client_twap_id
+            self._deliver(twap_events)
+            return
         self._deliver(self._engine.cancel_order(account_id, params))
+
+    def _add_twap(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        self._deliver(self._engine.twaps.add(account_id, params))
 
     def _cancel_all_orders(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
@@ -342,7 +353,12 @@ class TradeGateway:
         offset = _int_param(params, "offset", 0, 0, None)
         symbol = params.get("symbol")
         orders = self._engine.open_orders(account_id, symbol if isinstance(symbol, str) else None)
-        conn.send(_all_orders(orders[offset : offset + limit]))
+        twaps = [
+            t
+            for t in self._engine.twaps.active(account_id)
+            if not isinstance(symbol, str) or t.symbol == symbol
+        ]
+        conn.send(_all_orders(orders[offset : offset + limit], twaps))
 
     def _get_order(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
@@ -432,6 +448,7 @@ def _int_param(
     return value
 
 
-def _all_orders(orders: list[Order]) -> dict[str, Any]:
+def _all_orders(orders: list[Order], twaps: list[Twap]) -> dict[str, Any]:
     rows = [payloads.order_response(o, o.status) for o in orders]
-    return {"all_orders_response": {"orders": rows, "twaps": [], "stop_orders": []}}
+    twap_rows = [twap_response(t) for t in twaps]
+    return {"all_orders_response": {"orders": rows, "twaps": twap_rows, "stop_orders": []}}
