@@ -303,6 +303,15 @@ def test_market_stats() -> None:
     assert (empty.symbol, empty.bbos, empty.daily_volumes) == ("AAPL-USD", (), ())
 
 
+def test_times_in_every_rfc3339_spelling() -> None:
+    for spelling in ("2025-05-08T20:52:48Z", "2025-05-08t20:52:48z", "2025-05-08T22:52:48+02:00"):
+        frame = json.dumps({"type": "underlier", "symbol": "X", "price": "1", "time": spelling})
+        (event,) = parse_mds_frame(frame, "qfex", NOW)
+        assert event.timestamp == utc("2025-05-08T20:52:48"), spelling
+    naive = '{"type":"underlier","symbol":"X","price":"1","time":"2025-05-08T20:52:48"}'
+    assert parse_mds_frame(naive, "qfex", NOW)[0].timestamp == utc("2025-05-08T20:52:48")
+
+
 def test_new_channels_in_an_envelope_and_an_array() -> None:
     envelope = json.dumps(
         {

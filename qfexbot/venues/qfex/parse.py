@@ -343,7 +343,7 @@ def _time(value: Any) -> float | None:
         try:
             seconds = float(value)
         except ValueError:
-            moment = datetime.fromisoformat(value)
+            moment = datetime.fromisoformat(value.upper())  # RFC 3339 allows "t" and "z"
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
             seconds = moment.timestamp()
