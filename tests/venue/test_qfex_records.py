@@ -268,6 +268,7 @@ def test_numbers_sent_as_strings_are_accepted() -> None:
         ("TradesResponseBody", {"data": [dict(TRADE_ROW, price="lots")]}),
         ("HistoricOrdersResponseBody", {"data": [dict(ORDER_ROW, status_ts="later")]}),
         ("HistoricOrdersResponseBody", {"data": [dict(ORDER_ROW, terminal_status=None)]}),
+        ("HistoricOrdersResponseBody", {"data": [dict(ORDER_ROW, price=None)]}),
         ("HistoricTwapsResponseBody", {"data": [dict(TWAP_ROW, reduce_only="no")]}),
         ("FeesResponseBody", {"fees": {"X": {"maker_fee": 1}}}),
         ("FeesResponseBody", {"fees": [1, 2]}),
