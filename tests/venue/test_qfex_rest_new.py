@@ -275,9 +275,10 @@ async def test_candles_funding_and_open_interest(simenv: SimEnv, venue: QfexVenu
     interest = await rest.open_interest_history("AAPL-USD", 5, start, end)
     assert interest and all(isinstance(p, OpenInterestPoint) for p in interest)
     assert interest[-1].open_interest == D(1)  # bought 2, sold 1
-    with pytest.raises(QfexApiError) as info:
-        await rest.candles("NOPE-USD", "1MIN", start, end)
-    assert info.value.status == 404
+    for unknown in ("NOPE-USD", "AAPL-USD/../../user/fees", "AAPL-USD?resolution=1MIN"):
+        with pytest.raises(QfexApiError) as info:
+            await rest.candles(unknown, "1MIN", start, end)  # the symbol stays one path segment
+        assert info.value.status == 404
     with pytest.raises(QfexApiError) as info:
         await rest.candles("AAPL-USD", "2MINS", start, end)
     assert info.value.status == 422

@@ -21,6 +21,7 @@ import email.utils
 import logging
 import random
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -222,6 +223,11 @@ def _query(**params: Any) -> dict[str, str]:
     return {name: str(value) for name, value in params.items() if value is not None}
 
 
+def _symbol_path(prefix: str, symbol: str) -> str:
+    """``prefix/{symbol}`` with the symbol percent-encoded (a ``/`` or ``?`` stays in it)."""
+    return f"{prefix}/{urllib.parse.quote(symbol, safe='')}"
+
+
 def _times(**params: TimeLike | None) -> dict[str, str]:
     """Time query parameters (``None`` omitted) as RFC 3339 strings."""
     return {name: iso_time(value) for name, value in params.items() if value is not None}
@@ -416,7 +422,7 @@ class QfexRest:
         self, symbol: str, resolution: str, start: TimeLike, end: TimeLike
     ) -> list[Candle]:
         """Candles of ``symbol`` at ``resolution`` (e.g. ``1MIN``, ``1HOUR``) between two times."""
-        path = f"/candles/{symbol}"
+        path = _symbol_path("/candles", symbol)
         params = {"resolution": resolution, **_times(fromISO=start, toISO=end)}
         body = await self._get_json(path, params=params, public=True)
         return _parsed(path, records.parse_candles, body)
@@ -460,7 +466,7 @@ class QfexRest:
         self, symbol: str, interval: str, start: TimeLike, end: TimeLike
     ) -> Series:
         """Accounts long and short per window (``interval`` e.g. ``1h``)."""
-        path = f"/symbol-long-short/{symbol}"
+        path = _symbol_path("/symbol-long-short", symbol)
         params = {"interval": interval, **_times(fromISO=start, toISO=end)}
         body = await self._get_json(path, params=params, public=True)
         return _parsed(path, _series("SymbolLongShortHistoricResponseBody"), body)
@@ -469,7 +475,7 @@ class QfexRest:
         self, symbol: str, interval: str, start: TimeLike, end: TimeLike
     ) -> Series:
         """Underlier open/high/low/close per window (``interval`` e.g. ``1h``)."""
-        path = f"/underlier/{symbol}"
+        path = _symbol_path("/underlier", symbol)
         params = {"interval": interval, **_times(fromISO=start, toISO=end)}
         body = await self._get_json(path, params=params, public=True)
         return _parsed(path, _series("UnderlierHistoricResponseBody"), body)
@@ -649,7 +655,7 @@ class QfexRest:
         parse: Callable[[Any], _T],
     ) -> _T:
         """A public per-window history (``intervalMinutes``, ``fromISO``, ``toISO``)."""
-        path = f"{prefix}/{symbol}"
+        path = _symbol_path(prefix, symbol)
         params = {"intervalMinutes": str(int(interval_minutes)), **_times(fromISO=start, toISO=end)}
         body = await self._get_json(path, params=params, public=True)
         return _parsed(path, parse, body)
