@@ -109,6 +109,14 @@ async def test_candles(market: Market) -> None:
         "/candles/AAPL-USD", "CandlesResponseBody", resolution="1DAY", fromISO=DAY0, toISO=DAY0
     )
     assert [(c["resolution"], c["trades"]) for c in day["candles"]] == [("1DAY", 2)]
+    naive = await market.ok(  # fromISO/toISO are plain strings: no offset means UTC
+        "/candles/AAPL-USD",
+        "CandlesResponseBody",
+        resolution="1HOUR",
+        fromISO="2025-10-09T00:00:00",
+        toISO="2025-10-09T00:30:00",
+    )
+    assert naive["candles"][0]["startedAt"].startswith("2025-10-09T00:00:00")
     for resolution in RESOLUTIONS:
         await market.ok(
             "/candles/EUR-USD",
@@ -255,7 +263,8 @@ async def test_settlement_calendar(market: Market) -> None:
     await market.problem("/settlement-calendar", 404, "query.symbol", symbol="AAPL-USD")
     await market.problem("/settlement-calendar", 404, "query.symbol", symbol="NOPE-USD")
     await market.problem("/settlement-calendar", 422, "query.symbol")
-    await market.problem("/settlement-calendar", 422, "query.time", symbol="CL-USD", time="soon")
+    for bad in ("soon", "2026-04-13T00:00:00", "2026-04-13"):  # date-time: RFC 3339, offset
+        await market.problem("/settlement-calendar", 422, "query.time", symbol="CL-USD", time=bad)
 
 
 async def test_settlement_prices(market: Market) -> None:

@@ -60,20 +60,23 @@ def _required(request: Request, name: str) -> str:
     return value
 
 
-def _time(value: str, name: str) -> float:
-    """An RFC 3339 date-time as Unix seconds (no offset = UTC)."""
+def _time(value: str, name: str, *, strict: bool = False) -> float:
+    """An ISO 8601 time as Unix seconds. ``fromISO``/``toISO`` (plain strings in the spec) may
+    omit the offset (UTC); ``strict`` (the ``date-time`` parameters) wants RFC 3339."""
     try:
         moment = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
         raise HttpError(422, DATE_TIME, f"query.{name}") from None
     if moment.tzinfo is None:
+        if strict or "T" not in value.upper():
+            raise HttpError(422, DATE_TIME, f"query.{name}")
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
 def _optional_time(request: Request, name: str) -> float | None:
     value = request.query.get(name)
-    return None if value is None else _time(value, name)
+    return None if value is None else _time(value, name, strict=True)
 
 
 def _integer(request: Request, name: str, low: int, high: int, default: int | None = None) -> int:

@@ -49,8 +49,9 @@ UserHandler = Callable[[Engine, Request, str], tuple[int, Any]]
 
 FEE_SCALE = Decimal(10) ** 8
 """``/user/fees`` integers are the fee fraction x 1e8 (10000 = 0.0001 = 1 bp; plan Q16)."""
-LIVE_STATUSES = frozenset({"ACK", "MODIFIED", "TRIGGERED"})
-"""Statuses an order not resting in the book can still carry while it waits (stops)."""
+LIVE_STATUSES = frozenset({"ACK", "MODIFIED"})
+"""Statuses of an order that is not finished although it may rest outside the book (a stop
+waiting for its trigger): never a historic order."""
 CSV_TYPE = "text/csv; charset=utf-8"
 
 
@@ -284,7 +285,6 @@ def get_historic_pnl(engine: Engine, request: Request, account_id: str) -> tuple
     if unit not in ("number", "percent"):
         raise HttpError(422, "unit must be one of number, percent", "query.unit", value=unit)
     symbols = symbols_param(request)
-    engine.account_history.absorb()
     samples = engine.account_history.samples(account_id)
     before = [s for s in samples if s.ts < start]
     inside = [s for s in samples if s.ts >= start]

@@ -34,7 +34,6 @@ UNSUPPORTED = frozenset(
         "modify_order",
         "get_user_trades",
         "close_position",
-        "add_twap",
         "cancel_stop_order",
         "modify_stop_order",
         "get_available_leverage_levels",
