@@ -1,32 +1,49 @@
-"""Property-based fuzzing of the QFEX frame parsers: any input yields events/controls or ParseError.
+"""Property-based fuzzing of the QFEX frame and REST body parsers: any input yields
+events/controls/records or ParseError.
 
 Inputs: arbitrary bytes and text (non-UTF-8, binary), arbitrary JSON values (wrong types, huge
 numbers, NaN/Infinity), canonical frames with one field replaced or removed, and very deep
 nesting. Every event returned must be well typed (strings are str, money finite Decimal), so a
-plugin or the market-data fan-out never trips over a venue's garbage.
+plugin or the market-data fan-out never trips over a venue's garbage. The REST body parsers
+(venues/qfex/records.py) get the same: arbitrary JSON, and each canonical body (frames/
+qfex_frames.json "rest") with one field replaced or removed; what they return is well typed too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import typing
+from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from reliability_helpers import JSON_VALUES, assert_well_typed, deep_object, nested
+from reliability_helpers import JSON_VALUES, _is_instance, assert_well_typed, deep_object, nested
 
 from qfexbot.events import Event
+from qfexbot.venues.qfex import records
 from qfexbot.venues.qfex.driver import QfexMarketDataDriver
-from qfexbot.venues.qfex.parse import Control, ParseError, parse_mds_frame, parse_trade_frame
+from qfexbot.venues.qfex.parse import (
+    Control,
+    LeverageLevels,
+    OrdersSnapshot,
+    ParseError,
+    TradesSnapshot,
+    parse_mds_frame,
+    parse_trade_frame,
+)
 
 FRAMES = json.loads(
     (Path(__file__).parents[1] / "venue" / "frames" / "qfex_frames.json").read_text()
 )
 TRADE = sorted(FRAMES["trade"].items())
 MDS = sorted(FRAMES["mds"].items())
+REST = sorted(FRAMES["rest"].items())
 ACCOUNT = "11111111-1111-4111-8111-111111111111"
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROUTER = QfexMarketDataDriver(url="ws://127.0.0.1:1/", venue="qfex")
@@ -47,7 +64,35 @@ def run_trade(data: str | bytes) -> list[Any]:
         if isinstance(item, Event):
             assert_well_typed(item)
             assert item.account_id == ACCOUNT
+        else:
+            assert_control_typed(item)
     return items
+
+
+def assert_record_typed(record: Any) -> None:
+    """Every declared field of a record (core/records.py) has its declared type."""
+    hints = typing.get_type_hints(type(record))
+    for f in dataclasses.fields(record):
+        if f.name != "raw":
+            value = getattr(record, f.name)
+            assert _is_instance(value, hints[f.name]), f"{type(record).__name__}.{f.name}={value!r}"
+
+
+def assert_control_typed(item: Control) -> None:
+    """The typed replies hold well-typed events and records."""
+    if isinstance(item, OrdersSnapshot):
+        for event in (*item.orders, *item.stop_orders):
+            assert_well_typed(event)
+        for twap in item.twaps:
+            assert_record_typed(twap)
+    elif isinstance(item, TradesSnapshot):
+        for fill in item.fills:
+            assert_well_typed(fill)
+        for trade in item.trades:
+            assert_record_typed(trade)
+    elif isinstance(item, LeverageLevels):
+        for level in item.levels:
+            assert_record_typed(level)
 
 
 def run_mds(data: str | bytes) -> list[Any]:
@@ -210,3 +255,92 @@ def test_known_nasty_mds_frames(text: str) -> None:
 )
 def test_known_nasty_trade_frames(text: str) -> None:
     run_trade(text)
+
+
+# --------------------------------------------------------------------------- REST bodies
+
+
+def _series(component: str) -> Callable[[Any], records.Series]:
+    return lambda body: records.parse_series(body, component)
+
+
+REST_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "TradesResponseBody": records.parse_trades,
+    "HistoricOrdersResponseBody": records.parse_historic_orders,
+    "HistoricTwapsResponseBody": records.parse_historic_twaps,
+    "FeesResponseBody": records.parse_fees,
+    "CandlesResponseBody": records.parse_candles,
+    "FundingHistoricResponseBody": records.parse_funding_history,
+    "OpenInterestHistoricResponseBody": records.parse_open_interest_history,
+    "SetUserLeverageResponseBody": records.parse_leverage,
+    "SettlementCalendarEntry": records.parse_settlement_calendar,
+    **{name: _series(name) for name in records.SERIES},
+}
+_CONVERTED = (Decimal, int, float, str, tuple, type(None))
+
+
+def _assert_converted(value: Any) -> None:
+    assert isinstance(value, _CONVERTED), value
+    if isinstance(value, Decimal):
+        assert value.is_finite()
+
+
+def run_rest(component: str, body: Any) -> Any:
+    """Parse a REST body; only ParseError may escape, and the result is well typed."""
+    try:
+        result = REST_PARSERS[component](body)
+    except ParseError as exc:
+        assert exc.raw is body
+        assert len(exc.preview) < 400
+        str(exc)
+        return None
+    if isinstance(result, records.Series):
+        row_spec, _ = records.SERIES[component]
+        for row in result.rows:
+            for name in row_spec:
+                _assert_converted(row[name])
+    elif isinstance(result, dict):
+        for value in result.values():
+            if dataclasses.is_dataclass(value):
+                assert_record_typed(value)
+            else:
+                _assert_converted(value)
+    elif isinstance(result, list):
+        for record in result:
+            assert_record_typed(record)
+    else:
+        _assert_converted(result)
+    return result
+
+
+def test_every_rest_parser_has_a_canonical_body() -> None:
+    assert sorted(REST_PARSERS) == [name for name, _ in REST]
+    for name, body in REST:
+        assert run_rest(name, body) is not None, name
+
+
+@FUZZ
+@given(st.sampled_from(sorted(REST_PARSERS)), JSON_VALUES)
+def test_rest_parsers_on_arbitrary_json(component: str, value: Any) -> None:
+    run_rest(component, value)
+
+
+@FUZZ
+@given(st.sampled_from(REST), JSON_VALUES, st.booleans(), st.randoms(use_true_random=False))
+def test_mutated_rest_bodies(
+    named: tuple[str, dict], replacement: Any, delete: bool, rng: random.Random
+) -> None:
+    component, body = named
+    mutated = mutate(json.loads(json.dumps(body)), rng, replacement, delete)
+    run_rest(component, json.loads(dumps(mutated)))
+
+
+@pytest.mark.parametrize("component", sorted(REST_PARSERS))
+@pytest.mark.parametrize("depth", [50, 100_000])
+def test_deeply_nested_rest_bodies(component: str, depth: int) -> None:
+    for text in (nested(depth), deep_object(depth), '{"data":' + nested(depth) + "}"):
+        try:
+            value = json.loads(text)
+        except RecursionError:
+            continue  # the HTTP client would have failed to decode it first
+        run_rest(component, value)
