@@ -8,7 +8,8 @@ Delivery rules when an inbox is full (``size`` events waiting):
 
 - private events (``event.is_private``) are never dropped: the publisher waits for that inbox
   only (counted in ``full_waits``, logged at most every few seconds);
-- market data (book, trade, mark price) is conflated per ``(kind, symbol)``: only the latest
+- market data (book, trade, mark price, candles, ...) is conflated per stream (kind, symbol, and
+  the book channel or candle resolution): only the latest
   event per key is kept, in an overflow area delivered after the backlog (counted in
   ``conflated``). The publisher never waits for market data.
 
@@ -84,7 +85,7 @@ class Inbox:
         self.conflated = 0
         self.dropped = 0
         self._queue: deque[Event] = deque()
-        # key -> (event, waiter): (kind, symbol) keys for conflated market data, the waiter
+        # key -> (event, waiter): stream keys for conflated market data, the waiter
         # itself for an event whose publisher waits. Only non-empty while the backlog is full.
         self._overflow: OrderedDict[Hashable, tuple[Event, trio.Event | None]] = OrderedDict()
         self._subscribes = subscribes
@@ -141,7 +142,13 @@ class Inbox:
             return True
         if event.is_private:
             return False
-        key = (event.kind, getattr(event, "symbol", None))
+        # One stream per key: a book channel (level2, bbo) or candle resolution of a symbol is
+        # its own stream, never replaced by another's event.
+        key = (
+            event.kind,
+            getattr(event, "symbol", None),
+            getattr(event, "channel", None) or getattr(event, "resolution", None),
+        )
         overflow = self._overflow
         if overflow.pop(key, None) is not None:
             self.conflated += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 import pytest
 import trio
@@ -10,7 +11,7 @@ import trio.testing
 from core_helpers import DESK_A, DESK_B, balance, book, fill, label, mark, order
 
 from qfexbot.core.bus import Bus, Inbox
-from qfexbot.events import BalanceEvent, FillEvent
+from qfexbot.events import BalanceEvent, CandleEvent, FillEvent
 
 
 def drain(inbox: Inbox) -> list[str]:
@@ -103,6 +104,38 @@ async def test_market_data_conflated_latest_per_kind_and_symbol():
     ]
     assert inbox.conflated == 4 + 1
     assert inbox.events_in == 10 and inbox.full_waits == 0
+
+
+async def test_conflation_keeps_each_candle_resolution_its_own_stream():
+    inbox = Inbox("b/p", size=1)
+    bus = Bus(DESK_A)
+    bus.subscribe(inbox)
+
+    def candle(resolution: str, close: int) -> CandleEvent:
+        price = Decimal(close)
+        return CandleEvent(
+            venue="demo",
+            account_id="",
+            received_at=0.0,
+            symbol="AAPL-USD",
+            resolution=resolution,
+            start=0.0,
+            open=price,
+            high=price,
+            low=price,
+            close=price,
+        )
+
+    with trio.fail_after(1):
+        await bus.publish(order(DESK_A, "1"))  # fills the backlog: candles go to the overflow
+        for event in (candle("1MIN", 1), candle("1HOUR", 2), candle("1MIN", 3)):
+            await bus.publish(event)
+    got = []
+    while (event := inbox.pop()) is not None:
+        got.append(event)
+    candles = [(e.resolution, e.close) for e in got if isinstance(e, CandleEvent)]
+    assert candles == [("1HOUR", Decimal(2)), ("1MIN", Decimal(3))]
+    assert inbox.conflated == 1
 
 
 async def test_private_event_waits_behind_conflated_data_and_keeps_order():
