@@ -21,8 +21,22 @@ import trio
 
 from qfexbot.config import AppConfig
 from qfexbot.core.accounts import AccountBook
+from qfexbot.core.context import Query
 from qfexbot.core.logs import get_logger, log_event
-from qfexbot.core.venue import Order, OrderRequest
+from qfexbot.core.venue import (
+    CancelAll,
+    ClosePosition,
+    Order,
+    OrderAction,
+    OrderChange,
+    OrderRequest,
+    StopCancel,
+    StopChange,
+    StopOrder,
+    TwapCancel,
+    TwapOrder,
+    Venue,
+)
 from qfexbot.errors import ActionError, ActionUnavailable
 from qfexbot.events import Event, ResyncEvent, TransferOutcomeEvent
 from qfexbot.money.journal import Journal
@@ -32,6 +46,19 @@ from qfexbot.runtime.venues import VenueRun
 __all__ = ["RuntimeActions"]
 
 log = get_logger("qfexbot.runtime.actions")
+
+_MAPPERS: dict[type, Callable[[Venue, Any], OrderRequest]] = {
+    OrderChange: lambda venue, action: venue.modify(action),
+    StopOrder: lambda venue, action: venue.stop_order(action),
+    StopChange: lambda venue, action: venue.modify_stop(action),
+    StopCancel: lambda venue, action: venue.cancel_stop(action),
+    TwapOrder: lambda venue, action: venue.twap(action),
+    TwapCancel: lambda venue, action: venue.cancel_twap(action),
+    ClosePosition: lambda venue, action: venue.close_position(action),
+    CancelAll: lambda venue, action: venue.cancel_all(action),
+}
+"""Each order action -> the ``Venue`` method that maps it to the venue's request."""
+_CANCELS = (StopCancel, TwapCancel, CancelAll)
 
 
 class RuntimeActions:
@@ -198,6 +225,51 @@ class RuntimeActions:
                 entry.id, ("maybe sent: " if exc.maybe_sent else "not sent: ") + str(exc)
             )
             raise
+
+    async def order_action(self, bot: str, plugin: str, account: str, action: OrderAction) -> None:
+        """Map one order action (modify, stop orders, TWAP, close, cancel all) with the venue,
+        then journal and send it like an order (a cancel kind for the cancels).
+
+        Raises:
+          ActionError: the venue has no such action (before anything is journaled or sent);
+            ``ActionUnavailable`` if the session is not live.
+        """
+        account_id = self._account(bot, account)
+        request = _MAPPERS[type(action)](self._run(bot).venue, action)
+        kind = "cancel" if isinstance(action, _CANCELS) else "order"
+        await self._send(bot, plugin, account_id, request, kind=kind)
+
+    async def set_leverage(
+        self, bot: str, plugin: str, account: str, symbol: str, leverage: Decimal
+    ) -> None:
+        """Set an account's leverage and wait for the venue's answer (a dry-run bot journals
+        what it would set and sends nothing)."""
+        account_id = self._account(bot, account)
+        if self._app.effective_dry_run(bot):
+            await self._journal.record_dry_run(
+                bot=bot, plugin=plugin, venue=self._app.bots[bot].venue,
+                detail=f"would set leverage {leverage} on {symbol}",
+                data={"account": account_id, "symbol": symbol, "leverage": str(leverage)},
+            )  # fmt: skip
+            return
+        session = self._session(bot, account_id)
+        await self._run(bot).venue.set_leverage(session, symbol=symbol, leverage=leverage)
+        log_event(log, logging.INFO, "leverage set", account=account_id, symbol=symbol,
+                  leverage=str(leverage))  # fmt: skip
+
+    async def read(self, bot: str, plugin: str, account: str | None, query: Query) -> Any:
+        """Answer a plugin's read from the venue: over the account's session, by account id
+        over REST, or public history (``query.scope``)."""
+        venue = self._run(bot).venue
+        method = getattr(venue, query.name)
+        if query.scope == "market":
+            return await method(**query.args)
+        if account is None:
+            raise ActionError(f"{query.name} needs an account")
+        account_id = self._account(bot, account)
+        if query.scope == "session":
+            return await method(self._session(bot, account_id), **query.args)
+        return await method(account_id, **query.args)
 
     async def positions(self, bot: str, plugin: str, account: str) -> ResyncEvent:
         """Balance and positions of an account, read from the venue now."""

@@ -7,23 +7,31 @@ trade socket; :class:`QfexMarketDataDriver` is the public feed's part;
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import trio
 from trio_websocket import ConnectionClosed
 
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.secrets import Secret
 from qfexbot.core.venue import AuthRejected, FrameConnection
-from qfexbot.errors import VenueError
+from qfexbot.errors import ActionRejected, ActionUnavailable, VenueError
 from qfexbot.events import BookEvent, Event, MarkPriceEvent, TradeEvent
 from qfexbot.venues.qfex.auth import ws_auth_message, ws_jwt_auth_message
 from qfexbot.venues.qfex.parse import (
+    Ack,
     AuthResult,
     Control,
     ErrorFrame,
+    OrdersSnapshot,
+    Reply,
     Subscribed,
+    TradesSnapshot,
     encode_json,
     parse_mds_frame,
     parse_trade_frame,
@@ -35,6 +43,7 @@ __all__ = [
     "TRADE_CHANNELS",
     "QfexMarketDataDriver",
     "QfexTradeDriver",
+    "ReplyWaiters",
     "StepFailed",
 ]
 
@@ -52,6 +61,122 @@ class StepFailed(VenueError):
     """A handshake step failed for a reason that a reconnect may fix (not credentials)."""
 
     retryable = True
+
+
+def incoming_type(incoming: Any) -> str:
+    """The ``type`` of the command an ``err`` or ``ack`` echoes (``incoming_message`` is an
+    object, or the request's text when the venue could not read it as one); "" if none."""
+    if isinstance(incoming, str):
+        try:
+            incoming = json.loads(incoming)
+        except ValueError:
+            return ""
+    if isinstance(incoming, dict):
+        kind = incoming.get("type")
+        return kind if isinstance(kind, str) else ""
+    return ""
+
+
+@dataclass(eq=False)
+class _Waiter:
+    key: str
+    command: str
+    match: Callable[[Any], bool] | None
+    seq: int
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+    abandoned_at: float | None = None
+
+
+class ReplyWaiters:
+    """Socket queries waiting for their replies, oldest first per reply key.
+
+    QFEX replies carry no correlation id but come in the order the commands were sent, so the
+    oldest waiter of a reply key (whose ``match``, if any, accepts the reply) gets the next
+    reply of that key; an ``err`` fails the oldest waiter whose command it echoes; a new
+    connection fails them all. A waiter that timed out stays queued for ``keep_abandoned``
+    seconds so that its late reply is absorbed instead of answering the next query.
+    """
+
+    def __init__(self, *, keep_abandoned: float = 30.0) -> None:
+        self._queues: dict[str, deque[_Waiter]] = {}
+        self._keep_abandoned = keep_abandoned
+        self._sent = 0
+
+    def __len__(self) -> int:
+        return sum(1 for q in self._queues.values() for w in q if w.abandoned_at is None)
+
+    def pending(self, key: str) -> bool:
+        """Whether a waiter (abandoned or not) is queued for ``key``: a cheap check."""
+        return bool(self._queues.get(key))
+
+    def add(self, key: str, command: str, match: Callable[[Any], bool] | None = None) -> _Waiter:
+        """Queue a waiter for the next ``key`` reply to ``command`` (call before sending)."""
+        self._prune()
+        self._sent += 1
+        waiter = _Waiter(key, command, match, self._sent)
+        self._queues.setdefault(key, deque()).append(waiter)
+        return waiter
+
+    def discard(self, waiter: _Waiter) -> None:
+        """Forget a waiter whose command was never sent."""
+        queue = self._queues.get(waiter.key)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+
+    def resolve(self, key: str, reply: Any) -> bool:
+        """Hand ``reply`` to the oldest matching waiter of ``key``; False if none wanted it."""
+        queue = self._queues.get(key)
+        if not queue:
+            return False
+        for waiter in queue:
+            if waiter.match is None or waiter.match(reply):
+                queue.remove(waiter)
+                waiter.result = reply
+                waiter.done.set()
+                return True
+        return False
+
+    def fail_command(self, command: str, error: BaseException) -> bool:
+        """Fail the oldest waiter (of any key) whose command is ``command``."""
+        candidates = [
+            next((w for w in queue if w.command == command), None)
+            for queue in self._queues.values()
+        ]
+        oldest = min((w for w in candidates if w is not None), key=lambda w: w.seq, default=None)
+        if oldest is None:
+            return False
+        self.discard(oldest)
+        oldest.error = error
+        oldest.done.set()
+        return True
+
+    def fail_all(self, error: BaseException) -> None:
+        """Fail every waiter (the connection they were sent on is gone)."""
+        queues, self._queues = self._queues, {}
+        for queue in queues.values():
+            for waiter in queue:
+                waiter.error = error
+                waiter.done.set()
+
+    async def wait(self, waiter: _Waiter, timeout: float) -> Any:  # noqa: ASYNC109
+        """The waiter's reply; ``ActionUnavailable`` after ``timeout`` s or when failed."""
+        with trio.move_on_after(timeout):
+            await waiter.done.wait()
+        if not waiter.done.is_set():
+            waiter.abandoned_at = trio.current_time()
+            raise ActionUnavailable(f"no {waiter.key} reply to {waiter.command} in {timeout:g}s")
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.result
+
+    def _prune(self) -> None:
+        horizon = trio.current_time() - self._keep_abandoned
+        for queue in self._queues.values():
+            stale = [w for w in queue if w.abandoned_at is not None and w.abandoned_at < horizon]
+            for waiter in stale:
+                queue.remove(waiter)
 
 
 class QfexTradeDriver:
@@ -102,6 +227,7 @@ class QfexTradeDriver:
         self._jwt = jwt
         self._rearm = tuple(rearm)
         self._on_control = on_control
+        self.waiters = ReplyWaiters()
 
     def __repr__(self) -> str:
         return f"QfexTradeDriver(venue={self.venue!r}, account_id={self.account_id!r})"
@@ -116,7 +242,38 @@ class QfexTradeDriver:
         assert self._public_key is not None and self._secret is not None
         return ws_auth_message(self._public_key, self._secret, bind)
 
+    async def request(
+        self,
+        session: Any,
+        message: Mapping[str, Any],
+        reply_key: str,
+        *,
+        timeout: float,  # noqa: ASYNC109
+        match: Callable[[Any], bool] | None = None,
+    ) -> Any:
+        """Send a query on ``session`` (this driver's supervisor) and return its reply.
+
+        ``reply_key`` is the reply's message key (``all_orders_response``, ``ack``, ...);
+        ``match`` narrows which reply of that key answers it (e.g. the asked order id).
+
+        Raises:
+          ActionRejected: the venue answered ``err`` to this command (``code`` = its code).
+          ActionUnavailable: not live, no reply within ``timeout`` s, or the connection was
+            replaced before the reply came.
+        """
+        waiter = self.waiters.add(reply_key, str(message.get("type", "")), match)
+        try:
+            await session.send(message)
+        except BaseException:
+            self.waiters.discard(waiter)
+            raise
+        return await self.waiters.wait(waiter, timeout)
+
     async def authenticate(self, conn: FrameConnection) -> None:
+        # A new connection: replies to queries sent on the old one will never come.
+        self.waiters.fail_all(
+            ActionUnavailable(f"{self.venue} session for {self.account_id} reconnected")
+        )
         await conn.send(self._auth_message())  # fresh nonce and timestamp every time
         try:
             while True:
@@ -162,6 +319,14 @@ class QfexTradeDriver:
         return parse_trade_frame(frame, self.venue, self.account_id, now)
 
     async def on_control(self, item: Any) -> None:
+        key = _reply_key(item)
+        if key is not None and self.waiters.resolve(key, item):
+            return
+        if isinstance(item, ErrorFrame) and self.waiters.fail_command(
+            incoming_type(item.incoming),
+            ActionRejected(f"venue error {item.code}: {item.message}", code=item.code),
+        ):
+            return
         if isinstance(item, ErrorFrame):
             log_event(
                 log,
@@ -182,6 +347,21 @@ class QfexTradeDriver:
     def command_name(self, message: Mapping[str, Any]) -> str | None:
         """A QFEX command is named by its ``type``."""
         return message.get("type")
+
+
+_REPLY_KEYS: dict[type, str] = {
+    OrdersSnapshot: "all_orders_response",
+    TradesSnapshot: "user_trades_response",
+    Ack: "ack",
+}
+
+
+def _reply_key(item: Any) -> str | None:
+    """The message key a control item was parsed from, as the waiters are keyed."""
+    key = _REPLY_KEYS.get(type(item))
+    if key is None and isinstance(item, Reply):
+        return item.kind
+    return key
 
 
 _ROUTE_CHANNEL: dict[type, str] = {TradeEvent: "trade", MarkPriceEvent: "mark_price"}
