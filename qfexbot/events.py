@@ -21,17 +21,26 @@ __all__ = [
     "PRIVATE_EVENTS",
     "BalanceEvent",
     "BookEvent",
+    "CandleEvent",
     "ConnectionState",
     "ConnectionStateEvent",
     "Event",
     "FillEvent",
+    "FundingPaymentEvent",
+    "FundingRateEvent",
     "MarkPriceEvent",
+    "MarketStatsEvent",
+    "OpenInterestEvent",
     "OrderUpdateEvent",
     "PositionEvent",
+    "PriceBandEvent",
     "ResyncEvent",
+    "StopOrderEvent",
     "TimerEvent",
     "TradeEvent",
     "TransferOutcomeEvent",
+    "TwapEvent",
+    "UnderlierEvent",
 ]
 
 
@@ -107,8 +116,71 @@ class OrderUpdateEvent(Event):
     trade_id: str | None = None
     update_time: float | None = None
     terminal: bool = False
+    take_profit: Decimal = Decimal(0)
+    """Attached take-profit trigger price; 0 = none."""
+    stop_loss: Decimal = Decimal(0)
+    """Attached stop-loss trigger price; 0 = none."""
 
     kind = "order"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopOrderEvent(Event):
+    """A resting stop order (take-profit or stop-loss) as the venue reports it.
+
+    ``price`` is the trigger (mark price); ``side`` the direction of the order it becomes.
+    """
+
+    stop_order_id: str
+    symbol: str
+    side: str
+    stop_type: str
+    """``TAKE_PROFIT`` or ``STOP_LOSS``."""
+    price: Decimal
+    quantity: Decimal
+    client_order_id: str = ""
+    update_time: float | None = None
+
+    kind = "stop_order"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TwapEvent(Event):
+    """A TWAP (time-weighted order split into children) was placed, progressed or ended."""
+
+    twap_id: str
+    client_twap_id: str
+    """``""`` when the TWAP has none."""
+    symbol: str
+    side: str
+    status: str
+    """As the venue sends it (e.g. ``ACTIVE``, ``COMPLETED``, ``CANCELLED``)."""
+    total_quantity: Decimal
+    filled_quantity: Decimal = Decimal(0)
+    average_fill_price: Decimal = Decimal(0)
+    total_orders: int = 0
+    order_interval: int = 0
+    """Seconds between child orders."""
+    reduce_only: bool = False
+    created_at: float | None = None
+    updated_at: float | None = None
+
+    kind = "twap"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingPaymentEvent(Event):
+    """Funding paid or received on one position: ``amount`` > 0 is received.
+
+    Derived from the change in the position's cumulative ``net_funding``, which is what the
+    venue reports; ``net_funding`` is the new cumulative total.
+    """
+
+    symbol: str
+    amount: Decimal
+    net_funding: Decimal
+
+    kind = "funding_payment"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,6 +245,117 @@ class MarkPriceEvent(Event):
     price: Decimal
 
     kind = "mark_price"
+
+    @property
+    def is_private(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CandleEvent(Event):
+    """The current candle of one symbol and resolution (sent again as it changes)."""
+
+    symbol: str
+    resolution: str
+    """e.g. ``1MIN``, ``5MINS``, ``1HOUR``, ``1DAY``."""
+    start: float | None
+    """Unix seconds of the candle's start."""
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    usd_volume: Decimal = Decimal(0)
+    trades: int = 0
+
+    kind = "candle"
+
+    @property
+    def is_private(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingRateEvent(Event):
+    """The implied funding rate of the current window, if it ended now (a fraction)."""
+
+    symbol: str
+    rate: Decimal
+    time_remaining: float = 0.0
+    """Seconds until the window ends."""
+    timestamp: float | None = None
+
+    kind = "funding_rate"
+
+    @property
+    def is_private(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenInterestEvent(Event):
+    """Open interest of one symbol (base units)."""
+
+    symbol: str
+    open_interest: Decimal
+    timestamp: float | None = None
+
+    kind = "open_interest"
+
+    @property
+    def is_private(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnderlierEvent(Event):
+    """The underlying (index) price of one symbol; ``source`` says where it came from."""
+
+    symbol: str
+    price: Decimal
+    source: str = ""
+    """``external`` (aggregated venues) or ``internal`` (outside the market's hours)."""
+    timestamp: float | None = None
+
+    kind = "underlier"
+
+    @property
+    def is_private(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PriceBandEvent(Event):
+    """The current band of accepted order prices of one symbol."""
+
+    symbol: str
+    min_price: Decimal
+    max_price: Decimal
+    timestamp: float | None = None
+
+    kind = "price_band"
+
+    @property
+    def is_private(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketStatsEvent(Event):
+    """A consolidated snapshot: best bid/offer, mark price, open interest and daily volume.
+
+    ``symbol`` is what was subscribed (``"*"`` for every symbol); ``daily_volumes`` pairs
+    each symbol with its volume since the daily reset.
+    """
+
+    symbol: str
+    bbos: tuple[BookEvent, ...] = ()
+    mark_prices: tuple[MarkPriceEvent, ...] = ()
+    open_interests: tuple[OpenInterestEvent, ...] = ()
+    daily_volumes: tuple[tuple[str, Decimal], ...] = ()
+    sequence: int | None = None
+    timestamp: float | None = None
+
+    kind = "market_stats"
 
     @property
     def is_private(self) -> bool:
@@ -249,6 +432,9 @@ PRIVATE_EVENTS: tuple[type[Event], ...] = (
     PositionEvent,
     OrderUpdateEvent,
     FillEvent,
+    StopOrderEvent,
+    TwapEvent,
+    FundingPaymentEvent,
     ConnectionStateEvent,
     ResyncEvent,
     TransferOutcomeEvent,

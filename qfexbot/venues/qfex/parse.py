@@ -335,6 +335,8 @@ def _order(d: dict, venue: str, account_id: str, now: float, raw: Any) -> OrderU
         trade_id=_str_or_none(d.get("trade_id")),
         update_time=_float_or_none(d.get("update_time")),
         terminal=is_terminal(status, remaining),
+        take_profit=_dec(d.get("take_profit")),
+        stop_loss=_dec(d.get("stop_loss")),
     )
 
 
