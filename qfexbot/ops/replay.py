@@ -43,10 +43,11 @@ import trio.testing
 from qfexbot.config import AppConfig, validate_plugin_config
 from qfexbot.core.accounts import AccountBook
 from qfexbot.core.bus import Bus
+from qfexbot.core.context import Query
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.plugins import PluginHost, PluginLoadError, load_plugin_host
-from qfexbot.core.venue import Order, ParseError, ReplayDriver
+from qfexbot.core.venue import Order, OrderAction, ParseError, ReplayDriver
 from qfexbot.errors import QfexbotError
 from qfexbot.events import (
     ConnectionState,
@@ -287,6 +288,27 @@ class ReplayActions:
         self, bot: str, plugin: str, account: str, duration: str = "1w"
     ) -> list[tuple[Any, Decimal]]:
         raise LookupError("replay: account equity history is not part of a recording")
+
+    async def order_action(self, bot: str, plugin: str, account: str, action: OrderAction) -> None:
+        """A decision named after the ``ctx`` method (``modify_order``, ``start_twap``, ...)."""
+        args = decision_args(account=account, **_fields(action))
+        self._decide(bot, plugin, action.action, args)
+        self._account(bot, account)
+
+    async def set_leverage(
+        self, bot: str, plugin: str, account: str, symbol: str, leverage: Decimal
+    ) -> None:
+        args = decision_args(account=account, symbol=symbol, leverage=leverage)
+        self._decide(bot, plugin, "set_leverage", args)
+        self._account(bot, account)
+
+    async def read(self, bot: str, plugin: str, account: str | None, query: Query) -> Any:
+        """Reads of the venue's state or history are not part of a recording."""
+        raise LookupError(f"replay: {query.name} is not part of a recording")
+
+
+def _fields(action: OrderAction) -> dict[str, Any]:
+    return {f.name: getattr(action, f.name) for f in dataclasses.fields(action)}
 
 
 # ---------------------------------------------------------------- the replay

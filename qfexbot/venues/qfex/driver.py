@@ -21,7 +21,18 @@ from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.secrets import Secret
 from qfexbot.core.venue import AuthRejected, FrameConnection
 from qfexbot.errors import ActionRejected, ActionUnavailable, VenueError
-from qfexbot.events import BookEvent, Event, MarkPriceEvent, TradeEvent
+from qfexbot.events import (
+    BookEvent,
+    CandleEvent,
+    Event,
+    FundingPaymentEvent,
+    FundingRateEvent,
+    MarkPriceEvent,
+    OrderUpdateEvent,
+    PositionEvent,
+    PriceBandEvent,
+    TradeEvent,
+)
 from qfexbot.venues.qfex.auth import ws_auth_message, ws_jwt_auth_message
 from qfexbot.venues.qfex.parse import (
     Ack,
@@ -228,6 +239,9 @@ class QfexTradeDriver:
         self._rearm = tuple(rearm)
         self._on_control = on_control
         self.waiters = ReplyWaiters()
+        self._funding: dict[str, PositionEvent] = {}
+        """The last position seen per symbol on this connection: funding payments are its
+        ``net_funding`` changes (QFEX sends no payment message)."""
 
     def __repr__(self) -> str:
         return f"QfexTradeDriver(venue={self.venue!r}, account_id={self.account_id!r})"
@@ -270,10 +284,12 @@ class QfexTradeDriver:
         return await self.waiters.wait(waiter, timeout)
 
     async def authenticate(self, conn: FrameConnection) -> None:
-        # A new connection: replies to queries sent on the old one will never come.
+        # A new connection: replies to queries sent on the old one will never come, and the
+        # funding baseline is re-read with the snapshot.
         self.waiters.fail_all(
             ActionUnavailable(f"{self.venue} session for {self.account_id} reconnected")
         )
+        self._funding = {}
         await conn.send(self._auth_message())  # fresh nonce and timestamp every time
         try:
             while True:
@@ -309,6 +325,9 @@ class QfexTradeDriver:
 
     async def resync(self, conn: FrameConnection) -> Sequence[Event]:
         snapshot = await self._rest.positions(self.account_id)
+        # The snapshot is the new funding baseline: what was paid while disconnected is in
+        # it, not reported as a payment (it could not be told apart from one already seen).
+        self._funding = {p.symbol: p for p in snapshot.positions}
         events: list[Event] = [snapshot]
         if snapshot.balance is not None:
             events.append(snapshot.balance)
@@ -316,7 +335,45 @@ class QfexTradeDriver:
         return events
 
     def parse(self, frame: str | bytes, now: float) -> list[Any]:
-        return parse_trade_frame(frame, self.venue, self.account_id, now)
+        items = parse_trade_frame(frame, self.venue, self.account_id, now)
+        if self.waiters.pending("order_response"):
+            # A get_order reply is an order_response: it answers the query, not the bus.
+            items = [i for i in items if not self._answers_get_order(i)]
+        if any(type(i) is PositionEvent for i in items):
+            items = self._with_funding(items)
+        return items
+
+    def _answers_get_order(self, item: Any) -> bool:
+        return type(item) is OrderUpdateEvent and self.waiters.resolve("order_response", item)
+
+    def _with_funding(self, items: list[Any]) -> list[Any]:
+        """Each position followed by the funding payment its ``net_funding`` change shows.
+
+        Only a change on a position open before and after counts: a venue may reset the
+        cumulative figure when a position is closed or reopened, which is no payment.
+        """
+        out: list[Any] = []
+        for item in items:
+            out.append(item)
+            if type(item) is not PositionEvent:
+                continue
+            before = self._funding.get(item.symbol)
+            self._funding[item.symbol] = item
+            if before is None or before.size == 0 or item.size == 0:
+                continue
+            amount = item.net_funding - before.net_funding
+            if amount:
+                out.append(
+                    FundingPaymentEvent(
+                        venue=item.venue,
+                        account_id=item.account_id,
+                        received_at=item.received_at,
+                        symbol=item.symbol,
+                        amount=amount,
+                        net_funding=item.net_funding,
+                    )
+                )
+        return out
 
     async def on_control(self, item: Any) -> None:
         key = _reply_key(item)
@@ -364,7 +421,12 @@ def _reply_key(item: Any) -> str | None:
     return key
 
 
-_ROUTE_CHANNEL: dict[type, str] = {TradeEvent: "trade", MarkPriceEvent: "mark_price"}
+_ROUTE_CHANNEL: dict[type, str] = {
+    TradeEvent: "trade",
+    MarkPriceEvent: "mark_price",
+    FundingRateEvent: "funding",
+    PriceBandEvent: "minmax_price",
+}
 
 
 class QfexMarketDataDriver:
@@ -386,17 +448,30 @@ class QfexMarketDataDriver:
             grouped.setdefault(channel, []).append(symbol)
         return grouped
 
+    @classmethod
+    def _messages(cls, op: str, pairs: Iterable[tuple[str, str]]) -> list[Mapping[str, Any]]:
+        """One message per channel; candle pairs (``"AAPL-USD/1MIN"``) one per interval, with
+        the ``intervals`` the venue requires."""
+        messages: list[Mapping[str, Any]] = []
+        for channel, symbols in cls._by_channel(pairs).items():
+            if channel != "candle":
+                messages.append({"type": op, "channels": [channel], "symbols": symbols})
+                continue
+            by_interval: dict[str, list[str]] = {}
+            for pair in symbols:
+                symbol, _, interval = pair.partition("/")
+                by_interval.setdefault(interval or "1MIN", []).append(symbol)
+            messages.extend(
+                {"type": op, "channels": ["candle"], "symbols": names, "intervals": [interval]}
+                for interval, names in by_interval.items()
+            )
+        return messages
+
     def subscribe_messages(self, pairs: Iterable[tuple[str, str]]) -> list[Mapping[str, Any]]:
-        return [
-            {"type": "subscribe", "channels": [channel], "symbols": symbols}
-            for channel, symbols in self._by_channel(pairs).items()
-        ]
+        return self._messages("subscribe", pairs)
 
     def unsubscribe_messages(self, pairs: Iterable[tuple[str, str]]) -> list[Mapping[str, Any]]:
-        return [
-            {"type": "unsubscribe", "channels": [channel], "symbols": symbols}
-            for channel, symbols in self._by_channel(pairs).items()
-        ]
+        return self._messages("unsubscribe", pairs)
 
     def parse(self, frame: str | bytes, now: float) -> list[Event]:
         return parse_mds_frame(frame, self.venue, now)
@@ -404,6 +479,8 @@ class QfexMarketDataDriver:
     def route(self, event: Event) -> tuple[str, str]:
         if type(event) is BookEvent:
             return event.channel, event.symbol
+        if type(event) is CandleEvent:
+            return "candle", f"{event.symbol}/{event.resolution}"
         return _ROUTE_CHANNEL.get(type(event), event.kind), getattr(event, "symbol", "")
 
     def encode(self, message: Mapping[str, Any]) -> str:
