@@ -169,9 +169,11 @@ def test_error_frames_nested_and_flat() -> None:
 
 
 def test_other_replies_are_kept_as_reply() -> None:
-    reply = one("user_leverage_response")
-    assert isinstance(reply, Reply) and reply.kind == "user_leverage_response"
-    assert reply.payload[0]["leverage"] == "20"
+    # Leverage replies are typed now (LeverageLevels, tests/venue/test_qfex_parse_new.py);
+    # a kind the parser does not know is still kept whole.
+    (reply,) = parse_trade_frame('{"some_new_reply":[{"leverage":"20"}]}', "qfex", "a", 1.0)
+    assert isinstance(reply, Reply) and reply.kind == "some_new_reply"
+    assert reply.payload["some_new_reply"][0]["leverage"] == "20"
 
 
 def test_legacy_envelopes() -> None:
@@ -310,11 +312,9 @@ def test_mark_price() -> None:
     assert isinstance(mark, MarkPriceEvent) and mark.price == Decimal("437.45")
 
 
-@pytest.mark.parametrize(
-    "name", ["candle", "funding", "underlier", "open_interest", "minmax_price", "market_stats"]
-)
-def test_channels_without_event_types_parse_to_nothing(name: str) -> None:
-    assert mds(name) == []
+def test_unknown_channels_parse_to_nothing() -> None:
+    # The six channels that once had no event type are typed now (test_qfex_parse_new.py).
+    assert parse_mds_frame('{"type":"refdata","symbol":"AAPL-USD"}', "qfex", 1.0) == []
 
 
 def test_mds_array_and_envelope() -> None:

@@ -2,7 +2,9 @@
 
 Each parse function does one ``json.loads`` and builds events directly (this is the hot path).
 Every documented reply variant is accepted (protocol §2, §3, §6): both auth-success shapes,
-nested and flat error frames, ``ack``/``ack_response``, both user-trades replies, the legacy
+nested and flat error frames, ``ack``/``ack_response``, both user-trades replies, leverage
+rows with ``leverage`` as a string or a number and ``max_notional`` or ``max_position``, times as
+Unix seconds or RFC 3339 strings, the legacy
 ``v4_balances``/``v4_positions``/``balance_update``/``position_update`` envelope, JSON arrays of
 messages, and numbers sent as strings. Floats become ``Decimal(str(x))``. Anything malformed
 raises :class:`ParseError` carrying the raw frame, never another exception type.
@@ -20,20 +22,30 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from qfexbot.core.records import LeverageLevel, OpenOrders, TwapInfo, UserTrade
 from qfexbot.core.venue import ParseError
 from qfexbot.events import (
     BalanceEvent,
     BookEvent,
+    CandleEvent,
     Event,
     FillEvent,
+    FundingRateEvent,
+    MarketStatsEvent,
     MarkPriceEvent,
+    OpenInterestEvent,
     OrderUpdateEvent,
     PositionEvent,
+    PriceBandEvent,
     ResyncEvent,
+    StopOrderEvent,
     TradeEvent,
+    TwapEvent,
+    UnderlierEvent,
 )
 
 try:
@@ -46,6 +58,7 @@ __all__ = [
     "AuthResult",
     "Control",
     "ErrorFrame",
+    "LeverageLevels",
     "OrdersSnapshot",
     "ParseError",
     "Reply",
@@ -54,9 +67,12 @@ __all__ = [
     "Unsubscribed",
     "encode_json",
     "is_terminal",
+    "leverage_level",
     "parse_mds_frame",
     "parse_positions_snapshot",
     "parse_trade_frame",
+    "socket_trade",
+    "twap_info",
 ]
 
 _ZERO = Decimal(0)
@@ -134,23 +150,39 @@ class Ack(Control):
 
 @dataclass(frozen=True, slots=True)
 class OrdersSnapshot(Control):
-    """Reply to get_order / get_user_orders: the open orders (not live updates)."""
+    """Reply to get_user_orders (``all_orders_response``): open orders, active TWAPs and stop
+    orders (not live updates)."""
 
     orders: tuple[OrderUpdateEvent, ...]
-    twaps: tuple[Any, ...] = ()
-    stop_orders: tuple[Any, ...] = ()
+    twaps: tuple[TwapInfo, ...] = ()
+    stop_orders: tuple[StopOrderEvent, ...] = ()
+
+    def open_orders(self) -> OpenOrders:
+        """The snapshot as the venue-neutral :class:`~qfexbot.core.records.OpenOrders`."""
+        return OpenOrders(
+            orders=self.orders, twaps=self.twaps, stop_orders=self.stop_orders, raw=self.raw
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class TradesSnapshot(Control):
-    """Reply to get_user_trades (either documented shape), as fills."""
+    """Reply to get_user_trades (either documented shape), as fills and as trade records."""
 
     fills: tuple[FillEvent, ...]
+    trades: tuple[UserTrade, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LeverageLevels(Control):
+    """Reply to get_user_leverage or get_available_leverage_levels; ``reply`` is which."""
+
+    reply: str
+    levels: tuple[LeverageLevel, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Reply(Control):
-    """Any other well-formed reply (leverage, TWAP, stop order, or a kind not known yet)."""
+    """Any other well-formed reply (a kind not known yet, or a ``type``-tagged message)."""
 
     kind: str
     payload: Any = None
@@ -295,6 +327,44 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+_MAX_TIME = 1e13
+"""Unix seconds beyond this (year 318857) are garbage, not times."""
+
+
+def _time(value: Any) -> float | None:
+    """A time as Unix seconds: a JSON number, a numeric string or an RFC 3339 string (naive
+    means UTC, any fraction length); absent or empty is ``None``; anything else is malformed."""
+    if value is None or value == "":
+        return None
+    kind = type(value)
+    if kind is int or kind is float:
+        seconds = float(value)
+    elif kind is str:
+        try:
+            seconds = float(value)
+        except ValueError:
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            seconds = moment.timestamp()
+    else:
+        raise TypeError(f"expected a time, got {kind.__name__}")
+    if not math.isfinite(seconds) or abs(seconds) > _MAX_TIME:
+        raise ValueError(f"time out of range: {value!r:.40}")
+    return seconds
+
+
+def _flag(value: Any) -> bool:
+    """A boolean sent as true/false (or 1/0, as one third party does); absent is false."""
+    if value is None:
+        return False
+    if type(value) is bool:
+        return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"expected a boolean, got {value!r:.40}")
+
+
 _NOT_TERMINAL = frozenset(
     {"ACK", "MODIFIED", "CANNOT_MODIFY_PARTIAL_FILL", "CANNOT_MODIFY_NO_SUCH_ORDER"}
 )
@@ -397,6 +467,110 @@ def _balance(d: dict, venue: str, account_id: str, now: float, raw: Any) -> Bala
     )
 
 
+def _stop_order(d: dict, venue: str, account_id: str, now: float, raw: Any) -> StopOrderEvent:
+    return StopOrderEvent(
+        venue=venue,
+        account_id=account_id,
+        received_at=now,
+        raw=raw,
+        stop_order_id=str(d["stop_order_id"]),
+        symbol=_req_text(d, "symbol"),
+        side=_text(d.get("direction")) or _text(d.get("side")),
+        stop_type=_text(d.get("stop_order_type")) or _text(d.get("type")),
+        price=_dec(d.get("price")),
+        quantity=_dec(d.get("quantity")),
+        client_order_id=_text(d.get("client_order_id")),
+        update_time=_time(d.get("update_time")),
+    )
+
+
+def twap_info(d: Any, raw: Any = None) -> TwapInfo:
+    """A TWAP object (socket ``TwapResponse`` or REST ``HistoricTwap``) as a record."""
+    filled_orders = d.get("filled_num_orders")
+    return TwapInfo(
+        twap_id=str(d["twap_id"]),
+        client_twap_id=_text(d.get("client_twap_id")),
+        symbol=_req_text(d, "symbol"),
+        side=_text(d.get("side")),
+        status=_text(d.get("status")),
+        total_quantity=_dec(d.get("total_quantity")),
+        filled_quantity=_dec(d.get("filled_quantity")),
+        average_fill_price=_dec(d.get("average_fill_price")),
+        total_orders=_count(d.get("total_num_orders")),
+        filled_orders=None if filled_orders is None else _count(filled_orders),
+        order_interval=_count(d.get("order_interval_secs")),
+        reduce_only=_flag(d.get("reduce_only")),
+        created_at=_time(d.get("created_at")),
+        updated_at=_time(d.get("updated_at")),
+        raw=d if raw is None else raw,
+    )
+
+
+def _twap(d: dict, venue: str, account_id: str, now: float, raw: Any) -> TwapEvent:
+    info = twap_info(d)
+    return TwapEvent(
+        venue=venue,
+        account_id=account_id,
+        received_at=now,
+        raw=raw,
+        twap_id=info.twap_id,
+        client_twap_id=info.client_twap_id,
+        symbol=info.symbol,
+        side=info.side,
+        status=info.status,
+        total_quantity=info.total_quantity,
+        filled_quantity=info.filled_quantity,
+        average_fill_price=info.average_fill_price,
+        total_orders=info.total_orders,
+        order_interval=info.order_interval,
+        reduce_only=info.reduce_only,
+        created_at=info.created_at,
+        updated_at=info.updated_at,
+    )
+
+
+def leverage_level(d: Any) -> LeverageLevel:
+    """A ``LeveragePublic`` row (leverage as a string or a number; ``max_notional`` or the
+    older ``max_position``) as a record."""
+    cap = d.get("max_notional")
+    return LeverageLevel(
+        symbol=_req_text(d, "symbol"),
+        leverage=_dec(d["leverage"]),
+        initial_margin=_dec(d.get("initial_margin")),
+        maintenance_margin=_dec(d.get("maintenance_margin")),
+        max_notional=_dec(d.get("max_position") if cap is None else cap),
+        level_id=str(d.get("id") or ""),
+        raw=d,
+    )
+
+
+def _taker(d: dict) -> bool | None:
+    aggressor = d.get("aggressor_side")
+    if not aggressor or "side" not in d:
+        return None
+    return aggressor == d["side"]
+
+
+def socket_trade(d: Any) -> UserTrade:
+    """A ``get_user_trades`` row (either documented shape) as a record."""
+    return UserTrade(
+        trade_id=str(d["trade_id"]),
+        order_id=str(d.get("order_id") or ""),
+        symbol=_req_text(d, "symbol"),
+        side=_text(d.get("side")) or _text(d.get("aggressor_side")),
+        price=_dec(d["price"]),
+        quantity=_dec(d["quantity"]),
+        fee=_dec(d.get("fee")),
+        order_type=_text(d.get("order_type")),
+        time_in_force=_text(d.get("tif")),
+        client_order_id=_text(d.get("client_order_id")),
+        timestamp=_time(d.get("timestamp")),
+        realised_pnl=_dec(d.get("realised_pnl")),
+        is_taker=_taker(d),
+        raw=d,
+    )
+
+
 def _as_list(value: Any) -> list:
     if value is None:
         return []
@@ -469,20 +643,35 @@ def _h_all_orders(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any
     return [
         OrdersSnapshot(
             orders,
-            tuple(_as_list(v.get("twaps"))),
-            tuple(_as_list(v.get("stop_orders"))),
+            tuple(twap_info(t) for t in _as_list(v.get("twaps"))),
+            tuple(_stop_order(s, venue, acct, now, raw) for s in _as_list(v.get("stop_orders"))),
             raw=raw,
         )
     ]
 
 
 def _h_user_trades(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
-    return [TradesSnapshot(tuple(_fill(t, venue, acct, now, raw) for t in _as_list(v)), raw=raw)]
+    rows = _as_list(v)
+    return [
+        TradesSnapshot(
+            tuple(_fill(t, venue, acct, now, raw) for t in rows),
+            tuple(socket_trade(t) for t in rows),
+            raw=raw,
+        )
+    ]
 
 
-def _reply(kind: str) -> _Handler:
+def _h_twap(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [_twap(v, venue, acct, now, raw)]
+
+
+def _h_stop_order(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
+    return [_stop_order(v, venue, acct, now, raw)]
+
+
+def _leverage(reply: str) -> _Handler:
     def handler(v: Any, obj: dict, venue: str, acct: str, now: float, raw: Any) -> list:
-        return [Reply(kind, v, raw=raw)]
+        return [LeverageLevels(reply, tuple(leverage_level(r) for r in _as_list(v)), raw=raw)]
 
     return handler
 
@@ -501,10 +690,10 @@ _TRADE_HANDLERS: dict[str, _Handler] = {
     "all_orders_response": _h_all_orders,
     "user_trades_response": _h_user_trades,
     "user_trades": _h_user_trades,
-    "user_leverage_response": _reply("user_leverage_response"),
-    "available_leverage_levels_response": _reply("available_leverage_levels_response"),
-    "twap_response": _reply("twap_response"),
-    "stop_order_response": _reply("stop_order_response"),
+    "user_leverage_response": _leverage("user_leverage_response"),
+    "available_leverage_levels_response": _leverage("available_leverage_levels_response"),
+    "twap_response": _h_twap,
+    "stop_order_response": _h_stop_order,
 }
 
 # Legacy envelope channels / types (protocol §2.1) -> builder of one payload object.
@@ -635,11 +824,116 @@ def _m_mark(d: dict, kind: str, venue: str, now: float, raw: Any) -> Event:
     )
 
 
+def _m_candle(d: dict, kind: str, venue: str, now: float, raw: Any) -> Event:
+    return CandleEvent(
+        venue=venue,
+        account_id=_MDS_ACCOUNT,
+        received_at=now,
+        raw=raw,
+        symbol=_req_text(d, "symbol"),
+        resolution=_req_text(d, "resolution"),
+        start=_time(d.get("start")),
+        open=_dec(d["open"]),
+        high=_dec(d["high"]),
+        low=_dec(d["low"]),
+        close=_dec(d["close"]),
+        usd_volume=_dec(d.get("usdVolume")),
+        trades=_count(d.get("trades")),
+    )
+
+
+def _m_funding(d: dict, kind: str, venue: str, now: float, raw: Any) -> Event:
+    remaining = _time(d.get("time_remaining"))
+    return FundingRateEvent(
+        venue=venue,
+        account_id=_MDS_ACCOUNT,
+        received_at=now,
+        raw=raw,
+        symbol=_req_text(d, "symbol"),
+        rate=_dec(d.get("funding_rate")),
+        time_remaining=0.0 if remaining is None else remaining,
+        timestamp=_time(d.get("time")),
+    )
+
+
+def _open_interest(d: Any, venue: str, now: float, raw: Any) -> OpenInterestEvent:
+    return OpenInterestEvent(
+        venue=venue,
+        account_id=_MDS_ACCOUNT,
+        received_at=now,
+        raw=raw,
+        symbol=_req_text(d, "symbol"),
+        open_interest=_dec(d["open_interest"]),
+        timestamp=_time(d.get("time")),
+    )
+
+
+def _m_open_interest(d: dict, kind: str, venue: str, now: float, raw: Any) -> Event:
+    return _open_interest(d, venue, now, raw)
+
+
+def _m_underlier(d: dict, kind: str, venue: str, now: float, raw: Any) -> Event:
+    return UnderlierEvent(
+        venue=venue,
+        account_id=_MDS_ACCOUNT,
+        received_at=now,
+        raw=raw,
+        symbol=_req_text(d, "symbol"),
+        price=_dec(d["price"]),
+        source=_text(d.get("source")),
+        timestamp=_time(d.get("time")),
+    )
+
+
+def _m_price_band(d: dict, kind: str, venue: str, now: float, raw: Any) -> Event:
+    return PriceBandEvent(
+        venue=venue,
+        account_id=_MDS_ACCOUNT,
+        received_at=now,
+        raw=raw,
+        symbol=_req_text(d, "symbol"),
+        min_price=_dec(d["min_price"]),
+        max_price=_dec(d["max_price"]),
+        timestamp=_time(d.get("time")),
+    )
+
+
+def _daily_volume(d: Any) -> tuple[str, Decimal]:
+    return _req_text(d, "symbol"), _dec(d.get("volume"))
+
+
+def _m_market_stats(d: dict, kind: str, venue: str, now: float, raw: Any) -> Event:
+    seq = d.get("sequence")
+    return MarketStatsEvent(
+        venue=venue,
+        account_id=_MDS_ACCOUNT,
+        received_at=now,
+        raw=raw,
+        symbol=_text(d.get("symbol")) or "*",
+        bbos=tuple(_m_book(b, "bbo", venue, now, raw) for b in _as_list(d.get("bbos"))),
+        mark_prices=tuple(
+            _m_mark(m, "mark_price", venue, now, raw) for m in _as_list(d.get("mark_prices"))
+        ),
+        open_interests=tuple(
+            _open_interest(o, venue, now, raw) for o in _as_list(d.get("open_interests"))
+        ),
+        daily_volumes=tuple(_daily_volume(v) for v in _as_list(d.get("daily_volumes"))),
+        sequence=_count(seq) if seq is not None else None,
+        timestamp=_time(d.get("time")),
+    )
+
+
 _MDS_BUILDERS: dict[str, Callable[[dict, str, str, float, Any], Event]] = {
     "level2": _m_book,
     "bbo": _m_book,
     "trade": _m_trade,
     "mark_price": _m_mark,
+    "candle": _m_candle,
+    "funding": _m_funding,
+    "open_interest": _m_open_interest,
+    "underlier": _m_underlier,
+    "minmax_price": _m_price_band,
+    "market_stats": _m_market_stats,
 }
 
 
@@ -666,15 +960,17 @@ def _mds_obj(obj: Any, venue: str, now: float, raw: Any, out: list[Event]) -> No
         out.append(build(obj, kind, venue, now, raw))
     elif kind is None and "err" not in obj:
         raise TypeError("message without a type")
-    # Other channels (candle, funding, market_stats, ...) and error frames: no event type.
+    # Unknown channels (e.g. the legacy refdata) and error frames: no event type.
 
 
 def parse_mds_frame(data: str | bytes, venue: str, now: float) -> list[Event]:
     """Parse one market-data frame (object, array, or envelope) into events.
 
     ``level2``/``bbo`` → :class:`BookEvent`, ``trade`` → :class:`TradeEvent`, ``mark_price`` →
-    :class:`MarkPriceEvent`; other channels (candle, funding, underlier, open_interest,
-    minmax_price, market_stats) are accepted and produce no events yet.
+    :class:`MarkPriceEvent`, ``candle`` → :class:`CandleEvent`, ``funding`` →
+    :class:`FundingRateEvent`, ``open_interest`` → :class:`OpenInterestEvent`, ``underlier`` →
+    :class:`UnderlierEvent`, ``minmax_price`` → :class:`PriceBandEvent`, ``market_stats`` →
+    :class:`MarketStatsEvent`; unknown channels produce no events.
     """
     try:
         out: list[Event] = []

@@ -1,5 +1,10 @@
 """QFEX REST client: typed calls, problem+json errors, retries for idempotent GETs only.
 
+One method per path of the OpenAPI (plus ``/symbols/metrics``, which the vendor CLI calls).
+Bodies ``ctx`` uses become neutral records (:mod:`qfexbot.core.records`); the rest become a
+:class:`~qfexbot.venues.qfex.records.Series`; the CSV exports are returned as text. Time
+parameters take a ``datetime`` (naive = UTC), Unix seconds, or an RFC 3339 string.
+
 Error handling:
   * ``application/problem+json`` (and any other error status) → :class:`QfexApiError`.
   * GET: 429 (honouring ``Retry-After``), 5xx and transport errors are retried with capped
@@ -16,22 +21,34 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from http import HTTPStatus
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 import trio
 
 from qfexbot.core.backoff import backoff_delay
 from qfexbot.core.logs import get_logger, log_event
+from qfexbot.core.records import (
+    Candle,
+    FeeRate,
+    FundingRatePoint,
+    HistoricOrder,
+    OpenInterestPoint,
+    TwapInfo,
+    UserTrade,
+)
 from qfexbot.core.venue import ParseError
 from qfexbot.errors import VenueError
 from qfexbot.events import ResyncEvent
+from qfexbot.venues.qfex import records
 from qfexbot.venues.qfex.auth import REQUESTED_ACCOUNT_HEADER
 from qfexbot.venues.qfex.parse import _dec, encode_json, parse_positions_snapshot
+from qfexbot.venues.qfex.records import Series
 
 __all__ = [
     "QfexAmbiguousError",
@@ -42,7 +59,14 @@ __all__ = [
     "QfexRest",
     "QfexUnavailableError",
     "SymbolInfo",
+    "TimeLike",
+    "iso_time",
 ]
+
+TimeLike = datetime | float | int | str
+"""A time parameter: ``datetime`` (naive = UTC), Unix seconds, or an RFC 3339 string."""
+
+_T = TypeVar("_T")
 
 log = get_logger(__name__)
 
@@ -178,6 +202,29 @@ def _status_phrase(status: int) -> str:
 def _body_status(value: Any, status: int) -> int:
     """A problem+json ``status`` if it is a plausible HTTP status, else the response's."""
     return value if type(value) is int and 100 <= value <= 599 else status
+
+
+def iso_time(value: TimeLike) -> str:
+    """A time parameter as the RFC 3339 UTC string the API expects (strings pass unchanged)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        moment = datetime.fromtimestamp(value, UTC)
+    else:
+        raise TypeError(f"expected a datetime, Unix seconds or a string, got {value!r}")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _query(**params: Any) -> dict[str, str]:
+    """Query parameters without those left ``None``, as text."""
+    return {name: str(value) for name, value in params.items() if value is not None}
+
+
+def _times(**params: TimeLike | None) -> dict[str, str]:
+    """Time query parameters (``None`` omitted) as RFC 3339 strings."""
+    return {name: iso_time(value) for name, value in params.items() if value is not None}
 
 
 def api_error_from(response: httpx.Response) -> QfexApiError:
@@ -342,9 +389,9 @@ class QfexRest:
                 f"GET /user/account-equity: unexpected body {body!r:.200}"
             ) from None
 
-    async def refdata(self) -> list[SymbolInfo]:
-        """Reference data of every symbol (public)."""
-        body = await self._get_json("/refdata", public=True)
+    async def refdata(self, ticker: str | None = None) -> list[SymbolInfo]:
+        """Reference data of every symbol, or of ``ticker`` only (public)."""
+        body = await self._get_json("/refdata", public=True, params=_query(ticker=ticker))
         try:
             return [
                 SymbolInfo(
@@ -362,6 +409,250 @@ class QfexRest:
             ]
         except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
             raise QfexResponseError(f"GET /refdata: unexpected body {body!r:.200}") from None
+
+    # ------------------------------------------------------------ public market history
+
+    async def candles(
+        self, symbol: str, resolution: str, start: TimeLike, end: TimeLike
+    ) -> list[Candle]:
+        """Candles of ``symbol`` at ``resolution`` (e.g. ``1MIN``, ``1HOUR``) between two times."""
+        path = f"/candles/{symbol}"
+        params = {"resolution": resolution, **_times(fromISO=start, toISO=end)}
+        body = await self._get_json(path, params=params, public=True)
+        return _parsed(path, records.parse_candles, body)
+
+    async def funding_history(
+        self, symbol: str, interval_minutes: int, start: TimeLike, end: TimeLike
+    ) -> list[FundingRatePoint]:
+        """Funding rate per window of ``interval_minutes`` (forward-filled; ``None`` before the
+        first observation)."""
+        return await self._windows(
+            "/funding", symbol, interval_minutes, start, end, records.parse_funding_history
+        )
+
+    async def open_interest_history(
+        self, symbol: str, interval_minutes: int, start: TimeLike, end: TimeLike
+    ) -> list[OpenInterestPoint]:
+        """Open interest per window of ``interval_minutes`` (forward-filled)."""
+        return await self._windows(
+            "/open-interest",
+            symbol,
+            interval_minutes,
+            start,
+            end,
+            records.parse_open_interest_history,
+        )
+
+    async def taker_volume(
+        self, symbol: str, interval_minutes: int, start: TimeLike, end: TimeLike
+    ) -> Series:
+        """Taker buy/sell quantity and notional per window."""
+        return await self._windows(
+            "/taker-volume",
+            symbol,
+            interval_minutes,
+            start,
+            end,
+            _series("TakerVolumeHistoricResponseBody"),
+        )
+
+    async def long_short(
+        self, symbol: str, interval: str, start: TimeLike, end: TimeLike
+    ) -> Series:
+        """Accounts long and short per window (``interval`` e.g. ``1h``)."""
+        path = f"/symbol-long-short/{symbol}"
+        params = {"interval": interval, **_times(fromISO=start, toISO=end)}
+        body = await self._get_json(path, params=params, public=True)
+        return _parsed(path, _series("SymbolLongShortHistoricResponseBody"), body)
+
+    async def underlier_history(
+        self, symbol: str, interval: str, start: TimeLike, end: TimeLike
+    ) -> Series:
+        """Underlier open/high/low/close per window (``interval`` e.g. ``1h``)."""
+        path = f"/underlier/{symbol}"
+        params = {"interval": interval, **_times(fromISO=start, toISO=end)}
+        body = await self._get_json(path, params=params, public=True)
+        return _parsed(path, _series("UnderlierHistoricResponseBody"), body)
+
+    async def settlement_calendar(self, symbol: str, at: TimeLike | None = None) -> dict[str, Any]:
+        """The futures contract ``symbol`` references at ``at`` (default: now)."""
+        params = {"symbol": symbol, **_times(time=at)}
+        body = await self._get_json("/settlement-calendar", params=params, public=True)
+        return _parsed("/settlement-calendar", records.parse_settlement_calendar, body)
+
+    async def settlement_prices(
+        self,
+        symbol: str | None = None,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        limit: int | None = None,
+    ) -> Series:
+        """Daily settlement prices (future, spot and their ratio)."""
+        params = {**_query(symbol=symbol, limit=limit), **_times(start=start, end=end)}
+        body = await self._get_json("/settlement-prices", params=params, public=True)
+        return _parsed("/settlement-prices", _series("SettlementPricesResponseBody"), body)
+
+    async def symbol_metrics(self) -> Series:
+        """Mark price, 24 h volume and change, open interest and funding of every symbol."""
+        body = await self._get_json("/symbols/metrics", public=True)
+        return _parsed("/symbols/metrics", _series("SymbolMetricsResponseBody"), body)
+
+    # ------------------------------------------------------------ private history
+
+    async def trades(
+        self,
+        account_id: str | None = None,
+        *,
+        symbol: str | None = None,
+        order_id: str | None = None,
+        order_type: str | None = None,
+        side: str | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[UserTrade]:
+        """The account's executions, newest first, one page (``limit`` 1..1000)."""
+        params = {
+            **_query(
+                exchange_order_id=order_id,
+                symbol=symbol,
+                ordertype=order_type,
+                orderdirection=side,
+                limit=limit,
+                offset=offset,
+            ),
+            **_times(start=start, end=end),
+        }
+        body = await self._get_json("/user/trade", account_id=account_id, params=params)
+        return _parsed("/user/trade", records.parse_trades, body)
+
+    async def historic_orders(
+        self,
+        account_id: str | None = None,
+        *,
+        symbol: str | None = None,
+        client_order_id: str | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[HistoricOrder]:
+        """The account's terminal orders (filled or closed), one page."""
+        params = {
+            **_query(symbol=symbol, client_order_id=client_order_id, limit=limit, offset=offset),
+            **_times(start=start, end=end),
+        }
+        body = await self._get_json("/user/historic-orders", account_id=account_id, params=params)
+        return _parsed("/user/historic-orders", records.parse_historic_orders, body)
+
+    async def historic_twaps(
+        self, account_id: str | None = None, *, symbol: str | None = None, limit: int | None = None
+    ) -> list[TwapInfo]:
+        """The account's finished TWAPs (the endpoint has no offset)."""
+        params = _query(symbol=symbol, limit=limit)
+        body = await self._get_json("/user/historic-twaps", account_id=account_id, params=params)
+        return _parsed("/user/historic-twaps", records.parse_historic_twaps, body)
+
+    async def historic_pnl(
+        self,
+        account_id: str | None = None,
+        *,
+        duration: str = "1w",
+        unit: str = "number",
+        symbols: Iterable[str] | None = None,
+    ) -> Series:
+        """PnL change per window over ``duration`` (``unit`` ``number`` or ``percent``)."""
+        params = _query(
+            duration=duration, unit=unit, symbol=None if symbols is None else ",".join(symbols)
+        )
+        body = await self._get_json("/user/historic-pnl", account_id=account_id, params=params)
+        return _parsed("/user/historic-pnl", _series("HistoricUserPnlResponseBody"), body)
+
+    async def hourly_pnl(
+        self,
+        account_id: str | None = None,
+        *,
+        symbol: str | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        limit_hours: int | None = None,
+    ) -> Series:
+        """Hourly realised/unrealised PnL, funding and fees per symbol (``GET /pnl``)."""
+        params = {**_query(symbol=symbol, limit_hours=limit_hours), **_times(start=start, end=end)}
+        body = await self._get_json("/pnl", account_id=account_id, params=params)
+        return _parsed("/pnl", _series("HourlyPnlResponseBody"), body)
+
+    async def volume(
+        self, account_id: str | None = None, *, period: str = "1w", symbol: str | None = None
+    ) -> Series:
+        """Maker and taker volume per day over ``period`` (the API's ``range``)."""
+        params = _query(range=period, symbol=symbol)
+        body = await self._get_json("/user/volume", account_id=account_id, params=params)
+        return _parsed("/user/volume", _series("UserVolumeResponseBody"), body)
+
+    async def fees(self, account_id: str | None = None) -> dict[str, FeeRate]:
+        """The account's maker and taker fee rates (fractions of notional) by symbol."""
+        body = await self._get_json("/user/fees", account_id=account_id)
+        return _parsed("/user/fees", records.parse_fees, body)
+
+    async def referral_rewards(self, account_id: str | None = None, duration: str = "1w") -> Series:
+        """Referral rewards per day over ``duration``."""
+        body = await self._get_json(
+            "/user/referral-rewards", account_id=account_id, params={"duration": duration}
+        )
+        return _parsed("/user/referral-rewards", _series("ReferralRewardsResponseBody"), body)
+
+    async def set_leverage(
+        self, symbol: str, leverage: Decimal | int, account_id: str | None = None
+    ) -> Decimal:
+        """Set the account's leverage on ``symbol``; returns the leverage now set.
+
+        A POST: sent once, never retried (errors as :meth:`transfer`).
+        """
+        if isinstance(leverage, bool) or not isinstance(leverage, (Decimal, int)):
+            raise TypeError(f"leverage must be a Decimal or int, got {type(leverage).__name__}")
+        body = encode_json({"symbol": symbol, "leverage": Decimal(leverage)})
+        response = await self._post("/user/leverage", body, account_id=account_id)
+        try:
+            payload = response.json()
+        except (ValueError, UnicodeDecodeError):
+            raise QfexResponseError(
+                f"POST /user/leverage: unexpected body: {_preview_body(response)}"
+            ) from None
+        return _parsed("/user/leverage", records.parse_leverage, payload, "POST")
+
+    async def trades_csv(self, account_id: str | None = None) -> str:
+        """Every execution of the account as CSV text."""
+        return await self._get_text("/trades-csv", account_id=account_id)
+
+    async def historic_orders_csv(self, account_id: str | None = None) -> str:
+        """Every terminal order of the account as CSV text."""
+        return await self._get_text("/historic-orders-csv", account_id=account_id)
+
+    async def historic_twaps_csv(
+        self, account_id: str | None = None, *, symbol: str | None = None
+    ) -> str:
+        """Every finished TWAP of the account (optionally of one symbol) as CSV text."""
+        return await self._get_text(
+            "/historic-twaps-csv", account_id=account_id, params=_query(symbol=symbol)
+        )
+
+    async def _windows(
+        self,
+        prefix: str,
+        symbol: str,
+        interval_minutes: int,
+        start: TimeLike,
+        end: TimeLike,
+        parse: Callable[[Any], _T],
+    ) -> _T:
+        """A public per-window history (``intervalMinutes``, ``fromISO``, ``toISO``)."""
+        path = f"{prefix}/{symbol}"
+        params = {"intervalMinutes": str(int(interval_minutes)), **_times(fromISO=start, toISO=end)}
+        body = await self._get_json(path, params=params, public=True)
+        return _parsed(path, parse, body)
 
     # ------------------------------------------------------------ transport
 
@@ -383,7 +674,32 @@ class QfexRest:
         params: Mapping[str, str] | None = None,
         public: bool = False,
     ) -> Any:
-        """GET with bounded retries on 429 / 5xx / transport errors; returns the JSON body."""
+        """GET (retried, see :meth:`_get`) and return the JSON body."""
+        response = await self._get(path, account_id=account_id, params=params, public=public)
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError):
+            raise QfexResponseError(f"GET {path}: {_preview_body(response)}") from None
+
+    async def _get_text(
+        self, path: str, *, account_id: str | None = None, params: Mapping[str, str] | None = None
+    ) -> str:
+        """GET (retried, see :meth:`_get`) and return the body as text (the CSV exports)."""
+        response = await self._get(path, account_id=account_id, params=params)
+        try:
+            return response.content.decode(response.encoding or "utf-8")
+        except (LookupError, UnicodeDecodeError):
+            raise QfexResponseError(f"GET {path}: body is not text") from None
+
+    async def _get(
+        self,
+        path: str,
+        *,
+        account_id: str | None = None,
+        params: Mapping[str, str] | None = None,
+        public: bool = False,
+    ) -> httpx.Response:
+        """GET with bounded retries on 429 / 5xx / transport errors; returns a 2xx response."""
         headers = self._account_headers(account_id)
         attempt = 0
         while True:
@@ -405,10 +721,7 @@ class QfexRest:
             else:
                 status = response.status_code
                 if status < 400:
-                    try:
-                        return response.json()
-                    except (ValueError, UnicodeDecodeError):
-                        raise QfexResponseError(f"GET {path}: {_preview_body(response)}") from None
+                    return response
                 if (status != 429 and status < 500) or attempt >= self.max_retries:
                     raise api_error_from(response)
                 reason = f"HTTP {status}"
@@ -431,15 +744,21 @@ class QfexRest:
             await trio.sleep(delay)
 
     async def _post(
-        self, path: str, body: str, *, params: Mapping[str, str] | None = None
+        self,
+        path: str,
+        body: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        account_id: str | None = None,
     ) -> httpx.Response:
         """One POST, never retried; failures classified as not-sent / ambiguous / refused."""
+        headers = {"Content-Type": "application/json", **(self._account_headers(account_id) or {})}
         try:
             response = await self._client.post(
                 self._base_url + path,
                 content=body.encode(),
                 params=params,
-                headers={"Content-Type": "application/json"},
+                headers=headers,
                 auth=self._auth_for(False),
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -474,3 +793,20 @@ class QfexRest:
         if not 200 <= response.status_code < 300:
             raise api_error_from(response)
         return response
+
+
+def _parsed(path: str, parse: Callable[[Any], _T], body: Any, method: str = "GET") -> _T:
+    """``parse(body)``, a :class:`ParseError` becoming :class:`QfexResponseError`."""
+    try:
+        return parse(body)
+    except ParseError as exc:
+        raise QfexResponseError(f"{method} {path}: {exc.reason}") from None
+
+
+def _series(component: str) -> Callable[[Any], Series]:
+    """The parser of one :class:`Series` body."""
+
+    def parse(body: Any) -> Series:
+        return records.parse_series(body, component)
+
+    return parse
