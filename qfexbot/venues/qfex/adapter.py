@@ -15,9 +15,15 @@ from decimal import Decimal
 from typing import Any, Self
 
 from qfexbot.core.records import (
+    Candle,
+    FeeRate,
+    FundingRatePoint,
     HistoricOrder,
     LeverageLevel,
+    OpenInterestPoint,
     OpenOrders,
+    TwapInfo,
+    UserTrade,
 )
 from qfexbot.core.secrets import Secret
 from qfexbot.core.session import MarketDataSession, Supervisor
@@ -336,6 +342,54 @@ class QfexVenue:
                 return historic_as_update(row, venue=self.name, account_id=account_id)
         return None
 
+    # -- history over REST (errors: see :func:`_as_action_errors`) ------------------------
+    async def trades(self, account_id: str, query: HistoryQuery) -> list[UserTrade]:
+        """``GET /user/trade``: the account's executions, newest first."""
+        with _as_action_errors():
+            return await self.rest.trades(account_id, order_id=query.order_id,
+                                          offset=query.offset, **_filters(query))  # fmt: skip
+
+    async def order_history(self, account_id: str, query: HistoryQuery) -> list[HistoricOrder]:
+        """``GET /user/historic-orders``: the account's finished orders, newest first."""
+        with _as_action_errors():
+            return await self.rest.historic_orders(
+                account_id, client_order_id=query.client_order_id, offset=query.offset,
+                **_filters(query),
+            )  # fmt: skip
+
+    async def twap_history(self, account_id: str, query: HistoryQuery) -> list[TwapInfo]:
+        """``GET /user/historic-twaps``: finished TWAPs (the path has no time filter or
+        offset)."""
+        with _as_action_errors():
+            return await self.rest.historic_twaps(account_id, symbol=query.symbol,
+                                                  limit=query.limit)  # fmt: skip
+
+    async def fees(self, account_id: str) -> dict[str, FeeRate]:
+        """``GET /user/fees``: maker and taker rates per symbol."""
+        with _as_action_errors():
+            return await self.rest.fees(account_id)
+
+    async def candles(
+        self, symbol: str, *, resolution: str, start: float, end: float
+    ) -> list[Candle]:
+        """``GET /candles/{symbol}``."""
+        with _as_action_errors():
+            return await self.rest.candles(symbol, resolution, start, end)
+
+    async def funding_history(
+        self, symbol: str, *, interval_minutes: int, start: float, end: float
+    ) -> list[FundingRatePoint]:
+        """``GET /funding/{symbol}``: forward-filled rates per window."""
+        with _as_action_errors():
+            return await self.rest.funding_history(symbol, interval_minutes, start, end)
+
+    async def open_interest_history(
+        self, symbol: str, *, interval_minutes: int, start: float, end: float
+    ) -> list[OpenInterestPoint]:
+        """``GET /open-interest/{symbol}``: forward-filled open interest per window."""
+        with _as_action_errors():
+            return await self.rest.open_interest_history(symbol, interval_minutes, start, end)
+
     async def transfer(self, src: str, dst: str, amount: Decimal) -> None:
         """One ``POST /user/transfer``; failures are classified by :meth:`transfer_outcome`."""
         await self.rest.transfer(src, dst, amount)
@@ -356,6 +410,11 @@ class QfexVenue:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _filters(query: HistoryQuery) -> dict[str, Any]:
+    """The history filters every QFEX history path shares."""
+    return {"symbol": query.symbol, "start": query.start, "end": query.end, "limit": query.limit}
 
 
 def _mapped(build: Callable[..., OrderRequest], **args: Any) -> OrderRequest:

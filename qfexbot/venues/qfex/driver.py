@@ -39,6 +39,7 @@ from qfexbot.venues.qfex.parse import (
     AuthResult,
     Control,
     ErrorFrame,
+    LeverageLevels,
     OrdersSnapshot,
     Reply,
     Subscribed,
@@ -416,6 +417,8 @@ _REPLY_KEYS: dict[type, str] = {
 def _reply_key(item: Any) -> str | None:
     """The message key a control item was parsed from, as the waiters are keyed."""
     key = _REPLY_KEYS.get(type(item))
+    if key is None and isinstance(item, LeverageLevels):
+        return item.reply
     if key is None and isinstance(item, Reply):
         return item.kind
     return key
