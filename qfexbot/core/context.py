@@ -381,7 +381,7 @@ class BotContext:
     async def set_leverage(self, account: str, *, symbol: str, leverage: Decimal) -> None:
         """Set ``account``'s leverage in ``symbol`` (one of :meth:`leverage_levels`); returns
         once the venue accepted it (``ActionRejected`` if not)."""
-        _decimal("leverage", "session", leverage)
+        _decimal("leverage", leverage)
         await self._actions.set_leverage(self.bot, self.plugin, account, symbol, leverage)
 
     # -- reads ---------------------------------------------------------------------------
