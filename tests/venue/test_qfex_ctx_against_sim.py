@@ -16,6 +16,7 @@ from qfexbot import (
     ActionRejected,
     BotContext,
     FundingPaymentEvent,
+    MarkPriceEvent,
     OrderUpdateEvent,
     PositionEvent,
     hookimpl,
@@ -244,3 +245,15 @@ def test_candle_pairs_subscribe_one_message_per_interval_and_route_back() -> Non
                         "close": "70.5", "usdVolume": 1000, "trades": 3})  # fmt: skip
     (candle,) = driver.parse(frame, 1.0)
     assert driver.route(candle) == ("candle", "CL-USD/1MIN")
+
+
+async def test_the_runtime_subscribes_candles_per_symbol_and_interval(tmp_path) -> None:
+    market_data = {"channels": ["mark_price", "candle"], "symbols": ["AAPL-USD"],
+                   "candle_intervals": ["1MIN", "1HOUR"]}  # fmt: skip
+    async with run_bot(Quiet, tmp_path=tmp_path, sim=SIM, market_data=market_data) as bot:
+        feed = bot.runtime.venues[bot.venue].venue.market_data()
+        assert sorted(feed.pairs()) == [
+            ("candle", "AAPL-USD/1HOUR"), ("candle", "AAPL-USD/1MIN"), ("mark_price", "AAPL-USD")
+        ]  # fmt: skip
+        # The other channels still flow on the same feed.
+        await bot.wait_for(lambda: bot.events_of(MarkPriceEvent), what="a mark price")
