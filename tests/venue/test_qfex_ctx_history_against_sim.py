@@ -1,0 +1,119 @@
+"""The ``ctx`` methods that need the simulator's TWAPs, REST account history and market history,
+through ``run_bot`` against the embedded simulator.
+
+These parts of the simulator are built on other branches of issue 14 (TWAP engine, REST user
+routes, market history): each test runs once its simulator module is present and is skipped,
+saying which module it waits for, until then.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from qfexbot import BotContext, CandleEvent, OrderUpdateEvent, TwapEvent, hookimpl
+from qfexbot.testing import BotHarness, run_bot
+
+D = Decimal
+SIM = {"pulse_interval": 0.1}
+
+
+def needs(module: str) -> pytest.MarkDecorator:
+    present = importlib.util.find_spec(module) is not None
+    return pytest.mark.skipif(not present, reason=f"the simulator has no {module} yet")
+
+
+class Quiet:
+    """A plugin that does nothing by itself; the test acts through its context."""
+
+    @hookimpl
+    def qfexbot_event(self, ctx: BotContext, event: object) -> None:
+        return None
+
+
+async def filled(bot: BotHarness, client_order_id: str) -> OrderUpdateEvent:
+    found = await bot.wait_for(lambda: [
+        e for e in bot.events_of(OrderUpdateEvent, "desk-a")
+        if e.client_order_id == client_order_id and e.status == "FILLED"],
+        what=f"{client_order_id} filled")  # fmt: skip
+    return found[-1]
+
+
+async def market_buy(bot: BotHarness, client_order_id: str, quantity: str = "1") -> Any:
+    await bot.ctx.add_order("desk-a", symbol="AAPL-USD", side="BUY", order_type="MARKET",
+                            quantity=D(quantity), time_in_force="IOC",
+                            client_order_id=client_order_id)  # fmt: skip
+    return await filled(bot, client_order_id)
+
+
+@needs("qfexbot.sim.qfex.twap")
+@needs("qfexbot.sim.qfex.rest_user")
+async def test_a_twap_starts_shows_as_open_is_cancelled_and_lands_in_history(tmp_path) -> None:
+    async with run_bot(Quiet, tmp_path=tmp_path, sim=SIM) as bot:
+        ctx = bot.ctx
+        await ctx.start_twap("desk-a", symbol="AAPL-USD", side="BUY", total_quantity=D(2),
+                             num_orders=2, interval_seconds=30,
+                             client_twap_id="twap-1")  # fmt: skip
+        active = await bot.wait_for(lambda: bot.events_of(TwapEvent, "desk-a"), what="a TWAP")
+        twap_id = active[0].twap_id
+        assert active[0].client_twap_id == "twap-1" and active[0].total_quantity == D(2)
+        # The first child is placed at once; the TWAP rests until the next interval.
+        await filled(bot, "twap-1:1")
+        resting = await ctx.open_orders("desk-a")
+        assert [t.twap_id for t in resting.twaps] == [twap_id]
+        await ctx.cancel_twap("desk-a", symbol="AAPL-USD", client_twap_id="twap-1")
+        ended = await bot.wait_for(lambda: [
+            e for e in bot.events_of(TwapEvent, "desk-a") if e.status == "CANCELLED"],
+            what="the TWAP cancelled")  # fmt: skip
+        assert ended[-1].twap_id == twap_id and ended[-1].filled_quantity == D(1)
+        assert (await ctx.open_orders("desk-a")).twaps == ()
+        history = await ctx.twap_history("desk-a", symbol="AAPL-USD")
+        assert [(t.twap_id, t.status) for t in history] == [(twap_id, "CANCELLED")]
+
+
+@needs("qfexbot.sim.qfex.rest_user")
+async def test_trades_order_history_fees_and_find_order_read_the_account_history(
+    tmp_path,
+) -> None:
+    async with run_bot(Quiet, tmp_path=tmp_path, sim=SIM) as bot:
+        ctx = bot.ctx
+        since = time.time() - 5
+        order = await market_buy(bot, "hist-1")
+        await market_buy(bot, "hist-2", "2")
+        trades = await ctx.trades("desk-a", symbol="AAPL-USD", start=since)
+        assert [t.client_order_id for t in trades][:2] == ["hist-2", "hist-1"]  # newest first
+        assert trades[0].quantity == D(2) and trades[0].fee > 0
+        mine = await ctx.trades("desk-a", order_id=order.order_id)
+        assert [t.order_id for t in mine] == [order.order_id]
+        assert len(await ctx.trades("desk-a", limit=1)) == 1
+        (done,) = await ctx.order_history("desk-a", client_order_id="hist-1")
+        assert (done.order_id, done.filled_quantity) == (order.order_id, D(1))
+        fees = await ctx.fees("desk-a")
+        assert fees["AAPL-USD"].maker < fees["AAPL-USD"].taker
+        venue = bot.runtime.venues[bot.venue].venue
+        found = await venue.find_order(bot.account_id("desk-a"), "hist-1")
+        assert found is not None and found.terminal and found.order_id == order.order_id
+        assert await venue.find_order(bot.account_id("desk-a"), "never-sent") is None
+
+
+@needs("qfexbot.sim.qfex.market_history")
+async def test_candles_funding_and_open_interest_history_and_live_candles(tmp_path) -> None:
+    market_data = {"channels": ["candle"], "symbols": ["AAPL-USD"], "candle_intervals": ["1MIN"]}
+    async with run_bot(Quiet, tmp_path=tmp_path, sim=SIM, market_data=market_data) as bot:
+        ctx = bot.ctx
+        live = await bot.wait_for(lambda: bot.events_of(CandleEvent), what="a live candle")
+        assert (live[0].symbol, live[0].resolution) == ("AAPL-USD", "1MIN")
+        await market_buy(bot, "oi-1")
+        now = time.time()
+        candles = await ctx.candles("AAPL-USD", resolution="1MIN", start=now - 300, end=now + 60)
+        assert candles and all(c.low <= c.close <= c.high for c in candles)
+        funding = await ctx.funding_history("AAPL-USD", start=now - 3600, end=now,
+                                            interval_minutes=60)  # fmt: skip
+        assert funding and all(p.symbol == "AAPL-USD" for p in funding)
+        interest = await ctx.open_interest_history("AAPL-USD", start=now - 120, end=now + 60,
+                                                   interval_minutes=1)  # fmt: skip
+        assert interest[-1].open_interest is not None and interest[-1].open_interest >= D(1)
