@@ -4,7 +4,10 @@ Transfers go through the venue's :class:`~qfexbot.money.transfers.TransferServic
 journal, exactly-once send, reconciliation), or are refused and journaled as a refusal on a venue
 whose adapter says it has no transfers (``VenueAdapter.transfer_refusal``). Orders are mapped by
 the venue (``Venue.order``/``cancel``), journaled as an audit trail, then sent over the account's
-live session; reads go to the venue. Dry-run bots journal "would do" records and send nothing.
+live session; the other order actions (modify, stop orders, TWAPs, close position, cancel all) are
+mapped by their ``Venue`` method and take the same way. Reads go to the venue: over the account's
+session, by account id, or public history. Dry-run bots journal "would do" records and send
+nothing.
 Nothing here knows a venue kind: each venue is reached through ``qfexbot.core.venue``.
 """
 
@@ -47,15 +50,15 @@ __all__ = ["RuntimeActions"]
 
 log = get_logger("qfexbot.runtime.actions")
 
-_MAPPERS: dict[type, Callable[[Venue, Any], OrderRequest]] = {
-    OrderChange: lambda venue, action: venue.modify(action),
-    StopOrder: lambda venue, action: venue.stop_order(action),
-    StopChange: lambda venue, action: venue.modify_stop(action),
-    StopCancel: lambda venue, action: venue.cancel_stop(action),
-    TwapOrder: lambda venue, action: venue.twap(action),
-    TwapCancel: lambda venue, action: venue.cancel_twap(action),
-    ClosePosition: lambda venue, action: venue.close_position(action),
-    CancelAll: lambda venue, action: venue.cancel_all(action),
+_MAPPERS: dict[type, str] = {
+    OrderChange: "modify",
+    StopOrder: "stop_order",
+    StopChange: "modify_stop",
+    StopCancel: "cancel_stop",
+    TwapOrder: "twap",
+    TwapCancel: "cancel_twap",
+    ClosePosition: "close_position",
+    CancelAll: "cancel_all",
 }
 """Each order action -> the ``Venue`` method that maps it to the venue's request."""
 _CANCELS = (StopCancel, TwapCancel, CancelAll)
@@ -235,7 +238,7 @@ class RuntimeActions:
             ``ActionUnavailable`` if the session is not live.
         """
         account_id = self._account(bot, account)
-        request = _MAPPERS[type(action)](self._run(bot).venue, action)
+        request = _venue_method(self._run(bot).venue, _MAPPERS[type(action)])(action)
         kind = "cancel" if isinstance(action, _CANCELS) else "order"
         await self._send(bot, plugin, account_id, request, kind=kind)
 
@@ -260,8 +263,7 @@ class RuntimeActions:
     async def read(self, bot: str, plugin: str, account: str | None, query: Query) -> Any:
         """Answer a plugin's read from the venue: over the account's session, by account id
         over REST, or public history (``query.scope``)."""
-        venue = self._run(bot).venue
-        method = getattr(venue, query.name)
+        method = _venue_method(self._run(bot).venue, query.name)
         if query.scope == "market":
             return await method(**query.args)
         if account is None:
@@ -280,6 +282,14 @@ class RuntimeActions:
     ) -> list[tuple[Any, Decimal]]:
         """The venue's sampled equity history of an account."""
         return await self._run(bot).venue.account_equity(self._account(bot, account), duration)
+
+
+def _venue_method(venue: Venue, name: str) -> Callable[..., Any]:
+    """The venue's method ``name``; ``ActionError`` for a venue written before it existed."""
+    method = getattr(venue, name, None)
+    if method is None:
+        raise ActionError(f"venue {venue.name!r} has no {name}")
+    return method
 
 
 def _jsonable(value: Any) -> Any:

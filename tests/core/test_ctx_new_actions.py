@@ -28,6 +28,7 @@ from qfexbot.core.venue import (
     TwapOrder,
 )
 from qfexbot.ops.replay import ReplayActions
+from qfexbot.runtime.actions import _venue_method
 from qfexbot.venues.finery.adapter import FineryVenue
 
 D = Decimal
@@ -294,3 +295,14 @@ async def test_a_replay_records_order_actions_as_decisions_and_refuses_reads() -
     with pytest.raises(LookupError, match="replay: candles"):
         await ctx.candles("CL-USD", resolution="1MIN", start=0, end=60)
     assert published == []
+
+
+def test_a_venue_without_a_method_is_an_action_error_not_an_attribute_error() -> None:
+    class OldVenue:
+        name = "old"
+
+        def order(self, order: Order) -> None: ...
+
+    assert _venue_method(OldVenue(), "order") is not None
+    with pytest.raises(ActionError, match="venue 'old' has no modify"):
+        _venue_method(OldVenue(), "modify")
