@@ -276,12 +276,10 @@ class QfexVenue:
 
     async def open_orders(self, session: Supervisor, symbol: str | None = None) -> OpenOrders:
         """``get_user_orders``: open orders, active TWAPs and stop orders of the account."""
-        reply = await self._ask(
+        reply: OrdersSnapshot = await self._ask(
             session, get_user_orders_command(symbol=symbol), "all_orders_response"
         )
-        snapshot: OrdersSnapshot = reply
-        return OpenOrders(orders=snapshot.orders, twaps=snapshot.twaps,
-                          stop_orders=snapshot.stop_orders, raw=snapshot.raw)  # fmt: skip
+        return reply.open_orders()
 
     async def get_order(
         self, session: Supervisor, *, symbol: str, order_id: str
