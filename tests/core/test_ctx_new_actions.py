@@ -27,7 +27,7 @@ from qfexbot.core.venue import (
     TwapCancel,
     TwapOrder,
 )
-from qfexbot.ops.replay import ReplayActions
+from qfexbot.ops.replay import Decision, ReplayActions, compare_decisions
 from qfexbot.runtime.actions import _venue_method
 from qfexbot.venues.finery.adapter import FineryVenue
 
@@ -306,3 +306,13 @@ def test_a_venue_without_a_method_is_an_action_error_not_an_attribute_error() ->
     assert _venue_method(OldVenue(), "order") is not None
     with pytest.raises(ActionError, match="venue 'old' has no modify"):
         _venue_method(OldVenue(), "modify")
+
+
+def test_a_recording_from_before_take_profit_existed_still_compares_equal() -> None:
+    old = [Decision("b", "p", "add_order", {"account": "desk-a", "symbol": "S"})]
+    new = [Decision("b", "p", "add_order",
+                    {"account": "desk-a", "symbol": "S", "take_profit": None})]  # fmt: skip
+    assert compare_decisions(old, new) == []
+    given = [Decision("b", "p", "add_order",
+                      {"account": "desk-a", "symbol": "S", "take_profit": "210"})]  # fmt: skip
+    assert compare_decisions(old, given) != []
