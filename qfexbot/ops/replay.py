@@ -11,10 +11,10 @@ a kind without one is skipped.
 
 Actions never leave the process: :class:`ReplayActions` records each decision (transfer,
 add_order, cancel_order, the other order actions and set_leverage, with their arguments) in
-order, answers a transfer like a dry-run bot
-(state ``dry_run``, with a ``TransferOutcomeEvent`` on both accounts' buses), answers
-``positions`` from the latest recorded snapshot, and refuses ``account_equity`` and the other
-reads (open orders, history, leverage, market history) with ``LookupError``.
+order, answers a transfer like a dry-run bot (state ``dry_run``, with a
+``TransferOutcomeEvent`` on both accounts' buses), answers ``positions`` from the latest
+recorded snapshot, and refuses ``account_equity`` and the other reads (open orders, history,
+leverage, market history) with ``LookupError``.
 
 Determinism. ``speed="max"`` runs under a virtual clock (``trio.testing.MockClock`` with
 autojump): the feeder sleeps until each record's recorded offset, and time only jumps when every
