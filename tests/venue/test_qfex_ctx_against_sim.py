@@ -14,6 +14,7 @@ import pytest
 from qfexbot import (
     ActionError,
     ActionRejected,
+    ActionUnavailable,
     BotContext,
     FundingPaymentEvent,
     MarkPriceEvent,
@@ -178,6 +179,9 @@ async def test_find_order_finds_an_open_order_by_client_order_id(tmp_path) -> No
         venue = bot.runtime.venues[bot.venue].venue
         found = await venue.find_order(bot.account_id("desk-a"), "look-1")
         assert found is not None and found.client_order_id == "look-1" and found.status == "ACK"
+        # No session of that account here: it cannot tell, which is not "the venue has none".
+        with pytest.raises(ActionUnavailable, match="no live session"):
+            await venue.find_order(bot.account_id("treasury"), "look-1")
 
 
 async def test_reads_need_one_of_the_bots_own_accounts(tmp_path) -> None:

@@ -317,25 +317,33 @@ class QfexVenue:
 
     async def find_order(self, account_id: str, client_order_id: str) -> OrderUpdateEvent | None:
         """The order sent with ``client_order_id``: among the open ones (trade socket), else
-        among the finished ones (``GET /user/historic-orders?client_order_id=``); None if
-        the venue has neither.
+        among the finished ones (``GET /user/historic-orders?client_order_id=``, the newest
+        if several); None if the venue has neither.
 
         Raises:
-          ActionUnavailable: the account's session is not live or a read failed: cannot
-            tell now.
+          ActionUnavailable: the account's session is not live, or a read failed or was
+            refused: cannot tell now.
         """
         session = self._sessions.get(account_id)
         if session is None or session.state is not ConnectionState.LIVE:
             raise ActionUnavailable(f"{self.name}: no live session for {account_id}")
+        try:
+            return await self._find_order(session, account_id, client_order_id)
+        except ActionUnavailable:
+            raise
+        except ActionError as exc:
+            raise ActionUnavailable(
+                f"{self.name}: cannot look up {client_order_id}: {exc}"
+            ) from exc
+
+    async def _find_order(
+        self, session: Supervisor, account_id: str, client_order_id: str
+    ) -> OrderUpdateEvent | None:
         for order in (await self.open_orders(session)).orders:
             if order.client_order_id == client_order_id:
                 return order
-        query = HistoryQuery(client_order_id=client_order_id, limit=1)
-        try:
-            finished = await self.order_history(account_id, query)
-        except ActionRejected as exc:
-            raise ActionUnavailable(f"order history unreadable: {exc}") from exc
-        for row in finished:
+        query = HistoryQuery(client_order_id=client_order_id)
+        for row in await self.order_history(account_id, query):
             if row.client_order_id == client_order_id:
                 return historic_as_update(row, venue=self.name, account_id=account_id)
         return None
