@@ -23,23 +23,11 @@ from typing import Any
 import trio
 
 from qfexbot.config import AppConfig
+from qfexbot.core import venue as core_venue
 from qfexbot.core.accounts import AccountBook
 from qfexbot.core.context import Query
 from qfexbot.core.logs import get_logger, log_event
-from qfexbot.core.venue import (
-    CancelAll,
-    ClosePosition,
-    Order,
-    OrderAction,
-    OrderChange,
-    OrderRequest,
-    StopCancel,
-    StopChange,
-    StopOrder,
-    TwapCancel,
-    TwapOrder,
-    Venue,
-)
+from qfexbot.core.venue import Order, OrderRequest
 from qfexbot.errors import ActionError, ActionUnavailable
 from qfexbot.events import Event, ResyncEvent, TransferOutcomeEvent
 from qfexbot.money.journal import Journal
@@ -51,17 +39,17 @@ __all__ = ["RuntimeActions"]
 log = get_logger("qfexbot.runtime.actions")
 
 _MAPPERS: dict[type, str] = {
-    OrderChange: "modify",
-    StopOrder: "stop_order",
-    StopChange: "modify_stop",
-    StopCancel: "cancel_stop",
-    TwapOrder: "twap",
-    TwapCancel: "cancel_twap",
-    ClosePosition: "close_position",
-    CancelAll: "cancel_all",
+    core_venue.OrderChange: "modify",
+    core_venue.StopOrder: "stop_order",
+    core_venue.StopChange: "modify_stop",
+    core_venue.StopCancel: "cancel_stop",
+    core_venue.TwapOrder: "twap",
+    core_venue.TwapCancel: "cancel_twap",
+    core_venue.ClosePosition: "close_position",
+    core_venue.CancelAll: "cancel_all",
 }
 """Each order action -> the ``Venue`` method that maps it to the venue's request."""
-_CANCELS = (StopCancel, TwapCancel, CancelAll)
+_CANCELS = (core_venue.StopCancel, core_venue.TwapCancel, core_venue.CancelAll)
 
 
 class RuntimeActions:
@@ -229,7 +217,9 @@ class RuntimeActions:
             )
             raise
 
-    async def order_action(self, bot: str, plugin: str, account: str, action: OrderAction) -> None:
+    async def order_action(
+        self, bot: str, plugin: str, account: str, action: core_venue.OrderAction
+    ) -> None:
         """Map one order action (modify, stop orders, TWAP, close, cancel all) with the venue,
         then journal and send it like an order (a cancel kind for the cancels).
 
@@ -284,7 +274,7 @@ class RuntimeActions:
         return await self._run(bot).venue.account_equity(self._account(bot, account), duration)
 
 
-def _venue_method(venue: Venue, name: str) -> Callable[..., Any]:
+def _venue_method(venue: core_venue.Venue, name: str) -> Callable[..., Any]:
     """The venue's method ``name``; ``ActionError`` for a venue written before it existed."""
     method = getattr(venue, name, None)
     if method is None:
