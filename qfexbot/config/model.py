@@ -164,10 +164,27 @@ class VenueConfig:
 
 @dataclass(frozen=True)
 class MarketData:
-    """Public market data a bot wants (``bots.X.market_data``); empty when not configured."""
+    """Public market data a bot wants (``bots.X.market_data``); empty when not configured.
+
+    ``candle_intervals`` are the resolutions of the ``candle`` channel (e.g. ``1MIN``), each
+    subscribed for every symbol; ``("1MIN",)`` when ``candle`` is wanted without them.
+    """
 
     channels: tuple[str, ...] = ()
     symbols: tuple[str, ...] = ()
+    candle_intervals: tuple[str, ...] = ()
+
+    def pairs(self) -> dict[str, tuple[str, ...]]:
+        """Channel -> what to subscribe on it: the symbols, or for ``candle`` each
+        ``"SYMBOL/INTERVAL"``."""
+        out: dict[str, tuple[str, ...]] = {}
+        for channel in self.channels:
+            if channel == "candle":
+                intervals = self.candle_intervals or ("1MIN",)
+                out[channel] = tuple(f"{s}/{i}" for s in self.symbols for i in intervals)
+            else:
+                out[channel] = self.symbols
+        return out
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ _SESSION_KEYS = tuple(f.name for f in dataclasses.fields(SessionSettings))
 _CREDENTIAL_KEYS = ("public_key", "secret", "jwt")
 _INLINE_HINT = " unless simulator = true"
 _BOT_KEYS = ("venue", "accounts", "channels", "market_data", "dry_run", "limits", "plugins")
-_MARKET_DATA_KEYS = ("channels", "symbols")
+_MARKET_DATA_KEYS = ("channels", "symbols", "candle_intervals")
 _LIMIT_KEYS = ("max_transfer", "max_daily", "allowed_pairs", "min_interval", "min_remaining")
 _PLUGIN_RESERVED = ("use", "enabled", "failure_limit", "inbox_size")
 
@@ -589,6 +589,9 @@ def _check_venue_channels(
     md_channels = market_data.channels
     if isinstance(md_channels, tuple) and table.has("market_data"):
         checks.append(("market_data.channels", md_channels, tuple(rules.market_data_channels)))
+        # A kind's rules name its candle intervals if it has the candle channel.
+        intervals = tuple(getattr(rules, "candle_intervals", ()))
+        checks.append(("market_data.candle_intervals", market_data.candle_intervals, intervals))
     for key, values, supported in checks:
         if not isinstance(values, tuple) or not table.has(key.split(".")[0]):
             continue
@@ -610,7 +613,16 @@ def _parse_market_data(err: _Errors, data: Any, path: str) -> MarketData:
         _list(_str, "symbols", non_empty=True),
         what='an array of symbols, e.g. ["AAPL-USD"]',
     )
-    return MarketData(channels, symbols)
+    intervals: Any = ()
+    if table.has("candle_intervals"):
+        intervals = table.get(
+            "candle_intervals",
+            _list(_str, "candle intervals", non_empty=True),
+            what='an array of candle intervals, e.g. ["1MIN"]',
+        )
+        if isinstance(channels, tuple) and "candle" not in channels:
+            err.add(f"{path}.candle_intervals", 'needs "candle" in market_data.channels')
+    return MarketData(channels, symbols, intervals)
 
 
 def _pair(aliases: Collection[str] | None) -> Callable[[_Errors, Any, str], Any]:

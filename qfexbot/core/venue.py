@@ -19,18 +19,36 @@ import enum
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from qfexbot.errors import VenueError
-from qfexbot.events import BalanceEvent, ConnectionState, Event, ResyncEvent
+from qfexbot.events import BalanceEvent, ConnectionState, Event, OrderUpdateEvent, ResyncEvent
+
+if TYPE_CHECKING:
+    from qfexbot.core.records import (
+        Candle,
+        FeeRate,
+        FundingRatePoint,
+        HistoricOrder,
+        LeverageLevel,
+        OpenInterestPoint,
+        OpenOrders,
+        TwapInfo,
+        UserTrade,
+    )
 
 __all__ = [
     "AuthRejected",
+    "CancelAll",
+    "ClosePosition",
     "CredentialsLike",
     "FrameConnection",
+    "HistoryQuery",
     "MarketDataDriver",
     "MarketDataFeed",
     "Order",
+    "OrderAction",
+    "OrderChange",
     "OrderRequest",
     "ParseError",
     "PrivateSession",
@@ -38,8 +56,13 @@ __all__ = [
     "ReplayDriver",
     "SessionDriver",
     "SessionSettingsLike",
+    "StopCancel",
+    "StopChange",
+    "StopOrder",
     "TransferOutcome",
     "TransferVenue",
+    "TwapCancel",
+    "TwapOrder",
     "Venue",
     "VenueAdapter",
     "VenueRules",
@@ -240,6 +263,130 @@ class Order:
     """``GTC``, ``IOC``, ``FOK``."""
     client_order_id: str | None
     reduce_only: bool
+    take_profit: Decimal | None = None
+    """Trigger price of a take-profit to attach once the order fills (None: none)."""
+    stop_loss: Decimal | None = None
+    """Trigger price of a stop-loss to attach once the order fills (None: none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChange:
+    """A change to a resting order (``ctx.modify_order``). ``side`` and ``order_type`` must be
+    the order's own (they identify it); only price, quantity and the attached take-profit /
+    stop-loss change (None: unchanged)."""
+
+    action: ClassVar[str] = "modify_order"
+    symbol: str
+    order_id: str
+    side: str
+    order_type: str
+    price: Decimal | None = None
+    quantity: Decimal | None = None
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopOrder:
+    """A resting stop order (``ctx.place_stop_order``): when the mark price reaches
+    ``trigger_price`` it becomes a market order of ``side``. ``stop_type`` is ``TAKE_PROFIT``
+    or ``STOP_LOSS`` (reduce-only) or ``STOP_MARKET``."""
+
+    action: ClassVar[str] = "place_stop_order"
+    symbol: str
+    side: str
+    stop_type: str
+    trigger_price: Decimal
+    quantity: Decimal
+    client_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopChange:
+    """A new trigger price and quantity for a resting stop order (``ctx.modify_stop_order``)."""
+
+    action: ClassVar[str] = "modify_stop_order"
+    stop_order_id: str
+    symbol: str
+    trigger_price: Decimal
+    quantity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class StopCancel:
+    """Cancel one resting stop order (``ctx.cancel_stop_order``)."""
+
+    action: ClassVar[str] = "cancel_stop_order"
+    stop_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TwapOrder:
+    """A TWAP (``ctx.start_twap``): ``total_quantity`` split into ``num_orders`` market
+    orders, one every ``interval_seconds``."""
+
+    action: ClassVar[str] = "start_twap"
+    symbol: str
+    side: str
+    total_quantity: Decimal
+    num_orders: int
+    interval_seconds: int
+    reduce_only: bool = False
+    client_twap_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TwapCancel:
+    """Stop a TWAP by its venue id or by the client id it was started with
+    (``ctx.cancel_twap``); exactly one of the two is set."""
+
+    action: ClassVar[str] = "cancel_twap"
+    symbol: str
+    twap_id: str | None = None
+    client_twap_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePosition:
+    """Close the whole position in ``symbol`` at the market (``ctx.close_position``)."""
+
+    action: ClassVar[str] = "close_position"
+    symbol: str
+    client_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll:
+    """Cancel every open order of the account (``ctx.cancel_all``)."""
+
+    action: ClassVar[str] = "cancel_all"
+
+
+OrderAction = (
+    OrderChange
+    | StopOrder
+    | StopChange
+    | StopCancel
+    | TwapOrder
+    | TwapCancel
+    | ClosePosition
+    | CancelAll
+)
+"""An order action other than placing or cancelling one order, journaled and sent like them."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Filters of an account's history (trades, finished orders, TWAPs); times are Unix
+    seconds, ``limit``/``offset`` page the newest-first rows."""
+
+    symbol: str | None = None
+    start: float | None = None
+    end: float | None = None
+    limit: int = 100
+    offset: int = 0
+    order_id: str | None = None
+    client_order_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +442,82 @@ class Venue(Protocol):
 
     async def send(self, session: Any, request: OrderRequest) -> None:
         """Send an order or cancel on the account's session (from :meth:`private_session`)."""
+
+    # -- more order actions: mapped like order/cancel, then journaled and sent -------------
+    def modify(self, change: OrderChange) -> OrderRequest:
+        """A change of a resting order's price, quantity, take-profit or stop-loss."""
+
+    def stop_order(self, stop: StopOrder) -> OrderRequest:
+        """A resting stop order (take-profit, stop-loss, stop-market)."""
+
+    def modify_stop(self, change: StopChange) -> OrderRequest:
+        """A new trigger price and quantity for a resting stop order."""
+
+    def cancel_stop(self, cancel: StopCancel) -> OrderRequest:
+        """A cancel of one stop order."""
+
+    def twap(self, twap: TwapOrder) -> OrderRequest:
+        """A TWAP; its progress arrives as ``TwapEvent`` s."""
+
+    def cancel_twap(self, cancel: TwapCancel) -> OrderRequest:
+        """A cancel of one TWAP by venue or client id."""
+
+    def close_position(self, close: ClosePosition) -> OrderRequest:
+        """A market order closing the whole position in a symbol."""
+
+    def cancel_all(self, cancel: CancelAll) -> OrderRequest:
+        """A cancel of every open order of the account the request is sent for."""
+
+    # -- account reads over the account's session ----------------------------------------
+    async def open_orders(self, session: Any, symbol: str | None = None) -> OpenOrders:
+        """Open orders, active TWAPs and stop orders of the session's account."""
+
+    async def get_order(
+        self, session: Any, *, symbol: str, order_id: str
+    ) -> OrderUpdateEvent | None:
+        """One order's current state (open or finished); None if the venue has no such order."""
+
+    async def leverage(self, session: Any) -> list[LeverageLevel]:
+        """The account's current leverage per symbol."""
+
+    async def leverage_levels(self, session: Any) -> list[LeverageLevel]:
+        """Every leverage the venue allows, per symbol, with its margins and notional cap."""
+
+    async def set_leverage(self, session: Any, *, symbol: str, leverage: Decimal) -> None:
+        """Set the account's leverage in ``symbol``; waits for the venue's answer."""
+
+    async def find_order(self, account_id: str, client_order_id: str) -> OrderUpdateEvent | None:
+        """The venue's state of the order sent with ``client_order_id`` (open or finished),
+        None if it has none (never received); ``ActionUnavailable`` if it cannot tell now.
+        Used to reconcile orders whose outcome is unknown."""
+
+    # -- account history and market history (REST) ---------------------------------------
+    async def trades(self, account_id: str, query: HistoryQuery) -> list[UserTrade]:
+        """The account's executions, newest first."""
+
+    async def order_history(self, account_id: str, query: HistoryQuery) -> list[HistoricOrder]:
+        """The account's finished orders, newest first."""
+
+    async def twap_history(self, account_id: str, query: HistoryQuery) -> list[TwapInfo]:
+        """The account's finished TWAPs, newest first."""
+
+    async def fees(self, account_id: str) -> dict[str, FeeRate]:
+        """The account's maker and taker fee rates per symbol."""
+
+    async def candles(
+        self, symbol: str, *, resolution: str, start: float, end: float
+    ) -> list[Candle]:
+        """Candles of ``symbol`` between two Unix times, oldest first."""
+
+    async def funding_history(
+        self, symbol: str, *, interval_minutes: int, start: float, end: float
+    ) -> list[FundingRatePoint]:
+        """Funding rates of ``symbol`` per window, oldest first."""
+
+    async def open_interest_history(
+        self, symbol: str, *, interval_minutes: int, start: float, end: float
+    ) -> list[OpenInterestPoint]:
+        """Open interest of ``symbol`` per window, oldest first."""
 
     async def aclose(self) -> None:
         """Release the REST client."""

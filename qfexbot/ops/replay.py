@@ -10,9 +10,11 @@ Each connection's driver comes from its venue kind's adapter (``VenueAdapter.rep
 a kind without one is skipped.
 
 Actions never leave the process: :class:`ReplayActions` records each decision (transfer,
-add_order, cancel_order with its arguments) in order, answers a transfer like a dry-run bot
-(state ``dry_run``, with a ``TransferOutcomeEvent`` on both accounts' buses), answers
-``positions`` from the latest recorded snapshot, and refuses ``account_equity``.
+add_order, cancel_order, the other order actions and set_leverage, with their arguments) in
+order, answers a transfer like a dry-run bot (state ``dry_run``, with a
+``TransferOutcomeEvent`` on both accounts' buses), answers ``positions`` from the latest
+recorded snapshot, and refuses ``account_equity`` and the other reads (open orders, history,
+leverage, market history) with ``LookupError``.
 
 Determinism. ``speed="max"`` runs under a virtual clock (``trio.testing.MockClock`` with
 autojump): the feeder sleeps until each record's recorded offset, and time only jumps when every
@@ -43,10 +45,11 @@ import trio.testing
 from qfexbot.config import AppConfig, validate_plugin_config
 from qfexbot.core.accounts import AccountBook
 from qfexbot.core.bus import Bus
+from qfexbot.core.context import Query
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.plugins import PluginHost, PluginLoadError, load_plugin_host
-from qfexbot.core.venue import Order, ParseError, ReplayDriver
+from qfexbot.core.venue import Order, OrderAction, ParseError, ReplayDriver
 from qfexbot.errors import QfexbotError
 from qfexbot.events import (
     ConnectionState,
@@ -92,8 +95,10 @@ class RecordingError(QfexbotError):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """One action a plugin asked for: ``action`` is ``transfer``, ``add_order`` or
-    ``cancel_order``; ``args`` as :func:`qfexbot.ops.recorder.decision_args` renders them."""
+    """One action a plugin asked for: ``action`` is ``transfer``, ``add_order``,
+    ``cancel_order``, ``set_leverage`` or the ``ctx`` method of another order action
+    (``modify_order``, ``start_twap``, ...); ``args`` as
+    :func:`qfexbot.ops.recorder.decision_args` renders them."""
 
     bot: str
     plugin: str
@@ -130,7 +135,9 @@ def compare_decisions(expected: Sequence[Decision], actual: Sequence[Decision]) 
     """Per (bot, plugin), the first place where two decision sequences differ.
 
     Order is compared per plugin instance: each plugin decides in its own task, so the
-    interleaving of different plugins' decisions is not part of the contract.
+    interleaving of different plugins' decisions is not part of the contract. An argument
+    that is None counts as not given, so recordings made before an action gained an optional
+    argument (e.g. ``add_order``'s ``take_profit``) still compare equal.
     """
 
     def by_plugin(decisions: Sequence[Decision]) -> dict[tuple[str, str], list[Decision]]:
@@ -144,7 +151,7 @@ def compare_decisions(expected: Sequence[Decision], actual: Sequence[Decision]) 
     for key in sorted(set(want) | set(got)):
         a, b = want.get(key, []), got.get(key, [])
         for i, (x, y) in enumerate(zip(a, b, strict=False)):
-            if (x.action, dict(x.args)) != (y.action, dict(y.args)):
+            if (x.action, _given(x.args)) != (y.action, _given(y.args)):
                 problems.append(
                     f"{key[0]}/{key[1]} decision #{i + 1}: recorded {x.action} "
                     f"{json.dumps(dict(x.args))}, replayed {y.action} "
@@ -157,6 +164,10 @@ def compare_decisions(expected: Sequence[Decision], actual: Sequence[Decision]) 
                     f"{key[0]}/{key[1]}: recorded {len(a)} decisions, replayed {len(b)}"
                 )
     return problems
+
+
+def _given(args: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in args.items() if value is not None}
 
 
 # ---------------------------------------------------------------- reading
@@ -287,6 +298,27 @@ class ReplayActions:
         self, bot: str, plugin: str, account: str, duration: str = "1w"
     ) -> list[tuple[Any, Decimal]]:
         raise LookupError("replay: account equity history is not part of a recording")
+
+    async def order_action(self, bot: str, plugin: str, account: str, action: OrderAction) -> None:
+        """A decision named after the ``ctx`` method (``modify_order``, ``start_twap``, ...)."""
+        args = decision_args(account=account, **_fields(action))
+        self._decide(bot, plugin, action.action, args)
+        self._account(bot, account)
+
+    async def set_leverage(
+        self, bot: str, plugin: str, account: str, symbol: str, leverage: Decimal
+    ) -> None:
+        args = decision_args(account=account, symbol=symbol, leverage=leverage)
+        self._decide(bot, plugin, "set_leverage", args)
+        self._account(bot, account)
+
+    async def read(self, bot: str, plugin: str, account: str | None, query: Query) -> Any:
+        """Reads of the venue's state or history are not part of a recording."""
+        raise LookupError(f"replay: {query.name} is not part of a recording")
+
+
+def _fields(action: OrderAction) -> dict[str, Any]:
+    return {f.name: getattr(action, f.name) for f in dataclasses.fields(action)}
 
 
 # ---------------------------------------------------------------- the replay

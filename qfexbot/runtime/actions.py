@@ -4,7 +4,10 @@ Transfers go through the venue's :class:`~qfexbot.money.transfers.TransferServic
 journal, exactly-once send, reconciliation), or are refused and journaled as a refusal on a venue
 whose adapter says it has no transfers (``VenueAdapter.transfer_refusal``). Orders are mapped by
 the venue (``Venue.order``/``cancel``), journaled as an audit trail, then sent over the account's
-live session; reads go to the venue. Dry-run bots journal "would do" records and send nothing.
+live session; the other order actions (modify, stop orders, TWAPs, close position, cancel all) are
+mapped by their ``Venue`` method and take the same way. Reads go to the venue: over the account's
+session, by account id, or public history. Dry-run bots journal "would do" records and send
+nothing.
 Nothing here knows a venue kind: each venue is reached through ``qfexbot.core.venue``.
 """
 
@@ -20,7 +23,9 @@ from typing import Any
 import trio
 
 from qfexbot.config import AppConfig
+from qfexbot.core import venue as core_venue
 from qfexbot.core.accounts import AccountBook
+from qfexbot.core.context import Query
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.venue import Order, OrderRequest
 from qfexbot.errors import ActionError, ActionUnavailable
@@ -32,6 +37,19 @@ from qfexbot.runtime.venues import VenueRun
 __all__ = ["RuntimeActions"]
 
 log = get_logger("qfexbot.runtime.actions")
+
+_MAPPERS: dict[type, str] = {
+    core_venue.OrderChange: "modify",
+    core_venue.StopOrder: "stop_order",
+    core_venue.StopChange: "modify_stop",
+    core_venue.StopCancel: "cancel_stop",
+    core_venue.TwapOrder: "twap",
+    core_venue.TwapCancel: "cancel_twap",
+    core_venue.ClosePosition: "close_position",
+    core_venue.CancelAll: "cancel_all",
+}
+"""Each order action -> the ``Venue`` method that maps it to the venue's request."""
+_CANCELS = (core_venue.StopCancel, core_venue.TwapCancel, core_venue.CancelAll)
 
 
 class RuntimeActions:
@@ -199,6 +217,52 @@ class RuntimeActions:
             )
             raise
 
+    async def order_action(
+        self, bot: str, plugin: str, account: str, action: core_venue.OrderAction
+    ) -> None:
+        """Map one order action (modify, stop orders, TWAP, close, cancel all) with the venue,
+        then journal and send it like an order (a cancel kind for the cancels).
+
+        Raises:
+          ActionError: the venue has no such action (before anything is journaled or sent);
+            ``ActionUnavailable`` if the session is not live.
+        """
+        account_id = self._account(bot, account)
+        request = _venue_method(self._run(bot).venue, _MAPPERS[type(action)])(action)
+        kind = "cancel" if isinstance(action, _CANCELS) else "order"
+        await self._send(bot, plugin, account_id, request, kind=kind)
+
+    async def set_leverage(
+        self, bot: str, plugin: str, account: str, symbol: str, leverage: Decimal
+    ) -> None:
+        """Set an account's leverage and wait for the venue's answer (a dry-run bot journals
+        what it would set and sends nothing)."""
+        account_id = self._account(bot, account)
+        if self._app.effective_dry_run(bot):
+            await self._journal.record_dry_run(
+                bot=bot, plugin=plugin, venue=self._app.bots[bot].venue,
+                detail=f"would set leverage {leverage} on {symbol}",
+                data={"account": account_id, "symbol": symbol, "leverage": str(leverage)},
+            )  # fmt: skip
+            return
+        session = self._session(bot, account_id)
+        await self._run(bot).venue.set_leverage(session, symbol=symbol, leverage=leverage)
+        log_event(log, logging.INFO, "leverage set", account=account_id, symbol=symbol,
+                  leverage=str(leverage))  # fmt: skip
+
+    async def read(self, bot: str, plugin: str, account: str | None, query: Query) -> Any:
+        """Answer a plugin's read from the venue: over the account's session, by account id
+        over REST, or public history (``query.scope``)."""
+        method = _venue_method(self._run(bot).venue, query.name)
+        if query.scope == "market":
+            return await method(**query.args)
+        if account is None:
+            raise ActionError(f"{query.name} needs an account")
+        account_id = self._account(bot, account)
+        if query.scope == "session":
+            return await method(self._session(bot, account_id), **query.args)
+        return await method(account_id, **query.args)
+
     async def positions(self, bot: str, plugin: str, account: str) -> ResyncEvent:
         """Balance and positions of an account, read from the venue now."""
         return await self._run(bot).venue.snapshot(self._account(bot, account))
@@ -208,6 +272,14 @@ class RuntimeActions:
     ) -> list[tuple[Any, Decimal]]:
         """The venue's sampled equity history of an account."""
         return await self._run(bot).venue.account_equity(self._account(bot, account), duration)
+
+
+def _venue_method(venue: core_venue.Venue, name: str) -> Callable[..., Any]:
+    """The venue's method ``name``; ``ActionError`` for a venue written before it existed."""
+    method = getattr(venue, name, None)
+    if method is None:
+        raise ActionError(f"venue {venue.name!r} has no {name}")
+    return method
 
 
 def _jsonable(value: Any) -> Any:

@@ -95,7 +95,9 @@ async def wire_venue(
             bus = Bus("", venue=name)
             hosts[bot_name].subscribe(bus)
             publish = taps.observed("mds", bus.publish) if index == 0 else bus.publish
-            await feed.subscribe(bot.market_data.channels, bot.market_data.symbols, publish)
+            # Candles are subscribed per (symbol, interval): "AAPL-USD/1MIN" on channel candle.
+            for channel, names in bot.market_data.pairs().items():
+                await feed.subscribe([channel], names, publish)
     # Transfer path: ctx.transfer -> RuntimeActions.transfer -> TransferService (policy, journal
     # intent, account locks) -> [metrics: request latency] -> venue.transfer (its failure
     # classified by the venue) -> outcome journaled -> [metrics: outcome count] ->

@@ -51,6 +51,8 @@ class RecordingActions:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.answers: dict[str, Any] = {}
+        """What ``read`` returns per query name (default None)."""
 
     async def transfer(self, *args: Any, **kwargs: Any) -> str:
         self.calls.append(("transfer", args, kwargs))
@@ -69,6 +71,16 @@ class RecordingActions:
     async def account_equity(self, *args: Any, **kwargs: Any) -> list[tuple[Any, Decimal]]:
         self.calls.append(("account_equity", args, kwargs))
         return [(0, Decimal("1"))]
+
+    async def order_action(self, bot: str, plugin: str, account: str, action: Any) -> None:
+        self.calls.append(("order_action", (bot, plugin, account), {"action": action}))
+
+    async def set_leverage(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append(("set_leverage", args, kwargs))
+
+    async def read(self, bot: str, plugin: str, account: str | None, query: Any) -> Any:
+        self.calls.append(("read", (bot, plugin, account), {"query": query}))
+        return self.answers.get(query.name)
 
 
 def build_host(

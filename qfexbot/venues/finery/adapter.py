@@ -17,18 +17,45 @@ from typing import Any
 
 import trio
 
+from qfexbot.core.records import (
+    Candle,
+    FeeRate,
+    FundingRatePoint,
+    HistoricOrder,
+    LeverageLevel,
+    OpenInterestPoint,
+    OpenOrders,
+    TwapInfo,
+    UserTrade,
+)
 from qfexbot.core.secrets import Secret
 from qfexbot.core.session import SessionStats
 from qfexbot.core.venue import (
+    CancelAll,
+    ClosePosition,
     CredentialsLike,
+    HistoryQuery,
     Order,
+    OrderChange,
     OrderRequest,
     Publish,
     SessionSettingsLike,
+    StopCancel,
+    StopChange,
+    StopOrder,
+    TwapCancel,
+    TwapOrder,
     VenueSettings,
 )
 from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable
-from qfexbot.events import BookEvent, ConnectionState, ConnectionStateEvent, Event, ResyncEvent
+from qfexbot.events import (
+    BookEvent,
+    ConnectionState,
+    ConnectionStateEvent,
+    Event,
+    OrderUpdateEvent,
+    ResyncEvent,
+)
 from qfexbot.venues.finery.auth import NonceSource
 from qfexbot.venues.finery.driver import FineryDriver, FineryWsClient
 from qfexbot.venues.finery.orders import finery_cancel, finery_order
@@ -317,6 +344,8 @@ class FineryVenue:
 
     def order(self, order: Order) -> OrderRequest:
         """An ``add`` request (see :func:`qfexbot.venues.finery.orders.finery_order`)."""
+        if order.take_profit is not None or order.stop_loss is not None:
+            raise ActionError("finery has no attached take-profit or stop-loss")
         return finery_order(order)
 
     def cancel(self, *, symbol: str, order_id: str) -> OrderRequest:
@@ -346,6 +375,78 @@ class FineryVenue:
                 f"finery {request.command}: no reply in time; it may have been applied",
                 maybe_sent=True,
             ) from None
+
+    # Finery has none of the actions and reads below: each refuses with ActionError.
+    def modify(self, change: OrderChange) -> OrderRequest:
+        raise ActionError("finery has no order modification (cancel and place again)")
+
+    def stop_order(self, stop: StopOrder) -> OrderRequest:
+        raise ActionError("finery has no stop orders")
+
+    def modify_stop(self, change: StopChange) -> OrderRequest:
+        raise ActionError("finery has no stop orders")
+
+    def cancel_stop(self, cancel: StopCancel) -> OrderRequest:
+        raise ActionError("finery has no stop orders")
+
+    def twap(self, twap: TwapOrder) -> OrderRequest:
+        raise ActionError("finery has no TWAP orders")
+
+    def cancel_twap(self, cancel: TwapCancel) -> OrderRequest:
+        raise ActionError("finery has no TWAP orders")
+
+    def close_position(self, close: ClosePosition) -> OrderRequest:
+        raise ActionError("finery has no close-position order (it is a spot venue)")
+
+    def cancel_all(self, cancel: CancelAll) -> OrderRequest:
+        raise ActionError("finery has no cancel-all through qfexbot")
+
+    async def open_orders(self, session: Any, symbol: str | None = None) -> OpenOrders:
+        raise ActionError("finery has no open-orders query through qfexbot")
+
+    async def get_order(
+        self, session: Any, *, symbol: str, order_id: str
+    ) -> OrderUpdateEvent | None:
+        raise ActionError("finery has no order query through qfexbot")
+
+    async def leverage(self, session: Any) -> list[LeverageLevel]:
+        raise ActionError("finery has no leverage (it is a spot venue)")
+
+    async def leverage_levels(self, session: Any) -> list[LeverageLevel]:
+        raise ActionError("finery has no leverage (it is a spot venue)")
+
+    async def set_leverage(self, session: Any, *, symbol: str, leverage: Decimal) -> None:
+        raise ActionError("finery has no leverage (it is a spot venue)")
+
+    async def find_order(self, account_id: str, client_order_id: str) -> OrderUpdateEvent | None:
+        raise ActionError("finery has no order lookup by client_order_id through qfexbot")
+
+    async def trades(self, account_id: str, query: HistoryQuery) -> list[UserTrade]:
+        raise ActionError("finery has no trade history through qfexbot")
+
+    async def order_history(self, account_id: str, query: HistoryQuery) -> list[HistoricOrder]:
+        raise ActionError("finery has no order history through qfexbot")
+
+    async def twap_history(self, account_id: str, query: HistoryQuery) -> list[TwapInfo]:
+        raise ActionError("finery has no TWAP orders")
+
+    async def fees(self, account_id: str) -> dict[str, FeeRate]:
+        raise ActionError("finery has no fee table through qfexbot")
+
+    async def candles(
+        self, symbol: str, *, resolution: str, start: float, end: float
+    ) -> list[Candle]:
+        raise ActionError("finery has no candle history")
+
+    async def funding_history(
+        self, symbol: str, *, interval_minutes: int, start: float, end: float
+    ) -> list[FundingRatePoint]:
+        raise ActionError("finery has no funding (it is a spot venue)")
+
+    async def open_interest_history(
+        self, symbol: str, *, interval_minutes: int, start: float, end: float
+    ) -> list[OpenInterestPoint]:
+        raise ActionError("finery has no open interest (it is a spot venue)")
 
     async def aclose(self) -> None:
         await self.rest.aclose()

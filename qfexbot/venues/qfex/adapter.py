@@ -9,31 +9,71 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Self
 
+from qfexbot.core.records import (
+    Candle,
+    FeeRate,
+    FundingRatePoint,
+    HistoricOrder,
+    LeverageLevel,
+    OpenInterestPoint,
+    OpenOrders,
+    TwapInfo,
+    UserTrade,
+)
 from qfexbot.core.secrets import Secret
 from qfexbot.core.session import MarketDataSession, Supervisor
 from qfexbot.core.venue import (
+    CancelAll,
+    ClosePosition,
     CredentialsLike,
+    HistoryQuery,
     Order,
+    OrderChange,
     OrderRequest,
     Publish,
     SessionSettingsLike,
+    StopCancel,
+    StopChange,
+    StopOrder,
     TransferOutcome,
+    TwapCancel,
+    TwapOrder,
     VenueSettings,
 )
 from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable, VenueError
-from qfexbot.events import BalanceEvent, ResyncEvent
+from qfexbot.events import BalanceEvent, ConnectionState, OrderUpdateEvent, ResyncEvent
 from qfexbot.venues.qfex.auth import QfexAuth
 from qfexbot.venues.qfex.driver import (
     DEFAULT_CHANNELS,
     OnControl,
     QfexMarketDataDriver,
     QfexTradeDriver,
+    incoming_type,
 )
-from qfexbot.venues.qfex.orders import cancel_command, order_command
+from qfexbot.venues.qfex.orders import (
+    add_twap_command,
+    cancel_all_command,
+    cancel_command,
+    cancel_stop_command,
+    cancel_twap_command,
+    close_position_command,
+    get_leverage_command,
+    get_order_command,
+    get_user_orders_command,
+    leverage_levels_command,
+    message,
+    modify_command,
+    modify_stop_command,
+    order_command,
+    set_leverage_command,
+    stop_command,
+)
+from qfexbot.venues.qfex.parse import OrdersSnapshot
 from qfexbot.venues.qfex.replay import QfexReplayDriver
 from qfexbot.venues.qfex.rest import QfexApiError, QfexRest, QfexUnavailableError
 from qfexbot.venues.qfex.transfers import read_balance, transfer_outcome
@@ -101,6 +141,8 @@ class QfexVenue:
             user_id=user_id,
         )
         self._market_data: MarketDataSession | None = None
+        self._sessions: dict[str, Supervisor] = {}
+        """The latest private session per account (for :meth:`find_order`)."""
 
     def __repr__(self) -> str:
         return f"QfexVenue(name={self.name!r}, user_id={self.user_id!r})"
@@ -130,7 +172,7 @@ class QfexVenue:
             rearm=rearm,
             on_control=on_control,
         )
-        return Supervisor(
+        session = Supervisor(
             driver,
             venue=self.name,
             account_id=account_id,
@@ -138,6 +180,8 @@ class QfexVenue:
             publish=publish,
             rng=rng,
         )
+        self._sessions[account_id] = session
+        return session
 
     def market_data(self) -> MarketDataSession:
         """The venue's one shared market-data session (created on first use; run it once)."""
@@ -163,7 +207,7 @@ class QfexVenue:
 
     def order(self, order: Order) -> OrderRequest:
         """An ``add_order`` command (see :func:`qfexbot.venues.qfex.orders.order_command`)."""
-        return order_command(order)
+        return order_command(order, take_profit=order.take_profit, stop_loss=order.stop_loss)
 
     def cancel(self, *, symbol: str, order_id: str) -> OrderRequest:
         """A ``cancel_order`` command by venue order id."""
@@ -171,7 +215,186 @@ class QfexVenue:
 
     async def send(self, session: Supervisor, request: OrderRequest) -> None:
         """Send the command on the account's trade socket (``ActionUnavailable`` if not live)."""
-        await session.send({"type": request.command, "params": dict(request.params)})
+        await session.send(message(request))
+
+    # -- more order actions: trade-socket commands, answered by order/TWAP events ----------
+    def modify(self, change: OrderChange) -> OrderRequest:
+        """A ``modify_order`` command."""
+        return _mapped(modify_command, symbol=change.symbol, order_id=change.order_id,
+                       side=change.side, order_type=change.order_type, price=change.price,
+                       quantity=change.quantity, take_profit=change.take_profit,
+                       stop_loss=change.stop_loss)  # fmt: skip
+
+    def stop_order(self, stop: StopOrder) -> OrderRequest:
+        """An ``add_order`` of a stop type (the trigger is sent as ``price``)."""
+        return _mapped(stop_command, symbol=stop.symbol, side=stop.side,
+                       stop_type=stop.stop_type, trigger_price=stop.trigger_price,
+                       quantity=stop.quantity, client_order_id=stop.client_order_id)  # fmt: skip
+
+    def modify_stop(self, change: StopChange) -> OrderRequest:
+        """A ``modify_stop_order`` command."""
+        return _mapped(modify_stop_command, stop_order_id=change.stop_order_id,
+                       symbol=change.symbol, price=change.trigger_price,
+                       quantity=change.quantity)  # fmt: skip
+
+    def cancel_stop(self, cancel: StopCancel) -> OrderRequest:
+        """A ``cancel_stop_order`` command."""
+        return _mapped(cancel_stop_command, stop_order_id=cancel.stop_order_id)
+
+    def twap(self, twap: TwapOrder) -> OrderRequest:
+        """An ``add_twap`` command."""
+        return _mapped(add_twap_command, symbol=twap.symbol, side=twap.side,
+                       total_quantity=twap.total_quantity, num_orders=twap.num_orders,
+                       order_interval_secs=twap.interval_seconds, reduce_only=twap.reduce_only,
+                       client_twap_id=twap.client_twap_id)  # fmt: skip
+
+    def cancel_twap(self, cancel: TwapCancel) -> OrderRequest:
+        """A ``cancel_order`` by ``twap_id`` or ``client_twap_id``."""
+        return _mapped(cancel_twap_command, symbol=cancel.symbol, twap_id=cancel.twap_id,
+                       client_twap_id=cancel.client_twap_id)  # fmt: skip
+
+    def close_position(self, close: ClosePosition) -> OrderRequest:
+        """A ``close_position`` command (the venue sends a reduce-only IOC order)."""
+        return _mapped(close_position_command, symbol=close.symbol,
+                       client_order_id=close.client_order_id)  # fmt: skip
+
+    def cancel_all(self, cancel: CancelAll) -> OrderRequest:
+        """A ``cancel_all_orders`` command."""
+        return cancel_all_command()
+
+    # -- reads over the account's trade socket (one reply each, in order) -----------------
+    async def _ask(
+        self,
+        session: Supervisor,
+        request: OrderRequest,
+        reply_key: str,
+        match: Callable[[Any], bool] | None = None,
+    ) -> Any:
+        driver: QfexTradeDriver = session.driver
+        return await driver.request(session, message(request), reply_key,
+                                    timeout=self.settings.request_timeout, match=match)  # fmt: skip
+
+    async def open_orders(self, session: Supervisor, symbol: str | None = None) -> OpenOrders:
+        """``get_user_orders``: open orders, active TWAPs and stop orders of the account."""
+        reply: OrdersSnapshot = await self._ask(
+            session, get_user_orders_command(symbol=symbol), "all_orders_response"
+        )
+        return reply.open_orders()
+
+    async def get_order(
+        self, session: Supervisor, *, symbol: str, order_id: str
+    ) -> OrderUpdateEvent | None:
+        """``get_order``: the order's current ``order_response``; None for NO_SUCH_ORDER."""
+        reply: OrderUpdateEvent = await self._ask(
+            session,
+            get_order_command(symbol=symbol, order_id=order_id),
+            "order_response",
+            match=lambda event: event.order_id == order_id,
+        )
+        return None if reply.status == "NO_SUCH_ORDER" else reply
+
+    async def leverage(self, session: Supervisor) -> list[LeverageLevel]:
+        """``get_user_leverage``: the account's leverage per symbol."""
+        reply = await self._ask(session, get_leverage_command(), "user_leverage_response")
+        return list(reply.levels)
+
+    async def leverage_levels(self, session: Supervisor) -> list[LeverageLevel]:
+        """``get_available_leverage_levels``: every allowed leverage per symbol."""
+        reply = await self._ask(
+            session, leverage_levels_command(), "available_leverage_levels_response"
+        )
+        return list(reply.levels)
+
+    async def set_leverage(self, session: Supervisor, *, symbol: str, leverage: Decimal) -> None:
+        """``set_user_leverage``; returns on the venue's ``ack`` (an ``err`` raises
+        ``ActionRejected``)."""
+        await self._ask(
+            session,
+            set_leverage_command(symbol=symbol, leverage=leverage),
+            "ack",
+            match=lambda ack: incoming_type(ack.incoming) in ("", "set_user_leverage"),
+        )
+
+    async def find_order(self, account_id: str, client_order_id: str) -> OrderUpdateEvent | None:
+        """The order sent with ``client_order_id``: among the open ones (trade socket), else
+        among the finished ones (``GET /user/historic-orders?client_order_id=``, the newest
+        if several); None if the venue has neither.
+
+        Raises:
+          ActionUnavailable: the account's session is not live, or a read failed or was
+            refused: cannot tell now.
+        """
+        session = self._sessions.get(account_id)
+        if session is None or session.state is not ConnectionState.LIVE:
+            raise ActionUnavailable(f"{self.name}: no live session for {account_id}")
+        try:
+            return await self._find_order(session, account_id, client_order_id)
+        except ActionUnavailable:
+            raise
+        except ActionError as exc:
+            raise ActionUnavailable(
+                f"{self.name}: cannot look up {client_order_id}: {exc}"
+            ) from exc
+
+    async def _find_order(
+        self, session: Supervisor, account_id: str, client_order_id: str
+    ) -> OrderUpdateEvent | None:
+        for order in (await self.open_orders(session)).orders:
+            if order.client_order_id == client_order_id:
+                return order
+        query = HistoryQuery(client_order_id=client_order_id)
+        for row in await self.order_history(account_id, query):
+            if row.client_order_id == client_order_id:
+                return historic_as_update(row, venue=self.name, account_id=account_id)
+        return None
+
+    # -- history over REST (errors: see :func:`_as_action_errors`) ------------------------
+    async def trades(self, account_id: str, query: HistoryQuery) -> list[UserTrade]:
+        """``GET /user/trade``: the account's executions, newest first."""
+        with _as_action_errors():
+            return await self.rest.trades(account_id, order_id=query.order_id,
+                                          offset=query.offset, **_filters(query))  # fmt: skip
+
+    async def order_history(self, account_id: str, query: HistoryQuery) -> list[HistoricOrder]:
+        """``GET /user/historic-orders``: the account's finished orders, newest first."""
+        with _as_action_errors():
+            return await self.rest.historic_orders(
+                account_id, client_order_id=query.client_order_id, offset=query.offset,
+                **_filters(query),
+            )  # fmt: skip
+
+    async def twap_history(self, account_id: str, query: HistoryQuery) -> list[TwapInfo]:
+        """``GET /user/historic-twaps``: finished TWAPs (the path has no time filter or
+        offset)."""
+        with _as_action_errors():
+            return await self.rest.historic_twaps(account_id, symbol=query.symbol,
+                                                  limit=query.limit)  # fmt: skip
+
+    async def fees(self, account_id: str) -> dict[str, FeeRate]:
+        """``GET /user/fees``: maker and taker rates per symbol."""
+        with _as_action_errors():
+            return await self.rest.fees(account_id)
+
+    async def candles(
+        self, symbol: str, *, resolution: str, start: float, end: float
+    ) -> list[Candle]:
+        """``GET /candles/{symbol}``."""
+        with _as_action_errors():
+            return await self.rest.candles(symbol, resolution, start, end)
+
+    async def funding_history(
+        self, symbol: str, *, interval_minutes: int, start: float, end: float
+    ) -> list[FundingRatePoint]:
+        """``GET /funding/{symbol}``: forward-filled rates per window."""
+        with _as_action_errors():
+            return await self.rest.funding_history(symbol, interval_minutes, start, end)
+
+    async def open_interest_history(
+        self, symbol: str, *, interval_minutes: int, start: float, end: float
+    ) -> list[OpenInterestPoint]:
+        """``GET /open-interest/{symbol}``: forward-filled open interest per window."""
+        with _as_action_errors():
+            return await self.rest.open_interest_history(symbol, interval_minutes, start, end)
 
     async def transfer(self, src: str, dst: str, amount: Decimal) -> None:
         """One ``POST /user/transfer``; failures are classified by :meth:`transfer_outcome`."""
@@ -193,6 +416,41 @@ class QfexVenue:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _filters(query: HistoryQuery) -> dict[str, Any]:
+    """The history filters every QFEX history path shares."""
+    return {"symbol": query.symbol, "start": query.start, "end": query.end, "limit": query.limit}
+
+
+def _mapped(build: Callable[..., OrderRequest], **args: Any) -> OrderRequest:
+    """A command builder's request; what it cannot build is an ``ActionError``."""
+    try:
+        return build(**args)
+    except ValueError as exc:
+        raise ActionError(str(exc)) from exc
+
+
+def historic_as_update(row: HistoricOrder, *, venue: str, account_id: str) -> OrderUpdateEvent:
+    """A finished order from history as the terminal ``OrderUpdateEvent`` it ended with."""
+    return OrderUpdateEvent(
+        venue=venue,
+        account_id=account_id,
+        received_at=time.time(),
+        order_id=row.order_id,
+        client_order_id=row.client_order_id,
+        symbol=row.symbol,
+        status=row.status,
+        side=row.side,
+        order_type=row.order_type,
+        time_in_force=row.time_in_force,
+        price=row.price,
+        quantity=row.quantity,
+        remaining=max(row.quantity - row.filled_quantity, Decimal(0)),
+        update_time=row.status_time,
+        terminal=True,
+        raw=row.raw,
+    )
 
 
 class QfexAdapter:
