@@ -302,7 +302,7 @@ class _RecordingDriver:
 
 
 class _RecordingActions:
-    """Records transfer/add_order/cancel_order decisions, then forwards every call."""
+    """Records every decision (transfers and order actions), then forwards every call."""
 
     def __init__(self, inner: Any, recorder: Recorder) -> None:
         self._inner = inner
@@ -329,3 +329,17 @@ class _RecordingActions:
             bot, plugin, "cancel_order", decision_args(account=account, **params)
         )
         await self._inner.cancel_order(bot, plugin, account, **params)
+
+    async def order_action(self, bot: str, plugin: str, account: str, action: Any) -> None:
+        """Every other order action (modify, stops, TWAPs, close, cancel all), recorded under
+        the name of its ``ctx`` method, as replay decides it."""
+        args = decision_args(account=account, **dataclasses.asdict(action))
+        self._recorder.decision(bot, plugin, action.action, args)
+        await self._inner.order_action(bot, plugin, account, action)
+
+    async def set_leverage(
+        self, bot: str, plugin: str, account: str, symbol: str, leverage: Decimal
+    ) -> None:
+        args = decision_args(account=account, symbol=symbol, leverage=leverage)
+        self._recorder.decision(bot, plugin, "set_leverage", args)
+        await self._inner.set_leverage(bot, plugin, account, symbol, leverage)

@@ -8,7 +8,7 @@ from demo_config import DESK_A, DESK_B, PRIMARY, SIM, demo_venue, runtime_table,
 
 from qfexbot.config import AppConfig, load_config
 
-__all__ = ["DECIDER", "DESK_A", "DESK_B", "PRIMARY", "TICKER", "write_config"]
+__all__ = ["ACTOR", "DECIDER", "DESK_A", "DESK_B", "PRIMARY", "TICKER", "write_config"]
 
 DECIDER = '''
 """Test plugin: decides on connection state and on balance events (data-dependent args)."""
@@ -72,15 +72,42 @@ class Ticker:
 '''
 
 
+ACTOR = '''
+"""Test plugin: the order actions beyond add/cancel, with data-dependent arguments."""
+from decimal import Decimal
+from qfexbot import BalanceEvent, hookimpl
+
+
+class Actor:
+    def __init__(self):
+        self.seen = 0
+        self.decided = 0
+
+    @hookimpl
+    async def qfexbot_event(self, ctx, event):
+        if not isinstance(event, BalanceEvent) or event.account_id != ctx.account_id("desk-b"):
+            return
+        self.seen += 1
+        if self.seen == 2:
+            await ctx.set_leverage("desk-b", symbol="AAPL-USD", leverage=Decimal(5))
+            await ctx.modify_order("desk-b", symbol="AAPL-USD", order_id=f"o-{event.available}",
+                                   side="BUY", order_type="LIMIT", price=Decimal("151"))
+            await ctx.cancel_all("desk-b")
+            self.decided += 3
+'''
+
+
 def write_config(
     tmp_path: Path, *, plugin: str = "decider", runtime_extra: str = "", name: str = "bots.toml"
 ) -> AppConfig:
-    """A bots.toml with an embedded simulator, two desks and one test plugin (decider|ticker)."""
+    """A bots.toml with an embedded simulator, two desks and one test plugin
+    (decider|ticker|actor)."""
     plugins = tmp_path / "plugins"
     plugins.mkdir(exist_ok=True)
     (plugins / "decider.py").write_text(DECIDER)
     (plugins / "ticker.py").write_text(TICKER)
-    cls = {"decider": "Decider", "ticker": "Ticker"}[plugin]
+    (plugins / "actor.py").write_text(ACTOR)
+    cls = {"decider": "Decider", "ticker": "Ticker", "actor": "Actor"}[plugin]
     venue = demo_venue(
         public_key="qfex_pub_ops",
         secret='"qfex_secret_ops_test"',

@@ -82,6 +82,24 @@ def test_replay_reproduces_the_decisions_of_the_recorded_live_run(tmp_path):
     assert again.decisions == result.decisions, "the same recording gives the same decisions"
 
 
+def test_the_order_actions_beyond_add_and_cancel_are_recorded_and_replayed(tmp_path):
+    """modify_order, cancel_all, set_leverage: recorded live under their ctx names, decided
+    the same way in replay (no mismatch)."""
+    rec_dir = tmp_path / "rec"
+    app = with_recording(write_config(tmp_path, plugin="actor"), rec_dir)
+    [decided] = record_live(app, expected_decisions=3)
+    recorded = [r for r, _ in read_recording(recording_files(rec_dir)) if r["type"] == "decision"]
+    assert [r["action"] for r in recorded] == ["set_leverage", "modify_order", "cancel_all"]
+    assert decided == 3
+    assert recorded[0]["args"] == {"account": "desk-b", "leverage": "5", "symbol": "AAPL-USD"}
+    assert recorded[1]["args"]["price"] == "151" and recorded[1]["args"]["order_id"].startswith(
+        "o-"
+    )
+    result = replay(app, rec_dir, speed="max")
+    assert result.mismatches() == []
+    assert [d.action for d in result.decisions] == [r["action"] for r in recorded]
+
+
 def test_timer_decisions_follow_recorded_time_and_are_deterministic(tmp_path):
     rec_dir = tmp_path / "rec"
     [_] = record_live(with_recording(write_config(tmp_path), rec_dir))
