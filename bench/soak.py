@@ -138,6 +138,8 @@ REOPEN_SLACK = 0.5
 """After a network fault that left the connection up, its window reopens this long (s) after
 the fault's end, on the first LIVE observation of that same connection."""
 LATE_TAKEN_WITHIN = 10.0
+MALFORMED_COUNTED_WITHIN = 10.0
+"""The first malformed frame is repeated at most this long (s) until a client counted it."""
 """The first late_landing waits at most this long (s) for a transfer POST to hold."""
 DESK_DEPOSIT, VAULT_DEPOSIT, TREASURY_DEPOSIT = 1000000, 5000, 1000000
 
@@ -693,7 +695,23 @@ async def _faults(
             faults.stop_pulses()
             nursery.start_soon(_resume_pulses, sim, rng.uniform(1.0, 2.5))
         else:
-            faults.send_malformed_frame(rng.choice([None, *accounts]))
+            target = rng.choice([None, *accounts])
+            await _malformed(faults, windows, target, first=report.faults[kind] == 1)
+
+
+async def _malformed(faults: Any, windows: _Windows, target: str | None, *, first: bool) -> None:
+    """Send a malformed frame to ``target``'s connections (None: all). The first one must
+    reach a client (the account's links may be down or held by a network fault right now):
+    it is sent again to every connection, once a second, until a session counted a parse
+    error (bounded)."""
+    faults.send_malformed_frame(target)
+    if not first:
+        return
+    sessions = windows.sessions.values()
+    for _ in range(int(MALFORMED_COUNTED_WITHIN)):
+        if await until(lambda: any(s.stats.parse_errors for s in sessions), within=1.0):
+            return
+        faults.send_malformed_frame(None)
 
 
 def _network_fault(
