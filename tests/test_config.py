@@ -1149,3 +1149,41 @@ def test_runtime_state_dir_is_a_path_relative_to_the_config(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as exc:
         parse_config(data, base_dir=tmp_path)
     assert exc.value.errors == ["runtime.state_dir: expected a path (string), got 3"]
+
+
+def test_simulator_knobs_in_bots_toml_are_checked_and_reach_the_simulator(tmp_path) -> None:
+    """[venues.X.sim] may shorten TWAP and funding intervals and tighten the open-order limit
+    (strategy tests); each value is checked with its key path, and the embedded simulator
+    runs with it."""
+    from qfexbot.runtime.embedded import embedded_table  # noqa: PLC0415
+    from qfexbot.sim.qfex.embedded import embedded_config  # noqa: PLC0415
+
+    knobs = {
+        "twap_min_interval": 1,
+        "twap_tick": "50ms",
+        "funding_interval": 60,
+        "funding_cap": 0.01,
+        "max_open_orders": 7,
+    }
+    app = parse_config(with_venue_sim(knobs), base_dir=tmp_path)
+    venue = app.venues["demo"]
+    config = embedded_config(embedded_table(venue, venue.resolve_credentials({})))
+    assert (config.twap_min_interval, config.twap_tick) == (1.0, 0.05)
+    assert (config.funding_interval, config.funding_cap) == (60.0, Decimal("0.01"))
+    assert config.max_open_orders == 7
+    for key, bad, expected in (
+        ("twap_tick", "soon", "a duration > 0"),
+        ("funding_cap", 0, "a positive number"),
+        ("max_open_orders", 0, "a positive integer"),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            parse_config(with_venue_sim({key: bad}), base_dir=tmp_path)
+        [line] = refused.value.errors
+        assert line.startswith(f"venues.demo.sim.{key}: expected {expected}"), line
+
+
+def with_venue_sim(sim: dict[str, Any]) -> dict[str, Any]:
+    """``base()`` with ``[venues.demo.sim]`` set to ``sim``."""
+    data = base()
+    data["venues"]["demo"]["sim"] = dict(sim)
+    return data

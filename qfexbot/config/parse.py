@@ -475,6 +475,17 @@ def _parse_session(err: _Errors, data: Any, path: str) -> SessionSettings:
     return SessionSettings(**values)
 
 
+_SIM_KNOBS: dict[str, Callable[[_Errors, Any, str], Any]] = {
+    "twap_min_interval": _positive_duration,
+    "twap_tick": _positive_duration,
+    "funding_interval": _positive_duration,
+    "funding_cap": _positive_number,
+    "max_open_orders": _positive_int,
+}
+"""Scalar simulator settings a kind may let bots.toml set (its ``sim_keys``), and their checks:
+what a strategy test shortens (TWAP intervals, funding windows) or tightens (limits)."""
+
+
 def _parse_sim(
     err: _Errors,
     data: Any,
@@ -503,6 +514,9 @@ def _parse_sim(
             sim["deposits"] = MappingProxyType(deposits)
         else:
             err.expected(deposits_path, "a table of alias = amount", raw)
+    for key, check in _SIM_KNOBS.items():
+        if key in allowed and table.has(key):
+            sim[key] = table.get(key, check)
     if "symbols" in allowed and table.has("symbols"):
         symbols = table.data["symbols"]
         if isinstance(symbols, dict):

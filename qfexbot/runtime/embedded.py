@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from qfexbot.config import ConfigError, Credentials, VenueConfig
+from qfexbot.sim.common.config import ConfigProblems
 from qfexbot.sim.common.embedded import EmbeddedTable
 from qfexbot.venues.registry import adapter as adapter_of
 
@@ -60,7 +61,8 @@ async def start_embedded(
     cancelled; ``urls`` is what the kind's adapter opens the venue on.
 
     Raises:
-      ConfigError: the table's kind has no embedded simulator, or the table lacks a key.
+      ConfigError: the table's kind has no embedded simulator, the table lacks a key, or the
+        simulator refuses one of its ``sim`` settings (named by its bots.toml key path).
     """
     problems = simulator_problems({venue.name: venue})
     if problems:
@@ -68,4 +70,16 @@ async def start_embedded(
     module = adapter_of(venue.kind).simulator
     assert module is not None  # simulator_problems said so
     table = embedded_table(venue, credentials)
-    return await importlib.import_module(module).start_embedded(root, table)
+    try:
+        return await importlib.import_module(module).start_embedded(root, table)
+    except ConfigProblems as exc:
+        # The simulator names its own keys ("sim.funding_cap"); the operator wrote them in
+        # this table of bots.toml.
+        raise ConfigError([_in_table(venue.name, line) for line in exc.errors]) from None
+
+
+def _in_table(venue: str, problem: str) -> str:
+    """A simulator's problem line ("sim.KEY: ...") as the bots.toml key path that set it."""
+    if problem.startswith("sim."):
+        return f"venues.{venue}.{problem}"
+    return f"venues.{venue}.sim: {problem}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import trio
 
 from qfexbot.sim.common.embedded import EmbeddedTable
@@ -20,7 +22,12 @@ def embedded_config(table: EmbeddedTable) -> SimConfig:
         table.accounts[alias]: str(amount)
         for alias, amount in table.options.get("deposits", {}).items()
     }
-    sim_table = {key: value for key, value in table.options.items() if key != "deposits"}
+    # bots.toml's checks give Decimals; SIM.toml values are what TOML gives (str is exact).
+    sim_table = {
+        key: str(value) if isinstance(value, Decimal) else value
+        for key, value in table.options.items()
+        if key != "deposits"
+    }
     user = {
         "public_key": table.public_key,
         "secret": table.secret,

@@ -33,7 +33,17 @@ class QfexRules:
     market_data_channels = MARKET_DATA_CHANNELS
     candle_intervals = ("1MIN", "5MINS", "15MINS", "1HOUR", "4HOURS", "1DAY")
     """The MDS ``candle`` channel's ``intervals`` (``market_data.candle_intervals``)."""
-    sim_keys = ("pulse_interval", "seed", "deposits", "symbols")
+    sim_keys = (
+        "pulse_interval",
+        "seed",
+        "deposits",
+        "symbols",
+        "twap_min_interval",
+        "twap_tick",
+        "funding_interval",
+        "funding_cap",
+        "max_open_orders",
+    )
     user_id_expected = "an account UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
     user_id_missing = "the primary account UUID, which is the user id"
     account_noun = "account UUID"
