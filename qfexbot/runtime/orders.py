@@ -153,9 +153,11 @@ class OrderTracker:
         self._venues = venues
         self.settle_seconds: float | None = None
         self._lookups: dict[str, OrderLookup] = {}
-        # (venue, account, client order id) -> order; (venue, account, venue order id) -> cancel
-        self._orders: dict[tuple[str, str, str], _Tracked] = {}
-        self._cancels: dict[tuple[str, str, str], _Tracked] = {}
+        # (venue, account, client order id) -> order (one unsettled order per id: a second send
+        # is refused); (venue, account, venue order id, entry id) -> cancel (several may be
+        # in flight for one order)
+        self._orders: dict[tuple[str, ...], _Tracked] = {}
+        self._cancels: dict[tuple[str, ...], _Tracked] = {}
         self._due: set[tuple[str, str]] = set()
         self._lock = trio.Lock()
         self.inbox = Inbox("order-tracker", size=10_000, subscribes=(OrderUpdateEvent, ResyncEvent))
@@ -257,7 +259,10 @@ class OrderTracker:
             task_status.started()
             while True:
                 await trio.sleep(self._tick())
-                await self.sweep()
+                try:
+                    await self.sweep()
+                except Exception:  # a journal or lookup failure: try again at the next sweep
+                    log.exception("order journal sweep failed")
 
     async def on_event(self, event: Event) -> None:
         """Move the entry an order update is about; a resync makes its account due."""
@@ -320,19 +325,25 @@ class OrderTracker:
                 log.exception("order journal update failed", extra={"fields": {"kind": event.kind}})
 
     def _follow(self, entry: Entry, since: float) -> None:
-        key = self._key(entry)
+        table, key = self._slot(entry)
         if key is not None and entry.unsettled:
-            table = self._orders if entry.kind == EntryKind.ORDER else self._cancels
             table[key] = _Tracked(entry, since)
 
-    @staticmethod
-    def _key(entry: Entry) -> tuple[str, str, str] | None:
-        ident = entry.client_order_id if entry.kind == EntryKind.ORDER else entry.venue_order_id
-        return None if not ident else (entry.venue, entry.src or "", ident)
+    def _slot(self, entry: Entry) -> tuple[dict[tuple[str, ...], _Tracked], tuple[str, ...] | None]:
+        """Where ``entry`` is followed (None: it cannot be matched to a reply)."""
+        where = (entry.venue, entry.src or "")
+        if entry.kind == EntryKind.ORDER:
+            return self._orders, (*where, entry.client_order_id) if entry.client_order_id else None
+        key = (*where, entry.venue_order_id, entry.id) if entry.venue_order_id else None
+        return self._cancels, key
+
+    def _cancels_of(self, venue: str, account: str, order_id: str) -> list[_Tracked]:
+        """The followed cancels of one venue order, oldest first."""
+        found = [t for k, t in self._cancels.items() if k[:3] == (venue, account, order_id)]
+        return sorted(found, key=lambda t: t.entry.created_at)
 
     def _find(self, entry: Entry) -> _Tracked:
-        key = self._key(entry)
-        table = self._orders if entry.kind == EntryKind.ORDER else self._cancels
+        table, key = self._slot(entry)
         tracked = table.get(key) if key is not None else None
         return (
             tracked if tracked is not None and tracked.entry.id == entry.id else _Tracked(entry, 0)
@@ -367,22 +378,21 @@ class OrderTracker:
             return moved
 
     def _forget(self, entry: Entry) -> None:
-        key = self._key(entry)
-        table = self._orders if entry.kind == EntryKind.ORDER else self._cancels
+        table, key = self._slot(entry)
         if key is not None and key in table and table[key].entry.id == entry.id:
             del table[key]
 
     async def _on_update(self, event: OrderUpdateEvent) -> None:
         where = (event.venue, event.account_id)
-        cancel = self._cancels.get((*where, event.order_id))
-        if cancel is not None:
-            status = event.status.upper()
-            if status in _CANCELLED:
+        cancels = self._cancels_of(*where, event.order_id) if event.order_id else []
+        status = event.status.upper()
+        if status in _CANCELLED:  # every cancel of that order did its job
+            for cancel in cancels:
                 await self._move(cancel, EntryState.DONE, f"{status} (order {event.order_id})")
-            elif status == "NO_SUCH_ORDER":
-                await self._move(
-                    cancel, EntryState.FAILED, f"venue: no open order {event.order_id}"
-                )
+        elif status == "NO_SUCH_ORDER" and cancels:  # the reply to the oldest one in flight
+            await self._move(
+                cancels[0], EntryState.FAILED, f"venue: no open order {event.order_id}"
+            )
         order = self._orders.get((*where, event.client_order_id)) if event.client_order_id else None
         state = order_state(event)
         if order is None or state is None:
@@ -395,11 +405,11 @@ class OrderTracker:
     async def _close_cancels(self, order: Entry) -> None:
         """A cancel in doubt of an order that reached a final state: done if it was cancelled,
         else failed (it was filled or refused first)."""
-        tracked = self._cancels.get((order.venue, order.src or "", order.venue_order_id or ""))
-        if tracked is None or tracked.entry.state != EntryState.UNKNOWN:
-            return
         state = EntryState.DONE if order.state == EntryState.CANCELLED else EntryState.FAILED
-        await self._move(tracked, state, f"order {order.id} is {order.state}", by="reconcile")
+        for tracked in self._cancels_of(order.venue, order.src or "", order.venue_order_id or ""):
+            if tracked.entry.state == EntryState.UNKNOWN:
+                detail = f"order {order.id} is {order.state}"
+                await self._move(tracked, state, detail, by="reconcile")
 
     async def _settle_found(self, tracked: _Tracked, found: OrderUpdateEvent | None) -> None:
         """Reconcile one order with what the venue says about its client order id."""

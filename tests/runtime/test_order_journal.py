@@ -142,6 +142,24 @@ async def test_cancel(tmp_path):
         await bot.ctx.cancel_order("desk-a", symbol="AAPL-USD", order_id=acked.venue_order_id)
         [failed] = await bot.wait_for(lambda: cancels("failed"), what="cancel failed")
         assert "no open order" in failed.detail
+        # Two cancels of one order in flight: neither is left behind. The first is done by the
+        # order's CANCELLED; the second too if it was journaled before that arrived, else the
+        # venue's NO_SUCH_ORDER reply to it fails it.
+        await limit(bot, "rest-3", "190")
+        second = await reaches(bot, "rest-3", "acked")
+        for _ in range(2):
+            await bot.ctx.cancel_order("desk-a", symbol="AAPL-USD", order_id=second.venue_order_id)
+        await reaches(bot, "rest-3", "cancelled")
+
+        async def both_settled():
+            rows = await bot.journal_entries(kind="cancel")
+            mine = [r for r in rows if r.venue_order_id == second.venue_order_id]
+            return mine if len(mine) == 2 and not any(r.unsettled for r in mine) else None
+
+        first, last = await bot.wait_for(both_settled, what="both cancels settled")
+        assert first.state == "done"
+        assert last.state == "done" or "no open order" in last.detail
+        assert bot.runtime.orders.tracked() == []
 
 
 async def test_reject(tmp_path):
