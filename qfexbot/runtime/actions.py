@@ -180,10 +180,12 @@ class RuntimeActions:
         request: OrderRequest,
         *,
         kind: str,
-        fields: Mapping[str, Any],
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
         """Journal, then send one order or cancel (a dry-run bot journals it and sends nothing);
-        the order tracker records the outcome (``qfexbot.runtime.orders``)."""
+        the order tracker records the outcome (``qfexbot.runtime.orders``). ``fields``: the
+        entry's order columns (``order_fields``/``cancel_fields``); without them the entry is
+        an audit record the tracker cannot match to replies."""
         venue = self._app.bots[bot].venue
         data = {
             "type": request.command,
@@ -207,7 +209,7 @@ class RuntimeActions:
             self._orders = OrderTracker(self._journal, self._runs)
         entry = await self._orders.record(
             bot=bot, plugin=plugin, venue=venue, account=account_id, kind=kind, data=data,
-            fields=fields,
+            fields=fields or {},
         )  # fmt: skip
         try:
             await self._run(bot).venue.send(session, request)

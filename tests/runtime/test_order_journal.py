@@ -12,6 +12,7 @@ orders) is built in s14-ctx; the runtime uses it whenever the venue has one.
 from __future__ import annotations
 
 import time
+import types
 from decimal import Decimal
 
 import pytest
@@ -293,13 +294,21 @@ async def test_start_up_reconciles_what_an_earlier_process_left(tmp_path):
             ids[coid] = e.id
         await journal.mark_order(ids["taken"], "unknown", "maybe sent: connection closed")
         await journal.mark_order(ids["acked-before"], "acked", "ACK", venue_order_id="v-old")
+        wall[0] = time.time() - 10  # and one ten seconds ago: within the settle time
+        young = await journal.record_order(
+            bot="b", plugin="p", venue="demo", account=DESK, data={}, client_order_id="young"
+        )
         wall[0] = time.time()
-        tracker = OrderTracker(journal, {})
+        # The venue of the table "demo" has find_order: the tracker reconciles through it.
         history = SimOrderHistory(engine, venue="demo")
-        tracker.use_lookup("demo", history)
+        session = types.SimpleNamespace(request_timeout=10.0)  # settle: max(3 x 10, 30) s
+        config = types.SimpleNamespace(session=session)
+        run = types.SimpleNamespace(venue=history, config=config, buses={})
+        tracker = OrderTracker(journal, {"demo": run})
+        assert tracker.lookup("demo") is history and tracker.settle("demo") == 30.0
         await tracker.load()
-        assert {e.client_order_id for e in tracker.tracked()} == set(ids)
-        await tracker.sweep()  # the default settle time (30 s) has passed for all of them
+        assert {e.client_order_id for e in tracker.tracked()} == {*ids, "young"}
+        await tracker.sweep()
         got = {coid: await journal.get(i) for coid, i in ids.items()}
         assert {coid: e.state for coid, e in got.items()} == {
             "resting": "acked",
@@ -313,9 +322,11 @@ async def test_start_up_reconciles_what_an_earlier_process_left(tmp_path):
         trail = [e["to_state"] for e in await journal.events(ids["never-arrived"])]
         assert trail == ["submitted", "unknown", "failed"]
         assert {e.resolved_by for c, e in got.items() if c != "acked-before"} == {"reconcile"}
-        assert sorted(history.calls) == sorted(ids)
-        # What is still followed: the open order and the one the venue lost.
-        assert {e.client_order_id for e in tracker.tracked()} == {"resting", "acked-before"}
+        assert sorted(history.calls) == sorted(ids)  # not the young one
+        assert (await journal.get(young.id)).state == "submitted"
+        # What is still followed: the open order, the one the venue lost, the young one.
+        followed = {e.client_order_id for e in tracker.tracked()}
+        assert followed == {"resting", "acked-before", "young"}
 
         # A venue that cannot answer now leaves everything as it is, to be tried again.
         class Down:
