@@ -211,11 +211,19 @@ class OrderTracker:
 
         Raises:
           ActionRejected: ``code="duplicate_client_order_id"``: an entry with this client
-            order id is unsettled and the venue has it or cannot tell yet; nothing is written.
+            order id is unsettled and the venue has it or cannot tell yet; the refusal is
+            journaled (kind ``refusal``), the order is not.
         """
         coid = fields.get("client_order_id")
         if kind == EntryKind.ORDER and coid:
-            await self._refuse_duplicate(venue, account, coid)
+            try:
+                await self._refuse_duplicate(venue, account, coid)
+            except ActionRejected as exc:
+                await self._journal.record_refusal(
+                    bot=bot, plugin=plugin, venue=venue, action="order", code=DUPLICATE_CODE,
+                    detail=str(exc), src=account, data={"client_order_id": coid, **data},
+                )  # fmt: skip
+                raise
         entry = await self._journal.record_order(
             bot=bot, plugin=plugin, venue=venue, account=account, data=data, kind=kind, **fields
         )

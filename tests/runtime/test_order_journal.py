@@ -236,6 +236,11 @@ async def test_an_unsettled_client_order_id_is_never_sent_again(tmp_path):
         assert history.calls == ["dup-1", "dup-1"]
         assert len(sim_orders(bot, "dup-1")) == 1
         assert len(await bot.journal_entries(kind="order")) == 1
+        refusals = await bot.journal_entries(kind="refusal")
+        assert [(r.data["code"], r.data["client_order_id"]) for r in refusals] == [
+            (DUPLICATE_CODE, "dup-1"),
+            (DUPLICATE_CODE, "dup-1"),
+        ]
         # Still within its settle time and not at the venue (yet): refused as well.
         history.engine = Engine(demo_sim_config(), time.time)  # a venue that has nothing
         await limit(bot, "dup-2", "190")
