@@ -66,9 +66,14 @@ class SimOrderHistory:
         )  # fmt: skip
 
 
-def sim_orders(bot, coid: str) -> list[SimOrder]:
+def sim_orders_of(engine: Engine, coid: str) -> list[SimOrder]:
     """The simulator's orders (ever) with this client order id."""
-    return [o for o in bot.sim.engine.order_log.values() if o.client_order_id == coid]
+    return [o for o in engine.order_log.values() if o.client_order_id == coid]
+
+
+def sim_orders(bot, coid: str) -> list[SimOrder]:
+    """The embedded simulator's orders (ever) with this client order id."""
+    return sim_orders_of(bot.sim.engine, coid)
 
 
 async def entry(bot, coid: str):
@@ -360,3 +365,33 @@ def test_order_states_of_the_venue_statuses():
         assert order_state(update(status)) == "rejected"
     for status in ("NO_SUCH_ORDER", "CANNOT_MODIFY_PARTIAL_FILL", "CANNOT_MODIFY_NO_SUCH_ORDER"):
         assert order_state(update(status)) is None
+
+
+async def test_a_send_that_may_have_reached_the_venue_is_unknown_until_reconciled(tmp_path):
+    engine = Engine(demo_sim_config(), time.time)
+    async with await SqliteJournal.open(tmp_path / "journal.sqlite") as journal:
+        tracker = OrderTracker(journal, {})
+        tracker.use_lookup("demo", SimOrderHistory(engine, venue="demo"))
+        tracker.settle_seconds = 0.0
+        origin = {"bot": "b", "plugin": "p", "venue": "demo", "account": DESK}
+
+        async def send(coid: str):
+            fields = {"symbol": "AAPL-USD", "side": "BUY", "quantity": Decimal(1),
+                      "price": Decimal(190), "client_order_id": coid}  # fmt: skip
+            return await tracker.record(**origin, kind="order", data={}, fields=fields)
+
+        maybe = await send("maybe-1")
+        engine.add_order(DESK, _order("maybe-1"))  # it did reach the venue
+        closed = ActionUnavailable("closed while sending", maybe_sent=True)
+        unknown = await tracker.not_sent(maybe, closed)
+        assert (unknown.state, unknown.detail) == ("unknown", "maybe sent: closed while sending")
+        refused = await tracker.not_sent(await send("no-1"), ActionRejected("no liquidity"))
+        assert (refused.state, refused.detail) == ("rejected", "rejected: no liquidity")
+        cancel = await tracker.record(
+            **origin, kind="cancel", data={}, fields={"symbol": "AAPL-USD", "venue_order_id": "x"}
+        )
+        assert (await tracker.not_sent(cancel, ActionRejected("unknown order"))).state == "failed"
+        await tracker.sweep()  # the account is due: the venue has it, resting
+        reconciled = await journal.get(maybe.id)
+        assert (reconciled.state, reconciled.resolved_by) == ("acked", "reconcile")
+        assert reconciled.venue_order_id == sim_orders_of(engine, "maybe-1")[0].order_id
