@@ -1,13 +1,15 @@
 """The ``qfexbot`` command line: the parser of every command and the dispatch to its family's
 module (``run``: run, check, plugins; ``status``; ``replay``; ``journal``: journal, pause,
-resume; ``scaffold``: new-plugin; ``sim``)."""
+resume; ``scaffold``: init, new-plugin; ``sim``)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 from qfexbot.config import AppConfig, ConfigError, load_config
 from qfexbot.venues import registry
@@ -21,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their flags."""
     parser = argparse.ArgumentParser(
         prog="qfexbot", description="Event-driven bots for QFEX subaccounts."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"qfexbot {importlib.metadata.version('qfexbot')}"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -125,6 +130,30 @@ def build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="resume money movement")
     resume.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
 
+    _add_scaffold_commands(sub)
+    return parser
+
+
+def _load(path: str) -> AppConfig:
+    """The validated bots.toml at ``path``; on a problem, print them all and exit 1."""
+    try:
+        return load_config(Path(path))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _add_scaffold_commands(sub: Any) -> None:
+    """``init`` and ``new-plugin``: the commands that write files for a new user."""
+    init = sub.add_parser(
+        "init",
+        help="write a starter directory: bots.toml for the simulator, a real-account "
+        "template, a plugin with its test",
+    )
+    init.add_argument(
+        "directory", help="where to write it (created if missing; nothing is ever overwritten)"
+    )
+
     new_plugin = sub.add_parser(
         "new-plugin", help="scaffold a plugin module (or --package) and a passing test"
     )
@@ -140,16 +169,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="an installable package (src layout, qfexbot.plugins entry point)",
     )
-    return parser
-
-
-def _load(path: str) -> AppConfig:
-    """The validated bots.toml at ``path``; on a problem, print them all and exit 1."""
-    try:
-        return load_config(Path(path))
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        raise SystemExit(1) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,12 +213,25 @@ def _main(argv: list[str] | None) -> int:
         from qfexbot.cli.sim import run_sim_command  # noqa: PLC0415
 
         return run_sim_command(config=args.config, host=args.host, venue=args.venue)
+    if args.command == "init":
+        from qfexbot.cli.scaffold import init_command  # noqa: PLC0415
+
+        return init_command(Path(args.directory))
     if args.command == "new-plugin":
         from qfexbot.cli.scaffold import new_plugin_command  # noqa: PLC0415
 
         return new_plugin_command(
             args.name, directory=args.dir, tests=args.tests, package=args.package
         )
+    if (
+        args.command == "plugins"
+        and args.config == DEFAULT_CONFIG
+        and not Path(args.config).exists()
+    ):
+        # Nothing configured yet: list what a new bots.toml here would find.
+        from qfexbot.cli.run import list_plugins  # noqa: PLC0415
+
+        return list_plugins([Path("plugins")])
     return _config_command(_load(args.config), args)
 
 

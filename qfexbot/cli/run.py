@@ -12,6 +12,8 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 
@@ -25,6 +27,17 @@ __all__ = ["check_command", "plugins_command", "run_command"]
 
 # The signal lines have always been logged as qfexbot.runtime; log filters rely on the name.
 log = get_logger("qfexbot.runtime")
+
+EXIT_START_FAILED = 1
+EXIT_SESSIONS_FAILED = 3
+EXIT_CODES = {
+    0: "stopped gracefully (signal, --duration)",
+    EXIT_START_FAILED: "could not start: configuration, plugins, journal, a port, credentials",
+    2: "bad command line (argparse)",
+    EXIT_SESSIONS_FAILED: "stopped: every account session FAILED (credentials refused)",
+    130: "interrupted (Ctrl-C before the signal handler was installed)",
+}
+"""``qfexbot run``'s exit codes, as docs/operations.md lists them."""
 
 
 async def _serve_signals(runtime: Runtime) -> None:
@@ -59,7 +72,9 @@ def run_command(
     log_level: str | None = None,
     record: str | None = None,
 ) -> int:
-    """``qfexbot run``: run the bots; exit 0 after a graceful stop, 1 on a config problem.
+    """``qfexbot run``: run the bots; returns the exit code (:data:`EXIT_CODES`): 0 after a
+    graceful stop, 1 when it cannot start, 3 when it stopped because every account session
+    FAILED.
 
     ``log_format`` and ``log_level`` override ``runtime.log_*``; ``record`` (a directory)
     overrides ``runtime.record.dir``.
@@ -85,7 +100,12 @@ def run_command(
         problems.extend(f"qfexbot run: {type(exc).__name__}: {exc}" for exc in _leaves(group))
     for problem in problems:
         print(problem, file=sys.stderr)
-    return 1 if problems else 0
+    if problems:
+        return EXIT_START_FAILED
+    if runtime.failure is not None:
+        print(f"qfexbot run: {runtime.failure}", file=sys.stderr)
+        return EXIT_SESSIONS_FAILED
+    return 0
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
@@ -112,7 +132,12 @@ def check_command(app: AppConfig) -> int:
 
 def plugins_command(app: AppConfig) -> int:
     """``qfexbot plugins``: every discoverable plugin, where it comes from, and its hooks."""
-    for info in discover_plugins(app.runtime.plugin_dirs):
+    return list_plugins(app.runtime.plugin_dirs)
+
+
+def list_plugins(plugin_dirs: Sequence[Path]) -> int:
+    """Print the plugins of ``plugin_dirs`` and of the installed entry points; returns 0."""
+    for info in discover_plugins(plugin_dirs):
         hooks = ", ".join(info.hooks) if info.hooks else "-"
         line = f"{info.name:<24} {info.source:<40} hooks: {hooks}"
         if info.error:

@@ -1,5 +1,6 @@
-"""``qfexbot new-plugin``: scaffold a plugin module (or an installable plugin package) and a
-passing test that runs it on the embedded simulator with ``qfexbot.testing``.
+"""``qfexbot init`` and ``qfexbot new-plugin``: a starter directory (bots.toml for the
+simulator, a real-account template, a plugin), and a plugin module (or an installable plugin
+package) with a passing test that runs it on the embedded simulator with ``qfexbot.testing``.
 
 Nothing is ever overwritten: if any file to be written exists, nothing is written at all.
 """
@@ -10,6 +11,7 @@ import os
 import re
 import sys
 import textwrap
+from importlib import resources
 from pathlib import Path
 
 from qfexbot.errors import QfexbotError
@@ -17,7 +19,9 @@ from qfexbot.errors import QfexbotError
 __all__ = [
     "ScaffoldError",
     "class_name",
+    "init_command",
     "new_plugin_command",
+    "plan_init",
     "plan_module",
     "plan_package",
     "write_files",
@@ -239,6 +243,41 @@ def write_files(files: dict[Path, str]) -> list[Path]:
         with path.open("x") as handle:  # "x": never clobber, even if created meanwhile
             handle.write(text)
     return list(files)
+
+
+STARTER = ("bots.toml", "bots.real.toml")
+"""The files ``qfexbot init`` copies from the package (``qfexbot/cli/starter``); the first is the
+checkout's own demo bots.toml (a test keeps them equal)."""
+
+
+def plan_init(directory: Path) -> dict[Path, str]:
+    """The starter files of ``directory`` -> their text, plus the example plugin and its test."""
+    starter = resources.files("qfexbot.cli") / "starter"
+    files = {directory / name: (starter / name).read_text() for name in STARTER}
+    files.update(plan_module("hello", directory / "plugins", directory / "tests"))
+    return files
+
+
+def init_command(directory: Path) -> int:
+    """``qfexbot init DIR``: write the starter directory, or nothing if any of its files exists.
+
+    Returns 0, or 1 with the reason on stderr."""
+    try:
+        written = write_files(plan_init(directory))
+    except (ScaffoldError, OSError) as exc:
+        print(f"qfexbot init: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"created {path}")
+    print(
+        textwrap.dedent(f"""
+        Next: cd {directory}
+          qfexbot run bots.toml              # the demo bots on the embedded simulator (Ctrl-C)
+          python -m pytest tests             # the example plugin's test (pip install pytest-trio)
+        For a real account: fill in bots.real.toml, export QFEX_PUBLIC_KEY and QFEX_SECRET, then
+          qfexbot check bots.real.toml && qfexbot run bots.real.toml""")
+    )
+    return 0
 
 
 def new_plugin_command(

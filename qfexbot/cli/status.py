@@ -18,6 +18,7 @@ import httpx
 
 from qfexbot.config import AppConfig
 from qfexbot.money.journal import SqliteStore
+from qfexbot.ops.state import process_alive, read_state, state_path
 
 __all__ = ["fetch_status", "render_status", "status_command"]
 
@@ -169,6 +170,28 @@ def _want_rich() -> bool:
     return sys.stdout.isatty() and importlib.util.find_spec("rich") is not None
 
 
+def _find_status_url(app: AppConfig) -> tuple[str | None, str]:
+    """Where the process running ``app`` answers ``/status``: its state file beside the
+    journal (written at start, the port may have been picked then), else a fixed
+    ``ops_listen``; or None and why not."""
+    journal = app.runtime.journal
+    state = read_state(journal)
+    if state is not None and process_alive(state["pid"]):
+        return state["url"].rstrip("/") + "/status", ""
+    listen = app.runtime.ops_listen
+    if listen is not None and listen[1] != 0:
+        host, port = listen
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/status", ""
+    if state is not None:
+        return None, (
+            f"{state_path(journal)} was left by process {state['pid']}, which has "
+            "exited (killed?); it is replaced at the next start"
+        )
+    if listen is None:
+        return None, "the ops endpoint is off ([runtime] ops_listen = false)"
+    return None, f"no process is running this config (no {state_path(journal)})"
+
+
 def fetch_status(url: str, timeout: float = 3.0) -> dict[str, Any]:
     """GET ``url`` (``.../status``) from a running process. Raises ``httpx.HTTPError``."""
     response = httpx.get(url, timeout=timeout)
@@ -181,16 +204,12 @@ def status_command(
 ) -> int:
     """``qfexbot status``: 0 with the running process's status, 1 if none answers (the
     journal's pending/unknown transfers are shown either way)."""
-    if url is None and app.runtime.ops_listen is not None:
-        host, port = app.runtime.ops_listen
-        url = f"http://{f'[{host}]' if ':' in host else host}:{port}/status"
+    reason = None
+    if url is None:
+        url, reason = _find_status_url(app)
     data: dict[str, Any]
     if url is None:
-        data = {
-            "running": False,
-            "reason": "no status endpoint configured: set [runtime] "
-            'ops_listen = "127.0.0.1:9187" in bots.toml',
-        }
+        data = {"running": False, "reason": reason}
     else:
         try:
             data = fetch_status(url)

@@ -51,7 +51,8 @@ class RuntimeConfig:
     """Process-wide settings (``[runtime]``); paths are absolute.
 
     ``record`` is None unless recording is configured; ``ops_listen`` is the loopback
-    ``(host, port)`` of the ops HTTP endpoint (``/healthz``, ``/status``, ``/metrics``) or None.
+    ``(host, port)`` of the ops HTTP endpoint (``/healthz``, ``/status``, ``/metrics``; port 0:
+    picked at start) or None (``ops_listen = false``).
     """
 
     journal: Path

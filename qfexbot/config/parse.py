@@ -84,6 +84,9 @@ _RUNTIME_KEYS = (
     "state_dir",
 )
 _RECORD_KEYS = ("dir", "max_bytes")
+DEFAULT_OPS_LISTEN = ("127.0.0.1", 0)
+"""The ops endpoint by default: loopback, on a port picked at start (``qfexbot status`` finds it
+through the state file beside the journal)."""
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _VENUE_KEYS = (
     "kind",
@@ -186,7 +189,7 @@ def _parse_runtime(err: _Errors, data: Any, base: Path) -> RuntimeConfig:
         kill_switch_file=table.get("kill_switch_file", as_path, base / "var" / "PAUSED"),
         dry_run=table.get("dry_run", _bool, False),
         record=table.get("record", _record(base), None),
-        ops_listen=table.get("ops_listen", _loopback_address, None),
+        ops_listen=table.get("ops_listen", _loopback_address, DEFAULT_OPS_LISTEN),
         state_dir=table.get("state_dir", as_path, None),
     )
 
@@ -208,10 +211,13 @@ def _record(base: Path) -> Callable[[_Errors, Any, str], Any]:
 
 
 def _loopback_address(err: _Errors, value: Any, path: str) -> Any:
-    """``"127.0.0.1:9187"`` (or ``"[::1]:9187"``, ``"localhost:9187"``) as ``(host, port)``."""
+    """``"127.0.0.1:9187"`` (or ``"[::1]:9187"``, ``"localhost:9187"``) as ``(host, port)``;
+    ``false``: no ops endpoint."""
+    if value is False:
+        return None
     match = re.fullmatch(r"\[?([^\[\]]+?)\]?:(\d{1,5})", value) if isinstance(value, str) else None
     if match is None or int(match.group(2)) > 65535:
-        return err.expected(path, 'a "host:port" address such as "127.0.0.1:9187"', value)
+        return err.expected(path, 'a "host:port" address such as "127.0.0.1:9187", or false', value)
     host = match.group(1)
     if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
         return err.add(

@@ -459,9 +459,8 @@ class Supervisor:
             # not expected). The connection was ending anyway; keep why.
             log.debug("write refused while closing", exc_info=True)
         except* (HandshakeError, ConnectionClosed, trio.BrokenResourceError, OSError) as group:
-            cause = group.exceptions[0].__cause__ or group.exceptions[0]
             verb = "connect failed" if ws is None else "connection lost while closing"
-            outcome.reason = f"{verb}: {type(cause).__name__}: {cause}"
+            outcome.reason = f"{verb}: {_why_failed(group.exceptions[0], self.driver.url)}"
         finally:
             self._ws = None
             if stream is not None:
@@ -675,6 +674,28 @@ class Supervisor:
                 attempt=attempt,
             )
         )
+
+
+def _why_failed(exc: BaseException, url: str) -> str:
+    """One line an operator can act on for a failed connect: "connection refused to HOST:PORT"
+    rather than trio's "all attempts to connect ... (1 sub-exception)" group."""
+    leaves = _leaf_causes(exc)
+    where = urlsplit(url)
+    port = where.port or (443 if where.scheme == "wss" else 80)
+    if any(isinstance(e, ConnectionRefusedError) for e in leaves):
+        return f"connection refused to {where.hostname}:{port}"
+    first = next((e for e in leaves if not isinstance(e, BaseExceptionGroup)), leaves[0])
+    return f"{type(first).__name__}: {first}"
+
+
+def _leaf_causes(exc: BaseException) -> list[BaseException]:
+    """The innermost causes of ``exc``: its ``__cause__`` chain and, inside exception groups,
+    every member's (the errors trio wraps a failed connect in)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for member in exc.exceptions for leaf in _leaf_causes(member)]
+    return [exc]
 
 
 # ---------------------------------------------------------------- market data

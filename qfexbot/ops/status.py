@@ -36,6 +36,9 @@ log = get_logger(__name__)
 
 Publish = Callable[[Event], Awaitable[None]]
 PROGRESS_EVERY = 5.0
+CONNECT_PATIENCE = 30.0
+"""Seconds of "N/M sessions live" at INFO before it becomes a WARNING."""
+PROGRESS_MAX_EVERY = 300.0
 """Seconds between "N/M sessions live" lines while sessions connect."""
 MARKET_DATA = "market-data"
 """The alias shown for a venue's market-data connection (it has no account)."""
@@ -48,6 +51,11 @@ class AccountsView:
     def __init__(self) -> None:
         self.balances: dict[tuple[str, str], BalanceEvent] = {}
         self.last_event_at: dict[tuple[str, str], float] = {}
+        self._failed = trio.Event()
+
+    async def next_failure(self) -> None:
+        """Wait until the next session reaches FAILED."""
+        await self._failed.wait()
 
     def observe(self, publish: Publish) -> Publish:
         """``publish`` that also remembers what it passed on."""
@@ -59,6 +67,9 @@ class AccountsView:
                 last[key] = event.received_at
                 if type(event) is BalanceEvent:
                     balances[key] = event
+            elif event.state is ConnectionState.FAILED:
+                self._failed.set()
+                self._failed = trio.Event()
             await publish(event)
 
         return observed
@@ -76,6 +87,13 @@ def alias_of(books: Mapping[str, AccountBook], venue: str, account: str) -> str:
         return MARKET_DATA
     book = books.get(venue)
     return account if book is None else book.alias_of(account)
+
+
+def every_account_session_failed(view: RuntimeView) -> bool:
+    """Whether the process has account sessions and every one is FAILED (credentials refused
+    again and again: final, nothing it runs can work any more)."""
+    sessions = [s for run in view.venues.values() for s in run.sessions.values()]
+    return bool(sessions) and all(s.state is ConnectionState.FAILED for s in sessions)
 
 
 def iter_sessions(
@@ -182,10 +200,16 @@ async def status_snapshot(view: RuntimeView) -> dict[str, Any]:
     }
 
 
-async def report_connect_progress(view: RuntimeView, every: float = PROGRESS_EVERY) -> None:
-    """While sessions connect, log "N/M sessions live" every ``every`` s; log "all sessions
-    live" as soon as they are (or an error once the rest FAILED), then return."""
-    next_log = trio.current_time()
+async def report_connect_progress(
+    view: RuntimeView, every: float = PROGRESS_EVERY, patience: float = CONNECT_PATIENCE
+) -> None:
+    """While sessions connect, log "N/M sessions live": every ``every`` s at INFO for the first
+    ``patience`` s (connecting takes a moment), then at WARNING with the last error of a session
+    not live, each time twice as long apart (at most ``PROGRESS_MAX_EVERY``), so a stuck start
+    is escalated once and not repeated forever. Logs "all sessions live" as soon as they are,
+    or an error once the rest FAILED, then returns."""
+    start = trio.current_time()
+    next_log = start
     books = account_books(view)
     while True:
         sessions = list(iter_sessions(view, books))
@@ -204,14 +228,18 @@ async def report_connect_progress(view: RuntimeView, every: float = PROGRESS_EVE
                 total=len(sessions),
             )
             return
-        if trio.current_time() >= next_log:
-            log_event(
-                log,
-                logging.INFO,
-                f"{live}/{len(sessions)} sessions live",
-                live=live,
-                total=len(sessions),
-                failed=failed,
-            )
-            next_log = trio.current_time() + every
+        now = trio.current_time()
+        if now >= next_log:
+            waited = now - start
+            late = waited >= patience
+            fields: dict[str, Any] = {"live": live, "total": len(sessions), "failed": failed}
+            if late:
+                fields["waited"] = f"{waited:.0f}s"
+                fields["last_error"] = next(
+                    (s.stats.last_error for *_, s in sessions if s.stats.last_error), ""
+                )
+                every = min(every * 2, PROGRESS_MAX_EVERY)
+            level = logging.WARNING if late else logging.INFO
+            log_event(log, level, f"{live}/{len(sessions)} sessions live", **fields)
+            next_log = now + every
         await trio.sleep(0.2)

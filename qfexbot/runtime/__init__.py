@@ -14,11 +14,13 @@ clients and the journal. A second SIGINT/SIGTERM cancels everything at once.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import sqlite3
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -36,7 +38,12 @@ from qfexbot.money.journal import JournalLocked, SqliteJournal
 from qfexbot.money.transfers import TransferService
 from qfexbot.ops.metrics import RuntimeMetrics
 from qfexbot.ops.recorder import Recorder
-from qfexbot.ops.status import AccountsView, report_connect_progress
+from qfexbot.ops.state import remove_state, write_state
+from qfexbot.ops.status import (
+    AccountsView,
+    every_account_session_failed,
+    report_connect_progress,
+)
 from qfexbot.runtime.actions import RuntimeActions
 from qfexbot.runtime.embedded import simulator_problems, start_embedded
 from qfexbot.runtime.orders import OrderTracker
@@ -88,6 +95,8 @@ class Runtime:
         self.accounts_view = AccountsView()
         self.recorder: Recorder | None = None
         self.ops_url: str | None = None
+        self.failure: str | None = None
+        """Why the runtime stopped itself (every account session FAILED), or None."""
 
     def __repr__(self) -> str:
         return f"Runtime(config={str(self.app.path)!r}, bots={sorted(self.app.bots)})"
@@ -142,24 +151,8 @@ class Runtime:
             if self.recorder is not None:
                 self.recorder.open()
                 await root.start(self.recorder.run)
-            if self.app.runtime.ops_listen is not None:
-                from qfexbot.ops.endpoint import serve_ops  # noqa: PLC0415 - only when serving
-
-                self.ops_url = await root.start(serve_ops, self, *self.app.runtime.ops_listen)
-                log_event(log, logging.INFO, "ops endpoint listening", url=self.ops_url)
-            for name in self._venues_in_use():
-                config = self.app.venues[name]
-                if config.simulator:
-                    sim, urls = await start_embedded(root, config, creds[name])
-                    self.simulators[name] = sim
-                    self.simulator_urls[name] = urls
-                    log_event(
-                        log,
-                        logging.INFO,
-                        "embedded simulator started",
-                        venue=name,
-                        **dataclasses.asdict(urls),
-                    )
+            # The journal first: its lock says whether another process runs this config,
+            # before this one binds a port or starts a simulator.
             try:
                 self.journal = await SqliteJournal.open(self.app.runtime.journal)
             except (sqlite3.Error, OSError, JournalLocked) as exc:
@@ -170,7 +163,10 @@ class Runtime:
             self.orders = OrderTracker(self.journal, self.venues)
             actions.use_orders(self.orders)
             locks: AccountLocks | None = None
+            state_file: Path | None = None
             try:
+                state_file = await self._serve_ops(root)
+                await self._start_simulators(root, creds)
                 await refuse_rolled_back_journal(self.journal, self.app)
                 locks = await lock_accounts(self.journal, self.app)
                 await refuse_unnamed_entries(self.journal, self.app)
@@ -179,7 +175,51 @@ class Runtime:
                 await self.journal.close()
                 if locks is not None:
                     locks.release()
+                if state_file is not None:
+                    remove_state(state_file)
                 root.cancel_scope.cancel()
+
+    async def _serve_ops(self, root: trio.Nursery) -> Path | None:
+        """Start the ops endpoint (if configured) and write its state file beside the journal,
+        where ``qfexbot status`` finds it; returns that file."""
+        listen = self.app.runtime.ops_listen
+        if listen is None:
+            return None
+        from qfexbot.ops.endpoint import serve_ops  # noqa: PLC0415 - only when serving
+
+        try:
+            self.ops_url = await root.start(serve_ops, self, *listen)
+        except (OSError, ExceptionGroup) as exc:
+            in_use = _address_in_use(exc)
+            if in_use is None:
+                raise
+            host, port = listen
+            raise ConfigError(
+                [
+                    f"runtime.ops_listen: cannot listen on {host}:{port}: {in_use.strerror} "
+                    "(another qfexbot, or another program, has it); free the port or change "
+                    "the setting"
+                ]
+            ) from None
+        log_event(log, logging.INFO, "ops endpoint listening", url=self.ops_url)
+        return write_state(self.app.runtime.journal, self.ops_url)
+
+    async def _start_simulators(self, root: trio.Nursery, creds: Mapping[str, Credentials]) -> None:
+        """Start the embedded simulator of every venue in use that asks for one."""
+        for name in self._venues_in_use():
+            config = self.app.venues[name]
+            if not config.simulator:
+                continue
+            sim, urls = await start_embedded(root, config, creds[name])
+            self.simulators[name] = sim
+            self.simulator_urls[name] = urls
+            log_event(
+                log,
+                logging.INFO,
+                "embedded simulator started",
+                venue=name,
+                **dataclasses.asdict(urls),
+            )
 
     def check(self) -> list[str]:
         """Every problem ``run`` would refuse to start with before connecting anything: the
@@ -271,6 +311,7 @@ class Runtime:
                         self.recorder.start()
                     self._start_sessions(sessions_nursery)
                     sessions_nursery.start_soon(report_connect_progress, self)
+                    sessions_nursery.start_soon(self._stop_when_every_session_failed)
                     self._start_reconcilers(sessions_nursery)
                     sessions_nursery.start_soon(actions.deliver_outcomes)
                     sessions_nursery.start_soon(self.orders.run)
@@ -293,6 +334,15 @@ class Runtime:
                 for run in self.venues.values():
                     await run.venue.aclose()
         log_event(log, logging.INFO, "stopped")
+
+    async def _stop_when_every_session_failed(self) -> None:
+        """Stop the whole process once every account session is FAILED: nothing it runs can
+        work any more, and ``qfexbot run`` must say so with its exit code, not idle on."""
+        while not every_account_session_failed(self):
+            await self.accounts_view.next_failure()
+        self.failure = "every account session FAILED (credentials refused): see the ERROR lines"
+        log_event(log, logging.CRITICAL, "stopping: every account session FAILED")
+        self.stop()
 
     def _wire_buses(self) -> None:
         """One bus per account in use; each bot's plugins subscribe to its accounts' buses."""
@@ -352,3 +402,15 @@ def _log_reconciled(venue: str, results: list[Any], when: str) -> None:
             state=result.state,
             detail=result.detail,
         )
+
+
+def _address_in_use(exc: BaseException) -> OSError | None:
+    """The "address already in use" error inside ``exc`` (hypercorn raises it in a group)."""
+    if isinstance(exc, OSError):
+        return exc if exc.errno == errno.EADDRINUSE else None
+    if isinstance(exc, BaseExceptionGroup):
+        for member in exc.exceptions:
+            found = _address_in_use(member)
+            if found is not None:
+                return found
+    return None

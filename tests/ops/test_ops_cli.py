@@ -82,7 +82,10 @@ def with_runtime(**runtime) -> dict:
 
 def test_record_and_ops_listen_defaults_and_values(tmp_path):
     assert parse_config(BASE, base_dir=tmp_path).runtime.record is None
-    assert parse_config(BASE, base_dir=tmp_path).runtime.ops_listen is None
+    # On by default, loopback, port picked at start (issue 15: status must find the demo).
+    assert parse_config(BASE, base_dir=tmp_path).runtime.ops_listen == ("127.0.0.1", 0)
+    off = parse_config(with_runtime(ops_listen=False), base_dir=tmp_path).runtime
+    assert off.ops_listen is None
     rt = parse_config(
         with_runtime(record={"dir": "var/rec"}, ops_listen="127.0.0.1:9187"), base_dir=tmp_path
     ).runtime
@@ -112,14 +115,14 @@ def test_record_and_ops_listen_defaults_and_values(tmp_path):
             {"ops_listen": "9187"},
             (
                 'runtime.ops_listen: expected a "host:port" address such as "127.0.0.1:9187", '
-                'got "9187"'
+                'or false, got "9187"'
             ),
         ),
         (
             {"ops_listen": "127.0.0.1:70000"},
             (
-                'runtime.ops_listen: expected a "host:port" address such as "127.0.0.1:9187", got '
-                '"127.0.0.1:70000"'
+                'runtime.ops_listen: expected a "host:port" address such as "127.0.0.1:9187", or '
+                'false, got "127.0.0.1:70000"'
             ),
         ),
         (

@@ -549,6 +549,8 @@ async def test_refused_toy_credentials_stop_the_sessions_as_failed(
     for session in sessions.values():
         assert session.stats.auth_failures == 2
         assert "bad key or signature" in session.stats.last_error
+    # Nothing can work any more: the runtime stopped itself and says why (qfexbot run: exit 3).
+    assert runtime.failure is not None and "every account session FAILED" in runtime.failure
 
 
 async def test_simulator_true_is_refused_for_a_kind_without_one(

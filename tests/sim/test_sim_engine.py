@@ -107,7 +107,8 @@ def test_closing_realises_pnl_and_flip_resets_average() -> None:
     ("params", "status"),
     [
         ({"symbol": "NOPE-USD"}, "BAD_SYMBOL"),
-        ({"order_type": "STOP_LOSS"}, "INVALID_ORDER_TYPE"),
+        # stops are supported (F3): a stop-loss with no position to close is REJECTED
+        ({"order_type": "STOP_LOSS"}, "REJECTED"),
         ({"order_type": "MARKET", "order_time_in_force": "GTC"}, "INVALID_TIME_IN_FORCE"),
         (
             {"order_type": "ALO", "order_time_in_force": "IOC", "price": D("190")},

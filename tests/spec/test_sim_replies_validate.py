@@ -154,7 +154,8 @@ async def test_trade_socket_session_replies_validate(sim: Sim) -> None:
         await ws.reply("ack")
         await ws.command("cancel_on_disconnect", cancel_on_disconnect="yes")
         await ws.reply("err")
-        for kind in ("modify_order", "close_position", "get_available_leverage_levels"):
+        # implemented now (F1-F3): without their required parameters they are refused
+        for kind in ("modify_order", "close_position", "cancel_stop_order", "modify_stop_order"):
             await ws.command(kind)
             assert (await ws.reply("err"))["error_code"] == "InvalidParameter"
         await ws.command("fly")
@@ -278,7 +279,8 @@ REJECTS = [
     (limit("BUY", "2000000.00"), "PRICE_GREATER_THAN_MAX_PRICE"),
     (limit("BUY", "190.00", symbol="NOPE-USD"), "BAD_SYMBOL"),
     (market("BUY", order_time_in_force="GTC"), "INVALID_TIME_IN_FORCE"),
-    ({**limit("BUY", "190.00"), "order_type": "STOP_LOSS"}, "INVALID_ORDER_TYPE"),
+    # stops are supported (F3): a stop-loss with no position to close is REJECTED
+    ({**limit("BUY", "190.00"), "order_type": "STOP_LOSS"}, "REJECTED"),
     ({**limit("BUY", "205.00"), "order_type": "ALO"}, "REJECTED"),
     (limit("BUY", "190.00", reduce_only=True), "REJECTED"),
     (limit("BUY", "100.00", symbol=TINY), "REJECTED_WOULD_BREACH_MAX_NOTIONAL"),

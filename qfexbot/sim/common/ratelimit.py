@@ -24,6 +24,9 @@ WEIGHTS: dict[str, float] = {
     "cancel_stop_order": 1.0,
     "modify_stop_order": 1.0,
     "cancel_on_disconnect": 0.1,
+    # not documented (qfex.md §2.4 "n/d"): weighted as one order, as what they place is
+    "close_position": 1.0,
+    "add_twap": 1.0,
 }
 CANCEL_COMMANDS = frozenset({"cancel_order", "cancel_all_orders", "cancel_stop_order"})
 DEFAULT_WEIGHT = 1.0

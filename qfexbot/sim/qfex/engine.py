@@ -13,16 +13,20 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
-from decimal import ROUND_FLOOR, Decimal
+from dataclasses import replace
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from qfexbot.sim.qfex import payloads
+from qfexbot.sim.qfex.account_history import AccountHistory
 from qfexbot.sim.qfex.config import SimConfig, SimSymbol
 from qfexbot.sim.qfex.economics import Economics, round_step
+from qfexbot.sim.qfex.market_history import MarketHistory
 from qfexbot.sim.qfex.model import (
     ALLOWED_TIF,
     ORDER_TYPES,
     SIDES,
+    STOP_TYPES,
     TIFS,
     ZERO,
     Account,
@@ -40,14 +44,26 @@ from qfexbot.sim.qfex.model import (
     TradeRecord,
     TransferError,
 )
+from qfexbot.sim.qfex.twap import TwapBook
 
-__all__ = ["BOOK_DEPTH", "ORDER_LOG_MAX", "TRADE_LOG_MAX", "Engine"]
+__all__ = [
+    "BOOK_DEPTH",
+    "CLOSE_SLIPPAGE",
+    "LEVERAGE_LEVELS",
+    "ORDER_LOG_MAX",
+    "TRADE_LOG_MAX",
+    "Engine",
+]
 
 BOOK_DEPTH = 20
 ORDER_LOG_MAX = 100_000
 """Orders (open and finished, all accounts) ``get_order`` can still find; the oldest go first."""
 TRADE_LOG_MAX = 100_000
 """Trades kept per account for ``get_user_trades`` and the REST history; the oldest go first."""
+LEVERAGE_LEVELS = (1, 2, 3, 5, 10, 20, 25, 30, 50)
+"""Leverage levels a symbol offers up to its maximum (which is always offered) [I]."""
+CLOSE_SLIPPAGE = Decimal("0.001")
+"""``close_position`` prices its IOC 10 bps through the mark (qfex.md §6 #24)."""
 
 
 class Engine:
@@ -68,6 +84,9 @@ class Engine:
             name: Market(spec, spec.price) for name, spec in config.symbols.items()
         }
         self.orders: dict[str, Order] = {}
+        """Resting orders by id (in a book, holding order margin)."""
+        self.stops: dict[str, Order] = {}
+        """Stop orders waiting for their trigger, by id: off the book, no order margin [I]."""
         self.order_log: OrderedDict[str, Order] = OrderedDict()
         """Every order placed (also rejected and finished ones), oldest first, at most
         ``ORDER_LOG_MAX``: the history ``get_order`` answers from (qfex.md §6 #7)."""
@@ -75,6 +94,9 @@ class Engine:
         """Account id -> its trades (both sides of every execution), oldest first."""
         self.ledger: list[LedgerEntry] = []
         self.economics = Economics(self)
+        self.account_history = AccountHistory(self)
+        self.twaps = TwapBook(self)
+        self.market_history = MarketHistory(self)
         self._arrival = 0
         for market in self.markets.values():
             self._regenerate(market)
@@ -253,10 +275,47 @@ class Engine:
                     symbol=symbol,
                     initial_margin=im,
                     maintenance_margin=im * 2 / 3,
-                    max_notional=market.spec.max_position_notional,
+                    max_notional=self.max_notional(account_id, symbol),
                     leverage=account.leverage.get(symbol, market.spec.leverage),
                 )
             )
+        return rows
+
+    def leverage_levels(self, symbol: str) -> tuple[int, ...]:
+        """The leverages ``set_user_leverage`` accepts on a symbol, lowest first."""
+        cap = self.markets[symbol].spec.leverage
+        return tuple(sorted({level for level in LEVERAGE_LEVELS if level <= cap} | {cap}))
+
+    def tier_notional(self, symbol: str, leverage: int) -> Decimal:
+        """Max position notional at a leverage: the symbol's ``max_position_notional`` in the
+        upper half of its levels, twice that at half its maximum leverage or less [I]."""
+        spec = self.markets[symbol].spec
+        base = spec.max_position_notional
+        return base * 2 if leverage * 2 <= spec.leverage else base
+
+    def max_notional(self, account_id: str, symbol: str) -> Decimal:
+        """The position notional the account may hold on a symbol at its current leverage."""
+        account = self.accounts[account_id]
+        spec = self.markets[symbol].spec
+        return self.tier_notional(symbol, account.leverage.get(symbol, spec.leverage))
+
+    def available_leverage_levels(self) -> list[LeverageFigures]:
+        """One row per symbol and level (``get_available_leverage_levels``), symbols in config
+        order; ``id`` is stable per (symbol, level)."""
+        rows = []
+        for symbol in self.markets:
+            for level in self.leverage_levels(symbol):
+                im = Decimal(1) / Decimal(level)
+                rows.append(
+                    LeverageFigures(
+                        id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"leverage-level/{symbol}/{level}")),
+                        symbol=symbol,
+                        initial_margin=im,
+                        maintenance_margin=im * 2 / 3,
+                        max_notional=self.tier_notional(symbol, level),
+                        leverage=level,
+                    )
+                )
         return rows
 
     def sample_equity(self) -> None:
@@ -276,14 +335,16 @@ class Engine:
             raise CommandError("InvalidParameter", f"unknown symbol {symbol!r}")
         if isinstance(leverage, bool) or not isinstance(leverage, (int, Decimal)):
             raise CommandError("InvalidJSONFormat", "leverage must be a number")
-        if leverage != int(leverage) or not 1 <= leverage <= market.spec.leverage:
+        levels = self.leverage_levels(symbol)
+        if leverage != int(leverage) or int(leverage) not in levels:
             raise CommandError(
-                "InvalidParameter", f"leverage must be an integer 1..{market.spec.leverage}"
+                "InvalidParameter", f"leverage must be one of the available levels {levels}"
             )
         account = self.accounts[account_id]
         position = account.positions.get(symbol)
         has_orders = any(
-            o.account_id == account_id and o.symbol == symbol for o in self.orders.values()
+            o.account_id == account_id and o.symbol == symbol
+            for o in (*self.orders.values(), *self.stops.values())
         )
         if has_orders or (position is not None and position.size):
             raise CommandError(
@@ -350,7 +411,8 @@ class Engine:
         return events
 
     def set_price(self, symbol: str, price: Decimal) -> list[Event]:
-        """Move a symbol's mid (rounded to tick, kept inside min/max) and refresh liquidity.
+        """Move a symbol's mid (rounded to tick, kept inside min/max) and refresh liquidity;
+        resting orders the new book crosses fill, then stops the new mark reached fire.
 
         Raises:
             KeyError: unknown symbol.
@@ -361,7 +423,9 @@ class Engine:
         low, high = spec.min_price + margin, spec.max_price - margin
         market.mid = min(max(round_step(price, spec.tick_size, ROUND_FLOOR), low), high)
         self._regenerate(market)
-        return self._cross_resting(market)
+        self.market_history.on_price(symbol)
+        events = self._cross_resting(market)
+        return events + self._trigger_stops(symbol)
 
     def _regenerate(self, market: Market) -> None:
         spec = market.spec
@@ -423,7 +487,9 @@ class Engine:
                 (InvalidJSONFormat) — answered with an ``err`` frame by the server.
         """
         order = self._new_order(account_id, params)
-        reject = self._validate(order)
+        if order.order_type in STOP_TYPES:
+            return self._add_stop(order)
+        reject = self._validate(order) or self._attached_reject(order)
         if reject is not None:
             order.remaining = ZERO
             return [self._order_event(order, reject)]
@@ -436,7 +502,7 @@ class Engine:
         if order.tif == "FOK" and self._fillable(market, order) < order.quantity:
             order.remaining = ZERO
             return [*events, self._order_event(order, "CANCELLED")]
-        return events + self._match(market, order)
+        return [*events, *self._match(market, order), *self._trigger_stops(order.symbol)]
 
     def _new_order(self, account_id: str, params: Mapping[str, Any]) -> Order:
         """The order an ``add_order`` asks for (numbered in arrival order), its fields checked.
@@ -465,23 +531,35 @@ class Engine:
         stop_loss = _decimal(params.get("stop_loss") or 0, "stop_loss")
         client_order_id = _client_order_id(params.get("client_order_id") or "")
         reduce_only = _reduce_only(params.get("reduce_only", False))
-        self._arrival += 1
-        order = Order(
-            order_id=str(uuid.uuid4()),
-            account_id=account_id,
+        if order_type in STOP_TYPES:
+            # the TIF is required but ignored (echoed IOC); TP/SL only ever reduce [D]
+            tif = "IOC"
+            reduce_only = reduce_only or order_type != "STOP_MARKET"
+        return self._make_order(
+            account_id,
             symbol=symbol,
             side=side,
             order_type=order_type,
             tif=tif,
             price=ZERO if order_type == "MARKET" else price,
             quantity=quantity,
-            remaining=quantity,
             client_order_id=client_order_id,
             take_profit=take_profit,
             stop_loss=stop_loss,
             reduce_only=reduce_only,
+        )
+
+    def _make_order(self, account_id: str, *, quantity: Decimal, **fields: Any) -> Order:
+        """A new order numbered in arrival order and kept in the order history."""
+        self._arrival += 1
+        order = Order(
+            order_id=str(uuid.uuid4()),
+            account_id=account_id,
+            quantity=quantity,
+            remaining=quantity,
             arrival=self._arrival,
             update_time=self.clock(),
+            **fields,
         )
         self.order_log[order.order_id] = order
         if len(self.order_log) > ORDER_LOG_MAX:
@@ -545,7 +623,7 @@ class Engine:
     def _risk_reject(self, order: Order, spec: SimSymbol) -> str | None:
         """Price band, reduce-only, position size and margin checks against the account."""
         mark = self.mark_price(order.symbol)
-        if order.order_type != "MARKET":
+        if not order.market_like:
             low, high = self.economics.band(order.symbol)
             if order.side == "BUY" and order.price > high:
                 return "PRICE_GREATER_THAN_MAX_PRICE"
@@ -557,8 +635,8 @@ class Engine:
         signed = order.quantity if order.side == "BUY" else -order.quantity
         if order.reduce_only and (size == 0 or size * signed > 0 or abs(signed) > abs(size)):
             return "REJECTED"
-        reference = order.price or mark
-        if abs(size + signed) * reference > spec.max_position_notional:
+        reference = mark if order.market_like else order.price
+        if abs(size + signed) * reference > self.max_notional(order.account_id, order.symbol):
             return "REJECTED_WOULD_BREACH_MAX_NOTIONAL"
         increase = max(abs(size + signed) - abs(size), ZERO)
         required = increase * reference * self.im_fraction(account, order.symbol)
@@ -583,7 +661,7 @@ class Engine:
         for candidate in candidates[1:]:
             if better(candidate[0], best[0]):
                 best = candidate
-        if order.order_type != "MARKET" and not _crosses_price(order, best[0]):
+        if not order.market_like and not _crosses_price(order, best[0]):
             return None
         return best
 
@@ -598,7 +676,7 @@ class Engine:
         levels.sort(key=lambda x: (x[0] if order.side == "BUY" else -x[0], x[1]))
         total = ZERO
         for price, _, qty, own in levels:
-            if order.order_type != "MARKET" and not _crosses_price(order, price):
+            if not order.market_like and not _crosses_price(order, price):
                 break
             if own:
                 break
@@ -656,9 +734,12 @@ class Engine:
                 now=now,
             )
             events.append(self._emit(order.account_id, "fills", {"fill_response": fill}))
+            if order.order_type not in STOP_TYPES and (order.take_profit or order.stop_loss):
+                events.extend(self._stage_attached(order, qty))
             if order is maker and order.remaining == 0:
                 self._unrest(order)
         market.last_trade = price
+        self.market_history.on_trade(market.spec.symbol, price, qty, aggressor)
         print_ = payloads.trade_print(market.spec.symbol, trade_id, now, qty, price, aggressor)
         events.append(PublicTrade(market.spec.symbol, print_))
         return events
@@ -743,7 +824,7 @@ class Engine:
         if not isinstance(ident, str) or not ident:
             raise CommandError("InvalidParameter", f"missing parameter {id_type}")
         if id_type == "order_id":
-            order = self.orders.get(ident)
+            order = self.orders.get(ident) or self.stops.get(ident)
             matches = (
                 [order]
                 if order and order.account_id == account_id and (symbol in (None, order.symbol))
@@ -752,7 +833,7 @@ class Engine:
         elif id_type == "client_order_id":
             matches = [
                 o
-                for o in self.orders.values()
+                for o in (*self.orders.values(), *self.stops.values())
                 if o.account_id == account_id
                 and o.client_order_id == ident
                 and symbol in (None, o.symbol)
@@ -771,23 +852,31 @@ class Engine:
         return [self._cancel(order) for order in sorted(matches, key=lambda o: o.arrival)]
 
     def cancel_all(self, account_id: str) -> list[Event]:
-        """Cancel every open order of the account (cancel_all_orders / cancel-on-disconnect)."""
+        """Cancel every open order of the account, stops included (cancel_all_orders,
+        cancel-on-disconnect, liquidation)."""
         mine = sorted(
-            (o for o in self.orders.values() if o.account_id == account_id), key=lambda o: o.arrival
+            (
+                o
+                for o in (*self.orders.values(), *self.stops.values())
+                if o.account_id == account_id
+            ),
+            key=lambda o: o.arrival,
         )
         return [self._cancel(order) for order in mine]
 
     def _cancel(self, order: Order) -> PrivateEvent:
         self._unrest(order)
+        self.stops.pop(order.order_id, None)
         order.update_time = self.clock()
         return self._order_event(order, "CANCELLED")
 
     def find_order(self, account_id: str, order_id: str, symbol: str | None = None) -> Order | None:
-        """The account's order with this id, open or finished (``get_order``), or None.
-
-        A ``symbol`` other than the order's finds nothing, as for ``cancel_order``.
+        """The account's order with this id, open, a waiting stop or finished (``get_order``), or
+        None. A ``symbol`` other than the order's finds nothing, as for ``cancel_order``.
         """
-        order = self.orders.get(order_id) or self.order_log.get(order_id)
+        order = (
+            self.orders.get(order_id) or self.stops.get(order_id) or self.order_log.get(order_id)
+        )
         if order is None or order.account_id != account_id or symbol not in (None, order.symbol):
             return None
         return order
@@ -799,6 +888,324 @@ class Engine:
             for o in sorted(self.orders.values(), key=lambda o: o.arrival)
             if o.account_id == account_id and symbol in (None, o.symbol)
         ]
+
+    def open_stops(self, account_id: str, symbol: str | None = None) -> list[Order]:
+        """Stop orders still waiting for their trigger, oldest first."""
+        return [
+            o
+            for o in sorted(self.stops.values(), key=lambda o: o.arrival)
+            if o.account_id == account_id and symbol in (None, o.symbol)
+        ]
+
+    def user_trades(
+        self,
+        account_id: str,
+        *,
+        order_id: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> list[TradeRecord]:
+        """The account's trades, newest first (``get_user_trades``, qfex.md §6 #5): those of one
+        order, and from second ``start`` to second ``end`` (Unix seconds, both inclusive)."""
+        return [
+            t
+            for t in reversed(self.trade_log.get(account_id, ()))
+            if order_id in (None, t.order_id)
+            and (start is None or t.ts >= start)
+            and (end is None or t.ts < end + 1)
+        ]
+
+    # ----------------------------------------------------------------- modify and close
+
+    def modify_order(self, account_id: str, params: Mapping[str, Any]) -> list[Event]:
+        """Change a resting order's price, quantity, take_profit or stop_loss (qfex.md §2.4).
+
+        Side and type must match the order (else ``CANNOT_MODIFY_NO_SUCH_ORDER``, as for an
+        unknown id); a partly filled order → ``CANNOT_MODIFY_PARTIAL_FILL``. New values are
+        checked as ``add_order`` checks them: a reject answers that status and leaves the order
+        as it was. ``MODIFIED`` otherwise; a new price or a larger quantity loses time priority,
+        a price that now crosses trades as a taker, an ALO that would cross is ``REJECTED`` and
+        removed [I].
+
+        Raises:
+            CommandError: a required parameter is missing or of the wrong type.
+        """
+        symbol, order_id, side, order_type = _modify_target(params)
+        order = self.orders.get(order_id)
+        if order is None or (order.account_id, order.symbol, order.side, order.order_type) != (
+            account_id,
+            symbol,
+            side,
+            order_type,
+        ):
+            missing = dict(order_id=order_id, side=side, order_type=order_type)
+            return [self._missing(account_id, symbol, "CANNOT_MODIFY_NO_SUCH_ORDER", **missing)]
+        if order.remaining < order.quantity:
+            return [self._answer(order, "CANNOT_MODIFY_PARTIAL_FILL")]
+        candidate = _modified(order, params, self.clock())
+        market = self.markets[symbol]
+        self._unrest(order)  # its own margin and place in the book do not count against it
+        reject = self._validate(candidate) or self._attached_reject(candidate)
+        if reject is not None:
+            self._rest(market, order)
+            return [self._answer(candidate, reject)]
+        requeue = candidate.price != order.price or candidate.quantity > order.quantity
+        for name in ("price", "quantity", "remaining", "take_profit", "stop_loss", "update_time"):
+            setattr(order, name, getattr(candidate, name))
+        if requeue:
+            self._arrival += 1
+            order.arrival = self._arrival
+        if order.order_type == "ALO" and self._best_opposite(market, order) is not None:
+            order.remaining = ZERO
+            return [self._order_event(order, "REJECTED")]
+        events: list[Event] = [self._order_event(order, "MODIFIED")]
+        return [*events, *self._match(market, order), *self._trigger_stops(symbol)]
+
+    def close_position(self, account_id: str, params: Mapping[str, Any]) -> list[Event]:
+        """Close the account's whole position in a symbol (qfex.md §6 #24): a reduce-only LIMIT
+        IOC on the other side priced ``CLOSE_SLIPPAGE`` through the mark, rounded to the tick
+        away from it. ``ACK`` then fills; flat → one ``REJECTED`` of quantity 0. Resting orders
+        stay [I].
+
+        Raises:
+            CommandError: ``symbol`` missing or not a string, a bad ``client_order_id``.
+        """
+        symbol = params.get("symbol")
+        if symbol is None:
+            raise CommandError("InvalidParameter", "missing parameter symbol")
+        if not isinstance(symbol, str):
+            raise CommandError("InvalidJSONFormat", "symbol must be a string")
+        client_order_id = _client_order_id(params.get("client_order_id") or "")
+        market = self.markets.get(symbol)
+        size = self._position_size(account_id, symbol) if market else ZERO
+        side = "SELL" if size > 0 else "BUY"
+        price, quantity = ZERO, ZERO
+        if market is not None and size:
+            price = self._close_price(market, side)
+            quantity = min(abs(size), market.spec.max_quantity)
+        order = self._make_order(
+            account_id,
+            symbol=symbol,
+            side=side,
+            order_type="LIMIT",
+            tif="IOC",
+            price=price,
+            quantity=quantity,
+            client_order_id=client_order_id,
+            take_profit=ZERO,
+            stop_loss=ZERO,
+            reduce_only=True,
+        )
+        if market is None:
+            order.remaining = ZERO
+            return [self._order_event(order, "BAD_SYMBOL")]
+        reject = self._validate(order) if size else "REJECTED"
+        if reject is not None:
+            order.remaining = ZERO
+            return [self._order_event(order, reject)]
+        events: list[Event] = [self._order_event(order, "ACK")]
+        return [*events, *self._match(market, order), *self._trigger_stops(symbol)]
+
+    def _close_price(self, market: Market, side: str) -> Decimal:
+        spec = market.spec
+        mark = self.mark_price(spec.symbol)
+        if side == "SELL":
+            price = round_step(mark * (1 - CLOSE_SLIPPAGE), spec.tick_size, ROUND_FLOOR)
+        else:
+            price = round_step(mark * (1 + CLOSE_SLIPPAGE), spec.tick_size, ROUND_CEILING)
+        return min(max(price, spec.min_price), spec.max_price)
+
+    def _position_size(self, account_id: str, symbol: str) -> Decimal:
+        position = self.accounts[account_id].positions.get(symbol)
+        return position.size if position else ZERO
+
+    # ----------------------------------------------------------------- stop orders
+
+    def cancel_stop_order(self, account_id: str, params: Mapping[str, Any]) -> list[Event]:
+        """Cancel a waiting stop: ``CANCELLED``, or ``NO_SUCH_ORDER`` (qfex.md §6 #6).
+
+        Raises:
+            CommandError: ``stop_order_id`` missing or not a string.
+        """
+        stop_id = params.get("stop_order_id")
+        if stop_id is None or stop_id == "":
+            raise CommandError("InvalidParameter", "missing parameter stop_order_id")
+        if not isinstance(stop_id, str):
+            raise CommandError("InvalidJSONFormat", "stop_order_id must be a string")
+        stop = self.stops.get(stop_id)
+        symbol = params.get("symbol")
+        if stop is None or stop.account_id != account_id or symbol not in (None, stop.symbol):
+            where = symbol if isinstance(symbol, str) else ""
+            return [self._missing(account_id, where, "NO_SUCH_ORDER", order_id=stop_id)]
+        return [self._cancel(stop)]
+
+    def modify_stop_order(self, account_id: str, params: Mapping[str, Any]) -> list[Event]:
+        """New trigger price and quantity for a waiting stop: ``MODIFIED`` (+ its
+        ``stop_order_response``), unknown → ``CANNOT_MODIFY_NO_SUCH_ORDER``, a bad value → that
+        reject status with the stop unchanged.
+
+        Raises:
+            CommandError: a required parameter is missing or of the wrong type.
+        """
+        for name in ("stop_order_id", "symbol", "price", "quantity"):
+            if params.get(name) is None:
+                raise CommandError("InvalidParameter", f"missing parameter {name}")
+        stop_id, symbol = params["stop_order_id"], params["symbol"]
+        if not isinstance(stop_id, str) or not isinstance(symbol, str):
+            raise CommandError("InvalidJSONFormat", "stop_order_id and symbol must be strings")
+        price = _decimal(params["price"], "price")
+        quantity = _decimal(params["quantity"], "quantity")
+        stop = self.stops.get(stop_id)
+        if stop is None or stop.account_id != account_id or stop.symbol != symbol:
+            return [
+                self._missing(account_id, symbol, "CANNOT_MODIFY_NO_SUCH_ORDER", order_id=stop_id)
+            ]
+        candidate = replace(
+            stop, price=price, quantity=quantity, remaining=quantity, update_time=self.clock()
+        )
+        reject = self._stop_reject(candidate)
+        if reject is not None:
+            return [self._answer(candidate, reject)]
+        stop.price, stop.quantity, stop.remaining = price, quantity, quantity
+        stop.update_time = candidate.update_time
+        return [*self._stop_events(stop, "MODIFIED"), *self._trigger_stops(symbol)]
+
+    def _add_stop(self, order: Order) -> list[Event]:
+        """Accept a TAKE_PROFIT / STOP_LOSS / STOP_MARKET (``price`` = trigger): ``ACK``, then it
+        waits off the book; or one reject ``order_response``."""
+        reject = self._stop_reject(order)
+        if reject is not None:
+            order.remaining = ZERO
+            return [self._order_event(order, reject)]
+        self.stops[order.order_id] = order
+        return [*self._stop_events(order, "ACK"), *self._trigger_stops(order.symbol)]
+
+    def _stop_reject(self, order: Order) -> str | None:
+        """A stop's trigger on the tick grid inside min/max price, its quantity on the lot grid
+        (no min/max [D]); a TP/SL must close at most the current position [D]."""
+        market = self.markets.get(order.symbol)
+        if market is None:
+            return "BAD_SYMBOL"
+        spec = market.spec
+        reject = _grid_reject(order.price, spec.tick_size, spec.min_price, spec.max_price, "PRICE")
+        if reject is None and (order.quantity <= 0 or order.quantity % spec.lot_size):
+            reject = "INVALID_TICK_SIZE_PRECISION_QUANTITY"
+        if reject is None and order.order_type != "STOP_MARKET":
+            size = self._position_size(order.account_id, order.symbol)
+            closes = size < 0 if order.side == "BUY" else size > 0
+            if not closes or order.quantity > abs(size):
+                reject = "REJECTED"
+        return reject
+
+    def _stop_events(self, stop: Order, status: str) -> list[Event]:
+        """A stop's ``order_response`` and, for TP/SL, its ``stop_order_response`` (the
+        ``stop_orders`` channel's enum has no STOP_MARKET, Q29)."""
+        events: list[Event] = [self._order_event(stop, status)]
+        if stop.order_type != "STOP_MARKET":
+            frame = {"stop_order_response": payloads.stop_order_response(stop)}
+            events.append(self._emit(stop.account_id, "stop_orders", frame))
+        return events
+
+    def _trigger_stops(self, symbol: str) -> list[Event]:
+        """Fire the symbol's stops the mark price has reached (qfex.md §6 #23), oldest first;
+        their fills move the mark, so the check repeats until none is due."""
+        events: list[Event] = []
+        while self.stops:
+            mark = self.mark_price(symbol)
+            due = [s for s in self.stops.values() if s.symbol == symbol and _stop_due(s, mark)]
+            if not due:
+                break
+            events.extend(self._fire_stop(min(due, key=lambda s: s.arrival)))
+        return events
+
+    def _fire_stop(self, stop: Order) -> list[Event]:
+        """A due stop becomes a MARKET IOC with the same id and type. A reduce-only one is
+        clipped to the position, and ``CANCELLED`` when nothing is left to close."""
+        del self.stops[stop.order_id]
+        stop.triggered = True
+        stop.update_time = self.clock()
+        market = self.markets[stop.symbol]
+        if stop.reduce_only:
+            size = self._position_size(stop.account_id, stop.symbol)
+            closes = size < 0 if stop.side == "BUY" else size > 0
+            if not closes:
+                stop.remaining = ZERO
+                return [self._order_event(stop, "CANCELLED")]
+            stop.quantity = stop.remaining = min(stop.remaining, abs(size))
+        reject = self._risk_reject(stop, market.spec)
+        if reject is not None:
+            stop.remaining = ZERO
+            return [self._order_event(stop, reject)]
+        return self._match(market, stop)
+
+    def _attached_reject(self, order: Order) -> str | None:
+        """``take_profit`` / ``stop_loss`` of an order must lie on the profit / loss side of its
+        price (the mark for MARKET) and on the tick grid [I]; 0 = unused."""
+        tp, sl = order.take_profit, order.stop_loss
+        if not (tp or sl):
+            return None
+        tick = self.markets[order.symbol].spec.tick_size
+        reference = self.mark_price(order.symbol) if order.market_like else order.price
+        buy = order.side == "BUY"
+        if tp and (tp < 0 or tp % tick or (tp <= reference if buy else tp >= reference)):
+            return "INVALID_TAKEPROFIT_PRICE"
+        if sl and (sl < 0 or sl % tick or (sl >= reference if buy else sl <= reference)):
+            return "INVALID_STOPLOSS_PRICE"
+        return None
+
+    def _stage_attached(self, parent: Order, qty: Decimal) -> list[Event]:
+        """After a fill of an order with ``take_profit`` / ``stop_loss``: its reduce-only stops,
+        staged at the first fill and grown by each further one (``client_order_id`` = the
+        parent's) [I]."""
+        events: list[Event] = []
+        for kind, trigger in (("TAKE_PROFIT", parent.take_profit), ("STOP_LOSS", parent.stop_loss)):
+            if not trigger:
+                continue
+            child = next(
+                (
+                    s
+                    for s in self.stops.values()
+                    if s.parent_id == parent.order_id and s.order_type == kind
+                ),
+                None,
+            )
+            if child is not None:
+                child.quantity += qty
+                child.remaining += qty
+                child.update_time = self.clock()
+                events.extend(self._stop_events(child, "MODIFIED"))
+                continue
+            child = self._make_order(
+                parent.account_id,
+                symbol=parent.symbol,
+                side=_other(parent.side),
+                order_type=kind,
+                tif="IOC",
+                price=trigger,
+                quantity=qty,
+                client_order_id=parent.client_order_id,
+                take_profit=ZERO,
+                stop_loss=ZERO,
+                reduce_only=True,
+                parent_id=parent.order_id,
+            )
+            self.stops[child.order_id] = child
+            events.extend(self._stop_events(child, "ACK"))
+        return events
+
+    def _answer(self, order: Order, status: str) -> PrivateEvent:
+        """An ``order_response`` about ``order`` in ``status`` that leaves its state alone (a
+        refused modify)."""
+        frame = {"order_response": payloads.order_response(order, status)}
+        return self._emit(order.account_id, "order_responses", frame)
+
+    def _missing(self, account_id: str, symbol: str, status: str, **fields: Any) -> PrivateEvent:
+        """The ``order_response`` about an order that is not there (``missing_order_response``)."""
+        fields.setdefault("client_order_id", "")
+        reply = payloads.missing_order_response(
+            account_id, symbol, self.clock(), status=status, **fields
+        )
+        return self._emit(account_id, "order_responses", {"order_response": reply})
 
     def _order_event(self, order: Order, status: str, trade_id: str | None = None) -> PrivateEvent:
         order.status = status
@@ -818,6 +1225,53 @@ class Engine:
 
 def _other(side: str) -> str:
     return "SELL" if side == "BUY" else "BUY"
+
+
+def _stop_due(stop: Order, mark: Decimal) -> bool:
+    """Whether the mark reached a stop's trigger: a SELL take-profit, a BUY stop-loss and a BUY
+    STOP_MARKET fire at mark >= trigger, their mirrors at mark <= trigger (§6 #23, Q2)."""
+    rises = (stop.order_type == "TAKE_PROFIT") == (stop.side == "SELL")
+    return mark >= stop.price if rises else mark <= stop.price
+
+
+def _modify_target(params: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """``modify_order``'s symbol, order_id, side and order_type, checked.
+
+    Raises:
+        CommandError: one is missing, or of the wrong type or enum.
+    """
+    for name in ("symbol", "order_id", "side", "order_type"):
+        if params.get(name) is None:
+            raise CommandError("InvalidParameter", f"missing parameter {name}")
+    symbol, order_id = params["symbol"], params["order_id"]
+    if not isinstance(symbol, str) or not isinstance(order_id, str):
+        raise CommandError("InvalidJSONFormat", "symbol and order_id must be strings")
+    if params["side"] not in SIDES:
+        raise CommandError("InvalidJSONFormat", f"side must be one of {SIDES}")
+    if params["order_type"] not in ORDER_TYPES:
+        raise CommandError("InvalidJSONFormat", f"order_type must be one of {ORDER_TYPES}")
+    return symbol, order_id, params["side"], params["order_type"]
+
+
+def _modified(order: Order, params: Mapping[str, Any], now: float) -> Order:
+    """A copy of ``order`` with a ``modify_order``'s values: an absent (or 0) price or quantity
+    keeps the old one; an absent take_profit / stop_loss keeps it, 0 clears it."""
+    price = params.get("price")
+    quantity = params.get("quantity")
+    take_profit = params.get("take_profit")
+    stop_loss = params.get("stop_loss")
+    new_quantity = _decimal(quantity, "quantity") if quantity else order.quantity
+    return replace(
+        order,
+        price=_decimal(price, "price") if price else order.price,
+        quantity=new_quantity,
+        remaining=new_quantity,
+        take_profit=order.take_profit
+        if take_profit is None
+        else _decimal(take_profit, "take_profit"),
+        stop_loss=order.stop_loss if stop_loss is None else _decimal(stop_loss, "stop_loss"),
+        update_time=now,
+    )
 
 
 def _crosses_price(order: Order, price: Decimal) -> bool:
@@ -850,8 +1304,7 @@ def _reduce_only(value: Any) -> bool:
 
 
 def _type_reject(order: Order) -> str | None:
-    if order.order_type not in ALLOWED_TIF:
-        return "INVALID_ORDER_TYPE"
+    # every ORDER_TYPES value is a key (stops never get here: they are checked by _stop_reject)
     if order.tif not in ALLOWED_TIF[order.order_type]:
         return "INVALID_TIME_IN_FORCE"
     return None

@@ -21,6 +21,7 @@ __all__ = [
     "EVENT_HISTORY",
     "ORDER_TYPES",
     "SIDES",
+    "STOP_TYPES",
     "TIFS",
     "ZERO",
     "Account",
@@ -45,7 +46,15 @@ EVENT_HISTORY = 1000
 SIDES = ("BUY", "SELL")
 ORDER_TYPES = ("LIMIT", "MARKET", "ALO", "TAKE_PROFIT", "STOP_LOSS", "STOP_MARKET")
 TIFS = ("GTC", "IOC", "FOK")
-ALLOWED_TIF = {"LIMIT": ("GTC", "IOC", "FOK"), "MARKET": ("IOC",), "ALO": ("GTC",)}
+STOP_TYPES = ("TAKE_PROFIT", "STOP_LOSS", "STOP_MARKET")
+"""Order types that wait off the book for the mark price to reach their trigger (``price``)."""
+ALLOWED_TIF = {
+    "LIMIT": ("GTC", "IOC", "FOK"),
+    "MARKET": ("IOC",),
+    "ALO": ("GTC",),
+    # stops: the request's TIF is required but ignored, the order is echoed as IOC [D]
+    **dict.fromkeys(STOP_TYPES, TIFS),
+}
 
 
 class CommandError(SimulatorError):
@@ -126,6 +135,16 @@ class Order:
     arrival: int
     update_time: float
     status: str = "ACK"
+    parent_id: str = ""
+    """For a take-profit / stop-loss staged by an order's ``take_profit`` / ``stop_loss``: that
+    order's id (empty for every other order)."""
+    triggered: bool = False
+    """A stop whose trigger the mark price reached: it now trades as a MARKET IOC order."""
+
+    @property
+    def market_like(self) -> bool:
+        """Whether the order takes any price: a MARKET order or a triggered stop."""
+        return self.order_type == "MARKET" or self.triggered
 
 
 @dataclass(frozen=True)

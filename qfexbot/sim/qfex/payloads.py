@@ -18,6 +18,7 @@ from qfexbot.sim.qfex.model import (
     Market,
     Order,
     PositionFigures,
+    TradeRecord,
     rfc3339,
 )
 
@@ -29,7 +30,9 @@ __all__ = [
     "order_response",
     "position_response",
     "refdata_row",
+    "stop_order_response",
     "trade_print",
+    "user_trade_row",
 ]
 
 
@@ -93,6 +96,42 @@ def missing_order_response(
         "quantity_remaining": 0.0,
         "update_time": now,
         "trade_id": None,
+    }
+
+
+def stop_order_response(order: Order) -> dict[str, Any]:
+    """The ``stop_order_response`` object of a TAKE_PROFIT / STOP_LOSS order (``stop_orders``
+    channel, ``all_orders_response.stop_orders``): ``price`` is the trigger, ``direction`` the side
+    of the order it becomes, ``update_time`` an RFC 3339 string (the spec's ``date-time``)."""
+    return {
+        "stop_order_id": order.order_id,
+        "user_id": order.account_id,
+        "symbol": order.symbol,
+        "price": _num(order.price),
+        "quantity": _num(order.quantity),
+        "direction": order.side,
+        "stop_order_type": order.order_type,
+        "client_order_id": order.client_order_id,
+        "update_time": rfc3339(order.update_time),
+    }
+
+
+def user_trade_row(trade: TradeRecord) -> dict[str, Any]:
+    """One ``user_trades_response`` row: the spec's ``TradePayload`` fields plus the documented
+    ``aggressor_side``, ``client_order_id`` and ``timestamp`` (qfex.md §6 #5)."""
+    return {
+        "trade_id": trade.trade_id,
+        "symbol": trade.symbol,
+        "price": _num(trade.price),
+        "quantity": _num(trade.quantity),
+        "side": trade.side,
+        "order_id": trade.order_id,
+        "fee": _num(trade.fee),
+        "order_type": trade.order_type,
+        "tif": trade.tif,
+        "aggressor_side": trade.aggressor_side,
+        "client_order_id": trade.client_order_id,
+        "timestamp": trade.ts,
     }
 
 

@@ -1,4 +1,5 @@
-"""The REST API as a plain ASGI app (§4): auth headers, subaccounts, transfers, positions.
+"""The REST API as a plain ASGI app (§4): auth headers, subaccounts, transfers, positions, and
+the public market routes (``rest_market``) and private history routes (``rest_user``) it mounts.
 
 Also the sim-only admin routes under ``/_sim/`` (ledger, state, events, faults, price).
 """
@@ -21,20 +22,20 @@ from qfexbot.core.asgi import Receive, Send, answer_lifespan, read_body
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.errors import SimulatorError
 from qfexbot.sim.common.connection import dumps
-from qfexbot.sim.qfex import payloads, rest_market
+from qfexbot.sim.qfex import payloads, rest_market, rest_user
 from qfexbot.sim.qfex.auth import Authenticator, AuthFailure
 from qfexbot.sim.qfex.config import SimUser
 from qfexbot.sim.qfex.engine import Engine
 from qfexbot.sim.qfex.faults import Faults
 from qfexbot.sim.qfex.model import LedgerEntry, TransferError, rfc3339
 from qfexbot.sim.qfex.rest_params import (
-    DURATIONS,
     SCHEMA_BASE,
     HttpError,
+    Raw,
     Request,
     Scope,
+    duration_window,
     match_route,
-    year_start,
 )
 
 __all__ = ["RestApp"]
@@ -132,6 +133,9 @@ class RestApp:
             ticker = request.query.get("ticker")
             if ticker:
                 rows = [r for r in rows if r["symbol"] == ticker]
+            history, now = self._engine.market_history, self._engine.clock()
+            for row in rows:  # the mark's change over 24 h
+                row["price_change_24h"] = str(history.price_change_24h(row["symbol"], now))
             return 200, {"type": "refdata", "data": rows}
         market = match_route(rest_market.ROUTES, request.path)
         if market is not None:
@@ -147,10 +151,14 @@ class RestApp:
             ("GET", "/user/account-equity"): self._account_equity,
         }
         handler = routes.get(key)
-        if handler is None:
-            known_path = any(path == request.path for _, path in routes)
+        user_handler = rest_user.ROUTES.get(key)
+        if handler is None and user_handler is None:
+            known_path = any(path == request.path for _, path in (*routes, *rest_user.ROUTES))
             raise HttpError(405 if known_path else 404, f"no route {request.method} {request.path}")
         user, account_id = self._authenticate(request)
+        if user_handler is not None:
+            return user_handler(self._engine, request, account_id)
+        assert handler is not None
         return handler(request, user, account_id)
 
     def _authenticate(self, request: Request) -> tuple[SimUser, str]:
@@ -272,18 +280,8 @@ class RestApp:
 
     def _account_equity(self, request: Request, user: SimUser, account_id: str) -> tuple[int, Any]:
         engine = self._engine
-        duration = request.query.get("duration", "1w")
         now = engine.clock()
-        if duration in DURATIONS:
-            start = now - DURATIONS[duration]
-        elif duration == "ytd":
-            start = year_start(now)
-        elif duration == "all":
-            start = 0.0
-        else:
-            raise HttpError(
-                422, "duration must be one of 1d, 1w, 1m, 3m, ytd, all", "query.duration"
-            )
+        duration, start = duration_window(request, "duration", now)
         history = [(t, v) for t, v in engine.accounts[account_id].equity_history if t >= start]
         data = [{"value": float(v), "window_start": rfc3339(t)} for t, v in history]
         return 200, {
@@ -391,18 +389,15 @@ async def _respond(send: Send, status: int, payload: Any) -> None:
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         return
-    body = dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    if not isinstance(payload, Raw):
+        payload = Raw("application/json", dumps(payload).encode())
+    headers = [
+        (b"content-type", payload.content_type.encode()),
+        (b"content-length", str(len(payload.body)).encode()),
+        *((k.encode(), v.encode()) for k, v in payload.headers),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload.body})
 
 
 async def _problem(send: Send, error: HttpError) -> None:
@@ -415,7 +410,10 @@ async def _problem(send: Send, error: HttpError) -> None:
         "type": "about:blank",
     }
     if error.location:
-        problem["errors"] = [{"location": error.location, "message": error.detail}]
+        detail: dict[str, Any] = {"location": error.location, "message": error.detail}
+        if error.value is not None:
+            detail["value"] = error.value
+        problem["errors"] = [detail]
     body = dumps(problem).encode()
     headers = [
         (b"content-type", b"application/problem+json"),

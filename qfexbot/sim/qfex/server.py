@@ -172,10 +172,16 @@ class QfexSimulator:
                 )
             )
             nursery.start_soon(self._every, config.pulse_interval, self._pulse)
+            nursery.start_soon(self._every, config.mds_interval, self.engine.market_history.sample)
             nursery.start_soon(self._every, config.mds_interval, self.mds.pulse)
+            nursery.start_soon(self._every, config.pulse_interval, self.mds.pulse_stats)
             nursery.start_soon(self._every, config.price_interval, self._step_prices)
+            nursery.start_soon(self._every, self.engine.twaps.tick, self._step_twaps)
             self.engine.sample_equity()
             nursery.start_soon(self._every, config.equity_interval, self.engine.sample_equity)
+            history = self.engine.account_history
+            history.sample()
+            nursery.start_soon(self._every, config.equity_interval, history.sample)
             authority = _authority(host)
             self.urls = SimUrls(
                 trade_url=f"ws://{authority}:{trade_server.port}/",
@@ -196,6 +202,9 @@ class QfexSimulator:
 
     def _step_prices(self) -> None:
         self.deliver(self.engine.step_prices())
+
+    def _step_twaps(self) -> None:
+        self.deliver(self.engine.twaps.step(self.engine.clock()))
 
 
 def _authority(host: str) -> str:

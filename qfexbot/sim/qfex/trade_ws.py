@@ -22,23 +22,13 @@ from qfexbot.sim.qfex.auth import Authenticator, AuthFailure
 from qfexbot.sim.qfex.config import SimUser
 from qfexbot.sim.qfex.engine import Engine
 from qfexbot.sim.qfex.model import EVENT_HISTORY, CommandError, Event, Order, PrivateEvent
+from qfexbot.sim.qfex.twap import Twap, twap_response
 
 __all__ = ["CHANNELS", "TradeConnection", "TradeGateway"]
 
 log = get_logger(__name__)
 
 CHANNELS = ("order_responses", "stop_orders", "fills", "positions", "balances")
-UNSUPPORTED = frozenset(
-    {
-        "modify_order",
-        "get_user_trades",
-        "close_position",
-        "add_twap",
-        "cancel_stop_order",
-        "modify_stop_order",
-        "get_available_leverage_levels",
-    }
-)
 
 
 class TradeConnection(WsPeer):
@@ -103,6 +93,13 @@ class TradeGateway:
             "cancel_on_disconnect": self._cancel_on_disconnect,
             "set_user_leverage": self._set_user_leverage,
             "get_user_leverage": self._get_user_leverage,
+            "get_available_leverage_levels": self._get_available_leverage_levels,
+            "modify_order": self._engine_command(Engine.modify_order),
+            "close_position": self._engine_command(Engine.close_position),
+            "cancel_stop_order": self._engine_command(Engine.cancel_stop_order),
+            "modify_stop_order": self._engine_command(Engine.modify_stop_order),
+            "get_user_trades": self._get_user_trades,
+            "add_twap": self._add_twap,
         }
         self.connections: set[TradeConnection] = set()
         self._written: dict[str, deque[int]] = {}
@@ -298,8 +295,6 @@ class TradeGateway:
         command = self._commands.get(kind)
         if command is not None:
             command(conn, account_id, params, request)
-        elif kind in UNSUPPORTED:
-            raise CommandError("InvalidParameter", f"{kind} is not supported by the simulator")
         else:
             raise CommandError("InvalidJSONFormat", f"unknown message type {kind!r}")
 
@@ -327,7 +322,27 @@ class TradeGateway:
     def _cancel_order(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
     ) -> None:
+        twap_events = self._engine.twaps.cancel(account_id, params)
+        if twap_events is not None:  # cancel_order_id_type twap_id / client_twap_id
+            self._deliver(twap_events)
+            return
         self._deliver(self._engine.cancel_order(account_id, params))
+
+    def _engine_command(
+        self, method: Callable[[Engine, str, dict[str, Any]], list[Event]]
+    ) -> Callable[[TradeConnection, str, dict[str, Any], Any], None]:
+        """A command whose replies are the engine's events (``order_response`` on the account's
+        ``order_responses`` channel, fills, ``stop_order_response``), as ``add_order``."""
+
+        def command(conn: TradeConnection, account_id: str, params: dict[str, Any], _: Any) -> None:
+            self._deliver(method(self._engine, account_id, params))
+
+        return command
+
+    def _add_twap(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        self._deliver(self._engine.twaps.add(account_id, params))
 
     def _cancel_all_orders(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
@@ -341,8 +356,13 @@ class TradeGateway:
         limit = _int_param(params, "limit", 1000, 1, 1000)
         offset = _int_param(params, "offset", 0, 0, None)
         symbol = params.get("symbol")
-        orders = self._engine.open_orders(account_id, symbol if isinstance(symbol, str) else None)
-        conn.send(_all_orders(orders[offset : offset + limit]))
+        engine, only = self._engine, symbol if isinstance(symbol, str) else None
+        stops = engine.open_stops(account_id, only)
+        orders = sorted([*engine.open_orders(account_id, only), *stops], key=lambda o: o.arrival)
+        page = orders[offset : offset + limit]
+        stop_ids = {o.order_id for o in stops}
+        twaps = [t for t in engine.twaps.active(account_id) if only is None or t.symbol == only]
+        conn.send(_all_orders(page, [o for o in page if o.order_id in stop_ids], twaps))
 
     def _get_order(
         self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
@@ -390,6 +410,31 @@ class TradeGateway:
         rows = [payloads.leverage_row(f) for f in self._engine.leverages(account_id)]
         conn.send({"user_leverage_response": rows[offset : offset + limit]})
 
+    def _get_available_leverage_levels(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        """Every symbol's allowed levels, one row each, paged like ``get_user_leverage``."""
+        limit = _int_param(params, "limit", 1000, 1, 1000, integral=True)
+        offset = _int_param(params, "offset", 0, 0, None, integral=True)
+        rows = [payloads.leverage_row(f) for f in self._engine.available_leverage_levels()]
+        conn.send({"available_leverage_levels_response": rows[offset : offset + limit]})
+
+    def _get_user_trades(
+        self, conn: TradeConnection, account_id: str, params: dict[str, Any], request: Any
+    ) -> None:
+        """The account's trades, newest first, to the asking connection (qfex.md §6 #5, Q9):
+        ``limit`` 1..1000 (default 1000), ``offset`` >= 0, ``order_id``, ``start_ts`` / ``end_ts``
+        (Unix seconds, inclusive)."""
+        limit = _int_param(params, "limit", 1000, 1, 1000)
+        offset = _int_param(params, "offset", 0, 0, None)
+        order_id = params.get("order_id")
+        if order_id is not None and not isinstance(order_id, str):
+            raise CommandError("InvalidJSONFormat", "order_id must be a string")
+        start, end = _optional_int(params, "start_ts"), _optional_int(params, "end_ts")
+        trades = self._engine.user_trades(account_id, order_id=order_id, start=start, end=end)
+        rows = [payloads.user_trade_row(t) for t in trades[offset : offset + limit]]
+        conn.send({"user_trades_response": rows})
+
 
 def _err(conn: WsPeer, code: str, message: str, incoming: Any) -> None:
     conn.send({"err": {"error_code": code, "message": message, "incoming_message": incoming}})
@@ -432,6 +477,20 @@ def _int_param(
     return value
 
 
-def _all_orders(orders: list[Order]) -> dict[str, Any]:
+def _optional_int(params: dict[str, Any], name: str) -> int | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CommandError("InvalidJSONFormat", f"{name} must be an integer")
+    return value
+
+
+def _all_orders(orders: list[Order], stops: list[Order], twaps: list[Twap]) -> dict[str, Any]:
+    """The ``all_orders_response``: open orders and waiting stops in ``orders`` (changelog
+    2025-10-30), TP/SL stops also as ``stop_orders`` rows (STOP_MARKET has no such row, Q29),
+    the account's active TWAPs as ``twaps``."""
     rows = [payloads.order_response(o, o.status) for o in orders]
-    return {"all_orders_response": {"orders": rows, "twaps": [], "stop_orders": []}}
+    stop_rows = [payloads.stop_order_response(o) for o in stops if o.order_type != "STOP_MARKET"]
+    twap_rows = [twap_response(t) for t in twaps]
+    return {"all_orders_response": {"orders": rows, "twaps": twap_rows, "stop_orders": stop_rows}}
