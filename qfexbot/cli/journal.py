@@ -24,6 +24,7 @@ from qfexbot.core.accounts import AccountBook
 from qfexbot.errors import JournalError
 from qfexbot.money import killswitch
 from qfexbot.money.journal import (
+    Entry,
     EntryKind,
     EntryNotFound,
     Hold,
@@ -66,6 +67,9 @@ def journal_list(
     """The newest entries (optionally only one state) as a table, or as JSON lines.
 
     ``names`` maps account ids to aliases for the table (JSON keeps the ids, for scripts).
+    Orders and cancels show their state (submitted, acked, filled, cancelled, rejected,
+    unknown, failed; a cancel: done) and, in the ``order`` column, what they are: side,
+    quantity, symbol and price, the client and venue order ids.
     """
     path = Path(journal_path)
     if not path.exists():
@@ -88,12 +92,14 @@ def journal_list(
         "bot/plugin",
         "src -> dst",
         "amount",
+        "order",
         "detail",
     )
     rows = [header]
     for e in entries:
         src, dst = (names or {}).get(e.src, e.src), (names or {}).get(e.dst, e.dst)
-        move = f"{src or '-'} -> {dst or '-'}" if e.kind != EntryKind.ORDER else (src or "-")
+        orderly = e.kind in (EntryKind.ORDER, EntryKind.CANCEL)
+        move = (src or "-") if orderly else f"{src or '-'} -> {dst or '-'}"
         detail = e.detail if not e.resolved_by else f"{e.detail} [resolved by {e.resolved_by}]"
         rows.append(
             (
@@ -104,6 +110,7 @@ def journal_list(
                 f"{e.bot}/{e.plugin}",
                 move,
                 "" if e.amount is None else str(e.amount),
+                _order_text(e) if orderly else "",
                 detail,
             )
         )
@@ -115,6 +122,23 @@ def journal_list(
         for row in rows
     ]
     return "\n".join(line.rstrip() for line in lines) + _holds_text(holds, names)
+
+
+def _order_text(entry: Entry) -> str:
+    """What an order or cancel is, for the table: ``BUY 1.5 AAPL-USD @ 190 client C venue V``
+    (a cancel: the symbol and the venue order id it cancels); empty for rows written before
+    orders had columns."""
+    parts = []
+    if entry.kind == EntryKind.ORDER and entry.side is not None:
+        price = "market" if entry.price is None else str(entry.price)
+        parts.append(f"{entry.side} {entry.quantity} {entry.symbol} @ {price}")
+    elif entry.symbol is not None:
+        parts.append(entry.symbol)
+    if entry.client_order_id:
+        parts.append(f"client {entry.client_order_id}")
+    if entry.venue_order_id:
+        parts.append(f"venue {entry.venue_order_id}")
+    return " ".join(parts)
 
 
 def journal_resolve(journal_path: str | Path, entry_id: str, applied: bool) -> str:

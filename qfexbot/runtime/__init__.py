@@ -46,6 +46,7 @@ from qfexbot.ops.status import (
 )
 from qfexbot.runtime.actions import RuntimeActions
 from qfexbot.runtime.embedded import simulator_problems, start_embedded
+from qfexbot.runtime.orders import OrderTracker
 from qfexbot.runtime.paths import Taps, wire_venue
 from qfexbot.runtime.plugins import build_plugin_host
 from qfexbot.runtime.startup import (
@@ -82,6 +83,8 @@ class Runtime:
         self.simulators: dict[str, Any] = {}
         self.simulator_urls: dict[str, Any] = {}
         self.journal: SqliteJournal | None = None
+        self.orders: OrderTracker | None = None
+        """Follows every journaled order to its final state (``qfexbot.runtime.orders``)."""
         # scope -> account id -> lock: every real venue table shares one mapping (account ids
         # are unique across users); each simulator table has its own (``VenueConfig.owner``).
         self._money_locks: dict[str, dict[str, trio.Lock]] = {}
@@ -157,6 +160,8 @@ class Runtime:
                     [f"runtime.journal: cannot open {self.app.runtime.journal}: {exc}"]
                 ) from None
             actions.use_journal(self.journal)
+            self.orders = OrderTracker(self.journal, self.venues)
+            actions.use_orders(self.orders)
             locks: AccountLocks | None = None
             state_file: Path | None = None
             try:
@@ -294,6 +299,9 @@ class Runtime:
                     continue
                 with log_context(venue=name):
                     _log_reconciled(name, await run.transfers.reconcile(), "at start-up")
+            # Orders in doubt are reconciled as soon as their venue can answer (sessions live).
+            assert self.orders is not None
+            await self.orders.load()
             async with trio.open_nursery() as plugins_nursery:
                 for name, dispatcher in self.dispatchers.items():
                     with log_context(bot=name):
@@ -306,6 +314,7 @@ class Runtime:
                     sessions_nursery.start_soon(self._stop_when_every_session_failed)
                     self._start_reconcilers(sessions_nursery)
                     sessions_nursery.start_soon(actions.deliver_outcomes)
+                    sessions_nursery.start_soon(self.orders.run)
                     log_event(
                         log,
                         logging.INFO,

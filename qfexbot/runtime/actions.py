@@ -28,10 +28,11 @@ from qfexbot.core.accounts import AccountBook
 from qfexbot.core.context import Query
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.venue import Order, OrderRequest
-from qfexbot.errors import ActionError, ActionUnavailable
+from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable
 from qfexbot.events import Event, ResyncEvent, TransferOutcomeEvent
 from qfexbot.money.journal import Journal
 from qfexbot.money.transfers import TransferResult
+from qfexbot.runtime.orders import OrderTracker, cancel_fields, order_fields
 from qfexbot.runtime.venues import VenueRun
 
 __all__ = ["RuntimeActions"]
@@ -75,6 +76,7 @@ class RuntimeActions:
     ) -> None:
         self._app = app
         self._journal_or_none: Journal | None = None
+        self._orders: OrderTracker | None = None
         self._runs = venues
         self._publish = publish
         self._books = {
@@ -93,6 +95,11 @@ class RuntimeActions:
     def use_journal(self, journal: Journal) -> None:
         """Record orders, refusals and dry runs in ``journal`` (the runtime's, once open)."""
         self._journal_or_none = journal
+
+    def use_orders(self, orders: OrderTracker) -> None:
+        """Journal orders and cancels through ``orders`` (the runtime's tracker, which follows
+        them to their final state); without one, a tracker that only writes is made."""
+        self._orders = orders
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -171,7 +178,8 @@ class RuntimeActions:
         """
         account_id = self._account(bot, account)
         request = self._run(bot).venue.order(order)
-        await self._send(bot, plugin, account_id, request, kind="order")
+        fields = order_fields(order, request)
+        await self._send(bot, plugin, account_id, request, kind="order", fields=fields)
 
     async def cancel_order(
         self, bot: str, plugin: str, account: str, *, symbol: str, order_id: str
@@ -179,12 +187,23 @@ class RuntimeActions:
         """Send the venue's cancel (by venue order id) on the account's session."""
         account_id = self._account(bot, account)
         request = self._run(bot).venue.cancel(symbol=symbol, order_id=order_id)
-        await self._send(bot, plugin, account_id, request, kind="cancel")
+        fields = cancel_fields(symbol, order_id)
+        await self._send(bot, plugin, account_id, request, kind="cancel", fields=fields)
 
     async def _send(
-        self, bot: str, plugin: str, account_id: str, request: OrderRequest, *, kind: str
+        self,
+        bot: str,
+        plugin: str,
+        account_id: str,
+        request: OrderRequest,
+        *,
+        kind: str,
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
-        """Journal, then send one order or cancel (a dry-run bot journals it and sends nothing)."""
+        """Journal, then send one order or cancel (a dry-run bot journals it and sends nothing);
+        the order tracker records the outcome (``qfexbot.runtime.orders``). ``fields``: the
+        entry's order columns (``order_fields``/``cancel_fields``); without them the entry is
+        an audit record the tracker cannot match to replies."""
         venue = self._app.bots[bot].venue
         data = {
             "type": request.command,
@@ -204,17 +223,18 @@ class RuntimeActions:
             )
             return
         session = self._session(bot, account_id)
-        entry = await self._journal.record_order(
-            bot=bot, plugin=plugin, venue=venue, account=account_id, data=data, kind=kind
-        )
+        if self._orders is None:
+            self._orders = OrderTracker(self._journal, self._runs)
+        entry = await self._orders.record(
+            bot=bot, plugin=plugin, venue=venue, account=account_id, kind=kind, data=data,
+            fields=fields or {},
+        )  # fmt: skip
         try:
             await self._run(bot).venue.send(session, request)
-        except ActionUnavailable as exc:
-            # Keep the audit trail true: this intent never reached (or may not have reached)
-            # the venue.
-            await self._journal.annotate(
-                entry.id, ("maybe sent: " if exc.maybe_sent else "not sent: ") + str(exc)
-            )
+        except (ActionUnavailable, ActionRejected) as exc:
+            # Keep the journal true: this order never reached (or may not have reached) the
+            # venue, or the venue refused it in its reply.
+            await self._orders.not_sent(entry, exc)
             raise
 
     async def order_action(

@@ -13,6 +13,17 @@ A ``pending`` or ``sent`` row that nobody is working on (found at start-up or by
 must be treated as ``unknown``: the request may or may not have reached the venue.
 Every state change is also appended to the ``events`` table (append-only, enforced by triggers).
 
+Orders and cancels are journaled the same way (``record_order`` before the send, ``mark_order``
+after; their fields in their own columns)::
+
+    order:   submitted ──> acked ──> filled | cancelled
+                 ├──> filled | cancelled | rejected | failed
+                 └──> unknown ──> acked | filled | cancelled | rejected | failed
+    cancel:  submitted ──> done | failed | unknown ──> done | failed
+
+``qfexbot.runtime.orders`` moves them from the venue's replies and reconciles those in doubt by
+client order id; an order never blocks money movement.
+
 ``Journal`` is the interface callers use; ``SqliteJournal`` is the SQLite backend (WAL,
 ``synchronous=FULL``), doing all database work on one dedicated thread that owns the connection,
 so the trio event loop never waits on the disk. A PostgreSQL backend implements the same

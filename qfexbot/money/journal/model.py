@@ -15,6 +15,10 @@ from typing import Any, TypedDict
 from qfexbot.errors import JournalError
 
 __all__ = [
+    "CANCEL_TRANSITIONS",
+    "ORDER_SETTLED",
+    "ORDER_TRANSITIONS",
+    "ORDER_UNSETTLED",
     "POSSIBLY_APPLIED",
     "TRANSITIONS",
     "UNRESOLVED",
@@ -59,8 +63,8 @@ class EntryKind:
 
 
 class EntryState:
-    """Values of ``Entry.state``: a transfer's five states, then the states of the final records
-    (refusals, dry runs, orders and cancels), which never change."""
+    """Values of ``Entry.state``: a transfer's five states, the final records' (refusals, dry
+    runs), and an order's or cancel's (``submitted`` first; see ``ORDER_TRANSITIONS``)."""
 
     PENDING = "pending"
     SENT = "sent"
@@ -69,7 +73,11 @@ class EntryState:
     UNKNOWN = "unknown"
     REFUSED = "refused"  # kind refusal
     DRY_RUN = "dry_run"  # kind dry_run: "would transfer"
-    SUBMITTED = "submitted"  # kind order / cancel: handed to the venue
+    SUBMITTED = "submitted"  # kind order / cancel: journaled, being handed to the venue
+    ACKED = "acked"  # kind order: the venue accepted it (resting or partly filled)
+    FILLED = "filled"  # kind order: filled completely
+    CANCELLED = "cancelled"  # kind order: cancelled (by us, the venue or self-trade prevention)
+    REJECTED = "rejected"  # kind order: the venue refused it
 
 
 UNRESOLVED: tuple[str, ...] = (EntryState.PENDING, EntryState.SENT, EntryState.UNKNOWN)
@@ -89,8 +97,55 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
+    EntryState.SUBMITTED: frozenset(
+        {
+            EntryState.ACKED,
+            EntryState.FILLED,
+            EntryState.CANCELLED,
+            EntryState.REJECTED,
+            EntryState.UNKNOWN,
+            EntryState.FAILED,
+        }
+    ),
+    EntryState.ACKED: frozenset({EntryState.FILLED, EntryState.CANCELLED}),
+    EntryState.UNKNOWN: frozenset(
+        {
+            EntryState.ACKED,
+            EntryState.FILLED,
+            EntryState.CANCELLED,
+            EntryState.REJECTED,
+            EntryState.FAILED,
+        }
+    ),
+}
+"""An order's states: ``submitted`` (journaled before the send) -> ``acked`` -> ``filled`` |
+``cancelled``, or straight to a final state (a market order fills, the venue rejects); ``unknown``
+when the send may have reached the venue but no reply came (reconciled by client order id);
+``failed`` when it never reached the venue."""
+
+CANCEL_TRANSITIONS: dict[str, frozenset[str]] = {
+    EntryState.SUBMITTED: frozenset({EntryState.DONE, EntryState.FAILED, EntryState.UNKNOWN}),
+    EntryState.UNKNOWN: frozenset({EntryState.DONE, EntryState.FAILED}),
+}
+"""A cancel's states: ``submitted`` -> ``done`` (the venue cancelled the order) | ``failed``
+(not sent, or the venue had no such open order) | ``unknown`` -> ``done`` | ``failed``."""
+
+ORDER_UNSETTLED: tuple[str, ...] = (EntryState.SUBMITTED, EntryState.ACKED, EntryState.UNKNOWN)
+"""Order and cancel states that can still change: the runtime's order tracker follows them."""
+
+ORDER_SETTLED: tuple[str, ...] = (
+    EntryState.FILLED,
+    EntryState.CANCELLED,
+    EntryState.REJECTED,
+    EntryState.FAILED,
+    EntryState.DONE,
+)
+"""Final order and cancel states."""
+
+
 class InvalidTransition(JournalError, ValueError):
-    """A state change the transfer state machine does not allow (e.g. done -> failed)."""
+    """A state change the entry's state machine does not allow (e.g. done -> failed)."""
 
 
 class EntryNotFound(JournalError, KeyError):
@@ -203,15 +258,23 @@ class Refusal(DryRun):
 
 
 class _OrderNotes(TypedDict, total=False):
-    """``kind`` defaults to ``order`` (or ``cancel``); ``reason`` and ``detail`` to ""."""
+    """``kind`` defaults to ``order`` (or ``cancel``); ``reason`` and ``detail`` to ""; the
+    order's fields to None (a cancel carries ``symbol`` and the ``venue_order_id`` it cancels)."""
 
     kind: str
     reason: str
     detail: str
+    symbol: str | None
+    side: str | None
+    quantity: Decimal | None
+    price: Decimal | None
+    client_order_id: str | None
+    venue_order_id: str | None
 
 
 class Order(_Origin, _OrderNotes):
-    """The keyword arguments of ``record_order``: a command handed to the venue."""
+    """The keyword arguments of ``record_order``: a command about to be handed to the venue
+    (``data``: the command as sent, for the audit trail)."""
 
     account: str
     data: Mapping[str, Any]
@@ -261,11 +324,25 @@ class Entry:
     data: Mapping[str, Any] | None = field(default=None, compare=False)
     owner: str | None = None
     """The venue user id the accounts belong to; None on rows written before it was recorded."""
+    symbol: str | None = None
+    side: str | None = None
+    quantity: Decimal | None = None
+    price: Decimal | None = None
+    client_order_id: str | None = None
+    venue_order_id: str | None = None
+    """An order's fields (its account is ``src``); a cancel's ``symbol`` and ``venue_order_id``
+    are those of the order it cancels. None on other kinds and on rows written before."""
 
     @property
     def unresolved(self) -> bool:
         """True for a transfer whose money may or may not have moved."""
         return self.kind == EntryKind.TRANSFER and self.state in UNRESOLVED
+
+    @property
+    def unsettled(self) -> bool:
+        """True for an order or cancel whose state can still change (submitted, acked,
+        unknown)."""
+        return self.kind in (EntryKind.ORDER, EntryKind.CANCEL) and self.state in ORDER_UNSETTLED
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (Decimals as strings)."""
@@ -292,6 +369,12 @@ class Entry:
             "dst_deposit_before": str_or_none(self.dst_deposit_before),
             "data": None if self.data is None else dict(self.data),
             "owner": self.owner,
+            "symbol": self.symbol,
+            "side": self.side,
+            "quantity": str_or_none(self.quantity),
+            "price": str_or_none(self.price),
+            "client_order_id": self.client_order_id,
+            "venue_order_id": self.venue_order_id,
         }
 
 

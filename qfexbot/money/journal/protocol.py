@@ -152,7 +152,38 @@ class Journal(Protocol):
         ...
 
     async def record_order(self, **order: Unpack[Order]) -> Entry:
-        """An order or cancel command handed to the venue (state ``submitted``)."""
+        """An order or cancel command about to be handed to the venue (state ``submitted``),
+        with the order's fields (``Order``) in their own columns."""
+        ...
+
+    async def mark_order(
+        self,
+        entry_id: str,
+        state: str,
+        detail: str = "",
+        *,
+        venue_order_id: str | None = None,
+        by: str | None = None,
+    ) -> Entry:
+        """Move an order or cancel to ``state`` (``ORDER_TRANSITIONS`` / ``CANCEL_TRANSITIONS``),
+        recording the venue's order id when given and ``by`` (``reconcile`` or ``operator``)
+        when the state was decided by reconciliation rather than the venue's reply.
+
+        Raises:
+          InvalidTransition: not an order or cancel, or a change its state machine forbids.
+        """
+        ...
+
+    async def unsettled_orders(self, venue: str | None = None) -> list[Entry]:
+        """Orders and cancels still submitted, acked or unknown (of venue name ``venue``),
+        oldest first: what the order tracker follows and reconciles."""
+        ...
+
+    async def orders_by_client_id(
+        self, venue: str, account: str, client_order_id: str
+    ) -> list[Entry]:
+        """Order entries of ``account`` on venue ``venue`` carrying ``client_order_id``, newest
+        first."""
         ...
 
     async def close(self) -> None:

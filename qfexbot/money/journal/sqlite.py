@@ -19,6 +19,9 @@ from typing import Any, TypeVar, Unpack
 
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.money.journal.model import (
+    CANCEL_TRANSITIONS,
+    ORDER_TRANSITIONS,
+    ORDER_UNSETTLED,
     POSSIBLY_APPLIED,
     TRANSITIONS,
     UNRESOLVED,
@@ -138,7 +141,8 @@ CREATE TABLE IF NOT EXISTS watches (
 _COLUMNS = (
     "id, kind, bot, plugin, venue, src, dst, amount, reason, created_at, updated_at, state, "
     "detail, attempts, sent_at, resolved_by, src_before, dst_before, data, "
-    "src_deposit_before, dst_deposit_before, owner"
+    "src_deposit_before, dst_deposit_before, owner, symbol, side, quantity, price, "
+    "client_order_id, venue_order_id"
 )
 
 _INSERT_EVENT = (
@@ -151,6 +155,13 @@ _ADDED_COLUMNS = (
     ("src_deposit_before", "TEXT"),
     ("dst_deposit_before", "TEXT"),
     ("owner", "TEXT"),
+    # An order's own fields (its account is ``src``), added with the order states.
+    ("symbol", "TEXT"),
+    ("side", "TEXT"),
+    ("quantity", "TEXT"),
+    ("price", "TEXT"),
+    ("client_order_id", "TEXT"),
+    ("venue_order_id", "TEXT"),
 )
 
 
@@ -175,7 +186,16 @@ def _json_default(value: Any) -> Any:
 
 
 _COLUMN_NAMES = tuple(_COLUMNS.split(", "))
-_MONEY_COLUMNS = ("amount", "src_before", "dst_before", "src_deposit_before", "dst_deposit_before")
+_MONEY_COLUMNS = (
+    "amount",
+    "src_before",
+    "dst_before",
+    "src_deposit_before",
+    "dst_deposit_before",
+    "quantity",
+    "price",
+)
+_ORDER_FIELDS = ("symbol", "side", "quantity", "price", "client_order_id", "venue_order_id")
 
 
 def _row_to_entry(row: Sequence[Any]) -> Entry:
@@ -223,6 +243,10 @@ class SqliteStore:
         # Pair lookups keyed by account ids whatever the venue name (min_interval).
         self._db.execute(
             "CREATE INDEX IF NOT EXISTS entries_accounts ON entries (src, dst, created_at)"
+        )
+        # Replies and reconciliation find an order by its client order id.
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS entries_client_order ON entries (client_order_id)"
         )
 
     # -- transactions ------------------------------------------------------------------------
@@ -426,8 +450,14 @@ class SqliteStore:
 
         return self._write(run)
 
-    def _record_final(self, kind: str, state: str, record: Mapping[str, Any]) -> Entry:
-        """Insert a row that never changes state (refusal, dry run, order, cancel)."""
+    def _record_final(
+        self,
+        kind: str,
+        state: str,
+        record: Mapping[str, Any],
+        extra: Mapping[str, Any] | None = None,
+    ) -> Entry:
+        """Insert a refusal, dry run, order or cancel row (``extra``: more columns)."""
         data = record.get("data")
         values = {
             "kind": kind,
@@ -441,6 +471,7 @@ class SqliteStore:
             "state": state,
             "detail": record.get("detail", ""),
             "data": None if data is None else json.dumps(dict(data), default=_json_default),
+            **(extra or {}),
         }
         return self._write(lambda db: self._insert(db, values))
 
@@ -459,7 +490,43 @@ class SqliteStore:
         if kind not in (EntryKind.ORDER, EntryKind.CANCEL):
             raise ValueError(f"record_order kind must be 'order' or 'cancel', got {kind!r}")
         row = {**order, "src": order["account"], "dst": None, "amount": None}
-        return self._record_final(kind, EntryState.SUBMITTED, row)
+        fields = {name: order.get(name) for name in _ORDER_FIELDS}
+        fields["quantity"] = _money(fields["quantity"])
+        fields["price"] = _money(fields["price"])
+        return self._record_final(kind, EntryState.SUBMITTED, row, fields)
+
+    def mark_order(
+        self,
+        entry_id: str,
+        state: str,
+        detail: str = "",
+        *,
+        venue_order_id: str | None = None,
+        by: str | None = None,
+    ) -> Entry:
+        if by not in (None, "reconcile", "operator"):
+            raise ValueError(f"resolved_by must be 'reconcile' or 'operator', got {by!r}")
+
+        def run(db: sqlite3.Connection) -> Entry:
+            entry = self._fetch(db, entry_id)
+            machine = {EntryKind.ORDER: ORDER_TRANSITIONS, EntryKind.CANCEL: CANCEL_TRANSITIONS}
+            if entry.kind not in machine:
+                raise InvalidTransition(f"entry {entry_id} is a {entry.kind}, not an order")
+            if state not in machine[entry.kind].get(entry.state, frozenset()):
+                raise InvalidTransition(
+                    f"{entry.kind} {entry_id} cannot go from {entry.state} to {state}"
+                )
+            now = self._clock()
+            db.execute(
+                "UPDATE entries SET state = ?, updated_at = ?, detail = ?, "
+                "venue_order_id = COALESCE(?, venue_order_id), "
+                "resolved_by = COALESCE(?, resolved_by) WHERE id = ?",
+                (state, now, detail, venue_order_id, by, entry_id),
+            )
+            db.execute(_INSERT_EVENT, (entry_id, now, entry.state, state, detail, by))
+            return self._fetch(db, entry_id)
+
+        return self._write(run)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -491,6 +558,22 @@ class SqliteStore:
             where += " AND venue = ?"
             params.append(venue)
         return self._select(where, params, "created_at, rowid")
+
+    def unsettled_orders(self, venue: str | None = None) -> list[Entry]:
+        marks = ", ".join("?" for _ in ORDER_UNSETTLED)
+        where = f"kind IN ('order', 'cancel') AND state IN ({marks})"
+        params: list[Any] = list(ORDER_UNSETTLED)
+        if venue is not None:
+            where += " AND venue = ?"
+            params.append(venue)
+        return self._select(where, params, "created_at, rowid")
+
+    def orders_by_client_id(self, venue: str, account: str, client_order_id: str) -> list[Entry]:
+        return self._select(
+            "client_order_id = ? AND kind = 'order' AND venue = ? AND src = ?",
+            (client_order_id, venue, account),
+            "created_at DESC, rowid DESC",
+        )
 
     def unresolved_for_pair(self, venue: str, a: str, b: str) -> list[Entry]:
         return [e for e in self.unresolved(venue) if {e.src, e.dst} == {a, b}]
