@@ -98,7 +98,7 @@ def journal_list(
     rows = [header]
     for e in entries:
         src, dst = (names or {}).get(e.src, e.src), (names or {}).get(e.dst, e.dst)
-        orderly = e.kind in (EntryKind.ORDER, EntryKind.CANCEL)
+        orderly = e.kind in (EntryKind.ORDER, EntryKind.CANCEL, EntryKind.REQUEST)
         move = (src or "-") if orderly else f"{src or '-'} -> {dst or '-'}"
         detail = e.detail if not e.resolved_by else f"{e.detail} [resolved by {e.resolved_by}]"
         rows.append(

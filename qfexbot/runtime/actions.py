@@ -30,7 +30,7 @@ from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.venue import Order, OrderRequest
 from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable
 from qfexbot.events import Event, ResyncEvent, TransferOutcomeEvent
-from qfexbot.money.journal import Journal
+from qfexbot.money.journal import EntryKind, Journal
 from qfexbot.money.transfers import TransferResult
 from qfexbot.runtime.orders import OrderTracker, cancel_fields, order_fields
 from qfexbot.runtime.venues import VenueRun
@@ -50,7 +50,24 @@ _MAPPERS: dict[type, str] = {
     core_venue.CancelAll: "cancel_all",
 }
 """Each order action -> the ``Venue`` method that maps it to the venue's request."""
-_CANCELS = (core_venue.StopCancel, core_venue.TwapCancel, core_venue.CancelAll)
+
+
+def _entry_of(action: core_venue.OrderAction, request: OrderRequest) -> tuple[str, dict[str, Any]]:
+    """How one order action is journaled: a stop order or a close is an order followed by its
+    client order id (the venue's request always carries one); a stop cancel a cancel of that
+    stop; anything else (modify, stop changes, TWAPs, cancel all) a request, ``sent`` once the
+    venue has it (its answer arrives as events)."""
+    coid = request.params.get("client_order_id")
+    client_order_id = None if coid is None else str(coid)
+    if isinstance(action, core_venue.StopOrder):
+        fields = {"symbol": action.symbol, "side": action.side, "quantity": action.quantity,
+                  "price": action.trigger_price, "client_order_id": client_order_id}  # fmt: skip
+        return EntryKind.ORDER, fields
+    if isinstance(action, core_venue.ClosePosition):
+        return EntryKind.ORDER, {"symbol": action.symbol, "client_order_id": client_order_id}
+    if isinstance(action, core_venue.StopCancel):
+        return EntryKind.CANCEL, {"venue_order_id": action.stop_order_id}
+    return EntryKind.REQUEST, {"symbol": getattr(action, "symbol", None)}
 
 
 class RuntimeActions:
@@ -236,6 +253,8 @@ class RuntimeActions:
             # venue, or the venue refused it in its reply.
             await self._orders.not_sent(entry, exc)
             raise
+        if kind == EntryKind.REQUEST:
+            await self._orders.sent(entry)
 
     async def order_action(
         self, bot: str, plugin: str, account: str, action: core_venue.OrderAction
@@ -249,8 +268,8 @@ class RuntimeActions:
         """
         account_id = self._account(bot, account)
         request = _venue_method(self._run(bot).venue, _MAPPERS[type(action)])(action)
-        kind = "cancel" if isinstance(action, _CANCELS) else "order"
-        await self._send(bot, plugin, account_id, request, kind=kind)
+        kind, fields = _entry_of(action, request)
+        await self._send(bot, plugin, account_id, request, kind=kind, fields=fields)
 
     async def set_leverage(
         self, bot: str, plugin: str, account: str, symbol: str, leverage: Decimal

@@ -37,7 +37,7 @@ from qfexbot.core.venue import Order, OrderRequest
 from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable
 from qfexbot.events import Event, OrderUpdateEvent, ResyncEvent
 from qfexbot.money.journal import Entry, EntryKind, EntryState, InvalidTransition, Journal
-from qfexbot.money.journal.model import CANCEL_TRANSITIONS, ORDER_TRANSITIONS
+from qfexbot.money.journal.model import MACHINES
 from qfexbot.runtime.venues import VenueRun
 
 __all__ = [
@@ -230,6 +230,14 @@ class OrderTracker:
         self._follow(entry, trio.current_time())
         return entry
 
+    async def sent(self, entry: Entry) -> Entry:
+        """A request (kind ``request``) was handed to the venue: ``sent``, its final state in
+        the journal (what the venue did with it arrives as events)."""
+        moved = await self._move(
+            self._find(entry), EntryState.SENT, "handed to the venue; its answer arrives as events"
+        )
+        return moved or entry
+
     async def not_sent(self, entry: Entry, exc: ActionError) -> Entry:
         """Record why the send of ``entry`` raised: ``failed`` when it never reached the venue,
         ``unknown`` when it may have (``maybe_sent``), ``rejected`` (a cancel: ``failed``) when
@@ -369,8 +377,7 @@ class OrderTracker:
         """One state change of a followed entry, if its state machine allows it (else None)."""
         async with self._lock:
             entry = tracked.entry
-            machine = ORDER_TRANSITIONS if entry.kind == EntryKind.ORDER else CANCEL_TRANSITIONS
-            if state not in machine.get(entry.state, frozenset()):
+            if state not in MACHINES[entry.kind].get(entry.state, frozenset()):
                 return None
             try:
                 moved = await self._journal.mark_order(

@@ -395,3 +395,73 @@ async def test_a_send_that_may_have_reached_the_venue_is_unknown_until_reconcile
         reconciled = await journal.get(maybe.id)
         assert (reconciled.state, reconciled.resolved_by) == ("acked", "reconcile")
         assert reconciled.venue_order_id == sim_orders_of(engine, "maybe-1")[0].order_id
+
+
+async def test_lost_replies_are_reconciled_through_the_venues_own_find_order(tmp_path):
+    """No test lookup: the runtime asks QfexVenue.find_order (socket open orders, then REST
+    historic orders by client order id) for what it never heard back about."""
+    channels = ["balances", "positions", "fills"]  # replies never arrive (see above)
+    async with run_bot(Quiet, tmp_path=tmp_path, channels=channels) as bot:
+        bot.runtime.orders.settle_seconds = SETTLE
+        await bot.ctx.add_order(
+            "desk-a", symbol="AAPL-USD", side="BUY", order_type="MARKET", quantity=Decimal(1),
+            time_in_force="IOC", client_order_id="own-1",
+        )  # fmt: skip
+        await limit(bot, "own-2", "190")
+        filled = await reaches(bot, "own-1", "filled")  # finished: from the REST history
+        acked = await reaches(bot, "own-2", "acked")  # resting: from the open orders
+        assert filled.resolved_by == acked.resolved_by == "reconcile"
+        assert len(sim_orders(bot, "own-1")) == len(sim_orders(bot, "own-2")) == 1
+
+
+async def test_stop_orders_and_closes_are_orders_other_actions_requests(tmp_path):
+    """A stop order and a close are followed to their final state by client order id; a stop
+    cancel is a cancel of that stop; modify, TWAPs and cancel-all are requests, ``sent`` once
+    the venue has them (never left ``submitted``)."""
+    async with run_bot(Quiet, tmp_path=tmp_path, accounts={"desk-a": 100_000}) as bot:
+        ctx = bot.ctx
+        await ctx.add_order(
+            "desk-a", symbol="AAPL-USD", side="BUY", order_type="MARKET", quantity=Decimal(2),
+            time_in_force="IOC", client_order_id="open-1",
+        )  # fmt: skip
+        await reaches(bot, "open-1", "filled")
+        await ctx.place_stop_order(
+            "desk-a", symbol="AAPL-USD", side="SELL", stop_type="STOP_LOSS",
+            trigger_price=Decimal(150), quantity=Decimal(1), client_order_id="stop-1",
+        )  # fmt: skip
+        stop = await reaches(bot, "stop-1", "acked")
+        assert (stop.side, stop.quantity, stop.price) == ("SELL", Decimal(1), Decimal(150))
+        await ctx.place_stop_order(
+            "desk-a", symbol="AAPL-USD", side="SELL", stop_type="TAKE_PROFIT",
+            trigger_price=Decimal(400), quantity=Decimal(1), client_order_id="stop-2",
+        )  # fmt: skip
+        take = await reaches(bot, "stop-2", "acked")
+        await ctx.cancel_stop_order("desk-a", stop_order_id=take.venue_order_id)
+        await reaches(bot, "stop-2", "cancelled")
+
+        async def settled(kind: str, state: str):
+            rows = await bot.journal_entries(kind=kind, state=state)
+            return rows or None
+
+        [cancel] = await bot.wait_for(lambda: settled("cancel", "done"), what="stop cancel done")
+        assert cancel.venue_order_id == take.venue_order_id
+        await ctx.modify_stop_order(
+            "desk-a", stop_order_id=stop.venue_order_id, symbol="AAPL-USD",
+            trigger_price=Decimal(160), quantity=Decimal(1),
+        )  # fmt: skip
+        await ctx.cancel_all("desk-a")
+        sent = await bot.wait_for(lambda: settled("request", "sent"), what="requests sent")
+        assert sorted(e.data["type"] for e in sent) == ["cancel_all_orders", "modify_stop_order"]
+        await ctx.close_position("desk-a", symbol="AAPL-USD")
+
+        async def close_entry():
+            rows = [
+                e
+                for e in await bot.journal_entries(kind="order")
+                if e.data["type"] == "close_position"
+            ]
+            return rows[0] if rows and rows[0].state == "filled" else None
+
+        closed = await bot.wait_for(close_entry, what="the close filled")
+        assert closed.client_order_id and closed.symbol == "AAPL-USD"
+        assert not [e for e in await bot.journal_entries() if e.state == "submitted"]

@@ -101,11 +101,14 @@ async def test_modify_get_order_open_orders_and_cancel_all(tmp_path) -> None:
         done = await ctx.get_order("desk-a", symbol="AAPL-USD", order_id=ack.order_id)
         assert done is not None and done.status == "CANCELLED" and done.terminal
         assert await ctx.get_order("desk-a", symbol="AAPL-USD", order_id="no-such") is None
-        kinds = [(e.kind, e.data["type"]) for e in await bot.journal_entries()
-                 if e.kind in ("order", "cancel")]  # fmt: skip
-        assert kinds == [("order", "add_order"), ("order", "add_order"),
-                         ("order", "modify_order"), ("order", "modify_order"),
-                         ("cancel", "cancel_all_orders")]  # fmt: skip
+        kinds = [(e.kind, e.data["type"], e.state) for e in await bot.journal_entries()
+                 if e.kind in ("order", "cancel", "request")]  # fmt: skip
+        # Orders to their final states; modify and cancel-all are requests, sent (the venue's
+        # answers above are the events), never left submitted.
+        assert kinds == [("order", "add_order", "cancelled"), ("order", "add_order", "cancelled"),
+                         ("request", "modify_order", "sent"),
+                         ("request", "modify_order", "sent"),
+                         ("request", "cancel_all_orders", "sent")]  # fmt: skip
 
 
 async def test_stop_orders_rest_change_cancel_and_fire(tmp_path) -> None:

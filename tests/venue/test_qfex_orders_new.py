@@ -161,7 +161,8 @@ def test_cancels_by_every_id_type() -> None:
 
 
 def test_close_position_and_stop_management() -> None:
-    assert orders.close_position_command(symbol="X").params == {"symbol": "X"}
+    made = orders.close_position_command(symbol="X").params
+    assert made["symbol"] == "X" and len(made["client_order_id"]) == 32  # always one: followed
     assert orders.close_position_command(symbol="X", client_order_id="c").params == {
         "symbol": "X",
         "client_order_id": "c",

@@ -16,10 +16,12 @@ from qfexbot.errors import JournalError
 
 __all__ = [
     "CANCEL_TRANSITIONS",
+    "MACHINES",
     "ORDER_SETTLED",
     "ORDER_TRANSITIONS",
     "ORDER_UNSETTLED",
     "POSSIBLY_APPLIED",
+    "REQUEST_TRANSITIONS",
     "TRANSITIONS",
     "UNRESOLVED",
     "WATCH_STATES",
@@ -58,6 +60,9 @@ class EntryKind:
     TRANSFER = "transfer"
     ORDER = "order"
     CANCEL = "cancel"
+    REQUEST = "request"
+    """Any other request about orders (modify, stop changes, TWAPs, cancel all): journaled
+    before it is sent, ``sent`` once the venue has it; its answer arrives as events."""
     REFUSAL = "refusal"
     DRY_RUN = "dry_run"
 
@@ -130,6 +135,21 @@ CANCEL_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 """A cancel's states: ``submitted`` -> ``done`` (the venue cancelled the order) | ``failed``
 (not sent, or the venue had no such open order) | ``unknown`` -> ``done`` | ``failed``."""
+
+REQUEST_TRANSITIONS: dict[str, frozenset[str]] = {
+    EntryState.SUBMITTED: frozenset({EntryState.SENT, EntryState.FAILED, EntryState.UNKNOWN}),
+    EntryState.UNKNOWN: frozenset({EntryState.SENT, EntryState.FAILED}),
+}
+"""A request's states: ``submitted`` -> ``sent`` (handed to the venue; what it did comes back as
+events: ``MODIFIED``, ``twap_response``, ...) | ``failed`` (never reached it) | ``unknown`` (may
+have reached it: left for the operator, never re-sent by qfexbot)."""
+
+MACHINES: dict[str, dict[str, frozenset[str]]] = {
+    "order": ORDER_TRANSITIONS,
+    "cancel": CANCEL_TRANSITIONS,
+    "request": REQUEST_TRANSITIONS,
+}
+"""The state machine of each order-side kind."""
 
 ORDER_UNSETTLED: tuple[str, ...] = (EntryState.SUBMITTED, EntryState.ACKED, EntryState.UNKNOWN)
 """Order and cancel states that can still change: the runtime's order tracker follows them."""
@@ -342,7 +362,7 @@ class Entry:
     def unsettled(self) -> bool:
         """True for an order or cancel whose state can still change (submitted, acked,
         unknown)."""
-        return self.kind in (EntryKind.ORDER, EntryKind.CANCEL) and self.state in ORDER_UNSETTLED
+        return self.kind in MACHINES and self.state in ORDER_UNSETTLED
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (Decimals as strings)."""

@@ -19,8 +19,7 @@ from typing import Any, TypeVar, Unpack
 
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.money.journal.model import (
-    CANCEL_TRANSITIONS,
-    ORDER_TRANSITIONS,
+    MACHINES,
     ORDER_UNSETTLED,
     POSSIBLY_APPLIED,
     TRANSITIONS,
@@ -487,8 +486,10 @@ class SqliteStore:
     def record_order(self, **order: Unpack[Order]) -> Entry:
         check_fields(Order, order, "record_order")
         kind = order.get("kind", EntryKind.ORDER)
-        if kind not in (EntryKind.ORDER, EntryKind.CANCEL):
-            raise ValueError(f"record_order kind must be 'order' or 'cancel', got {kind!r}")
+        if kind not in MACHINES:
+            raise ValueError(
+                f"record_order kind must be 'order', 'cancel' or 'request', got {kind!r}"
+            )
         row = {**order, "src": order["account"], "dst": None, "amount": None}
         fields = {name: order.get(name) for name in _ORDER_FIELDS}
         fields["quantity"] = _money(fields["quantity"])
@@ -509,10 +510,9 @@ class SqliteStore:
 
         def run(db: sqlite3.Connection) -> Entry:
             entry = self._fetch(db, entry_id)
-            machine = {EntryKind.ORDER: ORDER_TRANSITIONS, EntryKind.CANCEL: CANCEL_TRANSITIONS}
-            if entry.kind not in machine:
+            if entry.kind not in MACHINES:
                 raise InvalidTransition(f"entry {entry_id} is a {entry.kind}, not an order")
-            if state not in machine[entry.kind].get(entry.state, frozenset()):
+            if state not in MACHINES[entry.kind].get(entry.state, frozenset()):
                 raise InvalidTransition(
                     f"{entry.kind} {entry_id} cannot go from {entry.state} to {state}"
                 )

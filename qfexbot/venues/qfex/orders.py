@@ -180,9 +180,11 @@ def modify_command(
 
 
 def close_position_command(*, symbol: str, client_order_id: str | None = None) -> OrderRequest:
-    """``close_position``: the venue closes the whole position with a reduce-only IOC order."""
+    """``close_position``: the venue closes the whole position with a reduce-only IOC order.
+    Always with a client order id (one is made when none is given), so its fate is followed
+    and reconciled like any order's."""
     return OrderRequest(
-        "close_position", {"symbol": symbol, **_optional(client_order_id=client_order_id)}
+        "close_position", {"symbol": symbol, "client_order_id": client_order_id or uuid.uuid4().hex}
     )
 
 
