@@ -980,6 +980,17 @@ def test_plugin_config_broken_schema_is_reported_not_raised() -> None:
     ]
 
 
+def test_an_empty_str_default_is_refused_saying_what_str_means() -> None:
+    """ "str" is a non-empty string; the message says so and what to do instead (issue 15)."""
+    _, errors = validate_plugin_config({"name": Field("str", default="")}, {}, P)
+    assert errors == [
+        f"{P}.name: plugin schema error: default '' is not a non-empty string "
+        '("str" fields are non-empty; use default=None for an optional string)'
+    ]
+    values, errors = validate_plugin_config({"name": Field("str", default=None)}, {}, P)
+    assert (dict(values), errors) == ({"name": None}, [])
+
+
 # --- robustness -------------------------------------------------------------------------
 
 toml_scalars = st.one_of(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -38,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--record",
         metavar="DIR",
         help="record every raw frame into DIR (overrides runtime.record.dir)",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="every bot runs dry: actions are journaled as 'would do', nothing is sent "
+        "(= runtime.dry_run = true)",
     )
 
     status = sub.add_parser(
@@ -174,9 +181,17 @@ def _add_scaffold_commands(sub: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     try:
-        return _main(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # here, so a closed pipe is handled below and not at exit
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` (or a pager that quit): stop quietly, as Unix tools do.
+        # Point stdout at /dev/null so the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
     except (sqlite3.Error, OSError) as exc:
         # A journal that is not a database, a path under a file, a recording dir that exists:
         # the operator needs the path and the reason, not a traceback.
@@ -246,6 +261,7 @@ def _config_command(app: AppConfig, args: argparse.Namespace) -> int:
             log_format=args.log_format,
             log_level=args.log_level,
             record=args.record,
+            dry_run=args.dry_run,
         )
     if args.command == "check":
         from qfexbot.cli.run import check_command  # noqa: PLC0415

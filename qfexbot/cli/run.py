@@ -7,6 +7,7 @@ second one: exit now) and turning start-up problems into messages instead of tra
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -71,16 +72,19 @@ def run_command(
     log_format: str | None = None,
     log_level: str | None = None,
     record: str | None = None,
+    dry_run: bool = False,
 ) -> int:
     """``qfexbot run``: run the bots; returns the exit code (:data:`EXIT_CODES`): 0 after a
     graceful stop, 1 when it cannot start, 3 when it stopped because every account session
     FAILED.
 
     ``log_format`` and ``log_level`` override ``runtime.log_*``; ``record`` (a directory)
-    overrides ``runtime.record.dir``.
+    overrides ``runtime.record.dir``; ``dry_run`` sets ``runtime.dry_run``.
     """
     if record:
         app = with_recording(app, record)
+    if dry_run:
+        app = dataclasses.replace(app, runtime=dataclasses.replace(app.runtime, dry_run=True))
     configure_logging(log_level or app.runtime.log_level, log_format or app.runtime.log_format)
     runtime = Runtime(app)
 

@@ -51,7 +51,7 @@ class _Required:
 REQUIRED: Any = _Required()
 
 _FIELD_KINDS: dict[str, tuple[str, Callable[[_Errors, Any, str], Any]]] = {
-    "str": ("a string", _str),
+    "str": ("a non-empty string", _str),
     "bool": ("a boolean", _bool),
     "int": ("an integer", _int),
     "positive_int": ("a positive integer", _positive_int),
@@ -161,7 +161,15 @@ def validate_plugin_config(
             probe = _Errors()
             values[key] = check(probe, spec.default, key_path)
             if probe.items:
-                err.add(key_path, f"plugin schema error: default {spec.default!r} is not {what}")
+                hint = (
+                    ' ("str" fields are non-empty; use default=None for an optional string)'
+                    if spec.kind == "str" and spec.default == ""
+                    else ""
+                )
+                err.add(
+                    key_path,
+                    f"plugin schema error: default {spec.default!r} is not {what}{hint}",
+                )
     return MappingProxyType(values), err.items
 
 
