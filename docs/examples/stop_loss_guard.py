@@ -35,7 +35,6 @@ class StopLossGuard:
         distance = 1 - self.fraction if long else 1 + self.fraction
         raw = event.average_price * distance / self.tick
         trigger = raw.to_integral_value(ROUND_DOWN if long else ROUND_UP) * self.tick
-        self.guarded[key] = trigger
         await ctx.place_stop_order(
             event.account_id,
             symbol=event.symbol,
@@ -44,6 +43,9 @@ class StopLossGuard:
             trigger_price=trigger,
             quantity=abs(event.size),
         )
+        # Only once it was sent: if the session was down (ActionUnavailable), the next
+        # position event tries again.
+        self.guarded[key] = trigger
         ctx.log.info(
             "stop-loss for %s %s %s at %s (entry %s)",
             ctx.alias_of(event.account_id),

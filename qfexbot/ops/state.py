@@ -54,7 +54,8 @@ def read_state(journal: Path) -> dict[str, Any] | None:
 def remove_state(path: Path) -> None:
     """Remove the state file at shutdown if this process wrote it (never another's)."""
     with contextlib.suppress(OSError, ValueError):
-        if json.loads(path.read_text()).get("pid") == os.getpid():
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("pid") == os.getpid():
             path.unlink()
 
 

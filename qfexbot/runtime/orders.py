@@ -60,6 +60,7 @@ DUPLICATE_CODE = "duplicate_client_order_id"
 """``ActionRejected.code`` of an order refused because its client order id is not settled."""
 
 _CANCELLED = frozenset({"CANCELLED", "CANCELLED_STP"})
+_NOT_RESTING = frozenset({"IOC", "FOK"})
 # Replies to a cancel or a modification, not about the order's own creation.
 _NOT_ABOUT_ORDER = frozenset(
     {"NO_SUCH_ORDER", "CANNOT_MODIFY_PARTIAL_FILL", "CANNOT_MODIFY_NO_SUCH_ORDER"}
@@ -77,14 +78,19 @@ def order_state(event: OrderUpdateEvent) -> str | None:
     """The journal state an order reaches with this update, or None if it says nothing about
     the order itself (a reply to a cancel or modification of an unknown order).
 
-    ACK, MODIFIED and a partial FILLED -> acked; FILLED with nothing left -> filled;
+    ACK, MODIFIED and a partial FILLED -> acked; FILLED with nothing left, or any FILLED of
+    an IOC/FOK order (its remainder is cancelled with it) -> filled;
     CANCELLED / CANCELLED_STP -> cancelled; every other status is a refusal -> rejected.
     """
     status = event.status.upper()
     if status in ("ACK", "MODIFIED"):
         return EntryState.ACKED
     if status == "FILLED":
-        return EntryState.FILLED if event.remaining <= 0 else EntryState.ACKED
+        if event.remaining <= 0 or event.time_in_force.upper() in _NOT_RESTING:
+            # An IOC/FOK's remainder is cancelled with its last fill (qfex.md §2.5): the
+            # venue sends nothing more, so a partial fill is its final state.
+            return EntryState.FILLED
+        return EntryState.ACKED
     if status in _CANCELLED:
         return EntryState.CANCELLED
     if status in _NOT_ABOUT_ORDER:
@@ -159,6 +165,8 @@ class OrderTracker:
         self._orders: dict[tuple[str, ...], _Tracked] = {}
         self._cancels: dict[tuple[str, ...], _Tracked] = {}
         self._due: set[tuple[str, str]] = set()
+        # (venue, account, client order id) of the orders being journaled right now
+        self._claimed: set[tuple[str, ...]] = set()
         self._lock = trio.Lock()
         self.inbox = Inbox("order-tracker", size=10_000, subscribes=(OrderUpdateEvent, ResyncEvent))
 
@@ -215,19 +223,42 @@ class OrderTracker:
             journaled (kind ``refusal``), the order is not.
         """
         coid = fields.get("client_order_id")
-        if kind == EntryKind.ORDER and coid:
-            try:
-                await self._refuse_duplicate(venue, account, coid)
-            except ActionRejected as exc:
-                await self._journal.record_refusal(
-                    bot=bot, plugin=plugin, venue=venue, action="order", code=DUPLICATE_CODE,
-                    detail=str(exc), src=account, data={"client_order_id": coid, **data},
-                )  # fmt: skip
-                raise
-        entry = await self._journal.record_order(
-            bot=bot, plugin=plugin, venue=venue, account=account, data=data, kind=kind, **fields
-        )
-        self._follow(entry, trio.current_time())
+        key = (venue, account, coid) if kind == EntryKind.ORDER and coid else None
+        if key is None:
+            entry = await self._journal.record_order(
+                bot=bot, plugin=plugin, venue=venue, account=account, data=data, kind=kind,
+                **fields,
+            )  # fmt: skip
+            self._follow(entry, trio.current_time())
+            return entry
+        # Claimed before the first await: a second send of this client order id from another
+        # task meanwhile is refused, never journaled and sent beside this one.
+        claimed = key not in self._claimed
+        try:
+            if not claimed:
+                raise ActionRejected(
+                    f"an order with client_order_id {coid!r} is being journaled and sent by "
+                    "another task: not sent again",
+                    code=DUPLICATE_CODE,
+                )
+            self._claimed.add(key)
+            await self._refuse_duplicate(venue, account, coid)
+        except ActionRejected as exc:
+            await self._journal.record_refusal(
+                bot=bot, plugin=plugin, venue=venue, action="order", code=DUPLICATE_CODE,
+                detail=str(exc), src=account, data={"client_order_id": coid, **data},
+            )  # fmt: skip
+            if claimed:
+                self._claimed.discard(key)
+            raise
+        try:
+            entry = await self._journal.record_order(
+                bot=bot, plugin=plugin, venue=venue, account=account, data=data, kind=kind,
+                **fields,
+            )  # fmt: skip
+            self._follow(entry, trio.current_time())
+        finally:
+            self._claimed.discard(key)
         return entry
 
     async def sent(self, entry: Entry) -> Entry:
@@ -411,6 +442,12 @@ class OrderTracker:
         order = self._orders.get((*where, event.client_order_id)) if event.client_order_id else None
         state = order_state(event)
         if order is None or state is None:
+            return
+        known = order.entry.venue_order_id
+        if known and event.order_id and event.order_id != known:
+            # Another venue order with this client order id: the take-profit / stop-loss the
+            # venue attached to this one carries its parent's (the venue does not say it
+            # would not); it never settles the parent's entry.
             return
         detail = f"{event.status} (order {event.order_id}, remaining {event.remaining})"
         moved = await self._move(order, state, detail, venue_order_id=event.order_id or None)

@@ -465,3 +465,112 @@ async def test_stop_orders_and_closes_are_orders_other_actions_requests(tmp_path
         closed = await bot.wait_for(close_entry, what="the close filled")
         assert closed.client_order_id and closed.symbol == "AAPL-USD"
         assert not [e for e in await bot.journal_entries() if e.state == "submitted"]
+
+
+# -- found by the review of the merged order journal ------------------------------------------
+
+
+async def test_an_order_beyond_the_first_page_of_open_orders_is_found_not_failed(tmp_path):
+    """find_order reads every page of the open orders (1000 each): an order the venue has
+    past the first page is reconciled, never marked failed and sent again."""
+    channels = ["balances", "positions", "fills"]  # replies never arrive (see above)
+    async with run_bot(
+        Quiet, tmp_path=tmp_path, channels=channels, sim={"max_open_orders": 5000}
+    ) as bot:
+        desk = bot.account_id("desk-a")
+        for i in range(1000):  # stops count in the open-order pages
+            bot.sim.engine.add_order(desk, {
+                "symbol": "AAPL-USD", "side": "BUY", "order_type": "STOP_MARKET",
+                "order_time_in_force": "IOC", "quantity": Decimal(1),
+                "price": Decimal(300) + Decimal(i) / 100,
+            })  # fmt: skip
+        bot.runtime.orders.settle_seconds = SETTLE
+        await limit(bot, "page-1", "190")
+        acked = await reaches(bot, "page-1", "acked")
+        assert acked.resolved_by == "reconcile"
+        with pytest.raises(ActionRejected) as refused:
+            await limit(bot, "page-1", "190")
+        assert refused.value.code == DUPLICATE_CODE
+        assert len(sim_orders(bot, "page-1")) == 1
+
+
+async def test_an_attached_take_profit_never_settles_its_parents_entry(tmp_path):
+    """The venue gives the take-profit it attaches its parent's client order id: its fills
+    must not move the parent's entry (nor take its venue order id)."""
+    async with run_bot(Quiet, tmp_path=tmp_path, accounts={"desk-a": 100_000}) as bot:
+        market = bot.sim.engine.markets["AAPL-USD"]
+        best = min(p for p, q in market.synthetic["SELL"].items() if q > 0)
+        quantity = market.synthetic["SELL"][best] + 3  # part fills now, the rest rests
+        await bot.ctx.add_order(
+            "desk-a", symbol="AAPL-USD", side="BUY", order_type="LIMIT", quantity=quantity,
+            price=best, client_order_id="par-1", take_profit=best + 5,
+        )  # fmt: skip
+        acked = await reaches(bot, "par-1", "acked")
+        parent = next(o for o in sim_orders(bot, "par-1") if o.order_type == "LIMIT")
+        assert acked.venue_order_id == parent.order_id
+        bot.sim.set_price("AAPL-USD", best + 10)  # the take-profit fires and fills
+        await bot.wait_for(
+            lambda: [
+                e
+                for e in bot.events_of(OrderUpdateEvent, "desk-a")
+                if e.order_type == "TAKE_PROFIT" and e.status == "FILLED"
+            ],
+            what="the take-profit's FILLED on the account's bus",
+        )
+        assert parent.order_id in bot.sim.engine.orders  # the parent still rests
+        await trio.sleep(0.3)  # the tracker reads the same bus: give it the same events
+        still = await entry(bot, "par-1")
+        assert (still.state, still.venue_order_id) == ("acked", parent.order_id)
+
+
+async def test_two_concurrent_sends_of_one_client_order_id_send_one(tmp_path):
+    async with run_bot(Quiet, tmp_path=tmp_path) as bot:
+        refused: list[ActionRejected] = []
+
+        async def send() -> None:
+            try:
+                await limit(bot, "race-1", "190")
+            except ActionRejected as exc:
+                refused.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            nursery.start_soon(send)
+        await reaches(bot, "race-1", "acked")
+        assert [e.code for e in refused] == [DUPLICATE_CODE]
+        assert len(sim_orders(bot, "race-1")) == 1
+        orders = [
+            e for e in await bot.journal_entries(kind="order") if e.client_order_id == "race-1"
+        ]
+        assert len(orders) == 1
+
+
+async def test_a_partly_filled_ioc_is_final_at_once(tmp_path):
+    """An IOC's remainder is cancelled with its last fill and the venue sends nothing more:
+    its entry is final then, not left acked until the next reconnect."""
+    async with run_bot(Quiet, tmp_path=tmp_path, accounts={"desk-a": 100_000}) as bot:
+        market = bot.sim.engine.markets["AAPL-USD"]
+        best = min(p for p, q in market.synthetic["SELL"].items() if q > 0)
+        quantity = market.synthetic["SELL"][best] + 1
+        await bot.ctx.add_order(
+            "desk-a", symbol="AAPL-USD", side="BUY", order_type="LIMIT", quantity=quantity,
+            price=best, time_in_force="IOC", client_order_id="ioc-1",
+        )  # fmt: skip
+        done = await reaches(bot, "ioc-1", "filled")
+        assert "remaining 1" in done.detail
+        assert bot.runtime.orders.tracked() == []
+
+
+async def test_a_modification_the_venue_refuses_by_removing_the_order_rejects_it(tmp_path):
+    async with run_bot(Quiet, tmp_path=tmp_path) as bot:
+        await bot.ctx.add_order(
+            "desk-a", symbol="AAPL-USD", side="BUY", order_type="ALO", quantity=Decimal(1),
+            price=Decimal(190), client_order_id="alo-1",
+        )  # fmt: skip
+        acked = await reaches(bot, "alo-1", "acked")
+        await bot.ctx.modify_order(
+            "desk-a", symbol="AAPL-USD", order_id=acked.venue_order_id, side="BUY",
+            order_type="ALO", price=Decimal(205),
+        )  # fmt: skip  # an ALO that would now cross: REJECTED, removed
+        rejected = await reaches(bot, "alo-1", "rejected")
+        assert [s for s, _ in await states(bot, rejected.id)] == ["submitted", "acked", "rejected"]

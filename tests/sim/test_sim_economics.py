@@ -285,6 +285,24 @@ def test_max_open_orders_rejects_a_resting_order_beyond_the_limit() -> None:
     assert statuses(eng.add_order(PRIMARY, order(price=D("185.00")))) == ["ACK"]
 
 
+def test_waiting_stops_and_twaps_count_against_max_open_orders() -> None:
+    """Stops wait off the book but are open orders: unbounded they would let one account
+    grow the engine without limit (and slow every order, which checks them)."""
+    clock = Clock()
+    eng = make_engine(clock, max_open_orders=2)
+    stop = {"order_type": "STOP_MARKET", "order_time_in_force": "IOC", "price": D("300.00")}
+    assert statuses(eng.add_order(PRIMARY, order(**stop))) == ["ACK"]
+    assert statuses(eng.add_order(PRIMARY, order(price=D("190.00")))) == ["ACK"]
+    assert statuses(eng.add_order(PRIMARY, order(**{**stop, "price": D("301.00")}))) == [
+        "REJECTED_TOO_MANY_OPEN_ORDERS"
+    ]
+    assert statuses(eng.add_order(PRIMARY, order(price=D("189.00")))) == [
+        "REJECTED_TOO_MANY_OPEN_ORDERS"
+    ]
+    assert len(eng.stops) == 1
+    assert eng.twaps.max_active == 2  # TWAPs: at most max_open_orders running per account
+
+
 def test_max_open_interest_rejects_an_order_that_would_grow_it_past_the_cap() -> None:
     clock = Clock()
     eng = make_engine(clock, {AAPL: {"max_open_interest": D(2)}})

@@ -101,8 +101,14 @@ async def test_modify_get_order_open_orders_and_cancel_all(tmp_path) -> None:
         done = await ctx.get_order("desk-a", symbol="AAPL-USD", order_id=ack.order_id)
         assert done is not None and done.status == "CANCELLED" and done.terminal
         assert await ctx.get_order("desk-a", symbol="AAPL-USD", order_id="no-such") is None
-        kinds = [(e.kind, e.data["type"], e.state) for e in await bot.journal_entries()
-                 if e.kind in ("order", "cancel", "request")]  # fmt: skip
+
+        async def journaled():
+            rows = [(e.kind, e.data["type"], e.state) for e in await bot.journal_entries()
+                    if e.kind in ("order", "cancel", "request")]  # fmt: skip
+            # The order tracker reads the same events from its own inbox: wait for it.
+            return rows if all(state != "acked" for *_, state in rows) else None
+
+        kinds = await bot.wait_for(journaled, what="the journal's final states")
         # Orders to their final states; modify and cancel-all are requests, sent (the venue's
         # answers above are the events), never left submitted.
         assert kinds == [("order", "add_order", "cancelled"), ("order", "add_order", "cancelled"),

@@ -1,20 +1,13 @@
-"""The ``ctx`` methods that need the simulator's TWAPs, REST account history and market history,
-through ``run_bot`` against the embedded simulator; funding payments from its funding windows.
-
-These parts of the simulator are built on other branches of issue 14 (TWAP engine, REST user
-routes, market history): each test runs once its simulator module is present and is skipped,
-saying which module it waits for, until then.
-"""
+"""The ``ctx`` methods that read the simulator's TWAPs, REST account history and market
+history, through ``run_bot`` against the embedded simulator; funding payments from its funding
+windows."""
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
 import time
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from venue_helpers import PRIMARY, PUB, SECRET, FastSettings, Recorder
 
 from qfexbot import (
@@ -33,11 +26,6 @@ from qfexbot.venues.qfex.adapter import QfexVenue
 
 D = Decimal
 SIM = {"pulse_interval": 0.1}
-
-
-def needs(module: str) -> pytest.MarkDecorator:
-    present = importlib.util.find_spec(module) is not None
-    return pytest.mark.skipif(not present, reason=f"the simulator has no {module} yet")
 
 
 class Quiet:
@@ -63,8 +51,6 @@ async def market_buy(bot: BotHarness, client_order_id: str, quantity: str = "1")
     return await filled(bot, client_order_id)
 
 
-@needs("qfexbot.sim.qfex.twap")
-@needs("qfexbot.sim.qfex.rest_user")
 async def test_a_twap_starts_shows_as_open_is_cancelled_and_lands_in_history(tmp_path) -> None:
     async with run_bot(Quiet, tmp_path=tmp_path, sim=SIM) as bot:
         ctx = bot.ctx
@@ -88,7 +74,6 @@ async def test_a_twap_starts_shows_as_open_is_cancelled_and_lands_in_history(tmp
         assert [(t.twap_id, t.status) for t in history] == [(twap_id, "CANCELLED")]
 
 
-@needs("qfexbot.sim.qfex.rest_user")
 async def test_trades_order_history_fees_and_find_order_read_the_account_history(
     tmp_path,
 ) -> None:
@@ -115,7 +100,6 @@ async def test_trades_order_history_fees_and_find_order_read_the_account_history
         assert await venue.find_order(bot.account_id("desk-a"), "never-sent") is None
 
 
-@needs("qfexbot.sim.qfex.market_history")
 async def test_candles_funding_and_open_interest_history_and_live_candles(tmp_path) -> None:
     market_data = {"channels": ["candle"], "symbols": ["AAPL-USD"], "candle_intervals": ["1MIN"]}
     async with run_bot(Quiet, tmp_path=tmp_path, sim=SIM, market_data=market_data) as bot:
@@ -134,11 +118,6 @@ async def test_candles_funding_and_open_interest_history_and_live_candles(tmp_pa
         assert interest[-1].open_interest is not None and interest[-1].open_interest >= D(1)
 
 
-def _has_funding() -> bool:
-    return "funding_interval" in {f.name for f in dataclasses.fields(SimConfig)}
-
-
-@pytest.mark.skipif(not _has_funding(), reason="the simulator has no funding windows yet")
 async def test_funding_paid_on_a_position_arrives_as_funding_payment_events(nursery) -> None:
     user = SimUser(public_key=PUB, secret=SECRET, account_id=PRIMARY,
                    deposits={PRIMARY: D(100000)})  # fmt: skip

@@ -113,7 +113,9 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
             EntryState.FAILED,
         }
     ),
-    EntryState.ACKED: frozenset({EntryState.FILLED, EntryState.CANCELLED}),
+    # rejected after acked: a modification the venue refuses by removing the order (an ALO
+    # that would now cross)
+    EntryState.ACKED: frozenset({EntryState.FILLED, EntryState.CANCELLED, EntryState.REJECTED}),
     EntryState.UNKNOWN: frozenset(
         {
             EntryState.ACKED,
@@ -125,9 +127,9 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     ),
 }
 """An order's states: ``submitted`` (journaled before the send) -> ``acked`` -> ``filled`` |
-``cancelled``, or straight to a final state (a market order fills, the venue rejects); ``unknown``
-when the send may have reached the venue but no reply came (reconciled by client order id);
-``failed`` when it never reached the venue."""
+``cancelled`` | ``rejected`` (a refused modification removed it), or straight to a final state
+(a market order fills, the venue rejects); ``unknown`` when the send may have reached the venue
+but no reply came (reconciled by client order id); ``failed`` when it never reached the venue."""
 
 CANCEL_TRANSITIONS: dict[str, frozenset[str]] = {
     EntryState.SUBMITTED: frozenset({EntryState.DONE, EntryState.FAILED, EntryState.UNKNOWN}),

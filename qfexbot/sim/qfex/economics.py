@@ -44,6 +44,7 @@ class Prices(Protocol):
     markets: dict[str, Market]
     accounts: dict[str, Account]
     orders: dict[str, Order]
+    stops: dict[str, Order]
 
     def mark_price(self, symbol: str) -> Decimal: ...
 
@@ -129,13 +130,15 @@ class Economics:
 
     def limit_reject(self, order: Order) -> str | None:
         """``REJECTED_TOO_MANY_OPEN_ORDERS`` for a GTC order of an account that already has
-        ``max_open_orders`` open, ``REJECTED_OPEN_INTEREST_LIMIT`` for an order whose full fill
-        would push its side's open interest past the symbol's ``max_open_interest``."""
+        ``max_open_orders`` open (resting orders and waiting stops),
+        ``REJECTED_OPEN_INTEREST_LIMIT`` for an order whose full fill would push its side's open
+        interest past the symbol's ``max_open_interest``."""
         engine = self.engine
-        if order.tif == "GTC":
-            mine = sum(1 for o in engine.orders.values() if o.account_id == order.account_id)
-            if mine >= engine.config.max_open_orders:
-                return "REJECTED_TOO_MANY_OPEN_ORDERS"
+        if (
+            order.tif == "GTC"
+            and self.open_orders(order.account_id) >= engine.config.max_open_orders
+        ):
+            return "REJECTED_TOO_MANY_OPEN_ORDERS"
         cap = engine.markets[order.symbol].spec.max_open_interest
         if cap is None:
             return None
@@ -146,6 +149,12 @@ class Economics:
         if growth > 0 and self.open_interest(order.symbol, order.side) + growth > cap:
             return "REJECTED_OPEN_INTEREST_LIMIT"
         return None
+
+    def open_orders(self, account_id: str) -> int:
+        """The account's resting orders and waiting stops: what ``max_open_orders`` caps."""
+        engine = self.engine
+        resting = sum(1 for o in engine.orders.values() if o.account_id == account_id)
+        return resting + sum(1 for o in engine.stops.values() if o.account_id == account_id)
 
     def open_interest(self, symbol: str, side: str = "BUY") -> Decimal:
         """All accounts' long (``BUY``) or short (``SELL``) positions in the symbol, base units.

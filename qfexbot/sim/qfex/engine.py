@@ -95,7 +95,12 @@ class Engine:
         self.ledger: list[LedgerEntry] = []
         self.economics = Economics(self)
         self.account_history = AccountHistory(self)
-        self.twaps = TwapBook(self, min_interval=config.twap_min_interval, tick=config.twap_tick)
+        self.twaps = TwapBook(
+            self,
+            min_interval=config.twap_min_interval,
+            tick=config.twap_tick,
+            max_active=config.max_open_orders,
+        )
         self.market_history = MarketHistory(self)
         self._arrival = 0
         for market in self.markets.values():
@@ -1079,6 +1084,10 @@ class Engine:
         """Accept a TAKE_PROFIT / STOP_LOSS / STOP_MARKET (``price`` = trigger): ``ACK``, then it
         waits off the book; or one reject ``order_response``."""
         reject = self._stop_reject(order)
+        if reject is None and self.economics.open_orders(order.account_id) >= (
+            self.config.max_open_orders
+        ):
+            reject = "REJECTED_TOO_MANY_OPEN_ORDERS"  # waiting stops count as open orders
         if reject is not None:
             order.remaining = ZERO
             return [self._order_event(order, reject)]

@@ -127,10 +127,19 @@ class TwapBook:
         tick: how often the server calls ``step`` (seconds): the children's timing resolution.
     """
 
-    def __init__(self, engine: TwapHost, *, min_interval: float = 30.0, tick: float = 0.5) -> None:
+    def __init__(
+        self,
+        engine: TwapHost,
+        *,
+        min_interval: float = 30.0,
+        tick: float = 0.5,
+        max_active: int = 200,
+    ) -> None:
         self.engine = engine
         self.min_interval = min_interval
         self.tick = tick
+        self.max_active = max_active
+        """TWAPs one account may run at once (the engine passes ``max_open_orders``)."""
         self._active: dict[str, Twap] = {}
         """TWAP id -> running TWAP, oldest first."""
         self._finished: dict[str, deque[Twap]] = {}
@@ -153,6 +162,10 @@ class TwapBook:
         """
         now = self.engine.clock()
         twap = self._new_twap(account_id, params, now)
+        if len(self.active(account_id)) >= self.max_active:
+            raise CommandError(
+                "InvalidParameter", f"at most {self.max_active} TWAPs may run at once"
+            )
         self._active[twap.twap_id] = twap
         return [self._report(twap), *self._place_child(twap, now)]
 

@@ -80,6 +80,11 @@ from qfexbot.venues.qfex.transfers import read_balance, transfer_outcome
 
 __all__ = ["ADAPTER", "QfexAdapter", "QfexVenue"]
 
+OPEN_ORDERS_PAGE = 1000
+"""The most orders one ``get_user_orders`` reply carries (its ``limit``'s maximum)."""
+FIND_ORDER_PAGES = 20
+"""Pages of open orders :meth:`QfexVenue.find_order` reads before it gives up (cannot tell)."""
+
 
 @contextlib.contextmanager
 def _as_action_errors() -> Iterator[None]:
@@ -339,9 +344,23 @@ class QfexVenue:
     async def _find_order(
         self, session: Supervisor, account_id: str, client_order_id: str
     ) -> OrderUpdateEvent | None:
-        for order in (await self.open_orders(session)).orders:
-            if order.client_order_id == client_order_id:
-                return order
+        # Every page of the open orders (a page holds at most OPEN_ORDERS_PAGE, stops
+        # included): an order beyond the first page is not "absent".
+        for page in range(FIND_ORDER_PAGES):
+            request = get_user_orders_command(
+                limit=OPEN_ORDERS_PAGE, offset=page * OPEN_ORDERS_PAGE
+            )
+            reply: OrdersSnapshot = await self._ask(session, request, "all_orders_response")
+            for order in reply.orders:
+                if order.client_order_id == client_order_id:
+                    return order
+            if len(reply.orders) < OPEN_ORDERS_PAGE:
+                break
+        else:
+            raise ActionUnavailable(
+                f"{self.name}: more than {FIND_ORDER_PAGES * OPEN_ORDERS_PAGE} open orders; "
+                f"cannot tell whether {client_order_id} is among them"
+            )
         query = HistoryQuery(client_order_id=client_order_id)
         for row in await self.order_history(account_id, query):
             if row.client_order_id == client_order_id:
