@@ -423,6 +423,20 @@ class OrderTracker:
                 self._forget(moved)
             return moved
 
+    async def _amend(self, tracked: _Tracked, event: OrderUpdateEvent) -> None:
+        """A resting order the venue modified: its entry takes the new price and quantity."""
+        async with self._lock:
+            detail = (
+                f"MODIFIED (order {event.order_id}): price {event.price}, "
+                f"quantity {event.quantity}, remaining {event.remaining}"
+            )
+            try:
+                tracked.entry = await self._journal.amend_order(
+                    tracked.entry.id, price=event.price, quantity=event.quantity, detail=detail
+                )
+            except InvalidTransition:  # settled meanwhile by another path
+                return
+
     def _forget(self, entry: Entry) -> None:
         table, key = self._slot(entry)
         if key is not None and key in table and table[key].entry.id == entry.id:
@@ -448,6 +462,9 @@ class OrderTracker:
             # Another venue order with this client order id: the take-profit / stop-loss the
             # venue attached to this one carries its parent's (the venue does not say it
             # would not); it never settles the parent's entry.
+            return
+        if status == "MODIFIED" and order.entry.state == EntryState.ACKED:
+            await self._amend(order, event)
             return
         detail = f"{event.status} (order {event.order_id}, remaining {event.remaining})"
         moved = await self._move(order, state, detail, venue_order_id=event.order_id or None)

@@ -332,3 +332,26 @@ def test_qfexbot_journal_shows_order_states_and_columns(tmp_path):
     assert by_id[entry.id]["venue_order_id"] == "v-7"
     assert by_id[entry.id]["price"] == "180.5"
     assert by_id[lost.id]["state"] == "filled"
+
+
+async def test_a_modified_resting_order_takes_its_new_price_and_quantity(journal):
+    entry = await order(journal)
+    with pytest.raises(InvalidTransition, match="not a resting order"):
+        await journal.amend_order(entry.id, price=Decimal(191))  # not acked yet
+    await journal.mark_order(entry.id, "acked", venue_order_id="v-1")
+    amended = await journal.amend_order(
+        entry.id, price=Decimal("191.5"), quantity=Decimal(2), detail="MODIFIED"
+    )
+    assert (amended.state, amended.price, amended.quantity) == ("acked", Decimal("191.5"), 2)
+    assert (await journal.amend_order(entry.id, quantity=Decimal(3))).price == Decimal("191.5")
+    assert await trail(journal, entry.id) == [
+        (None, "submitted", None),
+        ("submitted", "acked", None),
+        ("acked", "acked", None),
+        ("acked", "acked", None),
+    ]
+    await journal.mark_order(entry.id, "filled")
+    with pytest.raises(InvalidTransition, match="not a resting order"):
+        await journal.amend_order(entry.id, price=Decimal(1))
+    with pytest.raises(InvalidTransition):
+        await journal.amend_order((await cancel(journal)).id, price=Decimal(1))

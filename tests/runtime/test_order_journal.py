@@ -574,3 +574,21 @@ async def test_a_modification_the_venue_refuses_by_removing_the_order_rejects_it
         )  # fmt: skip  # an ALO that would now cross: REJECTED, removed
         rejected = await reaches(bot, "alo-1", "rejected")
         assert [s for s, _ in await states(bot, rejected.id)] == ["submitted", "acked", "rejected"]
+
+
+async def test_a_modified_order_is_journaled_with_its_new_price_and_quantity(tmp_path):
+    async with run_bot(Quiet, tmp_path=tmp_path) as bot:
+        await limit(bot, "mod-1", "190")
+        acked = await reaches(bot, "mod-1", "acked")
+        await bot.ctx.modify_order(
+            "desk-a", symbol="AAPL-USD", order_id=acked.venue_order_id, side="BUY",
+            order_type="LIMIT", price=Decimal(189), quantity=Decimal(2),
+        )  # fmt: skip
+
+        async def amended():
+            e = await entry(bot, "mod-1")
+            return e if e.price == Decimal(189) else None
+
+        e = await bot.wait_for(amended, what="the entry amended")
+        assert (e.state, e.quantity) == ("acked", Decimal(2))
+        assert [s for s, _ in await states(bot, e.id)] == ["submitted", "acked", "acked"]

@@ -156,6 +156,22 @@ class Journal(Protocol):
         with the order's fields (``Order``) in their own columns."""
         ...
 
+    async def amend_order(
+        self,
+        entry_id: str,
+        *,
+        price: Decimal | None = None,
+        quantity: Decimal | None = None,
+        detail: str = "",
+    ) -> Entry:
+        """Record a resting order's new price and/or quantity (the venue's ``MODIFIED``): the
+        columns change, the state stays ``acked``, and the audit trail keeps the change.
+
+        Raises:
+          InvalidTransition: not an order, or not ``acked``.
+        """
+        ...
+
     async def mark_order(
         self,
         entry_id: str,

@@ -528,6 +528,31 @@ class SqliteStore:
 
         return self._write(run)
 
+    def amend_order(
+        self,
+        entry_id: str,
+        *,
+        price: Decimal | None = None,
+        quantity: Decimal | None = None,
+        detail: str = "",
+    ) -> Entry:
+        def run(db: sqlite3.Connection) -> Entry:
+            entry = self._fetch(db, entry_id)
+            if entry.kind != EntryKind.ORDER or entry.state != EntryState.ACKED:
+                raise InvalidTransition(
+                    f"{entry.kind} {entry_id} ({entry.state}) is not a resting order"
+                )
+            now = self._clock()
+            db.execute(
+                "UPDATE entries SET price = COALESCE(?, price), quantity = COALESCE(?, quantity), "
+                "updated_at = ?, detail = ? WHERE id = ?",
+                (_money(price), _money(quantity), now, detail, entry_id),
+            )
+            db.execute(_INSERT_EVENT, (entry_id, now, entry.state, entry.state, detail, None))
+            return self._fetch(db, entry_id)
+
+        return self._write(run)
+
     # -- reads -------------------------------------------------------------------------------
 
     def _select(
