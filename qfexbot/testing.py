@@ -271,6 +271,7 @@ async def run_bot(
     limits: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     sim: Mapping[str, Any] | None = None,
+    runtime: Mapping[str, Any] | None = None,
     wait_live: bool = True,
     start_timeout: float = 20.0,
     stop_timeout: float = 20.0,
@@ -294,6 +295,7 @@ async def run_bot(
       limits: ``[bots.NAME.limits]`` keys; by default every pair among the treasury and the
         bot's accounts is allowed and ``min_interval`` is 0, other limits keep their defaults.
       sim: extra ``[venues.NAME.sim]`` keys (``pulse_interval`` defaults to 0.1 s).
+      runtime: extra ``[runtime]`` keys (e.g. ``kill_switch_cancels_orders``).
       wait_live: wait until every session is LIVE before running the block.
       start_timeout, stop_timeout: bounds (s) on starting and on the graceful stop.
 
@@ -322,6 +324,7 @@ async def run_bot(
                 limits=limits,
                 dry_run=dry_run,
                 sim=sim,
+                runtime=runtime,
                 wait_live=wait_live,
                 start_timeout=start_timeout,
                 stop_timeout=stop_timeout,
@@ -344,19 +347,20 @@ async def run_bot(
         limits=limits,
         dry_run=dry_run,
         sim=sim,
+        runtime=runtime,
     )
-    runtime = Runtime(load_config(path))
+    process = Runtime(load_config(path))
     try:
         async with trio.open_nursery() as nursery:
             with trio.fail_after(start_timeout):
-                await nursery.start(runtime.run)
-            harness = BotHarness(runtime, "bot", instance, path)
+                await nursery.start(process.run)
+            harness = BotHarness(process, "bot", instance, path)
             try:
                 if wait_live:
                     await harness.wait_live(start_timeout)
                 yield harness
             finally:
-                runtime.stop()
+                process.stop()
                 nursery.cancel_scope.deadline = trio.current_time() + stop_timeout
     except BaseExceptionGroup as group:
         leaves = list(_leaves(group))
@@ -377,8 +381,10 @@ def write_bots_toml(
     limits: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     sim: Mapping[str, Any] | None = None,
+    runtime: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the harness's ``bots.toml`` (venue ``sim``, bot ``bot``) into ``directory``.
+    """Write the harness's ``bots.toml`` (venue ``sim``, bot ``bot``) into ``directory``
+    (``runtime``: more ``[runtime]`` keys).
 
     Returns:
       The path of the file written.
@@ -408,6 +414,7 @@ def write_bots_toml(
         'kill_switch_file = "var/PAUSED"',
         'state_dir = "var/state"',  # the journal's rollback mark stays in the test's directory
         f"plugin_dirs = {_toml([str(Path(d).resolve()) for d in plugin_dirs])}",
+        *(f"{_key(k)} = {_toml(v)}" for k, v in (runtime or {}).items()),
         "",
         f"[venues.{VENUE}]",  # the default kind: the embedded QFEX simulator
         "simulator = true",

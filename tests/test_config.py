@@ -100,8 +100,9 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         setting(("runtime/colour", "red")),
         [
             (
-                "runtime.colour: unknown key (allowed: dry_run, journal, kill_switch_file, "
-                "log_format, log_level, ops_listen, plugin_dirs, record, state_dir)"
+                "runtime.colour: unknown key (allowed: dry_run, journal, "
+                "kill_switch_cancels_orders, kill_switch_file, log_format, log_level, "
+                "ops_listen, plugin_dirs, record, state_dir)"
             )
         ],
     ),

@@ -126,7 +126,11 @@ def _headline(data: dict[str, Any]) -> str:
     health_text = "healthy" if data["healthy"] else "DEGRADED: " + "; ".join(data["problems"])
     line = f"qfexbot running: pid {data['pid']}, up {up}, {health_text}"
     if data.get("kill_switch"):
-        line += "\nKILL SWITCH ENGAGED: money movement paused (qfexbot resume to lift it)"
+        reason = data.get("kill_switch_reason") or "paused"
+        line += (
+            f"\nKILL SWITCH ENGAGED ({reason}): no money movement, no new orders "
+            "(qfexbot resume to lift it)"
+        )
     return line
 
 

@@ -66,6 +66,9 @@ class RuntimeConfig:
     state_dir: Path | None = None
     """Where the journal's second rollback mark lives; None: ``$QFEXBOT_STATE_DIR``, else the
     XDG state directory (see ``qfexbot.money.journal.mark_paths``)."""
+    kill_switch_cancels_orders: bool = False
+    """Whether engaging the kill switch also cancels every account's open orders (it always
+    refuses money movement and new orders)."""
 
 
 DEFAULT_TRANSFER_SETTLE = 600.0

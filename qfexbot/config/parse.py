@@ -78,6 +78,7 @@ _RUNTIME_KEYS = (
     "log_format",
     "plugin_dirs",
     "kill_switch_file",
+    "kill_switch_cancels_orders",
     "dry_run",
     "record",
     "ops_listen",
@@ -191,6 +192,7 @@ def _parse_runtime(err: _Errors, data: Any, base: Path) -> RuntimeConfig:
         record=table.get("record", _record(base), None),
         ops_listen=table.get("ops_listen", _loopback_address, DEFAULT_OPS_LISTEN),
         state_dir=table.get("state_dir", as_path, None),
+        kill_switch_cancels_orders=table.get("kill_switch_cancels_orders", _bool, False),
     )
 
 

@@ -5,8 +5,9 @@ nursery, like the simulator's REST API. It is unauthenticated and read-only, so 
 lets it listen on a loopback address (``[runtime] ops_listen``); expose it further with a
 reverse proxy that authenticates, if ever.
 
-- ``GET /healthz``: 200 ``{"status": "ok"}`` when every session is LIVE and no plugin is
-  disabled, else 503 ``{"status": "degraded", "problems": [...]}``;
+- ``GET /healthz``: 200 ``{"status": "ok"}`` when every session is LIVE, no plugin is
+  disabled and the kill switch is off, else 503 ``{"status": "degraded", "problems": [...]}``
+  (the kill switch's reason among them);
 - ``GET /status``: the JSON document ``qfexbot status`` renders (``qfexbot.ops.status``);
 - ``GET /metrics``: Prometheus text exposition of the runtime's own registry.
 """

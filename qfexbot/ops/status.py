@@ -19,6 +19,7 @@ import trio
 from qfexbot.core.accounts import AccountBook
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.events import BalanceEvent, ConnectionState, ConnectionStateEvent, Event
+from qfexbot.money.killswitch import kill_switch_reason
 from qfexbot.ops.view import RuntimeView, SessionView
 
 __all__ = [
@@ -114,7 +115,8 @@ def iter_sessions(
 
 
 def health(view: RuntimeView) -> tuple[bool, list[str]]:
-    """Whether every session is LIVE and no plugin is disabled; the problems if not."""
+    """Whether every session is LIVE, no plugin is disabled and the kill switch is off; the
+    problems if not."""
     problems = []
     sessions = list(iter_sessions(view))
     if not sessions:
@@ -126,6 +128,9 @@ def health(view: RuntimeView) -> tuple[bool, list[str]]:
         for plugin, stats in host.stats().items():
             if stats["disabled"]:
                 problems.append(f"plugin {bot}/{plugin} disabled: {stats['disabled_reason']}")
+    paused = kill_switch_reason(view.app.runtime.kill_switch_file)
+    if paused is not None:
+        problems.append(f"kill switch engaged: {paused} (no money movement, no new orders)")
     return not problems, problems
 
 
@@ -192,6 +197,7 @@ async def status_snapshot(view: RuntimeView) -> dict[str, Any]:
         "healthy": ok,
         "problems": problems,
         "kill_switch": view.app.runtime.kill_switch_file.exists(),
+        "kill_switch_reason": kill_switch_reason(view.app.runtime.kill_switch_file),
         "recording": [str(p) for p in view.recorder.files] if view.recorder else [],
         "sessions": sessions,
         "bots": bots,

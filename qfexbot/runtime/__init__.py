@@ -35,6 +35,7 @@ from qfexbot.core.venue import MarketDataFeed
 from qfexbot.events import Event
 from qfexbot.money.account_locks import AccountLocks
 from qfexbot.money.journal import JournalLocked, SqliteJournal
+from qfexbot.money.killswitch import kill_switch_reason
 from qfexbot.money.transfers import TransferService
 from qfexbot.ops.metrics import RuntimeMetrics
 from qfexbot.ops.recorder import Recorder
@@ -63,6 +64,8 @@ log = get_logger("qfexbot.runtime")
 RECONCILE_EVERY = 15.0
 """Seconds between reconciliation passes over unknown transfers while running (a transfer that
 ends unknown also triggers a pass at once: ``TransferService.run_reconciler``)."""
+KILL_SWITCH_EVERY = 1.0
+"""Seconds between two looks at the kill switch file (for its log lines and its cancels)."""
 
 
 class Runtime:
@@ -312,6 +315,7 @@ class Runtime:
                     self._start_sessions(sessions_nursery)
                     sessions_nursery.start_soon(report_connect_progress, self)
                     sessions_nursery.start_soon(self._stop_when_every_session_failed)
+                    sessions_nursery.start_soon(self._watch_kill_switch, actions)
                     self._start_reconcilers(sessions_nursery)
                     sessions_nursery.start_soon(actions.deliver_outcomes)
                     sessions_nursery.start_soon(self.orders.run)
@@ -334,6 +338,37 @@ class Runtime:
                 for run in self.venues.values():
                     await run.venue.aclose()
         log_event(log, logging.INFO, "stopped")
+
+    async def _watch_kill_switch(self, actions: RuntimeActions) -> None:
+        """Log each change of the kill switch (the file announces nothing: it is looked at
+        every ``KILL_SWITCH_EVERY`` s) and, with ``kill_switch_cancels_orders``, cancel every
+        account's open orders when it engages. Refusing money movement and new orders needs
+        no watcher: each transfer and order reads the file itself."""
+        path = self.app.runtime.kill_switch_file
+        engaged: str | None = None
+        while True:
+            now = kill_switch_reason(path)
+            if now is not None and engaged is None:
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "kill switch engaged: no money movement, no new orders (qfexbot resume)",
+                    reason=now,
+                    file=str(path),
+                )
+                if self.app.runtime.kill_switch_cancels_orders:
+                    sent = await actions.cancel_everything(now)
+                    log_event(log, logging.WARNING, "kill switch: open orders cancelled",
+                              accounts=sent)  # fmt: skip
+            elif now is None and engaged is not None:
+                log_event(
+                    log,
+                    logging.INFO,
+                    "kill switch released: money movement and orders resume",
+                    file=str(path),
+                )
+            engaged = now
+            await trio.sleep(KILL_SWITCH_EVERY)
 
     async def _stop_when_every_session_failed(self) -> None:
         """Stop the whole process once every account session is FAILED: nothing it runs can

@@ -31,6 +31,7 @@ from qfexbot.core.venue import Order, OrderRequest
 from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable
 from qfexbot.events import Event, ResyncEvent, TransferOutcomeEvent
 from qfexbot.money.journal import EntryKind, Journal
+from qfexbot.money.killswitch import kill_switch_reason
 from qfexbot.money.transfers import TransferResult
 from qfexbot.runtime.orders import OrderTracker, cancel_fields, order_fields
 from qfexbot.runtime.venues import VenueRun
@@ -50,6 +51,13 @@ _MAPPERS: dict[type, str] = {
     core_venue.CancelAll: "cancel_all",
 }
 """Each order action -> the ``Venue`` method that maps it to the venue's request."""
+
+_CANCELS = (core_venue.StopCancel, core_venue.TwapCancel, core_venue.CancelAll)
+"""The order actions that only take risk away: the kill switch lets them through."""
+PAUSED_CODE = "paused"
+"""``ActionRejected.code`` of an order refused because the kill switch is engaged."""
+KILL_SWITCH_PLUGIN = "kill-switch"
+"""The plugin name the kill switch's own cancels are journaled under."""
 
 
 def _entry_of(action: core_venue.OrderAction, request: OrderRequest) -> tuple[str, dict[str, Any]]:
@@ -205,7 +213,9 @@ class RuntimeActions:
         account_id = self._account(bot, account)
         request = self._run(bot).venue.cancel(symbol=symbol, order_id=order_id)
         fields = cancel_fields(symbol, order_id)
-        await self._send(bot, plugin, account_id, request, kind="cancel", fields=fields)
+        await self._send(
+            bot, plugin, account_id, request, kind="cancel", fields=fields, adds_risk=False
+        )
 
     async def _send(
         self,
@@ -216,6 +226,7 @@ class RuntimeActions:
         *,
         kind: str,
         fields: Mapping[str, Any] | None = None,
+        adds_risk: bool = True,
     ) -> None:
         """Journal, then send one order or cancel (a dry-run bot journals it and sends nothing);
         the order tracker records the outcome (``qfexbot.runtime.orders``). ``fields``: the
@@ -239,6 +250,17 @@ class RuntimeActions:
                 account=account_id,
             )
             return
+        paused = kill_switch_reason(self._app.runtime.kill_switch_file) if adds_risk else None
+        if paused is not None:
+            # The kill switch stops new orders as it stops money movement; cancels still go.
+            detail = f"kill switch engaged ({paused}): {request.command} not sent"
+            await self._journal.record_refusal(
+                bot=bot, plugin=plugin, venue=venue, action=request.command, code=PAUSED_CODE,
+                detail=detail, src=account_id, data=data,
+            )  # fmt: skip
+            log_event(log, logging.WARNING, "order refused: kill switch engaged",
+                      command=request.command, account=account_id, reason=paused)  # fmt: skip
+            raise ActionRejected(detail, code=PAUSED_CODE)
         session = self._session(bot, account_id)
         if self._orders is None:
             self._orders = OrderTracker(self._journal, self._runs)
@@ -269,7 +291,40 @@ class RuntimeActions:
         account_id = self._account(bot, account)
         request = _venue_method(self._run(bot).venue, _MAPPERS[type(action)])(action)
         kind, fields = _entry_of(action, request)
-        await self._send(bot, plugin, account_id, request, kind=kind, fields=fields)
+        await self._send(
+            bot, plugin, account_id, request, kind=kind, fields=fields,
+            adds_risk=not isinstance(action, _CANCELS),
+        )  # fmt: skip
+
+    async def cancel_everything(self, why: str) -> int:
+        """Cancel every open order of every account that has a session (the kill switch's
+        ``kill_switch_cancels_orders``), each journaled as a request of plugin
+        ``kill-switch`` under the first bot that lists the account; returns how many were
+        sent. An account whose session is down or whose venue has no cancel-all is logged and
+        skipped: the kill switch still refuses every new order there."""
+        sent = 0
+        done: set[tuple[str, str]] = set()  # (venue, account): once, whatever bots share it
+        for name, bot in self._app.bots.items():
+            run = self._runs.get(bot.venue)
+            if run is None:
+                continue
+            for account_id in run.sessions:
+                key = (bot.venue, account_id)
+                if key in done or account_id not in self._bot_accounts(name):
+                    continue
+                done.add(key)
+                try:
+                    await self.order_action(name, KILL_SWITCH_PLUGIN, account_id,
+                                            core_venue.CancelAll())  # fmt: skip
+                except ActionError as exc:
+                    log_event(log, logging.ERROR, "kill switch: open orders not cancelled",
+                              account=account_id, why=why, error=str(exc))  # fmt: skip
+                    continue
+                sent += 1
+        return sent
+
+    def _bot_accounts(self, bot: str) -> set[str]:
+        return {self._account(bot, alias) for alias in self._app.bots[bot].accounts}
 
     async def set_leverage(
         self, bot: str, plugin: str, account: str, symbol: str, leverage: Decimal
