@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from os import PathLike
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "ActionError",
@@ -45,9 +45,19 @@ class ConfigError(QfexbotError):
 
     fatal = True
 
-    def __init__(self, errors: Iterable[str], path: str | PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        errors: Iterable[str],
+        path: str | PathLike[str] | None = None,
+        *,
+        partial: Any = None,
+    ) -> None:
         self.errors: list[str] = list(errors)
         self.path = path
+        self.partial = partial
+        """The part of the configuration that is valid (an ``AppConfig`` of the bots with no
+        problem), or None: what ``qfexbot check`` still loads plugins from, so one pass reports
+        file and plugin problems together."""
         super().__init__(str(self))
 
     def __str__(self) -> str:

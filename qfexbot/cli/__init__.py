@@ -238,6 +238,11 @@ def _main(argv: list[str] | None) -> int:
         return new_plugin_command(
             args.name, directory=args.dir, tests=args.tests, package=args.package
         )
+    if args.command == "check":
+        # Not through _load: a file with problems still has its valid bots' plugins checked.
+        from qfexbot.cli.run import check_file  # noqa: PLC0415
+
+        return check_file(Path(args.config))
     if (
         args.command == "plugins"
         and args.config == DEFAULT_CONFIG
@@ -263,10 +268,6 @@ def _config_command(app: AppConfig, args: argparse.Namespace) -> int:
             record=args.record,
             dry_run=args.dry_run,
         )
-    if args.command == "check":
-        from qfexbot.cli.run import check_command  # noqa: PLC0415
-
-        return check_command(app)
     if args.command == "plugins":
         from qfexbot.cli.run import plugins_command  # noqa: PLC0415
 

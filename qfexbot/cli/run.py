@@ -18,7 +18,7 @@ from pathlib import Path
 
 import trio
 
-from qfexbot.config import AppConfig, ConfigError
+from qfexbot.config import AppConfig, ConfigError, load_config
 from qfexbot.core.logs import configure_logging, get_logger, log_event
 from qfexbot.core.plugins import PluginLoadError, discover_plugins
 from qfexbot.ops.recorder import with_recording
@@ -120,14 +120,33 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
     return leaves
 
 
+def check_file(path: Path) -> int:
+    """``qfexbot check``: the file's problems and, in the same pass, those of the plugins of
+    every bot that has none of its own (loaded, not started); nothing is connected."""
+    try:
+        app = load_config(path)
+    except ConfigError as exc:
+        errors = list(exc.errors)
+        if exc.partial is not None:
+            errors.extend(Runtime(exc.partial).check())
+        _print_problems(path, errors)
+        return 1
+    return check_command(app)
+
+
+def _print_problems(path: object, errors: list[str]) -> None:
+    print(f"{path}: {len(errors)} problem(s)", file=sys.stderr)
+    for line in errors:
+        print(f"  {line}", file=sys.stderr)
+
+
 def check_command(app: AppConfig) -> int:
-    """``qfexbot check``: load and validate every bot's plugins without connecting anything."""
+    """``qfexbot check`` of a valid file: load and validate every bot's plugins without
+    connecting anything."""
     runtime = Runtime(app)
     errors = runtime.check()
     if errors:
-        print(f"{app.path}: {len(errors)} problem(s)", file=sys.stderr)
-        for line in errors:
-            print(f"  {line}", file=sys.stderr)
+        _print_problems(app.path, errors)
         return 1
     plugins = sum(len(host.slots) for host in runtime.hosts.values())
     print(f"{app.path}: OK ({len(app.bots)} bots, {len(app.venues)} venues, {plugins} plugins)")

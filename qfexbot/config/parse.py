@@ -174,9 +174,46 @@ def parse_config(
         _check_shared_accounts(err, venues)
     bots = _parse_bots(err, top, venues, venue_aliases)
     if err.items:
-        raise ConfigError(err.items, file)
+        partial = _valid_part(err.items, file, base, runtime, venues, bots)
+        raise ConfigError(err.items, file, partial=partial)
     assert venues is not None  # a missing [venues] is an error
     return AppConfig(file, base, runtime, MappingProxyType(venues), MappingProxyType(bots))
+
+
+def _valid_part(
+    errors: list[str],
+    file: Path | None,
+    base: Path,
+    runtime: RuntimeConfig,
+    venues: dict[str, VenueConfig] | None,
+    bots: dict[str, Any],
+) -> AppConfig | None:
+    """The bots with no problem of their own, of their venue or of ``[runtime]`` (so their
+    plugins can still be loaded and checked), as an ``AppConfig``; None if there is none."""
+
+    def clean(prefix: str) -> bool:
+        return not any(e == prefix or e.startswith((f"{prefix}.", f"{prefix}:")) for e in errors)
+
+    if venues is None or not clean("runtime") or not clean("(top level)"):
+        return None
+    good = {
+        name: bot
+        for name, bot in bots.items()
+        if isinstance(bot, BotConfig)
+        and bot.venue in venues
+        and clean(f"bots.{name}")
+        and clean(f"venues.{bot.venue}")
+    }
+    if not good:
+        return None
+    used = {bot.venue for bot in good.values()}
+    return AppConfig(
+        file,
+        base,
+        runtime,
+        MappingProxyType({name: venues[name] for name in used}),
+        MappingProxyType(good),
+    )
 
 
 def _parse_runtime(err: _Errors, data: Any, base: Path) -> RuntimeConfig:

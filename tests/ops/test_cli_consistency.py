@@ -48,3 +48,22 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
         stderr = process.stderr.read()
         assert process.wait(timeout=60) == 141
     assert stderr == b""
+
+
+def test_check_reports_file_and_plugin_problems_in_one_pass(tmp_path: Path) -> None:
+    """A problem in one bot's table no longer hides another bot's plugin problems until the
+    first is fixed: one run of check lists both (each by key path)."""
+    assert init_command(tmp_path) == 0
+    path = tmp_path / "bots.toml"
+    text = path.read_text()
+    text = text.replace("max = 2000\nbands", 'max = "lots"\nbands', 1)  # the rebalancer's option
+    text = text.replace('[bots.watch]\nvenue = "demo"', '[bots.watch]\nvenue = "demo"\ncolour = 1')
+    path.write_text(text)
+    check = _qfexbot(tmp_path, "check", "bots.toml")
+    assert check.returncode == 1
+    assert "2 problem(s)" in check.stderr
+    assert "bots.watch.colour: unknown key" in check.stderr
+    assert (
+        'bots.keep-funded.plugins.rebalancer.max: expected a non-negative number, got "lots"'
+        in (check.stderr)
+    )
