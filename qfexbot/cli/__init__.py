@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "journal",
         help="list journal entries (or: journal resolve|backup|accept-restore ...)",
         epilog="To resolve an unknown transfer by hand: "
-        "qfexbot journal resolve ID --applied|--not-applied [--config CONFIG]. "
+        "qfexbot journal resolve ID [CONFIG] --applied|--not-applied. "
         "To back the journal up (online, consistent): qfexbot journal backup PATH [CONFIG] "
         "[--force]. After restoring an older journal: qfexbot journal accept-restore [CONFIG] "
         "[--reason TEXT].",
@@ -114,10 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     how = resolve.add_mutually_exclusive_group(required=True)
     how.add_argument("--applied", dest="applied", action="store_true")
     how.add_argument("--not-applied", dest="applied", action="store_false")
-    resolve.add_argument("--config", default=DEFAULT_CONFIG)
     release = sub.add_parser("journal-release")  # `journal release ACCOUNT`: lift account holds
     release.add_argument("account", help="account alias or id")
-    release.add_argument("--config", default=DEFAULT_CONFIG)
+    for command in (resolve, release):
+        # CONFIG positional as everywhere; --config kept for the scripts that use it.
+        command.add_argument("config_pos", nargs="?", metavar="config", default=None)
+        command.add_argument("--config", dest="config_opt", default=None)
     # `journal backup PATH [CONFIG]` and `journal accept-restore [CONFIG]`, routed by main()
     backup = sub.add_parser("journal-backup", prog="qfexbot journal backup")
     backup.add_argument("path", help="where to write the backup (a new file, mode 0600)")
@@ -223,7 +225,12 @@ def _main(argv: list[str] | None) -> int:
         ["accept-restore"],
     ):
         argv = [f"journal-{argv[1]}", *argv[2:]]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("journal-resolve", "journal-release"):
+        if args.config_pos and args.config_opt and args.config_pos != args.config_opt:
+            parser.error(f"two configs given: {args.config_pos} and --config {args.config_opt}")
+        args.config = args.config_pos or args.config_opt or DEFAULT_CONFIG
     if args.command == "sim":
         from qfexbot.cli.sim import run_sim_command  # noqa: PLC0415
 

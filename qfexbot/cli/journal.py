@@ -27,6 +27,7 @@ from qfexbot.money.journal import (
     Entry,
     EntryKind,
     EntryNotFound,
+    EntryState,
     Hold,
     InvalidTransition,
     JournalLocked,
@@ -355,6 +356,11 @@ def _run(app: AppConfig, args: argparse.Namespace) -> str:
     journal, kill_switch = app.runtime.journal, app.runtime.kill_switch_file
     books = {name: AccountBook(venue.accounts, name=name) for name, venue in app.venues.items()}
     if args.command == "journal":
+        known = sorted(v for k, v in vars(EntryState).items() if k.isupper())
+        if args.state is not None and args.state not in known:
+            raise JournalCommandError(
+                f"--state {args.state!r} is no entry state; one of: {', '.join(known)}"
+            )
         names: dict[str, str] = {}
         for book in books.values():  # an id in two venue tables: the later table's alias
             names.update((account_id, book.alias_of(account_id)) for account_id in book.ids())

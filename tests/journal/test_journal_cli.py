@@ -176,8 +176,14 @@ accounts = ["desk-a"]
 """)
     assert main(["journal", "release", "desk-a", "--config", str(config)]) == 0
     assert "released 1 hold(s) on desk-a" in capsys.readouterr().out
-    assert main(["journal", "release", "desk-a", "--config", str(config)]) == 1
+    assert main(["journal", "release", "desk-a", str(config)]) == 1  # CONFIG positional too
     assert "no active hold on account desk-a" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # two different configs: refused, not a guess
+        main(["journal", "release", "desk-a", str(config), "--config", "other.toml"])
+    assert "two configs given" in capsys.readouterr().err
+    # --state is checked: a typo is an error naming the states, not an empty list.
+    assert main(["journal", str(config), "--state", "unknwn"]) == 1
+    assert "--state 'unknwn' is no entry state; one of:" in capsys.readouterr().err
     store = SqliteStore(path)
     try:
         assert store.active_holds() == []
