@@ -186,7 +186,7 @@ def decide(
                 treasury,
                 account,
                 amount,
-                f"top-up: {account} has {balance}, below band min {band.min}; "
+                f"top-up: {account} has {_shown(balance)}, below band min {band.min}; "
                 f"restoring toward target {band.target}{note}",
             )
         )
@@ -202,11 +202,17 @@ def decide(
                 account,
                 treasury,
                 amount,
-                f"sweep: {account} has {balance}, above band max {band.max}; "
+                f"sweep: {account} has {_shown(balance)}, above band max {band.max}; "
                 f"restoring toward target {band.target}{note}",
             )
         )
     return proposals
+
+
+def _shown(amount: Decimal) -> str:
+    """An amount as a message shows it: to the cent, without trailing zeros (the transfer
+    itself and the events keep the exact value)."""
+    return format(amount.quantize(Decimal("0.01")).normalize(), "f")
 
 
 # ---------------------------------------------------------------------------------------------

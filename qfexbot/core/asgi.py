@@ -5,6 +5,7 @@ hypercorn's trio worker serves them; these helpers are the parts every app repea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,7 +26,12 @@ def hypercorn_config(
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
-    config.errorlog = get_logger(logger) if logger else None
+    errors = get_logger(logger) if logger else None
+    if errors is not None:
+        # Hypercorn's own "Running on ..." banner reads like a line of the bot; our servers
+        # log where they listen themselves. Its warnings and errors still come through.
+        errors.setLevel(logging.WARNING)
+    config.errorlog = errors
     config.graceful_timeout = graceful_timeout
     return config
 

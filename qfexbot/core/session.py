@@ -655,13 +655,16 @@ class Supervisor:
         self.stats.state = state
         self._changed.set()
         self._changed = trio.Event()
+        # What changed, and why only when there is a why: no empty reason= or attempt=0.
+        extra: dict[str, Any] = {"reason": reason} if reason else {}
+        if attempt:
+            extra["attempt"] = attempt
         log_event(
             log,
             _STATE_LOG_LEVEL.get(state, logging.DEBUG),
             f"session {state.value}",
             previous=previous.value,
-            reason=reason,
-            attempt=attempt,
+            **extra,
         )
         await self._publish(
             ConnectionStateEvent(

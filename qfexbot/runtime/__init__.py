@@ -32,7 +32,7 @@ from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_context, log_event
 from qfexbot.core.plugins import PluginHost, PluginLoadError
 from qfexbot.core.venue import MarketDataFeed
-from qfexbot.events import Event
+from qfexbot.events import ConnectionState, Event
 from qfexbot.money.account_locks import AccountLocks
 from qfexbot.money.journal import JournalLocked, SqliteJournal
 from qfexbot.money.killswitch import kill_switch_reason
@@ -64,6 +64,8 @@ log = get_logger("qfexbot.runtime")
 RECONCILE_EVERY = 15.0
 """Seconds between reconciliation passes over unknown transfers while running (a transfer that
 ends unknown also triggers a pass at once: ``TransferService.run_reconciler``)."""
+SUMMARY_WITHIN = 5.0
+"""Seconds the run summary may take at shutdown (it reads the journal) before it is skipped."""
 KILL_SWITCH_EVERY = 1.0
 """Seconds between two looks at the kill switch file (for its log lines and its cancels)."""
 
@@ -175,12 +177,43 @@ class Runtime:
                 await refuse_unnamed_entries(self.journal, self.app)
                 await self._run_venues(root, creds, actions, duration, task_status)
             finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(SUMMARY_WITHIN):
+                    await self._log_summary()
                 await self.journal.close()
                 if locks is not None:
                     locks.release()
                 if state_file is not None:
                     remove_state(state_file)
                 root.cancel_scope.cancel()
+
+    async def _log_summary(self) -> None:
+        """One line at shutdown: what this run did (journal entries since it started, fills,
+        reconnects) and what is left for the operator (transfers in doubt, failed sessions,
+        disabled plugins)."""
+        if self.started_at is None or self.journal is None:
+            return
+        try:
+            counts = await self.journal.counts_since(self.started_at)
+        except (sqlite3.Error, OSError):  # the journal failing is reported where it failed
+            return
+        sessions = [s for run in self.venues.values() for s in run.sessions.values()]
+        problems = [
+            f"{sum(1 for s in sessions if s.state is ConnectionState.FAILED)} session(s) FAILED",
+            f"{len(await self.journal.unresolved())} transfer(s) in doubt",
+            f"{sum(1 for h in self.hosts.values() for st in h.stats().values() if st['disabled'])}"
+            " plugin(s) disabled",
+        ]
+        log_event(
+            log,
+            logging.INFO,
+            "run summary",
+            transfers=_counted(counts.get("transfer", {})),
+            orders=_counted(counts.get("order", {})),
+            refusals=sum(counts.get("refusal", {}).values()),
+            fills=self.orders.fills if self.orders is not None else 0,
+            reconnects=sum(s.stats.reconnects for s in sessions),
+            left=", ".join(p for p in problems if not p.startswith("0 ")) or "nothing",
+        )
 
     async def _serve_ops(self, root: trio.Nursery) -> Path | None:
         """Start the ops endpoint (if configured) and write its state file beside the journal,
@@ -449,3 +482,8 @@ def _address_in_use(exc: BaseException) -> OSError | None:
             if found is not None:
                 return found
     return None
+
+
+def _counted(states: Mapping[str, int]) -> str:
+    """``{"done": 3, "failed": 1}`` as ``"3 done, 1 failed"`` (``"none"`` when empty)."""
+    return ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"

@@ -31,11 +31,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import trio
 
+from qfexbot.core.accounts import AccountBook
 from qfexbot.core.bus import Inbox
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.venue import Order, OrderRequest
 from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable
-from qfexbot.events import Event, OrderUpdateEvent, ResyncEvent
+from qfexbot.events import Event, FillEvent, OrderUpdateEvent, ResyncEvent
 from qfexbot.money.journal import Entry, EntryKind, EntryState, InvalidTransition, Journal
 from qfexbot.money.journal.model import MACHINES
 from qfexbot.runtime.venues import VenueRun
@@ -168,7 +169,11 @@ class OrderTracker:
         # (venue, account, client order id) of the orders being journaled right now
         self._claimed: set[tuple[str, ...]] = set()
         self._lock = trio.Lock()
-        self.inbox = Inbox("order-tracker", size=10_000, subscribes=(OrderUpdateEvent, ResyncEvent))
+        self.inbox = Inbox(
+            "order-tracker", size=10_000, subscribes=(OrderUpdateEvent, ResyncEvent, FillEvent)
+        )
+        self.fills = 0
+        """Executions seen (for the run's summary)."""
 
     def __repr__(self) -> str:
         return f"OrderTracker(orders={len(self._orders)}, cancels={len(self._cancels)})"
@@ -317,6 +322,29 @@ class OrderTracker:
             self._due.add((event.venue, event.account_id))
         elif isinstance(event, OrderUpdateEvent):
             await self._on_update(event)
+        elif isinstance(event, FillEvent):
+            self._log_fill(event)
+
+    def _log_fill(self, fill: FillEvent) -> None:
+        """One line per execution, with price and fee, as the venue reported them."""
+        self.fills += 1
+        run = self._venues.get(fill.venue)
+        alias = (
+            AccountBook(run.config.accounts).alias_of(fill.account_id)
+            if run is not None
+            else fill.account_id
+        )
+        role = "taker" if fill.is_taker else "maker"
+        log_event(
+            log,
+            logging.INFO,
+            f"fill {fill.side} {fill.quantity} {fill.symbol} @ {fill.price}, fee {fill.fee}",
+            venue=fill.venue,
+            account=alias,
+            role=role,
+            order_id=fill.order_id,
+            client_order_id=fill.client_order_id,
+        )
 
     async def sweep(self) -> None:
         """Entries submitted longer than the settle time without a reply become ``unknown``;

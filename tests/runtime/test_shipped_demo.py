@@ -76,3 +76,32 @@ def test_qfexbot_run_with_shipped_bots_toml_logs_balances_and_rebalances(tmp_pat
     assert Decimal(500) <= last["desk-a"] <= Decimal(2000)
     assert Decimal(1000) <= last["desk-b"] <= Decimal(4000)
     assert Decimal(500) <= last["desk-c"] <= Decimal(2000)
+
+
+def test_the_demos_log_is_worth_reading(tmp_path):
+    """Issue 15, "a log worth reading": changes, not repeats; amounts to the cent in messages;
+    each state change once; fills with price and fee; a summary at shutdown; no server banner
+    that looks like a line of the bot."""
+    shutil.copy(REPO / "bots.toml", tmp_path / "bots.toml")
+    run = subprocess.run(
+        [sys.executable, "-m", "qfexbot.cli", "run", "bots.toml", "--duration", "8"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    log = run.stderr
+    assert "Running on http" not in log, "hypercorn's banner"
+    assert 'reason=""' not in log and "attempt=0" not in log, "empty fields of a state change"
+    assert "balance_logger: session" not in log, "session changes are logged once, by the core"
+    assert len(re.findall(r"session live venue=demo account=desk-a ", log)) == 1
+    for value in re.findall(r"balance account=\S+ available=(\S+) equity=(\S+)", log):
+        assert all(Decimal(v).as_tuple().exponent >= -2 for v in value), value
+    fills = re.findall(r"runtime\.orders: fill (BUY|SELL) \S+ AAPL-USD @ \S+, fee \S+ ", log)
+    assert fills, log[-3000:]
+    [summary] = re.findall(r"runtime: run summary (.*)", log)
+    assert 'transfers="3 done"' in summary and f"fills={len(fills)}" in summary, summary
+    balances = len(re.findall(r"balance account=", log))
+    assert balances < 4 * 8, f"{balances} balance lines in 8 s: repeats, not changes"

@@ -190,6 +190,11 @@ class Journal(Protocol):
         """
         ...
 
+    async def counts_since(self, since: float) -> dict[str, dict[str, int]]:
+        """How many entries were written since ``since`` (Unix s), by kind and state: the run
+        summary ``qfexbot run`` logs at shutdown."""
+        ...
+
     async def unsettled_orders(self, venue: str | None = None) -> list[Entry]:
         """Orders and cancels still submitted, acked or unknown (of venue name ``venue``),
         oldest first: what the order tracker follows and reconciles."""

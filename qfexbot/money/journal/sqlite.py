@@ -584,6 +584,16 @@ class SqliteStore:
             params.append(venue)
         return self._select(where, params, "created_at, rowid")
 
+    def counts_since(self, since: float) -> dict[str, dict[str, int]]:
+        rows = self._db.execute(
+            "SELECT kind, state, COUNT(*) FROM entries WHERE created_at >= ? GROUP BY kind, state",
+            (since,),
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for kind, state, count in rows:
+            counts.setdefault(kind, {})[state] = count
+        return counts
+
     def unsettled_orders(self, venue: str | None = None) -> list[Entry]:
         marks = ", ".join("?" for _ in ORDER_UNSETTLED)
         where = f"kind IN ('order', 'cancel') AND state IN ({marks})"
