@@ -586,7 +586,7 @@ class Rebalancer:
             if balance is None:
                 key, say = "unknown", "balance not known yet; waiting for a balance event"
             elif band.contains(balance):
-                key, say = "in band", f"in band: {balance} within [{band.min}, {band.max}]"
+                key, say = "in band", f"in band: {_shown(balance)} within [{band.min}, {band.max}]"
             else:
                 out = f"{balance} outside [{band.min}, {band.max}]"
                 if account in self.pending:

@@ -15,7 +15,7 @@ from typing import Any
 from qfexbot.config import AppConfig, ConfigError, load_config
 from qfexbot.venues import registry
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "parse_args"]
 
 DEFAULT_CONFIG = "bots.toml"
 
@@ -216,8 +216,9 @@ _JOURNAL_COMMANDS = (
 # would otherwise pay about half a second importing the runtime, the venues and the simulators.
 
 
-def _main(argv: list[str] | None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """``argv`` (without the program name) as the command line reads it, or ``SystemExit(2)``
+    with argparse's message: what ``main`` runs, and what the docs' commands are checked with."""
     if argv[:1] == ["journal"] and argv[1:2] in (
         ["resolve"],
         ["release"],
@@ -231,6 +232,11 @@ def _main(argv: list[str] | None) -> int:
         if args.config_pos and args.config_opt and args.config_pos != args.config_opt:
             parser.error(f"two configs given: {args.config_pos} and --config {args.config_opt}")
         args.config = args.config_pos or args.config_opt or DEFAULT_CONFIG
+    return args
+
+
+def _main(argv: list[str] | None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.command == "sim":
         from qfexbot.cli.sim import run_sim_command  # noqa: PLC0415
 
