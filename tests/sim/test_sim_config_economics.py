@@ -161,11 +161,26 @@ def test_every_market_hours_problem_is_listed_with_its_path() -> None:
     )
     path = 'sim.symbols."AAPL-USD".market_hours'
     assert errors == [
-        f"{path}.funday: unknown key",
+        f'{path}.funday: unknown key (did you mean "sunday"?)',  # as bots.toml words it
         f"{path}.tz: expected an IANA time zone name, got 'Mars/Olympus'",
         f"{path}.monday.close: 04:00:00 is not after open 20:00:00",
-        f"{path}.tuesday.lunch: unknown key",
+        f"{path}.tuesday.lunch: unknown key (allowed: close, open)",
         f'{path}.tuesday.open: expected a time of day "HH:MM" or "HH:MM:SS", got \'25:00\'',
         f'{path}.tuesday.close: expected a time of day "HH:MM" or "HH:MM:SS", got \'26:00\'',
         f"{path}.wednesday: expected a table with open and close, got 'all day'",
     ]
+
+
+def test_unknown_simulator_keys_say_what_was_meant_as_bots_toml_does() -> None:
+    """Issue 15: the simulator's config errors get "did you mean" like bots.toml's."""
+    assert problems({"pulse_intervall": 1}) == [
+        'sim.pulse_intervall: unknown key (did you mean "pulse_interval"?)'
+    ]
+    assert problems({"symbols": {"AAPL-USD": {"tick_sise": "0.01"}}}) == [
+        'sim.symbols."AAPL-USD".tick_sise: unknown key (did you mean "tick_size"?)'
+    ]
+    [line] = problems({"zzz": 1})
+    assert line.startswith("sim.zzz: unknown key (allowed: ") and "pulse_interval" in line
+    with pytest.raises(SimConfigError) as caught:
+        parse_sim_config({"users": USERS, "simm": {}})
+    assert caught.value.errors == ['simm: unknown key (did you mean "sim"?)']

@@ -3,6 +3,7 @@ file, and the key checks whose messages name the key path."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,7 +12,7 @@ import tomli
 
 from qfexbot.errors import SimulatorError
 
-__all__ = ["ConfigProblems", "non_empty_string", "read_toml", "unknown_keys"]
+__all__ = ["ConfigProblems", "non_empty_string", "read_toml", "unknown_key", "unknown_keys"]
 
 
 class ConfigProblems(SimulatorError, ValueError):
@@ -43,11 +44,21 @@ def read_toml(path: str | Path, error: type[ConfigProblems]) -> dict[str, Any]:
 def unknown_keys(
     table: Mapping[str, Any], known: Iterable[str], path: str, errors: list[str]
 ) -> None:
-    """Add ``<path>.<key>: unknown key`` for every key of ``table`` not in ``known``."""
-    allowed = set(known)
+    """Add ``<path>.<key>: unknown key (...)`` for every key of ``table`` not in ``known``."""
+    allowed = list(known)
     for key in table:
         if key not in allowed:
-            errors.append(f"{path}.{key}: unknown key")
+            errors.append(unknown_key(f"{path}.{key}", str(key), allowed))
+
+
+def unknown_key(path: str, key: str, allowed: Iterable[str]) -> str:
+    """The problem line of an unknown key, as bots.toml words it: the close match ("did you
+    mean"), else every allowed key."""
+    choices = sorted(set(allowed))
+    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+    if close:
+        return f'{path}: unknown key (did you mean "{close[0]}"?)'
+    return f"{path}: unknown key (allowed: {', '.join(choices)})"
 
 
 def non_empty_string(value: Any, path: str, errors: list[str], *, show: bool = True) -> str | None:

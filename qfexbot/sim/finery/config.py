@@ -27,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from qfexbot.sim.common.config import ConfigProblems, read_toml, unknown_keys
+from qfexbot.sim.common.config import ConfigProblems, read_toml, unknown_key, unknown_keys
 
 __all__ = [
     "FineryCurrency",
@@ -177,7 +177,7 @@ def parse_finery_sim_config(table: Mapping[str, Any]) -> FinerySimConfig:
             else:
                 kwargs[key] = value
         elif key != "clients":
-            errors.append(f"{path}: unknown key")
+            errors.append(unknown_key(path, str(key), (*_FLOATS, "strict_nonce", "clients")))
     clients = _clients(table.get("clients"), errors)
     if errors:
         raise FinerySimConfigError(errors)

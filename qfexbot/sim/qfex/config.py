@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from qfexbot.sim.common.config import ConfigProblems, non_empty_string, read_toml, unknown_keys
+from qfexbot.sim.common.config import (
+    ConfigProblems,
+    non_empty_string,
+    read_toml,
+    unknown_key,
+    unknown_keys,
+)
 
 __all__ = [
     "ALWAYS_OPEN",
@@ -265,7 +271,7 @@ def parse_sim_config(data: Mapping[str, Any]) -> SimConfig:
     errors: list[str] = []
     for key in data:
         if key not in ("users", "sim", "finery"):
-            errors.append(f"{key}: unknown key")
+            errors.append(unknown_key(str(key), str(key), ("users", "sim", "finery")))
     users = _parse_users(data.get("users"), errors)
     kwargs: dict[str, Any] = {}
     sim = data.get("sim", {})
@@ -303,7 +309,8 @@ def _tunable(key: str, value: Any, kwargs: dict[str, Any], errors: list[str]) ->
         if symbols is not None:
             kwargs["symbols"] = symbols
     else:
-        errors.append(f"{path}: unknown key")
+        known = (*_SIM_FLOATS, *_SIM_DECIMALS, *_FEES, *_SIM_INTS, "symbols")
+        errors.append(unknown_key(path, key, known))
 
 
 def _sim_int(key: str, value: Any, path: str, errors: list[str]) -> int | None:
@@ -470,7 +477,8 @@ def _symbol_changes(table: Mapping[str, Any], path: str, errors: list[str]) -> d
             if hours is not None:
                 changes[key] = hours
         else:
-            errors.append(f"{key_path}: unknown key")
+            known = (*_SYMBOL_DECIMALS, *_SYMBOL_INTS, *_SYMBOL_STRS, *_FEES, "market_hours")
+            errors.append(unknown_key(key_path, str(key), known))
     return changes
 
 
