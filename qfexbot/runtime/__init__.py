@@ -177,8 +177,6 @@ class Runtime:
                 await refuse_unnamed_entries(self.journal, self.app)
                 await self._run_venues(root, creds, actions, duration, task_status)
             finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(SUMMARY_WITHIN):
-                    await self._log_summary()
                 await self.journal.close()
                 if locks is not None:
                     locks.release()
@@ -370,6 +368,8 @@ class Runtime:
             with trio.CancelScope(shield=True):
                 for run in self.venues.values():
                     await run.venue.aclose()
+                with trio.move_on_after(SUMMARY_WITHIN):
+                    await self._log_summary()
         log_event(log, logging.INFO, "stopped")
 
     async def _watch_kill_switch(self, actions: RuntimeActions) -> None:

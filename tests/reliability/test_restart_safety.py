@@ -64,6 +64,14 @@ marker = "marker"
 Key = tuple[str, str, Decimal]
 
 
+def _all_logged(log: Path) -> bool:
+    """Whether every entry the run logged as still in doubt was then logged as reconciled."""
+    said = [(str(x.get("msg", "")), x.get("entry")) for x in log_lines(log)]
+    doubt = {entry for msg, entry in said if msg.startswith("journal entry still in doubt")}
+    done = {entry for msg, entry in said if msg.startswith("journal entry reconciled")}
+    return doubt <= done
+
+
 def journal_transfers(path: Path) -> tuple[Counter[Key], Counter[str]]:
     """(done transfers as (src, dst, amount) counts, count per state) read from the file."""
     with sqlite3.connect(path) as db:
@@ -128,8 +136,8 @@ def test_sigkill_during_transfers_never_loses_or_doubles_money(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             _, states = journal_transfers(journal)
-            if not states["pending"] + states["sent"] + states["unknown"]:
-                break
+            if not states["pending"] + states["sent"] + states["unknown"] and _all_logged(log):
+                break  # settled in the journal, and each settling logged (it follows the commit)
             time.sleep(0.2)
     finally:
         proc.send_signal(2)
