@@ -323,10 +323,11 @@ class OrderTracker:
         elif isinstance(event, OrderUpdateEvent):
             await self._on_update(event)
         elif isinstance(event, FillEvent):
-            self._log_fill(event)
+            await self._log_fill(event)
 
-    def _log_fill(self, fill: FillEvent) -> None:
-        """One line per execution, with price and fee, as the venue reported them."""
+    async def _log_fill(self, fill: FillEvent) -> None:
+        """One line per execution, with price and fee, as the venue reported them, and the bot
+        and plugin whose order it was (from its journal entry)."""
         self.fills += 1
         run = self._venues.get(fill.venue)
         alias = (
@@ -334,14 +335,21 @@ class OrderTracker:
             if run is not None
             else fill.account_id
         )
-        role = "taker" if fill.is_taker else "maker"
+        whose: dict[str, str] = {}
+        if fill.client_order_id:
+            entries = await self._journal.orders_by_client_id(
+                fill.venue, fill.account_id, fill.client_order_id
+            )
+            if entries:
+                whose = {"bot": entries[0].bot, "plugin": entries[0].plugin}
         log_event(
             log,
             logging.INFO,
             f"fill {fill.side} {fill.quantity} {fill.symbol} @ {fill.price}, fee {fill.fee}",
+            **whose,
             venue=fill.venue,
             account=alias,
-            role=role,
+            role="taker" if fill.is_taker else "maker",
             order_id=fill.order_id,
             client_order_id=fill.client_order_id,
         )

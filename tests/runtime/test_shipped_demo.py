@@ -99,8 +99,10 @@ def test_the_demos_log_is_worth_reading(tmp_path):
     assert len(re.findall(r"session live venue=demo account=desk-a ", log)) == 1
     for value in re.findall(r"balance account=\S+ available=(\S+) equity=(\S+)", log):
         assert all(Decimal(v).as_tuple().exponent >= -2 for v in value), value
-    fills = re.findall(r"runtime\.orders: fill (BUY|SELL) \S+ AAPL-USD @ \S+, fee \S+ ", log)
+    fills = re.findall(r"runtime\.orders: fill (BUY|SELL) \S+ AAPL-USD @ \S+, fee \S+ (.*)", log)
     assert fills, log[-3000:]
+    assert all("bot=trader plugin=demo_trader" in rest for _, rest in fills), fills[:3]
+    fills = [side for side, _ in fills]
     [summary] = re.findall(r"runtime: run summary (.*)", log)
     assert 'transfers="3 done"' in summary and f"fills={len(fills)}" in summary, summary
     balances = len(re.findall(r"balance account=", log))
