@@ -340,7 +340,8 @@ class RuntimeActions:
             )  # fmt: skip
             return
         session = self._session(bot, account_id)
-        await self._run(bot).venue.set_leverage(session, symbol=symbol, leverage=leverage)
+        setter = _venue_method(self._run(bot).venue, "set_leverage")
+        await setter(session, symbol=symbol, leverage=leverage)
         log_event(log, logging.INFO, "leverage set", account=account_id, symbol=symbol,
                   leverage=str(leverage))  # fmt: skip
 

@@ -257,7 +257,7 @@ from decimal import Decimal
 
 import trio
 
-from qfexbot import ConnectionState, ConnectionStateEvent, FillEvent, hookimpl
+from qfexbot import ActionError, ConnectionState, ConnectionStateEvent, FillEvent, hookimpl
 
 
 class Probe:
@@ -267,6 +267,7 @@ class Probe:
         self.cancelled = False
         self.transfer = None
         self.snapshot = None
+        self.refused = []
         self._changed = trio.Event()
 
     async def until(self, predicate):
@@ -297,6 +298,16 @@ class Probe:
         elif event.account_id == ctx.account_id("desk") and self.transfer is None:
             self.transfer = await ctx.transfer("treasury", "desk", Decimal(25), "toy")
             self.snapshot = await ctx.positions("desk")
+            # The toy has none of the later Venue methods: an ActionError each, nothing sent.
+            for act in (
+                ctx.modify_order("desk", symbol="TOY-USD", order_id="x", side="BUY",
+                                 order_type="LIMIT", price=Decimal(11)),
+                ctx.set_leverage("desk", symbol="TOY-USD", leverage=Decimal(2)),
+            ):
+                try:
+                    await act
+                except ActionError as exc:
+                    self.refused.append(str(exc))
 '''
 
 BOTS_TOML = """
@@ -411,6 +422,11 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
         ]
     resyncs = {e.account_id: e.balance for e in events if isinstance(e, ResyncEvent)}
     assert resyncs[TREASURY].available == 1000 and resyncs[DESK].deposit == 500
+    # A venue written before modify and leverage existed: refused, nothing sent.
+    assert plugin.refused == [
+        "venue 't' has no modify",
+        "venue 't' has no set_leverage",
+    ]
 
     # ctx.add_order reached the toy server as the documented command, and its fill came back.
     command, cancel = server.commands
@@ -474,6 +490,8 @@ async def test_a_toy_venue_runs_on_the_runtime(tmp_path: Path, toy_kind: str) ->
     assert sorted(d.action for d in replayed.recorded_decisions) == [
         "add_order",
         "cancel_order",
+        "modify_order",  # decided (and recorded) though the venue refused it
+        "set_leverage",
         "transfer",
     ]
     assert replayed.parse_errors == 0 and replayed.mismatches() == []
