@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -66,6 +67,8 @@ _NOT_RESTING = frozenset({"IOC", "FOK"})
 _NOT_ABOUT_ORDER = frozenset(
     {"NO_SUCH_ORDER", "CANNOT_MODIFY_PARTIAL_FILL", "CANNOT_MODIFY_NO_SUCH_ORDER"}
 )
+OWNERS_KEPT = 10_000
+"""Recent orders whose bot and plugin the fill lines can name."""
 _TICK_MAX = 1.0
 """Longest wait (s) between two sweeps (unanswered orders, accounts due for reconciliation)."""
 
@@ -174,6 +177,9 @@ class OrderTracker:
         )
         self.fills = 0
         """Executions seen (for the run's summary)."""
+        self._owners: OrderedDict[tuple[str, str, str], tuple[str, str]] = OrderedDict()
+        """(venue, account, client order id) -> (bot, plugin) of the latest orders, for the
+        fill lines; at most ``OWNERS_KEPT``."""
 
     def __repr__(self) -> str:
         return f"OrderTracker(orders={len(self._orders)}, cancels={len(self._cancels)})"
@@ -323,11 +329,12 @@ class OrderTracker:
         elif isinstance(event, OrderUpdateEvent):
             await self._on_update(event)
         elif isinstance(event, FillEvent):
-            await self._log_fill(event)
+            self._log_fill(event)
 
-    async def _log_fill(self, fill: FillEvent) -> None:
+    def _log_fill(self, fill: FillEvent) -> None:
         """One line per execution, with price and fee, as the venue reported them, and the bot
-        and plugin whose order it was (from its journal entry)."""
+        and plugin whose order it was (remembered when it was journaled: no journal read per
+        fill, this inbox takes private events and must keep up with the sessions)."""
         self.fills += 1
         run = self._venues.get(fill.venue)
         alias = (
@@ -335,13 +342,8 @@ class OrderTracker:
             if run is not None
             else fill.account_id
         )
-        whose: dict[str, str] = {}
-        if fill.client_order_id:
-            entries = await self._journal.orders_by_client_id(
-                fill.venue, fill.account_id, fill.client_order_id
-            )
-            if entries:
-                whose = {"bot": entries[0].bot, "plugin": entries[0].plugin}
+        owner = self._owners.get((fill.venue, fill.account_id, fill.client_order_id))
+        whose = {"bot": owner[0], "plugin": owner[1]} if owner else {}
         log_event(
             log,
             logging.INFO,
@@ -411,6 +413,14 @@ class OrderTracker:
         table, key = self._slot(entry)
         if key is not None and entry.unsettled:
             table[key] = _Tracked(entry, since)
+        if entry.kind == EntryKind.ORDER and entry.client_order_id:
+            owners = self._owners
+            owners[(entry.venue, entry.src or "", entry.client_order_id)] = (
+                entry.bot,
+                entry.plugin,
+            )
+            if len(owners) > OWNERS_KEPT:
+                owners.popitem(last=False)
 
     def _slot(self, entry: Entry) -> tuple[dict[tuple[str, ...], _Tracked], tuple[str, ...] | None]:
         """Where ``entry`` is followed (None: it cannot be matched to a reply)."""
