@@ -14,28 +14,18 @@ fans events out by (channel, symbol), re-subscribing everything after a reconnec
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    HandshakeError,
-    WebSocketConnection,
-    wrap_client_stream,
-)
-from wsproto import ConnectionState as WsState
-from wsproto.events import CloseConnection, Pong
-from wsproto.utilities import LocalProtocolError
 
 from qfexbot.core.backoff import backoff_delay
 from qfexbot.core.logs import current_context, get_logger, log_context, log_event
@@ -47,11 +37,17 @@ from qfexbot.core.venue import (
     SessionDriver,
     SessionSettingsLike,
 )
-from qfexbot.errors import ActionUnavailable, QfexbotError
+from qfexbot.core.wire import (
+    HandshakeFailed,
+    UpgradeRejected,
+    WireClosed,
+    WireConnection,
+    WriteFailed,
+)
+from qfexbot.errors import ActionUnavailable
 from qfexbot.events import ConnectionState, ConnectionStateEvent, Event
 
 __all__ = [
-    "MESSAGE_QUEUE_SIZE",
     "MarketDataSession",
     "SessionNotLive",
     "SessionStats",
@@ -59,13 +55,6 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-
-MESSAGE_QUEUE_SIZE = 4096
-"""Frames trio-websocket may buffer. Bounded, but large enough that a reader busy publishing
-(or waiting on a REST resync) never stalls the library's pong replies."""
-
-_DRAIN_BATCH = 64
-"""Frames the read loop may take from trio-websocket's queue between two waits on the socket."""
 
 _STATE_LOG_LEVEL = {
     ConnectionState.LIVE: logging.INFO,
@@ -97,15 +86,13 @@ class SessionStats:
     last_error: str = ""
 
 
-async def _open_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
-    """TCP stream for a ws:// URL, TLS (certificate verified) for wss://; plus Host and path."""
+async def _open_stream(url: str) -> trio.abc.Stream:
+    """TCP stream for a ws:// URL, TLS (certificate verified) for wss://."""
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise OSError(f"not a WebSocket URL: {url!r}")
     secure = parts.scheme == "wss"
     port = parts.port or (443 if secure else 80)
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
     if secure:
         tls = await trio.open_ssl_over_tcp_stream(
             parts.hostname, port, ssl_context=ssl.create_default_context()
@@ -116,121 +103,8 @@ async def _open_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
         except BaseException:
             await tls.aclose()
             raise
-        stream: trio.abc.Stream = tls
-    else:
-        stream = await trio.open_tcp_stream(parts.hostname, port)
-    return stream, host, resource
-
-
-class _CommandNotWritten(QfexbotError):
-    """A command's write failed because the peer has gone (see :class:`_ReadToTheEnd`)."""
-
-
-_WRITING_COMMAND: ContextVar[bool] = ContextVar("qfexbot_writing_command", default=False)
-"""True in the task writing a plugin's command (:meth:`Supervisor.send`)."""
-
-
-class _ReadToTheEnd(trio.abc.Stream):
-    """The connection's stream as trio-websocket sees it: a failed write never ends the reads.
-
-    trio-websocket takes a failed write (``BrokenResourceError``) as the end of the connection:
-    it stops its reader and drops every frame not yet in its queue, although those frames
-    reached our socket before the peer closed (issue 12: a plugin's order sent just after the
-    venue's close lost the order responses written before it). Here a failed write raises
-    :class:`_CommandNotWritten` to the command that made it, and is ignored for the library's
-    own writes (close reply, pong, handshake steps): the reader then reads on to the venue's
-    close frame, or to the end of the stream the kernel reports after the last byte received.
-    (Over TLS the stream itself is broken after a failed write, so reads end there.)
-    """
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self._stream = stream
-        self._write_error: trio.BrokenResourceError | None = None
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._write_error is None:
-            try:
-                await self._stream.send_all(data)
-                return
-            except trio.BrokenResourceError as exc:
-                self._write_error = exc
-        if _WRITING_COMMAND.get():
-            cause = self._write_error.__cause__ or self._write_error
-            raise _CommandNotWritten(f"{type(cause).__name__}: {cause}") from self._write_error
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._stream.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
-_CLOSE_SENT = (WsState.LOCAL_CLOSING, WsState.CLOSED)
-"""wsproto states in which a close frame has gone out already."""
-
-
-class _NoPongWhileClosing:
-    """The connection's wsproto state machine as trio-websocket drives it, minus the pong it
-    must not send once our close frame is out.
-
-    trio-websocket answers every ping; after our close frame wsproto refuses a pong
-    (``LocalProtocolError``) and the library's reader task dies, dropping every frame behind
-    the ping. A stale stream that heals while we close delivers the venue's held pings first,
-    then the frames we still publish (issue 12). RFC 6455 lets a closing endpoint leave pings
-    unanswered, so the pong is dropped instead. Likewise a second close frame (the library's
-    1009 for an oversized message, or 1002 for a protocol error, after ours): wsproto refuses
-    it, the reader's crash would cancel a publish in progress, and one close frame is all a
-    peer gets. The library still ends the connection with that code. Everything else goes to
-    wsproto unchanged.
-    """
-
-    def __init__(self, protocol: Any) -> None:
-        self._protocol = protocol
-
-    def send(self, event: Any) -> bytes:
-        state = self._protocol.state
-        if isinstance(event, Pong) and state is not WsState.OPEN:
-            return b""
-        if isinstance(event, CloseConnection) and state in _CLOSE_SENT:
-            return b""
-        data: bytes = self._protocol.send(event)
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._protocol, name)
-
-
-# ---------------------------------------------------------------- trio-websocket internals
-# The only places this module touches trio-websocket's private attributes (the versions
-# pyproject.toml allows have them). The library has no public API for any of them; issue 16
-# replaces it on the read path, and these four helpers go with it.
-
-
-def _private_guard_closing_writes(ws: WebSocketConnection) -> None:
-    """Wrap the connection's wsproto state machine (``_wsproto``, read on every use) in
-    :class:`_NoPongWhileClosing`."""
-    ws._wsproto = _NoPongWhileClosing(ws._wsproto)  # type: ignore[assignment]
-
-
-def _private_close_frame_allowed(ws: WebSocketConnection) -> bool:
-    """True while wsproto (``_wsproto``) would accept our close frame (state OPEN)."""
-    return ws._wsproto.state is WsState.OPEN
-
-
-async def _private_send_close(ws: WebSocketConnection, code: int, reason: str) -> None:
-    """Send a close frame through the library's writer (``_send``) without ``aclose``'s
-    discarding of queued frames. No checkpoint before the write."""
-    await ws._send(CloseConnection(code=code, reason=reason))
-
-
-def _private_queued_frames(ws: WebSocketConnection) -> Callable[[], str | bytes] | None:
-    """``receive_nowait`` of the library's message queue (``_recv_channel``): takes a frame it
-    has queued already without a checkpoint; None if this version has no such queue."""
-    queue = getattr(ws, "_recv_channel", None)
-    return queue.receive_nowait if queue is not None else None
+        return tls
+    return await trio.open_tcp_stream(parts.hostname, port)
 
 
 @dataclass
@@ -249,17 +123,22 @@ class _Outcome:
 class _Handshake:
     """The :class:`~qfexbot.core.venue.FrameConnection` given to a driver's steps."""
 
-    ws: WebSocketConnection
+    wire: WireConnection
     supervisor: Supervisor
     deferred: list[Event] = field(default_factory=list)
 
     async def send(self, message: Mapping[str, Any]) -> None:
-        await self.ws.send_message(self.supervisor.driver.encode(message))
+        # The peer has gone: the reads tell how (e.g. its close code during auth).
+        with contextlib.suppress(WriteFailed):
+            await self.wire.send_text(self.supervisor.driver.encode(message))
 
     async def receive(self) -> list[Any]:
         sup = self.supervisor
+        messages = self.wire.messages
         while True:
-            frame = await self.ws.get_message()
+            while not messages:
+                await self.wire.receive_some()
+            frame = messages.popleft()
             now = time.time()
             sup.stats.frames += 1
             sup.stats.last_frame_at = now
@@ -309,7 +188,7 @@ class Supervisor:
         self.stats = SessionStats()
         self._publish = publish
         self._rng = rng or random.Random()
-        self._ws: WebSocketConnection | None = None
+        self._wire: WireConnection | None = None
         self._changed = trio.Event()
         self._running = False
 
@@ -337,26 +216,22 @@ class Supervisor:
           SessionNotLive: not LIVE, or the socket closed while sending (then the command may
             or may not have reached the venue: reconcile, e.g. by ``client_order_id``).
         """
-        ws = self._ws
-        if ws is None or self.stats.state is not ConnectionState.LIVE:
+        wire = self._wire
+        if wire is None or self.stats.state is not ConnectionState.LIVE:
             live = self.stats.state is ConnectionState.LIVE  # but the socket is gone already
             state = "reconnecting" if live else self.stats.state.value
             raise SessionNotLive(
                 f"{self.venue} session for {self.account_id} is {state}, not live; "
                 f"command {self.driver.command_name(command)!r} not sent"
             )
-        writing = _WRITING_COMMAND.set(True)
         try:
-            await ws.send_message(self.driver.encode(command))
-        except (ConnectionClosed, _CommandNotWritten) as exc:
-            why = exc.reason if isinstance(exc, ConnectionClosed) else f"connection lost: {exc}"
+            await wire.send_text(self.driver.encode(command))
+        except WireClosed as exc:
             raise SessionNotLive(
                 f"{self.venue} session for {self.account_id} closed while sending "
-                f"{self.driver.command_name(command)!r} ({why}); it may have reached the venue",
+                f"{self.driver.command_name(command)!r} ({exc}); it may have reached the venue",
                 maybe_sent=True,
             ) from None
-        finally:
-            _WRITING_COMMAND.reset(writing)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Connect and keep connecting until cancelled or FAILED. Returns at once to ``start``."""
@@ -412,57 +287,41 @@ class Supervisor:
     async def _connection(self, attempt: int) -> _Outcome:
         """One connection from connect to close; never raises for network or venue errors.
 
-        We open the TCP (or verified TLS) stream ourselves and close it in ``finally``:
-        trio-websocket's own connect leaks the stream when the handshake is rejected or
-        cancelled, and leaves it open when the server closes first.
+        We open the TCP (or verified TLS) stream, make the upgrade on it (``wire``), and
+        close it in ``finally``, also when the upgrade is rejected or the server closed first.
         """
         outcome = _Outcome(attempt=attempt)
         settings = self.settings
         await self._set_state(ConnectionState.CONNECTING, attempt=attempt)
         stream: trio.abc.Stream | None = None
-        ws: WebSocketConnection | None = None
+        wire: WireConnection | None = None
         try:
             with trio.fail_after(settings.connect_timeout):
-                stream, host, resource = await _open_stream(self.driver.url)
-            async with trio.open_nursery() as ws_nursery:
-                try:
-                    with trio.fail_after(settings.connect_timeout):
-                        ws = await wrap_client_stream(
-                            ws_nursery,
-                            _ReadToTheEnd(stream),
-                            host,
-                            resource,
-                            extra_headers=self.driver.handshake_headers(),
-                            message_queue_size=MESSAGE_QUEUE_SIZE,
-                        )
-                    _private_guard_closing_writes(ws)
-                    await self._serve(ws, outcome)
-                finally:
-                    if ws is not None and not outcome.stale:
-                        # A stale connection was closed by _close_reading already.
-                        # Not shielded: when we are being cancelled the reader task that would
-                        # receive the server's close reply is gone, so waiting is pointless;
-                        # the stream itself is closed below either way.
-                        with trio.move_on_after(min(settings.connect_timeout, 5.0)):
-                            await ws.aclose()
-                    ws_nursery.cancel_scope.cancel()
-        except* ConnectionRejected as group:
-            exc = group.exceptions[0]
-            body = (exc.body or b"")[:200].decode("utf-8", "replace")
+                stream = await _open_stream(self.driver.url)
+            with trio.fail_after(settings.connect_timeout):
+                wire = await WireConnection.open(
+                    stream, self.driver.url, self.driver.handshake_headers()
+                )
+            try:
+                await self._serve(wire, outcome)
+            finally:
+                if not outcome.stale:
+                    # A stale connection was closed by _close_reading already. Not shielded:
+                    # cancelled (a runtime stop), there is nobody left to wait for the reply
+                    # for; the stream itself is closed below either way.
+                    with trio.move_on_after(min(settings.connect_timeout, 5.0)):
+                        await wire.close_handshake()
+        except UpgradeRejected as exc:
+            body = exc.body.decode("utf-8", "replace")
             outcome.reason = f"upgrade rejected with HTTP {exc.status_code}: {body}".rstrip(": ")
             outcome.auth_rejected = exc.status_code in (401, 403)
-        except* trio.TooSlowError:
+        except trio.TooSlowError:
             outcome.reason = f"connect timed out after {settings.connect_timeout:g}s"
-        except* LocalProtocolError:
-            # A write trio-websocket's reader makes after our close frame, which wsproto
-            # refuses (pongs and second close frames are dropped by _NoPongWhileClosing, so
-            # not expected). The connection was ending anyway; keep why.
-            log.debug("write refused while closing", exc_info=True)
-        except* (HandshakeError, ConnectionClosed, trio.BrokenResourceError, OSError) as group:
-            verb = "connect failed" if ws is None else "connection lost while closing"
-            outcome.reason = f"{verb}: {_why_failed(group.exceptions[0], self.driver.url)}"
+        except (HandshakeFailed, WireClosed, trio.BrokenResourceError, OSError) as exc:
+            verb = "connect failed" if wire is None else "connection lost while closing"
+            outcome.reason = f"{verb}: {_why_failed(exc, self.driver.url)}"
         finally:
-            self._ws = None
+            self._wire = None
             if stream is not None:
                 # Bounded: over TLS a close_notify waits for the stream's send lock, which a
                 # plugin's command blocked on a full send buffer may hold for as long as TCP
@@ -471,10 +330,10 @@ class Supervisor:
                     await stream.aclose()
         return outcome
 
-    async def _serve(self, ws: WebSocketConnection, outcome: _Outcome) -> None:
+    async def _serve(self, wire: WireConnection, outcome: _Outcome) -> None:
         """Handshake steps, snapshot, then the live loop. Records why it ended in ``outcome``."""
         driver, settings = self.driver, self.settings
-        conn = _Handshake(ws, self)
+        conn = _Handshake(wire, self)
         live_at: float | None = None
         try:
             if driver.authenticates:
@@ -493,124 +352,108 @@ class Supervisor:
                     snapshot = await driver.resync(conn)
             for event in snapshot:
                 await self._publish(event)
-            self._ws = ws
+            self._wire = wire
             live_at = trio.current_time()
             await self._set_state(ConnectionState.LIVE)
             for event in conn.deferred:
                 await self._publish(event)
             conn.deferred.clear()
-            await self._live(ws, outcome)
+            await self._live(wire, outcome)
         except Exception as exc:
             self._record_failure(outcome, exc)
         finally:
-            self._ws = None
+            self._wire = None
             if live_at is not None:
                 outcome.live_for = trio.current_time() - live_at
 
-    async def _live(self, ws: WebSocketConnection, outcome: _Outcome) -> None:
+    async def _live(self, wire: WireConnection, outcome: _Outcome) -> None:
         """Publish frames until the connection ends; a stale stream is reported, then closed."""
         stale_after = self.settings.stale_after if self.driver.watch_stale else math.inf
         try:
-            await self._read_loop(ws, stale_after)
+            await self._read_loop(wire, stale_after)
             # Returned: no frame for stale_after s. Say so now, not after the close attempt.
             outcome.stale = True
             outcome.reason = f"no frame for {stale_after:g}s"
-            self._ws = None
+            self._wire = None
             await self._set_state(
                 ConnectionState.STALE, reason=outcome.reason, attempt=outcome.attempt
             )
-            await self._close_reading(ws, outcome)
+            await self._close_reading(wire, outcome)
         except Exception as exc:
             self._record_failure(outcome, exc)
 
-    async def _close_reading(self, ws: WebSocketConnection, outcome: _Outcome) -> None:
+    async def _close_reading(self, wire: WireConnection, outcome: _Outcome) -> None:
         """Close a stale connection and publish every frame that arrives before the reply.
 
-        trio-websocket's ``aclose`` discards the frames it has queued and those still to come
-        (issue 12); a stream that heals while we close delivers what the venue wrote meanwhile,
-        up to its close reply. So our close frame goes out through the library's writer and
-        the read loop goes on to the reply; it stops waiting ``connect_timeout`` (capped at
-        5 s) from now, but never cuts a publish short. Those frames come after STALE: a
-        plugin has been told of the gap and gets them too.
+        A stream that heals while we close delivers what the venue wrote meanwhile, up to its
+        close reply (issue 12). So after our close frame the read loop goes on to the reply;
+        it stops waiting ``connect_timeout`` (capped at 5 s) from now, but never cuts a
+        publish short. Those frames come after STALE: a plugin has been told of the gap and
+        gets them too. The venue may have closed (or the stream ended) while STALE was
+        published: then no close frame goes out, and the frames before its close are read.
         """
         give_up_at = trio.current_time() + min(self.settings.connect_timeout, 5.0)
         try:
-            # The venue may have closed (or the stream ended) while STALE was published: then
-            # wsproto refuses a close frame, and the frames queued before it are still ours.
-            # No checkpoint between this check and trio-websocket's wsproto.send.
-            if _private_close_frame_allowed(ws):
-                with trio.move_on_at(give_up_at):
-                    await _private_send_close(ws, 1000, "stale stream")
-            await self._read_loop(ws, math.inf, give_up_at)
-        except ConnectionClosed as exc:
+            with trio.move_on_at(give_up_at):
+                await wire.send_close(1000, "stale stream")
+            await self._read_loop(wire, math.inf, give_up_at)
+        except WireClosed as exc:
             # Normally the venue's close reply, after every frame before it was published.
-            # A 1009/1002 (the library's for a frame it refused, or the venue's) is worth
-            # telling the operator.
-            if exc.reason.code in (1002, 1009):
-                outcome.reason += f"; then closed with code {exc.reason.code}: {exc.reason.reason}"
+            # A 1009/1002 (ours for a frame we refused, or the venue's) is worth telling the
+            # operator.
+            if exc.code in (1002, 1009):
+                outcome.reason += f"; then closed with code {exc.code}: {exc.reason}"
 
     async def _read_loop(
-        self, ws: WebSocketConnection, stale_after: float, give_up_at: float = math.inf
+        self, wire: WireConnection, stale_after: float, give_up_at: float = math.inf
     ) -> None:
-        """Parse and publish each frame in order; returns after ``stale_after`` s without a
-        frame, or once ``give_up_at`` (trio clock) has passed and the frames already queued
-        are published.
+        """Parse and publish each message in order; returns after ``stale_after`` s without
+        one, or once ``give_up_at`` (trio clock) has passed and the messages already read are
+        published. Raises :class:`WireClosed` when the connection ends, after every message
+        read before its end was published.
 
-        The deadlines are on the wait for a frame (cancel-safe there: a frame is either
-        handed over or left queued), never on a publish in progress. Past ``give_up_at`` the
-        queue is still drained without waiting (trio's ``receive`` would refuse a queued frame
-        to an expired scope): the batch in progress, then at most ``MESSAGE_QUEUE_SIZE``.
+        The deadlines are on the wait for the socket (cancel-safe there: what a read returned
+        is kept in ``wire.messages``), never on a publish in progress.
         """
-        # Hot path: one parse per frame, events published in order, nothing else.
-        # Frames trio-websocket has already queued are taken without a checkpoint (publishing
-        # is one); at least every _DRAIN_BATCH frames the loop waits on get_message as usual.
+        # Hot path: every message of a read is parsed and its events published, in order,
+        # before the next wait on the socket. No checkpoint of our own: publishing is one.
         parse = self.driver.parse
         on_control = self.driver.on_control
         publish = self._publish
         stats = self.stats
         clock = trio.current_time
-        get_message = ws.get_message
-        receive_nowait = _private_queued_frames(ws)
-        drain = 0
-        leftover = MESSAGE_QUEUE_SIZE  # frames still taken once give_up_at has passed
+        messages = wire.messages
+        take = messages.popleft
+        receive_some = wire.receive_some
         while True:
-            frame = None
-            if drain and receive_nowait is not None:
-                drain -= 1
-                try:
-                    frame = receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    frame = None  # get_message waits, or raises ConnectionClosed
-            if frame is None:
-                if clock() >= give_up_at:
-                    if receive_nowait is None or leftover <= 0:
-                        return
-                    leftover -= 1
+            if messages:
+                # One wall-clock reading per read: its messages arrived together, so reading
+                # the clock per message would only add the time spent publishing those before
+                # it (stamped on events, frames and last_frame_at, nothing finer depends on it).
+                now = time.time()
+                while messages:
+                    frame = take()
+                    stats.frames += 1
+                    stats.last_frame_at = now
                     try:
-                        frame = receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                        return
-                else:
-                    with trio.move_on_at(min(clock() + stale_after, give_up_at)):
-                        frame = await get_message()
-                    if frame is None:
-                        if clock() < give_up_at:
-                            return
-                        continue  # gave up waiting: publish what is queued already
-                    drain = _DRAIN_BATCH
-            now = time.time()
-            stats.frames += 1
-            stats.last_frame_at = now
-            try:
-                items = parse(frame, now)
-            except ParseError as exc:
-                self._malformed(exc)
-                continue
-            for item in items:
-                if isinstance(item, Event):
-                    await publish(item)
-                else:
-                    await on_control(item)
+                        items = parse(frame, now)
+                    except ParseError as exc:
+                        self._malformed(exc)
+                        continue
+                    for item in items:
+                        if isinstance(item, Event):
+                            await publish(item)
+                        else:
+                            await on_control(item)
+            if clock() >= give_up_at:
+                return
+            # A read that completes no message (a ping, part of a frame) keeps the deadline.
+            deadline = min(clock() + stale_after, give_up_at)
+            while not messages:
+                with trio.move_on_at(deadline) as waited:
+                    await receive_some()
+                if waited.cancelled_caught and not messages:
+                    return
 
     def _record_failure(self, outcome: _Outcome, exc: Exception) -> None:
         if isinstance(exc, AuthRejected):
@@ -618,11 +461,8 @@ class Supervisor:
             outcome.reason = f"authentication rejected: {exc}"
         elif isinstance(exc, trio.TooSlowError):
             outcome.reason = f"{self.stats.state.value} step timed out"
-        elif isinstance(exc, ConnectionClosed):
-            reason = exc.reason
-            outcome.reason = (
-                f"connection closed (code {reason.code}, {reason.reason or 'no reason'})"
-            )
+        elif isinstance(exc, WireClosed):
+            outcome.reason = f"connection closed ({exc})"
         elif isinstance(exc, (trio.BrokenResourceError, OSError)):
             outcome.reason = f"connection error: {type(exc).__name__}: {exc}"
         else:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
 import trio
 from venue_helpers import SUB1, WAIT, Recorder, SimEnv
 from wait_helpers import wait_until
@@ -22,12 +21,12 @@ from qfexbot.sim import QfexSimulator
 from qfexbot.venues.qfex.adapter import QfexVenue
 
 S = ConnectionState
-QUEUE = 16
-"""trio-websocket's message queue in these tests: small, so a burst overflows it."""
-BURST = QUEUE + 8
-"""Frames beyond the queue stay in our socket. Kept small so the whole burst fits the socket
-buffers while the reader is held: a tail still in the simulator's send buffer would be thrown
-away by its kernel when our command arrives at the closed socket (it answers with a reset)."""
+BURST = 24
+"""Frames the venue writes while the reader is held. The session has no message queue (issue
+16): they all stay in our socket, which is the queue. Kept small so the whole burst fits the
+socket buffers while the reader is held: a tail still in the simulator's send buffer would be
+thrown away by its kernel when our command arrives at the closed socket (it answers with a
+reset)."""
 
 
 def _resting_order(client_order_id: str) -> dict[str, object]:
@@ -82,11 +81,6 @@ async def _send_until_refused(session: session_module.Supervisor) -> SessionNotL
             await trio.sleep(0.02)
 
 
-@pytest.fixture
-def small_queue(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session_module, "MESSAGE_QUEUE_SIZE", QUEUE)
-
-
 async def _live_with_one_order_held(
     simenv: SimEnv, venue: QfexVenue, nursery: trio.Nursery
 ) -> tuple[session_module.Supervisor, _SlowSubscriber]:
@@ -100,7 +94,6 @@ async def _live_with_one_order_held(
     return session, rec
 
 
-@pytest.mark.usefixtures("small_queue")
 async def test_frames_written_before_a_cut_survive_a_failed_send(
     simenv: SimEnv, venue: QfexVenue, nursery: trio.Nursery
 ) -> None:
@@ -126,7 +119,6 @@ async def test_frames_written_before_a_cut_survive_a_failed_send(
     assert "1001" in backoff.reason  # the venue's close was read, not a local abort
 
 
-@pytest.mark.usefixtures("small_queue")
 async def test_frames_written_before_a_cut_are_delivered_without_a_send(
     simenv: SimEnv, venue: QfexVenue, nursery: trio.Nursery
 ) -> None:

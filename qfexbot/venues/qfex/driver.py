@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed
 
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.secrets import Secret
 from qfexbot.core.venue import AuthRejected, FrameConnection
+from qfexbot.core.wire import WireClosed
 from qfexbot.errors import ActionRejected, ActionUnavailable, VenueError
 from qfexbot.events import (
     BookEvent,
@@ -305,10 +305,10 @@ class QfexTradeDriver:
                         if item.code in _TRANSIENT_ERRORS:
                             raise StepFailed(f"auth not processed ({text})")
                         raise AuthRejected(text)
-        except ConnectionClosed as exc:
-            if exc.reason.code == _AUTH_CLOSE_CODE:
+        except WireClosed as exc:
+            if exc.code == _AUTH_CLOSE_CODE:
                 raise AuthRejected(
-                    f"connection closed during auth (code 1008, {exc.reason.reason or 'policy'})"
+                    f"connection closed during auth (code 1008, {exc.reason or 'policy'})"
                 ) from None
             raise
 
