@@ -170,9 +170,10 @@ class WireConnection:
     async def receive_some(self) -> None:
         """Read once (up to 64 KiB), decode it, and append the messages it completes.
 
-        Cancel-safe: cancelled while waiting, nothing is lost. Raises :class:`WireClosed` once
-        the connection has ended, never while a message it read is still in :attr:`messages`
-        unread by a previous call's caller (it appends them and returns first).
+        Cancel-safe: cancelled while waiting, nothing is lost. The read that ends the
+        connection returns normally, so the messages before its end are in :attr:`messages`;
+        the next call raises :class:`WireClosed`. A write cut short by a cancellation ends the
+        connection too: the peer could not read another frame from us.
         """
         if self._write_cut and self._ended is None:
             self._ended = WireClosed(1006, "a write was cut short: no further frame can be sent")

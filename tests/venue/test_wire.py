@@ -73,8 +73,9 @@ async def _raw_server(nursery: trio.Nursery, handler: RawHandler) -> int:
     return int(listeners[0].socket.getsockname()[1])
 
 
-async def _accept(stream: trio.SocketStream) -> Request:
-    """The server's side of the upgrade (websockets' sans-I/O server); frames are ours after."""
+async def _accept(stream: trio.SocketStream, then: bytes = b"") -> Request:
+    """The server's side of the upgrade (websockets' sans-I/O server), with ``then`` written
+    in the same write as the response; frames are ours after."""
     protocol = ServerProtocol()
     with trio.fail_after(WAIT):
         while True:
@@ -83,7 +84,7 @@ async def _accept(stream: trio.SocketStream) -> Request:
             if requests:
                 break
     protocol.send_response(protocol.accept(requests[0]))
-    await stream.send_all(b"".join(protocol.data_to_send()))
+    await stream.send_all(b"".join(protocol.data_to_send()) + then)
     return requests[0]
 
 
@@ -188,8 +189,7 @@ async def test_a_server_that_hangs_up_before_answering_fails_the_handshake(
 
 async def test_frames_sent_right_behind_the_response_are_kept(nursery: trio.Nursery) -> None:
     async def handler(stream: trio.SocketStream) -> None:
-        await _accept(stream)
-        await stream.send_all(_frame(Opcode.TEXT, b"first") + _frame(Opcode.CLOSE, b""))
+        await _accept(stream, then=_frame(Opcode.TEXT, b"first") + _frame(Opcode.CLOSE, b""))
         await _read_until_eof(stream)
 
     port = await _raw_server(nursery, handler)
@@ -343,10 +343,11 @@ async def test_a_failed_command_write_raises_to_it_and_the_reads_go_on_to_the_cl
 ) -> None:
     """Issue 12: the peer writes, closes and hangs up before the client has read anything; a
     command written then fails, and every message before the peer's close is still read."""
-    hung_up = trio.Event()
+    opened, hung_up = trio.Event(), trio.Event()
 
     async def handler(stream: trio.SocketStream) -> None:
         await _accept(stream)
+        await opened.wait()  # not with the response: the client must see the write fail first
         frames = b"".join(_frame(Opcode.TEXT, f"m{i}".encode()) for i in range(20))
         await stream.send_all(frames + _frame(Opcode.CLOSE, Close(1001, "bye").serialize()))
         await stream.aclose()  # our command then meets a closed socket: a reset
@@ -354,6 +355,7 @@ async def test_a_failed_command_write_raises_to_it_and_the_reads_go_on_to_the_cl
 
     port = await _raw_server(nursery, handler)
     async with _connect(port) as wire:
+        opened.set()
         with trio.fail_after(WAIT):
             await hung_up.wait()
             while True:
@@ -424,3 +426,80 @@ async def test_close_handshake_reads_to_the_peers_reply(nursery: trio.Nursery) -
             await wire.close_handshake()
         assert wire.ended is not None and wire.ended.code == 1000
         assert not wire.messages
+
+
+# ------------------------------------------------------------------------- writes
+
+
+async def _fill_until_blocked(wire: WireConnection, blocked: trio.Event) -> None:
+    """Send 1 MiB messages to a peer that reads nothing, until one write blocks for good."""
+    while True:
+        with trio.move_on_after(0.3) as waited:
+            await wire.send_text("x" * 2**20)
+        if waited.cancelled_caught:
+            blocked.set()
+            return
+
+
+async def test_a_write_cut_short_by_a_cancellation_ends_the_connection(
+    nursery: trio.Nursery,
+) -> None:
+    """Part of a frame may have gone out: no later frame could be read by the peer, so the
+    write side is done and the next read ends the connection."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await _accept(stream)
+        await trio.sleep_forever()  # reads nothing more: the buffers fill up
+
+    port = await _raw_server(nursery, handler)
+    async with _connect(port) as wire:
+        blocked = trio.Event()
+        with trio.fail_after(WAIT):
+            await _fill_until_blocked(wire, blocked)
+        with pytest.raises(WriteFailed):
+            await wire.send_text("the next command")
+        with trio.fail_after(WAIT), pytest.raises(WireClosed) as closed:
+            await wire.receive_some()
+    assert closed.value.code == 1006 and "cut short" in closed.value.reason
+
+
+async def test_the_reader_never_waits_behind_a_blocked_write(nursery: trio.Nursery) -> None:
+    """A command blocked on a full send buffer holds the write lock; a ping that arrives then
+    must not hold the reads up behind it (its pong waits for the blocked writer instead)."""
+    speak = trio.Event()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await _accept(stream)
+        await speak.wait()
+        await stream.send_all(_frame(Opcode.PING, b"p") + _frame(Opcode.TEXT, b"still read"))
+        await trio.sleep_forever()
+
+    port = await _raw_server(nursery, handler)
+    async with _connect(port) as wire, trio.open_nursery() as writers:
+        blocked = trio.Event()
+
+        async def writer() -> None:
+            # Like _fill_until_blocked, but the last write stays blocked (never cancelled).
+            while True:
+                done = trio.Event()
+                writers.start_soon(_send_and_set, wire, done)
+                with trio.move_on_after(0.3):
+                    await done.wait()
+                if not done.is_set():
+                    blocked.set()
+                    return
+
+        writers.start_soon(writer)
+        with trio.fail_after(WAIT):
+            await blocked.wait()
+        speak.set()
+        with trio.fail_after(WAIT):
+            while not wire.messages:
+                await wire.receive_some()
+        assert list(wire.messages) == ["still read"]
+        writers.cancel_scope.cancel()
+
+
+async def _send_and_set(wire: WireConnection, done: trio.Event) -> None:
+    await wire.send_text("x" * 2**20)
+    done.set()
