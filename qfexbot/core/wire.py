@@ -18,7 +18,7 @@ from typing import cast
 
 import trio
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidStatus, PayloadTooBig, ProtocolError
+from websockets.exceptions import InvalidStatus, InvalidURI, PayloadTooBig, ProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
@@ -129,13 +129,19 @@ class WireConnection:
 
         Raises:
           UpgradeRejected: the server answered with another status than 101.
-          HandshakeFailed: no valid response (or the stream ended before it).
+          HandshakeFailed: no valid response (or the stream ended before it), or not a
+            WebSocket URL.
           trio.BrokenResourceError: the stream broke.
         """
-        protocol = ClientProtocol(parse_uri(url), max_size=MAX_MESSAGE_SIZE)
+        try:
+            uri = parse_uri(url)
+        except InvalidURI as exc:
+            raise HandshakeFailed(str(exc)) from exc
+        protocol = ClientProtocol(uri, max_size=MAX_MESSAGE_SIZE)
         request = protocol.connect()
         for name, value in headers:
-            request.headers[name.decode()] = value.decode()
+            # One character per byte: ASCII (every driver's headers) round-trips exactly.
+            request.headers[name.decode("latin-1")] = value.decode("latin-1")
         protocol.send_request(request)
         await stream.send_all(b"".join(protocol.data_to_send()))
         while protocol.state is State.CONNECTING and protocol.handshake_exc is None:
