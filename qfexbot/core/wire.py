@@ -40,6 +40,9 @@ connection with close code 1009."""
 READ_SIZE = 65536
 """Bytes asked of the stream per read."""
 
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+"""The data opcodes, bound once: an enum member lookup costs ~60 ns per frame on 3.11."""
+
 _BODY_PREVIEW = 200
 """Bytes of a rejected upgrade's body kept for the operator."""
 
@@ -228,13 +231,13 @@ class WireConnection:
         for frame in frames:
             opcode = frame.opcode
             data = frame.data
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if opcode is _TEXT or opcode is _BINARY:
                 if not frame.fin:
                     self._fragments = [data]
-                    self._fragmented_text = opcode is Opcode.TEXT
+                    self._fragmented_text = opcode is _TEXT
                     continue
-                text = opcode is Opcode.TEXT
-            elif opcode is Opcode.CONT:
+                text = opcode is _TEXT
+            elif opcode is _CONT:
                 self._fragments.append(data)
                 if not frame.fin:
                     continue

@@ -21,12 +21,14 @@ from qfexbot.sim import QfexSimulator
 from qfexbot.venues.qfex.adapter import QfexVenue
 
 S = ConnectionState
-BURST = 24
-"""Frames the venue writes while the reader is held. The session has no message queue (issue
-16): they all stay in our socket, which is the queue. Kept small so the whole burst fits the
-socket buffers while the reader is held: a tail still in the simulator's send buffer would be
-thrown away by its kernel when our command arrives at the closed socket (it answers with a
-reset)."""
+BURST = 8
+"""Frames the venue writes while the reader is held: they stay in our socket. The session has
+no message queue (issue 16), so the socket is the only queue; before, trio-websocket's queue
+(made 16 here) took the first 16 of a burst of 24 and these 8 stayed in the socket. Kept small
+so the whole burst fits our socket's receive buffer while the reader is held (on loopback each
+small frame is one segment, and ~14 fill the initial buffer under load): a tail still in the
+simulator's send buffer would be thrown away by its kernel when our command arrives at the
+closed socket (it answers with a reset)."""
 
 
 def _resting_order(client_order_id: str) -> dict[str, object]:
