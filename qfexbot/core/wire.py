@@ -2,13 +2,15 @@
 
 The ``websockets`` package's sans-I/O :class:`~websockets.client.ClientProtocol` encodes and
 decodes the frames; this module drives it over a trio stream the caller opened and closes.
-There is no reader task and no queue: :meth:`WireConnection.receive_some` makes one read of up
-to 64 KiB, and every message it completes is appended to :attr:`WireConnection.messages`, for
-the caller to take before it reads again. Whatever the socket delivered before the peer's close
-frame (or the end of the stream) is therefore in ``messages`` before :class:`WireClosed` is
-raised, also after a failed write: a failed write is reported to the writer and the reads go
-on. The protocol answers pings itself; once our close frame is out no pong is written (RFC 6455
-lets a closing endpoint leave pings unanswered), and no second close frame is ever sent.
+There is no reader task and nothing is buffered beyond one read: :meth:`~WireConnection.
+receive_some` makes one read of up to 64 KiB, and every message it completes is appended to
+:attr:`WireConnection.messages`, for the caller to take before it reads again (until then the
+kernel's socket buffer holds what arrives, and TCP flow control holds the peer back). Whatever
+the socket delivered before the peer's close frame (or the end of the stream) is therefore in
+``messages`` before :class:`WireClosed` is raised, also after a failed write: a failed write is
+reported to the writer and the reads go on. The protocol answers pings itself; once our close
+frame is out no pong is written (RFC 6455 lets a closing endpoint leave pings unanswered), and
+no second close frame is ever sent.
 """
 
 from __future__ import annotations
@@ -106,9 +108,9 @@ class WireConnection:
     """One open WebSocket connection on a trio stream; :meth:`open` makes the upgrade.
 
     One task reads (:meth:`receive_some`, then takes :attr:`messages`); any task may write.
-    Writes are serialised by a lock; the reader never waits for it: a pong made while another
-    task writes is written by that task before it lets the lock go. The caller owns the stream
-    and closes it.
+    Writes are serialised by a lock; the reader never waits for the lock: a pong made while
+    another task writes is written by that task before it lets the lock go. The caller owns the
+    stream and closes it.
     """
 
     def __init__(self, stream: trio.abc.Stream, protocol: ClientProtocol) -> None:
