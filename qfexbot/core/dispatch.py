@@ -122,7 +122,6 @@ class _Runner:
 
     __slots__ = (
         "_budget_ns",
-        "_call",
         "_pending",
         "_untimed",
         "hook_timeout",
@@ -145,7 +144,6 @@ class _Runner:
         self.started = False
         self.timers: list[tuple[str, float]] = []
         self._budget_ns = int(inline_budget * 1e9)
-        self._call: Callable[[Event], Any] | None = None  # the sync hook, for inline calls
         self._untimed = 0  # inline calls left before the next timed one
         # What an inline call left to the task to await (and for which event).
         self._pending: tuple[Event, Awaitable[Any]] | None = None
@@ -241,9 +239,9 @@ class _Runner:
         call, is_async = handler
         deliver = None
         if not is_async and self._budget_ns > 0:
-            self._call = call
             # The publisher enters this task's context (log context bot=, plugin=) to call.
-            deliver = functools.partial(trio.lowlevel.current_task().context.run, self._deliver)
+            context = trio.lowlevel.current_task().context
+            deliver = functools.partial(context.run, self._deliver, call)
         pop = inbox.pop
         budget = checkpoint_every
         while True:
@@ -283,7 +281,7 @@ class _Runner:
                 budget = checkpoint_every
                 await trio.lowlevel.checkpoint()
 
-    def _deliver(self, event: Event) -> bool:
+    def _deliver(self, call: Callable[[Event], Any], event: Event) -> bool:
         """Called by a publisher, in this plugin task's context (``Inbox.wait_nonempty``):
         handle ``event`` as the task would; False (stop, wake the task) if a timed call took
         longer than the budget or left work to the task."""
@@ -294,7 +292,7 @@ class _Runner:
             self._untimed = INLINE_TIMED_EVERY - 1
             start = time.perf_counter_ns()
         try:
-            result = self._call(event)  # type: ignore[misc]
+            result = call(event)
         except Exception as exc:
             self.failed("qfexbot_event", exc, event)
         except BaseException as exc:  # not ours to catch: raised in the task, as if it had called
