@@ -319,6 +319,35 @@ async def test_an_event_offered_during_an_inline_call_is_queued_behind_it(plugin
     assert host.stats()["p"]["events_in"] == 4 and host.stats()["p"]["events_handled"] == 4
 
 
+async def test_backlog_is_drained_by_the_task_before_inline_calls_and_none_after_stop(
+    plugin_module,
+):
+    host = build_host({"p": {"use": plugin_module.add("TaskRecorder", TaskRecorder)}}, state={})
+    (bus,) = wire(host, DESK_A)
+    publisher = trio.lowlevel.current_task()
+    for i in range(3):  # queued before dispatch even starts
+        await bus.publish(order(DESK_A, str(i)))
+    # The task yields after each event, so it cannot have drained three before we publish.
+    dispatcher = Dispatcher(host, inline_budget=NEVER_SLOW, checkpoint_every=1)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(dispatcher.run)
+            assert host.slots[0].inbox.depth >= 2
+            await bus.publish(order(DESK_A, "3"))  # the backlog is not drained yet: queued
+            await trio.testing.wait_all_tasks_blocked()
+            await bus.publish(order(DESK_A, "4"))  # drained and waiting: inline
+            assert [name for name, _ in host.state["p"]][-1] == "order:4"
+            dispatcher.stop()
+            await trio.testing.wait_all_tasks_blocked()
+            inbox = host.slots[0].inbox
+            assert inbox.closed and bus.subscribers == ()
+            assert inbox.offer(order(DESK_A, "late"))  # closed: dropped, never called
+    seen = host.state["p"]
+    assert [name for name, _ in seen] == [f"order:{i}" for i in range(5)]
+    assert [task is publisher for _, task in seen] == [False] * 4 + [True]
+    assert host.stats()["p"]["events_in"] == 5 and host.stats()["p"]["dropped"] == 1
+
+
 async def run_slow_burst(plugin_module, budget: float) -> tuple[dict[str, Any], int]:
     """A sync hook taking 300 us, inbox_size 4, fed 256 book events of two symbols as fast
     as one publisher can; returns the plugin's stats and how many calls were inline."""
