@@ -16,6 +16,11 @@ Delivery rules when an inbox is full (``size`` events waiting):
 Events that wait in the overflow (conflated market data and the events of waiting publishers)
 are always younger than everything in the backlog, and they move into the backlog in arrival
 order as the plugin consumes, so no event overtakes another on its way to a plugin.
+
+Inline delivery: a consumer may wait with ``wait_nonempty(deliver)``. While it waits with an
+empty inbox, the producer hands an accepted event to ``deliver`` at once instead of queueing it
+and switching tasks. Nothing is older (the inbox is empty), nothing is dropped or conflated (an
+empty inbox has room), and an event offered during a ``deliver`` call is queued behind it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import trio
@@ -58,6 +63,7 @@ class Inbox:
         "_buses",
         "_closed",
         "_consumer",
+        "_deliver",
         "_full_since_log",
         "_last_full_log",
         "_overflow",
@@ -93,6 +99,8 @@ class Inbox:
         self._accepts: dict[type, bool] | None = None if subscribes is None else {}
         self._closed = False
         self._consumer: trio.lowlevel.Task | None = None
+        # Set only while the consumer waits with an empty, open inbox (see wait_nonempty).
+        self._deliver: Callable[[Event], bool] | None = None
         self._buses: list[Bus] = []
         self._last_full_log = float("-inf")
         self._full_since_log = 0
@@ -130,15 +138,23 @@ class Inbox:
             return True
         queue = self._queue
         if len(queue) < self.size:  # invariant: the overflow is empty while there is room
-            queue.append(event)
             self.events_in += 1
+            deliver = self._deliver
+            if deliver is not None:  # the consumer waits and the inbox is empty: hand it over
+                self._deliver = None  # no re-entry: an event offered meanwhile is queued
+                if not self.high_water:  # the depth the queued path would have seen
+                    self.high_water = 1
+                if deliver(event) and self._consumer is not None:
+                    self._deliver = deliver  # still waiting, still empty, still open
+                    return True
+                self._wake()
+                return True
+            queue.append(event)
             # A compare, not max(): this runs once per event per plugin (~20 ns against ~140).
             if len(queue) > self.high_water:  # noqa: PLR1730
                 self.high_water = len(queue)
-            task = self._consumer
-            if task is not None:
-                self._consumer = None
-                trio.lowlevel.reschedule(task)
+            if self._consumer is not None:
+                self._wake()
             return True
         if event.is_private:
             return False
@@ -158,6 +174,13 @@ class Inbox:
         if depth > self.high_water:  # noqa: PLR1730 - per event, as above
             self.high_water = depth
         return True
+
+    def _wake(self) -> None:
+        # Reschedule the waiting consumer, if any (it stops being handed events).
+        task = self._consumer
+        if task is not None:
+            self._consumer = self._deliver = None
+            trio.lowlevel.reschedule(task)
 
     async def put(self, event: Event) -> None:
         """Deliver ``event`` (no ``subscribes`` filter), waiting while the inbox is full if it
@@ -224,17 +247,21 @@ class Inbox:
                 await trio.lowlevel.checkpoint()
                 return event
 
-    async def wait_nonempty(self) -> None:
-        """Sleep until an event is waiting or the inbox is closed (one consumer at a time)."""
+    async def wait_nonempty(self, deliver: Callable[[Event], bool] | None = None) -> None:
+        """Sleep until an event is waiting or the inbox is closed (one consumer at a time).
+
+        With ``deliver``, each event accepted meanwhile is passed to ``deliver(event)`` by its
+        producer instead of being queued, until ``deliver`` returns False, which wakes us."""
         if self._queue or self._closed:
             await trio.lowlevel.checkpoint()
             return
         if self._consumer is not None:
             raise trio.BusyResourceError("another task is already reading this inbox")
         self._consumer = trio.lowlevel.current_task()
+        self._deliver = deliver
 
         def abort(_: Any) -> trio.lowlevel.Abort:
-            self._consumer = None
+            self._consumer = self._deliver = None
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
@@ -261,10 +288,7 @@ class Inbox:
         for _, waiter in self._overflow.values():
             if waiter is not None:
                 waiter.set()
-        task = self._consumer
-        if task is not None:
-            self._consumer = None
-            trio.lowlevel.reschedule(task)
+        self._wake()
 
     def clear(self) -> int:
         """Discard every waiting event (after ``close``, for a disabled plugin); returns how
@@ -343,6 +367,7 @@ class Bus:
         If cancelled while waiting for a full inbox, the event stays queued there, but later
         subscribers do not receive it.
         """
+        # ~0.3 us a publish; the public alternative (current_effective_deadline) costs ~0.9 us.
         await trio.lowlevel.checkpoint_if_cancelled()
         self.published += 1
         waited = False

@@ -6,6 +6,13 @@ each plugin's own ``HookImpl`` (``PluginHooks``, a typed facade) and calls it di
 plugin's task, awaiting coroutines. An exception is logged with bot, plugin, hook, event kind
 and account, counted, and after ``failure_limit`` consecutive failures the plugin is disabled.
 
+A plain (not ``async def``) ``qfexbot_event`` whose task waits with an empty inbox is called
+inline by the publisher, in the plugin task's contextvars context, saving a task switch per
+event (``Inbox.wait_nonempty``). A call slower than ``inline_budget`` ends that until the task
+has drained its inbox again, so a slow plugin's backlog still fills and conflates market data.
+A sync hook that returns an awaitable hands it to the plugin's task to await, and is called in
+that task from then on; a ``BaseException`` that is not an ``Exception`` is raised in that task.
+
 Usage (per bot)::
 
     dispatcher = Dispatcher(host)
@@ -24,7 +31,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import pluggy
 import trio
@@ -38,6 +45,13 @@ from qfexbot.hookspecs import HOOK_NAMES
 __all__ = ["Dispatcher", "PluginHooks"]
 
 log = get_logger(__name__)
+
+INLINE_BUDGET = 50e-6
+"""Seconds an inline ``qfexbot_event`` call may take before the publisher stops calling it."""
+
+INLINE_TIMED_EVERY = 16
+"""Inline calls timed against the budget: the first after each wait and every 16th (a clock
+read costs about as much as the call of a no-op hook)."""
 
 
 class PluginHooks:
@@ -106,14 +120,33 @@ class _Runner:
     """One plugin's task state: its slot, hooks, and failure handling; each lifecycle hook
     call is bounded by ``hook_timeout`` seconds."""
 
-    __slots__ = ("hook_timeout", "hooks", "slot", "started", "timers")
+    __slots__ = (
+        "_budget_ns",
+        "_pending",
+        "_untimed",
+        "hook_timeout",
+        "hooks",
+        "slot",
+        "started",
+        "timers",
+    )
 
-    def __init__(self, slot: PluginSlot, hooks: PluginHooks, hook_timeout: float) -> None:
+    def __init__(
+        self,
+        slot: PluginSlot,
+        hooks: PluginHooks,
+        hook_timeout: float,
+        inline_budget: float = INLINE_BUDGET,
+    ) -> None:
         self.slot = slot
         self.hooks = hooks
         self.hook_timeout = hook_timeout
         self.started = False
         self.timers: list[tuple[str, float]] = []
+        self._budget_ns = int(inline_budget * 1e9)
+        self._untimed = 0  # inline calls left before the next timed one
+        # What an inline call left to the task to await (and for which event).
+        self._pending: tuple[Event, Awaitable[Any]] | None = None
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -196,29 +229,43 @@ class _Runner:
             await self.guarded("qfexbot_shutdown", lambda: self.hooks.shutdown(ctx))
 
     async def run_events(self, checkpoint_every: int) -> None:
-        """Drain the inbox into ``qfexbot_event`` until it is closed and empty (or disabled)."""
+        """Drain the inbox into ``qfexbot_event`` until it is closed and empty (or disabled);
+        while it waits for events, a sync hook is called inline (``_deliver``)."""
         slot = self.slot
         inbox = slot.inbox
         handler = self.hooks.event_handler(slot.ctx)
         if handler is None:
             return
         call, is_async = handler
+        deliver = None
+        if not is_async and self._budget_ns > 0:
+            # The publisher enters this task's context (log context bot=, plugin=) to call.
+            context = trio.lowlevel.current_task().context
+            deliver = functools.partial(context.run, self._deliver, call)
         pop = inbox.pop
         budget = checkpoint_every
         while True:
+            awaitable: Awaitable[Any] | None = None
             event = pop()
             if event is None:
                 if inbox.closed:
                     return
-                await inbox.wait_nonempty()
+                self._untimed = 0
+                await inbox.wait_nonempty(deliver)
                 budget = checkpoint_every
-                continue
+                if self._pending is None:
+                    continue
+                (event, awaitable), self._pending = self._pending, None
+                deliver = None  # called in this task from now on
             try:
-                if is_async:
+                if awaitable is not None:
+                    await awaitable
+                elif is_async:
                     await call(event)
                 else:
                     result = call(event)
                     if result is not None and inspect.isawaitable(result):
+                        deliver = None
                         await result
             except Exception as exc:
                 self.failed("qfexbot_event", exc, event)
@@ -233,6 +280,33 @@ class _Runner:
                 # Let publishers and other plugins run even if events never stop coming.
                 budget = checkpoint_every
                 await trio.lowlevel.checkpoint()
+
+    def _deliver(self, call: Callable[[Event], Any], event: Event) -> bool:
+        """Called by a publisher, in this plugin task's context (``Inbox.wait_nonempty``):
+        handle ``event`` as the task would; False (stop, wake the task) if a timed call took
+        longer than the budget or left work to the task."""
+        start = None
+        if self._untimed:
+            self._untimed -= 1
+        else:
+            self._untimed = INLINE_TIMED_EVERY - 1
+            start = time.perf_counter_ns()
+        try:
+            result = call(event)
+        except Exception as exc:
+            self.failed("qfexbot_event", exc, event)
+        except BaseException as exc:  # not ours to catch: raised in the task, as if it had called
+            self._pending = (event, _raise(exc))
+            return False
+        else:
+            if result is not None and inspect.isawaitable(result):
+                self._pending = (event, result)
+                return False
+            slot = self.slot
+            slot.events_handled += 1
+            if slot.consecutive_failures:
+                slot.consecutive_failures = 0
+        return start is None or time.perf_counter_ns() - start <= self._budget_ns
 
     async def run_timer(self, name: str, interval: float) -> None:
         """Put a TimerEvent into the inbox every ``interval`` s; missed ticks are skipped."""
@@ -265,6 +339,8 @@ class Dispatcher:
       hook_timeout: bound (s) on each startup, schedules and shutdown call.
       drain_timeout: bound (s) on delivering what is still in the inboxes after ``stop()``.
       checkpoint_every: a plugin task yields to others at least every this many events.
+      inline_budget: seconds an inline sync ``qfexbot_event`` call may take before that
+        plugin's events are queued again until its inbox has drained (0: never inline).
     """
 
     def __init__(
@@ -274,13 +350,15 @@ class Dispatcher:
         hook_timeout: float = 10.0,
         drain_timeout: float = 10.0,
         checkpoint_every: int = 64,
+        inline_budget: float = INLINE_BUDGET,
     ) -> None:
         self.host = host
         self.hook_timeout = hook_timeout
         self.drain_timeout = drain_timeout
         self.checkpoint_every = checkpoint_every
         self._runners = [
-            _Runner(slot, PluginHooks(host.pm, slot.plugin), hook_timeout) for slot in host.slots
+            _Runner(slot, PluginHooks(host.pm, slot.plugin), hook_timeout, inline_budget)
+            for slot in host.slots
         ]
         self._stop = trio.Event()
 
@@ -349,6 +427,10 @@ class Dispatcher:
                             nursery.start_soon(
                                 self._in_context, runner, runner.run_timer, name, interval
                             )
+
+
+async def _raise(exc: BaseException) -> NoReturn:
+    raise exc
 
 
 def _describe(exc: BaseException) -> str:
