@@ -1178,9 +1178,26 @@ class _MdsMessage(msgspec.Struct, tag_field="type", kw_only=True):
     contents: Any = msgspec.UNSET
 
 
+class _LevelCache(dict):
+    """Decimal [price, size] pairs by their string pair: a book snapshot repeats most levels of
+    the one before, so a level is mostly one C-level lookup (bounded like the Decimal caches)."""
+
+    __slots__ = ()
+
+    def __missing__(self, level: tuple[str, str]) -> tuple[Decimal, Decimal]:
+        price, size = level
+        result = (_STR_DEC[price], _STR_DEC[size])
+        if len(self) >= _DEC_CACHE_MAX:
+            self.clear()
+        self[level] = result
+        return result
+
+
+_level_decimals = _LevelCache().__getitem__
+
+
 def _book_levels(levels: _Levels) -> tuple[tuple[Decimal, Decimal], ...]:
-    decimals = _STR_DEC
-    return tuple([(decimals[price], decimals[size]) for price, size in levels or ()])
+    return tuple(map(_level_decimals, levels)) if levels else ()
 
 
 class _Level2(_MdsMessage, tag="level2"):
