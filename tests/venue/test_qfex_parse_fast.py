@@ -12,6 +12,7 @@ the frame itself) or a ParseError with the same reason.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qfexbot.events import BalanceEvent, Event, FillEvent, OrderUpdateEvent, PositionEvent
+from qfexbot.events import (
+    BalanceEvent,
+    BookEvent,
+    Event,
+    FillEvent,
+    MarkPriceEvent,
+    OrderUpdateEvent,
+    PositionEvent,
+    TradeEvent,
+)
 from qfexbot.venues.qfex import parse
 from qfexbot.venues.qfex.parse import ParseError, parse_mds_frame, parse_trade_frame
 
@@ -326,3 +336,32 @@ def test_an_object_with_two_messages_is_the_message_of_its_first_key(
     assert outcome(parse_trade_frame, frame, "qfex", ACCOUNT, NOW) == outcome(
         parse._parse_trade_general, frame, "qfex", ACCOUNT, NOW
     )
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        OrderUpdateEvent,
+        FillEvent,
+        PositionEvent,
+        BalanceEvent,
+        BookEvent,
+        TradeEvent,
+        MarkPriceEvent,
+    ],
+)
+def test_the_direct_constructors_build_what_the_dataclass_init_builds(cls: type) -> None:
+    fields = dataclasses.fields(cls)
+    values = {f.name: f"value-{i}" for i, f in enumerate(fields)}
+    expected = cls(**values)
+    for built in (
+        parse._fast_constructor(cls)(*values.values()),
+        parse._fast_constructor(cls)(**values),
+    ):
+        assert type(built) is cls
+        assert built == expected
+        assert repr(built) == repr(expected)
+        assert [getattr(built, f.name) for f in fields] == list(values.values())
+    required = {f.name: values[f.name] for f in fields if f.default is dataclasses.MISSING}
+    required["raw"] = None
+    assert repr(parse._fast_constructor(cls)(**required)) == repr(cls(**required))

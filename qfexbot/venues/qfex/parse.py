@@ -1,6 +1,7 @@
 """QFEX wire format: pure functions from frames to events or control messages, and back.
 
-Each parse function does one ``json.loads`` and builds events directly (this is the hot path).
+Each parse function decodes the frame once (twice if the typed fast path below refuses it) and
+builds events directly (this is the hot path).
 Every documented reply variant is accepted (protocol §2, §3, §6): both auth-success shapes,
 nested and flat error frames, ``ack``/``ack_response``, both user-trades replies, leverage
 rows with ``leverage`` as a string or a number and ``max_notional`` or ``max_position``, times as
@@ -9,10 +10,13 @@ Unix seconds or RFC 3339 strings, the legacy
 messages, and numbers sent as strings. Floats become ``Decimal(str(x))``. Anything malformed
 raises :class:`ParseError` carrying the raw frame, never another exception type.
 
-JSON is decoded with ``msgspec`` when it is installed (2-3x faster than ``json``, exact big
-integers); a frame msgspec refuses (``NaN``, ``1e400``, a lone surrogate, a BOM) is decoded again
-with ``json``, so the result is always what ``json.loads`` gives. (orjson is faster still, but
-turns integers beyond 64 bits into floats, which would change amounts.)
+JSON is decoded with ``msgspec`` (2-3x faster than ``json``, exact big integers); a frame msgspec
+refuses (``NaN``, ``1e400``, an escaped lone surrogate, a BOM) is decoded again with ``json``, so
+the result is what ``json.loads`` gives. (orjson is faster still, but turns integers beyond 64
+bits into floats, which would change amounts.) The frequent messages (order, fill, position and
+balance responses; level2, bbo, trade and mark_price) are first decoded straight into typed
+msgspec Structs, another 1.5-2x; whatever those refuse takes the general path, whose results
+(events and ParseError reasons) are the only ones there are.
 """
 
 from __future__ import annotations
@@ -236,11 +240,12 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
     dataclass ``__init__`` (``object.__setattr__`` per field, keyword-only), a third less again
     when called by position. Same fields, same object; a field keeps its default only if every
     later field has one (so ``raw`` is required). A class with ``__post_init__``, a
-    ``default_factory`` or a non-init field is built by its own ``__init__`` instead."""
+    ``default_factory`` or a non-init field cannot be built this way: TypeError at import."""
     fields = dataclasses.fields(cls)
-    direct = not hasattr(cls, "__post_init__") and all(
-        f.default_factory is dataclasses.MISSING and f.init for f in fields
-    )
+    if hasattr(cls, "__post_init__") or any(
+        f.default_factory is not dataclasses.MISSING or not f.init for f in fields
+    ):
+        raise TypeError(f"{cls.__name__} needs its own __init__; build it with that")
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     params, body = [], []
     trailing_defaults = True
@@ -255,10 +260,7 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
         body.append(f"    _set_{f.name}(self, {f.name})")
     params.reverse()
     body.reverse()
-    if direct:
-        code = "    self = _new(_cls)\n" + "\n".join(body) + "\n    return self\n"
-    else:
-        code = f"    return _cls({', '.join(f'{f.name}={f.name}' for f in fields)})\n"
+    code = "\n".join(["    self = _new(_cls)", *body, "    return self\n"])
     exec(f"def new({', '.join(params)}):\n{code}", namespace)
     new = namespace["new"]
     new.__name__ = new.__qualname__ = f"new_{cls.__name__}"
