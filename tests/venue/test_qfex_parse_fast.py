@@ -239,7 +239,8 @@ def mds_frame(draw: st.DrawFn) -> str:
 
 
 def encoded(draw: st.DrawFn, text: str) -> str | bytes:
-    """The frame as str or bytes, sometimes with a BOM or surrounding whitespace."""
+    """The frame as str or bytes, sometimes with a BOM, surrounding whitespace, or its escaped
+    lone surrogates written raw."""
     form = draw(st.sampled_from(["str"] * 3 + ["bytes"] * 2 + ["bom", "space", "surrogate"]))
     if form == "bytes":
         return text.encode()
