@@ -1,6 +1,7 @@
 """QFEX wire format: pure functions from frames to events or control messages, and back.
 
-Each parse function does one ``json.loads`` and builds events directly (this is the hot path).
+Each parse function decodes the frame once (twice if the typed fast path below refuses it) and
+builds events directly (this is the hot path).
 Every documented reply variant is accepted (protocol §2, §3, §6): both auth-success shapes,
 nested and flat error frames, ``ack``/``ack_response``, both user-trades replies, leverage
 rows with ``leverage`` as a string or a number and ``max_notional`` or ``max_position``, times as
@@ -9,10 +10,13 @@ Unix seconds or RFC 3339 strings, the legacy
 messages, and numbers sent as strings. Floats become ``Decimal(str(x))``. Anything malformed
 raises :class:`ParseError` carrying the raw frame, never another exception type.
 
-JSON is decoded with ``msgspec`` when it is installed (2-3x faster than ``json``, exact big
-integers); a frame msgspec refuses (``NaN``, ``1e400``, a lone surrogate, a BOM) is decoded again
-with ``json``, so the result is always what ``json.loads`` gives. (orjson is faster still, but
-turns integers beyond 64 bits into floats, which would change amounts.)
+JSON is decoded with ``msgspec`` (2-3x faster than ``json``, exact big integers); a frame msgspec
+refuses (``NaN``, ``1e400``, an escaped lone surrogate, a BOM) is decoded again with ``json``, so
+the result is what ``json.loads`` gives. (orjson is faster still, but turns integers beyond 64
+bits into floats, which would change amounts.) The frequent messages (order, fill, position and
+balance responses; level2, bbo, trade and mark_price) are first decoded straight into typed
+msgspec Structs, another 1.5-2x; whatever those refuse takes the general path, whose results
+(events and ParseError reasons) are the only ones there are.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 from qfexbot.core.records import LeverageLevel, OpenOrders, TwapInfo, UserTrade
 from qfexbot.core.venue import ParseError
@@ -47,11 +53,6 @@ from qfexbot.events import (
     TwapEvent,
     UnderlierEvent,
 )
-
-try:
-    import msgspec as _msgspec
-except ImportError:  # optional speed-up: the stdlib parser gives the same results
-    _msgspec = None
 
 __all__ = [
     "Ack",
@@ -78,19 +79,15 @@ __all__ = [
 _ZERO = Decimal(0)
 
 
-if _msgspec is not None:
-    _fast_loads = _msgspec.json.Decoder().decode
-    _FastDecodeError = _msgspec.DecodeError
+_fast_loads = msgspec.json.Decoder().decode
 
-    def _loads(data: str | bytes) -> Any:
-        """``json.loads(data)``, via msgspec when it accepts the document."""
-        try:
-            return _fast_loads(data)
-        except _FastDecodeError:
-            return json.loads(data)
 
-else:
-    _loads = json.loads
+def _loads(data: str | bytes) -> Any:
+    """``json.loads(data)``, via msgspec when it accepts the document."""
+    try:
+        return _fast_loads(data)
+    except msgspec.DecodeError:
+        return json.loads(data)
 
 
 # ---------------------------------------------------------------- control messages
@@ -194,71 +191,77 @@ class Reply(Control):
 # Decimal is immutable and ``Decimal(repr(x))`` / ``Decimal(s)`` depend only on ``x`` / ``s``,
 # so converted floats and numeric strings are memoised (prices, sizes and zero fees repeat from
 # frame to frame). Equal floats have equal reprs except 0.0 and -0.0, which have constants.
-# Only finite results are stored; the caches are emptied when they reach _DEC_CACHE_MAX.
+# Only finite results are stored; a cache is emptied when it reaches _DEC_CACHE_MAX.
 _DEC_CACHE_MAX = 4096
-_FLOAT_DEC: dict[float, Decimal] = {}
-_STR_DEC: dict[str, Decimal] = {}
 _FLOAT_ZERO = Decimal("0.0")
 _FLOAT_NEG_ZERO = Decimal("-0.0")
+
+
+class _DecimalCache(dict):
+    """Decimals by float or by numeric string: a hit is one C-level lookup, a miss converts
+    (``Decimal(repr(x))`` / ``Decimal(s)``), refuses non-finite results and stores the rest."""
+
+    __slots__ = ()
+
+    def __missing__(self, value: float | str) -> Decimal:
+        result = Decimal(repr(value) if type(value) is float else value)
+        if not result.is_finite():
+            raise ValueError(f"non-finite number {value!r}")
+        if len(self) >= _DEC_CACHE_MAX:
+            self.clear()
+        self[value] = result
+        return result
+
+
+_FLOAT_DEC = _DecimalCache()
+"""Non-zero floats only: 1 == 1.0 and 0.0 == -0.0 as keys, but each converts differently."""
+_STR_DEC = _DecimalCache()
 
 
 def _dec(value: Any) -> Decimal:
     """A JSON number or numeric string as Decimal (floats via ``str``); ``None`` is zero."""
     kind = type(value)
     if kind is float:
-        result = _FLOAT_DEC.get(value)
-        if result is not None:
-            return result
-        if not value:  # 0.0 == -0.0 as dict keys, but they convert differently
-            return _FLOAT_ZERO if math.copysign(1.0, value) > 0 else _FLOAT_NEG_ZERO
-        result = Decimal(repr(value))
-        cache = _FLOAT_DEC
-    elif kind is str:
-        result = _STR_DEC.get(value)
-        if result is not None:
-            return result
-        result = Decimal(value)
-        cache = _STR_DEC
-    elif kind is int:
+        if value:
+            return _FLOAT_DEC[value]
+        return _FLOAT_ZERO if math.copysign(1.0, value) > 0 else _FLOAT_NEG_ZERO
+    if kind is str:
+        return _STR_DEC[value]
+    if kind is int:
         return Decimal(value)
-    elif value is None:
+    if value is None:
         return _ZERO
-    else:
-        raise TypeError(f"expected a number, got {value!r}")
-    if not result.is_finite():
-        raise ValueError(f"non-finite number {value!r}")
-    if len(cache) >= _DEC_CACHE_MAX:
-        cache.clear()
-    cache[value] = result
-    return result
+    raise TypeError(f"expected a number, got {value!r}")
 
 
 def _fast_constructor(cls: type) -> Callable[..., Any]:
-    """A keyword-only function building ``cls`` (a frozen slots dataclass without
-    ``__post_init__``/``default_factory``) like its ``__init__`` does, but by setting the slots
-    directly: about half the cost of a frozen dataclass ``__init__`` (which goes through
-    ``object.__setattr__`` per field). Same fields, same defaults, same resulting object."""
+    """A function building ``cls`` (a frozen slots dataclass) from its fields in field order,
+    by position or by keyword, that sets the slots directly: under half the cost of the frozen
+    dataclass ``__init__`` (``object.__setattr__`` per field, keyword-only), a third less again
+    when called by position. Same fields, same object; a field keeps its default only if every
+    later field has one (so ``raw`` is required). A class with ``__post_init__``, a
+    ``default_factory`` or a non-init field cannot be built this way: TypeError at import."""
     fields = dataclasses.fields(cls)
     if hasattr(cls, "__post_init__") or any(
         f.default_factory is not dataclasses.MISSING or not f.init for f in fields
     ):
-        return cls
+        raise TypeError(f"{cls.__name__} needs its own __init__; build it with that")
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     params, body = [], []
-    for f in fields:
-        namespace[f"_set_{f.name}"] = getattr(cls, f.name).__set__
-        if f.default is dataclasses.MISSING:
-            params.append(f.name)
-        else:
+    trailing_defaults = True
+    for f in reversed(fields):
+        trailing_defaults = trailing_defaults and f.default is not dataclasses.MISSING
+        if trailing_defaults:
             namespace[f"_default_{f.name}"] = f.default
             params.append(f"{f.name}=_default_{f.name}")
+        else:
+            params.append(f.name)
+        namespace[f"_set_{f.name}"] = getattr(cls, f.name).__set__
         body.append(f"    _set_{f.name}(self, {f.name})")
-    source = (
-        f"def new(*, {', '.join(params)}):\n    self = _new(_cls)\n"
-        + "\n".join(body)
-        + "\n    return self\n"
-    )
-    exec(source, namespace)
+    params.reverse()
+    body.reverse()
+    code = "\n".join(["    self = _new(_cls)", *body, "    return self\n"])
+    exec(f"def new({', '.join(params)}):\n{code}", namespace)
     new = namespace["new"]
     new.__name__ = new.__qualname__ = f"new_{cls.__name__}"
     return new
@@ -743,6 +746,15 @@ def parse_trade_frame(
     Events are stamped with ``account_id`` (the account the connection is bound to) and
     ``received_at=now``; ``raw`` is the frame. Raises :class:`ParseError` on anything malformed.
     """
+    events = _fast_trade(data, venue, account_id, now)
+    return _parse_trade_general(data, venue, account_id, now) if events is None else events
+
+
+def _parse_trade_general(
+    data: str | bytes, venue: str, account_id: str, now: float
+) -> list[Event | Control]:
+    """:func:`parse_trade_frame` for every documented shape: an untyped decode, then the
+    handler of the object's first known key (or its ``type``)."""
     try:
         obj = _loads(data)
         if type(obj) is list:
@@ -972,12 +984,323 @@ def parse_mds_frame(data: str | bytes, venue: str, now: float) -> list[Event]:
     :class:`UnderlierEvent`, ``minmax_price`` → :class:`PriceBandEvent`, ``market_stats`` →
     :class:`MarketStatsEvent`; unknown channels produce no events.
     """
+    events = _fast_mds(data, venue, now)
+    return _parse_mds_general(data, venue, now) if events is None else events
+
+
+def _parse_mds_general(data: str | bytes, venue: str, now: float) -> list[Event]:
+    """:func:`parse_mds_frame` for every documented shape: an untyped decode, then the builder
+    of each message's ``type``."""
     try:
         out: list[Event] = []
         _mds_obj(_loads(data), venue, now, data, out)
         return out
     except _MALFORMED as exc:
         raise ParseError(data, f"bad market-data frame ({type(exc).__name__}: {exc})") from None
+
+
+# ---------------------------------------------------------------- typed fast path
+
+# The messages that make up nearly all traffic are first decoded by msgspec into Structs that
+# declare what the builders above accept in the common case: required strings as ``str``,
+# optional ones as ``str | None``, numbers as ``int | float | str | None`` (an int stays an int,
+# as in the untyped decode). msgspec then does the key lookups and type checks in C, and the
+# events are built from attributes. Whatever it refuses (invalid JSON, another kind, an extra
+# top-level key, two messages in one object, a value of another type) or a conversion rejects
+# is parsed again by the general path, so its events and ParseError reasons are the only ones a
+# caller ever sees; tests/venue/test_qfex_parse_fast.py checks the two agree. The events are
+# built by position, in the order of the dataclass fields (see _fast_constructor).
+
+_Num = int | float | str | None
+"""A number field as :func:`_dec` takes it."""
+_Seconds = int | float | None
+"""A time field :func:`_float_or_none` turns into a float (strings take the general path)."""
+_Levels = list[tuple[str, str]] | None
+"""Book levels as QFEX sends them: [price, size] as strings (numbers take the general path)."""
+
+
+def _opt_float(value: int | float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+class _OrderBody(msgspec.Struct):
+    """``order_response``, as :func:`_order` reads it."""
+
+    order_id: str
+    symbol: str
+    status: str
+    client_order_id: str | None = None
+    side: str | None = None
+    type: str | None = None
+    order_type: str | None = None
+    time_in_force: str | None = None
+    tif: str | None = None
+    price: _Num = None
+    quantity: _Num = None
+    quantity_remaining: _Num = None
+    trade_id: str | None = None
+    update_time: _Seconds = None
+    take_profit: _Num = None
+    stop_loss: _Num = None
+
+    def event(self, venue: str, account_id: str, now: float, raw: Any) -> OrderUpdateEvent:
+        status = self.status
+        remaining = _dec(self.quantity_remaining)
+        return _OrderUpdateEvent(
+            venue,
+            account_id,
+            now,
+            raw,
+            self.order_id,
+            self.client_order_id or "",
+            self.symbol,
+            status,
+            self.side or "",
+            self.type or self.order_type or "",
+            self.time_in_force or self.tif or "",
+            _dec(self.price),
+            _dec(self.quantity),
+            remaining,
+            self.trade_id or None,
+            _opt_float(self.update_time),
+            is_terminal(status, remaining),
+            _dec(self.take_profit),
+            _dec(self.stop_loss),
+        )
+
+
+class _FillBody(msgspec.Struct):
+    """``fill_response``, as :func:`_fill` reads it."""
+
+    trade_id: str
+    symbol: str
+    price: _Num
+    quantity: _Num
+    order_id: str | None = None
+    client_order_id: str | None = None
+    side: str | None = None
+    aggressor_side: str | None = None
+    fee: _Num = None
+    remaining_quantity: _Num = None
+    realised_pnl: _Num = None
+    timestamp: _Seconds = None
+
+    def event(self, venue: str, account_id: str, now: float, raw: Any) -> FillEvent:
+        side, aggressor = self.side, self.aggressor_side
+        return _FillEvent(
+            venue,
+            account_id,
+            now,
+            raw,
+            self.trade_id,
+            self.order_id or "",
+            self.client_order_id or "",
+            self.symbol,
+            side or aggressor or "",
+            _dec(self.price),
+            _dec(self.quantity),
+            _dec(self.fee),
+            bool(aggressor) and aggressor == side,  # is_taker (side absent or null: None)
+            _dec(self.remaining_quantity),
+            _dec(self.realised_pnl),
+            _opt_float(self.timestamp),
+        )
+
+
+class _PositionBody(msgspec.Struct):
+    """``position_response``, as :func:`_position` reads it."""
+
+    symbol: str
+    position: _Num
+    average_price: _Num = None
+    realised_pnl: _Num = None
+    unrealised_pnl: _Num = None
+    net_funding: _Num = None
+    leverage: _Num = None
+    open_orders: _Num = None
+    open_quantity: _Num = None
+
+    def event(self, venue: str, account_id: str, now: float, raw: Any) -> PositionEvent:
+        return _PositionEvent(
+            venue,
+            account_id,
+            now,
+            raw,
+            self.symbol,
+            _dec(self.position),
+            _dec(self.average_price),
+            _dec(self.realised_pnl),
+            _dec(self.unrealised_pnl),
+            _dec(self.net_funding),
+            _dec(self.leverage),
+            _count(self.open_orders),
+            _dec(self.open_quantity),
+        )
+
+
+class _BalanceBody(msgspec.Struct):
+    """``balance_response``, as :func:`_balance` reads it."""
+
+    available_balance: _Num
+    deposit: _Num = None
+    realised_pnl: _Num = None
+    unrealised_pnl: _Num = None
+    order_margin: _Num = None
+    position_margin: _Num = None
+    net_funding: _Num = None
+
+    def event(self, venue: str, account_id: str, now: float, raw: Any) -> BalanceEvent:
+        return _BalanceEvent(
+            venue,
+            account_id,
+            now,
+            raw,
+            _dec(self.available_balance),
+            _dec(self.deposit),
+            _dec(self.realised_pnl),
+            _dec(self.unrealised_pnl),
+            _dec(self.order_margin),
+            _dec(self.position_margin),
+            _dec(self.net_funding),
+        )
+
+
+class _TradeFrame(msgspec.Struct, forbid_unknown_fields=True):
+    """A trade-socket object whose only keys are these messages (one of them, checked after)."""
+
+    order_response: _OrderBody | None = None
+    fill_response: _FillBody | None = None
+    position_response: _PositionBody | None = None
+    balance_response: _BalanceBody | None = None
+
+
+class _MdsMessage(msgspec.Struct, tag_field="type", kw_only=True):
+    """A market-data message tagged by ``type``; ``contents`` present means the envelope form."""
+
+    contents: Any = msgspec.UNSET
+
+
+class _LevelCache(dict):
+    """Decimal [price, size] pairs by their string pair: a book snapshot repeats most levels of
+    the one before, so a level is mostly one C-level lookup (bounded like the Decimal caches)."""
+
+    __slots__ = ()
+
+    def __missing__(self, level: tuple[str, str]) -> tuple[Decimal, Decimal]:
+        price, size = level
+        result = (_STR_DEC[price], _STR_DEC[size])
+        if len(self) >= _DEC_CACHE_MAX:
+            self.clear()
+        self[level] = result
+        return result
+
+
+_level_decimals = _LevelCache().__getitem__
+
+
+def _book_levels(levels: _Levels) -> tuple[tuple[Decimal, Decimal], ...]:
+    return tuple(map(_level_decimals, levels)) if levels else ()
+
+
+class _Level2(_MdsMessage, tag="level2"):
+    """``level2``, as :func:`_m_book` reads it."""
+
+    symbol: str
+    bid: _Levels = None
+    ask: _Levels = None
+    sequence: int | None = None
+
+    channel = "level2"
+
+    def event(self, venue: str, now: float, raw: Any) -> BookEvent:
+        return _BookEvent(
+            venue,
+            _MDS_ACCOUNT,
+            now,
+            raw,
+            self.symbol,
+            _book_levels(self.bid),
+            _book_levels(self.ask),
+            self.sequence,
+            self.channel,
+        )
+
+
+class _Bbo(_Level2, tag="bbo"):
+    """``bbo``: the same fields as ``level2``."""
+
+    channel = "bbo"
+
+
+class _Trade(_MdsMessage, tag="trade"):
+    """``trade``, as :func:`_m_trade` reads it."""
+
+    symbol: str
+    price: _Num
+    size: _Num
+    trade_id: str | None = None
+    side: str | None = None
+
+    def event(self, venue: str, now: float, raw: Any) -> TradeEvent:
+        return _TradeEvent(
+            venue,
+            _MDS_ACCOUNT,
+            now,
+            raw,
+            self.symbol,
+            self.trade_id or "",
+            _dec(self.price),
+            _dec(self.size),
+            (self.side or "").upper(),
+        )
+
+
+class _Mark(_MdsMessage, tag="mark_price"):
+    """``mark_price``, as :func:`_m_mark` reads it."""
+
+    symbol: str
+    price: _Num
+
+    def event(self, venue: str, now: float, raw: Any) -> MarkPriceEvent:
+        return _MarkPriceEvent(
+            venue,
+            _MDS_ACCOUNT,
+            now,
+            raw,
+            self.symbol,
+            _dec(self.price),
+        )
+
+
+_decode_trade = msgspec.json.Decoder(_TradeFrame).decode
+_decode_mds = msgspec.json.Decoder(_Level2 | _Bbo | _Trade | _Mark).decode
+_REFUSED = (msgspec.DecodeError, *_MALFORMED)
+"""What the fast path gives up on (msgspec.ValidationError is a DecodeError)."""
+
+
+def _fast_trade(data: str | bytes, venue: str, account_id: str, now: float) -> list | None:
+    """The events of a trade frame holding one frequent message; ``None``: use the general
+    path."""
+    try:
+        bodies = msgspec.structs.astuple(_decode_trade(data))
+        if bodies.count(None) == len(bodies) - 1:
+            for body in bodies:
+                if body is not None:
+                    return [body.event(venue, account_id, now, data)]
+    except _REFUSED:
+        pass
+    return None
+
+
+def _fast_mds(data: str | bytes, venue: str, now: float) -> list | None:
+    """The event of a level2, bbo, trade or mark_price frame; ``None``: use the general path."""
+    try:
+        message = _decode_mds(data)
+        if message.contents is msgspec.UNSET:
+            return [message.event(venue, now, data)]
+    except _REFUSED:
+        pass
+    return None
 
 
 # ---------------------------------------------------------------- encoding
