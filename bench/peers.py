@@ -231,8 +231,8 @@ async def run(args: argparse.Namespace) -> dict:
     """One peer, one measurement; ``skipped`` when the peer's packages are not installed."""
     async with AsyncExitStack() as stack:
         try:
-            versions = {name: version(name) for name in _DISTRIBUTIONS[args.peer]}
             read = await stack.enter_async_context(_FACTORIES[args.peer]())
+            versions = {name: version(name) for name in _DISTRIBUTIONS[args.peer]}
         except ImportError as exc:  # PackageNotFoundError is one
             return {"peer": args.peer, "skipped": f"not installed: {exc}"}
         async with asyncio.timeout(args.timeout):
