@@ -12,7 +12,7 @@ system-wide monotonic clock on Linux) just before it is written. Latency is meas
   peer not installed.
 
 Each round runs every runner in turn (baseline, peers, qfexbot); each percentile reported is
-the median of the rounds' percentiles, with the spread of p99.
+the median of the rounds' percentiles, with the spread of p99 and p99.9.
 Usage: ``python bench/latency.py [--rate 2000] [--accounts 50] [--seconds 5] [--rounds 5]``.
 """
 
@@ -185,7 +185,8 @@ async def main(args: argparse.Namespace) -> None:
         f"from the server's write to hook entry (us); median of {args.rounds} rounds"
     )
     for name in RUNNERS:
-        print(f"{name} p99: {spread(found[name]['p99'], 'us')}")
+        p99, p999 = spread(found[name]["p99"], "us"), spread(found[name]["p999"], "us")
+        print(f"{name}: p99 {p99}; p99.9 {p999}")
     med = {name: {q: median(v) for q, v in qs.items()} for name, qs in found.items()}
     fields = [f"rate={args.rate:g}", f"accounts={args.accounts}"]
     fields += [f"{q}_us={med['qfexbot'][q]:.0f}" for q in QUANTILES]

@@ -6,7 +6,8 @@ read), decodes every frame (``json.loads``; picows with ``orjson.loads``, as its
 hands it to a no-op function: ``websockets.asyncio.client.connect`` with ``async for``,
 aiohttp's ``ClientSession.ws_connect`` with ``receive``, picows' ``ws_connect`` with a
 ``WSListener`` whose ``on_ws_frame`` decodes. Plain asyncio, no uvloop: the event loop a user
-gets by default.
+gets by default; each library with its defaults (picows 2.x, for one, connects through
+aiofastnet, its own dependency).
 
 e2e.py and latency.py run this as a child process, one peer at a time, so the peer has the one
 core the qfexbot round has (the frame server is in its own process); it prints one JSON line.
