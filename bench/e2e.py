@@ -145,7 +145,9 @@ async def run_baseline(port: int, n_trade: int, n_l2: int) -> tuple[float, int]:
     return max(done) - t0, seen[0]
 
 
-async def run_one(name: str, port: int, n_trade: int, n_l2: int, base_dir: Path) -> tuple:
+async def run_one(
+    name: str, port: int, n_trade: int, n_l2: int, base_dir: Path
+) -> tuple[float | None, str]:
     """One runner's round: (seconds, note for the round line), or (None, why it was skipped)."""
     frames = n_trade + n_l2
     if name == "baseline":
@@ -191,6 +193,7 @@ async def run_rounds(
 
 
 async def main(frames: int, rounds: int) -> None:
+    """All rounds against one frame server; per runner the spread, then the RESULT line."""
     n_l2 = frames // 4
     n_trade = frames - n_l2
     server = start_frame_server()

@@ -174,6 +174,7 @@ async def run_rounds(port: int, args: argparse.Namespace, base_dir: Path) -> dic
 
 
 async def main(args: argparse.Namespace) -> None:
+    """All rounds against one frame server; per runner the spread, then the RESULT line."""
     server = start_frame_server()
     try:
         with tempfile.TemporaryDirectory() as tmp:
