@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark with small defaults (about 3-5 minutes on 2 cores); prints the RESULT lines.
+# Runs every benchmark with small defaults (about 2-4 minutes on 2 cores); prints the RESULT lines.
 # e2e and latency run the asyncio peers too (pip install -e '.[bench]'); a peer not installed: na.
 # Usage: bench/run_all.sh [python]   (default: the python on PATH; e.g. /work/venv/bin/python)
 set -euo pipefail
