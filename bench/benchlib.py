@@ -1,8 +1,9 @@
 """Shared parts of the benchmarks: QFEX frames, the frame-server process, the in-process stack.
 
 The benchmarks compare the full qfexbot path (Supervisor -> parse -> event -> Bus -> Dispatcher
--> plugin) with a bare trio-websocket loop, side by side in one run. Servers run in a child
-process so the measured process has its core to itself (these machines have two).
+-> plugin) with a bare trio-websocket loop and the asyncio peers of bench/peers.py (websockets,
+aiohttp, picows), side by side in one run. Servers and peers run in child processes so the
+measured process has its core to itself (these machines have two).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +35,9 @@ SECRET_ENV = "QFEXBOT_BENCH_SECRET"
 SECRET = "qfex_secret_bench"
 PUBLIC_KEY = "qfex_pub_bench"
 PRIMARY = "0020ce8e-eaee-480e-8d7f-b9241d756ee5"
+TRIO_WS_QUEUE = 4096
+"""``message_queue_size`` of the trio-websocket baseline loops: the size qfexbot's session used
+while it read through trio-websocket, kept so the baseline stays the loop earlier figures ran."""
 
 # ---------------------------------------------------------------- frames (canonical shapes)
 
@@ -140,6 +145,27 @@ def start_frame_server() -> Child:
     return start_child([sys.executable, str(BENCH_DIR / "frameserver.py")])
 
 
+async def trio_ws_handshake(ws: Any, handshake: Sequence[tuple[str, int]]) -> None:
+    """The trio-websocket baseline's handshake: send each message, read its replies."""
+    for message, replies in handshake:
+        await ws.send_message(message)
+        for _ in range(replies):
+            await ws.get_message()
+
+
+async def run_peer(peer: str, mode: str, args: Sequence[str], limit_s: float) -> dict[str, Any]:
+    """One bench/peers.py run in a child process (its own core); the JSON line it printed.
+
+    ``{"skipped": reason}`` when the peer is not installed; a failed peer raises. The child
+    gives up after ``limit_s``; this waits 30 s more for it (start-up, close).
+    """
+    argv = [sys.executable, str(BENCH_DIR / "peers.py"), "--peer", peer, "--mode", mode]
+    argv += [*args, "--timeout", str(limit_s)]
+    with trio.fail_after(limit_s + 30):
+        done = await trio.run_process(argv, capture_stdout=True)
+    return json.loads(done.stdout.decode().splitlines()[-1])
+
+
 def sim_argv(config_path: Path) -> list[str]:
     """``qfexbot sim --config SIM.toml`` with this interpreter."""
     code = "import sys; from qfexbot.cli import main; sys.exit(main())"
@@ -226,6 +252,25 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 def fmt_rate(value: float) -> str:
     return f"{value:,.0f}"
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of the rounds (NaN when the runner never ran, i.e. was skipped)."""
+    return statistics.median(values) if values else float("nan")
+
+
+def result_value(value: float, digits: int = 0) -> str:
+    """A RESULT field: the number, or ``na`` for a runner that did not run."""
+    return "na" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def spread(values: Sequence[float], unit: str) -> str:
+    """``median X (min A, max B, R rounds)`` for a runner's per-round figures."""
+    if not values:
+        return "skipped"
+    low, high = min(values), max(values)
+    rounds = len(values)
+    return f"median {median(values):,.0f}{unit} (min {low:,.0f}, max {high:,.0f}, {rounds} rounds)"
 
 
 # ---------------------------------------------------------------- plugins and the stack
