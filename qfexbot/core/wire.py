@@ -178,13 +178,15 @@ class WireConnection:
         """How the connection ended, once it has (messages may still be waiting)."""
         return self._ended
 
-    async def receive_some(self) -> None:
-        """Read once (up to 64 KiB), decode it, and append the messages it completes.
+    async def receive_some(self, max_bytes: int = READ_SIZE, *, reply: bool = True) -> None:
+        """Read once (up to ``max_bytes``), decode it, and append the messages it completes.
 
         Cancel-safe: cancelled while waiting, nothing is lost. The read that ends the
         connection returns normally, so the messages before its end are in :attr:`messages`;
         the next call raises :class:`WireClosed`. A write cut short by a cancellation ends the
-        connection too: the peer could not read another frame from us.
+        connection too: the peer could not read another frame from us. ``reply=False`` leaves
+        the protocol's replies (pongs) for :meth:`flush_replies`, so a caller can cancel the
+        read without cancelling a write.
         """
         if self._write_cut and self._ended is None:
             self._ended = WireClosed(1006, "a write was cut short: no further frame can be sent")
@@ -192,7 +194,7 @@ class WireConnection:
             raise WireClosed(self._ended.code, self._ended.reason)
         protocol = self._protocol
         try:
-            data = await self._stream.receive_some(READ_SIZE)
+            data = await self._stream.receive_some(max_bytes)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._ended = WireClosed(1006, f"connection lost: {_describe(exc)}")
             return
@@ -203,8 +205,12 @@ class WireConnection:
             protocol.receive_eof()
         # Open: the protocol makes nothing but frames any more.
         self._absorb(cast("list[Frame]", protocol.events_received()), closing=closing)
-        if self._pending:
+        if self._pending and reply:
             await self._flush()
+
+    async def flush_replies(self) -> None:
+        """Write the replies a ``receive_some(reply=False)`` left pending (see :meth:`_flush`)."""
+        await self._flush()
 
     def _absorb(self, frames: list[Frame], *, closing: bool) -> None:
         """Take the messages of a read, queue the protocol's replies, and see if it ended.
