@@ -2,13 +2,15 @@
 
 The ``websockets`` package's sans-I/O :class:`~websockets.client.ClientProtocol` encodes and
 decodes the frames; this module drives it over a trio stream the caller opened and closes.
-There is no reader task and nothing is buffered beyond one read:
-:meth:`WireConnection.receive_some` makes one read of up to 64 KiB, and every message it
-completes is appended to :attr:`WireConnection.messages`, for the caller to take before it
-reads again (until then the kernel's socket buffer holds what arrives, and TCP flow control
-holds the peer back). Whatever the socket delivered before the peer's close frame (or the end
-of the stream) is therefore in ``messages`` before :class:`WireClosed` is raised, also after a
-failed write: a failed write is reported to the writer and the reads go on. The protocol
+There is no reader task of its own: :meth:`WireConnection.receive_some` makes one read of up
+to 64 KiB, and every message it completes is appended to :attr:`WireConnection.messages`, for
+the caller to take. Pings are answered by whoever reads, so the session runs a warden
+(``qfexbot.core.session``) that reads for it while it is busy (a held publish, a resync):
+pongs go out and up to 4096 messages wait here; past that, and while nobody reads, the kernel's
+socket buffer holds what arrives and TCP flow control holds the peer back. Whatever the
+socket delivered before the peer's close frame (or the end of the stream) is in ``messages``
+before :class:`WireClosed` is raised, also after a failed write: a failed write is reported to
+the writer and the reads go on. The protocol
 answers pings itself; once our close frame is out no pong is written (RFC 6455 lets a closing
 endpoint leave pings unanswered), and no second close frame is ever sent.
 """
