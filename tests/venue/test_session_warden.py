@@ -428,3 +428,45 @@ async def test_the_warden_ends_with_its_connection(
     rest = items[items.index("hold") :]
     assert rest[: rest.index(S.BACKOFF) + 1] == ["hold", "f0", "f1", "f2", S.BACKOFF], items
     assert "code 4000" in supervisor.stats.last_error, supervisor.stats.last_error
+
+
+async def test_a_cancelled_session_stops_while_its_warden_pumps(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping the runtime while a publish is held and the warden pumps: the session ends
+    at once (STOPPED), and its warden with it."""
+    wardens = _Wardens(monkeypatch)
+    held = trio.Event()
+
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        await ws.send_message("hold")
+        while True:
+            await ws.send_message("tick")
+            await trio.sleep(0.05)
+
+    states: list[ConnectionState] = []
+
+    async def publish(event: Event) -> None:
+        if isinstance(event, ConnectionStateEvent):
+            states.append(event.state)
+        elif event.raw == "hold":
+            held.set()
+            await trio.sleep_forever()  # a plugin that never lets go; only the stop ends it
+
+    url = await _serve(nursery, handler)
+    supervisor = Supervisor(
+        _EchoDriver(url), venue="test", account_id="acct", settings=_settings(), publish=publish
+    )
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as inner:
+            await inner.start(supervisor.run)
+            await held.wait()
+            await wait_until(
+                lambda: wardens.one.pump_reads > 0, within=WAIT, what="the warden pumps"
+            )
+            stop_at = trio.current_time()
+            inner.cancel_scope.cancel()
+    assert trio.current_time() - stop_at < 1.0, "the stop was not held up"
+    assert wardens.one.finished
+    assert states[-1] is S.STOPPED, states
