@@ -474,7 +474,7 @@ class Supervisor:
             for event in conn.deferred:
                 await self._publish(event)
             conn.deferred.clear()
-            await self._live(wire, warden, outcome)
+            await self._live(warden, outcome)
         except Exception as exc:
             self._record_failure(outcome, exc)
         finally:
@@ -482,7 +482,7 @@ class Supervisor:
             if live_at is not None:
                 outcome.live_for = trio.current_time() - live_at
 
-    async def _live(self, wire: WireConnection, warden: _Warden, outcome: _Outcome) -> None:
+    async def _live(self, warden: _Warden, outcome: _Outcome) -> None:
         """Publish frames until the connection ends; a stale stream is reported, then closed."""
         stale_after = self.settings.stale_after if self.driver.watch_stale else math.inf
         try:
