@@ -147,13 +147,14 @@ class _Warden:
 
     async def read(self) -> None:
         """The session's read: the pump's messages if it ran, else one read of the wire."""
-        if self._pump_done is not None:
-            await self._stop_pump()
-            if self.wire.messages:
-                return
+        # Flagged first: no new pump starts while we wait for a running one to stop.
         self.reading = True
         self.reads += 1
         try:
+            if self._pump_done is not None:
+                await self._stop_pump()
+                if self.wire.messages:
+                    return
             await self.wire.receive_some()
         finally:
             self.reading = False

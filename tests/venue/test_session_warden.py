@@ -470,3 +470,67 @@ async def test_a_cancelled_session_stops_while_its_warden_pumps(
     assert trio.current_time() - stop_at < 1.0, "the stop was not held up"
     assert wardens.one.finished
     assert states[-1] is S.STOPPED, states
+
+
+class _ReadingResync(_EchoDriver):
+    """A resync that reads a control message from the socket first (``"ctl"``), then takes
+    ``resync_for`` s."""
+
+    def __init__(self, url: str, resync_for: float) -> None:
+        super().__init__(url, resync_for)
+        self.reading = trio.Event()
+
+    def parse(self, frame: str | bytes, now: float) -> list[Any]:
+        return ["ctl"] if frame == "ctl" else super().parse(frame, now)
+
+    async def resync(self, conn: Any) -> Sequence[Event]:
+        self.reading.set()
+        assert await conn.receive() == ["ctl"]
+        return await super().resync(conn)
+
+
+async def test_a_resync_that_reads_takes_over_from_a_running_pump(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The RESYNCING publish is held (the warden pumps), then the resync step reads itself
+    while the warden was told to pump at once: the read takes over (never two readers), the
+    control message reaches the step, and the frames behind it follow the snapshot, in order."""
+    monkeypatch.setattr(session_mod, "WARDEN_GRACE", 0.05)
+    wardens = _Wardens(monkeypatch)
+    done = trio.Event()
+    driver: _ReadingResync
+
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        for i in range(3):
+            await ws.send_message(f"f{i}")
+        with trio.fail_after(WAIT):
+            await driver.reading.wait()
+        await trio.sleep(0.1)  # the step's read waits on the socket (not on the pump's queue)
+        await ws.send_message("ctl")
+        await ws.send_message("end")
+        await trio.sleep_forever()
+
+    items: list[Any] = []
+
+    async def publish(event: Event) -> None:
+        if isinstance(event, ConnectionStateEvent):
+            items.append(event.state)
+            if event.state is S.RESYNCING:
+                await trio.sleep(0.2)  # held for 4 graces: the warden pumps meanwhile
+        else:
+            items.append(event.raw)
+            if event.raw == "end":
+                done.set()
+
+    url = await _serve(nursery, handler)
+    driver = _ReadingResync(url, resync_for=0.1)
+    supervisor = Supervisor(
+        driver, venue="test", account_id="acct", settings=_settings(), publish=publish
+    )
+    await _run_until(supervisor, done)
+    assert items[: items.index("end") + 1] == [
+        *(S.CONNECTING, S.SUBSCRIBING, S.RESYNCING, "snapshot", S.LIVE),
+        *("f0", "f1", "f2", "end"),
+    ], items
+    assert wardens.one.pump_reads > 0
