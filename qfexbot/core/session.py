@@ -38,6 +38,7 @@ from qfexbot.core.venue import (
     SessionSettingsLike,
 )
 from qfexbot.core.wire import (
+    READ_SIZE,
     HandshakeFailed,
     UpgradeRejected,
     WireClosed,
@@ -107,6 +108,112 @@ async def _open_stream(url: str) -> trio.abc.Stream:
     return await trio.open_tcp_stream(parts.hostname, port)
 
 
+WARDEN_GRACE = 1.0
+"""Seconds the session task may stay out of its socket read before its warden reads for it:
+far above a normal batch (micro- to milliseconds), so an idle or busy-but-healthy session costs
+one wake per second and no pump; far below the venue's 30 s ping interval and ~60 s drop."""
+
+PUMP_BOUND = 4096
+"""Messages the warden lets wait in ``wire.messages`` (trio-websocket's queue before issue 16);
+at the bound it stops reading, and TCP flow control holds the venue back as before."""
+
+_MIN_FRAME = 2
+"""Bytes of the smallest frame a server can send (an empty unmasked one): a read of
+``2 * n`` bytes completes at most ``n`` messages."""
+
+
+class _Warden:
+    """Reads one connection for its session task while that task is busy elsewhere (a held
+    publish, a REST resync), so pings are answered and frames leave the kernel buffer.
+
+    Every session-side read goes through :meth:`read`, which stops a running pump first: only
+    one task reads at a time, and what the pump read is taken first, in order. A connection's
+    end seen by the pump is left in the wire for the session's next read to report.
+    """
+
+    def __init__(self, wire: WireConnection) -> None:
+        self.wire = wire
+        self.reading = False
+        """The session task is inside :meth:`read`."""
+        self.reads = 0
+        """Reads the session task has started (the warden compares it across a grace)."""
+        self.pump_reads = 0
+        """Reads the warden made for the session (for tests and diagnostics)."""
+        self._urgent = False
+        self._stop = False
+        self._sleep: trio.CancelScope | None = None
+        self._pump_read: trio.CancelScope | None = None
+        self._pump_done: trio.Event | None = None
+
+    async def read(self) -> None:
+        """The session's read: the pump's messages if it ran, else one read of the wire."""
+        # Flagged first: no new pump starts while we wait for a running one to stop.
+        self.reading = True
+        self.reads += 1
+        try:
+            if self._pump_done is not None:
+                await self._stop_pump()
+                if self.wire.messages:
+                    return
+            await self.wire.receive_some()
+        finally:
+            self.reading = False
+
+    def busy(self) -> None:
+        """The session is about to be busy for a while (a resync): pump from now on."""
+        self._urgent = True
+        if self._sleep is not None:
+            self._sleep.deadline = -math.inf
+
+    async def run(self) -> None:
+        """Sleep a grace at a time; pump while the session has not read for a whole grace (or
+        at once after :meth:`busy`), never while it is reading itself."""
+        seen = self.reads
+        while True:
+            at_once = self._urgent and not self.reading
+            # On the grace's grid: every warden wakes in the same scheduler pass (spread, each
+            # wake is a pass of its own, ~8x the CPU), and still a whole grace or more apart.
+            grid = math.ceil((trio.current_time() + WARDEN_GRACE) / WARDEN_GRACE) * WARDEN_GRACE
+            deadline = -math.inf if at_once else grid
+            with trio.CancelScope(deadline=deadline) as self._sleep:
+                await trio.sleep_forever()
+            self._sleep = None
+            if not self.reading and (self._urgent or self.reads == seen):
+                self._urgent = False
+                await self._pump()
+            seen = self.reads
+
+    async def _stop_pump(self) -> None:
+        """Ask the pump to stop (cancelling a read in progress, never a write) and wait."""
+        done = self._pump_done
+        if done is None:
+            return
+        self._stop = True
+        if self._pump_read is not None:
+            self._pump_read.cancel()
+        await done.wait()
+
+    async def _pump(self) -> None:
+        wire = self.wire
+        messages = wire.messages
+        self._stop = False
+        self._pump_done = done = trio.Event()
+        try:
+            while not self._stop and wire.ended is None and len(messages) < PUMP_BOUND:
+                room = (PUMP_BOUND - len(messages)) * _MIN_FRAME
+                with trio.CancelScope() as self._pump_read:
+                    await wire.receive_some(min(room, READ_SIZE), reply=False)
+                    self.pump_reads += 1
+                self._pump_read = None
+                await wire.flush_replies()
+        except WireClosed:
+            pass  # a write was cut short: the session's next read reports it
+        finally:
+            self._pump_read = None
+            self._pump_done = None
+            done.set()
+
+
 @dataclass
 class _Outcome:
     """How one connection ended."""
@@ -125,6 +232,7 @@ class _Handshake:
 
     wire: WireConnection
     supervisor: Supervisor
+    warden: _Warden
     deferred: list[Event] = field(default_factory=list)
 
     async def send(self, message: Mapping[str, Any]) -> None:
@@ -137,7 +245,7 @@ class _Handshake:
         messages = self.wire.messages
         while True:
             while not messages:
-                await self.wire.receive_some()
+                await self.warden.read()
             frame = messages.popleft()
             now = time.time()
             sup.stats.frames += 1
@@ -303,7 +411,14 @@ class Supervisor:
                     stream, self.driver.url, self.driver.handshake_headers()
                 )
             try:
-                await self._serve(wire, outcome)
+                # The warden reads for the session while it is busy; it ends with _serve.
+                async with trio.open_nursery() as nursery:
+                    warden = _Warden(wire)
+                    nursery.start_soon(warden.run)
+                    try:
+                        await self._serve(wire, warden, outcome)
+                    finally:
+                        nursery.cancel_scope.cancel()
             finally:
                 if not outcome.stale:
                     # A stale connection was closed by _close_reading already. Not shielded:
@@ -330,10 +445,10 @@ class Supervisor:
                     await stream.aclose()
         return outcome
 
-    async def _serve(self, wire: WireConnection, outcome: _Outcome) -> None:
+    async def _serve(self, wire: WireConnection, warden: _Warden, outcome: _Outcome) -> None:
         """Handshake steps, snapshot, then the live loop. Records why it ended in ``outcome``."""
         driver, settings = self.driver, self.settings
-        conn = _Handshake(wire, self)
+        conn = _Handshake(wire, self, warden)
         live_at: float | None = None
         try:
             if driver.authenticates:
@@ -347,6 +462,8 @@ class Supervisor:
             snapshot: Sequence[Event] = ()
             if driver.resyncs:
                 await self._set_state(ConnectionState.RESYNCING)
+                # No read of ours until the snapshot is in: the warden reads meanwhile.
+                warden.busy()
                 # REST retries are bounded by the client; this is a backstop.
                 with trio.fail_after(settings.request_timeout * 4 + settings.auth_timeout):
                     snapshot = await driver.resync(conn)
@@ -358,7 +475,7 @@ class Supervisor:
             for event in conn.deferred:
                 await self._publish(event)
             conn.deferred.clear()
-            await self._live(wire, outcome)
+            await self._live(warden, outcome)
         except Exception as exc:
             self._record_failure(outcome, exc)
         finally:
@@ -366,11 +483,11 @@ class Supervisor:
             if live_at is not None:
                 outcome.live_for = trio.current_time() - live_at
 
-    async def _live(self, wire: WireConnection, outcome: _Outcome) -> None:
+    async def _live(self, warden: _Warden, outcome: _Outcome) -> None:
         """Publish frames until the connection ends; a stale stream is reported, then closed."""
         stale_after = self.settings.stale_after if self.driver.watch_stale else math.inf
         try:
-            await self._read_loop(wire, stale_after)
+            await self._read_loop(warden, stale_after)
             # Returned: no frame for stale_after s. Say so now, not after the close attempt.
             outcome.stale = True
             outcome.reason = f"no frame for {stale_after:g}s"
@@ -378,11 +495,11 @@ class Supervisor:
             await self._set_state(
                 ConnectionState.STALE, reason=outcome.reason, attempt=outcome.attempt
             )
-            await self._close_reading(wire, outcome)
+            await self._close_reading(warden, outcome)
         except Exception as exc:
             self._record_failure(outcome, exc)
 
-    async def _close_reading(self, wire: WireConnection, outcome: _Outcome) -> None:
+    async def _close_reading(self, warden: _Warden, outcome: _Outcome) -> None:
         """Close a stale connection and publish every frame that arrives before the reply.
 
         A stream that heals while we close delivers what the venue wrote meanwhile, up to its
@@ -395,8 +512,8 @@ class Supervisor:
         give_up_at = trio.current_time() + min(self.settings.connect_timeout, 5.0)
         try:
             with trio.move_on_at(give_up_at):
-                await wire.send_close(1000, "stale stream")
-            await self._read_loop(wire, math.inf, give_up_at)
+                await warden.wire.send_close(1000, "stale stream")
+            await self._read_loop(warden, math.inf, give_up_at)
         except WireClosed as exc:
             # Normally the venue's close reply, after every frame before it was published.
             # A 1009/1002 (ours for a frame we refused, or the venue's) is worth telling the
@@ -405,7 +522,7 @@ class Supervisor:
                 outcome.reason += f"; then closed with code {exc.code}: {exc.reason}"
 
     async def _read_loop(
-        self, wire: WireConnection, stale_after: float, give_up_at: float = math.inf
+        self, warden: _Warden, stale_after: float, give_up_at: float = math.inf
     ) -> None:
         """Parse and publish each message in order; returns after ``stale_after`` s without
         one, or once ``give_up_at`` (trio clock) has passed and the messages already read are
@@ -422,9 +539,9 @@ class Supervisor:
         publish = self._publish
         stats = self.stats
         clock = trio.current_time
-        messages = wire.messages
+        messages = warden.wire.messages
         take = messages.popleft
-        receive_some = wire.receive_some
+        receive_some = warden.read
         while True:
             if messages:
                 # One wall-clock reading per read: its messages arrived together, so reading

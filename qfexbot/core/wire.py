@@ -2,13 +2,15 @@
 
 The ``websockets`` package's sans-I/O :class:`~websockets.client.ClientProtocol` encodes and
 decodes the frames; this module drives it over a trio stream the caller opened and closes.
-There is no reader task and nothing is buffered beyond one read:
-:meth:`WireConnection.receive_some` makes one read of up to 64 KiB, and every message it
-completes is appended to :attr:`WireConnection.messages`, for the caller to take before it
-reads again (until then the kernel's socket buffer holds what arrives, and TCP flow control
-holds the peer back). Whatever the socket delivered before the peer's close frame (or the end
-of the stream) is therefore in ``messages`` before :class:`WireClosed` is raised, also after a
-failed write: a failed write is reported to the writer and the reads go on. The protocol
+There is no reader task of its own: :meth:`WireConnection.receive_some` makes one read of up
+to 64 KiB, and every message it completes is appended to :attr:`WireConnection.messages`, for
+the caller to take. Pings are answered by whoever reads, so the session runs a warden
+(``qfexbot.core.session``) that reads for it while it is busy (a held publish, a resync):
+pongs go out and up to 4096 messages wait here; past that, and while nobody reads, the kernel's
+socket buffer holds what arrives and TCP flow control holds the peer back. Whatever the
+socket delivered before the peer's close frame (or the end of the stream) is in ``messages``
+before :class:`WireClosed` is raised, also after a failed write: a failed write is reported to
+the writer and the reads go on. The protocol
 answers pings itself; once our close frame is out no pong is written (RFC 6455 lets a closing
 endpoint leave pings unanswered), and no second close frame is ever sent.
 """
@@ -178,13 +180,15 @@ class WireConnection:
         """How the connection ended, once it has (messages may still be waiting)."""
         return self._ended
 
-    async def receive_some(self) -> None:
-        """Read once (up to 64 KiB), decode it, and append the messages it completes.
+    async def receive_some(self, max_bytes: int = READ_SIZE, *, reply: bool = True) -> None:
+        """Read once (up to ``max_bytes``), decode it, and append the messages it completes.
 
         Cancel-safe: cancelled while waiting, nothing is lost. The read that ends the
         connection returns normally, so the messages before its end are in :attr:`messages`;
         the next call raises :class:`WireClosed`. A write cut short by a cancellation ends the
-        connection too: the peer could not read another frame from us.
+        connection too: the peer could not read another frame from us. ``reply=False`` leaves
+        the protocol's replies (pongs) for :meth:`flush_replies`, so a caller can cancel the
+        read without cancelling a write.
         """
         if self._write_cut and self._ended is None:
             self._ended = WireClosed(1006, "a write was cut short: no further frame can be sent")
@@ -192,7 +196,7 @@ class WireConnection:
             raise WireClosed(self._ended.code, self._ended.reason)
         protocol = self._protocol
         try:
-            data = await self._stream.receive_some(READ_SIZE)
+            data = await self._stream.receive_some(max_bytes)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._ended = WireClosed(1006, f"connection lost: {_describe(exc)}")
             return
@@ -203,8 +207,12 @@ class WireConnection:
             protocol.receive_eof()
         # Open: the protocol makes nothing but frames any more.
         self._absorb(cast("list[Frame]", protocol.events_received()), closing=closing)
-        if self._pending:
+        if self._pending and reply:
             await self._flush()
+
+    async def flush_replies(self) -> None:
+        """Write the replies a ``receive_some(reply=False)`` left pending (see :meth:`_flush`)."""
+        await self._flush()
 
     def _absorb(self, frames: list[Frame], *, closing: bool) -> None:
         """Take the messages of a read, queue the protocol's replies, and see if it ended.

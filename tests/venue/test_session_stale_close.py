@@ -101,8 +101,9 @@ async def test_frames_sent_before_a_close_during_the_stale_publish_are_delivered
     nursery: trio.Nursery, ending: str
 ) -> None:
     """The venue writes frames then closes (or its TCP stream ends) while a subscriber is
-    still busy with STALE: wsproto is CLOSED / LOCAL_CLOSING by the time the session would
-    send its close frame, and the frames queued before the close must still be published."""
+    still busy with STALE: the connection has ended (the wire no longer allows a close frame)
+    by the time the session would send its own, and the frames read before the close must
+    still be published."""
     stale_seen = trio.Event()
 
     async def handler(request: WebSocketRequest) -> None:
@@ -287,9 +288,9 @@ async def test_stale_close_over_tls_is_bounded_while_a_command_is_blocked(
 async def test_an_oversized_frame_while_closing_does_not_cut_a_publish_short(
     nursery: trio.Nursery,
 ) -> None:
-    """After our close frame, a frame over trio-websocket's size limit makes the library send
-    its own 1009 close, which wsproto refuses. The reader's crash must not cancel the publish
-    in progress, and the operator is told why the connection ended."""
+    """After our close frame, a frame over the wire's size limit (``MAX_MESSAGE_SIZE``) ends
+    the connection with 1009 and no second close frame. That must not cancel the publish in
+    progress, and the operator is told why the connection ended."""
     stale_seen = trio.Event()
     stalled = trio.Event()  # the venue never reads our close frame, so never replies
 
