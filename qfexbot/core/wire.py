@@ -27,6 +27,8 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from qfexbot.errors import QfexbotError
+
 __all__ = [
     "MAX_MESSAGE_SIZE",
     "READ_SIZE",
@@ -51,7 +53,7 @@ _BODY_PREVIEW = 200
 """Bytes of a rejected upgrade's body kept for the operator."""
 
 
-class WireClosed(Exception):
+class WireClosed(QfexbotError):
     """The connection has ended: ``code`` and ``reason`` say how (the peer's close frame, 1006
     for a stream that ended or broke without one, 1009 for an oversized message, 1002 for a
     protocol error, 1007 for a text message that is not UTF-8)."""
@@ -73,7 +75,7 @@ class WriteFailed(WireClosed):
         return self.reason
 
 
-class HandshakeFailed(Exception):
+class HandshakeFailed(QfexbotError):
     """The HTTP upgrade did not complete (no valid response, or the stream ended first)."""
 
 
