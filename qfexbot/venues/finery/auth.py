@@ -69,7 +69,8 @@ class NonceSource:
 def ws_auth_headers(
     key: str, secret: Secret | str, nonces: NonceSource
 ) -> list[tuple[bytes, bytes]]:
-    """The ``EFX-Key``/``EFX-Content``/``EFX-Sign`` upgrade headers (trio-websocket format)."""
+    """The ``EFX-Key``/``EFX-Content``/``EFX-Sign`` upgrade headers, as the (name, value) byte
+    pairs a driver's ``handshake_headers`` returns."""
     nonce, ts = nonces.next()
     content = json.dumps({"nonce": nonce, "timestamp": ts})
     return [
