@@ -155,6 +155,10 @@ async def run_one(
         return seconds, f"frames={seen}"
     if name == "qfexbot":
         seconds, stats = await run_qfexbot(port, n_trade, n_l2, base_dir)
+        # As strict as the peers' check: every frame's event handed to the plugin, none
+        # conflated away, none refused (each frame here is one event; state events add some).
+        if stats["conflated"] or stats["parse_errors"] or stats["events_handled"] < frames:
+            raise RuntimeError(f"qfexbot did not hand on every frame of {frames}: {stats}")
         return seconds, str(stats)
     args = ["--port", str(port), "--trade", str(n_trade), "--l2", str(n_l2)]
     result = await run_peer(name, "e2e", args, DEADLINE)

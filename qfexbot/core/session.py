@@ -113,6 +113,10 @@ WARDEN_GRACE = 1.0
 far above a normal batch (micro- to milliseconds), so an idle or busy-but-healthy session costs
 one wake per second and no pump; far below the venue's 30 s ping interval and ~60 s drop."""
 
+DRAIN_WAIT = 0.25
+"""Seconds a command waits, at most, for the pump to read what the kernel holds before the
+command is written while the session is busy (loopback and LAN: microseconds)."""
+
 PUMP_BOUND = 4096
 """Messages the warden lets wait in ``wire.messages`` (trio-websocket's queue before issue 16);
 at the bound it stops reading, and TCP flow control holds the venue back as before."""
@@ -144,6 +148,8 @@ class _Warden:
         self._sleep: trio.CancelScope | None = None
         self._pump_read: trio.CancelScope | None = None
         self._pump_done: trio.Event | None = None
+        self._progress: trio.Event | None = None
+        """Set after each pump read and when the pump stops (for :meth:`before_write`)."""
 
     async def read(self) -> None:
         """The session's read: the pump's messages if it ran, else one read of the wire."""
@@ -158,6 +164,25 @@ class _Warden:
             await self.wire.receive_some()
         finally:
             self.reading = False
+
+    async def before_write(self) -> None:
+        """Before a command's write while the session task is busy: have the pump read what
+        the kernel holds first. A write to a socket the venue has closed draws a reset, and a
+        reset discards what our kernel received and nobody read (issue 12; trio-websocket's
+        reader task had read it already). Waits at most ``DRAIN_WAIT``; the pump reads on."""
+        wire = self.wire
+        with trio.move_on_after(DRAIN_WAIT):
+            # Not while the session reads itself: it drains the kernel as it goes.
+            while (
+                not self.reading
+                and wire.ended is None
+                and len(wire.messages) < PUMP_BOUND
+                and wire.readable_now()
+            ):
+                if self._pump_done is None:
+                    self.busy()
+                progress = self._progress = trio.Event()
+                await progress.wait()
 
     def busy(self) -> None:
         """The session is about to be busy for a while (a resync): pump from now on."""
@@ -205,6 +230,7 @@ class _Warden:
                     await wire.receive_some(min(room, READ_SIZE), reply=False)
                     self.pump_reads += 1
                 self._pump_read = None
+                self._signal_progress()
                 await wire.flush_replies()
         except WireClosed:
             pass  # a write was cut short: the session's next read reports it
@@ -212,6 +238,12 @@ class _Warden:
             self._pump_read = None
             self._pump_done = None
             done.set()
+            self._signal_progress()
+
+    def _signal_progress(self) -> None:
+        progress, self._progress = self._progress, None
+        if progress is not None:
+            progress.set()
 
 
 @dataclass
@@ -297,6 +329,7 @@ class Supervisor:
         self._publish = publish
         self._rng = rng or random.Random()
         self._wire: WireConnection | None = None
+        self._warden: _Warden | None = None
         self._changed = trio.Event()
         self._running = False
 
@@ -333,6 +366,9 @@ class Supervisor:
                 f"command {self.driver.command_name(command)!r} not sent"
             )
         try:
+            warden = self._warden
+            if warden is not None:
+                await warden.before_write()
             await wire.send_text(self.driver.encode(command))
         except WireClosed as exc:
             raise SessionNotLive(
@@ -436,7 +472,7 @@ class Supervisor:
             verb = "connect failed" if wire is None else "connection lost while closing"
             outcome.reason = f"{verb}: {_why_failed(exc, self.driver.url)}"
         finally:
-            self._wire = None
+            self._wire = self._warden = None
             if stream is not None:
                 # Bounded: over TLS a close_notify waits for the stream's send lock, which a
                 # plugin's command blocked on a full send buffer may hold for as long as TCP
@@ -469,7 +505,7 @@ class Supervisor:
                     snapshot = await driver.resync(conn)
             for event in snapshot:
                 await self._publish(event)
-            self._wire = wire
+            self._wire, self._warden = wire, warden
             live_at = trio.current_time()
             await self._set_state(ConnectionState.LIVE)
             for event in conn.deferred:
@@ -479,7 +515,7 @@ class Supervisor:
         except Exception as exc:
             self._record_failure(outcome, exc)
         finally:
-            self._wire = None
+            self._wire = self._warden = None
             if live_at is not None:
                 outcome.live_for = trio.current_time() - live_at
 
@@ -491,7 +527,7 @@ class Supervisor:
             # Returned: no frame for stale_after s. Say so now, not after the close attempt.
             outcome.stale = True
             outcome.reason = f"no frame for {stale_after:g}s"
-            self._wire = None
+            self._wire = self._warden = None
             await self._set_state(
                 ConnectionState.STALE, reason=outcome.reason, attempt=outcome.attempt
             )
@@ -542,13 +578,13 @@ class Supervisor:
         messages = warden.wire.messages
         take = messages.popleft
         receive_some = warden.read
+        wall = time.time
         while True:
             if messages:
-                # One wall-clock reading per read: its messages arrived together, so reading
-                # the clock per message would only add the time spent publishing those before
-                # it (stamped on events, frames and last_frame_at, nothing finer depends on it).
-                now = time.time()
                 while messages:
+                    # The clock per message (~50 ns): the warden may append messages while an
+                    # earlier one is published, and none may be stamped before it arrived.
+                    now = wall()
                     frame = take()
                     stats.frames += 1
                     stats.last_frame_at = now

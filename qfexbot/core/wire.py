@@ -17,6 +17,8 @@ endpoint leave pings unanswered), and no second close frame is ever sent.
 
 from __future__ import annotations
 
+import logging
+import select
 from collections import deque
 from typing import cast
 
@@ -48,6 +50,15 @@ READ_SIZE = 65536
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 """The data opcodes, bound once: an enum member lookup costs ~60 ns per frame on 3.11."""
+
+_PROTOCOL_LOG = logging.getLogger("qfexbot.core.wire.protocol")
+"""The protocol's own logger, never at DEBUG: websockets logs every request header (auth
+signatures among them) and every frame sent at DEBUG, through handlers our secret scrubbing
+does not reach. An application's DEBUG root logger must not turn that on."""
+_PROTOCOL_LOG.setLevel(logging.INFO)
+
+_REPLY_WRITE_LIMIT = 1.0
+"""Seconds a writer may spend, shielded, writing the replies queued during its own write."""
 
 _BODY_PREVIEW = 200
 """Bytes of a rejected upgrade's body kept for the operator."""
@@ -129,6 +140,7 @@ class WireConnection:
         self._write_error: str | None = None
         self._write_cut = False
         self._ended: WireClosed | None = None
+        self._poll: select.poll | None = None
 
     @classmethod
     async def open(
@@ -146,7 +158,7 @@ class WireConnection:
             uri = parse_uri(url)
         except InvalidURI as exc:
             raise HandshakeFailed(str(exc)) from exc
-        protocol = ClientProtocol(uri, max_size=MAX_MESSAGE_SIZE)
+        protocol = ClientProtocol(uri, max_size=MAX_MESSAGE_SIZE, logger=_PROTOCOL_LOG)
         request = protocol.connect()
         for name, value in headers:
             # One character per byte: ASCII (every driver's headers) round-trips exactly.
@@ -182,8 +194,9 @@ class WireConnection:
         """How the connection ended, once it has (messages may still be waiting)."""
         return self._ended
 
-    async def receive_some(self, max_bytes: int = READ_SIZE, *, reply: bool = True) -> None:
-        """Read once (up to ``max_bytes``), decode it, and append the messages it completes.
+    async def receive_some(self, max_bytes: int = READ_SIZE, *, reply: bool = True) -> int:
+        """Read once (up to ``max_bytes``), decode it, and append the messages it completes;
+        returns the bytes read (0 at the end of the stream).
 
         Cancel-safe: cancelled while waiting, nothing is lost. The read that ends the
         connection returns normally, so the messages before its end are in :attr:`messages`;
@@ -201,7 +214,7 @@ class WireConnection:
             data = await self._stream.receive_some(max_bytes)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._ended = WireClosed(1006, f"connection lost: {_describe(exc)}")
-            return
+            return 0
         closing = protocol.close_sent is not None
         if data:
             protocol.receive_data(data)
@@ -211,6 +224,20 @@ class WireConnection:
         self._absorb(cast("list[Frame]", protocol.events_received()), closing=closing)
         if self._pending and reply:
             await self._flush()
+        return len(data)
+
+    def readable_now(self) -> bool:
+        """True if the kernel holds received bytes nobody has read yet (a poll with no wait);
+        False when it does not, or when the stream is not a socket this can ask."""
+        if self._poll is None:
+            sock = getattr(self._stream, "socket", None)
+            if sock is None:  # TLS: ask the TCP stream under it
+                sock = getattr(getattr(self._stream, "transport_stream", None), "socket", None)
+            if sock is None:
+                return False
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), select.POLLIN)
+        return bool(self._poll.poll(0))
 
     async def flush_replies(self) -> None:
         """Write the replies a ``receive_some(reply=False)`` left pending (see :meth:`_flush`)."""
@@ -285,6 +312,9 @@ class WireConnection:
                 if self._ended is not None:
                     raise WireClosed(self._ended.code, self._ended.reason)
                 raise WireClosed(1006, "closing: our close frame is out")
+            # Cancelled waiting for the lock, the command is dropped here, before the protocol
+            # has framed it: nothing of it can be written later by another writer.
+            await trio.lowlevel.checkpoint_if_cancelled()
             self._protocol.send_text(text.encode())
             self._pending.extend(self._protocol.data_to_send())
             await self._write_pending()
@@ -321,20 +351,37 @@ class WireConnection:
 
     async def _write_pending(self) -> None:
         """With the write lock held: write everything pending, in order. A failure is kept
-        (later writes are dropped); a write cancelled part-way cuts the stream's write side."""
+        (later writes are dropped); a write cancelled part-way cuts the stream's write side.
+
+        Cancellation is taken before the first write, while nothing has left the queue (no
+        schedule point between that check and the write's own: a caller cancelled there has
+        sent nothing and lost no reply). Replies the reader queued during a write are written
+        after it, shielded for at most ``_REPLY_WRITE_LIMIT`` s: a command already on the wire
+        is never reported cancelled, and its caller never waits long for another's pong.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        first = True
         while self._pending and self._write_error is None:
             data = b"".join(self._pending)
             self._pending.clear()
-            # Cancelled here, nothing was written; cancelled inside send_all, part of a frame
-            # may have been, and no later frame could be read by the peer.
-            await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._write_error = f"connection lost: {_describe(exc)}"
-            except trio.Cancelled:
-                self._write_error = "connection lost: a write was cancelled part-way"
-                self._write_cut = True
-                raise
+            if first:
+                first = False
+                await self._send(data)
+                continue
+            limit = trio.current_time() + _REPLY_WRITE_LIMIT
+            with trio.CancelScope(shield=True, deadline=limit):
+                await self._send(data)
         if self._write_error is not None:
             self._pending.clear()
+
+    async def _send(self, data: bytes) -> None:
+        """One ``send_all``: a failure is kept; cancelled inside it, part of a frame may have
+        gone out and no later frame could be read by the peer, so the write side is cut."""
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._write_error = f"connection lost: {_describe(exc)}"
+        except trio.Cancelled:
+            self._write_error = "connection lost: a write was cancelled part-way"
+            self._write_cut = True
+            raise

@@ -339,6 +339,25 @@ def test_an_object_with_two_messages_is_the_message_of_its_first_key(
     )
 
 
+@PROPERTY
+@given(data=st.data(), kinds=st.permutations(sorted(TRADE_FIELDS)))
+def test_a_null_message_beside_a_real_one_parses_as_the_general_path_parses_it(
+    data: st.DataObject, kinds: list[str]
+) -> None:
+    """``{"fill_response": null, "order_response": {...}}``: the general path reads the first
+    known key (null: a ParseError); the fast path once took the one non-null body (issue-16
+    audit). Every order of the keys, the null one first or second."""
+    null, real = kinds[0], kinds[1]
+    message = obj(data.draw(body(well_formed(TRADE_FIELDS[real]), odd=False)))
+    pairs = [(null, "null"), (real, message)]
+    if data.draw(st.booleans()):
+        pairs.reverse()
+    frame = obj(pairs)
+    assert outcome(parse_trade_frame, frame, "qfex", ACCOUNT, NOW) == outcome(
+        parse._parse_trade_general, frame, "qfex", ACCOUNT, NOW
+    )
+
+
 @pytest.mark.parametrize(
     "cls",
     [

@@ -21,14 +21,12 @@ from qfexbot.sim import QfexSimulator
 from qfexbot.venues.qfex.adapter import QfexVenue
 
 S = ConnectionState
-BURST = 8
-"""Frames the venue writes while the reader is held: they stay in our socket. The session has
-no message queue (issue 16), so the socket is the only queue; before, trio-websocket's queue
-(made 16 here) took the first 16 of a burst of 24 and these 8 stayed in the socket. Kept small
-so the whole burst fits our socket's receive buffer while the reader is held (on loopback each
-small frame is one segment, and ~14 fill the initial buffer under load): a tail still in the
-simulator's send buffer would be thrown away by its kernel when our command arrives at the
-closed socket (it answers with a reset)."""
+BURST = 250
+"""Frames the venue writes while the reader is held, then it closes: more than our socket's
+receive buffer takes at first, so the tail waits in the simulator's send buffer, which its
+kernel throws away (a reset) when our command arrives at the closed socket. The command's write
+first lets the session's warden read what the socket holds (issue 16), as trio-websocket's
+reader task did before; without that, the tail of this burst is lost (the issue-16 audit)."""
 
 
 def _resting_order(client_order_id: str) -> dict[str, object]:

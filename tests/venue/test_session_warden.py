@@ -9,6 +9,7 @@ and order. The driver turns every frame into one event carrying it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -185,6 +186,46 @@ async def test_pings_are_answered_while_a_publish_is_held(
     assert _frames(items) == ["f0", *(f"f{i}" for i in range(1, count)), "end"]
     assert wardens.one.pump_reads > 0
     assert wardens.handovers >= 1
+
+
+async def test_a_frame_the_warden_read_is_stamped_when_it_arrived(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``received_at`` of a frame that arrived while an earlier one's publish was held is never
+    before it was sent (issue-16 audit: one clock reading per read stamped it up to the
+    length of the hold too early)."""
+    wardens = _Wardens(monkeypatch)
+    sent: dict[str, float] = {}
+    done = trio.Event()
+
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        sent["a"] = time.time()
+        await ws.send_message("a")
+        await trio.sleep(0.3)
+        sent["b"] = time.time()
+        await ws.send_message("b")
+        await trio.sleep_forever()
+
+    stamps: dict[str, float] = {}
+
+    async def publish(event: Event) -> None:
+        if isinstance(event, ConnectionStateEvent):
+            return
+        stamps[event.raw] = event.received_at
+        if event.raw == "a":
+            await trio.sleep(WARDEN_GRACE * 2.5)  # held past the warden's check: it reads "b"
+        else:
+            done.set()
+
+    url = await _serve(nursery, handler)
+    supervisor = Supervisor(
+        _EchoDriver(url), venue="test", account_id="acct", settings=_settings(), publish=publish
+    )
+    await _run_until(supervisor, done)
+    assert wardens.one.pump_reads > 0  # "b" came through the pump
+    assert stamps["b"] >= sent["b"]
+    assert stamps["b"] - stamps["a"] >= WARDEN_GRACE * 2  # stamped when taken, after the hold
 
 
 # ------------------------------------------------------------ a slow resync

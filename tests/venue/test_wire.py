@@ -8,6 +8,7 @@ writes, e.g. that no pong follows our close frame.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -156,6 +157,29 @@ async def test_the_upgrade_carries_the_drivers_headers(nursery: trio.Nursery) ->
     assert (b"x-api-key", b"key-1") in seen
     assert received == ["hello"]
     assert closed.code == 1000
+
+
+async def test_a_debug_root_logger_sees_no_header_or_frame_of_ours(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """websockets logs every request header and every frame sent at DEBUG, outside our secret
+    scrubbing (issue-16 audit: an EFX-Sign header and an auth frame leaked so)."""
+
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        await ws.get_message()
+        await ws.send_message("hello")
+        await ws.aclose()
+
+    secret = "s3cr3t-signature"
+    port = await _websocket_server(nursery, handler)
+    with caplog.at_level(logging.DEBUG):  # the root logger, as an embedding app may set it
+        async with _connect(port, [(b"EFX-Sign", secret.encode())]) as wire:
+            await wire.send_text(f'{{"type":"auth","signature":"{secret}"}}')
+            received, _ = await _read_to_the_end(wire)
+    assert received == ["hello"]
+    assert caplog.records  # DEBUG was on: trio-websocket's server side logged
+    assert not [r for r in caplog.records if secret in r.getMessage()]
 
 
 async def test_a_rejected_upgrade_gives_the_status_and_the_start_of_the_body(

@@ -1168,10 +1168,12 @@ class _BalanceBody(msgspec.Struct):
 class _TradeFrame(msgspec.Struct, forbid_unknown_fields=True):
     """A trade-socket object whose only keys are these messages (one of them, checked after)."""
 
-    order_response: _OrderBody | None = None
-    fill_response: _FillBody | None = None
-    position_response: _PositionBody | None = None
-    balance_response: _BalanceBody | None = None
+    # UNSET, not None, for "absent": a key present with null goes to the general path, which
+    # reads the first known key (null there is a ParseError, whatever follows it).
+    order_response: _OrderBody | msgspec.UnsetType = msgspec.UNSET
+    fill_response: _FillBody | msgspec.UnsetType = msgspec.UNSET
+    position_response: _PositionBody | msgspec.UnsetType = msgspec.UNSET
+    balance_response: _BalanceBody | msgspec.UnsetType = msgspec.UNSET
 
 
 class _MdsMessage(msgspec.Struct, tag_field="type", kw_only=True):
@@ -1283,10 +1285,9 @@ def _fast_trade(data: str | bytes, venue: str, account_id: str, now: float) -> l
     path."""
     try:
         bodies = msgspec.structs.astuple(_decode_trade(data))
-        if bodies.count(None) == len(bodies) - 1:
-            for body in bodies:
-                if body is not None:
-                    return [body.event(venue, account_id, now, data)]
+        present = [body for body in bodies if body is not msgspec.UNSET]
+        if len(present) == 1:
+            return [present[0].event(venue, account_id, now, data)]
     except _REFUSED:
         pass
     return None
