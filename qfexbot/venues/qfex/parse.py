@@ -1284,10 +1284,14 @@ def _fast_trade(data: str | bytes, venue: str, account_id: str, now: float) -> l
     """The events of a trade frame holding one frequent message; ``None``: use the general
     path."""
     try:
-        bodies = msgspec.structs.astuple(_decode_trade(data))
-        present = [body for body in bodies if body is not msgspec.UNSET]
-        if len(present) == 1:
-            return [present[0].event(venue, account_id, now, data)]
+        found = None
+        for body in msgspec.structs.astuple(_decode_trade(data)):
+            if body is not msgspec.UNSET:
+                if found is not None:
+                    return None  # two messages in one object: the general path orders them
+                found = body
+        if found is not None:
+            return [found.event(venue, account_id, now, data)]
     except _REFUSED:
         pass
     return None
