@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 import random
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.sim.finery.config import FinerySimClient
 from qfexbot.sim.finery.engine import EngineError
-from qfexbot.sim.finery.server import FinerySimulator
 from qfexbot.sim.finery.units import to_units
+
+if TYPE_CHECKING:  # the simulator starts its own house maker: a runtime import would be a cycle
+    from qfexbot.sim.finery.server import FinerySimulator
 
 __all__ = ["HouseMaker"]
 

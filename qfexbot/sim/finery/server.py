@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,9 +26,13 @@ from qfexbot.core.asgi import Receive, Send, answer_lifespan, hypercorn_config, 
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice
+from qfexbot.sim.finery.house import HouseMaker
 from qfexbot.sim.finery.signature import signature_matches
 
-__all__ = ["FineryFaults", "FinerySimulator", "FineryUrls"]
+__all__ = ["HOUSE_KEY", "FineryFaults", "FinerySimulator", "FineryUrls"]
+
+HOUSE_KEY = "house-maker"
+"""API key of the house maker client a simulator with ``config.house`` adds (random secret)."""
 
 log = get_logger(__name__)
 
@@ -128,7 +133,9 @@ class FinerySimulator:
     """A local Finery Markets venue.
 
     ``await nursery.start(sim.serve, "127.0.0.1")`` returns :class:`FineryUrls`; cancelling the
-    nursery stops it. ``sim.faults`` injects failures; ``sim.engine`` exposes the state.
+    nursery stops it. ``sim.faults`` injects failures; ``sim.engine`` exposes the state. With
+    ``config.house`` the simulator adds a maker client (``sim.house``, the next free client id)
+    and ``serve`` quotes every book with it before reporting started.
 
     Args:
         config: clients and tunables.
@@ -136,6 +143,11 @@ class FinerySimulator:
     """
 
     def __init__(self, config: FinerySimConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.house: FinerySimClient | None = None
+        if config.house is not None:
+            free = max(c.client_id for c in config.clients) + 1
+            self.house = FinerySimClient(HOUSE_KEY, secrets.token_hex(16), free, "maker")
+            config = config.replace(clients=(*config.clients, self.house))
         self.config = config
         self.clock = clock
         self.engine = FineryEngine(config, clock_ms=lambda: int(self.clock() * 1000))
@@ -173,6 +185,18 @@ class FinerySimulator:
             binds = await nursery.start(partial(hypercorn_serve, self._asgi, cfg, mode="asgi"))
             ws_port_bound = ws_server.port
             urls = FineryUrls(ws_url=f"ws://{host}:{ws_port_bound}/ws", rest_url=binds[0])
+            if self.house is not None:
+                assert self.config.house is not None
+                quoting = self.config.house
+                maker = HouseMaker(
+                    self,
+                    self.house,
+                    interval=quoting.interval,
+                    seed=quoting.seed,
+                    levels=quoting.levels,
+                    spread=quoting.spread,
+                )
+                await nursery.start(maker.run)
             log_event(
                 log,
                 logging.INFO,
