@@ -219,6 +219,40 @@ async def test_cancelled_transaction_and_rejected_requests_move_nothing(
             }
 
 
+async def test_ill_typed_parameters_are_refused_and_the_venue_keeps_serving(
+    sim: FinerySimulator,
+) -> None:
+    with trio.fail_after(10):
+        async with conn(sim, TAKER) as t:
+            refused = [
+                (
+                    "commitIncomingSettlementTransaction",
+                    {"transactionId": [1]},
+                    144,
+                    "transactionId",
+                ),
+                ("settlementHistory", {"till": "10"}, 9, "till"),
+                ("settlementTransactionHistory", {"limit": 251}, 9, "limit"),
+                ("dealHistory", {"from": 1.5}, 9, "from"),
+                (
+                    "addIncomingSettlementRequest",
+                    {"counterpartyId": MAKER, "currency": "USD", "flags": 4},
+                    132,
+                    "flags",
+                ),
+                (
+                    "addIncomingSettlementRequest",
+                    {"counterpartyId": MAKER, "currency": "USD", "amount": -1},
+                    135,
+                    "amount",
+                ),
+            ]
+            for method, content, code, param in refused:
+                answer = await t.request(method, **content)
+                assert (answer.get("error"), answer.get("param")) == (code, param), method
+            assert (await t.request("settlementHistory"))["reply"] == []
+
+
 async def test_a_lost_answer_is_applied_once_and_visible_in_the_venue_state(
     sim: FinerySimulator,
 ) -> None:

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from qfexbot.sim.finery.config import FinerySimClient
-from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice
+from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice, history_page, is_int
 
 __all__ = ["SETTLEMENT_METHODS", "Settlements"]
 
 DAY_MS = 86_400_000
 MAX_EXPIRY_MS = 30 * DAY_MS
-HISTORY_LIMIT = 250
 
 
 @dataclass
@@ -240,7 +239,7 @@ class Settlements:
 
     def _counterparty(self, me: int, content: dict[str, Any], identical: int = 133) -> int:
         cp = content.get("counterpartyId")
-        if not _is_int(cp) or cp not in self.engine.clients:
+        if not is_int(cp) or cp not in self.engine.clients:
             raise EngineError(133, "counterpartyId")
         if cp == me:
             raise EngineError(identical, "counterpartyId")
@@ -254,7 +253,7 @@ class Settlements:
 
     def _amount(self, content: dict[str, Any], name: str, code: int, *, zero: bool) -> int:
         value = content.get(name, 0 if zero else None)
-        if not _is_int(value) or value < 0 or (value == 0 and not zero):
+        if not is_int(value) or value < 0 or (value == 0 and not zero):
             raise EngineError(code, name)
         return value
 
@@ -269,7 +268,7 @@ class Settlements:
         network = self._text(content, "network", 9)
         now = self.engine.clock_ms()
         expires = content.get("cancelTimestamp", now + DAY_MS)
-        if not _is_int(expires) or (expires != 0 and not now < expires <= now + MAX_EXPIRY_MS):
+        if not is_int(expires) or (expires != 0 and not now < expires <= now + MAX_EXPIRY_MS):
             raise EngineError(9, "cancelTimestamp")
         if self._find_request(me, cp, currency) is not None:
             raise EngineError(130)
@@ -326,7 +325,8 @@ class Settlements:
         ]
 
     def _own_transaction(self, me: int, content: dict[str, Any], role: str) -> _Transaction:
-        txn = self.transactions.get(content.get("transactionId"))  # type: ignore[arg-type]
+        ident = content.get("transactionId")
+        txn = self.transactions.get(ident) if is_int(ident) else None
         if txn is None or getattr(txn, role) != me or txn.state not in ("created", "sent"):
             raise EngineError(144, "transactionId")
         return txn
@@ -419,7 +419,7 @@ class Settlements:
             for o in self.done
             if me in (o.payer, o.receiver)
         ]
-        return _page(rows, content), []
+        return history_page(rows, content), []
 
     def query_transaction_history(
         self, me: int, content: dict[str, Any]
@@ -429,7 +429,7 @@ class Settlements:
             for t in self.transactions.values()
             if t.state in ("committed", "cancelled") and me in (t.payer, t.receiver)
         ]
-        return _page(rows, content), []
+        return history_page(rows, content), []
 
 
 SETTLEMENT_METHODS = {
@@ -447,25 +447,3 @@ SETTLEMENT_METHODS = {
     "settlementTransactionHistory": "query_transaction_history",
 }
 """The settlement API methods (§4.6) and the :class:`Settlements` method running each."""
-
-
-def _page(rows: list[tuple[int, int, list[Any]]], content: dict[str, Any]) -> list[Any]:
-    """History paging: newest first, ``till`` (an id) exclusive, ``from``/``to`` on the moment."""
-    limit = content.get("limit", HISTORY_LIMIT)
-    if not _is_int(limit) or not 0 < limit <= HISTORY_LIMIT:
-        raise EngineError(9, "limit")
-    till, start, end = content.get("till"), content.get("from"), content.get("to")
-    out = []
-    for ident, moment, row in sorted(rows, key=lambda r: r[0], reverse=True):
-        if till is not None and ident >= till:
-            continue
-        if (start is not None and moment < start) or (end is not None and moment >= end):
-            continue
-        out.append(row)
-        if len(out) == limit:
-            break
-    return out
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
