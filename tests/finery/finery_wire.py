@@ -113,6 +113,19 @@ async def connect(ws_url: str, key: str, secret: str) -> AsyncIterator[Wire]:
         await stream.aclose()
 
 
+async def read_ready(proc: trio.Process) -> dict[str, str]:
+    """The URLs of a ``qfexbot sim`` process's ``READY {...}`` line (bound it with fail_after)."""
+    assert proc.stdout is not None
+    buffer = b""
+    while b"\n" not in buffer:
+        chunk = await proc.stdout.receive_some()
+        assert chunk, "the sim exited before READY"
+        buffer += chunk
+    line = buffer.split(b"\n")[0].decode()
+    assert line.startswith("READY "), line
+    return json.loads(line[len("READY ") :])
+
+
 def feed(name: str, action: str) -> Callable[[Any], bool]:
     """Matches a ``[name, _, action, _]`` feed frame."""
     return lambda f: isinstance(f, list) and f[0] == name and f[2] == action

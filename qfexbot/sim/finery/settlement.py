@@ -95,8 +95,8 @@ class _Order:
             body |= {"settlementId": self.settlement_id, "commitedAt": self.committed_at}
         return body
 
-    def legacy(self, viewer: int) -> list[Any]:
-        """The array form of ``positions`` replies (§4.4)."""
+    def _head(self, viewer: int) -> list[Any]:
+        """``[id, currency1, currency2, size1, size2, createdAt, counterpartyId]``."""
         size1, size2 = self.sizes(viewer)
         return [
             self.id,
@@ -106,28 +106,16 @@ class _Order:
             size2,
             self.created,
             self.other(viewer),
-            self.network,
-            self.network,
         ]
+
+    def legacy(self, viewer: int) -> list[Any]:
+        """The array form of ``positions`` replies (§4.4)."""
+        return [*self._head(viewer), self.network, self.network]
 
     def history(self, viewer: int) -> list[Any]:
         """A ``settlementHistory`` row (13 fields, §4.6)."""
-        size1, size2 = self.sizes(viewer)
-        return [
-            self.id,
-            self.currency,
-            self.currency,
-            size1,
-            size2,
-            self.created,
-            self.other(viewer),
-            self.comment,
-            self.flags,
-            self.committed_at,
-            self.settlement_id,
-            self.network,
-            self.network,
-        ]
+        moment, ident = self.committed_at, self.settlement_id
+        return [*self._head(viewer), self.comment, self.flags, moment, ident, *[self.network] * 2]
 
 
 @dataclass
