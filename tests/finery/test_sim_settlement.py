@@ -219,6 +219,23 @@ async def test_cancelled_transaction_and_rejected_requests_move_nothing(
             }
 
 
+async def test_settling_a_currency_without_a_position_opens_one(sim: FinerySimulator) -> None:
+    with trio.fail_after(10):
+        async with conn(sim, MAKER) as m, conn(sim, TAKER) as t:
+            await t.bind("K", "ETH")
+            added = await t.request(
+                "addOutgoingSettlementTransaction", counterpartyId=MAKER, currency="ETH", amount=5
+            )
+            txn = added["reply"]["settlementTransactionId"]
+            await t.request("sendOutgoingSettlementTransaction", transactionId=txn, txId="0xabc")
+            opened = await t.wait(feed("K", "+"))
+            assert opened[3] == ["ETH", 0, MAKER, 5, 0]  # reachable once the order commits
+            await m.request("commitIncomingSettlementTransaction", transactionId=txn)
+            assert (await t.wait(feed("K", "M")))[3] == ["ETH", 5, MAKER, 5, 0]
+            theirs = (await m.request("positions"))["reply"][1]
+            assert theirs == [["ETH", -5, TAKER, 0, -5]]
+
+
 async def test_ill_typed_parameters_are_refused_and_the_venue_keeps_serving(
     sim: FinerySimulator,
 ) -> None:

@@ -250,7 +250,7 @@ class Settlements:
         currency = self.engine.currency(content.get("currency"))
         amount = self._amount(content, "amount", 135, zero=True)
         flags = content.get("flags", 0)
-        if flags not in (0, 1) or isinstance(flags, bool):
+        if not is_int(flags) or flags not in (0, 1):
             raise EngineError(132, "flags")
         comment = self._text(content, "comment", 134)
         network = self._text(content, "network", 9)
@@ -319,22 +319,20 @@ class Settlements:
             raise EngineError(144, "transactionId")
         return txn
 
-    def _order_notices(self, order: _Order, action: str, *, deal: bool = False) -> list[Notice]:
+    def _order_notices(self, order: _Order, action: str, *, settle: bool = False) -> list[Notice]:
+        """``S`` and ``K`` (with ``settle``: after moving both positions, and ``L``) for both."""
         notices = []
+        engine = self.engine
         for client in (order.payer, order.receiver):
             notices.append(Notice(client, "S", action, [order.object(client)], order.currency))
             cp = order.other(client)
-            notices.append(
-                Notice(
-                    client,
-                    "K",
-                    "M",
-                    self.engine.position_array(client, order.currency, cp),
-                    order.currency,
-                )
-            )
-            if deal:
-                notices.append(Notice(client, "L", "M", self.engine.limit_object(client, cp)))
+            existed = (order.currency, cp) in engine.positions[client]
+            paid = order.amount if client == order.payer else -order.amount
+            engine.shift(client, order.currency, cp, paid if settle else 0)
+            position = engine.position_array(client, order.currency, cp)
+            notices.append(Notice(client, "K", "M" if existed else "+", position, order.currency))
+            if settle:
+                notices.append(Notice(client, "L", "M", engine.limit_object(client, cp)))
         return notices
 
     def send_transaction(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
@@ -379,10 +377,7 @@ class Settlements:
         order.settlement_id = self.engine.next_deal_id()
         order.committed_at = now
         self.done.append(order)
-        notices = self._transaction_notices(txn, "D")
-        self.engine.shift(txn.payer, txn.currency, txn.receiver, txn.amount)
-        self.engine.shift(txn.receiver, txn.currency, txn.payer, -txn.amount)
-        notices += self._order_notices(order, "D", deal=True)
+        notices = self._transaction_notices(txn, "D") + self._order_notices(order, "D", settle=True)
         request = self._find_request(txn.receiver, txn.payer, txn.currency)
         if request is not None:
             del self.requests[request.id]
