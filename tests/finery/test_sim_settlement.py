@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 import trio
@@ -234,6 +236,33 @@ async def test_settling_a_currency_without_a_position_opens_one(sim: FinerySimul
             assert (await t.wait(feed("K", "M")))[3] == ["ETH", 5, MAKER, 5, 0]
             theirs = (await m.request("positions"))["reply"][1]
             assert theirs == [["ETH", -5, TAKER, 0, -5]]
+
+
+async def test_a_settlement_request_expires_at_its_cancel_timestamp(nursery: trio.Nursery) -> None:
+    offset = [0.0]
+    simulator = FinerySimulator(
+        FinerySimConfig(clients=CLIENTS), clock=lambda: time.time() + offset[0]
+    )
+    simulator.urls = await nursery.start(simulator.serve)  # type: ignore[attr-defined]
+    maker = CLIENTS[1]
+    with trio.fail_after(10):
+        async with conn(simulator, TAKER) as t:
+            await t.bind("R")
+            soon = int(time.time() * 1000) + 60_000
+            simulator.act(
+                maker,
+                "addIncomingSettlementRequest",
+                {"counterpartyId": TAKER, "currency": "BTC", "cancelTimestamp": soon},
+            )
+            simulator.act(
+                maker,
+                "addIncomingSettlementRequest",
+                {"counterpartyId": TAKER, "currency": "USD", "cancelTimestamp": 0},
+            )
+            offset[0] = 61.0
+            assert simulator.act(maker, "settlementRequests", {})[0][0][1] == "USD"  # BTC gone
+            gone = await t.wait(feed("R", "-"))
+            assert gone[3][1][0][1] == "BTC" and gone[3][1][0][5] == soon
 
 
 async def test_ill_typed_parameters_are_refused_and_the_venue_keeps_serving(

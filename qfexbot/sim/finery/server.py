@@ -40,6 +40,8 @@ log = get_logger(__name__)
 SUPPORTED_FEEDS = {"I", "B", "F", "MD", "O", "K", "L", "S", "R", "N"}
 KNOWN_FEEDS = SUPPORTED_FEEDS | {"P", "G", "M"}
 _OUTBOX = 10_000
+EXPIRY_SWEEP = 1.0
+"""Seconds between sweeps for settlement requests past their ``cancelTimestamp``."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,7 @@ class FinerySimulator:
                     spread=quoting.spread,
                 )
                 await nursery.start(maker.run)
+            nursery.start_soon(self._expire_requests)
             log_event(
                 log,
                 logging.INFO,
@@ -235,6 +238,12 @@ class FinerySimulator:
                 rest_url=urls.rest_url,
             )
             task_status.started(urls)
+
+    async def _expire_requests(self) -> None:
+        """Withdraw expired settlement requests once a second (and before settlement calls)."""
+        while True:
+            await trio.sleep(EXPIRY_SWEEP)
+            self._publish(self.settlements.expire())
 
     def connections(self, client_id: int | None = None) -> list[_Conn]:
         """Open WS connections (of one client)."""
@@ -561,6 +570,7 @@ class FinerySimulator:
         elif method == "climits":
             return engine.limit_objects(client.client_id)
         elif method in SETTLEMENT_METHODS:
+            self._publish(self.settlements.expire())
             reply, notices = self.settlements.call(client, method, content)
         else:
             raise EngineError(8)

@@ -35,7 +35,7 @@ class _Request:
     flags: int
     amount: int  # 0 = the whole outstanding position
     comment: str
-    expires: int  # ms, 0 = never (not enforced by the simulator)
+    expires: int  # ms, 0 = never
     network: str
     created: int
 
@@ -220,6 +220,15 @@ class Settlements:
         return [o.legacy(client) for o in self.orders.values() if client in (o.payer, o.receiver)]
 
     # ----------------------------------------------------------------- requests
+
+    def expire(self) -> list[Notice]:
+        """Remove the requests whose ``cancelTimestamp`` has passed (``R -`` to both sides)."""
+        now = self.engine.clock_ms()
+        notices: list[Notice] = []
+        for request in [r for r in self.requests.values() if 0 < r.expires <= now]:
+            del self.requests[request.id]
+            notices += self._request_notices(request, "-")
+        return notices
 
     def call(self, client: FinerySimClient, method: str, content: dict[str, Any]) -> Any:
         """Run settlement ``method``: ``(reply, notices)``; queries give ``(reply, [])``."""
