@@ -255,6 +255,7 @@ class Settlements:
         return value
 
     def add_request(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``addIncomingSettlementRequest``: ``me`` asks ``counterpartyId`` to pay."""
         cp = self._counterparty(me, content)
         currency = self.engine.currency(content.get("currency"))
         amount = self._amount(content, "amount", 135, zero=True)
@@ -296,14 +297,17 @@ class Settlements:
         return self._request_notices(request, "-")
 
     def del_request(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``delIncomingSettlementRequest``: withdraw ``me``'s own request."""
         return {}, self._drop_request(me, self._counterparty(me, content), content)
 
     def del_cp_request(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``delIncomingSettlementCPRequest``: reject a request sent to ``me``."""
         return {}, self._drop_request(self._counterparty(me, content), me, content)
 
     # ----------------------------------------------------------------- transactions
 
     def add_transaction(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``addOutgoingSettlementTransaction``: ``me`` declares a payment (*created*)."""
         cp = self._counterparty(me, content, identical=143)
         currency = self.engine.currency(content.get("currency"))
         amount = self._amount(content, "amount", 141, zero=False)
@@ -345,6 +349,7 @@ class Settlements:
         return notices
 
     def send_transaction(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``sendOutgoingSettlementTransaction``: the payer gives ``txId`` (*sent*)."""
         txn = self._own_transaction(me, content, "payer")
         tx_ref = content.get("txId")
         if txn.state != "created" or not isinstance(tx_ref, str) or not tx_ref:
@@ -367,6 +372,7 @@ class Settlements:
         return {}, self._transaction_notices(txn, "M") + self._order_notices(txn.order, "+")
 
     def del_transaction(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``delOutgoingSettlementTransaction``: the payer cancels (*cancelled*, flags 2)."""
         txn = self._own_transaction(me, content, "payer")
         txn.state, txn.flags, txn.moment = "cancelled", 2, self.engine.clock_ms()
         notices = self._transaction_notices(txn, "-")
@@ -376,6 +382,7 @@ class Settlements:
         return {}, notices
 
     def commit_transaction(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``commitIncomingSettlementTransaction``: the receiver confirms; positions move."""
         txn = self._own_transaction(me, content, "receiver")
         if txn.order is None:
             raise EngineError(142, "txId")  # not sent yet: nothing to confirm
@@ -396,16 +403,20 @@ class Settlements:
     # ----------------------------------------------------------------- queries
 
     def query_requests(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``settlementRequests``: ``[[incoming], [outgoing]]``."""
         return self.request_lists(me), []
 
     def query_transactions(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``settlementTransactions``: open ones, ``[[incoming], [outgoing]]``."""
         return self.transaction_lists(me), []
 
     def query_orders(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``settlementOrders``: open settlement orders (of one ``counterpartyId``)."""
         cp = content.get("counterpartyId")
         return [o for o in self.order_objects(me) if cp in (None, o["counterpartyId"])], []
 
     def query_history(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``settlementHistory``: completed settlements, newest first, paged."""
         rows = [
             (o.settlement_id, o.committed_at, o.history(me))
             for o in self.done
@@ -416,6 +427,7 @@ class Settlements:
     def query_transaction_history(
         self, me: int, content: dict[str, Any]
     ) -> tuple[Any, list[Notice]]:
+        """``settlementTransactionHistory``: committed and cancelled ones, newest first."""
         rows = [
             (t.id, t.moment, t.array(me))
             for t in self.transactions.values()
