@@ -13,8 +13,13 @@ import pytest
 import trio
 from finery_wire import connect, feed, read_ready, rest
 
-from qfexbot.sim.finery import FinerySimConfigError, FinerySimulator, parse_finery_sim_config
-from qfexbot.sim.finery.config import FineryHouse, demo_finery_config
+from qfexbot.sim.finery import (
+    FineryHouse,
+    FinerySimConfigError,
+    FinerySimulator,
+    demo_finery_config,
+    parse_finery_sim_config,
+)
 
 # The demo set's taker (docs/venues/finery.md "Simulator").
 TAKER_KEY, TAKER_SECRET = "fm_taker_demo", "fm_taker_secret_demo"
