@@ -16,7 +16,18 @@ from qfexbot.errors import SimulatorError
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.sim.finery.units import to_units
 
-__all__ = ["EngineError", "FineryEngine", "Notice", "SimOrder"]
+__all__ = [
+    "HISTORY_LIMIT",
+    "EngineError",
+    "FineryEngine",
+    "Notice",
+    "SimOrder",
+    "history_page",
+    "is_int",
+]
+
+HISTORY_LIMIT = 250
+"""Default and cap of ``limit`` in the history queries (§6.3)."""
 
 ORDER_TYPES = {
     "limit": 0,
@@ -97,6 +108,8 @@ class FineryEngine:
     positions: dict[int, dict[tuple[str, int], int]] = field(default_factory=dict)
     deals: list[_Deal] = field(default_factory=list)
     books_changed: set[str] = field(default_factory=set)
+    pending: dict[tuple[int, str, int], int] = field(default_factory=dict)
+    """(client, currency, counterparty) -> how far open settlement orders move that position."""
 
     def __post_init__(self) -> None:
         self.clients = {c.client_id: c for c in self.config.clients}
@@ -142,22 +155,38 @@ class FineryEngine:
                     return cur.name
         raise EngineError(26, "currency")
 
-    def resting(self, instrument: str, side: int, *, exclude: int | None = None) -> list[SimOrder]:
-        """Resting orders of one side, best price first, then time."""
+    def resting(
+        self,
+        instrument: str,
+        side: int,
+        *,
+        exclude: int | None = None,
+        makers: frozenset[int] | None = None,
+    ) -> list[SimOrder]:
+        """Resting orders of one side (of ``makers`` only), best price first, then time."""
         orders = [
             o
             for o in self.orders.values()
-            if o.instrument == instrument and o.side == side and o.owner != exclude
+            if o.instrument == instrument
+            and o.side == side
+            and o.owner != exclude
+            and (makers is None or o.owner in makers)
         ]
         sign = -1 if side == 0 else 1
         return sorted(orders, key=lambda o: (sign * o.price, o.id))
 
-    def levels(self, instrument: str, *, exclude: int | None = None) -> list[list[list[int]]]:
+    def levels(
+        self,
+        instrument: str,
+        *,
+        exclude: int | None = None,
+        makers: frozenset[int] | None = None,
+    ) -> list[list[list[int]]]:
         """``[[bids], [asks]]`` aggregated by price, top ``book_depth`` levels per side."""
         result = []
         for side in (0, 1):
             agg: dict[int, int] = {}
-            for order in self.resting(instrument, side, exclude=exclude):
+            for order in self.resting(instrument, side, exclude=exclude, makers=makers):
                 agg[order.price] = agg.get(order.price, 0) + order.left
             result.append([[p, s] for p, s in agg.items()][: self.config.book_depth])
         return result
@@ -170,7 +199,7 @@ class FineryEngine:
             if required:
                 raise EngineError(code, name)
             return None
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_int(value):
             raise EngineError(code, name)
         return value
 
@@ -180,11 +209,19 @@ class FineryEngine:
         unit = step * 10**8
         return (raw + unit // 2) // unit * step  # half-up to the balance step
 
-    def _move(self, client: int, currency: str, cp: int, delta: int, notices: list[Notice]) -> None:
+    def next_deal_id(self) -> int:
+        """A new DealId (deals and settlements share the sequence, §5)."""
+        self.last_deal_id = next(self._deal_ids)
+        return self.last_deal_id
+
+    def shift(self, client: int, currency: str, cp: int, delta: int) -> None:
+        """Move ``client``'s position in ``currency`` against ``cp`` by ``delta``."""
         book = self.positions[client]
-        key = (currency, cp)
-        existed = key in book
-        book[key] = book.get(key, 0) + delta
+        book[(currency, cp)] = book.get((currency, cp), 0) + delta
+
+    def _move(self, client: int, currency: str, cp: int, delta: int, notices: list[Notice]) -> None:
+        existed = (currency, cp) in self.positions[client]
+        self.shift(client, currency, cp, delta)
         notices.append(
             Notice(
                 client,
@@ -197,7 +234,8 @@ class FineryEngine:
 
     def position_array(self, client: int, currency: str, cp: int) -> list[Any]:
         value = self.positions[client].get((currency, cp), 0)
-        return [currency, value, cp, max(value, 0), min(value, 0)]
+        reached = value + self.pending.get((client, currency, cp), 0)
+        return [currency, value, cp, max(value, reached, 0), min(value, reached, 0)]
 
     def position_arrays(self, client: int) -> list[list[Any]]:
         return [
@@ -367,7 +405,7 @@ class FineryEngine:
             volume = self._volume(instrument, maker.price, qty)
             taker.left -= qty
             maker.left -= qty
-            deal_id = self.last_deal_id = next(self._deal_ids)
+            deal_id = self.next_deal_id()
             for order, cp in ((taker, maker.owner), (maker, taker.owner)):
                 array = [
                     *order.array()[:10],
@@ -566,25 +604,12 @@ class FineryEngine:
         wanted = content.get("instrument")
         names = wanted if isinstance(wanted, list) else [wanted] if wanted is not None else None
         instruments = {self.instrument(n) for n in names} if names is not None else None
-        limit = content.get("limit", 250)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 250:
-            raise EngineError(9, "limit")
-        till, start, end = content.get("till"), content.get("from"), content.get("to")
-        out = []
-        for deal in reversed(self.deals):
-            a = deal.array
-            if deal.owner != client.client_id:
-                continue
-            if instruments is not None and a[0] not in instruments:
-                continue
-            if till is not None and a[11] >= till:
-                continue
-            if (start is not None and a[10] < start) or (end is not None and a[10] >= end):
-                continue
-            out.append(a)
-            if len(out) == limit:
-                break
-        return out
+        rows = [
+            (d.array[11], d.array[10], d.array)
+            for d in self.deals
+            if d.owner == client.client_id and (instruments is None or d.array[0] in instruments)
+        ]
+        return history_page(rows, content)
 
     def cancel_connection(self, conn_id: int) -> list[Notice]:
         """Cancel-on-disconnect: remove orders placed with ``cod`` through ``conn_id``."""
@@ -592,3 +617,37 @@ class FineryEngine:
         for order in [o for o in self.orders.values() if o.conn_id == conn_id]:
             notices += self.cancel(order, 4)
         return notices
+
+
+def history_page(rows: list[tuple[int, int, list[Any]]], content: dict[str, Any]) -> list[Any]:
+    """A history query's answer from ``(id, moment, row)`` triples: newest id first.
+
+    ``till`` (an id) is exclusive, ``from`` inclusive and ``to`` exclusive on the moment,
+    at most ``limit`` (≤ 250) rows.
+
+    Raises:
+        EngineError: 9 naming the parameter that is not an integer (or ``limit`` out of range).
+    """
+    limit = content.get("limit", HISTORY_LIMIT)
+    if not is_int(limit) or not 0 < limit <= HISTORY_LIMIT:
+        raise EngineError(9, "limit")
+    bounds = {name: content.get(name) for name in ("till", "from", "to")}
+    for name, value in bounds.items():
+        if value is not None and not is_int(value):
+            raise EngineError(9, name)
+    till, start, end = bounds["till"], bounds["from"], bounds["to"]
+    out = []
+    for ident, moment, row in sorted(rows, key=lambda r: r[0], reverse=True):
+        if till is not None and ident >= till:
+            continue
+        if (start is not None and moment < start) or (end is not None and moment >= end):
+            continue
+        out.append(row)
+        if len(out) == limit:
+            break
+    return out
+
+
+def is_int(value: Any) -> bool:
+    """Whether a JSON value is an integer (``true`` is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,16 +25,23 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from qfexbot.core.asgi import Receive, Send, answer_lifespan, hypercorn_config, read_body
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
-from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice
+from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice, is_int
+from qfexbot.sim.finery.house import HouseMaker
+from qfexbot.sim.finery.settlement import SETTLEMENT_METHODS, Settlements
 from qfexbot.sim.finery.signature import signature_matches
 
-__all__ = ["FineryFaults", "FinerySimulator", "FineryUrls"]
+__all__ = ["HOUSE_KEY", "FineryFaults", "FinerySimulator", "FineryUrls"]
+
+HOUSE_KEY = "house-maker"
+"""API key of the house maker client a simulator with ``config.house`` adds (random secret)."""
 
 log = get_logger(__name__)
 
-SUPPORTED_FEEDS = {"I", "B", "F", "O", "K", "L"}
-KNOWN_FEEDS = SUPPORTED_FEEDS | {"MD", "S", "P", "G", "M", "R", "N"}
+SUPPORTED_FEEDS = {"I", "B", "F", "MD", "O", "K", "L", "S", "R", "N"}
+KNOWN_FEEDS = SUPPORTED_FEEDS | {"P", "G", "M"}
 _OUTBOX = 10_000
+EXPIRY_SWEEP = 1.0
+"""Seconds between sweeps for settlement requests past their ``cancelTimestamp``."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,9 @@ class _Binding:
     feed: str
     feed_id: Any  # exactly as the client sent it (echoed back), 0 when absent
     target: str | None  # resolved instrument / currency name, None = all
-    acting: int  # the client whose view this is (a master's sub-account for F with clientId)
+    acting: int  # the client whose view this is (a master's sub-account with clientId)
     last_levels: list[dict[int, int]] | None = None
+    makers: frozenset[int] | None = None  # MD: only these makers' orders
 
 
 @dataclass
@@ -67,6 +76,13 @@ class _Conn:
     bindings: dict[tuple[str, str], _Binding] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _LostAnswer:
+    method: str | None
+    hold: float
+    close: bool
+
+
 class FineryFaults:
     """Fault injection (same vocabulary as the QFEX simulator's ``sim.faults``)."""
 
@@ -74,6 +90,7 @@ class FineryFaults:
         self._sim = sim
         self.auth_rejections: list[int] = []
         self.rest_failures: list[tuple[int, str | None]] = []
+        self.lost_answers: list[_LostAnswer] = []
 
     def drop_connections(self, client_id: int | None = None) -> int:
         """Close every WS connection (of one client); cancel-on-disconnect applies.
@@ -93,6 +110,25 @@ class FineryFaults:
     def fail_next_rest(self, n: int = 1, status: int = 500, method: str | None = None) -> None:
         """Fail the next ``n`` REST calls (of ``method``) with HTTP ``status`` before applying."""
         self.rest_failures.extend([(status, method)] * n)
+
+    def lose_next_answers(
+        self, n: int = 1, *, method: str | None = None, hold: float = 30.0, close: bool = False
+    ) -> None:
+        """Apply the next ``n`` requests (of ``method``) but lose their answers.
+
+        Over WS the reply is never sent (``close``: the connection is dropped instead, so
+        cancel-on-disconnect applies); over REST the response is held ``hold`` seconds (the
+        client times out first) and then is HTTP 504 ``{"error": 10}``, saying nothing of the
+        outcome. What the venue did is only learnt from its state (feeds, queries).
+        """
+        self.lost_answers.extend([_LostAnswer(method, hold, close)] * n)
+
+    def take_lost_answer(self, method: str) -> _LostAnswer | None:
+        """The loss planned for this request of ``method``, if any (consumed)."""
+        for index, loss in enumerate(self.lost_answers):
+            if loss.method in (None, method):
+                return self.lost_answers.pop(index)
+        return None
 
     def send_malformed_frame(self, client_id: int | None = None) -> None:
         """Send a frame that is not JSON to every connection (of one client)."""
@@ -128,7 +164,9 @@ class FinerySimulator:
     """A local Finery Markets venue.
 
     ``await nursery.start(sim.serve, "127.0.0.1")`` returns :class:`FineryUrls`; cancelling the
-    nursery stops it. ``sim.faults`` injects failures; ``sim.engine`` exposes the state.
+    nursery stops it. ``sim.faults`` injects failures; ``sim.engine`` exposes the state. With
+    ``config.house`` the simulator adds a maker client (``sim.house``, the next free client id)
+    and ``serve`` quotes every book with it before reporting started.
 
     Args:
         config: clients and tunables.
@@ -136,9 +174,15 @@ class FinerySimulator:
     """
 
     def __init__(self, config: FinerySimConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.house: FinerySimClient | None = None
+        if config.house is not None:
+            free = max(c.client_id for c in config.clients) + 1
+            self.house = FinerySimClient(HOUSE_KEY, secrets.token_hex(16), free, "maker")
+            config = config.replace(clients=(*config.clients, self.house))
         self.config = config
         self.clock = clock
         self.engine = FineryEngine(config, clock_ms=lambda: int(self.clock() * 1000))
+        self.settlements = Settlements(self.engine)
         self.faults = FineryFaults(self)
         self.backend_code = 0
         self._by_key = {c.key: c for c in config.clients}
@@ -173,6 +217,19 @@ class FinerySimulator:
             binds = await nursery.start(partial(hypercorn_serve, self._asgi, cfg, mode="asgi"))
             ws_port_bound = ws_server.port
             urls = FineryUrls(ws_url=f"ws://{host}:{ws_port_bound}/ws", rest_url=binds[0])
+            if self.house is not None:
+                assert self.config.house is not None
+                quoting = self.config.house
+                maker = HouseMaker(
+                    self,
+                    self.house,
+                    interval=quoting.interval,
+                    seed=quoting.seed,
+                    levels=quoting.levels,
+                    spread=quoting.spread,
+                )
+                await nursery.start(maker.run)
+            nursery.start_soon(self._expire_requests)
             log_event(
                 log,
                 logging.INFO,
@@ -181,6 +238,12 @@ class FinerySimulator:
                 rest_url=urls.rest_url,
             )
             task_status.started(urls)
+
+    async def _expire_requests(self) -> None:
+        """Withdraw expired settlement requests once a second (and before settlement calls)."""
+        while True:
+            await trio.sleep(EXPIRY_SWEEP)
+            self._publish(self.settlements.expire())
 
     def connections(self, client_id: int | None = None) -> list[_Conn]:
         """Open WS connections (of one client)."""
@@ -202,9 +265,9 @@ class FinerySimulator:
         if not isinstance(content, dict):
             return None, 9
         nonce, ts = content.get("nonce"), content.get("timestamp")
-        if not _is_int(nonce) or nonce < 0:
+        if not is_int(nonce) or nonce < 0:
             return None, 6
-        if not _is_int(ts):
+        if not is_int(ts):
             return None, 7
         now = self.clock()
         if abs(now - ts / 1000) > self.config.timestamp_tolerance:
@@ -316,13 +379,20 @@ class FinerySimulator:
         if not isinstance(content, dict):
             self.push(conn, {"event": "request", "reqId": req_id, "error": 9, "param": "content"})
             return
+        method = str(message.get("method"))
         try:
-            reply = self._call(conn.client, str(message.get("method")), content, conn.id)
+            reply = self._call(conn.client, method, content, conn.id)
         except EngineError as exc:
             body: dict[str, Any] = {"event": "request", "reqId": req_id, "error": exc.code}
             if exc.param:
                 body["param"] = exc.param
             self.push(conn, body)
+            return
+        loss = self.faults.take_lost_answer(method)
+        if loss is not None:
+            log_event(log, logging.INFO, "finery sim lost an answer", method=method, conn=conn.id)
+            if loss.close:
+                conn.scope.cancel()
             return
         self.push(conn, {"event": "request", "reqId": req_id, "reply": reply})
 
@@ -360,33 +430,52 @@ class FinerySimulator:
         self.push(conn, [feed, echo, "S", self._snapshot(conn, binding)])
 
     def _resolve_binding(self, client: FinerySimClient, feed: str, feed_id: Any) -> _Binding:
+        """What a bind means: the instrument/currency filtered on and whose view it is.
+
+        ``F``/``MD`` take ``{"instrument", "clientId"?}`` objects (§3.1); ``MD`` also
+        ``"makers"``. A master's ``O``/``K`` bind may be ``{"clientId", "instrument"?}`` /
+        ``{"clientId", "currency"?}`` for a sub-account's orders/positions (by analogy, [I]).
+        """
         target: str | None = None
         acting = client.client_id
+        makers: frozenset[int] | None = None
         try:
-            if feed in ("B", "F"):
-                ident = feed_id
-                if isinstance(feed_id, dict) and feed == "F":
-                    acting = self.engine.acting_client(client, feed_id).client_id
-                    ident = feed_id.get("instrument")
+            ident = feed_id
+            if isinstance(feed_id, dict):
+                if feed not in ("F", "MD", "O", "K"):
+                    raise EngineError(103)
+                acting = self.engine.acting_client(client, feed_id).client_id
+                ident = feed_id.get("currency" if feed == "K" else "instrument", 0)
+            elif feed == "MD":
+                raise EngineError(103)
+            if feed == "MD" and "makers" in feed_id:
+                listed = feed_id["makers"]
+                if not isinstance(listed, list) or not all(is_int(m) for m in listed):
+                    raise EngineError(103)
+                makers = frozenset(listed)
+            if feed in ("B", "F", "MD") or (feed == "O" and ident != 0):
                 target = self.engine.instrument(ident)
-            elif feed == "O" and feed_id != 0:
-                target = self.engine.instrument(feed_id)
-            elif feed == "K" and feed_id != 0:
-                target = self.engine.currency(feed_id)
+            elif feed in ("K", "S") and ident != 0:
+                target = self.engine.currency(ident)
         except EngineError as exc:
             raise EngineError(3 if exc.code == 3 else 103) from None
-        return _Binding(feed, feed_id, target, acting)
+        return _Binding(feed, feed_id, target, acting, makers=makers)
+
+    def _book(self, binding: _Binding) -> list[list[list[int]]]:
+        """The levels a ``B``/``F``/``MD`` binding shows (F and MD: what its client can hit)."""
+        assert binding.target is not None
+        if binding.feed == "B":
+            return self.engine.levels(binding.target)
+        return self.engine.levels(binding.target, exclude=binding.acting, makers=binding.makers)
 
     def _snapshot(self, conn: _Conn, binding: _Binding) -> Any:
-        engine, me = self.engine, conn.client.client_id
+        engine, me = self.engine, binding.acting
         if binding.feed == "I":
             return [engine.currency_arrays(), engine.instrument_arrays()]
-        if binding.feed == "B":
-            assert binding.target is not None
-            return engine.levels(binding.target)
+        if binding.feed in ("B", "MD"):
+            return self._book(binding)
         if binding.feed == "F":
-            assert binding.target is not None
-            levels = engine.levels(binding.target, exclude=binding.acting)
+            levels = self._book(binding)
             binding.last_levels = [dict(map(tuple, side)) for side in levels]  # type: ignore[misc]
             return levels
         if binding.feed == "O":
@@ -397,14 +486,20 @@ class FinerySimulator:
             ]
         if binding.feed == "K":
             return [p for p in engine.position_arrays(me) if binding.target in (None, p[0])]
+        if binding.feed in ("S", "R", "N"):
+            return self.settlements.snapshot(binding.feed, me, binding.target)
         return engine.limit_objects(me)  # "L"
 
     def _publish(self, notices: list[Notice]) -> None:
         """Deliver engine notices and book changes to the bound connections."""
         for notice in notices:
-            for conn in self.connections(notice.client_id):
+            for conn in self.connections():
                 for binding in conn.bindings.values():
-                    if binding.feed == notice.feed and binding.target in (None, notice.key):
+                    if (
+                        binding.acting == notice.client_id
+                        and binding.feed == notice.feed
+                        and binding.target in (None, notice.key)
+                    ):
                         self.push(conn, [notice.feed, binding.feed_id, notice.action, notice.data])
         changed, self.engine.books_changed = self.engine.books_changed, set()
         for instrument in sorted(changed):
@@ -412,13 +507,13 @@ class FinerySimulator:
                 for binding in conn.bindings.values():
                     if binding.target != instrument:
                         continue
-                    if binding.feed == "B":  # current doc: global book sends full snapshots
-                        self.push(conn, ["B", binding.feed_id, "S", self.engine.levels(instrument)])
+                    if binding.feed in ("B", "MD"):  # current doc: B (and MD) send snapshots
+                        self.push(conn, [binding.feed, binding.feed_id, "S", self._book(binding)])
                     elif binding.feed == "F":
-                        self._push_book_updates(conn, binding, instrument)
+                        self._push_book_updates(conn, binding)
 
-    def _push_book_updates(self, conn: _Conn, binding: _Binding, instrument: str) -> None:
-        levels = self.engine.levels(instrument, exclude=binding.acting)
+    def _push_book_updates(self, conn: _Conn, binding: _Binding) -> None:
+        levels = self._book(binding)
         new = [{p: s for p, s in side} for side in levels]
         old = binding.last_levels or [{}, {}]
         binding.last_levels = new
@@ -465,13 +560,18 @@ class FinerySimulator:
         elif method == "book":
             return engine.book(client, content)
         elif method == "positions":
-            return engine.positions_reply(client)
+            reply = engine.positions_reply(client)
+            reply[3] = self.settlements.legacy_orders(client.client_id)
+            return reply
         elif method == "instruments":
             return engine.instruments_reply()
         elif method == "dealHistory":
             return engine.deal_history(client, content)
         elif method == "climits":
             return engine.limit_objects(client.client_id)
+        elif method in SETTLEMENT_METHODS:
+            self._publish(self.settlements.expire())
+            reply, notices = self.settlements.call(client, method, content)
         else:
             raise EngineError(8)
         self._publish(notices)
@@ -486,7 +586,12 @@ class FinerySimulator:
         body = await read_body(receive)
         if body is None:
             return
-        status, reply = self._rest(scope, body)
+        status, reply, method = self._rest(scope, body)
+        loss = self.faults.take_lost_answer(method) if status == 200 else None
+        if loss is not None:
+            log_event(log, logging.INFO, "finery sim lost an answer", method=method)
+            await trio.sleep(loss.hold)
+            status, reply = 504, {"error": 10}
         payload = json.dumps(reply, separators=(",", ":")).encode()
         await send(
             {
@@ -500,15 +605,16 @@ class FinerySimulator:
         )
         await send({"type": "http.response.body", "body": payload})
 
-    def _rest(self, scope: dict[str, Any], body: bytes) -> tuple[int, Any]:
+    def _rest(self, scope: dict[str, Any], body: bytes) -> tuple[int, Any, str]:
+        """``(HTTP status, JSON answer, method)`` of one REST request, applied."""
         path: str = scope["path"]
         if scope["method"] != "POST" or not path.startswith("/api/"):
-            return 404, {"error": 8}
+            return 404, {"error": 8}, ""
         method = path[len("/api/") :]
         for index, (status, only) in enumerate(self.faults.rest_failures):
             if only in (None, method):
                 del self.faults.rest_failures[index]
-                return status, {"error": 10}
+                return status, {"error": 10}, method
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             content = json.loads(body)
@@ -518,16 +624,16 @@ class FinerySimulator:
             headers.get("efx-key"), headers.get("efx-sign"), method.encode() + body, content
         )
         if client is None:
-            return 400, {"error": code}
+            return 400, {"error": code}, method
         assert isinstance(content, dict)
         params = {k: v for k, v in content.items() if k not in ("nonce", "timestamp", "cod")}
         try:
-            return 200, self._call(client, method, params, None)
+            return 200, self._call(client, method, params, None), method
         except EngineError as exc:
             error: dict[str, Any] = {"error": exc.code}
             if exc.param:
                 error["param"] = exc.param
-            return 400, error
+            return 400, error, method
 
 
 def _diff(old: dict[int, int], new: dict[int, int], *, is_bid: bool) -> list[list[Any]]:
@@ -557,7 +663,3 @@ def _diff(old: dict[int, int], new: dict[int, int], *, is_bid: bool) -> list[lis
         elif old[price] != size:
             updates.append(["M", price, size])
     return updates
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
