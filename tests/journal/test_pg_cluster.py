@@ -1,0 +1,24 @@
+"""The throwaway PostgreSQL cluster: on loopback, a fresh empty database per test."""
+
+from __future__ import annotations
+
+import psycopg
+
+
+def test_fresh_database_is_empty_and_on_loopback(pg_cluster, pg_database):
+    assert pg_database.startswith("postgresql://postgres@127.0.0.1:")
+    with psycopg.connect(pg_database, connect_timeout=10) as conn:
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+        address = conn.execute("SELECT inet_server_addr()::text").fetchone()
+        conn.execute("CREATE TABLE scratch (x INT)")
+    assert tables == (0,)
+    assert address == ("127.0.0.1/32",)
+    assert pg_cluster.root.is_dir()
+
+
+def test_each_test_gets_its_own_database(pg_database):
+    with psycopg.connect(pg_database, connect_timeout=10) as conn:
+        found = conn.execute("SELECT to_regclass('public.scratch')").fetchone()
+    assert found == (None,)
