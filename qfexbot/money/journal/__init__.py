@@ -81,6 +81,7 @@ from qfexbot.money.journal.model import JournalClosed as JournalClosed
 from qfexbot.money.journal.model import JournalLocked as JournalLocked
 from qfexbot.money.journal.model import JournalMark as JournalMark
 from qfexbot.money.journal.model import JournalRolledBack as JournalRolledBack
+from qfexbot.money.journal.model import StaleEpoch as StaleEpoch
 from qfexbot.money.journal.model import Watch as Watch
 from qfexbot.money.journal.protocol import Journal as Journal
 from qfexbot.money.journal.protocol import RecoverableJournal as RecoverableJournal
@@ -115,6 +116,7 @@ __all__ = [
     "RecoverableJournal",
     "SqliteJournal",
     "SqliteStore",
+    "StaleEpoch",
     "Watch",
     "acquire_journal_lock",
     "journal_holder",

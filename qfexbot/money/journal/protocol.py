@@ -55,8 +55,19 @@ class Journal(Protocol):
         """Store ``value`` under ``key`` (replacing any earlier value), with a note why."""
         ...
 
-    async def mark_sent(self, entry_id: str) -> Entry:
-        """pending -> sent (the request is about to be handed to the transport)."""
+    async def mark_sent(self, entry_id: str, *, fence: tuple[str, int] | None = None) -> Entry:
+        """pending -> sent (the request is about to be handed to the transport).
+
+        With ``fence=(group, epoch)``, in the same transaction (the leaders row locked): the
+        group's current epoch and the entry's own must both equal ``epoch``.
+
+        Raises:
+          StaleEpoch: they do not; the entry stays ``pending`` (never sent).
+        """
+        ...
+
+    async def get_leader(self, group: str) -> tuple[int, str, float] | None:
+        """The group's leadership row: (epoch, holder, acquired_at), or None if never led."""
         ...
 
     async def mark_done(self, entry_id: str, detail: str = "") -> Entry:
