@@ -2,9 +2,13 @@
 loopback port, as an unprivileged user, removed afterwards.
 
 Fixtures: ``pg_cluster`` (one per session: a ``PgCluster`` with the admin DSN) and
-``pg_database`` (a fresh empty database per test, its DSN). Without PostgreSQL (server binaries
-or psycopg) they skip with the reason; with ``CI`` set in the environment they fail instead:
-CI must run these tests (``.ci/run`` installs PostgreSQL and exports ``CI``).
+``pg_database`` (a DSN whose tables land in a fresh empty schema per test: a schema costs a few
+ms where CREATE DATABASE costs a file copy; advisory locks are per database, so a test that needs
+them isolated from earlier tests' leftovers takes ``pg_cluster.create_database()``).
+
+Without PostgreSQL (server binaries or psycopg) they skip with the reason; with ``CI`` set in
+the environment they fail instead: CI must run these tests (``.ci/run`` installs PostgreSQL
+and exports ``CI``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ except ImportError:  # the skip (or the CI failure) says so
     psycopg = None
 
 __all__ = ["PgCluster", "find_bindir", "pg_cluster", "pg_database", "start_cluster"]
+
+_SHARED_DB = "qfexbot_tests"
+"""The database holding the per-test schemas (created with the cluster)."""
 
 _SUPERUSER = "postgres"
 """The cluster's superuser (trust authentication on loopback only)."""
@@ -93,6 +100,15 @@ class PgCluster:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return self.dsn_for(name)
 
+    def create_schema(self) -> str:
+        """A fresh empty schema in the shared database ``qfexbot_tests``; returns a DSN whose
+        ``search_path`` is that schema alone (unqualified names are created and found there)."""
+        assert psycopg is not None
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(self.dsn_for(_SHARED_DB), autocommit=True, connect_timeout=10) as c:
+            c.execute(f'CREATE SCHEMA "{name}"')
+        return f"{self.dsn_for(_SHARED_DB)}?options=-csearch_path%3D{name}"
+
     def stop(self) -> None:
         """Stop the server (immediately: nothing in it is kept) and remove its directory."""
         with contextlib.suppress(subprocess.SubprocessError):
@@ -145,6 +161,9 @@ def start_cluster(bindir: Path) -> PgCluster:
         )
         _run(user, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
                     "-o", options, "-w", "-t", "60", "start"])  # fmt: skip
+        assert psycopg is not None
+        with psycopg.connect(cluster.dsn, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f"CREATE DATABASE {_SHARED_DB}")
     except BaseException:
         cluster.stop()
         raise
@@ -174,5 +193,5 @@ def pg_cluster() -> Iterator[PgCluster]:
 
 @pytest.fixture
 def pg_database(pg_cluster: PgCluster) -> str:
-    """The DSN of a fresh empty database on the session's cluster."""
-    return pg_cluster.create_database()
+    """A DSN on the session's cluster whose tables live in a fresh empty schema."""
+    return pg_cluster.create_schema()

@@ -1,13 +1,30 @@
-"""Fixtures of the journal tests: a real SQLite journal file in tmp_path, a fake clock and venue."""
+"""Fixtures of the journal tests: a real journal on each backend (a SQLite file in tmp_path, a
+fresh database on the session's throwaway PostgreSQL cluster), a fake clock and venue.
+
+``journal`` and ``journal_factory`` run every test that uses them on both backends
+(``journal_backend`` = sqlite | postgres); a test that reaches into the SQLite file itself
+(it asks for ``journal_path``) runs on SQLite only.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from journal_helpers import DESK_A, DESK_B, TREASURY, FakeClock, FakeVenue
 
-from qfexbot.money.journal import SqliteJournal
+from qfexbot.money.journal import Journal, SqliteJournal
+from qfexbot.money.journal.postgres import PostgresJournal
+
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "journal_backend" in metafunc.fixturenames:
+        file_bound = "journal_path" in metafunc.fixturenames
+        metafunc.parametrize("journal_backend", BACKENDS[:1] if file_bound else BACKENDS)
 
 
 @pytest.fixture
@@ -15,14 +32,39 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def journal_path(tmp_path):
+def _sqlite_file(tmp_path: Path) -> Path:
     return tmp_path / "var" / "journal.sqlite"
 
 
 @pytest.fixture
-async def journal(journal_path, clock):
-    j = await SqliteJournal.open(journal_path, clock=clock)
+def journal_path(tmp_path):
+    return _sqlite_file(tmp_path)
+
+
+@pytest.fixture
+def journal_factory(
+    journal_backend: str, tmp_path: Path, request: pytest.FixtureRequest, clock: FakeClock
+) -> Callable[..., Awaitable[Journal]]:
+    """Opens a journal on this test's store (the same file or database each time), on the
+    backend of ``journal_backend``; ``clock`` defaults to the test's fake clock."""
+    if journal_backend == "sqlite":
+        path = _sqlite_file(tmp_path)
+
+        async def open_sqlite(*, clock: Callable[[], float] = clock) -> Journal:
+            return await SqliteJournal.open(path, clock=clock)
+
+        return open_sqlite
+    dsn = request.getfixturevalue("pg_database")
+
+    async def open_postgres(*, clock: Callable[[], float] = clock) -> Journal:
+        return await PostgresJournal.open(dsn, clock=clock)
+
+    return open_postgres
+
+
+@pytest.fixture
+async def journal(journal_factory):
+    j = await journal_factory()
     try:
         yield j
     finally:

@@ -1,4 +1,4 @@
-"""The throwaway PostgreSQL cluster: on loopback, a fresh empty database per test."""
+"""The throwaway PostgreSQL cluster: on loopback, a fresh empty schema per test."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ def test_fresh_database_is_empty_and_on_loopback(pg_cluster, pg_database):
     assert pg_database.startswith("postgresql://postgres@127.0.0.1:")
     with psycopg.connect(pg_database, connect_timeout=10) as conn:
         tables = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
         ).fetchone()
         address = conn.execute("SELECT inet_server_addr()::text").fetchone()
         conn.execute("CREATE TABLE scratch (x INT)")
@@ -18,7 +18,14 @@ def test_fresh_database_is_empty_and_on_loopback(pg_cluster, pg_database):
     assert pg_cluster.root.is_dir()
 
 
-def test_each_test_gets_its_own_database(pg_database):
+def test_each_test_gets_its_own_schema(pg_database):
     with psycopg.connect(pg_database, connect_timeout=10) as conn:
         found = conn.execute("SELECT to_regclass('public.scratch')").fetchone()
     assert found == (None,)
+
+
+def test_a_fresh_database_is_empty(pg_cluster):
+    dsn = pg_cluster.create_database()
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        found = conn.execute("SELECT current_database(), to_regclass('scratch')").fetchone()
+    assert found is not None and found[0] != "postgres" and found[1] is None

@@ -28,111 +28,28 @@ from qfexbot.money.journal.recovery import (
     update_mark,
     write_mark,
 )
-from qfexbot.money.journal.store import JournalStore
+from qfexbot.money.journal.store import (
+    ADDED_COLUMNS,
+    INDEXES_ON_ADDED,
+    JournalStore,
+    schema,
+)
 
 __all__ = ["SqliteStore"]
 
 _log = get_logger("qfexbot.money.journal")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    bot TEXT NOT NULL,
-    plugin TEXT NOT NULL,
-    venue TEXT NOT NULL,
-    src TEXT,
-    dst TEXT,
-    amount TEXT,
-    reason TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    state TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    sent_at REAL,
-    resolved_by TEXT CHECK (resolved_by IN ('reconcile', 'operator')),
-    src_before TEXT,
-    dst_before TEXT,
-    data TEXT
-);
-CREATE INDEX IF NOT EXISTS entries_kind_state ON entries (kind, state);
-CREATE INDEX IF NOT EXISTS entries_bot_created ON entries (bot, created_at);
-CREATE INDEX IF NOT EXISTS entries_pair ON entries (venue, src, dst, created_at);
-CREATE INDEX IF NOT EXISTS entries_created ON entries (created_at);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    entry_id TEXT NOT NULL REFERENCES entries (id),
-    at REAL NOT NULL,
-    from_state TEXT,
-    to_state TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    by TEXT
-);
-CREATE INDEX IF NOT EXISTS events_entry ON events (entry_id, seq);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    updated_at REAL NOT NULL
-);
+_SCHEMA = (
+    schema(real="REAL", serial="INTEGER PRIMARY KEY AUTOINCREMENT", rowid="", added=False)
+    + """
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
-CREATE TABLE IF NOT EXISTS holds (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    venue TEXT NOT NULL,
-    owner TEXT,
-    account TEXT NOT NULL,
-    code TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    entry_id TEXT,
-    created_at REAL NOT NULL,
-    released_at REAL,
-    released_by TEXT,
-    release_note TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS holds_active ON holds (venue, account, released_at);
-CREATE TABLE IF NOT EXISTS watches (
-    entry_id TEXT PRIMARY KEY REFERENCES entries (id),
-    venue TEXT NOT NULL,
-    owner TEXT,
-    src TEXT NOT NULL,
-    dst TEXT NOT NULL,
-    amount TEXT NOT NULL,
-    src_deposit TEXT NOT NULL,
-    dst_deposit TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'watching',
-    last_src TEXT NOT NULL DEFAULT '0',
-    last_dst TEXT NOT NULL DEFAULT '0',
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS leaders (
-    grp TEXT PRIMARY KEY,
-    epoch INTEGER NOT NULL,
-    holder TEXT NOT NULL,
-    acquired_at REAL NOT NULL
-);
 """
-
-# Columns added after the first release: (name, type), added with ALTER TABLE when missing.
-_ADDED_COLUMNS = (
-    ("src_deposit_before", "TEXT"),
-    ("dst_deposit_before", "TEXT"),
-    ("owner", "TEXT"),
-    # An order's own fields (its account is ``src``), added with the order states.
-    ("symbol", "TEXT"),
-    ("side", "TEXT"),
-    ("quantity", "TEXT"),
-    ("price", "TEXT"),
-    ("client_order_id", "TEXT"),
-    ("venue_order_id", "TEXT"),
-    # The leadership epoch and account group the row was written under (fencing, issue 18).
-    ("epoch", "INTEGER NOT NULL DEFAULT 0"),
-    ("grp", "TEXT NOT NULL DEFAULT ''"),
 )
+"""The tables as the first release wrote them (a file written then opens unchanged), the
+triggers; ``_migrate`` adds ``ADDED_COLUMNS`` and the indexes on them."""
 
 
 class SqliteStore(JournalStore):
@@ -167,17 +84,11 @@ class SqliteStore(JournalStore):
     def _migrate(self) -> None:
         """Add the columns a file written by an older version lacks (tables: ``_SCHEMA``)."""
         have = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
-        for name, kind in _ADDED_COLUMNS:
+        for name, kind in ADDED_COLUMNS:
             if name not in have:
                 self._db.execute(f"ALTER TABLE entries ADD COLUMN {name} {kind}")
-        # Pair lookups keyed by account ids whatever the venue name (min_interval).
-        self._db.execute(
-            "CREATE INDEX IF NOT EXISTS entries_accounts ON entries (src, dst, created_at)"
-        )
-        # Replies and reconciliation find an order by its client order id.
-        self._db.execute(
-            "CREATE INDEX IF NOT EXISTS entries_client_order ON entries (client_order_id)"
-        )
+        for index in INDEXES_ON_ADDED:
+            self._db.execute(index)
 
     def _in_transaction(self) -> bool:
         return self._db.in_transaction

@@ -39,7 +39,7 @@ from qfexbot.money.journal.model import (
     check_fields,
 )
 
-__all__ = ["Connection", "Cursor", "JournalStore"]
+__all__ = ["ADDED_COLUMNS", "INDEXES_ON_ADDED", "Connection", "Cursor", "JournalStore", "schema"]
 
 T = TypeVar("T")
 
@@ -58,6 +58,120 @@ class Connection(Protocol):
     """What the store needs of a connection: ``execute`` with ``?`` placeholders."""
 
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
+
+
+ADDED_COLUMNS = (
+    ("src_deposit_before", "TEXT"),
+    ("dst_deposit_before", "TEXT"),
+    ("owner", "TEXT"),
+    # An order's own fields (its account is ``src``), added with the order states.
+    ("symbol", "TEXT"),
+    ("side", "TEXT"),
+    ("quantity", "TEXT"),
+    ("price", "TEXT"),
+    ("client_order_id", "TEXT"),
+    ("venue_order_id", "TEXT"),
+    # The leadership epoch and account group the row was written under (fencing, issue 18).
+    ("epoch", "BIGINT NOT NULL DEFAULT 0"),
+    ("grp", "TEXT NOT NULL DEFAULT ''"),
+)
+"""Columns of ``entries`` added after the first release, (name, type): the SQLite backend adds
+the missing ones to an older file with ALTER TABLE; a new PostgreSQL schema has them all."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    {rowid}id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    bot TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    venue TEXT NOT NULL,
+    src TEXT,
+    dst TEXT,
+    amount TEXT,
+    reason TEXT NOT NULL DEFAULT '',
+    created_at {real} NOT NULL,
+    updated_at {real} NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    sent_at {real},
+    resolved_by TEXT CHECK (resolved_by IN ('reconcile', 'operator')),
+    src_before TEXT,
+    dst_before TEXT,
+    data TEXT{added}
+);
+CREATE INDEX IF NOT EXISTS entries_kind_state ON entries (kind, state);
+CREATE INDEX IF NOT EXISTS entries_bot_created ON entries (bot, created_at);
+CREATE INDEX IF NOT EXISTS entries_pair ON entries (venue, src, dst, created_at);
+CREATE INDEX IF NOT EXISTS entries_created ON entries (created_at);
+CREATE TABLE IF NOT EXISTS events (
+    seq {serial},
+    entry_id TEXT NOT NULL REFERENCES entries (id),
+    at {real} NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    by TEXT
+);
+CREATE INDEX IF NOT EXISTS events_entry ON events (entry_id, seq);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    updated_at {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS holds (
+    seq {serial},
+    venue TEXT NOT NULL,
+    owner TEXT,
+    account TEXT NOT NULL,
+    code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    entry_id TEXT,
+    created_at {real} NOT NULL,
+    released_at {real},
+    released_by TEXT,
+    release_note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS holds_active ON holds (venue, account, released_at);
+CREATE TABLE IF NOT EXISTS watches (
+    {rowid}entry_id TEXT PRIMARY KEY REFERENCES entries (id),
+    venue TEXT NOT NULL,
+    owner TEXT,
+    src TEXT NOT NULL,
+    dst TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    src_deposit TEXT NOT NULL,
+    dst_deposit TEXT NOT NULL,
+    started_at {real} NOT NULL,
+    state TEXT NOT NULL DEFAULT 'watching',
+    last_src TEXT NOT NULL DEFAULT '0',
+    last_dst TEXT NOT NULL DEFAULT '0',
+    updated_at {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {leaders} (
+    grp TEXT PRIMARY KEY,
+    epoch BIGINT NOT NULL,
+    holder TEXT NOT NULL,
+    acquired_at {real} NOT NULL
+);
+"""
+
+INDEXES_ON_ADDED = (
+    # Pair lookups keyed by account ids whatever the venue name (min_interval).
+    "CREATE INDEX IF NOT EXISTS entries_accounts ON entries (src, dst, created_at)",
+    # Replies and reconciliation find an order by its client order id.
+    "CREATE INDEX IF NOT EXISTS entries_client_order ON entries (client_order_id)",
+)
+"""Indexes created after ``ADDED_COLUMNS`` exist (SQLite: after the migration)."""
+
+
+def schema(*, real: str, serial: str, rowid: str, added: bool, leaders: str = "leaders") -> str:
+    """The journal's tables in one backend's types: ``real`` (seconds), ``serial`` (an
+    auto-numbered primary key), ``rowid`` (an insertion-order column, or "" where the engine
+    has one), ``added`` (include ``ADDED_COLUMNS``), ``leaders`` (the leadership table)."""
+    more = "".join(f",\n    {name} {kind}" for name, kind in ADDED_COLUMNS) if added else ""
+    return _SCHEMA.format(real=real, serial=serial, rowid=rowid, added=more, leaders=leaders)
 
 
 _COLUMNS = (
