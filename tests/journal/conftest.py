@@ -8,10 +8,14 @@ fresh database on the session's throwaway PostgreSQL cluster), a fake clock and 
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Awaitable, Callable
+from typing import Any
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 from journal_helpers import DESK_A, DESK_B, TREASURY, FakeClock, FakeVenue
 
@@ -60,6 +64,36 @@ def journal_factory(
         return await PostgresJournal.open(dsn, clock=clock)
 
     return open_postgres
+
+
+@pytest.fixture
+def raw_sql(
+    journal_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[..., list[tuple[Any, ...]]]:
+    """Runs one statement (``?`` placeholders) on this test's store over a connection of its
+    own, committed, and returns its rows: another process's view, on either backend."""
+    if journal_backend == "sqlite":
+        path = _sqlite_file(tmp_path)
+
+        def run_sqlite(sql: str, *params: Any) -> list[tuple[Any, ...]]:
+            with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+                return db.execute(sql, params).fetchall()
+
+        return run_sqlite
+    dsn = request.getfixturevalue("pg_database")
+
+    def run_postgres(sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            cursor = conn.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+
+    return run_postgres
+
+
+@pytest.fixture
+def leaders_table(journal_backend: str) -> str:
+    """The backend's leadership table (fencing)."""
+    return "leaders" if journal_backend == "sqlite" else "qfexbot_leaders"
 
 
 @pytest.fixture
