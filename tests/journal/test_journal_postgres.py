@@ -86,13 +86,13 @@ async def test_two_processes_cannot_both_fit_one_budget(pg_database):
 
 
 async def test_a_second_process_opens_the_journal_read_write(pg_database):
-    async with await PostgresJournal.open(pg_database) as first:
-        async with await PostgresJournal.open(pg_database) as standby:
-            entry = await standby.record_intent(
-                bot="b", plugin="p", venue="demo", src=TREASURY, dst=DESK_A,
-                amount=Decimal(1), reason="standby writes",
-            )  # fmt: skip
-            seen = await first.get(entry.id)
+    first = await PostgresJournal.open(pg_database)
+    async with first, await PostgresJournal.open(pg_database) as standby:
+        entry = await standby.record_intent(
+            bot="b", plugin="p", venue="demo", src=TREASURY, dst=DESK_A,
+            amount=Decimal(1), reason="standby writes",
+        )  # fmt: skip
+        seen = await first.get(entry.id)
     assert seen is not None and seen.reason == "standby writes"
 
 
