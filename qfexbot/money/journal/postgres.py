@@ -36,8 +36,14 @@ try:
 except ImportError:  # the error names the extra, at open
     psycopg = None
 
+OPEN_ERRORS: tuple[type[BaseException], ...] = (
+    (JournalError,) if psycopg is None else (JournalError, psycopg.Error)
+)
+"""What opening a PostgreSQL journal raises when the server, the login or the DSN is wrong."""
+
 __all__ = [
     "BUDGET_LOCK_CLASS",
+    "OPEN_ERRORS",
     "SCHEMA_LOCK_CLASS",
     "PostgresJournal",
     "PostgresStore",
