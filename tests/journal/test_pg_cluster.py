@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pg_cluster as pg_cluster_module
 import psycopg
+import pytest
 
 
 def test_fresh_database_is_empty_and_on_loopback(pg_cluster, pg_database):
@@ -29,3 +31,17 @@ def test_a_fresh_database_is_empty(pg_cluster):
     with psycopg.connect(dsn, connect_timeout=10) as conn:
         found = conn.execute("SELECT current_database(), to_regclass('scratch')").fetchone()
     assert found is not None and found[0] != "postgres" and found[1] is None
+
+
+def test_missing_postgresql_skips_locally_and_fails_in_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no initdb"):
+        pg_cluster_module._unavailable("no initdb")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="PostgreSQL is required in CI: no initdb"):
+        pg_cluster_module._unavailable("no initdb")
+
+
+def test_the_server_binaries_are_found(pg_cluster):
+    bindir = pg_cluster_module.find_bindir()
+    assert bindir is not None and (bindir / "pg_ctl").is_file()
