@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from journal_helpers import DESK_A, TREASURY
+from journal_helpers import DESK_A, TREASURY, write_bots_toml
 
 from qfexbot.cli import main
 from qfexbot.config import ConfigError, load_config
@@ -17,26 +17,14 @@ SECRET = "pg-pass-never-shown"
 
 
 def write_config(tmp_path, journal: str, password: str = "") -> str:
-    config = tmp_path / "bots.toml"
-    config.write_text(f"""
-[runtime]
-journal = "{journal}"
-{password}
+    return str(write_bots_toml(tmp_path, journal, password))
 
-[venues.demo]
-kind = "qfex"
-simulator = true
-user_id = "{TREASURY}"
-public_key = "qfex_pub_t"
-secret = "qfex_secret_t"
-accounts = {{ treasury = "primary", desk-a = "{DESK_A}" }}
 
-[bots.b]
-venue = "demo"
-accounts = ["desk-a"]
-[bots.b.plugins.p]
-""")
-    return str(config)
+def transfer(store: PostgresStore, amount: int = 7):
+    return store.record_intent(
+        bot="b", plugin="p", venue="demo", src=TREASURY, dst=DESK_A, amount=Decimal(amount),
+        reason="top-up",
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -44,10 +32,7 @@ def in_doubt(pg_database) -> str:
     """One transfer left unknown in the test's PostgreSQL journal; returns its id."""
     store = PostgresStore(pg_database)
     try:
-        entry = store.record_intent(
-            bot="b", plugin="p", venue="demo", src=TREASURY, dst=DESK_A, amount=Decimal(7),
-            reason="top-up",
-        )  # fmt: skip
+        entry = transfer(store)
         store.mark_sent(entry.id)
         store.mark_unknown(entry.id, "outcome unknown: read timeout")
     finally:
@@ -89,10 +74,7 @@ def test_journal_list_resolve_and_status_on_postgres(
 def test_a_pending_transfer_is_not_resolved_by_hand_on_postgres(tmp_path, pg_database, capsys):
     store = PostgresStore(pg_database)
     try:
-        entry = store.record_intent(
-            bot="b", plugin="p", venue="demo", src=TREASURY, dst=DESK_A, amount=Decimal(1),
-            reason="r",
-        )  # fmt: skip
+        entry = transfer(store, 1)
     finally:
         store.close()
     config = write_config(tmp_path, pg_database)
