@@ -120,3 +120,22 @@ def test_a_password_in_the_dsn_is_refused_without_repeating_it(pg_cluster):
 def test_an_unreachable_server_is_a_clear_error(pg_cluster):
     with pytest.raises(psycopg.OperationalError):
         PostgresStore("postgresql://postgres@127.0.0.1:1/nothing", connect_timeout=2)
+
+
+async def test_a_lost_connection_fails_one_call_then_the_journal_reconnects(pg_database, caplog):
+    async with await PostgresJournal.open(pg_database) as journal:
+        entry = await journal.record_intent(
+            bot="b", plugin="p", venue="demo", src=TREASURY, dst=DESK_A, amount=Decimal(2),
+            reason="before the cut",
+        )  # fmt: skip
+        with psycopg.connect(pg_database, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(psycopg.OperationalError):
+            await journal.mark_sent(entry.id)  # met the loss: nothing written
+        current = await journal.get(entry.id)  # reconnected
+        assert current is not None and current.state == "pending" and current.attempts == 0
+        assert (await journal.mark_sent(entry.id)).state == "sent"
+    assert "journal connection to PostgreSQL was lost" in caplog.text

@@ -13,10 +13,13 @@ The DSN names no password: it is passed apart (a ``Secret``) or found by libpq
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.secrets import Secret
 from qfexbot.errors import JournalError
 from qfexbot.money.journal.protocol import Journal
@@ -50,6 +53,8 @@ __all__ = [
     "describe_dsn",
     "is_postgres_dsn",
 ]
+
+_log = get_logger("qfexbot.money.journal")
 
 SCHEMA_LOCK_CLASS = 0x71667801
 """Advisory lock class (first key of the two-key form) serialising schema creation."""
@@ -153,9 +158,14 @@ class PostgresStore(JournalStore):
             )
         self._clock = clock
         extra = {} if password is None else {"password": password.reveal()}
-        self._conn = psycopg.connect(
-            dsn, autocommit=True, connect_timeout=max(1, round(connect_timeout)), **extra
+        self._connect = functools.partial(
+            psycopg.connect,
+            dsn,
+            autocommit=True,
+            connect_timeout=max(1, round(connect_timeout)),
+            **extra,
         )
+        self._conn = self._connect()
         self._db: Connection = _Qmark(self._conn)
         try:
             with self._conn.transaction():
@@ -171,6 +181,23 @@ class PostgresStore(JournalStore):
 
     def _in_transaction(self) -> bool:
         return self._conn.info.transaction_status != TransactionStatus.IDLE
+
+    def heal(self) -> None:
+        """Reconnect if the connection was lost (the call that met the loss raised, and its
+        transaction was rolled back by the server); called before each operation, never inside
+        one, so no transaction is ever continued on a new connection."""
+        if not self._conn.broken:
+            return
+        log_event(
+            _log,
+            logging.WARNING,
+            "journal connection to PostgreSQL was lost: reconnecting (the operation that met "
+            "the loss failed and wrote nothing)",
+            journal=self.label,
+        )
+        self._conn.close()
+        self._conn = self._connect()
+        self._db = _Qmark(self._conn)
 
     def _after_commit(self) -> None:
         """Nothing to do: the database is the reference (no mark files; see the docs)."""

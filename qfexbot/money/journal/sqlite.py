@@ -93,6 +93,9 @@ class SqliteStore(JournalStore):
     def _in_transaction(self) -> bool:
         return self._db.in_transaction
 
+    def heal(self) -> None:
+        """Nothing to do: a file connection is not lost."""
+
     def _serialise_budget(self, db: sqlite3.Connection, owner: str) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already lets one writer in at a time."""
 

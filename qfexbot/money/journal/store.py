@@ -251,6 +251,10 @@ class JournalStore(ABC):
         """True while a write transaction is open on ``_db``."""
 
     @abstractmethod
+    def heal(self) -> None:
+        """Make the store usable again after a lost connection (between operations only)."""
+
+    @abstractmethod
     def _after_commit(self) -> None:
         """Called after each committed write (the SQLite backend moves its mark up)."""
 

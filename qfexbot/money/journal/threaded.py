@@ -154,7 +154,7 @@ class ThreadedJournal:
                     )
                 )
             else:
-                box.append(outcome.capture(getattr(store, method), *args, **kwargs))
+                box.append(outcome.capture(self._operate, store, method, args, kwargs))
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(done.set)
 
@@ -162,6 +162,12 @@ class ThreadedJournal:
         with trio.CancelScope(shield=True):
             await done.wait()
         return box[0].unwrap()
+
+    @staticmethod
+    def _operate(store: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """One operation on the worker thread: heal a lost connection first, then run it."""
+        store.heal()
+        return getattr(store, method)(*args, **kwargs)
 
     async def close(self) -> None:
         """Finish queued work, close the store and join the worker thread (idempotent)."""
