@@ -1,7 +1,7 @@
 """The journal's data: entry kinds and states, the rows it returns, and the errors it raises.
 
-Pure values only (no I/O), shared by every backend (``qfexbot.money.journal.sqlite`` today) and
-by the callers that read entries. See ``qfexbot.money.journal`` for the states of a transfer.
+Pure values only (no I/O), shared by every backend (``sqlite``, ``postgres``) and by the callers
+that read entries. See ``qfexbot.money.journal`` for the states of a transfer.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The backend seam: the operations every journal backend offers, written once.
 
-``Journal`` is what callers use (``qfexbot.money.transfers``, the runtime's actions) and what a
-PostgreSQL backend will implement. The SQLite backend implements the same operations
-synchronously (``SqliteStore``, used directly by the CLI) and offers them as ``Journal`` through
-``SqliteJournal``, whose async methods are generated from this protocol's method list (see
-``qfexbot.money.journal.threaded``): a signature here is the signature there.
+``Journal`` is what callers use (``qfexbot.money.transfers``, the runtime's actions) and what
+every backend implements. A backend implements the operations synchronously (``SqliteStore``,
+``PostgresStore``: ``JournalStore``'s, used directly by the CLI) and offers them as ``Journal``
+through ``SqliteJournal`` / ``PostgresJournal``, whose async methods are generated from this
+protocol's method list (see ``qfexbot.money.journal.threaded``): a signature here is the
+signature there.
 """
 
 from __future__ import annotations
