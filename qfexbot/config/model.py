@@ -47,9 +47,6 @@ class PostgresJournalConfig:
     dsn: str
     password: SecretRef | None = None
 
-    def __str__(self) -> str:
-        return self.dsn
-
 
 @dataclass(frozen=True)
 class RecordSettings:
