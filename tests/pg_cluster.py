@@ -137,11 +137,12 @@ def _unprivileged_user() -> str | None:
     raise RuntimeError("running as root and no unprivileged user (postgres, nobody) to run initdb")
 
 
-def start_cluster(bindir: Path) -> PgCluster:
+def start_cluster(bindir: Path, attempts: int = 3) -> PgCluster:
     """initdb a cluster under a new temp dir and start it on a free 127.0.0.1 port.
 
     fsync is off (a throwaway cluster needs no durability); the unix socket lives in the temp
-    dir, so nothing outside it is touched.
+    dir, so nothing outside it is touched. A port taken between picking and binding (another
+    pytest-xdist worker starting its own cluster) is retried on a new one, ``attempts`` times.
     """
     user = _unprivileged_user()
     root = Path(tempfile.mkdtemp(prefix="qfexbot-pg-"))
@@ -149,18 +150,24 @@ def start_cluster(bindir: Path) -> PgCluster:
         entry = pwd.getpwnam(user)
         os.chown(root, entry.pw_uid, entry.pw_gid)
     data = root / "data"
-    port = _free_port()
-    cluster = PgCluster(root, port, bindir, user)
+    cluster = PgCluster(root, 0, bindir, user)
     try:
         _run(user, [str(bindir / "initdb"), "-D", str(data), "-U", _SUPERUSER, "-A", "trust",
                     "-E", "UTF8", "--no-sync", "--locale=C"])  # fmt: skip
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=60 -c shared_buffers=16MB"
-        )
-        _run(user, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
-                    "-o", options, "-w", "-t", "60", "start"])  # fmt: skip
+        for attempt in range(attempts):
+            cluster = PgCluster(root, _free_port(), bindir, user)
+            options = (
+                f"-c listen_addresses=127.0.0.1 -c port={cluster.port} "
+                f"-c unix_socket_directories={root} -c fsync=off -c synchronous_commit=off "
+                "-c full_page_writes=off -c max_connections=60 -c shared_buffers=16MB"
+            )
+            try:
+                _run(user, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
+                            "-o", options, "-w", "-t", "60", "start"])  # fmt: skip
+                break
+            except subprocess.SubprocessError:
+                if attempt == attempts - 1:
+                    raise
         assert psycopg is not None
         with psycopg.connect(cluster.dsn, autocommit=True, connect_timeout=10) as conn:
             conn.execute(f"CREATE DATABASE {_SHARED_DB}")
