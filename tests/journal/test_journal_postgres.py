@@ -12,7 +12,7 @@ import trio
 from journal_helpers import DESK_A, TREASURY
 
 from qfexbot.errors import JournalError
-from qfexbot.money.journal import BudgetExceeded, DailyBudget, InvalidTransition
+from qfexbot.money.journal import BudgetExceeded, DailyBudget, InvalidTransition, postgres
 from qfexbot.money.journal.postgres import PostgresJournal, PostgresStore, describe_dsn
 
 NOW = 1_800_000_000.0
@@ -139,3 +139,9 @@ async def test_a_lost_connection_fails_one_call_then_the_journal_reconnects(pg_d
         assert current is not None and current.state == "pending" and current.attempts == 0
         assert (await journal.mark_sent(entry.id)).state == "sent"
     assert "journal connection to PostgreSQL was lost" in caplog.text
+
+
+def test_without_psycopg_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setattr(postgres, "psycopg", None)
+    with pytest.raises(JournalError, match=r"pip install 'qfexbot\[postgres\]'"):
+        PostgresStore("postgresql://u@127.0.0.1:5432/db")
