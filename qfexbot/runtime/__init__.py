@@ -272,7 +272,9 @@ class Runtime:
         try:
             if postgres is not None:
                 password = None if postgres.password is None else postgres.password.resolve()
-                return await PostgresJournal.open(postgres.dsn, password=password)
+                # One process per journal, as with a SQLite file, until leadership per account
+                # group lets a standby share it (issue 18).
+                return await PostgresJournal.open(postgres.dsn, password=password, exclusive=True)
             return await SqliteJournal.open(self.app.runtime.journal)
         except (sqlite3.Error, OSError, JournalLocked, *OPEN_ERRORS) as exc:
             where = postgres.dsn if postgres is not None else self.app.runtime.journal

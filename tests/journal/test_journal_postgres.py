@@ -12,7 +12,13 @@ import trio
 from journal_helpers import DESK_A, TREASURY
 
 from qfexbot.errors import JournalError
-from qfexbot.money.journal import BudgetExceeded, DailyBudget, InvalidTransition, postgres
+from qfexbot.money.journal import (
+    BudgetExceeded,
+    DailyBudget,
+    InvalidTransition,
+    JournalLocked,
+    postgres,
+)
 from qfexbot.money.journal.postgres import PostgresJournal, PostgresStore, describe_dsn
 
 NOW = 1_800_000_000.0
@@ -145,3 +151,15 @@ def test_without_psycopg_the_error_names_the_extra(monkeypatch):
     monkeypatch.setattr(postgres, "psycopg", None)
     with pytest.raises(JournalError, match=r"pip install 'qfexbot\[postgres\]'"):
         PostgresStore("postgresql://u@127.0.0.1:5432/db")
+
+
+async def test_an_exclusive_open_refuses_a_second_process_until_closed(pg_cluster):
+    dsn = pg_cluster.create_database()  # advisory locks are per database: one of its own
+    first = await PostgresJournal.open(dsn, exclusive=True)
+    async with first:
+        with pytest.raises(JournalLocked, match="in use by another qfexbot process"):
+            await PostgresJournal.open(dsn, exclusive=True)
+        async with await PostgresJournal.open(dsn) as reader:  # not exclusive: opens
+            assert await reader.list() == []
+    async with await PostgresJournal.open(dsn, exclusive=True) as after:
+        assert await after.list() == []

@@ -19,9 +19,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import trio
+
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.secrets import Secret
 from qfexbot.errors import JournalError
+from qfexbot.money.journal.model import JournalLocked
 from qfexbot.money.journal.protocol import Journal
 from qfexbot.money.journal.store import (
     INDEXES_ON_ADDED,
@@ -47,6 +50,7 @@ OPEN_ERRORS: tuple[type[BaseException], ...] = (
 __all__ = [
     "BUDGET_LOCK_CLASS",
     "OPEN_ERRORS",
+    "PROCESS_LOCK_CLASS",
     "SCHEMA_LOCK_CLASS",
     "PostgresJournal",
     "PostgresStore",
@@ -60,6 +64,9 @@ SCHEMA_LOCK_CLASS = 0x71667801
 """Advisory lock class (first key of the two-key form) serialising schema creation."""
 BUDGET_LOCK_CLASS = 0x71667802
 """Advisory lock class serialising the budget check + insert per owner (key: hashtext(owner))."""
+PROCESS_LOCK_CLASS = 0x71667803
+"""Advisory lock class (key 0) of the one-process guard, ``PostgresJournal.open(exclusive=True)``:
+what ``qfexbot run`` holds until leadership per account group replaces it (issue 18 part B)."""
 
 _SCHEMA = (
     schema(
@@ -222,6 +229,7 @@ class PostgresJournal(ThreadedJournal, Journal):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.dsn_label = describe_dsn(dsn)
+        self._lock_conn: Any = None
         super().__init__(self.dsn_label, lambda: PostgresStore(dsn, password=password, clock=clock))
 
     @classmethod
@@ -231,8 +239,54 @@ class PostgresJournal(ThreadedJournal, Journal):
         *,
         password: Secret | None = None,
         clock: Callable[[], float] = time.time,
+        exclusive: bool = False,
     ) -> PostgresJournal:
-        """Connect, create the schema if missing, and return the open journal."""
-        journal = cls(dsn, password=password, clock=clock)
+        """Connect, create the schema if missing, and return the open journal.
+
+        ``exclusive``: first take the one-process guard (a session advisory lock on a
+        connection of its own, released at ``close()`` or when the process dies), so a second
+        ``qfexbot run`` on this journal refuses to start, as with a SQLite file's lock.
+
+        Raises:
+          JournalLocked: ``exclusive`` and another process holds the guard.
+        """
+        lock_conn = None
+        if exclusive:
+            lock_conn = await trio.to_thread.run_sync(_take_process_lock, dsn, password)
+        try:
+            journal = cls(dsn, password=password, clock=clock)
+        except BaseException:
+            if lock_conn is not None:
+                lock_conn.close()
+            raise
+        journal._lock_conn = lock_conn
         await journal._started()
         return journal
+
+    def _closed_hook(self) -> None:
+        if self._lock_conn is not None:
+            self._lock_conn.close()
+            self._lock_conn = None
+
+
+def _take_process_lock(dsn: str, password: Secret | None) -> Any:
+    """A connection holding the journal's one-process guard (``PROCESS_LOCK_CLASS``, key 0).
+
+    Raises:
+      JournalLocked: another process holds it.
+    """
+    _require_psycopg()
+    extra = {} if password is None else {"password": password.reveal()}
+    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10, **extra)
+    try:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (PROCESS_LOCK_CLASS,)).fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    if not row[0]:
+        conn.close()
+        raise JournalLocked(
+            f"journal {describe_dsn(dsn)} is in use by another qfexbot process (it holds the "
+            "journal's advisory lock); one running qfexbot per PostgreSQL journal"
+        )
+    return conn
