@@ -271,6 +271,8 @@ class Runtime:
         postgres = self.app.runtime.postgres
         try:
             if postgres is not None:
+                # This host's state file (ops URL) lives beside the local journal path.
+                self.app.runtime.journal.parent.mkdir(parents=True, exist_ok=True)
                 password = None if postgres.password is None else postgres.password.resolve()
                 # One process per journal, as with a SQLite file, until leadership per account
                 # group lets a standby share it (issue 18).

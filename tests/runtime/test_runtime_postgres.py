@@ -3,6 +3,7 @@ journaled in the throwaway cluster's database and sent once, no SQLite file writ
 
 from __future__ import annotations
 
+import shutil
 from decimal import Decimal
 
 import psycopg
@@ -12,6 +13,7 @@ from wait_helpers import wait_until
 
 from qfexbot.config import load_config
 from qfexbot.money.journal.postgres import PostgresJournal
+from qfexbot.ops.state import read_state
 from qfexbot.runtime import Runtime
 
 
@@ -21,12 +23,14 @@ async def test_plugin_transfer_is_journaled_in_postgres_and_sent_once(tmp_path, 
         'journal = "var/journal.sqlite"', f'journal = "{pg_database}"'
     )
     app.path.write_text(text)
+    shutil.rmtree(tmp_path / "var")  # nothing local is needed but this host's state file
     app = load_config(app.path)
     runtime = Runtime(app)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             assert isinstance(runtime.journal, PostgresJournal)
+            assert read_state(app.runtime.journal) is not None  # `qfexbot status` finds it
             plugin = recorder(runtime)
             await wait_until(lambda: plugin.results, what="the plugin's transfer", within=10)
             assert plugin.results[0].state == "done"
