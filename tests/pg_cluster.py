@@ -34,13 +34,24 @@ try:
 except ImportError:  # the skip (or the CI failure) says so
     psycopg = None
 
-__all__ = ["PgCluster", "find_bindir", "pg_cluster", "pg_database", "start_cluster"]
+__all__ = [
+    "PASSWORD_ROLE",
+    "PgCluster",
+    "find_bindir",
+    "pg_cluster",
+    "pg_database",
+    "start_cluster",
+]
 
 _SHARED_DB = "qfexbot_tests"
 """The database holding the per-test schemas (created with the cluster)."""
 
 _SUPERUSER = "postgres"
 """The cluster's superuser (trust authentication on loopback only)."""
+
+PASSWORD_ROLE = "qfexbot_pw"
+"""The one role that must log in with a password (scram-sha-256): tests of the secret path
+create it (``CREATE ROLE qfexbot_pw LOGIN PASSWORD ...``); every other role is trusted."""
 
 
 def find_bindir() -> Path | None:
@@ -154,6 +165,8 @@ def start_cluster(bindir: Path, attempts: int = 3) -> PgCluster:
     try:
         _run(user, [str(bindir / "initdb"), "-D", str(data), "-U", _SUPERUSER, "-A", "trust",
                     "-E", "UTF8", "--no-sync", "--locale=C"])  # fmt: skip
+        hba = data / "pg_hba.conf"
+        hba.write_text(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
         for attempt in range(attempts):
             cluster = PgCluster(root, _free_port(), bindir, user)
             options = (

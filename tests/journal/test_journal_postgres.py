@@ -3,6 +3,7 @@ per-owner budget lock, no journal-wide lock), the DSN kept free of passwords."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from decimal import Decimal
 
@@ -10,7 +11,9 @@ import psycopg
 import pytest
 import trio
 from journal_helpers import DESK_A, TREASURY
+from pg_cluster import PASSWORD_ROLE
 
+from qfexbot.core.secrets import Secret
 from qfexbot.errors import JournalError
 from qfexbot.money.journal import (
     BudgetExceeded,
@@ -163,3 +166,20 @@ async def test_an_exclusive_open_refuses_a_second_process_until_closed(pg_cluste
             assert await reader.list() == []
     async with await PostgresJournal.open(dsn, exclusive=True) as after:
         assert await after.list() == []
+
+
+async def test_the_password_is_given_apart_and_never_shown(pg_cluster):
+    dsn = pg_cluster.create_database()
+    with psycopg.connect(pg_cluster.dsn, autocommit=True) as admin:
+        with contextlib.suppress(psycopg.errors.DuplicateObject):
+            admin.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN")
+        admin.execute(f"ALTER ROLE {PASSWORD_ROLE} PASSWORD 'right-pw-93'")
+        admin.execute(f'ALTER DATABASE "{dsn.rsplit("/", 1)[1]}" OWNER TO {PASSWORD_ROLE}')
+    login = dsn.replace("postgres@", f"{PASSWORD_ROLE}@")
+    async with await PostgresJournal.open(login, password=Secret("right-pw-93")) as journal:
+        assert await journal.list() == []
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed") as bad:
+        PostgresStore(login, password=Secret("wrong-pw-17"))
+    assert "wrong-pw-17" not in str(bad.value)
+    with pytest.raises(psycopg.OperationalError):
+        PostgresStore(login)  # no password, none from libpq's environment
