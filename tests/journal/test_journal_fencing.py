@@ -95,3 +95,16 @@ async def test_a_takeover_between_intent_and_send_fences_the_old_leader(
 async def test_unfenced_mark_sent_is_unchanged(journal):
     entry = await intent(journal, epoch=9, group="desk")
     assert (await journal.mark_sent(entry.id)).state == "sent"
+
+
+async def test_an_order_is_fenced_where_it_is_journaled(journal, raw_sql, leaders_table):
+    lead(raw_sql, leaders_table, "desk", 3)
+    order = {"bot": "b", "plugin": "p", "venue": "demo", "account": DESK_A, "data": {"x": 1}}
+    placed = await journal.record_order(**order, epoch=3, group="desk", fence=("desk", 3))
+    assert (placed.state, placed.epoch) == ("submitted", 3)
+    with pytest.raises(StaleEpoch, match="order for"):
+        await journal.record_order(**order, epoch=2, group="desk", fence=("desk", 2))
+    lead(raw_sql, leaders_table, "desk", 4)
+    with pytest.raises(StaleEpoch):
+        await journal.record_order(**order, epoch=3, group="desk", fence=("desk", 3))
+    assert [e.id for e in await journal.list(kind="order")] == [placed.id]  # nothing written

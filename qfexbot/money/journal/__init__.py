@@ -39,7 +39,9 @@ Modules: ``model`` (states, ``Entry``, errors), ``protocol`` (``Journal``, the b
 Fencing (leadership, issue 18): rows carry the ``epoch`` and ``group`` they were written under;
 ``mark_sent(id, fence=(group, epoch))`` raises ``StaleEpoch`` (the entry stays pending) unless
 the group's row in the leaders table (``qfexbot_leaders``; SQLite: ``leaders``) still holds that
-epoch and the entry was written under it; ``get_leader(group)`` reads the row.
+epoch and the entry was written under it; ``record_order(..., fence=...)`` checks the same
+before writing an order's row (an order has no step between its row and the send);
+``get_leader(group)`` reads the row.
 
 Secrets are never written: callers pass ids, amounts and reasons only, and ``data`` must be
 JSON made of plain values (a ``Secret`` is rejected, not stringified).

@@ -163,9 +163,19 @@ class Journal(Protocol):
         """An action that would have been taken (state ``dry_run``); nothing was sent."""
         ...
 
-    async def record_order(self, **order: Unpack[Order]) -> Entry:
+    async def record_order(
+        self, *, fence: tuple[str, int] | None = None, **order: Unpack[Order]
+    ) -> Entry:
         """An order or cancel command about to be handed to the venue (state ``submitted``),
-        with the order's fields (``Order``) in their own columns."""
+        with the order's fields (``Order``) in their own columns.
+
+        An order has no step between this row and the send (the venue's reply moves it), so
+        this is where it is fenced: with ``fence=(group, epoch)``, the row is written only if
+        the group is led under ``epoch`` and ``order["epoch"]`` is it (as ``mark_sent``).
+
+        Raises:
+          StaleEpoch: it is not; nothing was written (the command must not be sent).
+        """
         ...
 
     async def amend_order(

@@ -404,20 +404,29 @@ class JournalStore(ABC):
             return self._transition(entry_id, EntryState.SENT, None)
 
         def run(db: Connection) -> Entry:
-            group, epoch = fence
-            row = db.execute(
-                f"SELECT epoch FROM {self._LEADERS} WHERE grp = ?{self._LOCK}", (group,)
-            ).fetchone()
-            current = None if row is None else int(row[0])
             entry = self._fetch(db, entry_id)
-            if current != epoch or entry.epoch != epoch:
-                raise StaleEpoch(
-                    f"transfer {entry_id} (written under epoch {entry.epoch}) not sent: group "
-                    f"{group!r} is led under epoch {current}, this process holds {epoch}"
-                )
+            self._check_fence(db, fence, entry.epoch, f"transfer {entry_id}")
             return self._transition(entry_id, EntryState.SENT, None)
 
         return self._write(run)
+
+    def _check_fence(self, db: Connection, fence: tuple[str, int], written: int, what: str) -> None:
+        """Inside the caller's write: the group's leaders row (locked) and the epoch the row
+        was written under must both be the fence's epoch.
+
+        Raises:
+          StaleEpoch: they are not.
+        """
+        group, epoch = fence
+        row = db.execute(
+            f"SELECT epoch FROM {self._LEADERS} WHERE grp = ?{self._LOCK}", (group,)
+        ).fetchone()
+        current = None if row is None else int(row[0])
+        if current != epoch or written != epoch:
+            raise StaleEpoch(
+                f"{what} (written under epoch {written}) not sent: group {group!r} is led under "
+                f"epoch {current}, this process holds {epoch}"
+            )
 
     def get_leader(self, group: str) -> tuple[int, str, float] | None:
         row = self._db.execute(
@@ -496,8 +505,10 @@ class JournalStore(ABC):
         state: str,
         record: Mapping[str, Any],
         extra: Mapping[str, Any] | None = None,
+        fence: tuple[str, int] | None = None,
     ) -> Entry:
-        """Insert a refusal, dry run, order or cancel row (``extra``: more columns)."""
+        """Insert a refusal, dry run, order or cancel row (``extra``: more columns), checking
+        ``fence`` in the same transaction when given."""
         data = record.get("data")
         values = {
             "kind": kind,
@@ -515,7 +526,13 @@ class JournalStore(ABC):
             "grp": record.get("group", ""),
             **(extra or {}),
         }
-        return self._write(lambda db: self._insert(db, values))
+
+        def run(db: Connection) -> Entry:
+            if fence is not None:
+                self._check_fence(db, fence, values["epoch"], f"{kind} for {values['src']}")
+            return self._insert(db, values)
+
+        return self._write(run)
 
     def record_refusal(self, **refusal: Unpack[Refusal]) -> Entry:
         check_fields(Refusal, refusal, "record_refusal")
@@ -526,7 +543,9 @@ class JournalStore(ABC):
         check_fields(DryRun, dry_run, "record_dry_run")
         return self._record_final(EntryKind.DRY_RUN, EntryState.DRY_RUN, dry_run)
 
-    def record_order(self, **order: Unpack[Order]) -> Entry:
+    def record_order(
+        self, *, fence: tuple[str, int] | None = None, **order: Unpack[Order]
+    ) -> Entry:
         check_fields(Order, order, "record_order")
         kind = order.get("kind", EntryKind.ORDER)
         if kind not in MACHINES:
@@ -537,7 +556,7 @@ class JournalStore(ABC):
         fields = {name: order.get(name) for name in _ORDER_FIELDS}
         fields["quantity"] = _money(fields["quantity"])
         fields["price"] = _money(fields["price"])
-        return self._record_final(kind, EntryState.SUBMITTED, row, fields)
+        return self._record_final(kind, EntryState.SUBMITTED, row, fields, fence)
 
     def mark_order(
         self,
