@@ -7,7 +7,6 @@ import contextlib
 import threading
 from decimal import Decimal
 
-import psycopg
 import pytest
 import trio
 from journal_helpers import DESK_A, TREASURY
@@ -23,6 +22,10 @@ from qfexbot.money.journal import (
     postgres,
 )
 from qfexbot.money.journal.postgres import PostgresJournal, PostgresStore, describe_dsn
+
+psycopg = pytest.importorskip(
+    "psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')"
+)
 
 NOW = 1_800_000_000.0
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pg_cluster as pg_cluster_module
-import psycopg
 import pytest
+
+psycopg = pytest.importorskip(
+    "psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')"
+)
 
 
 def test_fresh_database_is_empty_and_on_loopback(pg_cluster, pg_database):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from decimal import Decimal
 
-import psycopg
+import pytest
 import trio
 from runtime_helpers import DESK_A, recorder, write_config
 from wait_helpers import wait_until
@@ -15,6 +15,10 @@ from qfexbot.config import load_config
 from qfexbot.money.journal.postgres import PostgresJournal
 from qfexbot.ops.state import read_state
 from qfexbot.runtime import Runtime
+
+psycopg = pytest.importorskip(
+    "psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')"
+)
 
 
 async def test_plugin_transfer_is_journaled_in_postgres_and_sent_once(tmp_path, pg_database):
