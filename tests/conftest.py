@@ -15,6 +15,9 @@ import pytest
 from qfexbot.money.account_locks import ENV
 from qfexbot.money.journal import STATE_DIR_ENV
 
+# The throwaway PostgreSQL cluster's fixtures (pg_cluster, pg_database): tests/pg_cluster.py.
+pytest_plugins = ["pg_cluster"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _account_lock_dir(tmp_path_factory):

@@ -100,7 +100,7 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         setting(("runtime/colour", "red")),
         [
             (
-                "runtime.colour: unknown key (allowed: dry_run, journal, "
+                "runtime.colour: unknown key (allowed: dry_run, journal, journal_password, "
                 "kill_switch_cancels_orders, kill_switch_file, log_format, log_level, "
                 "ops_listen, plugin_dirs, record, state_dir)"
             )

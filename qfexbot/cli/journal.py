@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from qfexbot.config import AppConfig
+from qfexbot.config.model import PostgresJournalConfig
 from qfexbot.core.accounts import AccountBook
 from qfexbot.errors import JournalError
 from qfexbot.money import killswitch
@@ -35,6 +36,8 @@ from qfexbot.money.journal import (
     acquire_journal_lock,
     journal_holder,
 )
+from qfexbot.money.journal.postgres import OPEN_ERRORS, PostgresStore
+from qfexbot.money.journal.store import JournalStore
 
 __all__ = [
     "JournalCommandError",
@@ -54,12 +57,45 @@ class JournalCommandError(JournalError):
     """An operator command could not be carried out; the message says why (exit status 1)."""
 
 
+JournalLocation = str | Path | PostgresJournalConfig
+"""Where a command finds the journal: a SQLite file, or the PostgreSQL journal's config."""
+
+
+def open_store(journal: JournalLocation) -> JournalStore:
+    """The journal's synchronous store (close it after use).
+
+    Raises:
+      JournalCommandError: no such SQLite file, or the PostgreSQL journal cannot be opened.
+    """
+    if isinstance(journal, PostgresJournalConfig):
+        try:
+            password = None if journal.password is None else journal.password.resolve()
+            return PostgresStore(journal.dsn, password=password)
+        except OPEN_ERRORS as exc:
+            raise JournalCommandError(f"cannot open the journal {journal.dsn}: {exc}") from None
+    path = Path(journal)
+    if not path.exists():
+        raise JournalCommandError(f"no journal at {path}")
+    return SqliteStore(path)
+
+
+def _sqlite_only(journal: JournalLocation, what: str) -> Path:
+    """The SQLite file of ``journal``; a PostgreSQL journal refuses ``what`` with the reason."""
+    if isinstance(journal, PostgresJournalConfig):
+        raise JournalCommandError(
+            f"{what} is for a SQLite journal file; the PostgreSQL journal {journal.dsn} is backed "
+            "up and restored by the database server (pg_dump / pg_basebackup, replicas): see "
+            'docs/operations.md "PostgreSQL journal"'
+        )
+    return Path(journal)
+
+
 def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + "Z"
 
 
 def journal_list(
-    journal_path: str | Path,
+    journal_path: JournalLocation,
     state: str | None = None,
     as_json: bool = False,
     limit: int = 100,
@@ -72,10 +108,7 @@ def journal_list(
     unknown, failed; a cancel: done) and, in the ``order`` column, what they are: side,
     quantity, symbol and price, the client and venue order ids.
     """
-    path = Path(journal_path)
-    if not path.exists():
-        raise JournalCommandError(f"no journal at {path}")
-    store = SqliteStore(path)
+    store = open_store(journal_path)
     try:
         entries = store.list(state=state, limit=limit)
         holds = store.active_holds()
@@ -142,7 +175,7 @@ def _order_text(entry: Entry) -> str:
     return " ".join(parts)
 
 
-def journal_resolve(journal_path: str | Path, entry_id: str, applied: bool) -> str:
+def journal_resolve(journal_path: JournalLocation, entry_id: str, applied: bool) -> str:
     """Operator resolution of a transfer in doubt: ``applied`` -> done, else failed.
 
     Refuses unless the entry is a transfer in pending, sent or unknown. Check the venue (balances,
@@ -155,16 +188,18 @@ def journal_resolve(journal_path: str | Path, entry_id: str, applied: bool) -> s
     Raises:
       JournalCommandError: no journal, no such entry, or the entry is not in doubt.
     """
-    path = Path(journal_path)
-    if not path.exists():
-        raise JournalCommandError(f"no journal at {path}")
-    store = SqliteStore(path)
+    store = open_store(journal_path)
     try:
         current = store.get(entry_id)
-        holder = journal_holder(path)
+        if isinstance(journal_path, PostgresJournalConfig):
+            # Any host may be sending it: no lock file here says whether one runs.
+            holder = "a PostgreSQL journal: any host of it may be sending"
+        else:
+            holder = journal_holder(journal_path)
+            holder = f"pid {holder}" if holder else None
         if current is not None and holder and current.state in ("pending", "sent"):
             raise JournalCommandError(
-                f"transfer {entry_id} is {current.state} in a running qfexbot (pid {holder}): "
+                f"transfer {entry_id} is {current.state} in a running qfexbot ({holder}): "
                 "it may be being sent right now; wait for its outcome or reconciliation, or stop "
                 "that process first"
             )
@@ -193,13 +228,13 @@ def journal_resolve(journal_path: str | Path, entry_id: str, applied: bool) -> s
     )
 
 
-def journal_backup(journal_path: str | Path, dest: str | Path, overwrite: bool = False) -> str:
+def journal_backup(journal_path: JournalLocation, dest: str | Path, overwrite: bool = False) -> str:
     """A consistent online copy of the journal at ``dest`` (0600), safe beside ``qfexbot run``.
 
     Raises:
       JournalCommandError: no journal, ``dest`` exists (without ``overwrite``) or is the journal.
     """
-    path = Path(journal_path)
+    path = _sqlite_only(journal_path, "qfexbot journal backup")
     if not path.exists():
         raise JournalCommandError(f"no journal at {path}")
     store = SqliteStore(path)
@@ -219,7 +254,7 @@ def journal_backup(journal_path: str | Path, dest: str | Path, overwrite: bool =
 
 
 def journal_accept_restore(
-    journal_path: str | Path, reason: str, state_dir: str | Path | None = None
+    journal_path: JournalLocation, reason: str, state_dir: str | Path | None = None
 ) -> str:
     """Accept a journal that qfexbot refused as rolled back, after the operator checked it.
 
@@ -230,7 +265,7 @@ def journal_accept_restore(
     Raises:
       JournalCommandError: no journal, or a running qfexbot holds it.
     """
-    path = Path(journal_path)
+    path = _sqlite_only(journal_path, "qfexbot journal accept-restore")
     if not path.exists():
         raise JournalCommandError(f"no journal at {path}")
     try:
@@ -303,7 +338,7 @@ def account_for_release(account: str, tables: Mapping[str, Mapping[str, str]]) -
 
 
 def journal_release(
-    journal_path: str | Path,
+    journal_path: JournalLocation,
     account: str,
     accounts: Mapping[str, str] | None = None,
     note: str = "released by operator",
@@ -318,11 +353,8 @@ def journal_release(
       JournalCommandError: no journal, a transfer touching the account is still in doubt
         (resolve it first), or no active hold on that account.
     """
-    path = Path(journal_path)
-    if not path.exists():
-        raise JournalCommandError(f"no journal at {path}")
     account_id = (accounts or {}).get(account, account)
-    store = SqliteStore(path)
+    store = open_store(journal_path)
     try:
         doubt = [e for e in store.unresolved() if account_id in (e.src, e.dst)]
         if doubt:
@@ -353,7 +385,8 @@ def journal_command(app: AppConfig, args: argparse.Namespace) -> int:
 
 
 def _run(app: AppConfig, args: argparse.Namespace) -> str:
-    journal, kill_switch = app.runtime.journal, app.runtime.kill_switch_file
+    journal: JournalLocation = app.runtime.postgres or app.runtime.journal
+    kill_switch = app.runtime.kill_switch_file
     books = {name: AccountBook(venue.accounts, name=name) for name, venue in app.venues.items()}
     if args.command == "journal":
         known = sorted(v for k, v in vars(EntryState).items() if k.isupper())

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
+from qfexbot.cli.journal import JournalCommandError, open_store
 from qfexbot.config import AppConfig
-from qfexbot.money.journal import SqliteStore
 from qfexbot.ops.state import process_alive, read_state, state_path
 
 __all__ = ["fetch_status", "render_status", "status_command"]
@@ -221,12 +221,16 @@ def status_command(
             data = {"running": False, "reason": f"no answer at {url}: {type(exc).__name__}"}
     if not data.get("running"):
         data["transfers"] = []
-        if app.runtime.journal.exists():
-            store = SqliteStore(app.runtime.journal)
+        if app.runtime.postgres is not None or app.runtime.journal.exists():
             try:
-                data["transfers"] = [e.to_json() for e in store.unresolved()]
-            finally:
-                store.close()
+                store = open_store(app.runtime.postgres or app.runtime.journal)
+            except JournalCommandError as exc:
+                data["reason"] = f"{data['reason']}; {exc}"
+            else:
+                try:
+                    data["transfers"] = [e.to_json() for e in store.unresolved()]
+                finally:
+                    store.close()
     if as_json:
         print(json.dumps(data, indent=2, sort_keys=True))
     else:

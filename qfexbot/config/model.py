@@ -24,6 +24,7 @@ __all__ = [
     "Limits",
     "MarketData",
     "PluginConfig",
+    "PostgresJournalConfig",
     "RecordSettings",
     "RuntimeConfig",
     "SessionSettings",
@@ -36,6 +37,15 @@ RECORD_MAX_BYTES = 64 * 1024 * 1024
 """Default size at which a recording file is rotated (``[runtime] record.max_bytes``)."""
 DEFAULT_PRIVATE_CHANNELS = ("order_responses", "fills", "positions", "balances")
 """The private channels of a bot that does not list ``channels``."""
+
+
+@dataclass(frozen=True)
+class PostgresJournalConfig:
+    """``journal = "postgresql://user@host:port/db"``: the DSN (never with a password: that is
+    ``password``, a secret reference read at start-up, else libpq's PGPASSWORD / ~/.pgpass)."""
+
+    dsn: str
+    password: SecretRef | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,9 @@ class RuntimeConfig:
     state_dir: Path | None = None
     """Where the journal's second rollback mark lives; None: ``$QFEXBOT_STATE_DIR``, else the
     XDG state directory (see ``qfexbot.money.journal.mark_paths``)."""
+    postgres: PostgresJournalConfig | None = None
+    """The PostgreSQL journal when ``journal`` is a ``postgresql://`` DSN (``journal`` is then
+    the local path beside which this host's state file lives, ``var/journal.postgresql``)."""
     kill_switch_cancels_orders: bool = False
     """Whether engaging the kill switch also cancels every account's open orders (it always
     refuses money movement and new orders)."""

@@ -31,6 +31,7 @@ from qfexbot.config.model import (
     Limits,
     MarketData,
     PluginConfig,
+    PostgresJournalConfig,
     RecordSettings,
     RuntimeConfig,
     SessionSettings,
@@ -83,7 +84,9 @@ _RUNTIME_KEYS = (
     "record",
     "ops_listen",
     "state_dir",
+    "journal_password",
 )
+_PG_SCHEMES = ("postgresql", "postgres")
 _RECORD_KEYS = ("dir", "max_bytes")
 DEFAULT_OPS_LISTEN = ("127.0.0.1", 0)
 """The ops endpoint by default: loopback, on a port picked at start (``qfexbot status`` finds it
@@ -219,8 +222,19 @@ def _valid_part(
 def _parse_runtime(err: _Errors, data: Any, base: Path) -> RuntimeConfig:
     table = _Table(err, data, "runtime", _RUNTIME_KEYS)
     as_path = _path(base)
+    postgres = table.get("journal", _postgres_dsn, None)
+    password = table.get("journal_password", secret_ref(base, allow_inline=False), None)
+    if password is not None and not isinstance(postgres, PostgresJournalConfig):
+        err.add("runtime.journal_password", "only a PostgreSQL journal takes a password")
+    if isinstance(postgres, PostgresJournalConfig):
+        postgres = dataclasses.replace(postgres, password=password)
+        journal = base / "var" / "journal.postgresql"
+    else:
+        postgres = None
+        journal = table.get("journal", as_path, base / "var" / "journal.sqlite")
     return RuntimeConfig(
-        journal=table.get("journal", as_path, base / "var" / "journal.sqlite"),
+        journal=journal,
+        postgres=postgres,
         log_level=table.get("log_level", _choice(LOG_LEVELS), "info"),
         log_format=table.get("log_format", _choice(LOG_FORMATS), "text"),
         plugin_dirs=table.get("plugin_dirs", _list(as_path, "paths"), (base / "plugins",)),
@@ -231,6 +245,26 @@ def _parse_runtime(err: _Errors, data: Any, base: Path) -> RuntimeConfig:
         state_dir=table.get("state_dir", as_path, None),
         kill_switch_cancels_orders=table.get("kill_switch_cancels_orders", _bool, False),
     )
+
+
+def _postgres_dsn(err: _Errors, value: Any, path: str) -> Any:
+    """A ``postgresql://`` DSN as a ``PostgresJournalConfig`` (anything else: None, a path). The
+    password may not be in it (it would sit in every repr): ``journal_password`` holds it."""
+    if not isinstance(value, str) or value.split("://", 1)[0] not in _PG_SCHEMES:
+        return None
+    try:
+        parts = urlsplit(value)
+        has_password = parts.password is not None or "password=" in parts.query
+        ok = bool(parts.hostname) and not has_password and bool(parts.path.strip("/"))
+        _ = parts.port
+    except ValueError:
+        ok, has_password = False, False
+    if has_password:
+        return err.add(path, 'the DSN must not hold the password: set journal_password = '
+                       '{env = "NAME"} or {file = "path"} (or PGPASSWORD / ~/.pgpass)')  # fmt: skip
+    if not ok:
+        return err.add(path, "expected postgresql://user@host:port/database")
+    return PostgresJournalConfig(value)
 
 
 def _record(base: Path) -> Callable[[_Errors, Any, str], Any]:

@@ -34,7 +34,8 @@ from qfexbot.core.plugins import PluginHost, PluginLoadError
 from qfexbot.core.venue import MarketDataFeed
 from qfexbot.events import ConnectionState, Event
 from qfexbot.money.account_locks import AccountLocks
-from qfexbot.money.journal import JournalLocked, SqliteJournal
+from qfexbot.money.journal import Journal, JournalLocked, SqliteJournal
+from qfexbot.money.journal.postgres import OPEN_ERRORS, PostgresJournal
 from qfexbot.money.killswitch import kill_switch_reason
 from qfexbot.money.transfers import TransferService
 from qfexbot.ops.metrics import RuntimeMetrics
@@ -87,7 +88,7 @@ class Runtime:
         self.dispatchers: dict[str, Dispatcher] = {}
         self.simulators: dict[str, Any] = {}
         self.simulator_urls: dict[str, Any] = {}
-        self.journal: SqliteJournal | None = None
+        self.journal: Journal | None = None
         self.orders: OrderTracker | None = None
         """Follows every journaled order to its final state (``qfexbot.runtime.orders``)."""
         # scope -> account id -> lock: every real venue table shares one mapping (account ids
@@ -158,12 +159,7 @@ class Runtime:
                 await root.start(self.recorder.run)
             # The journal first: its lock says whether another process runs this config,
             # before this one binds a port or starts a simulator.
-            try:
-                self.journal = await SqliteJournal.open(self.app.runtime.journal)
-            except (sqlite3.Error, OSError, JournalLocked) as exc:
-                raise ConfigError(
-                    [f"runtime.journal: cannot open {self.app.runtime.journal}: {exc}"]
-                ) from None
+            self.journal = await self._open_journal()
             actions.use_journal(self.journal)
             self.orders = OrderTracker(self.journal, self.venues)
             actions.use_orders(self.orders)
@@ -269,6 +265,22 @@ class Runtime:
         except PluginLoadError as exc:
             errors.extend(exc.errors)
         return errors
+
+    async def _open_journal(self) -> Journal:
+        """The configured journal: a PostgreSQL DSN or a SQLite file (its lock taken)."""
+        postgres = self.app.runtime.postgres
+        try:
+            if postgres is not None:
+                # This host's state file (ops URL) lives beside the local journal path.
+                self.app.runtime.journal.parent.mkdir(parents=True, exist_ok=True)
+                password = None if postgres.password is None else postgres.password.resolve()
+                # One process per journal, as with a SQLite file, until leadership per account
+                # group lets a standby share it (issue 18).
+                return await PostgresJournal.open(postgres.dsn, password=password, exclusive=True)
+            return await SqliteJournal.open(self.app.runtime.journal)
+        except (sqlite3.Error, OSError, JournalLocked, *OPEN_ERRORS) as exc:
+            where = postgres.dsn if postgres is not None else self.app.runtime.journal
+            raise ConfigError([f"runtime.journal: cannot open {where}: {exc}"]) from None
 
     def _build_hosts(self, actions: RuntimeActions) -> None:
         errors: list[str] = []

@@ -14,7 +14,13 @@ from qfexbot.config import AppConfig, ConfigError, VenueConfig
 from qfexbot.core.accounts import AccountBook
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.money.account_locks import AccountLocks, AccountsLocked, acquire_account_locks
-from qfexbot.money.journal import STATE_DIR_ENV, Entry, Journal, JournalRolledBack
+from qfexbot.money.journal import (
+    STATE_DIR_ENV,
+    Entry,
+    Journal,
+    JournalRolledBack,
+    RecoverableJournal,
+)
 from qfexbot.venues.registry import adapter as adapter_of
 
 __all__ = [
@@ -142,7 +148,14 @@ def _unnamed_entry_problem(entry: Entry, venues: list[VenueConfig]) -> str:
 
 async def refuse_rolled_back_journal(journal: Journal, app: AppConfig) -> None:
     """Before anything moves money: the journal must not be older than the last state seen
-    (restored from an older copy, replaced, copied while live). See docs/operations.md."""
+    (restored from an older copy, replaced, copied while live). See docs/operations.md.
+
+    A PostgreSQL journal has no file this host could find replaced: the database server is the
+    reference (its own backups and replicas), so there is nothing to check here.
+    """
+    if not isinstance(journal, RecoverableJournal):
+        log_event(log, logging.INFO, "journal is PostgreSQL: no file continuity mark to check")
+        return
     try:
         mark = await journal.check_continuity(app.runtime.state_dir)
     except JournalRolledBack as exc:

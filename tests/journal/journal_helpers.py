@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -82,3 +83,27 @@ def make_limits(**overrides: Any) -> SimpleNamespace:
     }
     values.update(overrides)
     return SimpleNamespace(**values)
+
+
+def write_bots_toml(tmp_path: Path, journal: str | Path, runtime_extra: str = "") -> Path:
+    """A bots.toml on ``journal`` (a file or a DSN): one simulated venue, desk-a, one bot."""
+    config = tmp_path / "bots.toml"
+    config.write_text(f"""
+[runtime]
+journal = "{journal}"
+{runtime_extra}
+
+[venues.demo]
+kind = "qfex"
+simulator = true
+user_id = "{TREASURY}"
+public_key = "qfex_pub_t"
+secret = "qfex_secret_t"
+accounts = {{ treasury = "primary", desk-a = "{DESK_A}" }}
+
+[bots.b]
+venue = "demo"
+accounts = ["desk-a"]
+[bots.b.plugins.p]
+""")
+    return config

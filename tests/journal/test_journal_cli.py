@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from journal_helpers import DESK_A, TREASURY
+from journal_helpers import DESK_A, TREASURY, write_bots_toml
 
 from qfexbot.cli import main
 from qfexbot.cli.journal import (
@@ -156,24 +156,7 @@ def test_account_holds_are_listed_and_released_by_the_operator(filled, tmp_path,
         store.place_hold("demo", DESK_A, "unexplained_deposits", "another mover?", ids["unknown"])
     finally:
         store.close()
-    config = tmp_path / "bots.toml"
-    config.write_text(f"""
-[runtime]
-journal = "{path}"
-
-[venues.demo]
-kind = "qfex"
-simulator = true
-user_id = "{TREASURY}"
-public_key = "qfex_pub_t"
-secret = "qfex_secret_t"
-accounts = {{ treasury = "primary", desk-a = "{DESK_A}" }}
-
-[bots.b]
-venue = "demo"
-accounts = ["desk-a"]
-[bots.b.plugins.p]
-""")
+    config = write_bots_toml(tmp_path, path)
     assert main(["journal", "release", "desk-a", "--config", str(config)]) == 0
     assert "released 1 hold(s) on desk-a" in capsys.readouterr().out
     assert main(["journal", "release", "desk-a", str(config)]) == 1  # CONFIG positional too

@@ -318,6 +318,7 @@ async def test_an_old_schema_journal_opens_and_gains_the_new_columns(tmp_path, d
     try:
         old = await journal.get("old-1")
         assert old.state == "unknown" and old.src_deposit_before is None
+        assert (old.epoch, old.group) == (0, "")  # written before fencing: unfenced
         assert await journal.get_meta(KEY) is None
         # The old in-doubt row reconciles from available balances as before (desk untouched).
         dvenue.balances[DESK_A] = d(140)
@@ -331,6 +332,6 @@ async def test_an_old_schema_journal_opens_and_gains_the_new_columns(tmp_path, d
         await journal.close()
     with sqlite3.connect(path) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
-    assert {"src_deposit_before", "dst_deposit_before"} <= columns
+    assert {"src_deposit_before", "dst_deposit_before", "epoch", "grp"} <= columns
     again = await SqliteJournal.open(path, clock=clock)  # reopening a migrated file is a no-op
     await again.close()

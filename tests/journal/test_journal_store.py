@@ -233,11 +233,11 @@ async def test_secrets_and_floats_are_never_stored(journal):
     assert await journal.list() == []
 
 
-async def test_survives_reopen(journal_path, clock):
-    async with await SqliteJournal.open(journal_path, clock=clock) as first:
+async def test_survives_reopen(journal_factory):
+    async with await journal_factory() as first:
         entry = await intent(first)
         await first.mark_sent(entry.id)
-    async with await SqliteJournal.open(journal_path, clock=clock) as second:
+    async with await journal_factory() as second:
         again = await second.get(entry.id)
         assert again.state == "sent" and again.attempts == 1
 

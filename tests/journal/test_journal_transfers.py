@@ -15,7 +15,6 @@ from journal_helpers import ACCOUNTS, DESK_A, DESK_B, TREASURY, make_limits
 from qfexbot.cli.journal import journal_resolve
 from qfexbot.events import TransferOutcomeEvent
 from qfexbot.money.evidence import classify_reconciliation
-from qfexbot.money.journal import SqliteJournal
 from qfexbot.money.killswitch import pause
 from qfexbot.money.transfers import TransferService
 
@@ -182,9 +181,9 @@ async def test_balance_read_failure_keeps_it_unknown(journal, venue, clock):
 
 
 async def test_cancelled_inside_send_then_restart_reconciles_without_duplicate(
-    journal_path, venue, clock
+    journal_factory, venue, clock
 ):
-    journal = await SqliteJournal.open(journal_path, clock=clock)
+    journal = await journal_factory()
     with trio.CancelScope() as scope:
 
         async def send(src, dst, amount):
@@ -198,7 +197,7 @@ async def test_cancelled_inside_send_then_restart_reconciles_without_duplicate(
     assert entry.state == "unknown" and "cancelled while sending" in entry.detail
     await journal.close()
 
-    async with await SqliteJournal.open(journal_path, clock=clock) as restarted:
+    async with await journal_factory() as restarted:
         svc = service(restarted, venue, clock)
         [outcome] = await svc.reconcile()
         assert (outcome.entry_id, outcome.state) == (entry.id, "failed")
@@ -207,8 +206,10 @@ async def test_cancelled_inside_send_then_restart_reconciles_without_duplicate(
         assert venue.ledger == [(TREASURY, DESK_A, Decimal(60))]
 
 
-async def test_cancelled_after_the_venue_applied_is_reconciled_as_done(journal_path, venue, clock):
-    journal = await SqliteJournal.open(journal_path, clock=clock)
+async def test_cancelled_after_the_venue_applied_is_reconciled_as_done(
+    journal_factory, venue, clock
+):
+    journal = await journal_factory()
     with trio.CancelScope() as scope:
 
         async def send(src, dst, amount):
@@ -218,22 +219,22 @@ async def test_cancelled_after_the_venue_applied_is_reconciled_as_done(journal_p
 
         await move(service(journal, venue, clock, send=send), "60")
     await journal.close()
-    async with await SqliteJournal.open(journal_path, clock=clock) as restarted:
+    async with await journal_factory() as restarted:
         [outcome] = await service(restarted, venue, clock).reconcile()
         assert outcome.state == "done"
     assert venue.ledger == [(TREASURY, DESK_A, Decimal(60))]
 
 
 async def test_pending_row_left_by_a_killed_process_is_treated_as_unknown(
-    journal_path, venue, clock
+    journal_factory, venue, clock
 ):
-    async with await SqliteJournal.open(journal_path, clock=clock) as journal:
+    async with await journal_factory() as journal:
         crashed = await journal.record_intent(
             bot="bot1", plugin="rebalancer", venue="demo", src=TREASURY, dst=DESK_A,
             amount=Decimal(70), reason="x", src_before=Decimal(10000), dst_before=Decimal(100),
         )  # fmt: skip
         venue.apply(TREASURY, DESK_A, Decimal(70))  # it did go out before the kill
-    async with await SqliteJournal.open(journal_path, clock=clock) as journal:
+    async with await journal_factory() as journal:
         svc = service(journal, venue, clock)
         assert (await move(svc, "1")).code == "unresolved"
         [outcome] = await svc.reconcile()

@@ -26,12 +26,22 @@ client order id; an order never blocks money movement.
 
 ``Journal`` is the interface callers use; ``SqliteJournal`` is the SQLite backend (WAL,
 ``synchronous=FULL``), doing all database work on one dedicated thread that owns the connection,
-so the trio event loop never waits on the disk. A PostgreSQL backend implements the same
-``Journal`` protocol.
+so the trio event loop never waits on the disk. ``postgres.PostgresJournal`` implements the same
+``Journal`` protocol on one PostgreSQL database shared by several processes (imported from its
+module: it needs the ``postgres`` extra).
 
 Modules: ``model`` (states, ``Entry``, errors), ``protocol`` (``Journal``, the backend seam),
-``sqlite`` (``SqliteStore``), ``threaded`` (``SqliteJournal``, derived from the protocol),
-``lock`` (one process per journal file) and ``recovery`` (marks, state directory, backups).
+``store`` (``JournalStore``: every operation, written once), ``sqlite`` (``SqliteStore``),
+``postgres`` (``PostgresStore``, ``PostgresJournal``), ``threaded`` (``ThreadedJournal``,
+``SqliteJournal``, derived from the protocol), ``lock`` (one process per journal file) and
+``recovery`` (marks, state directory, backups).
+
+Fencing (leadership, issue 18): rows carry the ``epoch`` and ``group`` they were written under;
+``mark_sent(id, fence=(group, epoch))`` raises ``StaleEpoch`` (the entry stays pending) unless
+the group's row in the leaders table (``qfexbot_leaders``; SQLite: ``leaders``) still holds that
+epoch and the entry was written under it; ``record_order(..., fence=...)`` checks the same
+before writing an order's row (an order has no step between its row and the send);
+``get_leader(group)`` reads the row.
 
 Secrets are never written: callers pass ids, amounts and reasons only, and ``data`` must be
 JSON made of plain values (a ``Secret`` is rejected, not stringified).
@@ -81,6 +91,7 @@ from qfexbot.money.journal.model import JournalClosed as JournalClosed
 from qfexbot.money.journal.model import JournalLocked as JournalLocked
 from qfexbot.money.journal.model import JournalMark as JournalMark
 from qfexbot.money.journal.model import JournalRolledBack as JournalRolledBack
+from qfexbot.money.journal.model import StaleEpoch as StaleEpoch
 from qfexbot.money.journal.model import Watch as Watch
 from qfexbot.money.journal.protocol import Journal as Journal
 from qfexbot.money.journal.protocol import RecoverableJournal as RecoverableJournal
@@ -115,6 +126,7 @@ __all__ = [
     "RecoverableJournal",
     "SqliteJournal",
     "SqliteStore",
+    "StaleEpoch",
     "Watch",
     "acquire_journal_lock",
     "journal_holder",

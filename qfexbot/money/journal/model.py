@@ -1,7 +1,7 @@
 """The journal's data: entry kinds and states, the rows it returns, and the errors it raises.
 
-Pure values only (no I/O), shared by every backend (``qfexbot.money.journal.sqlite`` today) and
-by the callers that read entries. See ``qfexbot.money.journal`` for the states of a transfer.
+Pure values only (no I/O), shared by every backend (``sqlite``, ``postgres``) and by the callers
+that read entries. See ``qfexbot.money.journal`` for the states of a transfer.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ __all__ = [
     "JournalRolledBack",
     "Order",
     "Refusal",
+    "StaleEpoch",
     "Watch",
     "check_fields",
     "str_or_none",
@@ -182,6 +183,13 @@ class JournalLocked(JournalError, RuntimeError):
     """Another process holds this journal: one running qfexbot per journal file."""
 
 
+class StaleEpoch(JournalError):
+    """``mark_sent(..., fence=(group, epoch))`` refused: the group is led under another epoch
+    (or the entry was written under another), so this process is no longer its leader. The
+    entry stays ``pending``: it provably was never sent (mark it failed "not sent: stale
+    epoch")."""
+
+
 class BudgetExceeded(JournalError):
     """``record_intent`` refused: the transfer would take the rolling 24 h total over its limit.
 
@@ -247,7 +255,15 @@ class _Evidence(TypedDict, total=False):
     budget: DailyBudget | None
 
 
-class Intent(_Origin, _Evidence):
+class _Fence(TypedDict, total=False):
+    """The leadership the row is written under (fencing): the leader's ``epoch`` (default 0:
+    unfenced) of account ``group`` (default "")."""
+
+    epoch: int
+    group: str
+
+
+class Intent(_Origin, _Evidence, _Fence):
     """The keyword arguments of ``record_intent``: a ``pending`` transfer row."""
 
     src: str
@@ -266,7 +282,7 @@ class _Subject(TypedDict, total=False):
     data: Mapping[str, Any] | None
 
 
-class DryRun(_Origin, _Subject):
+class DryRun(_Origin, _Subject, _Fence):
     """The keyword arguments of ``record_dry_run``: what would have been done."""
 
     detail: str
@@ -294,7 +310,7 @@ class _OrderNotes(TypedDict, total=False):
     venue_order_id: str | None
 
 
-class Order(_Origin, _OrderNotes):
+class Order(_Origin, _OrderNotes, _Fence):
     """The keyword arguments of ``record_order``: a command about to be handed to the venue
     (``data``: the command as sent, for the audit trail)."""
 
@@ -354,6 +370,10 @@ class Entry:
     venue_order_id: str | None = None
     """An order's fields (its account is ``src``); a cancel's ``symbol`` and ``venue_order_id``
     are those of the order it cancels. None on other kinds and on rows written before."""
+    epoch: int = 0
+    group: str = ""
+    """The leadership epoch and account group the row was written under (0 and "": unfenced,
+    and every row written before fencing existed)."""
 
     @property
     def unresolved(self) -> bool:
@@ -397,6 +417,8 @@ class Entry:
             "price": str_or_none(self.price),
             "client_order_id": self.client_order_id,
             "venue_order_id": self.venue_order_id,
+            "epoch": self.epoch,
+            "group": self.group,
         }
 
 

@@ -1,10 +1,11 @@
 """The backend seam: the operations every journal backend offers, written once.
 
-``Journal`` is what callers use (``qfexbot.money.transfers``, the runtime's actions) and what a
-PostgreSQL backend will implement. The SQLite backend implements the same operations
-synchronously (``SqliteStore``, used directly by the CLI) and offers them as ``Journal`` through
-``SqliteJournal``, whose async methods are generated from this protocol's method list (see
-``qfexbot.money.journal.threaded``): a signature here is the signature there.
+``Journal`` is what callers use (``qfexbot.money.transfers``, the runtime's actions) and what
+every backend implements. A backend implements the operations synchronously (``SqliteStore``,
+``PostgresStore``: ``JournalStore``'s, used directly by the CLI) and offers them as ``Journal``
+through ``SqliteJournal`` / ``PostgresJournal``, whose async methods are generated from this
+protocol's method list (see ``qfexbot.money.journal.threaded``): a signature here is the
+signature there.
 """
 
 from __future__ import annotations
@@ -55,8 +56,19 @@ class Journal(Protocol):
         """Store ``value`` under ``key`` (replacing any earlier value), with a note why."""
         ...
 
-    async def mark_sent(self, entry_id: str) -> Entry:
-        """pending -> sent (the request is about to be handed to the transport)."""
+    async def mark_sent(self, entry_id: str, *, fence: tuple[str, int] | None = None) -> Entry:
+        """pending -> sent (the request is about to be handed to the transport).
+
+        With ``fence=(group, epoch)``, in the same transaction (the leaders row locked): the
+        group's current epoch and the entry's own must both equal ``epoch``.
+
+        Raises:
+          StaleEpoch: they do not; the entry stays ``pending`` (never sent).
+        """
+        ...
+
+    async def get_leader(self, group: str) -> tuple[int, str, float] | None:
+        """The group's leadership row: (epoch, holder, acquired_at), or None if never led."""
         ...
 
     async def mark_done(self, entry_id: str, detail: str = "") -> Entry:
@@ -151,9 +163,19 @@ class Journal(Protocol):
         """An action that would have been taken (state ``dry_run``); nothing was sent."""
         ...
 
-    async def record_order(self, **order: Unpack[Order]) -> Entry:
+    async def record_order(
+        self, *, fence: tuple[str, int] | None = None, **order: Unpack[Order]
+    ) -> Entry:
         """An order or cancel command about to be handed to the venue (state ``submitted``),
-        with the order's fields (``Order``) in their own columns."""
+        with the order's fields (``Order``) in their own columns.
+
+        An order has no step between this row and the send (the venue's reply moves it), so
+        this is where it is fenced: with ``fence=(group, epoch)``, the row is written only if
+        the group is led under ``epoch`` and ``order["epoch"]`` is it (as ``mark_sent``).
+
+        Raises:
+          StaleEpoch: it is not; nothing was written (the command must not be sent).
+        """
         ...
 
     async def amend_order(

@@ -1,8 +1,9 @@
-"""The SQLite journal store: the schema, its migrations and every operation as one transaction.
+"""The SQLite journal backend: the schema, its migrations, the file's identity and backups.
 
 ``SqliteStore`` is synchronous and used by one thread only: ``SqliteJournal`` runs one on its
 worker thread, the CLI uses one directly. WAL mode, ``synchronous=FULL``; files written by older
-versions open unchanged (missing columns and tables are added at open).
+versions open unchanged (missing columns and tables are added at open). The operations
+themselves are ``JournalStore``'s (shared with the PostgreSQL backend).
 """
 
 from __future__ import annotations
@@ -12,37 +13,11 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, Unpack
 
 from qfexbot.core.logs import get_logger, log_event
-from qfexbot.money.journal.model import (
-    MACHINES,
-    ORDER_UNSETTLED,
-    POSSIBLY_APPLIED,
-    TRANSITIONS,
-    UNRESOLVED,
-    WATCH_STATES,
-    AuditEvent,
-    BackupInfo,
-    BudgetExceeded,
-    DryRun,
-    Entry,
-    EntryKind,
-    EntryNotFound,
-    EntryState,
-    Hold,
-    Intent,
-    InvalidTransition,
-    JournalMark,
-    JournalRolledBack,
-    Order,
-    Refusal,
-    Watch,
-    check_fields,
-)
+from qfexbot.money.journal.model import BackupInfo, JournalMark, JournalRolledBack
 from qfexbot.money.journal.recovery import (
     JOURNAL_ID_KEY,
     RESTORE_ACCEPTED_KEY,
@@ -53,166 +28,39 @@ from qfexbot.money.journal.recovery import (
     update_mark,
     write_mark,
 )
+from qfexbot.money.journal.store import (
+    ADDED_COLUMNS,
+    INDEXES_ON_ADDED,
+    JournalStore,
+    schema,
+)
 
 __all__ = ["SqliteStore"]
 
-T = TypeVar("T")
-
 _log = get_logger("qfexbot.money.journal")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    bot TEXT NOT NULL,
-    plugin TEXT NOT NULL,
-    venue TEXT NOT NULL,
-    src TEXT,
-    dst TEXT,
-    amount TEXT,
-    reason TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    state TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    sent_at REAL,
-    resolved_by TEXT CHECK (resolved_by IN ('reconcile', 'operator')),
-    src_before TEXT,
-    dst_before TEXT,
-    data TEXT
-);
-CREATE INDEX IF NOT EXISTS entries_kind_state ON entries (kind, state);
-CREATE INDEX IF NOT EXISTS entries_bot_created ON entries (bot, created_at);
-CREATE INDEX IF NOT EXISTS entries_pair ON entries (venue, src, dst, created_at);
-CREATE INDEX IF NOT EXISTS entries_created ON entries (created_at);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    entry_id TEXT NOT NULL REFERENCES entries (id),
-    at REAL NOT NULL,
-    from_state TEXT,
-    to_state TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    by TEXT
-);
-CREATE INDEX IF NOT EXISTS events_entry ON events (entry_id, seq);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    updated_at REAL NOT NULL
-);
+_SCHEMA = (
+    schema(real="REAL", serial="INTEGER PRIMARY KEY AUTOINCREMENT", rowid="", added=False)
+    + """
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
-CREATE TABLE IF NOT EXISTS holds (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    venue TEXT NOT NULL,
-    owner TEXT,
-    account TEXT NOT NULL,
-    code TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    entry_id TEXT,
-    created_at REAL NOT NULL,
-    released_at REAL,
-    released_by TEXT,
-    release_note TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS holds_active ON holds (venue, account, released_at);
-CREATE TABLE IF NOT EXISTS watches (
-    entry_id TEXT PRIMARY KEY REFERENCES entries (id),
-    venue TEXT NOT NULL,
-    owner TEXT,
-    src TEXT NOT NULL,
-    dst TEXT NOT NULL,
-    amount TEXT NOT NULL,
-    src_deposit TEXT NOT NULL,
-    dst_deposit TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'watching',
-    last_src TEXT NOT NULL DEFAULT '0',
-    last_dst TEXT NOT NULL DEFAULT '0',
-    updated_at REAL NOT NULL
-);
 """
-
-_COLUMNS = (
-    "id, kind, bot, plugin, venue, src, dst, amount, reason, created_at, updated_at, state, "
-    "detail, attempts, sent_at, resolved_by, src_before, dst_before, data, "
-    "src_deposit_before, dst_deposit_before, owner, symbol, side, quantity, price, "
-    "client_order_id, venue_order_id"
 )
-
-_INSERT_EVENT = (
-    "INSERT INTO events (entry_id, at, from_state, to_state, detail, by) VALUES (?, ?, ?, ?, ?, ?)"
-)
-"""One audit event (append-only): every state change, and each row's first state."""
-
-# Columns added after the first release: (name, type), added with ALTER TABLE when missing.
-_ADDED_COLUMNS = (
-    ("src_deposit_before", "TEXT"),
-    ("dst_deposit_before", "TEXT"),
-    ("owner", "TEXT"),
-    # An order's own fields (its account is ``src``), added with the order states.
-    ("symbol", "TEXT"),
-    ("side", "TEXT"),
-    ("quantity", "TEXT"),
-    ("price", "TEXT"),
-    ("client_order_id", "TEXT"),
-    ("venue_order_id", "TEXT"),
-)
+"""The tables as the first release wrote them (a file written then opens unchanged), the
+triggers; ``_migrate`` adds ``ADDED_COLUMNS`` and the indexes on them."""
 
 
-def _dec(value: str | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
-
-
-def _money(value: Decimal | int | str | None) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float):
-        raise TypeError("money must be Decimal, int or str, not float")
-    return str(Decimal(value))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(
-        f"journal data may hold only plain JSON values and Decimal, not {type(value).__name__}"
-    )
-
-
-_COLUMN_NAMES = tuple(_COLUMNS.split(", "))
-_MONEY_COLUMNS = (
-    "amount",
-    "src_before",
-    "dst_before",
-    "src_deposit_before",
-    "dst_deposit_before",
-    "quantity",
-    "price",
-)
-_ORDER_FIELDS = ("symbol", "side", "quantity", "price", "client_order_id", "venue_order_id")
-
-
-def _row_to_entry(row: Sequence[Any]) -> Entry:
-    """An ``entries`` row (columns ``_COLUMNS``, named as ``Entry``'s fields) as an Entry."""
-    values = dict(zip(_COLUMN_NAMES, row, strict=True))
-    for name in _MONEY_COLUMNS:
-        values[name] = _dec(values[name])
-    if values["data"] is not None:
-        values["data"] = json.loads(values["data"])
-    return Entry(**values)
-
-
-class SqliteStore:
+class SqliteStore(JournalStore):
     """Synchronous SQLite journal store; one instance is used by one thread only.
 
     ``SqliteJournal`` runs one of these on its worker thread; the CLI uses one directly (no
-    event loop there). Each method is one transaction, committed before it returns.
+    event loop there). Each method is one transaction, committed before it returns;
+    ``BEGIN IMMEDIATE`` takes the file's write lock, so reads inside a write need no row locks.
     """
+
+    _BEGIN = "BEGIN IMMEDIATE"
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
@@ -236,610 +84,20 @@ class SqliteStore:
     def _migrate(self) -> None:
         """Add the columns a file written by an older version lacks (tables: ``_SCHEMA``)."""
         have = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
-        for name, kind in _ADDED_COLUMNS:
+        for name, kind in ADDED_COLUMNS:
             if name not in have:
                 self._db.execute(f"ALTER TABLE entries ADD COLUMN {name} {kind}")
-        # Pair lookups keyed by account ids whatever the venue name (min_interval).
-        self._db.execute(
-            "CREATE INDEX IF NOT EXISTS entries_accounts ON entries (src, dst, created_at)"
-        )
-        # Replies and reconciliation find an order by its client order id.
-        self._db.execute(
-            "CREATE INDEX IF NOT EXISTS entries_client_order ON entries (client_order_id)"
-        )
+        for index in INDEXES_ON_ADDED:
+            self._db.execute(index)
 
-    # -- transactions ------------------------------------------------------------------------
+    def _in_transaction(self) -> bool:
+        return self._db.in_transaction
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` as one write transaction. Called inside another write it joins that one,
-        so a composite write (``resolve``, ``record_late_landing``) commits all or nothing."""
-        if self._db.in_transaction:
-            return fn(self._db)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(self._db)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        self._after_commit()
-        return result
+    def heal(self) -> None:
+        """Nothing to do: a file connection is not lost."""
 
-    def _fetch(self, db: sqlite3.Connection, entry_id: str) -> Entry:
-        row = db.execute(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
-        if row is None:
-            raise EntryNotFound(entry_id)
-        return _row_to_entry(row)
-
-    def _insert(
-        self, db: sqlite3.Connection, values: dict[str, Any], by: str | None = None
-    ) -> Entry:
-        now = self._clock()
-        values = {"id": str(uuid.uuid4()), "created_at": now, "updated_at": now, **values}
-        names = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        db.execute(f"INSERT INTO entries ({names}) VALUES ({marks})", tuple(values.values()))
-        db.execute(
-            _INSERT_EVENT,
-            (values["id"], now, None, values["state"], values.get("detail", ""), by),
-        )
-        return self._fetch(db, values["id"])
-
-    def _transition(
-        self,
-        entry_id: str,
-        to_state: str,
-        detail: str | None,
-        *,
-        allowed_from: Iterable[str] | None = None,
-        by: str | None = None,
-    ) -> Entry:
-        """One state change and its audit event (in the caller's transaction, if any)."""
-
-        def run(db: sqlite3.Connection) -> Entry:
-            entry = self._fetch(db, entry_id)
-            if entry.kind != EntryKind.TRANSFER:
-                raise InvalidTransition(f"entry {entry_id} is a {entry.kind}, not a transfer")
-            legal = TRANSITIONS.get(entry.state, frozenset())
-            if allowed_from is not None and entry.state not in allowed_from:
-                legal = frozenset()
-            if to_state not in legal:
-                raise InvalidTransition(
-                    f"transfer {entry_id} cannot go from {entry.state} to {to_state}"
-                )
-            now = self._clock()
-            sets = ["state = ?", "updated_at = ?"]
-            params: list[Any] = [to_state, now]
-            if detail is not None:
-                sets.append("detail = ?")
-                params.append(detail)
-            if to_state == EntryState.SENT:
-                sets += ["attempts = attempts + 1", "sent_at = ?"]
-                params.append(now)
-            if by is not None:
-                sets.append("resolved_by = ?")
-                params.append(by)
-            db.execute(f"UPDATE entries SET {', '.join(sets)} WHERE id = ?", (*params, entry_id))
-            db.execute(
-                _INSERT_EVENT,
-                (entry_id, now, entry.state, to_state, detail or "", by),
-            )
-            return self._fetch(db, entry_id)
-
-        return self._write(run)
-
-    # -- writes ------------------------------------------------------------------------------
-
-    def record_intent(self, **intent: Unpack[Intent]) -> Entry:
-        check_fields(Intent, intent, "record_intent")
-        amount, owner, budget = intent["amount"], intent.get("owner"), intent.get("budget")
-        if Decimal(amount) <= 0:
-            raise ValueError(f"transfer amount must be positive, got {amount}")
-        if budget is not None and owner is None:
-            raise ValueError("a budget is counted per owner: pass owner with budget")
-        values = {
-            "kind": EntryKind.TRANSFER,
-            "bot": intent["bot"],
-            "plugin": intent["plugin"],
-            "venue": intent["venue"],
-            "src": intent["src"],
-            "dst": intent["dst"],
-            "amount": _money(amount),
-            "reason": intent["reason"],
-            "state": EntryState.PENDING,
-            "src_before": _money(intent.get("src_before")),
-            "dst_before": _money(intent.get("dst_before")),
-            "src_deposit_before": _money(intent.get("src_deposit_before")),
-            "dst_deposit_before": _money(intent.get("dst_deposit_before")),
-            "owner": owner,
-        }
-
-        def run(db: sqlite3.Connection) -> Entry:
-            if budget is not None:
-                assert owner is not None
-                window = self._window(db, owner, budget.pairs, budget.since)
-                spent = sum((e.amount or Decimal(0) for e in window), Decimal(0))
-                if spent + Decimal(amount) > budget.limit:
-                    raise BudgetExceeded(spent, budget.limit, Decimal(amount))
-            return self._insert(db, values)
-
-        # BEGIN IMMEDIATE: the window read and the insert are one write transaction.
-        return self._write(run)
-
-    def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def set_meta(self, key: str, value: str, detail: str = "") -> None:
-        def run(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO meta (key, value, detail, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                "detail = excluded.detail, updated_at = excluded.updated_at",
-                (key, value, detail, self._clock()),
-            )
-
-        self._write(run)
-
-    def mark_sent(self, entry_id: str) -> Entry:
-        return self._transition(entry_id, EntryState.SENT, None)
-
-    def mark_done(self, entry_id: str, detail: str = "") -> Entry:
-        return self._transition(entry_id, EntryState.DONE, detail, allowed_from=(EntryState.SENT,))
-
-    def mark_failed(self, entry_id: str, detail: str) -> Entry:
-        return self._transition(
-            entry_id,
-            EntryState.FAILED,
-            detail,
-            allowed_from=(EntryState.PENDING, EntryState.SENT),
-        )
-
-    def mark_unknown(self, entry_id: str, detail: str) -> Entry:
-        return self._transition(entry_id, EntryState.UNKNOWN, detail)
-
-    def resolve(
-        self,
-        entry_id: str,
-        applied: bool,
-        by: str,
-        detail: str = "",
-        watch_from: tuple[Decimal, Decimal] | None = None,
-    ) -> Entry:
-        if by not in ("reconcile", "operator"):
-            raise ValueError(f"resolved_by must be 'reconcile' or 'operator', got {by!r}")
-
-        def run(db: sqlite3.Connection) -> Entry:
-            entry = self._fetch(db, entry_id)
-            if entry.kind != EntryKind.TRANSFER or not entry.unresolved:
-                raise InvalidTransition(
-                    f"transfer {entry_id} is {entry.state}; only pending, sent or unknown can be "
-                    f"resolved"
-                )
-            if entry.state != EntryState.UNKNOWN:
-                # A pending/sent row being resolved means nobody is working on it: in doubt.
-                self._transition(
-                    entry_id,
-                    EntryState.UNKNOWN,
-                    f"found {entry.state} at resolution: outcome unknown",
-                )
-            to_state = EntryState.DONE if applied else EntryState.FAILED
-            text = detail or f"resolved by {by}: {'applied' if applied else 'not applied'}"
-            resolved = self._transition(entry_id, to_state, text, by=by)
-            baseline = watch_from or (entry.src_deposit_before, entry.dst_deposit_before)
-            if not applied and None not in baseline:
-                self._add_watch(db, resolved, baseline[0], baseline[1])  # type: ignore[arg-type]
-            return resolved
-
-        return self._write(run)
-
-    def annotate(self, entry_id: str, detail: str) -> Entry:
-        def run(db: sqlite3.Connection) -> Entry:
-            entry = self._fetch(db, entry_id)
-            now = self._clock()
-            db.execute(
-                "UPDATE entries SET detail = ?, updated_at = ? WHERE id = ?",
-                (detail, now, entry_id),
-            )
-            db.execute(
-                _INSERT_EVENT,
-                (entry_id, now, entry.state, entry.state, detail, None),
-            )
-            return self._fetch(db, entry_id)
-
-        return self._write(run)
-
-    def _record_final(
-        self,
-        kind: str,
-        state: str,
-        record: Mapping[str, Any],
-        extra: Mapping[str, Any] | None = None,
-    ) -> Entry:
-        """Insert a refusal, dry run, order or cancel row (``extra``: more columns)."""
-        data = record.get("data")
-        values = {
-            "kind": kind,
-            "bot": record["bot"],
-            "plugin": record["plugin"],
-            "venue": record["venue"],
-            "src": record.get("src"),
-            "dst": record.get("dst"),
-            "amount": _money(record.get("amount")),
-            "reason": record.get("reason", ""),
-            "state": state,
-            "detail": record.get("detail", ""),
-            "data": None if data is None else json.dumps(dict(data), default=_json_default),
-            **(extra or {}),
-        }
-        return self._write(lambda db: self._insert(db, values))
-
-    def record_refusal(self, **refusal: Unpack[Refusal]) -> Entry:
-        check_fields(Refusal, refusal, "record_refusal")
-        data = {"action": refusal["action"], "code": refusal["code"], **(refusal.get("data") or {})}
-        return self._record_final(EntryKind.REFUSAL, EntryState.REFUSED, {**refusal, "data": data})
-
-    def record_dry_run(self, **dry_run: Unpack[DryRun]) -> Entry:
-        check_fields(DryRun, dry_run, "record_dry_run")
-        return self._record_final(EntryKind.DRY_RUN, EntryState.DRY_RUN, dry_run)
-
-    def record_order(self, **order: Unpack[Order]) -> Entry:
-        check_fields(Order, order, "record_order")
-        kind = order.get("kind", EntryKind.ORDER)
-        if kind not in MACHINES:
-            raise ValueError(
-                f"record_order kind must be 'order', 'cancel' or 'request', got {kind!r}"
-            )
-        row = {**order, "src": order["account"], "dst": None, "amount": None}
-        fields = {name: order.get(name) for name in _ORDER_FIELDS}
-        fields["quantity"] = _money(fields["quantity"])
-        fields["price"] = _money(fields["price"])
-        return self._record_final(kind, EntryState.SUBMITTED, row, fields)
-
-    def mark_order(
-        self,
-        entry_id: str,
-        state: str,
-        detail: str = "",
-        *,
-        venue_order_id: str | None = None,
-        by: str | None = None,
-    ) -> Entry:
-        if by not in (None, "reconcile", "operator"):
-            raise ValueError(f"resolved_by must be 'reconcile' or 'operator', got {by!r}")
-
-        def run(db: sqlite3.Connection) -> Entry:
-            entry = self._fetch(db, entry_id)
-            if entry.kind not in MACHINES:
-                raise InvalidTransition(f"entry {entry_id} is a {entry.kind}, not an order")
-            if state not in MACHINES[entry.kind].get(entry.state, frozenset()):
-                raise InvalidTransition(
-                    f"{entry.kind} {entry_id} cannot go from {entry.state} to {state}"
-                )
-            now = self._clock()
-            db.execute(
-                "UPDATE entries SET state = ?, updated_at = ?, detail = ?, "
-                "venue_order_id = COALESCE(?, venue_order_id), "
-                "resolved_by = COALESCE(?, resolved_by) WHERE id = ?",
-                (state, now, detail, venue_order_id, by, entry_id),
-            )
-            db.execute(_INSERT_EVENT, (entry_id, now, entry.state, state, detail, by))
-            return self._fetch(db, entry_id)
-
-        return self._write(run)
-
-    def amend_order(
-        self,
-        entry_id: str,
-        *,
-        price: Decimal | None = None,
-        quantity: Decimal | None = None,
-        detail: str = "",
-    ) -> Entry:
-        def run(db: sqlite3.Connection) -> Entry:
-            entry = self._fetch(db, entry_id)
-            if entry.kind != EntryKind.ORDER or entry.state != EntryState.ACKED:
-                raise InvalidTransition(
-                    f"{entry.kind} {entry_id} ({entry.state}) is not a resting order"
-                )
-            now = self._clock()
-            db.execute(
-                "UPDATE entries SET price = COALESCE(?, price), quantity = COALESCE(?, quantity), "
-                "updated_at = ?, detail = ? WHERE id = ?",
-                (_money(price), _money(quantity), now, detail, entry_id),
-            )
-            db.execute(_INSERT_EVENT, (entry_id, now, entry.state, entry.state, detail, None))
-            return self._fetch(db, entry_id)
-
-        return self._write(run)
-
-    # -- reads -------------------------------------------------------------------------------
-
-    def _select(
-        self, where: str, params: Sequence[Any], order: str, limit: int | None = None
-    ) -> list[Entry]:
-        sql = f"SELECT {_COLUMNS} FROM entries WHERE {where} ORDER BY {order}"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [_row_to_entry(row) for row in self._db.execute(sql, tuple(params))]
-
-    def get(self, entry_id: str) -> Entry | None:
-        rows = self._select("id = ?", (entry_id,), "id")
-        return rows[0] if rows else None
-
-    def unresolved(
-        self,
-        venue: str | None = None,
-        *,
-        owner: str | None = None,
-    ) -> list[Entry]:
-        where = f"kind = 'transfer' AND state IN ({', '.join('?' for _ in UNRESOLVED)})"
-        params: list[Any] = list(UNRESOLVED)
-        if owner is not None:
-            rows = self._select(where + " AND (owner = ? OR owner IS NULL)",
-                                (*params, owner), "created_at, rowid")  # fmt: skip
-            return [e for e in rows if e.owner is not None or venue is None or e.venue == venue]
-        if venue is not None:
-            where += " AND venue = ?"
-            params.append(venue)
-        return self._select(where, params, "created_at, rowid")
-
-    def counts_since(self, since: float) -> dict[str, dict[str, int]]:
-        rows = self._db.execute(
-            "SELECT kind, state, COUNT(*) FROM entries WHERE created_at >= ? GROUP BY kind, state",
-            (since,),
-        )
-        counts: dict[str, dict[str, int]] = {}
-        for kind, state, count in rows:
-            counts.setdefault(kind, {})[state] = count
-        return counts
-
-    def unsettled_orders(self, venue: str | None = None) -> list[Entry]:
-        marks = ", ".join("?" for _ in ORDER_UNSETTLED)
-        where = f"kind IN ('order', 'cancel') AND state IN ({marks})"
-        params: list[Any] = list(ORDER_UNSETTLED)
-        if venue is not None:
-            where += " AND venue = ?"
-            params.append(venue)
-        return self._select(where, params, "created_at, rowid")
-
-    def orders_by_client_id(self, venue: str, account: str, client_order_id: str) -> list[Entry]:
-        return self._select(
-            "client_order_id = ? AND kind = 'order' AND venue = ? AND src = ?",
-            (client_order_id, venue, account),
-            "created_at DESC, rowid DESC",
-        )
-
-    def unresolved_for_pair(self, venue: str, a: str, b: str) -> list[Entry]:
-        return [e for e in self.unresolved(venue) if {e.src, e.dst} == {a, b}]
-
-    def unresolved_for_accounts(
-        self, venue: str, accounts: Iterable[str], *, owner: str | None = None
-    ) -> list[Entry]:
-        wanted = set(accounts)
-        rows = self.unresolved(owner=owner) if owner is not None else self.unresolved(venue)
-        return [e for e in rows if e.src in wanted or e.dst in wanted]
-
-    def transfers_since(self, bot: str, since: float) -> list[Entry]:
-        marks = ", ".join("?" for _ in POSSIBLY_APPLIED)
-        return self._select(
-            f"kind = 'transfer' AND bot = ? AND created_at >= ? AND state IN ({marks})",
-            (bot, since, *POSSIBLY_APPLIED),
-            "created_at, rowid",
-        )
-
-    def last_transfer_at(
-        self, venue: str, a: str, b: str, *, owner: str | None = None
-    ) -> float | None:
-        if owner is not None:
-            row = self._db.execute(
-                "SELECT MAX(created_at) FROM entries WHERE kind = 'transfer' AND (owner = ? OR "
-                "owner IS NULL) AND ((src = ? AND dst = ?) OR (src = ? AND dst = ?))",
-                (owner, a, b, b, a),
-            ).fetchone()
-            return row[0]
-        row = self._db.execute(
-            "SELECT MAX(created_at) FROM entries WHERE kind = 'transfer' AND venue = ? "
-            "AND ((src = ? AND dst = ?) OR (src = ? AND dst = ?))",
-            (venue, a, b, b, a),
-        ).fetchone()
-        return row[0]
-
-    def _window(
-        self,
-        db: sqlite3.Connection,
-        owner: str,
-        pairs: frozenset[frozenset[str]] | None,
-        since: float,
-    ) -> list[Entry]:
-        # A row reconciled "not applied" and still watched may yet land: it counts too.
-        marks = ", ".join("?" for _ in POSSIBLY_APPLIED)
-        sql = (
-            f"SELECT {_COLUMNS} FROM entries WHERE kind = 'transfer' AND created_at >= ? "
-            f"AND (state IN ({marks}) OR (state = 'failed' AND id IN "
-            "(SELECT entry_id FROM watches WHERE state = 'watching'))) "
-            "AND (owner = ? OR owner IS NULL) ORDER BY created_at, rowid"
-        )
-        rows = [_row_to_entry(r) for r in db.execute(sql, (since, *POSSIBLY_APPLIED, owner))]
-        return [e for e in rows if pairs is None or frozenset((e.src, e.dst)) in pairs]
-
-    def window_transfers(
-        self, owner: str, pairs: frozenset[frozenset[str]] | None, since: float
-    ) -> list[Entry]:
-        return self._window(self._db, owner, pairs, since)
-
-    def events(self, entry_id: str) -> list[AuditEvent]:
-        rows = self._db.execute(
-            "SELECT at, from_state, to_state, detail, by FROM events WHERE entry_id = ? "
-            "ORDER BY seq",
-            (entry_id,),
-        )
-        return [
-            {"at": at, "from_state": f, "to_state": t, "detail": d, "by": by}
-            for at, f, t, d, by in rows
-        ]
-
-    # -- account holds and the late-landing watch --------------------------------------------
-
-    def place_hold(
-        self,
-        venue: str,
-        account: str,
-        code: str,
-        reason: str,
-        entry_id: str | None = None,
-        owner: str | None = None,
-    ) -> Hold:
-        def run(db: sqlite3.Connection) -> Hold:
-            now = self._clock()
-            cursor = db.execute(
-                "INSERT INTO holds (venue, owner, account, code, reason, entry_id, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (venue, owner or venue, account, code, reason, entry_id, now),
-            )
-            return Hold(int(cursor.lastrowid or 0), venue, account, code, reason, entry_id, now)
-
-        return self._write(run)
-
-    def entry_holds(self, entry_id: str) -> list[Hold]:
-        rows = self._db.execute(
-            "SELECT seq, venue, account, code, reason, entry_id, created_at, released_at "
-            "FROM holds WHERE entry_id = ? ORDER BY seq",
-            (entry_id,),
-        )
-        return [Hold(*row) for row in rows]
-
-    def active_holds(self, venue: str | None = None, owner: str | None = None) -> list[Hold]:
-        sql = ("SELECT seq, venue, account, code, reason, entry_id, created_at FROM holds "
-               "WHERE released_at IS NULL")  # fmt: skip
-        params: tuple[Any, ...] = ()
-        if owner is not None:
-            sql += " AND (owner = ? OR owner IS NULL)"
-            params = (owner,)
-        elif venue is not None:
-            sql += " AND venue = ?"
-            params = (venue,)
-        return [Hold(*row) for row in self._db.execute(sql + " ORDER BY seq", params)]
-
-    def release_holds(self, venue: str | None, account: str, by: str, note: str = "") -> int:
-        def run(db: sqlite3.Connection) -> int:
-            sql = ("UPDATE holds SET released_at = ?, released_by = ?, release_note = ? "
-                   "WHERE released_at IS NULL AND account = ?")  # fmt: skip
-            params: list[Any] = [self._clock(), by, note, account]
-            if venue is not None:
-                sql += " AND venue = ?"
-                params.append(venue)
-            return db.execute(sql, tuple(params)).rowcount
-
-        return self._write(run)
-
-    def _add_watch(
-        self, db: sqlite3.Connection, entry: Entry, src_deposit: Decimal, dst_deposit: Decimal
-    ) -> None:
-        """Watch ``entry`` (just concluded "not applied") for a late landing from these
-        deposits, inside the caller's transaction."""
-        now = self._clock()
-        db.execute(
-            "INSERT OR REPLACE INTO watches (entry_id, venue, owner, src, dst, amount, "
-            "src_deposit, dst_deposit, started_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.id, entry.venue, entry.owner or entry.venue, entry.src, entry.dst,
-             _money(entry.amount), _money(src_deposit), _money(dst_deposit), now, now),
-        )  # fmt: skip
-
-    def watches(self, venue: str, owner: str | None = None) -> list[Watch]:
-        key = "owner" if owner is not None else "venue"
-        rows = self._db.execute(
-            "SELECT entry_id, venue, src, dst, amount, src_deposit, dst_deposit, started_at, "
-            f"last_src, last_dst FROM watches WHERE {key} = ? AND state = 'watching' "
-            "ORDER BY started_at, rowid",
-            (owner if owner is not None else venue,),
-        )
-        return [
-            Watch(e, v, s, d, Decimal(a), Decimal(sd), Decimal(dd), at, Decimal(ls), Decimal(ld))
-            for e, v, s, d, a, sd, dd, at, ls, ld in rows
-        ]
-
-    def update_watch(self, entry_id: str, state: str, last_src: Decimal, last_dst: Decimal) -> None:
-        self._write(lambda db: self._update_watch(db, entry_id, state, last_src, last_dst))
-
-    def _update_watch(
-        self,
-        db: sqlite3.Connection,
-        entry_id: str,
-        state: str,
-        last_src: Decimal,
-        last_dst: Decimal,
-    ) -> None:
-        if state not in WATCH_STATES:
-            raise ValueError(f"watch state must be one of {', '.join(WATCH_STATES)}, got {state!r}")
-        db.execute(
-            "UPDATE watches SET state = ?, last_src = ?, last_dst = ?, updated_at = ? "
-            "WHERE entry_id = ?",
-            (state, _money(last_src), _money(last_dst), self._clock(), entry_id),
-        )
-
-    def transfers_after(
-        self, entry_id: str, venue: str, accounts: Iterable[str], owner: str | None = None
-    ) -> list[Entry]:
-        wanted = tuple(accounts)
-        marks = ", ".join("?" for _ in wanted)
-        scope = "venue = ?" if owner is None else "(owner = ? OR owner IS NULL)"
-        return self._select(
-            f"kind = 'transfer' AND {scope} AND rowid > (SELECT rowid FROM entries WHERE id = ?) "
-            f"AND (src IN ({marks}) OR dst IN ({marks}))",
-            (venue if owner is None else owner, entry_id, *wanted, *wanted),
-            "rowid",
-        )
-
-    def record_late_landing(
-        self,
-        entry_id: str,
-        by: str,
-        detail: str,
-        venue: str,
-        owner: str | None,
-        last_src: Decimal,
-        last_dst: Decimal,
-    ) -> tuple[Entry, list[Hold]]:
-        if by not in ("reconcile", "operator"):
-            raise ValueError(f"resolved_by must be 'reconcile' or 'operator', got {by!r}")
-
-        def run(db: sqlite3.Connection) -> tuple[Entry, list[Hold]]:
-            entry = self._fetch(db, entry_id)
-            if entry.kind != EntryKind.TRANSFER or entry.state != EntryState.FAILED:
-                raise InvalidTransition(
-                    f"transfer {entry_id} is {entry.state}; only a failed transfer can be "
-                    f"re-marked applied"
-                )
-            now = self._clock()
-            db.execute(
-                "UPDATE entries SET state = ?, updated_at = ?, detail = ?, resolved_by = ? "
-                "WHERE id = ?",
-                (EntryState.DONE, now, detail, by, entry_id),
-            )
-            db.execute(
-                _INSERT_EVENT,
-                (entry_id, now, EntryState.FAILED, EntryState.DONE, detail, by),
-            )
-            active = {(h.account, h.code) for h in self._entry_active_holds(db, entry_id)}
-            placed = [
-                self.place_hold(venue, account, "late_landing", detail, entry_id, owner)
-                for account in dict.fromkeys((entry.src or "", entry.dst or ""))
-                if (account, "late_landing") not in active
-            ]
-            self._update_watch(db, entry_id, "landed", last_src, last_dst)
-            return self._fetch(db, entry_id), placed
-
-        return self._write(run)
-
-    def _entry_active_holds(self, db: sqlite3.Connection, entry_id: str) -> list[Hold]:
-        rows = db.execute(
-            "SELECT seq, venue, account, code, reason, entry_id, created_at, released_at "
-            "FROM holds WHERE entry_id = ? AND released_at IS NULL ORDER BY seq",
-            (entry_id,),
-        )
-        return [Hold(*row) for row in rows]
+    def _serialise_budget(self, db: sqlite3.Connection, owner: str) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` already lets one writer in at a time."""
 
     # -- identity, high-water mark and backup (see ``JournalMark``) --------------------------
 
@@ -854,10 +112,6 @@ class SqliteStore:
         if journal_id is None:
             return None
         return JournalMark(journal_id, self.last_seq(), self._clock())
-
-    def last_seq(self) -> int:
-        """The sequence number of the newest audit event (0 for an empty journal)."""
-        return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
     def check_continuity(self, state_dir: str | Path | None = None) -> JournalMark:
         """Refuse a journal older than the last state seen; then keep the mark current.
@@ -939,17 +193,3 @@ class SqliteStore:
                     journal=str(self.path),
                     error=str(exc),
                 )
-
-    # ``list`` last: below it, ``list[...]`` in this class body would name the method.
-
-    def list(
-        self, state: str | None = None, limit: int = 100, kind: str | None = None
-    ) -> list[Entry]:
-        clauses, params = ["1 = 1"], []
-        if state is not None:
-            clauses.append("state = ?")
-            params.append(state)
-        if kind is not None:
-            clauses.append("kind = ?")
-            params.append(kind)
-        return self._select(" AND ".join(clauses), params, "created_at DESC, rowid DESC", limit)
