@@ -3,10 +3,10 @@
 This module is the whole plugin author's API, and nothing else: ``hookimpl``, the event types,
 ``BotContext`` and ``TransferResult``, the records ``ctx`` queries return (trades, order and
 TWAP history, open orders, leverage, fees, candles, funding and open-interest points), the
-``ActionError`` family a plugin catches around ``ctx``
-actions, the runtime-wide ``AlertEvent`` (with ``AlertKind``/``AlertSeverity``),
-``backoff_delay`` for a plugin's own retries, and ``Field``/``REQUIRED`` for plugin config
-schemas. The public test harness is ``qfexbot.testing``. Every other module is internal and may change without notice.
+``ActionError`` family a plugin catches around ``ctx`` actions, the runtime-wide ``AlertEvent``
+(with ``AlertKind``/``AlertSeverity``), ``backoff_delay`` for a plugin's own retries, and
+``Field``/``REQUIRED`` for plugin config schemas. The public test harness is ``qfexbot.testing``.
+Every other module is internal and may change without notice.
 """
 
 from qfexbot.config import REQUIRED as REQUIRED
