@@ -328,6 +328,7 @@ class Runtime:
                     money_locks=self._money_locks.setdefault(
                         config.owner if config.simulator else "", {}
                     ),
+                    on_alert=self.alerts.emit,
                 )
                 if feed is not None:
                     self.market_data[name] = feed

@@ -326,3 +326,30 @@ def test_alert_event_is_exported_and_private():
     assert alert.is_private
     assert alert.kind == "alert"
     assert AlertSeverity.CRITICAL > AlertSeverity.WARNING > AlertSeverity.INFO
+
+
+async def test_deposits_moved_unexplained_alert_once(tmp_path, receiver):
+    async with run_bot(
+        Quiet,
+        tmp_path=tmp_path,
+        extra_plugins={"notify": notifier("webhook", receiver, kinds=["unexplained_balance"])},
+    ) as bot:
+        bot.sim.faults.fail_next_rest(1, status=503, path="/user/transfer")
+        doubt = await bot.ctx.transfer("treasury", "desk-a", Decimal(5), reason="in doubt")
+        assert doubt.state == "unknown"
+        desk, treasury = bot.account_id("desk-a"), bot.account_id("treasury")
+        bot.sim.faults.outside_transfer(desk, treasury, Decimal("0.05"))  # the web app, say
+        transfers = bot.runtime.venues[bot.venue].transfers
+        with trio.fail_after(10):
+            while not receiver.requests:  # noqa: ASYNC110 - each pass is a real reconcile
+                await transfers.reconcile()
+                await trio.sleep(0.05)
+        await transfers.reconcile()  # a later pass over the same holds alerts no more
+        await trio.sleep(0.2)
+        assert len(receiver.requests) == 1
+    [body] = receiver.bodies()
+    assert body["alert"] == "unexplained_balance"
+    assert body["subject"] == doubt.entry_id
+    assert body["details"]["code"] == "unexplained_deposits"
+    assert body["details"]["accounts"] == "treasury, desk-a"
+    assert "qfexbot journal release" in body["summary"]
