@@ -341,7 +341,7 @@ async def test_deposits_moved_unexplained_alert_once(tmp_path, receiver):
         bot.sim.faults.outside_transfer(desk, treasury, Decimal("0.05"))  # the web app, say
         transfers = bot.runtime.venues[bot.venue].transfers
         with trio.fail_after(10):
-            while not receiver.requests:  # noqa: ASYNC110 - each pass is a real reconcile
+            while not receiver.requests:
                 await transfers.reconcile()
                 await trio.sleep(0.05)
         await transfers.reconcile()  # a later pass over the same holds alerts no more
