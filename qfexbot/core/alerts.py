@@ -15,7 +15,6 @@ import time
 
 from qfexbot.core.bus import Inbox
 from qfexbot.core.logs import get_logger, log_event
-from qfexbot.core.plugins import PluginHost
 from qfexbot.events import AlertEvent, AlertKind, AlertSeverity
 
 __all__ = ["AlertHub", "make_alert"]
@@ -70,14 +69,13 @@ class AlertHub:
         if inbox not in self._inboxes:
             self._inboxes.append(inbox)
 
-    def subscribe_host(self, host: PluginHost) -> None:
-        """Subscribe each plugin of ``host`` whose ``subscribes`` lists ``AlertEvent``."""
-        for slot in host.slots:
-            wanted = getattr(slot.plugin, "subscribes", None) or ()
-            if isinstance(wanted, type):
-                wanted = (wanted,)
-            if any(issubclass(AlertEvent, t) for t in wanted) and not slot.inbox.closed:
-                self.subscribe(slot.inbox)
+    def subscribe_if_wanted(self, plugin: object, inbox: Inbox) -> None:
+        """Subscribe ``inbox`` if ``plugin``'s ``subscribes`` lists ``AlertEvent`` (opt-in)."""
+        wanted = getattr(plugin, "subscribes", None) or ()
+        if isinstance(wanted, type):
+            wanted = (wanted,)
+        if any(issubclass(AlertEvent, t) for t in wanted) and not inbox.closed:
+            self.subscribe(inbox)
 
     def emit(self, alert: AlertEvent) -> None:
         """Offer ``alert`` to every open subscribed inbox; a full one misses it (counted)."""

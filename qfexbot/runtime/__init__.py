@@ -282,6 +282,7 @@ class Runtime:
                     self.app.venues[bot.venue],
                     plugin_dirs=self.app.runtime.plugin_dirs,
                     actions=actions,
+                    alerts=self.alerts.emit,
                 )
             except PluginLoadError as exc:
                 errors.extend(exc.errors)
@@ -497,7 +498,8 @@ class Runtime:
                     bus = run.buses[account_id] = Bus(account_id, venue=bot.venue)
                 host.subscribe(bus)
                 run.channels.setdefault(account_id, set()).update(bot.channels)
-            self.alerts.subscribe_host(host)
+            for slot in host.slots:
+                self.alerts.subscribe_if_wanted(slot.plugin, slot.inbox)
             self.dispatchers[name] = Dispatcher(host, alerts=self.alerts)
 
     def _start_sessions(self, nursery: trio.Nursery) -> None:

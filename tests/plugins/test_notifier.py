@@ -353,3 +353,26 @@ async def test_deposits_moved_unexplained_alert_once(tmp_path, receiver):
     assert body["details"]["code"] == "unexplained_deposits"
     assert body["details"]["accounts"] == "treasury, desk-a"
     assert "qfexbot journal release" in body["summary"]
+
+
+async def test_rebalancer_drawdown_stop_alerts_once(tmp_path, receiver):
+    rebalancer = {"min": 500, "target": 1000, "max": 2000, "interval": "10s",
+                  "drawdown_pct": 20, "drawdown_check": 0.1}  # fmt: skip
+    async with run_bot(
+        "rebalancer",
+        options=rebalancer,
+        tmp_path=tmp_path,
+        extra_plugins={"notify": notifier("slack", receiver, kinds=["drawdown_stop"])},
+    ) as bot:
+        engine = bot.sim.engine
+        desk = bot.account_id("desk-a")
+        now = engine.clock()
+        engine.accounts[desk].equity_history[:] = [(now - 60, Decimal(5000)), (now, Decimal(900))]
+        [body] = await receiver.wait(1)
+        await trio.sleep(0.3)  # two more checks in drawdown: no second message
+        assert len(receiver.requests) == 1
+    assert body["text"] == (
+        "[WARNING] drawdown_stop: desk-a equity 900.0 is 82.0% below its 1d peak 5000.0: no more "
+        "top-ups for it until it recovers\nbot=bot venue=sim account=desk-a\nplugin: rebalancer"
+        "\ndrop_pct: 82.0\npeak: 5000.0\nequity: 900.0"
+    )
