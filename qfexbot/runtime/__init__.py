@@ -473,6 +473,7 @@ class Runtime:
                             venue=venue_name,
                             account=alias,
                             subject=f"{venue_name}/{alias}",
+                            last_error=session.stats.last_error or "none recorded",
                         )
                     )
             await self.accounts_view.next_failure()

@@ -376,3 +376,26 @@ async def test_rebalancer_drawdown_stop_alerts_once(tmp_path, receiver):
         "top-ups for it until it recovers\nbot=bot venue=sim account=desk-a\nplugin: rebalancer"
         "\ndrop_pct: 82.0\npeak: 5000.0\nequity: 900.0"
     )
+
+
+async def test_failed_session_alerts_once(tmp_path, receiver):
+    async with run_bot(
+        Quiet,
+        tmp_path=tmp_path,
+        accounts={"desk-a": 1000, "desk-b": 1000},
+        extra_plugins={"notify": notifier("webhook", receiver, kinds=["session_failed"])},
+    ) as bot:
+        bot.sim.faults.reject_next_auths(1000)
+        bot.sim.faults.drop_connections(bot.account_id("desk-a"))
+        [body] = await receiver.wait(1, timeout=20)
+        await trio.sleep(0.2)
+        assert len(receiver.requests) == 1
+        bot.sim.faults.reject_next_auths(0)
+    assert body["alert"] == "session_failed"
+    assert body["severity"] == "critical"
+    assert body["account"] == "desk-a"
+    assert body["subject"] == "sim/desk-a"
+    assert body["details"]["last_error"] == (
+        "authentication rejected: venue replied authenticated=false"
+    )
+    assert body["summary"].startswith("session sim/desk-a FAILED and will not retry: ")
