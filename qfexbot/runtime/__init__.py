@@ -434,18 +434,24 @@ class Runtime:
         alert = _TRANSFER_ALERTS.get(event.state)
         if alert is not None:
             kind, severity, what = alert
+            book = AccountBook(self.app.venues[event.venue].accounts, name=event.venue)
+            src, dst = book.alias_of(event.src), book.alias_of(event.dst)
             self.alerts.emit(
                 make_alert(
                     kind,
                     severity,
-                    f"transfer {event.entry_id} of {event.amount} {event.src} -> {event.dst} "
-                    f"{what}: {event.detail or 'no detail'}",
+                    f"transfer {event.entry_id} of {event.amount} {src} -> {dst} {what}: "
+                    f"{event.detail or 'no detail'}",
                     venue=event.venue,
-                    account=event.src,
-                    subject=event.entry_id,
+                    account=src,
+                    # Refusals repeat (a plugin retrying a refused pair): one subject per pair,
+                    # so the notifier folds them into one message with a count.
+                    subject=f"refused {src} -> {dst}"
+                    if event.state == "refused"
+                    else event.entry_id,
                     entry=event.entry_id,
-                    src=event.src,
-                    dst=event.dst,
+                    src=src,
+                    dst=dst,
                     amount=event.amount,
                     state=event.state,
                 )

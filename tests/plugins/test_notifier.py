@@ -399,3 +399,28 @@ async def test_failed_session_alerts_once(tmp_path, receiver):
         "authentication rejected: venue replied authenticated=false"
     )
     assert body["summary"].startswith("session sim/desk-a FAILED and will not retry: ")
+
+
+async def test_refusals_of_one_pair_fold_into_one_message(tmp_path, receiver):
+    async with run_bot(
+        Quiet,
+        tmp_path=tmp_path,
+        extra_plugins={
+            "notify": notifier("webhook", receiver, kinds=["transfer_refused"], dedup_window=0.3)
+        },
+    ) as bot:
+        pause(bot.runtime.app.runtime.kill_switch_file, "maintenance")
+        refused = [
+            await bot.ctx.transfer("treasury", "desk-a", Decimal(1), reason="try") for _ in range(3)
+        ]
+        assert [r.state for r in refused] == ["refused"] * 3
+        await receiver.wait(1)
+        await trio.sleep(0.5)  # past the de-duplication window: the repeats are reported
+    counts = [body["count"] for body in receiver.bodies()]
+    assert sum(counts) == 3  # every refusal counted ...
+    assert len(counts) < 3  # ... in fewer messages than refusals
+    first = receiver.bodies()[0]
+    assert first["alert"] == "transfer_refused"
+    assert first["subject"] == "refused treasury -> desk-a"
+    assert "of 1 treasury -> desk-a was refused: money movement is paused" in first["summary"]
+    assert first["details"]["entry"] == refused[0].entry_id
