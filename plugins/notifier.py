@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
@@ -76,13 +76,11 @@ class Pending:
 class Counters:
     """What the notifier did, for its logs and the daily summary."""
 
-    received: int = 0
     sent: int = 0
     deduplicated: int = 0
     dropped: int = 0
     given_up: int = 0
     retries: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class Notifier:
@@ -200,21 +198,20 @@ class Notifier:
         """Queue ``alert``: merged into a queued or recently sent one of the same kind and
         subject, else appended (the oldest dropped when the queue is full)."""
         counters = self.counters
-        counters.received += 1
         kind = str(alert.alert)
-        if alert.alert is not AlertKind.DAILY_SUMMARY:
-            counters.by_kind[kind] = counters.by_kind.get(kind, 0) + 1
+        summary = alert.alert is AlertKind.DAILY_SUMMARY
+        if not summary:  # the summary counts every alert of the process, sent here or not
             self.since_summary[kind] = self.since_summary.get(kind, 0) + 1
         if not self.wanted(alert):
             return
         key = (kind, alert.subject)
-        for pending in self.queue:
+        for pending in () if summary else self.queue:  # summaries are never folded
             if (str(pending.alert.alert), pending.alert.subject) == key:
                 pending.count += 1
                 counters.deduplicated += 1
                 return
         now = trio.current_time()
-        recent = self.recent.get(key)
+        recent = None if summary else self.recent.get(key)
         if recent is not None and now < recent[0]:
             self.recent[key] = (recent[0], recent[1] + 1)
             counters.deduplicated += 1
@@ -240,7 +237,7 @@ class Notifier:
             received_at=time.time(),
             alert=AlertKind.DAILY_SUMMARY,
             severity=AlertSeverity.INFO,
-            summary=f"summary of bot {ctx.bot}: alerts {seen}",
+            summary=f"alerts in the last {float(self.config['summary_every']):g} s: {seen}",
             bot=ctx.bot,
             subject=f"summary/{ctx.bot}",
             details=(
@@ -343,7 +340,7 @@ class Notifier:
         self.sent_at.append(now)
         key = (str(pending.alert.alert), pending.alert.subject)
         window = float(self.config["dedup_window"])
-        if window > 0 and key not in self.recent:
+        if window > 0 and key not in self.recent and pending.alert.alert != AlertKind.DAILY_SUMMARY:
             self.recent[key] = (now + window, 0)
             self.last_sent[key] = pending.alert
 
