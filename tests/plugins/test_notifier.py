@@ -135,6 +135,7 @@ async def test_kill_switch_alerts_once_each_as_json_webhook(tmp_path, receiver, 
     }  # fmt: skip
     assert released["alert"] == "kill_switch_released"
     assert released["severity"] == "warning"
+    no_secret(json.dumps(receiver.bodies()))  # the secret is in the path only
     assert receiver.url.split("//")[1].split(":")[0] in caplog.text  # the host is named
     no_secret(caplog.text)
 
@@ -192,6 +193,7 @@ async def test_telegram_payload_and_token_stays_out_of_logs(tmp_path, receiver, 
     assert body["disable_web_page_preview"] is True
     assert body["text"].startswith("[CRITICAL] kill_switch_engaged: kill switch engaged: drawdown")
     no_secret(caplog.text)
+    no_secret(json.dumps(receiver.bodies()))  # the token is in the path only
     no_secret(repr(bot.slot("notify").ctx.config))
 
 
