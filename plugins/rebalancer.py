@@ -38,6 +38,8 @@ from typing import Any, ClassVar
 import trio
 
 from qfexbot import (
+    AlertKind,
+    AlertSeverity,
     BalanceEvent,
     BotContext,
     ConnectionState,
@@ -771,6 +773,13 @@ class Rebalancer:
                         "%s equity %s is %s%% below its %s peak %s (drawdown_pct %s): no more "
                         "top-ups for it until it recovers; sweeps continue",
                         name, now, drop, self.drawdown_window, peak, self.drawdown_pct,
+                    )  # fmt: skip
+                    ctx.alert(
+                        AlertKind.DRAWDOWN_STOP, AlertSeverity.WARNING,
+                        f"{name} equity {now} is {drop}% below its {self.drawdown_window} peak "
+                        f"{peak}: no more top-ups for it until it recovers",
+                        account=name, subject=f"drawdown/{name}", drop_pct=drop, peak=peak,
+                        equity=now,
                     )  # fmt: skip
                 self.drawdown[account] = drop
             elif self.drawdown.pop(account, None) is not None:

@@ -3,13 +3,15 @@
 This module is the whole plugin author's API, and nothing else: ``hookimpl``, the event types,
 ``BotContext`` and ``TransferResult``, the records ``ctx`` queries return (trades, order and
 TWAP history, open orders, leverage, fees, candles, funding and open-interest points), the
-``ActionError`` family a plugin catches around ``ctx``
-actions, and ``Field``/``REQUIRED`` for plugin config schemas. The public test harness is
-``qfexbot.testing``. Every other module is internal and may change without notice.
+``ActionError`` family a plugin catches around ``ctx`` actions, the runtime-wide ``AlertEvent``
+(with ``AlertKind``/``AlertSeverity``), ``backoff_delay`` for a plugin's own retries, and
+``Field``/``REQUIRED`` for plugin config schemas. The public test harness is ``qfexbot.testing``.
+Every other module is internal and may change without notice.
 """
 
 from qfexbot.config import REQUIRED as REQUIRED
 from qfexbot.config import Field as Field
+from qfexbot.core.backoff import backoff_delay as backoff_delay
 from qfexbot.core.context import BotContext as BotContext
 from qfexbot.core.context import TransferResult as TransferResult
 from qfexbot.core.records import Candle as Candle
@@ -26,6 +28,9 @@ from qfexbot.errors import ActionRejected as ActionRejected
 from qfexbot.errors import ActionUnavailable as ActionUnavailable
 from qfexbot.errors import QfexbotError as QfexbotError
 from qfexbot.errors import UnknownAccountError as UnknownAccountError
+from qfexbot.events import AlertEvent as AlertEvent
+from qfexbot.events import AlertKind as AlertKind
+from qfexbot.events import AlertSeverity as AlertSeverity
 from qfexbot.events import BalanceEvent as BalanceEvent
 from qfexbot.events import BookEvent as BookEvent
 from qfexbot.events import CandleEvent as CandleEvent
@@ -57,6 +62,9 @@ __all__ = [
     "ActionError",
     "ActionRejected",
     "ActionUnavailable",
+    "AlertEvent",
+    "AlertKind",
+    "AlertSeverity",
     "BalanceEvent",
     "BookEvent",
     "BotContext",
@@ -94,5 +102,6 @@ __all__ = [
     "UnknownAccountError",
     "UserTrade",
     "__version__",
+    "backoff_delay",
     "hookimpl",
 ]

@@ -19,6 +19,9 @@ from typing import Any
 
 __all__ = [
     "PRIVATE_EVENTS",
+    "AlertEvent",
+    "AlertKind",
+    "AlertSeverity",
     "BalanceEvent",
     "BookEvent",
     "CandleEvent",
@@ -427,6 +430,51 @@ class TimerEvent(Event):
     kind = "timer"
 
 
+class AlertKind(enum.StrEnum):
+    """What an operator is alerted about (``AlertEvent.alert``); each equals its value."""
+
+    TRANSFER_UNKNOWN = "transfer_unknown"
+    TRANSFER_FAILED = "transfer_failed"
+    TRANSFER_REFUSED = "transfer_refused"
+    LATE_LANDING = "late_landing"
+    UNEXPLAINED_BALANCE = "unexplained_balance"
+    SESSION_FAILED = "session_failed"
+    PLUGIN_DISABLED = "plugin_disabled"
+    KILL_SWITCH_ENGAGED = "kill_switch_engaged"
+    KILL_SWITCH_RELEASED = "kill_switch_released"
+    DRAWDOWN_STOP = "drawdown_stop"
+    DAILY_SUMMARY = "daily_summary"
+
+
+class AlertSeverity(enum.IntEnum):
+    """How urgent an alert is; ordered, so a sink can keep ``severity >= min_severity``."""
+
+    INFO = 10
+    WARNING = 20
+    CRITICAL = 30
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertEvent(Event):
+    """Something an operator must hear about, runtime-wide (not tied to one account's bus).
+
+    ``alert`` says what; ``subject`` names the thing it is about (a journal entry, a plugin, the
+    kill switch file) so repeats can be de-duplicated; ``account`` is an alias or id, ``""``
+    when the alert is not about one account. Never holds a secret: emitters write ``summary``
+    and ``details`` for an operator's eyes only.
+    """
+
+    alert: AlertKind
+    severity: AlertSeverity
+    summary: str
+    bot: str = ""
+    account: str = ""
+    subject: str = ""
+    details: tuple[tuple[str, str], ...] = ()
+
+    kind = "alert"
+
+
 PRIVATE_EVENTS: tuple[type[Event], ...] = (
     BalanceEvent,
     PositionEvent,
@@ -439,4 +487,5 @@ PRIVATE_EVENTS: tuple[type[Event], ...] = (
     ResyncEvent,
     TransferOutcomeEvent,
     TimerEvent,
+    AlertEvent,
 )

@@ -91,6 +91,10 @@ def qfexbot_event(ctx, event) -> None:
     """Handle one event: private (balance, position, order, fill, connection, resync,
     transfer outcome), market data (book, trade, mark price) or one of this plugin's timers.
 
+    Runtime-wide alerts (``AlertEvent``: transfer in doubt, kill switch, plugin disabled, ...)
+    arrive here too, but only for a plugin whose ``subscribes`` lists ``AlertEvent``. They are
+    offered, never awaited: one that meets this plugin's full inbox is dropped for it (logged).
+
     Called in the plugin's own task, one event at a time, in arrival order per account. A
     slow handler only delays this plugin: its inbox fills, market data in it is conflated
     (latest per kind and symbol) and publishers of private events wait for it. Never block

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, Self
 
 from qfexbot.config.model import AppConfig, BotConfig, VenueConfig
+from qfexbot.config.secretref import secret_ref
 from qfexbot.config.validate import (
     _alias_in,
     _bool,
@@ -60,6 +62,11 @@ _FIELD_KINDS: dict[str, tuple[str, Callable[[_Errors, Any, str], Any]]] = {
     "non_negative_number": ("a non-negative number", _non_negative_number),
     "duration": ("a duration >= 0", _duration),
     "str_list": ("an array of strings", _list(_str, "strings")),
+    # Read late: the plugin calls .resolve() at startup, so `check` needs no secret present.
+    "secret": (
+        '{env = "NAME"} or {file = "path"}',
+        secret_ref(Path(), allow_inline=False, inline_hint=" for plugin secrets"),
+    ),
 }
 
 
@@ -70,7 +77,9 @@ class Field:
     ``kind`` is one of "str", "bool", "int", "positive_int", "number", "positive_number",
     "non_negative_number" (numbers become ``Decimal``), "duration" (float seconds >= 0, or a string
     like "90s"), "account" (an alias of the bot's venue), "accounts" (array of aliases),
-    "str_list", or ``("choice", (value, ...))``. ``default`` is ``REQUIRED`` for a key that must be
+    "str_list", "secret" (``{env = "NAME"}`` or ``{file = "path"}``, a reference whose
+    ``.resolve()`` gives a redacted ``Secret``; read it at startup), or
+    ``("choice", (value, ...))``. ``default`` is ``REQUIRED`` for a key that must be
     given; a ``None`` default means optional with no value.
 
     ``moves_money`` (only on "account"/"accounts" fields) declares the accounts this plugin moves

@@ -12,13 +12,14 @@ plugin API names this type, and the money layer's frozen result satisfies it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from qfexbot.core.accounts import AccountBook
+from qfexbot.core.alerts import make_alert
 from qfexbot.core.records import (
     Candle,
     FeeRate,
@@ -43,7 +44,7 @@ from qfexbot.core.venue import (
     TwapCancel,
     TwapOrder,
 )
-from qfexbot.events import OrderUpdateEvent, ResyncEvent
+from qfexbot.events import AlertEvent, AlertKind, AlertSeverity, OrderUpdateEvent, ResyncEvent
 
 __all__ = ["ActionsBackend", "BotContext", "Query", "TransferResult"]
 
@@ -157,6 +158,7 @@ class BotContext:
 
     __slots__ = (
         "_actions",
+        "_alerts",
         "accounts",
         "bot",
         "config",
@@ -179,6 +181,7 @@ class BotContext:
         state: dict[str, Any],
         actions: ActionsBackend,
         log: logging.Logger | None = None,
+        alerts: Callable[[AlertEvent], None] | None = None,
     ) -> None:
         self.bot = bot
         self.plugin = plugin
@@ -191,6 +194,7 @@ class BotContext:
         self.state = state
         self.log = log or logging.getLogger(f"plugins.{bot}.{plugin}")
         self._actions = actions
+        self._alerts = alerts
 
     def __repr__(self) -> str:
         # Names only: config values and the backend stay out of reprs and tracebacks.
@@ -203,6 +207,27 @@ class BotContext:
           UnknownAccountError: neither an alias nor an id of this venue.
         """
         return self.venue_accounts.id_of(alias_or_id)
+
+    def alert(
+        self,
+        alert: AlertKind,
+        severity: AlertSeverity,
+        summary: str,
+        *,
+        account: str = "",
+        subject: str = "",
+        **details: object,
+    ) -> None:
+        """Raise an operator alert (e.g. a drawdown stop) on the runtime's alert stream, where
+        the plugins subscribing to ``AlertEvent`` (the notifier) get it. Never waits; outside a
+        runtime (no alert stream) it does nothing. Put no secret in it."""
+        if self._alerts is not None:
+            self._alerts(
+                make_alert(
+                    alert, severity, summary, venue=self.venue, bot=self.bot, account=account,
+                    subject=subject or f"{self.bot}/{self.plugin}", plugin=self.plugin, **details,
+                )
+            )  # fmt: skip
 
     def alias_of(self, account_id: str) -> str:
         """The venue alias of ``account_id`` (the first one if several), or the id itself if

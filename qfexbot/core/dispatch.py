@@ -36,10 +36,11 @@ from typing import Any, NoReturn
 import pluggy
 import trio
 
+from qfexbot.core.alerts import AlertHub, make_alert
 from qfexbot.core.context import BotContext
 from qfexbot.core.logs import get_logger, log_context, log_event
 from qfexbot.core.plugins import PluginHost, PluginSlot
-from qfexbot.events import Event, TimerEvent
+from qfexbot.events import AlertKind, AlertSeverity, Event, TimerEvent
 from qfexbot.hookspecs import HOOK_NAMES
 
 __all__ = ["Dispatcher", "PluginHooks"]
@@ -124,6 +125,7 @@ class _Runner:
         "_budget_ns",
         "_pending",
         "_untimed",
+        "alerts",
         "hook_timeout",
         "hooks",
         "slot",
@@ -137,8 +139,10 @@ class _Runner:
         hooks: PluginHooks,
         hook_timeout: float,
         inline_budget: float = INLINE_BUDGET,
+        alerts: AlertHub | None = None,
     ) -> None:
         self.slot = slot
+        self.alerts = alerts
         self.hooks = hooks
         self.hook_timeout = hook_timeout
         self.started = False
@@ -183,6 +187,21 @@ class _Runner:
         slot.inbox.close()
         discarded = slot.inbox.clear()
         log_event(log, logging.ERROR, "plugin disabled", reason=reason, discarded=discarded)
+        if self.alerts is not None:
+            ctx = slot.ctx
+            self.alerts.emit(
+                make_alert(
+                    AlertKind.PLUGIN_DISABLED,
+                    AlertSeverity.CRITICAL,
+                    f"plugin {ctx.bot}/{slot.name} disabled: {reason}",
+                    venue=ctx.venue,
+                    bot=ctx.bot,
+                    subject=f"{ctx.bot}/{slot.name}",
+                    plugin=slot.name,
+                    reason=reason,
+                    discarded=discarded,
+                )
+            )
 
     async def guarded(self, hook: str, call: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
         """Run a lifecycle hook within ``hook_timeout``; (ok, result). Failures are counted."""
@@ -341,6 +360,7 @@ class Dispatcher:
       checkpoint_every: a plugin task yields to others at least every this many events.
       inline_budget: seconds an inline sync ``qfexbot_event`` call may take before that
         plugin's events are queued again until its inbox has drained (0: never inline).
+      alerts: where a plugin disabled by its circuit breaker is announced (None: nowhere).
     """
 
     def __init__(
@@ -351,13 +371,14 @@ class Dispatcher:
         drain_timeout: float = 10.0,
         checkpoint_every: int = 64,
         inline_budget: float = INLINE_BUDGET,
+        alerts: AlertHub | None = None,
     ) -> None:
         self.host = host
         self.hook_timeout = hook_timeout
         self.drain_timeout = drain_timeout
         self.checkpoint_every = checkpoint_every
         self._runners = [
-            _Runner(slot, PluginHooks(host.pm, slot.plugin), hook_timeout, inline_budget)
+            _Runner(slot, PluginHooks(host.pm, slot.plugin), hook_timeout, inline_budget, alerts)
             for slot in host.slots
         ]
         self._stop = trio.Event()

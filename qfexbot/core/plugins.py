@@ -42,7 +42,7 @@ from qfexbot import hookspecs
 from qfexbot.core.bus import Bus, Inbox
 from qfexbot.core.context import ActionsBackend, BotContext
 from qfexbot.errors import ConfigError, QfexbotError
-from qfexbot.events import Event
+from qfexbot.events import AlertEvent, Event
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -225,6 +225,7 @@ def load_plugin_host(
     actions: ActionsBackend,
     validate: ValidateOptions,
     state: dict[str, Any] | None = None,
+    alerts: Callable[[AlertEvent], None] | None = None,
 ) -> PluginHost:
     """Load, validate, instantiate and register every enabled plugin of ``bot``.
 
@@ -235,6 +236,7 @@ def load_plugin_host(
       actions: the backend that ``ctx.transfer`` etc. forward to.
       validate: checks each instance's options against its plugin's ``config_schema``.
       state: the dict shared by this bot's plugins as ``ctx.state`` (default: a new one).
+      alerts: where ``ctx.alert`` sends (the runtime's ``AlertHub.emit``; None: nowhere).
 
     Raises:
       PluginLoadError: with one message per problem, across all the bot's plugins.
@@ -271,6 +273,7 @@ def load_plugin_host(
             venue_accounts=venue.accounts,
             state=state,
             actions=actions,
+            alerts=alerts,
         )
         inbox = Inbox(f"{bot.name}/{spec.name}", spec.inbox_size, subscribes)
         slots.append(

@@ -116,7 +116,7 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -125,9 +125,10 @@ from typing import Any
 import trio
 
 from qfexbot.core.accounts import AccountBook
+from qfexbot.core.alerts import make_alert
 from qfexbot.core.logs import get_logger, log_context, log_event
 from qfexbot.errors import VenueError
-from qfexbot.events import TransferOutcomeEvent
+from qfexbot.events import AlertEvent, AlertKind, AlertSeverity, TransferOutcomeEvent
 from qfexbot.money.evidence import (
     TOLERANCE,
     classify_evidence,
@@ -267,6 +268,8 @@ class TransferService:
       dry_run: global dry run (a bot may also ask per call).
       on_outcome: called with a ``TransferOutcomeEvent`` for every outcome (sync or async);
         its errors are logged, never raised.
+      on_alert: called (sync, must not wait) with an ``AlertEvent`` when accounts are held for
+        a late landing or for deposits that moved unexplained.
       clock: wall clock (``time.time``), used for policy windows.
       tolerance: balance difference still counted as equal by reconciliation.
       settle_seconds: minimum quiet time before reconciliation may declare "not applied",
@@ -296,6 +299,7 @@ class TransferService:
         kill_switch: str | Path | None = None,
         dry_run: bool = False,
         on_outcome: OutcomeCallback | None = None,
+        on_alert: Callable[[AlertEvent], None] | None = None,
         clock: Callable[[], float] = time.time,
         tolerance: Decimal = TOLERANCE,
         settle_seconds: float = 0.0,
@@ -315,6 +319,7 @@ class TransferService:
         self._kill_switch = kill_switch
         self._dry_run = dry_run
         self._on_outcome = on_outcome
+        self._on_alert = on_alert
         self._clock = clock
         self._tolerance = tolerance
         self._settle = settle_seconds
@@ -932,11 +937,39 @@ class TransferService:
         """Hold both accounts of ``entry`` (once per entry and code), logged at ERROR."""
         active = await self.journal.active_holds(owner=self.owner)
         have = {(h.account, h.entry_id, h.code) for h in active}
+        placed: list[Hold] = []
         for account in (entry.src or "", entry.dst or ""):
             if (account, entry.id, code) not in have:
-                self._log_hold(await self.journal.place_hold(
+                placed.append(await self.journal.place_hold(
                     self.venue, account, code, reason, entry.id, owner=self.owner
                 ))  # fmt: skip
+                self._log_hold(placed[-1])
+        self._alert_holds(entry.id, placed)
+
+    def _alert_holds(self, entry_id: str, holds: Sequence[Hold]) -> None:
+        """One alert for the accounts just held because of ``entry_id`` (none if none)."""
+        if not holds or self._on_alert is None:
+            return
+        code = holds[0].code
+        kind = AlertKind.LATE_LANDING if code == "late_landing" else AlertKind.UNEXPLAINED_BALANCE
+        names = ", ".join(self._name(h.account) for h in holds)
+        try:
+            self._on_alert(
+                make_alert(
+                    kind,
+                    AlertSeverity.CRITICAL,
+                    f"accounts {names} held ({code}) by transfer {entry_id}: {holds[0].reason}; "
+                    f"check the venue, then `qfexbot journal release`",
+                    venue=self.venue,
+                    account=self._name(holds[0].account),
+                    subject=entry_id,
+                    entry=entry_id,
+                    code=code,
+                    accounts=names,
+                )
+            )
+        except Exception:
+            log.exception("transfer alert callback failed")
 
     def _log_hold(self, hold: Hold) -> None:
         """The ERROR an operator sees for every hold placed, with what to do."""
@@ -1088,6 +1121,7 @@ class TransferService:
                   dst=self._name(watch.dst), amount=str(amount), detail=detail)  # fmt: skip
         for hold in placed:
             self._log_hold(hold)
+        self._alert_holds(entry.id, placed)
         await self._emit(entry)
         return ReconcileResult(entry.id, entry.state, entry.detail)
 

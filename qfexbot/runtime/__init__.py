@@ -27,12 +27,13 @@ import trio
 
 from qfexbot.config import AppConfig, ConfigError, Credentials, money_mover_conflicts
 from qfexbot.core.accounts import AccountBook
+from qfexbot.core.alerts import AlertHub, make_alert
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
 from qfexbot.core.logs import get_logger, log_context, log_event
 from qfexbot.core.plugins import PluginHost, PluginLoadError
 from qfexbot.core.venue import MarketDataFeed
-from qfexbot.events import ConnectionState, Event
+from qfexbot.events import AlertKind, AlertSeverity, ConnectionState, Event, TransferOutcomeEvent
 from qfexbot.money.account_locks import AccountLocks
 from qfexbot.money.journal import Journal, JournalLocked, SqliteJournal
 from qfexbot.money.journal.postgres import OPEN_ERRORS, PostgresJournal
@@ -103,6 +104,8 @@ class Runtime:
         self.ops_url: str | None = None
         self.failure: str | None = None
         """Why the runtime stopped itself (every account session FAILED), or None."""
+        self.alerts = AlertHub()
+        """Runtime-wide alerts, handed to plugins that subscribe to ``AlertEvent``."""
 
     def __repr__(self) -> str:
         return f"Runtime(config={str(self.app.path)!r}, bots={sorted(self.app.bots)})"
@@ -291,6 +294,7 @@ class Runtime:
                     self.app.venues[bot.venue],
                     plugin_dirs=self.app.runtime.plugin_dirs,
                     actions=actions,
+                    alerts=self.alerts.emit,
                 )
             except PluginLoadError as exc:
                 errors.extend(exc.errors)
@@ -333,10 +337,11 @@ class Runtime:
                     app=self.app,
                     hosts=self.hosts,
                     journal=self.journal,
-                    on_outcome=actions.on_transfer_outcome,
+                    on_outcome=functools.partial(self._on_transfer_outcome, actions),
                     money_locks=self._money_locks.setdefault(
                         config.owner if config.simulator else "", {}
                     ),
+                    on_alert=self.alerts.emit,
                 )
                 if feed is not None:
                     self.market_data[name] = feed
@@ -358,6 +363,7 @@ class Runtime:
                     self._start_sessions(sessions_nursery)
                     sessions_nursery.start_soon(report_connect_progress, self)
                     sessions_nursery.start_soon(self._stop_when_every_session_failed)
+                    sessions_nursery.start_soon(self._alert_failed_sessions)
                     sessions_nursery.start_soon(self._watch_kill_switch, actions)
                     self._start_reconcilers(sessions_nursery)
                     sessions_nursery.start_soon(actions.deliver_outcomes)
@@ -401,6 +407,16 @@ class Runtime:
                     reason=now,
                     file=str(path),
                 )
+                self.alerts.emit(
+                    make_alert(
+                        AlertKind.KILL_SWITCH_ENGAGED,
+                        AlertSeverity.CRITICAL,
+                        f"kill switch engaged: {now}; no money movement, no new orders "
+                        "until `qfexbot resume`",
+                        subject=str(path),
+                        reason=now,
+                    )
+                )
                 if self.app.runtime.kill_switch_cancels_orders:
                     sent = await actions.cancel_everything(now)
                     log_event(log, logging.WARNING, "kill switch: open orders cancelled",
@@ -412,8 +428,73 @@ class Runtime:
                     "kill switch released: money movement and orders resume",
                     file=str(path),
                 )
+                self.alerts.emit(
+                    make_alert(
+                        AlertKind.KILL_SWITCH_RELEASED,
+                        AlertSeverity.WARNING,
+                        "kill switch released: money movement and orders resume",
+                        subject=str(path),
+                        was=engaged,
+                    )
+                )
             engaged = now
             await trio.sleep(KILL_SWITCH_EVERY)
+
+    def _on_transfer_outcome(self, actions: RuntimeActions, event: TransferOutcomeEvent) -> None:
+        """Alert on a transfer that ended unknown, failed or refused; then hand the outcome to
+        the plugins' buses (``RuntimeActions.on_transfer_outcome``, which never waits)."""
+        alert = _TRANSFER_ALERTS.get(event.state)
+        if alert is not None:
+            kind, severity, what = alert
+            book = AccountBook(self.app.venues[event.venue].accounts, name=event.venue)
+            src, dst = book.alias_of(event.src), book.alias_of(event.dst)
+            self.alerts.emit(
+                make_alert(
+                    kind,
+                    severity,
+                    f"transfer {event.entry_id} of {event.amount} {src} -> {dst} {what}: "
+                    f"{event.detail or 'no detail'}",
+                    venue=event.venue,
+                    account=src,
+                    # Refusals repeat (a plugin retrying a refused pair): one subject per pair,
+                    # so the notifier folds them into one message with a count.
+                    subject=f"refused {src} -> {dst}"
+                    if event.state == "refused"
+                    else event.entry_id,
+                    entry=event.entry_id,
+                    src=src,
+                    dst=dst,
+                    amount=event.amount,
+                    state=event.state,
+                )
+            )
+        actions.on_transfer_outcome(event)
+
+    async def _alert_failed_sessions(self) -> None:
+        """Alert once for each account session that reaches FAILED (it will not retry)."""
+        alerted: set[tuple[str, str]] = set()
+        while True:
+            for venue_name, run in self.venues.items():
+                book = AccountBook(run.config.accounts, name=f"venues.{venue_name}")
+                for account_id, session in run.sessions.items():
+                    key = (venue_name, account_id)
+                    if session.state is not ConnectionState.FAILED or key in alerted:
+                        continue
+                    alerted.add(key)
+                    alias = book.alias_of(account_id)
+                    self.alerts.emit(
+                        make_alert(
+                            AlertKind.SESSION_FAILED,
+                            AlertSeverity.CRITICAL,
+                            f"session {venue_name}/{alias} FAILED and will not retry: "
+                            "check its credentials and the ERROR lines, then restart",
+                            venue=venue_name,
+                            account=alias,
+                            subject=f"{venue_name}/{alias}",
+                            last_error=session.stats.last_error or "none recorded",
+                        )
+                    )
+            await self.accounts_view.next_failure()
 
     async def _stop_when_every_session_failed(self) -> None:
         """Stop the whole process once every account session is FAILED: nothing it runs can
@@ -436,7 +517,9 @@ class Runtime:
                     bus = run.buses[account_id] = Bus(account_id, venue=bot.venue)
                 host.subscribe(bus)
                 run.channels.setdefault(account_id, set()).update(bot.channels)
-            self.dispatchers[name] = Dispatcher(host)
+            for slot in host.slots:
+                self.alerts.subscribe_if_wanted(slot.plugin, slot.inbox)
+            self.dispatchers[name] = Dispatcher(host, alerts=self.alerts)
 
     def _start_sessions(self, nursery: trio.Nursery) -> None:
         """Run every session and public feed that :func:`~qfexbot.runtime.paths.wire_venue`
@@ -467,6 +550,18 @@ class Runtime:
             await transfers.run_reconciler(
                 interval=RECONCILE_EVERY, report=functools.partial(_log_reconciled, name, when="")
             )
+
+
+_TRANSFER_ALERTS: dict[str, tuple[AlertKind, AlertSeverity, str]] = {
+    "unknown": (
+        AlertKind.TRANSFER_UNKNOWN,
+        AlertSeverity.CRITICAL,
+        "is in doubt (accounts held until reconciled)",
+    ),
+    "failed": (AlertKind.TRANSFER_FAILED, AlertSeverity.WARNING, "failed"),
+    "refused": (AlertKind.TRANSFER_REFUSED, AlertSeverity.WARNING, "was refused"),
+}
+"""Transfer outcome state -> the alert it raises."""
 
 
 def _log_reconciled(venue: str, results: list[Any], when: str) -> None:

@@ -17,7 +17,7 @@ import trio
 from qfexbot.config import AppConfig
 from qfexbot.core.bus import Bus
 from qfexbot.core.venue import MarketDataFeed, Publish, TransferVenue
-from qfexbot.events import TransferOutcomeEvent
+from qfexbot.events import AlertEvent, TransferOutcomeEvent
 from qfexbot.money.journal import Journal
 from qfexbot.money.transfers import TransferService
 from qfexbot.ops.metrics import RuntimeMetrics
@@ -64,6 +64,7 @@ async def wire_venue(
     journal: Journal,
     on_outcome: Callable[[TransferOutcomeEvent], None],
     money_locks: dict[str, trio.Lock],
+    on_alert: Callable[[AlertEvent], None] | None = None,
 ) -> MarketDataFeed | None:
     """Build one venue's sessions, public feed and transfer service (nothing runs yet).
 
@@ -114,6 +115,7 @@ async def wire_venue(
             accounts=config.accounts,
             kill_switch=app.runtime.kill_switch_file,
             on_outcome=taps.metrics.outcome_observer(on_outcome),
+            on_alert=on_alert,
             settle_seconds=config.session.settle_seconds,
             user_id=config.owner,
             locks=money_locks,

@@ -6,13 +6,14 @@ argument; this binds it to the config layer's ``validate_plugin_config`` for the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from qfexbot.config import BotConfig, VenueConfig, validate_plugin_config
 from qfexbot.core.context import ActionsBackend
 from qfexbot.core.plugins import PluginHost, load_plugin_host
+from qfexbot.events import AlertEvent
 
 __all__ = ["build_plugin_host"]
 
@@ -24,6 +25,7 @@ def build_plugin_host(
     plugin_dirs: Sequence[Path],
     actions: ActionsBackend,
     state: dict[str, Any] | None = None,
+    alerts: Callable[[AlertEvent], None] | None = None,
 ) -> PluginHost:
     """Load, validate, instantiate and register every enabled plugin of ``bot``.
 
@@ -33,6 +35,7 @@ def build_plugin_host(
       plugin_dirs: directories of local plugin modules (``RuntimeConfig.plugin_dirs``).
       actions: the backend that ``ctx.transfer`` etc. forward to.
       state: the dict shared by this bot's plugins as ``ctx.state`` (default: a new one).
+      alerts: where ``ctx.alert`` sends (the runtime's ``AlertHub.emit``).
 
     Raises:
       PluginLoadError: with one message per problem, across all the bot's plugins.
@@ -44,4 +47,5 @@ def build_plugin_host(
         actions=actions,
         validate=validate_plugin_config,
         state=state,
+        alerts=alerts,
     )

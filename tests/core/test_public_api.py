@@ -16,6 +16,9 @@ PUBLIC_API = [
     "ActionError",
     "ActionRejected",
     "ActionUnavailable",
+    "AlertEvent",
+    "AlertKind",
+    "AlertSeverity",
     "BalanceEvent",
     "BookEvent",
     "BotContext",
@@ -53,6 +56,7 @@ PUBLIC_API = [
     "UnknownAccountError",
     "UserTrade",
     "__version__",
+    "backoff_delay",
     "hookimpl",
 ]
 """Adding a name here is a promise to plugin authors: change it on purpose."""
