@@ -254,9 +254,8 @@ def _ops_tls(err: _Errors, table: _Table, as_path: Any) -> tuple[Path, Path] | N
 
 def _check_ops_exposure(err: _Errors, config: RuntimeConfig) -> None:
     """Beyond loopback the control API needs ``ops_token`` and TLS, or the explicit override."""
-    if config.ops_listen is None or _is_loopback(config.ops_listen[0]):
-        return
-    if config.ops_remote_without_tls:
+    listen = config.ops_listen
+    if not isinstance(listen, tuple) or _is_loopback(listen[0]) or config.ops_remote_without_tls:
         return
     missing = [
         key
@@ -269,7 +268,7 @@ def _check_ops_exposure(err: _Errors, config: RuntimeConfig) -> None:
     if missing:
         err.add(
             "runtime.ops_listen",
-            f"listening on {_show(config.ops_listen[0])} (not loopback) exposes the dashboard "
+            f"listening on {_show(listen[0])} (not loopback) exposes the dashboard "
             f"and control API: set {' and '.join(missing)} in [runtime], or set "
             "ops_remote_without_tls = true if a proxy in front authenticates and encrypts",
         )

@@ -23,7 +23,7 @@ import trio
 from qfexbot.core.asgi import read_body
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.money import killswitch
-from qfexbot.money.journal import EntryKind, EntryState
+from qfexbot.money.journal import EntryKind, EntryState, InvalidTransition
 from qfexbot.ops.status import status_snapshot
 from qfexbot.ops.view import RuntimeView
 
@@ -198,10 +198,13 @@ class Console:
             "state unknown is resolved here (a pending or sent one may be being sent now)",
         )
         verdict = "applied" if applied else "not applied"
-        with trio.fail_after(5):
-            done = await journal.resolve(
-                entry_id, applied, "operator (dashboard)", f"resolved by operator: {verdict}"
-            )
+        try:
+            with trio.fail_after(5):
+                done = await journal.resolve(
+                    entry_id, applied, "operator", f"resolved by operator (dashboard): {verdict}"
+                )
+        except InvalidTransition as exc:  # settled by reconciliation meanwhile
+            raise ConsoleError(409, str(exc)) from None
         log_event(
             log,
             logging.WARNING,
