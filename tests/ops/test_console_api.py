@@ -11,7 +11,6 @@ import httpx
 import pytest
 import trio
 from ops_helpers import DESK_A, PRIMARY, write_config
-from wait_helpers import wait_until
 
 from qfexbot.cli.run import check_file
 from qfexbot.money.killswitch import kill_switch_reason
@@ -52,11 +51,32 @@ async def first_event(base: str) -> bytes:
     return data
 
 
+async def check_refusals(client: httpx.AsyncClient, base: str, auth: dict[str, str]) -> None:
+    """Every control call without the token, with a wrong one, from a foreign Origin or with a
+    form body is refused; a GET or PUT on a control path is no control call."""
+    for path in CONTROLS:
+        no_token = await post(client, base + path, {"reason": "x"})
+        assert no_token.status_code == 401, path
+        assert "token" in no_token.json()["error"]
+        wrong = await post(client, base + path, {}, authorization="Bearer not-it")
+        assert wrong.status_code == 401, path
+        foreign = await post(client, base + path, {}, origin="http://evil.example", **auth)
+        assert foreign.status_code == 403, path
+        assert "foreign Origin" in foreign.json()["error"]
+        with trio.fail_after(10):
+            form = await client.post(base + path, data={"reason": "x"}, headers=auth)
+        assert form.status_code == 415, path
+    with trio.fail_after(10):
+        assert (await client.get(base + "/api/pause")).status_code == 404
+        assert (await client.put(base + "/api/pause", headers=auth)).status_code == 405
+
+
 async def test_control_api_over_loopback(tmp_path, nursery, monkeypatch):
     monkeypatch.setenv("QFEXBOT_CONSOLE_TEST_TOKEN", TOKEN)
     app = write_config(
         tmp_path,
-        runtime_extra='ops_listen = "127.0.0.1:0"\nops_token = {env = "QFEXBOT_CONSOLE_TEST_TOKEN"}',
+        runtime_extra='ops_listen = "127.0.0.1:0"\n'
+        'ops_token = {env = "QFEXBOT_CONSOLE_TEST_TOKEN"}',
     )
     runtime = Runtime(app)
     lines: list[str] = []
@@ -68,23 +88,8 @@ async def test_control_api_over_loopback(tmp_path, nursery, monkeypatch):
     assert lines == [f"dashboard: {base}/  (control calls take the token of [runtime] ops_token)"]
     auth = {"authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient() as client:
-        for path in CONTROLS:
-            no_token = await post(client, base + path, {"reason": "x"})
-            assert no_token.status_code == 401, path
-            assert "token" in no_token.json()["error"]
-            wrong = await post(client, base + path, {}, authorization="Bearer not-it")
-            assert wrong.status_code == 401, path
-            foreign = await post(client, base + path, {}, origin="http://evil.example", **auth)
-            assert foreign.status_code == 403, path
-            assert "foreign Origin" in foreign.json()["error"]
-            with trio.fail_after(10):
-                form = await client.post(base + path, data={"reason": "x"}, headers=auth)
-            assert form.status_code == 415, path
+        await check_refusals(client, base, auth)
         assert kill_switch_reason(app.runtime.kill_switch_file) is None  # nothing got through
-        with trio.fail_after(10):
-            assert (await client.get(base + "/api/pause")).status_code == 404
-            assert (await client.put(base + "/api/pause", headers=auth)).status_code == 405
-
         # pause: same origin (the page's own) and the token; the reason is on every status
         own = {"origin": base, **auth}
         paused = await post(client, base + "/api/pause", {"reason": "checking desk-a"}, **own)
