@@ -80,7 +80,11 @@ function chart(points) {
   return svg;
 }
 
+let aliases = {};  // account id -> bots.toml alias, from the sessions of the last status
+const named = (account) => (account ? aliases[account] || account : "-");
+
 function renderStatus(doc) {
+  aliases = Object.fromEntries(doc.sessions.map((s) => [s.account, s.alias]));
   const kill = document.getElementById("kill");
   kill.className = doc.kill_switch ? "kill on" : "kill off";
   document.getElementById("kill-state").textContent = doc.kill_switch
@@ -133,11 +137,11 @@ async function refreshTables() {
   const journal = await (await fetch(`/api/journal?${query}`)).json();
   fill("journal", journal.entries.filter((e) => e.kind !== "order"), (e) => row([
     when(e.created_at), e.id, e.kind, e.state, `${e.bot}/${e.plugin}`,
-    `${e.src || "-"} → ${e.dst || "-"}`, e.amount ?? "", el("td", e.detail, "detail"), resolveButton(e),
+    `${named(e.src)} → ${named(e.dst)}`, e.amount ?? "", el("td", e.detail, "detail"), resolveButton(e),
   ], `${e.in_doubt ? "in-doubt " : ""}kind-${e.kind} state-${e.state}`));
   const orders = await (await fetch("/api/orders")).json();
   fill("orders", orders.entries, (o) => row([
-    when(o.created_at), o.src, `${o.side || ""} ${o.quantity || ""} ${o.symbol || ""} @ ${o.price || "market"}`,
+    when(o.created_at), named(o.src), `${o.side || ""} ${o.quantity || ""} ${o.symbol || ""} @ ${o.price || "market"}`,
     o.state, o.client_order_id || "", el("td", o.detail, "detail"),
   ]));
 }
