@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccountsSeen",
+    "EquityHistoryView",
     "JournalView",
     "MarketDataView",
     "MetricsView",
@@ -59,15 +60,24 @@ class TransfersView(Protocol):
     def late_landings(self) -> int: ...
 
 
+class EquityHistoryView(Protocol):
+    """A venue's REST reads, as far as the dashboard's equity chart uses them."""
+
+    async def account_equity(self, account_id: str, duration: str) -> Sequence[tuple[Any, Any]]: ...
+
+
 class VenueRunView(Protocol):
-    """One venue while it runs: a private session per account id, and its transfers (None on
-    a venue without transfers)."""
+    """One venue while it runs: a private session per account id, its transfers (None on a
+    venue without transfers) and its REST reads (``venue``)."""
 
     @property
     def sessions(self) -> Mapping[str, SessionView]: ...
 
     @property
     def transfers(self) -> TransfersView | None: ...
+
+    @property
+    def venue(self) -> EquityHistoryView: ...
 
 
 class PluginHostView(Protocol):

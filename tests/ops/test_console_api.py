@@ -20,7 +20,15 @@ from qfexbot.runtime import Runtime
 TOKEN = "ops-token-for-the-console-test-7f3a"
 VENUE_SECRET = "qfex_secret_ops_test"  # the venue secret write_config puts in bots.toml
 CONTROLS = ("/api/pause", "/api/resume", "/api/resolve")
-READS = ("/", "/console/console.js", "/console/console.css", "/api/status", "/api/journal")
+READS = (
+    "/",
+    "/console/console.js",
+    "/console/console.css",
+    "/api/status",
+    "/api/journal",
+    "/api/orders",
+    "/api/equity?venue=demo&account=desk-a",
+)
 
 
 async def post(client: httpx.AsyncClient, url: str, body: object, **headers: str) -> httpx.Response:
@@ -69,6 +77,20 @@ async def check_refusals(client: httpx.AsyncClient, base: str, auth: dict[str, s
     with trio.fail_after(10):
         assert (await client.get(base + "/api/pause")).status_code == 404
         assert (await client.put(base + "/api/pause", headers=auth)).status_code == 405
+
+
+async def check_equity(client: httpx.AsyncClient, base: str) -> None:
+    """The venue's equity history of an account, by alias or id; the venue's refusal of a
+    duration it does not know comes back as a 502 naming the venue."""
+    equity = (await get(client, base + "/api/equity?venue=demo&account=desk-a")).json()
+    assert equity["account"] == DESK_A and equity["points"]
+    assert all(Decimal(value) >= 0 for _, value in equity["points"])
+    by_id = await get(client, base + f"/api/equity?venue=demo&account={DESK_A}&duration=1w")
+    assert by_id.status_code == 200 and by_id.json()["points"]
+    bad = await get(client, base + f"/api/equity?venue=demo&account={DESK_A}&duration=1h")
+    assert bad.status_code == 502 and bad.json()["error"].startswith("demo: ")
+    for query in ("venue=demo&account=nobody", "venue=nowhere&account=desk-a"):
+        assert (await get(client, base + "/api/equity?" + query)).status_code == 404
 
 
 async def test_control_api_over_loopback(tmp_path, nursery, monkeypatch):
@@ -142,6 +164,8 @@ async def test_control_api_over_loopback(tmp_path, nursery, monkeypatch):
         assert again.status_code == 409
         stored = await journal.get(entry.id)
         assert stored is not None and stored.state == "done"
+
+        await check_equity(client, base)
 
         # no secret in any page, read view or event stream
         seen = b""

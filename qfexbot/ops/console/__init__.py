@@ -1,8 +1,8 @@
 """The operator console: the dashboard page and the JSON control API under ``/api/``.
 
 Served by the ops endpoint (``qfexbot.ops.endpoint``). Read views (``GET /api/status``,
-``/api/journal``, ``/api/orders``, ``/api/events`` as server-sent events) need no token;
-state-changing calls (``POST /api/pause``, ``/api/resume``, ``/api/resolve``) need
+``/api/journal``, ``/api/orders``, ``/api/equity``, ``/api/events`` as server-sent events) need
+no token; state-changing calls (``POST /api/pause``, ``/api/resume``, ``/api/resolve``) need
 ``Authorization: Bearer <token>``, a JSON body, and no foreign ``Origin``: the token lives in a
 header (never a cookie), so another site's page cannot make the browser send it (CSRF).
 The page's files are package data beside this module: no CDN, no build step.
@@ -22,6 +22,7 @@ import trio
 
 from qfexbot.core.asgi import read_body
 from qfexbot.core.logs import get_logger, log_event
+from qfexbot.errors import QfexbotError
 from qfexbot.money import killswitch
 from qfexbot.money.journal import EntryKind, EntryState, InvalidTransition
 from qfexbot.ops.status import status_snapshot
@@ -37,6 +38,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 EVENTS_EVERY = 1.0
 """Seconds between two status documents on ``/api/events``."""
 JOURNAL_LIMIT = 200
+EQUITY_TIMEOUT = 10.0
+"""Seconds the venue may take to answer an equity history read."""
 _STATIC = {
     "/": ("index.html", b"text/html; charset=utf-8"),
     "/console/console.js": ("console.js", b"text/javascript; charset=utf-8"),
@@ -100,6 +103,8 @@ class Console:
             return await self._journal(query)
         if path == "/api/orders":
             return await self._journal({"kind": EntryKind.ORDER, **query})
+        if path == "/api/equity":
+            return await self._equity(query)
         raise ConsoleError(404, f"no read view {path}")
 
     async def _journal(self, query: dict[str, str]) -> dict[str, Any]:
@@ -128,6 +133,29 @@ class Console:
             row["in_doubt"] = entry.kind == EntryKind.TRANSFER and entry.state in _IN_DOUBT
             rows.append(row)
         return {"entries": rows}
+
+    async def _equity(self, query: dict[str, str]) -> dict[str, Any]:
+        """The venue's equity history of one account (``GET /user/account-equity`` on QFEX)."""
+        venue, account = query.get("venue", ""), query.get("account", "")
+        duration = query.get("duration") or "1d"
+        run = self.runtime.venues.get(venue)
+        config = self.runtime.app.venues.get(venue)
+        _require(run is not None and config is not None, 404, f"no running venue {venue!r}")
+        assert run is not None and config is not None
+        account_id = config.accounts.get(account, account)
+        _require(account_id in config.accounts.values(), 404, f"no account {account!r} on {venue}")
+        try:
+            with trio.fail_after(EQUITY_TIMEOUT):
+                points = await run.venue.account_equity(account_id, duration)
+        except trio.TooSlowError:
+            raise ConsoleError(504, f"{venue} did not answer within {EQUITY_TIMEOUT} s") from None
+        except QfexbotError as exc:
+            raise ConsoleError(502, f"{venue}: {exc}") from None
+        return {
+            "venue": venue,
+            "account": account_id,
+            "points": [[str(t), str(v)] for t, v in points],
+        }
 
     async def _control(
         self, path: str, scope: dict[str, Any], receive: Receive, send: Send

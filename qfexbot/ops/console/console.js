@@ -57,25 +57,46 @@ async function control(path, body) {
   return answer;
 }
 
-function chart(points) {
-  // Equity (blue) and available (orange) over the run, drawn as two SVG polylines.
+const venueEquity = {};  // "venue/account id" -> [[seconds, equity]] from the venue's history
+const venueAsked = {};
+
+async function loadVenueEquity(venue, account) {
+  // The venue's own equity history (GET /api/equity -> /user/account-equity), once a minute.
+  const key = `${venue}/${account}`;
+  if (venueAsked[key] && Date.now() - venueAsked[key] < 60000) return;
+  venueAsked[key] = Date.now();
+  const response = await fetch(`/api/equity?${new URLSearchParams({ venue, account, duration: "1d" })}`);
+  if (!response.ok) return;  // the chart keeps the run's own points
+  const answer = await response.json();
+  venueEquity[key] = answer.points.map((p) => [Date.parse(p[0]) / 1000, Number(p[1])]);
+}
+
+function chart(points, history) {
+  // The venue's equity history (grey), then this run's equity (blue) and available (orange),
+  // drawn as SVG polylines on one time axis.
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   const w = 240, h = 40;
   svg.setAttribute("class", "chart");
   svg.setAttribute("width", w);
   svg.setAttribute("height", h);
-  if (points.length < 2) return svg;
-  const t0 = points[0][0], t1 = points[points.length - 1][0];
-  const values = points.flatMap((p) => [Number(p[1]), Number(p[2])]);
+  const series = [
+    ["venue", history],
+    ["equity", points.map((p) => [p[0], Number(p[1])])],
+    ["available", points.map((p) => [p[0], Number(p[2])])],
+  ].filter(([, line]) => line.length > 0);
+  const all = series.flatMap(([, line]) => line);
+  if (all.length < 2) return svg;
+  const times = all.map((p) => p[0]), values = all.map((p) => p[1]);
+  const t0 = Math.min(...times), t1 = Math.max(...times);
   const lo = Math.min(...values), hi = Math.max(...values);
   const x = (t) => ((t - t0) / (t1 - t0 || 1)) * (w - 2) + 1;
   const y = (v) => h - 1 - ((v - lo) / (hi - lo || 1)) * (h - 2);
-  for (const [index, cls] of [[1, "equity"], [2, "available"]]) {
-    const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("class", cls);
-    line.setAttribute("points", points.map((p) => `${x(p[0]).toFixed(1)},${y(Number(p[index])).toFixed(1)}`).join(" "));
-    svg.append(line);
+  for (const [cls, line] of series) {
+    const poly = document.createElementNS(ns, "polyline");
+    poly.setAttribute("class", cls);
+    poly.setAttribute("points", line.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" "));
+    svg.append(poly);
   }
   return svg;
 }
@@ -94,8 +115,9 @@ function renderStatus(doc) {
     age(s.last_frame_age), s.last_error || "",
   ], `state-${s.state}`));
   fill("accounts", doc.balances, (b) => {
+    loadVenueEquity(b.venue, b.account).catch(() => {});
     const cell = el("td");
-    cell.append(chart(b.history));
+    cell.append(chart(b.history, venueEquity[`${b.venue}/${b.account}`] || []));
     return row([b.venue, b.alias, b.equity, b.available, b.deposit, b.unrealised_pnl, cell]);
   });
   fill("positions", doc.positions, (p) => row([p.alias, p.symbol, p.size, p.average_price, p.unrealised_pnl]));
