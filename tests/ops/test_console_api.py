@@ -4,12 +4,19 @@ exposed endpoint without token and TLS."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import ssl
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import trio
+import trustme
 from ops_helpers import DESK_A, PRIMARY, write_config
 
 from qfexbot.cli.run import check_file
@@ -17,6 +24,7 @@ from qfexbot.money.killswitch import kill_switch_reason
 from qfexbot.ops.endpoint import OpsApp
 from qfexbot.runtime import Runtime
 
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "ops-token-for-the-console-test-7f3a"
 VENUE_SECRET = "qfex_secret_ops_test"  # the venue secret write_config puts in bots.toml
 CONTROLS = ("/api/pause", "/api/resume", "/api/resolve")
@@ -210,6 +218,56 @@ async def test_per_run_token_is_in_the_printed_link_only(tmp_path, nursery):
         status = await get(client, runtime.ops_url + "/api/status")
         assert token.encode() not in status.content
     runtime.stop()
+
+
+async def test_ops_endpoint_over_tls(tmp_path, nursery, monkeypatch):
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "ops.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "ops.key"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("QFEXBOT_CONSOLE_TEST_TOKEN", TOKEN)
+    app = write_config(
+        tmp_path,
+        runtime_extra='ops_listen = "127.0.0.1:0"\n'
+        'ops_token = {env = "QFEXBOT_CONSOLE_TEST_TOKEN"}\n'
+        'ops_tls_cert = "ops.pem"\nops_tls_key = "ops.key"',
+    )
+    runtime = Runtime(app)
+    await nursery.start(runtime.run)
+    assert runtime.ops_url is not None and runtime.ops_url.startswith("https://127.0.0.1:")
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    async with httpx.AsyncClient(verify=trusted) as client:
+        assert (await get(client, runtime.ops_url + "/api/status")).status_code == 200
+        own = {"origin": runtime.ops_url, "authorization": f"Bearer {TOKEN}"}
+        resumed = await post(client, runtime.ops_url + "/api/resume", {}, **own)
+        assert resumed.status_code == 200  # the page's own https origin is not foreign
+    runtime.stop()
+
+
+def test_qfexbot_run_of_the_shipped_demo_prints_the_dashboard_link_first(tmp_path):
+    shutil.copy(REPO / "bots.toml", tmp_path / "bots.toml")
+    shutil.copytree(
+        REPO / "plugins", tmp_path / "plugins", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "qfexbot.cli", "run", "bots.toml", "--duration", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    first = run.stdout.splitlines()[0]
+    assert re.fullmatch(
+        r"dashboard: http://127\.0\.0\.1:\d+/#token=[\w-]{32}  \(this run's token is in the "
+        r"link: keep it private\)",
+        first,
+    ), first
+    token = first.split("#token=")[1].split()[0]
+    assert token not in run.stderr  # printed once, never logged
 
 
 @pytest.mark.parametrize(
