@@ -180,6 +180,7 @@ async def test_control_api_over_loopback(tmp_path, nursery, monkeypatch):
         for path in READS:
             response = await get(client, base + path)
             assert response.status_code == 200, path
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
             seen += response.content
         seen += await first_event(base)
         assert b'"sessions"' in seen and b"<title>qfexbot dashboard</title>" in seen
