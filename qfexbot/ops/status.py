@@ -64,6 +64,7 @@ class AccountsView:
         self.balances: dict[tuple[str, str], BalanceEvent] = {}
         self.last_event_at: dict[tuple[str, str], float] = {}
         self.positions: dict[tuple[str, str, str], PositionEvent] = {}
+        self.state_since: dict[tuple[str, str], float] = {}
         self.history: dict[tuple[str, str], deque[tuple[float, str, str]]] = {}
         self._failed = trio.Event()
 
@@ -94,9 +95,11 @@ class AccountsView:
                     self._remember(key, event)
                 elif type(event) is PositionEvent:
                     self.positions[(*key, event.symbol)] = event
-            elif event.state is ConnectionState.FAILED:
-                self._failed.set()
-                self._failed = trio.Event()
+            else:
+                self.state_since[(event.venue, event.account_id)] = event.received_at
+                if event.state is ConnectionState.FAILED:
+                    self._failed.set()
+                    self._failed = trio.Event()
             await publish(event)
 
         return observed
@@ -174,6 +177,7 @@ async def status_snapshot(view: RuntimeView) -> dict[str, Any]:
                 "account": account,
                 "alias": alias,
                 "state": stats.state.value,
+                "state_since": view.accounts_view.state_since.get((venue, account)),
                 "reconnects": stats.reconnects,
                 "frames": stats.frames,
                 "parse_errors": stats.parse_errors,

@@ -87,7 +87,8 @@ class PluginHostView(Protocol):
 
 
 class AccountsSeen(Protocol):
-    """The latest balance event and last event time per (venue, account id)."""
+    """The latest balance event, last event time, time of the last connection state change,
+    equity history and positions per (venue, account id)."""
 
     @property
     def balances(self) -> Mapping[tuple[str, str], BalanceEvent]: ...
@@ -97,6 +98,9 @@ class AccountsSeen(Protocol):
 
     @property
     def positions(self) -> Mapping[tuple[str, str, str], PositionEvent]: ...
+
+    @property
+    def state_since(self) -> Mapping[tuple[str, str], float]: ...
 
     @property
     def history(self) -> Mapping[tuple[str, str], deque[tuple[float, str, str]]]: ...

@@ -9,8 +9,10 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,6 +20,7 @@ import pytest
 import trio
 import trustme
 from ops_helpers import DESK_A, PRIMARY, write_config
+from wait_helpers import wait_until
 
 from qfexbot.cli.run import check_file
 from qfexbot.money.killswitch import kill_switch_reason
@@ -218,6 +221,21 @@ async def test_per_run_token_is_in_the_printed_link_only(tmp_path, nursery):
         assert ok.json() == {"paused": False, "was_paused": False}
         status = await get(client, runtime.ops_url + "/api/status")
         assert token.encode() not in status.content
+
+        live: list[dict[str, Any]] = []
+
+        async def all_live() -> bool:
+            sessions = (await get(client, runtime.ops_url + "/api/status")).json()["sessions"]
+            # (the LIVE event is published just after the session's state turns LIVE)
+            done = all(s["state"] == "live" and s["state_since"] for s in sessions)
+            live[:] = sessions if done else []
+            return bool(live)
+
+        await wait_until(all_live, what="every session live", within=15)
+        for session in live:
+            since = session["state_since"]
+            assert runtime.started_at is not None
+            assert runtime.started_at <= since <= time.time(), session
     runtime.stop()
 
 

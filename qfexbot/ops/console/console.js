@@ -111,7 +111,8 @@ function renderStatus(doc) {
   document.getElementById("kill-state").textContent = doc.kill_switch
     ? `kill switch ENGAGED: ${doc.kill_switch_reason}` : "kill switch: off (money may move)";
   fill("sessions", doc.sessions, (s) => row([
-    s.venue, s.alias, el("td", s.state, s.state === "live" ? "live" : "bad"), s.reconnects,
+    s.venue, s.alias, el("td", s.state, s.state === "live" ? "live" : "bad"),
+    s.state_since ? when(s.state_since) : "-", s.reconnects,
     age(s.last_frame_age), s.last_error || "",
   ], `state-${s.state}`));
   fill("accounts", doc.balances, (b) => {
