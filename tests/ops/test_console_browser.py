@@ -43,7 +43,7 @@ def demo_config(tmp_path: Path) -> Path:
         ('min_interval = "5s"', "min_interval = 0"),
         ('interval = "5s"', "interval = 0.5"),
         ('retry_after = "60s"', "retry_after = 0.5"),
-        ("desk-b = 5000", "desk-b = 30000"),
+        ("desk-b = 5000", "desk-b = 60000"),
     ):
         assert old in text, old
         text = text.replace(old, new, 1)
@@ -119,10 +119,10 @@ def walk(url: str, shots_dir: Path, shots: list[Path], paused_file: Path) -> Non
                 lambda _: page.rows("journal", ".kind-transfer.state-done"),
             )
             page.until(
-                "the equity chart drawn",
+                "an equity line of two points or more per account",
                 lambda _: (
-                    page.rows("accounts")
-                    and driver.find_elements(By.CSS_SELECTOR, "#accounts polyline")
+                    (rows := page.rows("accounts"))
+                    and all(r.find_elements(By.CSS_SELECTOR, "polyline.equity") for r in rows)
                 ),
             )
             page.shot(shots_dir, "dashboard.png")

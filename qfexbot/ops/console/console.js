@@ -84,7 +84,7 @@ function chart(points, history) {
     ["venue", history],
     ["equity", points.map((p) => [p[0], Number(p[1])])],
     ["available", points.map((p) => [p[0], Number(p[2])])],
-  ].filter(([, line]) => line.length > 0);
+  ].filter(([, line]) => line.length > 1);  // a line needs two points
   const all = series.flatMap(([, line]) => line);
   if (all.length < 2) return svg;
   const times = all.map((p) => p[0]), values = all.map((p) => p[1]);
