@@ -1,14 +1,18 @@
 """The dashboard in a real headless Chromium against the running demo: sessions reach LIVE, a
 rebalancer transfer shows in the journal, the pause button engages the kill switch and the
-next transfer is refused, resume releases it. Screenshots go to the test's tmp directory and,
-with ``QFEXBOT_SCREENSHOTS=DIR``, to DIR (docs/images holds the ones docs/operations.md shows).
+next transfer is refused, resume releases it, a transfer in doubt is resolved with
+confirmation. Screenshots go to the test's tmp directory and, with ``QFEXBOT_SCREENSHOTS=DIR``,
+to DIR (docs/images holds the ones docs/operations.md shows).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +41,14 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 def demo_config(tmp_path: Path) -> Path:
     """The shipped bots.toml and plugins, quicker: the rebalancer decides every 0.5 s, and
-    desk-b starts so far above its band that sweeping it takes a dozen transfers."""
+    desk-b starts so far above its band that sweeping it takes a few dozen transfers."""
     text = (REPO / "bots.toml").read_text()
     for old, new in (
         ('min_interval = "5s"', "min_interval = 0"),
         ('interval = "5s"', "interval = 0.5"),
         ('retry_after = "60s"', "retry_after = 0.5"),
         ("desk-b = 5000", "desk-b = 60000"),
+        ("max_daily = 20000", "max_daily = 1000000"),
     ):
         assert old in text, old
         text = text.replace(old, new, 1)
@@ -98,8 +103,15 @@ class Page:
         self.shots.append(path)
 
 
-def walk(url: str, shots_dir: Path, shots: list[Path], paused_file: Path) -> None:
-    """Every step of the test in the browser (blocking; runs in a thread)."""
+def walk(
+    url: str,
+    shots_dir: Path,
+    shots: list[Path],
+    paused_file: Path,
+    make_doubt: Callable[[], Awaitable[str]],
+) -> None:
+    """Every step of the test in the browser (blocking; runs in a thread). ``make_doubt``
+    (run in the test's trio loop) journals a transfer in doubt and returns its id."""
     with tempfile.TemporaryDirectory() as profile:
         driver = chromium(profile)
         try:
@@ -135,8 +147,19 @@ def walk(url: str, shots_dir: Path, shots: list[Path], paused_file: Path) -> Non
             )
             assert "checking desk-b by hand" in driver.find_element(By.ID, "kill-state").text
             assert paused_file.exists()
-            page.until("the next transfer refused", lambda _: page.rows("journal", ".kind-refusal"))
-            refusal = page.rows("journal", ".kind-refusal")[0].text
+            page.until(
+                "the rebalancer's next transfer refused",
+                lambda _: [
+                    r
+                    for r in page.rows("journal", ".kind-refusal")
+                    if "keep-funded/rebalancer" in r.text
+                ],
+            )
+            refusal = next(
+                r.text
+                for r in page.rows("journal", ".kind-refusal")
+                if "keep-funded/rebalancer" in r.text
+            )
             assert "kill switch" in refusal.lower(), refusal
             page.shot(shots_dir, "dashboard-paused.png")
 
@@ -152,8 +175,41 @@ def walk(url: str, shots_dir: Path, shots: list[Path], paused_file: Path) -> Non
                 lambda _: len(page.rows("journal", ".kind-transfer.state-done")) > done_before,
             )
             page.shot(shots_dir, "dashboard-resumed.png")
+
+            # a transfer in doubt is highlighted; "did not land" asks first, then resolves it
+            entry = trio.from_thread.run(make_doubt)
+            doubt = f".in-doubt.state-unknown[data-id='{entry}']"
+            page.until("the transfer in doubt", lambda _: page.rows("journal", doubt))
+            page.shot(shots_dir, "dashboard-in-doubt.png")
+            page.rows("journal", doubt)[0].find_element(
+                By.CSS_SELECTOR, "button.not-applied"
+            ).click()
+            confirm = page.until("the confirmation", lambda d: d.switch_to.alert)
+            assert entry in confirm.text and "did NOT land" in confirm.text
+            confirm.accept()
+            resolved = f".state-failed[data-id='{entry}']"
+            page.until("the transfer resolved", lambda _: page.rows("journal", resolved))
+            assert not page.rows("journal", f".in-doubt[data-id='{entry}']")
         finally:
             driver.quit()
+
+
+async def journal_a_doubt(runtime: Runtime) -> str:
+    """A transfer desk-a -> desk-c whose outcome is unknown (as after a timeout): the id."""
+    journal, accounts = runtime.journal, runtime.app.venues["demo"].accounts
+    assert journal is not None
+    entry = await journal.record_intent(
+        bot="keep-funded",
+        plugin="rebalancer",
+        venue="demo",
+        src=accounts["desk-a"],
+        dst=accounts["desk-c"],
+        amount=Decimal("12.50"),
+        reason="browser test: an outcome in doubt",
+    )
+    await journal.mark_sent(entry.id)
+    await journal.mark_unknown(entry.id, "no answer within the request timeout (browser test)")
+    return entry.id
 
 
 async def test_dashboard_in_headless_chromium(tmp_path, nursery):
@@ -168,13 +224,19 @@ async def test_dashboard_in_headless_chromium(tmp_path, nursery):
     shots: list[Path] = []
     with trio.fail_after(60):
         await trio.to_thread.run_sync(
-            walk, runtime.dashboard_url, shots_dir, shots, app.runtime.kill_switch_file
+            walk,
+            runtime.dashboard_url,
+            shots_dir,
+            shots,
+            app.runtime.kill_switch_file,
+            functools.partial(journal_a_doubt, runtime),
         )
     runtime.stop()
     assert [p.name for p in shots] == [
         "dashboard.png",
         "dashboard-paused.png",
         "dashboard-resumed.png",
+        "dashboard-in-doubt.png",
     ]
     for path in shots:
         assert path.read_bytes().startswith(b"\x89PNG"), path

@@ -23,8 +23,9 @@ function fill(id, rows, build) {
   body.replaceChildren(...rows.map(build));
 }
 
-function row(cells, cls) {
+function row(cells, cls, id) {
   const tr = el("tr", null, cls);
+  if (id) tr.dataset.id = id;
   for (const cell of cells) tr.append(cell instanceof Node ? cell : el("td", cell));
   return tr;
 }
@@ -134,8 +135,8 @@ function renderStatus(doc) {
 function resolveButton(entry) {
   const cell = el("td");
   if (!entry.in_doubt || entry.state !== "unknown") return cell;
-  for (const [label, applied] of [["landed", true], ["did not land", false]]) {
-    const button = el("button", label);
+  for (const [label, applied, cls] of [["landed", true, "applied"], ["did not land", false, "not-applied"]]) {
+    const button = el("button", label, cls);
     button.type = "button";
     button.addEventListener("click", async () => {
       const verdict = applied ? "LANDED (mark done)" : "did NOT land (mark failed, allow a new transfer)";
@@ -160,8 +161,8 @@ async function refreshTables() {
   const journal = await (await fetch(`/api/journal?${query}`)).json();
   fill("journal", journal.entries.filter((e) => e.kind !== "order"), (e) => row([
     when(e.created_at), e.id, e.kind, e.state, `${e.bot}/${e.plugin}`,
-    `${named(e.src)} → ${named(e.dst)}`, e.amount ?? "", el("td", e.detail, "detail"), resolveButton(e),
-  ], `${e.in_doubt ? "in-doubt " : ""}kind-${e.kind} state-${e.state}`));
+    `${named(e.src)} → ${named(e.dst)}`, e.amount ?? "", resolveButton(e), el("td", e.detail, "detail"),
+  ], `${e.in_doubt ? "in-doubt " : ""}kind-${e.kind} state-${e.state}`, e.id));
   const orders = await (await fetch("/api/orders")).json();
   fill("orders", orders.entries, (o) => row([
     when(o.created_at), named(o.src), `${o.side || ""} ${o.quantity || ""} ${o.symbol || ""} @ ${o.price || "market"}`,
