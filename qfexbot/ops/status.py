@@ -163,8 +163,10 @@ def health(view: RuntimeView) -> tuple[bool, list[str]]:
     return not problems, problems
 
 
-async def status_snapshot(view: RuntimeView) -> dict[str, Any]:
-    """The ``/status`` document: process, sessions, bots and plugins, balances, transfers."""
+async def status_snapshot(view: RuntimeView, *, history: bool = False) -> dict[str, Any]:
+    """The ``/status`` document: process, sessions, bots and plugins, balances, transfers;
+    with ``history``, each balance's kept equity/available points too (the dashboard reads
+    them once at load, then adds the live values itself: not sent every second)."""
     now = time.time()
     books = account_books(view)
     sessions = []
@@ -212,10 +214,13 @@ async def status_snapshot(view: RuntimeView) -> dict[str, Any]:
             "unrealised_pnl": str(event.unrealised_pnl),
             "currency": event.currency,
             "age": now - event.received_at,
-            "history": [list(p) for p in view.accounts_view.history.get((venue, account), ())],
         }
         for (venue, account), event in sorted(view.accounts_view.balances.items())
     ]
+    if history:
+        for balance in balances:
+            points = view.accounts_view.history.get((balance["venue"], balance["account"]), ())
+            balance["history"] = [list(p) for p in points]
     positions = [
         {
             "venue": venue,

@@ -90,9 +90,15 @@ async def check_refusals(client: httpx.AsyncClient, base: str, auth: dict[str, s
         assert (await client.put(base + "/api/pause", headers=auth)).status_code == 405
 
 
-async def check_equity(client: httpx.AsyncClient, base: str) -> None:
-    """The venue's equity history of an account, by alias or id; the venue's refusal of a
-    duration it does not know comes back as a 502 naming the venue."""
+async def check_equity(client: httpx.AsyncClient, base: str, runtime: Runtime) -> None:
+    """The run's kept equity/available points (on request only); the venue's equity history
+    of an account, by alias or id; the venue's refusal of a duration it does not know comes
+    back as a 502 naming the venue."""
+    await wait_until(lambda: runtime.accounts_view.history, what="a balance", within=15)
+    kept = (await get(client, base + "/api/status?history=1")).json()["balances"]
+    assert kept and all(b["history"] for b in kept)
+    for point_at, equity, available in kept[0]["history"]:
+        assert point_at <= time.time() and Decimal(equity) > 0 and Decimal(available) >= 0
     equity = (await get(client, base + "/api/equity?venue=demo&account=desk-a")).json()
     assert equity["account"] == DESK_A and equity["points"]
     assert all(Decimal(value) >= 0 for _, value in equity["points"])
@@ -131,6 +137,7 @@ async def test_control_api_over_loopback(tmp_path, nursery, monkeypatch):
         assert reason is not None and reason.startswith("checking desk-a (from the dashboard)")
         status = (await get(client, base + "/api/status")).json()
         assert status["kill_switch"] is True and status["kill_switch_reason"] == reason
+        assert all("history" not in b for b in status["balances"])  # not in every event
         assert (await post(client, base + "/api/pause", {"reason": " "}, **auth)).status_code == 400
         resumed = await post(client, base + "/api/resume", {}, **auth)
         assert resumed.json() == {"paused": False, "was_paused": True}
@@ -176,7 +183,7 @@ async def test_control_api_over_loopback(tmp_path, nursery, monkeypatch):
         stored = await journal.get(entry.id)
         assert stored is not None and stored.state == "done"
 
-        await check_equity(client, base)
+        await check_equity(client, base, runtime)
 
         # no secret in any page, read view or event stream
         seen = b""

@@ -98,7 +98,7 @@ class Console:
     async def _read(self, path: str, scope: dict[str, Any]) -> Any:
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
         if path == "/api/status":
-            return await status_snapshot(self.runtime)
+            return await status_snapshot(self.runtime, history=query.get("history") == "1")
         if path == "/api/journal":
             return await self._journal(query)
         if path == "/api/orders":

@@ -58,6 +58,7 @@ async function control(path, body) {
   return answer;
 }
 
+const runHistory = {};  // "venue/account id" -> [[seconds, equity, available]] of this run
 const venueEquity = {};  // "venue/account id" -> [[seconds, equity]] from the venue's history
 const venueAsked = {};
 
@@ -118,8 +119,13 @@ function renderStatus(doc) {
   ], `state-${s.state}`));
   fill("accounts", doc.balances, (b) => {
     loadVenueEquity(b.venue, b.account).catch(() => {});
+    const key = `${b.venue}/${b.account}`;
+    const points = runHistory[key] || (runHistory[key] = []);
+    const last = points[points.length - 1];
+    if (!last || doc.now - last[0] >= 1) points.push([doc.now, b.equity, b.available]);
+    if (points.length > 3600) points.splice(0, points.length - 3600);
     const cell = el("td");
-    cell.append(chart(b.history, venueEquity[`${b.venue}/${b.account}`] || []));
+    cell.append(chart(points, venueEquity[key] || []));
     return row([b.venue, b.alias, b.equity, b.available, b.deposit, b.unrealised_pnl, cell]);
   });
   fill("positions", doc.positions, (p) => row([p.alias, p.symbol, p.size, p.average_price, p.unrealised_pnl]));
@@ -180,6 +186,16 @@ document.getElementById("resume-btn").addEventListener("click", async () => {
 document.getElementById("journal-filter").addEventListener("input", refreshTables);
 document.getElementById("journal-filter").addEventListener("submit", (event) => event.preventDefault());
 
+async function loadRunHistory() {
+  // The points the process kept before this page opened; live ones are added from the events.
+  const doc = await (await fetch("/api/status?history=1")).json();
+  for (const b of doc.balances) {
+    const key = `${b.venue}/${b.account}`;
+    runHistory[key] = b.history.concat(runHistory[key] || []);
+  }
+}
+
+loadRunHistory().catch((error) => say(`history: ${error.message}`, true));
 const events = new EventSource("/api/events");
 events.onmessage = (message) => {
   renderStatus(JSON.parse(message.data));
