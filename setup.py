@@ -7,5 +7,8 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["qfexbot", "qfexbot.*"]), "qfexbot_plugins"],
     package_dir={"qfexbot_plugins": "plugins"},
-    package_data={"qfexbot.cli": ["starter/*"]},
+    package_data={
+        "qfexbot.cli": ["starter/*"],
+        "qfexbot.ops.console": ["*.html", "*.js", "*.css"],  # the dashboard page
+    },
 )

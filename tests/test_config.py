@@ -102,7 +102,8 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
             (
                 "runtime.colour: unknown key (allowed: dry_run, journal, journal_password, "
                 "kill_switch_cancels_orders, kill_switch_file, log_format, log_level, "
-                "ops_listen, plugin_dirs, record, state_dir)"
+                "ops_listen, ops_remote_without_tls, ops_tls_cert, ops_tls_key, ops_token, "
+                "plugin_dirs, record, state_dir)"
             )
         ],
     ),

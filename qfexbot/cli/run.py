@@ -87,6 +87,7 @@ def run_command(
         app = dataclasses.replace(app, runtime=dataclasses.replace(app.runtime, dry_run=True))
     configure_logging(log_level or app.runtime.log_level, log_format or app.runtime.log_format)
     runtime = Runtime(app)
+    runtime.announce = lambda line: print(line, flush=True)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

@@ -82,6 +82,13 @@ class RuntimeConfig:
     kill_switch_cancels_orders: bool = False
     """Whether engaging the kill switch also cancels every account's open orders (it always
     refuses money movement and new orders)."""
+    ops_token: SecretRef | None = None
+    """The bearer token of the ops endpoint's control API (``[runtime] ops_token``); None: a
+    token is made for each run and printed once, in the dashboard URL."""
+    ops_tls: tuple[Path, Path] | None = None
+    """(certificate, private key) files when the ops endpoint serves HTTPS."""
+    ops_remote_without_tls: bool = False
+    """The operator's explicit override to listen beyond loopback without token and TLS."""
 
 
 DEFAULT_TRANSFER_SETTLE = 600.0

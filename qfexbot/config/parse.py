@@ -85,6 +85,10 @@ _RUNTIME_KEYS = (
     "ops_listen",
     "state_dir",
     "journal_password",
+    "ops_token",
+    "ops_tls_cert",
+    "ops_tls_key",
+    "ops_remote_without_tls",
 )
 _PG_SCHEMES = ("postgresql", "postgres")
 _RECORD_KEYS = ("dir", "max_bytes")
@@ -232,7 +236,7 @@ def _parse_runtime(err: _Errors, data: Any, base: Path) -> RuntimeConfig:
     else:
         postgres = None
         journal = table.get("journal", as_path, base / "var" / "journal.sqlite")
-    return RuntimeConfig(
+    config = RuntimeConfig(
         journal=journal,
         postgres=postgres,
         log_level=table.get("log_level", _choice(LOG_LEVELS), "info"),
@@ -241,10 +245,47 @@ def _parse_runtime(err: _Errors, data: Any, base: Path) -> RuntimeConfig:
         kill_switch_file=table.get("kill_switch_file", as_path, base / "var" / "PAUSED"),
         dry_run=table.get("dry_run", _bool, False),
         record=table.get("record", _record(base), None),
-        ops_listen=table.get("ops_listen", _loopback_address, DEFAULT_OPS_LISTEN),
+        ops_listen=table.get("ops_listen", _ops_address, DEFAULT_OPS_LISTEN),
         state_dir=table.get("state_dir", as_path, None),
         kill_switch_cancels_orders=table.get("kill_switch_cancels_orders", _bool, False),
+        ops_token=table.get("ops_token", secret_ref(base, allow_inline=False), None),
+        ops_tls=_ops_tls(err, table, as_path),
+        ops_remote_without_tls=table.get("ops_remote_without_tls", _bool, False),
     )
+    _check_ops_exposure(err, config)
+    return config
+
+
+def _ops_tls(err: _Errors, table: _Table, as_path: Any) -> tuple[Path, Path] | None:
+    """``ops_tls_cert`` and ``ops_tls_key``: both or neither."""
+    cert = table.get("ops_tls_cert", as_path, None)
+    key = table.get("ops_tls_key", as_path, None)
+    if (cert is None) != (key is None):
+        err.add("runtime.ops_tls_cert", "ops_tls_cert and ops_tls_key go together: set both")
+        return None
+    return None if cert is None or key is None else (cert, key)
+
+
+def _check_ops_exposure(err: _Errors, config: RuntimeConfig) -> None:
+    """Beyond loopback the control API needs ``ops_token`` and TLS, or the explicit override."""
+    listen = config.ops_listen
+    if not isinstance(listen, tuple) or _is_loopback(listen[0]) or config.ops_remote_without_tls:
+        return
+    missing = [
+        key
+        for key, absent in (
+            ("ops_token", config.ops_token is None),
+            ("ops_tls_cert/ops_tls_key", config.ops_tls is None),
+        )
+        if absent
+    ]
+    if missing:
+        err.add(
+            "runtime.ops_listen",
+            f"listening on {_show(listen[0])} (not loopback) exposes the dashboard "
+            f"and control API: set {' and '.join(missing)} in [runtime], or set "
+            "ops_remote_without_tls = true if a proxy in front authenticates and encrypts",
+        )
 
 
 def _postgres_dsn(err: _Errors, value: Any, path: str) -> Any:
@@ -283,22 +324,19 @@ def _record(base: Path) -> Callable[[_Errors, Any, str], Any]:
     return check
 
 
-def _loopback_address(err: _Errors, value: Any, path: str) -> Any:
-    """``"127.0.0.1:9187"`` (or ``"[::1]:9187"``, ``"localhost:9187"``) as ``(host, port)``;
-    ``false``: no ops endpoint."""
+def _is_loopback(host: str) -> bool:
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def _ops_address(err: _Errors, value: Any, path: str) -> Any:
+    """``"127.0.0.1:9187"`` (or ``"[::1]:9187"``, ``"0.0.0.0:9187"``) as ``(host, port)``;
+    ``false``: no ops endpoint. Beyond loopback see ``_check_ops_exposure``."""
     if value is False:
         return None
     match = re.fullmatch(r"\[?([^\[\]]+?)\]?:(\d{1,5})", value) if isinstance(value, str) else None
     if match is None or int(match.group(2)) > 65535:
         return err.expected(path, 'a "host:port" address such as "127.0.0.1:9187", or false', value)
-    host = match.group(1)
-    if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
-        return err.add(
-            path,
-            f"the ops endpoint is unauthenticated and must listen on a loopback "
-            f"address (127.0.0.1, ::1 or localhost), got {_show(host)}",
-        )
-    return host, int(match.group(2))
+    return match.group(1), int(match.group(2))
 
 
 def _named_tables(err: _Errors, top: _Table, key: str, what: str) -> dict[str, Any]:

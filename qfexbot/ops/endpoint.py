@@ -1,26 +1,31 @@
-"""The ops HTTP endpoint of a running process: ``/healthz``, ``/status`` and ``/metrics``.
+"""The ops HTTP endpoint of a running process: ``/healthz``, ``/status``, ``/metrics``, and the
+operator console (the dashboard at ``/`` and the control API under ``/api/``).
 
 A plain ASGI app (no web framework) served by hypercorn's trio worker inside the runtime's
-nursery, like the simulator's REST API. It is unauthenticated and read-only, so the config only
-lets it listen on a loopback address (``[runtime] ops_listen``); expose it further with a
-reverse proxy that authenticates, if ever.
+nursery, like the simulator's REST API. The read routes are unauthenticated; the console's
+control calls need the ops token (``qfexbot.ops.console``). The config lets it listen beyond
+loopback only with a token and TLS (``[runtime] ops_token``, ``ops_tls_cert``/``ops_tls_key``)
+or the explicit ``ops_remote_without_tls`` override.
 
 - ``GET /healthz``: 200 ``{"status": "ok"}`` when every session is LIVE, no plugin is
   disabled and the kill switch is off, else 503 ``{"status": "degraded", "problems": [...]}``
   (the kill switch's reason among them);
 - ``GET /status``: the JSON document ``qfexbot status`` renders (``qfexbot.ops.status``);
-- ``GET /metrics``: Prometheus text exposition of the runtime's own registry.
+- ``GET /metrics``: Prometheus text exposition of the runtime's own registry;
+- ``GET /``: the dashboard; ``/api/...``: its JSON API (docs/operations.md "Control API").
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import trio
 from hypercorn.trio import serve as hypercorn_serve
 
 from qfexbot.core.asgi import answer_lifespan, hypercorn_config
+from qfexbot.ops.console import Console
 from qfexbot.ops.metrics import CONTENT_TYPE_LATEST
 from qfexbot.ops.status import health, status_snapshot
 from qfexbot.ops.view import RuntimeView
@@ -31,16 +36,24 @@ _JSON = b"application/json"
 
 
 class OpsApp:
-    """ASGI app answering the three read-only routes from a running process."""
+    """ASGI app answering the read-only routes and the console's from a running process
+    (``token``: the control API's bearer token, None to refuse every control call)."""
 
-    def __init__(self, runtime: RuntimeView) -> None:
+    def __init__(self, runtime: RuntimeView, token: str | None = None) -> None:
         self.runtime = runtime
+        self.console = Console(runtime, token)
+
+    def __repr__(self) -> str:
+        return f"OpsApp({self.console!r})"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await answer_lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if self.console.handles(scope["path"]):
+            await self.console(scope, receive, send)
             return
         if scope["method"] not in ("GET", "HEAD"):
             await _respond(send, 405, _JSON, b'{"error": "method not allowed"}')
@@ -63,7 +76,8 @@ class OpsApp:
                 send,
                 404,
                 _JSON,
-                b'{"error": "not found", "routes": ["/healthz", "/status", "/metrics"]}',
+                b'{"error": "not found", "routes": ["/", "/api/status", "/healthz", "/status", '
+                b'"/metrics"]}',
             )
 
 
@@ -82,11 +96,20 @@ async def _respond(send: Any, status: int, content_type: bytes, body: bytes) -> 
 
 
 async def serve_ops(
-    runtime: RuntimeView, host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    runtime: RuntimeView,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    tls: tuple[Path, Path] | None = None,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve :class:`OpsApp` on ``host:port`` until cancelled; ``task_status.started(url)``
-    gives the base URL actually bound (``port`` 0 picks a free one)."""
+    gives the base URL actually bound (``port`` 0 picks a free one). ``tls``: (certificate,
+    key) files to serve HTTPS."""
     config = hypercorn_config(host, port, logger="qfexbot.ops.endpoint.hypercorn")
+    if tls is not None:
+        config.certfile, config.keyfile = str(tls[0]), str(tls[1])
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(hypercorn_serve, OpsApp(runtime), config)
+        binds = await nursery.start(hypercorn_serve, OpsApp(runtime, token), config)
         task_status.started(binds[0])

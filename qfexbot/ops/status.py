@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -18,7 +19,13 @@ import trio
 
 from qfexbot.core.accounts import AccountBook
 from qfexbot.core.logs import get_logger, log_event
-from qfexbot.events import BalanceEvent, ConnectionState, ConnectionStateEvent, Event
+from qfexbot.events import (
+    BalanceEvent,
+    ConnectionState,
+    ConnectionStateEvent,
+    Event,
+    PositionEvent,
+)
 from qfexbot.money.killswitch import kill_switch_reason
 from qfexbot.ops.view import RuntimeView, SessionView
 
@@ -43,6 +50,10 @@ PROGRESS_MAX_EVERY = 300.0
 """Seconds between "N/M sessions live" lines while sessions connect."""
 MARKET_DATA = "market-data"
 """The alias shown for a venue's market-data connection (it has no account)."""
+HISTORY_EVERY = 1.0
+"""Seconds between two kept points of an account's equity/available history."""
+HISTORY_POINTS = 3600
+"""Points kept per account (an hour at one a second; older ones drop off)."""
 
 
 class AccountsView:
@@ -52,7 +63,20 @@ class AccountsView:
     def __init__(self) -> None:
         self.balances: dict[tuple[str, str], BalanceEvent] = {}
         self.last_event_at: dict[tuple[str, str], float] = {}
+        self.positions: dict[tuple[str, str, str], PositionEvent] = {}
+        self.state_since: dict[tuple[str, str], float] = {}
+        self.history: dict[tuple[str, str], deque[tuple[float, str, str]]] = {}
         self._failed = trio.Event()
+
+    def _remember(self, key: tuple[str, str], event: BalanceEvent) -> None:
+        """Keep (time, equity, available) for the dashboard's chart, one point a second."""
+        points = self.history.get(key)
+        if points is None:
+            points = self.history[key] = deque(maxlen=HISTORY_POINTS)
+        if points and event.received_at - points[-1][0] < HISTORY_EVERY:
+            points[-1] = (points[-1][0], str(event.equity), str(event.available))
+        else:
+            points.append((event.received_at, str(event.equity), str(event.available)))
 
     async def next_failure(self) -> None:
         """Wait until the next session reaches FAILED."""
@@ -68,9 +92,14 @@ class AccountsView:
                 last[key] = event.received_at
                 if type(event) is BalanceEvent:
                     balances[key] = event
-            elif event.state is ConnectionState.FAILED:
-                self._failed.set()
-                self._failed = trio.Event()
+                    self._remember(key, event)
+                elif type(event) is PositionEvent:
+                    self.positions[(*key, event.symbol)] = event
+            else:
+                self.state_since[(event.venue, event.account_id)] = event.received_at
+                if event.state is ConnectionState.FAILED:
+                    self._failed.set()
+                    self._failed = trio.Event()
             await publish(event)
 
         return observed
@@ -134,8 +163,10 @@ def health(view: RuntimeView) -> tuple[bool, list[str]]:
     return not problems, problems
 
 
-async def status_snapshot(view: RuntimeView) -> dict[str, Any]:
-    """The ``/status`` document: process, sessions, bots and plugins, balances, transfers."""
+async def status_snapshot(view: RuntimeView, *, history: bool = False) -> dict[str, Any]:
+    """The ``/status`` document: process, sessions, bots and plugins, balances, transfers;
+    with ``history``, each balance's kept equity/available points too (the dashboard reads
+    them once at load, then adds the live values itself: not sent every second)."""
     now = time.time()
     books = account_books(view)
     sessions = []
@@ -148,6 +179,7 @@ async def status_snapshot(view: RuntimeView) -> dict[str, Any]:
                 "account": account,
                 "alias": alias,
                 "state": stats.state.value,
+                "state_since": view.accounts_view.state_since.get((venue, account)),
                 "reconnects": stats.reconnects,
                 "frames": stats.frames,
                 "parse_errors": stats.parse_errors,
@@ -178,10 +210,29 @@ async def status_snapshot(view: RuntimeView) -> dict[str, Any]:
             "alias": alias_of(books, venue, account),
             "available": str(event.available),
             "deposit": str(event.deposit),
+            "equity": str(event.equity),
+            "unrealised_pnl": str(event.unrealised_pnl),
             "currency": event.currency,
             "age": now - event.received_at,
         }
         for (venue, account), event in sorted(view.accounts_view.balances.items())
+    ]
+    if history:
+        for balance in balances:
+            points = view.accounts_view.history.get((balance["venue"], balance["account"]), ())
+            balance["history"] = [list(p) for p in points]
+    positions = [
+        {
+            "venue": venue,
+            "account": account,
+            "alias": alias_of(books, venue, account),
+            "symbol": symbol,
+            "size": str(event.size),
+            "average_price": str(event.average_price),
+            "unrealised_pnl": str(event.unrealised_pnl),
+        }
+        for (venue, account, symbol), event in sorted(view.accounts_view.positions.items())
+        if event.size
     ]
     transfers: list[dict[str, Any]] = []
     if view.journal is not None:
@@ -202,6 +253,7 @@ async def status_snapshot(view: RuntimeView) -> dict[str, Any]:
         "sessions": sessions,
         "bots": bots,
         "balances": balances,
+        "positions": positions,
         "transfers": transfers,
     }
 

@@ -2,8 +2,9 @@
 
 Status, metrics and the ops endpoint take a :class:`RuntimeView`, never the concrete
 ``qfexbot.runtime.Runtime``: the runtime builds the ops observers, so ops importing it back
-would be a cycle, and a test can report on a stand-in. Every member is read-only here (ops only
-reports); the runtime satisfies the protocol structurally, by having these attributes.
+would be a cycle, and a test can report on a stand-in. Every member is read-only here except
+``JournalView.resolve`` (the dashboard's operator verdict); the runtime satisfies the protocol
+structurally, by having these attributes.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from collections import deque
+
     from qfexbot.config import AppConfig
     from qfexbot.core.session import SessionStats
-    from qfexbot.events import BalanceEvent, ConnectionState
+    from qfexbot.events import BalanceEvent, ConnectionState, PositionEvent
     from qfexbot.money.journal import Entry, Hold
 
 __all__ = [
     "AccountsSeen",
+    "EquityHistoryView",
     "JournalView",
     "MarketDataView",
     "MetricsView",
@@ -56,15 +60,24 @@ class TransfersView(Protocol):
     def late_landings(self) -> int: ...
 
 
+class EquityHistoryView(Protocol):
+    """A venue's REST reads, as far as the dashboard's equity chart uses them."""
+
+    async def account_equity(self, account_id: str, duration: str) -> Sequence[tuple[Any, Any]]: ...
+
+
 class VenueRunView(Protocol):
-    """One venue while it runs: a private session per account id, and its transfers (None on
-    a venue without transfers)."""
+    """One venue while it runs: a private session per account id, its transfers (None on a
+    venue without transfers) and its REST reads (``venue``)."""
 
     @property
     def sessions(self) -> Mapping[str, SessionView]: ...
 
     @property
     def transfers(self) -> TransfersView | None: ...
+
+    @property
+    def venue(self) -> EquityHistoryView: ...
 
 
 class PluginHostView(Protocol):
@@ -74,7 +87,8 @@ class PluginHostView(Protocol):
 
 
 class AccountsSeen(Protocol):
-    """The latest balance event and last event time per (venue, account id)."""
+    """The latest balance event, last event time, time of the last connection state change,
+    equity history and positions per (venue, account id)."""
 
     @property
     def balances(self) -> Mapping[tuple[str, str], BalanceEvent]: ...
@@ -82,13 +96,31 @@ class AccountsSeen(Protocol):
     @property
     def last_event_at(self) -> Mapping[tuple[str, str], float]: ...
 
+    @property
+    def positions(self) -> Mapping[tuple[str, str, str], PositionEvent]: ...
+
+    @property
+    def state_since(self) -> Mapping[tuple[str, str], float]: ...
+
+    @property
+    def history(self) -> Mapping[tuple[str, str], deque[tuple[float, str, str]]]: ...
+
 
 class JournalView(Protocol):
-    """The journal's summary ops reports: transfers in doubt and account holds."""
+    """The journal as ops reads it (transfers in doubt, holds, the newest entries) and the
+    one write the dashboard makes: an operator's verdict on a transfer in doubt."""
 
     async def unresolved(self) -> Sequence[Entry]: ...
 
     async def active_holds(self) -> Sequence[Hold]: ...
+
+    async def get(self, entry_id: str) -> Entry | None: ...
+
+    async def resolve(self, entry_id: str, applied: bool, by: str, detail: str = "") -> Entry: ...
+
+    async def list(
+        self, state: str | None = None, limit: int = 100, kind: str | None = None
+    ) -> Sequence[Entry]: ...
 
 
 class RecorderView(Protocol):

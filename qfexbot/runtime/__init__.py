@@ -17,9 +17,10 @@ import dataclasses
 import errno
 import functools
 import logging
+import secrets
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from qfexbot.core.accounts import AccountBook
 from qfexbot.core.alerts import AlertHub, make_alert
 from qfexbot.core.bus import Bus
 from qfexbot.core.dispatch import Dispatcher
-from qfexbot.core.logs import get_logger, log_context, log_event
+from qfexbot.core.logs import get_logger, log_context, log_event, register_secret
 from qfexbot.core.plugins import PluginHost, PluginLoadError
 from qfexbot.core.venue import MarketDataFeed
 from qfexbot.events import AlertKind, AlertSeverity, ConnectionState, Event, TransferOutcomeEvent
@@ -102,6 +103,11 @@ class Runtime:
         self.accounts_view = AccountsView()
         self.recorder: Recorder | None = None
         self.ops_url: str | None = None
+        self.dashboard_url: str | None = None
+        """The dashboard's URL; it carries a per-run token in its ``#token=`` fragment when
+        ``[runtime] ops_token`` is not set (the fragment never reaches a server or its logs)."""
+        self.announce: Callable[[str], None] | None = None
+        """Called once with the dashboard line (``qfexbot run`` prints it on stdout)."""
         self.failure: str | None = None
         """Why the runtime stopped itself (every account session FAILED), or None."""
         self.alerts = AlertHub()
@@ -220,8 +226,15 @@ class Runtime:
             return None
         from qfexbot.ops.endpoint import serve_ops  # noqa: PLC0415 - only when serving
 
+        ref = self.app.runtime.ops_token
+        token = secrets.token_urlsafe(24) if ref is None else ref.resolve().reveal()
+        register_secret(token)  # never in a log line, whoever logs it
         try:
-            self.ops_url = await root.start(serve_ops, self, *listen)
+            self.ops_url = await root.start(
+                functools.partial(serve_ops, token=token, tls=self.app.runtime.ops_tls),
+                self,
+                *listen,
+            )
         except (OSError, ExceptionGroup) as exc:
             in_use = _address_in_use(exc)
             if in_use is None:
@@ -235,6 +248,15 @@ class Runtime:
                 ]
             ) from None
         log_event(log, logging.INFO, "ops endpoint listening", url=self.ops_url)
+        fragment = f"#token={token}" if ref is None else ""
+        self.dashboard_url = f"{self.ops_url}/{fragment}"
+        if self.announce is not None:
+            how = (
+                "this run's token is in the link: keep it private"
+                if ref is None
+                else ("control calls take the token of [runtime] ops_token")
+            )
+            self.announce(f"dashboard: {self.dashboard_url}  ({how})")
         return write_state(self.app.runtime.journal, self.ops_url)
 
     async def _start_simulators(self, root: trio.Nursery, creds: Mapping[str, Credentials]) -> None:

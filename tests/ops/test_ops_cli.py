@@ -128,8 +128,10 @@ def test_record_and_ops_listen_defaults_and_values(tmp_path):
         (
             {"ops_listen": "0.0.0.0:9187"},
             (
-                "runtime.ops_listen: the ops endpoint is unauthenticated and must listen on a "
-                'loopback address (127.0.0.1, ::1 or localhost), got "0.0.0.0"'
+                'runtime.ops_listen: listening on "0.0.0.0" (not loopback) exposes the '
+                "dashboard and control API: set ops_token and ops_tls_cert/ops_tls_key in "
+                "[runtime], or set ops_remote_without_tls = true if a proxy in front "
+                "authenticates and encrypts"
             ),
         ),
     ],
