@@ -1,9 +1,10 @@
 """The Finery venue as the runtime sees it: :data:`ADAPTER` opens a :class:`FineryVenue` per table.
 
 :class:`FineryVenue` is a ``qfexbot.core.venue.Venue``: per-account sessions, a shared book feed,
-REST snapshots, orders as ``add``/``del`` requests (``qfexbot.venues.finery.orders``) whose
-refusals reach plugins as ``ActionRejected``. Finery has no transfers (value moves by bilateral
-settlement): the adapter says so (:data:`TRANSFER_REFUSAL`) and the runtime journals the refusal.
+REST snapshots, orders as ``add``/``del``/``mod``/``delAll`` requests
+(``qfexbot.venues.finery.orders``) whose refusals reach plugins as ``ActionRejected``. Finery
+has no transfers (value moves by bilateral settlement): the adapter says so
+(:data:`TRANSFER_REFUSAL`) and the runtime journals the refusal.
 One API key serves every connection of the venue (one shared nonce source). Account ids are
 Finery client ids as text; the key's own client (``user_id``) gets the account feeds, and a
 master's sub-accounts get sessions that act for them with ``clientId`` (see docs/venues/finery.md).
@@ -58,7 +59,12 @@ from qfexbot.events import (
 )
 from qfexbot.venues.finery.auth import NonceSource
 from qfexbot.venues.finery.driver import FineryDriver, FineryWsClient
-from qfexbot.venues.finery.orders import finery_cancel, finery_order
+from qfexbot.venues.finery.orders import (
+    finery_cancel,
+    finery_cancel_all,
+    finery_modify,
+    finery_order,
+)
 from qfexbot.venues.finery.parse import FineryError
 from qfexbot.venues.finery.rest import FineryHttpError, FineryRest
 
@@ -164,6 +170,14 @@ class FinerySession:
     async def cancel_order(self, *, order_id: int) -> Any:
         """``del`` by venue order id over the socket."""
         return await self.client.cancel_order(order_id=order_id)
+
+    async def modify_order(self, *, order_id: int, price: Decimal, size: Decimal) -> Any:
+        """``mod`` of a resting order over the socket; the reply names the new order id."""
+        return await self.client.modify_order(order_id=order_id, price=price, size=size)
+
+    async def cancel_all(self) -> Any:
+        """``delAll`` over the socket: every resting order of the key's client."""
+        return await self.client.cancel_all()
 
 
 class FineryMarketData:
@@ -353,7 +367,7 @@ class FineryVenue:
         return finery_cancel(symbol=symbol, order_id=order_id)
 
     async def send(self, session: FinerySession, request: OrderRequest) -> None:
-        """Send an ``add``/``del`` on the account's session and wait for the venue's reply.
+        """Send an ``add``/``del``/``mod``/``delAll`` on the account's session; wait for the reply.
 
         Finery emits no feed message for a rejected order, so its refusal (e.g. error 76, no
         liquidity for an IOC) is the reply.
@@ -363,9 +377,20 @@ class FineryVenue:
           ActionUnavailable: the session is not live, or no reply came in time (the request
             may have been applied: ``maybe_sent``).
         """
+        if request.command == "delAll" and session.acting_for is not None:
+            # delAll has no clientId: on a master's key it would cancel the master's own orders.
+            raise ActionRejected(
+                f"finery delAll cannot act for sub-account {session.acting_for}; cancel its "
+                "orders one by one",
+                code="not_supported",
+            )
         try:
             if request.command == "add":
                 await session.add_order(**request.params)
+            elif request.command == "mod":
+                await session.modify_order(**request.params)
+            elif request.command == "delAll":
+                await session.cancel_all()
             else:
                 await session.cancel_order(**request.params)
         except FineryError as exc:
@@ -376,9 +401,15 @@ class FineryVenue:
                 maybe_sent=True,
             ) from None
 
-    # Finery has none of the actions and reads below: each refuses with ActionError.
     def modify(self, change: OrderChange) -> OrderRequest:
-        raise ActionError("finery has no order modification (cancel and place again)")
+        """A ``mod`` request (see :func:`qfexbot.venues.finery.orders.finery_modify`)."""
+        return finery_modify(change)
+
+    def cancel_all(self, cancel: CancelAll) -> OrderRequest:
+        """A ``delAll`` request (every resting order of the account's client)."""
+        return finery_cancel_all(cancel)
+
+    # Finery has none of the actions and reads below: each refuses with ActionError.
 
     def stop_order(self, stop: StopOrder) -> OrderRequest:
         raise ActionError("finery has no stop orders")
@@ -397,9 +428,6 @@ class FineryVenue:
 
     def close_position(self, close: ClosePosition) -> OrderRequest:
         raise ActionError("finery has no close-position order (it is a spot venue)")
-
-    def cancel_all(self, cancel: CancelAll) -> OrderRequest:
-        raise ActionError("finery has no cancel-all through qfexbot")
 
     async def open_orders(self, session: Any, symbol: str | None = None) -> OpenOrders:
         raise ActionError("finery has no open-orders query through qfexbot")
