@@ -42,6 +42,7 @@ PUBLIC_API = [
     "PriceBandEvent",
     "QfexbotError",
     "ResyncEvent",
+    "SettlementEvent",
     "StopOrderEvent",
     "TimerEvent",
     "TradeEvent",

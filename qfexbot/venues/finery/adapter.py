@@ -84,13 +84,15 @@ TRANSFER_REFUSAL = (
 )
 """The refusal reason journaled for ``ctx.transfer`` on a Finery venue."""
 
-CHANNEL_FEEDS: Mapping[str, tuple[str, Any]] = {
-    "order_responses": ("O", None),
-    "fills": ("O", None),
-    "positions": ("K", None),
-    "balances": ("L", None),
+CHANNEL_FEEDS: Mapping[str, tuple[tuple[str, Any], ...]] = {
+    "order_responses": (("O", None),),
+    "fills": (("O", None),),
+    "positions": (("K", None),),
+    "balances": (("L", None), ("S", None), ("R", None), ("N", None)),
 }
-"""bots.toml private channels -> the Finery feed (and feedId) that carries them."""
+"""bots.toml private channels -> the Finery feeds (and feedIds) that carry them. Balances on
+Finery are counterparty limits (``L``) and move only by settlement: ``S`` settlement orders,
+``R`` requests and ``N`` transactions come with them as ``SettlementEvent`` s."""
 
 BOOK_CHANNEL = "level2"
 """The bots.toml market-data channel served by the ``F`` (tradable book) feed."""
@@ -318,7 +320,7 @@ class FineryVenue:
                 f"Finery has no private channels {unknown}; known: {sorted(CHANNEL_FEEDS)}"
             )
         if account_id == self.user_id:
-            feeds = list(dict.fromkeys(CHANNEL_FEEDS[c] for c in channels))
+            feeds = list(dict.fromkeys(f for c in channels for f in CHANNEL_FEEDS[c]))
             return FinerySession(self._client(account_id, publish, feeds), account_id=account_id)
         client = self._client(account_id, publish, ())
         client.driver.resyncs = False  # `positions` would be the master's, not this account's

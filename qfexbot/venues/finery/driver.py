@@ -45,8 +45,9 @@ log = get_logger(__name__)
 DEFAULT_FEEDS: tuple[tuple[str, Any], ...] = (("O", None), ("K", None), ("L", None))
 """Account feeds bound by default: own orders and deals, positions, counterparty limits."""
 
-# Bind failures that reconnecting cannot fix: the binding is dropped and logged as an error.
-_PERMANENT_BIND_ERRORS = frozenset({3, 102, 103})
+_PERMANENT_BIND_ERRORS = frozenset({1, 3, 102, 103})
+"""Bind errors a reconnect cannot fix: not implemented (a venue without that feed), not
+authorised, invalid feed name or id. The feed is dropped with an error log."""
 
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
