@@ -66,6 +66,7 @@ from qfexbot.venues.finery.orders import (
     finery_order,
 )
 from qfexbot.venues.finery.parse import FineryError
+from qfexbot.venues.finery.replay import FineryReplayDriver
 from qfexbot.venues.finery.rest import FineryHttpError, FineryRest
 
 __all__ = [
@@ -483,7 +484,8 @@ class FineryVenue:
 
 
 class FineryAdapter:
-    """The Finery kind: opens :class:`FineryVenue` s; has no transfers and no replay."""
+    """The Finery kind: opens :class:`FineryVenue` s and replays their recordings; has no
+    transfers."""
 
     kind = "finery"
     transfer_refusal = TRANSFER_REFUSAL
@@ -509,9 +511,12 @@ class FineryAdapter:
             secret=credentials.secret,
         )
 
-    def replay_driver(self, config: VenueSettings, account_id: str, channel: str) -> None:
-        """Finery recordings are not replayed (their frames are skipped)."""
-        return None
+    def replay_driver(
+        self, config: VenueSettings, account_id: str, channel: str
+    ) -> FineryReplayDriver:
+        """The driver that parses a recorded connection again (an account's socket, or the
+        shared book feed: ``channel`` ``"mds"``, ``account_id`` "")."""
+        return FineryReplayDriver(config.name, "" if channel == "mds" else account_id)
 
 
 ADAPTER = FineryAdapter()

@@ -191,18 +191,23 @@ class FineryDriver:
                         raise FineryError(item.error, method="positions", param=item.param)
                     return [self.resync_event(item.reply)]
 
-    def resync_event(self, reply: Any) -> ResyncEvent:
-        """A ``positions`` reply as the venue-neutral :class:`ResyncEvent`."""
+    def resync_event(self, reply: Any, now: float | None = None) -> ResyncEvent:
+        """A ``positions`` reply as the venue-neutral :class:`ResyncEvent` (received ``now``,
+        default the clock; a replay passes the recorded time)."""
         if not isinstance(reply, list) or len(reply) < 3:
             raise FineryError(10, method="positions", detail=reply)
         parser = self.parser
         positions = [
-            e for e in parser.interpret(["K", 0, "S", reply[1]]) if isinstance(e, PositionEvent)
+            e
+            for e in parser.interpret(["K", 0, "S", reply[1]], now)
+            if isinstance(e, PositionEvent)
         ]
         orders = [
-            e for e in parser.interpret(["O", 0, "S", reply[2]]) if isinstance(e, OrderUpdateEvent)
+            e
+            for e in parser.interpret(["O", 0, "S", reply[2]], now)
+            if isinstance(e, OrderUpdateEvent)
         ]
-        now = positions[0].received_at if positions else parser._clock_now()
+        now = parser._clock_now()
         return ResyncEvent(
             venue=parser.venue,
             account_id=parser.account_id,
