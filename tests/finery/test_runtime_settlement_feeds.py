@@ -10,6 +10,7 @@ import pytest
 
 from qfexbot.core.venue import ParseError
 from qfexbot.events import SettlementEvent
+from qfexbot.venues.finery.methods import FineryMethods
 from qfexbot.venues.finery.parse import Bound, FineryParser
 
 
@@ -85,3 +86,43 @@ def test_settlement_transactions_snapshot_and_commit() -> None:
 def test_malformed_settlement_frames_are_parse_errors(frame: list) -> None:
     with pytest.raises(ParseError):
         parse(frame)
+
+
+def test_settlement_transactions_reply_finds_a_transaction_by_its_comment() -> None:
+    # settlementTransactions -> [[incoming...], [outgoing...]] in the N row layout (§4.6, §3.10)
+    mine = [2, "USD", 12345000000, 0, "qfexbot:e-17", 1, "", 0, 0, 0, 901, 0, ""]
+    other = [3, "USD", 100000000, 0, "manual", 1, "", 0, 0, 0, 902, 0, ""]
+    parser = FineryParser("fm", "1", clock=lambda: 42.0)
+    events = parser.settlement_reply("settlementTransactions", [[other], [mine]])
+    found = [e for e in events if e.comment == "qfexbot:e-17"]
+    assert [(e.settlement_id, e.direction, e.amount, e.counterparty) for e in found] == [
+        ("901", "outgoing", Decimal("123.45"), "2")
+    ]
+    with pytest.raises(ValueError):
+        parser.settlement_reply("settlementRequests", [[[4, "USD"]]])
+
+
+class _Calls(FineryMethods):
+    """The methods' transport seam (``call``), answering what the reference documents."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict | None]] = []
+
+    async def call(self, method: str, content: dict | None = None) -> object:
+        self.sent.append((method, content))
+        return {"settlementTransactionId": 901}
+
+
+async def test_settlement_methods_send_the_documented_parameters() -> None:
+    calls = _Calls()
+    reply = await calls.add_outgoing_settlement_transaction(
+        counterparty_id=2, currency="USD", amount=Decimal("123.45"), comment="qfexbot:e-17"
+    )
+    await calls.settlement_transactions()
+    assert reply == {"settlementTransactionId": 901}
+    assert calls.sent == [
+        ("addOutgoingSettlementTransaction",
+         {"counterpartyId": 2, "currency": "USD", "amount": 12345000000,
+          "comment": "qfexbot:e-17"}),
+        ("settlementTransactions", None),
+    ]  # fmt: skip

@@ -749,6 +749,17 @@ class FineryParser:
                 )
         return events
 
+    def settlement_reply(self, method: str, reply: Any) -> list[SettlementEvent]:
+        """A ``settlementTransactions`` / ``settlementRequests`` reply as ``SettlementEvent`` s
+        (``action="snapshot"``), e.g. to find a transaction by the comment it was sent with.
+
+        Raises:
+          ValueError: the reply is not ``[[incoming...], [outgoing...]]`` of valid rows.
+        """
+        feed = {"settlementTransactions": "N", "settlementRequests": "R"}[method]
+        items = self._settlement_lists(feed, 0, "S", reply, reply)
+        return [e for e in items if isinstance(e, SettlementEvent)]
+
     # -- limits
 
     def _limits(
