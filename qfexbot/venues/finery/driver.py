@@ -172,7 +172,12 @@ class FineryDriver:
                 entry = waiting.pop((item.feed, feed_key(item.feed_id)), None)
                 if entry is None or isinstance(item, Bound) or item.code == 100:
                     continue
-                if item.code in _PERMANENT_BIND_ERRORS:
+                if item.code == 1:
+                    # The venue (e.g. a simulator) has no such feed: its events never come.
+                    log_event(log, logging.WARNING, "finery feed not available; not bound",
+                              feed=item.feed, detail=item.message)  # fmt: skip
+                    self.remove_binding(*entry)
+                elif item.code in _PERMANENT_BIND_ERRORS:
                     log_event(
                         log, logging.ERROR, "finery bind refused; feed dropped", detail=item.message
                     )
