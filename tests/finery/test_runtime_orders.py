@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,10 +12,13 @@ import trio
 from wait_helpers import wait_until
 
 from qfexbot.config import load_config
+from qfexbot.core.venue import CancelAll, OrderChange, OrderRequest
+from qfexbot.errors import ActionError
 from qfexbot.events import OrderUpdateEvent
 from qfexbot.runtime import Runtime
 from qfexbot.sim.finery import FinerySimulator
 from qfexbot.sim.finery.config import demo_finery_config
+from qfexbot.venues.finery.orders import finery_cancel_all, finery_modify
 
 MAKER = '''
 """Test plugin: once LIVE rests a bid, moves it with mod, then cancels everything."""
@@ -133,3 +137,18 @@ async def test_mod_and_del_all_through_the_runtime(
     mod = next(e for e in entries if e.data["type"] == "mod")
     assert mod.data["params"] == {"order_id": int(placed.order_id), "price": "58500",
                                   "size": "0.03"}  # fmt: skip
+
+
+def test_mod_and_del_all_mapping_refuses_what_finery_lacks() -> None:
+    change = OrderChange("BTC-USD", "12", "BUY", "LIMIT", price=Decimal(1), quantity=Decimal(2))
+    assert finery_modify(change) == OrderRequest(
+        "mod", {"order_id": 12, "price": Decimal(1), "size": Decimal(2)}
+    )
+    for bad, reason in (
+        (replace(change, order_id="o-12"), "order id is an integer"),
+        (replace(change, quantity=None), "both the new price and the new quantity"),
+        (replace(change, take_profit=Decimal(3)), "no attached take-profit"),
+    ):
+        with pytest.raises(ActionError, match=reason):
+            finery_modify(bad)
+    assert finery_cancel_all(CancelAll()) == OrderRequest("delAll", {})
