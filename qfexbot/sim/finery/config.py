@@ -7,6 +7,13 @@ timestamp_tolerance = 120.0       # |server - timestamp| above this -> error 7
 strict_nonce = false              # true: every nonce must exceed the key's previous one
 idle_timeout = 80.0               # WS closed after this long without a client message
 
+[finery.house]                    # the house maker: quotes every instrument (on by default)
+enabled = true                    # false: books hold only what configured makers rest
+interval = 1.0                    # seconds between quote replacements
+seed = 1                          # random seed of sizes and of the quote replaced
+levels = 5                        # quotes per side
+spread = 0.0005                   # level spacing, a fraction of the mid (the USD prices)
+
 [[finery.clients]]
 key = "fm_maker_key"
 secret = "fm_maker_secret"
@@ -31,6 +38,7 @@ from qfexbot.sim.common.config import ConfigProblems, read_toml, unknown_key, un
 
 __all__ = [
     "FineryCurrency",
+    "FineryHouse",
     "FineryInstrument",
     "FinerySimClient",
     "FinerySimConfig",
@@ -86,6 +94,16 @@ class FinerySimClient:
     positions: tuple[tuple[str, int, Decimal], ...] = ()
 
 
+@dataclass(frozen=True)
+class FineryHouse:
+    """House quotes: ``levels`` per side ``spread`` apart; one replaced every ``interval`` s."""
+
+    interval: float = 1.0
+    seed: int = 1
+    levels: int = 5
+    spread: Decimal = Decimal("0.0005")
+
+
 def default_currencies() -> tuple[FineryCurrency, ...]:
     """USD (step 0.01), USDT (step 0.000001), BTC and ETH (step 1e-8)."""
     return (
@@ -118,6 +136,8 @@ class FinerySimConfig:
     idle_timeout: float = 80.0
     max_orders_per_side: int = 30
     book_depth: int = 25
+    house: FineryHouse | None = None
+    """The house maker the simulator runs (None: no house liquidity)."""
 
     def replace(self, **changes: Any) -> FinerySimConfig:
         """A copy with some fields changed (tests shorten timeouts this way)."""
@@ -135,7 +155,8 @@ def demo_finery_config() -> FinerySimConfig:
             ),
             FinerySimClient("fm_sub11_demo", "fm_sub11_secret_demo", 11, "taker"),
             FinerySimClient("fm_sub12_demo", "fm_sub12_secret_demo", 12, "taker"),
-        )
+        ),
+        house=FineryHouse(),
     )
 
 
@@ -176,12 +197,46 @@ def parse_finery_sim_config(table: Mapping[str, Any]) -> FinerySimConfig:
                 errors.append(f"{path}: expected true or false, got {value!r}")
             else:
                 kwargs[key] = value
-        elif key != "clients":
-            errors.append(unknown_key(path, str(key), (*_FLOATS, "strict_nonce", "clients")))
+        elif key not in ("clients", "house"):
+            errors.append(
+                unknown_key(path, str(key), (*_FLOATS, "strict_nonce", "clients", "house"))
+            )
     clients = _clients(table.get("clients"), errors)
+    house = _house(table.get("house", {}), errors)
     if errors:
         raise FinerySimConfigError(errors)
-    return FinerySimConfig(clients=clients, **kwargs)
+    return FinerySimConfig(clients=clients, house=house, **kwargs)
+
+
+_HOUSE_KEYS = ("enabled", "interval", "seed", "levels", "spread")
+
+
+def _house(table: Any, errors: list[str]) -> FineryHouse | None:
+    """The ``[finery.house]`` table: a :class:`FineryHouse` unless ``enabled = false``."""
+    path = "finery.house"
+    if not isinstance(table, Mapping):
+        errors.append(f"{path}: expected a table, got {table!r}")
+        return None
+    unknown_keys(table, _HOUSE_KEYS, path, errors)
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        errors.append(f"{path}.enabled: expected true or false, got {enabled!r}")
+    interval = table.get("interval", 1.0)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+        errors.append(f"{path}.interval: expected a positive number, got {interval!r}")
+    seed = table.get("seed", 1)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        errors.append(f"{path}.seed: expected an integer, got {seed!r}")
+    levels = table.get("levels", 5)
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 25:
+        errors.append(f"{path}.levels: expected an integer from 1 to 25, got {levels!r}")
+    spread = _decimal(table.get("spread", "0.0005"), f"{path}.spread", errors)
+    if spread is not None and not 0 < spread < 1:
+        errors.append(f"{path}.spread: expected a fraction between 0 and 1, got {spread}")
+    if enabled is not True or any(e.startswith(path) for e in errors):
+        return None
+    assert spread is not None
+    return FineryHouse(float(interval), seed, levels, spread)
 
 
 _CLIENT_KEYS = ("key", "secret", "client_id", "role", "subaccounts", "gross_limit", "positions")

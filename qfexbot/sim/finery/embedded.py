@@ -15,12 +15,9 @@ import trio
 from qfexbot.sim.common.embedded import EmbeddedTable
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.sim.finery.house import HouseMaker
-from qfexbot.sim.finery.server import FinerySimulator, FineryUrls
+from qfexbot.sim.finery.server import HOUSE_KEY, FinerySimulator, FineryUrls
 
 __all__ = ["HOUSE_KEY", "embedded_config", "start_embedded"]
-
-HOUSE_KEY = "house-maker"
-"""API key of the simulator's house maker client."""
 
 
 def embedded_config(

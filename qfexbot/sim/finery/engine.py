@@ -142,22 +142,38 @@ class FineryEngine:
                     return cur.name
         raise EngineError(26, "currency")
 
-    def resting(self, instrument: str, side: int, *, exclude: int | None = None) -> list[SimOrder]:
-        """Resting orders of one side, best price first, then time."""
+    def resting(
+        self,
+        instrument: str,
+        side: int,
+        *,
+        exclude: int | None = None,
+        makers: frozenset[int] | None = None,
+    ) -> list[SimOrder]:
+        """Resting orders of one side (of ``makers`` only), best price first, then time."""
         orders = [
             o
             for o in self.orders.values()
-            if o.instrument == instrument and o.side == side and o.owner != exclude
+            if o.instrument == instrument
+            and o.side == side
+            and o.owner != exclude
+            and (makers is None or o.owner in makers)
         ]
         sign = -1 if side == 0 else 1
         return sorted(orders, key=lambda o: (sign * o.price, o.id))
 
-    def levels(self, instrument: str, *, exclude: int | None = None) -> list[list[list[int]]]:
+    def levels(
+        self,
+        instrument: str,
+        *,
+        exclude: int | None = None,
+        makers: frozenset[int] | None = None,
+    ) -> list[list[list[int]]]:
         """``[[bids], [asks]]`` aggregated by price, top ``book_depth`` levels per side."""
         result = []
         for side in (0, 1):
             agg: dict[int, int] = {}
-            for order in self.resting(instrument, side, exclude=exclude):
+            for order in self.resting(instrument, side, exclude=exclude, makers=makers):
                 agg[order.price] = agg.get(order.price, 0) + order.left
             result.append([[p, s] for p, s in agg.items()][: self.config.book_depth])
         return result

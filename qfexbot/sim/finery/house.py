@@ -12,22 +12,30 @@ from __future__ import annotations
 import logging
 import random
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from qfexbot.core.logs import get_logger, log_event
-from qfexbot.sim.finery.config import FinerySimClient
+from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.sim.finery.engine import EngineError
-from qfexbot.sim.finery.server import FinerySimulator
 from qfexbot.sim.finery.units import to_units
 
-__all__ = ["HouseMaker"]
+__all__ = ["HouseMaker", "QuotedVenue"]
 
 log = get_logger(__name__)
 
 ALREADY_FILLED = 80
 """Error code of a ``del`` whose order a taker has filled meanwhile."""
+
+
+class QuotedVenue(Protocol):
+    """What the house maker needs of the simulator (which starts it: no import of the server)."""
+
+    config: FinerySimConfig
+
+    def act(self, client: FinerySimClient, method: str, content: dict[str, Any]) -> Any:
+        """Run one API method for an in-process client."""
 
 
 class HouseMaker:
@@ -43,7 +51,7 @@ class HouseMaker:
 
     def __init__(
         self,
-        sim: FinerySimulator,
+        sim: QuotedVenue,
         client: FinerySimClient,
         *,
         interval: float = 1.0,

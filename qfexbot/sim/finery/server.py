@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,14 +26,18 @@ from qfexbot.core.asgi import Receive, Send, answer_lifespan, hypercorn_config, 
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice
+from qfexbot.sim.finery.house import HouseMaker
 from qfexbot.sim.finery.signature import signature_matches
 
-__all__ = ["FineryFaults", "FinerySimulator", "FineryUrls"]
+__all__ = ["HOUSE_KEY", "FineryFaults", "FinerySimulator", "FineryUrls"]
+
+HOUSE_KEY = "house-maker"
+"""API key of the house maker client a simulator with ``config.house`` adds (random secret)."""
 
 log = get_logger(__name__)
 
-SUPPORTED_FEEDS = {"I", "B", "F", "O", "K", "L"}
-KNOWN_FEEDS = SUPPORTED_FEEDS | {"MD", "S", "P", "G", "M", "R", "N"}
+SUPPORTED_FEEDS = {"I", "B", "F", "MD", "O", "K", "L"}
+KNOWN_FEEDS = SUPPORTED_FEEDS | {"S", "P", "G", "M", "R", "N"}
 _OUTBOX = 10_000
 
 
@@ -53,8 +58,9 @@ class _Binding:
     feed: str
     feed_id: Any  # exactly as the client sent it (echoed back), 0 when absent
     target: str | None  # resolved instrument / currency name, None = all
-    acting: int  # the client whose view this is (a master's sub-account for F with clientId)
+    acting: int  # the client whose view this is (a master's sub-account with clientId)
     last_levels: list[dict[int, int]] | None = None
+    makers: frozenset[int] | None = None  # MD: only these makers' orders
 
 
 @dataclass
@@ -128,7 +134,9 @@ class FinerySimulator:
     """A local Finery Markets venue.
 
     ``await nursery.start(sim.serve, "127.0.0.1")`` returns :class:`FineryUrls`; cancelling the
-    nursery stops it. ``sim.faults`` injects failures; ``sim.engine`` exposes the state.
+    nursery stops it. ``sim.faults`` injects failures; ``sim.engine`` exposes the state. With
+    ``config.house`` the simulator adds a maker client (``sim.house``, the next free client id)
+    and ``serve`` quotes every book with it before reporting started.
 
     Args:
         config: clients and tunables.
@@ -136,6 +144,11 @@ class FinerySimulator:
     """
 
     def __init__(self, config: FinerySimConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.house: FinerySimClient | None = None
+        if config.house is not None:
+            free = max(c.client_id for c in config.clients) + 1
+            self.house = FinerySimClient(HOUSE_KEY, secrets.token_hex(16), free, "maker")
+            config = config.replace(clients=(*config.clients, self.house))
         self.config = config
         self.clock = clock
         self.engine = FineryEngine(config, clock_ms=lambda: int(self.clock() * 1000))
@@ -173,6 +186,18 @@ class FinerySimulator:
             binds = await nursery.start(partial(hypercorn_serve, self._asgi, cfg, mode="asgi"))
             ws_port_bound = ws_server.port
             urls = FineryUrls(ws_url=f"ws://{host}:{ws_port_bound}/ws", rest_url=binds[0])
+            if self.house is not None:
+                assert self.config.house is not None
+                quoting = self.config.house
+                maker = HouseMaker(
+                    self,
+                    self.house,
+                    interval=quoting.interval,
+                    seed=quoting.seed,
+                    levels=quoting.levels,
+                    spread=quoting.spread,
+                )
+                await nursery.start(maker.run)
             log_event(
                 log,
                 logging.INFO,
@@ -360,33 +385,52 @@ class FinerySimulator:
         self.push(conn, [feed, echo, "S", self._snapshot(conn, binding)])
 
     def _resolve_binding(self, client: FinerySimClient, feed: str, feed_id: Any) -> _Binding:
+        """What a bind means: the instrument/currency filtered on and whose view it is.
+
+        ``F``/``MD`` take ``{"instrument", "clientId"?}`` objects (§3.1); ``MD`` also
+        ``"makers"``. A master's ``O``/``K`` bind may be ``{"clientId", "instrument"?}`` /
+        ``{"clientId", "currency"?}`` for a sub-account's orders/positions (by analogy, [I]).
+        """
         target: str | None = None
         acting = client.client_id
+        makers: frozenset[int] | None = None
         try:
-            if feed in ("B", "F"):
-                ident = feed_id
-                if isinstance(feed_id, dict) and feed == "F":
-                    acting = self.engine.acting_client(client, feed_id).client_id
-                    ident = feed_id.get("instrument")
+            ident = feed_id
+            if isinstance(feed_id, dict):
+                if feed not in ("F", "MD", "O", "K"):
+                    raise EngineError(103)
+                acting = self.engine.acting_client(client, feed_id).client_id
+                ident = feed_id.get("currency" if feed == "K" else "instrument", 0)
+            elif feed == "MD":
+                raise EngineError(103)
+            if feed == "MD" and "makers" in feed_id:
+                listed = feed_id["makers"]
+                if not isinstance(listed, list) or not all(_is_int(m) for m in listed):
+                    raise EngineError(103)
+                makers = frozenset(listed)
+            if feed in ("B", "F", "MD") or (feed == "O" and ident != 0):
                 target = self.engine.instrument(ident)
-            elif feed == "O" and feed_id != 0:
-                target = self.engine.instrument(feed_id)
-            elif feed == "K" and feed_id != 0:
-                target = self.engine.currency(feed_id)
+            elif feed == "K" and ident != 0:
+                target = self.engine.currency(ident)
         except EngineError as exc:
             raise EngineError(3 if exc.code == 3 else 103) from None
-        return _Binding(feed, feed_id, target, acting)
+        return _Binding(feed, feed_id, target, acting, makers=makers)
+
+    def _book(self, binding: _Binding) -> list[list[list[int]]]:
+        """The levels a ``B``/``F``/``MD`` binding shows (F and MD: what its client can hit)."""
+        assert binding.target is not None
+        if binding.feed == "B":
+            return self.engine.levels(binding.target)
+        return self.engine.levels(binding.target, exclude=binding.acting, makers=binding.makers)
 
     def _snapshot(self, conn: _Conn, binding: _Binding) -> Any:
-        engine, me = self.engine, conn.client.client_id
+        engine, me = self.engine, binding.acting
         if binding.feed == "I":
             return [engine.currency_arrays(), engine.instrument_arrays()]
-        if binding.feed == "B":
-            assert binding.target is not None
-            return engine.levels(binding.target)
+        if binding.feed in ("B", "MD"):
+            return self._book(binding)
         if binding.feed == "F":
-            assert binding.target is not None
-            levels = engine.levels(binding.target, exclude=binding.acting)
+            levels = self._book(binding)
             binding.last_levels = [dict(map(tuple, side)) for side in levels]  # type: ignore[misc]
             return levels
         if binding.feed == "O":
@@ -402,9 +446,13 @@ class FinerySimulator:
     def _publish(self, notices: list[Notice]) -> None:
         """Deliver engine notices and book changes to the bound connections."""
         for notice in notices:
-            for conn in self.connections(notice.client_id):
+            for conn in self.connections():
                 for binding in conn.bindings.values():
-                    if binding.feed == notice.feed and binding.target in (None, notice.key):
+                    if (
+                        binding.acting == notice.client_id
+                        and binding.feed == notice.feed
+                        and binding.target in (None, notice.key)
+                    ):
                         self.push(conn, [notice.feed, binding.feed_id, notice.action, notice.data])
         changed, self.engine.books_changed = self.engine.books_changed, set()
         for instrument in sorted(changed):
@@ -412,13 +460,13 @@ class FinerySimulator:
                 for binding in conn.bindings.values():
                     if binding.target != instrument:
                         continue
-                    if binding.feed == "B":  # current doc: global book sends full snapshots
-                        self.push(conn, ["B", binding.feed_id, "S", self.engine.levels(instrument)])
+                    if binding.feed in ("B", "MD"):  # current doc: B (and MD) send snapshots
+                        self.push(conn, [binding.feed, binding.feed_id, "S", self._book(binding)])
                     elif binding.feed == "F":
-                        self._push_book_updates(conn, binding, instrument)
+                        self._push_book_updates(conn, binding)
 
-    def _push_book_updates(self, conn: _Conn, binding: _Binding, instrument: str) -> None:
-        levels = self.engine.levels(instrument, exclude=binding.acting)
+    def _push_book_updates(self, conn: _Conn, binding: _Binding) -> None:
+        levels = self._book(binding)
         new = [{p: s for p, s in side} for side in levels]
         old = binding.last_levels or [{}, {}]
         binding.last_levels = new
