@@ -95,6 +95,9 @@ CHANNEL_FEEDS: Mapping[str, tuple[tuple[str, Any], ...]] = {
 Finery are counterparty limits (``L``) and move only by settlement: ``S`` settlement orders,
 ``R`` requests and ``N`` transactions come with them as ``SettlementEvent`` s."""
 
+SUB_ACCOUNT_FEEDS = frozenset({"O", "K"})
+"""The feeds a master binds for one of its sub-accounts (``{"clientId": sub}`` feed ids)."""
+
 BOOK_CHANNEL = "level2"
 """The bots.toml market-data channel served by the ``F`` (tradable book) feed."""
 
@@ -311,9 +314,11 @@ class FineryVenue:
     ) -> FinerySession:
         """A new supervised session for ``account_id``; run it with ``nursery.start``.
 
-        The key's own client binds the feeds of ``channels``; a master's sub-account binds
-        nothing (the venue gives a master no feeds of its sub-accounts' orders or positions)
-        and sends its orders with ``clientId``.
+        The key's own client binds the feeds of ``channels``. A master's sub-account binds the
+        order and position feeds (``O``, ``K``) with feed id ``{"clientId": sub}``, like the
+        ``F`` feed ids the venue documents for masters (for ``O``/``K`` the form is inferred:
+        a venue that refuses it answers 103 and the feed is dropped with an error log), and
+        sends its orders with ``clientId``. Limits and settlements are the master's own.
         """
         unknown = sorted(set(channels) - set(CHANNEL_FEEDS))
         if unknown:
@@ -323,9 +328,12 @@ class FineryVenue:
         if account_id == self.user_id:
             feeds = list(dict.fromkeys(f for c in channels for f in CHANNEL_FEEDS[c]))
             return FinerySession(self._client(account_id, publish, feeds), account_id=account_id)
-        client = self._client(account_id, publish, ())
+        sub = int(account_id)
+        names = dict.fromkeys(f for c in channels for f, _ in CHANNEL_FEEDS[c])
+        feeds = [(f, {"clientId": sub}) for f in names if f in SUB_ACCOUNT_FEEDS]
+        client = self._client(account_id, publish, feeds)
         client.driver.resyncs = False  # `positions` would be the master's, not this account's
-        return FinerySession(client, account_id=account_id, acting_for=int(account_id))
+        return FinerySession(client, account_id=account_id, acting_for=sub)
 
     def market_data(self) -> FineryMarketData:
         """The venue's one shared book feed (created on first use; run it once)."""
