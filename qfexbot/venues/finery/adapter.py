@@ -106,16 +106,23 @@ class FinerySession:
     """One account's supervised Finery connection, shaped like ``qfexbot.core.session.Supervisor``.
 
     ``acting_for`` is the sub-account client id a master key acts for (``clientId`` on
-    requests), or None for the key's own client.
+    requests), or None for the key's own client. With ``cancel_on_disconnect`` every order is
+    sent with ``cod``: the venue cancels it if this connection drops (cancel reason 4).
     """
 
     def __init__(
-        self, client: FineryWsClient, *, account_id: str, acting_for: int | None = None
+        self,
+        client: FineryWsClient,
+        *,
+        account_id: str,
+        acting_for: int | None = None,
+        cancel_on_disconnect: bool = False,
     ) -> None:
         self.client = client
         self.venue = client.supervisor.venue
         self.account_id = account_id
         self.acting_for = acting_for
+        self.cancel_on_disconnect = cancel_on_disconnect
 
     def __repr__(self) -> str:
         return (
@@ -170,6 +177,7 @@ class FinerySession:
             size=size,
             price=price,
             client_order_id=client_order_id,
+            cod=self.cancel_on_disconnect,
             client_id=self.acting_for,
         )
 
@@ -258,6 +266,8 @@ class FineryVenue:
       settings: session tunables (``VenueConfig.session``).
       key, secret: the EFX API key pair.
       keepalive_interval: seconds between keepalive pings (inside the venue's 80 s idle limit).
+      cancel_on_disconnect: send every account order with ``cod`` (cancelled by the venue when
+        the connection it was placed on drops).
 
     Resource handling: call :meth:`aclose` to close the REST client.
     """
@@ -273,8 +283,10 @@ class FineryVenue:
         key: str,
         secret: Secret,
         keepalive_interval: float = 30.0,
+        cancel_on_disconnect: bool = False,
     ) -> None:
         self.name = name
+        self.cancel_on_disconnect = cancel_on_disconnect
         self.ws_url = ws_url
         self.user_id = user_id
         self.settings = settings
@@ -327,13 +339,22 @@ class FineryVenue:
             )
         if account_id == self.user_id:
             feeds = list(dict.fromkeys(f for c in channels for f in CHANNEL_FEEDS[c]))
-            return FinerySession(self._client(account_id, publish, feeds), account_id=account_id)
+            return FinerySession(
+                self._client(account_id, publish, feeds),
+                account_id=account_id,
+                cancel_on_disconnect=self.cancel_on_disconnect,
+            )
         sub = int(account_id)
         names = dict.fromkeys(f for c in channels for f, _ in CHANNEL_FEEDS[c])
         feeds = [(f, {"clientId": sub}) for f in names if f in SUB_ACCOUNT_FEEDS]
         client = self._client(account_id, publish, feeds)
         client.driver.resyncs = False  # `positions` would be the master's, not this account's
-        return FinerySession(client, account_id=account_id, acting_for=sub)
+        return FinerySession(
+            client,
+            account_id=account_id,
+            acting_for=sub,
+            cancel_on_disconnect=self.cancel_on_disconnect,
+        )
 
     def market_data(self) -> FineryMarketData:
         """The venue's one shared book feed (created on first use; run it once)."""
