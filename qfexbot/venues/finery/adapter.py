@@ -2,9 +2,9 @@
 
 :class:`FineryVenue` is a ``qfexbot.core.venue.Venue``: per-account sessions, a shared book feed,
 REST snapshots, orders as ``add``/``del``/``mod``/``delAll`` requests
-(``qfexbot.venues.finery.orders``) whose refusals reach plugins as ``ActionRejected``. Finery
-has no transfers (value moves by bilateral settlement): the adapter says so
-(:data:`TRANSFER_REFUSAL`) and the runtime journals the refusal.
+(``qfexbot.venues.finery.orders``) whose refusals reach plugins as ``ActionRejected``.
+``ctx.transfer`` is a settlement (Finery's only way value moves): an outgoing settlement
+transaction commented with the journal entry id, reconciled from the venue's settlement state.
 One API key serves every connection of the venue (one shared nonce source). Account ids are
 Finery client ids as text; the key's own client (``user_id``) gets the account feeds, and a
 master's sub-accounts get sessions that act for them with ``clientId`` (see docs/venues/finery.md).
@@ -12,12 +12,14 @@ master's sub-accounts get sessions that act for them with ``clientId`` (see docs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import trio
 
+from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.records import (
     Candle,
     FeeRate,
@@ -44,12 +46,14 @@ from qfexbot.core.venue import (
     StopCancel,
     StopChange,
     StopOrder,
+    TransferOutcome,
     TwapCancel,
     TwapOrder,
     VenueSettings,
 )
-from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable
+from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable, VenueError
 from qfexbot.events import (
+    BalanceEvent,
     BookEvent,
     ConnectionState,
     ConnectionStateEvent,
@@ -72,18 +76,24 @@ from qfexbot.venues.finery.rest import FineryHttpError, FineryRest
 __all__ = [
     "ADAPTER",
     "CHANNEL_FEEDS",
-    "TRANSFER_REFUSAL",
+    "SETTLEMENT_CURRENCY",
+    "SETTLEMENT_MARKER",
     "FineryAdapter",
     "FineryMarketData",
     "FinerySession",
     "FineryVenue",
+    "SettlementRefused",
 ]
 
-TRANSFER_REFUSAL = (
-    "finery has no transfers: value moves between counterparties by bilateral settlement, "
-    "which qfexbot does not drive"
-)
-"""The refusal reason journaled for ``ctx.transfer`` on a Finery venue."""
+log = get_logger(__name__)
+
+SETTLEMENT_CURRENCY = "USD"
+"""The currency ``ctx.transfer`` settles in on Finery (its amounts are USD, as on QFEX)."""
+SETTLEMENT_MARKER = "qfexbot:"
+"""Prefix of the comment a settlement is sent with; the journal entry id follows, so a
+settlement whose answer was lost is found again in the venue's state (``find_sent``)."""
+_HISTORY_PAGES = 20
+"""Pages of ``settlementTransactionHistory`` (250 each) searched before "cannot tell"."""
 
 CHANNEL_FEEDS: Mapping[str, tuple[tuple[str, Any], ...]] = {
     "order_responses": (("O", None),),
@@ -384,6 +394,69 @@ class FineryVenue:
         except FineryHttpError as exc:
             raise ActionUnavailable(str(exc)) from exc
 
+    # -- money: ctx.transfer is a settlement transaction (protocol/finery.md §4.6)
+
+    async def transfer(self, src: str, dst: str, amount: Decimal, entry_id: str) -> None:
+        """Declare an outgoing settlement of ``amount`` USD from the key's client ``src`` to
+        counterparty ``dst`` (``addOutgoingSettlementTransaction``), commented with the journal
+        entry id. Failures are classified by :meth:`transfer_outcome`.
+
+        Raises:
+          SettlementRefused: ``src`` is not the key's own client (nothing sent).
+          FineryError: the venue refused it; FineryHttpError: no clear answer.
+        """
+        if src != self.user_id:
+            raise SettlementRefused(
+                f"finery settles only from the key's own client {self.user_id}, not {src}"
+            )
+        await self.rest.add_outgoing_settlement_transaction(
+            counterparty_id=int(dst),
+            currency=SETTLEMENT_CURRENCY,
+            amount=amount,
+            comment=SETTLEMENT_MARKER + entry_id,
+        )
+
+    def transfer_outcome(self, exc: BaseException) -> TransferOutcome | None:
+        """A venue error code or our own refusal: nothing applied; an HTTP failure (5xx,
+        timeout, reset, not JSON) may have been applied."""
+        if isinstance(exc, (FineryError, SettlementRefused)):
+            return TransferOutcome.REJECTED
+        if isinstance(exc, FineryHttpError):
+            return TransferOutcome.AMBIGUOUS
+        return None
+
+    async def find_sent(self, entry_id: str) -> bool | None:
+        """Whether the venue has the settlement sent for journal entry ``entry_id``: its open
+        transactions, then its finished ones page by page. None if it cannot tell (a read
+        failed, or the history is longer than searched)."""
+        marker = SETTLEMENT_MARKER + entry_id
+        parser = self._snapshots.parser
+        try:
+            open_now = parser.settlement_reply(
+                "settlementTransactions", await self.rest.settlement_transactions()
+            )
+            if any(e.comment == marker for e in open_now):
+                return True
+            till = None
+            for _ in range(_HISTORY_PAGES):
+                rows = await self.rest.settlement_transaction_history(till=till)
+                if not isinstance(rows, list):
+                    raise ValueError(f"settlementTransactionHistory: not an array: {rows!r}")
+                if any(isinstance(r, list) and len(r) > 10 and r[4] == marker for r in rows):
+                    return True
+                if len(rows) < 250:
+                    return False
+                till = min(r[10] for r in rows)
+        except (FineryError, FineryHttpError, ValueError, TypeError) as exc:
+            log_event(log, logging.WARNING, "finery settlement state not readable",
+                      entry=entry_id, error=str(exc))  # fmt: skip
+        return None
+
+    async def balance(self, account_id: str) -> BalanceEvent:
+        """Finery reports no balance of an account (value is held off-venue): ``ActionError``.
+        Its transfers are reconciled from settlement state (:meth:`find_sent`)."""
+        raise ActionError("finery reports no account balances (value moves by settlement)")
+
     async def account_equity(self, account_id: str, duration: str) -> list[tuple[Any, Decimal]]:
         """Finery keeps no equity history: always ``ActionError``."""
         raise ActionError("finery has no account equity history")
@@ -512,12 +585,16 @@ class FineryVenue:
         await self.rest.aclose()
 
 
+class SettlementRefused(VenueError):
+    """A settlement qfexbot does not send (e.g. from a client that is not the key's own)."""
+
+
 class FineryAdapter:
-    """The Finery kind: opens :class:`FineryVenue` s and replays their recordings; has no
-    transfers."""
+    """The Finery kind: opens :class:`FineryVenue` s and replays their recordings; its
+    transfers are settlements (:meth:`FineryVenue.transfer`)."""
 
     kind = "finery"
-    transfer_refusal = TRANSFER_REFUSAL
+    transfer_refusal = None
     simulator = "qfexbot.sim.finery.embedded"
 
     def open(

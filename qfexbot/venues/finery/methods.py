@@ -144,3 +144,15 @@ class FineryMethods:
     async def settlement_transactions(self) -> Any:
         """``settlementTransactions``: ``[[incoming...], [outgoing...]]`` (the ``N`` row layout)."""
         return await self.call("settlementTransactions")
+
+    async def settlement_transaction_history(
+        self, *, till: int | None = None, limit: int | None = None
+    ) -> Any:
+        """``settlementTransactionHistory``: finished transactions (§3.10 arrays), newest first
+        (≤ 250); page back with ``till`` = the oldest transaction id seen (exclusive)."""
+        content: dict[str, Any] = {}
+        if till is not None:
+            content["till"] = till
+        if limit is not None:
+            content["limit"] = limit
+        return await self.call("settlementTransactionHistory", content)
