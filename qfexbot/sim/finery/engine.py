@@ -97,6 +97,8 @@ class FineryEngine:
     positions: dict[int, dict[tuple[str, int], int]] = field(default_factory=dict)
     deals: list[_Deal] = field(default_factory=list)
     books_changed: set[str] = field(default_factory=set)
+    pending: dict[tuple[int, str, int], int] = field(default_factory=dict)
+    """(client, currency, counterparty) -> how far open settlement orders move that position."""
 
     def __post_init__(self) -> None:
         self.clients = {c.client_id: c for c in self.config.clients}
@@ -196,11 +198,19 @@ class FineryEngine:
         unit = step * 10**8
         return (raw + unit // 2) // unit * step  # half-up to the balance step
 
-    def _move(self, client: int, currency: str, cp: int, delta: int, notices: list[Notice]) -> None:
+    def next_deal_id(self) -> int:
+        """A new DealId (deals and settlements share the sequence, §5)."""
+        self.last_deal_id = next(self._deal_ids)
+        return self.last_deal_id
+
+    def shift(self, client: int, currency: str, cp: int, delta: int) -> None:
+        """Move ``client``'s position in ``currency`` against ``cp`` by ``delta``."""
         book = self.positions[client]
-        key = (currency, cp)
-        existed = key in book
-        book[key] = book.get(key, 0) + delta
+        book[(currency, cp)] = book.get((currency, cp), 0) + delta
+
+    def _move(self, client: int, currency: str, cp: int, delta: int, notices: list[Notice]) -> None:
+        existed = (currency, cp) in self.positions[client]
+        self.shift(client, currency, cp, delta)
         notices.append(
             Notice(
                 client,
@@ -213,7 +223,8 @@ class FineryEngine:
 
     def position_array(self, client: int, currency: str, cp: int) -> list[Any]:
         value = self.positions[client].get((currency, cp), 0)
-        return [currency, value, cp, max(value, 0), min(value, 0)]
+        reached = value + self.pending.get((client, currency, cp), 0)
+        return [currency, value, cp, max(value, reached, 0), min(value, reached, 0)]
 
     def position_arrays(self, client: int) -> list[list[Any]]:
         return [
@@ -383,7 +394,7 @@ class FineryEngine:
             volume = self._volume(instrument, maker.price, qty)
             taker.left -= qty
             maker.left -= qty
-            deal_id = self.last_deal_id = next(self._deal_ids)
+            deal_id = self.next_deal_id()
             for order, cp in ((taker, maker.owner), (maker, taker.owner)):
                 array = [
                     *order.array()[:10],

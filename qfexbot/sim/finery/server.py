@@ -27,6 +27,7 @@ from qfexbot.core.logs import get_logger, log_event
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice
 from qfexbot.sim.finery.house import HouseMaker
+from qfexbot.sim.finery.settlement import SETTLEMENT_METHODS, Settlements
 from qfexbot.sim.finery.signature import signature_matches
 
 __all__ = ["HOUSE_KEY", "FineryFaults", "FinerySimulator", "FineryUrls"]
@@ -36,8 +37,8 @@ HOUSE_KEY = "house-maker"
 
 log = get_logger(__name__)
 
-SUPPORTED_FEEDS = {"I", "B", "F", "MD", "O", "K", "L"}
-KNOWN_FEEDS = SUPPORTED_FEEDS | {"S", "P", "G", "M", "R", "N"}
+SUPPORTED_FEEDS = {"I", "B", "F", "MD", "O", "K", "L", "S", "R", "N"}
+KNOWN_FEEDS = SUPPORTED_FEEDS | {"P", "G", "M"}
 _OUTBOX = 10_000
 
 
@@ -73,6 +74,13 @@ class _Conn:
     bindings: dict[tuple[str, str], _Binding] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _LostAnswer:
+    method: str | None
+    hold: float
+    close: bool
+
+
 class FineryFaults:
     """Fault injection (same vocabulary as the QFEX simulator's ``sim.faults``)."""
 
@@ -80,6 +88,7 @@ class FineryFaults:
         self._sim = sim
         self.auth_rejections: list[int] = []
         self.rest_failures: list[tuple[int, str | None]] = []
+        self.lost_answers: list[_LostAnswer] = []
 
     def drop_connections(self, client_id: int | None = None) -> int:
         """Close every WS connection (of one client); cancel-on-disconnect applies.
@@ -99,6 +108,25 @@ class FineryFaults:
     def fail_next_rest(self, n: int = 1, status: int = 500, method: str | None = None) -> None:
         """Fail the next ``n`` REST calls (of ``method``) with HTTP ``status`` before applying."""
         self.rest_failures.extend([(status, method)] * n)
+
+    def lose_next_answers(
+        self, n: int = 1, *, method: str | None = None, hold: float = 30.0, close: bool = False
+    ) -> None:
+        """Apply the next ``n`` requests (of ``method``) but lose their answers.
+
+        Over WS the reply is never sent (``close``: the connection is dropped instead, so
+        cancel-on-disconnect applies); over REST the response is held ``hold`` seconds (the
+        client times out first) and then is HTTP 504 ``{"error": 10}``, saying nothing of the
+        outcome. What the venue did is only learnt from its state (feeds, queries).
+        """
+        self.lost_answers.extend([_LostAnswer(method, hold, close)] * n)
+
+    def take_lost_answer(self, method: str) -> _LostAnswer | None:
+        """The loss planned for this request of ``method``, if any (consumed)."""
+        for index, loss in enumerate(self.lost_answers):
+            if loss.method in (None, method):
+                return self.lost_answers.pop(index)
+        return None
 
     def send_malformed_frame(self, client_id: int | None = None) -> None:
         """Send a frame that is not JSON to every connection (of one client)."""
@@ -152,6 +180,7 @@ class FinerySimulator:
         self.config = config
         self.clock = clock
         self.engine = FineryEngine(config, clock_ms=lambda: int(self.clock() * 1000))
+        self.settlements = Settlements(self.engine)
         self.faults = FineryFaults(self)
         self.backend_code = 0
         self._by_key = {c.key: c for c in config.clients}
@@ -341,13 +370,20 @@ class FinerySimulator:
         if not isinstance(content, dict):
             self.push(conn, {"event": "request", "reqId": req_id, "error": 9, "param": "content"})
             return
+        method = str(message.get("method"))
         try:
-            reply = self._call(conn.client, str(message.get("method")), content, conn.id)
+            reply = self._call(conn.client, method, content, conn.id)
         except EngineError as exc:
             body: dict[str, Any] = {"event": "request", "reqId": req_id, "error": exc.code}
             if exc.param:
                 body["param"] = exc.param
             self.push(conn, body)
+            return
+        loss = self.faults.take_lost_answer(method)
+        if loss is not None:
+            log_event(log, logging.INFO, "finery sim lost an answer", method=method, conn=conn.id)
+            if loss.close:
+                conn.scope.cancel()
             return
         self.push(conn, {"event": "request", "reqId": req_id, "reply": reply})
 
@@ -410,7 +446,7 @@ class FinerySimulator:
                 makers = frozenset(listed)
             if feed in ("B", "F", "MD") or (feed == "O" and ident != 0):
                 target = self.engine.instrument(ident)
-            elif feed == "K" and ident != 0:
+            elif feed in ("K", "S") and ident != 0:
                 target = self.engine.currency(ident)
         except EngineError as exc:
             raise EngineError(3 if exc.code == 3 else 103) from None
@@ -441,6 +477,8 @@ class FinerySimulator:
             ]
         if binding.feed == "K":
             return [p for p in engine.position_arrays(me) if binding.target in (None, p[0])]
+        if binding.feed in ("S", "R", "N"):
+            return self.settlements.snapshot(binding.feed, me, binding.target)
         return engine.limit_objects(me)  # "L"
 
     def _publish(self, notices: list[Notice]) -> None:
@@ -513,13 +551,17 @@ class FinerySimulator:
         elif method == "book":
             return engine.book(client, content)
         elif method == "positions":
-            return engine.positions_reply(client)
+            reply = engine.positions_reply(client)
+            reply[3] = self.settlements.legacy_orders(client.client_id)
+            return reply
         elif method == "instruments":
             return engine.instruments_reply()
         elif method == "dealHistory":
             return engine.deal_history(client, content)
         elif method == "climits":
             return engine.limit_objects(client.client_id)
+        elif method in SETTLEMENT_METHODS:
+            reply, notices = self.settlements.call(client, method, content)
         else:
             raise EngineError(8)
         self._publish(notices)
@@ -534,7 +576,12 @@ class FinerySimulator:
         body = await read_body(receive)
         if body is None:
             return
-        status, reply = self._rest(scope, body)
+        status, reply, method = self._rest(scope, body)
+        loss = self.faults.take_lost_answer(method) if status == 200 else None
+        if loss is not None:
+            log_event(log, logging.INFO, "finery sim lost an answer", method=method)
+            await trio.sleep(loss.hold)
+            status, reply = 504, {"error": 10}
         payload = json.dumps(reply, separators=(",", ":")).encode()
         await send(
             {
@@ -548,15 +595,16 @@ class FinerySimulator:
         )
         await send({"type": "http.response.body", "body": payload})
 
-    def _rest(self, scope: dict[str, Any], body: bytes) -> tuple[int, Any]:
+    def _rest(self, scope: dict[str, Any], body: bytes) -> tuple[int, Any, str]:
+        """``(HTTP status, JSON answer, method)`` of one REST request, applied."""
         path: str = scope["path"]
         if scope["method"] != "POST" or not path.startswith("/api/"):
-            return 404, {"error": 8}
+            return 404, {"error": 8}, ""
         method = path[len("/api/") :]
         for index, (status, only) in enumerate(self.faults.rest_failures):
             if only in (None, method):
                 del self.faults.rest_failures[index]
-                return status, {"error": 10}
+                return status, {"error": 10}, method
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             content = json.loads(body)
@@ -566,16 +614,16 @@ class FinerySimulator:
             headers.get("efx-key"), headers.get("efx-sign"), method.encode() + body, content
         )
         if client is None:
-            return 400, {"error": code}
+            return 400, {"error": code}, method
         assert isinstance(content, dict)
         params = {k: v for k, v in content.items() if k not in ("nonce", "timestamp", "cod")}
         try:
-            return 200, self._call(client, method, params, None)
+            return 200, self._call(client, method, params, None), method
         except EngineError as exc:
             error: dict[str, Any] = {"error": exc.code}
             if exc.param:
                 error["param"] = exc.param
-            return 400, error
+            return 400, error, method
 
 
 def _diff(old: dict[int, int], new: dict[int, int], *, is_bid: bool) -> list[list[Any]]:
