@@ -5,7 +5,9 @@ the settlement feeds deliver it as ``SettlementEvent`` s."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import trio
@@ -13,6 +15,8 @@ from wait_helpers import wait_until
 
 from qfexbot.config import load_config
 from qfexbot.events import SettlementEvent
+from qfexbot.money.journal import SqliteJournal
+from qfexbot.money.transfers import BalanceReading, TransferAmbiguous, TransferService
 from qfexbot.runtime import Runtime
 from qfexbot.sim.finery import FinerySimulator
 from qfexbot.sim.finery.config import demo_finery_config
@@ -125,3 +129,101 @@ async def test_lost_settlement_answer_is_reconciled_from_venue_state_exactly_onc
         ("transaction", "outgoing", "2", "USD")
     }
     assert {e.comment for e in seen} == set(comments)
+
+
+# -- the transfer service with venue-state evidence (find_sent), on a real journal -----------
+
+
+class SettlementBook:
+    """A venue's settlement state as ``find_sent`` reads it: requests tagged with an entry id.
+
+    ``answer`` is what ``send`` does: "ok", or "lost" (the venue applies it and the answer is
+    lost), or "dropped" (the request never reached the venue, and no answer came either).
+    """
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[str, str, Decimal, str]] = []
+        self.answer = "ok"
+        self.readable = True
+
+    async def send(self, src: str, dst: str, amount: Decimal, entry_id: str) -> None:
+        if self.answer != "dropped":
+            self.applied.append((src, dst, amount, entry_id))
+        if self.answer != "ok":
+            raise TransferAmbiguous("no answer in time")
+
+    async def find_sent(self, entry_id: str) -> bool | None:
+        if not self.readable:
+            raise OSError("connection refused")
+        return any(tag == entry_id for *_, tag in self.applied)
+
+    async def no_balances(self, account_id: str) -> BalanceReading:
+        raise AssertionError("a find_sent service reads no balances")
+
+
+def limits(**overrides: object) -> SimpleNamespace:
+    values: dict[str, object] = {
+        "max_transfer": Decimal(100), "max_daily": Decimal(1000),
+        "allowed_pairs": (("desk", "maker"),), "min_interval": 0.0, "min_remaining": None,
+    }  # fmt: skip
+    values.update(overrides)
+    return SimpleNamespace(**values)
+
+
+async def service(tmp_path: Path, book: SettlementBook, settle: float, **limit: object):
+    journal = await SqliteJournal.open(tmp_path / "journal.sqlite")
+    svc = TransferService(
+        journal, book.send, book.no_balances, venue="fm", accounts={"desk": "1", "maker": "2"},
+        limits={"bot": limits(**limit)}, settle_seconds=settle, user_id="1",
+        find_sent=book.find_sent,
+    )  # fmt: skip
+    return journal, svc
+
+
+async def test_absent_is_not_applied_only_after_settle_and_unreadable_stays_unknown(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    book = SettlementBook()
+    journal, svc = await service(tmp_path, book, settle=60.0)
+    try:
+        book.answer = "dropped"
+        lost = await svc.transfer("bot", "p", "1", "2", Decimal(5), "owed")
+        assert lost.state == "unknown" and book.applied == []
+        blocked = await svc.transfer("bot", "p", "1", "2", Decimal(5), "owed")
+        assert (blocked.state, blocked.code) == ("refused", "unresolved")
+        book.readable = False
+        (result,) = await svc.reconcile()
+        assert result.state == "unknown" and "could not be read" in result.detail
+        book.readable = True
+        (result,) = await svc.reconcile()  # absent, but not quiet for 60 s yet
+        assert result.state == "unknown" and "less than 60 s" in result.detail
+        await trio.sleep(61)
+        (result,) = await svc.reconcile()
+        assert result.state == "failed" and "no such request" in result.detail
+        book.answer = "ok"
+        again = await svc.transfer("bot", "p", "1", "2", Decimal(5), "owed")
+        assert again.state == "done" and [a[3] for a in book.applied] == [again.entry_id]
+    finally:
+        await journal.close()
+
+
+async def test_found_is_applied_at_once_and_min_remaining_is_refused(tmp_path: Path) -> None:
+    book = SettlementBook()
+    journal, svc = await service(tmp_path, book, settle=600.0)
+    try:
+        book.answer = "lost"
+        lost = await svc.transfer("bot", "p", "1", "2", Decimal(7), "owed")
+        assert lost.state == "unknown"
+        (result,) = await svc.reconcile(allow_not_applied=False)  # the wake-up pass
+        assert result.state == "done"
+        assert len(book.applied) == 1
+    finally:
+        await journal.close()
+    book = SettlementBook()
+    journal, svc = await service(tmp_path / "x", book, settle=0.0, min_remaining=Decimal(1))
+    try:
+        refused = await svc.transfer("bot", "p", "1", "2", Decimal(7), "owed")
+        assert (refused.state, refused.code) == ("refused", "balance_unknown")
+        assert "reports no balance" in refused.detail and book.applied == []
+    finally:
+        await journal.close()
