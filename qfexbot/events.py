@@ -74,6 +74,9 @@ class BalanceEvent(Event):
     position_margin: Decimal = Decimal(0)
     net_funding: Decimal = Decimal(0)
     currency: str = "USD"
+    counterparty: str = ""
+    """Whose limit this is, on a venue where balances are limits per counterparty (Finery);
+    "" for an account's own balance."""
 
     kind = "balance"
 
@@ -96,6 +99,9 @@ class PositionEvent(Event):
     leverage: Decimal = Decimal(0)
     open_orders: int = 0
     open_quantity: Decimal = Decimal(0)
+    by_counterparty: tuple[tuple[str, Decimal], ...] = ()
+    """On a venue where positions are bilateral (Finery): ``(counterparty id, signed size)``
+    per counterparty, ``size`` being their sum; empty elsewhere."""
 
     kind = "position"
 

@@ -98,5 +98,8 @@ async def test_sub_account_orders_fills_and_positions_reach_its_bus(
     assert any(e.status == "FILLED" for e in sub_events(OrderUpdateEvent))
     btc = [e for e in sub_events(PositionEvent) if e.symbol == "BTC"]
     assert btc[-1].size == Decimal("0.01")
+    # bilateral: the whole position is against one counterparty, the house maker
+    ((counterparty, size),) = btc[-1].by_counterparty
+    assert size == Decimal("0.01") and counterparty not in ("10", "11")
     # The master's own buses saw none of it: the sub-account's events are its own.
     assert not [e for e in plugin.events if isinstance(e, FillEvent) and e.account_id == "10"]

@@ -657,6 +657,11 @@ class FineryParser:
                 raw=raw,
                 symbol=currency,
                 size=self.net_position(currency),
+                by_counterparty=tuple(
+                    (str(cp), from_units(v))
+                    for (c, cp), v in sorted(self.positions.items())
+                    if c == currency
+                ),
             )
             for currency in sorted(touched)
         ]
@@ -777,7 +782,7 @@ class FineryParser:
             headroom = _limit_headroom(row)
             if headroom is None:
                 continue
-            currency, available, equity = headroom
+            currency, available, equity, counterparty = headroom
             if action == "-":
                 available = equity = Decimal(0)
             events.append(
@@ -789,6 +794,7 @@ class FineryParser:
                     available=available,
                     deposit=equity,
                     currency=currency,
+                    counterparty=counterparty,
                 )
             )
         return events
@@ -860,8 +866,9 @@ def _position(row: Any) -> tuple[str, int, int]:
     return str(row[0]), _int(row[1]), _int(row[2])
 
 
-def _limit_headroom(row: Any) -> tuple[str, Decimal, Decimal] | None:
-    """``(currency, grossLimit - utilisation, equity)`` of one limit row in any generation."""
+def _limit_headroom(row: Any) -> tuple[str, Decimal, Decimal, str] | None:
+    """``(currency, grossLimit - utilisation, equity, counterparty id)`` of one limit row in
+    any generation."""
     if isinstance(row, dict):
         own = row.get("ownLimit")
         if not isinstance(own, dict):
@@ -871,11 +878,13 @@ def _limit_headroom(row: Any) -> tuple[str, Decimal, Decimal] | None:
             str(own.get("asset", "")),
             from_units(gross - used),
             from_units(_int(own.get("equity", 0))),
+            str(_int(row.get("counterpartyId", 0))),
         )
     if isinstance(row, list) and len(row) >= 12 and isinstance(row[0], int):
-        return str(row[1]), from_units(_int(row[2]) - _int(row[5])), from_units(_int(row[9]))
+        headroom = from_units(_int(row[2]) - _int(row[5]))
+        return str(row[1]), headroom, from_units(_int(row[9])), str(row[0])
     if isinstance(row, list) and len(row) >= 7 and isinstance(row[0], str):
-        return str(row[0]), from_units(_int(row[2]) - _int(row[4])), Decimal(0)
+        return str(row[0]), from_units(_int(row[2]) - _int(row[4])), Decimal(0), str(_int(row[6]))
     raise ValueError(f"unknown limit shape: {row!r}")
 
 
