@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 import trio
 from wait_helpers import wait_until
 
@@ -61,3 +62,30 @@ async def test_cod_orders_are_cancelled_when_the_connection_drops_others_stay() 
             nursery.cancel_scope.cancel()
     assert "61" not in with_cod
     assert "62" in without
+
+
+async def test_a_feed_the_venue_does_not_have_is_dropped_and_the_session_goes_live(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            sim = FinerySimulator(demo_finery_config())
+            urls = await nursery.start(sim.serve, "127.0.0.1")
+            venue = FineryVenue(
+                "fm", ws_url=urls.ws_url, rest_url=urls.rest_url, user_id="2",
+                settings=SETTINGS, key="fm_maker_demo", secret=Secret("fm_maker_secret_demo"),
+            )  # fmt: skip
+
+            async def publish(event: Event) -> None:
+                pass
+
+            session = venue.private_session("2", channels=["positions"], publish=publish)
+            driver = session.client.driver
+            assert driver.add_binding("P")  # obsolete: the simulator answers 'Z' 1
+            await nursery.start(session.run)
+            await wait_until(lambda: session.state is ConnectionState.LIVE, what="live", within=5)
+            await venue.aclose()
+            nursery.cancel_scope.cancel()
+    assert [feed for feed, _ in driver.bindings] == ["K"]
+    (record,) = [r for r in caplog.records if "feed not available" in r.getMessage()]
+    assert record.levelname == "WARNING"
