@@ -10,9 +10,9 @@ Never twice for one debt. A counterparty is left alone while any outgoing settle
 transaction to it is open (seen on the settlement feed, ``SettlementEvent``, until committed or
 removed) and from the moment a settlement is sent until the feed shows it; a settlement whose
 outcome is unknown keeps it blocked until the journal's reconciliation says it failed. The debt
-is read afresh from the venue (``ctx.positions``) before every settlement, and only once the
-desk's session has resynced (so the feed's snapshot of open transactions has arrived). A
-restart re-learns open transactions from that snapshot.
+is read afresh from the venue (``ctx.positions``) before every settlement, and only while the
+desk's session is LIVE: its resync publishes the open settlement transactions before LIVE, so a
+restart or reconnect re-learns them before the next look.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from qfexbot import (
     ConnectionStateEvent,
     Event,
     Field,
-    ResyncEvent,
     SettlementEvent,
     TimerEvent,
     TransferOutcomeEvent,
@@ -70,7 +69,8 @@ class Settler:
         """counterparty id -> ids of open outgoing settlement transactions to it."""
         self.awaiting: dict[str, str] = {}
         """counterparty id -> journal entry of a settlement sent but not yet seen on the feed."""
-        self.resynced = False
+        self.live = False
+        """The desk's session is LIVE: its resync (open settlements included) is in."""
         self.settled = 0
 
     @hookimpl
@@ -98,11 +98,11 @@ class Settler:
                     if entry == event.entry_id:
                         del self.awaiting[cp]
             case ConnectionStateEvent() if event.account_id == desk:
-                if event.state is not ConnectionState.LIVE:
-                    self.resynced = False  # the feed's snapshot will come again
-            case ResyncEvent() if event.account_id == desk:
-                self.resynced = True
-            case TimerEvent(name="settle") if self.resynced:
+                if event.state is ConnectionState.CONNECTING:
+                    # commits missed while away: the resync publishes what is open now
+                    self.open.clear()
+                self.live = event.state is ConnectionState.LIVE
+            case TimerEvent(name="settle") if self.live:
                 await self._look(ctx, desk)
 
     async def _look(self, ctx: BotContext, desk: str) -> None:

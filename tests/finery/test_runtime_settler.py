@@ -26,7 +26,7 @@ def bots_toml(ws_url: str, rest_url: str) -> str:
     return f"""
 [runtime]
 journal = "var/journal.sqlite"
-plugin_dirs = ["{REPO / "plugins"}"]
+plugin_dirs = ["plugins", "{REPO / "plugins"}"]
 kill_switch_file = "var/PAUSED"
 
 [venues.fm]
@@ -59,7 +59,28 @@ desk = "desk"
 counterparties = ["maker"]
 max_owed = 100
 interval = 0.05
+
+[bots.settle.plugins.seen]
+use = "seen:Seen"
 """
+
+
+SEEN = '''
+"""Test plugin: the order in which the desk's events arrive."""
+from qfexbot import ConnectionStateEvent, SettlementEvent, hookimpl
+
+
+class Seen:
+    def __init__(self, config):
+        self.order = []
+
+    @hookimpl
+    def qfexbot_event(self, ctx, event):
+        if isinstance(event, ConnectionStateEvent):
+            self.order.append(event.state.value)
+        elif isinstance(event, SettlementEvent):
+            self.order.append(f"settlement {event.action}")
+'''
 
 
 def test_debt_to_settle_only_past_the_threshold() -> None:
@@ -75,6 +96,8 @@ async def test_settler_settles_a_debt_once_and_stops_after_the_commit(
 ) -> None:
     monkeypatch.setenv("FM_TEST_TAKER_SECRET", "fm_taker_secret_demo")
     (tmp_path / "var").mkdir()
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "seen.py").write_text(SEEN)
     monkeypatch.chdir(tmp_path)
     config = demo_finery_config()
     clients = tuple(
@@ -88,16 +111,30 @@ async def test_settler_settles_a_debt_once_and_stops_after_the_commit(
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(sim.serve, "127.0.0.1")
             (tmp_path / "bots.toml").write_text(bots_toml(urls.ws_url, urls.rest_url))
+            async with trio.open_nursery() as first_run:
+                runtime = Runtime(load_config(tmp_path / "bots.toml"))
+                await first_run.start(runtime.run)
+                settler = runtime.hosts["settle"].slots[0].plugin
+                await wait_until(lambda: settler.open.get("2"), what="a settlement", within=8)
+                await trio.sleep(0.4)  # eight more looks: none may settle again
+                assert settler.settled == 1
+                runtime.stop()
+            # A restart knows nothing of the open settlement but what the venue says.
             runtime = Runtime(load_config(tmp_path / "bots.toml"))
             await nursery.start(runtime.run)
             settler = runtime.hosts["settle"].slots[0].plugin
+            await wait_until(lambda: settler.live, what="the second run live", within=8)
+            assert settler.open.get("2")
+            # learnt from the resync, before LIVE (the N feed's snapshot only follows LIVE)
+            order = runtime.hosts["settle"].slots[1].plugin.order
+            assert order.index("settlement snapshot") < order.index("live")
+            await trio.sleep(0.4)
+            assert settler.settled == 0
             desk = runtime.venues["fm"].venue.rest
             maker = FineryRest(urls.rest_url, "fm_maker_demo", Secret("fm_maker_secret_demo"))
             try:
-                await wait_until(lambda: settler.open.get("2"), what="an open settlement", within=8)
-                await trio.sleep(0.4)  # eight more looks: none may settle again
                 (txn,) = (await desk.settlement_transactions())[1]
-                assert (txn[0], txn[1], txn[2]) == (2, "USD", 25050000000) and settler.settled == 1
+                assert (txn[0], txn[1], txn[2]) == (2, "USD", 25050000000)
                 # the operator sends the payment, the counterparty confirms it
                 await desk.call("sendOutgoingSettlementTransaction",
                                 {"transactionId": txn[10], "txId": "wire-1"})  # fmt: skip
@@ -105,7 +142,7 @@ async def test_settler_settles_a_debt_once_and_stops_after_the_commit(
                                  {"transactionId": txn[10]})  # fmt: skip
                 await wait_until(lambda: settler.open.get("2") == set(), what="commit", within=5)
                 await trio.sleep(0.4)
-                assert settler.settled == 1  # the debt is gone: nothing more to settle
+                assert settler.settled == 0  # the debt is gone: nothing more to settle
                 assert (await desk.settlement_transactions())[1] == []
                 history = await desk.settlement_transaction_history()
                 assert [row[10] for row in history] == [txn[10]]

@@ -186,15 +186,24 @@ class FineryDriver:
                     raise FineryError(item.code, method=f"bind {item.feed}")
 
     async def resync(self, conn: FrameConnection) -> Sequence[Event]:
-        """Read ``positions`` over the socket: net positions and open orders."""
+        """Read ``positions`` over the socket: net positions and open orders; with the ``N``
+        feed bound also ``settlementTransactions``, so the open settlements are published (as
+        ``SettlementEvent`` snapshots) before LIVE, not only with the feed's snapshot after."""
+        events: list[Event] = [self.resync_event(await self._resync_request(conn, "positions"))]
+        if any(feed == "N" for feed, _ in self.bindings):
+            reply = await self._resync_request(conn, "settlementTransactions")
+            events += self.parser.settlement_reply("settlementTransactions", reply)
+        return events
+
+    async def _resync_request(self, conn: FrameConnection, method: str) -> Any:
         req_id = next(self._req_ids)
-        await conn.send({"event": "request", "reqId": req_id, "method": "positions"})
+        await conn.send({"event": "request", "reqId": req_id, "method": method})
         while True:
             for item in await conn.receive():
                 if isinstance(item, RequestReply) and item.req_id == req_id:
                     if item.error:
-                        raise FineryError(item.error, method="positions", param=item.param)
-                    return [self.resync_event(item.reply)]
+                        raise FineryError(item.error, method=method, param=item.param)
+                    return item.reply
 
     def resync_event(self, reply: Any, now: float | None = None) -> ResyncEvent:
         """A ``positions`` reply as the venue-neutral :class:`ResyncEvent` (received ``now``,
