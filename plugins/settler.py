@@ -21,6 +21,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import ClassVar
 
 from qfexbot import (
+    ActionError,
     BotContext,
     ConnectionState,
     ConnectionStateEvent,
@@ -110,7 +111,11 @@ class Settler:
         idle = [cp for cp in counterparties if not self.open.get(cp) and cp not in self.awaiting]
         if not idle:
             return
-        snapshot = await ctx.positions(self.config["desk"])
+        try:
+            snapshot = await ctx.positions(self.config["desk"])
+        except ActionError as exc:  # not readable now: look again next time
+            ctx.log.warning("settler: positions not readable, no settlement now: %s", exc)
+            return
         usd = next((p for p in snapshot.positions if p.symbol == "USD"), None)
         if usd is None:
             return
