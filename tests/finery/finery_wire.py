@@ -15,7 +15,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from trio_websocket import WebSocketConnection, open_websocket_url
+import trio
+from trio_websocket import WebSocketConnection, wrap_client_stream
 
 from qfexbot.sim.finery.signature import expected_signature
 
@@ -28,10 +29,12 @@ def signed(secret: str, prefix: str, content: dict[str, Any]) -> tuple[str, str]
     return body, expected_signature(secret, (prefix + body).encode())
 
 
-async def rest(url: str, key: str, secret: str, method: str, **content: Any) -> tuple[int, Any]:
+async def rest(
+    url: str, key: str, secret: str, method: str, timeout: float = 5.0, **content: Any
+) -> tuple[int, Any]:
     """One signed REST call: ``(HTTP status, decoded JSON)``."""
     body, sign = signed(secret, method, content)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=timeout) as http:
         answer = await http.post(
             f"{url}/api/{method}",
             content=body,
@@ -87,14 +90,40 @@ class Wire:
 
 @asynccontextmanager
 async def connect(ws_url: str, key: str, secret: str) -> AsyncIterator[Wire]:
-    """Open a header-authenticated connection and wait for ``['X',0,'Z',0]``."""
+    """Open a header-authenticated connection and wait for ``['X',0,'Z',0]``.
+
+    Our own TCP stream, closed on exit: trio-websocket's client leaks it when the server
+    closes first (it waits for a TCP close it never performs itself).
+    """
     content, sign = signed(secret, "", {})
     headers = [("EFX-Key", key), ("EFX-Content", content), ("EFX-Sign", sign)]
-    async with open_websocket_url(ws_url, extra_headers=headers) as ws:
-        wire = Wire(ws)
-        assert await wire.next_frame() == ["X", 0, "Z", 0]
-        wire.frames.clear()
-        yield wire
+    port = int(ws_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await wrap_client_stream(
+                nursery, stream, "127.0.0.1", "/ws", extra_headers=headers
+            )
+            wire = Wire(ws)
+            assert await wire.next_frame() == ["X", 0, "Z", 0]
+            wire.frames.clear()
+            yield wire
+            await ws.aclose()
+    finally:
+        await stream.aclose()
+
+
+async def read_ready(proc: trio.Process) -> dict[str, str]:
+    """The URLs of a ``qfexbot sim`` process's ``READY {...}`` line (bound it with fail_after)."""
+    assert proc.stdout is not None
+    buffer = b""
+    while b"\n" not in buffer:
+        chunk = await proc.stdout.receive_some()
+        assert chunk, "the sim exited before READY"
+        buffer += chunk
+    line = buffer.split(b"\n")[0].decode()
+    assert line.startswith("READY "), line
+    return json.loads(line[len("READY ") :])
 
 
 def feed(name: str, action: str) -> Callable[[Any], bool]:

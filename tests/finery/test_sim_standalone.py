@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,10 +11,15 @@ from pathlib import Path
 
 import pytest
 import trio
-from finery_wire import connect, feed, rest
+from finery_wire import connect, feed, read_ready, rest
 
-from qfexbot.sim.finery import FinerySimConfigError, FinerySimulator, parse_finery_sim_config
-from qfexbot.sim.finery.config import FineryHouse, demo_finery_config
+from qfexbot.sim.finery import (
+    FineryHouse,
+    FinerySimConfigError,
+    FinerySimulator,
+    demo_finery_config,
+    parse_finery_sim_config,
+)
 
 # The demo set's taker (docs/venues/finery.md "Simulator").
 TAKER_KEY, TAKER_SECRET = "fm_taker_demo", "fm_taker_secret_demo"
@@ -39,14 +43,7 @@ async def test_standalone_sim_fills_a_signed_market_ioc(tmp_path: Path) -> None:
     assert proc.stdout is not None and proc.stderr is not None
     try:
         with trio.fail_after(20):
-            buffer = b""
-            while b"\n" not in buffer:
-                chunk = await proc.stdout.receive_some()
-                assert chunk, "the sim exited before READY"
-                buffer += chunk
-            line = buffer.split(b"\n")[0].decode()
-            assert line.startswith("READY ")
-            urls = json.loads(line[len("READY ") :])
+            urls = await read_ready(proc)
             async with connect(urls["ws_url"], TAKER_KEY, TAKER_SECRET) as wire:
                 snapshot = await wire.bind("F", "BTC-USD")
                 bids, asks = snapshot[3]

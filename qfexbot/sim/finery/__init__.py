@@ -4,6 +4,9 @@ from qfexbot.sim.finery.config import (
     FineryCurrency as FineryCurrency,
 )
 from qfexbot.sim.finery.config import (
+    FineryHouse as FineryHouse,
+)
+from qfexbot.sim.finery.config import (
     FineryInstrument as FineryInstrument,
 )
 from qfexbot.sim.finery.config import (
@@ -37,6 +40,7 @@ from qfexbot.sim.finery.server import (
 __all__ = [
     "FineryCurrency",
     "FineryFaults",
+    "FineryHouse",
     "FineryInstrument",
     "FinerySimClient",
     "FinerySimConfig",

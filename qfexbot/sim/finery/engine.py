@@ -16,7 +16,18 @@ from qfexbot.errors import SimulatorError
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
 from qfexbot.sim.finery.units import to_units
 
-__all__ = ["EngineError", "FineryEngine", "Notice", "SimOrder"]
+__all__ = [
+    "HISTORY_LIMIT",
+    "EngineError",
+    "FineryEngine",
+    "Notice",
+    "SimOrder",
+    "history_page",
+    "is_int",
+]
+
+HISTORY_LIMIT = 250
+"""Default and cap of ``limit`` in the history queries (§6.3)."""
 
 ORDER_TYPES = {
     "limit": 0,
@@ -188,7 +199,7 @@ class FineryEngine:
             if required:
                 raise EngineError(code, name)
             return None
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_int(value):
             raise EngineError(code, name)
         return value
 
@@ -593,25 +604,12 @@ class FineryEngine:
         wanted = content.get("instrument")
         names = wanted if isinstance(wanted, list) else [wanted] if wanted is not None else None
         instruments = {self.instrument(n) for n in names} if names is not None else None
-        limit = content.get("limit", 250)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 250:
-            raise EngineError(9, "limit")
-        till, start, end = content.get("till"), content.get("from"), content.get("to")
-        out = []
-        for deal in reversed(self.deals):
-            a = deal.array
-            if deal.owner != client.client_id:
-                continue
-            if instruments is not None and a[0] not in instruments:
-                continue
-            if till is not None and a[11] >= till:
-                continue
-            if (start is not None and a[10] < start) or (end is not None and a[10] >= end):
-                continue
-            out.append(a)
-            if len(out) == limit:
-                break
-        return out
+        rows = [
+            (d.array[11], d.array[10], d.array)
+            for d in self.deals
+            if d.owner == client.client_id and (instruments is None or d.array[0] in instruments)
+        ]
+        return history_page(rows, content)
 
     def cancel_connection(self, conn_id: int) -> list[Notice]:
         """Cancel-on-disconnect: remove orders placed with ``cod`` through ``conn_id``."""
@@ -619,3 +617,37 @@ class FineryEngine:
         for order in [o for o in self.orders.values() if o.conn_id == conn_id]:
             notices += self.cancel(order, 4)
         return notices
+
+
+def history_page(rows: list[tuple[int, int, list[Any]]], content: dict[str, Any]) -> list[Any]:
+    """A history query's answer from ``(id, moment, row)`` triples: newest id first.
+
+    ``till`` (an id) is exclusive, ``from`` inclusive and ``to`` exclusive on the moment,
+    at most ``limit`` (≤ 250) rows.
+
+    Raises:
+        EngineError: 9 naming the parameter that is not an integer (or ``limit`` out of range).
+    """
+    limit = content.get("limit", HISTORY_LIMIT)
+    if not is_int(limit) or not 0 < limit <= HISTORY_LIMIT:
+        raise EngineError(9, "limit")
+    bounds = {name: content.get(name) for name in ("till", "from", "to")}
+    for name, value in bounds.items():
+        if value is not None and not is_int(value):
+            raise EngineError(9, name)
+    till, start, end = bounds["till"], bounds["from"], bounds["to"]
+    out = []
+    for ident, moment, row in sorted(rows, key=lambda r: r[0], reverse=True):
+        if till is not None and ident >= till:
+            continue
+        if (start is not None and moment < start) or (end is not None and moment >= end):
+            continue
+        out.append(row)
+        if len(out) == limit:
+            break
+    return out
+
+
+def is_int(value: Any) -> bool:
+    """Whether a JSON value is an integer (``true`` is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)

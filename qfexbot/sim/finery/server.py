@@ -25,7 +25,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from qfexbot.core.asgi import Receive, Send, answer_lifespan, hypercorn_config, read_body
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.sim.finery.config import FinerySimClient, FinerySimConfig
-from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice
+from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice, is_int
 from qfexbot.sim.finery.house import HouseMaker
 from qfexbot.sim.finery.settlement import SETTLEMENT_METHODS, Settlements
 from qfexbot.sim.finery.signature import signature_matches
@@ -40,6 +40,8 @@ log = get_logger(__name__)
 SUPPORTED_FEEDS = {"I", "B", "F", "MD", "O", "K", "L", "S", "R", "N"}
 KNOWN_FEEDS = SUPPORTED_FEEDS | {"P", "G", "M"}
 _OUTBOX = 10_000
+EXPIRY_SWEEP = 1.0
+"""Seconds between sweeps for settlement requests past their ``cancelTimestamp``."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,7 @@ class FinerySimulator:
                     spread=quoting.spread,
                 )
                 await nursery.start(maker.run)
+            nursery.start_soon(self._expire_requests)
             log_event(
                 log,
                 logging.INFO,
@@ -235,6 +238,12 @@ class FinerySimulator:
                 rest_url=urls.rest_url,
             )
             task_status.started(urls)
+
+    async def _expire_requests(self) -> None:
+        """Withdraw expired settlement requests once a second (and before settlement calls)."""
+        while True:
+            await trio.sleep(EXPIRY_SWEEP)
+            self._publish(self.settlements.expire())
 
     def connections(self, client_id: int | None = None) -> list[_Conn]:
         """Open WS connections (of one client)."""
@@ -256,9 +265,9 @@ class FinerySimulator:
         if not isinstance(content, dict):
             return None, 9
         nonce, ts = content.get("nonce"), content.get("timestamp")
-        if not _is_int(nonce) or nonce < 0:
+        if not is_int(nonce) or nonce < 0:
             return None, 6
-        if not _is_int(ts):
+        if not is_int(ts):
             return None, 7
         now = self.clock()
         if abs(now - ts / 1000) > self.config.timestamp_tolerance:
@@ -441,7 +450,7 @@ class FinerySimulator:
                 raise EngineError(103)
             if feed == "MD" and "makers" in feed_id:
                 listed = feed_id["makers"]
-                if not isinstance(listed, list) or not all(_is_int(m) for m in listed):
+                if not isinstance(listed, list) or not all(is_int(m) for m in listed):
                     raise EngineError(103)
                 makers = frozenset(listed)
             if feed in ("B", "F", "MD") or (feed == "O" and ident != 0):
@@ -561,6 +570,7 @@ class FinerySimulator:
         elif method == "climits":
             return engine.limit_objects(client.client_id)
         elif method in SETTLEMENT_METHODS:
+            self._publish(self.settlements.expire())
             reply, notices = self.settlements.call(client, method, content)
         else:
             raise EngineError(8)
@@ -653,7 +663,3 @@ def _diff(old: dict[int, int], new: dict[int, int], *, is_bid: bool) -> list[lis
         elif old[price] != size:
             updates.append(["M", price, size])
     return updates
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from qfexbot.sim.finery.config import FinerySimClient
-from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice
+from qfexbot.sim.finery.engine import EngineError, FineryEngine, Notice, history_page, is_int
 
 __all__ = ["SETTLEMENT_METHODS", "Settlements"]
 
 DAY_MS = 86_400_000
 MAX_EXPIRY_MS = 30 * DAY_MS
-HISTORY_LIMIT = 250
 
 
 @dataclass
@@ -36,7 +35,7 @@ class _Request:
     flags: int
     amount: int  # 0 = the whole outstanding position
     comment: str
-    expires: int  # ms, 0 = never (not enforced by the simulator)
+    expires: int  # ms, 0 = never
     network: str
     created: int
 
@@ -96,8 +95,8 @@ class _Order:
             body |= {"settlementId": self.settlement_id, "commitedAt": self.committed_at}
         return body
 
-    def legacy(self, viewer: int) -> list[Any]:
-        """The array form of ``positions`` replies (§4.4)."""
+    def _head(self, viewer: int) -> list[Any]:
+        """``[id, currency1, currency2, size1, size2, createdAt, counterpartyId]``."""
         size1, size2 = self.sizes(viewer)
         return [
             self.id,
@@ -107,28 +106,16 @@ class _Order:
             size2,
             self.created,
             self.other(viewer),
-            self.network,
-            self.network,
         ]
+
+    def legacy(self, viewer: int) -> list[Any]:
+        """The array form of ``positions`` replies (§4.4)."""
+        return [*self._head(viewer), self.network, self.network]
 
     def history(self, viewer: int) -> list[Any]:
         """A ``settlementHistory`` row (13 fields, §4.6)."""
-        size1, size2 = self.sizes(viewer)
-        return [
-            self.id,
-            self.currency,
-            self.currency,
-            size1,
-            size2,
-            self.created,
-            self.other(viewer),
-            self.comment,
-            self.flags,
-            self.committed_at,
-            self.settlement_id,
-            self.network,
-            self.network,
-        ]
+        moment, ident = self.committed_at, self.settlement_id
+        return [*self._head(viewer), self.comment, self.flags, moment, ident, *[self.network] * 2]
 
 
 @dataclass
@@ -234,13 +221,22 @@ class Settlements:
 
     # ----------------------------------------------------------------- requests
 
+    def expire(self) -> list[Notice]:
+        """Remove the requests whose ``cancelTimestamp`` has passed (``R -`` to both sides)."""
+        now = self.engine.clock_ms()
+        notices: list[Notice] = []
+        for request in [r for r in self.requests.values() if 0 < r.expires <= now]:
+            del self.requests[request.id]
+            notices += self._request_notices(request, "-")
+        return notices
+
     def call(self, client: FinerySimClient, method: str, content: dict[str, Any]) -> Any:
         """Run settlement ``method``: ``(reply, notices)``; queries give ``(reply, [])``."""
         return getattr(self, SETTLEMENT_METHODS[method])(client.client_id, content)
 
     def _counterparty(self, me: int, content: dict[str, Any], identical: int = 133) -> int:
         cp = content.get("counterpartyId")
-        if not _is_int(cp) or cp not in self.engine.clients:
+        if not is_int(cp) or cp not in self.engine.clients:
             raise EngineError(133, "counterpartyId")
         if cp == me:
             raise EngineError(identical, "counterpartyId")
@@ -254,22 +250,23 @@ class Settlements:
 
     def _amount(self, content: dict[str, Any], name: str, code: int, *, zero: bool) -> int:
         value = content.get(name, 0 if zero else None)
-        if not _is_int(value) or value < 0 or (value == 0 and not zero):
+        if not is_int(value) or value < 0 or (value == 0 and not zero):
             raise EngineError(code, name)
         return value
 
     def add_request(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``addIncomingSettlementRequest``: ``me`` asks ``counterpartyId`` to pay."""
         cp = self._counterparty(me, content)
         currency = self.engine.currency(content.get("currency"))
         amount = self._amount(content, "amount", 135, zero=True)
         flags = content.get("flags", 0)
-        if flags not in (0, 1) or isinstance(flags, bool):
+        if not is_int(flags) or flags not in (0, 1):
             raise EngineError(132, "flags")
         comment = self._text(content, "comment", 134)
         network = self._text(content, "network", 9)
         now = self.engine.clock_ms()
         expires = content.get("cancelTimestamp", now + DAY_MS)
-        if not _is_int(expires) or (expires != 0 and not now < expires <= now + MAX_EXPIRY_MS):
+        if not is_int(expires) or (expires != 0 and not now < expires <= now + MAX_EXPIRY_MS):
             raise EngineError(9, "cancelTimestamp")
         if self._find_request(me, cp, currency) is not None:
             raise EngineError(130)
@@ -300,14 +297,17 @@ class Settlements:
         return self._request_notices(request, "-")
 
     def del_request(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``delIncomingSettlementRequest``: withdraw ``me``'s own request."""
         return {}, self._drop_request(me, self._counterparty(me, content), content)
 
     def del_cp_request(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``delIncomingSettlementCPRequest``: reject a request sent to ``me``."""
         return {}, self._drop_request(self._counterparty(me, content), me, content)
 
     # ----------------------------------------------------------------- transactions
 
     def add_transaction(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``addOutgoingSettlementTransaction``: ``me`` declares a payment (*created*)."""
         cp = self._counterparty(me, content, identical=143)
         currency = self.engine.currency(content.get("currency"))
         amount = self._amount(content, "amount", 141, zero=False)
@@ -326,30 +326,30 @@ class Settlements:
         ]
 
     def _own_transaction(self, me: int, content: dict[str, Any], role: str) -> _Transaction:
-        txn = self.transactions.get(content.get("transactionId"))  # type: ignore[arg-type]
+        ident = content.get("transactionId")
+        txn = self.transactions.get(ident) if is_int(ident) else None
         if txn is None or getattr(txn, role) != me or txn.state not in ("created", "sent"):
             raise EngineError(144, "transactionId")
         return txn
 
-    def _order_notices(self, order: _Order, action: str, *, deal: bool = False) -> list[Notice]:
+    def _order_notices(self, order: _Order, action: str, *, settle: bool = False) -> list[Notice]:
+        """``S`` and ``K`` (with ``settle``: after moving both positions, and ``L``) for both."""
         notices = []
+        engine = self.engine
         for client in (order.payer, order.receiver):
             notices.append(Notice(client, "S", action, [order.object(client)], order.currency))
             cp = order.other(client)
-            notices.append(
-                Notice(
-                    client,
-                    "K",
-                    "M",
-                    self.engine.position_array(client, order.currency, cp),
-                    order.currency,
-                )
-            )
-            if deal:
-                notices.append(Notice(client, "L", "M", self.engine.limit_object(client, cp)))
+            existed = (order.currency, cp) in engine.positions[client]
+            paid = order.amount if client == order.payer else -order.amount
+            engine.shift(client, order.currency, cp, paid if settle else 0)
+            position = engine.position_array(client, order.currency, cp)
+            notices.append(Notice(client, "K", "M" if existed else "+", position, order.currency))
+            if settle:
+                notices.append(Notice(client, "L", "M", engine.limit_object(client, cp)))
         return notices
 
     def send_transaction(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``sendOutgoingSettlementTransaction``: the payer gives ``txId`` (*sent*)."""
         txn = self._own_transaction(me, content, "payer")
         tx_ref = content.get("txId")
         if txn.state != "created" or not isinstance(tx_ref, str) or not tx_ref:
@@ -372,6 +372,7 @@ class Settlements:
         return {}, self._transaction_notices(txn, "M") + self._order_notices(txn.order, "+")
 
     def del_transaction(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``delOutgoingSettlementTransaction``: the payer cancels (*cancelled*, flags 2)."""
         txn = self._own_transaction(me, content, "payer")
         txn.state, txn.flags, txn.moment = "cancelled", 2, self.engine.clock_ms()
         notices = self._transaction_notices(txn, "-")
@@ -381,6 +382,7 @@ class Settlements:
         return {}, notices
 
     def commit_transaction(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``commitIncomingSettlementTransaction``: the receiver confirms; positions move."""
         txn = self._own_transaction(me, content, "receiver")
         if txn.order is None:
             raise EngineError(142, "txId")  # not sent yet: nothing to confirm
@@ -391,10 +393,7 @@ class Settlements:
         order.settlement_id = self.engine.next_deal_id()
         order.committed_at = now
         self.done.append(order)
-        notices = self._transaction_notices(txn, "D")
-        self.engine.shift(txn.payer, txn.currency, txn.receiver, txn.amount)
-        self.engine.shift(txn.receiver, txn.currency, txn.payer, -txn.amount)
-        notices += self._order_notices(order, "D", deal=True)
+        notices = self._transaction_notices(txn, "D") + self._order_notices(order, "D", settle=True)
         request = self._find_request(txn.receiver, txn.payer, txn.currency)
         if request is not None:
             del self.requests[request.id]
@@ -404,32 +403,37 @@ class Settlements:
     # ----------------------------------------------------------------- queries
 
     def query_requests(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``settlementRequests``: ``[[incoming], [outgoing]]``."""
         return self.request_lists(me), []
 
     def query_transactions(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``settlementTransactions``: open ones, ``[[incoming], [outgoing]]``."""
         return self.transaction_lists(me), []
 
     def query_orders(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``settlementOrders``: open settlement orders (of one ``counterpartyId``)."""
         cp = content.get("counterpartyId")
         return [o for o in self.order_objects(me) if cp in (None, o["counterpartyId"])], []
 
     def query_history(self, me: int, content: dict[str, Any]) -> tuple[Any, list[Notice]]:
+        """``settlementHistory``: completed settlements, newest first, paged."""
         rows = [
             (o.settlement_id, o.committed_at, o.history(me))
             for o in self.done
             if me in (o.payer, o.receiver)
         ]
-        return _page(rows, content), []
+        return history_page(rows, content), []
 
     def query_transaction_history(
         self, me: int, content: dict[str, Any]
     ) -> tuple[Any, list[Notice]]:
+        """``settlementTransactionHistory``: committed and cancelled ones, newest first."""
         rows = [
             (t.id, t.moment, t.array(me))
             for t in self.transactions.values()
             if t.state in ("committed", "cancelled") and me in (t.payer, t.receiver)
         ]
-        return _page(rows, content), []
+        return history_page(rows, content), []
 
 
 SETTLEMENT_METHODS = {
@@ -447,25 +451,3 @@ SETTLEMENT_METHODS = {
     "settlementTransactionHistory": "query_transaction_history",
 }
 """The settlement API methods (§4.6) and the :class:`Settlements` method running each."""
-
-
-def _page(rows: list[tuple[int, int, list[Any]]], content: dict[str, Any]) -> list[Any]:
-    """History paging: newest first, ``till`` (an id) exclusive, ``from``/``to`` on the moment."""
-    limit = content.get("limit", HISTORY_LIMIT)
-    if not _is_int(limit) or not 0 < limit <= HISTORY_LIMIT:
-        raise EngineError(9, "limit")
-    till, start, end = content.get("till"), content.get("from"), content.get("to")
-    out = []
-    for ident, moment, row in sorted(rows, key=lambda r: r[0], reverse=True):
-        if till is not None and ident >= till:
-            continue
-        if (start is not None and moment < start) or (end is not None and moment >= end):
-            continue
-        out.append(row)
-        if len(out) == limit:
-            break
-    return out
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
