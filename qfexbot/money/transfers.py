@@ -718,7 +718,8 @@ class TransferService:
     async def reconcile(
         self, read_balance: ReadBalance | None = None, *, allow_not_applied: bool = True
     ) -> list[ReconcileResult]:
-        """Resolve every unresolved transfer of this venue from balance deltas (see module doc).
+        """Resolve every unresolved transfer of this venue from balance deltas (see module doc),
+        or from the venue's own state with ``find_sent``.
 
         Args:
           read_balance: balance reader to use (default: the service's).
@@ -825,6 +826,15 @@ class TransferService:
         ``settle_seconds`` (a request the venue holds past our timeout may still appear)."""
         assert self._find_sent is not None
         self._doubt_since.setdefault(entry.id, trio.current_time())
+        accounts = (entry.src or "", entry.dst or "")
+        held = [
+            h for h in await self.journal.active_holds(owner=self.owner) if h.account in accounts
+        ]
+        if held:  # an operator is looking at these accounts: theirs to decide
+            return await self._still_unknown(
+                entry, f"not reconciling automatically: {self._name(held[0].account)} is held "
+                f"({held[0].reason})",
+            )  # fmt: skip
         try:
             found = await self._find_sent(entry.id)
         except Exception as exc:

@@ -214,6 +214,10 @@ async def test_found_is_applied_at_once_and_min_remaining_is_refused(tmp_path: P
         book.answer = "lost"
         lost = await svc.transfer("bot", "p", "1", "2", Decimal(7), "owed")
         assert lost.state == "unknown"
+        await journal.place_hold("fm", "2", "operator", "looking into it", owner="1")
+        (result,) = await svc.reconcile()
+        assert result.state == "unknown" and "is held (looking into it)" in result.detail
+        await journal.release_holds("fm", "2", by="operator")
         (result,) = await svc.reconcile(allow_not_applied=False)  # the wake-up pass
         assert result.state == "done"
         assert len(book.applied) == 1
