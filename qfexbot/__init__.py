@@ -47,6 +47,7 @@ from qfexbot.events import OrderUpdateEvent as OrderUpdateEvent
 from qfexbot.events import PositionEvent as PositionEvent
 from qfexbot.events import PriceBandEvent as PriceBandEvent
 from qfexbot.events import ResyncEvent as ResyncEvent
+from qfexbot.events import SettlementEvent as SettlementEvent
 from qfexbot.events import StopOrderEvent as StopOrderEvent
 from qfexbot.events import TimerEvent as TimerEvent
 from qfexbot.events import TradeEvent as TradeEvent
@@ -91,6 +92,7 @@ __all__ = [
     "PriceBandEvent",
     "QfexbotError",
     "ResyncEvent",
+    "SettlementEvent",
     "StopOrderEvent",
     "TimerEvent",
     "TradeEvent",

@@ -38,6 +38,7 @@ __all__ = [
     "PositionEvent",
     "PriceBandEvent",
     "ResyncEvent",
+    "SettlementEvent",
     "StopOrderEvent",
     "TimerEvent",
     "TradeEvent",
@@ -76,6 +77,9 @@ class BalanceEvent(Event):
     position_margin: Decimal = Decimal(0)
     net_funding: Decimal = Decimal(0)
     currency: str = "USD"
+    counterparty: str = ""
+    """Whose limit this is, on a venue where balances are limits per counterparty (Finery);
+    "" for an account's own balance."""
 
     kind = "balance"
 
@@ -98,6 +102,9 @@ class PositionEvent(Event):
     leverage: Decimal = Decimal(0)
     open_orders: int = 0
     open_quantity: Decimal = Decimal(0)
+    by_counterparty: tuple[tuple[str, Decimal], ...] = ()
+    """On a venue where positions are bilateral (Finery): ``(counterparty id, signed size)``
+    per counterparty, ``size`` being their sum; empty elsewhere."""
 
     kind = "position"
 
@@ -421,6 +428,34 @@ class TransferOutcomeEvent(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SettlementEvent(Event):
+    """A bilateral settlement item seen on the venue (Finery feeds ``S``, ``R``, ``N``).
+
+    ``record`` is ``order`` (a settlement order, committed ones included), ``request`` (a
+    request to be paid) or ``transaction`` (a declared payment); ``action`` is ``snapshot``,
+    ``added``, ``modified``, ``committed`` or ``removed``. ``direction`` is ``outgoing`` when
+    this account pays ``amount`` of ``currency`` to ``counterparty``, ``incoming`` when it is
+    paid; an order's other leg, if any, is ``counter_currency``/``counter_amount``.
+    """
+
+    record: str
+    action: str
+    settlement_id: str
+    """The venue's id of the item (settlement order, request or transaction id); "" if none."""
+    counterparty: str
+    currency: str
+    amount: Decimal
+    direction: str
+    counter_currency: str = ""
+    counter_amount: Decimal = Decimal(0)
+    comment: str = ""
+    committed: bool = False
+    """True once the settlement moved positions (an order's ``D``, a transaction's ``D``)."""
+
+    kind = "settlement"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimerEvent(Event):
     """A scheduled tick that a plugin asked for (see the ``qfexbot_schedules`` hook)."""
 
@@ -486,6 +521,7 @@ PRIVATE_EVENTS: tuple[type[Event], ...] = (
     ConnectionStateEvent,
     ResyncEvent,
     TransferOutcomeEvent,
+    SettlementEvent,
     TimerEvent,
     AlertEvent,
 )

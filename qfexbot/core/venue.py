@@ -529,7 +529,12 @@ class TransferVenue(Venue, Protocol):
 
     async def transfer(self, src: str, dst: str, amount: Decimal) -> None:
         """Send one transfer request; a failure raises a ``VenueError`` that
-        :meth:`transfer_outcome` classifies."""
+        :meth:`transfer_outcome` classifies.
+
+        A venue that can find its own requests again also has ``async find_sent(entry_id) ->
+        bool | None`` (``qfexbot.money.transfers.FindSent``): it is then called as
+        ``transfer(src, dst, amount, entry_id)``, tags the request with the journal entry id,
+        and is reconciled from its own state instead of balances (Finery settlements)."""
 
     def transfer_outcome(self, exc: BaseException) -> TransferOutcome | None:
         """How the failed :meth:`transfer` that raised ``exc`` ended (None: not a venue answer,

@@ -155,12 +155,14 @@ from qfexbot.money.policy import (
     check_transfer,
     daily_spent,
     dry_run_decision,
+    limit_value,
     paused_decision,
     resolve_pairs,
 )
 
 __all__ = [
     "BalanceReading",
+    "FindSent",
     "ReadBalance",
     "ReconcileResult",
     "SendTransfer",
@@ -175,7 +177,12 @@ __all__ = [
 log = get_logger(__name__)
 
 SendTransfer = Callable[[str, str, Decimal], Awaitable[Any]]
-"""``await send(src, dst, amount)``: returns on success, raises one of the three errors below."""
+"""``await send(src, dst, amount)``: returns on success, raises one of the three errors below.
+With ``find_sent`` (venue-state evidence) it is called ``send(src, dst, amount, entry_id)``."""
+FindSent = Callable[[str], Awaitable[bool | None]]
+"""``await find_sent(entry_id)``: what the venue's own state says of the request sent for that
+journal entry (the venue tagged it with the id): True applied, False the venue has no such
+request, None it cannot tell now. Errors count as "cannot tell"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +286,11 @@ class TransferService:
         deposit verification are keyed by it (default: ``venue``, for callers without one). The
         runtime passes ``VenueConfig.owner``: the venue user id, or for a simulator table a key
         of its own, so simulated and real money never share an identity.
+      find_sent: venue-state evidence (:data:`FindSent`) for a venue whose requests carry the
+        journal entry id (a Finery settlement's comment) and that reports no balances: ``send``
+        gets the entry id, no balances are read (a configured ``min_remaining`` refuses:
+        it cannot be checked), and reconciliation asks ``find_sent`` instead of comparing
+        balances; "not applied" still waits ``settle_seconds``.
       locks: account id -> lock, shared by every service of one process that may name the same
         accounts (the runtime passes one mapping for all real tables, since account ids are
         unique across users, and one per simulator table), so two venue tables naming one
@@ -306,8 +318,10 @@ class TransferService:
         late_watch: float = DAY,
         user_id: str | None = None,
         locks: MutableMapping[str, trio.Lock] | None = None,
+        find_sent: FindSent | None = None,
     ) -> None:
         self.journal = journal
+        self._find_sent = find_sent
         self.venue = venue
         self.owner = user_id or venue
         self._send = send
@@ -489,6 +503,14 @@ class TransferService:
         )
         if not decision.allowed:
             return decision, None, None
+        if self._find_sent is not None:  # no balances: venue-state evidence decides doubts
+            if limit_value(limits, "min_remaining"):
+                return _refused(
+                    f"min_remaining is set but {self.venue} reports no balance of "
+                    f"{self._name(src)} to check it against; remove it for this venue",
+                    "balance_unknown",
+                )
+            return decision, None, None
         try:
             src_before, dst_before = await self._read_both(src, dst)
         except Exception as exc:
@@ -610,7 +632,10 @@ class TransferService:
             return TransferResult(entry_id, entry.state, entry.detail)
         try:
             await self.journal.mark_sent(entry_id)
-            await self._send(src, dst, amount)
+            if self._find_sent is not None:
+                await self._send(src, dst, amount, entry_id)
+            else:
+                await self._send(src, dst, amount)
         except TransferRejected as exc:
             entry = await self.journal.mark_failed(entry_id, f"rejected by the venue: {exc}")
         except TransferNotSent as exc:
@@ -636,7 +661,7 @@ class TransferService:
         level = logging.INFO if entry.state == EntryState.DONE else logging.WARNING
         log_event(log, level, "transfer " + entry.state, entry=entry_id, src=self._name(src),
                   dst=self._name(dst), amount=str(amount), detail=entry.detail)  # fmt: skip
-        if entry.state == EntryState.DONE:
+        if entry.state == EntryState.DONE and self._find_sent is None:
             await self._observe_deposits(entry)
         elif entry.state == EntryState.UNKNOWN:
             self._doubt_since[entry_id] = trio.current_time()
@@ -698,7 +723,8 @@ class TransferService:
     async def reconcile(
         self, read_balance: ReadBalance | None = None, *, allow_not_applied: bool = True
     ) -> list[ReconcileResult]:
-        """Resolve every unresolved transfer of this venue from balance deltas (see module doc).
+        """Resolve every unresolved transfer of this venue from balance deltas (see module doc),
+        or from the venue's own state with ``find_sent``.
 
         Args:
           read_balance: balance reader to use (default: the service's).
@@ -741,6 +767,8 @@ class TransferService:
     async def _reconcile_one(
         self, entry: Entry, reader: ReadBalance, allow_not_applied: bool = True
     ) -> ReconcileResult:
+        if self._find_sent is not None:
+            return await self._reconcile_by_venue(entry, allow_not_applied)
         src, dst, amount = entry.src or "", entry.dst or "", entry.amount or Decimal(0)
         blocked = await self._not_reconcilable(entry)
         if blocked is not None:
@@ -787,6 +815,55 @@ class TransferService:
             outcome = await self._conclude_not_applied(entry, basis, numbers, src_now, dst_now)
         else:
             return await self._still_unknown(entry, f"cannot reconcile: {basis} ({numbers})")
+        if isinstance(outcome, ReconcileResult):
+            return outcome
+        self._doubt_since.pop(entry.id, None)
+        log_event(log, logging.INFO, "transfer reconciled", entry=entry.id, state=outcome.state,
+                  detail=outcome.detail)  # fmt: skip
+        await self._emit(outcome)
+        return ReconcileResult(outcome.id, outcome.state, outcome.detail)
+
+    async def _reconcile_by_venue(
+        self, entry: Entry, allow_not_applied: bool = True
+    ) -> ReconcileResult:
+        """Resolve ``entry`` from the venue's own state of the request tagged with its id
+        (``find_sent``): found -> applied; absent -> not applied once quiet for
+        ``settle_seconds`` (a request the venue holds past our timeout may still appear)."""
+        assert self._find_sent is not None
+        self._doubt_since.setdefault(entry.id, trio.current_time())
+        accounts = (entry.src or "", entry.dst or "")
+        held = [
+            h for h in await self.journal.active_holds(owner=self.owner) if h.account in accounts
+        ]
+        if held:  # an operator is looking at these accounts: theirs to decide
+            return await self._still_unknown(
+                entry, f"not reconciling automatically: {self._name(held[0].account)} is held "
+                f"({held[0].reason})",
+            )  # fmt: skip
+        try:
+            found = await self._find_sent(entry.id)
+        except Exception as exc:
+            found, why = None, f"the venue's state could not be read ({type(exc).__name__}: {exc})"
+        else:
+            why = "the venue's state does not tell yet"
+        if found is None:
+            return await self._still_unknown(entry, f"cannot reconcile yet: {why}")
+        if found:
+            outcome = await self._conclude(
+                entry, "applied", "reconciled as applied: the venue has the request", "found"
+            )
+        else:
+            if not allow_not_applied:
+                return ReconcileResult(entry.id, entry.state, entry.detail)
+            if trio.current_time() - self._doubt_since[entry.id] < self._settle:
+                return await self._still_unknown(
+                    entry, f"the venue has no such request, but it has been in doubt for less "
+                    f"than {self._settle:g} s (transfer_settle); not declaring it not applied yet",
+                )  # fmt: skip
+            outcome = await self._conclude(
+                entry, "not_applied", "reconciled as not applied: the venue has no such request",
+                "absent",
+            )  # fmt: skip
         if isinstance(outcome, ReconcileResult):
             return outcome
         self._doubt_since.pop(entry.id, None)

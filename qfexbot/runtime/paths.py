@@ -106,9 +106,13 @@ async def wire_venue(
     if run.adapter.transfer_refusal is None:
         venue = cast(TransferVenue, run.venue)
         config = run.config
+        # A venue that finds its own requests by journal entry id (Finery settlements) is
+        # reconciled from its state, not balances; its sender takes the id (no latency metric).
+        find_sent = getattr(venue, "find_sent", None)
+        sender = transfer_sender(venue)
         run.transfers = TransferService(
             journal,
-            taps.metrics.timed_sender(name, transfer_sender(venue)),
+            sender if find_sent is not None else taps.metrics.timed_sender(name, sender),
             balance_reader(venue),
             venue=name,
             limits={b.name: b.limits for b in app.bots.values() if b.venue == name},
@@ -119,5 +123,6 @@ async def wire_venue(
             settle_seconds=config.session.settle_seconds,
             user_id=config.owner,
             locks=money_locks,
+            find_sent=find_sent,
         )
     return feed

@@ -71,9 +71,10 @@ def transfer_sender(venue: TransferVenue) -> SendTransfer:
     ``TransferNotSent`` or ``TransferAmbiguous`` as the venue classifies its failure (the
     venue's error is the cause); anything the venue does not classify propagates as it is."""
 
-    async def send(src: str, dst: str, amount: Decimal) -> None:
+    async def send(src: str, dst: str, amount: Decimal, *entry_id: str) -> None:
+        # entry_id: given to a venue that tags its request with it (``find_sent``)
         try:
-            await venue.transfer(src, dst, amount)
+            await venue.transfer(src, dst, amount, *entry_id)
         except VenueError as exc:
             outcome = venue.transfer_outcome(exc)
             if outcome is None:

@@ -221,15 +221,13 @@ async def finery():
 
 
 FINERY_MAPPERS = [
-    ("modify", OrderChange("S", "o", "BUY", "LIMIT", price=D(1))),
     ("stop_order", StopOrder("S", "SELL", "STOP_LOSS", D(1), D(1))),
     ("modify_stop", StopChange("s", "S", D(1), D(1))),
     ("cancel_stop", StopCancel("s")),
     ("twap", TwapOrder("S", "BUY", D(1), 2, 30)),
     ("cancel_twap", TwapCancel("S", "t")),
     ("close_position", ClosePosition("S")),
-    ("cancel_all", CancelAll()),
-]
+]  # modify (mod) and cancel_all (delAll) exist: tests/finery/test_runtime_orders.py
 
 
 @pytest.mark.parametrize(("method", "action"), FINERY_MAPPERS, ids=[m for m, _ in FINERY_MAPPERS])

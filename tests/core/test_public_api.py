@@ -45,6 +45,7 @@ PUBLIC_API = [
     "PriceBandEvent",
     "QfexbotError",
     "ResyncEvent",
+    "SettlementEvent",
     "StopOrderEvent",
     "TimerEvent",
     "TradeEvent",

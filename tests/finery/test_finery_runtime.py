@@ -232,9 +232,8 @@ async def test_finery_account_session_orders_positions_and_refused_transfer(tmp_
     usd = [e for e in desk if isinstance(e, PositionEvent) and e.symbol == "USD"]
     assert usd[-1].size == Decimal("-600.30")
     assert any(isinstance(e, BookEvent) and e.symbol == "BTC-USD" for e in plugin.events)
-    # Transfers do not exist on Finery: refused, with the reason, and journaled as a refusal.
-    assert plugin.transfer.state == "refused" and plugin.transfer.code == "not_supported"
-    assert "settlement" in plugin.transfer.detail
+    # A transfer on Finery is a settlement under the transfer policy: no pair is allowed here.
+    assert plugin.transfer.state == "refused" and plugin.transfer.code == "pair_not_allowed"
     assert "MARKET+GTC" in str(plugin.order_error)
     assert isinstance(plugin.snapshot, ResyncEvent) and plugin.snapshot.account_id == "1"
     refusal = next(e for e in entries if e.kind == "refusal")

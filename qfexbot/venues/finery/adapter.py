@@ -1,9 +1,10 @@
 """The Finery venue as the runtime sees it: :data:`ADAPTER` opens a :class:`FineryVenue` per table.
 
 :class:`FineryVenue` is a ``qfexbot.core.venue.Venue``: per-account sessions, a shared book feed,
-REST snapshots, orders as ``add``/``del`` requests (``qfexbot.venues.finery.orders``) whose
-refusals reach plugins as ``ActionRejected``. Finery has no transfers (value moves by bilateral
-settlement): the adapter says so (:data:`TRANSFER_REFUSAL`) and the runtime journals the refusal.
+REST snapshots, orders as ``add``/``del``/``mod``/``delAll`` requests
+(``qfexbot.venues.finery.orders``) whose refusals reach plugins as ``ActionRejected``.
+``ctx.transfer`` is a settlement (Finery's only way value moves): an outgoing settlement
+transaction commented with the journal entry id, reconciled from the venue's settlement state.
 One API key serves every connection of the venue (one shared nonce source). Account ids are
 Finery client ids as text; the key's own client (``user_id``) gets the account feeds, and a
 master's sub-accounts get sessions that act for them with ``clientId`` (see docs/venues/finery.md).
@@ -11,12 +12,14 @@ master's sub-accounts get sessions that act for them with ``clientId`` (see docs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import trio
 
+from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.records import (
     Candle,
     FeeRate,
@@ -43,12 +46,14 @@ from qfexbot.core.venue import (
     StopCancel,
     StopChange,
     StopOrder,
+    TransferOutcome,
     TwapCancel,
     TwapOrder,
     VenueSettings,
 )
-from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable
+from qfexbot.errors import ActionError, ActionRejected, ActionUnavailable, VenueError
 from qfexbot.events import (
+    BalanceEvent,
     BookEvent,
     ConnectionState,
     ConnectionStateEvent,
@@ -58,33 +63,50 @@ from qfexbot.events import (
 )
 from qfexbot.venues.finery.auth import NonceSource
 from qfexbot.venues.finery.driver import FineryDriver, FineryWsClient
-from qfexbot.venues.finery.orders import finery_cancel, finery_order
+from qfexbot.venues.finery.orders import (
+    finery_cancel,
+    finery_cancel_all,
+    finery_modify,
+    finery_order,
+)
 from qfexbot.venues.finery.parse import FineryError
+from qfexbot.venues.finery.replay import FineryReplayDriver
 from qfexbot.venues.finery.rest import FineryHttpError, FineryRest
 
 __all__ = [
     "ADAPTER",
     "CHANNEL_FEEDS",
-    "TRANSFER_REFUSAL",
+    "SETTLEMENT_CURRENCY",
+    "SETTLEMENT_MARKER",
     "FineryAdapter",
     "FineryMarketData",
     "FinerySession",
     "FineryVenue",
+    "SettlementRefused",
 ]
 
-TRANSFER_REFUSAL = (
-    "finery has no transfers: value moves between counterparties by bilateral settlement, "
-    "which qfexbot does not drive"
-)
-"""The refusal reason journaled for ``ctx.transfer`` on a Finery venue."""
+log = get_logger(__name__)
 
-CHANNEL_FEEDS: Mapping[str, tuple[str, Any]] = {
-    "order_responses": ("O", None),
-    "fills": ("O", None),
-    "positions": ("K", None),
-    "balances": ("L", None),
+SETTLEMENT_CURRENCY = "USD"
+"""The currency ``ctx.transfer`` settles in on Finery (its amounts are USD, as on QFEX)."""
+SETTLEMENT_MARKER = "qfexbot:"
+"""Prefix of the comment a settlement is sent with; the journal entry id follows, so a
+settlement whose answer was lost is found again in the venue's state (``find_sent``)."""
+_HISTORY_PAGES = 20
+"""Pages of ``settlementTransactionHistory`` (250 each) searched before "cannot tell"."""
+
+CHANNEL_FEEDS: Mapping[str, tuple[tuple[str, Any], ...]] = {
+    "order_responses": (("O", None),),
+    "fills": (("O", None),),
+    "positions": (("K", None),),
+    "balances": (("L", None), ("S", None), ("R", None), ("N", None)),
 }
-"""bots.toml private channels -> the Finery feed (and feedId) that carries them."""
+"""bots.toml private channels -> the Finery feeds (and feedIds) that carry them. Balances on
+Finery are counterparty limits (``L``) and move only by settlement: ``S`` settlement orders,
+``R`` requests and ``N`` transactions come with them as ``SettlementEvent`` s."""
+
+SUB_ACCOUNT_FEEDS = frozenset({"O", "K"})
+"""The feeds a master binds for one of its sub-accounts (``{"clientId": sub}`` feed ids)."""
 
 BOOK_CHANNEL = "level2"
 """The bots.toml market-data channel served by the ``F`` (tradable book) feed."""
@@ -94,16 +116,23 @@ class FinerySession:
     """One account's supervised Finery connection, shaped like ``qfexbot.core.session.Supervisor``.
 
     ``acting_for`` is the sub-account client id a master key acts for (``clientId`` on
-    requests), or None for the key's own client.
+    requests), or None for the key's own client. With ``cancel_on_disconnect`` every order is
+    sent with ``cod``: the venue cancels it if this connection drops (cancel reason 4).
     """
 
     def __init__(
-        self, client: FineryWsClient, *, account_id: str, acting_for: int | None = None
+        self,
+        client: FineryWsClient,
+        *,
+        account_id: str,
+        acting_for: int | None = None,
+        cancel_on_disconnect: bool = False,
     ) -> None:
         self.client = client
         self.venue = client.supervisor.venue
         self.account_id = account_id
         self.acting_for = acting_for
+        self.cancel_on_disconnect = cancel_on_disconnect
 
     def __repr__(self) -> str:
         return (
@@ -158,12 +187,21 @@ class FinerySession:
             size=size,
             price=price,
             client_order_id=client_order_id,
+            cod=self.cancel_on_disconnect,
             client_id=self.acting_for,
         )
 
     async def cancel_order(self, *, order_id: int) -> Any:
         """``del`` by venue order id over the socket."""
         return await self.client.cancel_order(order_id=order_id)
+
+    async def modify_order(self, *, order_id: int, price: Decimal, size: Decimal) -> Any:
+        """``mod`` of a resting order over the socket; the reply names the new order id."""
+        return await self.client.modify_order(order_id=order_id, price=price, size=size)
+
+    async def cancel_all(self) -> Any:
+        """``delAll`` over the socket: every resting order of the key's client."""
+        return await self.client.cancel_all()
 
 
 class FineryMarketData:
@@ -238,6 +276,8 @@ class FineryVenue:
       settings: session tunables (``VenueConfig.session``).
       key, secret: the EFX API key pair.
       keepalive_interval: seconds between keepalive pings (inside the venue's 80 s idle limit).
+      cancel_on_disconnect: send every account order with ``cod`` (cancelled by the venue when
+        the connection it was placed on drops).
 
     Resource handling: call :meth:`aclose` to close the REST client.
     """
@@ -253,8 +293,10 @@ class FineryVenue:
         key: str,
         secret: Secret,
         keepalive_interval: float = 30.0,
+        cancel_on_disconnect: bool = False,
     ) -> None:
         self.name = name
+        self.cancel_on_disconnect = cancel_on_disconnect
         self.ws_url = ws_url
         self.user_id = user_id
         self.settings = settings
@@ -294,9 +336,11 @@ class FineryVenue:
     ) -> FinerySession:
         """A new supervised session for ``account_id``; run it with ``nursery.start``.
 
-        The key's own client binds the feeds of ``channels``; a master's sub-account binds
-        nothing (the venue gives a master no feeds of its sub-accounts' orders or positions)
-        and sends its orders with ``clientId``.
+        The key's own client binds the feeds of ``channels``. A master's sub-account binds the
+        order and position feeds (``O``, ``K``) with feed id ``{"clientId": sub}``, like the
+        ``F`` feed ids the venue documents for masters (for ``O``/``K`` the form is inferred:
+        a venue that refuses it answers 103 and the feed is dropped with an error log), and
+        sends its orders with ``clientId``. Limits and settlements are the master's own.
         """
         unknown = sorted(set(channels) - set(CHANNEL_FEEDS))
         if unknown:
@@ -304,11 +348,23 @@ class FineryVenue:
                 f"Finery has no private channels {unknown}; known: {sorted(CHANNEL_FEEDS)}"
             )
         if account_id == self.user_id:
-            feeds = list(dict.fromkeys(CHANNEL_FEEDS[c] for c in channels))
-            return FinerySession(self._client(account_id, publish, feeds), account_id=account_id)
-        client = self._client(account_id, publish, ())
+            feeds = list(dict.fromkeys(f for c in channels for f in CHANNEL_FEEDS[c]))
+            return FinerySession(
+                self._client(account_id, publish, feeds),
+                account_id=account_id,
+                cancel_on_disconnect=self.cancel_on_disconnect,
+            )
+        sub = int(account_id)
+        names = dict.fromkeys(f for c in channels for f, _ in CHANNEL_FEEDS[c])
+        feeds = [(f, {"clientId": sub}) for f in names if f in SUB_ACCOUNT_FEEDS]
+        client = self._client(account_id, publish, feeds)
         client.driver.resyncs = False  # `positions` would be the master's, not this account's
-        return FinerySession(client, account_id=account_id, acting_for=int(account_id))
+        return FinerySession(
+            client,
+            account_id=account_id,
+            acting_for=sub,
+            cancel_on_disconnect=self.cancel_on_disconnect,
+        )
 
     def market_data(self) -> FineryMarketData:
         """The venue's one shared book feed (created on first use; run it once)."""
@@ -338,6 +394,69 @@ class FineryVenue:
         except FineryHttpError as exc:
             raise ActionUnavailable(str(exc)) from exc
 
+    # -- money: ctx.transfer is a settlement transaction (protocol/finery.md §4.6)
+
+    async def transfer(self, src: str, dst: str, amount: Decimal, entry_id: str) -> None:
+        """Declare an outgoing settlement of ``amount`` USD from the key's client ``src`` to
+        counterparty ``dst`` (``addOutgoingSettlementTransaction``), commented with the journal
+        entry id. Failures are classified by :meth:`transfer_outcome`.
+
+        Raises:
+          SettlementRefused: ``src`` is not the key's own client (nothing sent).
+          FineryError: the venue refused it; FineryHttpError: no clear answer.
+        """
+        if src != self.user_id:
+            raise SettlementRefused(
+                f"finery settles only from the key's own client {self.user_id}, not {src}"
+            )
+        await self.rest.add_outgoing_settlement_transaction(
+            counterparty_id=int(dst),
+            currency=SETTLEMENT_CURRENCY,
+            amount=amount,
+            comment=SETTLEMENT_MARKER + entry_id,
+        )
+
+    def transfer_outcome(self, exc: BaseException) -> TransferOutcome | None:
+        """A venue error code or our own refusal: nothing applied; an HTTP failure (5xx,
+        timeout, reset, not JSON) may have been applied."""
+        if isinstance(exc, (FineryError, SettlementRefused)):
+            return TransferOutcome.REJECTED
+        if isinstance(exc, FineryHttpError):
+            return TransferOutcome.AMBIGUOUS
+        return None
+
+    async def find_sent(self, entry_id: str) -> bool | None:
+        """Whether the venue has the settlement sent for journal entry ``entry_id``: its open
+        transactions, then its finished ones page by page. None if it cannot tell (a read
+        failed, or the history is longer than searched)."""
+        marker = SETTLEMENT_MARKER + entry_id
+        parser = self._snapshots.parser
+        try:
+            open_now = parser.settlement_reply(
+                "settlementTransactions", await self.rest.settlement_transactions()
+            )
+            if any(e.comment == marker for e in open_now):
+                return True
+            till = None
+            for _ in range(_HISTORY_PAGES):
+                rows = await self.rest.settlement_transaction_history(till=till)
+                if not isinstance(rows, list):
+                    raise ValueError(f"settlementTransactionHistory: not an array: {rows!r}")
+                if any(isinstance(r, list) and len(r) > 10 and r[4] == marker for r in rows):
+                    return True
+                if len(rows) < 250:
+                    return False
+                till = min(r[10] for r in rows)
+        except (FineryError, FineryHttpError, ValueError, TypeError) as exc:
+            log_event(log, logging.WARNING, "finery settlement state not readable",
+                      entry=entry_id, error=str(exc))  # fmt: skip
+        return None
+
+    async def balance(self, account_id: str) -> BalanceEvent:
+        """Finery reports no balance of an account (value is held off-venue): ``ActionError``.
+        Its transfers are reconciled from settlement state (:meth:`find_sent`)."""
+        raise ActionError("finery reports no account balances (value moves by settlement)")
+
     async def account_equity(self, account_id: str, duration: str) -> list[tuple[Any, Decimal]]:
         """Finery keeps no equity history: always ``ActionError``."""
         raise ActionError("finery has no account equity history")
@@ -353,7 +472,7 @@ class FineryVenue:
         return finery_cancel(symbol=symbol, order_id=order_id)
 
     async def send(self, session: FinerySession, request: OrderRequest) -> None:
-        """Send an ``add``/``del`` on the account's session and wait for the venue's reply.
+        """Send an ``add``/``del``/``mod``/``delAll`` on the account's session; wait for the reply.
 
         Finery emits no feed message for a rejected order, so its refusal (e.g. error 76, no
         liquidity for an IOC) is the reply.
@@ -363,9 +482,20 @@ class FineryVenue:
           ActionUnavailable: the session is not live, or no reply came in time (the request
             may have been applied: ``maybe_sent``).
         """
+        if request.command == "delAll" and session.acting_for is not None:
+            # delAll has no clientId: on a master's key it would cancel the master's own orders.
+            raise ActionRejected(
+                f"finery delAll cannot act for sub-account {session.acting_for}; cancel its "
+                "orders one by one",
+                code="not_supported",
+            )
         try:
             if request.command == "add":
                 await session.add_order(**request.params)
+            elif request.command == "mod":
+                await session.modify_order(**request.params)
+            elif request.command == "delAll":
+                await session.cancel_all()
             else:
                 await session.cancel_order(**request.params)
         except FineryError as exc:
@@ -376,9 +506,15 @@ class FineryVenue:
                 maybe_sent=True,
             ) from None
 
-    # Finery has none of the actions and reads below: each refuses with ActionError.
     def modify(self, change: OrderChange) -> OrderRequest:
-        raise ActionError("finery has no order modification (cancel and place again)")
+        """A ``mod`` request (see :func:`qfexbot.venues.finery.orders.finery_modify`)."""
+        return finery_modify(change)
+
+    def cancel_all(self, cancel: CancelAll) -> OrderRequest:
+        """A ``delAll`` request (every resting order of the account's client)."""
+        return finery_cancel_all(cancel)
+
+    # Finery has none of the actions and reads below: each refuses with ActionError.
 
     def stop_order(self, stop: StopOrder) -> OrderRequest:
         raise ActionError("finery has no stop orders")
@@ -397,9 +533,6 @@ class FineryVenue:
 
     def close_position(self, close: ClosePosition) -> OrderRequest:
         raise ActionError("finery has no close-position order (it is a spot venue)")
-
-    def cancel_all(self, cancel: CancelAll) -> OrderRequest:
-        raise ActionError("finery has no cancel-all through qfexbot")
 
     async def open_orders(self, session: Any, symbol: str | None = None) -> OpenOrders:
         raise ActionError("finery has no open-orders query through qfexbot")
@@ -452,11 +585,16 @@ class FineryVenue:
         await self.rest.aclose()
 
 
+class SettlementRefused(VenueError):
+    """A settlement qfexbot does not send (e.g. from a client that is not the key's own)."""
+
+
 class FineryAdapter:
-    """The Finery kind: opens :class:`FineryVenue` s; has no transfers and no replay."""
+    """The Finery kind: opens :class:`FineryVenue` s and replays their recordings; its
+    transfers are settlements (:meth:`FineryVenue.transfer`)."""
 
     kind = "finery"
-    transfer_refusal = TRANSFER_REFUSAL
+    transfer_refusal = None
     simulator = "qfexbot.sim.finery.embedded"
 
     def open(
@@ -479,9 +617,12 @@ class FineryAdapter:
             secret=credentials.secret,
         )
 
-    def replay_driver(self, config: VenueSettings, account_id: str, channel: str) -> None:
-        """Finery recordings are not replayed (their frames are skipped)."""
-        return None
+    def replay_driver(
+        self, config: VenueSettings, account_id: str, channel: str
+    ) -> FineryReplayDriver:
+        """The driver that parses a recorded connection again (an account's socket, or the
+        shared book feed: ``channel`` ``"mds"``, ``account_id`` "")."""
+        return FineryReplayDriver(config.name, "" if channel == "mds" else account_id)
 
 
 ADAPTER = FineryAdapter()

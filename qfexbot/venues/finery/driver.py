@@ -45,8 +45,9 @@ log = get_logger(__name__)
 DEFAULT_FEEDS: tuple[tuple[str, Any], ...] = (("O", None), ("K", None), ("L", None))
 """Account feeds bound by default: own orders and deals, positions, counterparty limits."""
 
-# Bind failures that reconnecting cannot fix: the binding is dropped and logged as an error.
-_PERMANENT_BIND_ERRORS = frozenset({3, 102, 103})
+_PERMANENT_BIND_ERRORS = frozenset({1, 3, 102, 103})
+"""Bind errors a reconnect cannot fix: not implemented (a venue without that feed), not
+authorised, invalid feed name or id. The feed is dropped with an error log."""
 
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
@@ -171,7 +172,12 @@ class FineryDriver:
                 entry = waiting.pop((item.feed, feed_key(item.feed_id)), None)
                 if entry is None or isinstance(item, Bound) or item.code == 100:
                     continue
-                if item.code in _PERMANENT_BIND_ERRORS:
+                if item.code == 1:
+                    # The venue (e.g. a simulator) has no such feed: its events never come.
+                    log_event(log, logging.WARNING, "finery feed not available; not bound",
+                              feed=item.feed, detail=item.message)  # fmt: skip
+                    self.remove_binding(*entry)
+                elif item.code in _PERMANENT_BIND_ERRORS:
                     log_event(
                         log, logging.ERROR, "finery bind refused; feed dropped", detail=item.message
                     )
@@ -180,28 +186,42 @@ class FineryDriver:
                     raise FineryError(item.code, method=f"bind {item.feed}")
 
     async def resync(self, conn: FrameConnection) -> Sequence[Event]:
-        """Read ``positions`` over the socket: net positions and open orders."""
+        """Read ``positions`` over the socket: net positions and open orders; with the ``N``
+        feed bound also ``settlementTransactions``, so the open settlements are published (as
+        ``SettlementEvent`` snapshots) before LIVE, not only with the feed's snapshot after."""
+        events: list[Event] = [self.resync_event(await self._resync_request(conn, "positions"))]
+        if any(feed == "N" for feed, _ in self.bindings):
+            reply = await self._resync_request(conn, "settlementTransactions")
+            events += self.parser.settlement_reply("settlementTransactions", reply)
+        return events
+
+    async def _resync_request(self, conn: FrameConnection, method: str) -> Any:
         req_id = next(self._req_ids)
-        await conn.send({"event": "request", "reqId": req_id, "method": "positions"})
+        await conn.send({"event": "request", "reqId": req_id, "method": method})
         while True:
             for item in await conn.receive():
                 if isinstance(item, RequestReply) and item.req_id == req_id:
                     if item.error:
-                        raise FineryError(item.error, method="positions", param=item.param)
-                    return [self.resync_event(item.reply)]
+                        raise FineryError(item.error, method=method, param=item.param)
+                    return item.reply
 
-    def resync_event(self, reply: Any) -> ResyncEvent:
-        """A ``positions`` reply as the venue-neutral :class:`ResyncEvent`."""
+    def resync_event(self, reply: Any, now: float | None = None) -> ResyncEvent:
+        """A ``positions`` reply as the venue-neutral :class:`ResyncEvent` (received ``now``,
+        default the clock; a replay passes the recorded time)."""
         if not isinstance(reply, list) or len(reply) < 3:
             raise FineryError(10, method="positions", detail=reply)
         parser = self.parser
         positions = [
-            e for e in parser.interpret(["K", 0, "S", reply[1]]) if isinstance(e, PositionEvent)
+            e
+            for e in parser.interpret(["K", 0, "S", reply[1]], now)
+            if isinstance(e, PositionEvent)
         ]
         orders = [
-            e for e in parser.interpret(["O", 0, "S", reply[2]]) if isinstance(e, OrderUpdateEvent)
+            e
+            for e in parser.interpret(["O", 0, "S", reply[2]], now)
+            if isinstance(e, OrderUpdateEvent)
         ]
-        now = positions[0].received_at if positions else parser._clock_now()
+        now = parser._clock_now()
         return ResyncEvent(
             venue=parser.venue,
             account_id=parser.account_id,

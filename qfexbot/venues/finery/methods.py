@@ -1,4 +1,5 @@
-"""Finery API methods (add, del, mod, delAll, book, positions, instruments, dealHistory, climits).
+"""Finery API methods (add, del, mod, delAll, book, positions, instruments, dealHistory, climits,
+and the settlement methods).
 
 One implementation for both transports: :class:`FineryMethods` builds each method's parameters
 (Decimal amounts -> 1e-8 integers, exactly) and calls ``call(method, content)``, which the
@@ -120,3 +121,38 @@ class FineryMethods:
     async def climits(self) -> Any:
         """``climits``: counterparty limits (current object form)."""
         return await self.call("climits")
+
+    # -- settlements (protocol/finery.md §4.6): the only way value moves between counterparties
+
+    async def add_outgoing_settlement_transaction(
+        self, *, counterparty_id: int, currency: str, amount: Decimal, comment: str
+    ) -> Any:
+        """``addOutgoingSettlementTransaction``: declare a payment of ``amount`` ``currency`` to
+        ``counterparty_id``; reply ``{"settlementTransactionId": n}``. ``comment`` is kept by the
+        venue and shown in ``N`` and ``settlementTransactions``: a caller puts its own id there
+        to find the transaction again when the reply is lost."""
+        return await self.call(
+            "addOutgoingSettlementTransaction",
+            {
+                "counterpartyId": counterparty_id,
+                "currency": currency,
+                "amount": to_units(amount),
+                "comment": comment,
+            },
+        )
+
+    async def settlement_transactions(self) -> Any:
+        """``settlementTransactions``: ``[[incoming...], [outgoing...]]`` (the ``N`` row layout)."""
+        return await self.call("settlementTransactions")
+
+    async def settlement_transaction_history(
+        self, *, till: int | None = None, limit: int | None = None
+    ) -> Any:
+        """``settlementTransactionHistory``: finished transactions (§3.10 arrays), newest first
+        (≤ 250); page back with ``till`` = the oldest transaction id seen (exclusive)."""
+        content: dict[str, Any] = {}
+        if till is not None:
+            content["till"] = till
+        if limit is not None:
+            content["limit"] = limit
+        return await self.call("settlementTransactionHistory", content)

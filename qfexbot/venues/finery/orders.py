@@ -1,4 +1,5 @@
-"""qfexbot's order vocabulary as Finery requests: ``add`` (an order) and ``del`` (a cancel).
+"""qfexbot's order vocabulary as Finery requests: ``add`` (an order), ``del`` (a cancel), ``mod``
+(a change of a resting maker order) and ``delAll`` (cancel everything).
 
 Finery has its own order types (``limit``, ``postOnly``, ``limitIOC``, ...), bid/ask sides and
 integer client order ids; what it does not have is refused with the reason, before anything is
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from qfexbot.core.venue import Order, OrderRequest
+from qfexbot.core.venue import CancelAll, Order, OrderChange, OrderRequest
 from qfexbot.errors import ActionError
 
-__all__ = ["finery_cancel", "finery_order"]
+__all__ = ["finery_cancel", "finery_cancel_all", "finery_modify", "finery_order"]
 
 _FINERY_TYPES: dict[tuple[str, str], str] = {
     ("LIMIT", "GTC"): "limit",
@@ -74,3 +75,32 @@ def finery_cancel(*, symbol: str, order_id: str) -> OrderRequest:
     if not order_id.isdigit():
         raise ActionError(f"a finery order id is an integer, got {order_id!r}")
     return OrderRequest("del", {"order_id": int(order_id)})
+
+
+def finery_modify(change: OrderChange) -> OrderRequest:
+    """A ``mod`` request: the resting order ``order_id`` gets a new price and size (Finery's new
+    initial size is ``quantity`` minus what already filled; the venue replaces the order id).
+
+    Raises:
+      ActionError: price or quantity missing (``mod`` needs both), a take-profit/stop-loss, or a
+        non-integer order id.
+    """
+    if not change.order_id.isdigit():
+        raise ActionError(f"a finery order id is an integer, got {change.order_id!r}")
+    if change.price is None or change.quantity is None:
+        raise ActionError("a finery mod needs both the new price and the new quantity")
+    if change.take_profit is not None or change.stop_loss is not None:
+        raise ActionError("finery has no attached take-profit or stop-loss")
+    return OrderRequest(
+        "mod",
+        {
+            "order_id": int(change.order_id),
+            "price": Decimal(change.price),
+            "size": Decimal(change.quantity),
+        },
+    )
+
+
+def finery_cancel_all(cancel: CancelAll) -> OrderRequest:
+    """A ``delAll`` request: every resting order of the key's client, on every instrument."""
+    return OrderRequest("delAll", {})

@@ -26,6 +26,7 @@ from qfexbot.events import (
     FillEvent,
     OrderUpdateEvent,
     PositionEvent,
+    SettlementEvent,
 )
 from qfexbot.venues.finery.numbers import from_units
 
@@ -357,6 +358,16 @@ def _pair(data: Any, what: str) -> tuple[list[Any], list[Any]]:
     return data[0], data[1]
 
 
+_SETTLEMENT_ACTIONS = {
+    "S": "snapshot",
+    "+": "added",
+    "M": "modified",
+    "D": "committed",
+    "-": "removed",
+}
+"""Settlement feed actions -> ``SettlementEvent.action``."""
+
+
 # --------------------------------------------------------------------------- the parser
 
 _BOOK_CHANNELS = {"B": "global_book", "F": "level2", "MD": "md_book"}
@@ -444,6 +455,9 @@ class FineryParser:
             "O": self._orders,
             "K": self._positions,
             "L": self._limits,
+            "S": self._settlement_orders,
+            "R": self._settlement_lists,
+            "N": self._settlement_lists,
             "I": self._reference,
             "C": self._reference,
         }.get(feed)
@@ -643,6 +657,11 @@ class FineryParser:
                 raw=raw,
                 symbol=currency,
                 size=self.net_position(currency),
+                by_counterparty=tuple(
+                    (str(cp), from_units(v))
+                    for (c, cp), v in sorted(self.positions.items())
+                    if c == currency
+                ),
             )
             for currency in sorted(touched)
         ]
@@ -650,6 +669,101 @@ class FineryParser:
     def net_position(self, currency: str) -> Decimal:
         """Net position in ``currency`` across all counterparties."""
         return from_units(sum(v for (c, _), v in self.positions.items() if c == currency))
+
+    # -- settlements (S orders, R requests, N transactions)
+
+    def _settlement(self, raw: Any, **fields: Any) -> SettlementEvent:
+        return SettlementEvent(
+            venue=self.venue, account_id=self.account_id, received_at=self._clock_now(), raw=raw,
+            **fields,
+        )  # fmt: skip
+
+    def _settlement_orders(
+        self, feed: str, feed_id: Any, action: str, payload: Any, raw: Any
+    ) -> list[Event | Control]:
+        """``S``: settlement orders, objects (current) or arrays (legacy, one per update)."""
+        if action not in _SETTLEMENT_ACTIONS:
+            return [FeedMessage(feed, feed_id, action, payload, raw=raw)]
+        rows = _list(payload, "settlement orders")
+        if rows and not isinstance(rows[0], (list, dict)):
+            rows = [rows]  # legacy: a single array per update
+        events: list[Event | Control] = []
+        for row in rows:
+            if isinstance(row, dict):
+                order_id, cp = row["settlementOrderId"], row["counterpartyId"]
+                legs = tuple(row.get(k) for k in ("currency1", "size1", "currency2", "size2"))
+                comment = str(row.get("comment") or "")
+            else:
+                order_id, cp, comment = row[0], row[6], ""
+                legs = (row[1], row[3], row[2], row[4])
+            currency1, size1, currency2, size2 = legs  # the client pays 1, is paid 2
+            pay, get = (currency1, size1 or 0), (currency2 or "", size2 or 0)
+            direction = "outgoing" if _int(pay[1]) != 0 or not get[0] else "incoming"
+            first, second = (pay, get) if direction == "outgoing" else (get, pay)
+            events.append(
+                self._settlement(
+                    raw,
+                    record="order",
+                    action=_SETTLEMENT_ACTIONS[action],
+                    settlement_id=str(_int(order_id)),
+                    counterparty=str(_int(cp)),
+                    currency=str(first[0] or ""),
+                    amount=from_units(_int(first[1])),
+                    direction=direction,
+                    counter_currency=str(second[0] or ""),
+                    counter_amount=from_units(_int(second[1])),
+                    comment=comment,
+                    committed=action == "D",
+                )
+            )
+        return events
+
+    def _settlement_lists(
+        self, feed: str, feed_id: Any, action: str, payload: Any, raw: Any
+    ) -> list[Event | Control]:
+        """``R`` requests / ``N`` transactions: ``[[incoming...], [outgoing...]]`` (an ``N``
+        snapshot has a reserved number first)."""
+        if action not in _SETTLEMENT_ACTIONS:
+            return [FeedMessage(feed, feed_id, action, payload, raw=raw)]
+        lists = _list(payload, f"{feed} payload")
+        if feed == "N" and len(lists) == 3 and not isinstance(lists[0], list):
+            lists = lists[1:]
+        incoming, outgoing = _pair(lists, f"{feed} payload")
+        events: list[Event | Control] = []
+        for direction, rows in (("incoming", incoming), ("outgoing", outgoing)):
+            for row in rows:
+                if not isinstance(row, list) or len(row) < 5:
+                    raise ValueError(f"{feed} row too short: {row!r}")
+                if feed == "R":  # [cp, currency, flags, amount, comment, expiry, network, id, ts]
+                    ident, amount = (row[7] if len(row) > 7 else None), row[3]
+                else:  # [cp, currency, amount, orderId, comment, ..., 10 transactionId, ...]
+                    ident, amount = (row[10] if len(row) > 10 else None), row[2]
+                events.append(
+                    self._settlement(
+                        raw,
+                        record="request" if feed == "R" else "transaction",
+                        action=_SETTLEMENT_ACTIONS[action],
+                        settlement_id="" if ident is None else str(_int(ident)),
+                        counterparty=str(_int(row[0])),
+                        currency=str(row[1]),
+                        amount=from_units(_int(amount)),
+                        direction=direction,
+                        comment=str(row[4] or ""),
+                        committed=action == "D",
+                    )
+                )
+        return events
+
+    def settlement_reply(self, method: str, reply: Any) -> list[SettlementEvent]:
+        """A ``settlementTransactions`` / ``settlementRequests`` reply as ``SettlementEvent`` s
+        (``action="snapshot"``), e.g. to find a transaction by the comment it was sent with.
+
+        Raises:
+          ValueError: the reply is not ``[[incoming...], [outgoing...]]`` of valid rows.
+        """
+        feed = {"settlementTransactions": "N", "settlementRequests": "R"}[method]
+        items = self._settlement_lists(feed, 0, "S", reply, reply)
+        return [e for e in items if isinstance(e, SettlementEvent)]
 
     # -- limits
 
@@ -668,7 +782,7 @@ class FineryParser:
             headroom = _limit_headroom(row)
             if headroom is None:
                 continue
-            currency, available, equity = headroom
+            currency, available, equity, counterparty = headroom
             if action == "-":
                 available = equity = Decimal(0)
             events.append(
@@ -680,6 +794,7 @@ class FineryParser:
                     available=available,
                     deposit=equity,
                     currency=currency,
+                    counterparty=counterparty,
                 )
             )
         return events
@@ -751,8 +866,9 @@ def _position(row: Any) -> tuple[str, int, int]:
     return str(row[0]), _int(row[1]), _int(row[2])
 
 
-def _limit_headroom(row: Any) -> tuple[str, Decimal, Decimal] | None:
-    """``(currency, grossLimit - utilisation, equity)`` of one limit row in any generation."""
+def _limit_headroom(row: Any) -> tuple[str, Decimal, Decimal, str] | None:
+    """``(currency, grossLimit - utilisation, equity, counterparty id)`` of one limit row in
+    any generation."""
     if isinstance(row, dict):
         own = row.get("ownLimit")
         if not isinstance(own, dict):
@@ -762,11 +878,13 @@ def _limit_headroom(row: Any) -> tuple[str, Decimal, Decimal] | None:
             str(own.get("asset", "")),
             from_units(gross - used),
             from_units(_int(own.get("equity", 0))),
+            str(_int(row.get("counterpartyId", 0))),
         )
     if isinstance(row, list) and len(row) >= 12 and isinstance(row[0], int):
-        return str(row[1]), from_units(_int(row[2]) - _int(row[5])), from_units(_int(row[9]))
+        headroom = from_units(_int(row[2]) - _int(row[5]))
+        return str(row[1]), headroom, from_units(_int(row[9])), str(row[0])
     if isinstance(row, list) and len(row) >= 7 and isinstance(row[0], str):
-        return str(row[0]), from_units(_int(row[2]) - _int(row[4])), Decimal(0)
+        return str(row[0]), from_units(_int(row[2]) - _int(row[4])), Decimal(0), str(_int(row[6]))
     raise ValueError(f"unknown limit shape: {row!r}")
 
 
