@@ -49,7 +49,7 @@ _JSON = b"application/json"
 _IN_DOUBT = (EntryState.PENDING, EntryState.SENT, EntryState.UNKNOWN)
 
 
-class ConsoleError(Exception):
+class ConsoleError(QfexbotError):
     """A control call refused: HTTP ``status`` and the message the operator reads."""
 
     def __init__(self, status: int, message: str) -> None:
