@@ -18,6 +18,7 @@ import trio
 from runtime_helpers import DESK_A, DESK_B, PRIMARY
 from wait_helpers import wait_until
 
+from qfexbot import AlertKind
 from qfexbot.config import Limits, SessionSettings
 from qfexbot.core.secrets import Secret
 from qfexbot.money.journal import SqliteJournal
@@ -53,6 +54,7 @@ class World:
         send=None,
         settle: float = 0.0,
         clock=time.time,
+        on_alert=None,
     ) -> TransferService:
         if self.journal is not None:
             await self.journal.close()
@@ -67,6 +69,7 @@ class World:
             kill_switch=kill_switch,
             settle_seconds=settle,
             clock=clock,
+            on_alert=on_alert,
         )
 
     def rows(self) -> list[tuple[str, str]]:
@@ -270,7 +273,8 @@ async def test_a_late_landing_is_re_marked_applied_counted_and_holds_the_account
     # The test failed before this change: the first transfer stayed "failed" after it landed,
     # so the journal showed one transfer where the venue had moved the money twice, silently.
     # settle (2 s) is set shorter than the venue's hold (5 s) on purpose, to force the verdict.
-    service = await world.service(settle=2.0)
+    alerts = []
+    service = await world.service(settle=2.0, on_alert=alerts.append)
     world.sim.faults.hold_transfers(5.0)
     first = await service.transfer("bot", "p", PRIMARY, DESK_A, Decimal(100), "top-up")
     assert first.state == "unknown"
@@ -294,6 +298,10 @@ async def test_a_late_landing_is_re_marked_applied_counted_and_holds_the_account
     )
     held = await world.journal.active_holds("demo")
     assert sorted(h.account for h in held) == sorted([PRIMARY, DESK_A])
+    # One late-landing alert for the notifier (plugins/notifier.py), naming the entry.
+    assert [(a.alert, a.subject, dict(a.details)["code"]) for a in alerts] == [
+        (AlertKind.LATE_LANDING, first.entry_id, "late_landing")
+    ]
     again = await service.transfer("bot", "p", DESK_A, PRIMARY, Decimal(10), "sweep")
     assert (again.state, again.code) == ("refused", "account_held")
     assert "qfexbot journal release" in again.detail
@@ -301,6 +309,7 @@ async def test_a_late_landing_is_re_marked_applied_counted_and_holds_the_account
     assert world.rows() == [("done", "100"), ("done", "100")]
     assert len(world.sim.ledger) == 2
     assert await service.reconcile() == []  # landed once, re-marked once
+    assert len(alerts) == 1  # and alerted once
     restarted = await world.service(settle=2.0)
     blocked = await restarted.transfer("bot", "p", PRIMARY, DESK_A, Decimal(10), "after restart")
     assert blocked.code == "account_held"
