@@ -768,7 +768,7 @@ class TransferService:
         self, entry: Entry, reader: ReadBalance, allow_not_applied: bool = True
     ) -> ReconcileResult:
         if self._find_sent is not None:
-            return await self._reconcile_by_venue(entry, allow_not_applied)
+            return await self._reconcile_by_venue(entry)
         src, dst, amount = entry.src or "", entry.dst or "", entry.amount or Decimal(0)
         blocked = await self._not_reconcilable(entry)
         if blocked is not None:
@@ -823,14 +823,11 @@ class TransferService:
         await self._emit(outcome)
         return ReconcileResult(outcome.id, outcome.state, outcome.detail)
 
-    async def _reconcile_by_venue(
-        self, entry: Entry, allow_not_applied: bool = True
-    ) -> ReconcileResult:
+    async def _reconcile_by_venue(self, entry: Entry) -> ReconcileResult:
         """Resolve ``entry`` from the venue's own state of the request tagged with its id
-        (``find_sent``): found -> applied; absent -> not applied once quiet for
-        ``settle_seconds`` (a request the venue holds past our timeout may still appear)."""
+        (``find_sent``): found -> applied; absent or unreadable -> still unknown (an operator
+        decides: absence now does not prove the request will never be applied)."""
         assert self._find_sent is not None
-        self._doubt_since.setdefault(entry.id, trio.current_time())
         accounts = (entry.src or "", entry.dst or "")
         held = [
             h for h in await self.journal.active_holds(owner=self.owner) if h.account in accounts
@@ -848,25 +845,21 @@ class TransferService:
             why = "the venue's state does not tell yet"
         if found is None:
             return await self._still_unknown(entry, f"cannot reconcile yet: {why}")
-        if found:
-            outcome = await self._conclude(
-                entry, "applied", "reconciled as applied: the venue has the request", "found"
-            )
-        else:
-            if not allow_not_applied:
-                return ReconcileResult(entry.id, entry.state, entry.detail)
-            if trio.current_time() - self._doubt_since[entry.id] < self._settle:
-                return await self._still_unknown(
-                    entry, f"the venue has no such request, but it has been in doubt for less "
-                    f"than {self._settle:g} s (transfer_settle); not declaring it not applied yet",
-                )  # fmt: skip
-            outcome = await self._conclude(
-                entry, "not_applied", "reconciled as not applied: the venue has no such request",
-                "absent",
+        if not found:
+            # Absent is evidence of now, not of never: a request the venue holds past our
+            # timeout may still be applied, and no balance would show it (a balance venue's
+            # "not applied" verdict keeps a 24 h balance watch for that; here there is nothing
+            # to watch). So it stays unknown, its pair refused, until the venue shows it or an
+            # operator who checked the venue resolves it.
+            return await self._still_unknown(
+                entry, "the venue has no such request (yet); absence is not proof that it will "
+                "never be applied, so qfexbot will not declare it not applied: check the venue",
             )  # fmt: skip
+        outcome = await self._conclude(
+            entry, "applied", "reconciled as applied: the venue has the request", "found"
+        )
         if isinstance(outcome, ReconcileResult):
             return outcome
-        self._doubt_since.pop(entry.id, None)
         log_event(log, logging.INFO, "transfer reconciled", entry=entry.id, state=outcome.state,
                   detail=outcome.detail)  # fmt: skip
         await self._emit(outcome)

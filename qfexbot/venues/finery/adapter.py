@@ -69,7 +69,7 @@ from qfexbot.venues.finery.orders import (
     finery_modify,
     finery_order,
 )
-from qfexbot.venues.finery.parse import FineryError
+from qfexbot.venues.finery.parse import FineryError, error_message
 from qfexbot.venues.finery.replay import FineryReplayDriver
 from qfexbot.venues.finery.rest import FineryHttpError, FineryRest
 
@@ -94,6 +94,9 @@ SETTLEMENT_MARKER = "qfexbot:"
 settlement whose answer was lost is found again in the venue's state (``find_sent``)."""
 _HISTORY_PAGES = 20
 """Pages of ``settlementTransactionHistory`` (250 each) searched before "cannot tell"."""
+_MAYBE_APPLIED_CODES = frozenset({2, 10, 104})
+"""Venue error codes that do not show the request was not stored: backend down, internal
+error, database out of sync (protocol reference, error table)."""
 
 CHANNEL_FEEDS: Mapping[str, tuple[tuple[str, Any], ...]] = {
     "order_responses": (("O", None),),
@@ -417,9 +420,15 @@ class FineryVenue:
         )
 
     def transfer_outcome(self, exc: BaseException) -> TransferOutcome | None:
-        """A venue error code or our own refusal: nothing applied; an HTTP failure (5xx,
-        timeout, reset, not JSON) may have been applied."""
-        if isinstance(exc, (FineryError, SettlementRefused)):
+        """Our own refusal or a venue error code that refuses the request: nothing applied. An
+        HTTP failure (5xx, timeout, reset, not JSON), an internal error, a backend or database
+        fault (codes 2, 10, 104) or an undocumented code may have been applied: reconciled from
+        the venue's settlement state."""
+        if isinstance(exc, SettlementRefused):
+            return TransferOutcome.REJECTED
+        if isinstance(exc, FineryError):
+            if exc.code in _MAYBE_APPLIED_CODES or error_message(exc.code) == f"error {exc.code}":
+                return TransferOutcome.AMBIGUOUS
             return TransferOutcome.REJECTED
         if isinstance(exc, FineryHttpError):
             return TransferOutcome.AMBIGUOUS
