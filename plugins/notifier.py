@@ -149,7 +149,10 @@ class Notifier:
         else:
             self._target = config["url"].resolve().reveal()
         self.host = httpx.URL(self._target).host or "?"
-        _HIDE.targets[self._target] = f"<{self.sink} at {self.host}>"
+        shown = f"<{self.sink} at {self.host}>"
+        # httpx logs the URL it normalised (host lower-cased, default port dropped, spaces
+        # encoded), which need not be the configured string: hide both.
+        _HIDE.targets[self._target] = _HIDE.targets[str(httpx.URL(self._target))] = shown
         self.client = httpx.AsyncClient(timeout=float(config["timeout"]), follow_redirects=False)
         ctx.log.info("notifier ready: sink=%s host=%s", self.sink, self.host)
 

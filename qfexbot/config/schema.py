@@ -62,10 +62,11 @@ _FIELD_KINDS: dict[str, tuple[str, Callable[[_Errors, Any, str], Any]]] = {
     "non_negative_number": ("a non-negative number", _non_negative_number),
     "duration": ("a duration >= 0", _duration),
     "str_list": ("an array of strings", _list(_str, "strings")),
-    # Read late: the plugin calls .resolve() at startup, so `check` needs no secret present.
+    # Read late: the plugin calls .resolve() at startup, so `check` needs no secret present;
+    # the value read is scrubbed from every qfexbot log line from then on.
     "secret": (
         '{env = "NAME"} or {file = "path"}',
-        secret_ref(Path(), allow_inline=False, inline_hint=" for plugin secrets"),
+        secret_ref(Path(), allow_inline=False, inline_hint=" for plugin secrets", scrub=True),
     ),
 }
 

@@ -23,6 +23,7 @@ from qfexbot.config.validate import (
     _resolve_path,
     _type_name,
 )
+from qfexbot.core.logs import register_secret
 from qfexbot.core.secrets import Secret
 
 __all__ = ["INSECURE_SECRET_FILES_ENV", "Credentials", "SecretRef", "secret_ref"]
@@ -46,13 +47,15 @@ class SecretRef:
 
     ``kind`` is ``"env"`` (``target`` = variable name), ``"file"`` (``target`` = absolute path)
     or ``"inline"`` (the value is held in a redacted ``Secret``). ``key_path`` names the
-    bots.toml key, for error messages.
+    bots.toml key, for error messages. ``scrub``: ``resolve()`` registers the value with the
+    log scrubber, for secrets whose user (a plugin) may log or raise with them.
     """
 
     kind: Literal["env", "file", "inline"]
     target: str
     key_path: str
     inline: Secret | None = field(default=None, repr=False)
+    scrub: bool = False
 
     def resolve(self, environ: Mapping[str, str] | None = None) -> Secret:
         """Read the value now.
@@ -61,7 +64,12 @@ class SecretRef:
             ConfigError: the variable is unset or empty, the file is missing, unreadable, empty,
                 or readable by group/others (unless ``QFEXBOT_ALLOW_INSECURE_SECRET_FILES=1``).
         """
-        env = os.environ if environ is None else environ
+        secret = self._read(os.environ if environ is None else environ)
+        if self.scrub:
+            register_secret(secret.reveal())
+        return secret
+
+    def _read(self, env: Mapping[str, str]) -> Secret:
         if self.kind == "inline":
             assert self.inline is not None
             return self.inline
@@ -110,8 +118,11 @@ class SecretRef:
         return text
 
 
-def secret_ref(base_dir: Path, *, allow_inline: bool, inline_hint: str = "") -> Callable[..., Any]:
-    """Parse a credential value: a string, ``{env = "NAME"}`` or ``{file = "path"}``.
+def secret_ref(
+    base_dir: Path, *, allow_inline: bool, inline_hint: str = "", scrub: bool = False
+) -> Callable[..., Any]:
+    """Parse a credential value: a string, ``{env = "NAME"}`` or ``{file = "path"}``
+    (``scrub``: see :class:`SecretRef`).
 
     The value itself is never shown in an error: it may be the secret.
     """
@@ -126,9 +137,10 @@ def secret_ref(base_dir: Path, *, allow_inline: bool, inline_hint: str = "") -> 
                     f"inline secrets are not allowed{inline_hint}; use"
                     ' {env = "NAME"} or {file = "path"}',
                 )
-            return SecretRef("inline", "", path, Secret(value.strip(), source=f"inline:{path}"))
+            inline = Secret(value.strip(), source=f"inline:{path}")
+            return SecretRef("inline", "", path, inline, scrub)
         if isinstance(value, dict):
-            return _reference(err, base_dir, value, path)
+            return _reference(err, base_dir, value, path, scrub)
         return err.add(
             path, 'expected a string, {env = "NAME"} or {file = "path"}, got ' + _type_name(value)
         )
@@ -136,17 +148,19 @@ def secret_ref(base_dir: Path, *, allow_inline: bool, inline_hint: str = "") -> 
     return check
 
 
-def _reference(err: _Errors, base_dir: Path, value: dict[str, Any], path: str) -> Any:
+def _reference(
+    err: _Errors, base_dir: Path, value: dict[str, Any], path: str, scrub: bool = False
+) -> Any:
     """``{env = "NAME"}`` or ``{file = "path"}`` as a ``SecretRef``."""
     if len(value) == 1 and "env" in value:
         name = value["env"]
         if isinstance(name, str) and _ENV_NAME_RE.fullmatch(name):
-            return SecretRef("env", name, path)
+            return SecretRef("env", name, path, scrub=scrub)
         return err.expected(_key(path, "env"), "an environment variable name", name)
     if len(value) == 1 and "file" in value:
         target = _resolve_path(base_dir, value["file"])
         if target is not None:
-            return SecretRef("file", str(target), path)
+            return SecretRef("file", str(target), path, scrub=scrub)
         return err.expected(_key(path, "file"), "a path (string)", value["file"])
     if not value:
         return err.add(path, 'expected {env = "NAME"} or {file = "path"}, got an empty table')

@@ -24,6 +24,7 @@ from qfexbot import AlertEvent, AlertKind, AlertSeverity, BalanceEvent, hookimpl
 from qfexbot.config import validate_plugin_config
 from qfexbot.core.alerts import make_alert
 from qfexbot.core.asgi import answer_lifespan, read_body
+from qfexbot.core.logs import TextFormatter
 from qfexbot.money.killswitch import pause, resume
 from qfexbot.testing import run_bot
 
@@ -428,3 +429,29 @@ async def test_refusals_of_one_pair_fold_into_one_message(tmp_path, receiver):
     assert first["subject"] == "refused treasury -> desk-a"
     assert "of 1 treasury -> desk-a was refused: money movement is paused" in first["summary"]
     assert first["details"]["entry"] == refused[0].entry_id
+
+
+async def test_a_url_httpx_normalises_stays_out_of_logs(tmp_path, receiver, caplog, monkeypatch):
+    # httpx logs the URL it normalised (here the scheme lower-cased), not the configured string.
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("TEST_HOOK_URL", f"HTTP://{receiver.url.split('//')[1]}/hooks/{HOOK_SECRET}")
+    async with run_bot(
+        Quiet, tmp_path=tmp_path, extra_plugins={"notify": notifier("webhook", receiver)}
+    ) as bot:
+        pause(bot.runtime.app.runtime.kill_switch_file, "operator")
+        await receiver.wait(1)
+    assert receiver.requests[0][0] == f"/hooks/{HOOK_SECRET}"
+    assert "HTTP Request" in caplog.text  # httpx did log the request, with the URL hidden
+    no_secret(caplog.text)
+
+
+def test_a_plugin_secret_once_read_is_scrubbed_from_qfexbot_log_lines(monkeypatch):
+    secret = "plugin-secret-value-31337"
+    monkeypatch.setenv("TEST_PLUGIN_SECRET", secret)
+    options = {"sink": "webhook", "url": {"env": "TEST_PLUGIN_SECRET"}}
+    values, errors = validate_plugin_config(Notifier.config_schema, options, "bots.b.plugins.n")
+    assert errors == []
+    line = logging.LogRecord("plugins.n", logging.ERROR, __file__, 1, "failed: %s", (secret,), None)
+    assert secret in TextFormatter().format(line)  # not read yet: nothing to scrub
+    values["url"].resolve()
+    assert secret not in TextFormatter().format(line)
