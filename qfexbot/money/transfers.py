@@ -142,6 +142,7 @@ from qfexbot.money.journal import (
     DailyBudget,
     Entry,
     EntryState,
+    GuardLost,
     Hold,
     InvalidTransition,
     Journal,
@@ -632,6 +633,14 @@ class TransferService:
             return TransferResult(entry_id, entry.state, entry.detail)
         try:
             await self.journal.mark_sent(entry_id)
+        except GuardLost as exc:  # checked before the request: provably not sent
+            entry = await self.journal.mark_failed(entry_id, str(exc))
+            log_event(log, logging.CRITICAL, "transfer not sent: journal guard lost",
+                      entry=entry_id, src=self._name(src), dst=self._name(dst),
+                      amount=str(amount), detail=entry.detail)  # fmt: skip
+            await self._emit(entry)
+            return TransferResult(entry_id, entry.state, entry.detail)
+        try:
             if self._find_sent is not None:
                 await self._send(src, dst, amount, entry_id)
             else:

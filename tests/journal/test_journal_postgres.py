@@ -17,6 +17,7 @@ from qfexbot.errors import JournalError
 from qfexbot.money.journal import (
     BudgetExceeded,
     DailyBudget,
+    GuardLost,
     InvalidTransition,
     JournalLocked,
     postgres,
@@ -169,6 +170,31 @@ async def test_an_exclusive_open_refuses_a_second_process_until_closed(pg_cluste
             assert await reader.list() == []
     async with await PostgresJournal.open(dsn, exclusive=True) as after:
         assert await after.list() == []
+
+
+async def test_a_lost_guard_stops_sending_and_frees_the_journal_for_another(pg_cluster):
+    # The guard's session can end under a running process (server restart, failover, network
+    # cut, terminated backend); from then on another process may open the journal, so this one
+    # must hand nothing more to a venue: checked before every send and every order.
+    dsn = pg_cluster.create_database()
+    async with await PostgresJournal.open(dsn, exclusive=True) as first:
+        entry = await first.record_intent(
+            bot="b", plugin="p", venue="demo", src=TREASURY, dst=DESK_A, amount=Decimal(2),
+            reason="before the cut",
+        )  # fmt: skip
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND classid = %s AND objid = 0",
+                (postgres.PROCESS_LOCK_CLASS,),
+            )
+        with pytest.raises(GuardLost, match="lost the journal's one-process guard"):
+            await first.mark_sent(entry.id)
+        with pytest.raises(GuardLost):
+            await first.record_order(bot="b", plugin="p", venue="demo", account=DESK_A, data={})
+        assert (await first.get(entry.id)).state == "pending"  # nothing written: not sent
+        async with await PostgresJournal.open(dsn, exclusive=True) as second:  # free now
+            assert [e.id for e in await second.list()] == [entry.id]
 
 
 async def test_the_password_is_given_apart_and_never_shown(pg_cluster):

@@ -85,6 +85,7 @@ from qfexbot.money.journal.model import Entry as Entry
 from qfexbot.money.journal.model import EntryKind as EntryKind
 from qfexbot.money.journal.model import EntryNotFound as EntryNotFound
 from qfexbot.money.journal.model import EntryState as EntryState
+from qfexbot.money.journal.model import GuardLost as GuardLost
 from qfexbot.money.journal.model import Hold as Hold
 from qfexbot.money.journal.model import InvalidTransition as InvalidTransition
 from qfexbot.money.journal.model import JournalClosed as JournalClosed
@@ -116,6 +117,7 @@ __all__ = [
     "EntryKind",
     "EntryNotFound",
     "EntryState",
+    "GuardLost",
     "Hold",
     "InvalidTransition",
     "Journal",

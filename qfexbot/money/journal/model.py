@@ -34,6 +34,7 @@ __all__ = [
     "EntryKind",
     "EntryNotFound",
     "EntryState",
+    "GuardLost",
     "Hold",
     "Intent",
     "InvalidTransition",
@@ -188,6 +189,10 @@ class StaleEpoch(JournalError):
     (or the entry was written under another), so this process is no longer its leader. The
     entry stays ``pending``: it provably was never sent (mark it failed "not sent: stale
     epoch")."""
+
+
+class GuardLost(JournalLocked):
+    """A journal opened exclusively lost its one-process guard: nothing may be sent under it."""
 
 
 class BudgetExceeded(JournalError):

@@ -17,14 +17,14 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import trio
 
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.core.secrets import Secret
 from qfexbot.errors import JournalError
-from qfexbot.money.journal.model import JournalLocked
+from qfexbot.money.journal.model import Entry, GuardLost, JournalLocked, Order
 from qfexbot.money.journal.protocol import Journal
 from qfexbot.money.journal.store import (
     INDEXES_ON_ADDED,
@@ -67,6 +67,23 @@ BUDGET_LOCK_CLASS = 0x71667802
 PROCESS_LOCK_CLASS = 0x71667803
 """Advisory lock class (key 0) of the one-process guard, ``PostgresJournal.open(exclusive=True)``:
 what ``qfexbot run`` holds until leadership per account group replaces it (issue 18 part B)."""
+
+
+def _bounded(dsn: str) -> dict[str, Any]:
+    """Every connection's bounds: a dead peer or a half-open connection is noticed in ~10 s
+    (TCP keepalives, unacknowledged data), and no statement waits on a lock or runs for ever, so
+    a journal call (and the guard's probe) fails instead of hanging the runtime. The DSN's own
+    ``options`` (a search_path, say) are kept."""
+    own = conninfo.conninfo_to_dict(dsn).get("options") or ""
+    return {
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 10_000,
+        "options": f"{own} -c lock_timeout=10s -c statement_timeout=30s".strip(),
+    }
+
 
 _SCHEMA = (
     schema(
@@ -155,8 +172,10 @@ class PostgresStore(JournalStore):
         password: Secret | None = None,
         clock: Callable[[], float] = time.time,
         connect_timeout: float = 10.0,
+        guard: Any = None,
     ) -> None:
         _require_psycopg()
+        self._guard = guard  # the one-process guard's connection (exclusive journals), or None
         self.label = describe_dsn(dsn)
         if "password" in conninfo.conninfo_to_dict(dsn):
             raise JournalError(
@@ -170,6 +189,7 @@ class PostgresStore(JournalStore):
             dsn,
             autocommit=True,
             connect_timeout=max(1, round(connect_timeout)),
+            **_bounded(dsn),
             **extra,
         )
         self._conn = self._connect()
@@ -209,6 +229,37 @@ class PostgresStore(JournalStore):
     def _after_commit(self) -> None:
         """Nothing to do: the database is the reference (no mark files; see the docs)."""
 
+    def mark_sent(self, entry_id: str, *, fence: tuple[str, int] | None = None) -> Entry:
+        self._check_guard(f"transfer {entry_id}")
+        return super().mark_sent(entry_id, fence=fence)
+
+    def record_order(
+        self, *, fence: tuple[str, int] | None = None, **order: Unpack[Order]
+    ) -> Entry:
+        self._check_guard("order")
+        return super().record_order(fence=fence, **order)
+
+    def _check_guard(self, what: str) -> None:
+        """Before anything is handed to a venue: the one-process guard is still held. Its
+        session ends with its connection (a server restart, a failover, a network cut, a
+        terminated backend), and then another process may be moving this journal's money.
+
+        Raises:
+          GuardLost: the guard's connection is gone (nothing was written).
+        """
+        if self._guard is None:
+            return
+        try:
+            if self._guard.broken or self._guard.closed:
+                raise OSError("connection closed")
+            self._guard.execute("SELECT 1")
+        except Exception as exc:
+            raise GuardLost(
+                f"{what} not sent: this process lost the journal's one-process guard (its "
+                f"PostgreSQL session ended: {type(exc).__name__}); another qfexbot may be moving "
+                "this journal's money now; restart this process once you know which one runs"
+            ) from None
+
     def _serialise_budget(self, db: Connection, owner: str) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (BUDGET_LOCK_CLASS, owner))
 
@@ -227,10 +278,15 @@ class PostgresJournal(ThreadedJournal, Journal):
         *,
         password: Secret | None = None,
         clock: Callable[[], float] = time.time,
+        guard: Any = None,
     ) -> None:
         self.dsn_label = describe_dsn(dsn)
         self._lock_conn: Any = None
-        super().__init__(self.dsn_label, lambda: PostgresStore(dsn, password=password, clock=clock))
+
+        def store() -> PostgresStore:
+            return PostgresStore(dsn, password=password, clock=clock, guard=guard)
+
+        super().__init__(self.dsn_label, store)
 
     @classmethod
     async def open(
@@ -254,7 +310,7 @@ class PostgresJournal(ThreadedJournal, Journal):
         if exclusive:
             lock_conn = await trio.to_thread.run_sync(_take_process_lock, dsn, password)
         try:
-            journal = cls(dsn, password=password, clock=clock)
+            journal = cls(dsn, password=password, clock=clock, guard=lock_conn)
         except BaseException:
             if lock_conn is not None:
                 lock_conn.close()
@@ -277,7 +333,7 @@ def _take_process_lock(dsn: str, password: Secret | None) -> Any:
     """
     _require_psycopg()
     extra = {} if password is None else {"password": password.reveal()}
-    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10, **extra)
+    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10, **_bounded(dsn), **extra)
     try:
         row = conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (PROCESS_LOCK_CLASS,)).fetchone()
     except BaseException:
