@@ -40,7 +40,6 @@ from qfexbot.config.model import (
 from qfexbot.config.secretref import secret_ref
 from qfexbot.config.validate import (
     _INVALID,
-    MARKET_DATA_CHANNELS,
     PRIVATE_CHANNELS,
     ConfigError,
     VenueRules,
@@ -471,10 +470,42 @@ def _check_credentials(err: _Errors, table: _Table, rules: VenueRules) -> None:
         err.add(path, "missing credentials (expected public_key and secret, or jwt)")
 
 
+def _flags_of_kinds() -> dict[str, list[str]]:
+    """Every kind's own boolean venue keys (its rules' ``flags``) -> the kinds that have it.
+    A kind whose rules cannot be loaded has none here (its tables report that)."""
+    found: dict[str, list[str]] = {}
+    for kind in registry.kinds():
+        try:
+            flags = getattr(registry.config_rules(kind), "flags", {})
+        except (ImportError, AttributeError):
+            continue
+        for key in flags:
+            found.setdefault(key, []).append(kind)
+    return found
+
+
+def _venue_flags(
+    err: _Errors, table: _Table, rules: VenueRules, known: bool, all_flags: Mapping[str, list[str]]
+) -> Mapping[str, bool]:
+    """The kind's own boolean keys, as set or defaulted; another kind's key is refused."""
+    own: Mapping[str, bool] = getattr(rules, "flags", {})
+    for key in all_flags:
+        if known and key in table.data and key not in own:
+            kinds = ", ".join(f'"{k}"' for k in all_flags[key])
+            err.add(
+                _key(table.path, key),
+                f'not available for kind "{rules.kind}" (a setting of kind {kinds} venues'
+                f" only; remove it)",
+            )
+    return MappingProxyType({key: table.get(key, _bool, default) for key, default in own.items()})
+
+
 def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
     path = _key("venues", name)
-    table = _Table(err, data, path, _VENUE_KEYS)
+    all_flags = _flags_of_kinds()
+    table = _Table(err, data, path, (*_VENUE_KEYS, *all_flags))
     kind, rules, known = _venue_rules(err, table)
+    flags = _venue_flags(err, table, rules, known, all_flags)
     simulator = table.get("simulator", _bool, False)
     urls = _venue_urls(err, table, rules, known, simulator)
     user_id = table.get(
@@ -508,6 +539,7 @@ def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
         MappingProxyType(accounts),
         session,
         sim,
+        flags,
     )
 
 
@@ -708,7 +740,9 @@ def _parse_bot(
 def _check_venue_channels(
     err: _Errors, table: _Table, channels: Any, market_data: MarketData, kind: str
 ) -> None:
-    """Channels the bot's venue does not have are errors (they exist on another kind)."""
+    """Channels the bot's venue does not have are errors: private ones (they exist on another
+    kind), and market-data ones, whose vocabulary is the venue's own (``market_data_channels``).
+    A bot whose venue is unknown (already reported) has its market-data names unchecked."""
     rules = registry.config_rules(kind)
     checks = [("channels", channels, tuple(rules.private_channels))]
     md_channels = market_data.channels
@@ -731,7 +765,8 @@ def _check_venue_channels(
 
 def _parse_market_data(err: _Errors, data: Any, path: str) -> MarketData:
     table = _Table(err, data, path, _MARKET_DATA_KEYS)
-    channel_list = _list(_choice(MARKET_DATA_CHANNELS), "channel names", non_empty=True)
+    # Any names here: which exist is the bot's venue's vocabulary (_check_venue_channels).
+    channel_list = _list(_str, "channel names", non_empty=True)
     channels = table.get("channels", channel_list, what="an array of market-data channel names")
     symbols = table.get(
         "symbols",
