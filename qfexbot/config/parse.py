@@ -470,42 +470,50 @@ def _check_credentials(err: _Errors, table: _Table, rules: VenueRules) -> None:
         err.add(path, "missing credentials (expected public_key and secret, or jwt)")
 
 
-def _flags_of_kinds() -> dict[str, list[str]]:
-    """Every kind's own boolean venue keys (its rules' ``flags``) -> the kinds that have it.
-    A kind whose rules cannot be loaded has none here (its tables report that)."""
-    found: dict[str, list[str]] = {}
+def _kinds_with_flag(key: str) -> list[str]:
+    """The kinds whose rules have ``key`` among their ``flags``. Only asked for a key no table
+    takes, so other kinds' packages are imported only for such a mistake."""
+    found = []
     for kind in registry.kinds():
         try:
-            flags = getattr(registry.config_rules(kind), "flags", {})
+            if key in getattr(registry.config_rules(kind), "flags", {}):
+                found.append(kind)
         except (ImportError, AttributeError):
-            continue
-        for key in flags:
-            found.setdefault(key, []).append(kind)
+            continue  # its own tables report it
     return found
 
 
 def _venue_flags(
-    err: _Errors, table: _Table, rules: VenueRules, known: bool, all_flags: Mapping[str, list[str]]
+    err: _Errors, table: _Table, rules: VenueRules, known: bool, extra: Collection[str]
 ) -> Mapping[str, bool]:
-    """The kind's own boolean keys, as set or defaulted; another kind's key is refused."""
+    """The kind's own boolean keys, as set or defaulted. Of the ``extra`` keys (not a key of
+    every venue table): another kind's flag is refused as such, anything else is unknown."""
     own: Mapping[str, bool] = getattr(rules, "flags", {})
-    for key in all_flags:
-        if known and key in table.data and key not in own:
-            kinds = ", ".join(f'"{k}"' for k in all_flags[key])
+    unknown = {}
+    for key in extra:
+        if key in own:
+            continue
+        kinds = _kinds_with_flag(key) if known else []
+        if kinds:
+            shown = ", ".join(f'"{k}"' for k in kinds)
             err.add(
                 _key(table.path, key),
-                f'not available for kind "{rules.kind}" (a setting of kind {kinds} venues'
-                f" only; remove it)",
+                f'not available for kind "{rules.kind}" (a setting of kind {shown} venues'
+                " only; remove it)",
             )
+        else:
+            unknown[key] = table.data[key]
+    err.unknown_keys(unknown, table.path, (*_VENUE_KEYS, *own))
     return MappingProxyType({key: table.get(key, _bool, default) for key, default in own.items()})
 
 
 def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
     path = _key("venues", name)
-    all_flags = _flags_of_kinds()
-    table = _Table(err, data, path, (*_VENUE_KEYS, *all_flags))
+    # Keys beyond every table's depend on the kind: reported once it is known (_venue_flags).
+    extra = [k for k in data if k not in _VENUE_KEYS] if isinstance(data, dict) else []
+    table = _Table(err, data, path, (*_VENUE_KEYS, *extra))
     kind, rules, known = _venue_rules(err, table)
-    flags = _venue_flags(err, table, rules, known, all_flags)
+    flags = _venue_flags(err, table, rules, known, extra)
     simulator = table.get("simulator", _bool, False)
     urls = _venue_urls(err, table, rules, known, simulator)
     user_id = table.get(
