@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+from runtime_files import runtime_in
 from wait_helpers import wait_until
 
-from qfexbot.config import load_config
 from qfexbot.events import BookEvent
-from qfexbot.runtime import Runtime
 
 BOTS_TOML = """
 [runtime]
@@ -68,12 +67,8 @@ class Books:
 async def test_each_book_channel_reaches_the_bots_that_asked_for_it(
     tmp_path: Path, monkeypatch
 ) -> None:
-    (tmp_path / "var").mkdir()
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "books.py").write_text(BOOKS)
-    (tmp_path / "bots.toml").write_text(BOTS_TOML)
     monkeypatch.chdir(tmp_path)
-    runtime = Runtime(load_config(tmp_path / "bots.toml"))
+    runtime = runtime_in(tmp_path, BOTS_TOML, {"books": BOOKS})
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)

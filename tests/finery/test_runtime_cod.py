@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import trio
+from runtime_files import runtime_in
 from wait_helpers import wait_until
 
-from qfexbot.config import load_config
 from qfexbot.config.model import SessionSettings
 from qfexbot.core.secrets import Secret
 from qfexbot.core.venue import Order
 from qfexbot.events import ConnectionState, Event, OrderUpdateEvent, ResyncEvent
-from qfexbot.runtime import Runtime
 from qfexbot.sim.finery import FinerySimulator
 from qfexbot.sim.finery.config import demo_finery_config
 from qfexbot.venues.finery.adapter import FineryVenue
@@ -154,11 +153,7 @@ async def runtime_orders_after_a_drop(tmp_path: Path, sim: FinerySimulator, urls
     bid, drop the connection, and return the client order ids the plugin's resync after the
     reconnect reports open."""
     work = tmp_path / (cod_line.replace(" ", "").replace("=", "-") or "default")
-    (work / "var").mkdir(parents=True)
-    (work / "plugins").mkdir()
-    (work / "plugins" / "maker.py").write_text(MAKER)
-    (work / "bots.toml").write_text(maker_toml(urls, cod_line))
-    runtime = Runtime(load_config(work / "bots.toml"))
+    runtime = runtime_in(work, maker_toml(urls, cod_line), {"maker": MAKER})
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.run)
         plugin = runtime.hosts["maker"].slots[0].plugin
