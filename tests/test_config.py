@@ -370,9 +370,9 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
         setting((f"{BOT}/market_data", {"channels": ["l2"], "symbols": ["AAPL-USD"]})),
         [
             (
-                'bots.keep-funded.market_data.channels[0]: expected one of "level2", "bbo", '
-                '"trade", "mark_price", "candle", "funding", "underlier", "open_interest", '
-                '"minmax_price", "market_stats", got "l2"'
+                'bots.keep-funded.market_data.channels[0]: "l2" is not available on a kind = '
+                '"qfex" venue (supported: "level2", "bbo", "trade", "mark_price", "candle", '
+                '"funding", "underlier", "open_interest", "minmax_price", "market_stats")'
             )
         ],
     ),

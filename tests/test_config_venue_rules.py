@@ -50,6 +50,7 @@ def errors(data: dict[str, Any]) -> list[str]:
 
 def test_a_registered_kind_gets_its_default_urls_and_account_ids(toy_kind: str) -> None:
     venue = parse_config(toy_config(), "bots.toml", "/srv").venues["play"]
+    assert dict(venue.flags) == {}  # a kind without flags of its own
     assert (venue.kind, venue.user_id, dict(venue.accounts)) == (
         toy_kind,
         "T-1",
@@ -90,6 +91,20 @@ def test_a_registered_kind_gets_its_default_urls_and_account_ids(toy_kind: str) 
         (
             lambda v, b: v.update(simulator=True, sim={"seed": 1, "pulse_interval": 1}),
             ["venues.play.sim.pulse_interval: unknown key (allowed: seed)"],
+        ),
+        (
+            lambda v, b: v.update(cancel_on_disconnect=False),
+            [
+                'venues.play.cancel_on_disconnect: not available for kind "toy" (a setting of'
+                ' kind "finery" venues only; remove it)'
+            ],
+        ),
+        (
+            lambda v, b: b.update(market_data={"channels": ["bbo", "level2"], "symbols": ["X"]}),
+            [
+                'bots.watch.market_data.channels[1]: "level2" is not available on a kind = "toy"'
+                ' venue (supported: "bbo")'
+            ],
         ),
     ],
 )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from qfexbot.config.secretref import Credentials, SecretRef
@@ -145,6 +146,9 @@ class VenueConfig:
     accounts: Mapping[str, str]
     session: SessionSettings
     sim: Mapping[str, Any]
+    flags: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    """The kind's own boolean keys (its rules' ``flags``, e.g. Finery's
+    ``cancel_on_disconnect``): every one of them, as set or its default."""
 
     def account_id(self, alias: str) -> str:
         """The account id of an alias (KeyError if the venue does not declare it)."""

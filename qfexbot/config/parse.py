@@ -40,7 +40,6 @@ from qfexbot.config.model import (
 from qfexbot.config.secretref import secret_ref
 from qfexbot.config.validate import (
     _INVALID,
-    MARKET_DATA_CHANNELS,
     PRIVATE_CHANNELS,
     ConfigError,
     VenueRules,
@@ -471,10 +470,50 @@ def _check_credentials(err: _Errors, table: _Table, rules: VenueRules) -> None:
         err.add(path, "missing credentials (expected public_key and secret, or jwt)")
 
 
+def _kinds_with_flag(key: str) -> list[str]:
+    """The kinds whose rules have ``key`` among their ``flags``. Only asked for a key no table
+    takes, so other kinds' packages are imported only for such a mistake."""
+    found = []
+    for kind in registry.kinds():
+        try:
+            if key in getattr(registry.config_rules(kind), "flags", {}):
+                found.append(kind)
+        except (ImportError, AttributeError):
+            continue  # its own tables report it
+    return found
+
+
+def _venue_flags(
+    err: _Errors, table: _Table, rules: VenueRules, known: bool, extra: Collection[str]
+) -> Mapping[str, bool]:
+    """The kind's own boolean keys, as set or defaulted. Of the ``extra`` keys (not a key of
+    every venue table): another kind's flag is refused as such, anything else is unknown."""
+    own: Mapping[str, bool] = getattr(rules, "flags", {})
+    unknown = {}
+    for key in extra:
+        if key in own:
+            continue
+        kinds = _kinds_with_flag(key) if known else []
+        if kinds:
+            shown = ", ".join(f'"{k}"' for k in kinds)
+            err.add(
+                _key(table.path, key),
+                f'not available for kind "{rules.kind}" (a setting of kind {shown} venues'
+                " only; remove it)",
+            )
+        else:
+            unknown[key] = table.data[key]
+    err.unknown_keys(unknown, table.path, (*_VENUE_KEYS, *own))
+    return MappingProxyType({key: table.get(key, _bool, default) for key, default in own.items()})
+
+
 def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
     path = _key("venues", name)
-    table = _Table(err, data, path, _VENUE_KEYS)
+    # Keys beyond every table's depend on the kind: reported once it is known (_venue_flags).
+    extra = [k for k in data if k not in _VENUE_KEYS] if isinstance(data, dict) else []
+    table = _Table(err, data, path, (*_VENUE_KEYS, *extra))
     kind, rules, known = _venue_rules(err, table)
+    flags = _venue_flags(err, table, rules, known, extra)
     simulator = table.get("simulator", _bool, False)
     urls = _venue_urls(err, table, rules, known, simulator)
     user_id = table.get(
@@ -508,6 +547,7 @@ def _parse_venue(err: _Errors, name: str, data: Any, base: Path) -> VenueConfig:
         MappingProxyType(accounts),
         session,
         sim,
+        flags,
     )
 
 
@@ -708,7 +748,9 @@ def _parse_bot(
 def _check_venue_channels(
     err: _Errors, table: _Table, channels: Any, market_data: MarketData, kind: str
 ) -> None:
-    """Channels the bot's venue does not have are errors (they exist on another kind)."""
+    """Channels the bot's venue does not have are errors: private ones (they exist on another
+    kind), and market-data ones, whose vocabulary is the venue's own (``market_data_channels``).
+    A bot whose venue is unknown (already reported) has its market-data names unchecked."""
     rules = registry.config_rules(kind)
     checks = [("channels", channels, tuple(rules.private_channels))]
     md_channels = market_data.channels
@@ -731,7 +773,8 @@ def _check_venue_channels(
 
 def _parse_market_data(err: _Errors, data: Any, path: str) -> MarketData:
     table = _Table(err, data, path, _MARKET_DATA_KEYS)
-    channel_list = _list(_choice(MARKET_DATA_CHANNELS), "channel names", non_empty=True)
+    # Any names here: which exist is the bot's venue's vocabulary (_check_venue_channels).
+    channel_list = _list(_str, "channel names", non_empty=True)
     channels = table.get("channels", channel_list, what="an array of market-data channel names")
     symbols = table.get(
         "symbols",

@@ -45,7 +45,9 @@ MARKET_DATA_CHANNELS = (
     "minmax_price",
     "market_stats",
 )
-"""Every market-data channel a bot may ask for; a venue's rules say which of them it has."""
+"""Market-data channel names with one meaning on every venue that has them, for a venue's
+rules to pick from. They are not the vocabulary: a bot may ask for exactly its venue's
+``VenueRules.market_data_channels``, which may add names of the venue's own."""
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*")

@@ -238,6 +238,8 @@ class VenueSettings(Protocol):
     rest_url: str
     session: Any
     """The table's session tunables (a :class:`SessionSettingsLike`, ``settle_seconds`` too)."""
+    flags: Mapping[str, bool]
+    """The kind's own boolean keys of the table (``VenueRules`` ``flags``), each set or default."""
 
 
 class CredentialsLike(Protocol):
@@ -591,7 +593,10 @@ class VenueRules(Protocol):
 
     Everything else in the table (keys, TLS rule, credentials as references, accounts table,
     session) is the same for every kind; these are the parts that differ. Plain class attributes
-    implement the read-only members.
+    implement the read-only members. Two are optional (read with ``getattr``):
+    ``candle_intervals``, the resolutions of a ``candle`` channel, and ``flags``, a mapping of
+    boolean keys of the kind's own (e.g. ``cancel_on_disconnect``) to their defaults, which the
+    table may set and any other kind's table refuses.
     """
 
     @property
@@ -627,7 +632,8 @@ class VenueRules(Protocol):
 
     @property
     def market_data_channels(self) -> Collection[str]:
-        """The ``MARKET_DATA_CHANNELS`` this venue has."""
+        """The market-data channel names a bot may ask for on this venue: its own vocabulary
+        (names it shares with other venues mean the same there, e.g. ``level2``)."""
         ...
 
     @property

@@ -72,7 +72,14 @@ def test_shipped_plugins_are_found_by_name_outside_the_checkout(
 ) -> None:
     listed = _run([str(venv_bin / "qfexbot"), "plugins"], tmp_path, 60)  # no bots.toml yet
     assert listed.returncode == 0, listed.stderr
-    for name in ("rebalancer", "balance_logger", "book_imbalance", "demo_trader"):
+    for name in (
+        "rebalancer",
+        "balance_logger",
+        "book_imbalance",
+        "demo_trader",
+        "notifier",
+        "settler",
+    ):
         line = next((ln for ln in listed.stdout.splitlines() if ln.startswith(f"{name} ")), "")
         assert f"entry point {name} = qfexbot_plugins.{name}" in line, listed.stdout
 

@@ -128,11 +128,21 @@ def test_real_finery_venue_needs_tls_urls_and_secret_references() -> None:
             ],
         ),
         (
-            lambda v, b: b["market_data"].update(channels=["level2", "trade"]),
+            lambda v, b: b["market_data"].update(channels=["level2", "trade", "B"]),
             [
                 'bots.watch.market_data.channels[1]: "trade" is not available on a kind = "finery" '
-                'venue (supported: "level2")'
+                'venue (supported: "level2", "global_book", "md_book")',
+                'bots.watch.market_data.channels[2]: "B" is not available on a kind = "finery" '
+                'venue (supported: "level2", "global_book", "md_book")',
             ],
+        ),
+        (
+            lambda v, b: v.update(cancel_on_disconnect="yes"),
+            ['venues.fm.cancel_on_disconnect: expected a boolean, got "yes"'],
+        ),
+        (
+            lambda v, b: v.update(cancel_on_disconect=True),
+            ['venues.fm.cancel_on_disconect: unknown key (did you mean "cancel_on_disconnect"?)'],
         ),
     ],
 )
@@ -140,6 +150,37 @@ def test_finery_specific_errors(change: Any, expected: list[str]) -> None:
     data = copy.deepcopy(base())
     change(data["venues"]["fm"], data["bots"]["watch"])
     assert errors(data) == expected
+
+
+def test_the_book_channels_and_cancel_on_disconnect_are_read() -> None:
+    data = base()
+    data["venues"]["fm"]["cancel_on_disconnect"] = True
+    data["bots"]["watch"]["market_data"]["channels"] = ["global_book", "md_book", "level2"]
+    app = parse_config(data, "bots.toml", "/srv")
+    assert dict(app.venues["fm"].flags) == {"cancel_on_disconnect": True}
+    assert app.bots["watch"].market_data.channels == ("global_book", "md_book", "level2")
+    assert dict(parse_config(base(), "bots.toml", "/srv").venues["fm"].flags) == {
+        "cancel_on_disconnect": False
+    }
+
+
+def test_cancel_on_disconnect_is_refused_on_a_qfex_venue() -> None:
+    data = {
+        "venues": {
+            "q": {
+                "simulator": True,
+                "user_id": "11111111-1111-4111-8111-111111111111",
+                "public_key": "k",
+                "secret": "s",
+                "cancel_on_disconnect": True,
+            }
+        },
+        "bots": {},
+    }
+    assert errors(data)[0] == (
+        'venues.q.cancel_on_disconnect: not available for kind "qfex" (a setting of kind'
+        ' "finery" venues only; remove it)'
+    )
 
 
 def test_qfex_venues_are_unaffected() -> None:

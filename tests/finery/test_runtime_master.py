@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from runtime_files import runtime_in
 from wait_helpers import wait_until
 
-from qfexbot.config import load_config
 from qfexbot.events import FillEvent, OrderUpdateEvent, PositionEvent
-from qfexbot.runtime import Runtime
 
 TAKER = '''
 """Test plugin: once the sub-account is LIVE, buys 0.01 BTC for it."""
@@ -70,12 +69,8 @@ use = "taker:Taker"
 async def test_sub_account_orders_fills_and_positions_reach_its_bus(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "var").mkdir()
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "taker.py").write_text(TAKER)
-    (tmp_path / "bots.toml").write_text(CONFIG)
     monkeypatch.chdir(tmp_path)
-    runtime = Runtime(load_config(tmp_path / "bots.toml"))
+    runtime = runtime_in(tmp_path, CONFIG, {"taker": TAKER})
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)

@@ -62,6 +62,7 @@ from qfexbot.events import (
     ResyncEvent,
 )
 from qfexbot.venues.finery.auth import NonceSource
+from qfexbot.venues.finery.config import BOOK_FEEDS
 from qfexbot.venues.finery.driver import FineryDriver, FineryWsClient
 from qfexbot.venues.finery.orders import (
     finery_cancel,
@@ -110,9 +111,6 @@ Finery are counterparty limits (``L``) and move only by settlement: ``S`` settle
 
 SUB_ACCOUNT_FEEDS = frozenset({"O", "K"})
 """The feeds a master binds for one of its sub-accounts (``{"clientId": sub}`` feed ids)."""
-
-BOOK_CHANNEL = "level2"
-"""The bots.toml market-data channel served by the ``F`` (tradable book) feed."""
 
 
 class FinerySession:
@@ -207,17 +205,24 @@ class FinerySession:
         return await self.client.cancel_all()
 
 
+def _book_feed_id(feed: str, symbol: str) -> Any:
+    """The feedId a book feed is bound with: ``MD`` takes an object (a plain name is refused)."""
+    return {"instrument": symbol} if feed == "MD" else symbol
+
+
 class FineryMarketData:
-    """The venue's shared book feed: one connection binding ``F`` per symbol, fanned out by symbol.
+    """The venue's shared book feed: one connection binding a book feed per (channel, symbol),
+    fanned out by (channel, symbol).
 
     Same surface as ``qfexbot.core.session.MarketDataSession`` (``subscribe``, ``unsubscribe``,
-    ``run``, ``supervisor``). Only the ``level2`` channel exists; connection states reach every
-    subscriber. Books are the key owner's tradable (``F``) view; like QFEX market data, its
-    events and states carry ``account_id=""``.
+    ``run``, ``supervisor``). The channels are the book feeds of
+    ``qfexbot.venues.finery.config.BOOK_FEEDS``: ``level2`` (``F``, the key owner's tradable
+    book), ``global_book`` (``B``) and ``md_book`` (``MD``); connection states reach every
+    subscriber. Like QFEX market data, its events and states carry ``account_id=""``.
     """
 
     def __init__(self, client_factory: Any) -> None:
-        self._routes: dict[str, list[Publish]] = {}
+        self._routes: dict[tuple[str, str], list[Publish]] = {}
         self._subscribers: list[Publish] = []
         self.client: FineryWsClient = client_factory(self._fan_out)
         self.client.driver.resyncs = False  # no account state on this connection
@@ -237,27 +242,37 @@ class FineryMarketData:
     async def subscribe(
         self, channels: Iterable[str], symbols: Iterable[str], publish: Publish
     ) -> None:
-        """Deliver ``level2`` books of ``symbols`` to ``publish`` (other channels do not exist)."""
-        unknown = sorted(set(channels) - {BOOK_CHANNEL})
+        """Deliver the books of ``channels`` for ``symbols`` to ``publish``.
+
+        Raises:
+          ValueError: a channel that is not one of the venue's book feeds (nothing bound).
+        """
+        channels, symbols = list(channels), list(symbols)
+        unknown = sorted(set(channels) - set(BOOK_FEEDS))
         if unknown:
-            raise ValueError(f"Finery market data has no channels {unknown}; only {BOOK_CHANNEL!r}")
-        for symbol in symbols:
-            targets = self._routes.get(symbol, [])
-            if publish not in targets:
-                self._routes[symbol] = [*targets, publish]
-            await self.client.bind("F", symbol)
+            raise ValueError(
+                f"Finery market data has no channels {unknown}; it has {sorted(BOOK_FEEDS)}"
+            )
+        for channel in channels:
+            feed = BOOK_FEEDS[channel]
+            for symbol in symbols:
+                targets = self._routes.get((channel, symbol), [])
+                if publish not in targets:
+                    self._routes[(channel, symbol)] = [*targets, publish]
+                await self.client.bind(feed, _book_feed_id(feed, symbol))
         if publish not in self._subscribers:
             self._subscribers = [*self._subscribers, publish]
 
     async def unsubscribe(self, publish: Publish) -> None:
         """Stop delivering to ``publish``; books nobody needs any more are unbound."""
-        for symbol, targets in list(self._routes.items()):
+        for (channel, symbol), targets in list(self._routes.items()):
             remaining = [t for t in targets if t is not publish]
             if remaining:
-                self._routes[symbol] = remaining
+                self._routes[(channel, symbol)] = remaining
             else:
-                del self._routes[symbol]
-                await self.client.unbind("F", symbol)
+                del self._routes[(channel, symbol)]
+                feed = BOOK_FEEDS[channel]
+                await self.client.unbind(feed, _book_feed_id(feed, symbol))
         self._subscribers = [p for p in self._subscribers if p is not publish]
 
     async def _fan_out(self, event: Event) -> None:
@@ -265,7 +280,7 @@ class FineryMarketData:
             for publish in self._subscribers:
                 await publish(event)
         elif isinstance(event, BookEvent):
-            for publish in self._routes.get(event.symbol, ()):
+            for publish in self._routes.get((event.channel, event.symbol), ()):
                 await publish(event)
 
 
@@ -610,7 +625,7 @@ class FineryAdapter:
         self, config: VenueSettings, credentials: CredentialsLike, endpoints: Any = None
     ) -> FineryVenue:
         """A :class:`FineryVenue` on the table's URLs, or the embedded simulator's ``endpoints``
-        (``ws_url``, ``rest_url``)."""
+        (``ws_url``, ``rest_url``), with the table's ``cancel_on_disconnect``."""
         ws_url, rest_url = config.trade_url, config.rest_url
         if endpoints is not None:
             ws_url, rest_url = endpoints.ws_url, endpoints.rest_url
@@ -624,6 +639,7 @@ class FineryAdapter:
             settings=config.session,
             key=credentials.public_key,
             secret=credentials.secret,
+            cancel_on_disconnect=config.flags["cancel_on_disconnect"],
         )
 
     def replay_driver(

@@ -8,7 +8,14 @@ from typing import Any
 
 from qfexbot.config.validate import VenueRules, is_int
 
-__all__ = ["RULES"]
+__all__ = ["BOOK_FEEDS", "RULES"]
+
+BOOK_FEEDS: Mapping[str, str] = MappingProxyType(
+    {"level2": "F", "global_book": "B", "md_book": "MD"}
+)
+"""bots.toml market-data channels -> the Finery book feed bound for each symbol: ``F`` the
+tradable book of this key, ``B`` the global book of every maker, ``MD`` the view-only firm
+book (bound with ``{"instrument": symbol}``). Their ``BookEvent.channel`` is the channel name."""
 
 
 class FineryRules:
@@ -30,8 +37,11 @@ class FineryRules:
     credential_hint = "use public_key = the EFX key, and secret"
     private_channels = ("order_responses", "fills", "positions", "balances")
     """Its feeds O, O, K and L."""
-    market_data_channels = ("level2",)
-    """``level2`` is the ``F`` book."""
+    market_data_channels = tuple(BOOK_FEEDS)
+    """The book feeds of :data:`BOOK_FEEDS`; the venue has no trades, marks or candles."""
+    flags: Mapping[str, bool] = MappingProxyType({"cancel_on_disconnect": False})
+    """``cancel_on_disconnect = true``: every account order is sent with ``cod``, so the venue
+    cancels it when the connection it was placed on drops."""
     sim_keys = ("pulse_interval", "seed")
     user_id_expected = "a Finery client id (a positive integer)"
     user_id_missing = "the Finery client id of the API key (a positive integer)"

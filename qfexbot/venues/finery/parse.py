@@ -28,6 +28,7 @@ from qfexbot.events import (
     PositionEvent,
     SettlementEvent,
 )
+from qfexbot.venues.finery.config import BOOK_FEEDS
 from qfexbot.venues.finery.numbers import from_units
 
 __all__ = [
@@ -370,7 +371,8 @@ _SETTLEMENT_ACTIONS = {
 
 # --------------------------------------------------------------------------- the parser
 
-_BOOK_CHANNELS = {"B": "global_book", "F": "level2", "MD": "md_book"}
+_BOOK_CHANNELS = {feed: channel for channel, feed in BOOK_FEEDS.items()}
+"""Book feed -> the ``BookEvent.channel`` (the bots.toml channel that binds it)."""
 
 
 class FineryParser:
