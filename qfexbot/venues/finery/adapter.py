@@ -94,7 +94,10 @@ SETTLEMENT_MARKER = "qfexbot:"
 """Prefix of the comment a settlement is sent with; the journal entry id follows, so a
 settlement whose answer was lost is found again in the venue's state (``find_sent``)."""
 _HISTORY_PAGES = 20
-"""Pages of ``settlementTransactionHistory`` (250 each) searched before "cannot tell"."""
+"""Pages of ``settlementTransactionHistory`` searched before "cannot tell"."""
+_PAGE = 250
+"""Rows asked for per history page (the venue's cap; asked explicitly, so a short page means
+the end of the history whatever the server's default)."""
 _MAYBE_APPLIED_CODES = frozenset({2, 10, 104})
 """Venue error codes that do not show the request was not stored: backend down, internal
 error, database out of sync (protocol reference, error table)."""
@@ -463,12 +466,12 @@ class FineryVenue:
                 return True
             till = None
             for _ in range(_HISTORY_PAGES):
-                rows = await self.rest.settlement_transaction_history(till=till)
+                rows = await self.rest.settlement_transaction_history(till=till, limit=_PAGE)
                 if not isinstance(rows, list):
                     raise ValueError(f"settlementTransactionHistory: not an array: {rows!r}")
                 if any(isinstance(r, list) and len(r) > 10 and r[4] == marker for r in rows):
                     return True
-                if len(rows) < 250:
+                if len(rows) < _PAGE:
                     return False
                 till = min(r[10] for r in rows)
         except (FineryError, FineryHttpError, ValueError, TypeError) as exc:
