@@ -41,8 +41,8 @@ import pluggy
 import trio
 
 from qfexbot.core.alerts import AlertHub, make_alert
-from qfexbot.core.context import BotContext
 from qfexbot.core.bus import Bus
+from qfexbot.core.context import BotContext
 from qfexbot.core.logs import get_logger, log_context, log_event, scrub
 from qfexbot.core.plugins import PluginHost, PluginSlot
 from qfexbot.errors import QfexbotError
