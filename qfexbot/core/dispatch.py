@@ -243,8 +243,6 @@ class _Runner:
         slot.disabled_reason = ""
         slot.consecutive_failures = 0
         slot.reenabled += 1
-        self._pending = None
-        self._untimed = 0
 
     async def guarded(self, hook: str, call: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
         """Run a lifecycle hook within ``hook_timeout``; (ok, result). Failures are counted."""
