@@ -211,19 +211,29 @@ class _Runner:
             self.timer_scope.cancel()
             self.timer_scope = None
         log_event(log, logging.ERROR, "plugin disabled", reason=reason, discarded=discarded)
+        self.alert(
+            AlertKind.PLUGIN_DISABLED,
+            AlertSeverity.CRITICAL,
+            f"disabled: {reason}",
+            reason=reason,
+            discarded=discarded,
+        )
+
+    def alert(self, kind: AlertKind, severity: AlertSeverity, what: str, **details: object) -> None:
+        """Announce ``plugin <bot>/<name> <what>`` about this plugin (if there is a hub)."""
         if self.alerts is not None:
-            ctx = slot.ctx
+            ctx = self.slot.ctx
+            name = f"{ctx.bot}/{self.slot.name}"
             self.alerts.emit(
                 make_alert(
-                    AlertKind.PLUGIN_DISABLED,
-                    AlertSeverity.CRITICAL,
-                    f"plugin {ctx.bot}/{slot.name} disabled: {reason}",
+                    kind,
+                    severity,
+                    f"plugin {name} {what}",
                     venue=ctx.venue,
                     bot=ctx.bot,
-                    subject=f"{ctx.bot}/{slot.name}",
-                    plugin=slot.name,
-                    reason=reason,
-                    discarded=discarded,
+                    subject=name,
+                    plugin=self.slot.name,
+                    **details,
                 )
             )
 
@@ -522,22 +532,14 @@ class Dispatcher:
             log_event(
                 log, logging.WARNING, "plugin re-enabled", by=by, reason=why, was_disabled=was
             )
-        if runner.alerts is not None:
-            ctx = slot.ctx
-            runner.alerts.emit(
-                make_alert(
-                    AlertKind.PLUGIN_ENABLED,
-                    AlertSeverity.WARNING,
-                    f"plugin {name} re-enabled by {by}: {why}",
-                    venue=ctx.venue,
-                    bot=ctx.bot,
-                    subject=name,
-                    plugin=plugin,
-                    by=by,
-                    reason=why,
-                    was_disabled=was,
-                )
-            )
+        runner.alert(
+            AlertKind.PLUGIN_ENABLED,
+            AlertSeverity.WARNING,
+            f"re-enabled by {by}: {why}",
+            by=by,
+            reason=why,
+            was_disabled=was,
+        )
         return slot.stats()
 
     def _start_events(self, runner: _Runner) -> None:

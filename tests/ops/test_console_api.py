@@ -19,7 +19,7 @@ import httpx
 import pytest
 import trio
 import trustme
-from ops_helpers import DESK_A, PRIMARY, write_config
+from ops_helpers import DESK_A, FLAKY, PRIMARY, write_config
 from wait_helpers import wait_until
 
 from qfexbot.cli.run import check_file
@@ -41,29 +41,6 @@ READS = (
     "/api/orders",
     "/api/equity?venue=demo&account=desk-a",
 )
-
-
-FLAKY = '''
-"""Test plugin: every event fails while ``broken``; counts the timer ticks it handles."""
-from qfexbot import hookimpl
-
-
-class Flaky:
-    def __init__(self):
-        self.broken = True
-        self.ticks = 0
-
-    @hookimpl
-    def qfexbot_schedules(self, ctx):
-        return [("tick", 0.05)]
-
-    @hookimpl
-    def qfexbot_event(self, ctx, event):
-        if self.broken:
-            raise RuntimeError(f"{event.kind} failed: the test broke it")
-        if event.kind == "timer":
-            self.ticks += 1
-'''
 
 
 async def post(client: httpx.AsyncClient, url: str, body: object, **headers: str) -> httpx.Response:
@@ -315,6 +292,7 @@ async def test_plugin_reenable_over_loopback(tmp_path, nursery, monkeypatch):
     base, url = runtime.ops_url, f"{runtime.ops_url}/api/plugins/enable"
     auth = {"authorization": f"Bearer {TOKEN}", "origin": str(base)}
     plugin = runtime.hosts["watch"].slots[0].plugin
+    plugin.broken = True
     body = {"bot": "watch", "plugin": "decider", "reason": "fixed the tick"}
 
     async def flaky_status() -> dict[str, Any]:

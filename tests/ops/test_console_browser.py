@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import trio
+from ops_helpers import FLAKY
 
 from qfexbot.config import load_config
 from qfexbot.runtime import Runtime
@@ -38,24 +39,6 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (the test extra) missing")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-FLAKY = '''
-"""Browser test plugin: every event fails while ``broken`` (the test sets it)."""
-from qfexbot import hookimpl
-
-
-class Flaky:
-    broken = False
-
-    @hookimpl
-    def qfexbot_schedules(self, ctx):
-        return [("tick", 0.1)]
-
-    @hookimpl
-    def qfexbot_event(self, ctx, event):
-        if self.broken:
-            raise RuntimeError(f"{event.kind} failed: the browser test broke it")
-'''
 
 
 def demo_config(tmp_path: Path) -> Path:
@@ -218,7 +201,7 @@ def walk(
             trio.from_thread.run_sync(break_flaky, True)
             disabled = ".disabled[data-id='watch/flaky']"
             page.until("the plugin disabled", lambda _: page.rows("plugins", disabled))
-            assert "the browser test broke it" in page.rows("plugins", disabled)[0].text
+            assert "the test broke it" in page.rows("plugins", disabled)[0].text
             trio.from_thread.run_sync(break_flaky, False)
             page.rows("plugins", disabled)[0].find_element(By.CSS_SELECTOR, "button.enable").click()
             confirm = page.until("the re-enable confirmation", lambda d: d.switch_to.alert)
