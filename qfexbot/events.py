@@ -475,6 +475,7 @@ class AlertKind(enum.StrEnum):
     UNEXPLAINED_BALANCE = "unexplained_balance"
     SESSION_FAILED = "session_failed"
     PLUGIN_DISABLED = "plugin_disabled"
+    PLUGIN_ENABLED = "plugin_enabled"
     KILL_SWITCH_ENGAGED = "kill_switch_engaged"
     KILL_SWITCH_RELEASED = "kill_switch_released"
     DRAWDOWN_STOP = "drawdown_stop"

@@ -290,6 +290,19 @@ class Inbox:
                 waiter.set()
         self._wake()
 
+    def successor(self) -> Inbox:
+        """A fresh, open, unsubscribed inbox with this one's name, size and ``subscribes``,
+        carrying its counters (totals stay monotonic): for a plugin re-enabled after this
+        inbox was closed."""
+        new = Inbox(self.name, self.size, self._subscribes)
+        new.events_in, new.high_water, new.full_waits = (
+            self.events_in,
+            self.high_water,
+            self.full_waits,
+        )
+        new.conflated, new.dropped = self.conflated, self.dropped
+        return new
+
     def clear(self) -> int:
         """Discard every waiting event (after ``close``, for a disabled plugin); returns how
         many were discarded."""

@@ -4,7 +4,10 @@ pluggy is synchronous and calls all implementations in one loop (one raise abort
 an ``async def`` returns an unawaited coroutine). So qfexbot never calls ``pm.hook.*``: it takes
 each plugin's own ``HookImpl`` (``PluginHooks``, a typed facade) and calls it directly in that
 plugin's task, awaiting coroutines. An exception is logged with bot, plugin, hook, event kind
-and account, counted, and after ``failure_limit`` consecutive failures the plugin is disabled.
+and account, counted, and after ``failure_limit`` consecutive failures the plugin is disabled:
+its inbox is closed and emptied, its timers stop. ``Dispatcher.reenable`` (the operator's call,
+from the dashboard) gives it a fresh inbox on the same buses and restarts its event and timer
+tasks: it gets the events published from then on; those published while it was disabled are lost.
 
 A plain (not ``async def``) ``qfexbot_event`` whose task waits with an empty inbox is called
 inline by the publisher, in the plugin task's contextvars context, saving a task switch per
@@ -18,6 +21,7 @@ Usage (per bot)::
     dispatcher = Dispatcher(host)
     await nursery.start(dispatcher.run)   # startup hooks done, event tasks and timers running
     ...
+    await dispatcher.reenable("name", by="operator", reason="fixed")  # a disabled plugin
     dispatcher.stop()                     # close inboxes, drain, shutdown hooks; run() returns
 """
 
@@ -37,13 +41,15 @@ import pluggy
 import trio
 
 from qfexbot.core.alerts import AlertHub, make_alert
+from qfexbot.core.bus import Bus
 from qfexbot.core.context import BotContext
-from qfexbot.core.logs import get_logger, log_context, log_event
+from qfexbot.core.logs import get_logger, log_context, log_event, scrub
 from qfexbot.core.plugins import PluginHost, PluginSlot
+from qfexbot.errors import QfexbotError
 from qfexbot.events import AlertKind, AlertSeverity, Event, TimerEvent
 from qfexbot.hookspecs import HOOK_NAMES
 
-__all__ = ["Dispatcher", "PluginHooks"]
+__all__ = ["Dispatcher", "PluginHooks", "PluginStateError"]
 
 log = get_logger(__name__)
 
@@ -53,6 +59,11 @@ INLINE_BUDGET = 50e-6
 INLINE_TIMED_EVERY = 16
 """Inline calls timed against the budget: the first after each wait and every 16th (a clock
 read costs about as much as the call of a no-op hook)."""
+
+
+class PluginStateError(QfexbotError):
+    """A plugin cannot be re-enabled in its present state (not disabled, never started, or
+    its bot not running); the message says which and what to do."""
 
 
 class PluginHooks:
@@ -126,10 +137,12 @@ class _Runner:
         "_pending",
         "_untimed",
         "alerts",
+        "events_done",
         "hook_timeout",
         "hooks",
         "slot",
         "started",
+        "timer_scope",
         "timers",
     )
 
@@ -147,6 +160,11 @@ class _Runner:
         self.hook_timeout = hook_timeout
         self.started = False
         self.timers: list[tuple[str, float]] = []
+        # Set once the current event task has returned (set from the start: none runs yet).
+        self.events_done = trio.Event()
+        self.events_done.set()
+        # Cancels the current timer tasks (on disable); None while none run.
+        self.timer_scope: trio.CancelScope | None = None
         self._budget_ns = int(inline_budget * 1e9)
         self._untimed = 0  # inline calls left before the next timed one
         # What an inline call left to the task to await (and for which event).
@@ -159,9 +177,11 @@ class _Runner:
         slot = self.slot
         slot.failures += 1
         slot.consecutive_failures += 1
+        slot.last_error = scrub(_describe(exc))
+        slot.last_error_at = time.time()
         fields: dict[str, Any] = {
             "hook": hook,
-            "error": _describe(exc),
+            "error": slot.last_error,
             "consecutive": slot.consecutive_failures,
             "limit": slot.failure_limit,
         }
@@ -178,7 +198,8 @@ class _Runner:
             )
 
     def disable(self, reason: str) -> None:
-        """Stop delivering to this plugin: unsubscribe, discard its inbox, log once."""
+        """Stop delivering to this plugin: unsubscribe, discard its inbox, stop its timers,
+        log once."""
         slot = self.slot
         if slot.disabled:
             return
@@ -186,22 +207,52 @@ class _Runner:
         slot.disabled_reason = reason
         slot.inbox.close()
         discarded = slot.inbox.clear()
+        if self.timer_scope is not None:
+            self.timer_scope.cancel()
+            self.timer_scope = None
         log_event(log, logging.ERROR, "plugin disabled", reason=reason, discarded=discarded)
+        self.alert(
+            AlertKind.PLUGIN_DISABLED,
+            AlertSeverity.CRITICAL,
+            f"disabled: {reason}",
+            reason=reason,
+            discarded=discarded,
+        )
+
+    def alert(self, kind: AlertKind, severity: AlertSeverity, what: str, **details: object) -> None:
+        """Announce ``plugin <bot>/<name> <what>`` about this plugin (if there is a hub)."""
         if self.alerts is not None:
-            ctx = slot.ctx
+            ctx = self.slot.ctx
+            name = f"{ctx.bot}/{self.slot.name}"
             self.alerts.emit(
                 make_alert(
-                    AlertKind.PLUGIN_DISABLED,
-                    AlertSeverity.CRITICAL,
-                    f"plugin {ctx.bot}/{slot.name} disabled: {reason}",
+                    kind,
+                    severity,
+                    f"plugin {name} {what}",
                     venue=ctx.venue,
                     bot=ctx.bot,
-                    subject=f"{ctx.bot}/{slot.name}",
-                    plugin=slot.name,
-                    reason=reason,
-                    discarded=discarded,
+                    subject=name,
+                    plugin=self.slot.name,
+                    **details,
                 )
             )
+
+    def reopen(self, buses: tuple[Bus, ...]) -> None:
+        """Enabled again: a fresh inbox subscribed to ``buses`` (and to alerts if the plugin
+        asked for them), consecutive failures reset."""
+        slot = self.slot
+        slot.inbox = slot.inbox.successor()
+        if self.hooks.implements("qfexbot_event"):
+            for bus in buses:
+                bus.subscribe(slot.inbox)
+            if self.alerts is not None:
+                self.alerts.subscribe_if_wanted(slot.plugin, slot.inbox)
+        else:  # as in start(): nothing would consume it
+            slot.inbox.close()
+        slot.disabled = False
+        slot.disabled_reason = ""
+        slot.consecutive_failures = 0
+        slot.reenabled += 1
 
     async def guarded(self, hook: str, call: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
         """Run a lifecycle hook within ``hook_timeout``; (ok, result). Failures are counted."""
@@ -360,7 +411,8 @@ class Dispatcher:
       checkpoint_every: a plugin task yields to others at least every this many events.
       inline_budget: seconds an inline sync ``qfexbot_event`` call may take before that
         plugin's events are queued again until its inbox has drained (0: never inline).
-      alerts: where a plugin disabled by its circuit breaker is announced (None: nowhere).
+      alerts: where a plugin disabled by its circuit breaker (or re-enabled) is announced
+        (None: nowhere).
     """
 
     def __init__(
@@ -382,6 +434,9 @@ class Dispatcher:
             for slot in host.slots
         ]
         self._stop = trio.Event()
+        # While run() delivers: its nursery (event tasks) and the timers' nursery.
+        self._nursery: trio.Nursery | None = None
+        self._timer_nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
         return f"Dispatcher(bot={self.host.bot!r}, plugins={len(self._runners)})"
@@ -404,14 +459,15 @@ class Dispatcher:
                     await runner.start()
             async with trio.open_nursery() as nursery:
                 timers = trio.CancelScope()
+                self._nursery = nursery
+                self._timer_nursery = await nursery.start(self._run_timers, timers)
                 for runner in self._runners:
                     if runner.started and not runner.slot.disabled:
-                        nursery.start_soon(
-                            self._in_context, runner, runner.run_events, self.checkpoint_every
-                        )
-                nursery.start_soon(self._run_timers, timers)
+                        self._start_events(runner)
+                        self._start_timers(runner)
                 task_status.started()
                 await self._stop.wait()
+                self._nursery = self._timer_nursery = None
                 timers.cancel()
                 for runner in self._runners:
                     runner.slot.inbox.close()
@@ -428,10 +484,86 @@ class Dispatcher:
                     left=left,
                 )
         finally:
+            self._nursery = self._timer_nursery = None
             with trio.CancelScope(shield=True):
                 for runner in self._runners:
                     with log_context(bot=self.host.bot, plugin=runner.slot.name):
                         await runner.shutdown()
+
+    async def reenable(self, plugin: str, *, by: str, reason: str = "") -> dict[str, Any]:
+        """Deliver to the disabled plugin ``plugin`` again: a fresh inbox on the bot's buses
+        (events from now on; those published while it was disabled were not delivered), its
+        event and timer tasks restarted, consecutive failures reset; logged and alerted with
+        ``by`` and ``reason``. Returns its counters.
+
+        Raises:
+          LookupError: the bot has no plugin instance ``plugin``.
+          PluginStateError: it is not disabled, its startup failed, or the bot is not running.
+        """
+        runner = next((r for r in self._runners if r.slot.name == plugin), None)
+        if runner is None:
+            raise LookupError(f"bot {self.host.bot!r} has no plugin {plugin!r}")
+        slot = runner.slot
+        name = f"{self.host.bot}/{plugin}"
+        if not slot.disabled:
+            raise PluginStateError(f"plugin {name} is not disabled")
+        if not runner.started:
+            raise PluginStateError(
+                f"plugin {name} never started (its qfexbot_startup failed: "
+                f"{slot.last_error}); fix it and restart the process"
+            )
+        try:
+            with trio.fail_after(self.hook_timeout):
+                await runner.events_done.wait()  # the old event task returns at once
+        except trio.TooSlowError:
+            raise PluginStateError(
+                f"plugin {name}: its previous event task has not returned; try again"
+            ) from None
+        if not slot.disabled:  # another call re-enabled it meanwhile
+            raise PluginStateError(f"plugin {name} is not disabled")
+        if self._nursery is None or self._stop.is_set():
+            raise PluginStateError(f"bot {self.host.bot!r} is not running: nothing to re-enable")
+        was = slot.disabled_reason
+        runner.reopen(self.host.buses)
+        self._start_events(runner)
+        self._start_timers(runner)
+        why = reason or "no reason given"
+        with log_context(bot=self.host.bot, plugin=plugin):
+            log_event(
+                log, logging.WARNING, "plugin re-enabled", by=by, reason=why, was_disabled=was
+            )
+        runner.alert(
+            AlertKind.PLUGIN_ENABLED,
+            AlertSeverity.WARNING,
+            f"re-enabled by {by}: {why}",
+            by=by,
+            reason=why,
+            was_disabled=was,
+        )
+        return slot.stats()
+
+    def _start_events(self, runner: _Runner) -> None:
+        assert self._nursery is not None
+        runner.events_done = done = trio.Event()
+        self._nursery.start_soon(self._run_events, runner, done)
+
+    async def _run_events(self, runner: _Runner, done: trio.Event) -> None:
+        try:
+            await self._in_context(runner, runner.run_events, self.checkpoint_every)
+        finally:
+            done.set()
+
+    def _start_timers(self, runner: _Runner) -> None:
+        if runner.timers:
+            assert self._timer_nursery is not None
+            runner.timer_scope = scope = trio.CancelScope()
+            self._timer_nursery.start_soon(self._run_plugin_timers, runner, scope)
+
+    async def _run_plugin_timers(self, runner: _Runner, scope: trio.CancelScope) -> None:
+        with scope:
+            async with trio.open_nursery() as nursery:
+                for name, interval in runner.timers:
+                    nursery.start_soon(self._in_context, runner, runner.run_timer, name, interval)
 
     async def _in_context(
         self, runner: _Runner, fn: Callable[..., Awaitable[None]], *args: Any
@@ -439,15 +571,17 @@ class Dispatcher:
         with log_context(bot=self.host.bot, plugin=runner.slot.name):
             await fn(*args)
 
-    async def _run_timers(self, scope: trio.CancelScope) -> None:
+    async def _run_timers(
+        self,
+        scope: trio.CancelScope,
+        *,
+        task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """The nursery every plugin's timers run in, until ``scope`` is cancelled."""
         with scope:
             async with trio.open_nursery() as nursery:
-                for runner in self._runners:
-                    if runner.started and not runner.slot.disabled:
-                        for name, interval in runner.timers:
-                            nursery.start_soon(
-                                self._in_context, runner, runner.run_timer, name, interval
-                            )
+                task_status.started(nursery)
+                await trio.sleep_forever()
 
 
 async def _raise(exc: BaseException) -> NoReturn:

@@ -24,6 +24,7 @@ __all__ = [
     "log_context",
     "log_event",
     "register_secret",
+    "scrub",
 ]
 
 _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
@@ -68,7 +69,8 @@ def register_secret(value: str) -> None:
         _secrets.add(value)
 
 
-def _scrub(text: str) -> str:
+def scrub(text: str) -> str:
+    """``text`` with every registered secret value replaced by ``<redacted>``, as in log lines."""
     for value in _secrets:
         if value in text:
             text = text.replace(value, "<redacted>")
@@ -98,7 +100,7 @@ class TextFormatter(logging.Formatter):
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return _scrub(line)
+        return scrub(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -117,7 +119,7 @@ class JsonFormatter(logging.Formatter):
             )
         if record.exc_info:
             obj["exc"] = self.formatException(record.exc_info)
-        return _scrub(json.dumps(obj))
+        return scrub(json.dumps(obj))
 
 
 def configure_logging(level: str = "info", fmt: str = "text", stream: Any = None) -> None:

@@ -137,7 +137,8 @@ class _LoadFailure(QfexbotError):
 @dataclass(eq=False, slots=True)
 class PluginSlot:
     """One plugin instance of a bot at run time: what was loaded, its context and inbox, and
-    its counters (``events_handled``, ``failures``, ``consecutive_failures``, ``disabled``)."""
+    its counters (``events_handled``, ``failures``, ``consecutive_failures``, ``disabled``,
+    ``reenabled``) and its last failure (``last_error``, secrets scrubbed, at ``last_error_at``)."""
 
     name: str
     use: str
@@ -151,6 +152,9 @@ class PluginSlot:
     consecutive_failures: int = 0
     disabled: bool = False
     disabled_reason: str = ""
+    reenabled: int = 0
+    last_error: str = ""
+    last_error_at: float | None = None
 
     def stats(self) -> dict[str, Any]:
         """Counters of the plugin and its inbox as a plain dict."""
@@ -160,6 +164,9 @@ class PluginSlot:
             "consecutive_failures": self.consecutive_failures,
             "disabled": self.disabled,
             "disabled_reason": self.disabled_reason,
+            "reenabled": self.reenabled,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
             **self.inbox.stats(),
         }
 
@@ -182,12 +189,21 @@ class PluginHost:
         self.pm = pm
         self.slots = tuple(slots)
         self.state = state
+        self._buses: list[Bus] = []
 
     def __repr__(self) -> str:
         return f"PluginHost(bot={self.bot!r}, plugins={[s.name for s in self.slots]!r})"
 
+    @property
+    def buses(self) -> tuple[Bus, ...]:
+        """Every bus ``subscribe`` was called with, in order (a re-enabled plugin's new inbox
+        subscribes to them all)."""
+        return tuple(self._buses)
+
     def subscribe(self, bus: Bus) -> None:
         """Subscribe every (not disabled) plugin inbox of this bot to ``bus``."""
+        if bus not in self._buses:
+            self._buses.append(bus)
         for slot in self.slots:
             if not slot.inbox.closed:
                 bus.subscribe(slot.inbox)

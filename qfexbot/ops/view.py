@@ -3,7 +3,8 @@
 Status, metrics and the ops endpoint take a :class:`RuntimeView`, never the concrete
 ``qfexbot.runtime.Runtime``: the runtime builds the ops observers, so ops importing it back
 would be a cycle, and a test can report on a stand-in. Every member is read-only here except
-``JournalView.resolve`` (the dashboard's operator verdict); the runtime satisfies the protocol
+``JournalView.resolve`` (the dashboard's operator verdict) and ``DispatcherView.reenable`` (its
+plugin re-enable); the runtime satisfies the protocol
 structurally, by having these attributes.
 """
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccountsSeen",
+    "DispatcherView",
     "EquityHistoryView",
     "JournalView",
     "MarketDataView",
@@ -84,6 +86,13 @@ class PluginHostView(Protocol):
     """One bot's plugins: plugin name -> its counters (``PluginHost.stats()``)."""
 
     def stats(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+
+class DispatcherView(Protocol):
+    """One bot's dispatcher, as the dashboard drives it: re-enable a disabled plugin
+    (``qfexbot.core.dispatch.Dispatcher.reenable``)."""
+
+    async def reenable(self, plugin: str, *, by: str, reason: str = "") -> Mapping[str, Any]: ...
 
 
 class AccountsSeen(Protocol):
@@ -162,6 +171,9 @@ class RuntimeView(Protocol):
 
     @property
     def hosts(self) -> Mapping[str, PluginHostView]: ...
+
+    @property
+    def dispatchers(self) -> Mapping[str, DispatcherView]: ...
 
     @property
     def accounts_view(self) -> AccountsSeen: ...

@@ -8,7 +8,7 @@ from demo_config import DESK_A, DESK_B, PRIMARY, SIM, demo_venue, runtime_table,
 
 from qfexbot.config import AppConfig, load_config
 
-__all__ = ["ACTOR", "DECIDER", "DESK_A", "DESK_B", "PRIMARY", "TICKER", "write_config"]
+__all__ = ["ACTOR", "DECIDER", "DESK_A", "DESK_B", "FLAKY", "PRIMARY", "TICKER", "write_config"]
 
 DECIDER = '''
 """Test plugin: decides on connection state and on balance events (data-dependent args)."""
@@ -94,6 +94,28 @@ class Actor:
                                    side="BUY", order_type="LIMIT", price=Decimal("151"))
             await ctx.cancel_all("desk-b")
             self.decided += 3
+'''
+
+FLAKY = '''
+"""Test plugin: every event fails while ``broken`` (the test sets it); counts the timer
+ticks it handles otherwise (a tick every 0.05 s)."""
+from qfexbot import hookimpl
+
+
+class Flaky:
+    broken = False
+    ticks = 0
+
+    @hookimpl
+    def qfexbot_schedules(self, ctx):
+        return [("tick", 0.05)]
+
+    @hookimpl
+    def qfexbot_event(self, ctx, event):
+        if self.broken:
+            raise RuntimeError(f"{event.kind} failed: the test broke it")
+        if event.kind == "timer":
+            self.ticks += 1
 '''
 
 

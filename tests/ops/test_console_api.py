@@ -19,10 +19,11 @@ import httpx
 import pytest
 import trio
 import trustme
-from ops_helpers import DESK_A, PRIMARY, write_config
+from ops_helpers import DESK_A, FLAKY, PRIMARY, write_config
 from wait_helpers import wait_until
 
 from qfexbot.cli.run import check_file
+from qfexbot.config import load_config
 from qfexbot.money.killswitch import kill_switch_reason
 from qfexbot.ops.endpoint import OpsApp
 from qfexbot.runtime import Runtime
@@ -30,7 +31,7 @@ from qfexbot.runtime import Runtime
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "ops-token-for-the-console-test-7f3a"
 VENUE_SECRET = "qfex_secret_ops_test"  # the venue secret write_config puts in bots.toml
-CONTROLS = ("/api/pause", "/api/resume", "/api/resolve")
+CONTROLS = ("/api/pause", "/api/resume", "/api/resolve", "/api/plugins/enable")
 READS = (
     "/",
     "/console/console.js",
@@ -269,6 +270,67 @@ async def test_ops_endpoint_over_tls(tmp_path, nursery, monkeypatch):
         own = {"origin": runtime.ops_url, "authorization": f"Bearer {TOKEN}"}
         resumed = await post(client, runtime.ops_url + "/api/resume", {}, **own)
         assert resumed.status_code == 200  # the page's own https origin is not foreign
+    runtime.stop()
+
+
+async def test_plugin_reenable_over_loopback(tmp_path, nursery, monkeypatch):
+    monkeypatch.setenv("QFEXBOT_CONSOLE_TEST_TOKEN", TOKEN)
+    write_config(
+        tmp_path,
+        runtime_extra='ops_listen = "127.0.0.1:0"\n'
+        'ops_token = {env = "QFEXBOT_CONSOLE_TEST_TOKEN"}',
+    )
+    (tmp_path / "plugins" / "flaky.py").write_text(FLAKY)
+    path = tmp_path / "bots.toml"
+    text = path.read_text().replace(
+        'use = "decider:Decider"', 'use = "flaky:Flaky"\nfailure_limit = 2'
+    )
+    path.write_text(text)
+    runtime = Runtime(load_config(path))
+    runtime.announce = lambda line: None
+    await nursery.start(runtime.run)
+    base, url = runtime.ops_url, f"{runtime.ops_url}/api/plugins/enable"
+    auth = {"authorization": f"Bearer {TOKEN}", "origin": str(base)}
+    plugin = runtime.hosts["watch"].slots[0].plugin
+    plugin.broken = True
+    body = {"bot": "watch", "plugin": "decider", "reason": "fixed the tick"}
+
+    async def flaky_status() -> dict[str, Any]:
+        (bot,) = (await get(client, f"{base}/api/status")).json()["bots"]
+        (row,) = bot["plugins"]
+        return row
+
+    async with httpx.AsyncClient() as client:
+        await wait_until(
+            lambda: runtime.hosts["watch"].slots[0].disabled, what="disabled", within=10
+        )
+        row = await flaky_status()
+        assert row["disabled"] and row["failures"] == 2
+        assert row["last_error"].endswith(" failed: the test broke it")
+        assert row["last_error_at"] <= time.time()
+        assert (await post(client, url, body)).status_code == 401  # no token
+        for wrong, status in (
+            ({**body, "bot": "nobody"}, 404),
+            ({**body, "plugin": "nobody"}, 404),
+            ({"bot": "watch"}, 400),
+            ({**body, "reason": 5}, 400),
+        ):
+            answer = await post(client, url, wrong, **auth)
+            assert answer.status_code == status, (wrong, answer.text)
+        plugin.broken = False
+        done = await post(client, url, body, **auth)
+        assert done.status_code == 200, done.text
+        assert done.json()["disabled"] is False and done.json()["reenabled"] == 1
+        again = await post(client, url, body, **auth)
+        assert again.status_code == 409 and "is not disabled" in again.json()["error"]
+        await wait_until(lambda: plugin.ticks >= 2, what="ticks after re-enable", within=10)
+        row = await flaky_status()
+        assert not row["disabled"] and row["consecutive_failures"] == 0 and row["failures"] == 2
+
+        async def healthy() -> bool:  # no plugin disabled any more (and every session live)
+            return (await get(client, f"{base}/healthz")).status_code == 200
+
+        await wait_until(healthy, what="healthy again", within=10)
     runtime.stop()
 
 

@@ -1,8 +1,9 @@
 """The dashboard in a real headless Chromium against the running demo: sessions reach LIVE, a
 rebalancer transfer shows in the journal, the pause button engages the kill switch and the
 next transfer is refused, resume releases it, a transfer in doubt is resolved with
-confirmation. Screenshots go to the test's tmp directory and, with ``QFEXBOT_SCREENSHOTS=DIR``,
-to DIR (docs/images holds the ones docs/operations.md shows).
+confirmation, a plugin the test made fail is re-enabled with confirmation. Screenshots go to
+the test's tmp directory and, with ``QFEXBOT_SCREENSHOTS=DIR``, to DIR (docs/images holds the
+ones docs/operations.md shows).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 import trio
+from ops_helpers import FLAKY
 
 from qfexbot.config import load_config
 from qfexbot.runtime import Runtime
@@ -43,7 +45,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 def demo_config(tmp_path: Path) -> Path:
     """The shipped bots.toml and plugins, quicker: the rebalancer decides every 0.5 s, and
-    desk-b starts so far above its band that sweeping it takes a few dozen transfers."""
+    desk-b starts so far above its band that sweeping it takes a few dozen transfers; plus a
+    plugin ``watch/flaky`` the test can make fail."""
     text = (REPO / "bots.toml").read_text()
     for old, new in (
         ('min_interval = "5s"', "min_interval = 0"),
@@ -55,10 +58,11 @@ def demo_config(tmp_path: Path) -> Path:
         assert old in text, old
         text = text.replace(old, new, 1)
     path = tmp_path / "bots.toml"
-    path.write_text(text)
+    path.write_text(text + '\n[bots.watch.plugins.flaky]\nuse = "flaky:Flaky"\nfailure_limit = 2\n')
     shutil.copytree(
         REPO / "plugins", tmp_path / "plugins", ignore=shutil.ignore_patterns("__pycache__")
     )
+    (tmp_path / "plugins" / "flaky.py").write_text(FLAKY)
     return path
 
 
@@ -111,9 +115,11 @@ def walk(
     shots: list[Path],
     paused_file: Path,
     make_doubt: Callable[[], Awaitable[str]],
+    break_flaky: Callable[[bool], None],
 ) -> None:
     """Every step of the test in the browser (blocking; runs in a thread). ``make_doubt``
-    (run in the test's trio loop) journals a transfer in doubt and returns its id."""
+    (run in the test's trio loop) journals a transfer in doubt and returns its id;
+    ``break_flaky(broken)`` (likewise) makes the ``flaky`` plugin fail or work."""
     with tempfile.TemporaryDirectory() as profile:
         driver = chromium(profile)
         try:
@@ -192,6 +198,19 @@ def walk(
             resolved = f".state-failed[data-id='{entry}']"
             page.until("the transfer resolved", lambda _: page.rows("journal", resolved))
             assert not page.rows("journal", f".in-doubt[data-id='{entry}']")
+
+            # a plugin the test broke is disabled; fixed, "Re-enable" asks first, then enables it
+            trio.from_thread.run_sync(break_flaky, True)
+            disabled = ".disabled[data-id='watch/flaky']"
+            page.until("the plugin disabled", lambda _: page.rows("plugins", disabled))
+            assert "the test broke it" in page.rows("plugins", disabled)[0].text
+            trio.from_thread.run_sync(break_flaky, False)
+            page.rows("plugins", disabled)[0].find_element(By.CSS_SELECTOR, "button.enable").click()
+            confirm = page.until("the re-enable confirmation", lambda d: d.switch_to.alert)
+            assert "Re-enable plugin watch/flaky?" in confirm.text
+            confirm.accept()
+            page.until("the plugin enabled again", lambda _: not page.rows("plugins", disabled))
+            assert "re-enabled" in driver.find_element(By.ID, "message").text
         finally:
             driver.quit()
 
@@ -214,6 +233,12 @@ async def journal_a_doubt(runtime: Runtime) -> str:
     return entry.id
 
 
+def break_flaky(runtime: Runtime, broken: bool) -> None:
+    """Make the ``watch/flaky`` plugin fail on every event, or work again."""
+    (slot,) = [slot for slot in runtime.hosts["watch"].slots if slot.name == "flaky"]
+    slot.plugin.broken = broken  # type: ignore[attr-defined]
+
+
 async def test_dashboard_in_headless_chromium(tmp_path, nursery):
     app = load_config(demo_config(tmp_path))
     runtime = Runtime(app)
@@ -232,6 +257,7 @@ async def test_dashboard_in_headless_chromium(tmp_path, nursery):
             shots,
             app.runtime.kill_switch_file,
             functools.partial(journal_a_doubt, runtime),
+            functools.partial(break_flaky, runtime),
         )
     runtime.stop()
     assert [p.name for p in shots] == [
@@ -242,6 +268,8 @@ async def test_dashboard_in_headless_chromium(tmp_path, nursery):
     ]
     for path in shots:
         assert path.read_bytes().startswith(b"\x89PNG"), path
+    (flaky,) = [slot for slot in runtime.hosts["watch"].slots if slot.name == "flaky"]
+    assert not flaky.disabled and flaky.reenabled == 1 and flaky.failures == 2
     await trio.to_thread.run_sync(publish, shots)
 
 

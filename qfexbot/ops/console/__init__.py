@@ -2,7 +2,8 @@
 
 Served by the ops endpoint (``qfexbot.ops.endpoint``). Read views (``GET /api/status``,
 ``/api/journal``, ``/api/orders``, ``/api/equity``, ``/api/events`` as server-sent events) need
-no token; state-changing calls (``POST /api/pause``, ``/api/resume``, ``/api/resolve``) need
+no token; state-changing calls (``POST /api/pause``, ``/api/resume``, ``/api/resolve``,
+``/api/plugins/enable``) need
 ``Authorization: Bearer <token>``, a JSON body, and no foreign ``Origin``: the token lives in a
 header (never a cookie), so another site's page cannot make the browser send it (CSRF).
 The page's files are package data beside this module: no CDN, no build step.
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs
 import trio
 
 from qfexbot.core.asgi import read_body
+from qfexbot.core.dispatch import PluginStateError
 from qfexbot.core.logs import get_logger, log_event
 from qfexbot.errors import QfexbotError
 from qfexbot.money import killswitch
@@ -204,7 +206,29 @@ class Console:
             return {"paused": False, "was_paused": existed}
         if path == "/api/resolve":
             return await self._resolve(body)
+        if path == "/api/plugins/enable":
+            return await self._enable(body)
         raise ConsoleError(404, f"no control {path}")
+
+    async def _enable(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Re-enable a plugin its circuit breaker disabled (events from now on)."""
+        bot, plugin, reason = body.get("bot"), body.get("plugin"), body.get("reason", "")
+        _require(isinstance(bot, str) and bot != "", 400, "give the bot")
+        _require(isinstance(plugin, str) and plugin != "", 400, "give the plugin")
+        _require(isinstance(reason, str), 400, "reason must be a string")
+        assert isinstance(bot, str) and isinstance(plugin, str)
+        dispatcher = self.runtime.dispatchers.get(bot)
+        _require(dispatcher is not None, 404, f"no running bot {bot!r}")
+        assert dispatcher is not None
+        try:
+            stats = await dispatcher.reenable(
+                plugin, by="operator (dashboard)", reason=reason.strip()
+            )
+        except LookupError as exc:
+            raise ConsoleError(404, str(exc)) from None
+        except PluginStateError as exc:
+            raise ConsoleError(409, str(exc)) from None
+        return {"bot": bot, "plugin": plugin, **stats}
 
     async def _resolve(self, body: dict[str, Any]) -> dict[str, Any]:
         """The operator's verdict on a transfer in doubt (state ``unknown`` only: in a running

@@ -132,10 +132,29 @@ function renderStatus(doc) {
   const plugins = doc.bots.flatMap((bot) => bot.plugins.map((p) => ({ bot: bot.name, ...p })));
   fill("plugins", plugins, (p) => row([
     p.bot, p.name, `${p.depth ?? ""}`, p.events_handled, p.failures,
-    p.disabled ? `yes: ${p.disabled_reason}` : "no",
-  ], p.disabled ? "disabled" : ""));
+    el("td", p.last_error ? `${when(p.last_error_at)} ${p.last_error}` : "", "detail"),
+    p.disabled ? `yes: ${p.disabled_reason}` : "no", enableButton(p),
+  ], p.disabled ? "disabled" : "", `${p.bot}/${p.name}`));
   document.getElementById("live").textContent =
     `live: pid ${doc.pid}, ${doc.healthy ? "healthy" : doc.problems.join("; ")}, updated ${when(doc.now)}`;
+}
+
+function enableButton(plugin) {
+  // A disabled plugin gets the events published from now on; those it missed are not replayed.
+  const cell = el("td");
+  if (!plugin.disabled) return cell;
+  const button = el("button", "Re-enable", "enable");
+  button.type = "button";
+  button.addEventListener("click", async () => {
+    const name = `${plugin.bot}/${plugin.name}`;
+    if (!confirm(`Re-enable plugin ${name}? It gets the events from now on (those published while it was disabled are lost).`)) return;
+    try {
+      await control("/api/plugins/enable", { bot: plugin.bot, plugin: plugin.name, reason: "re-enabled from the dashboard" });
+      say(`plugin ${name} re-enabled`);
+    } catch (error) { say(`re-enable refused: ${error.message}`, true); }
+  });
+  cell.append(button);
+  return cell;
 }
 
 function resolveButton(entry) {
