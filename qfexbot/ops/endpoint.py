@@ -17,6 +17,7 @@ or the explicit ``ops_remote_without_tls`` override.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,15 @@ class OpsApp:
     """ASGI app answering the read-only routes and the console's from a running process
     (``token``: the control API's bearer token, None to refuse every control call)."""
 
-    def __init__(self, runtime: RuntimeView, token: str | None = None) -> None:
+    def __init__(
+        self, runtime: RuntimeView, token: str | None = None, *, loopback_only: bool = False
+    ) -> None:
         self.runtime = runtime
         self.console = Console(runtime, token)
+        # Answer only requests addressed to a loopback name (Host): the read views carry no
+        # token, so on a loopback bind this keeps a web page that rebinds its own DNS name to
+        # 127.0.0.1 from reading them (beyond loopback, TLS and the token do).
+        self.loopback_only = loopback_only
 
     def __repr__(self) -> str:
         return f"OpsApp({self.console!r})"
@@ -51,6 +58,9 @@ class OpsApp:
             await answer_lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if self.loopback_only and not _loopback_host(scope):
+            await _respond(send, 421, _JSON, b'{"error": "not a loopback Host: refused"}')
             return
         if self.console.handles(scope["path"]):
             await self.console(scope, receive, send)
@@ -81,6 +91,18 @@ class OpsApp:
             )
 
 
+def _loopback_host(scope: dict[str, Any]) -> bool:
+    """Whether the request's ``Host`` names this machine by a loopback name or address."""
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+    name = host.rsplit("]", 1)[0].lstrip("[") if host.startswith("[") else host.split(":")[0]
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 async def _respond(send: Any, status: int, content_type: bytes, body: bytes) -> None:
     await send(
         {
@@ -93,6 +115,13 @@ async def _respond(send: Any, status: int, content_type: bytes, body: bytes) -> 
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
 
 
 async def serve_ops(
@@ -111,5 +140,6 @@ async def serve_ops(
     if tls is not None:
         config.certfile, config.keyfile = str(tls[0]), str(tls[1])
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(hypercorn_serve, OpsApp(runtime, token), config)
+        app = OpsApp(runtime, token, loopback_only=_is_loopback(host))
+        binds = await nursery.start(hypercorn_serve, app, config)
         task_status.started(binds[0])

@@ -61,7 +61,9 @@ async def first_event(base: str) -> bytes:
     with trio.fail_after(10):
         stream = await trio.open_tcp_stream(url.hostname, url.port)
         async with stream:
-            await stream.send_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            await stream.send_all(
+                f"GET /api/events HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()
+            )
             data = b""
             while b"\n\n" not in data.partition(b"\r\n\r\n")[2]:
                 chunk = await stream.receive_some()
@@ -271,6 +273,24 @@ async def test_ops_endpoint_over_tls(tmp_path, nursery, monkeypatch):
         resumed = await post(client, runtime.ops_url + "/api/resume", {}, **own)
         assert resumed.status_code == 200  # the page's own https origin is not foreign
     runtime.stop()
+
+
+async def test_a_rebound_dns_name_is_refused_on_every_route(tmp_path, nursery):
+    # A web page that rebinds its own DNS name to 127.0.0.1 sends that name as Host: refused on
+    # every route, reads included (they carry no token); loopback names pass.
+    runtime = Runtime(write_config(tmp_path, runtime_extra='ops_listen = "127.0.0.1:0"'))
+    runtime.announce = lambda line: None
+    await nursery.start(runtime.run)
+    base = runtime.ops_url
+    assert base is not None
+    port = base.rsplit(":", 1)[1]
+    async with httpx.AsyncClient() as client:
+        for path in ("/api/status", "/api/journal", "/status", "/metrics", "/", "/api/pause"):
+            rebound = await client.get(base + path, headers={"host": f"evil.example:{port}"})
+            assert rebound.status_code == 421, path
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+            answer = await client.get(base + "/api/status", headers={"host": host})
+            assert answer.status_code == 200, host
 
 
 async def test_plugin_reenable_over_loopback(tmp_path, nursery, monkeypatch):
