@@ -15,15 +15,20 @@ from qfexbot.sim.finery.config import demo_finery_config
 from qfexbot.sim.finery.server import FineryUrls
 
 
-def runtime_in(work: Path, bots_toml: str, plugins: Mapping[str, str]) -> Runtime:
-    """A (not yet running) runtime of ``bots_toml`` written in ``work``, with ``plugins`` (module
-    name -> source) in ``work/plugins`` and an empty ``work/var`` for its journal."""
+def runtime_files(work: Path, bots_toml: str, plugins: Mapping[str, str]) -> Path:
+    """Write ``bots_toml`` in ``work`` (its path is returned), ``plugins`` (module name -> source)
+    in ``work/plugins`` and an empty ``work/var`` for the journal."""
     (work / "var").mkdir(parents=True)
     (work / "plugins").mkdir()
     for name, source in plugins.items():
         (work / "plugins" / f"{name}.py").write_text(source)
     (work / "bots.toml").write_text(bots_toml)
-    return Runtime(load_config(work / "bots.toml"))
+    return work / "bots.toml"
+
+
+def runtime_in(work: Path, bots_toml: str, plugins: Mapping[str, str]) -> Runtime:
+    """A (not yet running) runtime of ``bots_toml`` and ``plugins`` written in ``work``."""
+    return Runtime(load_config(runtime_files(work, bots_toml, plugins)))
 
 
 def finery_toml(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from runtime_files import runtime_in
+from runtime_files import finery_toml, runtime_in
 from wait_helpers import wait_until
 
 from qfexbot.config.model import SessionSettings
@@ -19,6 +19,7 @@ from qfexbot.core.venue import Order
 from qfexbot.events import ConnectionState, Event, OrderUpdateEvent, ResyncEvent
 from qfexbot.sim.finery import FinerySimulator
 from qfexbot.sim.finery.config import demo_finery_config
+from qfexbot.sim.finery.server import FineryUrls
 from qfexbot.venues.finery.adapter import FineryVenue
 
 SETTINGS = SessionSettings(backoff_initial=0.05, backoff_max=0.2, request_timeout=3.0)
@@ -117,28 +118,7 @@ class Maker:
 '''
 
 
-def maker_toml(urls, cod_line: str) -> str:
-    return f"""
-[runtime]
-journal = "var/journal.sqlite"
-plugin_dirs = ["plugins"]
-kill_switch_file = "var/PAUSED"
-
-[venues.fm]
-kind = "finery"
-trade_url = "{urls.ws_url}"
-rest_url = "{urls.rest_url}"
-user_id = 2
-public_key = "fm_maker_demo"
-secret = {{ env = "FM_TEST_MAKER_SECRET" }}
-{cod_line}
-[venues.fm.accounts]
-desk = "primary"
-[venues.fm.session]
-backoff_initial = 0.05
-backoff_max = 0.2
-request_timeout = 3.0
-
+MAKER_BOTS = """
 [bots.maker]
 venue = "fm"
 accounts = ["desk"]
@@ -146,6 +126,14 @@ channels = ["order_responses"]
 [bots.maker.plugins.maker]
 use = "maker:Maker"
 """
+
+
+def maker_toml(urls: FineryUrls, cod_line: str) -> str:
+    return finery_toml(
+        MAKER_BOTS, urls=urls, user_id=2, key="fm_maker_demo",
+        secret='{ env = "FM_TEST_MAKER_SECRET" }', accounts={"desk": "primary"},
+        extra=cod_line, request_timeout=3.0,
+    )  # fmt: skip
 
 
 async def runtime_orders_after_a_drop(tmp_path: Path, sim: FinerySimulator, urls, cod_line: str):
