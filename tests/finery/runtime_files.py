@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -80,6 +81,25 @@ def finery_toml(
         if request_timeout is not None:
             lines.append(f"request_timeout = {request_timeout}")
     return "\n".join(lines) + "\n" + bots
+
+
+# The demo simulator's logins: user id, public key, the env variable the tests put the secret in.
+DEMO_LOGINS = {
+    "maker": (2, "fm_maker_demo", "FM_TEST_MAKER_SECRET"),
+    "taker": (1, "fm_taker_demo", "FM_TEST_TAKER_SECRET"),
+}
+
+
+def demo_toml(
+    bots: str, urls: FineryUrls, login: str, accounts: Mapping[str, str | int], **options: Any
+) -> str:
+    """``finery_toml`` on the standalone demo simulator at ``urls`` as its ``login`` ("maker" or
+    "taker"), the secret read from that login's env variable."""
+    user_id, key, env = DEMO_LOGINS[login]
+    secret = f'{{ env = "{env}" }}'
+    return finery_toml(
+        bots, urls=urls, user_id=user_id, key=key, secret=secret, accounts=accounts, **options
+    )
 
 
 @asynccontextmanager

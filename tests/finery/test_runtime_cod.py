@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from runtime_files import finery_toml, runtime_in
+from runtime_files import demo_toml, runtime_in
 from wait_helpers import wait_until
 
 from qfexbot.config.model import SessionSettings
@@ -129,11 +129,9 @@ use = "maker:Maker"
 
 
 def maker_toml(urls: FineryUrls, cod_line: str) -> str:
-    return finery_toml(
-        MAKER_BOTS, urls=urls, user_id=2, key="fm_maker_demo",
-        secret='{ env = "FM_TEST_MAKER_SECRET" }', accounts={"desk": "primary"},
-        extra=cod_line, request_timeout=3.0,
-    )  # fmt: skip
+    return demo_toml(
+        MAKER_BOTS, urls, "maker", {"desk": "primary"}, extra=cod_line, request_timeout=3.0
+    )
 
 
 async def runtime_orders_after_a_drop(tmp_path: Path, sim: FinerySimulator, urls, cod_line: str):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from runtime_files import finery_toml, runtime_on_simulator
+from runtime_files import demo_toml, runtime_on_simulator
 from wait_helpers import wait_until
 
 from qfexbot.core.venue import CancelAll, OrderChange, OrderRequest
@@ -69,9 +69,8 @@ use = "maker:Maker"
 
 
 def bots_toml(urls: FineryUrls) -> str:
-    return finery_toml(
-        BOTS, urls=urls, user_id=2, key="fm_maker_demo",
-        secret='{ env = "FM_TEST_MAKER_SECRET" }', accounts={"desk": "primary"},
+    return demo_toml(
+        BOTS, urls, "maker", {"desk": "primary"},
         request_timeout=3.0,
     )  # fmt: skip
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import trio
-from runtime_files import finery_toml, runtime_on_simulator
+from runtime_files import demo_toml, runtime_on_simulator
 from wait_helpers import wait_until
 
 from qfexbot.config import SessionSettings
@@ -66,9 +66,8 @@ use = "payer:Payer"
 
 
 def bots_toml(urls: FineryUrls) -> str:
-    return finery_toml(
-        BOTS, urls=urls, user_id=1, key="fm_taker_demo",
-        secret='{ env = "FM_TEST_TAKER_SECRET" }', accounts={"desk": "primary", "maker": 2},
+    return demo_toml(
+        BOTS, urls, "taker", {"desk": "primary", "maker": 2},
         request_timeout=0.5,
     )  # fmt: skip
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from runtime_files import finery_toml, runtime_in
+from runtime_files import demo_toml, runtime_in
 from wait_helpers import wait_until
 
 from plugins.settler import debt_to_settle
@@ -47,9 +47,8 @@ use = "seen:Seen"
 
 
 def bots_toml(urls: FineryUrls) -> str:
-    return finery_toml(
-        BOTS, urls=urls, user_id=1, key="fm_taker_demo",
-        secret='{ env = "FM_TEST_TAKER_SECRET" }', accounts={"desk": "primary", "maker": 2},
+    return demo_toml(
+        BOTS, urls, "taker", {"desk": "primary", "maker": 2},
         request_timeout=2.0, plugin_dirs=("plugins", str(REPO / "plugins")),
     )  # fmt: skip
 
