@@ -103,6 +103,15 @@ def demo_toml(
 
 
 @asynccontextmanager
+async def running(runtime: Runtime) -> AsyncIterator[Runtime]:
+    """``runtime`` started in a nursery of its own; on leaving, stopped and waited for."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        yield runtime
+        runtime.stop()
+
+
+@asynccontextmanager
 async def runtime_on_simulator(
     work: Path,
     bots_toml: Callable[[FineryUrls], str],
@@ -114,8 +123,6 @@ async def runtime_on_simulator(
     sim = sim if sim is not None else FinerySimulator(demo_finery_config())
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(sim.serve, "127.0.0.1")
-        runtime = runtime_in(work, bots_toml(urls), plugins)
-        await nursery.start(runtime.run)
-        yield urls, runtime
-        runtime.stop()
+        async with running(runtime_in(work, bots_toml(urls), plugins)) as runtime:
+            yield urls, runtime
         nursery.cancel_scope.cancel()

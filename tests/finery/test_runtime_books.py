@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from runtime_files import finery_toml, runtime_in
+from runtime_files import finery_toml, running, runtime_in
 from wait_helpers import wait_until
 
 from qfexbot.events import BookEvent
@@ -55,8 +55,7 @@ async def test_each_book_channel_reaches_the_bots_that_asked_for_it(
     monkeypatch.chdir(tmp_path)
     runtime = runtime_in(tmp_path, BOTS_TOML, {"books": BOOKS})
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.run)
+        async with running(runtime):
             every = runtime.hosts["all"].slots[0].plugin.books
             only_global = runtime.hosts["global"].slots[0].plugin.books
             await wait_until(
@@ -67,7 +66,6 @@ async def test_each_book_channel_reaches_the_bots_that_asked_for_it(
                 what="a book of each channel",
                 within=10,
             )
-            runtime.stop()
     first = {}
     for book in every:
         first.setdefault(book.channel, book)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from runtime_files import demo_toml, runtime_in
+from runtime_files import demo_toml, running, runtime_in
 from wait_helpers import wait_until
 
 from qfexbot.config.model import SessionSettings
@@ -140,8 +140,7 @@ async def runtime_orders_after_a_drop(tmp_path: Path, sim: FinerySimulator, urls
     reconnect reports open."""
     work = tmp_path / (cod_line.replace(" ", "").replace("=", "-") or "default")
     runtime = runtime_in(work, maker_toml(urls, cod_line), {"maker": MAKER})
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
+    async with running(runtime):
         plugin = runtime.hosts["maker"].slots[0].plugin
 
         def seen(kind: type) -> list:
@@ -154,7 +153,6 @@ async def runtime_orders_after_a_drop(tmp_path: Path, sim: FinerySimulator, urls
         )
         assert sim.faults.drop_connections(client_id=2) == 1
         await wait_until(lambda: len(seen(ResyncEvent)) >= 2, what="the resync", within=5)
-        runtime.stop()
     return {o.client_order_id for o in seen(ResyncEvent)[-1].open_orders}
 
 

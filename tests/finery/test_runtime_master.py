@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from runtime_files import finery_toml, runtime_in
+from runtime_files import finery_toml, running, runtime_in
 from wait_helpers import wait_until
 
 from qfexbot.events import FillEvent, OrderUpdateEvent, PositionEvent
@@ -56,8 +56,7 @@ async def test_sub_account_orders_fills_and_positions_reach_its_bus(
     monkeypatch.chdir(tmp_path)
     runtime = runtime_in(tmp_path, CONFIG, {"taker": TAKER})
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.run)
+        async with running(runtime):
             plugin = runtime.hosts["master"].slots[0].plugin
 
             def sub_events(kind: type) -> list:
@@ -71,7 +70,6 @@ async def test_sub_account_orders_fills_and_positions_reach_its_bus(
                 what="the sub-account's fill and BTC position",
                 within=10,
             )
-            runtime.stop()
     (fill,) = sub_events(FillEvent)
     assert (fill.symbol, fill.side, fill.quantity) == ("BTC-USD", "BUY", Decimal("0.01"))
     assert any(e.status == "FILLED" for e in sub_events(OrderUpdateEvent))
