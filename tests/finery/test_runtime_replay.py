@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from runtime_files import finery_toml, runtime_files
+from runtime_files import finery_toml, running, runtime_files
 from wait_helpers import wait_until
 
 from qfexbot.config import load_config
@@ -65,11 +65,9 @@ def test_replay_of_a_finery_recording_reproduces_the_decisions(tmp_path: Path) -
     async def live() -> None:
         runtime = Runtime(app)
         with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(runtime.run)
+            async with running(runtime):
                 plugin = runtime.hosts["watch"].slots[0].plugin
                 await wait_until(lambda: plugin.decided >= 7, what="live decisions", within=10)
-                runtime.stop()
 
     trio.run(live)
     records = [r for r, _ in read_recording(recording_files(rec_dir))]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from runtime_files import demo_toml, runtime_in
+from runtime_files import demo_toml, running, runtime_in
 from wait_helpers import wait_until
 
 from plugins.settler import debt_to_settle
@@ -95,14 +95,11 @@ async def test_settler_settles_a_debt_once_and_stops_after_the_commit(
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(sim.serve, "127.0.0.1")
-            async with trio.open_nursery() as first_run:
-                runtime = runtime_in(tmp_path, bots_toml(urls), {"seen": SEEN})
-                await first_run.start(runtime.run)
+            async with running(runtime_in(tmp_path, bots_toml(urls), {"seen": SEEN})) as runtime:
                 settler = runtime.hosts["settle"].slots[0].plugin
                 await wait_until(lambda: settler.open.get("2"), what="a settlement", within=8)
                 await trio.sleep(0.4)  # eight more looks: none may settle again
                 assert settler.settled == 1
-                runtime.stop()
             # A restart knows nothing of the open settlement but what the venue says.
             runtime = Runtime(load_config(tmp_path / "bots.toml"))
             await nursery.start(runtime.run)
