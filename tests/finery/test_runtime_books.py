@@ -7,32 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from runtime_files import runtime_in
+from runtime_files import finery_toml, running, runtime_in
 from wait_helpers import wait_until
 
 from qfexbot.events import BookEvent
 
-BOTS_TOML = """
-[runtime]
-journal = "var/journal.sqlite"
-plugin_dirs = ["plugins"]
-kill_switch_file = "var/PAUSED"
-
-[venues.fm]
-kind = "finery"
-simulator = true
-user_id = 1
-public_key = "fm_key_books"
-secret = "fm_secret_books"
-[venues.fm.accounts]
-desk = "primary"
-[venues.fm.sim]
-pulse_interval = 60   # the house maker's quotes stay put: the three books agree
-[venues.fm.session]
-backoff_initial = 0.05
-backoff_max = 0.2
-request_timeout = 3.0
-
+BOTS = """
 [bots.all]
 venue = "fm"
 accounts = ["desk"]
@@ -47,6 +27,11 @@ market_data = { channels = ["global_book"], symbols = ["BTC-USD", "ETH-USD"] }
 [bots.global.plugins.books]
 use = "books:Books"
 """
+# pulse_interval 60: the house maker's quotes stay put, so the three books agree
+BOTS_TOML = finery_toml(
+    BOTS, user_id=1, key="fm_key_books", secret='"fm_secret_books"',
+    accounts={"desk": "primary"}, pulse_interval=60, request_timeout=3.0,
+)  # fmt: skip
 
 BOOKS = '''
 """Test plugin: keeps the books it receives."""
@@ -70,8 +55,7 @@ async def test_each_book_channel_reaches_the_bots_that_asked_for_it(
     monkeypatch.chdir(tmp_path)
     runtime = runtime_in(tmp_path, BOTS_TOML, {"books": BOOKS})
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.run)
+        async with running(runtime):
             every = runtime.hosts["all"].slots[0].plugin.books
             only_global = runtime.hosts["global"].slots[0].plugin.books
             await wait_until(
@@ -82,7 +66,6 @@ async def test_each_book_channel_reaches_the_bots_that_asked_for_it(
                 what="a book of each channel",
                 within=10,
             )
-            runtime.stop()
     first = {}
     for book in every:
         first.setdefault(book.channel, book)

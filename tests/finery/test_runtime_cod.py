@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from runtime_files import runtime_in
+from runtime_files import demo_toml, running, runtime_in
 from wait_helpers import wait_until
 
 from qfexbot.config.model import SessionSettings
@@ -19,6 +19,7 @@ from qfexbot.core.venue import Order
 from qfexbot.events import ConnectionState, Event, OrderUpdateEvent, ResyncEvent
 from qfexbot.sim.finery import FinerySimulator
 from qfexbot.sim.finery.config import demo_finery_config
+from qfexbot.sim.finery.server import FineryUrls
 from qfexbot.venues.finery.adapter import FineryVenue
 
 SETTINGS = SessionSettings(backoff_initial=0.05, backoff_max=0.2, request_timeout=3.0)
@@ -117,28 +118,7 @@ class Maker:
 '''
 
 
-def maker_toml(urls, cod_line: str) -> str:
-    return f"""
-[runtime]
-journal = "var/journal.sqlite"
-plugin_dirs = ["plugins"]
-kill_switch_file = "var/PAUSED"
-
-[venues.fm]
-kind = "finery"
-trade_url = "{urls.ws_url}"
-rest_url = "{urls.rest_url}"
-user_id = 2
-public_key = "fm_maker_demo"
-secret = {{ env = "FM_TEST_MAKER_SECRET" }}
-{cod_line}
-[venues.fm.accounts]
-desk = "primary"
-[venues.fm.session]
-backoff_initial = 0.05
-backoff_max = 0.2
-request_timeout = 3.0
-
+MAKER_BOTS = """
 [bots.maker]
 venue = "fm"
 accounts = ["desk"]
@@ -148,14 +128,19 @@ use = "maker:Maker"
 """
 
 
+def maker_toml(urls: FineryUrls, cod_line: str) -> str:
+    return demo_toml(
+        MAKER_BOTS, urls, "maker", {"desk": "primary"}, extra=cod_line, request_timeout=3.0
+    )
+
+
 async def runtime_orders_after_a_drop(tmp_path: Path, sim: FinerySimulator, urls, cod_line: str):
     """Run the runtime on ``sim`` with the venue table's ``cod_line``, let its plugin rest a
     bid, drop the connection, and return the client order ids the plugin's resync after the
     reconnect reports open."""
     work = tmp_path / (cod_line.replace(" ", "").replace("=", "-") or "default")
     runtime = runtime_in(work, maker_toml(urls, cod_line), {"maker": MAKER})
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
+    async with running(runtime):
         plugin = runtime.hosts["maker"].slots[0].plugin
 
         def seen(kind: type) -> list:
@@ -168,7 +153,6 @@ async def runtime_orders_after_a_drop(tmp_path: Path, sim: FinerySimulator, urls
         )
         assert sim.faults.drop_connections(client_id=2) == 1
         await wait_until(lambda: len(seen(ResyncEvent)) >= 2, what="the resync", within=5)
-        runtime.stop()
     return {o.client_order_id for o in seen(ResyncEvent)[-1].open_orders}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from runtime_files import runtime_in
+from runtime_files import finery_toml, running, runtime_in
 from wait_helpers import wait_until
 
 from qfexbot.events import FillEvent, OrderUpdateEvent, PositionEvent
@@ -35,27 +35,7 @@ class Taker:
                                 quantity=Decimal("0.01"), time_in_force="IOC")
 '''
 
-CONFIG = """
-[runtime]
-journal = "var/journal.sqlite"
-plugin_dirs = ["plugins"]
-kill_switch_file = "var/PAUSED"
-
-[venues.fm]
-kind = "finery"
-simulator = true
-user_id = 10
-public_key = "fm_key_master"
-secret = "fm_secret_master"
-[venues.fm.accounts]
-desk = "primary"
-sub = 11
-[venues.fm.sim]
-pulse_interval = 0.2
-[venues.fm.session]
-backoff_initial = 0.05
-backoff_max = 0.2
-
+BOTS = """
 [bots.master]
 venue = "fm"
 accounts = ["desk", "sub"]
@@ -64,6 +44,10 @@ channels = ["order_responses", "fills", "positions"]
 [bots.master.plugins.taker]
 use = "taker:Taker"
 """
+CONFIG = finery_toml(
+    BOTS, user_id=10, key="fm_key_master", secret='"fm_secret_master"',
+    accounts={"desk": "primary", "sub": 11}, pulse_interval=0.2,
+)  # fmt: skip
 
 
 async def test_sub_account_orders_fills_and_positions_reach_its_bus(
@@ -72,8 +56,7 @@ async def test_sub_account_orders_fills_and_positions_reach_its_bus(
     monkeypatch.chdir(tmp_path)
     runtime = runtime_in(tmp_path, CONFIG, {"taker": TAKER})
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.run)
+        async with running(runtime):
             plugin = runtime.hosts["master"].slots[0].plugin
 
             def sub_events(kind: type) -> list:
@@ -87,7 +70,6 @@ async def test_sub_account_orders_fills_and_positions_reach_its_bus(
                 what="the sub-account's fill and BTC position",
                 within=10,
             )
-            runtime.stop()
     (fill,) = sub_events(FillEvent)
     assert (fill.symbol, fill.side, fill.quantity) == ("BTC-USD", "BUY", Decimal("0.01"))
     assert any(e.status == "FILLED" for e in sub_events(OrderUpdateEvent))

@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 import trio
+from runtime_files import demo_toml, runtime_on_simulator
 from wait_helpers import wait_until
 
-from qfexbot.config import load_config
 from qfexbot.core.venue import CancelAll, OrderChange, OrderRequest
 from qfexbot.errors import ActionError
 from qfexbot.events import OrderUpdateEvent
-from qfexbot.runtime import Runtime
-from qfexbot.sim.finery import FinerySimulator
-from qfexbot.sim.finery.config import demo_finery_config
+from qfexbot.sim.finery.server import FineryUrls
 from qfexbot.venues.finery.orders import finery_cancel_all, finery_modify
 
 MAKER = '''
@@ -59,27 +57,7 @@ class Maker:
 '''
 
 
-def bots_toml(ws_url: str, rest_url: str) -> str:
-    return f"""
-[runtime]
-journal = "var/journal.sqlite"
-plugin_dirs = ["plugins"]
-kill_switch_file = "var/PAUSED"
-
-[venues.fm]
-kind = "finery"
-trade_url = "{ws_url}"
-rest_url = "{rest_url}"
-user_id = 2
-public_key = "fm_maker_demo"
-secret = {{ env = "FM_TEST_MAKER_SECRET" }}
-[venues.fm.accounts]
-desk = "primary"
-[venues.fm.session]
-backoff_initial = 0.05
-backoff_max = 0.2
-request_timeout = 3.0
-
+BOTS = """
 [bots.maker]
 venue = "fm"
 accounts = ["desk"]
@@ -90,22 +68,20 @@ use = "maker:Maker"
 """
 
 
+def bots_toml(urls: FineryUrls) -> str:
+    return demo_toml(
+        BOTS, urls, "maker", {"desk": "primary"},
+        request_timeout=3.0,
+    )  # fmt: skip
+
+
 async def test_mod_and_del_all_through_the_runtime(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FM_TEST_MAKER_SECRET", "fm_maker_secret_demo")
-    (tmp_path / "var").mkdir()
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "maker.py").write_text(MAKER)
     monkeypatch.chdir(tmp_path)
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            sim = FinerySimulator(demo_finery_config())
-            urls = await nursery.start(sim.serve, "127.0.0.1")
-            path = tmp_path / "bots.toml"
-            path.write_text(bots_toml(urls.ws_url, urls.rest_url))
-            runtime = Runtime(load_config(path))
-            await nursery.start(runtime.run)
+        async with runtime_on_simulator(tmp_path, bots_toml, {"maker": MAKER}) as (_, runtime):
             plugin = runtime.hosts["maker"].slots[0].plugin
 
             def cancelled() -> list[OrderUpdateEvent]:
@@ -122,8 +98,6 @@ async def test_mod_and_del_all_through_the_runtime(
             )
             assert runtime.journal is not None
             entries = await runtime.journal.list()
-            runtime.stop()
-            nursery.cancel_scope.cancel()
     acks = [e for e in plugin.events if isinstance(e, OrderUpdateEvent) and e.status == "ACK"]
     placed = next(e for e in acks if e.price == Decimal(59000))
     moved = next(e for e in acks if e.price == Decimal(58500))

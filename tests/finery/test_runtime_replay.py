@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+from runtime_files import finery_toml, running, runtime_files
 from wait_helpers import wait_until
 
 from qfexbot.config import load_config
@@ -39,23 +40,7 @@ class Decider:
                                    order_id=str(100 + len(event.positions)))
 '''
 
-CONFIG = """
-[runtime]
-journal = "var/journal.sqlite"
-plugin_dirs = ["plugins"]
-kill_switch_file = "var/PAUSED"
-
-[venues.fm]
-kind = "finery"
-simulator = true
-user_id = 1
-public_key = "fm_key_replay"
-secret = "fm_secret_replay"
-[venues.fm.accounts]
-desk = "primary"
-[venues.fm.sim]
-pulse_interval = 0.05
-
+BOTS = """
 [bots.watch]
 venue = "fm"
 accounts = ["desk"]
@@ -66,25 +51,23 @@ market_data = { channels = ["level2"], symbols = ["BTC-USD"] }
 [bots.watch.plugins.decider]
 use = "decider:Decider"
 """
+CONFIG = finery_toml(
+    BOTS, user_id=1, key="fm_key_replay", secret='"fm_secret_replay"',
+    accounts={"desk": "primary"}, pulse_interval=0.05, session=False,
+)  # fmt: skip
 
 
 def test_replay_of_a_finery_recording_reproduces_the_decisions(tmp_path: Path) -> None:
-    (tmp_path / "var").mkdir()
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "decider.py").write_text(DECIDER)
-    path = tmp_path / "bots.toml"
-    path.write_text(CONFIG)
+    path = runtime_files(tmp_path, CONFIG, {"decider": DECIDER})
     rec_dir = tmp_path / "rec"
     app = with_recording(load_config(path), rec_dir)
 
     async def live() -> None:
         runtime = Runtime(app)
         with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(runtime.run)
+            async with running(runtime):
                 plugin = runtime.hosts["watch"].slots[0].plugin
                 await wait_until(lambda: plugin.decided >= 7, what="live decisions", within=10)
-                runtime.stop()
 
     trio.run(live)
     records = [r for r, _ in read_recording(recording_files(rec_dir))]

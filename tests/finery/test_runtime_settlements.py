@@ -11,16 +11,17 @@ from types import SimpleNamespace
 
 import pytest
 import trio
+from runtime_files import demo_toml, runtime_on_simulator
 from wait_helpers import wait_until
 
-from qfexbot.config import SessionSettings, load_config
+from qfexbot.config import SessionSettings
 from qfexbot.core.secrets import Secret
 from qfexbot.events import SettlementEvent
 from qfexbot.money.journal import SqliteJournal
 from qfexbot.money.transfers import BalanceReading, TransferAmbiguous, TransferService
-from qfexbot.runtime import Runtime
 from qfexbot.sim.finery import FinerySimulator
 from qfexbot.sim.finery.config import demo_finery_config
+from qfexbot.sim.finery.server import FineryUrls
 from qfexbot.venues.finery.adapter import FineryVenue
 from qfexbot.venues.finery.parse import FineryError
 
@@ -48,28 +49,7 @@ class Payer:
 '''
 
 
-def bots_toml(ws_url: str, rest_url: str) -> str:
-    return f"""
-[runtime]
-journal = "var/journal.sqlite"
-plugin_dirs = ["plugins"]
-kill_switch_file = "var/PAUSED"
-
-[venues.fm]
-kind = "finery"
-trade_url = "{ws_url}"
-rest_url = "{rest_url}"
-user_id = 1
-public_key = "fm_taker_demo"
-secret = {{ env = "FM_TEST_TAKER_SECRET" }}
-[venues.fm.accounts]
-desk = "primary"
-maker = 2
-[venues.fm.session]
-backoff_initial = 0.05
-backoff_max = 0.2
-request_timeout = 0.5
-
+BOTS = """
 [bots.payer]
 venue = "fm"
 accounts = ["desk"]
@@ -85,23 +65,26 @@ use = "payer:Payer"
 """
 
 
+def bots_toml(urls: FineryUrls) -> str:
+    return demo_toml(
+        BOTS, urls, "taker", {"desk": "primary", "maker": 2},
+        request_timeout=0.5,
+    )  # fmt: skip
+
+
 async def test_lost_settlement_answer_is_reconciled_from_venue_state_exactly_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FM_TEST_TAKER_SECRET", "fm_taker_secret_demo")
-    (tmp_path / "var").mkdir()
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "payer.py").write_text(PAYER)
     monkeypatch.chdir(tmp_path)
+    sim = FinerySimulator(demo_finery_config())
+    # applied by the venue, answer held past the client's timeout (then a bare 504)
+    sim.faults.lose_next_answers(1, method="addOutgoingSettlementTransaction", hold=1.0)
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            sim = FinerySimulator(demo_finery_config())
-            urls = await nursery.start(sim.serve, "127.0.0.1")
-            # applied by the venue, answer held past the client's timeout (then a bare 504)
-            sim.faults.lose_next_answers(1, method="addOutgoingSettlementTransaction", hold=1.0)
-            (tmp_path / "bots.toml").write_text(bots_toml(urls.ws_url, urls.rest_url))
-            runtime = Runtime(load_config(tmp_path / "bots.toml"))
-            await nursery.start(runtime.run)
+        async with runtime_on_simulator(tmp_path, bots_toml, {"payer": PAYER}, sim) as (
+            _,
+            runtime,
+        ):
             plugin = runtime.hosts["payer"].slots[0].plugin
             await wait_until(
                 lambda: (
@@ -114,8 +97,6 @@ async def test_lost_settlement_answer_is_reconciled_from_venue_state_exactly_onc
             assert runtime.journal is not None
             entries = {e.id: e for e in await runtime.journal.list() if e.kind == "transfer"}
             history = await runtime.venues["fm"].venue.rest.settlement_transactions()
-            runtime.stop()
-            nursery.cancel_scope.cancel()
     first, second = plugin.results
     assert first.state == "unknown"  # the answer was lost: never guessed
     assert entries[first.entry_id].state == "done"  # reconciled from settlementTransactions

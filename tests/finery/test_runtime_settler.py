@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from runtime_files import demo_toml, running, runtime_in
 from wait_helpers import wait_until
 
 from plugins.settler import debt_to_settle
@@ -17,33 +18,13 @@ from qfexbot.core.secrets import Secret
 from qfexbot.runtime import Runtime
 from qfexbot.sim.finery import FinerySimulator
 from qfexbot.sim.finery.config import demo_finery_config
+from qfexbot.sim.finery.server import FineryUrls
 from qfexbot.venues.finery.rest import FineryRest
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def bots_toml(ws_url: str, rest_url: str) -> str:
-    return f"""
-[runtime]
-journal = "var/journal.sqlite"
-plugin_dirs = ["plugins", "{REPO / "plugins"}"]
-kill_switch_file = "var/PAUSED"
-
-[venues.fm]
-kind = "finery"
-trade_url = "{ws_url}"
-rest_url = "{rest_url}"
-user_id = 1
-public_key = "fm_taker_demo"
-secret = {{ env = "FM_TEST_TAKER_SECRET" }}
-[venues.fm.accounts]
-desk = "primary"
-maker = 2
-[venues.fm.session]
-backoff_initial = 0.05
-backoff_max = 0.2
-request_timeout = 2.0
-
+BOTS = """
 [bots.settle]
 venue = "fm"
 accounts = ["desk"]
@@ -63,6 +44,13 @@ interval = 0.05
 [bots.settle.plugins.seen]
 use = "seen:Seen"
 """
+
+
+def bots_toml(urls: FineryUrls) -> str:
+    return demo_toml(
+        BOTS, urls, "taker", {"desk": "primary", "maker": 2},
+        request_timeout=2.0, plugin_dirs=("plugins", str(REPO / "plugins")),
+    )  # fmt: skip
 
 
 SEEN = '''
@@ -95,9 +83,6 @@ async def test_settler_settles_a_debt_once_and_stops_after_the_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FM_TEST_TAKER_SECRET", "fm_taker_secret_demo")
-    (tmp_path / "var").mkdir()
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "seen.py").write_text(SEEN)
     monkeypatch.chdir(tmp_path)
     config = demo_finery_config()
     clients = tuple(
@@ -110,15 +95,11 @@ async def test_settler_settles_a_debt_once_and_stops_after_the_commit(
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(sim.serve, "127.0.0.1")
-            (tmp_path / "bots.toml").write_text(bots_toml(urls.ws_url, urls.rest_url))
-            async with trio.open_nursery() as first_run:
-                runtime = Runtime(load_config(tmp_path / "bots.toml"))
-                await first_run.start(runtime.run)
+            async with running(runtime_in(tmp_path, bots_toml(urls), {"seen": SEEN})) as runtime:
                 settler = runtime.hosts["settle"].slots[0].plugin
                 await wait_until(lambda: settler.open.get("2"), what="a settlement", within=8)
                 await trio.sleep(0.4)  # eight more looks: none may settle again
                 assert settler.settled == 1
-                runtime.stop()
             # A restart knows nothing of the open settlement but what the venue says.
             runtime = Runtime(load_config(tmp_path / "bots.toml"))
             await nursery.start(runtime.run)
