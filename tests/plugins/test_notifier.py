@@ -182,6 +182,24 @@ async def test_unknown_transfer_alerts_discord(tmp_path, receiver):
     assert "entry: " + result.entry_id in body["content"]
 
 
+async def test_failed_transfer_alerts_once(tmp_path, receiver):
+    # The venue refuses the request (a 4xx: nothing applied): journaled failed, alerted once.
+    async with run_bot(
+        Quiet,
+        tmp_path=tmp_path,
+        extra_plugins={"notify": notifier("webhook", receiver, kinds=["transfer_failed"])},
+    ) as bot:
+        bot.sim.faults.fail_next_rest(1, status=400, path="/user/transfer")
+        result = await bot.ctx.transfer("treasury", "desk-a", Decimal(5), reason="refused")
+        assert result.state == "failed"
+        [body] = await receiver.wait(1)
+        await trio.sleep(0.2)
+        assert len(receiver.requests) == 1
+    assert body["alert"] == "transfer_failed"
+    assert body["subject"] == result.entry_id
+    assert body["account"] in ("treasury", "desk-a")
+
+
 async def test_telegram_payload_and_token_stays_out_of_logs(tmp_path, receiver, caplog):
     caplog.set_level(logging.DEBUG)
     async with run_bot(
