@@ -633,18 +633,14 @@ class TransferService:
             return TransferResult(entry_id, entry.state, entry.detail)
         try:
             await self.journal.mark_sent(entry_id)
-        except GuardLost as exc:  # checked before the request: provably not sent
-            entry = await self.journal.mark_failed(entry_id, str(exc))
-            log_event(log, logging.CRITICAL, "transfer not sent: journal guard lost",
-                      entry=entry_id, src=self._name(src), dst=self._name(dst),
-                      amount=str(amount), detail=entry.detail)  # fmt: skip
-            await self._emit(entry)
-            return TransferResult(entry_id, entry.state, entry.detail)
-        try:
             if self._find_sent is not None:
                 await self._send(src, dst, amount, entry_id)
             else:
                 await self._send(src, dst, amount)
+        except GuardLost as exc:  # raised by mark_sent, before the request: provably not sent
+            entry = await self.journal.mark_failed(entry_id, str(exc))
+            log_event(log, logging.CRITICAL, "journal guard lost: no transfer will be sent",
+                      entry=entry_id)  # fmt: skip
         except TransferRejected as exc:
             entry = await self.journal.mark_failed(entry_id, f"rejected by the venue: {exc}")
         except TransferNotSent as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 import trio
@@ -23,6 +24,7 @@ from qfexbot.money.journal import (
     postgres,
 )
 from qfexbot.money.journal.postgres import PostgresJournal, PostgresStore, describe_dsn
+from qfexbot.money.transfers import TransferService
 
 psycopg = pytest.importorskip(
     "psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')"
@@ -195,6 +197,40 @@ async def test_a_lost_guard_stops_sending_and_frees_the_journal_for_another(pg_c
         assert (await first.get(entry.id)).state == "pending"  # nothing written: not sent
         async with await PostgresJournal.open(dsn, exclusive=True) as second:  # free now
             assert [e.id for e in await second.list()] == [entry.id]
+
+
+async def test_a_transfer_after_the_guard_is_lost_is_failed_and_never_sent(pg_cluster):
+    dsn = pg_cluster.create_database()
+    sent: list[str] = []
+
+    async def send(src: str, dst: str, amount: Decimal, entry_id: str) -> None:
+        sent.append(entry_id)
+
+    async def no_balances(account: str) -> None:
+        raise AssertionError("no balance is read on this path")
+
+    async def find_sent(entry_id: str) -> bool:
+        return entry_id in sent
+
+    limits = SimpleNamespace(
+        max_transfer=Decimal(100), max_daily=Decimal(1000), allowed_pairs=(("a", "b"),),
+        min_interval=0.0, min_remaining=None,
+    )  # fmt: skip
+    async with await PostgresJournal.open(dsn, exclusive=True) as journal:
+        service = TransferService(
+            journal, send, no_balances, venue="v", accounts={"a": "1", "b": "2"},
+            limits={"bot": limits}, settle_seconds=0.0, user_id="1", find_sent=find_sent,
+        )  # fmt: skip
+        assert (await service.transfer("bot", "p", "1", "2", Decimal(5), "first")).state == "done"
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND classid = %s AND objid = 0",
+                (postgres.PROCESS_LOCK_CLASS,),
+            )
+        after = await service.transfer("bot", "p", "1", "2", Decimal(5), "second")
+        assert after.state == "failed" and "lost the journal's one-process guard" in after.detail
+        assert len(sent) == 1  # the first only
 
 
 async def test_the_password_is_given_apart_and_never_shown(pg_cluster):
